@@ -1,0 +1,83 @@
+"""One JSON encoder and decoder for every event, with precise errors and named upcasters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from events.schema import SCHEMA_VERSION, AnyEvent, Event
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+_raw_decoder = msgspec.json.Decoder(dict[str, Any])
+
+# Upcasters turn an older schema version of one event type into the next version, as plain dicts,
+# so old logs replay with new code. Key: (type tag, from version). Value: a named function that
+# returns the payload at version + 1. Empty while v1 is the only version ever published.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+class MalformedMessage(ValueError):
+    """A message that cannot become an event; ``reason`` is a short code, ``detail`` says where."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def encode(event: Event) -> bytes:
+    """Encode an event to its canonical JSON bytes (field order fixed by the schema)."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | bytearray | memoryview | str) -> AnyEvent:
+    """Decode one message into its event, upcasting old versions; raise MalformedMessage."""
+    try:
+        event = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raw = _decode_raw(data)
+        if raw.get("v") == SCHEMA_VERSION:
+            # Current version but wrong shape: msgspec's message names the path and expectation.
+            raise MalformedMessage("invalid_event", str(exc)) from None
+        return _upcast(raw)
+    except msgspec.DecodeError as exc:
+        raise MalformedMessage("invalid_json", str(exc)) from None
+    if event.v != SCHEMA_VERSION:
+        return _upcast(_decode_raw(data))
+    return event
+
+
+def _decode_raw(data: Any) -> dict[str, Any]:
+    """Decode to a plain dict, for version checks and upcasting."""
+    try:
+        return _raw_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise MalformedMessage("invalid_event", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedMessage("invalid_json", str(exc)) from None
+
+
+def _upcast(raw: dict[str, Any]) -> AnyEvent:
+    """Run an older payload through the named upcasters up to the current version."""
+    tag, version = raw.get("type"), raw.get("v")
+    if not isinstance(tag, str):
+        raise MalformedMessage("invalid_event", "expected a string `type` field")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MalformedMessage("invalid_version", f"`v` must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise MalformedMessage("unsupported_version", f"{tag} v{version} is newer than v{SCHEMA_VERSION}")
+    while version < SCHEMA_VERSION:
+        upcaster = UPCASTERS.get((tag, version))
+        if upcaster is None:
+            raise MalformedMessage("unsupported_version", f"no upcaster for {tag} v{version}")
+        raw = upcaster(raw)
+        version += 1
+        raw["v"] = version
+    try:
+        return msgspec.convert(raw, AnyEvent)
+    except msgspec.ValidationError as exc:
+        raise MalformedMessage("invalid_event", str(exc)) from None

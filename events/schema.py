@@ -1,0 +1,174 @@
+"""Wire schemas: every message of the contract in domain.md, one msgspec tagged union.
+
+Each event is a past-tense fact with an explicit, stable ``type`` tag. The tags and field names are
+the wire contract that channels and auditors depend on: never rename them; add fields only with
+defaults; breaking changes go through a named upcaster (``events.codec.UPCASTERS``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal, Union
+
+import msgspec
+
+# RFC 3339 with an offset: a naive time is ambiguous across the channels' time zones, so refuse it.
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Shares = Annotated[int, msgspec.Meta(ge=0)]
+PositiveShares = Annotated[int, msgspec.Meta(gt=0)]
+
+Channel = Literal["internet", "phone", "mail", "in_person", "broker"]
+HolderKind = Literal["registered", "beneficial"]
+Standard = Literal["plurality", "majority_of_votes_cast", "frequency"]
+OverVotePolicy = Literal["prorate", "reject"]
+
+# A choice on one item: one option for all represented shares, or a split {option: shares} (R3).
+Choice = Union[str, dict[str, Shares]]
+
+SCHEMA_VERSION = 1
+
+
+class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+    """Base of every message: envelope fields shared by all events."""
+
+    v: int = SCHEMA_VERSION
+    event_id: NonEmpty
+    meeting_id: NonEmpty
+
+
+# --- Submissions (topic votes.submissions, key = control number) -------------------------------
+
+
+class VoteCast(Event, tag="vote.cast", frozen=True):
+    """A holder (or its nominee) gave voting instructions, or cast a ballot, for a control number."""
+
+    control_number: NonEmpty
+    channel: Channel
+    submitted_by: NonEmpty
+    executed_at: AwareDatetime
+    received_at: AwareDatetime
+    shares: PositiveShares | None = None
+    choices: dict[str, Choice] = {}
+    signatures: list[str] | None = None
+    discretionary: bool = False
+    legal_proxy_id: str | None = None
+
+
+class VoteRevoked(Event, tag="vote.revoked", frozen=True):
+    """A holder revoked every instruction of a control number executed before ``executed_at``."""
+
+    control_number: NonEmpty
+    channel: Channel
+    submitted_by: NonEmpty
+    executed_at: AwareDatetime
+    received_at: AwareDatetime
+    method: str = "written_notice"
+
+
+class ProxySubstituted(Event, tag="proxy.substituted", frozen=True):
+    """A proxy holder appointed a substitute, for all its proxies or listed control numbers (R13)."""
+
+    proxy_holder: NonEmpty
+    substitute: NonEmpty
+    executed_at: AwareDatetime
+    received_at: AwareDatetime
+    control_numbers: list[str] | None = None
+
+
+# --- Meeting administration (topic meetings.admin) ----------------------------------------------
+
+
+class Item(msgspec.Struct, kw_only=True, frozen=True):
+    """One matter voted on: its options, standard, routine flag and the board's recommendation."""
+
+    id: NonEmpty
+    title: str
+    options: list[str]
+    standard: Standard
+    routine: bool = False
+    recommendation: str | None = None
+    # Plurality elections group one item per nominee; `seats` of the group are filled.
+    group: str | None = None
+    seats: int | None = None
+
+
+class Quorum(msgspec.Struct, kw_only=True, frozen=True):
+    """Quorum as an exact fraction of the outstanding shares (R14)."""
+
+    numerator: PositiveShares
+    denominator: PositiveShares
+
+
+class Cutoffs(msgspec.Struct, kw_only=True, frozen=True):
+    """Times after which a channel's submissions are refused (R12)."""
+
+    internet: AwareDatetime | None = None
+    phone: AwareDatetime | None = None
+
+
+class MeetingScheduled(Event, tag="meeting.scheduled", frozen=True):
+    """A meeting was called: everything a replay needs to judge and tally its votes."""
+
+    company: str
+    title: str
+    record_date: date
+    meeting_at: AwareDatetime
+    timezone: str
+    outstanding: PositiveShares
+    quorum: Quorum
+    items: list[Item]
+    named_proxies: list[str]
+    cutoffs: Cutoffs = Cutoffs()
+    overvote_policy: OverVotePolicy = "prorate"
+    recorded_at: AwareDatetime | None = None
+
+
+class Position(msgspec.Struct, kw_only=True, frozen=True):
+    """One record-date position: control number, holder kind, shares, holders, nominee."""
+
+    control_number: NonEmpty
+    kind: HolderKind
+    shares: PositiveShares
+    holders: list[str]
+    nominee: str | None = None
+
+
+class Entitlement(msgspec.Struct, kw_only=True, frozen=True):
+    """A nominee's position on the record-date DTC security position report (R17)."""
+
+    nominee: NonEmpty
+    shares: Shares
+
+
+class PositionsRecorded(Event, tag="positions.recorded", frozen=True):
+    """A chunk of the record-date register (positions and nominee entitlements) was recorded."""
+
+    chunk: int
+    chunks: int
+    positions: list[Position] = []
+    entitlements: list[Entitlement] = []
+    recorded_at: AwareDatetime | None = None
+
+
+class PollsClosed(Event, tag="polls.closed", frozen=True):
+    """The chair closed the polls at ``closed_at`` on all items, or on the listed ones (R12)."""
+
+    closed_at: AwareDatetime
+    items: list[str] | None = None
+    recorded_at: AwareDatetime | None = None
+
+
+Submission = Union[VoteCast, VoteRevoked, ProxySubstituted]
+AdminEvent = Union[MeetingScheduled, PositionsRecorded, PollsClosed]
+AnyEvent = Union[VoteCast, VoteRevoked, ProxySubstituted, MeetingScheduled, PositionsRecorded, PollsClosed]
+
+# Explicit registry: tag -> class. Tags are stable; this is what the log's `type` column holds.
+EVENT_TYPES: dict[str, type[Event]] = {
+    "vote.cast": VoteCast,
+    "vote.revoked": VoteRevoked,
+    "proxy.substituted": ProxySubstituted,
+    "meeting.scheduled": MeetingScheduled,
+    "positions.recorded": PositionsRecorded,
+    "polls.closed": PollsClosed,
+}

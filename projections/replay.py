@@ -1,0 +1,45 @@
+"""Fold a log (accepted events in log order) into every meeting's tally. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from events import AnyEvent, MeetingScheduled, VoteCast, VoteRevoked, decode
+from projections.fold import Tally
+from projections.judge import Judge
+
+
+@dataclass
+class Projection:
+    """Meetings and their tallies, built by applying accepted log entries one by one."""
+
+    state: Judge = field(default_factory=Judge)
+    tallies: dict[str, Tally] = field(default_factory=dict)
+
+    def apply(self, event: AnyEvent) -> None:
+        """Apply one accepted event (rejected ones never reach the fold)."""
+        if isinstance(event, (VoteCast, VoteRevoked)):
+            tally = self.tallies.get(event.meeting_id)
+            if tally is not None:
+                tally.apply(event)
+            return
+        self.state.apply_accepted(event)
+        if isinstance(event, MeetingScheduled):
+            self.tallies[event.meeting_id] = Tally(meeting=self.state.meetings[event.meeting_id])
+
+    def apply_row(self, decision: str, payload: str | bytes) -> str | None:
+        """Apply one log row (decision, payload); return its meeting_id if it was accepted."""
+        if decision != "accepted":
+            return None
+        event = decode(payload)
+        self.apply(event)
+        return event.meeting_id
+
+
+def replay(events: Iterable[AnyEvent]) -> Projection:
+    """Fold accepted events from scratch."""
+    projection = Projection()
+    for event in events:
+        projection.apply(event)
+    return projection

@@ -1,0 +1,123 @@
+"""Judge one submission against its meeting: accepted (None) or a reason code. Pure, no I/O.
+
+These are the checks that need only the meeting (spec, register, poll closures), never other votes,
+so the decision does not depend on the order in which votes arrive (R5). Each check cites its rule.
+"""
+
+from __future__ import annotations
+
+from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
+from projections.meeting import Meeting
+
+# Reason codes are part of the log's public vocabulary: auditors filter on them. Never rename.
+NOT_ENTITLED = "not_entitled"  # R1
+EXCEEDS_POSITION = "exceeds_position"  # R2
+OVER_VOTE = "over_vote"  # R3
+INVALID_CHOICE = "invalid_choice"  # R4
+UNKNOWN_ITEM = "unknown_item"  # R4
+NO_LEGAL_PROXY = "no_legal_proxy"  # R8
+DISCRETIONARY_NOT_ALLOWED = "discretionary_not_allowed"  # R10
+UNSIGNED = "unsigned"  # R11
+MISSING_JOINT_SIGNATURE = "missing_joint_signature"  # R11
+POLL_CLOSED = "poll_closed"  # R12
+CUTOFF_PASSED = "cutoff_passed"  # R12
+NOT_PROXY_HOLDER = "not_proxy_holder"  # R13
+UNKNOWN_MEETING = "unknown_meeting"
+DUPLICATE_MEETING = "duplicate_meeting"
+DUPLICATE_CHUNK = "duplicate_chunk"
+
+REASONS = (
+    NOT_ENTITLED, EXCEEDS_POSITION, OVER_VOTE, INVALID_CHOICE, UNKNOWN_ITEM, NO_LEGAL_PROXY,
+    DISCRETIONARY_NOT_ALLOWED, UNSIGNED, MISSING_JOINT_SIGNATURE, POLL_CLOSED, CUTOFF_PASSED,
+    NOT_PROXY_HOLDER, UNKNOWN_MEETING, DUPLICATE_MEETING, DUPLICATE_CHUNK,
+)
+
+
+def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
+    """Return the reason a vote.cast is rejected, or None when it is accepted."""
+    position = meeting.positions.get(vote.control_number)
+    if position is None:
+        return NOT_ENTITLED  # R1
+    reason = _timing(meeting, vote.channel, vote.received_at, vote.choices.keys())
+    if reason:
+        return reason
+    represented = vote.shares if vote.shares is not None else position.shares
+    if represented > position.shares:
+        return EXCEEDS_POSITION  # R2
+    for item_id, choice in vote.choices.items():
+        item = meeting.items.get(item_id)
+        if item is None:
+            return UNKNOWN_ITEM  # R4
+        options = choice.keys() if isinstance(choice, dict) else (choice,)
+        if any(option not in item.options for option in options):
+            return INVALID_CHOICE  # R4
+        if isinstance(choice, dict) and sum(choice.values()) > represented:
+            return OVER_VOTE  # R3
+        if vote.discretionary and not item.routine:
+            return DISCRETIONARY_NOT_ALLOWED  # R10
+    if vote.discretionary and position.kind != "beneficial":
+        return DISCRETIONARY_NOT_ALLOWED  # R10: only a nominee votes uninstructed shares
+    if vote.channel == "in_person" and position.kind == "beneficial" and not vote.legal_proxy_id:
+        return NO_LEGAL_PROXY  # R8
+    if vote.channel == "mail":
+        return _signatures(position.holders, vote.signatures)  # R11
+    return None
+
+
+def validate_vote_revoked(meeting: Meeting, revoked: VoteRevoked) -> str | None:
+    """Return the reason a vote.revoked is rejected, or None when it is accepted."""
+    if revoked.control_number not in meeting.positions:
+        return NOT_ENTITLED  # R1
+    return _timing(meeting, revoked.channel, revoked.received_at, ())
+
+
+def validate_proxy_substituted(meeting: Meeting, event: ProxySubstituted, holders: set[str]) -> str | None:
+    """Return the reason a substitution is rejected; ``holders`` are the current proxy holders."""
+    if meeting.closed_all_at is not None and event.received_at > meeting.closed_all_at:
+        return POLL_CLOSED  # R12
+    if event.proxy_holder not in holders:
+        return NOT_PROXY_HOLDER  # R13
+    if event.control_numbers and any(cn not in meeting.positions for cn in event.control_numbers):
+        return NOT_ENTITLED  # R1
+    return None
+
+
+def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
+    """Return the reason a meeting administration event is rejected, or None."""
+    meeting = meetings.get(event.meeting_id)
+    if isinstance(event, MeetingScheduled):
+        return DUPLICATE_MEETING if meeting is not None else None
+    if meeting is None:
+        return UNKNOWN_MEETING
+    if isinstance(event, PositionsRecorded):
+        return DUPLICATE_CHUNK if event.chunk in meeting.chunks else None
+    if isinstance(event, PollsClosed) and event.items:
+        if any(item_id not in meeting.items for item_id in event.items):
+            return UNKNOWN_ITEM
+    return None
+
+
+def _timing(meeting: Meeting, channel: str, received_at, item_ids) -> str | None:
+    """R12: polls closed (all items, or an item the submission marks) and channel cut-offs."""
+    if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
+        return POLL_CLOSED
+    for item_id in item_ids:
+        closed_at = meeting.closed_item_at.get(item_id)
+        if closed_at is not None and received_at > closed_at:
+            return POLL_CLOSED
+    cutoff = getattr(meeting.spec.cutoffs, channel, None) if channel in ("internet", "phone") else None
+    if cutoff is not None and received_at > cutoff:
+        return CUTOFF_PASSED
+    return None
+
+
+def _signatures(holders: list[str], signatures: list[str] | None) -> str | None:
+    """R11: a mail card is signed, by every joint holder of a joint holding."""
+    if not signatures:
+        return UNSIGNED
+    if len(holders) < 2:
+        return None  # a sole holder's card may be signed by an officer or attorney-in-fact
+    signed = {s.strip().casefold() for s in signatures}
+    if any(holder.strip().casefold() not in signed for holder in holders):
+        return MISSING_JOINT_SIGNATURE
+    return None
