@@ -1,0 +1,43 @@
+"""Helpers shared by the CLI commands: required settings and running coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from services.cli import UserError
+from services.config import Settings, settings
+
+_HINT = 'run `eval "$(vote-ledger stack up)"` for the local stack, or set it to your own service'
+
+
+def pg_dsn(cfg: Settings | None = None) -> str:
+    """The PostgreSQL DSN, or a clear error saying how to get one."""
+    cfg = cfg or settings()
+    if not cfg.pg_dsn:
+        raise UserError(f"VOTE_LEDGER_PG_DSN is not set: {_HINT}")
+    return cfg.pg_dsn
+
+
+def kafka_bootstrap(cfg: Settings | None = None) -> str:
+    """The Kafka bootstrap servers, or a clear error saying how to get them."""
+    cfg = cfg or settings()
+    if not cfg.kafka_bootstrap:
+        raise UserError(f"VOTE_LEDGER_KAFKA_BOOTSTRAP is not set: {_HINT}")
+    return cfg.kafka_bootstrap
+
+
+def run(coro: Coroutine[Any, Any, int | None]) -> int:
+    """Run a coroutine to completion and return its exit code."""
+    return int(asyncio.run(coro) or 0)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr in one format for every process."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -1,0 +1,40 @@
+"""`vote-ledger projections rebuild`: replay a meeting from the start of the log."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from services.cli import UserError
+from services.cli.common import pg_dsn, run
+from services.postgres.connect import PROJECTOR_ROLE, connect
+from services.tallies import UnknownMeeting, rebuild
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `projections` command."""
+    p = sub.add_parser("projections", help="maintain projections",
+                       description="Maintain the projections folded from the log.")
+    p_sub = p.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    r = p_sub.add_parser("rebuild", help="replay a meeting from the start of the log",
+                         description="Rebuild a meeting's tally tables by replaying the log from the start"
+                                     " up to the projector's checkpoint, in one transaction.")
+    r.add_argument("--meeting", required=True, help="meeting id")
+    r.set_defaults(func=_rebuild)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        conn = await connect(pg_dsn(), PROJECTOR_ROLE)
+        try:
+            started = time.perf_counter()
+            rows = await rebuild(conn, args.meeting)
+        except UnknownMeeting:
+            raise UserError(f"no projected meeting {args.meeting!r} (is the projector running?)") from None
+        finally:
+            await conn.close()
+        elapsed = time.perf_counter() - started
+        print(f"rebuilt {args.meeting}: {rows:,} log rows replayed in {elapsed:.2f} s")
+        return 0
+
+    return run(go())

@@ -1,0 +1,74 @@
+"""`vote-ledger services run`: the ledger and the projector, together or separately."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from services.cli.common import kafka_bootstrap, pg_dsn, run, setup_logging
+from services.config import settings
+from services.kafka_io import ensure_topics
+from services.ledger import build_app
+from services.projector import Projector
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `services` command."""
+    svc = sub.add_parser("services", help="run the ledger and/or projector",
+                         description="Run vote-ledger's long-running processes in the foreground.")
+    svc_sub = svc.add_subparsers(dest="services_command", required=True, metavar="ACTION")
+    r = svc_sub.add_parser("run", help="run services until interrupted",
+                           description="Run the ledger (Kafka -> log) and the projector (log -> tallies).")
+    r.add_argument("which", nargs="?", choices=["all", "ledger", "projector"], default="all",
+                   help="which service to run (default: all)")
+    r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    r.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    cfg = settings()
+    pg_dsn(cfg)
+    if args.which in ("all", "ledger"):
+        kafka_bootstrap(cfg)
+    return run(serve(cfg, args.which))
+
+
+async def serve(cfg, which: str) -> int:
+    """Run the chosen services until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = []
+    if which in ("all", "ledger"):
+        await ensure_topics(cfg)
+        app, _ledger = build_app(cfg)
+        tasks.append(asyncio.create_task(_run_app(app, stop)))
+    if which in ("all", "projector"):
+        projector = Projector(cfg)
+        await projector.start()
+        tasks.append(asyncio.create_task(_run_projector(projector, stop)))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task.exception():
+            raise task.exception()
+    return 0
+
+
+async def _run_app(app, stop: asyncio.Event) -> None:
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+async def _run_projector(projector: Projector, stop: asyncio.Event) -> None:
+    try:
+        await projector.run(stop)
+    finally:
+        await projector.stop()

@@ -1,0 +1,43 @@
+"""Runtime settings, read from the environment once, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Topic names are part of the wire contract (domain.md); keep them here only.
+SUBMISSIONS_TOPIC = "votes.submissions"
+ADMIN_TOPIC = "meetings.admin"
+PARKED_TOPIC = "ledger.parked"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the services are and how the processes behave."""
+
+    kafka_bootstrap: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_KAFKA_BOOTSTRAP"))
+    pg_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_DSN"))
+    home: Path = field(
+        default_factory=lambda: Path(_env("VOTE_LEDGER_HOME", ".vote-ledger")).resolve()
+    )
+    cache: Path = field(
+        default_factory=lambda: Path(_env("VOTE_LEDGER_CACHE", ".cache")).resolve()
+    )
+    consumer_group: str = field(
+        default_factory=lambda: _env("VOTE_LEDGER_CONSUMER_GROUP", "vote-ledger")
+    )
+    submission_partitions: int = field(
+        default_factory=lambda: int(_env("VOTE_LEDGER_PARTITIONS", "4"))
+    )
+    batch_max: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_BATCH_MAX", "5000")))
+
+
+def settings() -> Settings:
+    """Return the settings for this process, from the current environment."""
+    return Settings()

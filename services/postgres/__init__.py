@@ -1,0 +1,1 @@
+"""PostgreSQL adapter: migrations, connections, the append-only log and the projection tables."""

@@ -1,0 +1,147 @@
+"""The append-only log in PostgreSQL: batched appends with their Kafka offsets, and reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+# Serialises appends across every ledger process: held from position assignment until commit, so
+# positions become visible in order (see the comment on ledger_log.position in 001_log.sql).
+LOG_APPEND_LOCK = 0x766F74656C6F67  # "votelog"
+NOTIFY_CHANNEL = "ledger_appended"
+
+LOG_COLUMNS = (
+    "position", "meeting_id", "event_id", "type", "control_number", "channel", "executed_at",
+    "received_at", "decision", "reason", "payload", "source_topic", "source_partition",
+    "source_offset",
+)
+PARKED_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "value", "reason", "detail")
+ADMIN_TYPES = ("meeting.scheduled", "positions.recorded", "polls.closed", "proxy.substituted")
+_ADMIN_TYPES_SQL = ", ".join(f"'{t}'" for t in ADMIN_TYPES)
+
+
+@dataclass(slots=True)
+class LogRow:
+    """One decided event, ready to append (its position is assigned at append time)."""
+
+    meeting_id: str
+    event_id: str
+    type: str
+    control_number: str | None
+    channel: str | None
+    executed_at: datetime | None
+    received_at: datetime | None
+    decision: str
+    reason: str | None
+    payload: str
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+    def record(self, position: int) -> tuple:
+        """The row as a tuple in LOG_COLUMNS order."""
+        return (position, self.meeting_id, self.event_id, self.type, self.control_number, self.channel,
+                self.executed_at, self.received_at, self.decision, self.reason, self.payload,
+                self.source_topic, self.source_partition, self.source_offset)
+
+
+@dataclass(slots=True)
+class ParkedMessage:
+    """A message that could not be decoded, with where it came from and why."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+
+
+async def lock_log(conn: asyncpg.Connection) -> None:
+    """Take the append lock for the current transaction (released at commit or rollback)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_APPEND_LOCK)
+
+
+async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> set[str]:
+    """The event_ids among these already in the log (R18); call it under the append lock."""
+    if not event_ids:
+        return set()
+    rows = await conn.fetch("SELECT event_id FROM ledger_log WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {r["event_id"] for r in rows}
+
+
+async def append(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> int:
+    """Append rows under the lock with gapless positions via COPY; return the last position."""
+    head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+    if rows:
+        await conn.copy_records_to_table(
+            "ledger_log", columns=LOG_COLUMNS,
+            records=[row.record(head + i) for i, row in enumerate(rows, start=1)],
+        )
+        # Delivered at commit only, so a woken reader always finds the rows.
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(head + len(rows)))
+    return head + len(rows)
+
+
+async def park(conn: asyncpg.Connection, parked: Sequence[ParkedMessage]) -> None:
+    """Record undecodable messages; a redelivered one is recorded once."""
+    if parked:
+        await conn.executemany(
+            f"INSERT INTO ledger_parked ({', '.join(PARKED_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT ON CONSTRAINT ledger_parked_source_key DO NOTHING",
+            [(p.source_topic, p.source_partition, p.source_offset, p.key, p.value, p.reason, p.detail) for p in parked],
+        )
+
+
+async def store_offsets(conn: asyncpg.Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """Store the next offset to consume per (topic, partition), in the caller's transaction."""
+    if offsets:
+        topics, partitions, nexts = zip(*((t, p, o) for (t, p), o in offsets.items()))
+        await conn.execute(
+            "INSERT INTO ledger_offsets (consumer_group, topic, partition, next_offset)"
+            " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
+            " ON CONFLICT (consumer_group, topic, partition)"
+            " DO UPDATE SET next_offset = excluded.next_offset, updated_at = clock_timestamp()",
+            group, list(topics), list(partitions), list(nexts),
+        )
+
+
+async def load_offsets(conn: asyncpg.Connection, group: str, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The stored next offsets for these (topic, partition) pairs; missing ones are absent."""
+    pairs = list(partitions)
+    if not pairs:
+        return {}
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM ledger_offsets"
+        " WHERE consumer_group = $1 AND (topic, partition) IN"
+        " (SELECT * FROM unnest($2::text[], $3::int[]))",
+        group, [t for t, _ in pairs], [p for _, p in pairs],
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def admin_payloads(conn: asyncpg.Connection, up_to: int | None = None) -> list[str]:
+    """Payloads of accepted admin events and substitutions in log order (to rebuild state)."""
+    rows = await conn.fetch(
+        # Literal types so the planner can use the partial index ledger_log_admin_rows.
+        f"SELECT payload FROM ledger_log WHERE type IN ({_ADMIN_TYPES_SQL}) AND decision = 'accepted'"
+        " AND ($1::bigint IS NULL OR position <= $1) ORDER BY position",
+        up_to,
+    )
+    return [r["payload"] for r in rows]
+
+
+async def read_after(conn: asyncpg.Connection, position: int, limit: int, meeting_id: str | None = None) -> list[asyncpg.Record]:
+    """Rows after a position, in order: (position, type, decision, payload)."""
+    if meeting_id is None:
+        return await conn.fetch(
+            "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
+            " WHERE position > $1 ORDER BY position LIMIT $2", position, limit)
+    return await conn.fetch(
+        "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
+        " WHERE meeting_id = $3 AND position > $1 ORDER BY meeting_id, position LIMIT $2",
+        position, limit, meeting_id)

@@ -1,0 +1,92 @@
+"""The tally projection's tables: load a meeting's fold state, write what changed, checkpoints."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import asyncpg
+import msgspec
+
+from projections.fold import Tally, VoterState
+from projections.meeting import Meeting
+
+# Serialises projection writers (the live projector and `projections rebuild`) per transaction.
+PROJECTOR_LOCK = 0x766F746570726F  # "votepro"
+_state_encoder = msgspec.json.Encoder()
+_state_decoder = msgspec.json.Decoder(VoterState)
+
+
+async def lock(conn: asyncpg.Connection) -> None:
+    """Take the projection writers' lock for the current transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", PROJECTOR_LOCK)
+
+
+async def checkpoint(conn: asyncpg.Connection, projection: str) -> int:
+    """The last log position the projection has committed (0 if never run)."""
+    value = await conn.fetchval("SELECT position FROM projection_checkpoints WHERE projection = $1", projection)
+    return value or 0
+
+
+async def save_checkpoint(conn: asyncpg.Connection, projection: str, position: int) -> None:
+    """Record the projection's position; call it in the transaction that wrote the results."""
+    await conn.execute(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2)"
+        " ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = clock_timestamp()",
+        projection, position)
+
+
+async def load_tally(conn: asyncpg.Connection, meeting: Meeting) -> Tally:
+    """Rebuild a meeting's in-memory fold from its projection rows."""
+    tally = Tally(meeting=meeting)
+    row = await conn.fetchrow("SELECT present, present_count, events_applied FROM tally_meetings WHERE meeting_id = $1",
+                              meeting.meeting_id)
+    if row is None:
+        return tally
+    tally.present, tally.present_count, tally.events_applied = row["present"], row["present_count"], row["events_applied"]
+    buckets = await conn.fetch("SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = $1",
+                               meeting.meeting_id)
+    tally.buckets = Counter({(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in buckets})
+    voters = await conn.fetch("SELECT control_number, state FROM tally_voters WHERE meeting_id = $1", meeting.meeting_id)
+    tally.voters = {v["control_number"]: _state_decoder.decode(v["state"]) for v in voters}
+    return tally
+
+
+async def save_changes(conn: asyncpg.Connection, tally: Tally, as_of_position: int) -> None:
+    """Write the meeting's changed rows (and clear its dirty sets) in the caller's transaction."""
+    meeting_id = tally.meeting.meeting_id
+    await conn.execute(
+        "INSERT INTO tally_meetings (meeting_id, present, present_count, events_applied, as_of_position)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (meeting_id) DO UPDATE SET present = excluded.present,"
+        " present_count = excluded.present_count, events_applied = excluded.events_applied,"
+        " as_of_position = excluded.as_of_position, updated_at = clock_timestamp()",
+        meeting_id, tally.present, tally.present_count, tally.events_applied, as_of_position)
+    if tally.dirty_buckets:
+        keys = sorted(tally.dirty_buckets)
+        gone = [k for k in keys if not tally.buckets.get(k)]
+        kept = [k for k in keys if tally.buckets.get(k)]
+        if gone:
+            await conn.execute(
+                "DELETE FROM tally_buckets b USING unnest($2::text[], $3::text[], $4::text[]) AS g(i, o, n)"
+                " WHERE b.meeting_id = $1 AND b.item_id = g.i AND b.option = g.o AND b.nominee = g.n",
+                meeting_id, *map(list, zip(*gone)))
+        if kept:
+            await conn.execute(
+                "INSERT INTO tally_buckets (meeting_id, item_id, option, nominee, shares)"
+                " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[])"
+                " ON CONFLICT (meeting_id, item_id, option, nominee) DO UPDATE SET shares = excluded.shares",
+                meeting_id, *map(list, zip(*kept)), [tally.buckets[k] for k in kept])
+    if tally.dirty_voters:
+        numbers = sorted(tally.dirty_voters)
+        await conn.execute(
+            "INSERT INTO tally_voters (meeting_id, control_number, state)"
+            " SELECT $1, * FROM unnest($2::text[], $3::json[])"
+            " ON CONFLICT (meeting_id, control_number) DO UPDATE SET state = excluded.state",
+            meeting_id, numbers, [_state_encoder.encode(tally.voters[n]).decode() for n in numbers])
+    tally.dirty_buckets.clear()
+    tally.dirty_voters.clear()
+
+
+async def delete_meeting(conn: asyncpg.Connection, meeting_id: str) -> None:
+    """Remove a meeting's projection rows (before a rebuild, in the same transaction)."""
+    for table in ("tally_meetings", "tally_buckets", "tally_voters"):
+        await conn.execute(f"DELETE FROM {table} WHERE meeting_id = $1", meeting_id)

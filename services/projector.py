@@ -1,0 +1,105 @@
+"""The projector: follows the log (LISTEN/NOTIFY plus catch-up) and keeps the tally tables.
+
+Each batch of log rows is folded in memory and written, with the checkpoint, in one transaction,
+so the tables always equal a fold of exactly the log prefix their checkpoint names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from events import decode
+from projections.replay import Projection
+from services.config import Settings
+from services.postgres import log_store, tally_store
+from services.postgres.connect import PROJECTOR_ROLE, connect
+
+log = logging.getLogger("vote_ledger.projector")
+
+PROJECTION = "tally"
+BATCH_ROWS = 20_000
+
+
+class Projector:
+    """Keeps the tally projection up to date with the log."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn: asyncpg.Connection | None = None
+        self.projection = Projection()
+        self.position = 0
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect, listen for appends and load the projection's state at its checkpoint."""
+        self.conn = await connect(self.settings.pg_dsn, PROJECTOR_ROLE)
+        await self.conn.add_listener(log_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        await self.load()
+
+    async def load(self) -> None:
+        """Rebuild in-memory state: admin events up to the checkpoint, then the tally rows."""
+        projection = Projection()
+        async with self.conn.transaction(isolation="repeatable_read"):
+            position = await tally_store.checkpoint(self.conn, PROJECTION)
+            # Admin rows past the checkpoint are folded later, in order with the votes.
+            for payload in await log_store.admin_payloads(self.conn, up_to=position):
+                projection.apply(decode(payload))
+            for meeting_id, tally in projection.tallies.items():
+                loaded = await tally_store.load_tally(self.conn, tally.meeting)
+                projection.tallies[meeting_id] = loaded
+        self.projection, self.position = projection, position
+
+    async def stop(self) -> None:
+        """Close the connection."""
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def catch_up(self) -> int:
+        """Fold and commit every row after the checkpoint; return the rows processed."""
+        processed = 0
+        while True:
+            rows = await log_store.read_after(self.conn, self.position, BATCH_ROWS)
+            if not rows:
+                return processed
+            touched: dict[str, int] = {}  # meeting -> position of its last row in this batch
+            for row in rows:
+                self.projection.apply_row(row["decision"], row["payload"])
+                touched[row["meeting_id"]] = row["position"]
+            last = rows[-1]["position"]
+            async with self.conn.transaction():
+                await tally_store.lock(self.conn)
+                for meeting_id, meeting_position in sorted(touched.items()):
+                    tally = self.projection.tallies.get(meeting_id)
+                    if tally is not None:
+                        await tally_store.save_changes(self.conn, tally, meeting_position)
+                await tally_store.save_checkpoint(self.conn, PROJECTION, last)
+            self.position = last
+            processed += len(rows)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the log until ``stop`` is set; a notification wakes it, a timer catches up."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                processed = await self.catch_up()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.error("projection batch failed (%s); reloading state and retrying", exc)
+                await asyncio.sleep(1.0)
+                await self._reconnect()
+                continue
+            if processed:
+                log.info("projected %d rows, at position %d", processed, self.position)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass  # periodic catch-up also covers a notification lost to a reconnect
+
+    async def _reconnect(self) -> None:
+        try:
+            await self.stop()
+        except Exception:  # noqa: BLE001 - the old connection may already be gone
+            pass
+        await self.start()
