@@ -36,6 +36,24 @@ class Settings:
         default_factory=lambda: int(_env("VOTE_LEDGER_PARTITIONS", "4"))
     )
     batch_max: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_BATCH_MAX", "5000")))
+    # Namespaces the topics (e.g. one per test or per rehearsal); empty in production, where the
+    # wire contract's names apply unchanged.
+    topic_prefix: str = field(default_factory=lambda: _env("VOTE_LEDGER_TOPIC_PREFIX", ""))
+
+    @property
+    def submissions_topic(self) -> str:
+        """Topic of vote submissions (wire contract: votes.submissions)."""
+        return self.topic_prefix + SUBMISSIONS_TOPIC
+
+    @property
+    def admin_topic(self) -> str:
+        """Topic of meeting administration (wire contract: meetings.admin)."""
+        return self.topic_prefix + ADMIN_TOPIC
+
+    @property
+    def parked_topic(self) -> str:
+        """Dead-letter topic of undecodable messages."""
+        return self.topic_prefix + PARKED_TOPIC
 
 
 def settings() -> Settings:

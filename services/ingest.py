@@ -8,7 +8,6 @@ from typing import Protocol
 
 from events import MalformedMessage, decode
 from projections.judge import Judge
-from services.config import ADMIN_TOPIC
 from services.postgres.log_store import LogRow, ParkedMessage
 
 
@@ -49,12 +48,12 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]]
     return decoded, parked
 
 
-def decide(judge: Judge, decoded: list[tuple[Record, object]], known: set[str]) -> Decided:
+def decide(judge: Judge, decoded: list[tuple[Record, object]], known: set[str], admin_topic: str) -> Decided:
     """Judge decoded events in batch order, skipping event_ids already logged or seen (R18)."""
     out = Decided()
     seen = set(known)
     # Meeting administration first: a batch may hold a meeting's register and its first votes.
-    ordered = sorted(decoded, key=lambda pair: pair[0].topic != ADMIN_TOPIC)
+    ordered = sorted(decoded, key=lambda pair: pair[0].topic != admin_topic)
     for record, event in ordered:
         if event.event_id in seen:
             out.duplicates += 1

@@ -11,12 +11,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from events import AnyEvent, ProxySubstituted, VoteCast, VoteRevoked, encode
-from services.config import ADMIN_TOPIC, PARKED_TOPIC, SUBMISSIONS_TOPIC, Settings
+from services.config import Settings
 
 
-def topic_for(event: AnyEvent) -> str:
+def topic_for(event: AnyEvent, settings: Settings) -> str:
     """The topic an event belongs on (wire contract: submissions vs meeting administration)."""
-    return SUBMISSIONS_TOPIC if isinstance(event, (VoteCast, VoteRevoked, ProxySubstituted)) else ADMIN_TOPIC
+    if isinstance(event, (VoteCast, VoteRevoked, ProxySubstituted)):
+        return settings.submissions_topic
+    return settings.admin_topic
 
 
 def key_for(event: AnyEvent) -> bytes:
@@ -32,10 +34,10 @@ async def ensure_topics(settings: Settings) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(SUBMISSIONS_TOPIC, settings.submission_partitions, 1),
+            NewTopic(settings.submissions_topic, settings.submission_partitions, 1),
             # One partition: meeting administration is rare and its order matters to readers.
-            NewTopic(ADMIN_TOPIC, 1, 1),
-            NewTopic(PARKED_TOPIC, 1, 1),
+            NewTopic(settings.admin_topic, 1, 1),
+            NewTopic(settings.parked_topic, 1, 1),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
@@ -60,11 +62,11 @@ async def producer(settings: Settings, **overrides) -> AsyncIterator[AIOKafkaPro
         await client.stop()
 
 
-async def publish(client: AIOKafkaProducer, events: Iterable[AnyEvent]) -> int:
+async def publish(client: AIOKafkaProducer, settings: Settings, events: Iterable[AnyEvent]) -> int:
     """Publish events in order on their topics; wait until the broker acknowledged all of them."""
     pending = []
     for event in events:
-        pending.append(await client.send(topic_for(event), encode(event), key=key_for(event)))
+        pending.append(await client.send(topic_for(event, settings), encode(event), key=key_for(event)))
     if pending:
         await asyncio.gather(*pending)
     return len(pending)

@@ -21,7 +21,7 @@ from faststream.kafka.annotations import KafkaMessage
 from events import decode
 from projections.judge import Judge
 from services import ingest
-from services.config import ADMIN_TOPIC, PARKED_TOPIC, SUBMISSIONS_TOPIC, Settings
+from services.config import Settings
 from services.postgres import log_store
 from services.postgres.connect import LEDGER_ROLE, create_pool
 
@@ -68,7 +68,7 @@ class Ledger:
         async with self.pool.acquire() as conn, conn.transaction():
             await log_store.lock_log(conn)
             known = await log_store.known_event_ids(conn, [event.event_id for _, event in decoded])
-            decided = ingest.decide(self.judge, decoded, known)
+            decided = ingest.decide(self.judge, decoded, known, self.settings.admin_topic)
             decided.parked = parked
             await log_store.append(conn, decided.rows)
             await log_store.park(conn, parked)
@@ -77,7 +77,7 @@ class Ledger:
                 # Published before commit: a crash in between re-parks it (at least once on the
                 # topic), while the table, keyed by source offset, records it exactly once.
                 await broker.publish(
-                    message.value or b"", topic=PARKED_TOPIC, key=message.key,
+                    message.value or b"", topic=self.settings.parked_topic, key=message.key,
                     headers={"reason": message.reason, "detail": message.detail[:500],
                              "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}"},
                 )
@@ -146,7 +146,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     ledger = Ledger(settings)
     listener = SeekToStoredOffsets(ledger)
     subscriber = broker.subscriber(
-        SUBMISSIONS_TOPIC, ADMIN_TOPIC,
+        settings.submissions_topic, settings.admin_topic,
         batch=True, group_id=settings.consumer_group, auto_offset_reset="earliest",
         max_records=settings.batch_max, batch_timeout_ms=50, max_partition_fetch_bytes=8 << 20,
         listener=listener, ack_policy=AckPolicy.MANUAL, decoder=_raw_bodies,

@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up everything it needs on a
+# fresh machine: the virtual environment and dependencies here, Kafka and PostgreSQL through
+# `vote-ledger stack up` (fetched from Maven Central / Debian's packages on first use, then cached).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install test unit demo stack-up stack-down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+test: install
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/local/demo.sh
+
+stack-up: install
+	$(BIN)/vote-ledger stack up
+
+stack-down: install
+	$(BIN)/vote-ledger stack down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,48 @@
+"""`vote-ledger status`: ingest lag, projector lag, decisions and parked messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from services.cli.common import kafka_bootstrap, pg_dsn, run
+from services.config import settings
+from services.postgres.connect import READER_ROLE, connect
+from services.status import status, wait_caught_up
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `status` command."""
+    s = sub.add_parser("status", help="ingest and projection lag, rejects, parked messages",
+                       description="Show how far the ledger and the projector are, and what was rejected or parked.")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="first wait up to SECONDS until Kafka and projector lag are zero (exit 1 if not)")
+    s.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    cfg = settings()
+    pg_dsn(cfg)
+    kafka_bootstrap(cfg)
+
+    async def go() -> int:
+        conn = await connect(cfg.pg_dsn, READER_ROLE)
+        try:
+            report = await (wait_caught_up(conn, cfg, args.wait) if args.wait else status(conn, cfg))
+        finally:
+            await conn.close()
+        caught_up = not any(report["ingest_lag"].values()) and report["projector_lag"] == 0
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"log head           {report['log_head']:,}")
+            print(f"projector at       {report['projector_checkpoint']:,} (lag {report['projector_lag']:,})")
+            print("ingest lag         " + ", ".join(f"{t}: {n:,}" for t, n in report["ingest_lag"].items()))
+            print(f"accepted           {report['accepted']:,}")
+            rejected = ", ".join(f"{r}: {n:,}" for r, n in report["rejected"].items()) or "none"
+            print(f"rejected           {rejected}")
+            print(f"parked             {report['parked']:,}")
+        return 0 if caught_up or not args.wait else 1
+
+    return run(go())

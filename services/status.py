@@ -1,0 +1,68 @@
+"""Operational status: log head, projector lag, rejects, parked messages and Kafka ingest lag."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.config import Settings
+from services.postgres import tally_store
+from services.projector import PROJECTION
+
+
+async def database_status(conn: asyncpg.Connection) -> dict[str, Any]:
+    """What the log and projections hold right now."""
+    head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+    checkpoint = await tally_store.checkpoint(conn, PROJECTION)
+    decisions = await conn.fetch("SELECT decision, coalesce(reason, '') AS reason, count(*) AS n FROM ledger_log"
+                                 " GROUP BY 1, 2 ORDER BY 1, 2")
+    parked = await conn.fetchval("SELECT count(*) FROM ledger_parked")
+    offsets = await conn.fetch("SELECT topic, partition, next_offset FROM ledger_offsets")
+    return {
+        "log_head": head,
+        "projector_checkpoint": checkpoint,
+        "projector_lag": head - checkpoint,
+        "accepted": sum(r["n"] for r in decisions if r["decision"] == "accepted"),
+        "rejected": {r["reason"]: r["n"] for r in decisions if r["decision"] == "rejected"},
+        "parked": parked,
+        "stored_offsets": {(r["topic"], r["partition"]): r["next_offset"] for r in offsets},
+    }
+
+
+async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:
+    """Messages published but not yet committed to the log, per topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches metadata, so partitions_for_topic knows the topics
+        lag: dict[str, int] = {}
+        for topic in (settings.submissions_topic, settings.admin_topic):
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in partitions]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            lag[topic] = sum(end - stored.get((tp.topic, tp.partition), 0) for tp, end in ends.items())
+        return lag
+    finally:
+        await consumer.stop()
+
+
+async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
+    """Database status plus Kafka ingest lag."""
+    db = await database_status(conn)
+    db["ingest_lag"] = await kafka_lag(settings, db["stored_offsets"])
+    db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
+    return db
+
+
+async def wait_caught_up(conn: asyncpg.Connection, settings: Settings, timeout: float) -> dict[str, Any]:
+    """Wait until Kafka lag and projector lag are both zero (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await status(conn, settings)
+        if (not any(current["ingest_lag"].values()) and current["projector_lag"] == 0) or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.5)

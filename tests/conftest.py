@@ -1,0 +1,71 @@
+"""Fixtures shared by the tiers: real services for integration and e2e tests, isolated per test.
+
+Services are chosen in order: VOTE_LEDGER_KAFKA_BOOTSTRAP + VOTE_LEDGER_PG_DSN from the
+environment; testcontainers when a Docker engine answers; otherwise the project's local stack
+(deploy/local, started on demand). Each test gets its own database and its own topic namespace.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from services.config import Settings
+from services.postgres.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def endpoints():
+    """Kafka and PostgreSQL for the whole session (see the module docstring for the order)."""
+    from services.stack import resolve_endpoints
+
+    found, source = resolve_endpoints()
+    print(f"\nservices from {source}: kafka {found.kafka_bootstrap}, postgres {found.pg_dsn}")
+    return found
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+async def pg_dsn(endpoints):
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(endpoints.pg_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = _with_database(endpoints.pg_dsn, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield dsn
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def settings(endpoints, pg_dsn) -> Settings:
+    """Settings pointing at the session's Kafka, this test's database and its own topics."""
+    tag = uuid.uuid4().hex[:10]
+    cfg = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=pg_dsn, topic_prefix=f"t{tag}.",
+                   consumer_group=f"vote-ledger-{tag}", submission_partitions=4)
+    from services.kafka_io import ensure_topics
+
+    await ensure_topics(cfg)
+    return cfg
+
+
+def settings_env(cfg: Settings) -> dict[str, str]:
+    """Environment variables that make a `vote-ledger` subprocess use these settings."""
+    return {
+        "VOTE_LEDGER_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
+        "VOTE_LEDGER_PG_DSN": cfg.pg_dsn,
+        "VOTE_LEDGER_TOPIC_PREFIX": cfg.topic_prefix,
+        "VOTE_LEDGER_CONSUMER_GROUP": cfg.consumer_group,
+    }
