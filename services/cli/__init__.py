@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `vote-ledger ... | head`: the reader left; exit quietly like other Unix tools.
+        sys.stderr.close()
+        return 141
     except UserError as exc:
         print(f"vote-ledger: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,148 @@
+"""`vote-ledger stack up|down|status`: the local Kafka + PostgreSQL on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Any
+
+EXIT_NOT_RUNNING = 3  # like `systemctl status`: lets scripts do `status || up`
+
+
+def register(subparsers: Any) -> None:
+    """Add the `stack` command and its `up`, `down` and `status` actions."""
+    stack = subparsers.add_parser(
+        "stack",
+        help="run a local Kafka + PostgreSQL on 127.0.0.1 (no Docker needed)",
+        description=(
+            "Manage a single-node Kafka (KRaft, jars fetched once from Maven Central into the "
+            "cache folder) and a private PostgreSQL cluster, both listening on 127.0.0.1 only."
+        ),
+    )
+    actions = stack.add_subparsers(dest="stack_action", required=True, metavar="ACTION")
+
+    # Shared flags; each overrides the matching VOTE_LEDGER_* environment variable.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--home",
+        help="data dirs, logs and pid files (env VOTE_LEDGER_HOME, default ./.vote-ledger)",
+    )
+    common.add_argument(
+        "--cache", help="Maven repo and Kafka jars (env VOTE_LEDGER_CACHE, default ./.cache)"
+    )
+    common.add_argument(
+        "--kafka-port", type=int, help="Kafka listener (env VOTE_LEDGER_KAFKA_PORT, default 19092)"
+    )
+    common.add_argument(
+        "--kafka-controller-port",
+        type=int,
+        help="KRaft controller listener (env VOTE_LEDGER_KAFKA_CONTROLLER_PORT, default 19093)",
+    )
+    common.add_argument(
+        "--pg-port", type=int, help="PostgreSQL port (env VOTE_LEDGER_PG_PORT, default 15432)"
+    )
+
+    up = actions.add_parser(
+        "up",
+        parents=[common],
+        help="start Kafka and PostgreSQL (no-op when running); print export lines",
+        description=(
+            "Start both services unless they already run, then print shell export lines for "
+            "VOTE_LEDGER_KAFKA_BOOTSTRAP and VOTE_LEDGER_PG_DSN on stdout. Progress goes to "
+            'stderr, so `eval "$(vote-ledger stack up)"` sets up the current shell. The first '
+            "run needs java 17+ and mvn to fetch Kafka; later runs work offline."
+        ),
+    )
+    up.set_defaults(func=_up)
+
+    down = actions.add_parser(
+        "down",
+        parents=[common],
+        help="stop Kafka and PostgreSQL (data is kept)",
+        description="Stop both services; data and logs stay in the home folder. Safe to repeat.",
+    )
+    down.set_defaults(func=_down)
+
+    status = actions.add_parser(
+        "status",
+        parents=[common],
+        help="show whether Kafka and PostgreSQL run, where, and their files",
+        description=(
+            "Print a table of both services (state, pid, address, data dir, log file). "
+            f"Exits 0 when both run, {EXIT_NOT_RUNNING} otherwise."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(func=_status)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from services.stack import StackConfig
+
+    return StackConfig.from_env(
+        home=args.home,
+        cache=args.cache,
+        kafka_port=args.kafka_port,
+        kafka_controller_port=args.kafka_controller_port,
+        pg_port=args.pg_port,
+    )
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.stack import stack_up
+
+    endpoints = stack_up(_config(args))
+    print(f"export VOTE_LEDGER_KAFKA_BOOTSTRAP={shlex.quote(endpoints.kafka_bootstrap)}")
+    print(f"export VOTE_LEDGER_PG_DSN={shlex.quote(endpoints.pg_dsn)}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from services.stack import stack_down
+
+    stack_down(_config(args))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from services.stack import stack_status
+
+    info = stack_status(_config(args))
+    if args.json:
+        json.dump(info, sys.stdout, indent=2)
+        print()
+    else:
+        print(_table(info))
+    both = info["kafka"]["running"] and info["postgres"]["running"]
+    return 0 if both else EXIT_NOT_RUNNING
+
+
+def _table(info: dict[str, Any]) -> str:
+    header = ("SERVICE", "STATE", "PID", "ADDRESS", "DATA DIR", "LOG FILE")
+    rows = [header]
+    for name in ("kafka", "postgres"):
+        svc = info[name]
+        rows.append(
+            (
+                name,
+                "running" if svc["running"] else "stopped",
+                str(svc["pid"] or "-"),
+                svc["address"],
+                svc["data_dir"],
+                svc["log_file"],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    # Pad every column but the last, so long log paths do not drag trailing spaces.
+    lines = ["  ".join([*map(str.ljust, row[:-1], widths), row[-1]]) for row in rows]
+    libs = "ready" if info["kafka"]["libs_ready"] else "not fetched yet"
+    lines += [
+        "",
+        f"kafka version  {info['kafka_version']} (jars {libs}: {info['kafka']['libs_dir']})",
+        f"home           {info['home']}",
+        f"cache          {info['cache']}",
+        f"postgres dsn   {info['postgres']['dsn']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""Lifecycle of the local stack (`vote-ledger stack up/down/status`) on its own home and ports.
+
+Opt-in with VOTE_LEDGER_TEST_STACK_LIFECYCLE=1: the rest of the suite shares one
+running stack, and this module starts and stops a second one beside it (ports
+29092/29093/25432). The jar cache is shared, so after the first fetch this needs
+no network. The tests run in file order: up, use, down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.stack import REPO_ROOT, Endpoints, StackConfig, stack_down, stack_status, stack_up
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.environ.get("VOTE_LEDGER_TEST_STACK_LIFECYCLE") != "1",
+        reason="set VOTE_LEDGER_TEST_STACK_LIFECYCLE=1 to start and stop a second local stack",
+    ),
+]
+
+PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "pg_port": 25432}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    # Not pytest's tmp_path: its root is mode 0700, and as root PostgreSQL runs as
+    # the `postgres` user, which must be able to reach the data folder.
+    home = Path(tempfile.mkdtemp(prefix="vote-ledger-stack-test-"))
+    home.chmod(0o755)
+    config = StackConfig.from_env(
+        home=home,
+        cache=os.environ.get("VOTE_LEDGER_CACHE") or REPO_ROOT / ".cache",
+        **PORTS,
+    )
+    yield config
+    stack_down(config)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def endpoints(cfg: StackConfig) -> Endpoints:
+    return stack_up(cfg)
+
+
+def test_stack_up_reports_both_services_running_on_the_chosen_ports(cfg, endpoints):
+    status = stack_status(cfg)
+
+    assert endpoints.kafka_bootstrap == "127.0.0.1:29092"
+    assert endpoints.pg_dsn == "postgresql://postgres@127.0.0.1:25432/vote_ledger"
+    assert status["kafka"]["running"] and status["kafka"]["pid"]
+    assert status["postgres"]["running"] and status["postgres"]["pid"]
+    assert status["kafka"]["address"] == "127.0.0.1:29092"
+    assert status["postgres"]["data_dir"] == str(cfg.home / "pg-data")
+    assert status["kafka_version"] == cfg.kafka_version
+
+
+def test_stack_up_twice_returns_the_same_running_services(cfg, endpoints):
+    before = stack_status(cfg)
+
+    again = stack_up(cfg)
+
+    after = stack_status(cfg)
+    assert again == endpoints
+    assert after["kafka"]["pid"] == before["kafka"]["pid"]
+    assert after["postgres"]["pid"] == before["postgres"]["pid"]
+
+
+async def test_kafka_round_trips_messages_through_an_explicitly_created_topic(endpoints):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"stack-test-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+        producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i in range(8):
+                await producer.send_and_wait(topic, f"vote-{i}".encode(), key=str(i).encode())
+        finally:
+            await producer.stop()
+
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=endpoints.kafka_bootstrap,
+            group_id=f"{topic}-group",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        received: list[str] = []
+        try:
+            for _ in range(60):
+                batches = await consumer.getmany(timeout_ms=500)
+                received += [m.value.decode() for msgs in batches.values() for m in msgs]
+                if len(received) >= 8:
+                    break
+        finally:
+            await consumer.stop()
+        assert sorted(received) == [f"vote-{i}" for i in range(8)]
+    finally:
+        await admin.close()
+
+
+async def test_kafka_does_not_create_topics_on_first_use(endpoints):
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    topic = f"never-created-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=endpoints.kafka_bootstrap, request_timeout_ms=2000
+    )
+    await producer.start()
+    try:
+        with pytest.raises(KafkaError):
+            await producer.send_and_wait(topic, b"lost")
+    finally:
+        await producer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    await admin.start()
+    try:
+        assert topic not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def test_postgres_answers_select_one_in_the_vote_ledger_database(endpoints):
+    import asyncpg
+
+    conn = await asyncpg.connect(endpoints.pg_dsn, timeout=10)
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+        assert await conn.fetchval("SELECT current_database()") == "vote_ledger"
+    finally:
+        await conn.close()
+
+
+def test_stack_down_stops_both_services_and_can_be_repeated(cfg, endpoints):
+    stack_down(cfg)
+    stack_down(cfg)
+
+    status = stack_status(cfg)
+    assert not status["kafka"]["running"] and status["kafka"]["pid"] is None
+    assert not status["postgres"]["running"] and status["postgres"]["pid"] is None
