@@ -1,0 +1,1 @@
+"""Demo tooling: meeting spec files, a synthetic register and realistic simulated vote traffic."""
