@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.config import Settings
 from services.postgres import tally_store
@@ -35,19 +36,24 @@ async def database_status(conn: asyncpg.Connection) -> dict[str, Any]:
 
 async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:
     """Messages published but not yet committed to the log, per topic."""
+    topics = [settings.submissions_topic, settings.admin_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches metadata, so partitions_for_topic knows the topics
-        lag: dict[str, int] = {}
-        for topic in (settings.submissions_topic, settings.admin_topic):
-            partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in partitions]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            lag[topic] = sum(end - stored.get((tp.topic, tp.partition), 0) for tp, end in ends.items())
-        return lag
+        ends = await consumer.end_offsets(tps) if tps else {}
     finally:
         await consumer.stop()
+    lag = dict.fromkeys(topics, 0)
+    for tp, end in ends.items():
+        lag[tp.topic] += end - stored.get((tp.topic, tp.partition), 0)
+    return lag
 
 
 async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
