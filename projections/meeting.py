@@ -14,6 +14,8 @@ class Meeting:
 
     spec: MeetingScheduled
     items: dict[str, Item]
+    # Allowed options per item as sets: validation checks every choice of every vote against them.
+    options: dict[str, frozenset[str]] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
     entitlements: dict[str, int] = field(default_factory=dict)
     chunks: set[int] = field(default_factory=set)
@@ -25,7 +27,8 @@ class Meeting:
     @classmethod
     def scheduled(cls, spec: MeetingScheduled) -> Meeting:
         """Start a meeting from its meeting.scheduled event."""
-        return cls(spec=spec, items={item.id: item for item in spec.items})
+        return cls(spec=spec, items={item.id: item for item in spec.items},
+                   options={item.id: frozenset(item.options) for item in spec.items})
 
     @property
     def meeting_id(self) -> str:

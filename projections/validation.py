@@ -48,11 +48,15 @@ def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
         item = meeting.items.get(item_id)
         if item is None:
             return UNKNOWN_ITEM  # R4
-        options = choice.keys() if isinstance(choice, dict) else (choice,)
-        if any(option not in item.options for option in options):
-            return INVALID_CHOICE  # R4
-        if isinstance(choice, dict) and sum(choice.values()) > represented:
-            return OVER_VOTE  # R3
+        allowed = meeting.options[item_id]
+        if isinstance(choice, str):
+            if choice not in allowed:
+                return INVALID_CHOICE  # R4
+        else:
+            if not allowed.issuperset(choice):
+                return INVALID_CHOICE  # R4
+            if sum(choice.values()) > represented:
+                return OVER_VOTE  # R3
         if vote.discretionary and not item.routine:
             return DISCRETIONARY_NOT_ALLOWED  # R10
     if vote.discretionary and position.kind != "beneficial":
@@ -101,11 +105,17 @@ def _timing(meeting: Meeting, channel: str, received_at, item_ids) -> str | None
     """R12: polls closed (all items, or an item the submission marks) and channel cut-offs."""
     if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
         return POLL_CLOSED
-    for item_id in item_ids:
-        closed_at = meeting.closed_item_at.get(item_id)
-        if closed_at is not None and received_at > closed_at:
-            return POLL_CLOSED
-    cutoff = getattr(meeting.spec.cutoffs, channel, None) if channel in ("internet", "phone") else None
+    if meeting.closed_item_at:  # rare: only after a per-item polls.closed
+        for item_id in item_ids:
+            closed_at = meeting.closed_item_at.get(item_id)
+            if closed_at is not None and received_at > closed_at:
+                return POLL_CLOSED
+    if channel == "internet":
+        cutoff = meeting.spec.cutoffs.internet
+    elif channel == "phone":
+        cutoff = meeting.spec.cutoffs.phone
+    else:
+        return None
     if cutoff is not None and received_at > cutoff:
         return CUTOFF_PASSED
     return None
