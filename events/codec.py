@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -47,8 +48,33 @@ def decode(data: bytes | bytearray | memoryview | str) -> AnyEvent:
     except msgspec.DecodeError as exc:
         raise MalformedMessage("invalid_json", str(exc)) from None
     if event.v != SCHEMA_VERSION:
-        return _upcast(_decode_raw(data))
+        event = _upcast(_decode_raw(data))
+    _check_storable(data, event)
     return event
+
+
+# PostgreSQL's text cannot hold NUL and its timestamps end where Python's begin; a message that
+# JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_TIME_FIELDS = ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")
+
+
+def _check_storable(data: Any, event: Event) -> None:
+    """Refuse NUL characters in strings and timestamps outside 1900-9000."""
+    nul = b"\\u0000" if isinstance(data, (bytes, bytearray, memoryview)) else "\\u0000"
+    if nul in (bytes(data) if isinstance(data, memoryview) else data):
+        raise MalformedMessage("invalid_event", "a string contains a NUL character (\\u0000)")
+    for name in _TIME_FIELDS:
+        value = getattr(event, name, None)
+        if value is None:
+            continue
+        try:
+            plausible = _EARLIEST <= value <= _LATEST
+        except OverflowError:
+            plausible = False
+        if not plausible:
+            raise MalformedMessage("invalid_event", f"`{name}` {value.isoformat()} is outside 1900-9000")
 
 
 def _decode_raw(data: Any) -> dict[str, Any]:

@@ -63,7 +63,9 @@ def _plurality(members: list[Item], totals: Mapping[str, Mapping[str, int]]) -> 
     cutoff, next_best = ranked[seats - 1], ranked[seats]
     result = {}
     for item_id, v in votes.items():
-        if v > cutoff or (v == cutoff and cutoff > next_best):
+        if v == 0:
+            result[item_id] = "not_elected"  # no For votes elects nobody, tie or not
+        elif v > cutoff or (v == cutoff and cutoff > next_best):
             result[item_id] = "elected" if v > 0 else "not_elected"
         elif v == cutoff:
             result[item_id] = "tie"

@@ -25,11 +25,13 @@ NOT_PROXY_HOLDER = "not_proxy_holder"  # R13
 UNKNOWN_MEETING = "unknown_meeting"
 DUPLICATE_MEETING = "duplicate_meeting"
 DUPLICATE_CHUNK = "duplicate_chunk"
+DUPLICATE_POSITION = "duplicate_position"  # a chunk redefining a control number already recorded
+WRONG_TOPIC = "wrong_topic"  # an admin event on the submissions topic, or the reverse
 
 REASONS = (
     NOT_ENTITLED, EXCEEDS_POSITION, OVER_VOTE, INVALID_CHOICE, UNKNOWN_ITEM, NO_LEGAL_PROXY,
     DISCRETIONARY_NOT_ALLOWED, UNSIGNED, MISSING_JOINT_SIGNATURE, POLL_CLOSED, CUTOFF_PASSED,
-    NOT_PROXY_HOLDER, UNKNOWN_MEETING, DUPLICATE_MEETING, DUPLICATE_CHUNK,
+    NOT_PROXY_HOLDER, UNKNOWN_MEETING, DUPLICATE_MEETING, DUPLICATE_CHUNK, DUPLICATE_POSITION, WRONG_TOPIC,
 )
 
 
@@ -38,7 +40,7 @@ def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
     position = meeting.positions.get(vote.control_number)
     if position is None:
         return NOT_ENTITLED  # R1
-    reason = _timing(meeting, vote.channel, vote.received_at, vote.choices.keys())
+    reason = _timing(meeting, vote.channel, vote.received_at)
     if reason:
         return reason
     represented = vote.shares if vote.shares is not None else position.shares
@@ -72,7 +74,7 @@ def validate_vote_revoked(meeting: Meeting, revoked: VoteRevoked) -> str | None:
     """Return the reason a vote.revoked is rejected, or None when it is accepted."""
     if revoked.control_number not in meeting.positions:
         return NOT_ENTITLED  # R1
-    return _timing(meeting, revoked.channel, revoked.received_at, ())
+    return _timing(meeting, revoked.channel, revoked.received_at)
 
 
 def validate_proxy_substituted(meeting: Meeting, event: ProxySubstituted, holders: set[str]) -> str | None:
@@ -94,22 +96,27 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
     if meeting is None:
         return UNKNOWN_MEETING
     if isinstance(event, PositionsRecorded):
-        return DUPLICATE_CHUNK if event.chunk in meeting.chunks else None
+        if event.chunk in meeting.chunks:
+            return DUPLICATE_CHUNK
+        numbers = [p.control_number for p in event.positions]
+        if len(set(numbers)) != len(numbers) or any(n in meeting.positions for n in numbers):
+            return DUPLICATE_POSITION  # R1: a position's voting power is fixed at the record date
+        return None
     if isinstance(event, PollsClosed) and event.items:
         if any(item_id not in meeting.items for item_id in event.items):
             return UNKNOWN_ITEM
     return None
 
 
-def _timing(meeting: Meeting, channel: str, received_at, item_ids) -> str | None:
-    """R12: polls closed (all items, or an item the submission marks) and channel cut-offs."""
+def _timing(meeting: Meeting, channel: str, received_at) -> str | None:
+    """R12: polls closed (on all items, or on any item) and channel cut-offs."""
     if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
         return POLL_CLOSED
     if meeting.closed_item_at:  # rare: only after a per-item polls.closed
-        for item_id in item_ids:
-            closed_at = meeting.closed_item_at.get(item_id)
-            if closed_at is not None and received_at > closed_at:
-                return POLL_CLOSED
+        # Any later instruction or revocation would change what counts on a closed item too (a
+        # new instruction replaces the whole earlier one; R9 fills unmarked items), so refuse it.
+        if any(received_at > closed_at for closed_at in meeting.closed_item_at.values()):
+            return POLL_CLOSED
     if channel == "internet":
         cutoff = meeting.spec.cutoffs.internet
     elif channel == "phone":
@@ -123,7 +130,7 @@ def _timing(meeting: Meeting, channel: str, received_at, item_ids) -> str | None
 
 def _signatures(holders: list[str], signatures: list[str] | None) -> str | None:
     """R11: a mail card is signed, by every joint holder of a joint holding."""
-    if not signatures:
+    if not signatures or not any(s.strip() for s in signatures):
         return UNSIGNED
     if len(holders) < 2:
         return None  # a sole holder's card may be signed by an officer or attorney-in-fact

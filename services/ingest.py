@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from events import MalformedMessage, decode
+from events import MalformedMessage, MeetingScheduled, PollsClosed, PositionsRecorded, decode
 from projections.judge import Judge
+from projections.validation import WRONG_TOPIC
 from services.postgres.log_store import LogRow, ParkedMessage
 
 
@@ -28,6 +29,7 @@ class Decided:
     rows: list[LogRow] = field(default_factory=list)
     parked: list[ParkedMessage] = field(default_factory=list)
     duplicates: int = 0
+    deferred: list = field(default_factory=list)  # records left for a later batch, uncommitted
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -35,6 +37,11 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]]
     """Decode every record; the undecodable ones become parked messages, never exceptions."""
     decoded, parked = [], []
     for record in records:
+        refused = getattr(record, "refused", None)
+        if refused:  # the database would not store it (see services.ledger.handle_one_by_one)
+            parked.append(ParkedMessage(record.topic, record.partition, record.offset, record.key,
+                                        record.value, "refused_by_database", refused))
+            continue
         try:
             if record.value is None:
                 raise MalformedMessage("empty_message", "the message has no value")
@@ -59,7 +66,12 @@ def decide(judge: Judge, decoded: list[tuple[Record, object]], known: set[str], 
             out.duplicates += 1
             continue
         seen.add(event.event_id)
-        reason = judge.judge(event)
+        # A channel must not grant itself entitlement or close the polls through the vote topic.
+        on_admin_topic = record.topic == admin_topic
+        if on_admin_topic != isinstance(event, _ADMIN_EVENTS):
+            reason = WRONG_TOPIC
+        else:
+            reason = judge.judge(event)
         out.rows.append(LogRow(
             meeting_id=event.meeting_id, event_id=event.event_id, type=_tag(event),
             control_number=getattr(event, "control_number", None), channel=getattr(event, "channel", None),
@@ -69,6 +81,9 @@ def decide(judge: Judge, decoded: list[tuple[Record, object]], known: set[str], 
             source_offset=record.offset,
         ))
     return out
+
+
+_ADMIN_EVENTS = (MeetingScheduled, PositionsRecorded, PollsClosed)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

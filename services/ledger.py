@@ -8,6 +8,7 @@ seeks to them, so a crash or rebalance never loses or doubles a submission.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ class Ledger:
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
         self.judge = Judge()
+        self.judge_position = 0  # log position up to which the judge has applied admin events
         self.appended = 0
         self.parked = 0
 
@@ -50,11 +52,15 @@ class Ledger:
 
     async def reload(self) -> None:
         """Rebuild meeting state from accepted admin events, e.g. after a failed transaction."""
-        judge = Judge()
+        self.judge, self.judge_position = Judge(), 0
         async with self.pool.acquire() as conn:
-            for payload in await log_store.admin_payloads(conn):
-                judge.apply_accepted(decode(payload))
-        self.judge = judge
+            await self._sync_judge(conn)
+
+    async def _sync_judge(self, conn: asyncpg.Connection) -> None:
+        """Apply admin events other ledger processes appended since we last looked."""
+        for row in await log_store.admin_payloads(conn, after=self.judge_position):
+            self.judge.apply_accepted(decode(row["payload"]))
+            self.judge_position = row["position"]
 
     async def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
         """Next offsets stored in PostgreSQL for these partitions."""
@@ -62,17 +68,30 @@ class Ledger:
             return await log_store.load_offsets(
                 conn, self.settings.consumer_group, [(tp.topic, tp.partition) for tp in partitions])
 
-    async def handle(self, records: Sequence[ingest.Record], broker: KafkaBroker) -> ingest.Decided:
-        """Decide a batch and commit rows, parked messages and offsets in one transaction."""
+    async def handle(self, records: Sequence[ingest.Record], broker: KafkaBroker,
+                     admin_end: dict[tuple[str, int], int] | None = None) -> ingest.Decided:
+        """Decide a batch and commit rows, parked messages and offsets in one transaction.
+
+        ``admin_end`` is the admin topic's end offsets: while meeting administration published
+        before these submissions is not yet in the log, the submissions are deferred (returned in
+        ``deferred``, not committed) so no vote is judged against a meeting state it predates.
+        """
         decoded, parked = ingest.decode_batch(records)
         async with self.pool.acquire() as conn, conn.transaction():
             await log_store.lock_log(conn)
+            await self._sync_judge(conn)  # under the lock: no other ledger appends meanwhile
+            deferred: list[ingest.Record] = []
+            if admin_end and not await self._admin_caught_up(conn, records, admin_end):
+                deferred = [r for r in records if r.topic != self.settings.admin_topic]
+                decoded = [(r, e) for r, e in decoded if r.topic == self.settings.admin_topic]
+                parked = [p for p in parked if p.source_topic == self.settings.admin_topic]
+            done = [r for r in records if r.topic == self.settings.admin_topic] if deferred else records
             known = await log_store.known_event_ids(conn, [event.event_id for _, event in decoded])
             decided = ingest.decide(self.judge, decoded, known, self.settings.admin_topic)
-            decided.parked = parked
-            await log_store.append(conn, decided.rows)
+            decided.parked, decided.deferred = parked, deferred
+            head = await log_store.append(conn, decided.rows)
             await log_store.park(conn, parked)
-            await log_store.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(records))
+            await log_store.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(done))
             for message in parked:
                 # Published before commit: a crash in between re-parks it (at least once on the
                 # topic), while the table, keyed by source offset, records it exactly once.
@@ -81,12 +100,43 @@ class Ledger:
                     headers={"reason": message.reason, "detail": message.detail[:500],
                              "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}"},
                 )
+        self.judge_position = head  # our own admin events are in the judge already
         self.appended += len(decided.rows)
         self.parked += len(parked)
         for message in parked:
             log.warning("parked %s/%s/%s: %s (%s)", message.source_topic, message.source_partition,
                         message.source_offset, message.reason, message.detail)
         return decided
+
+    async def _admin_caught_up(self, conn: asyncpg.Connection, records: Sequence[ingest.Record],
+                               admin_end: dict[tuple[str, int], int]) -> bool:
+        """Whether the log (plus this batch) holds every admin message published so far."""
+        stored = await log_store.load_offsets(conn, self.settings.consumer_group, admin_end)
+        in_batch = ingest.next_offsets([r for r in records if r.topic == self.settings.admin_topic])
+        return all(max(stored.get(tp, 0), in_batch.get(tp, 0)) >= end for tp, end in admin_end.items())
+
+    async def handle_one_by_one(self, records: Sequence[ingest.Record], broker: KafkaBroker,
+                                admin_end: dict[tuple[str, int], int] | None = None) -> list[ingest.Record]:
+        """Backstop for a batch PostgreSQL refused: commit records singly, park those it refuses."""
+        deferred: list[ingest.Record] = []
+        for record in records:
+            try:
+                deferred += (await self.handle([record], broker, admin_end)).deferred
+            except asyncpg.DataError as exc:
+                await self.reload()
+                log.error("PostgreSQL refused %s/%s/%s (%s); parking it", record.topic, record.partition,
+                          record.offset, exc)
+                deferred += (await self.handle([_RefusedRecord(record, str(exc))], broker, admin_end)).deferred
+        return deferred
+
+
+class _RefusedRecord:
+    """A record whose value PostgreSQL refused: handled as undecodable, so it is parked verbatim."""
+
+    def __init__(self, record: ingest.Record, why: str) -> None:
+        self.topic, self.partition, self.offset = record.topic, record.partition, record.offset
+        self.key, self.value = record.key, record.value
+        self.refused = why
 
 
 class SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -101,11 +151,23 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         """Seek assigned partitions to the stored offsets (or the beginning if none stored)."""
-        await seek_to_stored(self.subscriber.consumer, self.ledger, list(assigned))
+        delay = 0.5
+        while True:
+            # aiokafka logs and swallows a listener's exception, and would then resume from Kafka's
+            # own commits: wait for PostgreSQL instead, whatever it takes.
+            try:
+                await seek_to_stored(self.subscriber.consumer, self.ledger, list(assigned))
+                return
+            except Exception:  # noqa: BLE001
+                log.exception("cannot read stored offsets; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
 
 async def seek_to_stored(consumer, ledger: Ledger, partitions: list[TopicPartition]) -> None:
     """Position the consumer on PostgreSQL's offsets; partitions never consumed start at 0."""
+    assigned = consumer.assignment()
+    partitions = [tp for tp in partitions if tp in assigned]  # a revoked one is its new owner's
     stored = await ledger.stored_offsets(partitions)
     fresh = []
     for tp in partitions:
@@ -135,6 +197,37 @@ async def _rewind(subscriber, ledger: Ledger, records: Sequence[ingest.Record]) 
             delay = min(delay * 2, 10.0)
 
 
+async def _admin_end_offsets(consumer, settings: Settings) -> dict[tuple[str, int], int]:
+    """End offsets of the admin topic's partitions (what has been published so far)."""
+    partitions = consumer.partitions_for_topic(settings.admin_topic) or {0}
+    ends = await consumer.end_offsets([TopicPartition(settings.admin_topic, p) for p in partitions])
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+
+async def _seek_back(consumer, records: Sequence[ingest.Record]) -> None:
+    """Rewind each partition of these uncommitted records to its first one, to read them again."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    assigned = consumer.assignment()
+    for tp, offset in first.items():
+        if tp in assigned:
+            consumer.seek(tp, offset)
+
+
+async def _tolerant_parser(records, original):
+    """FastStream's batch parser, but a header it cannot decode never loses the batch.
+
+    Its parser decodes every header as UTF-8 before our handler runs; one bad header would drop
+    the whole batch. The ledger does not use headers, so on failure they are dropped instead.
+    """
+    try:
+        return await original(records)
+    except (UnicodeDecodeError, AttributeError):
+        return await original(tuple(dataclasses.replace(r, headers=[]) for r in records))
+
+
 async def _raw_bodies(message) -> list:
     """Skip FastStream's JSON decoding: the ledger decodes (and parks) each record itself."""
     return message.body
@@ -149,7 +242,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         settings.submissions_topic, settings.admin_topic,
         batch=True, group_id=settings.consumer_group, auto_offset_reset="earliest",
         max_records=settings.batch_max, batch_timeout_ms=50, max_partition_fetch_bytes=8 << 20,
-        listener=listener, ack_policy=AckPolicy.MANUAL, decoder=_raw_bodies,
+        listener=listener, ack_policy=AckPolicy.MANUAL, decoder=_raw_bodies, parser=_tolerant_parser,
     )
     listener.subscriber = subscriber
 
@@ -158,10 +251,22 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
         records = message.raw_message
         try:
-            await ledger.handle(records, broker)
+            admin_end = await _admin_end_offsets(subscriber.consumer, settings)
+            try:
+                deferred = (await ledger.handle(records, broker, admin_end)).deferred
+            except asyncpg.DataError:
+                # A value PostgreSQL will not store: find it, park it, commit the rest.
+                log.exception("PostgreSQL refused part of a batch of %d; committing one by one", len(records))
+                await ledger.reload()
+                deferred = await ledger.handle_one_by_one(records, broker, admin_end)
         except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
             log.exception("batch of %d not committed; rewinding to the stored offsets", len(records))
             await _rewind(subscriber, ledger, records)
+            return
+        if deferred:
+            # Meeting administration is behind: read it first, then these submissions again.
+            await _seek_back(subscriber.consumer, deferred)
+            await asyncio.sleep(0.1)
             return
         # Kafka's own commit is informational (lag dashboards); PostgreSQL holds the truth.
         await message.ack()

@@ -31,6 +31,7 @@ class Projector:
         self.conn: asyncpg.Connection | None = None
         self.projection = Projection()
         self.position = 0
+        self.generation = 0
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -44,13 +45,14 @@ class Projector:
         projection = Projection()
         async with self.conn.transaction(isolation="repeatable_read"):
             position = await tally_store.checkpoint(self.conn, PROJECTION)
+            generation = await tally_store.generation(self.conn, PROJECTION)
             # Admin rows past the checkpoint are folded later, in order with the votes.
-            for payload in await log_store.admin_payloads(self.conn, up_to=position):
-                projection.apply(decode(payload))
+            for row in await log_store.admin_payloads(self.conn, up_to=position):
+                projection.apply(decode(row["payload"]))
             for meeting_id, tally in projection.tallies.items():
                 loaded = await tally_store.load_tally(self.conn, tally.meeting)
                 projection.tallies[meeting_id] = loaded
-        self.projection, self.position = projection, position
+        self.projection, self.position, self.generation = projection, position, generation
 
     async def stop(self) -> None:
         """Close the connection."""
@@ -71,6 +73,8 @@ class Projector:
             last = rows[-1]["position"]
             async with self.conn.transaction():
                 await tally_store.lock(self.conn)
+                if await tally_store.generation(self.conn, PROJECTION) != self.generation:
+                    raise _Rebuilt()  # rolls back; run() reloads the rebuilt tables
                 for meeting_id, meeting_position in sorted(touched.items()):
                     tally = self.projection.tallies.get(meeting_id)
                     if tally is not None:
@@ -85,10 +89,13 @@ class Projector:
             self._wake.clear()
             try:
                 processed = await self.catch_up()
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.error("projection batch failed (%s); reloading state and retrying", exc)
-                await asyncio.sleep(1.0)
-                await self._reconnect()
+            except _Rebuilt:
+                log.info("the tally was rebuilt; reloading it")
+                await self.load()
+                continue
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.error("projection batch failed (%s); reconnecting", exc)
+                await self._reconnect(stop)
                 continue
             if processed:
                 log.info("projected %d rows, at position %d", processed, self.position)
@@ -97,9 +104,22 @@ class Projector:
             except asyncio.TimeoutError:
                 pass  # periodic catch-up also covers a notification lost to a reconnect
 
-    async def _reconnect(self) -> None:
-        try:
-            await self.stop()
-        except Exception:  # noqa: BLE001 - the old connection may already be gone
-            pass
-        await self.start()
+    async def _reconnect(self, stop: asyncio.Event) -> None:
+        """Reconnect and reload state, with backoff, until PostgreSQL answers or we are stopped."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.stop()
+            except Exception:  # noqa: BLE001 - the old connection may already be gone
+                pass
+            try:
+                await self.start()
+                return
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.error("PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+class _Rebuilt(Exception):
+    """The projection's tables were rebuilt since this projector loaded them."""

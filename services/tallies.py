@@ -69,4 +69,5 @@ async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:
         tally.dirty_buckets.update(tally.buckets)
         tally.dirty_voters.update(tally.voters)
         await tally_store.save_changes(conn, tally, after)
+        await tally_store.bump_generation(conn, PROJECTION)
     return replayed

@@ -105,7 +105,9 @@ async def store_offsets(conn: asyncpg.Connection, group: str, offsets: dict[tupl
             "INSERT INTO ledger_offsets (consumer_group, topic, partition, next_offset)"
             " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
             " ON CONFLICT (consumer_group, topic, partition)"
-            " DO UPDATE SET next_offset = excluded.next_offset, updated_at = clock_timestamp()",
+            # Never backwards: a slow former owner of a partition must not undo a newer commit.
+            " DO UPDATE SET next_offset = GREATEST(ledger_offsets.next_offset, excluded.next_offset),"
+            " updated_at = clock_timestamp()",
             group, list(topics), list(partitions), list(nexts),
         )
 
@@ -124,15 +126,14 @@ async def load_offsets(conn: asyncpg.Connection, group: str, partitions: Iterabl
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
-async def admin_payloads(conn: asyncpg.Connection, up_to: int | None = None) -> list[str]:
-    """Payloads of accepted admin events and substitutions in log order (to rebuild state)."""
-    rows = await conn.fetch(
+async def admin_payloads(conn: asyncpg.Connection, after: int = 0, up_to: int | None = None) -> list[asyncpg.Record]:
+    """(position, payload) of accepted admin events and substitutions in a log range, in order."""
+    return await conn.fetch(
         # Literal types so the planner can use the partial index ledger_log_admin_rows.
-        f"SELECT payload FROM ledger_log WHERE type IN ({_ADMIN_TYPES_SQL}) AND decision = 'accepted'"
-        " AND ($1::bigint IS NULL OR position <= $1) ORDER BY position",
-        up_to,
+        f"SELECT position, payload FROM ledger_log WHERE type IN ({_ADMIN_TYPES_SQL}) AND decision = 'accepted'"
+        " AND position > $1 AND ($2::bigint IS NULL OR position <= $2) ORDER BY position",
+        after, up_to,
     )
-    return [r["payload"] for r in rows]
 
 
 async def read_after(conn: asyncpg.Connection, position: int, limit: int, meeting_id: str | None = None) -> list[asyncpg.Record]:

@@ -27,6 +27,18 @@ async def checkpoint(conn: asyncpg.Connection, projection: str) -> int:
     return value or 0
 
 
+async def generation(conn: asyncpg.Connection, projection: str) -> int:
+    """How many times the projection's tables were rebuilt (see 004_rebuild_generation.sql)."""
+    value = await conn.fetchval("SELECT generation FROM projection_checkpoints WHERE projection = $1", projection)
+    return value or 0
+
+
+async def bump_generation(conn: asyncpg.Connection, projection: str) -> None:
+    """Mark the projection's tables as rebuilt, in the rebuild's transaction."""
+    await conn.execute("UPDATE projection_checkpoints SET generation = generation + 1 WHERE projection = $1",
+                       projection)
+
+
 async def save_checkpoint(conn: asyncpg.Connection, projection: str, position: int) -> None:
     """Record the projection's position; call it in the transaction that wrote the results."""
     await conn.execute(

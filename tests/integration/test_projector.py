@@ -90,3 +90,31 @@ async def test_a_restarted_projector_resumes_at_its_checkpoint_with_the_same_res
     await rebuild(conn, "m1")
     await conn.close()
     assert await snapshot(settings.pg_dsn) == incremental
+
+
+async def test_a_rebuild_while_the_projector_runs_is_not_overwritten_by_its_older_state(settings):
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()] + VOTES[:3])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 5)
+        projector = Projector(settings)
+        await projector.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(projector.run(stop))
+        try:
+            await wait_for(settings.pg_dsn, "SELECT position FROM projection_checkpoints", 5)
+            # Corrupt the live projector's memory, as a bug fixed by a rebuild would have.
+            projector.projection.tallies["m1"].present += 1
+            conn = await asyncpg.connect(settings.pg_dsn)
+            await rebuild(conn, "m1")
+            await conn.close()
+            await publish(client, settings, VOTES[3:])
+            await wait_for(settings.pg_dsn, "SELECT position FROM projection_checkpoints", 2 + len(VOTES))
+        finally:
+            stop.set()
+            await task
+            await projector.stop()
+    live = await snapshot(settings.pg_dsn)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    await rebuild(conn, "m1")
+    await conn.close()
+    assert await snapshot(settings.pg_dsn) == live

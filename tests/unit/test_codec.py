@@ -72,3 +72,14 @@ def test_an_older_version_is_upcast_through_a_named_upcaster(monkeypatch):
     old["control"] = old.pop("control_number")
     event = decode(msgspec.json.encode(old))
     assert event.control_number == "R-1" and event.v == 1
+
+
+@pytest.mark.parametrize("old, new, where", [
+    (b'"0b9e"', b'"p\\u0000x"', "NUL"),
+    (b'"2023-11-30T14:05:00+08:00"', b'"0001-01-01T00:00:00+14:00"', "executed_at"),
+    (b'"2023-11-30T14:05:01+08:00"', b'"9999-12-31T23:59:59-14:00"', "received_at"),
+])
+def test_values_postgresql_cannot_store_are_malformed_not_a_stalled_batch(old, new, where):
+    with pytest.raises(MalformedMessage) as caught:
+        decode(DOMAIN_EXAMPLE.replace(old, new))
+    assert caught.value.reason == "invalid_event" and where in caught.value.detail

@@ -186,3 +186,11 @@ def test_a_large_random_meeting_folds_identically_in_reverse_order():
                    executed=rnd.randint(0, 500), channel="phone") for _ in range(2000)]
     events = [e for e in events if not e.control_number.startswith("B")]
     assert snapshot(fold(events)) == snapshot(fold(list(reversed(events))))
+
+
+def test_r15_nominees_without_for_votes_are_not_elected_even_when_tied_for_the_last_seat():
+    from events import Item
+    items = [Item(id=f"1.{i}", title="", options=["for", "against", "abstain"], standard="plurality", group="1", seats=2)
+             for i in range(1, 4)]
+    assert outcomes(small_meeting(items=items), {}, True) == {"1.1": "not_elected", "1.2": "not_elected",
+                                                              "1.3": "not_elected"}

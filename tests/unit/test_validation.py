@@ -54,6 +54,7 @@ def test_r10_discretionary_votes_are_for_nominees_on_routine_items_only(m):
 def test_r11_a_mail_card_must_be_signed_by_every_joint_holder(m):
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail")) == v.UNSIGNED
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail", signatures=[])) == v.UNSIGNED
+    assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail", signatures=[" "])) == v.UNSIGNED
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail", signatures=["Alice"])) is None
     assert v.validate_vote_cast(m, cast("R-2", {"2": "for"}, channel="mail", signatures=["Carl"])) == v.MISSING_JOINT_SIGNATURE
     assert v.validate_vote_cast(m, cast("R-2", {"2": "for"}, channel="mail", signatures=["carl ", "Dana"])) is None
@@ -72,7 +73,9 @@ def test_r12_after_the_polls_close_submissions_are_refused_on_closed_items():
     m = meeting()
     m.close_polls(PollsClosed(event_id="c1", meeting_id="m1", closed_at=at(100), items=["2"]))
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=101, channel="in_person")) == v.POLL_CLOSED
-    assert v.validate_vote_cast(m, cast("R-1", {"3": "for"}, executed=101, channel="in_person")) is None
+    # Leaving item 2 unmarked would still replace the earlier instruction on it: refused too.
+    assert v.validate_vote_cast(m, cast("R-1", {"3": "for"}, executed=101, channel="in_person")) == v.POLL_CLOSED
+    assert v.validate_vote_revoked(m, revoke("R-1", executed=101)) == v.POLL_CLOSED
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=99, received=100, channel="in_person")) is None
     m.close_polls(PollsClosed(event_id="c2", meeting_id="m1", closed_at=at(200)))
     assert v.validate_vote_cast(m, cast("R-1", {"3": "for"}, executed=201, channel="in_person")) == v.POLL_CLOSED
@@ -88,3 +91,10 @@ def test_the_judge_refuses_votes_for_meetings_it_has_not_seen_and_duplicate_admi
     assert judge.judge(register_event()) is None
     assert judge.judge(register_event()) == v.DUPLICATE_CHUNK
     assert judge.judge(cast("R-1", {"2": "for"})) is None
+    assert judge.judge(_chunk_redefining("R-1")) == v.DUPLICATE_POSITION
+
+
+def _chunk_redefining(control_number):
+    from events import Position, PositionsRecorded
+    return PositionsRecorded(event_id="again-1", meeting_id="m1", chunk=1, chunks=2, positions=[
+        Position(control_number=control_number, kind="registered", shares=5, holders=["Zed"])])
