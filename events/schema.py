@@ -40,14 +40,19 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
 # --- Submissions (topic votes.submissions, key = control number) -------------------------------
 
 
-class VoteCast(Event, tag="vote.cast", frozen=True):
-    """A holder (or its nominee) gave voting instructions, or cast a ballot, for a control number."""
+class ChannelSubmission(Event, frozen=True):
+    """Base of what a voting channel submits for one control number (not itself on the wire)."""
 
     control_number: NonEmpty
     channel: Channel
     submitted_by: NonEmpty
     executed_at: AwareDatetime
     received_at: AwareDatetime
+
+
+class VoteCast(ChannelSubmission, tag="vote.cast", frozen=True):
+    """A holder (or its nominee) gave voting instructions, or cast a ballot, for a control number."""
+
     shares: PositiveShares | None = None
     choices: dict[str, Choice] = {}
     signatures: list[str] | None = None
@@ -55,14 +60,9 @@ class VoteCast(Event, tag="vote.cast", frozen=True):
     legal_proxy_id: str | None = None
 
 
-class VoteRevoked(Event, tag="vote.revoked", frozen=True):
+class VoteRevoked(ChannelSubmission, tag="vote.revoked", frozen=True):
     """A holder revoked every instruction of a control number executed before ``executed_at``."""
 
-    control_number: NonEmpty
-    channel: Channel
-    submitted_by: NonEmpty
-    executed_at: AwareDatetime
-    received_at: AwareDatetime
     method: str = "written_notice"
 
 
