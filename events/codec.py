@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -55,28 +54,20 @@ def decode(data: bytes | bytearray | memoryview | str) -> AnyEvent:
 
 # PostgreSQL's text cannot hold NUL and its timestamps end where Python's begin; a message that
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
-_EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_NUL_ESCAPE = b"\\u0000"
 _TIME_FIELDS = ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")
 
 
 def _check_storable(data: Any, event: Event) -> None:
-    """Refuse NUL characters in strings and timestamps outside 1900-9000."""
-    nul = b"\\u0000" if isinstance(data, (bytes, bytearray, memoryview)) else "\\u0000"
-    if nul in (bytes(data) if isinstance(data, memoryview) else data):
+    """Refuse NUL characters in strings and timestamps outside the years 1900-9000."""
+    raw = data.encode() if isinstance(data, str) else bytes(data) if isinstance(data, memoryview) else data
+    if _NUL_ESCAPE in raw:
         raise MalformedMessage("invalid_event", "a string contains a NUL character (\\u0000)")
     for name in _TIME_FIELDS:
         value = getattr(event, name, None)
-        if value is None:
-            continue
-        try:
-            plausible = _EARLIEST <= value <= _LATEST
-        except OverflowError:
-            plausible = False
-        if not plausible:
+        # Whole years inside the range keep any UTC offset inside both Python's and PostgreSQL's.
+        if value is not None and not 1900 <= value.year <= 9000:
             raise MalformedMessage("invalid_event", f"`{name}` {value.isoformat()} is outside 1900-9000")
-
-
 def _decode_raw(data: Any) -> dict[str, Any]:
     """Decode to a plain dict, for version checks and upcasting."""
     try:
