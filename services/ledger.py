@@ -14,8 +14,7 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -23,6 +22,7 @@ from faststream.kafka.annotations import KafkaMessage
 from events import decode
 from projections.judge import Judge
 from services import ingest
+from services.kafka_io import AdminWatermark
 from services.config import Settings
 from services.postgres import log_store
 from services.postgres.connect import LEDGER_ROLE, create_pool
@@ -196,42 +196,6 @@ async def _rewind(subscriber, ledger: Ledger, records: Sequence[ingest.Record]) 
             log.exception("PostgreSQL unavailable; retrying in %.1f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-class AdminWatermark:
-    """Reads the admin topic's end offsets on a connection of its own.
-
-    The subscriber's connection is usually blocked by a long-polling fetch, which made each
-    ListOffsets request wait ~250 ms behind it; a separate, idle client answers in about 1 ms.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.client: AIOKafkaConsumer | None = None
-        self.partitions: list[TopicPartition] = []
-
-    async def start(self) -> None:
-        """Connect and learn the admin topic's partitions."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            (described,) = await admin.describe_topics([self.settings.admin_topic])
-        finally:
-            await admin.close()
-        self.partitions = [TopicPartition(self.settings.admin_topic, p["partition"])
-                           for p in described["partitions"]] or [TopicPartition(self.settings.admin_topic, 0)]
-        self.client = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
-        await self.client.start()
-
-    async def stop(self) -> None:
-        """Disconnect."""
-        if self.client is not None:
-            await self.client.stop()
-
-    async def end_offsets(self) -> dict[tuple[str, int], int]:
-        """End offset per admin partition: what has been published so far."""
-        ends = await self.client.end_offsets(self.partitions)
-        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
 async def _seek_back(consumer, records: Sequence[ingest.Record]) -> None:
