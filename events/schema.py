@@ -91,6 +91,9 @@ class Item(msgspec.Struct, kw_only=True, frozen=True):
     # Plurality elections group one item per nominee; `seats` of the group are filled.
     group: str | None = None
     seats: int | None = None
+    # Contested election on a universal proxy card: marking For more nominees than seats voids the
+    # card's votes on the group, and a card that marks some nominees votes only those.
+    universal_proxy: bool = False
 
 
 class Quorum(msgspec.Struct, kw_only=True, frozen=True):

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
+import msgspec.structs
 
-from events import Position, VoteCast, VoteRevoked
+from events import VoteCast, VoteRevoked
+from projections.contribution import BROKER_NON_VOTE, REGISTERED, Contribution, contribution
 from projections.meeting import Meeting
 
-BROKER_NON_VOTE = "broker_non_vote"
-REGISTERED = ""  # nominee key of registered holders' votes in the tally buckets
-
-# Channels whose unmarked items vote with the board's recommendation for registered holders (R9).
-_PROXY_CHANNELS = frozenset({"internet", "phone", "mail"})
+__all__ = ["BROKER_NON_VOTE", "REGISTERED", "Tally", "VoterState", "effective", "discretion_fill",
+           "instruction_key", "record"]
 
 
 def instruction_key(vote: VoteCast) -> tuple[datetime, datetime, str]:
@@ -35,6 +34,8 @@ class VoterState(msgspec.Struct, kw_only=True):
     discretionary: VoteCast | None = None  # latest discretionary vote of the nominee (R10)
     ballot: VoteCast | None = None  # latest in-person ballot (R6)
     revoked_at: datetime | None = None  # latest revocation (R7)
+    # Instructions the fold refused under the `reject` over-vote policy: (event_id, item) (R17).
+    overvote_rejected: list[tuple[str, str]] = []
 
 
 def _later(current: VoteCast | None, candidate: VoteCast) -> VoteCast:
@@ -68,36 +69,20 @@ def effective(state: VoterState) -> VoteCast | None:
     return None
 
 
-@dataclass(frozen=True)
-class Contribution:
-    """What one effective instruction adds to the tally: shares present and shares per bucket."""
-
-    present: int
-    buckets: dict[tuple[str, str, str], int]
+def _counting(state: VoterState) -> tuple[VoteCast | None, VoteCast | None]:
+    """The effective instruction and the discretionary vote filling it, if any."""
+    vote = effective(state)
+    return vote, (discretion_fill(state) if vote is not None and vote is state.owner else None)
 
 
-def contribution(meeting: Meeting, position: Position, vote: VoteCast) -> Contribution:
-    """Shares present (R2, R14) and voted per (item, option, nominee) bucket (R3, R9, R10, R16)."""
-    represented = vote.shares if vote.shares is not None else position.shares
-    beneficial = position.kind == "beneficial"
-    nominee = (position.nominee or REGISTERED) if beneficial else REGISTERED
-    buckets: dict[tuple[str, str, str], int] = {}
-    for item in meeting.spec.items:
-        choice = vote.choices.get(item.id)
-        if choice is None and not beneficial and vote.channel in _PROXY_CHANNELS:
-            choice = item.recommendation  # R9: a signed card votes unmarked items as recommended
-        voted = 0
-        if isinstance(choice, str):
-            buckets[(item.id, choice, nominee)] = represented
-            voted = represented
-        elif isinstance(choice, dict):
-            for option, shares in choice.items():
-                if shares:
-                    buckets[(item.id, option, nominee)] = buckets.get((item.id, option, nominee), 0) + shares
-                    voted += shares
-        if beneficial and not item.routine and voted < represented:
-            buckets[(item.id, BROKER_NON_VOTE, nominee)] = represented - voted  # R16
-    return Contribution(present=represented, buckets=buckets)
+def discretion_fill(state: VoterState) -> VoteCast | None:
+    """The nominee's discretionary vote that fills an owner's unmarked routine items (R10)."""
+    vote = state.discretionary
+    if state.ballot is not None or state.owner is None or vote is None or effective(state) is not state.owner:
+        return None
+    if state.revoked_at is not None and vote.executed_at < state.revoked_at:
+        return None  # R7
+    return vote
 
 
 @dataclass
@@ -120,20 +105,47 @@ class Tally:
         position = self.meeting.positions.get(event.control_number)
         if position is None:
             return False  # cannot happen for accepted events (R1); kept total for safety
-        state = self.voters.get(event.control_number)
-        if state is None:
-            state = self.voters[event.control_number] = VoterState()
-        before = effective(state)
-        record(state, event)
+        state = self.voters.get(event.control_number) or VoterState()
+        trial = msgspec.structs.replace(state)  # fields are replaced, never mutated: a shallow copy
+        record(trial, event)
+        before, after = _counting(state), _counting(trial)
+        changed = before[0] is not after[0] or before[1] is not after[1]
+        old = contribution(self.meeting, position, *before) if changed and before[0] else None
+        new = contribution(self.meeting, position, *after) if changed and after[0] else None
+        if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteCast):
+            item_id = self._exceeds_entitlement(position.nominee, old, new)
+            if item_id is not None:
+                # R17 `reject`: the instruction that first takes its nominee over the entitlement
+                # on an item is refused by the rules engine; the state keeps why.
+                state.overvote_rejected = [*state.overvote_rejected, (event.event_id, item_id)]
+                self.voters[event.control_number] = state
+                self.dirty_voters.add(event.control_number)
+                return False
+        self.voters[event.control_number] = trial
         self.dirty_voters.add(event.control_number)
-        after = effective(state)
-        if before is after:
+        if not changed:
             return False
-        if before is not None:
-            self._add(contribution(self.meeting, position, before), -1)
-        if after is not None:
-            self._add(contribution(self.meeting, position, after), +1)
+        if old is not None:
+            self._add(old, -1)
+        if new is not None:
+            self._add(new, +1)
         return True
+
+    def nominee_voted(self, item_id: str, nominee: str) -> int:
+        """Shares a nominee has voted on an item (broker non-votes are not votes)."""
+        return sum(self.buckets.get((item_id, option, nominee), 0) for option in self.meeting.options[item_id])
+
+    def _exceeds_entitlement(self, nominee: str | None, old: Contribution | None, new: Contribution) -> str | None:
+        """The first item on which this change would take the nominee over its entitlement."""
+        limit = self.meeting.entitlements.get(nominee) if nominee else None
+        if limit is None:
+            return None  # registered holders, or a nominee with no DTC position reported
+        for item in self.meeting.spec.items:
+            added = sum(new.buckets.get((item.id, o, nominee), 0) for o in item.options)
+            removed = sum(old.buckets.get((item.id, o, nominee), 0) for o in item.options) if old else 0
+            if added > removed and self.nominee_voted(item.id, nominee) - removed + added > limit:
+                return item.id
+        return None
 
     def _add(self, part: Contribution, sign: int) -> None:
         self.present += sign * part.present

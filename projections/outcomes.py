@@ -16,10 +16,12 @@ def quorum(spec: MeetingScheduled, present: int) -> dict[str, Any]:
     return {"required": required, "present": present, "met": present * den >= spec.outstanding * num}
 
 
-def item_counts(item: Item, totals: Mapping[str, int]) -> dict[str, int]:
-    """The reported columns of one item: each option, then broker non-votes."""
+def item_counts(item: Item, totals: Mapping[str, int], present: int) -> dict[str, int]:
+    """The reported columns of one item: each option, broker non-votes, and present but not voted."""
     counts = {option: int(totals.get(option, 0)) for option in item.options}
     counts["broker_non_votes"] = int(totals.get(BROKER_NON_VOTE, 0))
+    # The identity options + broker non-votes + not voted = present holds by construction.
+    counts["not_voted"] = present - sum(counts.values())
     return counts
 
 
@@ -81,7 +83,7 @@ def tally_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapp
     results = outcomes(spec, totals, q["met"])
     items = {}
     for item in spec.items:
-        counts = item_counts(item, totals.get(item.id, {}))
+        counts = item_counts(item, totals.get(item.id, {}), present)
         counts["outcome"] = results[item.id]
         items[item.id] = counts
     return {"meeting_id": spec.meeting_id, "as_of_position": as_of_position,

@@ -6,11 +6,17 @@ from typing import Any
 
 import asyncpg
 
-from events import MeetingScheduled, decode
+import msgspec
+
+from events import MeetingScheduled, PositionsRecorded, decode
 from projections.outcomes import tally_report
+from projections.overvotes import counted_totals
 from projections.replay import Projection
 from services.postgres import log_store, tally_store
 from services.projector import PROJECTION
+
+
+_chunk_decoder = msgspec.json.Decoder(PositionsRecorded)
 
 
 class UnknownMeeting(LookupError):
@@ -27,19 +33,39 @@ async def meeting_spec(conn: asyncpg.Connection, meeting_id: str) -> MeetingSche
     return decode(payload)
 
 
-async def read_tally(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
-    """The tally JSON of domain.md from the projection tables, consistent at one checkpoint."""
+async def meeting_entitlements(conn: asyncpg.Connection, meeting_id: str) -> dict[str, int]:
+    """Nominee entitlements from the meeting's accepted register chunks (R17)."""
+    entitlements: dict[str, int] = {}
+    for row in await conn.fetch(
+            "SELECT payload FROM ledger_log WHERE meeting_id = $1 AND type = 'positions.recorded'"
+            " AND decision = 'accepted' ORDER BY position", meeting_id):
+        for entitlement in _chunk_decoder.decode(row["payload"]).entitlements:
+            entitlements[entitlement.nominee] = entitlement.shares
+    return entitlements
+
+
+async def read_counted(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
+    """Everything a report needs from one consistent snapshot of the projection tables."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         spec = await meeting_spec(conn, meeting_id)
-        row = await conn.fetchrow("SELECT present, as_of_position FROM tally_meetings WHERE meeting_id = $1", meeting_id)
+        row = await conn.fetchrow("SELECT present FROM tally_meetings WHERE meeting_id = $1", meeting_id)
         position = await tally_store.checkpoint(conn, PROJECTION)
-        totals: dict[str, dict[str, int]] = {}
-        for b in await conn.fetch(
-                "SELECT item_id, option, sum(shares)::bigint AS shares FROM tally_buckets"
-                " WHERE meeting_id = $1 GROUP BY item_id, option", meeting_id):
-            totals.setdefault(b["item_id"], {})[b["option"]] = b["shares"]
+        buckets = {(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in await conn.fetch(
+            "SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = $1", meeting_id)}
+        rejected: dict[tuple[str, str], list[str]] = {}
+        for r in await conn.fetch("SELECT nominee, item_id, event_id FROM tally_overvote_rejections"
+                                  " WHERE meeting_id = $1 ORDER BY event_id", meeting_id):
+            rejected.setdefault((r["nominee"], r["item_id"]), []).append(r["event_id"])
+        entitlements = await meeting_entitlements(conn, meeting_id)
+    totals, overvotes = counted_totals(spec, entitlements, buckets, rejected)
     present = row["present"] if row else 0
-    return tally_report(spec, present, totals, as_of_position=position)
+    return {"spec": spec, "present": present, "position": position, "totals": totals, "overvotes": overvotes}
+
+
+async def read_tally(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
+    """The tally JSON of domain.md from the projection tables, consistent at one checkpoint."""
+    counted = await read_counted(conn, meeting_id)
+    return tally_report(counted["spec"], counted["present"], counted["totals"], as_of_position=counted["position"])
 
 
 async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:

@@ -89,6 +89,12 @@ async def save_changes(conn: asyncpg.Connection, tally: Tally, as_of_position: i
                 meeting_id, *map(list, zip(*kept)), [tally.buckets[k] for k in kept])
     if tally.dirty_voters:
         numbers = sorted(tally.dirty_voters)
+        refused = [(event_id, item_id, tally.meeting.positions[n].nominee or "", n)
+                   for n in numbers for event_id, item_id in tally.voters[n].overvote_rejected]
+        if refused:
+            await conn.executemany(
+                "INSERT INTO tally_overvote_rejections (meeting_id, event_id, item_id, nominee, control_number)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [(meeting_id, *r) for r in refused])
         await conn.execute(
             "INSERT INTO tally_voters (meeting_id, control_number, state)"
             " SELECT $1, * FROM unnest($2::text[], $3::json[])"
@@ -100,5 +106,5 @@ async def save_changes(conn: asyncpg.Connection, tally: Tally, as_of_position: i
 
 async def delete_meeting(conn: asyncpg.Connection, meeting_id: str) -> None:
     """Remove a meeting's projection rows (before a rebuild, in the same transaction)."""
-    for table in ("tally_meetings", "tally_buckets", "tally_voters"):
+    for table in ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections"):
         await conn.execute(f"DELETE FROM {table} WHERE meeting_id = $1", meeting_id)

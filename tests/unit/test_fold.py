@@ -109,7 +109,7 @@ def test_r15_plurality_elects_the_most_voted_and_reports_a_tie_at_the_last_seat(
 def test_the_tally_report_has_the_domain_contracts_shape():
     report = tally_report(small_meeting(), 3000, totals(fold([cast("R-1", {})])), as_of_position=7)
     assert report["quorum"] == {"required": 3334, "present": 3000, "met": False}
-    assert report["items"]["5"] == {"1y": 0, "2y": 0, "3y": 3000, "abstain": 0, "broker_non_votes": 0,
+    assert report["items"]["5"] == {"1y": 0, "2y": 0, "3y": 3000, "abstain": 0, "broker_non_votes": 0, "not_voted": 0,
                                     "outcome": "no_quorum"}
 
 
