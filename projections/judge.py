@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
 from projections import validation
 from projections.meeting import Meeting
+from projections.proxies import ProxyBook
 
 
 @dataclass
@@ -14,8 +15,8 @@ class Judge:
     """Decides accepted/rejected for every event and keeps the admin state decisions depend on."""
 
     meetings: dict[str, Meeting] = field(default_factory=dict)
-    # Current holders of each meeting's proxies: named proxies and their substitutes (R13).
-    proxy_holders: dict[str, set[str]] = field(default_factory=dict)
+    # Who holds each meeting's proxies over time: named proxies and their substitutes (R13).
+    proxies: dict[str, ProxyBook] = field(default_factory=dict)
 
     def judge(self, event: AnyEvent) -> str | None:
         """Return the rejection reason, or None; an accepted admin event updates the state."""
@@ -31,7 +32,7 @@ class Judge:
             return validation.validate_vote_cast(meeting, event)
         if isinstance(event, VoteRevoked):
             return validation.validate_vote_revoked(meeting, event)
-        reason = validation.validate_proxy_substituted(meeting, event, self.proxy_holders[event.meeting_id])
+        reason = validation.validate_proxy_substituted(meeting, event, self.proxies[event.meeting_id])
         if reason is None:
             self.apply_accepted(event)
         return reason
@@ -40,10 +41,10 @@ class Judge:
         """Apply an event already accepted (also used to rebuild the state from the log)."""
         if isinstance(event, MeetingScheduled):
             self.meetings[event.meeting_id] = Meeting.scheduled(event)
-            self.proxy_holders[event.meeting_id] = set(event.named_proxies)
+            self.proxies[event.meeting_id] = ProxyBook(event.named_proxies)
         elif isinstance(event, PositionsRecorded):
             self.meetings[event.meeting_id].record_positions(event)
         elif isinstance(event, PollsClosed):
             self.meetings[event.meeting_id].close_polls(event)
         elif isinstance(event, ProxySubstituted):
-            self.proxy_holders[event.meeting_id].add(event.substitute)
+            self.proxies[event.meeting_id].apply(event)

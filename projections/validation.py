@@ -6,8 +6,11 @@ so the decision does not depend on the order in which votes arrive (R5). Each ch
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
 from projections.meeting import Meeting
+from projections.proxies import ProxyBook
 
 # Reason codes are part of the log's public vocabulary: auditors filter on them. Never rename.
 NOT_ENTITLED = "not_entitled"  # R1
@@ -77,12 +80,15 @@ def validate_vote_revoked(meeting: Meeting, revoked: VoteRevoked) -> str | None:
     return _timing(meeting, revoked.channel, revoked.received_at)
 
 
-def validate_proxy_substituted(meeting: Meeting, event: ProxySubstituted, holders: set[str]) -> str | None:
-    """Return the reason a substitution is rejected; ``holders`` are the current proxy holders."""
+def validate_proxy_substituted(meeting: Meeting, event: ProxySubstituted,
+                               proxies: ProxyBook | Collection[str]) -> str | None:
+    """Return the reason a substitution is rejected, given the meeting's proxies so far."""
+    if not isinstance(proxies, ProxyBook):
+        proxies = ProxyBook(proxies)  # bare names: the named proxies, before any substitution
     if meeting.closed_all_at is not None and event.received_at > meeting.closed_all_at:
         return POLL_CLOSED  # R12
-    if event.proxy_holder not in holders:
-        return NOT_PROXY_HOLDER  # R13
+    if not proxies.may_substitute(event):
+        return NOT_PROXY_HOLDER  # R13: the holder must hold, when it acts, what it passes on
     if event.control_numbers and any(cn not in meeting.positions for cn in event.control_numbers):
         return NOT_ENTITLED  # R1
     return None
