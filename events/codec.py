@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from events.schema import SCHEMA_VERSION, AnyEvent, Event
+from events.schema import EVENT_TYPES, SCHEMA_VERSION, AnyEvent, Event
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
@@ -55,7 +55,11 @@ def decode(data: bytes | bytearray | memoryview | str) -> AnyEvent:
 # PostgreSQL's text cannot hold NUL and its timestamps end where Python's begin; a message that
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
 _NUL_ESCAPE = b"\\u0000"
-_TIME_FIELDS = ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")
+_TIME_FIELDS = {
+    name: tuple(f for f in cls.__struct_fields__
+                if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at"))
+    for name, cls in EVENT_TYPES.items()
+}
 
 
 def _check_storable(data: Any, event: Event) -> None:
@@ -63,8 +67,8 @@ def _check_storable(data: Any, event: Event) -> None:
     raw = data.encode() if isinstance(data, str) else bytes(data) if isinstance(data, memoryview) else data
     if _NUL_ESCAPE in raw:
         raise MalformedMessage("invalid_event", "a string contains a NUL character (\\u0000)")
-    for name in _TIME_FIELDS:
-        value = getattr(event, name, None)
+    for name in _TIME_FIELDS[type(event).__struct_config__.tag]:
+        value = getattr(event, name)
         # Whole years inside the range keep any UTC offset inside both Python's and PostgreSQL's.
         if value is not None and not 1900 <= value.year <= 9000:
             raise MalformedMessage("invalid_event", f"`{name}` {value.isoformat()} is outside 1900-9000")

@@ -29,7 +29,9 @@ Choice = Union[str, dict[str, Shares]]
 SCHEMA_VERSION = 1
 
 
-class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+# gc=False: events hold no reference cycles, and untracked instances keep the garbage collector
+# from rescanning millions of them during a replay (measured: decoding 2-3x faster).
+class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
     """Base of every message: envelope fields shared by all events."""
 
     v: int = SCHEMA_VERSION
@@ -79,7 +81,7 @@ class ProxySubstituted(Event, tag="proxy.substituted", frozen=True):
 # --- Meeting administration (topic meetings.admin) ----------------------------------------------
 
 
-class Item(msgspec.Struct, kw_only=True, frozen=True):
+class Item(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One matter voted on: its options, standard, routine flag and the board's recommendation."""
 
     id: NonEmpty
@@ -96,14 +98,14 @@ class Item(msgspec.Struct, kw_only=True, frozen=True):
     universal_proxy: bool = False
 
 
-class Quorum(msgspec.Struct, kw_only=True, frozen=True):
+class Quorum(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """Quorum as an exact fraction of the outstanding shares (R14)."""
 
     numerator: PositiveShares
     denominator: PositiveShares
 
 
-class Cutoffs(msgspec.Struct, kw_only=True, frozen=True):
+class Cutoffs(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """Times after which a channel's submissions are refused (R12)."""
 
     internet: AwareDatetime | None = None
@@ -127,7 +129,7 @@ class MeetingScheduled(Event, tag="meeting.scheduled", frozen=True):
     recorded_at: AwareDatetime | None = None
 
 
-class Position(msgspec.Struct, kw_only=True, frozen=True):
+class Position(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One record-date position: control number, holder kind, shares, holders, nominee."""
 
     control_number: NonEmpty
@@ -137,7 +139,7 @@ class Position(msgspec.Struct, kw_only=True, frozen=True):
     nominee: str | None = None
 
 
-class Entitlement(msgspec.Struct, kw_only=True, frozen=True):
+class Entitlement(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A nominee's position on the record-date DTC security position report (R17)."""
 
     nominee: NonEmpty

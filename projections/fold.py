@@ -27,7 +27,7 @@ def instruction_key(vote: VoteCast) -> tuple[datetime, datetime, str]:
     return (vote.executed_at, vote.received_at, vote.event_id)
 
 
-class VoterState(msgspec.Struct, kw_only=True):
+class VoterState(msgspec.Struct, kw_only=True, gc=False):
     """What decides one control number's effective instruction: the latest of each kind."""
 
     owner: VoteCast | None = None  # latest instruction of the holder (or its nominee on its behalf)
@@ -130,6 +130,41 @@ class Tally:
         if new is not None:
             self._add(new, +1)
         return True
+
+    def apply_many(self, events: list[VoteCast | VoteRevoked]) -> None:
+        """Fold a batch: each touched control number's contribution is recomputed once.
+
+        Same result as applying the events one by one (the state is a set of maxima, R5), but a
+        control number that re-votes many times costs one contribution, not one per event. The
+        reject over-vote policy depends on log order (R17), so it goes event by event.
+        """
+        if self.meeting.spec.overvote_policy == "reject":
+            for event in events:
+                self.apply(event)
+            return
+        before: dict[str, tuple[VoteCast | None, VoteCast | None]] = {}
+        positions, voters = self.meeting.positions, self.voters
+        for event in events:
+            self.events_applied += 1
+            number = event.control_number
+            if number not in positions:
+                continue  # cannot happen for accepted events (R1)
+            state = voters.get(number)
+            if state is None:
+                state = voters[number] = VoterState()
+            if number not in before:
+                before[number] = _counting(state)
+            record(state, event)  # replaces fields, so `before` still holds the old instructions
+        self.dirty_voters.update(before)
+        for number, (old_vote, old_fill) in before.items():
+            new_vote, new_fill = _counting(voters[number])
+            if new_vote is old_vote and new_fill is old_fill:
+                continue
+            position = positions[number]
+            if old_vote is not None:
+                self._add(contribution(self.meeting, position, old_vote, old_fill), -1)
+            if new_vote is not None:
+                self._add(contribution(self.meeting, position, new_vote, new_fill), +1)
 
     def nominee_voted(self, item_id: str, nominee: str) -> int:
         """Shares a nominee has voted on an item (broker non-votes are not votes)."""

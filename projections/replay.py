@@ -28,6 +28,23 @@ class Projection:
         if isinstance(event, MeetingScheduled):
             self.tallies[event.meeting_id] = Tally(meeting=self.state.meetings[event.meeting_id])
 
+    def apply_many(self, events: list[AnyEvent]) -> None:
+        """Apply accepted events in log order, folding runs of votes in batches per meeting."""
+        run: dict[str, list] = {}
+        for event in events:
+            if isinstance(event, (VoteCast, VoteRevoked)):
+                if event.meeting_id in self.tallies:
+                    run.setdefault(event.meeting_id, []).append(event)
+                continue
+            self._flush(run)  # admin events apply between the votes they precede and follow
+            self.apply(event)
+        self._flush(run)
+
+    def _flush(self, run: dict[str, list]) -> None:
+        for meeting_id, votes in run.items():
+            self.tallies[meeting_id].apply_many(votes)
+        run.clear()
+
     def apply_row(self, decision: str, payload: str | bytes) -> str | None:
         """Apply one log row (decision, payload); return its meeting_id if it was accepted."""
         if decision != "accepted":
@@ -40,6 +57,5 @@ class Projection:
 def replay(events: Iterable[AnyEvent]) -> Projection:
     """Fold accepted events from scratch."""
     projection = Projection()
-    for event in events:
-        projection.apply(event)
+    projection.apply_many(list(events))
     return projection

@@ -68,8 +68,8 @@ class Projector:
                 return processed
             touched: dict[str, int] = {}  # meeting -> position of its last row in this batch
             for row in rows:
-                self.projection.apply_row(row["decision"], row["payload"])
                 touched[row["meeting_id"]] = row["position"]
+            self.projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
             last = rows[-1]["position"]
             async with self.conn.transaction():
                 await tally_store.lock(self.conn)

@@ -47,16 +47,21 @@ async def meeting_entitlements(conn: asyncpg.Connection, meeting_id: str) -> dic
 async def read_counted(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
     """Everything a report needs from one consistent snapshot of the projection tables."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        spec = await meeting_spec(conn, meeting_id)
-        row = await conn.fetchrow("SELECT present FROM tally_meetings WHERE meeting_id = $1", meeting_id)
-        position = await tally_store.checkpoint(conn, PROJECTION)
-        buckets = {(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in await conn.fetch(
-            "SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = $1", meeting_id)}
-        rejected: dict[tuple[str, str], list[str]] = {}
-        for r in await conn.fetch("SELECT nominee, item_id, event_id FROM tally_overvote_rejections"
-                                  " WHERE meeting_id = $1 ORDER BY event_id", meeting_id):
-            rejected.setdefault((r["nominee"], r["item_id"]), []).append(r["event_id"])
-        entitlements = await meeting_entitlements(conn, meeting_id)
+        return await read_counted_in_snapshot(conn, meeting_id)
+
+
+async def read_counted_in_snapshot(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
+    """As read_counted, inside the caller's REPEATABLE READ transaction (to read more at the same point)."""
+    spec = await meeting_spec(conn, meeting_id)
+    row = await conn.fetchrow("SELECT present FROM tally_meetings WHERE meeting_id = $1", meeting_id)
+    position = await tally_store.checkpoint(conn, PROJECTION)
+    buckets = {(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in await conn.fetch(
+        "SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = $1", meeting_id)}
+    rejected: dict[tuple[str, str], list[str]] = {}
+    for r in await conn.fetch("SELECT nominee, item_id, event_id FROM tally_overvote_rejections"
+                              " WHERE meeting_id = $1 ORDER BY event_id", meeting_id):
+        rejected.setdefault((r["nominee"], r["item_id"]), []).append(r["event_id"])
+    entitlements = await meeting_entitlements(conn, meeting_id)
     totals, overvotes = counted_totals(spec, entitlements, buckets, rejected)
     present = row["present"] if row else 0
     return {"spec": spec, "present": present, "position": position, "totals": totals, "overvotes": overvotes}
@@ -84,8 +89,7 @@ async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:
             rows = [r for r in rows if r["position"] <= position]
             if not rows:
                 break
-            for row in rows:
-                projection.apply_row(row["decision"], row["payload"])
+            projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
             replayed += len(rows)
             after = rows[-1]["position"]
         tally = projection.tallies.get(meeting_id)

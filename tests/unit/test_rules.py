@@ -162,3 +162,16 @@ def test_r17_the_prorated_tally_equals_an_independent_naive_count(events, entitl
     got = {k: {("broker_non_votes" if o == "broker_non_vote" else o): n for o, n in v.items() if n}
            for k, v in totals.items()}
     assert got == expected["items"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(submissions(), max_size=30), st.integers(1, 10), st.sampled_from(["prorate", "reject"]))
+def test_folding_in_batches_equals_folding_event_by_event(events, batch, policy):
+    """The projector and replay fold batches; the live rule is event by event: both must agree."""
+    one_by_one = fold(events, overvoting_meeting(policy, entitlement=4500))
+    batched = Tally(meeting=overvoting_meeting(policy, entitlement=4500))
+    for start in range(0, len(events), batch):
+        batched.apply_many(events[start:start + batch])
+    assert (batched.present, batched.present_count, dict(batched.buckets)) == \
+        (one_by_one.present, one_by_one.present_count, dict(one_by_one.buckets))
+    assert batched.voters == one_by_one.voters
