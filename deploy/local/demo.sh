@@ -4,6 +4,7 @@
 #   2. run the ledger and the projector in the background
 #   3. publish the meeting and its 20,000-position register, then ~30 s of channel traffic
 #   4. refresh the tally on screen while votes flow; print the final tally with quorum
+#   5. print the final report (Form 8-K Item 5.07), the over-vote and the rejection reports
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -44,3 +45,12 @@ vote-ledger status --wait 120
 echo
 echo "=== Final tally ==="
 vote-ledger tally --meeting "$MEETING"
+echo
+echo "=== Final report (Form 8-K Item 5.07) ==="
+vote-ledger report final --meeting "$MEETING"
+echo
+echo "=== Over-votes (R17) ==="
+vote-ledger report overvotes --meeting "$MEETING"
+echo
+echo "=== Rejections ==="
+vote-ledger report rejections --meeting "$MEETING" --examples 1

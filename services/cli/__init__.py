@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "services.cli.simulate_cmd",
     "services.cli.services_cmd",
     "services.cli.tally_cmd",
+    "services.cli.report_cmd",
     "services.cli.proxies_cmd",
     "services.cli.status_cmd",
     "services.cli.projections_cmd",

@@ -1,0 +1,147 @@
+"""The final report of a meeting, after Form 8-K Item 5.07, and its Markdown/JSON/CSV renderings. Pure.
+
+Per item: For / Against / Abstain / Broker non-votes (frequency items: 1 / 2 / 3 years / Abstain /
+Broker non-votes) and the outcome; shares present, outstanding, quorum required and met, the quorum
+percentage; and the log position and digest the numbers were computed at, so an auditor can replay
+exactly that prefix of the log and check both.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from events import Item, MeetingScheduled
+from projections.outcomes import item_counts, outcomes, quorum
+from projections.overvotes import OverVote
+
+DIRECTOR, PROPOSAL, FREQUENCY = "director", "proposal", "frequency"
+KIND_OF_STANDARD = {"plurality": DIRECTOR, "majority_of_votes_cast": PROPOSAL, "frequency": FREQUENCY}
+# The 8-K's columns per kind of item, in its order (broker non-votes and outcome follow).
+VOTE_COLUMNS = {
+    DIRECTOR: ("for", "against", "abstain"),
+    PROPOSAL: ("for", "against", "abstain"),
+    FREQUENCY: ("1y", "2y", "3y", "abstain"),
+}
+CSV_COLUMNS = ("item", "title", "for", "against", "abstain", "1y", "2y", "3y", "broker_non_votes", "outcome")
+
+_SECTIONS = ((DIRECTOR, "Election of directors", "Nominee"),
+             (PROPOSAL, "Proposals", "Proposal"),
+             (FREQUENCY, "Frequency of advisory votes", "Proposal"))
+_HEADINGS = {"for": "For", "against": "Against", "abstain": "Abstain", "1y": "1 year", "2y": "2 years",
+             "3y": "3 years", "broker_non_votes": "Broker non-votes"}
+_FREQUENCY_WORDS = {"1y": "1 year", "2y": "2 years", "3y": "3 years"}
+
+
+def percent(part: int, whole: int) -> str:
+    """``part / whole`` as a percentage with two decimals, rounded half up, in exact integers."""
+    if whole <= 0:
+        raise ValueError("percentage of a non-positive whole")
+    # Doubling numerator and denominator rounds half up without ever leaving the integers.
+    hundredths = (2 * part * 10_000 + whole) // (2 * whole)
+    return f"{hundredths // 100}.{hundredths % 100:02d}"
+
+
+def item_kind(item: Item) -> str:
+    """Which 8-K table an item belongs to: director, proposal or frequency."""
+    return KIND_OF_STANDARD[item.standard]
+
+
+def final_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]],
+                 overvotes: Sequence[OverVote], position: int, digest: str) -> dict[str, Any]:
+    """The final report's data: meeting, quorum, per-item columns and outcome, over-votes, log point."""
+    q = quorum(spec, present)
+    results = outcomes(spec, totals, q["met"])
+    items: dict[str, dict[str, Any]] = {}
+    for item in spec.items:
+        kind = item_kind(item)
+        counts = item_counts(item, totals.get(item.id, {}), present)
+        row: dict[str, Any] = {"title": item.title, "kind": kind}
+        row.update({column: counts.get(column, 0) for column in VOTE_COLUMNS[kind]})
+        row["broker_non_votes"] = counts["broker_non_votes"]
+        row["outcome"] = results[item.id]
+        items[item.id] = row
+    return {
+        "meeting_id": spec.meeting_id,
+        "company": spec.company,
+        "title": spec.title,
+        "meeting_at": spec.meeting_at.isoformat(),
+        "timezone": spec.timezone,
+        "record_date": spec.record_date.isoformat(),
+        "outstanding": spec.outstanding,
+        "quorum": {
+            "fraction": f"{spec.quorum.numerator}/{spec.quorum.denominator}",
+            "required": q["required"],
+            "present": present,
+            "met": q["met"],
+            "present_percent": percent(present, spec.outstanding),
+        },
+        "items": items,
+        "over_votes": [dataclasses.asdict(o) for o in overvotes],
+        "log": {"position": position, "digest": digest},
+    }
+
+
+def render_json(report: Mapping[str, Any]) -> str:
+    """The report as JSON; keys in the fixed order final_report builds them."""
+    return json.dumps(report, indent=2)
+
+
+def render_csv(report: Mapping[str, Any]) -> str:
+    """One row per item under a header; cells that do not apply to an item's kind are empty."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for item_id, row in report["items"].items():
+        writer.writerow([item_id if column == "item" else row.get(column, "") for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: heading, meeting line, quorum line, one table per kind, footer."""
+    q = report["quorum"]
+    meeting_at = datetime.fromisoformat(report["meeting_at"]).isoformat(sep=" ", timespec="minutes")
+    lines = [
+        "# Item 5.07 Submission of Matters to a Vote of Security Holders",
+        "",
+        f"{report['company']}, {report['title']} (`{report['meeting_id']}`), held {meeting_at}"
+        f" ({report['timezone']}); record date {report['record_date']}.",
+        "",
+        f"Quorum: {q['present']:,} of {report['outstanding']:,} shares outstanding present in person or by"
+        f" proxy ({q['present_percent']} %); {q['required']:,} required ({q['fraction']}):"
+        f" **{'met' if q['met'] else 'not met'}**.",
+    ]
+    for kind, heading, label in _SECTIONS:
+        rows = [(item_id, row) for item_id, row in report["items"].items() if row["kind"] == kind]
+        if rows:
+            lines += ["", f"## {heading}", "", *_table(kind, label, rows)]
+    if report["over_votes"]:
+        policies = sorted({o["policy"] for o in report["over_votes"]})
+        lines += ["", f"Over-votes (R17, policy {', '.join(policies)}): {len(report['over_votes'])} nominee/item"
+                  " pair(s) over the nominee's entitlement; see `vote-ledger report overvotes`."]
+    log = report["log"]
+    lines += ["", f"_Computed at log position {log['position']}, digest {log['digest']}._"]
+    return "\n".join(lines) + "\n"
+
+
+def _table(kind: str, label: str, rows: list[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """A Markdown table of one kind of item, numbers right-aligned with thousands separators."""
+    columns = (*VOTE_COLUMNS[kind], "broker_non_votes")
+    header = ["Item", label, *(_HEADINGS[c] for c in columns), "Outcome"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join([":---", ":---", *("---:" for _ in columns), ":---"]) + "|"]
+    for item_id, row in rows:
+        outcome = _FREQUENCY_WORDS.get(row["outcome"], row["outcome"]).replace("_", " ")
+        cells = [item_id, _cell(row["title"]), *(f"{row[c]:,}" for c in columns), outcome]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
