@@ -88,6 +88,9 @@ class SimulationSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     channels: dict[str, float] = msgspec.field(default_factory=_default_channels)  # registered holders
     submitters: dict[str, str] = msgspec.field(default_factory=_default_submitters)
     follow_board: Probability = 0.82
+    # Of the cards marking a contested (universal proxy) group in full, those voting exactly the
+    # board's nominees; None: follow_board. Separate, as a contest splits holders the routine items do not.
+    board_slate: Probability | None = None
     unmarked: Probability = 0.03
     split: Probability = 0.04  # nominee instructions splitting an item (R3)
     partial: Probability = 0.02  # instructions for fewer shares than the position (R2)

@@ -5,8 +5,9 @@ of the shares instruct (registered holders by internet, phone or a mail card dat
 arrives; beneficial owners through their nominee, which submits on channel ``broker``); some
 re-vote or revoke; nominees vote uninstructed positions on routine items only; a few holders try
 after the cut-off or send invalid submissions; a named proxy substitutes; ballots are cast at the
-meeting. Times are whole seconds after the mailing on one axis, rendered in each channel's offset.
-No I/O: the same meeting, register, spec and seed always give the same events, ids included.
+meeting. What each card marks (universal proxy cards of contested elections included) is drawn by
+``services.demo.choices``. Times are whole seconds after the mailing on one axis, rendered in each
+channel's offset. No I/O: the same meeting, register, spec and seed always give the same events, ids included.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from itertools import accumulate, islice
 import msgspec
 
 from events import MeetingScheduled, Position, ProxySubstituted, Submission, VoteCast, VoteRevoked
+from services.demo.choices import (DAY, HOUR, WRONG_OPTIONS, card_date, card_signatures, contest_marks, contests,
+                                   item_marks, typo)
 from services.demo.spec import SimulationSpec
 
-DAY = 86_400
-HOUR = 3_600
 # RFC 4122 version 4, variant 10: the bits uuid.UUID(version=4) clears and sets.
 _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_SET = (0x4000 << 64) | (0x8000 << 48)
-_WRONG_OPTIONS = ("withhold", "yes", "4y", "none")  # what people write on the wrong card or form
 
 # (received second, sequence, event, the position if it is an owner instruction)
 Planned = tuple[int, int, Submission, Position | None]
@@ -100,6 +100,10 @@ class _Campaign:
         self.t_cutoff = max(DAY, min(self.t_cutoff, self.t_meeting - HOUR))
         self.t_discretion = max(0, self.t_meeting - int(sim.discretionary_days_before * DAY))
         self.items = [(i.id, i.options, i.recommendation) for i in meeting.items]
+        # Universal-proxy groups are marked as a whole (services.demo.choices); the rest item by item.
+        self.plain = [(i.id, i.options, i.recommendation) for i in meeting.items if not i.universal_proxy]
+        self.contests = contests(meeting.items)
+        self.order = [i.id for i in meeting.items]
         self.routine = {i.id: i.recommendation or i.options[0] for i in meeting.items if i.routine}
         self.channels = list(sim.channels)
         self.channel_weights = list(accumulate(sim.channels.values()))
@@ -164,7 +168,7 @@ class _Campaign:
         """An owner's instruction arriving at ``received``; returns (executed second, the vote)."""
         rng, sim = self.rng, self.sim
         shares = rng.randint(1, p.shares - 1) if p.shares > 1 and rng.random() < sim.partial else None
-        choices = self._choices(shares or p.shares, p.kind == "beneficial")
+        choices = item_marks(rng, self.plain, sim, shares or p.shares, p.kind == "beneficial")
         signatures = None
         if p.kind == "beneficial":
             channel, by = "broker", p.nominee or "nominee"
@@ -175,9 +179,11 @@ class _Campaign:
                 channel = "internet"  # no card can have come back yet: the earliest votes are online
             by = sim.submitters.get(channel, channel)
             if channel == "mail":
-                executed, signatures = self._card_date(received), self._signatures(p)
+                executed = card_date(rng, sim, self.t0_remote, received)
+                signatures = card_signatures(rng, sim, p.holders)
             else:
                 executed = max(0, received - int(rng.random() * (4 if channel == "internet" else 9)))
+        choices = self._contested(choices, channel)
         return executed, self._vote(p, channel, by, executed, received, choices, shares=shares,
                                     signatures=signatures)
 
@@ -215,11 +221,11 @@ class _Campaign:
             received = self._arrival()
             if n % 2 == 0:
                 executed, vote = self.instruction(rng.choice(self.positions), received, "internet")
-                vote = msgspec.structs.replace(vote, control_number=self._typo(vote.control_number))
+                vote = msgspec.structs.replace(vote, control_number=typo(rng, vote.control_number, self.known))
             else:
                 executed, vote = self.instruction(rng.choice(voters), received)
                 item_id, options, _ = rng.choice(self.items)
-                wrong = next(o for o in _WRONG_OPTIONS if o not in options)
+                wrong = next(o for o in WRONG_OPTIONS if o not in options)
                 vote = msgspec.structs.replace(vote, choices={**vote.choices, item_id: wrong})
             self._add(received, vote)
 
@@ -238,7 +244,8 @@ class _Campaign:
                 legal = f"LP-{rng.randrange(10 ** 8):08d}"
             self._add(received, self._vote(
                 p, "in_person", sim.submitters.get("in_person", "ballot-desk"), executed, received,
-                self._choices(p.shares, False, marked=True), legal_proxy_id=legal, local=True))
+                self._contested(item_marks(rng, self.plain, sim, p.shares, False, marked=True), "in_person", True),
+                legal_proxy_id=legal, local=True))
 
     def _substitution(self) -> None:
         """R13: a named proxy appoints a substitute for all its proxies the night before."""
@@ -251,49 +258,13 @@ class _Campaign:
             event_id=self._id(), meeting_id=self.meeting.meeting_id, proxy_holder=sub.proxy_holder,
             substitute=sub.substitute, executed_at=self._local(executed), received_at=self._local(received)))
 
-    def _choices(self, represented: int, beneficial: bool, marked: bool = False) -> dict:
-        """Marks on the card or form: mostly the board's way; nominees sometimes split (R3)."""
-        rng, sim = self.rng, self.sim
-        rnd = rng.random  # hot path: one draw decides unmarked / recommended / other
-        unmarked = 0.0 if marked else sim.unmarked
-        follow = unmarked + (1.0 - unmarked) * sim.follow_board
-        out: dict = {}
-        for item_id, options, recommendation in self.items:
-            r = rnd()
-            if r < unmarked:
-                continue  # R9: registered → recommendation; beneficial → broker non-vote
-            if recommendation is not None and r < follow:
-                out[item_id] = recommendation
-            else:
-                out[item_id] = options[int(rnd() * len(options))]
-        if beneficial and represented > 1 and rnd() < sim.split:
-            item_id, options, _ = rng.choice(self.items)
-            if len(options) > 1:
-                first_option, second_option = rng.sample(options, 2)
-                first = rng.randint(1, represented - 1)
-                # Usually the split covers all represented shares; sometimes part is left unvoted.
-                second = represented - first if rnd() < 0.8 else rng.randint(0, represented - first)
-                out[item_id] = {first_option: first, second_option: second} if second else {first_option: first}
-        return out
-
-    def _signatures(self, p: Position) -> list[str] | None:
-        """R11: usually every holder signs; some cards come back unsigned or missing a joint holder."""
-        rng = self.rng
-        if rng.random() < self.sim.unsigned:
-            return None
-        if len(p.holders) > 1 and rng.random() < self.sim.missing_joint_signature:
-            return list(p.holders[:-1])
-        return list(p.holders)
-
-    def _card_date(self, received: int) -> int:
-        """The date written on a mail card: days before it arrives, read as noon of that day."""
-        low, high = self.sim.mail_delay_days
-        days = min(self.rng.randint(low, high), received // DAY)  # not dated before the mailing
-        dated = received - days * DAY
-        # Times carry a fixed offset, so local midnights are a constant shift on our axis.
-        t0 = self.t0_remote
-        noon = dated - (t0.hour * HOUR + t0.minute * 60 + t0.second + dated) % DAY + 12 * HOUR
-        return min(noon, received)
+    def _contested(self, choices: dict, channel: str, marked: bool = False) -> dict:
+        """Add the marks on each universal-proxy group, keeping the card's item order."""
+        if not self.contests:
+            return choices  # uncontested: no draws, so such a meeting's traffic is unchanged
+        for contest in self.contests:
+            choices.update(contest_marks(self.rng, contest, self.sim, channel, marked))
+        return {item_id: choices[item_id] for item_id in self.order if item_id in choices}
 
     def _arrival(self) -> int:
         """An arrival time before the cut-off: a burst after the mailing, then rising to the cut-off."""
@@ -306,16 +277,6 @@ class _Campaign:
         else:
             x = math.sqrt(rng.random())
         return int(x * (self.t_cutoff - 1))
-
-    def _typo(self, control_number: str) -> str:
-        """A control number mistyped by one digit, guaranteed not on the register."""
-        while True:
-            digits = list(control_number.replace("-", ""))
-            i = self.rng.randrange(len(digits))
-            digits[i] = str((int(digits[i]) + self.rng.randint(1, 9)) % 10)
-            typo = "-".join("".join(digits[j:j + 4]) for j in range(0, len(digits), 4))
-            if typo not in self.known:
-                return typo
 
     def _vote(self, p: Position, channel: str, by: str, executed: int, received: int, choices: dict, *,
               shares: int | None = None, signatures: list[str] | None = None, discretionary: bool = False,
