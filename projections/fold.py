@@ -34,6 +34,8 @@ class VoterState(msgspec.Struct, kw_only=True, gc=False):
     discretionary: VoteCast | None = None  # latest discretionary vote of the nominee (R10)
     ballot: VoteCast | None = None  # latest in-person ballot (R6)
     revoked_at: datetime | None = None  # latest revocation (R7)
+    # Latest receipt folded: tells, when a poll closure is logged late, who may need refolding.
+    latest_received: datetime | None = None
     # Instructions the fold refused under the `reject` over-vote policy: (event_id, item) (R17).
     overvote_rejected: list[tuple[str, str]] = []
 
@@ -46,6 +48,8 @@ def _later(current: VoteCast | None, candidate: VoteCast) -> VoteCast:
 
 def record(state: VoterState, event: VoteCast | VoteRevoked) -> None:
     """Fold one accepted submission into a control number's state."""
+    if state.latest_received is None or event.received_at > state.latest_received:
+        state.latest_received = event.received_at
     if isinstance(event, VoteRevoked):
         if state.revoked_at is None or event.executed_at > state.revoked_at:
             state.revoked_at = event.executed_at
@@ -103,8 +107,8 @@ class Tally:
         """Fold one accepted submission; return True if the tally changed."""
         self.events_applied += 1
         position = self.meeting.positions.get(event.control_number)
-        if position is None:
-            return False  # cannot happen for accepted events (R1); kept total for safety
+        if position is None or self._after_closure(event):
+            return False  # R1 (cannot happen for accepted events); R12 whatever the log order
         state = self.voters.get(event.control_number) or VoterState()
         trial = msgspec.structs.replace(state)  # fields are replaced, never mutated: a shallow copy
         record(trial, event)
@@ -112,6 +116,16 @@ class Tally:
         changed = before[0] is not after[0] or before[1] is not after[1]
         old = contribution(self.meeting, position, *before) if changed and before[0] else None
         new = contribution(self.meeting, position, *after) if changed and after[0] else None
+        if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteRevoked):
+            # A revocation voiding the owner's instruction revives the nominee's discretionary vote:
+            # that vote, not the revocation, is what would take the nominee over (R17).
+            item_id = self._exceeds_entitlement(position.nominee, old, new)
+            if item_id is not None and trial.discretionary is after[0]:
+                trial.overvote_rejected = [*trial.overvote_rejected, (trial.discretionary.event_id, item_id)]
+                trial.discretionary = None
+                after = _counting(trial)
+                changed = before[0] is not after[0] or before[1] is not after[1]
+                new = contribution(self.meeting, position, *after) if changed and after[0] else None
         if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteCast):
             item_id = self._exceeds_entitlement(position.nominee, old, new)
             if item_id is not None:
@@ -147,8 +161,8 @@ class Tally:
         for event in events:
             self.events_applied += 1
             number = event.control_number
-            if number not in positions:
-                continue  # cannot happen for accepted events (R1)
+            if number not in positions or self._after_closure(event):
+                continue  # R1 (cannot happen for accepted events); R12 whatever the log order
             state = voters.get(number)
             if state is None:
                 state = voters[number] = VoterState()
@@ -165,6 +179,37 @@ class Tally:
                 self._add(contribution(self.meeting, position, old_vote, old_fill), -1)
             if new_vote is not None:
                 self._add(contribution(self.meeting, position, new_vote, new_fill), +1)
+
+    def _after_closure(self, event: VoteCast | VoteRevoked) -> bool:
+        """R12: received after a poll closure (any closure refuses later submissions, as at ingest)."""
+        closed = self.meeting.first_closure
+        return closed is not None and event.received_at > closed
+
+    def late_voters(self) -> set[str]:
+        """Control numbers holding a submission received after the first closure: refold them."""
+        closed = self.meeting.first_closure
+        if closed is None:
+            return set()
+        return {n for n, s in self.voters.items() if s.latest_received is not None and s.latest_received > closed}
+
+    def refold(self, control_number: str, events: list[VoteCast | VoteRevoked]) -> None:
+        """Recompute one control number from all its accepted submissions in log order.
+
+        Used when a poll closure is logged after submissions received later than it (R12): the
+        maxima kept per control number cannot forget those, so its log rows are folded again.
+        """
+        position = self.meeting.positions[control_number]
+        state = self.voters.pop(control_number, None)
+        if state is not None:
+            vote, fill = _counting(state)
+            if vote is not None:
+                self._add(contribution(self.meeting, position, vote, fill), -1)
+        applied = self.events_applied
+        for event in events:
+            self.apply(event)
+        self.events_applied = applied
+        self.voters.setdefault(control_number, VoterState())
+        self.dirty_voters.add(control_number)
 
     def nominee_voted(self, item_id: str, nominee: str) -> int:
         """Shares a nominee has voted on an item (broker non-votes are not votes)."""

@@ -55,6 +55,12 @@ class Meeting:
             if current is None or event.closed_at < current:
                 self.closed_item_at[item_id] = event.closed_at
 
+    @property
+    def first_closure(self) -> datetime | None:
+        """The earliest poll closure of any kind: no submission received after it counts (R12)."""
+        times = [t for t in (self.closed_all_at, *self.closed_item_at.values()) if t is not None]
+        return min(times) if times else None
+
     def item_closed_at(self, item_id: str) -> datetime | None:
         """When the polls closed on an item, if they have."""
         times = [t for t in (self.closed_all_at, self.closed_item_at.get(item_id)) if t is not None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from events import AnyEvent, MeetingScheduled, VoteCast, VoteRevoked, decode
+from events import AnyEvent, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
 from projections.fold import Tally
 from projections.judge import Judge
 
@@ -16,6 +16,8 @@ class Projection:
 
     state: Judge = field(default_factory=Judge)
     tallies: dict[str, Tally] = field(default_factory=dict)
+    # Control numbers to fold again from their log rows, after a late-logged poll closure (R12).
+    refolds: dict[str, set[str]] = field(default_factory=dict)
 
     def apply(self, event: AnyEvent) -> None:
         """Apply one accepted event (rejected ones never reach the fold)."""
@@ -27,6 +29,15 @@ class Projection:
         self.state.apply_accepted(event)
         if isinstance(event, MeetingScheduled):
             self.tallies[event.meeting_id] = Tally(meeting=self.state.meetings[event.meeting_id])
+        elif isinstance(event, PollsClosed) and event.meeting_id in self.tallies:
+            late = self.tallies[event.meeting_id].late_voters()
+            if late:
+                self.refolds.setdefault(event.meeting_id, set()).update(late)
+
+    def take_refolds(self) -> dict[str, set[str]]:
+        """The control numbers to refold since last asked (the caller supplies their log rows)."""
+        refolds, self.refolds = self.refolds, {}
+        return refolds
 
     def apply_many(self, events: list[AnyEvent]) -> None:
         """Apply accepted events in log order, folding runs of votes in batches per meeting."""
@@ -56,6 +67,12 @@ class Projection:
 
 def replay(events: Iterable[AnyEvent]) -> Projection:
     """Fold accepted events from scratch."""
+    events = list(events)
     projection = Projection()
-    projection.apply_many(list(events))
+    projection.apply_many(events)
+    for meeting_id, numbers in projection.take_refolds().items():
+        for number in sorted(numbers):
+            mine = [e for e in events if isinstance(e, (VoteCast, VoteRevoked))
+                    and e.meeting_id == meeting_id and e.control_number == number]
+            projection.tallies[meeting_id].refold(number, mine)
     return projection

@@ -23,6 +23,16 @@ PROJECTION = "tally"
 BATCH_ROWS = 20_000
 
 
+async def refold_late(conn: asyncpg.Connection, projection: Projection, up_to: int) -> None:
+    """Fold again, from their log rows, the control numbers a late-logged poll closure affects (R12)."""
+    for meeting_id, numbers in projection.take_refolds().items():
+        by_number: dict[str, list] = {n: [] for n in numbers}
+        for row in await log_store.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
+            by_number[row["control_number"]].append(decode(row["payload"]))
+        for number, events in sorted(by_number.items()):
+            projection.tallies[meeting_id].refold(number, events)
+
+
 class Projector:
     """Keeps the tally projection up to date with the log."""
 
@@ -71,6 +81,7 @@ class Projector:
                 touched[row["meeting_id"]] = row["position"]
             self.projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
             last = rows[-1]["position"]
+            await refold_late(self.conn, self.projection, last)
             async with self.conn.transaction():
                 await tally_store.lock(self.conn)
                 if await tally_store.generation(self.conn, PROJECTION) != self.generation:

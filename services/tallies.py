@@ -13,7 +13,7 @@ from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
 from projections.replay import Projection
 from services.postgres import log_store, tally_store
-from services.projector import PROJECTION
+from services.projector import PROJECTION, refold_late
 
 
 _chunk_decoder = msgspec.json.Decoder(PositionsRecorded)
@@ -92,6 +92,7 @@ async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:
             projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
             replayed += len(rows)
             after = rows[-1]["position"]
+        await refold_late(conn, projection, after)
         tally = projection.tallies.get(meeting_id)
         if tally is None:
             raise UnknownMeeting(meeting_id)

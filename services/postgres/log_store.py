@@ -146,3 +146,12 @@ async def read_after(conn: asyncpg.Connection, position: int, limit: int, meetin
         "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
         " WHERE meeting_id = $3 AND position > $1 ORDER BY meeting_id, position LIMIT $2",
         position, limit, meeting_id)
+
+
+async def accepted_votes_of(conn: asyncpg.Connection, meeting_id: str, control_numbers: list[str],
+                            up_to: int) -> list[asyncpg.Record]:
+    """Accepted vote.cast/vote.revoked rows of some control numbers, in log order (for refolds)."""
+    return await conn.fetch(
+        "SELECT control_number, payload FROM ledger_log WHERE meeting_id = $1 AND control_number = ANY($2::text[])"
+        " AND position <= $3 AND decision = 'accepted' AND type IN ('vote.cast', 'vote.revoked') ORDER BY position",
+        meeting_id, control_numbers, up_to)

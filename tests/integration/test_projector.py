@@ -118,3 +118,26 @@ async def test_a_rebuild_while_the_projector_runs_is_not_overwritten_by_its_olde
     await rebuild(conn, "m1")
     await conn.close()
     assert await snapshot(settings.pg_dsn) == live
+
+
+async def test_r12_a_ballot_logged_before_a_late_poll_closure_does_not_count_live_or_rebuilt(settings):
+    from events import PollsClosed
+    from tests.factories import at
+
+    before = cast("R-1", {"2": "for"}, executed=30, channel="internet")
+    late = cast("R-1", {"2": "against"}, executed=24 * 30 + 1, channel="in_person")  # after the close
+    closure = PollsClosed(event_id="close", meeting_id="m1", closed_at=at(24 * 30 + 0.5))
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event(), before, late])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 4)
+        await run_projector(settings, 4)  # the late ballot counts until the closure is logged
+        await publish(client, settings, [closure])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 5)
+    await run_projector(settings, 5)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    report = await read_tally(conn, "m1")
+    assert (report["items"]["2"]["for"], report["items"]["2"]["against"]) == (3000, 0)
+    live = await snapshot(settings.pg_dsn)
+    await rebuild(conn, "m1")
+    await conn.close()
+    assert await snapshot(settings.pg_dsn) == live

@@ -224,10 +224,6 @@ def test_r12_after_a_per_item_closure_every_later_submission_is_refused_even_on_
     assert judge.judge(cast("B-1", {"3": "for"}, executed=9, received=10, channel="broker")) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (R12 + R5): a submission received after the polls closed is accepted and counted when it reaches the "
-    "log before the polls.closed event (the ledger only waits for admin events published BEFORE it); the fold "
-    "never re-checks received_at against the closure, so the tally depends on the arrival order"))
 def test_r12_a_ballot_received_after_the_polls_closed_never_counts_whatever_the_log_order():
     closure = PollsClosed(event_id="close", meeting_id="m1", closed_at=at(MEETING_DAY + 1))
     late = cast("R-1", {"2": "against"}, executed=MEETING_DAY + 1.01, channel="in_person")  # 36 s after closing
@@ -321,10 +317,6 @@ def test_r17_prorate_touches_only_the_nominee_over_its_entitlement_never_registe
     assert totals["2"] == {"for": 1667 + 1000, "against": 3333 + 3000}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (R17 reject): Tally.apply checks the entitlement only when a vote.cast is applied; a vote.revoked "
-    "that voids the owner's instruction makes the nominee's earlier-accepted discretionary vote effective "
-    "without any check, so the counted votes exceed the entitlement and the over-vote report is empty"))
 def test_r17_reject_never_counts_more_than_the_entitlement_even_when_a_revocation_revives_a_discretionary_vote():
     m = two_nominee_meeting("reject")
     events = [
