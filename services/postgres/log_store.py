@@ -8,6 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
+from projections import chain
+
 # Serialises appends across every ledger process: held from position assignment until commit, so
 # positions become visible in order (see the comment on ledger_log.position in 001_log.sql).
 LOG_APPEND_LOCK = 0x766F74656C6F67  # "votelog"
@@ -16,7 +18,7 @@ NOTIFY_CHANNEL = "ledger_appended"
 LOG_COLUMNS = (
     "position", "meeting_id", "event_id", "type", "control_number", "channel", "executed_at",
     "received_at", "decision", "reason", "payload", "source_topic", "source_partition",
-    "source_offset",
+    "source_offset", "prev_position", "hash",
 )
 PARKED_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "value", "reason", "detail")
 ADMIN_TYPES = ("meeting.scheduled", "positions.recorded", "polls.closed", "proxy.substituted")
@@ -41,11 +43,11 @@ class LogRow:
     source_partition: int | None = None
     source_offset: int | None = None
 
-    def record(self, position: int) -> tuple:
+    def record(self, position: int, prev_position: int | None, hash_: bytes) -> tuple:
         """The row as a tuple in LOG_COLUMNS order."""
         return (position, self.meeting_id, self.event_id, self.type, self.control_number, self.channel,
                 self.executed_at, self.received_at, self.decision, self.reason, self.payload,
-                self.source_topic, self.source_partition, self.source_offset)
+                self.source_topic, self.source_partition, self.source_offset, prev_position, hash_)
 
 
 @dataclass(slots=True)
@@ -75,16 +77,34 @@ async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) ->
 
 
 async def append(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> int:
-    """Append rows under the lock with gapless positions via COPY; return the last position."""
+    """Append rows under the lock with gapless positions and chained hashes via COPY.
+
+    Returns the last position.
+    """
     head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
     if rows:
-        await conn.copy_records_to_table(
-            "ledger_log", columns=LOG_COLUMNS,
-            records=[row.record(head + i) for i, row in enumerate(rows, start=1)],
-        )
+        heads = await chain_heads(conn, sorted({row.meeting_id for row in rows}))
+        records = []
+        for position, row in enumerate(rows, start=head + 1):
+            prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
+            hash_ = chain.link(prev_hash, chain.canonical(position, prev_position, row.meeting_id, row.event_id,
+                                                          row.type, row.decision, row.reason, row.payload))
+            heads[row.meeting_id] = (position, hash_)
+            records.append(row.record(position, prev_position, hash_))
+        await conn.copy_records_to_table("ledger_log", columns=LOG_COLUMNS, records=records)
         # Delivered at commit only, so a woken reader always finds the rows.
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(head + len(rows)))
     return head + len(rows)
+
+
+async def chain_heads(conn: asyncpg.Connection, meeting_ids: list[str]) -> dict[str, tuple[int, bytes]]:
+    """Each meeting's last (position, hash): where its chain continues. Call it under the lock."""
+    rows = await conn.fetch(
+        # One index probe per meeting (backward scan of ledger_log_meeting_position, LIMIT 1).
+        "SELECT m.id, l.position, l.hash FROM unnest($1::text[]) AS m(id) CROSS JOIN LATERAL"
+        " (SELECT position, hash FROM ledger_log WHERE meeting_id = m.id ORDER BY position DESC LIMIT 1) AS l",
+        meeting_ids)
+    return {r["id"]: (r["position"], r["hash"] or chain.GENESIS) for r in rows}
 
 
 async def park(conn: asyncpg.Connection, parked: Sequence[ParkedMessage]) -> None:
