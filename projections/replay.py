@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from events import AnyEvent, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
 from projections.fold import Tally
 from projections.judge import Judge
+from projections.overvotes import counted_totals
 
 
 @dataclass
@@ -76,3 +77,15 @@ def replay(events: Iterable[AnyEvent]) -> Projection:
                     and e.meeting_id == meeting_id and e.control_number == number]
             projection.tallies[meeting_id].refold(number, mine)
     return projection
+
+
+def counted(tally: Tally) -> tuple[dict[str, dict[str, int]], list]:
+    """Per-item totals after R17 and the over-vote report, from a fold alone (offline reports)."""
+    refused: dict[tuple[str, str], list[str]] = {}
+    for number, state in tally.voters.items():
+        for event_id, item_id in state.overvote_rejected:
+            nominee = tally.meeting.positions[number].nominee or ""
+            refused.setdefault((nominee, item_id), []).append(event_id)
+    for event_ids in refused.values():
+        event_ids.sort()  # the order the projection's table gives (ORDER BY event_id)
+    return counted_totals(tally.meeting.spec, tally.meeting.entitlements, tally.buckets, refused)

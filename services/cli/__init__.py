@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "services.cli.proxies_cmd",
     "services.cli.status_cmd",
     "services.cli.projections_cmd",
+    "services.cli.export_cmd",
     "services.cli.bench_cmd",
 ]
 

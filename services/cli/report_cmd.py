@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,8 @@ from projections.report import render_csv, render_json, render_markdown
 from services.cli import UserError
 from services.cli.common import pg_dsn, run
 from services.postgres.connect import READER_ROLE, connect
+from services.export import BadExport
+from services.offline import final_report_from_file
 from services.reports import over_vote_report, read_final_report, rejection_report
 from services.tallies import UnknownMeeting
 
@@ -33,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     " Abstain / Broker non-votes) and the outcome, shares present and the quorum"
                     " percentage; Markdown and JSON also give the log position and the SHA-256 digest"
                     " of the meeting's log rows the numbers were computed at.")
-    f.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
+    source = f.add_mutually_exclusive_group(required=True)
+    source.add_argument("--meeting", help="meeting id, e.g. cbak-2023-agm")
+    source.add_argument("--file", type=Path, help="an export (vote-ledger export): replay it offline, no services")
     f.add_argument("--format", choices=list(_FINAL_RENDERERS), default="md",
                    help="md (default), json, or csv (one row per item, no position/digest)")
     f.set_defaults(func=_final)
@@ -86,6 +91,13 @@ def _report(meeting_id: str, reader: Callable[[asyncpg.Connection], Awaitable[di
 
 
 def _final(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        try:
+            report = final_report_from_file(args.file)
+        except BadExport as exc:
+            raise UserError(str(exc)) from None
+        sys.stdout.write(_FINAL_RENDERERS[args.format](report))
+        return 0
     return _report(args.meeting, lambda conn: read_final_report(conn, args.meeting), _FINAL_RENDERERS[args.format])
 
 

@@ -1,0 +1,68 @@
+"""Offline audit: export a meeting, verify it and reproduce its reports with no services at all."""
+
+import zipfile
+
+import asyncpg
+import pytest
+
+from projections.report import render_json, render_markdown
+from services.export import export_meeting, read_manifest
+from services.kafka_io import producer, publish
+from services.offline import final_report_from_file, tally_from_file, verify_file
+from services.reports import read_final_report
+from services.tallies import read_tally
+from tests.factories import cast, register_event, revoke, small_meeting
+from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.test_projector import run_projector
+
+pytestmark = pytest.mark.integration
+
+VOTES = [cast("R-1", {"2": "for"}, executed=1), cast("R-2", {"2": "against"}, executed=2, channel="phone"),
+         cast("B-1", {"3": "for", "2": {"for": 500, "against": 700}}, channel="broker"), revoke("R-2", executed=3),
+         cast("B-2", {"2": "for"}, channel="broker", discretionary=True), cast("X-9", {"2": "for"})]
+TOTAL = 2 + len(VOTES)
+
+
+@pytest.fixture
+async def exported(settings, tmp_path):
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()] + VOTES)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", TOTAL)
+    await run_projector(settings, TOTAL)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    path = tmp_path / "m1.zip"
+    manifest = await export_meeting(conn, "m1", path)
+    online_tally = await read_tally(conn, "m1")
+    online_report = await read_final_report(conn, "m1")
+    await conn.close()
+    return path, manifest, online_tally, online_report
+
+
+async def test_an_export_verifies_offline_and_its_manifest_anchors_the_log(exported):
+    path, manifest, _tally, _report = exported
+    result = verify_file(path)
+    assert result.ok, result.as_dict()
+    assert (manifest.rows, manifest.accepted, manifest.rejected) == (TOTAL, TOTAL - 1, 1)
+    assert result.final_hash == manifest.final_hash and manifest.as_of_position == TOTAL
+
+
+async def test_the_offline_tally_and_final_report_equal_the_online_ones_byte_for_byte(exported):
+    path, _manifest, online_tally, online_report = exported
+    assert tally_from_file(path) == online_tally
+    offline = final_report_from_file(path)
+    assert render_markdown(offline) == render_markdown(online_report)
+    assert render_json(offline) == render_json(online_report)
+
+
+async def test_an_edited_export_fails_verification_at_the_edited_row(exported, tmp_path):
+    path, _manifest, _tally, _report = exported
+    with zipfile.ZipFile(path) as original:
+        log = original.read("log.jsonl").replace(b'\\"against\\"', b'\\"for\\"')
+        manifest = original.read("manifest.json")
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as out:
+        out.writestr("log.jsonl", log)
+        out.writestr("manifest.json", manifest)
+    result = verify_file(forged)
+    assert not result.ok and result.chain_break.problem == "altered"
+    assert read_manifest(forged).meeting_id == "m1"
