@@ -18,7 +18,7 @@ from events import VoteCast, VoteRevoked
 from projections.contribution import BROKER_NON_VOTE, REGISTERED, Contribution, contribution
 from projections.meeting import Meeting
 
-__all__ = ["BROKER_NON_VOTE", "REGISTERED", "Tally", "VoterState", "effective", "discretion_fill",
+__all__ = ["BROKER_NON_VOTE", "REGISTERED", "Tally", "VoterState", "counting", "effective", "discretion_fill",
            "instruction_key", "record"]
 
 
@@ -77,6 +77,11 @@ def _counting(state: VoterState) -> tuple[VoteCast | None, VoteCast | None]:
     """The effective instruction and the discretionary vote filling it, if any."""
     vote = effective(state)
     return vote, (discretion_fill(state) if vote is not None and vote is state.owner else None)
+
+
+def counting(state: VoterState) -> tuple[VoteCast | None, VoteCast | None]:
+    """What the tally counts for a control number: (effective instruction, discretionary fill)."""
+    return _counting(state)
 
 
 def discretion_fill(state: VoterState) -> VoteCast | None:

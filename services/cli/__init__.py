@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "services.cli.tally_cmd",
     "services.cli.report_cmd",
     "services.cli.proxies_cmd",
+    "services.cli.audit_cmd",
     "services.cli.status_cmd",
     "services.cli.projections_cmd",
     "services.cli.export_cmd",

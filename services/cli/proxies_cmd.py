@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import Any
 
 from services.cli import UserError
-from services.cli.common import pg_dsn, run
+from services.cli.common import parse_timestamp, pg_dsn, run
 from services.postgres.connect import READER_ROLE, connect
 from services.proxies import read_proxies
 from services.tallies import UnknownMeeting
@@ -21,23 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Show each current proxy holder (named proxies and substitutes, R13), how many control"
                     " numbers and shares of voted proxies it holds, and the chain of substitutions.")
     p.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
-    p.add_argument("--as-of", type=_timestamp, metavar="TIMESTAMP",
+    p.add_argument("--as-of", type=parse_timestamp, metavar="TIMESTAMP",
                    help="RFC 3339 time with offset, e.g. 2023-12-14T20:00:00+08:00: only substitutions executed"
                         " at or before it count; the control numbers and shares are still those of the"
                         " current effective instructions")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_proxies)
 
-
-def _timestamp(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp; a time without offset is ambiguous, so refuse it."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"timestamp needs an offset (e.g. +08:00 or Z): {text!r}")
-    return value
 
 
 def _proxies(args: argparse.Namespace) -> int:

@@ -1,39 +1,99 @@
-"""`vote-ledger tally`: the current quorum and per-item tally, as a table or domain.md's JSON."""
+"""`vote-ledger tally [diff]`: quorum and per-item tally (now or as of a past point), and what changed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from services.cli import UserError
-from services.cli.common import pg_dsn, run
+from services.cli.common import parse_timestamp, pg_dsn, run
 from services.postgres.connect import READER_ROLE, connect
 from services.tallies import UnknownMeeting, read_tally
+from services.export import BadExport
+from services.offline import tally_from_file
+from services.time_travel import AsOf, tally_as_of, tally_diff
+
+_AS_OF_HELP = ("a log position (a plain integer) or an RFC 3339 time with offset, compared with when the"
+               " ledger recorded each row (ledger_log.recorded_at)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `tally` command."""
-    t = sub.add_parser("tally", help="show quorum and tallies",
-                       description="Show a meeting's quorum and per-item tallies from the projection.")
-    t.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
+    """Add the `tally` command and its `diff` action."""
+    t = sub.add_parser("tally", help="show quorum and tallies, now or as of a past point; diff two points",
+                       usage="%(prog)s --meeting ID [--json] [--watch SECONDS] [--as-of POSITION|TIMESTAMP]\n"
+                             "       %(prog)s diff --meeting ID [--json] FROM TO",
+                       description="Show a meeting's quorum and per-item tallies from the projection, or"
+                                   " replayed from the log as of a past position or time (--as-of);"
+                                   " `tally diff` shows what changed between two points.")
+    # Not required here, so that `tally diff --meeting ID ...` parses; _tally checks it.
+    t.add_argument("--meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
     t.add_argument("--json", action="store_true", help="print the tally JSON (domain.md contract)")
+    t.add_argument("--file", type=Path, metavar="EXPORT",
+                   help="replay an export (vote-ledger export) offline instead of reading PostgreSQL;"
+                        " --as-of then takes a log position")
     t.add_argument("--watch", type=float, metavar="SECONDS",
                    help="refresh the table every SECONDS until interrupted")
+    t.add_argument("--as-of", type=position_or_time, metavar="POSITION|TIMESTAMP",
+                   help=f"replay the log up to {_AS_OF_HELP}, e.g. 18233 or 2023-12-14T20:00:00+08:00")
     t.set_defaults(func=_tally)
+    actions = t.add_subparsers(dest="tally_action", metavar="ACTION")
+    d = actions.add_parser(
+        "diff", prog=f"{t.prog} diff", help="what changed between two points of the log",
+        description="Per-item change of every column and of the shares present between FROM and TO, and"
+                    " each control number whose contribution changed, with its change and the events"
+                    " logged in between that caused it (replayed from the log).")
+    d.add_argument("--meeting", dest="diff_meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
+    d.add_argument("start", type=position_or_time, metavar="FROM", help=_AS_OF_HELP)
+    d.add_argument("end", type=position_or_time, metavar="TO", help=_AS_OF_HELP)
+    d.add_argument("--json", dest="diff_json", action="store_true", help="print the diff as JSON")
+    d.set_defaults(func=_diff)
+
+
+
+def _tally_file(args: argparse.Namespace) -> int:
+    """The tally replayed from an export alone: no Kafka, no PostgreSQL."""
+    if args.as_of is not None and not isinstance(args.as_of, int):
+        raise UserError("tally --file: --as-of takes a log position (the export's rows carry positions)")
+    try:
+        report = tally_from_file(args.file, args.as_of)
+    except BadExport as exc:
+        raise UserError(str(exc)) from None
+    if args.meeting and args.meeting != report["meeting_id"]:
+        raise UserError(f"{args.file} holds meeting {report['meeting_id']}, not {args.meeting}")
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def position_or_time(text: str) -> AsOf:
+    """A plain integer is a log position; anything else must be an RFC 3339 timestamp."""
+    return int(text) if re.fullmatch(r"\d+", text.strip()) else parse_timestamp(text)
 
 
 def _tally(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        return _tally_file(args)
+    if not args.meeting:
+        raise UserError("tally: --meeting is required")
+    if args.as_of is not None and args.watch:
+        raise UserError("tally: --as-of shows a fixed point of the log; it cannot be watched")
+
     async def go() -> int:
         conn = await connect(pg_dsn(), READER_ROLE)
         try:
             while True:
                 try:
-                    report = await read_tally(conn, args.meeting)
+                    if args.as_of is not None:
+                        report = await tally_as_of(conn, args.meeting, args.as_of)
+                    else:
+                        report = await read_tally(conn, args.meeting)
                 except UnknownMeeting:
-                    raise UserError(f"no meeting {args.meeting!r} in the log (was it loaded?)") from None
+                    when = f" by {args.as_of}" if args.as_of is not None else ""
+                    raise UserError(f"no meeting {args.meeting!r} in the log{when} (was it loaded?)") from None
                 if args.json:
                     print(json.dumps(report, indent=2))
                 else:
@@ -45,6 +105,25 @@ def _tally(args: argparse.Namespace) -> int:
                 await asyncio.sleep(args.watch)
         finally:
             await conn.close()
+
+    return run(go())
+
+
+def _diff(args: argparse.Namespace) -> int:
+    meeting = args.diff_meeting or args.meeting  # `tally --meeting ID diff FROM TO` reads naturally too
+    if not meeting:
+        raise UserError("tally diff: --meeting is required")
+
+    async def go() -> int:
+        conn = await connect(pg_dsn(), READER_ROLE)
+        try:
+            change = await tally_diff(conn, meeting, args.start, args.end)
+        except UnknownMeeting:
+            raise UserError(f"no meeting {meeting!r} in the log by then (was it loaded?)") from None
+        finally:
+            await conn.close()
+        print(json.dumps(change, indent=2) if args.diff_json or args.json else render_diff(change))
+        return 0
 
     return run(go())
 
@@ -74,4 +153,38 @@ def render(report: dict[str, Any]) -> str:
         else:
             row = f"{item_id:<6}{c.get('for', 0):>14,}{c.get('against', 0):>14,}{'':>12}{c.get('abstain', 0):>12,}"
         lines.append(f"{row}{c['broker_non_votes']:>18,}  {c['outcome']}")
+    return "\n".join(lines)
+
+
+def _changes(columns: dict[str, int]) -> str:
+    return ", ".join(f"{column} {shares:+,}" for column, shares in columns.items())
+
+
+def render_diff(change: dict[str, Any]) -> str:
+    """A readable account of a tally diff: items that changed, then the control numbers behind them."""
+    present, met = change["quorum"]["present"], change["quorum"]["met"]
+    yes_no = {True: "met", False: "not met"}
+    lines = [
+        f"Meeting {change['meeting_id']}: from log position {change['from_position']} to {change['to_position']}",
+        f"Quorum: present {present['from']:,} -> {present['to']:,} ({present['delta']:+,});"
+        f" {yes_no[met['from']]} -> {yes_no[met['to']]}",
+        "",
+    ]
+    for item_id, columns in change["items"].items():
+        outcome = columns["outcome"]
+        moved = {c: v for c, v in columns.items() if c != "outcome" and v}
+        if moved or outcome["from"] != outcome["to"]:
+            lines.append(f"Item {item_id:<6}{_changes(moved) or 'no change in shares'}"
+                         f"   outcome {outcome['from']} -> {outcome['to']}")
+    if len(lines) == 3:
+        lines.append("No item changed.")
+    numbers = change["control_numbers"]
+    lines += ["", f"Control numbers whose contribution changed: {len(numbers)}"]
+    for c in numbers:
+        items = "; ".join(f"{item_id}: {_changes(cols)}" for item_id, cols in c["items"].items())
+        events = ", ".join(f"#{e['position']} {e['type']} {e['event_id']}" for e in c["events"])
+        lines.append(f"  {c['control_number']}  present {c['present']:+,}  {items}")
+        lines.append(f"      caused by {events or '-'}")
+    for item_id, columns in change["overvote_adjustment"].items():
+        lines.append(f"R17 proration on item {item_id} (nominees over their entitlement): {_changes(columns)}")
     return "\n".join(lines)

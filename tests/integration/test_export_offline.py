@@ -66,3 +66,24 @@ async def test_an_edited_export_fails_verification_at_the_edited_row(exported, t
     result = verify_file(forged)
     assert not result.ok and result.chain_break.problem == "altered"
     assert read_manifest(forged).meeting_id == "m1"
+
+
+async def test_the_cli_verifies_and_tallies_an_export_with_no_services_configured(exported, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    path, manifest, online_tally, _report = exported
+    # No Kafka, no PostgreSQL: the variables that would point at them are removed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOTE_LEDGER_")}
+    cli = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+    verified = subprocess.run([*cli, "audit", "verify", "--file", str(path), "--expect-hash", manifest.final_hash],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and "VERIFIED" in verified.stdout, verified.stdout + verified.stderr
+    tally = subprocess.run([*cli, "tally", "--file", str(path), "--json"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert json.loads(tally.stdout) == online_tally
+    wrong = subprocess.run([*cli, "audit", "verify", "--file", str(path), "--expect-hash", "00" * 32],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1 and "NOT VERIFIED" in wrong.stdout

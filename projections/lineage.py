@@ -1,0 +1,236 @@
+"""Vote lineage: what became of every logged submission of one control number. Pure, no I/O.
+
+The fold keeps only maxima; an auditor wants every row explained. Given all of a control number's
+log rows, this recomputes from the whole set which instruction counts and why each other one does
+not, with the same semantics as ``projections.fold`` (a property test holds them equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import msgspec.structs
+
+from events import AnyEvent, PollsClosed, VoteCast, VoteRevoked
+from projections.contribution import contribution
+from projections.fold import VoterState, counting, instruction_key, record
+from projections.meeting import Meeting
+
+# Status of a row at the end of the log.
+COUNTS = "counts"  # the effective instruction (R5, R6, R7, R10)
+FILLS = "fills"  # a discretionary vote filling the owner's unmarked routine items (R10)
+SUPERSEDED = "superseded"  # accepted, but does not count: `rule` says why, `by` names what
+REVOKES = "revokes"  # an accepted revocation (R7): `voids` lists what it voided
+REJECTED = "rejected"  # refused by the ledger at ingest: `reason` is the code
+
+
+class LogEntry(NamedTuple):
+    """One log row of a control number: position, decision, reason code and its decoded event."""
+
+    position: int
+    decision: str
+    reason: str | None
+    event: AnyEvent | None  # None if the stored payload no longer decodes
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A log row named by its position and event id."""
+
+    position: int
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """What became of one log row, and by which rule and event."""
+
+    position: int
+    event_id: str | None
+    decision: str
+    reason: str | None
+    status: str | None  # None for a row that is no vote or revocation
+    rule: str | None = None
+    by: Ref | None = None
+    items: tuple[str, ...] = ()  # items filled (R10) or on which the nominee went over (R17)
+    voids: tuple[Ref, ...] = ()  # instructions this revocation voided (R7)
+
+
+def lineage(meeting: Meeting, rows: Sequence[LogEntry], state: VoterState | None = None,
+            closures: Iterable[tuple[int, PollsClosed]] = ()) -> list[Status]:
+    """The status of every row of one control number (rows in log order).
+
+    ``state`` is the fold's VoterState of this control number over the same rows: only its
+    ``overvote_rejected`` is used, for R17 `reject` (which needs every other voter of the nominee,
+    beyond these rows). ``closures`` are the meeting's logged polls.closed, to name the one of R12.
+    """
+    closure, closed = _first_closure(meeting, closures), meeting.first_closure
+    votes = {i: row for i, row in enumerate(rows)
+             if row.decision == "accepted" and isinstance(row.event, (VoteCast, VoteRevoked))}
+    # R12: received after the first closure never counts, even if the closure was logged later.
+    late = {i for i, row in votes.items() if closed is not None and row.event.received_at > closed}
+    refused, dropped = _overvote_refusals(rows, [i for i in votes if i not in late], state)
+    pool = [i for i in votes if i not in late and i not in refused]
+    ref = {i: Ref(rows[i].position, rows[i].event.event_id) for i in votes}
+    ballots = [i for i in pool if _kind(rows[i].event) == "ballot"]
+    owners = [i for i in pool if _kind(rows[i].event) == "owner"]
+    discretionary = [i for i in pool if _kind(rows[i].event) == "discretionary" and i not in dropped]
+    revocations = sorted((i for i in pool if _kind(rows[i].event) == "revocation"),
+                         key=lambda i: instruction_key(rows[i].event))
+    ballot, owner, nominee = (max(group, key=lambda i: instruction_key(rows[i].event), default=None)
+                              for group in (ballots, owners, discretionary))
+
+    def revoker(i: int) -> int | None:
+        # R7: the first revocation executed after the instruction voids it (and so does the latest,
+        # which is the one the fold keeps: anything before the first is before the latest).
+        return next((r for r in revocations if rows[r].event.executed_at > rows[i].event.executed_at), None)
+
+    owner_counts = ballot is None and owner is not None and revoker(owner) is None
+    result: dict[int, Status] = {}
+    for i in pool:
+        kind = _kind(rows[i].event)
+        if kind == "revocation":
+            continue
+        # The first cause in the chain is named: revoked (R7), else replaced by a later-dated one of
+        # its kind (R5), else beaten by a ballot (R6) or by the owner's word (R10).
+        latest = {"ballot": ballot, "owner": owner, "discretionary": nominee}[kind]
+        if kind == "ballot":
+            result[i] = _status(rows[i], COUNTS) if i == ballot else _status(rows[i], SUPERSEDED, "R5", ref[ballot])
+        elif (r := revoker(i)) is not None:
+            result[i] = _status(rows[i], SUPERSEDED, "R7", ref[r])
+        elif i in dropped:
+            # The fold dropped it with the later one refused under R17 when a revocation revived it.
+            result[i] = _status(rows[i], SUPERSEDED, "R5", ref[dropped[i]])
+        elif i != latest:
+            result[i] = _status(rows[i], SUPERSEDED, "R5", ref[latest])
+        elif ballot is not None:
+            result[i] = _status(rows[i], SUPERSEDED, "R6", ref[ballot])  # R6: whatever their dates
+        elif kind == "owner" or not owner_counts:
+            result[i] = _status(rows[i], COUNTS)
+        else:
+            # A discretionary vote filling nothing (the owner marked every routine item) is simply
+            # beaten by the owner's word, though the fold still holds it as the fill (R10).
+            filled = _filled_items(meeting, rows[owner].event, rows[i].event)
+            result[i] = (_status(rows[i], FILLS, items=filled) if filled
+                         else _status(rows[i], SUPERSEDED, "R10", ref[owner]))
+    for i in revocations:
+        voided = tuple(ref[j] for j in sorted(result) if result[j].rule == "R7" and result[j].by == ref[i])
+        result[i] = _status(rows[i], REVOKES, voids=voided)
+    for i in late:
+        result[i] = _status(rows[i], SUPERSEDED, "R12", closure)
+    for i, item in refused.items():
+        result[i] = _status(rows[i], SUPERSEDED, "R17", items=(item,))
+    return [result.get(i) or _status(row, REJECTED if row.decision == "rejected" else None)
+            for i, row in enumerate(rows)]
+
+
+def counting_refs(statuses: Iterable[Status]) -> tuple[Ref | None, Ref | None]:
+    """The rows that count at the end: (effective instruction, discretionary fill)."""
+    effective = fill = None
+    for s in statuses:
+        if s.status == COUNTS:
+            effective = Ref(s.position, s.event_id)
+        elif s.status == FILLS:
+            fill = Ref(s.position, s.event_id)
+    return effective, fill
+
+
+def _kind(event: VoteCast | VoteRevoked) -> str:
+    """The fold's four kinds of submission (fold.record keeps the latest of each)."""
+    if isinstance(event, VoteRevoked):
+        return "revocation"
+    if event.channel == "in_person":
+        return "ballot"
+    return "discretionary" if event.discretionary else "owner"
+
+
+def _status(row: LogEntry, status: str | None, rule: str | None = None, by: Ref | None = None,
+            items: tuple[str, ...] = (), voids: tuple[Ref, ...] = ()) -> Status:
+    event_id = row.event.event_id if row.event is not None else None
+    return Status(row.position, event_id, row.decision, row.reason, status, rule, by, items, voids)
+
+
+def _first_closure(meeting: Meeting, closures: Iterable[tuple[int, PollsClosed]]) -> Ref | None:
+    """The logged closure behind the meeting's first closing time (R12), if any."""
+    first = meeting.first_closure
+    if first is None:
+        return None
+    for position, event in sorted(closures, key=lambda c: c[0]):
+        if event.closed_at == first:
+            return Ref(position, event.event_id)
+    return None  # a closure the caller did not pass: still R12, but unnamed
+
+
+def _filled_items(meeting: Meeting, owner: VoteCast, fill: VoteCast) -> tuple[str, ...]:
+    """The routine items the owner left unmarked that the discretionary vote votes (R10)."""
+    position = meeting.positions.get(owner.control_number)
+    if position is None:
+        return ()
+    with_fill = contribution(meeting, position, owner, fill).buckets
+    without = contribution(meeting, position, owner).buckets
+    return tuple(item.id for item in meeting.spec.items
+                 if {k: v for k, v in with_fill.items() if k[0] == item.id}
+                 != {k: v for k, v in without.items() if k[0] == item.id})
+
+
+def _maxima(state: VoterState) -> tuple:
+    """The ids of what a fold state keeps, to compare a shadow with the real state."""
+    ids = tuple(v.event_id if v is not None else None for v in (state.owner, state.discretionary, state.ballot))
+    return (*ids, state.revoked_at)
+
+
+def _overvote_refusals(rows: Sequence[LogEntry], folded: list[int], state: VoterState | None
+                       ) -> tuple[dict[int, str], dict[int, int]]:
+    """Place the fold's R17 refusals in log order: refused on arrival, or when a revocation revived it.
+
+    Returns the refused rows (with the item) and the discretionary rows the fold dropped with a
+    revived one (index -> the refused row). The fold appended ``state.overvote_rejected`` in log
+    order, one entry per decision; an entry for a discretionary vote may have been taken on its
+    arrival or at a later revocation, so both readings are tried and the one whose shadow of the
+    fold ends in ``state``'s maxima is kept.
+    """
+    rejected = list(state.overvote_rejected) if state is not None else []
+    if not rejected:
+        return {}, {}
+    budget = [64]  # alternative readings to try; a control number rarely has more than one
+
+    def walk(k: int, shadow: VoterState, pending: list, refused: dict, dropped: dict, since_drop: list,
+             index: dict, target: tuple | None) -> tuple[dict[int, str], dict[int, int]] | None:
+        while k < len(folded):
+            i = folded[k]
+            event = rows[i].event
+            k += 1
+            if pending and isinstance(event, VoteCast) and pending[0][0] == event.event_id:
+                on_arrival = walk(k, shadow, pending[1:], {**refused, i: pending[0][1]}, dict(dropped),
+                                  list(since_drop), dict(index), target)
+                if on_arrival is not None or _kind(event) != "discretionary" or budget[0] <= 0:
+                    return on_arrival
+                budget[0] -= 1  # else: recorded now, refused when a revocation revives it
+            trial = msgspec.structs.replace(shadow)
+            record(trial, event)
+            if pending and isinstance(event, VoteRevoked):
+                before, after = counting(shadow), counting(trial)
+                revived = trial.discretionary
+                if (after[0] is not None and (before[0] is not after[0] or before[1] is not after[1])
+                        and revived is after[0] and revived.event_id == pending[0][0]):
+                    d = index[revived.event_id]
+                    refused[d] = pending.pop(0)[1]
+                    dropped.update({j: d for j in since_drop if j != d})
+                    since_drop = []
+                    trial.discretionary = None  # as the fold does: every earlier one goes with it
+            shadow = trial
+            if isinstance(event, VoteCast):
+                index[event.event_id] = i
+                if _kind(event) == "discretionary":
+                    since_drop.append(i)
+        if target is not None and (pending or _maxima(shadow) != target):
+            return None
+        return refused, dropped
+
+    found = walk(0, VoterState(), list(rejected), {}, {}, [], {}, _maxima(state))
+    if found is None:  # a state of another log prefix: take every refusal as made on arrival
+        budget[0] = 0
+        found = walk(0, VoterState(), list(rejected), {}, {}, [], {}, None)
+    return found
