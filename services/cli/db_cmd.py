@@ -14,7 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="database schema", description="Manage the PostgreSQL schema.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     m = db_sub.add_parser("migrate", help="apply pending migrations (idempotent)",
-                          description="Apply the SQL migrations shipped with vote-ledger, once each.")
+                          description="Apply the SQL migrations shipped with vote-ledger, once each. They also"
+                                      " create the group roles vote_ledger_ledger, vote_ledger_projector and"
+                                      " vote_ledger_reader and their grants; give a login one with e.g."
+                                      " `GRANT vote_ledger_reader TO dashboard;`. Run it always as the same"
+                                      " login, the schema's owner.")
     m.set_defaults(func=_migrate)
 
 
