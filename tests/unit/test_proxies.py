@@ -12,7 +12,8 @@ from events import PollsClosed, ProxySubstituted
 from projections import validation as v
 from projections.judge import Judge
 from projections.proxies import ProxyBook
-from services.cli.proxies_cmd import _timestamp, render
+from services.cli.common import parse_timestamp as _timestamp
+from services.cli.proxies_cmd import render
 from services.proxies import proxy_report
 from tests.factories import at, cast, meeting, register_event, small_meeting
 
