@@ -99,3 +99,31 @@ def hashes(rows: Iterable[tuple], start: tuple[int | None, bytes] = (None, GENES
                                               reason, payload))
         yield prev_position, prev_hash
         prev_position = position
+
+
+@dataclass
+class Anchor:
+    """A hash published earlier: ``HEX`` for the chain's end, or ``POSITION:HEX`` for a row's."""
+
+    position: int | None = None
+    expected: str | None = None
+    seen: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Anchor:
+        """Read ``HEX`` or ``POSITION:HEX`` (None: nothing to check)."""
+        if not text:
+            return cls()
+        position, _, digest = text.rpartition(":")
+        return cls(int(position) if position else None, digest.lower().removeprefix("sha256:"))
+
+    def feed(self, position: int, hash_: bytes | None) -> None:
+        """Note a row's hash if it is the anchored position."""
+        if self.position is not None and position == self.position:
+            self.seen = hash_.hex() if hash_ else None
+
+    def holds(self, final_hash: str | None) -> bool:
+        """Whether the anchor is satisfied (trivially, if there is none)."""
+        if self.expected is None:
+            return True
+        return (self.seen if self.position is not None else final_hash) == self.expected

@@ -72,10 +72,12 @@ def replay(events: Iterable[AnyEvent]) -> Projection:
     projection = Projection()
     projection.apply_many(events)
     for meeting_id, numbers in projection.take_refolds().items():
+        mine: dict[str, list] = {number: [] for number in numbers}
+        for e in events:  # one pass, not one per refolded control number
+            if isinstance(e, (VoteCast, VoteRevoked)) and e.meeting_id == meeting_id and e.control_number in mine:
+                mine[e.control_number].append(e)
         for number in sorted(numbers):
-            mine = [e for e in events if isinstance(e, (VoteCast, VoteRevoked))
-                    and e.meeting_id == meeting_id and e.control_number == number]
-            projection.tallies[meeting_id].refold(number, mine)
+            projection.tallies[meeting_id].refold(number, mine[number])
     return projection
 
 

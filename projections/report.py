@@ -53,8 +53,12 @@ def item_kind(item: Item) -> str:
 
 
 def final_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]],
-                 overvotes: Sequence[OverVote], position: int, digest: str) -> dict[str, Any]:
-    """The final report's data: meeting, quorum, per-item columns and outcome, over-votes, log point."""
+                 overvotes: Sequence[OverVote], position: int, digest: str, chain: str | None = None) -> dict[str, Any]:
+    """The final report's data: meeting, quorum, per-item columns and outcome, over-votes, log point.
+
+    ``chain``: ``POSITION:HEX``, the meeting's hash-chain value at the report's point, which
+    `audit verify --expect-hash` checks later, online or on an export.
+    """
     q = quorum(spec, present)
     results = outcomes(spec, totals, q["met"])
     items: dict[str, dict[str, Any]] = {}
@@ -83,7 +87,7 @@ def final_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapp
         },
         "items": items,
         "over_votes": [dataclasses.asdict(o) for o in overvotes],
-        "log": {"position": position, "digest": digest},
+        "log": {"position": position, "digest": digest, **({"chain": chain} if chain else {})},
     }
 
 
@@ -126,6 +130,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   " pair(s) over the nominee's entitlement; see `vote-ledger report overvotes`."]
     log = report["log"]
     lines += ["", f"_Computed at log position {log['position']}, digest {log['digest']}._"]
+    if log.get("chain"):
+        lines += ["", f"_Hash chain at that point: `{log['chain']}` (check: `vote-ledger audit verify --expect-hash"
+                      f" {log['chain']}`)._"]
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from events import decode
-from projections.chain import Break, ChainCheck, ChainRow
+from projections.chain import Anchor, Break, ChainCheck, ChainRow
+from projections.rejudge import Rejudge
 from projections.digest import LogDigest
 from projections.outcomes import tally_report
 from projections.replay import counted, replay
@@ -49,21 +50,38 @@ def verify_file(path: Path, expect_hash: str | None = None) -> FileVerification:
     """Check the export's chain, its manifest, and (optionally) a final hash published elsewhere."""
     manifest = read_manifest(path)
     result = FileVerification(manifest)
-    check, digest = ChainCheck(), hashlib.sha256()
+    check, digest, rejudge, anchor = ChainCheck(), hashlib.sha256(), Rejudge(), Anchor.parse(expect_hash)
+    counts = {"accepted": 0, "rejected": 0}
+    first = None
     for row, line in read_rows(path):
         digest.update(line)
         if row.meeting_id != manifest.meeting_id:
             result.problems.append(f"row {row.position} belongs to meeting {row.meeting_id}")
         check.feed([_chain_row(row)])
+        rejudge.feed(row.position, row.type, row.decision, row.reason, decode(row.payload))
+        anchor.feed(row.position, bytes.fromhex(row.hash) if row.hash else None)
+        counts[row.decision] = counts.get(row.decision, 0) + 1
+        first = row.position if first is None else first
     result.rows, result.chain_break = check.rows, check.first_break
+    if rejudge.first is not None:
+        result.problems.append(f"decision: {rejudge.first.detail}")
     result.final_hash = check.last_hash.hex() if check.rows else None
     result.log_sha256 = digest.hexdigest()
     for what, found, stated in (("rows", result.rows, manifest.rows), ("final hash", result.final_hash, manifest.final_hash),
                                 ("log.jsonl SHA-256", result.log_sha256, manifest.log_sha256)):
         if found != stated:
             result.problems.append(f"{what}: the log gives {found}, the manifest says {stated}")
-    if expect_hash is not None and expect_hash.lower() != result.final_hash:
-        result.problems.append(f"final hash {result.final_hash} is not the expected {expect_hash.lower()}")
+    last = check.last_position
+    for what, found, stated in (("accepted rows", counts["accepted"], manifest.accepted),
+                                ("rejected rows", counts["rejected"], manifest.rejected),
+                                ("first position", first, manifest.first_position),
+                                ("last position", last, manifest.last_position)):
+        if found != stated:
+            result.problems.append(f"{what}: the log gives {found}, the manifest says {stated}")
+    if last is not None and not (first or 0) <= manifest.as_of_position:
+        result.problems.append(f"as_of_position {manifest.as_of_position} is before the log's first row")
+    if not anchor.holds(result.final_hash):
+        result.problems.append(f"the chain does not pass through the expected hash {expect_hash}")
     return result
 
 
@@ -72,9 +90,11 @@ def _fold(path: Path, position: int):
     manifest = read_manifest(path)
     digest = LogDigest(up_to=position)
     events = []
+    chain = None
     for row, _line in read_rows(path):
         if row.position > position:
             break
+        chain = f"{row.position}:{row.hash}" if row.hash else None
         digest.update([{"position": row.position, "event_id": row.event_id, "decision": row.decision,
                         "reason": row.reason, "payload": row.payload}])
         if row.decision == "accepted":
@@ -82,13 +102,13 @@ def _fold(path: Path, position: int):
     projection = replay(events)
     if manifest.meeting_id not in projection.tallies:
         raise BadExport(f"{path}: no accepted meeting.scheduled for {manifest.meeting_id} up to position {position}")
-    return manifest, projection.tallies[manifest.meeting_id], digest.hexdigest()
+    return manifest, projection.tallies[manifest.meeting_id], digest.hexdigest(), chain
 
 
 def tally_from_file(path: Path, as_of: int | None = None) -> dict[str, Any]:
     """The tally JSON of domain.md, replayed from the export (at its manifest's position by default)."""
     position = read_manifest(path).as_of_position if as_of is None else as_of
-    _manifest, tally, _digest = _fold(path, position)
+    _manifest, tally, _digest, _chain = _fold(path, position)
     totals, _overvotes = counted(tally)
     return tally_report(tally.meeting.spec, tally.present, totals, as_of_position=position)
 
@@ -96,6 +116,6 @@ def tally_from_file(path: Path, as_of: int | None = None) -> dict[str, Any]:
 def final_report_from_file(path: Path) -> dict[str, Any]:
     """The final report, replayed from the export at the position the live reports were at."""
     manifest = read_manifest(path)
-    _manifest, tally, digest = _fold(path, manifest.as_of_position)
+    _manifest, tally, digest, chain = _fold(path, manifest.as_of_position)
     totals, overvotes = counted(tally)
-    return final_report(tally.meeting.spec, tally.present, totals, overvotes, manifest.as_of_position, digest)
+    return final_report(tally.meeting.spec, tally.present, totals, overvotes, manifest.as_of_position, digest, chain)

@@ -34,8 +34,12 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str) -> dict[s
         # The projector commits its checkpoint only after reading every row below it, and positions
         # are gapless, so the log prefix hashed here is exactly the one the tally folded.
         digest = await log_digest(conn, meeting_id, counted["position"])
+        anchor = await conn.fetchrow(
+            "SELECT position, encode(hash, 'hex') AS hash FROM ledger_log WHERE meeting_id = $1 AND position <= $2"
+            " ORDER BY position DESC LIMIT 1", meeting_id, counted["position"])
+    chain = f"{anchor['position']}:{anchor['hash']}" if anchor and anchor["hash"] else None
     return final_report(counted["spec"], counted["present"], counted["totals"], counted["overvotes"],
-                        counted["position"], digest)
+                        counted["position"], digest, chain)
 
 
 async def over_vote_report(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:

@@ -7,13 +7,15 @@ from typing import Any
 
 import asyncpg
 
-from projections.chain import Break, ChainCheck, ChainRow
+from projections.chain import Anchor, Break, ChainCheck, ChainRow
+from projections.rejudge import Misjudged, Rejudge
 from projections.replay import Projection
 from events import decode
 from services.postgres import tally_store
 from services.projector import PROJECTION, refold_late
 
-_ROWS = ("SELECT position, prev_position, meeting_id, event_id, type, decision, reason, payload::text AS payload, hash"
+_ROWS = ("SELECT position, prev_position, meeting_id, event_id, type, decision, reason, payload::text AS payload, hash,"
+         " control_number, channel, executed_at, received_at"
          " FROM ledger_log WHERE meeting_id = $1 ORDER BY position")
 
 
@@ -28,6 +30,7 @@ class Verification:
     position_gap: int | None = None  # first global position missing from the log
     checkpoint: int = 0
     tally_mismatches: list[str] = field(default_factory=list)
+    misjudged: Misjudged | None = None  # a row the rules would have decided otherwise (forged?)
     # The final hash differs from one published earlier (report footer, export manifest): rows
     # were removed from the end, or the chain was re-hashed after an edit.
     anchor_mismatch: bool = False
@@ -36,7 +39,7 @@ class Verification:
     def ok(self) -> bool:
         """Whether everything verified."""
         return (self.chain_break is None and self.position_gap is None and not self.tally_mismatches
-                and not self.anchor_mismatch)
+                and not self.anchor_mismatch and self.misjudged is None)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -45,7 +48,12 @@ class Verification:
             "chain_break": None if self.chain_break is None else vars(self.chain_break),
             "first_missing_position": self.position_gap, "checkpoint": self.checkpoint,
             "tally_mismatches": self.tally_mismatches, "anchor_mismatch": self.anchor_mismatch,
+            "misjudged": None if self.misjudged is None else vars(self.misjudged),
         }
+
+
+# Columns the ledger copies out of the payload for indexing; the hash covers only the payload.
+_COPIED = ("control_number", "channel", "executed_at", "received_at")
 
 
 def chain_row(record: asyncpg.Record) -> ChainRow:
@@ -58,10 +66,11 @@ def chain_row(record: asyncpg.Record) -> ChainRow:
 async def verify_meeting(conn: asyncpg.Connection, meeting_id: str, expect_hash: str | None = None) -> Verification:
     """Recompute the meeting's chain and its tally from scratch; compare with the projection.
 
-    ``expect_hash``: a final hash published earlier; the chain must still end on it.
+    ``expect_hash``: ``HEX`` (the chain must end on it) or ``POSITION:HEX`` (the meeting's chain hash
+    at that position, e.g. from a final report's footer).
     """
     result = Verification(meeting_id)
-    check = ChainCheck()
+    check, rejudge, anchor = ChainCheck(), Rejudge(), Anchor.parse(expect_hash)
     projection = Projection()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         result.checkpoint = await tally_store.checkpoint(conn, PROJECTION)
@@ -75,8 +84,12 @@ async def verify_meeting(conn: asyncpg.Connection, meeting_id: str, expect_hash:
         async for record in conn.cursor(_ROWS, meeting_id, prefetch=5000):
             row = chain_row(record)
             check.feed([row])
+            event = decode(row.payload)
+            rejudge.feed(row.position, row.type, row.decision, row.reason, event,
+                         {name: record[name] for name in _COPIED if record[name] is not None})
+            anchor.feed(row.position, row.hash)
             if row.position <= result.checkpoint and row.decision == "accepted":
-                batch.append(decode(row.payload))
+                batch.append(event)
                 if len(batch) >= 20_000:
                     projection.apply_many(batch)
                     batch = []
@@ -86,7 +99,8 @@ async def verify_meeting(conn: asyncpg.Connection, meeting_id: str, expect_hash:
             if meeting_id in projection.tallies else None
     result.rows, result.chain_break = check.rows, check.first_break
     result.final_hash = check.last_hash.hex() if check.rows else None
-    result.anchor_mismatch = expect_hash is not None and expect_hash.lower() != result.final_hash
+    result.anchor_mismatch = not anchor.holds(result.final_hash)
+    result.misjudged = rejudge.first
     if projected is not None:
         result.tally_mismatches = compare(projection.tallies[meeting_id], projected)
     return result

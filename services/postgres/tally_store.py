@@ -91,6 +91,9 @@ async def save_changes(conn: asyncpg.Connection, tally: Tally, as_of_position: i
         numbers = sorted(tally.dirty_voters)
         refused = [(event_id, item_id, tally.meeting.positions[n].nominee or "", n)
                    for n in numbers for event_id, item_id in tally.voters[n].overvote_rejected]
+        # A refold (R12) can clear a voter's refusals: rewrite its rows, never only add to them.
+        await conn.execute("DELETE FROM tally_overvote_rejections WHERE meeting_id = $1"
+                           " AND control_number = ANY($2::text[])", meeting_id, numbers)
         if refused:
             await conn.executemany(
                 "INSERT INTO tally_overvote_rejections (meeting_id, event_id, item_id, nominee, control_number)"

@@ -50,6 +50,7 @@ async def test_the_offline_tally_and_final_report_equal_the_online_ones_byte_for
     path, _manifest, online_tally, online_report = exported
     assert tally_from_file(path) == online_tally
     offline = final_report_from_file(path)
+    assert online_report["log"]["chain"].startswith(f"{TOTAL}:")
     assert render_markdown(offline) == render_markdown(online_report)
     assert render_json(offline) == render_json(online_report)
 
@@ -87,3 +88,9 @@ async def test_the_cli_verifies_and_tallies_an_export_with_no_services_configure
     wrong = subprocess.run([*cli, "audit", "verify", "--file", str(path), "--expect-hash", "00" * 32],
                            env=env, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 1 and "NOT VERIFIED" in wrong.stdout
+
+
+async def test_the_final_reports_chain_value_anchors_an_offline_verification(exported):
+    path, _manifest, _tally, online_report = exported
+    assert verify_file(path, expect_hash=online_report["log"]["chain"]).ok
+    assert not verify_file(path, expect_hash=f"{TOTAL}:{'ab' * 32}").ok

@@ -98,7 +98,8 @@ async def test_the_final_report_counts_prorated_over_votes_and_its_digest_matche
 
     markdown = await run_cli(settings, "report", "final", "--meeting", "m1")
     assert "| 1.1 | Director A | 5,000 | 3,333 | 0 | 0 | elected |" in markdown
-    assert markdown.endswith(f"_Computed at log position {len(published)}, digest {report['log']['digest']}._\n")
+    assert f"_Computed at log position {len(published)}, digest {report['log']['digest']}._\n" in markdown
+    assert markdown.endswith(f"`vote-ledger audit verify --expect-hash {report['log']['chain']}`)._\n")
     rows = list(csv.DictReader(io.StringIO(await run_cli(settings, "report", "final", "--meeting", "m1",
                                                          "--format", "csv"))))
     assert [(r["item"], r["for"], r["3y"], r["outcome"]) for r in rows] == [

@@ -82,3 +82,38 @@ async def test_a_projection_that_differs_from_the_log_is_reported(logged):
     result = await verify_meeting(logged, "m1")
     assert result.chain_break is None and result.tally_mismatches
     assert "item 2 for registered" in result.tally_mismatches[0]
+
+
+async def test_a_forged_row_with_a_valid_hash_is_caught_by_re_judging_the_log(logged):
+    """Anyone able to INSERT can compute a chain hash: verify re-derives every decision too."""
+    from events import encode
+    from projections.chain import canonical, link
+
+    forged = cast("R-1", {"2": "against"}, executed=9, shares=9_000_000)  # R-1 holds 3,000: exceeds_position
+    payload = encode(forged).decode()
+    last = await logged.fetchrow("SELECT position, hash FROM ledger_log WHERE meeting_id = 'm1' ORDER BY position DESC LIMIT 1")
+    position = last["position"] + 1
+    hash_ = link(bytes(last["hash"]), canonical(position, last["position"], "m1", forged.event_id, "vote.cast",
+                                                "accepted", None, payload))
+    await logged.execute(
+        "INSERT INTO ledger_log (position, prev_position, meeting_id, event_id, type, control_number, channel,"
+        " executed_at, received_at, decision, reason, payload, hash)"
+        " VALUES ($1, $2, 'm1', $3, 'vote.cast', 'R-1', 'internet', $4, $5, 'accepted', NULL, $6, $7)",
+        position, last["position"], forged.event_id, forged.executed_at, forged.received_at, payload, hash_)
+    result = await verify_meeting(logged, "m1")
+    assert result.chain_break is None and not result.ok
+    assert result.misjudged.position == position and "exceeds_position" in result.misjudged.detail
+
+
+async def test_a_copied_column_that_disagrees_with_its_payload_is_reported(logged):
+    await bypass_guards(logged)
+    position = await logged.fetchval("SELECT position FROM ledger_log WHERE event_id = $1", VOTES[0].event_id)
+    await logged.execute("UPDATE ledger_log SET control_number = 'R-2' WHERE position = $1", position)
+    result = await verify_meeting(logged, "m1")
+    assert result.misjudged.position == position and "control_number" in result.misjudged.detail
+
+
+async def test_a_hash_published_at_a_position_anchors_the_chain_there(logged):
+    row = await logged.fetchrow("SELECT position, encode(hash, 'hex') AS h FROM ledger_log WHERE position = 4")
+    assert (await verify_meeting(logged, "m1", expect_hash=f"4:{row['h']}")).ok
+    assert not (await verify_meeting(logged, "m1", expect_hash=f"4:{'0' * 64}")).ok

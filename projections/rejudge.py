@@ -1,0 +1,58 @@
+"""Re-derive the ledger's decisions from the log itself, to catch rows forged with a valid hash.
+
+The chain proves rows were not changed after they were written; it cannot prove the writer judged
+them right, and anyone able to INSERT can compute a hash. The ledger's decision on a row depends
+only on the meeting's admin rows before it in the log, so replaying the rules in log order must
+give every recorded decision and reason again. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events import AnyEvent, EVENT_TYPES
+from projections.judge import Judge
+from projections.validation import WRONG_TOPIC
+
+
+@dataclass(frozen=True)
+class Misjudged:
+    """The first row whose recorded decision or columns the rules do not give."""
+
+    position: int
+    detail: str
+
+
+@dataclass
+class Rejudge:
+    """Feeds a meeting's rows in log order; remembers the first mismatch."""
+
+    judge: Judge = field(default_factory=Judge)
+    first: Misjudged | None = None
+
+    def feed(self, position: int, type_: str, decision: str, reason: str | None, event: AnyEvent,
+             columns: dict[str, object] | None = None) -> None:
+        """Check one row: its decision and reason, its type, and (online) the columns copied from it."""
+        if self.first is not None:
+            return
+        tag = type(event).__struct_config__.tag
+        if type_ != tag:
+            self.first = Misjudged(position, f"row {position} says type {type_}, its payload is {tag}")
+            return
+        for name, value in (columns or {}).items():
+            if getattr(event, name, None) != value and not _same_instant(getattr(event, name, None), value):
+                self.first = Misjudged(position, f"row {position}'s {name} column differs from its payload")
+                return
+        # The topic a message came in on is not part of the row's payload: a recorded wrong_topic
+        # cannot be re-derived, and such a row changes no state, so it is taken as recorded.
+        expected = reason if reason == WRONG_TOPIC and tag in EVENT_TYPES else self.judge.judge(event)
+        recorded = None if decision == "accepted" else reason
+        if expected != recorded:
+            self.first = Misjudged(position, f"row {position} is logged {decision}"
+                                             f"{'' if reason is None else ' (' + reason + ')'}, but the rules"
+                                             f" give {'accepted' if expected is None else 'rejected (' + expected + ')'}")
+
+
+def _same_instant(a: object, b: object) -> bool:
+    return isinstance(a, datetime) and isinstance(b, datetime) and a == b
