@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from contextlib import asynccontextmanager
 
@@ -10,6 +12,7 @@ import asyncpg
 
 from services.config import Settings
 from services.ledger import build_app
+from tests.conftest import settings_env
 
 
 @asynccontextmanager
@@ -37,3 +40,16 @@ async def wait_for(dsn: str, sql: str, expected, *args, timeout: float = 60.0):
         raise AssertionError(f"{sql!r} returned {value!r}, expected {expected!r} within {timeout} s")
     finally:
         await conn.close()
+
+
+async def run_cli(settings, *args: str) -> str:
+    """Run `vote-ledger` as an operator would and return its standard output."""
+    script = os.path.join(os.path.dirname(sys.executable), "vote-ledger")
+    command = [script] if os.path.exists(script) else [
+        sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+    proc = await asyncio.create_subprocess_exec(
+        *command, *args, env={**os.environ, **settings_env(settings)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()

@@ -1,9 +1,6 @@
 """R13 on real Kafka and PostgreSQL: substitutions judged by the ledger, reported by `vote-ledger proxies`."""
 
-import asyncio
 import json
-import os
-import sys
 
 import asyncpg
 import pytest
@@ -11,9 +8,8 @@ import pytest
 from events import ProxySubstituted
 from services.kafka_io import producer, publish
 from services.proxies import read_proxies
-from tests.conftest import settings_env
 from tests.factories import at, cast, register_event, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.helpers import run_cli, running_ledger, wait_for
 from tests.integration.test_projector import run_projector
 
 pytestmark = pytest.mark.integration
@@ -42,17 +38,6 @@ VOTES = [
 ]
 
 
-async def run_cli(settings, *args: str) -> str:
-    """Run `vote-ledger` as an operator would and return its standard output."""
-    script = os.path.join(os.path.dirname(sys.executable), "vote-ledger")
-    command = [script] if os.path.exists(script) else [
-        sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
-    proc = await asyncio.create_subprocess_exec(
-        *command, *args, env={**os.environ, **settings_env(settings)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def test_r13_the_ledger_answers_who_holds_and_votes_each_proxy_and_logs_refused_substitutions(settings):

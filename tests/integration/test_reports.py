@@ -1,12 +1,9 @@
 """The reports on real Kafka and PostgreSQL: final report (8-K Item 5.07), over-votes, rejections, digest."""
 
-import asyncio
 import csv
 import hashlib
 import io
 import json
-import os
-import sys
 
 import asyncpg
 import msgspec
@@ -16,9 +13,8 @@ from events import Entitlement, encode
 from services.kafka_io import producer, publish, publish_raw
 from services.postgres.connect import READER_ROLE, connect
 from services.reports import over_vote_report, read_final_report, rejection_report
-from tests.conftest import settings_env
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.helpers import run_cli, running_ledger, wait_for
 from tests.integration.test_projector import run_projector
 
 pytestmark = pytest.mark.integration
@@ -41,17 +37,6 @@ REJECTED = [
 ]
 
 
-async def run_cli(settings, *args: str) -> str:
-    """Run `vote-ledger` as an operator would and return its standard output."""
-    script = os.path.join(os.path.dirname(sys.executable), "vote-ledger")
-    command = [script] if os.path.exists(script) else [
-        sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
-    proc = await asyncio.create_subprocess_exec(
-        *command, *args, env={**os.environ, **settings_env(settings)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def independent_digest(dsn: str, published, up_to: int) -> str:
