@@ -35,7 +35,8 @@ class Settings:
     submission_partitions: int = field(
         default_factory=lambda: int(_env("VOTE_LEDGER_PARTITIONS", "4"))
     )
-    batch_max: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_BATCH_MAX", "5000")))
+    # A cap, not a wait: a batch holds what Kafka has ready (batch_timeout_ms), up to this many.
+    batch_max: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_BATCH_MAX", "20000")))
     # Namespaces the topics (e.g. one per test or per rehearsal); empty in production, where the
     # wire contract's names apply unchanged.
     topic_prefix: str = field(default_factory=lambda: _env("VOTE_LEDGER_TOPIC_PREFIX", ""))
