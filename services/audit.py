@@ -14,7 +14,7 @@ from projections.diff import replay_to
 from projections.judge import Judge
 from projections.lineage import LogEntry, Ref, Status, counting_refs, lineage
 from services.postgres.log_store import ADMIN_TYPES
-from services.tallies import UnknownMeeting
+from services.tallies import UnknownMeeting, require_logged
 from services.time_travel import accepted_entries
 
 DECISIONS = ("accepted", "rejected")
@@ -74,8 +74,7 @@ async def read_events(conn: asyncpg.Connection, meeting_id: str, *, channel: str
     never count a row twice.
     """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        if not await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id):
-            raise UnknownMeeting(meeting_id)
+        await require_logged(conn, meeting_id)
         head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
         rows = await conn.fetch(
             "SELECT position, event_id, type, control_number, channel, payload->>'submitted_by' AS submitted_by,"

@@ -9,7 +9,7 @@ import asyncpg
 
 from projections.digest import LogDigest
 from projections.report import final_report
-from services.tallies import UnknownMeeting, read_counted, read_counted_in_snapshot
+from services.tallies import read_counted, read_counted_in_snapshot, require_logged
 
 CHUNK_ROWS = 10_000
 
@@ -56,8 +56,7 @@ async def over_vote_report(conn: asyncpg.Connection, meeting_id: str) -> dict[st
 async def rejection_report(conn: asyncpg.Connection, meeting_id: str, examples: int = 3) -> dict[str, Any]:
     """Rejected rows of a meeting per reason code, with the first ``examples`` of each; parked count."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        if not await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id):
-            raise UnknownMeeting(meeting_id)
+        await require_logged(conn, meeting_id)
         head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
         counts = await conn.fetch(
             "SELECT reason, count(*) AS n FROM ledger_log WHERE meeting_id = $1 AND decision = 'rejected'"

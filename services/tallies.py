@@ -36,6 +36,12 @@ class UnknownMeeting(LookupError):
     """No accepted meeting.scheduled with this id is in the log."""
 
 
+async def require_logged(conn: asyncpg.Connection, meeting_id: str) -> None:
+    """Raise UnknownMeeting unless the log holds at least one row of the meeting."""
+    if not await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id):
+        raise UnknownMeeting(meeting_id)
+
+
 async def meeting_spec(conn: asyncpg.Connection, meeting_id: str) -> MeetingScheduled:
     """The meeting's accepted meeting.scheduled event, from the log."""
     payload = await conn.fetchval(

@@ -9,21 +9,18 @@ import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from pathlib import Path
-
 from services.audit import CHANNELS, DECISIONS, read_events, read_history
 from services.cli import UserError
-from services.cli.common import pg_dsn, run
-from services.cli.common import parse_timestamp
+from services.cli.common import parse_timestamp, pg_dsn, show
 from services.export import BadExport
 from services.offline import verify_file
-from services.verify import verify_meeting
 from services.postgres.connect import READER_ROLE, connect
-from services.tallies import UnknownMeeting
+from services.verify import verify_meeting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,18 +90,7 @@ def _limit(text: str) -> int:
 def _print(read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]], args: argparse.Namespace,
            render: Callable[[dict[str, Any]], str]) -> int:
     """Read a report as the reader role and print it as JSON or as text."""
-    async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
-        try:
-            report = await read(conn)
-        except UnknownMeeting:
-            raise UserError(f"no meeting {args.meeting!r} in the log (was it loaded?)") from None
-        finally:
-            await conn.close()
-        print(json.dumps(report, indent=2) if args.json else render(report))
-        return 0
-
-    return run(go())
+    return show(args.meeting, read, lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n")
 
 
 def _describe(row: dict[str, Any]) -> str:

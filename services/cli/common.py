@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from datetime import datetime
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from services.cli import UserError
@@ -54,3 +55,23 @@ def parse_timestamp(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"timestamp needs an offset (e.g. +08:00 or Z): {text!r}")
     return value
+
+
+def show(meeting_id: str, read: Callable[[Any], Awaitable[dict[str, Any]]],
+         render: Callable[[dict[str, Any]], str]) -> int:
+    """Read one report on a reader-role connection and write it; an unknown meeting is the user's error."""
+    from services.postgres.connect import READER_ROLE, connect
+    from services.tallies import UnknownMeeting
+
+    async def go() -> int:
+        conn = await connect(pg_dsn(), READER_ROLE)
+        try:
+            report = await read(conn)
+        except UnknownMeeting:
+            raise UserError(f"no meeting {meeting_id!r} in the log (was it loaded?)") from None
+        finally:
+            await conn.close()
+        sys.stdout.write(render(report))
+        return 0
+
+    return run(go())

@@ -6,11 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from services.cli import UserError
-from services.cli.common import parse_timestamp, pg_dsn, run
-from services.postgres.connect import READER_ROLE, connect
+from services.cli.common import parse_timestamp, show
 from services.proxies import read_proxies
-from services.tallies import UnknownMeeting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,18 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _proxies(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
-        try:
-            report = await read_proxies(conn, args.meeting, args.as_of)
-        except UnknownMeeting:
-            raise UserError(f"no meeting {args.meeting!r} in the log (was it loaded?)") from None
-        finally:
-            await conn.close()
-        print(json.dumps(report, indent=2) if args.json else render(report))
-        return 0
-
-    return run(go())
+    return show(args.meeting, lambda conn: read_proxies(conn, args.meeting, args.as_of),
+                lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n")
 
 
 def render(report: dict[str, Any]) -> str:

@@ -5,20 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 
 from projections.report import render_csv, render_json, render_markdown
 from services.cli import UserError
-from services.cli.common import pg_dsn, run
-from services.postgres.connect import READER_ROLE, connect
+from services.cli.common import show
 from services.export import BadExport
 from services.offline import final_report_from_file
 from services.reports import over_vote_report, read_final_report, rejection_report
-from services.tallies import UnknownMeeting
 
 # Markdown and CSV end with a newline already; JSON gets one like every other command's output.
 _FINAL_RENDERERS = {"md": render_markdown, "json": lambda r: render_json(r) + "\n", "csv": render_csv}
@@ -73,23 +69,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _report(meeting_id: str, reader: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
-            render: Callable[[dict[str, Any]], str]) -> int:
-    """Read one report on a read-only connection and print it; an unknown meeting is the user's error."""
-    async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
-        try:
-            report = await reader(conn)
-        except UnknownMeeting:
-            raise UserError(f"no meeting {meeting_id!r} in the log (was it loaded?)") from None
-        finally:
-            await conn.close()
-        sys.stdout.write(render(report))
-        return 0
-
-    return run(go())
-
-
 def _final(args: argparse.Namespace) -> int:
     if args.file is not None:
         try:
@@ -98,17 +77,17 @@ def _final(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         sys.stdout.write(_FINAL_RENDERERS[args.format](report))
         return 0
-    return _report(args.meeting, lambda conn: read_final_report(conn, args.meeting), _FINAL_RENDERERS[args.format])
+    return show(args.meeting, lambda conn: read_final_report(conn, args.meeting), _FINAL_RENDERERS[args.format])
 
 
 def _overvotes(args: argparse.Namespace) -> int:
     render = _json if args.json else lambda r: render_overvotes(r) + "\n"
-    return _report(args.meeting, lambda conn: over_vote_report(conn, args.meeting), render)
+    return show(args.meeting, lambda conn: over_vote_report(conn, args.meeting), render)
 
 
 def _rejections(args: argparse.Namespace) -> int:
     render = _json if args.json else lambda r: render_rejections(r) + "\n"
-    return _report(args.meeting, lambda conn: rejection_report(conn, args.meeting, args.examples), render)
+    return show(args.meeting, lambda conn: rejection_report(conn, args.meeting, args.examples), render)
 
 
 def _json(report: dict[str, Any]) -> str:

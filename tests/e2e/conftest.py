@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.conftest import settings_env
@@ -62,3 +63,12 @@ def vote_ledger(settings, tmp_path):
     runner = Cli(settings, tmp_path)
     yield runner
     runner.stop_all()
+
+
+async def log_rows(dsn: str, sql: str):
+    """Rows of a query on the test's database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()

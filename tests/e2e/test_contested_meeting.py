@@ -2,7 +2,6 @@
 
 import json
 
-import asyncpg
 import pytest
 
 from events import VoteCast, decode
@@ -10,20 +9,12 @@ from services.demo.loader import prepare
 from services.demo.register import entitlements_for
 from services.demo.traffic import generate
 from tests import reference_count
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, log_rows
 
 pytestmark = pytest.mark.e2e
 
 MEETING_FILE = REPO / "deploy" / "meetings" / "contested-2024-agm.toml"
 
-
-async def log_rows(dsn: str, sql: str):
-    """Rows of a query on the test's database."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
 
 
 def tally_of(vote_ledger) -> dict:

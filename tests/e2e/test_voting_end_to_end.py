@@ -4,7 +4,6 @@ import asyncio
 import json
 import time
 
-import asyncpg
 import pytest
 
 from events import decode
@@ -13,17 +12,10 @@ from services.demo.register import entitlements_for
 from services.demo.traffic import generate
 from services.kafka_io import producer, publish
 from tests import reference_count
-from tests.e2e.conftest import MEETING_FILE
+from tests.e2e.conftest import MEETING_FILE, log_rows
 
 pytestmark = pytest.mark.e2e
 
-
-async def log_rows(dsn: str, sql: str):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
 
 
 async def test_thousands_of_submissions_through_kafka_tally_as_an_independent_count(vote_ledger, settings):

@@ -82,7 +82,6 @@ async def test_redelivered_batches_are_appended_once(settings):
 
 
 async def test_the_same_records_handled_twice_append_once(settings):
-    from services.ingest import next_offsets  # noqa: F401 - imported to document what the offsets mean
 
     class Rec:
         def __init__(self, offset, event, topic):

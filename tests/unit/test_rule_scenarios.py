@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec.structs
-import pytest
 
 from events import Entitlement, PollsClosed, Position, PositionsRecorded, encode
 from projections import validation as v
