@@ -84,17 +84,26 @@ async def append(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> int:
     head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
     if rows:
         heads = await chain_heads(conn, sorted({row.meeting_id for row in rows}))
-        records = []
-        for position, row in enumerate(rows, start=head + 1):
-            prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
-            hash_ = chain.link(prev_hash, chain.canonical(position, prev_position, row.meeting_id, row.event_id,
-                                                          row.type, row.decision, row.reason, row.payload))
-            heads[row.meeting_id] = (position, hash_)
-            records.append(row.record(position, prev_position, hash_))
+        records = chained_records(rows, head, heads)
         await conn.copy_records_to_table("ledger_log", columns=LOG_COLUMNS, records=records)
         # Delivered at commit only, so a woken reader always finds the rows.
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(head + len(rows)))
     return head + len(rows)
+
+
+def chained_records(rows: Sequence[LogRow], head: int, heads: dict[str, tuple[int, bytes]]) -> list[tuple]:
+    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain.
+
+    ``heads`` maps meeting_id to its last (position, hash) and is advanced in place.
+    """
+    records = []
+    for position, row in enumerate(rows, start=head + 1):
+        prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
+        hash_ = chain.link(prev_hash, chain.canonical(position, prev_position, row.meeting_id, row.event_id,
+                                                      row.type, row.decision, row.reason, row.payload))
+        heads[row.meeting_id] = (position, hash_)
+        records.append(row.record(position, prev_position, hash_))
+    return records
 
 
 async def chain_heads(conn: asyncpg.Connection, meeting_ids: list[str]) -> dict[str, tuple[int, bytes]]:
