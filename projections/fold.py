@@ -107,9 +107,13 @@ class Tally:
     # Keys changed since the owner last cleared them: lets a store write only what changed.
     dirty_voters: set[str] = field(default_factory=set)
     dirty_buckets: set[tuple[str, str, str]] = field(default_factory=set)
+    # Control numbers recorded by apply_many(settle=False) whose contribution is not yet counted,
+    # with what they counted before: (instruction, discretionary fill).
+    unsettled: dict[str, tuple[VoteCast | None, VoteCast | None]] = field(default_factory=dict)
 
     def apply(self, event: VoteCast | VoteRevoked) -> bool:
         """Fold one accepted submission; return True if the tally changed."""
+        self.settle()
         self.events_applied += 1
         position = self.meeting.positions.get(event.control_number)
         if position is None or self._after_closure(event):
@@ -150,23 +154,26 @@ class Tally:
             self._add(new, +1)
         return True
 
-    def apply_many(self, events: list[VoteCast | VoteRevoked]) -> None:
+    def apply_many(self, events: list[VoteCast | VoteRevoked], settle: bool = True) -> None:
         """Fold a batch: each touched control number's contribution is recomputed once.
 
         Same result as applying the events one by one (the state is a set of maxima, R5), but a
         control number that re-votes many times costs one contribution, not one per event. The
         reject over-vote policy depends on log order (R17), so it goes event by event.
+        With ``settle=False`` the contributions wait for ``settle()``: a replay from scratch then
+        pays one contribution per control number in all, whatever its batch size.
         """
         if self.meeting.spec.overvote_policy == "reject":
             for event in events:
                 self.apply(event)
             return
-        before: dict[str, tuple[VoteCast | None, VoteCast | None]] = {}
+        before = self.unsettled
         positions, voters = self.meeting.positions, self.voters
+        closed = self.meeting.first_closure  # no event of a run of votes changes it
         for event in events:
             self.events_applied += 1
             number = event.control_number
-            if number not in positions or self._after_closure(event):
+            if number not in positions or (closed is not None and event.received_at > closed):
                 continue  # R1 (cannot happen for accepted events); R12 whatever the log order
             state = voters.get(number)
             if state is None:
@@ -174,6 +181,15 @@ class Tally:
             if number not in before:
                 before[number] = _counting(state)
             record(state, event)  # replaces fields, so `before` still holds the old instructions
+        if settle:
+            self.settle()
+
+    def settle(self) -> None:
+        """Count the contributions that apply_many(settle=False) left pending."""
+        if not self.unsettled:
+            return
+        before, self.unsettled = self.unsettled, {}
+        positions, voters = self.meeting.positions, self.voters
         self.dirty_voters.update(before)
         for number, (old_vote, old_fill) in before.items():
             new_vote, new_fill = _counting(voters[number])
@@ -203,6 +219,7 @@ class Tally:
         Used when a poll closure is logged after submissions received later than it (R12): the
         maxima kept per control number cannot forget those, so its log rows are folded again.
         """
+        self.settle()
         position = self.meeting.positions[control_number]
         state = self.voters.pop(control_number, None)
         if state is not None:

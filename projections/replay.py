@@ -22,6 +22,7 @@ class Projection:
 
     def apply(self, event: AnyEvent) -> None:
         """Apply one accepted event (rejected ones never reach the fold)."""
+        self.settle()  # admin events and single votes see every earlier vote counted
         if isinstance(event, (VoteCast, VoteRevoked)):
             tally = self.tallies.get(event.meeting_id)
             if tally is not None:
@@ -40,21 +41,31 @@ class Projection:
         refolds, self.refolds = self.refolds, {}
         return refolds
 
-    def apply_many(self, events: list[AnyEvent]) -> None:
-        """Apply accepted events in log order, folding runs of votes in batches per meeting."""
+    def apply_many(self, events: list[AnyEvent], settle: bool = True) -> None:
+        """Apply accepted events in log order, folding runs of votes in batches per meeting.
+
+        ``settle=False`` leaves the votes' contributions pending until ``settle()`` (or the next
+        admin event): for replays from scratch, where only the final tally is read.
+        """
         run: dict[str, list] = {}
         for event in events:
             if isinstance(event, (VoteCast, VoteRevoked)):
                 if event.meeting_id in self.tallies:
                     run.setdefault(event.meeting_id, []).append(event)
                 continue
-            self._flush(run)  # admin events apply between the votes they precede and follow
+            self._flush(run, settle)  # admin events apply between the votes they precede and follow
             self.apply(event)
-        self._flush(run)
+        self._flush(run, settle)
 
-    def _flush(self, run: dict[str, list]) -> None:
+    def settle(self) -> None:
+        """Count every pending contribution (see apply_many)."""
+        for tally in self.tallies.values():
+            if tally.unsettled:
+                tally.settle()
+
+    def _flush(self, run: dict[str, list], settle: bool = True) -> None:
         for meeting_id, votes in run.items():
-            self.tallies[meeting_id].apply_many(votes)
+            self.tallies[meeting_id].apply_many(votes, settle)
         run.clear()
 
     def apply_row(self, decision: str, payload: str | bytes) -> str | None:

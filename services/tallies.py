@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from events import MeetingScheduled, PositionsRecorded, decode
+from events import MeetingScheduled, PositionsRecorded, decode_logged
 from projections.fold import Tally, VoterState
 from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
@@ -28,6 +29,7 @@ SHADOW_SCHEMA = "tally_shadow"
 _TABLES = ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections")
 # Any constant: with hashtext(meeting_id), the session lock of one meeting's rebuild.
 _REBUILD_LOCK = 0x766F7465  # "vote"
+_REPLAY_BATCH = 10_000  # rows per read: small enough to arrive while the previous batch folds
 _MEETING_ROWS = ("SELECT position, decision, payload FROM ledger_log WHERE meeting_id = $1"
                  " AND position > $2 AND position <= $3 ORDER BY position")
 
@@ -49,7 +51,7 @@ async def meeting_spec(conn: asyncpg.Connection, meeting_id: str) -> MeetingSche
         " AND decision = 'accepted' ORDER BY position LIMIT 1", meeting_id)
     if payload is None:
         raise UnknownMeeting(meeting_id)
-    return decode(payload)
+    return decode_logged(payload)
 
 
 async def meeting_entitlements(conn: asyncpg.Connection, meeting_id: str) -> dict[str, int]:
@@ -193,17 +195,36 @@ async def _in_shadow(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT set_config('search_path', $1, true)", SHADOW_SCHEMA)
 
 
+async def replay_meeting(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> tuple[Tally, int]:
+    """A meeting's tally folded from the start of the log up to a position, and the rows read."""
+    fold = _Fold(meeting_id)
+    await _replay(conn, fold, up_to)
+    return fold.tally, fold.rows
+
+
 async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
-    """Fold the meeting's log rows after fold.last up to a position, in batches, as the projector does."""
+    """Fold the meeting's log rows after fold.last up to a position, in batches, as the projector does.
+
+    Contributions are counted once at the end (settle), and each batch is requested before the
+    previous one is folded, so PostgreSQL reads and sends while we decode.
+    """
     after = fold.last
-    while True:
-        rows = await log_store.read_after(conn, after, 50_000, meeting_id=fold.meeting_id)
-        rows = [r for r in rows if r["position"] <= up_to]
-        if not rows:
-            break
-        fold.projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
-        fold.rows += len(rows)
-        after = rows[-1]["position"]
+    pending = asyncio.ensure_future(log_store.read_after(conn, after, _REPLAY_BATCH, meeting_id=fold.meeting_id))
+    try:
+        while True:
+            rows = [r for r in await pending if r["position"] <= up_to]
+            if not rows:
+                break
+            after = rows[-1]["position"]
+            pending = asyncio.ensure_future(log_store.read_after(conn, after, _REPLAY_BATCH, meeting_id=fold.meeting_id))
+            fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
+                                       settle=False)
+            fold.rows += len(rows)
+    finally:
+        if not pending.done():
+            pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+    fold.projection.settle()
     if after != fold.last:
         fold.last = after
         await refold_late(conn, fold.projection, after)
@@ -216,9 +237,11 @@ async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None
         cursor = await conn.cursor(_MEETING_ROWS, fold.meeting_id, after, up_to)
         # Batch bounds unlike _replay's (30,011 does not divide 50,000): a fold depending on them shows.
         while rows := await cursor.fetch(30_011):
-            fold.projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
+            fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
+                                       settle=False)
             fold.rows += len(rows)
             fold.last = rows[-1]["position"]
+    fold.projection.settle()
     if fold.last != after:
         await refold_late(conn, fold.projection, fold.last)
 

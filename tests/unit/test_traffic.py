@@ -234,3 +234,22 @@ def test_generation_is_fast(world):
     rate = count / (time.perf_counter() - start)
     # Measured ~60-100k events/s on a shared 2-core box; the bound only catches pathologies.
     assert count == 100_000 and rate > 15_000
+
+
+def test_a_replay_settling_once_at_the_end_equals_one_settling_every_batch(world):
+    """The rebuild folds the whole campaign with settle=False; admin events in between settle first."""
+    from projections.judge import Judge
+    from projections.replay import Projection
+
+    spec, sim, positions, entitlements, _ = world
+    judge = Judge()
+    log = [e for e in [spec, *register_events(spec, positions, entitlements),
+                       *generate(spec, positions, sim, count=60_000, seed=11)] if judge.judge(e) is None]
+    settled, deferred = Projection(), Projection()
+    for start in range(0, len(log), 7_001):
+        settled.apply_many(log[start:start + 7_001])
+        deferred.apply_many(log[start:start + 7_001], settle=False)
+    deferred.settle()
+    a, b = settled.tallies[spec.meeting_id], deferred.tallies[spec.meeting_id]
+    assert (a.present, a.present_count, dict(a.buckets), a.voters) == (b.present, b.present_count, dict(b.buckets), b.voters)
+    assert a.present > 0 and any(isinstance(e, ProxySubstituted) for e in log)
