@@ -1,6 +1,6 @@
 """The ledger's vocabulary: wire events (past-tense facts) and their single JSON codec."""
 
-from events.codec import UPCASTERS, MalformedMessage, decode, encode
+from events.codec import UPCASTERS, MalformedMessage, decode, decode_logged, encode
 from events.schema import (
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -25,5 +25,5 @@ __all__ = [
     "EVENT_TYPES", "SCHEMA_VERSION", "UPCASTERS", "AdminEvent", "AnyEvent", "Cutoffs", "Entitlement",
     "Event", "Item", "MalformedMessage", "MeetingScheduled", "PollsClosed", "Position",
     "PositionsRecorded", "ProxySubstituted", "Quorum", "Submission", "VoteCast", "VoteRevoked",
-    "decode", "encode",
+    "decode", "decode_logged", "encode",
 ]

@@ -11,7 +11,7 @@ import logging
 
 import asyncpg
 
-from events import decode
+from events import decode_logged
 from projections.replay import Projection
 from services.config import Settings
 from services.postgres import log_store, tally_store
@@ -28,7 +28,7 @@ async def refold_late(conn: asyncpg.Connection, projection: Projection, up_to: i
     for meeting_id, numbers in projection.take_refolds().items():
         by_number: dict[str, list] = {n: [] for n in numbers}
         for row in await log_store.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
-            by_number[row["control_number"]].append(decode(row["payload"]))
+            by_number[row["control_number"]].append(decode_logged(row["payload"]))
         for number, events in sorted(by_number.items()):
             projection.tallies[meeting_id].refold(number, events)
 
@@ -58,7 +58,7 @@ class Projector:
             generation = await tally_store.generation(self.conn, PROJECTION)
             # Admin rows past the checkpoint are folded later, in order with the votes.
             for row in await log_store.admin_payloads(self.conn, up_to=position):
-                projection.apply(decode(row["payload"]))
+                projection.apply(decode_logged(row["payload"]))
             for meeting_id, tally in projection.tallies.items():
                 loaded = await tally_store.load_tally(self.conn, tally.meeting)
                 projection.tallies[meeting_id] = loaded
@@ -79,7 +79,7 @@ class Projector:
             touched: dict[str, int] = {}  # meeting -> position of its last row in this batch
             for row in rows:
                 touched[row["meeting_id"]] = row["position"]
-            self.projection.apply_many([decode(r["payload"]) for r in rows if r["decision"] == "accepted"])
+            self.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
             last = rows[-1]["position"]
             await refold_late(self.conn, self.projection, last)
             async with self.conn.transaction():
