@@ -66,9 +66,9 @@ def decode_logged(data: bytes | bytearray | memoryview | str) -> AnyEvent:
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
 _NUL_ESCAPE = b"\\u0000"
 _TIME_FIELDS = {
-    name: tuple(f for f in cls.__struct_fields__
-                if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at"))
-    for name, cls in EVENT_TYPES.items()
+    cls: tuple(f for f in cls.__struct_fields__
+               if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at"))
+    for cls in EVENT_TYPES.values()
 }
 
 
@@ -78,11 +78,13 @@ def _check_storable(data: Any, event: Event) -> None:
     # memchr for a backslash first: most messages have none, and then cannot hold an escape.
     if b"\\" in raw and _NUL_ESCAPE in raw:
         raise MalformedMessage("invalid_event", "a string contains a NUL character (\\u0000)")
-    for name in _TIME_FIELDS[type(event).__struct_config__.tag]:
+    for name in _TIME_FIELDS[type(event)]:  # keyed by class: __struct_config__ builds an object per call
         value = getattr(event, name)
         # Whole years inside the range keep any UTC offset inside both Python's and PostgreSQL's.
         if value is not None and not 1900 <= value.year <= 9000:
             raise MalformedMessage("invalid_event", f"`{name}` {value.isoformat()} is outside 1900-9000")
+
+
 def _decode_raw(data: Any) -> dict[str, Any]:
     """Decode to a plain dict, for version checks and upcasting."""
     try:

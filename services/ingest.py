@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from events import MalformedMessage, MeetingScheduled, PollsClosed, PositionsRecorded, decode
+from events import EVENT_TYPES, MalformedMessage, MeetingScheduled, PollsClosed, PositionsRecorded, decode
 from projections.judge import Judge
 from projections.validation import WRONG_TOPIC
 from services.postgres.log_store import LogRow, ParkedMessage
@@ -96,5 +96,8 @@ def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
     return offsets
 
 
+_TAGS = {cls: tag for tag, cls in EVENT_TYPES.items()}  # the stable wire tag, e.g. "vote.cast"
+
+
 def _tag(event: object) -> str:
-    return type(event).__struct_config__.tag  # the stable wire tag, e.g. "vote.cast"
+    return _TAGS[type(event)]
