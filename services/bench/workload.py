@@ -35,6 +35,12 @@ class Workload:
         """The meeting's id."""
         return self.meeting.meeting_id
 
+    def prefix(self, submissions: int) -> Workload:
+        """The same meeting with only the first N submissions (for a peer too slow for all of them)."""
+        return Workload(meeting=self.meeting, admin=self.admin, submissions=self.submissions[:submissions],
+                        positions=self.positions, admin_payloads=self.admin_payloads,
+                        submission_payloads=self.submission_payloads[:submissions])
+
     def mix(self) -> dict[str, int]:
         """Counts of what the submissions are: casts, re-votes, splits, revocations, substitutions."""
         counts: collections.Counter[str] = collections.Counter()

@@ -1,51 +1,80 @@
-"""`vote-ledger bench`: reproducible measurements (replay of the pure fold for now)."""
+"""`vote-ledger bench`: ours against the limits of our parts and against the peers, in one run."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
-import asyncio
-
-from services.bench_ingest import ingest_benchmark
-from services.bench_replay import replay_benchmark
-from services.cli.common import kafka_bootstrap, pg_dsn
+from services.cli import UserError
+from services.cli.common import kafka_bootstrap, pg_dsn, run
 from services.config import settings
 
-run_coroutine = asyncio.run
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `bench` command."""
-    bench = sub.add_parser("bench", help="benchmarks", description="Measure vote-ledger on generated workloads.")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="WORKLOAD")
-    r = bench_sub.add_parser(
-        "replay", help="replay a generated meeting log through the pure fold",
-        description="Generate N submissions of a meeting, keep the accepted ones, and time the pure fold: "
-                    "on events in memory, and decoding log payloads in the projector's batches. No services needed.")
-    r.add_argument("--meeting-file", type=Path, default=Path("deploy/meetings/cbak-2023-agm.toml"))
-    r.add_argument("--events", type=int, default=1_000_000, help="submissions to generate (default 1,000,000)")
-    r.add_argument("--seed", type=int, default=3)
-    r.set_defaults(func=_replay)
-    i = bench_sub.add_parser(
-        "ingest", help="time the ledger from Kafka to committed log rows",
-        description="Publish N submissions to scratch topics, then time one ledger process until every one is "
-                    "committed to a scratch database (both removed afterwards). Needs Kafka and PostgreSQL "
-                    "(VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN).")
-    i.add_argument("--meeting-file", type=Path, default=Path("deploy/meetings/cbak-2023-agm.toml"))
-    i.add_argument("--events", type=int, default=100_000, help="submissions (default 100,000)")
-    i.set_defaults(func=_ingest)
+    b = sub.add_parser(
+        "bench", help="benchmark ours against the limits and the peers",
+        description="Generate the CBAK reference meeting with a large register and N submissions, then measure"
+                    " in one run: end-to-end ingest with the projector running, publish-to-tally latency at a"
+                    " fixed rate, replay from the log, raw aiokafka and raw COPY limits, the eventsourcing and"
+                    " naive peers, and a scale curve. Everything runs in scratch databases and topics, removed"
+                    " afterwards. Writes results.json and results.md. Needs Kafka and PostgreSQL"
+                    " (VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN) and the bench extras (pip install -e '.[bench]').")
+    b.add_argument("--events", type=int, default=1_000_000, help="submissions in the main run (default 1,000,000)")
+    b.add_argument("--positions", type=int, default=100_000, help="control numbers in the register (default 100,000)")
+    b.add_argument("--scale", default="10000,100000",
+                   help="other sizes for the scale curve, comma-separated (default 10000,100000; the main run is a point)")
+    b.add_argument("--latency-rate", type=int, default=5_000, help="offered submissions/s for latency (default 5,000)")
+    b.add_argument("--latency-seconds", type=float, default=30.0, help="how long to offer them (default 30)")
+    b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
+    b.add_argument("--peer-events", type=int, default=50_000,
+                   help="submissions (the first N of the same workload) for the eventsourcing peer, which"
+                        " runs at hundreds per second (default 50,000)")
+    b.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for results.json/.md and logs")
+    b.add_argument("--readme", type=Path, help=f"also replace the table between {README_START} and {README_END}")
+    b.add_argument("--meeting-file", type=Path, default=Path("deploy/meetings/cbak-2023-agm.toml"))
+    b.set_defaults(func=_bench)
 
 
-def _ingest(args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace) -> int:
     cfg = settings()
     pg_dsn(cfg)
     kafka_bootstrap(cfg)
-    print(json.dumps(run_coroutine(ingest_benchmark(cfg, args.meeting_file, args.events)), indent=2))
-    return 0
+    try:
+        from services.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
+        from services.bench.run import Plan, run as run_bench  # noqa: PLC0415
+    except ImportError as exc:
+        raise UserError(f"{exc.name} is missing: install the bench extras (pip install -e '.[bench]')") from None
+    scale = [int(s) for s in args.scale.split(",") if s.strip()]
+    plan = Plan(events=args.events, positions=args.positions, scale=scale, latency_rate=args.latency_rate,
+                latency_seconds=args.latency_seconds, peers=not args.no_peers, peer_events=args.peer_events,
+                meeting_file=args.meeting_file,
+                log_dir=args.out / "logs")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    async def go() -> int:
+        results = await run_bench(cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
+        table = markdown(results)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (args.out / "results.md").write_text(table)
+        if args.readme:
+            _update_readme(args.readme, table)
+        print(table)
+        return 0
+
+    return run(go())
 
 
-def _replay(args: argparse.Namespace) -> int:
-    print(json.dumps(replay_benchmark(args.meeting_file, args.events, args.seed), indent=2))
-    return 0
+def _update_readme(path: Path, table: str) -> None:
+    """Replace the README's benchmark table (between the markers) with this run's."""
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise UserError(f"{path} has no {README_START} ... {README_END} markers")
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    path.write_text(pattern.sub(lambda _: f"{README_START}\n{table}{README_END}", text, count=1))

@@ -1,0 +1,96 @@
+"""Replay: the pure fold in memory, and the log in PostgreSQL back to a complete tally."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from events import decode
+from projections.judge import Judge
+from projections.replay import Projection
+from services.bench.processes import Sampler, cli, machine_processes, service_env
+from services.bench.workload import Workload
+from services.config import Settings
+from services.postgres.connect import PROJECTOR_ROLE, connect
+from services.tallies import replay_meeting
+
+
+def pure_fold(workload: Workload) -> dict[str, Any]:
+    """The fold alone over the accepted events in memory: the ceiling of any replay."""
+    judge = Judge()
+    log = [e for e in (*workload.admin, *workload.submissions) if judge.judge(e) is None]
+    gc.collect()
+    started = time.perf_counter()
+    projection = Projection()
+    projection.apply_many(log)
+    seconds = time.perf_counter() - started
+    payloads = [v for _, v in workload.admin_payloads] + [v for _, v in workload.submission_payloads]
+    gc.collect()
+    started = time.perf_counter()
+    decoded = [decode(p) for p in payloads]
+    decode_seconds = time.perf_counter() - started
+    del decoded
+    tally = projection.tallies[workload.meeting_id]
+    return {"events": len(log), "seconds": round(seconds, 3), "events_per_s": round(len(log) / seconds),
+            "decode_events_per_s": round(len(payloads) / decode_seconds), "present_shares": tally.present}
+
+
+async def from_log(dsn: str, meeting_id: str) -> dict[str, Any]:
+    """The log's rows, read from PostgreSQL, decoded and folded into the meeting's tally."""
+    conn = await connect(dsn, PROJECTOR_ROLE)
+    try:
+        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+        gc.collect()
+        started = time.perf_counter()
+        tally, rows = await replay_meeting(conn, meeting_id, head)
+        seconds = time.perf_counter() - started
+    finally:
+        await conn.close()
+    return {"log_rows": rows, "seconds": round(seconds, 2), "events_per_s": round(rows / seconds),
+            "present_shares": tally.present, "voters": len(tally.voters)}
+
+
+async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
+    """`vote-ledger projections rebuild` as its own process: replay, shadow write, check, swap; peak RSS."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "rebuild.log", "ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *cli("projections", "rebuild", "--meeting", meeting_id), env=service_env(settings),
+            stdout=asyncio.subprocess.PIPE, stderr=out)
+        sampler = Sampler({k: v for k, v in machine_processes({}).items() if k == "postgresql"}, interval=0.1)
+        sampler.groups["rebuild"] = lambda: _proc(proc.pid)
+        sampler.seen["rebuild"] = {}
+        sampler.start()
+        started = time.perf_counter()
+        stdout, _ = await proc.communicate()
+        seconds = time.perf_counter() - started
+        usage = await sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"rebuild failed ({proc.returncode}); see {log_dir / 'rebuild.log'}")
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        rows = await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
+    finally:
+        await conn.close()
+    output = stdout.decode().strip()
+    # The command times its own work (replay, shadow writes, check, swap); the wall time adds the
+    # interpreter's start-up and imports, about a second here.
+    own = re.search(r"in ([0-9.]+) s", output)
+    own_seconds = float(own.group(1)) if own else seconds
+    return {"log_rows": rows, "seconds": round(own_seconds, 2), "events_per_s": round(rows / own_seconds),
+            "process_seconds": round(seconds, 2), "peak_rss_mib": usage.peak_rss_mib.get("rebuild"),
+            "cpu_seconds": usage.cpu_seconds, "output": output}
+
+
+def _proc(pid: int) -> list:
+    try:
+        return [psutil.Process(pid)]
+    except psutil.Error:
+        return []

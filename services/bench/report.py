@@ -1,0 +1,93 @@
+"""The benchmark's Markdown report: ours next to the limits and the peers, with the targets of issue 5."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INGEST_TARGET = 50_000  # submissions/s end to end
+PEER_FACTOR_TARGET = 5.0  # ours / the eventsourcing peer
+P99_TARGET_MS = 500.0  # at 5,000/s offered
+REPLAY_TARGET = 250_000  # events/s from the log
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """Render one run's results as the README's tables."""
+    m, w = r["machine"], r["workload"]
+    ingest = r["ingest"]["submissions_per_s"]
+    lines = [
+        f"Run of {r['date']} on {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']},"
+        f" PostgreSQL {m['postgresql']}; load average at start {', '.join(map(str, m['load_average_at_start']))};"
+        f" the whole run took {r['seconds']:,} s.",
+        "",
+        f"Workload: `{w['meeting_id']}`, {w['positions']:,} positions, {w['admin_events']} admin events,"
+        f" {w['submissions']:,} submissions ({_mix(w['mix'])}), {w['mean_payload_bytes']} bytes each on average.",
+        "",
+        "| Measure | Ours | Limit or peer | Ours ÷ it | Target | Met |",
+        "|---|--:|--:|--:|---|:-:|",
+        f"| Ingest: Kafka → committed log rows, projector running (submissions/s, steady) | {ingest:,} | | |"
+        f" ≥ {INGEST_TARGET:,} | {_met(ingest >= INGEST_TARGET)} |",
+    ]
+    limits = r.get("limits", {})
+    if "kafka" in limits:
+        k = limits["kafka"]
+        lines += [
+            f"| … vs raw aiokafka consume of the same payloads (msg/s) | {ingest:,} | {k['consume_per_s']:,} |"
+            f" {ingest / k['consume_per_s']:.2f} | | |",
+            f"| … vs raw aiokafka produce (acks=all) of the same payloads (msg/s) | {ingest:,} | {k['produce_per_s']:,} |"
+            f" {ingest / k['produce_per_s']:.2f} | | |",
+        ]
+    if "copy" in limits:
+        c = limits["copy"]
+        lines += [
+            f"| … vs raw asyncpg COPY of the same rows, unindexed table (rows/s) | {ingest:,} |"
+            f" {c['unindexed_rows_per_s']:,} | {ingest / c['unindexed_rows_per_s']:.2f} | | |",
+            f"| … vs raw asyncpg COPY of the same rows into our indexed log table (rows/s) | {ingest:,} |"
+            f" {c['indexed_rows_per_s']:,} | {ingest / c['indexed_rows_per_s']:.2f} | | |",
+        ]
+    for name, peer in r.get("peers", {}).items():
+        ratio = ingest / peer["submissions_per_s"]
+        target = f"≥ {PEER_FACTOR_TARGET:.0f}×" if name == "eventsourcing" else ""
+        met = _met(ratio >= PEER_FACTOR_TARGET) if name == "eventsourcing" else ""
+        subset = f", first {peer['submissions']:,} submissions" if peer["submissions"] < w["submissions"] else ""
+        lines.append(f"| … vs peer {peer['system']} (submissions/s, tally up to date{subset}) | {ingest:,} |"
+                     f" {peer['submissions_per_s']:,} | {ratio:.1f}× | {target} | {met} |")
+    if "latency" in r:
+        lat = r["latency"]
+        lines.append(f"| Publish → visible in the tally at {lat['offered_per_s']:,}/s offered: p50 / p99 / max (ms) |"
+                     f" {lat['p50_ms']:,} / {lat['p99_ms']:,} / {lat['max_ms']:,} | | | p99 ≤ {P99_TARGET_MS:.0f} |"
+                     f" {_met(lat['p99_ms'] <= P99_TARGET_MS)} |")
+    rp = r["replay"]
+    lines += [
+        f"| Replay: log rows read from PostgreSQL, decoded, folded to the tally (events/s) |"
+        f" {rp['from_log']['events_per_s']:,} | {rp['pure_fold']['events_per_s']:,} (pure fold) |"
+        f" {rp['from_log']['events_per_s'] / rp['pure_fold']['events_per_s']:.2f} | ≥ {REPLAY_TARGET:,} |"
+        f" {_met(rp['from_log']['events_per_s'] >= REPLAY_TARGET)} |",
+        f"| Rebuild: replay + shadow tables + a second checking fold + swap (log rows/s) |"
+        f" {rp['rebuild']['events_per_s']:,} | | | | |",
+        f"| Decoding the payloads alone (msgspec, events/s) | {rp['pure_fold']['decode_events_per_s']:,} | | | | |",
+        "",
+        "CPU spent per submission during ingest, by process (µs; 2 cores give 40 µs per submission at 50,000/s):",
+        "",
+        "| " + " | ".join(r["ingest"]["cpu_us_per_submission"]) + " | total |",
+        "|" + "--:|" * (len(r["ingest"]["cpu_us_per_submission"]) + 1),
+        "| " + " | ".join(f"{v:,}" for v in r["ingest"]["cpu_us_per_submission"].values())
+        + f" | {sum(r['ingest']['cpu_us_per_submission'].values()):,.1f} |",
+    ]
+    if r.get("scale"):
+        lines += ["", "Scale (ingest with the projector running; rebuild as its own process):", "",
+                  "| Submissions | Ingest wall (s) | Ingest/s | Ledger peak RSS (MiB) | Projector peak RSS (MiB) |"
+                  " Rebuild (s) | Rebuild rows/s | Rebuild peak RSS (MiB) |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for p in r["scale"]:
+            lines.append(f"| {p['submissions']:,} | {p['ingest_wall_seconds']:,} | {p['ingest_per_s']:,} |"
+                         f" {p['ledger_peak_rss_mib']} | {p['projector_peak_rss_mib']} | {p['rebuild_seconds']} |"
+                         f" {p['rebuild_events_per_s']:,} | {p['rebuild_peak_rss_mib']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _mix(mix: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {kind}" for kind, count in mix.items())
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"

@@ -1,0 +1,144 @@
+"""One benchmark run: every measurement of issue 5 on one workload, on one machine, side by side."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from services.bench import e2e, limits, peer_eventsourcing, peer_naive, replay
+from services.bench.scratch import drop_topics, publish_workload, scratch_database, scratch_settings
+from services.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
+from services.config import Settings
+
+
+@dataclass
+class Plan:
+    """What to measure and at which sizes."""
+
+    events: int = 1_000_000
+    positions: int = DEFAULT_POSITIONS
+    scale: list[int] = field(default_factory=lambda: [10_000, 100_000])
+    latency_rate: int = 5_000
+    latency_seconds: float = 30.0
+    peers: bool = True
+    # The eventsourcing peer commits once per event in its projection (~550/s here): a million
+    # would take half an hour, so it gets the first N submissions of the same workload.
+    peer_events: int = 50_000
+    meeting_file: Path = DEFAULT_MEETING
+    seed: int = 5
+    log_dir: Path = Path("bench-results/logs")
+
+
+async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
+    """Measure ours, the limits and the peers on the plan's workload; return everything as plain data."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                               "machine": await machine(settings), "plan": _plain(asdict(plan))}
+    say(f"building the workload: {plan.events:,} submissions over {plan.positions:,} positions")
+    workload = build(plan.events, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
+    results["workload"] = describe(workload)
+
+    async with scratch_database(settings, "ours") as dsn:
+        cfg = scratch_settings(settings, dsn, "ours")
+        try:
+            say("ingest: publishing, then the ledger and the projector as processes")
+            results["ingest"] = await e2e.ingest(cfg, workload, plan.log_dir)
+            say(f"  {results['ingest']['submissions_per_s']:,} submissions/s; replaying the log")
+            results["replay"] = {"pure_fold": replay.pure_fold(workload),
+                                 "from_log": await replay.from_log(dsn, workload.meeting_id),
+                                 "rebuild": await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)}
+            say("limits: raw aiokafka produce/consume, raw COPY")
+            results["limits"] = {"kafka": await limits.kafka_limit(cfg, workload),
+                                 "copy": await limits.copy_limit(cfg, workload)}
+            if plan.peers:
+                say("peer: naive upsert + GROUP BY")
+                results.setdefault("peers", {})["naive"] = await peer_naive.measure(cfg, workload)
+        finally:
+            await drop_topics(cfg)
+    if plan.peers:
+        subset = workload.prefix(min(plan.peer_events, len(workload.submissions)))
+        say(f"peer: the eventsourcing library, on the first {len(subset.submissions):,} submissions")
+        async with scratch_database(settings, "espeer") as dsn:
+            cfg = scratch_settings(settings, dsn, "espeer")
+            try:
+                await publish_workload(cfg, subset.admin_payloads, subset.submission_payloads)
+                results["peers"]["eventsourcing"] = await peer_eventsourcing.measure(cfg, subset)
+            finally:
+                await drop_topics(cfg)
+
+    say(f"latency: {plan.latency_rate:,}/s offered for {plan.latency_seconds:.0f} s")
+    async with scratch_database(settings, "latency") as dsn:
+        cfg = scratch_settings(settings, dsn, "latency")
+        try:
+            results["latency"] = await e2e.latency(cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds)
+        finally:
+            await drop_topics(cfg)
+
+    curve = [_scale_point(plan.events, results["ingest"], results["replay"]["rebuild"])]
+    for size in sorted(set(plan.scale) - {plan.events}):
+        say(f"scale: {size:,} submissions")
+        curve.append(await scale_point(settings, plan, size))
+    results["scale"] = sorted(curve, key=lambda p: p["submissions"])
+    results["seconds"] = round(time.perf_counter() - started)
+    return results
+
+
+async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, Any]:
+    """Ingest (with the projector) and rebuild at one size: wall time and peak memory."""
+    workload = build(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
+    async with scratch_database(settings, f"scale{size}") as dsn:
+        cfg = scratch_settings(settings, dsn, f"scale{size}")
+        try:
+            ingested = await e2e.ingest(cfg, workload, plan.log_dir)
+            rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
+        finally:
+            await drop_topics(cfg)
+    return _scale_point(size, ingested, rebuilt)
+
+
+def _scale_point(size: int, ingested: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any]:
+    return {"submissions": size, "ingest_wall_seconds": ingested["wall_seconds"],
+            "ingest_per_s": ingested["submissions_per_s"],
+            "ledger_peak_rss_mib": ingested["peak_rss_mib"].get("ledger"),
+            "projector_peak_rss_mib": ingested["peak_rss_mib"].get("projector"),
+            "rebuild_seconds": rebuilt["seconds"], "rebuild_events_per_s": rebuilt["events_per_s"],
+            "rebuild_peak_rss_mib": rebuilt["peak_rss_mib"]}
+
+
+def describe(workload: Workload) -> dict[str, Any]:
+    """What the workload is: register size, submissions by kind, bytes."""
+    sizes = [len(v) for _, v in workload.submission_payloads]
+    return {"meeting_id": workload.meeting_id, "positions": workload.positions, "admin_events": len(workload.admin),
+            "submissions": len(workload.submissions), "mix": workload.mix(),
+            "mean_payload_bytes": round(sum(sizes) / max(1, len(sizes)))}
+
+
+async def machine(settings: Settings) -> dict[str, Any]:
+    """The machine and the versions measured: ratios are comparable across machines, times are not."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        postgres = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(), "postgresql": postgres, "kafka_bootstrap": settings.kafka_bootstrap,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

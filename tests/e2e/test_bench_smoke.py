@@ -1,0 +1,63 @@
+"""The benchmark at toy size, through its command: every measurement runs and the table renders.
+
+The full run (a million submissions) is not part of `make test`; this keeps it from rotting.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import pytest
+
+from services.cli.bench_cmd import README_END, README_START
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_the_table(
+        vote_ledger, settings, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
+    out = tmp_path / "bench"
+    scratch_before = await _scratch_databases(settings.pg_dsn)
+
+    done = vote_ledger.run("bench", "--events", "3000", "--positions", "2000", "--scale", "1000",
+                           "--latency-rate", "400", "--latency-seconds", "3", "--out", str(out),
+                           "--readme", str(readme), timeout=840)
+
+    r = json.loads((out / "results.json").read_text())
+    assert r["workload"]["submissions"] == 3000 and r["workload"]["positions"] == 2000
+    ingest = r["ingest"]
+    assert ingest["log_rows"] == 3000 + r["workload"]["admin_events"]
+    assert ingest["accepted"] + ingest["rejected"] == ingest["log_rows"] and ingest["submissions_per_s"] > 0
+    assert ingest["cpu_seconds"]["ledger"] > 0 and ingest["cpu_seconds"]["postgresql"] > 0
+    # Every system judged the same submissions the same way (one Judge, three storage designs).
+    submissions_rejected = ingest["rejected"]
+    for peer in r["peers"].values():
+        assert peer["submissions"] == 3000 and peer["submissions_per_s"] > 0
+        assert peer["rejected"] == submissions_rejected and peer["accepted"] == 3000 - submissions_rejected
+    assert r["peers"]["naive"]["live_votes"] == r["peers"]["eventsourcing"]["live_votes"]
+    replay = r["replay"]
+    assert replay["from_log"]["log_rows"] == replay["rebuild"]["log_rows"] == ingest["log_rows"]
+    assert replay["from_log"]["present_shares"] == replay["pure_fold"]["present_shares"] > 0
+    assert r["limits"]["kafka"]["consumed"] == 3000 and r["limits"]["copy"]["rows"] == ingest["log_rows"]
+    latency = r["latency"]
+    assert latency["observed"] == latency["submissions"] == 1200
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert [p["submissions"] for p in r["scale"]] == [1000, 3000]
+
+    table = (out / "results.md").read_text()
+    assert "| Ingest: Kafka → committed log rows" in table and "eventsourcing" in table and "p99" in table
+    assert readme.read_text() == f"# x\n\n{README_START}\n{table}{README_END}\n\nafter\n"
+    assert table in done.stdout
+    # Scratch databases are dropped afterwards: the operator's server is left as it was.
+    assert await _scratch_databases(settings.pg_dsn) <= scratch_before
+
+
+async def _scratch_databases(dsn: str) -> set[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'")}
+    finally:
+        await conn.close()

@@ -1,0 +1,87 @@
+"""The physical limits on real Kafka and PostgreSQL: every message and row accounted for, the ledger's rows."""
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from projections.chain import ChainCheck, ChainRow
+from services.bench import limits, scratch
+from services.bench.workload import build
+from services.config import Settings
+from services.postgres.log_store import LOG_COLUMNS
+from tests.integration.helpers import running_ledger, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def workload():
+    return build(2000, positions=2000)
+
+
+@pytest.fixture
+async def namespace(endpoints):
+    """A topic namespace on the session's services; its topics are dropped afterwards."""
+    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_dsn, submission_partitions=4)
+    cfg = scratch.scratch_settings(base, endpoints.pg_dsn, "tlimits")
+    yield cfg
+    await scratch.drop_topics(cfg)
+
+
+async def _topics_named(cfg: Settings) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap)
+    await admin.start()
+    try:
+        return [t for t in await admin.list_topics() if t.startswith(cfg.topic_prefix)]
+    finally:
+        await admin.close()
+
+
+async def test_kafka_limit_consumes_every_message_it_produced_and_deletes_its_topic(namespace, workload):
+    result = await limits.kafka_limit(namespace, workload)
+    assert result["messages"] == result["consumed"] == len(workload.submission_payloads) == 2000
+    assert result["bytes"] == sum(len(k) + len(v) for k, v in workload.submission_payloads)
+    assert result["produce_per_s"] > 0 and result["consume_per_s"] > 0
+    assert result["produce_seconds"] > 0 and result["consume_seconds"] > 0
+    assert await _topics_named(namespace) == []
+
+
+async def test_copy_limit_copies_every_ledger_row_into_the_bare_and_the_indexed_table(namespace, workload):
+    result = await limits.copy_limit(namespace, workload)
+    expected = len(workload.admin_payloads) + len(workload.submission_payloads)
+    assert result["rows"] == result["unindexed_rows_in_table"] == result["indexed_rows_in_table"] == expected
+    assert result["indexed_table_indexes"] >= 4  # PK, unique event_id, meeting/position, admin rows
+    assert result["unindexed_rows_per_s"] > 0 and result["indexed_rows_per_s"] > 0
+    assert result["indexed_bytes"] > result["unindexed_bytes"]  # the indexes take room of their own
+
+
+async def test_the_copied_rows_chain_their_hashes_as_the_log_verifier_expects(namespace, workload):
+    rows = limits.ledger_rows(namespace, workload)
+    check = ChainCheck()
+    check.feed(ChainRow(**{c: row[LOG_COLUMNS.index(c)] for c in
+                           ("position", "prev_position", "meeting_id", "event_id", "type", "decision", "reason",
+                            "payload", "hash")}) for row in rows)
+    assert check.rows == len(rows) and check.first_break is None
+    assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
+
+
+async def test_the_copied_rows_are_what_the_running_ledger_logs_for_the_same_messages(settings, workload):
+    await scratch.publish_workload(settings, workload.admin_payloads, workload.submission_payloads)
+    total = len(workload.admin_payloads) + len(workload.submission_payloads)
+    try:
+        async with running_ledger(settings):
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", total)
+        conn = await asyncpg.connect(settings.pg_dsn)
+        try:
+            logged = await conn.fetch("SELECT * FROM ledger_log")
+        finally:
+            await conn.close()
+    finally:
+        await scratch.drop_topics(settings)
+    # Positions (and so hashes) depend on how Kafka batched the partitions; everything else must match,
+    # the Kafka coordinates included: the fake records sit where the broker put the real ones.
+    same = ("event_id", "type", "control_number", "channel", "executed_at", "received_at", "decision", "reason",
+            "payload", "source_topic", "source_partition", "source_offset")
+    ours = {tuple(row[LOG_COLUMNS.index(c)] for c in same) for row in limits.ledger_rows(settings, workload)}
+    theirs = {tuple(row[c] for c in same) for row in logged}
+    assert ours == theirs
