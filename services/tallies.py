@@ -29,7 +29,7 @@ SHADOW_SCHEMA = "tally_shadow"
 _TABLES = ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections")
 # Any constant: with hashtext(meeting_id), the session lock of one meeting's rebuild.
 _REBUILD_LOCK = 0x766F7465  # "vote"
-_REPLAY_BATCH = 10_000  # rows per read: small enough to arrive while the previous batch folds
+REPLAY_BATCH = 10_000  # rows per read: small enough to arrive while the previous batch folds
 _MEETING_ROWS = ("SELECT position, decision, payload FROM ledger_log WHERE meeting_id = $1"
                  " AND position > $2 AND position <= $3 ORDER BY position")
 
@@ -209,14 +209,14 @@ async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
     previous one is folded, so PostgreSQL reads and sends while we decode.
     """
     after = fold.last
-    pending = asyncio.ensure_future(log_store.read_after(conn, after, _REPLAY_BATCH, meeting_id=fold.meeting_id))
+    pending = asyncio.ensure_future(log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=fold.meeting_id))
     try:
         while True:
             rows = [r for r in await pending if r["position"] <= up_to]
             if not rows:
                 break
             after = rows[-1]["position"]
-            pending = asyncio.ensure_future(log_store.read_after(conn, after, _REPLAY_BATCH, meeting_id=fold.meeting_id))
+            pending = asyncio.ensure_future(log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=fold.meeting_id))
             fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
                                        settle=False)
             fold.rows += len(rows)

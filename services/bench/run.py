@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import platform
 import time
@@ -46,6 +47,10 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
     say(f"building the workload: {plan.events:,} submissions over {plan.positions:,} positions")
     workload = build(plan.events, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
     results["workload"] = describe(workload)
+    # The workload is millions of immutable objects in this process, which also runs the latency
+    # publisher and poller, the replay and both peers: without this, each full collection walks
+    # them all and its pauses showed up as hundreds of milliseconds of "latency".
+    gc.freeze()
 
     async with scratch_database(settings, "ours") as dsn:
         cfg = scratch_settings(settings, dsn, "ours")
@@ -95,6 +100,7 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
 async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, Any]:
     """Ingest (with the projector) and rebuild at one size: wall time and peak memory."""
     workload = build(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
+    gc.freeze()
     async with scratch_database(settings, f"scale{size}") as dsn:
         cfg = scratch_settings(settings, dsn, f"scale{size}")
         try:
