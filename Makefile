@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test unit demo stack-up stack-down clean
+.PHONY: install test unit demo bench stack-up stack-down clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ unit: install
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/local/demo.sh
+
+# The benchmark of the README (about 20 minutes): not part of `make test`, which runs its smoke test.
+bench: install
+	eval "$$($(BIN)/vote-ledger stack up)" && $(BIN)/vote-ledger bench --readme README.md
 
 stack-up: install
 	$(BIN)/vote-ledger stack up
