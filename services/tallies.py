@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,7 @@ SHADOW_SCHEMA = "tally_shadow"
 _TABLES = ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections")
 # Any constant: with hashtext(meeting_id), the session lock of one meeting's rebuild.
 _REBUILD_LOCK = 0x766F7465  # "vote"
-REPLAY_BATCH = 10_000  # rows per read: small enough to arrive while the previous batch folds
+REPLAY_BATCH = 10_000  # rows per read: the batch size no longer changes the fold's cost (settle)
 _MEETING_ROWS = ("SELECT position, decision, payload FROM ledger_log WHERE meeting_id = $1"
                  " AND position > $2 AND position <= $3 ORDER BY position")
 
@@ -203,28 +205,16 @@ async def replay_meeting(conn: asyncpg.Connection, meeting_id: str, up_to: int) 
 
 
 async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
-    """Fold the meeting's log rows after fold.last up to a position, in batches, as the projector does.
-
-    Contributions are counted once at the end (settle), and each batch is requested before the
-    previous one is folded, so PostgreSQL reads and sends while we decode.
-    """
+    """Fold the meeting's log rows after fold.last up to a position, in batches; count contributions once."""
     after = fold.last
-    pending = asyncio.ensure_future(log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=fold.meeting_id))
-    try:
-        while True:
-            rows = [r for r in await pending if r["position"] <= up_to]
-            if not rows:
-                break
-            after = rows[-1]["position"]
-            pending = asyncio.ensure_future(log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=fold.meeting_id))
+    with _gc_paused():
+        while rows := [r for r in await log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=fold.meeting_id)
+                       if r["position"] <= up_to]:
             fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
                                        settle=False)
             fold.rows += len(rows)
-    finally:
-        if not pending.done():
-            pending.cancel()
-        await asyncio.gather(pending, return_exceptions=True)
-    fold.projection.settle()
+            after = rows[-1]["position"]
+        fold.projection.settle()
     if after != fold.last:
         fold.last = after
         await refold_late(conn, fold.projection, after)
@@ -233,17 +223,32 @@ async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
 async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
     """The check's fold: another read of the log (a cursor), folded in other batches than _replay's."""
     after = fold.last
-    async with conn.transaction():  # a cursor needs one; rows up to a checkpoint never change
-        cursor = await conn.cursor(_MEETING_ROWS, fold.meeting_id, after, up_to)
-        # Batch bounds unlike _replay's (30,011 does not divide 50,000): a fold depending on them shows.
-        while rows := await cursor.fetch(30_011):
-            fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
-                                       settle=False)
-            fold.rows += len(rows)
-            fold.last = rows[-1]["position"]
-    fold.projection.settle()
+    with _gc_paused():
+        async with conn.transaction():  # a cursor needs one; rows up to a checkpoint never change
+            cursor = await conn.cursor(_MEETING_ROWS, fold.meeting_id, after, up_to)
+            # Batch bounds unlike _replay's (30,011 is prime): a fold depending on them shows.
+            while rows := await cursor.fetch(30_011):
+                fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
+                                           settle=False)
+                fold.rows += len(rows)
+                fold.last = rows[-1]["position"]
+        fold.projection.settle()
     if fold.last != after:
         await refold_late(conn, fold.projection, fold.last)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a replay folds: it creates no cycles, but keeps the voters' latest
+    instructions (dicts the GC tracks), and full collections walking them again and again cost a
+    fifth of a million-row replay. Reference counting still frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 async def _write_shadow(conn: asyncpg.Connection, fold: _Fold, fresh: bool) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import psutil
 from events import decode
 from projections.judge import Judge
 from projections.replay import Projection
-from services.bench.processes import Sampler, cli, machine_processes, service_env
+from services.bench.processes import Sampler, Usage, cli, machine_processes, service_env
 from services.bench.workload import Workload
 from services.config import Settings
 from services.postgres.connect import PROJECTOR_ROLE, connect
@@ -70,21 +72,8 @@ async def _read_only(conn: asyncpg.Connection, meeting_id: str) -> float:
 
 async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
     """`vote-ledger projections rebuild` as its own process: replay, shadow write, check, swap; peak RSS."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "rebuild.log", "ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *cli("projections", "rebuild", "--meeting", meeting_id), env=service_env(settings),
-            stdout=asyncio.subprocess.PIPE, stderr=out)
-        sampler = Sampler({k: v for k, v in machine_processes({}).items() if k == "postgresql"}, interval=0.1)
-        sampler.groups["rebuild"] = lambda: _proc(proc.pid)
-        sampler.seen["rebuild"] = {}
-        sampler.start()
-        started = time.perf_counter()
-        stdout, _ = await proc.communicate()
-        seconds = time.perf_counter() - started
-        usage = await sampler.stop()
-    if proc.returncode != 0:
-        raise RuntimeError(f"rebuild failed ({proc.returncode}); see {log_dir / 'rebuild.log'}")
+    stdout, seconds, usage = await _measured(cli("projections", "rebuild", "--meeting", meeting_id),
+                                             settings, log_dir / "rebuild.log")
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
         rows = await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
@@ -96,8 +85,36 @@ async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[st
     own = re.search(r"in ([0-9.]+) s", output)
     own_seconds = float(own.group(1)) if own else seconds
     return {"log_rows": rows, "seconds": round(own_seconds, 2), "events_per_s": round(rows / own_seconds),
-            "process_seconds": round(seconds, 2), "peak_rss_mib": usage.peak_rss_mib.get("rebuild"),
+            "process_seconds": round(seconds, 2), "peak_rss_mib": usage.peak_rss_mib.get("measured"),
             "cpu_seconds": usage.cpu_seconds, "output": output}
+
+
+async def from_log_process(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
+    """from_log in a process of its own, as an operator's replay would run: its own heap, its peak RSS."""
+    code = ("import asyncio, json, sys; from services.bench.replay import from_log;"
+            " print(json.dumps(asyncio.run(from_log(sys.argv[1], sys.argv[2]))))")
+    stdout, _, usage = await _measured([sys.executable, "-c", code, settings.pg_dsn, meeting_id],
+                                       settings, log_dir / "replay.log")
+    return {**json.loads(stdout), "peak_rss_mib": usage.peak_rss_mib.get("measured")}
+
+
+async def _measured(argv: list[str], settings: Settings, log: Path) -> tuple[bytes, float, Usage]:
+    """Run a command to completion, sampling its (and PostgreSQL's) CPU and memory."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = await asyncio.create_subprocess_exec(*argv, env=service_env(settings),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=out)
+        groups = {k: v for k, v in machine_processes({}).items() if k == "postgresql"}
+        groups["measured"] = lambda: _proc(proc.pid)
+        sampler = Sampler(groups, interval=0.1)
+        sampler.start()
+        started = time.perf_counter()
+        stdout, _ = await proc.communicate()
+        seconds = time.perf_counter() - started
+        usage = await sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[-4:])} failed ({proc.returncode}); see {log}")
+    return stdout, seconds, usage
 
 
 def _proc(pid: int) -> list:

@@ -77,14 +77,15 @@ def markdown(r: dict[str, Any]) -> str:
         + f" | {sum(r['ingest']['cpu_us_per_submission'].values()):,.1f} |",
     ]
     if r.get("scale"):
-        lines += ["", "Scale (ingest with the projector running; rebuild as its own process):", "",
+        lines += ["", "Scale (ingest with the projector running; replay and rebuild each as their own process):", "",
                   "| Submissions | Ingest wall (s) | Ingest/s | Ledger peak RSS (MiB) | Projector peak RSS (MiB) |"
-                  " Rebuild (s) | Rebuild rows/s | Rebuild peak RSS (MiB) |",
-                  "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+                  " Replay (s) | Replay events/s | Replay peak RSS (MiB) | Rebuild (s) | Rebuild peak RSS (MiB) |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for p in r["scale"]:
             lines.append(f"| {p['submissions']:,} | {p['ingest_wall_seconds']:,} | {p['ingest_per_s']:,} |"
-                         f" {p['ledger_peak_rss_mib']} | {p['projector_peak_rss_mib']} | {p['rebuild_seconds']} |"
-                         f" {p['rebuild_events_per_s']:,} | {p['rebuild_peak_rss_mib']} |")
+                         f" {p['ledger_peak_rss_mib']} | {p['projector_peak_rss_mib']} | {p['replay_seconds']} |"
+                         f" {p['replay_events_per_s']:,} | {p['replay_peak_rss_mib']} | {p['rebuild_seconds']} |"
+                         f" {p['rebuild_peak_rss_mib']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,7 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
             results["ingest"] = await e2e.ingest(cfg, workload, plan.log_dir)
             say(f"  {results['ingest']['submissions_per_s']:,} submissions/s; replaying the log")
             results["replay"] = {"pure_fold": replay.pure_fold(workload),
-                                 "from_log": await replay.from_log(dsn, workload.meeting_id),
+                                 "from_log": await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir),
                                  "rebuild": await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)}
             say("limits: raw aiokafka produce/consume, raw COPY")
             results["limits"] = {"kafka": await limits.kafka_limit(cfg, workload),
@@ -88,7 +88,7 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
         finally:
             await drop_topics(cfg)
 
-    curve = [_scale_point(plan.events, results["ingest"], results["replay"]["rebuild"])]
+    curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
     for size in sorted(set(plan.scale) - {plan.events}):
         say(f"scale: {size:,} submissions")
         curve.append(await scale_point(settings, plan, size))
@@ -105,17 +105,21 @@ async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, An
         cfg = scratch_settings(settings, dsn, f"scale{size}")
         try:
             ingested = await e2e.ingest(cfg, workload, plan.log_dir)
+            replayed = await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir)
             rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
         finally:
             await drop_topics(cfg)
-    return _scale_point(size, ingested, rebuilt)
+    return _scale_point(size, ingested, replayed, rebuilt)
 
 
-def _scale_point(size: int, ingested: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any]:
+def _scale_point(size: int, ingested: dict[str, Any], replayed: dict[str, Any],
+                 rebuilt: dict[str, Any]) -> dict[str, Any]:
     return {"submissions": size, "ingest_wall_seconds": ingested["wall_seconds"],
             "ingest_per_s": ingested["submissions_per_s"],
             "ledger_peak_rss_mib": ingested["peak_rss_mib"].get("ledger"),
             "projector_peak_rss_mib": ingested["peak_rss_mib"].get("projector"),
+            "replay_seconds": replayed["seconds"], "replay_events_per_s": replayed["events_per_s"],
+            "replay_peak_rss_mib": replayed["peak_rss_mib"],
             "rebuild_seconds": rebuilt["seconds"], "rebuild_events_per_s": rebuilt["events_per_s"],
             "rebuild_peak_rss_mib": rebuilt["peak_rss_mib"]}
 
