@@ -69,3 +69,14 @@ def settings_env(cfg: Settings) -> dict[str, str]:
         "VOTE_LEDGER_TOPIC_PREFIX": cfg.topic_prefix,
         "VOTE_LEDGER_CONSUMER_GROUP": cfg.consumer_group,
     }
+
+
+@pytest.fixture
+async def bench_namespace(endpoints):
+    """Benchmark settings on the session's services, in a fresh topic namespace dropped afterwards."""
+    from services.bench import scratch
+
+    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_dsn, submission_partitions=4)
+    cfg = scratch.scratch_settings(base, endpoints.pg_dsn, "t")
+    yield cfg
+    await scratch.drop_topics(cfg)

@@ -20,12 +20,9 @@ def workload():
 
 
 @pytest.fixture
-async def namespace(endpoints):
+def namespace(bench_namespace):
     """A topic namespace on the session's services; its topics are dropped afterwards."""
-    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_dsn, submission_partitions=4)
-    cfg = scratch.scratch_settings(base, endpoints.pg_dsn, "tlimits")
-    yield cfg
-    await scratch.drop_topics(cfg)
+    return bench_namespace
 
 
 async def _topics_named(cfg: Settings) -> list[str]:

@@ -16,12 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def namespace(endpoints):
+def namespace(bench_namespace):
     """A topic namespace on the session's services; its topics are dropped afterwards."""
-    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_dsn, submission_partitions=4)
-    cfg = scratch.scratch_settings(base, endpoints.pg_dsn, "tnaive")
-    yield cfg
-    await scratch.drop_topics(cfg)
+    return bench_namespace
 
 
 def workload_of(admin, submissions, positions: list[Position]) -> Workload:

@@ -165,28 +165,17 @@ def test_r17_the_prorated_tally_equals_an_independent_naive_count(events, entitl
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(submissions(), max_size=30), st.integers(1, 10), st.sampled_from(["prorate", "reject"]))
-def test_folding_in_batches_equals_folding_event_by_event(events, batch, policy):
-    """The projector and replay fold batches; the live rule is event by event: both must agree."""
+@given(st.lists(submissions(), max_size=30), st.integers(1, 10), st.sampled_from(["prorate", "reject"]),
+       st.booleans())
+def test_folding_in_batches_equals_folding_event_by_event(events, batch, policy, settle_each):
+    """The projector folds batches; a replay settles contributions once at the end; the live rule
+    is event by event: all must agree."""
     one_by_one = fold(events, overvoting_meeting(policy, entitlement=4500))
     batched = Tally(meeting=overvoting_meeting(policy, entitlement=4500))
     for start in range(0, len(events), batch):
-        batched.apply_many(events[start:start + batch])
+        batched.apply_many(events[start:start + batch], settle=settle_each)
+    batched.settle()
+    assert not batched.unsettled
     assert (batched.present, batched.present_count, dict(batched.buckets)) == \
         (one_by_one.present, one_by_one.present_count, dict(one_by_one.buckets))
     assert batched.voters == one_by_one.voters
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(submissions(), max_size=30), st.integers(1, 10), st.sampled_from(["prorate", "reject"]))
-def test_folding_unsettled_batches_then_settling_equals_folding_event_by_event(events, batch, policy):
-    """A replay from scratch counts contributions once at the end (settle): same tally, same voters."""
-    one_by_one = fold(events, overvoting_meeting(policy, entitlement=4500))
-    deferred = Tally(meeting=overvoting_meeting(policy, entitlement=4500))
-    for start in range(0, len(events), batch):
-        deferred.apply_many(events[start:start + batch], settle=False)
-    deferred.settle()
-    assert not deferred.unsettled
-    assert (deferred.present, deferred.present_count, dict(deferred.buckets)) == \
-        (one_by_one.present, one_by_one.present_count, dict(one_by_one.buckets))
-    assert deferred.voters == one_by_one.voters
