@@ -27,7 +27,7 @@ unit: install
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/local/demo.sh
 
-# The benchmark of the README (about 20 minutes): not part of `make test`, which runs its smoke test.
+# The benchmark of the README (about 8 minutes): not part of `make test`, which runs its smoke test.
 bench: install
 	eval "$$($(BIN)/vote-ledger stack up)" && $(BIN)/vote-ledger bench --readme README.md
 

@@ -226,13 +226,12 @@ async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None
     with _gc_paused():
         async with conn.transaction():  # a cursor needs one; rows up to a checkpoint never change
             cursor = await conn.cursor(_MEETING_ROWS, fold.meeting_id, after, up_to)
-            # Batch bounds unlike _replay's (30,011 is prime): a fold depending on them shows.
+            # Batch bounds unlike _replay's (30,011 is prime), and settled every batch as the projector
+            # does, not once at the end as _replay: a fold depending on either shows.
             while rows := await cursor.fetch(30_011):
-                fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"],
-                                           settle=False)
+                fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
                 fold.rows += len(rows)
                 fold.last = rows[-1]["position"]
-        fold.projection.settle()
     if fold.last != after:
         await refold_late(conn, fold.projection, fold.last)
 

@@ -36,11 +36,12 @@ async def _checkpoint(conn: asyncpg.Connection) -> int:
                                PROJECTION)
 
 
-async def ingest(settings: Settings, workload: Workload, log_dir: Path, projector: bool = True) -> dict[str, Any]:
+async def ingest(settings: Settings, workload: Workload, log_dir: Path) -> dict[str, Any]:
     """Publish the workload, then run the ledger and the projector until both have all of it.
 
     The backlog is published first so the ledger runs flat out; the rate is taken between the
-    first and the last committed batch (steady state), the wall time from process start.
+    first and the last committed batch (steady state). ``tally_wall_submissions_per_s`` counts
+    from process start until the tally is up to date: the figure to set beside a peer's.
     """
     started = time.perf_counter()
     await publish_workload(settings, workload.admin_payloads, workload.submission_payloads)
@@ -48,24 +49,26 @@ async def ingest(settings: Settings, workload: Workload, log_dir: Path, projecto
     messages = len(workload.admin_payloads) + len(workload.submission_payloads)
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        with running(settings, "ledger", *(["projector"] if projector else []), log_dir=log_dir) as procs:
+        with running(settings, "ledger", "projector", log_dir=log_dir) as procs:
             sampler = Sampler(machine_processes(procs))
             sampler.start()
             spawned = time.perf_counter()
             first = last = None
-            while (done := await _consumed(conn, settings)) < messages:
-                _alive(procs)
-                if first is None and done > 0:
-                    first = (time.perf_counter(), done)
-                    sampler.mark()  # CPU per submission counts the steady state, not interpreter start-up
-                await asyncio.sleep(_POLL)
-            last = time.perf_counter()
-            head = await _head(conn)
-            while projector and await _checkpoint(conn) < head:
-                _alive(procs)
-                await asyncio.sleep(_POLL)
-            projected = time.perf_counter()
-            usage = await sampler.stop()
+            try:
+                while (done := await _consumed(conn, settings)) < messages:
+                    _alive(procs)
+                    if first is None and done > 0:
+                        first = (time.perf_counter(), done)
+                        sampler.mark()  # CPU per submission counts the steady state, not interpreter start-up
+                    await asyncio.sleep(_POLL)
+                last = time.perf_counter()
+                head = await _head(conn)
+                while await _checkpoint(conn) < head:
+                    _alive(procs)
+                    await asyncio.sleep(_POLL)
+                projected = time.perf_counter()
+            finally:
+                usage = await sampler.stop()
         rows = await conn.fetchval("SELECT count(*) FROM ledger_log")
         decisions = dict(await conn.fetch("SELECT decision, count(*) FROM ledger_log GROUP BY decision"))
     finally:
@@ -82,6 +85,7 @@ async def ingest(settings: Settings, workload: Workload, log_dir: Path, projecto
         "steady_seconds": round(steady, 2),
         "submissions_per_s": round((messages - first_done) / steady),
         "wall_submissions_per_s": round(submissions / (last - spawned)),
+        "tally_wall_submissions_per_s": round(submissions / (projected - spawned)),
         "projector_lag_seconds": round(projected - last, 2),
         "cpu_seconds": usage.cpu_seconds,
         "cpu_us_per_submission": {k: round(v / measured * 1e6, 1) for k, v in usage.cpu_seconds.items()},
@@ -115,23 +119,12 @@ async def latency(settings: Settings, workload: Workload, log_dir: Path, rate: i
                 _alive(procs)
                 await asyncio.sleep(0.05)
             poller = asyncio.create_task(_watch(conn, visible, count))
-            # A low linger: batching for throughput would add its wait to every submission's latency.
-            async with producer(settings, linger_ms=2) as client:
-                tick, pending = 0.01, []
-                per_tick = rate * tick
-                start = time.perf_counter()
-                sent = 0
-                while sent < count:
-                    due = min(count, int((time.perf_counter() - start) / tick * per_tick) + int(per_tick))
-                    for key, value in submissions[sent:due]:
-                        published[value] = time.perf_counter()
-                        pending.append(await client.send(settings.submissions_topic, value, key=key))
-                    sent = due
-                    _alive(procs)
-                    await asyncio.sleep(max(0.0, start + (sent / per_tick) * tick - time.perf_counter()))
-                offered_seconds = time.perf_counter() - start
-                await asyncio.gather(*pending)
-            await asyncio.wait_for(poller, timeout=120)
+            try:
+                offered_seconds = await _offer(settings, submissions, rate, published, procs)
+                await asyncio.wait_for(poller, timeout=120)
+            finally:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
     finally:
         await conn.close()
     ids = _event_ids(submissions)
@@ -141,6 +134,27 @@ async def latency(settings: Settings, workload: Workload, log_dir: Path, rate: i
         "p50_ms": _ms(delays, 0.50), "p99_ms": _ms(delays, 0.99), "max_ms": round(delays[-1] * 1000, 1),
         "observed": len(delays),
     }
+
+
+async def _offer(settings: Settings, submissions: list[tuple[bytes, bytes]], rate: int,
+                 published: dict[bytes, float], procs) -> float:
+    """Send at a fixed rate in 10 ms ticks, stamping each just before its send; return the seconds taken."""
+    # A low linger: batching for throughput would add its wait to every submission's latency.
+    async with producer(settings, linger_ms=2) as client:
+        tick, pending, sent = 0.01, [], 0
+        per_tick = rate * tick
+        start = time.perf_counter()
+        while sent < len(submissions):
+            due = min(len(submissions), int((time.perf_counter() - start) / tick * per_tick) + int(per_tick))
+            for key, value in submissions[sent:due]:
+                published[value] = time.perf_counter()
+                pending.append(await client.send(settings.submissions_topic, value, key=key))
+            sent = due
+            _alive(procs)
+            await asyncio.sleep(max(0.0, start + (sent / per_tick) * tick - time.perf_counter()))
+        offered = time.perf_counter() - start
+        await asyncio.gather(*pending)
+    return offered
 
 
 async def _watch(conn: asyncpg.Connection, visible: dict[str, float], expected: int) -> None:

@@ -24,11 +24,6 @@ FETCH_BYTES = 8 << 20  # the ledger's max_partition_fetch_bytes
 CONSUME_TIMEOUT_S = 300.0
 
 
-async def measure(settings: Settings, workload: Workload) -> dict:
-    """Both limits, one after the other (never concurrently: each would slow the other)."""
-    return {"kafka": await kafka_limit(settings, workload), "copy": await copy_limit(settings, workload)}
-
-
 async def kafka_limit(settings: Settings, workload: Workload) -> dict:
     """Produce the submissions to a fresh topic with our producer settings, then consume them all."""
     topic = f"{settings.topic_prefix}limit.kafka.{uuid.uuid4().hex[:8]}"

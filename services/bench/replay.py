@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from events import decode
+from events import decode_logged
 from projections.judge import Judge
 from projections.replay import Projection
 from services.bench.processes import Sampler, Usage, cli, machine_processes, service_env
@@ -34,19 +34,17 @@ def pure_fold(workload: Workload) -> dict[str, Any]:
     projection = Projection()
     projection.apply_many(log)
     seconds = time.perf_counter() - started
-    payloads = [v for _, v in workload.admin_payloads] + [v for _, v in workload.submission_payloads]
-    gc.collect()
-    started = time.perf_counter()
-    decoded = [decode(p) for p in payloads]
-    decode_seconds = time.perf_counter() - started
-    del decoded
     tally = projection.tallies[workload.meeting_id]
     return {"events": len(log), "seconds": round(seconds, 3), "events_per_s": round(len(log) / seconds),
-            "decode_events_per_s": round(len(payloads) / decode_seconds), "present_shares": tally.present}
+            "present_shares": tally.present}
 
 
 async def from_log(dsn: str, meeting_id: str) -> dict[str, Any]:
-    """The log's rows, read from PostgreSQL, decoded and folded into the meeting's tally."""
+    """The log's rows, read from PostgreSQL, decoded and folded into the meeting's tally.
+
+    Then, on the same connection and with the GC paused as in the replay, the read alone and the
+    read plus decoding, so the replay's time splits into read, decode and fold.
+    """
     conn = await connect(dsn, PROJECTOR_ROLE)
     try:
         head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
@@ -54,20 +52,29 @@ async def from_log(dsn: str, meeting_id: str) -> dict[str, Any]:
         started = time.perf_counter()
         tally, rows = await replay_meeting(conn, meeting_id, head)
         seconds = time.perf_counter() - started
-        read_seconds = await _read_only(conn, meeting_id)
+        read_seconds = await _read_pass(conn, meeting_id, decoding=False)
+        decode_seconds = await _read_pass(conn, meeting_id, decoding=True) - read_seconds
     finally:
         await conn.close()
+    fold_seconds = max(seconds - read_seconds - decode_seconds, 1e-9)
     return {"log_rows": rows, "seconds": round(seconds, 2), "events_per_s": round(rows / seconds),
-            "read_only_rows_per_s": round(rows / read_seconds),
+            "read_rows_per_s": round(rows / read_seconds), "decode_events_per_s": round(rows / decode_seconds),
+            "fold_events_per_s": round(rows / fold_seconds),
             "present_shares": tally.present, "voters": len(tally.voters)}
 
 
-async def _read_only(conn: asyncpg.Connection, meeting_id: str) -> float:
-    """Seconds to read the meeting's rows as the replay does, without decoding: the read's share."""
-    started, after = time.perf_counter(), 0
-    while rows := await log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
-        after = rows[-1]["position"]
-    return time.perf_counter() - started
+async def _read_pass(conn: asyncpg.Connection, meeting_id: str, decoding: bool) -> float:
+    """Seconds to read the meeting's rows in the replay's batches, decoding the accepted ones or not."""
+    gc.disable()
+    try:
+        started, after = time.perf_counter(), 0
+        while rows := await log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
+            if decoding:
+                [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"]
+            after = rows[-1]["position"]
+        return time.perf_counter() - started
+    finally:
+        gc.enable()
 
 
 async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
@@ -109,9 +116,14 @@ async def _measured(argv: list[str], settings: Settings, log: Path) -> tuple[byt
         sampler = Sampler(groups, interval=0.1)
         sampler.start()
         started = time.perf_counter()
-        stdout, _ = await proc.communicate()
-        seconds = time.perf_counter() - started
-        usage = await sampler.stop()
+        try:
+            stdout, _ = await proc.communicate()
+        finally:
+            seconds = time.perf_counter() - started
+            usage = await sampler.stop()
+            if proc.returncode is None:  # cancelled or failed while waiting: leave nothing running
+                proc.kill()
+                await proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[-4:])} failed ({proc.returncode}); see {log}")
     return stdout, seconds, usage

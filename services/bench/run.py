@@ -79,6 +79,13 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
                 results["peers"]["eventsourcing"] = await peer_eventsourcing.measure(cfg, subset)
             finally:
                 await drop_topics(cfg)
+        say(f"ours on the same {len(subset.submissions):,} submissions, for the comparison")
+        async with scratch_database(settings, "oursprefix") as dsn:
+            cfg = scratch_settings(settings, dsn, "oursprefix")
+            try:
+                results["peers"]["eventsourcing"]["ours"] = await e2e.ingest(cfg, subset, plan.log_dir)
+            finally:
+                await drop_topics(cfg)
 
     say(f"latency: {plan.latency_rate:,}/s offered for {plan.latency_seconds:.0f} s")
     async with scratch_database(settings, "latency") as dsn:

@@ -28,14 +28,14 @@ async def scratch_database(settings: Settings, name: str, *, migrated: bool = Tr
     admin = await asyncpg.connect(settings.pg_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{database}"')
-        dsn = dsn_for(settings.pg_dsn, database)
-        if migrated:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
         try:
+            dsn = dsn_for(settings.pg_dsn, database)
+            if migrated:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await migrate(conn)
+                finally:
+                    await conn.close()
             yield dsn
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -59,7 +59,11 @@ async def publish_workload(settings: Settings, admin: list[tuple[bytes, bytes]],
 
 
 async def drop_topics(settings: Settings) -> None:
-    """Delete a scratch namespace's topics (a 1M-submission run leaves ~0.5 GB on the broker)."""
+    """Delete a scratch namespace's topics (a 1M-submission run leaves ~0.5 GB on the broker).
+
+    Its consumer groups stay: aiokafka's admin client cannot delete groups; the broker expires
+    their offsets after offsets.retention.minutes (7 days by default).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:

@@ -72,9 +72,9 @@ async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) ->
     """The event_ids among these already in the log (R18); call it under the append lock."""
     if not event_ids:
         return set()
-    # A join on unnest, not `event_id = ANY($1)`: asyncpg's prepared statement gets a generic plan,
-    # and one planned while the log was small seq-scans it comparing every row with every id; that
-    # took seconds per batch at 50,000 rows. The join probes the unique index once per id.
+    # A join on unnest probes the unique index once per id whatever the plan. `event_id = ANY($1)`
+    # under a generic plan made while the log was small (see SERVER_SETTINGS in connect.py) seq-
+    # scanned it comparing every row with every id: seconds per batch at 50,000 rows.
     rows = await conn.fetch("SELECT l.event_id FROM unnest($1::text[]) AS u(id)"
                             " JOIN ledger_log l ON l.event_id = u.id", list(event_ids))
     return {r["event_id"] for r in rows}
