@@ -70,7 +70,8 @@ def markdown(r: dict[str, Any]) -> str:
         f" {_met(fl['events_per_s'] >= REPLAY_TARGET)} |",
         f"| … its parts: reading the rows / decoding the payloads / folding (events/s each) |"
         f" {fl['read_rows_per_s']:,} / {fl['decode_events_per_s']:,} / {fl['fold_events_per_s']:,} | | | | |",
-        f"| Rebuild: replay + shadow tables + a second, per-batch checking fold + swap (log rows/s) |"
+        f"| Rebuild: replay + shadow tables + a second, per-batch checking fold + swap (log rows/s;"
+        f" both after a VACUUM of {r['vacuum']['seconds']} s) |"
         f" {rp['rebuild']['events_per_s']:,} | | | | |",
         "",
         "CPU spent per submission during ingest, by process (µs; 2 cores give 40 µs per submission at 50,000/s):",
