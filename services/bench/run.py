@@ -16,7 +16,7 @@ import asyncpg
 import psutil
 
 from services.bench import e2e, limits, peer_eventsourcing, peer_naive, replay
-from services.bench.scratch import drop_topics, publish_workload, scratch_database, scratch_settings
+from services.bench.scratch import publish_workload, scratch_namespace
 from services.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
 from services.config import Settings
 
@@ -52,49 +52,33 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
     # them all and its pauses showed up as hundreds of milliseconds of "latency".
     gc.freeze()
 
-    async with scratch_database(settings, "ours") as dsn:
-        cfg = scratch_settings(settings, dsn, "ours")
-        try:
-            say("ingest: publishing, then the ledger and the projector as processes")
-            results["ingest"] = await e2e.ingest(cfg, workload, plan.log_dir)
-            say(f"  {results['ingest']['submissions_per_s']:,} submissions/s; replaying the log")
-            results["vacuum"] = await vacuum_log(dsn)
-            results["replay"] = {"pure_fold": replay.pure_fold(workload),
-                                 "from_log": await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir),
-                                 "rebuild": await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)}
-            say("limits: raw aiokafka produce/consume, raw COPY")
-            results["limits"] = {"kafka": await limits.kafka_limit(cfg, workload),
-                                 "copy": await limits.copy_limit(cfg, workload)}
-            if plan.peers:
-                say("peer: naive upsert + GROUP BY")
-                results.setdefault("peers", {})["naive"] = await peer_naive.measure(cfg, workload)
-        finally:
-            await drop_topics(cfg)
+    async with scratch_namespace(settings, "ours") as cfg:
+        say("ingest: publishing, then the ledger and the projector as processes")
+        results["ingest"] = await e2e.ingest(cfg, workload, plan.log_dir)
+        say(f"  {results['ingest']['submissions_per_s']:,} submissions/s; replaying the log")
+        results["vacuum"] = await vacuum_log(cfg.pg_dsn)
+        results["replay"] = {"pure_fold": replay.pure_fold(workload),
+                             "from_log": await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir),
+                             "rebuild": await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)}
+        say("limits: raw aiokafka produce/consume, raw COPY")
+        results["limits"] = {"kafka": await limits.kafka_limit(cfg, workload),
+                             "copy": await limits.copy_limit(cfg, workload)}
+        if plan.peers:
+            say("peer: naive upsert + GROUP BY")
+            results.setdefault("peers", {})["naive"] = await peer_naive.measure(cfg, workload)
     if plan.peers:
         subset = workload.prefix(min(plan.peer_events, len(workload.submissions)))
         say(f"peer: the eventsourcing library, on the first {len(subset.submissions):,} submissions")
-        async with scratch_database(settings, "espeer") as dsn:
-            cfg = scratch_settings(settings, dsn, "espeer")
-            try:
-                await publish_workload(cfg, subset.admin_payloads, subset.submission_payloads)
-                results["peers"]["eventsourcing"] = await peer_eventsourcing.measure(cfg, subset)
-            finally:
-                await drop_topics(cfg)
+        async with scratch_namespace(settings, "espeer") as cfg:
+            await publish_workload(cfg, subset.admin_payloads, subset.submission_payloads)
+            results["peers"]["eventsourcing"] = await peer_eventsourcing.measure(cfg, subset)
         say(f"ours on the same {len(subset.submissions):,} submissions, for the comparison")
-        async with scratch_database(settings, "oursprefix") as dsn:
-            cfg = scratch_settings(settings, dsn, "oursprefix")
-            try:
-                results["peers"]["eventsourcing"]["ours"] = await e2e.ingest(cfg, subset, plan.log_dir)
-            finally:
-                await drop_topics(cfg)
+        async with scratch_namespace(settings, "oursprefix") as cfg:
+            results["peers"]["eventsourcing"]["ours"] = await e2e.ingest(cfg, subset, plan.log_dir)
 
     say(f"latency: {plan.latency_rate:,}/s offered for {plan.latency_seconds:.0f} s")
-    async with scratch_database(settings, "latency") as dsn:
-        cfg = scratch_settings(settings, dsn, "latency")
-        try:
-            results["latency"] = await e2e.latency(cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds)
-        finally:
-            await drop_topics(cfg)
+    async with scratch_namespace(settings, "latency") as cfg:
+        results["latency"] = await e2e.latency(cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds)
 
     curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
     for size in sorted(set(plan.scale) - {plan.events}):
@@ -106,18 +90,14 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
 
 
 async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, Any]:
-    """Ingest (with the projector) and rebuild at one size: wall time and peak memory."""
+    """Ingest (with the projector), replay and rebuild at one size: wall time and peak memory."""
     workload = build(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
     gc.freeze()
-    async with scratch_database(settings, f"scale{size}") as dsn:
-        cfg = scratch_settings(settings, dsn, f"scale{size}")
-        try:
-            ingested = await e2e.ingest(cfg, workload, plan.log_dir)
-            await vacuum_log(dsn)
-            replayed = await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir)
-            rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
-        finally:
-            await drop_topics(cfg)
+    async with scratch_namespace(settings, f"scale{size}") as cfg:
+        ingested = await e2e.ingest(cfg, workload, plan.log_dir)
+        await vacuum_log(cfg.pg_dsn)
+        replayed = await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir)
+        rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
     return _scale_point(size, ingested, replayed, rebuilt)
 
 

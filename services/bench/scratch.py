@@ -73,3 +73,14 @@ async def drop_topics(settings: Settings) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def scratch_namespace(settings: Settings, name: str) -> AsyncIterator[Settings]:
+    """A migrated scratch database and a fresh topic namespace, as settings; both removed after."""
+    async with scratch_database(settings, name) as dsn:
+        cfg = scratch_settings(settings, dsn, name)
+        try:
+            yield cfg
+        finally:
+            await drop_topics(cfg)
