@@ -8,13 +8,11 @@ environment; testcontainers when a Docker engine answers; otherwise the project'
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from services.config import Settings
-from services.postgres.migrate import migrate
+from services.postgres.migrate import temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -27,26 +25,11 @@ def endpoints():
     return found
 
 
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture
 async def pg_dsn(endpoints):
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(endpoints.pg_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = _with_database(endpoints.pg_dsn, name)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield dsn
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with temporary_database(endpoints.pg_dsn, "t_") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -6,41 +6,19 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.config import Settings
 from services.kafka_io import ensure_topics, producer, publish_raw
-from services.postgres.migrate import migrate
-
-
-def dsn_for(base_dsn: str, database: str) -> str:
-    """The same server, another database."""
-    return urlunsplit(urlsplit(base_dsn)._replace(path=f"/{database}"))
+from services.postgres.migrate import temporary_database
 
 
 @asynccontextmanager
 async def scratch_database(settings: Settings, name: str, *, migrated: bool = True) -> AsyncIterator[str]:
     """Create a database for one measurement (with our schema unless told not to), drop it after."""
-    database = f"bench_{name}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(settings.pg_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        try:
-            dsn = dsn_for(settings.pg_dsn, database)
-            if migrated:
-                conn = await asyncpg.connect(dsn)
-                try:
-                    await migrate(conn)
-                finally:
-                    await conn.close()
-            yield dsn
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(settings.pg_dsn, f"bench_{name}_", migrated=migrated) as dsn:
+        yield dsn
 
 
 def scratch_settings(settings: Settings, dsn: str, name: str) -> Settings:

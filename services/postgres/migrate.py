@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -35,3 +39,33 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
             applied_now.append(version)
     return applied_now
+
+
+def dsn_for(server_dsn: str, database: str) -> str:
+    """The same server and login, another database."""
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{database}"))
+
+
+@asynccontextmanager
+async def temporary_database(server_dsn: str, prefix: str, *, migrated: bool = True) -> AsyncIterator[str]:
+    """A new database (with our schema unless told not to) for a test or a measurement; dropped after.
+
+    Yields its DSN. Needs a login allowed to CREATE DATABASE.
+    """
+    database = f"{prefix}{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            dsn = dsn_for(server_dsn, database)
+            if migrated:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await migrate(conn)
+                finally:
+                    await conn.close()
+            yield dsn
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
