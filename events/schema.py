@@ -18,6 +18,17 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Shares = Annotated[int, msgspec.Meta(ge=0)]
 PositiveShares = Annotated[int, msgspec.Meta(gt=0)]
 
+# The largest share count any field may carry (outstanding, a position, an entitlement, a vote or a
+# split, a quorum term): 10^15. The listed companies with the most shares have a few times 10^11
+# outstanding (ICBC: about 3.6 * 10^11), so this leaves over 1,000x headroom for anything real;
+# and since the register may not exceed the outstanding shares, every sum the projector
+# stores (shares present, a bucket: at most the outstanding shares) stays 9,000x below PostgreSQL's
+# bigint (2^63 - 1, about 9.2 * 10^18).
+# The bound is a rule of the judge (reason `shares_out_of_range`, projections/validation.py), not a
+# msgspec constraint: a well-formed event that exceeds it is logged as rejected with its reason,
+# visible to auditors, instead of parked as undecodable. The JSON decoder reads integers of any size.
+MAX_SHARES = 10**15
+
 Channel = Literal["internet", "phone", "mail", "in_person", "broker"]
 HolderKind = Literal["registered", "beneficial"]
 Standard = Literal["plurality", "majority_of_votes_cast", "frequency"]

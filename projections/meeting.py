@@ -20,6 +20,9 @@ class Meeting:
     entitlements: dict[str, int] = field(default_factory=dict)
     chunks: set[int] = field(default_factory=set)
     chunks_expected: int | None = None
+    # Running sum of the recorded positions' shares: judging a chunk against the outstanding
+    # shares must not re-add the whole register (O(chunks x positions)).
+    recorded_shares: int = 0
     # Earliest closing time of all items (None: open) and per item, from polls.closed (R12).
     closed_all_at: datetime | None = None
     closed_item_at: dict[str, datetime] = field(default_factory=dict)
@@ -40,6 +43,8 @@ class Meeting:
         self.chunks.add(event.chunk)
         self.chunks_expected = event.chunks
         for position in event.positions:
+            previous = self.positions.get(position.control_number)
+            self.recorded_shares += position.shares - (previous.shares if previous else 0)
             self.positions[position.control_number] = position
         for entitlement in event.entitlements:
             self.entitlements[entitlement.nominee] = entitlement.shares

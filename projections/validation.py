@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
+from events.schema import MAX_SHARES
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
 
@@ -30,11 +31,20 @@ DUPLICATE_MEETING = "duplicate_meeting"
 DUPLICATE_CHUNK = "duplicate_chunk"
 DUPLICATE_POSITION = "duplicate_position"  # a chunk redefining a control number already recorded
 WRONG_TOPIC = "wrong_topic"  # an admin event on the submissions topic, or the reverse
+# Bounds that keep every sum the projector stores inside a bigint (events.schema.MAX_SHARES).
+SHARES_OUT_OF_RANGE = "shares_out_of_range"  # a share count or quorum term above MAX_SHARES
+INVALID_QUORUM = "invalid_quorum"  # a quorum above all the outstanding shares can never be met
+INVALID_SEATS = "invalid_seats"  # seats below 1, or more than the nominees of the group
+REGISTER_EXCEEDS_OUTSTANDING = "register_exceeds_outstanding"  # positions over the shares outstanding
+CHUNK_OUT_OF_RANGE = "chunk_out_of_range"  # chunk number outside 0 .. chunks - 1
+CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than earlier ones
 
 REASONS = (
     NOT_ENTITLED, EXCEEDS_POSITION, OVER_VOTE, INVALID_CHOICE, UNKNOWN_ITEM, NO_LEGAL_PROXY,
     DISCRETIONARY_NOT_ALLOWED, UNSIGNED, MISSING_JOINT_SIGNATURE, POLL_CLOSED, CUTOFF_PASSED,
     NOT_PROXY_HOLDER, UNKNOWN_MEETING, DUPLICATE_MEETING, DUPLICATE_CHUNK, DUPLICATE_POSITION, WRONG_TOPIC,
+    SHARES_OUT_OF_RANGE, INVALID_QUORUM, INVALID_SEATS, REGISTER_EXCEEDS_OUTSTANDING, CHUNK_OUT_OF_RANGE,
+    CHUNKS_MISMATCH,
 )
 
 
@@ -47,6 +57,8 @@ def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
     if reason:
         return reason
     represented = vote.shares if vote.shares is not None else position.shares
+    if represented > MAX_SHARES:
+        return SHARES_OUT_OF_RANGE  # beyond any position (R2) too; named for what it is
     if represented > position.shares:
         return EXCEEDS_POSITION  # R2
     for item_id, choice in vote.choices.items():
@@ -60,6 +72,8 @@ def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
         else:
             if not allowed.issuperset(choice):
                 return INVALID_CHOICE  # R4
+            if any(shares > MAX_SHARES for shares in choice.values()):
+                return SHARES_OUT_OF_RANGE  # an over-vote (R3) too; named for what it is
             if sum(choice.values()) > represented:
                 return OVER_VOTE  # R3
         if vote.discretionary and not item.routine:
@@ -98,7 +112,7 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
     """Return the reason a meeting administration event is rejected, or None."""
     meeting = meetings.get(event.meeting_id)
     if isinstance(event, MeetingScheduled):
-        return DUPLICATE_MEETING if meeting is not None else None
+        return DUPLICATE_MEETING if meeting is not None else validate_spec(event)
     if meeting is None:
         return UNKNOWN_MEETING
     if isinstance(event, PositionsRecorded):
@@ -107,10 +121,43 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
         numbers = [p.control_number for p in event.positions]
         if len(set(numbers)) != len(numbers) or any(n in meeting.positions for n in numbers):
             return DUPLICATE_POSITION  # R1: a position's voting power is fixed at the record date
-        return None
+        return validate_chunk(meeting, event)
     if isinstance(event, PollsClosed) and event.items:
         if any(item_id not in meeting.items for item_id in event.items):
             return UNKNOWN_ITEM
+    return None
+
+
+def validate_spec(spec: MeetingScheduled) -> str | None:
+    """Return the reason a meeting.scheduled is refused for its numbers (shares, quorum, seats), or None."""
+    if max(spec.outstanding, spec.quorum.numerator, spec.quorum.denominator) > MAX_SHARES:
+        return SHARES_OUT_OF_RANGE
+    if spec.quorum.numerator > spec.quorum.denominator:
+        return INVALID_QUORUM  # R14: more than all outstanding shares can never be present
+    members: dict[str, int] = {}
+    for item in spec.items:
+        members[item.group or item.id] = members.get(item.group or item.id, 0) + 1
+    for item in spec.items:
+        if item.seats is not None and not 1 <= item.seats <= members[item.group or item.id]:
+            return INVALID_SEATS  # a plurality group fills at least one seat, at most one per nominee
+    return None
+
+
+def validate_chunk(meeting: Meeting, chunk: PositionsRecorded) -> str | None:
+    """Return the reason a register chunk is refused for its numbering or its shares, or None.
+
+    The register may not hold more shares than are outstanding: with that, no sum of shares the
+    tally keeps (present, any bucket) can exceed the outstanding shares, themselves <= MAX_SHARES.
+    """
+    if chunk.chunks < 1 or not 0 <= chunk.chunk < chunk.chunks:
+        return CHUNK_OUT_OF_RANGE
+    if meeting.chunks_expected is not None and chunk.chunks != meeting.chunks_expected:
+        return CHUNKS_MISMATCH
+    shares = [p.shares for p in chunk.positions] + [e.shares for e in chunk.entitlements]
+    if any(n > MAX_SHARES for n in shares):
+        return SHARES_OUT_OF_RANGE
+    if meeting.recorded_shares + sum(p.shares for p in chunk.positions) > meeting.spec.outstanding:
+        return REGISTER_EXCEEDS_OUTSTANDING
     return None
 
 
