@@ -160,10 +160,10 @@ async def load_offsets(conn: asyncpg.Connection, group: str, partitions: Iterabl
 
 
 async def admin_payloads(conn: asyncpg.Connection, after: int = 0, up_to: int | None = None) -> list[asyncpg.Record]:
-    """(position, payload) of accepted admin events and substitutions in a log range, in order."""
+    """(position, meeting_id, payload) of accepted admin events and substitutions in a log range, in order."""
     return await conn.fetch(
         # Literal types so the planner can use the partial index ledger_log_admin_rows.
-        f"SELECT position, payload FROM ledger_log WHERE type IN ({_ADMIN_TYPES_SQL}) AND decision = 'accepted'"
+        f"SELECT position, meeting_id, payload FROM ledger_log WHERE type IN ({_ADMIN_TYPES_SQL}) AND decision = 'accepted'"
         " AND position > $1 AND ($2::bigint IS NULL OR position <= $2) ORDER BY position",
         after, up_to,
     )
