@@ -1,31 +1,68 @@
-"""The log's hash chain: canonical bytes of a row and SHA-256 links per meeting. Pure, no I/O.
+"""The log's hash chains: canonical bytes of a row and SHA-256 links. Pure, no I/O.
 
-A row's hash is SHA-256(previous hash of the same meeting ‖ canonical bytes), the first row of a
-meeting chaining to 32 zero bytes. Canonical bytes are the UTF-8 JSON array
-``[position, prev_position, meeting_id, event_id, type, decision, reason, payload]`` as msgspec
-encodes it, the payload being the message text exactly as stored.
+Each meeting's rows form a chain: a row's hash is SHA-256(previous hash of the same meeting ‖
+canonical bytes), the first row of a meeting chaining to 32 zero bytes. The canonical bytes are a
+UTF-8 JSON array as msgspec encodes it (compact, strings escaped as JSON), the payload being the
+message text exactly as stored. Two versions, recorded per row in ``ledger_log.chain_version``:
+
+- v1 (rows logged before migration 010): ``[position, prev_position, meeting_id, event_id, type,
+  decision, reason, payload]``;
+- v2 (every row since): ``[2, position, prev_position, meeting_id, event_id, type, decision, reason,
+  payload, recorded_at, source_topic, source_partition, source_offset]``, ``recorded_at`` in whole
+  microseconds since 1970-01-01 UTC, so ``tally --as-of TIME`` and the Kafka provenance are covered.
+
+A chain never goes back from v2 to v1: a v1 row after a v2 row is a downgrade, reported as altered.
+
+Parked messages (``ledger_parked``) have one chain of their own, in id order:
+``[1, id, prev_id, source_topic, source_partition, source_offset, key, value, reason, detail,
+parked_at]`` with key and value in lowercase hex (null when absent) and ``parked_at`` in microseconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 
 GENESIS = bytes(32)
+LATEST_VERSION = 2
 _encoder = msgspec.json.Encoder()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(instant: datetime) -> int:
+    """Whole microseconds since 1970-01-01 UTC (exact: PostgreSQL's timestamptz resolution)."""
+    return (instant - _EPOCH) // _MICROSECOND
 
 
 def canonical(position: int, prev_position: int | None, meeting_id: str, event_id: str, type_: str,
               decision: str, reason: str | None, payload: str) -> bytes:
-    """The bytes a row's hash covers."""
+    """The bytes a v1 row's hash covers."""
     return _encoder.encode([position, prev_position, meeting_id, event_id, type_, decision, reason, payload])
 
 
+def canonical_v2(position: int, prev_position: int | None, meeting_id: str, event_id: str, type_: str,
+                 decision: str, reason: str | None, payload: str, recorded_at: datetime,
+                 source_topic: str | None, source_partition: int | None, source_offset: int | None) -> bytes:
+    """The bytes a v2 row's hash covers: v1's, plus when the ledger recorded it and where it came from."""
+    return _encoder.encode([2, position, prev_position, meeting_id, event_id, type_, decision, reason, payload,
+                            micros(recorded_at), source_topic, source_partition, source_offset])
+
+
+def canonical_parked(id_: int, prev_id: int | None, source_topic: str, source_partition: int, source_offset: int,
+                     key: bytes | None, value: bytes | None, reason: str, detail: str, parked_at: datetime) -> bytes:
+    """The bytes a parked message's hash covers."""
+    return _encoder.encode([1, id_, prev_id, source_topic, source_partition, source_offset,
+                            None if key is None else key.hex(), None if value is None else value.hex(),
+                            reason, detail, micros(parked_at)])
+
+
 def link(prev_hash: bytes, row_bytes: bytes) -> bytes:
-    """The hash of a row given its meeting's previous hash."""
+    """The hash of a row given its chain's previous hash."""
     return hashlib.sha256(prev_hash + row_bytes).digest()
 
 
@@ -42,16 +79,53 @@ class ChainRow:
     reason: str | None
     payload: str
     hash: bytes | None
+    chain_version: int = 1
+    recorded_at: datetime | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+    def canonical(self) -> bytes:
+        """The bytes this row's hash covers, in its chain version."""
+        if self.chain_version == 1:
+            return canonical(self.position, self.prev_position, self.meeting_id, self.event_id, self.type,
+                             self.decision, self.reason, self.payload)
+        return canonical_v2(self.position, self.prev_position, self.meeting_id, self.event_id, self.type,
+                            self.decision, self.reason, self.payload, self.recorded_at, self.source_topic,
+                            self.source_partition, self.source_offset)
 
     def expected_hash(self, prev_hash: bytes) -> bytes:
         """What this row's hash must be after ``prev_hash``."""
-        return link(prev_hash, canonical(self.position, self.prev_position, self.meeting_id, self.event_id,
-                                         self.type, self.decision, self.reason, self.payload))
+        return link(prev_hash, self.canonical())
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    """One parked message as its chain sees it (``position`` is its id, ``prev_position`` its prev_id)."""
+
+    position: int
+    prev_position: int | None
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    parked_at: datetime
+    hash: bytes | None
+    chain_version: int = 1
+
+    def expected_hash(self, prev_hash: bytes) -> bytes:
+        """What this message's hash must be after ``prev_hash``."""
+        return link(prev_hash, canonical_parked(self.position, self.prev_position, self.source_topic,
+                                                self.source_partition, self.source_offset, self.key, self.value,
+                                                self.reason, self.detail, self.parked_at))
 
 
 @dataclass(frozen=True)
 class Break:
-    """The first place a meeting's chain does not hold."""
+    """The first place a chain does not hold."""
 
     position: int
     problem: str  # "altered" | "missing" | "unhashed"
@@ -60,23 +134,30 @@ class Break:
 
 @dataclass
 class ChainCheck:
-    """Verifies one meeting's rows in position order, streaming; remembers the first break."""
+    """Verifies one chain's rows in order, streaming; remembers the first break.
+
+    Works for a meeting's ChainRows and for the ParkedRows alike.
+    """
 
     last_position: int | None = None
     last_hash: bytes = GENESIS
+    last_version: int = 1
     rows: int = 0
+    v1_rows: int = 0  # rows under chain v1: their recorded_at and source offsets are not covered
     first_break: Break | None = None
 
-    def feed(self, rows: Iterable[ChainRow]) -> None:
+    def feed(self, rows: Iterable[ChainRow | ParkedRow]) -> None:
         """Check the next rows (in position order)."""
         for row in rows:
             self.rows += 1
+            self.v1_rows += row.chain_version == 1
             if self.first_break is None:
                 self.first_break = self._check(row)
             # Carry on from the stored hash, so one break does not hide a second, independent one.
             self.last_position, self.last_hash = row.position, row.hash or GENESIS
+            self.last_version = max(self.last_version, row.chain_version)
 
-    def _check(self, row: ChainRow) -> Break | None:
+    def _check(self, row: ChainRow | ParkedRow) -> Break | None:
         if row.prev_position != self.last_position:
             if row.prev_position is not None and (self.last_position is None or row.prev_position > self.last_position):
                 return Break(row.prev_position, "missing",
@@ -85,6 +166,10 @@ class ChainCheck:
                          f"row {row.position} claims to follow {row.prev_position}, but follows {self.last_position}")
         if row.hash is None:
             return Break(row.position, "unhashed", f"row {row.position} has no hash (logged before the chain existed)")
+        if row.chain_version < self.last_version:
+            # Only the old form leaves recorded_at out: going back to it would un-cover it.
+            return Break(row.position, "altered", f"row {row.position} is under chain v{row.chain_version}"
+                                                  f" after a row under v{self.last_version}")
         if row.expected_hash(self.last_hash) != row.hash:
             return Break(row.position, "altered", f"row {row.position}'s hash does not match its contents")
         return None
@@ -92,13 +177,25 @@ class ChainCheck:
 
 def hashes(rows: Iterable[tuple], start: tuple[int | None, bytes] = (None, GENESIS)) -> Iterator[tuple[int | None, bytes]]:
     """For rows (position, meeting_id, event_id, type, decision, reason, payload) of ONE meeting in
-    order, yield (prev_position, hash), continuing the chain from ``start``."""
+    order, yield (prev_position, hash) under chain v1, continuing the chain from ``start``."""
     prev_position, prev_hash = start
     for position, meeting_id, event_id, type_, decision, reason, payload in rows:
         prev_hash = link(prev_hash, canonical(position, prev_position, meeting_id, event_id, type_, decision,
                                               reason, payload))
         yield prev_position, prev_hash
         prev_position = position
+
+
+def rechain(rows: Iterable[ChainRow | ParkedRow], start: tuple[int | None, bytes] = (None, GENESIS)) -> list:
+    """The rows with prev_position and hash recomputed in order, as a writer (or a forger) would."""
+    prev_position, prev_hash = start
+    out = []
+    for row in rows:
+        row = replace(row, prev_position=prev_position)
+        prev_hash = row.expected_hash(prev_hash)
+        out.append(replace(row, hash=prev_hash))
+        prev_position = row.position
+    return out
 
 
 @dataclass
