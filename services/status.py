@@ -31,6 +31,8 @@ async def database_status(conn: asyncpg.Connection) -> dict[str, Any]:
         "rejected": {r["reason"]: r["n"] for r in decisions if r["decision"] == "rejected"},
         "parked": parked,
         "stored_offsets": {(r["topic"], r["partition"]): r["next_offset"] for r in offsets},
+        # Meetings the projector skips since their rows could not be projected (011_projector.sql).
+        "failed_meetings": await tally_store.failure_report(conn, PROJECTION),
     }
 
 

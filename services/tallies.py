@@ -159,6 +159,11 @@ async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:
                 await conn.execute(f"DELETE FROM public.{table} WHERE meeting_id = $1", meeting_id)
                 await conn.execute(f"INSERT INTO public.{table} ({names}) SELECT {names}"
                                    f" FROM {SHADOW_SCHEMA}.{table} WHERE meeting_id = $1", meeting_id)
+            # A meeting the projector had given up on (projection_failures) is whole again: the
+            # projector, reloading for the new generation, follows it from the checkpoint on.
+            if await tally_store.clear_failure(conn, PROJECTION, meeting_id):
+                log.warning("rebuilt %s: its projection failure is cleared; the projector follows it again",
+                            meeting_id)
             await tally_store.bump_generation(conn, PROJECTION)
         swapped = time.perf_counter()
         log.info("rebuilt %s: %d rows replayed into the shadow tables in %.2f s, checked in %.2f s, swapped in"

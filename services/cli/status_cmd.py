@@ -43,6 +43,9 @@ def _status(args: argparse.Namespace) -> int:
             rejected = ", ".join(f"{r}: {n:,}" for r, n in report["rejected"].items()) or "none"
             print(f"rejected           {rejected}")
             print(f"parked             {report['parked']:,}")
+            for failed in report["failed_meetings"]:
+                print(f"FAILED meeting     {failed['meeting_id']} not projected from log position"
+                      f" {failed['position']:,}: {failed['error']}")
         return 0 if caught_up or not args.wait else 1
 
     return run(go())

@@ -12,6 +12,9 @@ from projections.meeting import Meeting
 
 # Serialises projection writers (the live projector and `projections rebuild`) per transaction.
 PROJECTOR_LOCK = 0x766F746570726F  # "votepro"
+# Held for its whole session by the one active projector: a second one stands by until the
+# first's connection ends (PostgreSQL releases a session lock when its backend exits).
+LEADER_LOCK = 0x766F74656C6561  # "votelea"
 _state_encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(VoterState)
 
@@ -19,6 +22,40 @@ _state_decoder = msgspec.json.Decoder(VoterState)
 async def lock(conn: asyncpg.Connection) -> None:
     """Take the projection writers' lock for the current transaction."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", PROJECTOR_LOCK)
+
+
+async def try_lead(conn: asyncpg.Connection) -> bool:
+    """Try to become the active projector: take the session's leader lock if nobody holds it."""
+    return await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
+
+
+async def failures(conn: asyncpg.Connection, projection: str) -> dict[str, int]:
+    """Meetings the projection could not project: meeting -> first log position left out (011_projector.sql)."""
+    rows = await conn.fetch("SELECT meeting_id, position FROM projection_failures WHERE projection = $1", projection)
+    return {r["meeting_id"]: r["position"] for r in rows}
+
+
+async def failure_report(conn: asyncpg.Connection, projection: str) -> list[dict]:
+    """Every failed meeting with its position, error and time, for status."""
+    rows = await conn.fetch("SELECT meeting_id, position, error, failed_at FROM projection_failures"
+                            " WHERE projection = $1 ORDER BY meeting_id", projection)
+    return [{"meeting_id": r["meeting_id"], "position": r["position"], "error": r["error"],
+             "failed_at": r["failed_at"].isoformat()} for r in rows]
+
+
+async def record_failure(conn: asyncpg.Connection, projection: str, meeting_id: str, position: int,
+                         error: str) -> None:
+    """Record a meeting as failed; call it in the transaction that moves the checkpoint past its rows."""
+    await conn.execute(
+        "INSERT INTO projection_failures (projection, meeting_id, position, error) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (projection, meeting_id) DO NOTHING", projection, meeting_id, position, error[:2000])
+
+
+async def clear_failure(conn: asyncpg.Connection, projection: str, meeting_id: str) -> bool:
+    """Forget a meeting's failure (a rebuild replaced its rows); return whether it had one."""
+    status = await conn.execute("DELETE FROM projection_failures WHERE projection = $1 AND meeting_id = $2",
+                                projection, meeting_id)
+    return status != "DELETE 0"
 
 
 async def checkpoint(conn: asyncpg.Connection, projection: str) -> int:
@@ -40,7 +77,10 @@ async def bump_generation(conn: asyncpg.Connection, projection: str) -> None:
 
 
 async def save_checkpoint(conn: asyncpg.Connection, projection: str, position: int) -> None:
-    """Record the projection's position; call it in the transaction that wrote the results."""
+    """Record the projection's position; call it in the transaction that wrote the results.
+
+    A smaller position than the stored one is refused by 011_projector.sql's trigger.
+    """
     await conn.execute(
         "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2)"
         " ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = clock_timestamp()",

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 ROLES = (LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE)
 LOG_TABLES = ("ledger_log", "ledger_offsets", "ledger_parked")
 TALLY_TABLES = ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections")
-PROJECTION_TABLES = ("projection_checkpoints", *TALLY_TABLES)
+PROJECTION_TABLES = ("projection_checkpoints", "projection_failures", *TALLY_TABLES)
 SHADOW_TABLES = tuple(f"tally_shadow.{t}" for t in TALLY_TABLES)
 EVERY_TABLE = (*LOG_TABLES, *PROJECTION_TABLES, *SHADOW_TABLES)
 # A column of each table, for an UPDATE that would change nothing if it were allowed.
