@@ -10,6 +10,7 @@ from pathlib import Path
 SUBMISSIONS_TOPIC = "votes.submissions"
 ADMIN_TOPIC = "meetings.admin"
 PARKED_TOPIC = "ledger.parked"
+HEADS_TOPIC = "ledger.heads"  # chain heads the ledger publishes (services/chain_heads.py)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -40,6 +41,12 @@ class Settings:
     # Namespaces the topics (e.g. one per test or per rehearsal); empty in production, where the
     # wire contract's names apply unchanged.
     topic_prefix: str = field(default_factory=lambda: _env("VOTE_LEDGER_TOPIC_PREFIX", ""))
+    # The ledger publishes the chain heads that moved when this many rows were appended since it
+    # last did, or this many seconds passed: the window in which an edit re-hashed to the end
+    # could still go unnoticed by `audit verify`.
+    heads_every_rows: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_HEADS_EVERY_ROWS", "10000")))
+    heads_every_seconds: float = field(
+        default_factory=lambda: float(_env("VOTE_LEDGER_HEADS_EVERY_SECONDS", "10")))
 
     @property
     def submissions_topic(self) -> str:
@@ -55,6 +62,11 @@ class Settings:
     def parked_topic(self) -> str:
         """Dead-letter topic of undecodable messages."""
         return self.topic_prefix + PARKED_TOPIC
+
+    @property
+    def heads_topic(self) -> str:
+        """Topic of published chain heads (wire contract: ledger.heads)."""
+        return self.topic_prefix + HEADS_TOPIC
 
 
 def settings() -> Settings:

@@ -38,6 +38,8 @@ async def ensure_topics(settings: Settings) -> None:
             # One partition: meeting administration is rare and its order matters to readers.
             NewTopic(settings.admin_topic, 1, 1),
             NewTopic(settings.parked_topic, 1, 1),
+            # Heads anchor the log for as long as it may be audited: never expire them.
+            NewTopic(settings.heads_topic, 1, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
