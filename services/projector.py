@@ -29,7 +29,8 @@ BATCH_ROWS = 20_000
 STANDBY_POLL = 0.5  # seconds between a standby's attempts to take the lead: the takeover delay
 
 # SQLSTATE classes that say the rows were wrong, not the database: data exception (22: e.g. a
-# value out of bigint range), integrity constraint violation (23) and program limit exceeded (54).
+# value out of bigint range, which asyncpg raises itself as 22000 "value out of int64 range" before
+# sending it), integrity constraint violation (23) and program limit exceeded (54).
 _DATA_CLASSES = ("22", "23", "54")
 
 
@@ -38,7 +39,7 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "")[:2] not in _DATA_CLASSES
     if isinstance(exc, asyncpg_base.DataError):
-        return False  # asyncpg refused to encode a value, e.g. "value out of int64 range"
+        return False  # asyncpg's client-side data errors (an argument it cannot convert)
     return isinstance(exc, (OSError, asyncpg.InterfaceError, asyncio.TimeoutError))
 
 

@@ -1,0 +1,167 @@
+"""One meeting cannot break another: a meeting whose rows cannot be projected is isolated (issue 9).
+
+The overflowing rows are appended as the database owner, bypassing the ledger's judge (which now
+refuses them, tests/unit/test_bounds.py), as a log written before the bounds existed would hold.
+"""
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
+from events import Position, encode
+from services.config import Settings
+from services.postgres import log_store
+from services.postgres.connect import READER_ROLE, connect
+from services.projector import PROJECTION, Projector
+from services.status import database_status
+from services.tallies import RebuildRefused, read_tally, rebuild
+from tests import reference_count
+from tests.factories import POSITIONS, cast, register_event, small_meeting
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+CHECKPOINT = "SELECT position FROM projection_checkpoints"
+FAILURES = "SELECT meeting_id, position, error FROM projection_failures ORDER BY meeting_id"
+
+
+def row(event, decision: str = "accepted", reason: str | None = None) -> log_store.LogRow:
+    """A log row for an event, as the ledger would append it."""
+    return log_store.LogRow(meeting_id=event.meeting_id, event_id=event.event_id,
+                            type=type(event).__struct_config__.tag,
+                            control_number=getattr(event, "control_number", None),
+                            channel=getattr(event, "channel", None), executed_at=getattr(event, "executed_at", None),
+                            received_at=getattr(event, "received_at", None), decision=decision, reason=reason,
+                            payload=encode(event).decode())
+
+
+async def append(dsn: str, *events) -> int:
+    """Append accepted rows as the database owner (no judge): return the new head."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await log_store.lock_log(conn)
+            return await log_store.append(conn, [row(e) for e in events])
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def running_projector(dsn: str):
+    projector = Projector(Settings(pg_dsn=dsn))
+    await projector.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        yield projector
+    finally:
+        stop.set()
+        await task
+        await projector.stop()
+
+
+async def fetch(dsn: str, sql: str, *args):
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+def overflowing_meeting():
+    """The issue's meeting: a position of 2^63 shares (one more than a bigint holds) and one vote for it."""
+    spec = small_meeting(meeting_id="big", event_id="meeting-big")
+    register = register_event([Position(control_number="H-1", kind="registered", shares=2**63, holders=["Hugo"])],
+                              meeting_id="big")
+    return spec, register, cast("H-1", {"2": "for"}, meeting_id="big", event_id="big-vote-1")
+
+
+def healthy(control_number: str, choice: str, hours: float, **fields):
+    return cast(control_number, {"2": choice}, executed=hours, **fields)
+
+
+async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_other_meeting_keeps_moving(
+        pg_dsn, caplog):
+    spec, register, poison = overflowing_meeting()
+    first = [healthy("R-1", "for", 1), healthy("B-1", "against", 1, channel="broker")]
+    later = [healthy("R-2", "for", 2), healthy("R-1", "against", 3)]
+    await append(pg_dsn, small_meeting(), register_event(), spec, register, *first)
+    caplog.set_level(logging.ERROR, logger="vote_ledger.projector")
+    async with running_projector(pg_dsn):
+        await wait_for(pg_dsn, CHECKPOINT, 6)
+        poisoned_at = await append(pg_dsn, poison, *later)  # the vote first: same batch as m1's votes
+        await wait_for(pg_dsn, CHECKPOINT, poisoned_at)
+        assert await fetch(pg_dsn, "SELECT meeting_id, position FROM projection_failures") == [("big", 7)]
+        # Later rows of the failed meeting are skipped; the healthy meeting goes on.
+        more = [healthy("B-2", "for", 4, channel="broker")]
+        head = await append(pg_dsn, cast("H-1", {"2": "against"}, meeting_id="big", executed=5), *more)
+        await wait_for(pg_dsn, CHECKPOINT, head)
+
+    [(meeting_id, position, error)] = await fetch(pg_dsn, FAILURES)
+    assert (meeting_id, position) == ("big", 7) and "int64" in error
+    assert any("meeting big failed at log position 7" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.ERROR)
+    reader = await connect(pg_dsn, READER_ROLE)
+    try:
+        status = await database_status(reader)
+        tally = await read_tally(reader, "m1")
+    finally:
+        await reader.close()
+    assert status["projector_lag"] == 0
+    assert [(f["meeting_id"], f["position"]) for f in status["failed_meetings"]] == [("big", 7)]
+    expected = reference_count.count(small_meeting(), {p.control_number: p for p in POSITIONS}, first + later + more)
+    assert tally["quorum"]["present"] == expected["present"] == 10_000
+    assert {k: v for k, v in tally["items"]["2"].items() if k in expected["items"]["2"]} == expected["items"]["2"]
+    # The failed meeting's tally stays as of the rows before the failure (its register, no votes).
+    assert await fetch(pg_dsn, "SELECT present, as_of_position FROM tally_meetings WHERE meeting_id = 'big'") \
+        == [(0, 4)]
+
+
+async def test_a_restarted_projector_keeps_skipping_the_failed_meeting_and_a_rebuild_that_still_fails_keeps_it_failed(
+        pg_dsn):
+    spec, register, poison = overflowing_meeting()
+    head = await append(pg_dsn, small_meeting(), register_event(), spec, register, poison, healthy("R-1", "for", 1))
+    async with running_projector(pg_dsn):
+        await wait_for(pg_dsn, CHECKPOINT, head)
+    async with running_projector(pg_dsn) as projector:
+        assert projector.failed == {"big": 3} and "big" not in projector.projection.tallies
+        head = await append(pg_dsn, healthy("R-2", "against", 2))
+        await wait_for(pg_dsn, CHECKPOINT, head)
+        conn = await connect(pg_dsn, "vote_ledger_projector")
+        with pytest.raises(asyncpg.DataError, match="int64"):
+            await rebuild(conn, "big")  # the data still cannot be stored: nothing is swapped in
+        await conn.close()
+    assert await fetch(pg_dsn, "SELECT meeting_id, position FROM projection_failures") == [("big", 3)]
+    assert await fetch(pg_dsn, "SELECT present FROM tally_meetings WHERE meeting_id = 'm1'") == [(4000,)]
+
+
+async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projector_follows_the_meeting_again(pg_dsn):
+    # A failure an operator can fix: a limit the database enforces on the meeting's rows (here a
+    # check constraint the owner added, as a bad migration might), removed by the owner.
+    owner = await asyncpg.connect(pg_dsn)
+    await owner.execute("ALTER TABLE tally_meetings ADD CONSTRAINT small_meetings CHECK (present < 5000)")
+    head = await append(pg_dsn, small_meeting(), register_event(), small_meeting(meeting_id="m2", event_id="meeting-2"),
+                        register_event(meeting_id="m2"), healthy("R-1", "for", 1), healthy("R-1", "for", 1, meeting_id="m2"))
+    try:
+        async with running_projector(pg_dsn) as projector:
+            await wait_for(pg_dsn, CHECKPOINT, head)
+            head = await append(pg_dsn, healthy("B-2", "for", 2), healthy("R-2", "against", 2, meeting_id="m2"))
+            await wait_for(pg_dsn, CHECKPOINT, head)
+            assert await fetch(pg_dsn, "SELECT meeting_id, position FROM projection_failures") == [("m1", 7)]
+            assert await fetch(pg_dsn, "SELECT present FROM tally_meetings WHERE meeting_id = 'm2'") == [(4000,)]
+            await owner.execute("ALTER TABLE tally_meetings DROP CONSTRAINT small_meetings")  # the fix
+            conn = await connect(pg_dsn, "vote_ledger_projector")
+            assert await rebuild(conn, "m1") == 4  # its rows up to the checkpoint, skipped ones included
+            await conn.close()
+            assert await fetch(pg_dsn, FAILURES) == []
+            head = await append(pg_dsn, healthy("R-2", "for", 3))
+            await wait_for(pg_dsn, CHECKPOINT, head)
+            await wait_for(pg_dsn, "SELECT present FROM tally_meetings WHERE meeting_id = 'm1'", 8000)
+            assert projector.failed == {}
+    finally:
+        await owner.close()
+    present = await fetch(pg_dsn, "SELECT meeting_id, present, as_of_position FROM tally_meetings ORDER BY 1")
+    assert present == [("m1", 8000, head), ("m2", 4000, 8)]
