@@ -23,7 +23,12 @@ class Settings:
     """Where the services are and how the processes behave."""
 
     kafka_bootstrap: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_KAFKA_BOOTSTRAP"))
+    # The owner's login, for `db migrate` (and the scratch databases of tests and the benchmark).
     pg_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_DSN"))
+    # Each service's own login (services/postgres/connect.py role_dsn): never a superuser.
+    pg_ledger_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_LEDGER_DSN"))
+    pg_projector_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_PROJECTOR_DSN"))
+    pg_reader_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_READER_DSN"))
     home: Path = field(
         default_factory=lambda: Path(_env("VOTE_LEDGER_HOME", ".vote-ledger")).resolve()
     )

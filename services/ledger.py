@@ -25,7 +25,7 @@ from services import ingest
 from services.kafka_io import AdminWatermark
 from services.config import Settings
 from services.postgres import log_store
-from services.postgres.connect import LEDGER_ROLE, create_pool
+from services.postgres.connect import LEDGER_ROLE, pool_as
 
 log = logging.getLogger("vote_ledger.ledger")
 
@@ -43,7 +43,7 @@ class Ledger:
 
     async def start(self) -> None:
         """Open the pool and rebuild the judge's state from the log."""
-        self.pool = await create_pool(self.settings.pg_dsn, LEDGER_ROLE, size=2)
+        self.pool = await pool_as(self.settings, LEDGER_ROLE, size=2)
         await self.reload()
 
     async def stop(self) -> None:

@@ -20,7 +20,7 @@ from events import decode_logged
 from projections.replay import Projection
 from services.config import Settings
 from services.postgres import log_store, tally_store
-from services.postgres.connect import PROJECTOR_ROLE, connect
+from services.postgres.connect import PROJECTOR_ROLE, connect_as
 
 log = logging.getLogger("vote_ledger.projector")
 
@@ -79,7 +79,7 @@ class Projector:
 
     async def start(self) -> None:
         """Connect and listen for appends; if no other projector is active, lead and load the state."""
-        self.conn = await connect(self.settings.pg_dsn, PROJECTOR_ROLE)
+        self.conn = await connect_as(self.settings, PROJECTOR_ROLE)
         await self.conn.add_listener(log_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
         self.leader = await tally_store.try_lead(self.conn)
         if self.leader:

@@ -53,10 +53,37 @@ class StackError(UserError):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where clients connect: Kafka bootstrap servers and a PostgreSQL DSN."""
+    """Where clients connect: Kafka, the owner's DSN, each service's own DSN and the superuser's.
+
+    The service DSNs are None where only one DSN is known (a bare test container, or only
+    VOTE_LEDGER_PG_DSN set): services.postgres.logins.service_logins then makes the logins.
+    """
 
     kafka_bootstrap: str
     pg_dsn: str
+    pg_ledger_dsn: str | None = None
+    pg_projector_dsn: str | None = None
+    pg_reader_dsn: str | None = None
+    # The cluster's superuser: only tests (scratch databases, simulated attackers) and admins use it.
+    pg_admin_dsn: str | None = None
+
+    def exports(self) -> dict[str, str]:
+        """The environment variables that point a process at these endpoints (unknown ones left out)."""
+        found = {"VOTE_LEDGER_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "VOTE_LEDGER_PG_DSN": self.pg_dsn,
+                 "VOTE_LEDGER_PG_LEDGER_DSN": self.pg_ledger_dsn,
+                 "VOTE_LEDGER_PG_PROJECTOR_DSN": self.pg_projector_dsn,
+                 "VOTE_LEDGER_PG_READER_DSN": self.pg_reader_dsn, "VOTE_LEDGER_PG_ADMIN_DSN": self.pg_admin_dsn}
+        return {name: value for name, value in found.items() if value}
+
+    @classmethod
+    def from_env(cls) -> Endpoints | None:
+        """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
+        bootstrap, dsn = os.environ.get("VOTE_LEDGER_KAFKA_BOOTSTRAP"), os.environ.get("VOTE_LEDGER_PG_DSN")
+        if not (bootstrap and dsn):
+            return None
+        get = lambda name: os.environ.get(name) or None  # noqa: E731
+        return cls(bootstrap, dsn, get("VOTE_LEDGER_PG_LEDGER_DSN"), get("VOTE_LEDGER_PG_PROJECTOR_DSN"),
+                   get("VOTE_LEDGER_PG_READER_DSN"), get("VOTE_LEDGER_PG_ADMIN_DSN"))
 
 
 def _env(name: str, default: str) -> str:
@@ -117,6 +144,11 @@ class StackConfig:
         return self.logs_dir / "postgres.log"
 
     @property
+    def pg_passwords(self) -> Path:
+        """The superuser's and the logins' passwords (JSON, mode 0600)."""
+        return self.home / "pg-passwords.json"
+
+    @property
     def kafka_libs(self) -> Path:
         """Folder with every jar the Kafka broker needs at run time."""
         return self.cache / f"kafka-{self.kafka_version}" / "libs"
@@ -127,11 +159,26 @@ class StackConfig:
         return self.cache / "m2"
 
     def endpoints(self) -> Endpoints:
-        """The endpoints this stack serves once it is up."""
+        """The endpoints this stack serves once it is up: every DSN with its login and password."""
+        from services.postgres.logins import Login, login_dsn
+
+        known = _pg.passwords(self)
+        server = f"postgresql://{LOOPBACK}:{self.pg_port}/{DATABASE}"
+        dsn = {kind: login_dsn(server, login) for kind, login in _pg.stack_logins(known).items()}
         return Endpoints(
             kafka_bootstrap=f"{LOOPBACK}:{self.kafka_port}",
-            pg_dsn=f"postgresql://postgres@{LOOPBACK}:{self.pg_port}/{DATABASE}",
+            pg_dsn=dsn["owner"],
+            pg_ledger_dsn=dsn["ledger"],
+            pg_projector_dsn=dsn["projector"],
+            pg_reader_dsn=dsn["reader"],
+            pg_admin_dsn=login_dsn(server, Login(_pg.SUPERUSER, known[_pg.SUPERUSER])),
         )
+
+    def ports(self) -> dict[str, int]:
+        """The configured ports by the variable that sets each."""
+        return {"VOTE_LEDGER_KAFKA_PORT": self.kafka_port,
+                "VOTE_LEDGER_KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
+                "VOTE_LEDGER_PG_PORT": self.pg_port}
 
 
 def say(message: str) -> None:
@@ -169,6 +216,30 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return result["value"]
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections (Linux), or None when unknown."""
+    try:
+        low, high = (int(part) for part in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def ephemeral_port_warnings(ports: dict[str, int], span: tuple[int, int] | None) -> list[str]:
+    """A warning for each port inside the ephemeral range: while the service is down (a restart, a
+    crash), any client's outgoing connection may be given that port, and the service cannot bind it."""
+    if span is None:
+        return []
+    low, high = span
+    return [f"{name}={port} lies in the kernel's ephemeral port range {low}-{high} ({EPHEMERAL_RANGE_FILE}):"
+            f" a client's connection may take it while the service is down; choose a port below {low}"
+            " or reserve it (sysctl net.ipv4.ip_local_reserved_ports)"
+            for name, port in ports.items() if low <= port <= high]
+
+
 def log_tail(path: Path, lines: int = 25) -> str:
     """The last lines of a log file, for error messages."""
     try:
@@ -187,6 +258,8 @@ def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     """Start Kafka and PostgreSQL if they are not running; return their endpoints."""
     cfg = cfg or StackConfig.from_env()
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+    for warning in ephemeral_port_warnings(cfg.ports(), ephemeral_range()):
+        log(f"warning: {warning}")
     # Check every port first so a busy one does not leave half a stack running.
     _kafka.check_ports(cfg)
     _pg.check_ports(cfg)
@@ -225,10 +298,9 @@ _resolve_lock = threading.Lock()
 def resolve_endpoints(cfg: StackConfig | None = None) -> tuple[Endpoints, str]:
     """Find a Kafka + PostgreSQL to use: "env", else "testcontainers", else the "local" stack."""
     global _container_endpoints
-    bootstrap = os.environ.get("VOTE_LEDGER_KAFKA_BOOTSTRAP")
-    dsn = os.environ.get("VOTE_LEDGER_PG_DSN")
-    if bootstrap and dsn:
-        return Endpoints(bootstrap, dsn), "env"
+    given = Endpoints.from_env()
+    if given is not None:
+        return given, "env"
     with _resolve_lock:
         if _container_endpoints is not None:
             return _container_endpoints, "testcontainers"
@@ -281,7 +353,9 @@ def _start_containers() -> Endpoints:
     # the atexit hook stop them (Ryuk would reap them too, but later).
     _containers.append(kafka.start())
     _containers.append(postgres.start())
-    return Endpoints(kafka.get_bootstrap_server(), postgres.get_connection_url(driver=None))
+    # The container's superuser is all we know: the test fixtures make the service logins with it.
+    admin = postgres.get_connection_url(driver=None)
+    return Endpoints(kafka.get_bootstrap_server(), admin, pg_admin_dsn=admin)
 
 
 def _stop_containers() -> None:

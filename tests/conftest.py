@@ -3,15 +3,24 @@
 Services are chosen in order: VOTE_LEDGER_KAFKA_BOOTSTRAP + VOTE_LEDGER_PG_DSN from the
 environment; testcontainers when a Docker engine answers; otherwise the project's local stack
 (deploy/local, started on demand). Each test gets its own database and its own topic namespace.
+
+Tests connect with the superuser (VOTE_LEDGER_PG_ADMIN_DSN, else VOTE_LEDGER_PG_DSN): it creates
+their databases and plays the attacker in the tamper tests. The services under test log in as their
+own logins: VOTE_LEDGER_PG_LEDGER_DSN, _PROJECTOR_DSN and _READER_DSN when set (`stack up` prints
+them), else logins this session makes with the superuser and drops at its end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
 from services.config import Settings
+from services.postgres.connect import dsn_env, on_database
+from services.postgres.logins import service_logins
 from services.postgres.migrate import temporary_database
 
 
@@ -21,23 +30,34 @@ def endpoints():
     from services.stack import resolve_endpoints
 
     found, source = resolve_endpoints()
-    print(f"\nservices from {source}: kafka {found.kafka_bootstrap}, postgres {found.pg_dsn}")
+    host = found.pg_dsn.rsplit("@", 1)[-1]  # no password in the output
+    print(f"\nservices from {source}: kafka {found.kafka_bootstrap}, postgres {host}")
     return found
 
 
+@pytest.fixture(scope="session")
+async def logins(endpoints) -> Settings:
+    """The session's PostgreSQL logins: the superuser for the tests themselves, one login per service."""
+    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_admin_dsn or endpoints.pg_dsn,
+                    pg_ledger_dsn=endpoints.pg_ledger_dsn, pg_projector_dsn=endpoints.pg_projector_dsn,
+                    pg_reader_dsn=endpoints.pg_reader_dsn, submission_partitions=4)
+    async with service_logins(base, f"vl_t{uuid.uuid4().hex[:8]}_") as cfg:
+        yield cfg
+
+
 @pytest.fixture
-async def pg_dsn(endpoints):
-    """A fresh, migrated database for one test, dropped afterwards."""
-    async with temporary_database(endpoints.pg_dsn, "t_") as dsn:
+async def pg_dsn(logins):
+    """A fresh, migrated database for one test (the superuser's DSN), dropped afterwards."""
+    async with temporary_database(logins.pg_dsn, "t_") as dsn:
         yield dsn
 
 
 @pytest.fixture
-async def settings(endpoints, pg_dsn) -> Settings:
-    """Settings pointing at the session's Kafka, this test's database and its own topics."""
+async def settings(logins, pg_dsn) -> Settings:
+    """Settings pointing at the session's Kafka, this test's database (every login) and its own topics."""
     tag = uuid.uuid4().hex[:10]
-    cfg = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=pg_dsn, topic_prefix=f"t{tag}.",
-                   consumer_group=f"vote-ledger-{tag}", submission_partitions=4)
+    cfg = dataclasses.replace(on_database(logins, urlsplit(pg_dsn).path.lstrip("/")), topic_prefix=f"t{tag}.",
+                              consumer_group=f"vote-ledger-{tag}")
     from services.kafka_io import ensure_topics
 
     await ensure_topics(cfg)
@@ -48,18 +68,17 @@ def settings_env(cfg: Settings) -> dict[str, str]:
     """Environment variables that make a `vote-ledger` subprocess use these settings."""
     return {
         "VOTE_LEDGER_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
-        "VOTE_LEDGER_PG_DSN": cfg.pg_dsn,
+        **dsn_env(cfg),
         "VOTE_LEDGER_TOPIC_PREFIX": cfg.topic_prefix,
         "VOTE_LEDGER_CONSUMER_GROUP": cfg.consumer_group,
     }
 
 
 @pytest.fixture
-async def bench_namespace(endpoints):
+async def bench_namespace(logins):
     """Benchmark settings on the session's services, in a fresh topic namespace dropped afterwards."""
     from services.bench import scratch
 
-    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_dsn, submission_partitions=4)
-    cfg = scratch.scratch_settings(base, endpoints.pg_dsn, "t")
+    cfg = scratch.scratch_settings(logins, logins.pg_dsn, "t")
     yield cfg
     await scratch.drop_topics(cfg)

@@ -16,14 +16,15 @@ from pathlib import Path
 import psutil
 
 from services.config import Settings
+from services.postgres.connect import dsn_env
 
 
 def service_env(settings: Settings) -> dict[str, str]:
     """The environment that points a `vote-ledger` process at these settings."""
     env = dict(os.environ)
+    env.update(dsn_env(settings))
     env.update({
         "VOTE_LEDGER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-        "VOTE_LEDGER_PG_DSN": settings.pg_dsn or "",
         "VOTE_LEDGER_TOPIC_PREFIX": settings.topic_prefix,
         "VOTE_LEDGER_CONSUMER_GROUP": settings.consumer_group,
         "VOTE_LEDGER_BATCH_MAX": str(settings.batch_max),

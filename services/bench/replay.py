@@ -19,8 +19,8 @@ from projections.judge import Judge
 from projections.replay import Projection
 from services.bench.processes import Sampler, Usage, cli, machine_processes, service_env
 from services.bench.workload import Workload
-from services.config import Settings
-from services.postgres.connect import PROJECTOR_ROLE, connect
+from services.config import Settings, settings as settings_from_env
+from services.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.postgres import log_store
 from services.tallies import REPLAY_BATCH, replay_meeting
 
@@ -39,13 +39,13 @@ def pure_fold(workload: Workload) -> dict[str, Any]:
             "present_shares": tally.present}
 
 
-async def from_log(dsn: str, meeting_id: str) -> dict[str, Any]:
+async def from_log(meeting_id: str) -> dict[str, Any]:
     """The log's rows, read from PostgreSQL, decoded and folded into the meeting's tally.
 
     Then, on the same connection and with the GC paused as in the replay, the read alone and the
     read plus decoding, so the replay's time splits into read, decode and fold.
     """
-    conn = await connect(dsn, PROJECTOR_ROLE)
+    conn = await connect_as(settings_from_env(), PROJECTOR_ROLE)  # service_env gives the login
     try:
         head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
         gc.collect()
@@ -99,8 +99,8 @@ async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[st
 async def from_log_process(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
     """from_log in a process of its own, as an operator's replay would run: its own heap, its peak RSS."""
     code = ("import asyncio, json, sys; from services.bench.replay import from_log;"
-            " print(json.dumps(asyncio.run(from_log(sys.argv[1], sys.argv[2]))))")
-    stdout, _, usage = await _measured([sys.executable, "-c", code, settings.pg_dsn, meeting_id],
+            " print(json.dumps(asyncio.run(from_log(sys.argv[1]))))")
+    stdout, _, usage = await _measured([sys.executable, "-c", code, meeting_id],
                                        settings, log_dir / "replay.log")
     return {**json.loads(stdout), "peak_rss_mib": usage.peak_rss_mib.get("measured")}
 

@@ -6,11 +6,13 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.config import Settings
 from services.kafka_io import ensure_topics, producer, publish_raw
+from services.postgres.connect import on_database
 from services.postgres.migrate import temporary_database
 
 
@@ -22,9 +24,11 @@ async def scratch_database(settings: Settings, name: str, *, migrated: bool = Tr
 
 
 def scratch_settings(settings: Settings, dsn: str, name: str) -> Settings:
-    """Settings pointing at a scratch database and a fresh topic namespace and consumer group."""
+    """Settings pointing at a scratch database (every login) and a fresh topic namespace and consumer group."""
     tag = f"{name}{uuid.uuid4().hex[:8]}"
-    return dataclasses.replace(settings, pg_dsn=dsn, topic_prefix=f"bench.{tag}.", consumer_group=f"bench-{tag}")
+    database = urlsplit(dsn).path.lstrip("/")
+    return dataclasses.replace(on_database(settings, database), topic_prefix=f"bench.{tag}.",
+                               consumer_group=f"bench-{tag}")
 
 
 async def publish_workload(settings: Settings, admin: list[tuple[bytes, bytes]],

@@ -16,10 +16,11 @@ import asyncpg
 
 from services.audit import CHANNELS, DECISIONS, read_events, read_history
 from services.cli import UserError
-from services.cli.common import parse_timestamp, pg_dsn, show
+from services.cli.common import parse_timestamp, show
 from services.export import BadExport
 from services.offline import verify_file
-from services.postgres.connect import READER_ROLE, connect
+from services.config import settings
+from services.postgres.connect import READER_ROLE, connect_as
 from services.verify import verify_meeting
 
 
@@ -173,7 +174,7 @@ def _verify(args: argparse.Namespace) -> int:
         report = result.as_dict()
     else:
         async def go():
-            conn = await connect(pg_dsn(), READER_ROLE)
+            conn = await connect_as(settings(), READER_ROLE)
             try:
                 return await verify_meeting(conn, args.meeting, args.expect_hash)
             finally:

@@ -60,11 +60,11 @@ def parse_timestamp(text: str) -> datetime:
 def show(meeting_id: str, read: Callable[[Any], Awaitable[dict[str, Any]]],
          render: Callable[[dict[str, Any]], str]) -> int:
     """Read one report on a reader-role connection and write it; an unknown meeting is the user's error."""
-    from services.postgres.connect import READER_ROLE, connect
+    from services.postgres.connect import READER_ROLE, connect_as
     from services.tallies import UnknownMeeting
 
     async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
+        conn = await connect_as(settings(), READER_ROLE)
         try:
             report = await read(conn)
         except UnknownMeeting:

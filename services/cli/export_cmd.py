@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from services.cli.common import pg_dsn, run
+from services.cli.common import run
+from services.config import settings
 from services.export import export_meeting, manifest_dict
-from services.postgres.connect import READER_ROLE, connect
+from services.postgres.connect import READER_ROLE, connect_as
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
+        conn = await connect_as(settings(), READER_ROLE)
         try:
             manifest = await export_meeting(conn, args.meeting, args.out)
         finally:

@@ -6,8 +6,9 @@ import argparse
 import time
 
 from services.cli import UserError
-from services.cli.common import pg_dsn, run, setup_logging
-from services.postgres.connect import PROJECTOR_ROLE, connect
+from services.cli.common import run, setup_logging
+from services.config import settings
+from services.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.tallies import RebuildRefused, UnknownMeeting, rebuild
 
 
@@ -29,7 +30,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     setup_logging()  # the phases' timings (replay, check, swap) go to stderr
 
     async def go() -> int:
-        conn = await connect(pg_dsn(), PROJECTOR_ROLE)
+        conn = await connect_as(settings(), PROJECTOR_ROLE)
         try:
             started = time.perf_counter()
             rows = await rebuild(conn, args.meeting)

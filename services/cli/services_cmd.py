@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import signal
 
-from services.cli.common import kafka_bootstrap, pg_dsn, run, setup_logging
+from services.cli.common import kafka_bootstrap, run, setup_logging
 from services.config import settings
 from services.kafka_io import ensure_topics
 from services.ledger import build_app
+from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, role_dsn
 from services.projector import Projector
 
 
@@ -29,9 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     cfg = settings()
-    pg_dsn(cfg)
     if args.which in ("all", "ledger"):
+        role_dsn(cfg, LEDGER_ROLE)
         kafka_bootstrap(cfg)
+    if args.which in ("all", "projector"):
+        role_dsn(cfg, PROJECTOR_ROLE)
     return run(serve(cfg, args.which))
 
 

@@ -49,10 +49,14 @@ def register(subparsers: Any) -> None:
         parents=[common],
         help="start Kafka and PostgreSQL (no-op when running); print export lines",
         description=(
-            "Start both services unless they already run, then print shell export lines for "
-            "VOTE_LEDGER_KAFKA_BOOTSTRAP and VOTE_LEDGER_PG_DSN on stdout. Progress goes to "
-            'stderr, so `eval "$(vote-ledger stack up)"` sets up the current shell. The first '
-            "run needs java 17+ and mvn to fetch Kafka; later runs work offline."
+            "Start both services unless they already run, then print shell export lines on stdout: "
+            "VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN (the owner login, for `db migrate`), "
+            "VOTE_LEDGER_PG_LEDGER_DSN, _PROJECTOR_DSN, _READER_DSN (each service's own login) and "
+            "VOTE_LEDGER_PG_ADMIN_DSN (the superuser, for tests and administration only). Every login "
+            "has a random password kept in HOME/pg-passwords.json (mode 0600); PostgreSQL requires "
+            "SCRAM passwords, and a stack made before logins existed is converted on this run. "
+            'Progress goes to stderr, so `eval "$(vote-ledger stack up)"` sets up the current shell. '
+            "The first run needs java 17+ and mvn to fetch Kafka; later runs work offline."
         ),
     )
     up.set_defaults(func=_up)
@@ -94,8 +98,8 @@ def _up(args: argparse.Namespace) -> int:
     from services.stack import stack_up
 
     endpoints = stack_up(_config(args))
-    print(f"export VOTE_LEDGER_KAFKA_BOOTSTRAP={shlex.quote(endpoints.kafka_bootstrap)}")
-    print(f"export VOTE_LEDGER_PG_DSN={shlex.quote(endpoints.pg_dsn)}")
+    for name, value in endpoints.exports().items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
@@ -143,6 +147,7 @@ def _table(info: dict[str, Any]) -> str:
         f"kafka version  {info['kafka_version']} (jars {libs}: {info['kafka']['libs_dir']})",
         f"home           {info['home']}",
         f"cache          {info['cache']}",
-        f"postgres dsn   {info['postgres']['dsn']}",
+        f"postgres dsn   {info['postgres']['dsn']} (and vl_ledger, vl_projector, vl_reader)",
+        f"passwords      {info['postgres']['passwords']}",
     ]
     return "\n".join(lines)

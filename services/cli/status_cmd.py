@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from services.cli.common import kafka_bootstrap, pg_dsn, run
+from services.cli.common import kafka_bootstrap, run
 from services.config import settings
-from services.postgres.connect import READER_ROLE, connect
+from services.postgres.connect import READER_ROLE, connect_as, role_dsn
 from services.status import status, wait_caught_up
 
 
@@ -23,11 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     cfg = settings()
-    pg_dsn(cfg)
+    role_dsn(cfg, READER_ROLE)
     kafka_bootstrap(cfg)
 
     async def go() -> int:
-        conn = await connect(cfg.pg_dsn, READER_ROLE)
+        conn = await connect_as(cfg, READER_ROLE)
         try:
             report = await (wait_caught_up(conn, cfg, args.wait) if args.wait else status(conn, cfg))
         finally:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from services.cli import UserError
-from services.cli.common import parse_timestamp, pg_dsn, run
-from services.postgres.connect import READER_ROLE, connect
+from services.cli.common import parse_timestamp, run
+from services.config import settings
+from services.postgres.connect import READER_ROLE, connect_as
 from services.tallies import UnknownMeeting, read_tally
 from services.export import BadExport
 from services.offline import tally_from_file
@@ -83,7 +84,7 @@ def _tally(args: argparse.Namespace) -> int:
         raise UserError("tally: --as-of shows a fixed point of the log; it cannot be watched")
 
     async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
+        conn = await connect_as(settings(), READER_ROLE)
         try:
             while True:
                 try:
@@ -115,7 +116,7 @@ def _diff(args: argparse.Namespace) -> int:
         raise UserError("tally diff: --meeting is required")
 
     async def go() -> int:
-        conn = await connect(pg_dsn(), READER_ROLE)
+        conn = await connect_as(settings(), READER_ROLE)
         try:
             change = await tally_diff(conn, meeting, args.start, args.end)
         except UnknownMeeting:

@@ -54,7 +54,10 @@ def test_stack_up_reports_both_services_running_on_the_chosen_ports(cfg, endpoin
     status = stack_status(cfg)
 
     assert endpoints.kafka_bootstrap == "127.0.0.1:29092"
-    assert endpoints.pg_dsn == "postgresql://postgres@127.0.0.1:25432/vote_ledger"
+    assert endpoints.pg_dsn.startswith("postgresql://vl_owner:")
+    assert endpoints.pg_ledger_dsn.startswith("postgresql://vl_ledger:")
+    assert endpoints.pg_dsn.endswith("@127.0.0.1:25432/vote_ledger")
+    assert (cfg.pg_passwords.stat().st_mode & 0o777) == 0o600
     assert status["kafka"]["running"] and status["kafka"]["pid"]
     assert status["postgres"]["running"] and status["postgres"]["pid"]
     assert status["kafka"]["address"] == "127.0.0.1:29092"
@@ -143,6 +146,15 @@ async def test_postgres_answers_select_one_in_the_vote_ledger_database(endpoints
         assert await conn.fetchval("SELECT current_database()") == "vote_ledger"
     finally:
         await conn.close()
+
+
+async def test_postgres_refuses_a_login_without_its_password(endpoints):
+    import asyncpg
+
+    for dsn in (endpoints.pg_admin_dsn, endpoints.pg_reader_dsn):
+        user = dsn.split("//", 1)[1].split(":", 1)[0]
+        with pytest.raises((asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+            await asyncpg.connect(f"postgresql://{user}@127.0.0.1:25432/vote_ledger", password="wrong", timeout=10)
 
 
 def test_stack_down_stops_both_services_and_can_be_repeated(cfg, endpoints):
