@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+import uuid
 from pathlib import Path
 
 from services.cli import UserError
@@ -59,7 +60,12 @@ def _bench(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     async def go() -> int:
-        results = await run_bench(cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
+        from services.postgres.logins import service_logins
+
+        # Given only a superuser DSN, the services under measurement get logins for this run.
+        async with service_logins(cfg, f"vl_bench{uuid.uuid4().hex[:6]}_") as run_cfg:
+            results = await run_bench(run_cfg, plan,
+                                      lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
         table = markdown(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "results.md").write_text(table)
