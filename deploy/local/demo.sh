@@ -15,12 +15,14 @@ DURATION=${DEMO_DURATION:-30}
 SEED_ARGS=()
 [ -n "${DEMO_SEED:-}" ] && SEED_ARGS=(--seed "$DEMO_SEED")
 
+# Exports every login's DSN: the owner's (VOTE_LEDGER_PG_DSN, for `db migrate`), the superuser's and
+# one per service (VOTE_LEDGER_PG_LEDGER_DSN, _PROJECTOR_DSN, _READER_DSN; README "Configuration").
 eval "$(vote-ledger stack up)"
-export VOTE_LEDGER_KAFKA_BOOTSTRAP VOTE_LEDGER_PG_DSN
 vote-ledger db migrate
 
 mkdir -p .vote-ledger/logs
-vote-ledger services run >.vote-ledger/logs/services.log 2>&1 &
+# The services get their own logins only: not the owner's, not the superuser's.
+env -u VOTE_LEDGER_PG_DSN -u VOTE_LEDGER_PG_ADMIN_DSN vote-ledger services run >.vote-ledger/logs/services.log 2>&1 &
 SERVICES=$!
 trap 'kill $SERVICES 2>/dev/null; wait $SERVICES 2>/dev/null || true' EXIT
 
