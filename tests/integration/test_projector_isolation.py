@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
+from urllib.parse import urlsplit
+
 from events import Position, encode
-from services.config import Settings
 from services.postgres import log_store
-from services.postgres.connect import READER_ROLE, connect
+from services.postgres.connect import READER_ROLE, connect, on_database
 from services.projector import PROJECTION, Projector
 from services.status import database_status
 from services.tallies import RebuildRefused, read_tally, rebuild
@@ -49,9 +50,16 @@ async def append(dsn: str, *events) -> int:
         await conn.close()
 
 
+@pytest.fixture
+def services(logins, pg_dsn):
+    """The services' own logins on this test's database (no Kafka needed: rows are appended directly)."""
+    return on_database(logins, urlsplit(pg_dsn).path.lstrip("/"))
+
+
 @asynccontextmanager
-async def running_projector(dsn: str):
-    projector = Projector(Settings(pg_dsn=dsn))
+async def running_projector(services):
+    """The live projector, logged in as its own login, in this event loop for the block."""
+    projector = Projector(services)
     await projector.start()
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
@@ -84,13 +92,13 @@ def healthy(control_number: str, choice: str, hours: float, **fields):
 
 
 async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_other_meeting_keeps_moving(
-        pg_dsn, caplog):
+        pg_dsn, services, caplog):
     spec, register, poison = overflowing_meeting()
     first = [healthy("R-1", "for", 1), healthy("B-1", "against", 1, channel="broker")]
     later = [healthy("R-2", "for", 2), healthy("R-1", "against", 3)]
     await append(pg_dsn, small_meeting(), register_event(), spec, register, *first)
     caplog.set_level(logging.ERROR, logger="vote_ledger.projector")
-    async with running_projector(pg_dsn):
+    async with running_projector(services):
         await wait_for(pg_dsn, CHECKPOINT, 6)
         poisoned_at = await append(pg_dsn, poison, *later)  # the vote first: same batch as m1's votes
         await wait_for(pg_dsn, CHECKPOINT, poisoned_at)
@@ -121,12 +129,12 @@ async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_ot
 
 
 async def test_a_restarted_projector_keeps_skipping_the_failed_meeting_and_a_rebuild_that_still_fails_keeps_it_failed(
-        pg_dsn):
+        pg_dsn, services):
     spec, register, poison = overflowing_meeting()
     head = await append(pg_dsn, small_meeting(), register_event(), spec, register, poison, healthy("R-1", "for", 1))
-    async with running_projector(pg_dsn):
+    async with running_projector(services):
         await wait_for(pg_dsn, CHECKPOINT, head)
-    async with running_projector(pg_dsn) as projector:
+    async with running_projector(services) as projector:
         assert projector.failed == {"big": 3} and "big" not in projector.projection.tallies
         head = await append(pg_dsn, healthy("R-2", "against", 2))
         await wait_for(pg_dsn, CHECKPOINT, head)
@@ -138,7 +146,8 @@ async def test_a_restarted_projector_keeps_skipping_the_failed_meeting_and_a_reb
     assert await fetch(pg_dsn, "SELECT present FROM tally_meetings WHERE meeting_id = 'm1'") == [(4000,)]
 
 
-async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projector_follows_the_meeting_again(pg_dsn):
+async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projector_follows_the_meeting_again(
+        pg_dsn, services):
     # A failure an operator can fix: a limit the database enforces on the meeting's rows (here a
     # check constraint the owner added, as a bad migration might), removed by the owner.
     owner = await asyncpg.connect(pg_dsn)
@@ -146,7 +155,7 @@ async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projecto
     head = await append(pg_dsn, small_meeting(), register_event(), small_meeting(meeting_id="m2", event_id="meeting-2"),
                         register_event(meeting_id="m2"), healthy("R-1", "for", 1), healthy("R-1", "for", 1, meeting_id="m2"))
     try:
-        async with running_projector(pg_dsn) as projector:
+        async with running_projector(services) as projector:
             await wait_for(pg_dsn, CHECKPOINT, head)
             head = await append(pg_dsn, healthy("B-2", "for", 2), healthy("R-2", "against", 2, meeting_id="m2"))
             await wait_for(pg_dsn, CHECKPOINT, head)
@@ -165,3 +174,20 @@ async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projecto
         await owner.close()
     present = await fetch(pg_dsn, "SELECT meeting_id, present, as_of_position FROM tally_meetings ORDER BY 1")
     assert present == [("m1", 8000, head), ("m2", 4000, 8)]
+
+
+async def test_a_lost_connection_is_retried_not_blamed_on_a_meeting(pg_dsn, services):
+    head = await append(pg_dsn, small_meeting(), register_event(), healthy("R-1", "for", 1))
+    owner = await asyncpg.connect(pg_dsn)
+    try:
+        async with running_projector(services) as projector:
+            await wait_for(pg_dsn, CHECKPOINT, head)
+            # What a PostgreSQL restart or a network cut does to the projector's session.
+            assert await owner.fetchval("SELECT pg_terminate_backend($1)", projector.conn.get_server_pid())
+            head = await append(pg_dsn, healthy("R-2", "against", 2))
+            await wait_for(pg_dsn, CHECKPOINT, head)
+            assert projector.leader and projector.failed == {}
+    finally:
+        await owner.close()
+    assert await fetch(pg_dsn, FAILURES) == []
+    assert await fetch(pg_dsn, "SELECT present FROM tally_meetings WHERE meeting_id = 'm1'") == [(4000,)]
