@@ -22,6 +22,7 @@ from faststream.kafka.annotations import KafkaMessage
 from events import decode
 from projections.judge import Judge
 from services import ingest
+from services.chain_heads import HeadPublisher
 from services.kafka_io import AdminWatermark
 from services.config import Settings
 from services.postgres import log_store
@@ -269,6 +270,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app = FastStream(broker)
     app.on_startup(ledger.start)
     app.on_startup(watermark.start)
+    HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)
     return app, ledger

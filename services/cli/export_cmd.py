@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from services.cli import UserError
 from services.cli.common import run
 from services.config import settings
-from services.export import export_meeting, manifest_dict
+from services.export import UnknownMeetingExport, export_meeting, manifest_dict
 from services.postgres.connect import READER_ROLE, connect_as
 
 
@@ -30,6 +31,8 @@ def _export(args: argparse.Namespace) -> int:
         conn = await connect_as(settings(), READER_ROLE)
         try:
             manifest = await export_meeting(conn, args.meeting, args.out)
+        except UnknownMeetingExport:
+            raise UserError(f"no row of meeting {args.meeting!r} in the log: nothing to export") from None
         finally:
             await conn.close()
         print(json.dumps(manifest_dict(manifest), indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import asyncpg
 
@@ -18,9 +18,10 @@ NOTIFY_CHANNEL = "ledger_appended"
 LOG_COLUMNS = (
     "position", "meeting_id", "event_id", "type", "control_number", "channel", "executed_at",
     "received_at", "decision", "reason", "payload", "source_topic", "source_partition",
-    "source_offset", "prev_position", "hash",
+    "source_offset", "prev_position", "hash", "recorded_at", "chain_version",
 )
-PARKED_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "value", "reason", "detail")
+PARKED_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "value", "reason", "detail",
+                  "id", "prev_id", "hash", "parked_at")
 ADMIN_TYPES = ("meeting.scheduled", "positions.recorded", "polls.closed", "proxy.substituted")
 _ADMIN_TYPES_SQL = ", ".join(f"'{t}'" for t in ADMIN_TYPES)
 
@@ -43,11 +44,12 @@ class LogRow:
     source_partition: int | None = None
     source_offset: int | None = None
 
-    def record(self, position: int, prev_position: int | None, hash_: bytes) -> tuple:
-        """The row as a tuple in LOG_COLUMNS order."""
+    def record(self, position: int, prev_position: int | None, hash_: bytes, recorded_at: datetime) -> tuple:
+        """The row as a tuple in LOG_COLUMNS order (chain v2)."""
         return (position, self.meeting_id, self.event_id, self.type, self.control_number, self.channel,
                 self.executed_at, self.received_at, self.decision, self.reason, self.payload,
-                self.source_topic, self.source_partition, self.source_offset, prev_position, hash_)
+                self.source_topic, self.source_partition, self.source_offset, prev_position, hash_,
+                recorded_at, chain.LATEST_VERSION)
 
 
 @dataclass(slots=True)
@@ -85,28 +87,48 @@ async def append(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> int:
 
     Returns the last position.
     """
-    head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+    head, recorded_at = await _log_head(conn)
     if rows:
         heads = await chain_heads(conn, sorted({row.meeting_id for row in rows}))
-        records = chained_records(rows, head, heads)
+        records = chained_records(rows, head, heads, recorded_at)
         await conn.copy_records_to_table("ledger_log", columns=LOG_COLUMNS, records=records)
         # Delivered at commit only, so a woken reader always finds the rows.
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(head + len(rows)))
     return head + len(rows)
 
 
-def chained_records(rows: Sequence[LogRow], head: int, heads: dict[str, tuple[int, bytes]]) -> list[tuple]:
-    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain.
+async def _log_head(conn: asyncpg.Connection) -> tuple[int, datetime]:
+    """The last position, and the instant to record the next rows at. Call it under the lock.
 
-    ``heads`` maps meeting_id to its last (position, hash) and is advanced in place.
+    recorded_at comes from PostgreSQL's clock, the one clock every ledger process shares, and never
+    precedes the last row's: `tally --as-of TIME` relies on the rows recorded by a time being a
+    prefix of the log, which a clock stepping back (NTP) would otherwise break.
     """
+    row = await conn.fetchrow(
+        # A backward scan of the primary key, one row: as cheap as max(position).
+        "SELECT clock_timestamp() AS now, l.position, l.recorded_at FROM (SELECT 1) AS one LEFT JOIN LATERAL"
+        " (SELECT position, recorded_at FROM ledger_log ORDER BY position DESC LIMIT 1) AS l ON true")
+    if row["position"] is None:
+        return 0, row["now"]
+    return row["position"], max(row["now"], row["recorded_at"])
+
+
+def chained_records(rows: Sequence[LogRow], head: int, heads: dict[str, tuple[int, bytes]],
+                    recorded_at: datetime | None = None) -> list[tuple]:
+    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain (v2).
+
+    ``heads`` maps meeting_id to its last (position, hash) and is advanced in place; every row is
+    recorded at ``recorded_at`` (now, if not given), which its hash covers.
+    """
+    recorded_at = recorded_at or datetime.now(timezone.utc)
     records = []
     for position, row in enumerate(rows, start=head + 1):
         prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
-        hash_ = chain.link(prev_hash, chain.canonical(position, prev_position, row.meeting_id, row.event_id,
-                                                      row.type, row.decision, row.reason, row.payload))
+        hash_ = chain.link(prev_hash, chain.canonical_v2(
+            position, prev_position, row.meeting_id, row.event_id, row.type, row.decision, row.reason,
+            row.payload, recorded_at, row.source_topic, row.source_partition, row.source_offset))
         heads[row.meeting_id] = (position, hash_)
-        records.append(row.record(position, prev_position, hash_))
+        records.append(row.record(position, prev_position, hash_, recorded_at))
     return records
 
 
@@ -121,13 +143,41 @@ async def chain_heads(conn: asyncpg.Connection, meeting_ids: list[str]) -> dict[
 
 
 async def park(conn: asyncpg.Connection, parked: Sequence[ParkedMessage]) -> None:
-    """Record undecodable messages; a redelivered one is recorded once."""
-    if parked:
-        await conn.executemany(
-            f"INSERT INTO ledger_parked ({', '.join(PARKED_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT ON CONSTRAINT ledger_parked_source_key DO NOTHING",
-            [(p.source_topic, p.source_partition, p.source_offset, p.key, p.value, p.reason, p.detail) for p in parked],
-        )
+    """Record undecodable messages on the parked chain; a redelivered one is recorded once."""
+    if not parked:
+        return
+    async with conn.transaction():  # a savepoint inside the caller's: the lock lasts to its commit
+        await lock_log(conn)  # ids, chain head and parked_at must not interleave with another ledger's
+        sources = [(p.source_topic, p.source_partition, p.source_offset) for p in parked]
+        known = {(r["source_topic"], r["source_partition"], r["source_offset"]) for r in await conn.fetch(
+            "SELECT source_topic, source_partition, source_offset FROM ledger_parked WHERE (source_topic,"
+            " source_partition, source_offset) IN (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]))",
+            *map(list, zip(*sources)))}
+        fresh: dict[tuple[str, int, int], ParkedMessage] = {}
+        for source, message in zip(sources, parked):
+            if source not in known:
+                fresh.setdefault(source, message)
+        if not fresh:
+            return
+        head = await conn.fetchrow(
+            "SELECT clock_timestamp() AS now, p.id, p.hash, p.parked_at FROM (SELECT 1) AS one LEFT JOIN LATERAL"
+            " (SELECT id, hash, parked_at FROM ledger_parked WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1) AS p"
+            " ON true")
+        prev_id, prev_hash = head["id"], bytes(head["hash"]) if head["hash"] is not None else chain.GENESIS
+        parked_at = head["now"] if head["parked_at"] is None else max(head["now"], head["parked_at"])
+        ids = sorted(r[0] for r in await conn.fetch(
+            "SELECT nextval('ledger_parked_id_seq') FROM generate_series(1, $1)", len(fresh)))
+        records = []
+        for id_, p in zip(ids, fresh.values()):
+            hash_ = chain.link(prev_hash, chain.canonical_parked(
+                id_, prev_id, p.source_topic, p.source_partition, p.source_offset, p.key, p.value, p.reason,
+                p.detail, parked_at))
+            records.append((p.source_topic, p.source_partition, p.source_offset, p.key, p.value, p.reason,
+                            p.detail, id_, prev_id, hash_, parked_at))
+            prev_id, prev_hash = id_, hash_
+        # No ON CONFLICT: under the lock a redelivery was filtered above, and a row silently skipped
+        # here would leave its successor pointing at a message that is not there.
+        await conn.copy_records_to_table("ledger_parked", columns=PARKED_COLUMNS, records=records)
 
 
 async def store_offsets(conn: asyncpg.Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:

@@ -57,7 +57,8 @@ async def test_the_copied_rows_chain_their_hashes_as_the_log_verifier_expects(na
     check = ChainCheck()
     check.feed(ChainRow(**{c: row[LOG_COLUMNS.index(c)] for c in
                            ("position", "prev_position", "meeting_id", "event_id", "type", "decision", "reason",
-                            "payload", "hash")}) for row in rows)
+                            "payload", "hash", "chain_version", "recorded_at", "source_topic", "source_partition",
+                            "source_offset")}) for row in rows)
     assert check.rows == len(rows) and check.first_break is None
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
 
