@@ -1,13 +1,16 @@
 """Offline audit: export a meeting, verify it and reproduce its reports with no services at all."""
 
+import hashlib
+import json
 import zipfile
 
 import asyncpg
 import pytest
 
+from projections.chain import ChainRow, rechain
 from projections.report import render_json, render_markdown
 from services.export import export_meeting, read_manifest
-from services.kafka_io import producer, publish
+from services.kafka_io import producer, publish, publish_raw
 from services.offline import final_report_from_file, tally_from_file, verify_file
 from services.reports import read_final_report
 from services.tallies import read_tally
@@ -27,7 +30,9 @@ TOTAL = 2 + len(VOTES)
 async def exported(settings, tmp_path):
     async with running_ledger(settings), producer(settings) as client:
         await publish(client, settings, [small_meeting(), register_event()] + VOTES)
+        await publish_raw(client, settings.admin_topic, [(b"m1", b'{"type": "meeting.scheduled", "v": 1}')])
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", TOTAL)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_parked", 1)
     await run_projector(settings, TOTAL)
     conn = await asyncpg.connect(settings.pg_dsn)
     path = tmp_path / "m1.zip"
@@ -44,6 +49,64 @@ async def test_an_export_verifies_offline_and_its_manifest_anchors_the_log(expor
     assert result.ok, result.as_dict()
     assert (manifest.rows, manifest.accepted, manifest.rejected) == (TOTAL, TOTAL - 1, 1)
     assert result.final_hash == manifest.final_hash and manifest.as_of_position == TOTAL
+    assert (manifest.format_version, manifest.parked_rows, result.parked.rows) == (2, 1, 1)
+    assert result.v1_rows == 0 and result.parked.first_break is None
+
+
+def rewrite(path, out, member: str, edit) -> None:
+    """Copy an export, changing one member's bytes: what a forger handing out a file could do."""
+    with zipfile.ZipFile(path) as original, zipfile.ZipFile(out, "w") as forged:
+        for name in original.namelist():
+            data = original.read(name)
+            forged.writestr(name, edit(data) if name == member else data)
+
+
+async def test_a_changed_recorded_at_in_an_export_fails_at_that_row(exported, tmp_path):
+    path, manifest, _tally, _report = exported
+
+    def earlier(log: bytes) -> bytes:
+        rows = [json.loads(line) for line in log.splitlines()]
+        rows[3]["recorded_at"] = "2023-11-01T00:00:00+00:00"  # e.g. to move it before a `tally --as-of TIME`
+        return b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in rows)
+
+    rewrite(path, tmp_path / "earlier.zip", "log.jsonl", earlier)
+    result = verify_file(tmp_path / "earlier.zip", expect_hash=manifest.final_hash)
+    assert not result.ok and (result.chain_break.position, result.chain_break.problem) == (4, "altered")
+
+
+async def test_a_changed_parked_message_in_an_export_fails_on_its_chain(exported, tmp_path):
+    path, _manifest, _tally, _report = exported
+
+    def reworded(data: bytes) -> bytes:
+        message = json.loads(data)
+        assert message["detail"] and message["value"]
+        return json.dumps({**message, "detail": "nothing to see"}).encode() + b"\n"
+
+    rewrite(path, tmp_path / "parked.zip", "parked.jsonl", reworded)
+    result = verify_file(tmp_path / "parked.zip")
+    assert not result.ok and result.parked.first_break.problem == "altered"
+
+
+async def test_an_export_of_format_v1_without_parked_messages_still_verifies(exported, tmp_path):
+    """Exports written before chain v2 hold v1 rows and no parked.jsonl; they must keep verifying."""
+    path, _manifest, _tally, _report = exported
+    with zipfile.ZipFile(path) as original:
+        rows = [json.loads(line) for line in original.read("log.jsonl").splitlines()]
+        manifest = json.loads(original.read("manifest.json"))
+    keep = ("position", "prev_position", "meeting_id", "event_id", "type", "decision", "reason", "payload")
+    chained = rechain([ChainRow(**{k: r[k] for k in keep}, hash=None) for r in rows])
+    old_rows = [{**{k: r[k] for k in keep}, "hash": c.hash.hex(), "recorded_at": r["recorded_at"]}
+                for r, c in zip(rows, chained)]
+    log = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in old_rows)
+    manifest.update(format_version=1, final_hash=old_rows[-1]["hash"], log_sha256=hashlib.sha256(log).hexdigest())
+    for key in ("parked_rows", "parked_final_hash", "parked_sha256"):
+        del manifest[key]
+    with zipfile.ZipFile(tmp_path / "v1.zip", "w") as out:
+        out.writestr("log.jsonl", log)
+        out.writestr("manifest.json", json.dumps(manifest))
+    result = verify_file(tmp_path / "v1.zip", expect_hash=old_rows[-1]["hash"])
+    assert result.ok, result.as_dict()
+    assert result.v1_rows == TOTAL and result.parked is None
 
 
 async def test_the_offline_tally_and_final_report_equal_the_online_ones_byte_for_byte(exported):
@@ -88,6 +151,19 @@ async def test_the_cli_verifies_and_tallies_an_export_with_no_services_configure
     wrong = subprocess.run([*cli, "audit", "verify", "--file", str(path), "--expect-hash", "00" * 32],
                            env=env, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 1 and "NOT VERIFIED" in wrong.stdout
+    assert "SKIP published chain heads: NOT CHECKED (offline)" in verified.stdout
+    assert "ok   parked messages' chain: 1 message(s)" in verified.stdout
+
+
+async def test_exporting_or_verifying_nothing_is_a_user_error(settings, exported, tmp_path):
+    from tests.integration.test_tamper import cli
+
+    code, _out, err = await cli(settings, "export", "--meeting", "no-such-meeting", "--out", str(tmp_path / "x.zip"))
+    assert code == 2 and "no row of meeting 'no-such-meeting'" in err and not (tmp_path / "x.zip").exists()
+    path = exported[0]
+    rewrite(path, tmp_path / "empty.zip", "log.jsonl", lambda data: b"")
+    code, _out, err = await cli(settings, "audit", "verify", "--file", str(tmp_path / "empty.zip"))
+    assert code == 2 and "holds no log row" in err
 
 
 async def test_the_final_reports_chain_value_anchors_an_offline_verification(exported):
