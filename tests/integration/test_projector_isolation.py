@@ -153,7 +153,8 @@ async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projecto
     owner = await asyncpg.connect(pg_dsn)
     await owner.execute("ALTER TABLE tally_meetings ADD CONSTRAINT small_meetings CHECK (present < 5000)")
     head = await append(pg_dsn, small_meeting(), register_event(), small_meeting(meeting_id="m2", event_id="meeting-2"),
-                        register_event(meeting_id="m2"), healthy("R-1", "for", 1), healthy("R-1", "for", 1, meeting_id="m2"))
+                        register_event(meeting_id="m2"), healthy("R-1", "for", 1),
+                        healthy("R-1", "for", 1, meeting_id="m2"))
     try:
         async with running_projector(services) as projector:
             await wait_for(pg_dsn, CHECKPOINT, head)
