@@ -1,6 +1,6 @@
 """The ledger's vocabulary: wire events (past-tense facts) and their single JSON codec."""
 
-from events.codec import UPCASTERS, MalformedMessage, decode, decode_logged, encode
+from events.codec import UPCASTERS, MalformedMessage, decode, decode_logged, encode, text_of
 from events.schema import (
     EVENT_TYPES,
     SCHEMA_VERSION,

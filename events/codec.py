@@ -36,9 +36,22 @@ def encode(event: Event) -> bytes:
 
 def decode(data: bytes | bytearray | memoryview | str) -> AnyEvent:
     """Decode one message into its event, upcasting old versions; raise MalformedMessage."""
-    event = decode_logged(data)
-    _check_storable(data, event)
+    text = data if isinstance(data, str) else text_of(data)
+    event = decode_logged(text)
+    _check_storable(text, event)
     return event
+
+
+def text_of(data: bytes | bytearray | memoryview) -> str:
+    """The message as text, refusing any byte sequence that is not UTF-8.
+
+    msgspec validates UTF-8 only inside the strings it decodes: an invalid byte in a field it skips
+    (an unknown one) would pass, and then fail every later `.decode()` of the stored payload.
+    """
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage("invalid_utf8", f"byte {exc.start} is not UTF-8 ({exc.reason})") from None
 
 
 def decode_logged(data: bytes | bytearray | memoryview | str) -> AnyEvent:
@@ -49,6 +62,8 @@ def decode_logged(data: bytes | bytearray | memoryview | str) -> AnyEvent:
     """
     try:
         event = _decoder.decode(data)
+    except RecursionError:
+        raise MalformedMessage("invalid_json", _TOO_DEEP) from None
     except msgspec.ValidationError as exc:
         raw = _decode_raw(data)
         if raw.get("v") == SCHEMA_VERSION:
@@ -62,9 +77,13 @@ def decode_logged(data: bytes | bytearray | memoryview | str) -> AnyEvent:
     return event
 
 
+# msgspec raises RecursionError past its nesting limit (about 1,000 levels, measured); no event of
+# ours nests more than 4 deep, so anything deeper is malformed, not an error of ours.
+_TOO_DEEP = "JSON nested too deeply"
+
 # PostgreSQL's text cannot hold NUL and its timestamps end where Python's begin; a message that
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
-_NUL_ESCAPE = b"\\u0000"
+_NUL_ESCAPE = "\\u0000"
 _TIME_FIELDS = {
     cls: tuple(f for f in cls.__struct_fields__
                if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at"))
@@ -72,11 +91,10 @@ _TIME_FIELDS = {
 }
 
 
-def _check_storable(data: Any, event: Event) -> None:
+def _check_storable(text: str, event: Event) -> None:
     """Refuse NUL characters in strings and timestamps outside the years 1900-9000."""
-    raw = data.encode() if isinstance(data, str) else bytes(data) if isinstance(data, memoryview) else data
-    # memchr for a backslash first: most messages have none, and then cannot hold an escape.
-    if b"\\" in raw and _NUL_ESCAPE in raw:
+    # A search for a backslash first: most messages have none, and then cannot hold an escape.
+    if "\\" in text and _NUL_ESCAPE in text:
         raise MalformedMessage("invalid_event", "a string contains a NUL character (\\u0000)")
     for name in _TIME_FIELDS[type(event)]:  # keyed by class: __struct_config__ builds an object per call
         value = getattr(event, name)
@@ -89,6 +107,8 @@ def _decode_raw(data: Any) -> dict[str, Any]:
     """Decode to a plain dict, for version checks and upcasting."""
     try:
         return _raw_decoder.decode(data)
+    except RecursionError:
+        raise MalformedMessage("invalid_json", _TOO_DEEP) from None
     except msgspec.ValidationError as exc:
         raise MalformedMessage("invalid_event", str(exc)) from None
     except msgspec.DecodeError as exc:

@@ -44,7 +44,12 @@ def test_unknown_optional_fields_from_newer_clients_are_ignored():
 
 @pytest.mark.parametrize("data, reason, where", [
     (b"{", "invalid_json", "truncated"),
-    (b"\xff\xfe", "invalid_json", ""),
+    (b"\xff\xfe", "invalid_utf8", "byte 0"),
+    # msgspec skips unknown fields without checking their UTF-8; the payload must still be text.
+    (DOMAIN_EXAMPLE[:-1] + b', "note": "\xff"}', "invalid_utf8", "not UTF-8"),
+    (DOMAIN_EXAMPLE[:-1] + b', "note": ' + b"[" * 1000 + b"]" * 1000 + b"}", "invalid_json", "nested too deeply"),
+    (b'{"type": "vote.cast", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid_json", "nested too deeply"),
+    (DOMAIN_EXAMPLE[:-1] + b', "note": NaN}', "invalid_json", ""),
     (b"[]", "invalid_event", "object"),
     (b'{"type": "vote.cast", "v": 1}', "invalid_event", "missing required field"),
     (b'{"type": "vote.exploded", "v": 1}', "invalid_event", "$.type"),
