@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -10,6 +11,12 @@ from events import EVENT_TYPES, MalformedMessage, MeetingScheduled, PollsClosed,
 from projections.judge import Judge
 from projections.validation import WRONG_TOPIC
 from services.postgres.log_store import LogRow, ParkedMessage
+
+log = logging.getLogger("vote_ledger.ledger")
+
+# Reason codes of the ledger itself (the decoder's are in events/codec.py, the rules' in projections/).
+UNPROCESSABLE = "unprocessable"  # our code raised on this record: parked, never retried forever
+DUPLICATE_EVENT_ID = "duplicate_event_id"  # an event_id first logged with a different payload
 
 
 class Record(Protocol):
@@ -31,6 +38,8 @@ class Decided:
     duplicates: int = 0
     deferred: list = field(default_factory=list)  # records left for a later batch, uncommitted
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The judge raised part-way through an event: its state may hold half of it, so rebuild it.
+    judge_suspect: bool = False
 
 
 def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]], list[ParkedMessage]]:
@@ -38,9 +47,9 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]]
     decoded, parked = [], []
     for record in records:
         refused = getattr(record, "refused", None)
-        if refused:  # the database would not store it (see services.ledger.handle_one_by_one)
+        if refused:  # it failed alone (see services.ledger.handle_one_by_one): (reason, detail)
             parked.append(ParkedMessage(record.topic, record.partition, record.offset, record.key,
-                                        record.value, "refused_by_database", refused))
+                                        record.value, *refused))
             continue
         try:
             if record.value is None:
@@ -49,29 +58,56 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]]
         except MalformedMessage as exc:
             parked.append(ParkedMessage(record.topic, record.partition, record.offset, record.key,
                                         record.value, exc.reason, exc.detail))
-        except UnicodeDecodeError as exc:  # belt and braces: msgspec reports bad UTF-8 itself
-            parked.append(ParkedMessage(record.topic, record.partition, record.offset, record.key,
-                                        record.value, "invalid_json", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - any failure on one record is that record's, not the batch's
+            parked.append(unprocessable(record, exc))
     return decoded, parked
 
 
-def decide(judge: Judge, decoded: list[tuple[Record, object]], known: set[str], admin_topic: str) -> Decided:
-    """Judge decoded events in batch order, skipping event_ids already logged or seen (R18)."""
+def unprocessable(record: Record, exc: BaseException) -> ParkedMessage:
+    """Park a record our code raised on, with the exception as its detail."""
+    log.error("parking %s/%s/%s: %s: %s", record.topic, record.partition, record.offset, type(exc).__name__, exc)
+    value = record.value if isinstance(record.value, (bytes, type(None))) else bytes(record.value)
+    return ParkedMessage(record.topic, record.partition, record.offset, record.key, value, UNPROCESSABLE,
+                         f"{type(exc).__name__}: {exc}")
+
+
+def decide(judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[str, list[bytes]] | set[str],
+           admin_topic: str) -> Decided:
+    """Judge decoded events in batch order, skipping event_ids already logged or seen (R18).
+
+    ``known`` maps event_ids already in the log to the payloads logged under them (a plain set of
+    ids: any payload counts as the same). A record the judge raises on goes to ``parked``.
+    """
     out = Decided()
-    seen = set(known)
+    seen: dict[str, list[bytes] | None] = (
+        {event_id: list(payloads) for event_id, payloads in known.items()} if isinstance(known, Mapping)
+        else dict.fromkeys(known))
     # Meeting administration first: a batch may hold a meeting's register and its first votes.
     ordered = sorted(decoded, key=lambda pair: pair[0].topic != admin_topic)
     for record, event in ordered:
-        if event.event_id in seen:
-            out.duplicates += 1
+        reason = None
+        logged = seen.get(event.event_id, _NEW)
+        if logged is None or record.value in logged:
+            out.duplicates += 1  # R18: the same message again (a redelivery or a retry): applied once
             continue
-        seen.add(event.event_id)
+        if logged is _NEW:
+            seen[event.event_id] = [record.value]
+        else:
+            # R18 keeps the first; a different message under a used id is logged rejected, so an id
+            # squatted by another party shows (the first row is the one with the lowest position).
+            logged.append(record.value)
+            reason = DUPLICATE_EVENT_ID
         # A channel must not grant itself entitlement or close the polls through the vote topic.
         on_admin_topic = record.topic == admin_topic
-        if on_admin_topic != isinstance(event, _ADMIN_EVENTS):
+        if reason is None and on_admin_topic != isinstance(event, _ADMIN_EVENTS):
             reason = WRONG_TOPIC
-        else:
-            reason = judge.judge(event)
+        elif reason is None:
+            try:
+                reason = judge.judge(event)
+            except Exception as exc:  # noqa: BLE001 - one event must not stop the batch
+                out.parked.append(unprocessable(record, exc))
+                out.judge_suspect = True
+                continue
         out.rows.append(LogRow(
             meeting_id=event.meeting_id, event_id=event.event_id, type=_tag(event),
             control_number=getattr(event, "control_number", None), channel=getattr(event, "channel", None),
@@ -84,6 +120,7 @@ def decide(judge: Judge, decoded: list[tuple[Record, object]], known: set[str], 
 
 
 _ADMIN_EVENTS = (MeetingScheduled, PositionsRecorded, PollsClosed)
+_NEW: list[bytes] = []  # sentinel: an event_id neither logged nor seen in this batch (never mutated)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

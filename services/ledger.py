@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -90,7 +91,12 @@ class Ledger:
             done = [r for r in records if r.topic == self.settings.admin_topic] if deferred else records
             known = await log_store.known_event_ids(conn, [event.event_id for _, event in decoded])
             decided = ingest.decide(self.judge, decoded, known, self.settings.admin_topic)
-            decided.parked, decided.deferred = parked, deferred
+            if decided.judge_suspect and len(records) > 1:
+                # The judge raised part-way through an event: later decisions of this batch may rest
+                # on half of it. Roll back; one by one, only the record that raises is parked.
+                raise JudgeRaised()
+            decided.parked, decided.deferred = parked + decided.parked, deferred
+            parked = decided.parked
             head = await log_store.append(conn, decided.rows)
             await log_store.park(conn, parked)
             await log_store.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(done))
@@ -103,6 +109,8 @@ class Ledger:
                              "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}"},
                 )
         self.judge_position = head  # our own admin events are in the judge already
+        if decided.judge_suspect:
+            await self.reload()
         self.appended += len(decided.rows)
         self.parked += len(parked)
         for message in parked:
@@ -119,26 +127,52 @@ class Ledger:
 
     async def handle_one_by_one(self, records: Sequence[ingest.Record], broker: KafkaBroker,
                                 admin_end: dict[tuple[str, int], int] | None = None) -> list[ingest.Record]:
-        """Backstop for a batch PostgreSQL refused: commit records singly, park those it refuses."""
+        """Backstop for a batch that failed for a record's sake: commit records singly, park what fails.
+
+        A failure that is not the record's fault (see ``is_transient``) propagates: the caller
+        rewinds and retries with back-off, so nothing is parked because the database was down.
+        """
         deferred: list[ingest.Record] = []
         for record in records:
             try:
                 deferred += (await self.handle([record], broker, admin_end)).deferred
-            except asyncpg.DataError as exc:
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if is_transient(exc):
+                    raise
                 await self.reload()
-                log.error("PostgreSQL refused %s/%s/%s (%s); parking it", record.topic, record.partition,
-                          record.offset, exc)
-                deferred += (await self.handle([_RefusedRecord(record, str(exc))], broker, admin_end)).deferred
+                reason = "refused_by_database" if isinstance(exc, asyncpg.PostgresError) else ingest.UNPROCESSABLE
+                log.error("%s/%s/%s cannot be committed (%s: %s); parking it as %s", record.topic,
+                          record.partition, record.offset, type(exc).__name__, exc, reason)
+                refused = _RefusedRecord(record, reason, f"{type(exc).__name__}: {exc}")
+                deferred += (await self.handle([refused], broker, admin_end)).deferred
         return deferred
 
 
-class _RefusedRecord:
-    """A record whose value PostgreSQL refused: handled as undecodable, so it is parked verbatim."""
+class JudgeRaised(Exception):
+    """The judge raised on an event of a multi-record batch; the batch is retried record by record."""
 
-    def __init__(self, record: ingest.Record, why: str) -> None:
+
+# PostgreSQL errors that a record's content causes (bad data, a broken constraint, a size or depth
+# limit): the record is parked. Every other failure (connection lost, shutdown, privileges, lock
+# timeouts, a Kafka error) is the environment's: retried with back-off, never parked.
+_RECORD_FAULTS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
+_TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, KafkaError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is the environment's (retry later) rather than the record's (park it)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return not isinstance(exc, _RECORD_FAULTS)
+    return isinstance(exc, _TRANSIENT)
+
+
+class _RefusedRecord:
+    """A record that cannot be committed as it is: handled as undecodable, so it is parked verbatim."""
+
+    def __init__(self, record: ingest.Record, reason: str, why: str) -> None:
         self.topic, self.partition, self.offset = record.topic, record.partition, record.offset
         self.key, self.value = record.key, record.value
-        self.refused = why
+        self.refused = (reason, why)
 
 
 class SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -242,23 +276,34 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     listener.subscriber = subscriber
     watermark = AdminWatermark(settings)
 
+    failures = 0  # consecutive batches that could not commit: paces the retries
+
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
+        nonlocal failures
         records = message.raw_message
         try:
             admin_end = await watermark.end_offsets()
             try:
                 deferred = (await ledger.handle(records, broker, admin_end)).deferred
-            except asyncpg.DataError:
-                # A value PostgreSQL will not store: find it, park it, commit the rest.
-                log.exception("PostgreSQL refused part of a batch of %d; committing one by one", len(records))
+            except Exception as exc:  # noqa: BLE001 - classified: the environment's, or a record's
+                if is_transient(exc):
+                    raise
+                # Something in the batch cannot be committed: find it, park it, commit the rest.
+                log.warning("batch of %d not committed (%s: %s); committing one by one", len(records),
+                            type(exc).__name__, exc)
                 await ledger.reload()
                 deferred = await ledger.handle_one_by_one(records, broker, admin_end)
         except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
-            log.exception("batch of %d not committed; rewinding to the stored offsets", len(records))
+            failures += 1
+            delay = min(0.25 * 2 ** min(failures, 6), 10.0)
+            log.exception("batch of %d not committed (failure %d in a row); rewinding to the stored offsets,"
+                          " retrying in %.1f s", len(records), failures, delay)
             await _rewind(subscriber, ledger, records)
+            await asyncio.sleep(delay)
             return
+        failures = 0
         if deferred:
             # Meeting administration is behind: read it first, then these submissions again.
             await _seek_back(subscriber.consumer, deferred)

@@ -64,22 +64,38 @@ class ParkedMessage:
     reason: str
     detail: str
 
+    def __post_init__(self) -> None:
+        # The detail quotes exceptions, which may quote the message: PostgreSQL's text refuses NUL,
+        # and a parked row that cannot be stored would fail its batch forever.
+        self.detail = self.detail.replace("\x00", "\\u0000")[:2000]
+
 
 async def lock_log(conn: asyncpg.Connection) -> None:
     """Take the append lock for the current transaction (released at commit or rollback)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_APPEND_LOCK)
 
 
-async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> set[str]:
-    """The event_ids among these already in the log (R18); call it under the append lock."""
+async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, list[bytes]]:
+    """The event_ids among these already in the log, each with the payloads logged under it (R18).
+
+    Call it under the append lock. The payloads tell a redelivery (same bytes: dropped) from another
+    message under a used id (logged rejected as duplicate_event_id, see 012_duplicate_event_ids.sql).
+    """
     if not event_ids:
-        return set()
+        return {}
     # A join on unnest probes the unique index once per id whatever the plan. `event_id = ANY($1)`
     # under a generic plan made while the log was small (see SERVER_SETTINGS in connect.py) seq-
-    # scanned it comparing every row with every id: seconds per batch at 50,000 rows.
-    rows = await conn.fetch("SELECT l.event_id FROM unnest($1::text[]) AS u(id)"
-                            " JOIN ledger_log l ON l.event_id = u.id", list(event_ids))
-    return {r["event_id"] for r in rows}
+    # scanned it comparing every row with every id: seconds per batch at 50,000 rows. The two
+    # partial indexes of migration 012 are each probed with their own predicate.
+    rows = await conn.fetch(
+        "SELECT l.event_id, l.payload::text AS payload FROM unnest($1::text[]) AS u(id)"
+        " JOIN ledger_log l ON l.event_id = u.id AND l.reason IS DISTINCT FROM 'duplicate_event_id'"
+        " UNION ALL SELECT l.event_id, l.payload::text FROM unnest($1::text[]) AS u(id)"
+        " JOIN ledger_log l ON l.event_id = u.id AND l.reason = 'duplicate_event_id'", list(event_ids))
+    known: dict[str, list[bytes]] = {}
+    for r in rows:
+        known.setdefault(r["event_id"], []).append(r["payload"].encode())
+    return known
 
 
 async def append(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> int:

@@ -1,0 +1,97 @@
+"""Poison input through the real broker: each kind is parked with its reason and ingestion goes on."""
+
+from contextlib import contextmanager
+
+import aiokafka.producer.message_accumulator as accumulator
+import aiokafka.producer.producer as producer_module
+import asyncpg
+import pytest
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+from events import encode
+from services.kafka_io import producer, publish
+from tests.factories import cast, register_event, small_meeting
+from tests.integration.helpers import running_ledger, wait_for
+
+pytestmark = pytest.mark.integration
+
+_CLOSED = b'{"type":"polls.closed","v":1,"event_id":"poison-%s","meeting_id":"m1","closed_at":"2030-01-01T00:00:00Z"'
+
+# Each kind of poison the abuse test found, as (name, message value, headers).
+POISONS = {
+    "invalid UTF-8 in an unknown field": (_CLOSED + b',"note":"\xff"}', []),
+    "invalid UTF-8 in a known field": (_CLOSED.replace(b"poison-%s", b"poison-\xfe%s") + b"}", []),
+    "JSON nested a thousand deep": (_CLOSED + b',"note":' + b"[" * 1000 + b"]" * 1000 + b"}", []),
+    "JSON nested a hundred thousand deep": (_CLOSED + b',"note":' + b"[" * 100_000 + b"]" * 100_000 + b"}", []),
+    "a header value that is not UTF-8": (_CLOSED + b"}", [("trace", b"\xff\xfe")]),
+}
+
+
+class _RawHeaderKey(str):
+    """A header key whose wire bytes are not UTF-8 (the broker stores any bytes; clients cannot send them)."""
+
+    def encode(self, *_args, **_kwargs) -> bytes:
+        return b"\xff\xfe"
+
+
+@contextmanager
+def builder_that_sends_raw_header_keys():
+    """aiokafka's pure-Python batch builder, which takes the key's bytes from ``str.encode``."""
+    modules = (accumulator, producer_module)
+    originals = [module.DefaultRecordBatchBuilder for module in modules]
+    for module in modules:
+        module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals):
+            module.DefaultRecordBatchBuilder = original
+
+
+async def parked(dsn: str) -> list[asyncpg.Record]:
+    """Every parked message, in source order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch("SELECT * FROM ledger_parked ORDER BY source_topic, source_partition, source_offset")
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("on_admin_topic", [True, False], ids=["on meetings.admin", "on votes.submissions"])
+@pytest.mark.parametrize("kind", sorted(POISONS))
+async def test_a_poison_message_is_parked_and_the_votes_after_it_are_all_logged(settings, kind, on_admin_topic):
+    value, headers = POISONS[kind]
+    value = value.replace(b"%s", b"1")
+    topic = settings.admin_topic if on_admin_topic else settings.submissions_topic
+    votes = [cast(cn, {"2": "for"}, executed=i) for i in (1, 2, 3) for cn in ("R-1", "R-2", "B-1")]
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting()])
+        await (await client.send(topic, value, key=b"R-1", headers=headers))
+        await publish(client, settings, [register_event(), *votes])
+    logged = "header value" in kind  # a well-formed event with a bad header is logged, not parked
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2 + len(votes) + logged, timeout=60)
+        rows = await parked(settings.pg_dsn)
+    if logged:
+        assert rows == []
+        return
+    assert [(r["source_topic"], r["value"]) for r in rows] == [(topic, value)]
+    assert rows[0]["reason"] in ("invalid_json", "invalid_utf8")
+
+
+@pytest.mark.parametrize("on_admin_topic", [True, False], ids=["on meetings.admin", "on votes.submissions"])
+async def test_a_record_the_kafka_client_cannot_parse_is_skipped_parked_and_reported(settings, on_admin_topic):
+    # A header *key* that is not UTF-8: the broker accepts it, aiokafka's record parser raises on it.
+    topic = settings.admin_topic if on_admin_topic else settings.submissions_topic
+    votes = [cast(cn, {"2": "for"}, executed=i) for i in (1, 2) for cn in ("R-1", "R-2", "B-1")]
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting()])
+        with builder_that_sends_raw_header_keys():
+            sent = await (await client.send(topic, _CLOSED.replace(b"%s", b"hk") + b"}", key=b"R-1",
+                                            headers=[(_RawHeaderKey("k"), b"x")]))
+        await publish(client, settings, [register_event(), *votes])
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2 + len(votes), timeout=90)
+        rows = await parked(settings.pg_dsn)
+    assert [(r["source_topic"], r["source_offset"], r["reason"]) for r in rows] == [
+        (topic, sent.offset, "unreadable_record")]
