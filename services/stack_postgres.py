@@ -22,7 +22,14 @@ from services.stack import (
     port_open,
     run_sync,
 )
-from services.postgres.logins import KINDS, Login, adopt_database, ensure_logins, scram_verifier
+from services.postgres.logins import (
+    KINDS,
+    Login,
+    adopt_database,
+    ensure_logins,
+    harden_database,
+    scram_verifier,
+)
 
 OS_USER = "postgres"
 CONF_NAME = "vote_ledger.conf"
@@ -277,6 +284,7 @@ async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], l
     conn = await asyncpg.connect(host=LOOPBACK, port=cfg.pg_port, user=SUPERUSER,
                                  password=known[SUPERUSER], database=DATABASE, timeout=10)
     try:
+        await harden_database(conn)
         moved = await adopt_database(conn, owner)
         if moved:
             log(f"{DATABASE}: {len(moved)} ownership changes to the owner login {owner}")

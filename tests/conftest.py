@@ -16,11 +16,12 @@ import dataclasses
 import uuid
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from services.config import Settings
 from services.postgres.connect import dsn_env, on_database
-from services.postgres.logins import service_logins
+from services.postgres.logins import harden_database, service_logins
 from services.postgres.migrate import temporary_database
 
 
@@ -47,8 +48,14 @@ async def logins(endpoints) -> Settings:
 
 @pytest.fixture
 async def pg_dsn(logins):
-    """A fresh, migrated database for one test (the superuser's DSN), dropped afterwards."""
+    """A fresh, migrated database for one test (the superuser's DSN), hardened, dropped afterwards."""
     async with temporary_database(logins.pg_dsn, "t_") as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            if conn.get_settings().is_superuser == "on":  # as `stack up` does for its database
+                await harden_database(conn)
+        finally:
+            await conn.close()
         yield dsn
 
 

@@ -1,9 +1,11 @@
-"""`vote-ledger db migrate`: create or upgrade the log and projection schema."""
+"""`vote-ledger db migrate|harden`: create or upgrade the schema; close what PUBLIC may run."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
+from services.cli import UserError
 from services.cli.common import pg_dsn, run
 from services.postgres.connect import connect
 from services.postgres.migrate import migrate
@@ -18,8 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       " create the group roles vote_ledger_ledger, vote_ledger_projector and"
                                       " vote_ledger_reader and their grants; give a login one with e.g."
                                       " `GRANT vote_ledger_reader TO dashboard;`. Run it always as the same"
-                                      " login, the schema's owner.")
+                                      " login, the schema's owner (VOTE_LEDGER_PG_DSN).")
     m.set_defaults(func=_migrate)
+    h = db_sub.add_parser("harden", help="as a superuser: close large objects and advisory locks to readers",
+                          description="Revoke from PUBLIC the pg_catalog functions that create large objects or"
+                                      " take advisory locks, and grant the locks back to the ledger, the"
+                                      " projector and the database owner: a reader login could otherwise hold"
+                                      " the ledger's append lock. Needs a superuser: VOTE_LEDGER_PG_ADMIN_DSN,"
+                                      " else VOTE_LEDGER_PG_DSN. `stack up` does this for its database."
+                                      " Idempotent.")
+    h.set_defaults(func=_harden)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -30,6 +40,27 @@ def _migrate(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        return 0
+
+    return run(go())
+
+
+def _harden(args: argparse.Namespace) -> int:
+    from services.postgres.logins import harden_database
+
+    variable = "VOTE_LEDGER_PG_ADMIN_DSN" if os.environ.get("VOTE_LEDGER_PG_ADMIN_DSN") else "VOTE_LEDGER_PG_DSN"
+    dsn = os.environ.get(variable) or pg_dsn()
+
+    async def go() -> int:
+        conn = await connect(dsn)
+        try:
+            if conn.get_settings().is_superuser != "on":
+                raise UserError(f"{variable} is not a superuser: only a superuser may change the grants of"
+                                " pg_catalog functions; set VOTE_LEDGER_PG_ADMIN_DSN to one")
+            await harden_database(conn)
+        finally:
+            await conn.close()
+        print("large objects and advisory locks closed to PUBLIC; locks granted to the ledger, projector, owner")
         return 0
 
     return run(go())

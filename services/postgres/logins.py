@@ -154,6 +154,41 @@ async def service_logins(cfg: Settings, prefix: str) -> AsyncIterator[Settings]:
         yield dataclasses.replace(cfg, **{f: dsns[kind] for kind, f in missing.items()})
 
 
+# pg_catalog functions any login may run that write or lock: large objects are storage of a login's
+# own choosing (read-only transactions allow them), and an advisory lock held by a reader on the
+# ledger's append lock (log_store.LOG_APPEND_LOCK) would stall the ledger. Only a superuser may
+# change their grants, per database, so this is an administrator's step, not a migration.
+HARDEN = r"""
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS sig, p.proname ~ 'advisory' AS is_lock FROM pg_proc p
+              WHERE p.pronamespace = 'pg_catalog'::regnamespace
+                AND (p.proname ~ '^pg_(try_)?advisory(_xact)?_lock(_shared)?$'
+                     OR p.proname IN ('lo_creat', 'lo_create', 'lo_from_bytea'))
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f.sig);
+        IF f.is_lock THEN  -- the ledger, the projector and `db migrate` (the owner) serialise with them
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO vote_ledger_ledger, vote_ledger_projector,'
+                           ' pg_database_owner', f.sig);
+        END IF;
+    END LOOP;
+END
+$$;
+"""
+
+
+async def harden_database(conn: asyncpg.Connection) -> None:
+    """Close the write and lock functions of pg_catalog to all but our writers, in this database.
+
+    Needs a superuser connection to the database; idempotent. `stack up` runs it on the stack's
+    database, the test fixtures on theirs, `vote-ledger db harden` elsewhere.
+    """
+    await ensure_group_roles(conn)
+    await conn.execute(HARDEN)
+
+
 async def is_superuser(dsn: str) -> bool:
     """Whether this DSN logs in as a superuser."""
     conn = await asyncpg.connect(dsn)

@@ -10,6 +10,7 @@ import pytest
 
 from services.cli import UserError
 from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, ROLE_DSNS, connect_as, pool_as
+from services.postgres import log_store
 from services.postgres.logins import adopt_database, temporary_logins
 from services.postgres.migrate import dsn_for, migrate, temporary_database
 from tests.integration.test_privileges import append, log_row
@@ -98,6 +99,24 @@ async def test_the_reader_starts_read_only_and_cannot_create_a_temporary_table_e
         assert await reader.fetchval("SELECT count(*) FROM ledger_log") == 0  # and it does read
     finally:
         await reader.close()
+
+
+@pytest.mark.parametrize("sql", ["SELECT pg_advisory_lock(1)", "SELECT pg_try_advisory_xact_lock(1, 2)",
+                                 "SELECT lo_create(0)", "SELECT lo_from_bytea(0, 'planted')"])
+async def test_the_reader_cannot_take_an_advisory_lock_the_ledger_needs_or_store_a_large_object(settings, sql):
+    reader = await asyncpg.connect(settings.pg_reader_dsn)
+    try:
+        await reader.execute("RESET ROLE; SET default_transaction_read_only = off")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute(sql)
+    finally:
+        await reader.close()
+    ledger = await connect_as(settings, LEDGER_ROLE)
+    try:
+        async with ledger.transaction():
+            await log_store.lock_log(ledger)  # the writers keep their locks
+    finally:
+        await ledger.close()
 
 
 async def test_no_service_login_may_create_a_temporary_table(settings):
