@@ -15,7 +15,7 @@ from events import AnyEvent, decode
 from projections.diff import diff, replay_to, report_of
 from services.tallies import UnknownMeeting
 
-AsOf = int | datetime  # a log position, or a time compared with ledger_log.recorded_at
+AsOf = int | datetime  # a log position, or a time compared with ledger_log.recorded_at (hashed, v2)
 
 
 async def resolve(conn: asyncpg.Connection, as_of: AsOf) -> int:
@@ -23,8 +23,10 @@ async def resolve(conn: asyncpg.Connection, as_of: AsOf) -> int:
     if isinstance(as_of, int):
         head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
         return max(0, min(as_of, head))
-    # Positions are numbered in commit order under the append lock, so the rows recorded by a
-    # time are a prefix of the log: its last position names it.
+    # Positions are numbered in commit order under the append lock, and the ledger never records a
+    # batch before the previous row's recorded_at (log_store._log_head), so the rows recorded by a
+    # time are a prefix of the log: its last position names it. recorded_at is under the hash chain
+    # (v2, migration 010): `audit verify` names a row whose time was changed to move it across T.
     return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log WHERE recorded_at <= $1", as_of)
 
 
