@@ -117,3 +117,24 @@ async def test_r5_r7_r12_audit_time_travel_and_diff_explain_every_vote_through_t
     assert by_number["B-2"]["present"] == 4000
     text = await run_cli(settings, "tally", "diff", "--meeting", "m1", str(middle), str(end))
     assert "caused by" in text and "r1-ballot" in text
+
+
+async def test_the_ledger_records_each_batch_at_one_instant_never_before_the_previous_row(pg_dsn):
+    """`tally --as-of TIME` needs the rows recorded by a time to be a prefix of the log, whatever the clock does."""
+    from datetime import timedelta
+
+    from tests.integration.test_privileges import append, log_row
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await append(conn, [log_row(small_meeting()), log_row(register_event())])
+        first = await conn.fetch("SELECT recorded_at FROM ledger_log ORDER BY position")
+        assert first[0]["recorded_at"] == first[1]["recorded_at"]  # one batch, one instant
+        # A clock that stepped back is simulated by a last row recorded in the future.
+        ahead = first[1]["recorded_at"] + timedelta(hours=1)
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE ledger_log SET recorded_at = $1 WHERE position = 2", ahead)
+        await append(conn, [log_row(cast("R-1", {"2": "for"}))])
+        assert await conn.fetchval("SELECT recorded_at FROM ledger_log WHERE position = 3") == ahead
+    finally:
+        await conn.close()
