@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from projections.chain import (GENESIS, ChainCheck, ChainRow, ParkedRow, canonical, canonical_parked, canonical_v2,
+from projections.chain import (GENESIS, ChainCheck, ChainRow, ParkedCheck, ParkedRow, canonical, canonical_parked, canonical_v2,
                                hashes, link, micros, rechain)
 from projections.heads import Head, HeadCheck, decode_head, encode_head
 
@@ -186,3 +186,14 @@ def test_heads_travel_as_tagged_json_and_anything_else_is_refused():
         decode_head(value.replace(b'"chain.head"', b'"vote.cast"'))
     with pytest.raises(msgspec.DecodeError):
         decode_head(b"\xff")
+
+
+def test_messages_parked_before_the_chain_are_counted_as_not_covered_but_one_after_it_breaks_the_chain():
+    legacy = [replace(row, hash=None) for row in parked(2)]
+    chained = rechain(parked(5)[2:])
+    result = ParkedCheck()
+    result.feed([*legacy, *chained])
+    assert (result.legacy, result.rows, result.first_break) == (2, 3, None)
+    result = ParkedCheck()
+    result.feed([*chained, replace(parked(7)[-1], hash=None, prev_position=chained[-1].position)])
+    assert result.first_break.problem == "unhashed" and result.legacy == 0
