@@ -157,6 +157,45 @@ async def test_postgres_refuses_a_login_without_its_password(endpoints):
             await asyncpg.connect(f"postgresql://{user}@127.0.0.1:25432/vote_ledger", password="wrong", timeout=10)
 
 
+async def test_a_stack_from_before_logins_is_converted_on_its_next_up(cfg, endpoints):
+    import asyncpg
+
+    from services.postgres.logins import adopt_database
+    from services.postgres.migrate import migrate
+
+    # As an earlier `stack up` left it: every login trusted, no passwords file, the database and
+    # its schema owned by the superuser that migrated it.
+    admin = await asyncpg.connect(endpoints.pg_admin_dsn, timeout=10)
+    try:
+        await migrate(admin)
+        await adopt_database(admin, "postgres")
+        (cfg.pg_data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
+    cfg.pg_passwords.unlink()
+    trusted = await asyncpg.connect("postgresql://postgres@127.0.0.1:25432/vote_ledger", timeout=10)
+    await trusted.close()
+
+    converted = stack_up(cfg)
+
+    assert converted.pg_admin_dsn != endpoints.pg_admin_dsn  # fresh passwords
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect("postgresql://postgres@127.0.0.1:25432/vote_ledger", password="guess", timeout=10)
+    owner = await asyncpg.connect(converted.pg_dsn, timeout=10)
+    try:
+        assert await owner.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class"
+                                    " WHERE oid = 'ledger_log'::regclass") == "vl_owner"
+        assert await migrate(owner) == []  # the owner login migrates on
+    finally:
+        await owner.close()
+    reader = await asyncpg.connect(converted.pg_reader_dsn, timeout=10)
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM ledger_log") == 0
+    finally:
+        await reader.close()
+
+
 def test_stack_down_stops_both_services_and_can_be_repeated(cfg, endpoints):
     stack_down(cfg)
     stack_down(cfg)
