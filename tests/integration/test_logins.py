@@ -166,8 +166,8 @@ async def test_an_owner_login_that_is_no_superuser_migrates_a_database_it_owns(l
             conn = await asyncpg.connect(dsn)
             try:
                 assert conn.get_settings().is_superuser == "off"
-                assert await conn.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class"
-                                           " WHERE oid = 'ledger_log'::regclass") == conn.get_settings().session_authorization
+                assert await conn.fetchval("SELECT pg_get_userbyid(relowner) = session_user FROM pg_class"
+                                           " WHERE oid = 'ledger_log'::regclass")
                 assert await conn.fetchval("SELECT has_database_privilege('vote_ledger_reader', current_database(),"
                                            " 'TEMPORARY')") is False
             finally:
