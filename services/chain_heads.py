@@ -125,7 +125,8 @@ class HeadPublisher:
     async def _disconnect(self) -> None:
         conn, stack = self.conn, self.stack
         self.conn = self.stack = self.producer = None
-        for close in ((conn.close() if conn is not None and not conn.is_closed() else None),
+        # A bounded close: after an outage the server may never answer the goodbye.
+        for close in ((conn.close(timeout=2) if conn is not None and not conn.is_closed() else None),
                       (stack.aclose() if stack is not None else None)):
             if close is not None:
                 with contextlib.suppress(Exception):
