@@ -43,6 +43,10 @@ class Settings:
     )
     # A cap, not a wait: a batch holds what Kafka has ready (batch_timeout_ms), up to this many.
     batch_max: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_BATCH_MAX", "20000")))
+    # The stall watch (services/stall_watch.py): how often it looks, and how long a partition's
+    # committed offset may stand still with records waiting before it is reported and probed.
+    stall_check_s: float = field(default_factory=lambda: float(_env("VOTE_LEDGER_STALL_CHECK_S", "2")))
+    stall_after_s: float = field(default_factory=lambda: float(_env("VOTE_LEDGER_STALL_AFTER_S", "10")))
     # Namespaces the topics (e.g. one per test or per rehearsal); empty in production, where the
     # wire contract's names apply unchanged.
     topic_prefix: str = field(default_factory=lambda: _env("VOTE_LEDGER_TOPIC_PREFIX", ""))

@@ -25,6 +25,7 @@ from projections.judge import Judge
 from services import ingest
 from services.chain_heads import HeadPublisher
 from services.kafka_io import AdminWatermark
+from services.stall_watch import StallWatch
 from services.config import Settings
 from services.postgres import log_store
 from services.postgres.connect import LEDGER_ROLE, pool_as
@@ -42,6 +43,10 @@ class Ledger:
         self.judge_position = 0  # log position up to which the judge has applied admin events
         self.appended = 0
         self.parked = 0
+        self.stall_watch = None  # set by build_app: its counters are the ledger's stall signals
+        # One batch at a time per process: the stall watch (services/stall_watch.py) commits records
+        # too, and the judge is shared state that a batch mutates between awaits.
+        self._busy = asyncio.Lock()
 
     async def start(self) -> None:
         """Open the pool and rebuild the judge's state from the log."""
@@ -55,6 +60,10 @@ class Ledger:
 
     async def reload(self) -> None:
         """Rebuild meeting state from accepted admin events, e.g. after a failed transaction."""
+        async with self._busy:
+            await self._reload()
+
+    async def _reload(self) -> None:
         self.judge, self.judge_position = Judge(), 0
         async with self.pool.acquire() as conn:
             await self._sync_judge(conn)
@@ -79,6 +88,11 @@ class Ledger:
         before these submissions is not yet in the log, the submissions are deferred (returned in
         ``deferred``, not committed) so no vote is judged against a meeting state it predates.
         """
+        async with self._busy:
+            return await self._handle(records, broker, admin_end)
+
+    async def _handle(self, records: Sequence[ingest.Record], broker: KafkaBroker,
+                      admin_end: dict[tuple[str, int], int] | None) -> ingest.Decided:
         decoded, parked = ingest.decode_batch(records)
         async with self.pool.acquire() as conn, conn.transaction():
             await log_store.lock_log(conn)
@@ -110,7 +124,7 @@ class Ledger:
                 )
         self.judge_position = head  # our own admin events are in the judge already
         if decided.judge_suspect:
-            await self.reload()
+            await self._reload()
         self.appended += len(decided.rows)
         self.parked += len(parked)
         for message in parked:
@@ -316,6 +330,11 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_startup(ledger.start)
     app.on_startup(watermark.start)
     HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
+    watch = StallWatch(settings, ledger, subscriber, broker, watermark,
+                       rewind=lambda partitions: seek_to_stored(subscriber.consumer, ledger, partitions))
+    ledger.stall_watch = watch
+    app.after_startup(watch.start)  # the consumer exists once the broker has started
+    app.on_shutdown(watch.stop)
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)
     return app, ledger

@@ -21,23 +21,32 @@ async def database_status(conn: asyncpg.Connection) -> dict[str, Any]:
     checkpoint = await tally_store.checkpoint(conn, PROJECTION)
     decisions = await conn.fetch("SELECT decision, coalesce(reason, '') AS reason, count(*) AS n FROM ledger_log"
                                  " GROUP BY 1, 2 ORDER BY 1, 2")
-    parked = await conn.fetchval("SELECT count(*) FROM ledger_parked")
-    offsets = await conn.fetch("SELECT topic, partition, next_offset FROM ledger_offsets")
+    parked = await conn.fetch("SELECT reason, count(*) AS n FROM ledger_parked GROUP BY 1 ORDER BY 1")
+    offsets = await conn.fetch("SELECT topic, partition, next_offset, extract(epoch FROM clock_timestamp() - updated_at)"
+                               " AS idle_s FROM ledger_offsets")
     return {
         "log_head": head,
         "projector_checkpoint": checkpoint,
         "projector_lag": head - checkpoint,
         "accepted": sum(r["n"] for r in decisions if r["decision"] == "accepted"),
         "rejected": {r["reason"]: r["n"] for r in decisions if r["decision"] == "rejected"},
-        "parked": parked,
+        "parked": sum(r["n"] for r in parked),
+        "parked_reasons": {r["reason"]: r["n"] for r in parked},
         "stored_offsets": {(r["topic"], r["partition"]): r["next_offset"] for r in offsets},
+        "offsets_idle_s": {(r["topic"], r["partition"]): float(r["idle_s"]) for r in offsets},
         # Meetings the projector skips since their rows could not be projected (011_projector.sql).
         "failed_meetings": await tally_store.failure_report(conn, PROJECTION),
     }
 
 
-async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:
-    """Messages published but not yet committed to the log, per topic."""
+async def kafka_partitions(settings: Settings, stored: dict[tuple[str, int], int],
+                           idle_s: dict[tuple[str, int], float] | None = None) -> dict[str, Any]:
+    """Per topic, messages published but not yet committed to the log; and the alarms on partitions.
+
+    ``stalled``: records wait but the committed offset has not moved for the stall watch's limit
+    (see services/stall_watch.py). ``behind_log_start``: the committed offset is below the first
+    offset Kafka still has, so records were deleted or expired before the ledger logged them.
+    """
     topics = [settings.submissions_topic, settings.admin_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -50,18 +59,33 @@ async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> d
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}
+        starts = await consumer.beginning_offsets(tps) if tps else {}
     finally:
         await consumer.stop()
     lag = dict.fromkeys(topics, 0)
-    for tp, end in ends.items():
-        lag[tp.topic] += end - stored.get((tp.topic, tp.partition), 0)
-    return lag
+    stalled, behind = [], []
+    for tp, end in sorted(ends.items()):
+        key = (tp.topic, tp.partition)
+        committed = stored.get(key, 0)
+        lag[tp.topic] += end - committed
+        if committed < starts[tp]:
+            behind.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "log_start": starts[tp]})
+        idle = (idle_s or {}).get(key)
+        if end > committed and idle is not None and idle >= settings.stall_after_s * 3:
+            stalled.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end,
+                            "idle_s": round(idle)})
+    return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind}
+
+
+async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:
+    """Messages published but not yet committed to the log, per topic."""
+    return (await kafka_partitions(settings, stored))["ingest_lag"]
 
 
 async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
-    """Database status plus Kafka ingest lag."""
+    """Database status plus Kafka ingest lag and partition alarms."""
     db = await database_status(conn)
-    db["ingest_lag"] = await kafka_lag(settings, db["stored_offsets"])
+    db.update(await kafka_partitions(settings, db["stored_offsets"], db.pop("offsets_idle_s")))
     db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
     return db
 

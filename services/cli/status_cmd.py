@@ -42,7 +42,14 @@ def _status(args: argparse.Namespace) -> int:
             print(f"accepted           {report['accepted']:,}")
             rejected = ", ".join(f"{r}: {n:,}" for r, n in report["rejected"].items()) or "none"
             print(f"rejected           {rejected}")
-            print(f"parked             {report['parked']:,}")
+            reasons = ", ".join(f"{r}: {n:,}" for r, n in report["parked_reasons"].items())
+            print(f"parked             {report['parked']:,}" + (f" ({reasons})" if reasons else ""))
+            for p in report["stalled_partitions"]:
+                print(f"STALLED partition  {p['partition']}: committed {p['committed']:,} of {p['end']:,},"
+                      f" not moved for {p['idle_s']:,} s (see the ledger's log)")
+            for p in report["behind_log_start"]:
+                print(f"LOST in Kafka      {p['partition']}: committed {p['committed']:,} but the log starts at"
+                      f" {p['log_start']:,}: records were deleted or expired before the ledger logged them")
             for failed in report["failed_meetings"]:
                 print(f"FAILED meeting     {failed['meeting_id']} not projected from log position"
                       f" {failed['position']:,}: {failed['error']}")

@@ -9,6 +9,7 @@ from events import encode
 from projections.judge import Judge
 from services import ingest
 from tests.factories import cast, register_event, small_meeting
+from tests.hostile import mutate
 
 ADMIN, VOTES = "meetings.admin", "votes.submissions"
 GOOD = [encode(e) for e in (small_meeting(), register_event(), cast("R-1", {"2": "for"}, executed=1))]
@@ -19,30 +20,6 @@ class Rec:
 
     def __init__(self, topic: str, offset: int, value: bytes | None, key: bytes | None = b"k") -> None:
         self.topic, self.partition, self.offset, self.key, self.value = topic, 0, offset, key, value
-
-
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    """One of the malformations a hostile or broken client sends."""
-    kind = rng.randrange(9)
-    if kind == 0:
-        return rng.randbytes(rng.randrange(0, 300))
-    if kind == 1:
-        return data[: rng.randrange(len(data))]
-    if kind == 2:
-        at = rng.randrange(len(data))
-        return data[:at] + bytes([rng.randrange(256)]) + data[at + 1:]
-    if kind == 3:
-        depth = rng.choice([10, 999, 1001, 50_000])
-        return data[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
-    if kind == 4:
-        return data.replace(b'"for"', rng.choice([b"1e999", b"NaN", b"-1", b"9" * 400, b'"\\ud800"', b"null"]), 1)
-    if kind == 5:
-        return data[:-1] + b', "note": "' + rng.randbytes(8) + b'"}'
-    if kind == 6:
-        return data.replace(b'"m1"', rng.choice([b'"nope"', b'""', b"7", b'"' + b"m" * 5000 + b'"']), 1)
-    if kind == 7:
-        return data.replace(b'"vote.cast"', rng.choice([b'"vote.exploded"', b'"meeting.scheduled"', b"1"]), 1)
-    return data.replace(b'"v":1', rng.choice([b'"v":2', b'"v":-1', b'"v":1e3', b'"v":"1"']), 1)
 
 
 @settings(max_examples=60, deadline=None)
