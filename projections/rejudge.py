@@ -13,7 +13,7 @@ from datetime import datetime
 
 from events import AnyEvent, EVENT_TYPES
 from projections.judge import Judge
-from projections.validation import WRONG_TOPIC
+from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,11 @@ class Rejudge:
             if getattr(event, name, None) != value and not _same_instant(getattr(event, name, None), value):
                 self.first = Misjudged(position, f"row {position}'s {name} column differs from its payload")
                 return
-        # The topic a message came in on is not part of the row's payload: a recorded wrong_topic
-        # cannot be re-derived, and such a row changes no state, so it is taken as recorded.
-        expected = reason if reason == WRONG_TOPIC and tag in EVENT_TYPES else self.judge.judge(event)
+        # The topic a message came in on is not part of the row's payload, and a duplicate_event_id
+        # depends on an earlier row that may be another meeting's: neither can be re-derived here,
+        # and such a row changes no state, so it is taken as recorded (verify checks the original).
+        expected = reason if reason in (WRONG_TOPIC, DUPLICATE_EVENT_ID) and tag in EVENT_TYPES \
+            else self.judge.judge(event)
         recorded = None if decision == "accepted" else reason
         if expected != recorded:
             self.first = Misjudged(position, f"row {position} is logged {decision}"

@@ -31,6 +31,7 @@ DUPLICATE_MEETING = "duplicate_meeting"
 DUPLICATE_CHUNK = "duplicate_chunk"
 DUPLICATE_POSITION = "duplicate_position"  # a chunk redefining a control number already recorded
 WRONG_TOPIC = "wrong_topic"  # an admin event on the submissions topic, or the reverse
+DUPLICATE_EVENT_ID = "duplicate_event_id"  # R18: another message under an event_id already logged
 # Bounds that keep every sum the projector stores inside a bigint (events.schema.MAX_SHARES).
 SHARES_OUT_OF_RANGE = "shares_out_of_range"  # a share count or quorum term above MAX_SHARES
 INVALID_QUORUM = "invalid_quorum"  # a quorum above all the outstanding shares can never be met
@@ -43,6 +44,7 @@ REASONS = (
     NOT_ENTITLED, EXCEEDS_POSITION, OVER_VOTE, INVALID_CHOICE, UNKNOWN_ITEM, NO_LEGAL_PROXY,
     DISCRETIONARY_NOT_ALLOWED, UNSIGNED, MISSING_JOINT_SIGNATURE, POLL_CLOSED, CUTOFF_PASSED,
     NOT_PROXY_HOLDER, UNKNOWN_MEETING, DUPLICATE_MEETING, DUPLICATE_CHUNK, DUPLICATE_POSITION, WRONG_TOPIC,
+    DUPLICATE_EVENT_ID,
     SHARES_OUT_OF_RANGE, INVALID_QUORUM, INVALID_SEATS, REGISTER_EXCEEDS_OUTSTANDING, CHUNK_OUT_OF_RANGE,
     CHUNKS_MISMATCH,
 )

@@ -9,14 +9,13 @@ from typing import Protocol
 
 from events import EVENT_TYPES, MalformedMessage, MeetingScheduled, PollsClosed, PositionsRecorded, decode
 from projections.judge import Judge
-from projections.validation import WRONG_TOPIC
+from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
 from services.postgres.log_store import LogRow, ParkedMessage
 
 log = logging.getLogger("vote_ledger.ledger")
 
 # Reason codes of the ledger itself (the decoder's are in events/codec.py, the rules' in projections/).
 UNPROCESSABLE = "unprocessable"  # our code raised on this record: parked, never retried forever
-DUPLICATE_EVENT_ID = "duplicate_event_id"  # an event_id first logged with a different payload
 
 
 class Record(Protocol):

@@ -95,3 +95,26 @@ async def test_a_record_the_kafka_client_cannot_parse_is_skipped_parked_and_repo
         rows = await parked(settings.pg_dsn)
     assert [(r["source_topic"], r["source_offset"], r["reason"]) for r in rows] == [
         (topic, sent.offset, "unreadable_record")]
+
+
+async def test_an_event_id_squatted_with_other_bytes_is_logged_rejected_and_a_redelivery_dropped(settings):
+    from services.verify import verify_meeting
+
+    vote = encode(cast("R-1", {"2": "for"}, executed=1, event_id="mine"))
+    squat = encode(cast("R-2", {"2": "against"}, executed=2, event_id="mine"))
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()])
+        for value in (vote, squat, vote, squat):  # the first of each is logged; the repeats are redeliveries
+            await (await client.send(settings.submissions_topic, value, key=b"R-1"))
+        await publish(client, settings, [cast("R-1", {"2": "against"}, executed=3, event_id="after")])
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE event_id = 'after'", 1)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT event_id, control_number, decision, reason FROM ledger_log"
+                                " WHERE event_id = 'mine' ORDER BY position")
+        verification = await verify_meeting(conn, "m1")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [("mine", "R-1", "accepted", None), ("mine", "R-2", "rejected", "duplicate_event_id")]
+    assert verification.misjudged is None and not verification.problems
