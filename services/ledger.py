@@ -286,6 +286,8 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         batch=True, group_id=settings.consumer_group, auto_offset_reset="earliest",
         max_records=settings.batch_max, batch_timeout_ms=50, max_partition_fetch_bytes=8 << 20,
         listener=listener, ack_policy=AckPolicy.MANUAL, decoder=_raw_bodies, parser=_tolerant_parser,
+        group_instance_id=settings.instance_id or None, session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
     )
     listener.subscriber = subscriber
     watermark = AdminWatermark(settings)
