@@ -118,3 +118,31 @@ async def test_an_event_id_squatted_with_other_bytes_is_logged_rejected_and_a_re
         await conn.close()
     assert [tuple(r) for r in rows] == [("mine", "R-1", "accepted", None), ("mine", "R-2", "rejected", "duplicate_event_id")]
     assert verification.misjudged is None and not verification.problems
+
+
+async def test_status_alarms_when_records_were_deleted_in_kafka_before_the_ledger_logged_them(settings):
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    from services.status import status
+
+    tp = TopicPartition(settings.submissions_topic, 0)
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()])
+        async with running_ledger(settings):
+            await (await client.send(tp.topic, encode(cast("R-1", {"2": "for"})), partition=0))
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+        for i in range(5):  # published while the ledger is down, then deleted before it reads them
+            await (await client.send(tp.topic, encode(cast("R-1", {"2": "for"}, executed=2 + i)), partition=0))
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(before_offset=4)})
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        report = await status(conn, settings)
+    finally:
+        await conn.close()
+    assert report["behind_log_start"] == [{"partition": f"{tp.topic}/0", "committed": 1, "log_start": 4}]
