@@ -9,12 +9,13 @@ partition's consumer position then never moves past it, while its end moves on. 
 2. Every ``check_s`` this watch compares, per assigned partition, the offset committed in
    PostgreSQL with the partition's end. A partition whose committed offset has not moved for
    ``stall_after_s`` while records wait is *stalled*: logged at ERROR and counted.
-3. A stalled partition is probed by a consumer of its own, record by record from the committed
-   offset. If the probe reads everything, the stall is not a parsing problem (the database may be
-   down, or votes wait for meeting administration) and is only reported. If the probe's parser
-   raises at offset X, the readable records before X are committed as usual and X is parked as
-   ``unreadable_record`` (no key or value: nothing of it could be read; the detail says why) in the
-   same transaction as the offset X + 1; then the ledger's consumer is moved to X + 1.
+3. A paused partition, or a stalled one, is then read raw and parsed leniently from its committed
+   offset (services/kafka_raw.py: aiokafka, once it raised on a record, cannot read any later
+   record of the same producer batch either). Its readable records are committed as usual; the
+   unreadable ones are parked as ``unreadable_record`` with whatever key and value could be read,
+   in the same transaction as their offsets; then the ledger's consumer resumes after them. A
+   stalled partition with nothing unreadable (PostgreSQL down, votes waiting for meeting
+   administration) is only reported.
 
 The watch also alarms when a committed offset is below the partition's log start: records were
 deleted or expired in Kafka before the ledger logged them, and nothing can bring them back.
