@@ -157,7 +157,8 @@ class Ledger:
                 reason = "refused_by_database" if isinstance(exc, asyncpg.PostgresError) else ingest.UNPROCESSABLE
                 log.error("%s/%s/%s cannot be committed (%s: %s); parking it as %s", record.topic,
                           record.partition, record.offset, type(exc).__name__, exc, reason)
-                refused = _RefusedRecord(record, reason, f"{type(exc).__name__}: {exc}")
+                refused = ingest.Consumed(record.topic, record.partition, record.offset, record.key, record.value,
+                                          (reason, f"{type(exc).__name__}: {exc}"))
                 deferred += (await self.handle([refused], broker, admin_end)).deferred
         return deferred
 
@@ -178,15 +179,6 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return not isinstance(exc, _RECORD_FAULTS)
     return isinstance(exc, _TRANSIENT)
-
-
-class _RefusedRecord:
-    """A record that cannot be committed as it is: handled as undecodable, so it is parked verbatim."""
-
-    def __init__(self, record: ingest.Record, reason: str, why: str) -> None:
-        self.topic, self.partition, self.offset = record.topic, record.partition, record.offset
-        self.key, self.value = record.key, record.value
-        self.refused = (reason, why)
 
 
 class SeekToStoredOffsets(ConsumerRebalanceListener):

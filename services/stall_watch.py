@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from services import kafka_raw
 from services.config import Settings
+from services.ingest import Consumed
 
 log = logging.getLogger("vote_ledger.stall_watch")
 
@@ -84,29 +85,6 @@ def _failed_partition(exc: BaseException) -> TopicPartition | None:
             return candidate
         tb = tb.tb_next
     return None
-
-
-@dataclass
-class _Record:
-    """A record read leniently, handled like any other."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass
-class _Unreadable:
-    """A record the Kafka client cannot read, as the ledger parks it: what could be read, and why."""
-
-    topic: str
-    partition: int
-    offset: int
-    refused: tuple[str, str]
-    key: bytes | None = None
-    value: bytes | None = None
 
 
 @dataclass
@@ -217,9 +195,8 @@ class StallWatch:
                    if r.offset >= start]
         if not records:
             return True
-        batch = [_Record(tp.topic, tp.partition, r.offset, r.key, r.value) if r.problem is None
-                 else _Unreadable(tp.topic, tp.partition, r.offset, (UNREADABLE, r.problem), r.key, r.value)
-                 for r in records]
+        batch = [Consumed(tp.topic, tp.partition, r.offset, r.key, r.value,
+                          None if r.problem is None else (UNREADABLE, r.problem)) for r in records]
         decided = await self.ledger.handle(batch, self.broker, await self.watermark.end_offsets())
         if decided.deferred:
             return False

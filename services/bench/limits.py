@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,7 +14,7 @@ from projections.judge import Judge
 from services.bench.scratch import scratch_database
 from services.bench.workload import Workload
 from services.config import Settings
-from services.ingest import decide, decode_batch
+from services.ingest import Consumed, decide, decode_batch
 from services.kafka_io import producer, publish_raw
 from services.postgres.log_store import LOG_COLUMNS, chained_records
 
@@ -75,28 +74,17 @@ async def _consume_all(settings: Settings, topic: str, expected: int) -> tuple[i
         await consumer.stop()
 
 
-@dataclass(slots=True)
-class _Record:
-    """A consumer record as the ledger sees one (services.ingest.Record)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 def ledger_rows(settings: Settings, workload: Workload) -> list[tuple]:
     """The LOG_COLUMNS tuples the ledger appends for this workload: decoded, judged, chained, hashed."""
     partitioner = DefaultPartitioner()
     partitions = list(range(settings.submission_partitions))
     next_offset = dict.fromkeys(partitions, 0)
-    records = [_Record(settings.admin_topic, 0, offset, key, value)
+    records = [Consumed(settings.admin_topic, 0, offset, key, value)
                for offset, (key, value) in enumerate(workload.admin_payloads)]
     for key, value in workload.submission_payloads:
         # The partition and offset Kafka gives the message: same keys, same murmur2 partitioner.
         partition = partitioner(key, partitions, partitions)
-        records.append(_Record(settings.submissions_topic, partition, next_offset[partition], key, value))
+        records.append(Consumed(settings.submissions_topic, partition, next_offset[partition], key, value))
         next_offset[partition] += 1
     decoded, parked = decode_batch(records)
     if parked:
