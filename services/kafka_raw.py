@@ -43,9 +43,13 @@ def parse(data: bytes) -> Iterator[RawRecord]:
         (base, length, _epoch, magic, crc, attributes, last_delta, _t0, _t1, _pid, _pepoch, _seq,
          count) = _HEADER.unpack_from(data, pos)
         end = pos + 12 + length
+        if length < _HEADER.size - 12:
+            return  # no batch is this short: the rest cannot be framed (the caller parks the offset)
         if end > len(data):
             return  # a batch cut by the fetch size: the next fetch starts with it
-        offsets = range(base, base + last_delta + 1)
+        # Offsets the batch claims, no more than its bytes can hold (a record takes 7 bytes at least):
+        # a garbled header must not make us list billions of them.
+        offsets = range(base, base + max(min(last_delta, (length - 49) // 7 - 1), 0) + 1)
         if magic != 2:
             yield from (RawRecord(o, problem=f"record format v{magic} is not read") for o in offsets)
         elif calc_crc32c(data[pos + 21:end]) != crc:

@@ -191,8 +191,12 @@ class StallWatch:
         Returns whether the ledger's consumer can go on from the committed offset: False while votes
         wait for meeting administration (nothing was committed; the next round tries again).
         """
-        records = [r for r in kafka_raw.parse(await kafka_raw.fetch(self._probe._client, tp, start))
-                   if r.offset >= start]
+        raw = await kafka_raw.fetch(self._probe._client, tp, start)
+        records = [r for r in kafka_raw.parse(raw) if r.offset >= start]
+        if not records and raw:
+            # Bytes that frame no record at all (the broker validates batches, so this is unlikely):
+            # park the offset itself, so the partition moves on one offset per round at worst.
+            records = [kafka_raw.RawRecord(start, problem="the fetched bytes frame no record batch")]
         if not records:
             return True
         batch = [Consumed(tp.topic, tp.partition, r.offset, r.key, r.value,

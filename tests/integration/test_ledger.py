@@ -48,7 +48,7 @@ async def test_a_malformed_message_is_parked_reported_and_the_consumer_goes_on(s
     conn = await asyncpg.connect(settings.pg_dsn)
     parked = await conn.fetch("SELECT reason, value FROM ledger_parked ORDER BY id")
     await conn.close()
-    assert [p["reason"] for p in parked] == ["invalid_json", "invalid_json"]
+    assert [p["reason"] for p in parked] == ["invalid_json", "invalid_utf8"]
     assert parked[1]["value"] == b"\x00\xff garbage"
     consumer = AIOKafkaConsumer(settings.parked_topic, bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest")

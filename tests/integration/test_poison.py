@@ -1,5 +1,6 @@
 """Poison input through the real broker: each kind is parked with its reason and ingestion goes on."""
 
+import asyncio
 from contextlib import contextmanager
 
 import aiokafka.producer.message_accumulator as accumulator
@@ -146,3 +147,44 @@ async def test_status_alarms_when_records_were_deleted_in_kafka_before_the_ledge
     finally:
         await conn.close()
     assert report["behind_log_start"] == [{"partition": f"{tp.topic}/0", "committed": 1, "log_start": 4}]
+
+
+async def test_a_failure_that_is_not_the_records_is_retried_never_parked(settings):
+    # The ledger's role loses its INSERT privilege: every batch fails, none by any record's fault.
+    admin = await asyncpg.connect(settings.pg_dsn)
+    try:
+        async with producer(settings) as client:
+            await publish(client, settings, [small_meeting(), register_event()])
+            async with running_ledger(settings):
+                await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2)
+                await admin.execute("REVOKE INSERT ON ledger_log FROM vote_ledger_ledger")
+                await publish(client, settings, [cast("R-1", {"2": "for"}, executed=i) for i in (1, 2, 3)])
+                await asyncio.sleep(3)  # several failed attempts, spaced by the back-off
+                assert await admin.fetchval("SELECT count(*) FROM ledger_parked") == 0
+                assert await admin.fetchval("SELECT count(*) FROM ledger_log") == 2
+                await admin.execute("GRANT INSERT ON ledger_log TO vote_ledger_ledger")
+                await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 5, timeout=30)
+        assert await admin.fetchval("SELECT count(*) FROM ledger_parked") == 0
+    finally:
+        await admin.close()
+
+
+async def test_a_record_the_judge_raises_on_is_parked_and_the_rest_of_its_batch_logged(settings, monkeypatch):
+    from projections.judge import Judge
+
+    original = Judge.judge
+
+    def judge(self, event):
+        if getattr(event, "control_number", None) == "R-2":
+            raise ArithmeticError("a bug of ours, triggered by one record")
+        return original(self, event)
+
+    monkeypatch.setattr(Judge, "judge", judge)
+    votes = [cast(cn, {"2": "for"}, executed=1) for cn in ("R-1", "R-2", "B-1")]
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event(), *votes])
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 4)
+        rows = await parked(settings.pg_dsn)
+    assert [(r["reason"], r["detail"]) for r in rows] == [
+        ("unprocessable", "ArithmeticError: a bug of ours, triggered by one record")]
