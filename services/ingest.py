@@ -58,7 +58,7 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]]
     decoded, parked = [], []
     for record in records:
         refused = getattr(record, "refused", None)
-        if refused:  # it failed alone (see services.ledger.handle_one_by_one): (reason, detail)
+        if refused:  # it failed alone (see services.ledger.Ledger.commit): (reason, detail)
             parked.append(ParkedMessage(record.topic, record.partition, record.offset, record.key,
                                         record.value, *refused))
             continue

@@ -34,6 +34,7 @@ class RawRecord:
     value: bytes | None = None
     headers: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     problem: str | None = None
+    control: bool = False  # a transaction marker: no message, but it takes an offset
 
 
 def parse(data: bytes) -> Iterator[RawRecord]:
@@ -50,20 +51,33 @@ def parse(data: bytes) -> Iterator[RawRecord]:
         # Offsets the batch claims, no more than its bytes can hold (a record takes 7 bytes at least):
         # a garbled header must not make us list billions of them.
         offsets = range(base, base + max(min(last_delta, (length - 49) // 7 - 1), 0) + 1)
-        if magic != 2:
-            yield from (RawRecord(o, problem=f"record format v{magic} is not read") for o in offsets)
+        if magic != 2:  # older formats lay their header out otherwise: only the base offset is known
+            yield RawRecord(base, problem=f"record format v{magic} is not read")
         elif calc_crc32c(data[pos + 21:end]) != crc:
             yield from (RawRecord(o, problem="the batch's CRC does not match its bytes") for o in offsets)
-        elif not attributes & _CONTROL:  # transaction markers carry no message
+        elif attributes & _CONTROL:  # transaction markers carry no message
+            yield from (RawRecord(o, control=True) for o in offsets)
+        else:
             yield from _records(data[pos + _HEADER.size:end], base, attributes & 0x07, count, offsets)
         pos = end
 
 
 def _records(body: bytes, base: int, codec: int, count: int, offsets: range) -> Iterator[RawRecord]:
     done = -1
-    try:
-        if codec:
+    if codec:
+        # A codec this process lacks raises here, out of the reader: the environment's fault, so
+        # the partition waits (reported) rather than its records being parked.
+        if codec not in _DECOMPRESS:
+            yield from (RawRecord(o, problem=f"unknown compression codec {codec}") for o in offsets)
+            return
+        try:
             body = _DECOMPRESS[codec](body)
+        except (NotImplementedError, ImportError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - bytes that do not decompress are the batch's fault
+            yield from (RawRecord(o, problem=f"the batch does not decompress ({type(exc).__name__})") for o in offsets)
+            return
+    try:
         pos = 0
         for _ in range(count):
             length, pos = decode_varint(body, pos)

@@ -47,6 +47,9 @@ class Ledger:
         # One batch at a time per process: the stall watch (services/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
         self._busy = asyncio.Lock()
+        # The judge may hold admin events of a transaction that did not commit; rebuilt before the
+        # next batch is judged (set when the rebuild right after the failure could not run).
+        self._dirty = False
 
     async def start(self) -> None:
         """Open the pool and rebuild the judge's state from the log."""
@@ -74,6 +77,11 @@ class Ledger:
             self.judge.apply_accepted(decode(row["payload"]))
             self.judge_position = row["position"]
 
+    async def skip_to(self, tp: TopicPartition, offset: int) -> None:
+        """Store a partition's next offset past records that carry no message (transaction markers)."""
+        async with self._busy, self.pool.acquire() as conn, conn.transaction():
+            await log_store.store_offsets(conn, self.settings.consumer_group, {(tp.topic, tp.partition): offset})
+
     async def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
         """Next offsets stored in PostgreSQL for these partitions."""
         async with self.pool.acquire() as conn:
@@ -93,6 +101,24 @@ class Ledger:
 
     async def _handle(self, records: Sequence[ingest.Record], broker: KafkaBroker,
                       admin_end: dict[tuple[str, int], int] | None) -> ingest.Decided:
+        if self._dirty:
+            await self._reload()
+            self._dirty = False
+        try:
+            return await self._decide_and_commit(records, broker, admin_end)
+        except BaseException:
+            # decide() applied this batch's admin events to the judge before the commit failed:
+            # rebuild it from the log before anyone else (the stall watch may be waiting) judges.
+            self._dirty = True
+            try:
+                await self._reload()
+                self._dirty = False
+            except Exception:  # noqa: BLE001 - the database is down: the next batch rebuilds it
+                pass
+            raise
+
+    async def _decide_and_commit(self, records: Sequence[ingest.Record], broker: KafkaBroker,
+                                 admin_end: dict[tuple[str, int], int] | None) -> ingest.Decided:
         decoded, parked = ingest.decode_batch(records)
         async with self.pool.acquire() as conn, conn.transaction():
             await log_store.lock_log(conn)
@@ -117,11 +143,9 @@ class Ledger:
             for message in parked:
                 # Published before commit: a crash in between re-parks it (at least once on the
                 # topic), while the table, keyed by source offset, records it exactly once.
-                await broker.publish(
-                    message.value or b"", topic=self.settings.parked_topic, key=message.key,
-                    headers={"reason": message.reason, "detail": message.detail[:500],
-                             "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}"},
-                )
+                await broker.publish(message.value[:PARKED_COPY_MAX] if message.value else b"",
+                                     topic=self.settings.parked_topic, key=message.key,
+                                     headers=parked_headers(message))
         self.judge_position = head  # our own admin events are in the judge already
         if decided.judge_suspect:
             await self._reload()
@@ -139,28 +163,58 @@ class Ledger:
         in_batch = ingest.next_offsets([r for r in records if r.topic == self.settings.admin_topic])
         return all(max(stored.get(tp, 0), in_batch.get(tp, 0)) >= end for tp, end in admin_end.items())
 
-    async def handle_one_by_one(self, records: Sequence[ingest.Record], broker: KafkaBroker,
-                                admin_end: dict[tuple[str, int], int] | None = None) -> list[ingest.Record]:
-        """Backstop for a batch that failed for a record's sake: commit records singly, park what fails.
+    async def commit(self, records: Sequence[ingest.Record], broker: KafkaBroker,
+                     admin_end: dict[tuple[str, int], int] | None = None) -> list[ingest.Record]:
+        """Commit a batch; if it fails for a record's sake, commit record by record. Returns the deferred.
 
-        A failure that is not the record's fault (see ``is_transient``) propagates: the caller
-        rewinds and retries with back-off, so nothing is parked because the database was down.
+        A failure that is not a record's fault (see ``is_transient``) propagates: the caller rewinds
+        and retries with back-off, so nothing is parked because the database was down.
         """
+        try:
+            return (await self.handle(records, broker, admin_end)).deferred
+        except Exception as exc:  # noqa: BLE001 - classified: the environment's, or a record's
+            if is_transient(exc):
+                raise
+            log.warning("batch of %d not committed (%s: %s); committing one by one", len(records),
+                        type(exc).__name__, exc)
+            return await self._one_by_one(records, broker, admin_end)
+
+    async def _one_by_one(self, records: Sequence[ingest.Record], broker: KafkaBroker,
+                          admin_end: dict[tuple[str, int], int] | None) -> list[ingest.Record]:
         deferred: list[ingest.Record] = []
+        held: set[tuple[str, int]] = set()  # partitions with a deferred record: the rest of them waits too
         for record in records:
+            if (record.topic, record.partition) in held:
+                deferred.append(record)  # committing it would store an offset past the deferred one
+                continue
             try:
-                deferred += (await self.handle([record], broker, admin_end)).deferred
+                waiting = (await self.handle([record], broker, admin_end)).deferred
             except Exception as exc:  # noqa: BLE001 - classified below
                 if is_transient(exc):
                     raise
-                await self.reload()
                 reason = "refused_by_database" if isinstance(exc, asyncpg.PostgresError) else ingest.UNPROCESSABLE
                 log.error("%s/%s/%s cannot be committed (%s: %s); parking it as %s", record.topic,
                           record.partition, record.offset, type(exc).__name__, exc, reason)
                 refused = ingest.Consumed(record.topic, record.partition, record.offset, record.key, record.value,
                                           (reason, f"{type(exc).__name__}: {exc}"))
-                deferred += (await self.handle([refused], broker, admin_end)).deferred
+                waiting = (await self.handle([refused], broker, admin_end)).deferred
+            deferred += waiting
+            held.update((r.topic, r.partition) for r in waiting)
         return deferred
+
+
+# Kafka refuses a message over its size limit (1 MiB by default, headers included); the table keeps
+# the whole value, the topic a prefix of it, with the original length in a header.
+PARKED_COPY_MAX = 900_000
+
+
+def parked_headers(message) -> dict[str, str]:
+    """Headers of a parked message's copy on the parked topic."""
+    headers = {"reason": message.reason, "detail": message.detail[:500],
+               "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}"}
+    if message.value and len(message.value) > PARKED_COPY_MAX:
+        headers["truncated_from"] = str(len(message.value))
+    return headers
 
 
 class JudgeRaised(Exception):
@@ -171,7 +225,8 @@ class JudgeRaised(Exception):
 # limit): the record is parked. Every other failure (connection lost, shutdown, privileges, lock
 # timeouts, a Kafka error) is the environment's: retried with back-off, never parked.
 _RECORD_FAULTS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
-_TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, KafkaError)
+_TRANSIENT = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+              KafkaError, MemoryError)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -293,16 +348,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         records = message.raw_message
         try:
             admin_end = await watermark.end_offsets()
-            try:
-                deferred = (await ledger.handle(records, broker, admin_end)).deferred
-            except Exception as exc:  # noqa: BLE001 - classified: the environment's, or a record's
-                if is_transient(exc):
-                    raise
-                # Something in the batch cannot be committed: find it, park it, commit the rest.
-                log.warning("batch of %d not committed (%s: %s); committing one by one", len(records),
-                            type(exc).__name__, exc)
-                await ledger.reload()
-                deferred = await ledger.handle_one_by_one(records, broker, admin_end)
+            deferred = await ledger.commit(records, broker, admin_end)
         except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
             failures += 1
             delay = min(0.25 * 2 ** min(failures, 6), 10.0)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CorruptRecordException
 
 from services import kafka_raw
 from services.config import Settings
@@ -42,10 +43,13 @@ UNREADABLE = "unreadable_record"
 
 
 def is_parse_error(exc: BaseException) -> bool:
-    """Whether the Kafka client failed on a record's bytes, not on the network or the broker."""
-    if isinstance(exc, (asyncio.TimeoutError, OSError)):
-        return False
-    return not isinstance(exc, KafkaError) or not exc.retriable
+    """Whether the Kafka client failed on a record's bytes, not on the network, the broker or itself.
+
+    What aiokafka's record parser raises on bytes it cannot read: UnicodeDecodeError (a header key),
+    ValueError/IndexError/struct.error (a record cut short), CorruptRecordException (a CRC). A codec
+    it lacks is not the record's fault: UnsupportedCodecError is a KafkaError, so it is excluded.
+    """
+    return isinstance(exc, (ValueError, IndexError, struct.error, CorruptRecordException))
 
 
 def shield_getmany(consumer: AIOKafkaConsumer, watch: StallWatch) -> None:
@@ -65,13 +69,23 @@ def shield_getmany(consumer: AIOKafkaConsumer, watch: StallWatch) -> None:
             if not is_parse_error(exc):
                 raise
             failed = _failed_partition(exc)
-            suspects = {failed} if failed is not None else set(consumer.assignment())
+            assigned = consumer.assignment()
+            suspects = {failed} & assigned if failed is not None else set(assigned)
             log.error("the Kafka client cannot parse a record of %s (%s: %s); pausing it for the stall watch",
                       ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(suspects)), type(exc).__name__, exc)
-            consumer.pause(*suspects)
-            await watch.rewind(sorted(consumer.assignment()))
             watch.suspect(suspects)
-            return {}
+            consumer.pause(*suspects)
+            # Records of other partitions drained in this call are gone from view: read them again.
+            # Until that succeeds nothing else may be consumed, or a later commit would skip them.
+            delay = 0.5
+            while True:
+                try:
+                    await watch.rewind(sorted(consumer.assignment()))
+                    return {}
+                except Exception as rewind_failure:  # noqa: BLE001 - PostgreSQL down: wait for it
+                    log.error("cannot rewind to the committed offsets (%s); retrying in %.1f s", rewind_failure, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
 
     consumer.getmany = getmany
 
@@ -145,6 +159,7 @@ class StallWatch:
         consumer = self.subscriber.consumer
         assigned = sorted(consumer.assignment())
         self._suspects &= set(assigned)  # a revoked partition is its new owner's business
+        self._suspects |= consumer.paused() & set(assigned)  # paused by us, whatever stopped its probe
         if not assigned:
             return
         stored = await self.ledger.stored_offsets(assigned)
@@ -163,7 +178,7 @@ class StallWatch:
             if tp in self._suspects:
                 done = await self.probe(tp, position, ends[tp])
                 now_at = (await self.ledger.stored_offsets([tp])).get((tp.topic, tp.partition), position)
-                if done:
+                if done and tp in consumer.assignment():  # it may have been revoked meanwhile
                     self._suspects.discard(tp)
                     consumer.seek(tp, now_at)
                     consumer.resume(tp)
@@ -184,6 +199,7 @@ class StallWatch:
                 self._since[tp] = (position, now)
                 if await self.probe(tp, position, ends[tp]) and tp in consumer.assignment():
                     consumer.seek(tp, (await self.ledger.stored_offsets([tp])).get((tp.topic, tp.partition), position))
+                    self._since.pop(tp, None)
 
     async def probe(self, tp: TopicPartition, start: int, end: int) -> bool:
         """Commit the partition's records from ``start`` as read leniently; park the ones a client cannot read.
@@ -192,18 +208,21 @@ class StallWatch:
         wait for meeting administration (nothing was committed; the next round tries again).
         """
         raw = await kafka_raw.fetch(self._probe._client, tp, start)
-        records = [r for r in kafka_raw.parse(raw) if r.offset >= start]
-        if not records and raw:
+        parsed = list(kafka_raw.parse(raw))
+        read = [r for r in parsed if r.offset >= start]
+        records = [r for r in read if not r.control]
+        if not parsed and raw:
             # Bytes that frame no record at all (the broker validates batches, so this is unlikely):
             # park the offset itself, so the partition moves on one offset per round at worst.
             records = [kafka_raw.RawRecord(start, problem="the fetched bytes frame no record batch")]
         if not records:
+            if read:  # only transaction markers: no message to log, but the offset moves past them
+                await self.ledger.skip_to(tp, read[-1].offset + 1)
             return True
         batch = [Consumed(tp.topic, tp.partition, r.offset, r.key, r.value,
                           None if r.problem is None else (UNREADABLE, r.problem)) for r in records]
-        decided = await self.ledger.handle(batch, self.broker, await self.watermark.end_offsets())
-        if decided.deferred:
-            return False
+        if await self.ledger.commit(batch, self.broker, await self.watermark.end_offsets()):
+            return False  # votes wait for meeting administration: the next round tries again
         unreadable = [r for r in records if r.problem is not None]
         self.skipped += len(unreadable)
         for r in unreadable:

@@ -32,15 +32,24 @@ ROLE_DSNS = {
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
-async def _assume(conn: asyncpg.Connection, role: str | None) -> None:
-    """SET ROLE so the database, not our code, refuses what this process must not do."""
+async def _assume(conn: asyncpg.Connection, role: str | None, variable: str | None = None) -> None:
+    """SET ROLE so the database, not our code, refuses what this process must not do.
+
+    For a service (``variable`` names where its DSN came from) a login that is not a member of the
+    role is refused: it would run with its own privileges, e.g. the owner's, who may switch the
+    log's triggers off. Elsewhere (the owner's own tools) it carries on, loudly.
+    """
     if role is None:
         return
     try:
         await conn.execute(f'SET ROLE "{role}"')
     except asyncpg.InsufficientPrivilegeError:
-        # A login that is not a member of the role (e.g. a managed database's own user): carry on
-        # with its own privileges, loudly, rather than refuse to run.
+        if variable is not None:
+            from services.cli import UserError
+
+            user = conn.get_settings().session_authorization
+            raise UserError(f"{variable} logs in as {user!r}, which is not a member of {role}: give this process"
+                            f" a login of its own ({ROLE_DSNS[role][1]}; `vote-ledger stack up` prints one)") from None
         log.warning("cannot SET ROLE %s; running with the login's own privileges", role)
 
 
@@ -110,7 +119,7 @@ async def connect_as(cfg: Settings, role: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
     try:
         _refuse_superuser(conn, role, variable)
-        await _assume(conn, role)
+        await _assume(conn, role, variable)
     except BaseException:
         await conn.close()
         raise
@@ -123,6 +132,6 @@ async def pool_as(cfg: Settings, role: str, size: int = 4) -> asyncpg.Pool:
 
     async def init(conn: asyncpg.Connection) -> None:
         _refuse_superuser(conn, role, variable)
-        await _assume(conn, role)
+        await _assume(conn, role, variable)
 
     return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS)

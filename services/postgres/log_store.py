@@ -206,7 +206,9 @@ async def store_offsets(conn: asyncpg.Connection, group: str, offsets: dict[tupl
             " ON CONFLICT (consumer_group, topic, partition)"
             # Never backwards: a slow former owner of a partition must not undo a newer commit.
             " DO UPDATE SET next_offset = GREATEST(ledger_offsets.next_offset, excluded.next_offset),"
-            " updated_at = clock_timestamp()",
+            # When the offset last moved: `status` reports a partition stalled by this.
+            " updated_at = CASE WHEN excluded.next_offset > ledger_offsets.next_offset THEN clock_timestamp()"
+            " ELSE ledger_offsets.updated_at END",
             group, list(topics), list(partitions), list(nexts),
         )
 

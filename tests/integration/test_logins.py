@@ -159,6 +159,17 @@ async def test_the_older_single_dsn_form_still_works_for_a_login_that_is_no_supe
         await conn.close()
 
 
+async def test_a_service_given_a_login_outside_its_role_refuses_to_start_rather_than_run_with_its_rights(settings):
+    # E.g. the owner's DSN as the only one: SET ROLE fails and the ledger would run as the owner,
+    # who may switch the log's triggers off. The reader's login stands in for any non-member here.
+    only_other = dataclasses.replace(settings, pg_dsn=settings.pg_reader_dsn, pg_ledger_dsn=None)
+    with pytest.raises(UserError, match="which is not a member of vote_ledger_ledger"):
+        await connect_as(only_other, LEDGER_ROLE)
+    with pytest.raises(UserError, match="which is not a member of vote_ledger_ledger"):
+        pool = await pool_as(only_other, LEDGER_ROLE)
+        await pool.close()
+
+
 async def test_an_owner_login_that_is_no_superuser_migrates_a_database_it_owns(logins):
     async with temporary_logins(logins.pg_dsn, f"vl_t{uuid.uuid4().hex[:8]}_", ("owner",)) as dsns:
         # From the `postgres` database: 009 closed the others to logins outside our roles.

@@ -188,3 +188,26 @@ async def test_a_record_the_judge_raises_on_is_parked_and_the_rest_of_its_batch_
         rows = await parked(settings.pg_dsn)
     assert [(r["reason"], r["detail"]) for r in rows] == [
         ("unprocessable", "ArithmeticError: a bug of ours, triggered by one record")]
+
+
+async def test_a_malformed_message_near_kafkas_size_limit_is_parked_and_its_copy_cut_to_fit(settings):
+    huge = b"{" + b"x" * 1_048_300  # invalid JSON, a hair under the producer's 1 MiB limit: with the
+    # parked copy's headers (reason, detail, source) it would be over it
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting()])
+        await (await client.send(settings.admin_topic, huge, key=b"m1"))
+        await publish(client, settings, [register_event(), cast("R-1", {"2": "for"})])
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+        rows = await parked(settings.pg_dsn)
+    assert [(r["reason"], len(r["value"])) for r in rows] == [("invalid_json", len(huge))]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "lz4", "snappy", "zstd"])
+async def test_votes_a_channel_compressed_with_any_kafka_codec_are_logged(settings, codec):
+    votes = [cast(cn, {"2": "for"}, executed=1) for cn in ("R-1", "R-2", "B-1")]
+    async with producer(settings, compression_type=codec) as client:
+        await publish(client, settings, [small_meeting(), register_event(), *votes])
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE decision = 'accepted'", 5)
+    assert await parked(settings.pg_dsn) == []
