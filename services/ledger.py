@@ -8,13 +8,11 @@ seeks to them, so a crash or rebalance never loses or doubles a submission.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import inspect
 import logging
 from collections.abc import Sequence
 
 import asyncpg
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
@@ -25,6 +23,8 @@ from projections.judge import Judge
 from services import ingest
 from services.chain_heads import HeadPublisher
 from services.kafka_io import AdminWatermark
+from services.ledger_consumer import (SeekToStoredOffsets, raw_bodies, rewind, seek_back, seek_to_stored,
+                                      tolerant_parser)
 from services.stall_watch import StallWatch
 from services.config import Settings
 from services.postgres import log_store
@@ -236,93 +236,6 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
-class SeekToStoredOffsets(ConsumerRebalanceListener):
-    """On every assignment, resume each partition at the offset committed in PostgreSQL."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.subscriber = None  # set once the subscriber exists; it owns the consumer
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        """Nothing to flush: every batch commits before the next poll."""
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        """Seek assigned partitions to the stored offsets (or the beginning if none stored)."""
-        delay = 0.5
-        while True:
-            # aiokafka logs and swallows a listener's exception, and would then resume from Kafka's
-            # own commits: wait for PostgreSQL instead, whatever it takes.
-            try:
-                await seek_to_stored(self.subscriber.consumer, self.ledger, list(assigned))
-                return
-            except Exception:  # noqa: BLE001
-                log.exception("cannot read stored offsets; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-
-async def seek_to_stored(consumer, ledger: Ledger, partitions: list[TopicPartition]) -> None:
-    """Position the consumer on PostgreSQL's offsets; partitions never consumed start at 0."""
-    assigned = consumer.assignment()
-    partitions = [tp for tp in partitions if tp in assigned]  # a revoked one is its new owner's
-    stored = await ledger.stored_offsets(partitions)
-    fresh = []
-    for tp in partitions:
-        offset = stored.get((tp.topic, tp.partition))
-        if offset is None:
-            fresh.append(tp)
-        else:
-            consumer.seek(tp, offset)
-    if fresh:
-        result = consumer.seek_to_beginning(*fresh)
-        if inspect.isawaitable(result):
-            await result
-
-
-async def _rewind(subscriber, ledger: Ledger, records: Sequence[ingest.Record]) -> None:
-    """Undo the consumer's advance past an uncommitted batch, retrying until PostgreSQL answers."""
-    partitions = sorted({TopicPartition(r.topic, r.partition) for r in records})
-    delay = 0.5
-    while True:
-        try:
-            await ledger.reload()  # the judge may have applied admin events that never committed
-            await seek_to_stored(subscriber.consumer, ledger, partitions)
-            return
-        except Exception:  # noqa: BLE001
-            log.exception("PostgreSQL unavailable; retrying in %.1f s", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-
-async def _seek_back(consumer, records: Sequence[ingest.Record]) -> None:
-    """Rewind each partition of these uncommitted records to its first one, to read them again."""
-    first: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        first[tp] = min(first.get(tp, r.offset), r.offset)
-    assigned = consumer.assignment()
-    for tp, offset in first.items():
-        if tp in assigned:
-            consumer.seek(tp, offset)
-
-
-async def _tolerant_parser(records, original):
-    """FastStream's batch parser, but a header it cannot decode never loses the batch.
-
-    Its parser decodes every header as UTF-8 before our handler runs; one bad header would drop
-    the whole batch. The ledger does not use headers, so on failure they are dropped instead.
-    """
-    try:
-        return await original(records)
-    except (UnicodeDecodeError, AttributeError):
-        return await original(tuple(dataclasses.replace(r, headers=[]) for r in records))
-
-
-async def _raw_bodies(message) -> list:
-    """Skip FastStream's JSON decoding: the ledger decodes (and parks) each record itself."""
-    return message.body
-
-
 def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
     broker = KafkaBroker(settings.kafka_bootstrap, client_id="vote-ledger-ledger")
@@ -332,7 +245,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         settings.submissions_topic, settings.admin_topic,
         batch=True, group_id=settings.consumer_group, auto_offset_reset="earliest",
         max_records=settings.batch_max, batch_timeout_ms=50, max_partition_fetch_bytes=8 << 20,
-        listener=listener, ack_policy=AckPolicy.MANUAL, decoder=_raw_bodies, parser=_tolerant_parser,
+        listener=listener, ack_policy=AckPolicy.MANUAL, decoder=raw_bodies, parser=tolerant_parser,
         group_instance_id=settings.instance_id or None, session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
     )
@@ -354,13 +267,13 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             delay = min(0.25 * 2 ** min(failures, 6), 10.0)
             log.exception("batch of %d not committed (failure %d in a row); rewinding to the stored offsets,"
                           " retrying in %.1f s", len(records), failures, delay)
-            await _rewind(subscriber, ledger, records)
+            await rewind(subscriber, ledger, records)
             await asyncio.sleep(delay)
             return
         failures = 0
         if deferred:
             # Meeting administration is behind: read it first, then these submissions again.
-            await _seek_back(subscriber.consumer, deferred)
+            await seek_back(subscriber.consumer, deferred)
             await asyncio.sleep(0.1)
             return
         # Kafka's own commit is informational (lag dashboards); PostgreSQL holds the truth.

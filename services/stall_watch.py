@@ -106,7 +106,7 @@ class StallWatch:
     """Watches the ledger's partitions; parks what the Kafka client cannot parse (module docstring)."""
 
     settings: Settings
-    ledger: object  # services.ledger.Ledger (stored_offsets, handle)
+    ledger: object  # services.ledger.Ledger (stored_offsets, commit, skip_to): it imports this module
     subscriber: object  # the FastStream subscriber: its .consumer is the ledger's consumer
     broker: object
     watermark: object  # services.kafka_io.AdminWatermark: end offsets of meeting administration
