@@ -140,12 +140,12 @@ class Ledger:
             head = await log_store.append(conn, decided.rows)
             await log_store.park(conn, parked)
             await log_store.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(done))
-            for message in parked:
-                # Published before commit: a crash in between re-parks it (at least once on the
-                # topic), while the table, keyed by source offset, records it exactly once.
-                await broker.publish(message.value[:PARKED_COPY_MAX] if message.value else b"",
-                                     topic=self.settings.parked_topic, key=message.key,
-                                     headers=parked_headers(message))
+            # Published before commit: a crash in between re-parks it (at least once on the topic),
+            # while the table, keyed by source offset, records it exactly once. All at once: one
+            # broker round trip per batch, not per message, when a flood of garbage arrives.
+            await asyncio.gather(*(broker.publish(message.value[:PARKED_COPY_MAX] if message.value else b"",
+                                                  topic=self.settings.parked_topic, key=message.key,
+                                                  headers=parked_headers(message)) for message in parked))
         self.judge_position = head  # our own admin events are in the judge already
         if decided.judge_suspect:
             await self._reload()
