@@ -10,7 +10,7 @@ from typing import Protocol
 from events import EVENT_TYPES, MalformedMessage, MeetingScheduled, PollsClosed, PositionsRecorded, decode
 from projections.judge import Judge
 from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
-from services.postgres.log_store import LogRow, ParkedMessage
+from services.postgres.log_store import KnownId, LogRow, ParkedMessage
 
 log = logging.getLogger("vote_ledger.ledger")
 
@@ -82,31 +82,31 @@ def unprocessable(record: Record, exc: BaseException) -> ParkedMessage:
                          f"{type(exc).__name__}: {exc}")
 
 
-def decide(judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[str, list[bytes]] | set[str],
+def decide(judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[str, KnownId] | set[str],
            admin_topic: str) -> Decided:
     """Judge decoded events in batch order, skipping event_ids already logged or seen (R18).
 
-    ``known`` maps event_ids already in the log to the payloads logged under them (a plain set of
-    ids: any payload counts as the same). A record the judge raises on goes to ``parked``.
+    ``known`` maps event_ids already in the log to what was logged under them (a plain set of ids:
+    any payload counts as the same). A record the judge raises on goes to ``parked``.
     """
     out = Decided()
-    seen: dict[str, list[bytes] | None] = (
-        {event_id: list(payloads) for event_id, payloads in known.items()} if isinstance(known, Mapping)
-        else dict.fromkeys(known))
+    seen: dict[str, KnownId | None] = (
+        {event_id: KnownId(list(k.payloads), k.applied) for event_id, k in known.items()}
+        if isinstance(known, Mapping) else dict.fromkeys(known))
     # Meeting administration first: a batch may hold a meeting's register and its first votes.
     ordered = sorted(decoded, key=lambda pair: pair[0].topic != admin_topic)
     for record, event in ordered:
         reason = None
-        logged = seen.get(event.event_id, _NEW)
-        if logged is None or record.value in logged:
+        entry = seen.get(event.event_id, _NEW)
+        if entry is None or (entry is not _NEW and record.value in entry.payloads):
             out.duplicates += 1  # R18: the same message again (a redelivery or a retry): applied once
             continue
-        if logged is _NEW:
-            seen[event.event_id] = [record.value]
-        else:
-            # R18 keeps the first; a different message under a used id is logged rejected, so an id
-            # squatted by another party shows (the first row is the one with the lowest position).
-            logged.append(record.value)
+        if entry is _NEW:
+            entry = seen[event.event_id] = KnownId()
+        entry.payloads.append(record.value)
+        if entry.applied:
+            # R18 keeps the applied one; another message under its id is logged rejected, so an id
+            # squatted by another party shows. A rejected row holds no id: it applied nothing.
             reason = DUPLICATE_EVENT_ID
         # A channel must not grant itself entitlement or close the polls through the vote topic.
         on_admin_topic = record.topic == admin_topic
@@ -119,6 +119,7 @@ def decide(judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[st
                 out.parked.append(unprocessable(record, exc))
                 out.judge_suspect = True
                 continue
+        entry.applied = entry.applied or reason is None
         out.rows.append(LogRow(
             meeting_id=event.meeting_id, event_id=event.event_id, type=_tag(event),
             control_number=getattr(event, "control_number", None), channel=getattr(event, "channel", None),
@@ -131,7 +132,7 @@ def decide(judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[st
 
 
 _ADMIN_EVENTS = (MeetingScheduled, PositionsRecorded, PollsClosed)
-_NEW: list[bytes] = []  # sentinel: an event_id neither logged nor seen in this batch (never mutated)
+_NEW = KnownId()  # sentinel: an event_id neither logged nor seen in this batch (never mutated)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

@@ -152,14 +152,15 @@ async def verify_meeting(conn: asyncpg.Connection, meeting_id: str, expect_hash:
             result.parked.feed([row])
             if result.parked_heads is not None and row.hash is not None:
                 result.parked_heads.feed([(row.position, row.hash)])
-        # R18: a duplicate_event_id rejection stands for a message that came after its id's first
-        # row; one without such a row would hide a vote behind a made-up rejection.
+        # R18: a duplicate_event_id rejection stands for a message that came after its id was
+        # applied; one without such a row would hide a vote behind a made-up rejection.
         orphan = await conn.fetchval(
             "SELECT min(d.position) FROM ledger_log d WHERE d.meeting_id = $1 AND d.reason = 'duplicate_event_id'"
             " AND NOT EXISTS (SELECT FROM ledger_log o WHERE o.event_id = d.event_id AND o.position < d.position"
-            " AND o.reason IS DISTINCT FROM 'duplicate_event_id')", meeting_id)
+            " AND o.decision = 'accepted')", meeting_id)
         if orphan is not None:
-            result.problems.append(f"row {orphan} is rejected as duplicate_event_id, but no earlier row has its event_id")
+            result.problems.append(f"row {orphan} is rejected as duplicate_event_id, but no earlier row applied its"
+                                   " event_id")
         projection.apply_many(batch)
         await refold_late(conn, projection, result.checkpoint)
         projected = await tally_store.load_tally(conn, projection.tallies[meeting_id].meeting) \

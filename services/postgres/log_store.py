@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import asyncpg
@@ -75,26 +75,33 @@ async def lock_log(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_APPEND_LOCK)
 
 
-async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, list[bytes]]:
-    """The event_ids among these already in the log, each with the payloads logged under it (R18).
+@dataclass(slots=True)
+class KnownId:
+    """An event_id already in the log: the payloads logged under it, and whether one was accepted."""
+
+    payloads: list[bytes] = field(default_factory=list)
+    applied: bool = False
+
+
+async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, KnownId]:
+    """The event_ids among these already in the log, with what was logged under each (R18).
 
     Call it under the append lock. The payloads tell a redelivery (same bytes: dropped) from another
-    message under a used id (logged rejected as duplicate_event_id, see 012_duplicate_event_ids.sql).
+    message under an applied id (logged rejected as duplicate_event_id, see 012_duplicate_event_ids.sql).
     """
     if not event_ids:
         return {}
-    # A join on unnest probes the unique index once per id whatever the plan. `event_id = ANY($1)`
+    # A join on unnest probes the event_id index once per id whatever the plan. `event_id = ANY($1)`
     # under a generic plan made while the log was small (see SERVER_SETTINGS in connect.py) seq-
-    # scanned it comparing every row with every id: seconds per batch at 50,000 rows. The two
-    # partial indexes of migration 012 are each probed with their own predicate.
+    # scanned it comparing every row with every id: seconds per batch at 50,000 rows.
     rows = await conn.fetch(
-        "SELECT l.event_id, l.payload::text AS payload FROM unnest($1::text[]) AS u(id)"
-        " JOIN ledger_log l ON l.event_id = u.id AND l.reason IS DISTINCT FROM 'duplicate_event_id'"
-        " UNION ALL SELECT l.event_id, l.payload::text FROM unnest($1::text[]) AS u(id)"
-        " JOIN ledger_log l ON l.event_id = u.id AND l.reason = 'duplicate_event_id'", list(event_ids))
-    known: dict[str, list[bytes]] = {}
+        "SELECT l.event_id, l.decision, l.payload::text AS payload FROM unnest($1::text[]) AS u(id)"
+        " JOIN ledger_log l ON l.event_id = u.id", list(event_ids))
+    known: dict[str, KnownId] = {}
     for r in rows:
-        known.setdefault(r["event_id"], []).append(r["payload"].encode())
+        entry = known.setdefault(r["event_id"], KnownId())
+        entry.payloads.append(r["payload"].encode())
+        entry.applied = entry.applied or r["decision"] == "accepted"
     return known
 
 

@@ -61,12 +61,17 @@ async def test_the_reader_role_cannot_append_and_the_ledger_role_can(pg_dsn):
     await ledger.close()
 
 
-async def test_the_database_refuses_a_second_row_with_the_same_event_id(pg_dsn):
+async def test_the_database_refuses_a_second_accepted_row_with_the_same_event_id(pg_dsn):
+    accepted = row("same")
+    accepted.decision, accepted.reason = "accepted", None
     conn = await connect(pg_dsn)
     try:
-        await append(conn, [row("same")])
-        with pytest.raises(asyncpg.UniqueViolationError, match="ledger_log_event_id_key"):
-            await append(conn, [row("same")])
+        await append(conn, [accepted])
+        with pytest.raises(asyncpg.UniqueViolationError, match="ledger_log_applied_event_id_key"):
+            await append(conn, [accepted])
+        rejected = row("same")  # R18 is about applying: a rejected row under the id is evidence, allowed
+        rejected.decision, rejected.reason = "rejected", "duplicate_event_id"
+        await append(conn, [rejected])
     finally:
         await conn.close()
 

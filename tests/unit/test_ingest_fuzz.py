@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from events import encode
 from projections.judge import Judge
 from services import ingest
+from services.postgres.log_store import KnownId
 from tests.factories import cast, register_event, small_meeting
 from tests.hostile import mutate
 
@@ -55,10 +56,23 @@ def test_the_same_event_id_with_other_bytes_is_logged_rejected_as_duplicate_even
         (0, "accepted", None), (1, "accepted", None), (2, "accepted", None), (3, "rejected", "duplicate_event_id")]
     assert decided.duplicates == 2  # the redelivered vote, and the squat sent twice
     # Already in the log: the same bytes are a redelivery, other bytes a squat.
-    again = ingest.decide(Judge(), decoded[2:3], {"e-1": [vote]}, ADMIN)
+    again = ingest.decide(Judge(), decoded[2:3], {"e-1": KnownId([vote], applied=True)}, ADMIN)
     assert again.rows == [] and again.duplicates == 1
-    later = ingest.decide(Judge(), decoded[3:4], {"e-1": [vote]}, ADMIN)
+    later = ingest.decide(Judge(), decoded[3:4], {"e-1": KnownId([vote], applied=True)}, ADMIN)
     assert [(r.decision, r.reason) for r in later.rows] == [("rejected", "duplicate_event_id")]
+
+
+def test_a_rejected_row_holds_no_event_id_so_a_squat_on_the_wrong_topic_cannot_block_the_meeting():
+    meeting = encode(small_meeting())
+    # Published on the votes topic under the id the administration will use: rejected, applies nothing.
+    decoded, _ = ingest.decode_batch([Rec(VOTES, 0, meeting), Rec(ADMIN, 0, meeting[:-1] + b' }')])
+    decided = ingest.decide(Judge(), decoded, {}, ADMIN)
+    squat = ingest.decide(Judge(), decoded[:1], {}, ADMIN)
+    real = ingest.decide(Judge(), decoded[1:], {"meeting-1": KnownId([meeting], applied=False)}, ADMIN)
+    assert [(r.decision, r.reason) for r in squat.rows] == [("rejected", "wrong_topic")]
+    assert [(r.decision, r.reason) for r in real.rows] == [("accepted", None)]
+    # In one batch the administration is judged first, and the copy is the duplicate.
+    assert [(r.decision, r.reason) for r in decided.rows] == [("accepted", None), ("rejected", "duplicate_event_id")]
 
 
 def test_a_judge_that_raises_parks_that_record_and_marks_the_judge_suspect():
