@@ -104,7 +104,10 @@ class AdminWatermark:
             await admin.close()
         self.partitions = [TopicPartition(self.settings.admin_topic, p["partition"])
                            for p in described["partitions"]] or [TopicPartition(self.settings.admin_topic, 0)]
-        self.client = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        # Read committed, as the ledger reads: the end is the last stable offset, so an open
+        # transaction on the admin topic does not hold every vote back until it ends.
+        self.client = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                       isolation_level="read_committed")
         await self.client.start()
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ _HEADER = struct.Struct(">qiiBIhiqqqhii")  # base offset .. record count: 61 byt
 _DECOMPRESS = {1: gzip_decode, 2: lambda data: snappy_decode(bytes(data)), 3: lambda data: lz4_decode(bytes(data)),
                4: zstd_decode}
 _CONTROL = 0x20
+_TRANSACTIONAL = 0x10
 
 
 @dataclass
@@ -37,11 +38,18 @@ class RawRecord:
     control: bool = False  # a transaction marker: no message, but it takes an offset
 
 
-def parse(data: bytes) -> Iterator[RawRecord]:
-    """Every record of the complete batches in a fetched message set, in offset order."""
+def parse(data: bytes, aborted: list[tuple[int, int]] | None = None) -> Iterator[RawRecord]:
+    """Every record of the complete batches in a fetched message set, in offset order.
+
+    Read committed, as the ledger's consumer reads: records of the transactions in ``aborted``
+    ((producer id, first offset), as the fetch response lists them) come out as markers, like the
+    transaction markers themselves: they take an offset but carry no message.
+    """
+    pending = sorted(aborted or [], key=lambda item: item[1])
+    aborting: set[int] = set()
     pos = 0
     while pos + _HEADER.size <= len(data):
-        (base, length, _epoch, magic, crc, attributes, last_delta, _t0, _t1, _pid, _pepoch, _seq,
+        (base, length, _epoch, magic, crc, attributes, last_delta, _t0, _t1, pid, _pepoch, _seq,
          count) = _HEADER.unpack_from(data, pos)
         end = pos + 12 + length
         if length < _HEADER.size - 12:
@@ -51,12 +59,19 @@ def parse(data: bytes) -> Iterator[RawRecord]:
         # Offsets the batch claims, no more than its bytes can hold (a record takes 7 bytes at least):
         # a garbled header must not make us list billions of them.
         offsets = range(base, base + max(min(last_delta, (length - 49) // 7 - 1), 0) + 1)
+        while pending and pending[0][1] <= base:  # transactions aborted from here on
+            aborting.add(pending.pop(0)[0])
         if magic != 2:  # older formats lay their header out otherwise: only the base offset is known
             yield RawRecord(base, problem=f"record format v{magic} is not read")
         elif calc_crc32c(data[pos + 21:end]) != crc:
             yield from (RawRecord(o, problem="the batch's CRC does not match its bytes") for o in offsets)
         elif attributes & _CONTROL:  # transaction markers carry no message
+            markers = list(_records(data[pos + _HEADER.size:end], base, attributes & 0x07, count, offsets))
+            if any(r.key and len(r.key) >= 4 and struct.unpack_from(">h", r.key, 2)[0] == 0 for r in markers):
+                aborting.discard(pid)  # the abort marker ends that producer's aborted transaction
             yield from (RawRecord(o, control=True) for o in offsets)
+        elif attributes & _TRANSACTIONAL and pid in aborting:
+            yield from (RawRecord(o, control=True) for o in offsets)  # never committed: no message
         else:
             yield from _records(data[pos + _HEADER.size:end], base, attributes & 0x07, count, offsets)
         pos = end
@@ -123,17 +138,25 @@ def _strict_problem(record: RawRecord) -> str | None:
     return None
 
 
-async def fetch(client, tp: TopicPartition, offset: int, max_bytes: int = 8 << 20) -> bytes:
-    """The raw message set of a partition from ``offset`` (whole batches, up to about ``max_bytes``)."""
+async def fetch(client, tp: TopicPartition, offset: int, max_bytes: int = 8 << 20) -> tuple[bytes, list[tuple[int, int]]]:
+    """A partition's raw message set from ``offset``, read committed (whole batches, about ``max_bytes``).
+
+    Returns the bytes and the aborted transactions they hold, for ``parse``.
+    """
     node_id = client.cluster.leader_for_partition(tp)
     if node_id is None or node_id < 0:
         await client.force_metadata_update()
         node_id = client.cluster.leader_for_partition(tp)
-    request = FetchRequest(500, 1, max_bytes, 0, [(tp.topic, [(tp.partition, offset, max_bytes)])])
+    request = FetchRequest(500, 1, max_bytes, _READ_COMMITTED, [(tp.topic, [(tp.partition, offset, max_bytes)])])
     response = await client.send(node_id, request)
     for _topic, partitions in response.topics:
         for _partition, error_code, _highwater, *part_data in partitions:
             if error_code:
                 raise for_code(error_code)(f"fetching {tp.topic}/{tp.partition} at {offset}")
-            return bytes(part_data[-1] or b"")
-    return b""
+            # The layout aiokafka's fetcher reads: aborted transactions at [2] from v11, else [-2].
+            aborted = (part_data[2] if response.API_VERSION >= 11 else part_data[-2]) if len(part_data) >= 3 else None
+            return bytes(part_data[-1] or b""), [(pid, first) for pid, first in (aborted or [])]
+    return b"", []
+
+
+_READ_COMMITTED = 1

@@ -246,6 +246,8 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         batch=True, group_id=settings.consumer_group, auto_offset_reset="earliest",
         max_records=settings.batch_max, batch_timeout_ms=50, max_partition_fetch_bytes=8 << 20,
         listener=listener, ack_policy=AckPolicy.MANUAL, decoder=raw_bodies, parser=tolerant_parser,
+        # A channel's aborted transaction never happened: its messages are not read, let alone logged.
+        isolation_level="read_committed",
         group_instance_id=settings.instance_id or None, session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
     )
@@ -272,7 +274,10 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             return
         failures = 0
         if deferred:
-            # Meeting administration is behind: read it first, then these submissions again.
+            # Meeting administration is behind: read it first, then these submissions again. If
+            # only transaction markers are left on it, no batch will ever come to move its offset:
+            # the stall watch reads it now and moves the offset past them.
+            watch.nudge()
             await seek_back(subscriber.consumer, deferred)
             await asyncio.sleep(0.1)
             return

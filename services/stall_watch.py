@@ -115,6 +115,7 @@ class StallWatch:
     skipped: int = 0  # unreadable records parked and skipped
     behind_log_start: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     _suspects: set[TopicPartition] = field(default_factory=set)
+    _nudged: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _since: dict[TopicPartition, tuple[int, float]] = field(default_factory=dict)
     _probe: AIOKafkaConsumer | None = None
@@ -124,7 +125,7 @@ class StallWatch:
         """Shield the ledger's consumer and start watching."""
         shield_getmany(self.subscriber.consumer, self)
         self._probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                       client_id="vote-ledger-stall-watch")
+                                       client_id="vote-ledger-stall-watch", isolation_level="read_committed")
         await self._probe.start()
         self._task = asyncio.create_task(self._run(), name="stall-watch")
 
@@ -135,6 +136,11 @@ class StallWatch:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._probe is not None:
             await self._probe.stop()
+
+    def nudge(self) -> None:
+        """Votes wait for meeting administration: look at its partitions now, not after the stall limit."""
+        self._nudged = True
+        self._wake.set()
 
     def suspect(self, partitions: set[TopicPartition]) -> None:
         """Partitions paused because the client raised on one of their records: probe them now."""
@@ -162,6 +168,7 @@ class StallWatch:
         self._suspects |= consumer.paused() & set(assigned)  # paused by us, whatever stopped its probe
         if not assigned:
             return
+        nudged, self._nudged = self._nudged, False
         stored = await self.ledger.stored_offsets(assigned)
         starts = await self._probe.beginning_offsets(assigned)
         ends = await self._probe.end_offsets(assigned)
@@ -188,6 +195,11 @@ class StallWatch:
             if position >= ends[tp]:
                 self._since.pop(tp, None)
                 continue
+            if nudged and tp.topic == self.settings.admin_topic:
+                # Commits the waiting admin records itself (the consume loop's copies are then
+                # redeliveries), or moves the offset past trailing transaction markers.
+                await self.probe(tp, position, ends[tp])
+                continue
             seen, since = self._since.get(tp, (None, now))
             if seen != position:
                 self._since[tp] = (position, now)
@@ -207,8 +219,8 @@ class StallWatch:
         Returns whether the ledger's consumer can go on from the committed offset: False while votes
         wait for meeting administration (nothing was committed; the next round tries again).
         """
-        raw = await kafka_raw.fetch(self._probe._client, tp, start)
-        parsed = list(kafka_raw.parse(raw))
+        raw, aborted = await kafka_raw.fetch(self._probe._client, tp, start)
+        parsed = list(kafka_raw.parse(raw, aborted))
         read = [r for r in parsed if r.offset >= start]
         records = [r for r in read if not r.control]
         if not parsed and raw:

@@ -55,7 +55,7 @@ async def kafka_partitions(settings: Settings, stored: dict[tuple[str, int], int
     finally:
         await admin.close()
     tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}

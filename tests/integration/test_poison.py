@@ -211,3 +211,37 @@ async def test_votes_a_channel_compressed_with_any_kafka_codec_are_logged(settin
     async with running_ledger(settings):
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE decision = 'accepted'", 5)
     assert await parked(settings.pg_dsn) == []
+
+
+async def test_a_committed_transaction_on_the_admin_topic_holds_no_vote_back_and_an_aborted_one_is_never_read(
+        settings):
+    import time
+
+    from aiokafka import AIOKafkaProducer
+
+    transactional = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                                     transactional_id=f"{settings.topic_prefix}admin-pipeline")
+    await transactional.start()
+    try:
+        async with transactional.transaction():  # its commit marker takes the partition's last offset
+            await transactional.send(settings.admin_topic, encode(small_meeting()), key=b"m1")
+            await transactional.send(settings.admin_topic, encode(register_event()), key=b"m1")
+        await transactional.begin_transaction()
+        await transactional.send(settings.submissions_topic, encode(cast("R-1", {"2": "against"}, event_id="aborted")))
+        await transactional.abort_transaction()
+    finally:
+        await transactional.stop()
+    async with running_ledger(settings):
+        async with producer(settings) as client:
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2)
+            sent = time.monotonic()
+            await publish(client, settings, [cast("R-1", {"2": "for"}, event_id="after-markers")])
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE event_id = 'after-markers'", 1)
+            waited = time.monotonic() - sent
+    assert waited < settings.stall_after_s, f"the vote waited {waited:.1f} s behind a transaction marker"
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM ledger_log WHERE event_id = 'aborted'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM ledger_parked") == 0
+    finally:
+        await conn.close()
