@@ -44,6 +44,7 @@ class Ledger:
         self.appended = 0
         self.parked = 0
         self.stall_watch = None  # set by build_app: its counters are the ledger's stall signals
+        self.broker: KafkaBroker | None = None  # set by build_app: parked copies are published with it
         # One batch at a time per process: the stall watch (services/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
         self._busy = asyncio.Lock()
@@ -76,6 +77,18 @@ class Ledger:
         for row in await log_store.admin_payloads(conn, after=self.judge_position):
             self.judge.apply_accepted(decode(row["payload"]))
             self.judge_position = row["position"]
+
+    async def note_lost(self, tp: TopicPartition, first: int, start: int) -> None:
+        """Park a record of offsets first..start-1, deleted or expired in Kafka before they were logged.
+
+        Nothing can bring them back; the parked row (keyed by its first offset, so recorded once)
+        keeps the loss in the log's evidence, in `status` and in the rejection report for good.
+        """
+        detail = f"offsets {first}..{start - 1} were deleted or expired in Kafka before the ledger logged them"
+        log.error("%s/%d: %s", tp.topic, tp.partition, detail)
+        lost = ingest.Consumed(tp.topic, tp.partition, first, None, None, (LOST_IN_KAFKA, detail))
+        await self.commit([lost], self.broker)
+        await self.skip_to(tp, start)
 
     async def skip_to(self, tp: TopicPartition, offset: int) -> None:
         """Store a partition's next offset past records that carry no message (transaction markers)."""
@@ -144,7 +157,8 @@ class Ledger:
             # while the table, keyed by source offset, records it exactly once. All at once: one
             # broker round trip per batch, not per message, when a flood of garbage arrives.
             await asyncio.gather(*(broker.publish(message.value[:PARKED_COPY_MAX] if message.value else b"",
-                                                  topic=self.settings.parked_topic, key=message.key,
+                                                  topic=self.settings.parked_topic,
+                                                  key=message.key[:PARKED_KEY_MAX] if message.key else message.key,
                                                   headers=parked_headers(message)) for message in parked))
         self.judge_position = head  # our own admin events are in the judge already
         if decided.judge_suspect:
@@ -203,9 +217,12 @@ class Ledger:
         return deferred
 
 
-# Kafka refuses a message over its size limit (1 MiB by default, headers included); the table keeps
-# the whole value, the topic a prefix of it, with the original length in a header.
+LOST_IN_KAFKA = "lost_in_kafka"  # parked reason: offsets deleted or expired in Kafka before they were logged
+
+# Kafka refuses a message over its size limit (1 MiB by default, key and headers included); the
+# table keeps the whole key and value, the topic a prefix of each, with the original length in a header.
 PARKED_COPY_MAX = 900_000
+PARKED_KEY_MAX = 60_000
 
 
 def parked_headers(message) -> dict[str, str]:
@@ -214,6 +231,8 @@ def parked_headers(message) -> dict[str, str]:
                "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}"}
     if message.value and len(message.value) > PARKED_COPY_MAX:
         headers["truncated_from"] = str(len(message.value))
+    if message.key and len(message.key) > PARKED_KEY_MAX:
+        headers["key_truncated_from"] = str(len(message.key))
     return headers
 
 
@@ -240,10 +259,13 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
     broker = KafkaBroker(settings.kafka_bootstrap, client_id="vote-ledger-ledger")
     ledger = Ledger(settings)
+    ledger.broker = broker
     listener = SeekToStoredOffsets(ledger)
     subscriber = broker.subscriber(
         settings.submissions_topic, settings.admin_topic,
-        batch=True, group_id=settings.consumer_group, auto_offset_reset="earliest",
+        # "none": an offset out of range (records deleted in Kafka) is raised to us, who record the
+        # loss, rather than silently reset; partitions never consumed are sought to their start.
+        batch=True, group_id=settings.consumer_group, auto_offset_reset="none",
         max_records=settings.batch_max, batch_timeout_ms=50, max_partition_fetch_bytes=8 << 20,
         listener=listener, ack_policy=AckPolicy.MANUAL, decoder=raw_bodies, parser=tolerant_parser,
         # A channel's aborted transaction never happened: its messages are not read, let alone logged.

@@ -49,13 +49,27 @@ async def seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) -> 
     assigned = consumer.assignment()
     partitions = [tp for tp in partitions if tp in assigned]  # a revoked one is its new owner's
     stored = await ledger.stored_offsets(partitions)
+    starts = await consumer.beginning_offsets(partitions) if partitions else {}
+    ends = await consumer.end_offsets(partitions) if partitions else {}
     fresh = []
     for tp in partitions:
         offset = stored.get((tp.topic, tp.partition))
         if offset is None:
             fresh.append(tp)
-        else:
-            consumer.seek(tp, offset)
+            continue
+        if offset > ends[tp]:
+            # Never by our writes (offsets only move to records read): the topic was deleted and
+            # made again, or the offsets table was changed. Reading on would skip records: stop it.
+            log.error("%s/%d: committed offset %d is beyond the partition's end %d: the topic was recreated or"
+                      " ledger_offsets changed by hand; this partition is paused until an operator fixes it",
+                      tp.topic, tp.partition, offset, ends[tp])
+            consumer.pause(tp)
+            continue
+        if offset < starts[tp]:
+            # Records deleted or expired in Kafka before we logged them: recorded for good, then on.
+            await ledger.note_lost(tp, offset, starts[tp])
+            offset = starts[tp]
+        consumer.seek(tp, offset)
     if fresh:
         result = consumer.seek_to_beginning(*fresh)
         if inspect.isawaitable(result):

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CorruptRecordException
+from aiokafka.errors import CorruptRecordException, OffsetOutOfRangeError
 
 from services import kafka_raw
 from services.config import Settings
@@ -65,6 +65,11 @@ def shield_getmany(consumer: AIOKafkaConsumer, watch: StallWatch) -> None:
     async def getmany(*partitions, timeout_ms: int = 0, max_records: int | None = None):
         try:
             return await original(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        except OffsetOutOfRangeError:
+            # Records deleted or expired in Kafka under our position: record the loss, go on from
+            # the start (seek_to_stored does both), never silently.
+            await _retry(lambda: watch.rewind(sorted(consumer.assignment())))
+            return {}
         except Exception as exc:  # noqa: BLE001 - classified
             if not is_parse_error(exc):
                 raise
@@ -77,17 +82,23 @@ def shield_getmany(consumer: AIOKafkaConsumer, watch: StallWatch) -> None:
             consumer.pause(*suspects)
             # Records of other partitions drained in this call are gone from view: read them again.
             # Until that succeeds nothing else may be consumed, or a later commit would skip them.
-            delay = 0.5
-            while True:
-                try:
-                    await watch.rewind(sorted(consumer.assignment()))
-                    return {}
-                except Exception as rewind_failure:  # noqa: BLE001 - PostgreSQL down: wait for it
-                    log.error("cannot rewind to the committed offsets (%s); retrying in %.1f s", rewind_failure, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+            await _retry(lambda: watch.rewind(sorted(consumer.assignment())))
+            return {}
 
     consumer.getmany = getmany
+
+
+async def _retry(action: Callable[[], Awaitable[None]]) -> None:
+    """Run ``action`` until it succeeds, backing off: PostgreSQL or the broker may be down a while."""
+    delay = 0.5
+    while True:
+        try:
+            await action()
+            return
+        except Exception as exc:  # noqa: BLE001 - retried whatever it is, and said so
+            log.error("cannot rewind to the committed offsets (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _failed_partition(exc: BaseException) -> TopicPartition | None:
@@ -176,11 +187,13 @@ class StallWatch:
         for tp in assigned:
             committed = stored.get((tp.topic, tp.partition))
             if committed is not None and committed < starts[tp]:
-                if (tp.topic, tp.partition) not in self.behind_log_start:
-                    log.error("%s/%d: committed offset %d is below the log start %d: records %d..%d were deleted"
-                              " or expired in Kafka before the ledger logged them", tp.topic, tp.partition,
-                              committed, starts[tp], committed, starts[tp] - 1)
                 self.behind_log_start[(tp.topic, tp.partition)] = (committed, starts[tp])
+                await self.ledger.note_lost(tp, committed, starts[tp])  # logged and parked for good
+                committed = starts[tp]
+                if tp not in self._suspects:
+                    consumer.seek(tp, committed)
+            if committed is not None and committed > ends[tp]:
+                continue  # paused by seek_to_stored, which said why: an operator's to fix
             position = max(committed or 0, starts[tp])
             if tp in self._suspects:
                 done = await self.probe(tp, position, ends[tp])

@@ -63,18 +63,20 @@ async def kafka_partitions(settings: Settings, stored: dict[tuple[str, int], int
     finally:
         await consumer.stop()
     lag = dict.fromkeys(topics, 0)
-    stalled, behind = [], []
+    stalled, behind, ahead = [], [], []
     for tp, end in sorted(ends.items()):
         key = (tp.topic, tp.partition)
         committed = stored.get(key, 0)
         lag[tp.topic] += end - committed
         if committed < starts[tp]:
             behind.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "log_start": starts[tp]})
+        if committed > end:  # the topic was recreated, or the offsets changed by hand: the ledger pauses it
+            ahead.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end})
         idle = (idle_s or {}).get(key)
         if end > committed and idle is not None and idle >= settings.stall_after_s * 3:
             stalled.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end,
                             "idle_s": round(idle)})
-    return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind}
+    return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind, "beyond_end": ahead}
 
 
 async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:

@@ -47,6 +47,9 @@ def _status(args: argparse.Namespace) -> int:
             for p in report["stalled_partitions"]:
                 print(f"STALLED partition  {p['partition']}: committed {p['committed']:,} of {p['end']:,},"
                       f" not moved for {p['idle_s']:,} s (see the ledger's log)")
+            for p in report["beyond_end"]:
+                print(f"PAUSED partition   {p['partition']}: committed {p['committed']:,} is beyond its end"
+                      f" {p['end']:,}: the topic was recreated or ledger_offsets changed by hand")
             for p in report["behind_log_start"]:
                 print(f"LOST in Kafka      {p['partition']}: committed {p['committed']:,} but the log starts at"
                       f" {p['log_start']:,}: records were deleted or expired before the ledger logged them")

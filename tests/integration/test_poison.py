@@ -121,7 +121,7 @@ async def test_an_event_id_squatted_with_other_bytes_is_logged_rejected_and_a_re
     assert verification.misjudged is None and not verification.problems
 
 
-async def test_status_alarms_when_records_were_deleted_in_kafka_before_the_ledger_logged_them(settings):
+async def test_records_deleted_in_kafka_before_the_ledger_logged_them_are_alarmed_and_recorded_as_lost(settings):
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
@@ -144,9 +144,17 @@ async def test_status_alarms_when_records_were_deleted_in_kafka_before_the_ledge
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
         report = await status(conn, settings)
+        assert report["behind_log_start"] == [{"partition": f"{tp.topic}/0", "committed": 1, "log_start": 4}]
+        # The restarted ledger records the loss for good, then logs what Kafka still has.
+        async with running_ledger(settings):
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 5)
+        report = await status(conn, settings)
+        lost = await conn.fetch("SELECT source_offset, reason, detail FROM ledger_parked")
     finally:
         await conn.close()
-    assert report["behind_log_start"] == [{"partition": f"{tp.topic}/0", "committed": 1, "log_start": 4}]
+    assert report["behind_log_start"] == [] and report["parked_reasons"] == {"lost_in_kafka": 1}
+    assert [tuple(r) for r in lost] == [
+        (1, "lost_in_kafka", "offsets 1..3 were deleted or expired in Kafka before the ledger logged them")]
 
 
 async def test_a_failure_that_is_not_the_records_is_retried_never_parked(settings):
@@ -201,6 +209,18 @@ async def test_a_malformed_message_near_kafkas_size_limit_is_parked_and_its_copy
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
         rows = await parked(settings.pg_dsn)
     assert [(r["reason"], len(r["value"])) for r in rows] == [("invalid_json", len(huge))]
+
+
+async def test_a_malformed_message_with_a_key_near_kafkas_size_limit_is_parked_and_its_copy_cut_to_fit(settings):
+    huge_key = b"k" * 1_048_300
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting()])
+        await (await client.send(settings.admin_topic, b"{", key=huge_key))
+        await publish(client, settings, [register_event(), cast("R-1", {"2": "for"})])
+    async with running_ledger(settings):
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+        rows = await parked(settings.pg_dsn)
+    assert [(r["reason"], len(r["key"])) for r in rows] == [("invalid_json", len(huge_key))]
 
 
 @pytest.mark.parametrize("codec", ["gzip", "lz4", "snappy", "zstd"])
