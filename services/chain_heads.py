@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from projections.heads import Head, decode_head, encode_head
+from services import kafka_raw
 from services.config import Settings
 from services.kafka_io import ensure_topics, producer
 from services.postgres.connect import LEDGER_ROLE, connect_as
@@ -178,25 +179,35 @@ async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
         if topic not in await consumer.topics():
             return []
         partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(settings, topic))]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         heads: list[Head] = []
         deadline = time.monotonic() + timeout
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                raise HeadsUnavailable(f"reading {topic} took more than {timeout:.0f} s")
-            for tp, records in (await consumer.getmany(*partitions, timeout_ms=1000)).items():
+        for tp in partitions:
+            offset = starts[tp]
+            while offset < ends[tp]:
+                if time.monotonic() > deadline:
+                    raise HeadsUnavailable(f"reading {topic} took more than {timeout:.0f} s")
+                # Read leniently (services/kafka_raw.py): one record the Kafka client cannot parse,
+                # e.g. a header key that is not UTF-8, must not take every anchor away for good.
+                raw, aborted = await kafka_raw.fetch(consumer._client, tp, offset)
+                records = [r for r in kafka_raw.parse(raw, aborted) if offset <= r.offset < ends[tp]]
+                if not records:
+                    offset += 1  # bytes that frame no record: step over them
+                    continue
                 for record in records:
-                    if record.offset >= ends[tp]:
+                    if record.control:
                         continue
                     try:
+                        if record.problem:
+                            raise ValueError(record.problem)
                         heads.append(decode_head(record.value or b""))
-                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                         # Skipped, loudly: one stray message must not take every published anchor
                         # away from the auditor (a forged head still fails verification, by name).
                         log.warning("%s offset %d is not a chain head (%s): skipped; only the ledger should"
                                     " write to this topic", topic, record.offset, exc)
+                offset = records[-1].offset + 1
         return heads
     except KafkaError as exc:
         raise HeadsUnavailable(f"cannot read {topic} ({exc!r})") from None

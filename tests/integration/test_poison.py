@@ -265,3 +265,21 @@ async def test_a_committed_transaction_on_the_admin_topic_holds_no_vote_back_and
         assert await conn.fetchval("SELECT count(*) FROM ledger_parked") == 0
     finally:
         await conn.close()
+
+
+async def test_stray_records_on_the_heads_topic_are_skipped_and_every_real_head_still_read(settings):
+    from services.chain_heads import read_heads
+
+    async with producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()])
+        async with running_ledger(settings):
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2)
+        # A head is published when the ledger stops; then someone writes junk to the topic.
+        with builder_that_sends_raw_header_keys():
+            await (await client.send(settings.heads_topic, b'{"type":"chain.head"}', headers=[(_RawHeaderKey("k"), b"")]))
+        await (await client.send(settings.heads_topic, b"not a head at all"))
+        async with running_ledger(settings):
+            await publish(client, settings, [cast("R-1", {"2": "for"})])
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+    heads = [h for h in await read_heads(settings) if h.chain == "meeting"]
+    assert [h.position for h in heads][-1] == 3 and all(h.meeting_id == "m1" for h in heads)
