@@ -18,6 +18,7 @@ from projections.fold import Tally, VoterState
 from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
 from projections.replay import Projection
+from services.cli import UserError
 from services.postgres import log_store, tally_store
 from services.projector import PROJECTION, refold_late
 
@@ -73,9 +74,21 @@ async def read_counted(conn: asyncpg.Connection, meeting_id: str) -> dict[str, A
         return await read_counted_in_snapshot(conn, meeting_id)
 
 
+class MeetingNotProjected(UserError):
+    """The projector isolated this meeting (projection_failures): its tally tables are stale."""
+
+
 async def read_counted_in_snapshot(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
     """As read_counted, inside the caller's REPEATABLE READ transaction (to read more at the same point)."""
     spec = await meeting_spec(conn, meeting_id)
+    # A meeting the projector could not project keeps its rows as of before the failure: reporting
+    # them as the tally would certify numbers that leave votes out (011_projector.sql).
+    failed = await tally_store.failures(conn, PROJECTION)
+    if meeting_id in failed:
+        raise MeetingNotProjected(
+            f"meeting {meeting_id!r} is not projected from log position {failed[meeting_id]:,} on (see `vote-ledger"
+            f" status`): its tally would be stale; fix the cause, then `vote-ledger projections rebuild --meeting"
+            f" {meeting_id}`, or count from the log itself with `vote-ledger tally --as-of`")
     row = await conn.fetchrow("SELECT present FROM tally_meetings WHERE meeting_id = $1", meeting_id)
     position = await tally_store.checkpoint(conn, PROJECTION)
     buckets = {(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in await conn.fetch(
