@@ -10,9 +10,9 @@ import asyncpg
 
 from projections import chain
 
-# Serialises appends across every ledger process: held from position assignment until commit, so
-# positions become visible in order (see the comment on ledger_log.position in 001_log.sql).
-LOG_APPEND_LOCK = 0x766F74656C6F67  # "votelog"
+# Appends across every ledger process serialise on one row of ledger_append_lock, locked from
+# position assignment until commit, so positions become visible in order (see the comment on
+# ledger_log.position in 001_log.sql, and 013_append_lock.sql for why a row, not an advisory lock).
 NOTIFY_CHANNEL = "ledger_appended"
 
 LOG_COLUMNS = (
@@ -72,7 +72,7 @@ class ParkedMessage:
 
 async def lock_log(conn: asyncpg.Connection) -> None:
     """Take the append lock for the current transaction (released at commit or rollback)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_APPEND_LOCK)
+    await conn.execute("SELECT FROM ledger_append_lock FOR UPDATE")  # see 013_append_lock.sql
 
 
 @dataclass(slots=True)

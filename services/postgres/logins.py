@@ -156,7 +156,7 @@ async def service_logins(cfg: Settings, prefix: str) -> AsyncIterator[Settings]:
 
 # pg_catalog functions any login may run that write or lock: large objects are storage of a login's
 # own choosing (read-only transactions allow them), and an advisory lock held by a reader on the
-# ledger's append lock (log_store.LOG_APPEND_LOCK) would stall the ledger. Only a superuser may
+# projector's lease (tally_store.PROJECTOR_LOCK) would stall the projector. Only a superuser may
 # change their grants, per database, so this is an administrator's step, not a migration.
 HARDEN = r"""
 DO $$

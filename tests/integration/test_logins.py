@@ -1,5 +1,6 @@
 """The database boundary, proven over TCP: each process logs in with its own password and cannot leave its role."""
 
+import asyncio
 import dataclasses
 import uuid
 from importlib import resources
@@ -117,6 +118,27 @@ async def test_the_reader_cannot_take_an_advisory_lock_the_ledger_needs_or_store
             await log_store.lock_log(ledger)  # the writers keep their locks
     finally:
         await ledger.close()
+
+
+async def test_no_login_but_the_ledgers_can_take_the_append_lock_so_none_can_stall_ingestion(settings):
+    for role in (PROJECTOR_ROLE, READER_ROLE):
+        other = await connect_as(settings, role)
+        try:
+            await other.execute("RESET ROLE; SET default_transaction_read_only = off")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with other.transaction():
+                    await log_store.lock_log(other)
+            # An advisory lock on the key the ledger used before 013 stalls nothing any more.
+            if role == PROJECTOR_ROLE:
+                await other.execute("SELECT pg_advisory_lock(33350360623122279)")
+                ledger = await connect_as(settings, LEDGER_ROLE)
+                try:
+                    async with ledger.transaction():
+                        await asyncio.wait_for(log_store.lock_log(ledger), timeout=5)
+                finally:
+                    await ledger.close()
+        finally:
+            await other.close()
 
 
 async def test_no_service_login_may_create_a_temporary_table(settings):

@@ -27,7 +27,8 @@ COLUMN = {"ledger_log": "reason", "ledger_offsets": "next_offset", "ledger_parke
 # Exactly the writes each role holds, on any table of the database (the matrix of 007_least_privilege.sql).
 WRITES = {
     LEDGER_ROLE: {("ledger_log", "INSERT"), ("ledger_parked", "INSERT"), ("ledger_offsets", "INSERT"),
-                  ("ledger_offsets", "UPDATE")},
+                  ("ledger_offsets", "UPDATE"),
+                  ("ledger_append_lock", "UPDATE")},  # to lock its one row FOR UPDATE (013_append_lock.sql)
     PROJECTOR_ROLE: {(t, p) for t in PROJECTION_TABLES + SHADOW_TABLES for p in ("INSERT", "UPDATE", "DELETE")},
     READER_ROLE: set(),
 }
