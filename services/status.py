@@ -15,15 +15,17 @@ from services.postgres import tally_store
 from services.projector import PROJECTION
 
 
-async def database_status(conn: asyncpg.Connection) -> dict[str, Any]:
-    """What the log and projections hold right now."""
+async def database_status(conn: asyncpg.Connection, consumer_group: str | None = None) -> dict[str, Any]:
+    """What the log and projections hold right now (offsets of one consumer group, or of all)."""
     head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
     checkpoint = await tally_store.checkpoint(conn, PROJECTION)
     decisions = await conn.fetch("SELECT decision, coalesce(reason, '') AS reason, count(*) AS n FROM ledger_log"
                                  " GROUP BY 1, 2 ORDER BY 1, 2")
     parked = await conn.fetch("SELECT reason, count(*) AS n FROM ledger_parked GROUP BY 1 ORDER BY 1")
+    # Another group's offsets (a rehearsal, a renamed group) are not this ledger's lag.
     offsets = await conn.fetch("SELECT topic, partition, next_offset, extract(epoch FROM clock_timestamp() - updated_at)"
-                               " AS idle_s FROM ledger_offsets")
+                               " AS idle_s FROM ledger_offsets WHERE $1::text IS NULL OR consumer_group = $1",
+                               consumer_group)
     return {
         "log_head": head,
         "projector_checkpoint": checkpoint,
@@ -86,7 +88,7 @@ async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> d
 
 async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
     """Database status plus Kafka ingest lag and partition alarms."""
-    db = await database_status(conn)
+    db = await database_status(conn, settings.consumer_group)
     db.update(await kafka_partitions(settings, db["stored_offsets"], db.pop("offsets_idle_s")))
     db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
     return db
