@@ -10,8 +10,11 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from events import encode
 from services.config import Settings
 from services.ledger import build_app
+from services.postgres import log_store
+from services.projector import Projector
 from tests.conftest import settings_env
 
 
@@ -53,3 +56,28 @@ async def run_cli(settings, *args: str) -> str:
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+@asynccontextmanager
+async def running_projector(settings: Settings):
+    """Run the live projector, logged in as its own login, in this event loop for the block."""
+    projector = Projector(settings)
+    await projector.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        yield projector
+    finally:
+        stop.set()
+        await task
+        await projector.stop()
+
+
+def log_row(event, decision: str = "accepted", reason: str | None = None) -> log_store.LogRow:
+    """A log row for an event, as the ledger would append it."""
+    return log_store.LogRow(meeting_id=event.meeting_id, event_id=event.event_id,
+                            type=type(event).__struct_config__.tag,
+                            control_number=getattr(event, "control_number", None),
+                            channel=getattr(event, "channel", None), executed_at=getattr(event, "executed_at", None),
+                            received_at=getattr(event, "received_at", None), decision=decision, reason=reason,
+                            payload=encode(event).decode())

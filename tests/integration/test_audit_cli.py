@@ -123,7 +123,8 @@ async def test_the_ledger_records_each_batch_at_one_instant_never_before_the_pre
     """`tally --as-of TIME` needs the rows recorded by a time to be a prefix of the log, whatever the clock does."""
     from datetime import timedelta
 
-    from tests.integration.test_privileges import append, log_row
+    from tests.integration.helpers import log_row
+    from tests.integration.test_privileges import append
 
     conn = await asyncpg.connect(pg_dsn)
     try:

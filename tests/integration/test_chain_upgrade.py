@@ -10,7 +10,8 @@ from services.postgres import log_store
 from services.postgres.migrate import migrate, migration_files, temporary_database
 from services.verify import verify_meeting
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.test_privileges import append, log_row
+from tests.integration.helpers import log_row
+from tests.integration.test_privileges import append
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, 
 from services.postgres import log_store
 from services.postgres.logins import adopt_database, temporary_logins
 from services.postgres.migrate import dsn_for, migrate, temporary_database
-from tests.integration.test_privileges import append, log_row
+from tests.integration.helpers import log_row
+from tests.integration.test_privileges import append
 from tests.factories import small_meeting
 
 pytestmark = pytest.mark.integration

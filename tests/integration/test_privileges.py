@@ -5,11 +5,11 @@ import uuid
 import asyncpg
 import pytest
 
-from events import encode
 from services.postgres import log_store, tally_store
 from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, connect
 from services.projector import PROJECTION
 from services.tallies import read_tally, rebuild
+from tests.integration.helpers import log_row
 from tests.factories import cast, register_event, small_meeting
 
 pytestmark = pytest.mark.integration
@@ -145,16 +145,6 @@ async def test_tables_and_functions_later_migrations_add_are_readable_by_readers
     reader = await connect(pg_dsn, READER_ROLE)
     assert await reader.fetch("SELECT * FROM later_table") == []
     await reader.close()
-
-
-def log_row(event, decision: str = "accepted", reason: str | None = None) -> log_store.LogRow:
-    """A log row for an event, as the ledger would append it."""
-    return log_store.LogRow(meeting_id=event.meeting_id, event_id=event.event_id,
-                            type=type(event).__struct_config__.tag,
-                            control_number=getattr(event, "control_number", None),
-                            channel=getattr(event, "channel", None), executed_at=getattr(event, "executed_at", None),
-                            received_at=getattr(event, "received_at", None), decision=decision, reason=reason,
-                            payload=encode(event).decode())
 
 
 async def append(conn, rows) -> int:

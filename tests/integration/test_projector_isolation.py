@@ -4,39 +4,25 @@ The overflowing rows are appended as the database owner, bypassing the ledger's 
 refuses them, tests/unit/test_bounds.py), as a log written before the bounds existed would hold.
 """
 
-import asyncio
 import logging
-from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from urllib.parse import urlsplit
-
-from events import Position, encode
+from events import Position
 from services.postgres import log_store
 from services.postgres.connect import READER_ROLE, connect, on_database
-from services.projector import PROJECTION, Projector
 from services.status import database_status
-from services.tallies import MeetingNotProjected, RebuildRefused, read_tally, rebuild
+from services.tallies import MeetingNotProjected, read_tally, rebuild
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, small_meeting
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import log_row, running_projector, wait_for
 
 pytestmark = pytest.mark.integration
 
 CHECKPOINT = "SELECT position FROM projection_checkpoints"
 FAILURES = "SELECT meeting_id, position, error FROM projection_failures ORDER BY meeting_id"
-
-
-def row(event, decision: str = "accepted", reason: str | None = None) -> log_store.LogRow:
-    """A log row for an event, as the ledger would append it."""
-    return log_store.LogRow(meeting_id=event.meeting_id, event_id=event.event_id,
-                            type=type(event).__struct_config__.tag,
-                            control_number=getattr(event, "control_number", None),
-                            channel=getattr(event, "channel", None), executed_at=getattr(event, "executed_at", None),
-                            received_at=getattr(event, "received_at", None), decision=decision, reason=reason,
-                            payload=encode(event).decode())
 
 
 async def append(dsn: str, *events) -> int:
@@ -45,7 +31,7 @@ async def append(dsn: str, *events) -> int:
     try:
         async with conn.transaction():
             await log_store.lock_log(conn)
-            return await log_store.append(conn, [row(e) for e in events])
+            return await log_store.append(conn, [log_row(e) for e in events])
     finally:
         await conn.close()
 
@@ -54,21 +40,6 @@ async def append(dsn: str, *events) -> int:
 def services(logins, pg_dsn):
     """The services' own logins on this test's database (no Kafka needed: rows are appended directly)."""
     return on_database(logins, urlsplit(pg_dsn).path.lstrip("/"))
-
-
-@asynccontextmanager
-async def running_projector(services):
-    """The live projector, logged in as its own login, in this event loop for the block."""
-    projector = Projector(services)
-    await projector.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        yield projector
-    finally:
-        stop.set()
-        await task
-        await projector.stop()
 
 
 async def fetch(dsn: str, sql: str, *args):

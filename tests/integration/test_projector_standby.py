@@ -18,7 +18,7 @@ from services.projector import PROJECTION
 from tests.conftest import settings_env
 from tests.e2e.conftest import REPO, cli
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
-from tests.integration.test_projector_isolation import row
+from tests.integration.helpers import log_row
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ async def append_judged(conn, judge: Judge, events) -> tuple[int, list]:
     rows, accepted = [], []
     for event in events:
         reason = judge.judge(event)
-        rows.append(row(event, "accepted" if reason is None else "rejected", reason))
+        rows.append(log_row(event, "accepted" if reason is None else "rejected", reason))
         if reason is None:
             accepted.append(event)
     async with conn.transaction():

@@ -3,7 +3,6 @@
 import asyncio
 import random
 import re
-from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -12,11 +11,10 @@ from events import Entitlement, Position, PositionsRecorded
 from services import tallies
 from services.kafka_io import producer, publish
 from services.postgres.connect import PROJECTOR_ROLE, READER_ROLE, connect
-from services.projector import Projector
 from services.tallies import RebuildRefused, read_tally, rebuild
 from tests import reference_count
 from tests.factories import cast, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.helpers import running_ledger, running_projector, wait_for
 from tests.integration.test_projector import snapshot
 from tests.integration.test_reports import run_cli
 
@@ -58,21 +56,6 @@ def meeting(meeting_id: str, seed: int, n: int) -> tuple[list, list[Position]]:
     spec = small_meeting(outstanding=sum(p.shares for p in positions), meeting_id=meeting_id,
                          event_id=f"meeting-{meeting_id}")
     return [spec, chunk, *votes(meeting_id, positions, n, seed)], positions
-
-
-@asynccontextmanager
-async def running_projector(settings):
-    """Run the live projector in this event loop for the duration of the block."""
-    projector = Projector(settings)
-    await projector.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        yield projector
-    finally:
-        stop.set()
-        await task
-        await projector.stop()
 
 
 async def caught_up(settings) -> int:
