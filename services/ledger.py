@@ -23,8 +23,7 @@ from projections.judge import Judge
 from services import ingest
 from services.chain_heads import HeadPublisher
 from services.kafka_io import AdminWatermark
-from services.ledger_consumer import (SeekToStoredOffsets, raw_bodies, rewind, seek_back, seek_to_stored,
-                                      tolerant_parser)
+from services.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
 from services.stall_watch import StallWatch
 from services.config import Settings
 from services.postgres import log_store
@@ -48,8 +47,8 @@ class Ledger:
         # One batch at a time per process: the stall watch (services/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
         self._busy = asyncio.Lock()
-        # The judge may hold admin events of a transaction that did not commit; rebuilt before the
-        # next batch is judged (set when the rebuild right after the failure could not run).
+        # The judge may hold admin events of a transaction that did not commit, or half an event it
+        # raised on: rebuilt from the log before the next batch is judged.
         self._dirty = False
 
     async def start(self) -> None:
@@ -120,14 +119,9 @@ class Ledger:
         try:
             return await self._decide_and_commit(records, broker, admin_end)
         except BaseException:
-            # decide() applied this batch's admin events to the judge before the commit failed:
-            # rebuild it from the log before anyone else (the stall watch may be waiting) judges.
+            # decide() applied this batch's admin events to the judge before the commit failed: the
+            # next batch, whoever commits it (the stall watch may be waiting), rebuilds it first.
             self._dirty = True
-            try:
-                await self._reload()
-                self._dirty = False
-            except Exception:  # noqa: BLE001 - the database is down: the next batch rebuilds it
-                pass
             raise
 
     async def _decide_and_commit(self, records: Sequence[ingest.Record], broker: KafkaBroker,
@@ -161,8 +155,7 @@ class Ledger:
                                                   key=message.key[:PARKED_KEY_MAX] if message.key else message.key,
                                                   headers=parked_headers(message)) for message in parked))
         self.judge_position = head  # our own admin events are in the judge already
-        if decided.judge_suspect:
-            await self._reload()
+        self._dirty = decided.judge_suspect  # the judge raised part-way through an event
         self.appended += len(decided.rows)
         self.parked += len(parked)
         for message in parked:
@@ -291,7 +284,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             delay = min(0.25 * 2 ** min(failures, 6), 10.0)
             log.exception("batch of %d not committed (failure %d in a row); rewinding to the stored offsets,"
                           " retrying in %.1f s", len(records), failures, delay)
-            await rewind(subscriber, ledger, records)
+            await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
             await asyncio.sleep(delay)
             return
         failures = 0
@@ -311,7 +304,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_startup(watermark.start)
     HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
     watch = StallWatch(settings, ledger, subscriber, broker, watermark,
-                       rewind=lambda partitions: seek_to_stored(subscriber.consumer, ledger, partitions))
+                       rewind=lambda partitions: rewind(subscriber.consumer, ledger, partitions))
     ledger.stall_watch = watch
     app.after_startup(watch.start)  # the consumer exists once the broker has started
     app.on_shutdown(watch.stop)

@@ -76,17 +76,16 @@ async def seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) -> 
             await result
 
 
-async def rewind(subscriber, ledger, records: Sequence[ingest.Record]) -> None:
-    """Undo the consumer's advance past an uncommitted batch, retrying until PostgreSQL answers."""
-    partitions = sorted({TopicPartition(r.topic, r.partition) for r in records})
+async def rewind(consumer, ledger, partitions: Sequence[TopicPartition]) -> None:
+    """Seek partitions back to their committed offsets (past an uncommitted batch, or records lost
+    from view), retrying until PostgreSQL and the broker answer. The judge rebuilds itself (Ledger)."""
     delay = 0.5
     while True:
         try:
-            await ledger.reload()  # the judge may have applied admin events that never committed
-            await seek_to_stored(subscriber.consumer, ledger, partitions)
+            await seek_to_stored(consumer, ledger, sorted(partitions))
             return
-        except Exception:  # noqa: BLE001
-            log.exception("PostgreSQL unavailable; retrying in %.1f s", delay)
+        except Exception:  # noqa: BLE001 - retried whatever it is, and said so
+            log.exception("cannot seek to the committed offsets; retrying in %.1f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

@@ -70,7 +70,7 @@ def shield_getmany(consumer: AIOKafkaConsumer, watch: StallWatch) -> None:
             # the start (seek_to_stored does both), never silently. No position yet (a partition
             # assigned before our listener sought it): take the stored one. Either way here, not in
             # FastStream's loop, which sleeps 5 s on any Kafka error (measured: first rows 5.2 s late).
-            await _retry(lambda: watch.rewind(sorted(consumer.assignment())))
+            await watch.rewind(consumer.assignment())
             return {}
         except Exception as exc:  # noqa: BLE001 - classified
             if not is_parse_error(exc):
@@ -84,23 +84,10 @@ def shield_getmany(consumer: AIOKafkaConsumer, watch: StallWatch) -> None:
             consumer.pause(*suspects)
             # Records of other partitions drained in this call are gone from view: read them again.
             # Until that succeeds nothing else may be consumed, or a later commit would skip them.
-            await _retry(lambda: watch.rewind(sorted(consumer.assignment())))
+            await watch.rewind(consumer.assignment())
             return {}
 
     consumer.getmany = getmany
-
-
-async def _retry(action: Callable[[], Awaitable[None]]) -> None:
-    """Run ``action`` until it succeeds, backing off: PostgreSQL or the broker may be down a while."""
-    delay = 0.5
-    while True:
-        try:
-            await action()
-            return
-        except Exception as exc:  # noqa: BLE001 - retried whatever it is, and said so
-            log.error("cannot rewind to the committed offsets (%s); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def _failed_partition(exc: BaseException) -> TopicPartition | None:
@@ -123,7 +110,7 @@ class StallWatch:
     subscriber: object  # the FastStream subscriber: its .consumer is the ledger's consumer
     broker: object
     watermark: object  # services.kafka_io.AdminWatermark: end offsets of meeting administration
-    rewind: Callable[[list[TopicPartition]], Awaitable[None]] | None = None  # seek to committed offsets
+    rewind: Callable[[set[TopicPartition]], Awaitable[None]] | None = None  # to committed offsets, retrying
     stalls: int = 0  # partitions found stalled (reported, whatever the cause)
     skipped: int = 0  # unreadable records parked and skipped
     behind_log_start: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
