@@ -1,4 +1,4 @@
-"""Wire schemas: every message of the contract in domain.md, one msgspec tagged union.
+"""Wire schemas: every message of the contract in docs/wire-contract.md, one msgspec tagged union.
 
 Each event is a past-tense fact with an explicit, stable ``type`` tag. The tags and field names are
 the wire contract that channels and auditors depend on: never rename them; add fields only with

@@ -29,7 +29,7 @@ def replay_to(entries: Iterable[tuple[int, AnyEvent]], position: int) -> Project
 
 
 def report_of(tally: Tally, as_of_position: int) -> dict[str, Any]:
-    """The tally JSON of domain.md from a fold, R17 applied with the entitlements it knows."""
+    """The tally JSON of docs/wire-contract.md from a fold, R17 applied with the entitlements it knows."""
     rejected: dict[tuple[str, str], list[str]] = {}
     for number, state in tally.voters.items():
         for event_id, item_id in state.overvote_rejected:

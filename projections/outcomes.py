@@ -78,7 +78,7 @@ def _plurality(members: list[Item], totals: Mapping[str, Mapping[str, int]]) -> 
 
 def tally_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]],
                  as_of_position: int) -> dict[str, Any]:
-    """The tally JSON of domain.md: quorum, per-item columns and outcome."""
+    """The tally JSON of docs/wire-contract.md: quorum, per-item columns and outcome."""
     q = quorum(spec, present)
     results = outcomes(spec, totals, q["met"])
     items = {}

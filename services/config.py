@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Topic names are part of the wire contract (domain.md); keep them here only.
+# Topic names are part of the wire contract (docs/wire-contract.md); keep them here only.
 SUBMISSIONS_TOPIC = "votes.submissions"
 ADMIN_TOPIC = "meetings.admin"
 PARKED_TOPIC = "ledger.parked"

@@ -148,7 +148,7 @@ def _fold(path: Path, position: int):
 
 
 def tally_from_file(path: Path, as_of: int | None = None) -> dict[str, Any]:
-    """The tally JSON of domain.md, replayed from the export (at its manifest's position by default)."""
+    """The tally JSON of docs/wire-contract.md, replayed from the export (at its manifest's position by default)."""
     position = read_manifest(path).as_of_position if as_of is None else as_of
     _manifest, tally, _digest, _chain = _fold(path, position)
     totals, _overvotes = counted(tally)

@@ -104,7 +104,7 @@ async def read_counted_in_snapshot(conn: asyncpg.Connection, meeting_id: str) ->
 
 
 async def read_tally(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
-    """The tally JSON of domain.md from the projection tables, consistent at one checkpoint."""
+    """The tally JSON of docs/wire-contract.md from the projection tables, consistent at one checkpoint."""
     counted = await read_counted(conn, meeting_id)
     return tally_report(counted["spec"], counted["present"], counted["totals"], as_of_position=counted["position"])
 

@@ -39,7 +39,7 @@ async def accepted_entries(conn: asyncpg.Connection, meeting_id: str, up_to: int
 
 
 async def tally_as_of(conn: asyncpg.Connection, meeting_id: str, as_of: AsOf) -> dict[str, Any]:
-    """The tally JSON of domain.md exactly as it stood at a log position or time."""
+    """The tally JSON of docs/wire-contract.md exactly as it stood at a log position or time."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         position = await resolve(conn, as_of)
         entries = await accepted_entries(conn, meeting_id, position)

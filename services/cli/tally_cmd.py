@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    " `tally diff` shows what changed between two points.")
     # Not required here, so that `tally diff --meeting ID ...` parses; _tally checks it.
     t.add_argument("--meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
-    t.add_argument("--json", action="store_true", help="print the tally JSON (domain.md contract)")
+    t.add_argument("--json", action="store_true", help="print the tally JSON (docs/wire-contract.md)")
     t.add_argument("--file", type=Path, metavar="EXPORT",
                    help="replay an export (vote-ledger export) offline instead of reading PostgreSQL;"
                         " --as-of then takes a log position")
