@@ -85,8 +85,11 @@ _TOO_DEEP = "JSON nested too deeply"
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
 _NUL_ESCAPE = "\\u0000"
 _TIME_FIELDS = {
-    cls: tuple(f for f in cls.__struct_fields__
-               if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at"))
+    cls: tuple(
+        f
+        for f in cls.__struct_fields__
+        if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")
+    )
     for cls in EVENT_TYPES.values()
 }
 

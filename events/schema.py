@@ -8,7 +8,7 @@ defaults; breaking changes go through a named upcaster (``events.codec.UPCASTERS
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -35,7 +35,7 @@ Standard = Literal["plurality", "majority_of_votes_cast", "frequency"]
 OverVotePolicy = Literal["prorate", "reject"]
 
 # A choice on one item: one option for all represented shares, or a split {option: shares} (R3).
-Choice = Union[str, dict[str, Shares]]
+Choice = str | dict[str, Shares]
 
 SCHEMA_VERSION = 1
 
@@ -175,9 +175,9 @@ class PollsClosed(Event, tag="polls.closed", frozen=True):
     recorded_at: AwareDatetime | None = None
 
 
-Submission = Union[VoteCast, VoteRevoked, ProxySubstituted]
-AdminEvent = Union[MeetingScheduled, PositionsRecorded, PollsClosed]
-AnyEvent = Union[VoteCast, VoteRevoked, ProxySubstituted, MeetingScheduled, PositionsRecorded, PollsClosed]
+Submission = VoteCast | VoteRevoked | ProxySubstituted
+AdminEvent = MeetingScheduled | PositionsRecorded | PollsClosed
+AnyEvent = Submission | AdminEvent
 
 # Explicit registry: tag -> class. Tags are stable; this is what the log's `type` column holds.
 EVENT_TYPES: dict[str, type[Event]] = {

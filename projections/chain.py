@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 GENESIS = bytes(32)
 LATEST_VERSION = 2
 _encoder = msgspec.json.Encoder()
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -39,26 +39,82 @@ def micros(instant: datetime) -> int:
     return (instant - _EPOCH) // _MICROSECOND
 
 
-def canonical(position: int, prev_position: int | None, meeting_id: str, event_id: str, type_: str,
-              decision: str, reason: str | None, payload: str) -> bytes:
+def canonical(
+    position: int,
+    prev_position: int | None,
+    meeting_id: str,
+    event_id: str,
+    type_: str,
+    decision: str,
+    reason: str | None,
+    payload: str,
+) -> bytes:
     """The bytes a v1 row's hash covers."""
     return _encoder.encode([position, prev_position, meeting_id, event_id, type_, decision, reason, payload])
 
 
-def canonical_v2(position: int, prev_position: int | None, meeting_id: str, event_id: str, type_: str,
-                 decision: str, reason: str | None, payload: str, recorded_at: datetime,
-                 source_topic: str | None, source_partition: int | None, source_offset: int | None) -> bytes:
+def canonical_v2(
+    position: int,
+    prev_position: int | None,
+    meeting_id: str,
+    event_id: str,
+    type_: str,
+    decision: str,
+    reason: str | None,
+    payload: str,
+    recorded_at: datetime,
+    source_topic: str | None,
+    source_partition: int | None,
+    source_offset: int | None,
+) -> bytes:
     """The bytes a v2 row's hash covers: v1's, plus when the ledger recorded it and where it came from."""
-    return _encoder.encode([2, position, prev_position, meeting_id, event_id, type_, decision, reason, payload,
-                            micros(recorded_at), source_topic, source_partition, source_offset])
+    return _encoder.encode(
+        [
+            2,
+            position,
+            prev_position,
+            meeting_id,
+            event_id,
+            type_,
+            decision,
+            reason,
+            payload,
+            micros(recorded_at),
+            source_topic,
+            source_partition,
+            source_offset,
+        ]
+    )
 
 
-def canonical_parked(id_: int, prev_id: int | None, source_topic: str, source_partition: int, source_offset: int,
-                     key: bytes | None, value: bytes | None, reason: str, detail: str, parked_at: datetime) -> bytes:
+def canonical_parked(
+    id_: int,
+    prev_id: int | None,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    detail: str,
+    parked_at: datetime,
+) -> bytes:
     """The bytes a parked message's hash covers."""
-    return _encoder.encode([1, id_, prev_id, source_topic, source_partition, source_offset,
-                            None if key is None else key.hex(), None if value is None else value.hex(),
-                            reason, detail, micros(parked_at)])
+    return _encoder.encode(
+        [
+            1,
+            id_,
+            prev_id,
+            source_topic,
+            source_partition,
+            source_offset,
+            None if key is None else key.hex(),
+            None if value is None else value.hex(),
+            reason,
+            detail,
+            micros(parked_at),
+        ]
+    )
 
 
 def link(prev_hash: bytes, row_bytes: bytes) -> bytes:
@@ -88,11 +144,30 @@ class ChainRow:
     def canonical(self) -> bytes:
         """The bytes this row's hash covers, in its chain version."""
         if self.chain_version == 1:
-            return canonical(self.position, self.prev_position, self.meeting_id, self.event_id, self.type,
-                             self.decision, self.reason, self.payload)
-        return canonical_v2(self.position, self.prev_position, self.meeting_id, self.event_id, self.type,
-                            self.decision, self.reason, self.payload, self.recorded_at, self.source_topic,
-                            self.source_partition, self.source_offset)
+            return canonical(
+                self.position,
+                self.prev_position,
+                self.meeting_id,
+                self.event_id,
+                self.type,
+                self.decision,
+                self.reason,
+                self.payload,
+            )
+        return canonical_v2(
+            self.position,
+            self.prev_position,
+            self.meeting_id,
+            self.event_id,
+            self.type,
+            self.decision,
+            self.reason,
+            self.payload,
+            self.recorded_at,
+            self.source_topic,
+            self.source_partition,
+            self.source_offset,
+        )
 
     def expected_hash(self, prev_hash: bytes) -> bytes:
         """What this row's hash must be after ``prev_hash``."""
@@ -118,9 +193,21 @@ class ParkedRow:
 
     def expected_hash(self, prev_hash: bytes) -> bytes:
         """What this message's hash must be after ``prev_hash``."""
-        return link(prev_hash, canonical_parked(self.position, self.prev_position, self.source_topic,
-                                                self.source_partition, self.source_offset, self.key, self.value,
-                                                self.reason, self.detail, self.parked_at))
+        return link(
+            prev_hash,
+            canonical_parked(
+                self.position,
+                self.prev_position,
+                self.source_topic,
+                self.source_partition,
+                self.source_offset,
+                self.key,
+                self.value,
+                self.reason,
+                self.detail,
+                self.parked_at,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -160,16 +247,25 @@ class ChainCheck:
     def _check(self, row: ChainRow | ParkedRow) -> Break | None:
         if row.prev_position != self.last_position:
             if row.prev_position is not None and (self.last_position is None or row.prev_position > self.last_position):
-                return Break(row.prev_position, "missing",
-                             f"row {row.position} follows position {row.prev_position}, which is not in the log")
-            return Break(row.position, "altered",
-                         f"row {row.position} claims to follow {row.prev_position}, but follows {self.last_position}")
+                return Break(
+                    row.prev_position,
+                    "missing",
+                    f"row {row.position} follows position {row.prev_position}, which is not in the log",
+                )
+            return Break(
+                row.position,
+                "altered",
+                f"row {row.position} claims to follow {row.prev_position}, but follows {self.last_position}",
+            )
         if row.hash is None:
             return Break(row.position, "unhashed", f"row {row.position} has no hash (logged before the chain existed)")
         if row.chain_version < self.last_version:
             # Only the old form leaves recorded_at out: going back to it would un-cover it.
-            return Break(row.position, "altered", f"row {row.position} is under chain v{row.chain_version}"
-                                                  f" after a row under v{self.last_version}")
+            return Break(
+                row.position,
+                "altered",
+                f"row {row.position} is under chain v{row.chain_version} after a row under v{self.last_version}",
+            )
         if row.expected_hash(self.last_hash) != row.hash:
             return Break(row.position, "altered", f"row {row.position}'s hash does not match its contents")
         return None
@@ -191,18 +287,24 @@ class ParkedCheck(ChainCheck):
 
     def as_dict(self) -> dict:
         """JSON-friendly summary."""
-        return {"rows": self.rows, "not_chained": self.legacy,
-                "final_hash": self.last_hash.hex() if self.rows else None,
-                "chain_break": None if self.first_break is None else vars(self.first_break)}
+        return {
+            "rows": self.rows,
+            "not_chained": self.legacy,
+            "final_hash": self.last_hash.hex() if self.rows else None,
+            "chain_break": None if self.first_break is None else vars(self.first_break),
+        }
 
 
-def hashes(rows: Iterable[tuple], start: tuple[int | None, bytes] = (None, GENESIS)) -> Iterator[tuple[int | None, bytes]]:
+def hashes(
+    rows: Iterable[tuple], start: tuple[int | None, bytes] = (None, GENESIS)
+) -> Iterator[tuple[int | None, bytes]]:
     """For rows (position, meeting_id, event_id, type, decision, reason, payload) of ONE meeting in
     order, yield (prev_position, hash) under chain v1, continuing the chain from ``start``."""
     prev_position, prev_hash = start
     for position, meeting_id, event_id, type_, decision, reason, payload in rows:
-        prev_hash = link(prev_hash, canonical(position, prev_position, meeting_id, event_id, type_, decision,
-                                              reason, payload))
+        prev_hash = link(
+            prev_hash, canonical(position, prev_position, meeting_id, event_id, type_, decision, reason, payload)
+        )
         yield prev_position, prev_hash
         prev_position = position
 

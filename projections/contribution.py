@@ -55,8 +55,9 @@ def contribution(meeting: Meeting, position: Position, vote: VoteCast, fill: Vot
     return Contribution(present=represented, buckets=buckets)
 
 
-def _marked_choices(meeting: Meeting, position: Position, vote: VoteCast, fill: VoteCast | None,
-                    represented: int) -> dict[str, Choice]:
+def _marked_choices(
+    meeting: Meeting, position: Position, vote: VoteCast, fill: VoteCast | None, represented: int
+) -> dict[str, Choice]:
     """The choice that counts on each item, after R9 and R10 filling and universal-proxy voiding."""
     choices: dict[str, Choice] = dict(vote.choices)
     recommended = position.kind == "registered" and vote.channel in _PROXY_CHANNELS

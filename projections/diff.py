@@ -51,15 +51,16 @@ def columns(tally: Tally, control_number: str) -> tuple[int, dict[str, dict[str,
     present = part.present if part is not None else 0
     # Every column of the report, in its order, so deltas read like the tally.
     per_item = {item.id: dict.fromkeys([*item.options, "broker_non_votes"], 0) for item in meeting.spec.items}
-    for (item_id, option, _nominee), shares in (part.buckets.items() if part is not None else ()):
+    for (item_id, option, _nominee), shares in part.buckets.items() if part is not None else ():
         per_item[item_id]["broker_non_votes" if option == BROKER_NON_VOTE else option] += shares
     for counts in per_item.values():
         counts["not_voted"] = present - sum(counts.values())
     return present, per_item
 
 
-def diff(before: Tally | None, after: Tally | None, from_position: int, to_position: int,
-         window: Entries) -> dict[str, Any]:
+def diff(
+    before: Tally | None, after: Tally | None, from_position: int, to_position: int, window: Entries
+) -> dict[str, Any]:
     """What changed from one fold to another: report deltas, and per control number, with causes.
 
     ``window`` holds the accepted events logged between the two positions. Control numbers' deltas
@@ -71,9 +72,13 @@ def diff(before: Tally | None, after: Tally | None, from_position: int, to_posit
     before = before if before is not None else Tally(meeting=after.meeting)
     after = after if after is not None else Tally(meeting=before.meeting)
     old, new = report_of(before, from_position), report_of(after, to_position)
-    items = {item_id: {**_delta(old["items"].get(item_id, {}), counts, zeros=True),
-                       "outcome": {"from": old["items"].get(item_id, {}).get("outcome"), "to": counts["outcome"]}}
-             for item_id, counts in new["items"].items()}
+    items = {
+        item_id: {
+            **_delta(old["items"].get(item_id, {}), counts, zeros=True),
+            "outcome": {"from": old["items"].get(item_id, {}).get("outcome"), "to": counts["outcome"]},
+        }
+        for item_id, counts in new["items"].items()
+    }
     changed = []
     explained: Counter[tuple[str, str]] = Counter()  # (item, column) -> shares the control numbers explain
     for number in sorted(set(before.voters) | set(after.voters)):
@@ -82,19 +87,34 @@ def diff(before: Tally | None, after: Tally | None, from_position: int, to_posit
         if not per_item and present_a == present_b:
             continue
         explained.update({(item_id, column): shares for item_id, d in per_item.items() for column, shares in d.items()})
-        changed.append({"control_number": number, "present": present_b - present_a, "items": per_item,
-                        "events": _causes(number, window, after)})
+        changed.append(
+            {
+                "control_number": number,
+                "present": present_b - present_a,
+                "items": per_item,
+                "events": _causes(number, window, after),
+            }
+        )
     adjustment = {}
     for item_id, counts in items.items():
         residue = {c: v - explained[(item_id, c)] for c, v in counts.items() if c != "outcome"}
         if any(residue.values()):
             adjustment[item_id] = {c: v for c, v in residue.items() if v}
     return {
-        "meeting_id": new["meeting_id"], "from_position": from_position, "to_position": to_position,
-        "quorum": {"present": {"from": old["quorum"]["present"], "to": new["quorum"]["present"],
-                               "delta": new["quorum"]["present"] - old["quorum"]["present"]},
-                   "met": {"from": old["quorum"]["met"], "to": new["quorum"]["met"]}},
-        "items": items, "control_numbers": changed, "overvote_adjustment": adjustment,
+        "meeting_id": new["meeting_id"],
+        "from_position": from_position,
+        "to_position": to_position,
+        "quorum": {
+            "present": {
+                "from": old["quorum"]["present"],
+                "to": new["quorum"]["present"],
+                "delta": new["quorum"]["present"] - old["quorum"]["present"],
+            },
+            "met": {"from": old["quorum"]["met"], "to": new["quorum"]["met"]},
+        },
+        "items": items,
+        "control_numbers": changed,
+        "overvote_adjustment": adjustment,
     }
 
 
@@ -112,10 +132,12 @@ def _causes(control_number: str, window: Entries, after: Tally) -> list[dict[str
     revocations (R7); failing those (say a vote replaced and then revoked), all its submissions
     there; without any, only an administration event (a poll closure refolding it, R12) can have.
     """
-    own = [(at, e) for at, e in window
-           if isinstance(e, (VoteCast, VoteRevoked)) and e.control_number == control_number]
+    own = [(at, e) for at, e in window if isinstance(e, (VoteCast, VoteRevoked)) and e.control_number == control_number]
     state = after.voters.get(control_number)
     now = {v.event_id for v in (counting(state) if state is not None else ()) if v is not None}
-    chosen = ([(at, e) for at, e in own if e.event_id in now or isinstance(e, VoteRevoked)] or own
-              or [(at, e) for at, e in window if isinstance(e, (MeetingScheduled, PositionsRecorded, PollsClosed))])
+    chosen = (
+        [(at, e) for at, e in own if e.event_id in now or isinstance(e, VoteRevoked)]
+        or own
+        or [(at, e) for at, e in window if isinstance(e, (MeetingScheduled, PositionsRecorded, PollsClosed))]
+    )
     return [{"position": at, "event_id": e.event_id, "type": _TAGS[type(e)]} for at, e in chosen]

@@ -42,8 +42,7 @@ class LogDigest:
             if position <= self.last_position:
                 # Out of order or repeated: the digest would silently differ from an auditor's.
                 raise ValueError(f"log rows out of position order: {position} after {self.last_position}")
-            self._hash.update(canonical_row(position, row["event_id"], row["decision"], row["reason"],
-                                            row["payload"]))
+            self._hash.update(canonical_row(position, row["event_id"], row["decision"], row["reason"], row["payload"]))
             self.last_position = position
             self.rows += 1
 

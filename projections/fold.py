@@ -18,8 +18,17 @@ from events import VoteCast, VoteRevoked
 from projections.contribution import BROKER_NON_VOTE, REGISTERED, Contribution, contribution
 from projections.meeting import Meeting
 
-__all__ = ["BROKER_NON_VOTE", "REGISTERED", "Tally", "VoterState", "counting", "effective", "discretion_fill",
-           "instruction_key", "record"]
+__all__ = [
+    "BROKER_NON_VOTE",
+    "REGISTERED",
+    "Tally",
+    "VoterState",
+    "counting",
+    "effective",
+    "discretion_fill",
+    "instruction_key",
+    "record",
+]
 
 
 def instruction_key(vote: VoteCast) -> tuple[datetime, datetime, str]:

@@ -1,7 +1,7 @@
 """Chain heads published outside the database, and the check of a chain against them. Pure, no I/O.
 
 The ledger publishes each meeting's chain head (and the parked messages' chain head) to the
-``ledger.heads`` topic as the log grows (services/chain_heads.py). A head is a promise about the
+``ledger.heads`` topic as the log grows (services/runtime/chain_heads.py). A head is a promise about the
 past: the chain had ``rows`` rows up to ``position`` and its hash there was ``hash``. A log that
 was edited and re-hashed, or cut short, after a head went out no longer keeps that promise.
 """
@@ -57,8 +57,13 @@ class HeadFailure:
 
     def as_dict(self) -> dict:
         """JSON-friendly form."""
-        return {"position": self.head.position, "hash": self.head.hash, "rows": self.head.rows,
-                "published_at": self.head.published_at, "detail": self.detail}
+        return {
+            "position": self.head.position,
+            "hash": self.head.hash,
+            "rows": self.head.rows,
+            "published_at": self.head.published_at,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -80,17 +85,26 @@ class HeadCheck:
             self.rows += 1
             while self._pending and self._pending[-1].position < position:
                 head = self._pending.pop()
-                self._fail(head, f"the chain has no row at position {head.position}"
-                                 f" (it goes from {self.last_position} to {position})")
+                self._fail(
+                    head,
+                    f"the chain has no row at position {head.position}"
+                    f" (it goes from {self.last_position} to {position})",
+                )
             while self._pending and self._pending[-1].position == position:
                 head = self._pending.pop()
                 stored = hash_.hex() if hash_ else None
                 if stored != head.hash:
-                    self._fail(head, f"row {position} now has hash {stored}, the head published {head.hash}:"
-                                     " the chain was changed and re-hashed")
+                    self._fail(
+                        head,
+                        f"row {position} now has hash {stored}, the head published {head.hash}:"
+                        " the chain was changed and re-hashed",
+                    )
                 elif self.rows != head.rows:
-                    self._fail(head, f"the chain now holds {self.rows} rows up to position {position},"
-                                     f" the head published {head.rows}")
+                    self._fail(
+                        head,
+                        f"the chain now holds {self.rows} rows up to position {position},"
+                        f" the head published {head.rows}",
+                    )
             self.last_position = position
 
     def finish(self) -> None:
@@ -98,8 +112,7 @@ class HeadCheck:
         while self._pending:
             head = self._pending.pop()
             ends = f"ends at position {self.last_position}" if self.last_position is not None else "is empty"
-            self._fail(head, f"the chain {ends} ({self.rows} rows), short of this head:"
-                             " rows were removed from its end")
+            self._fail(head, f"the chain {ends} ({self.rows} rows), short of this head: rows were removed from its end")
 
     def _fail(self, head: Head, detail: str) -> None:
         self.failures.append(HeadFailure(head, detail))
@@ -112,7 +125,16 @@ class HeadCheck:
     def as_dict(self) -> dict:
         """JSON-friendly summary: how many heads, the latest, the failures."""
         latest = self.latest
-        return {"checked": len(self.heads), "ok": not self.failures,
-                "latest": None if latest is None else {"position": latest.position, "hash": latest.hash,
-                                                       "rows": latest.rows, "published_at": latest.published_at},
-                "failures": [f.as_dict() for f in self.failures]}
+        return {
+            "checked": len(self.heads),
+            "ok": not self.failures,
+            "latest": None
+            if latest is None
+            else {
+                "position": latest.position,
+                "hash": latest.hash,
+                "rows": latest.rows,
+                "published_at": latest.published_at,
+            },
+            "failures": [f.as_dict() for f in self.failures],
+        }

@@ -58,8 +58,12 @@ class Status:
     voids: tuple[Ref, ...] = ()  # instructions this revocation voided (R7)
 
 
-def lineage(meeting: Meeting, rows: Sequence[LogEntry], state: VoterState | None = None,
-            closures: Iterable[tuple[int, PollsClosed]] = ()) -> list[Status]:
+def lineage(
+    meeting: Meeting,
+    rows: Sequence[LogEntry],
+    state: VoterState | None = None,
+    closures: Iterable[tuple[int, PollsClosed]] = (),
+) -> list[Status]:
     """The status of every row of one control number (rows in log order).
 
     ``state`` is the fold's VoterState of this control number over the same rows: only its
@@ -67,8 +71,11 @@ def lineage(meeting: Meeting, rows: Sequence[LogEntry], state: VoterState | None
     beyond these rows). ``closures`` are the meeting's logged polls.closed, to name the one of R12.
     """
     closure, closed = _first_closure(meeting, closures), meeting.first_closure
-    votes = {i: row for i, row in enumerate(rows)
-             if row.decision == "accepted" and isinstance(row.event, (VoteCast, VoteRevoked))}
+    votes = {
+        i: row
+        for i, row in enumerate(rows)
+        if row.decision == "accepted" and isinstance(row.event, (VoteCast, VoteRevoked))
+    }
     # R12: received after the first closure never counts, even if the closure was logged later.
     late = {i for i, row in votes.items() if closed is not None and row.event.received_at > closed}
     refused, dropped = _overvote_refusals(rows, [i for i in votes if i not in late], state)
@@ -77,10 +84,13 @@ def lineage(meeting: Meeting, rows: Sequence[LogEntry], state: VoterState | None
     ballots = [i for i in pool if _kind(rows[i].event) == "ballot"]
     owners = [i for i in pool if _kind(rows[i].event) == "owner"]
     discretionary = [i for i in pool if _kind(rows[i].event) == "discretionary" and i not in dropped]
-    revocations = sorted((i for i in pool if _kind(rows[i].event) == "revocation"),
-                         key=lambda i: instruction_key(rows[i].event))
-    ballot, owner, nominee = (max(group, key=lambda i: instruction_key(rows[i].event), default=None)
-                              for group in (ballots, owners, discretionary))
+    revocations = sorted(
+        (i for i in pool if _kind(rows[i].event) == "revocation"), key=lambda i: instruction_key(rows[i].event)
+    )
+    ballot, owner, nominee = (
+        max(group, key=lambda i: instruction_key(rows[i].event), default=None)
+        for group in (ballots, owners, discretionary)
+    )
 
     def revoker(i: int) -> int | None:
         # R7: the first revocation executed after the instruction voids it (and so does the latest,
@@ -113,8 +123,9 @@ def lineage(meeting: Meeting, rows: Sequence[LogEntry], state: VoterState | None
             # A discretionary vote filling nothing (the owner marked every routine item) is simply
             # beaten by the owner's word, though the fold still holds it as the fill (R10).
             filled = _filled_items(meeting, rows[owner].event, rows[i].event)
-            result[i] = (_status(rows[i], FILLS, items=filled) if filled
-                         else _status(rows[i], SUPERSEDED, "R10", ref[owner]))
+            result[i] = (
+                _status(rows[i], FILLS, items=filled) if filled else _status(rows[i], SUPERSEDED, "R10", ref[owner])
+            )
     for i in revocations:
         voided = tuple(ref[j] for j in sorted(result) if result[j].rule == "R7" and result[j].by == ref[i])
         result[i] = _status(rows[i], REVOKES, voids=voided)
@@ -122,8 +133,9 @@ def lineage(meeting: Meeting, rows: Sequence[LogEntry], state: VoterState | None
         result[i] = _status(rows[i], SUPERSEDED, "R12", closure)
     for i, item in refused.items():
         result[i] = _status(rows[i], SUPERSEDED, "R17", items=(item,))
-    return [result.get(i) or _status(row, REJECTED if row.decision == "rejected" else None)
-            for i, row in enumerate(rows)]
+    return [
+        result.get(i) or _status(row, REJECTED if row.decision == "rejected" else None) for i, row in enumerate(rows)
+    ]
 
 
 def counting_refs(statuses: Iterable[Status]) -> tuple[Ref | None, Ref | None]:
@@ -146,8 +158,14 @@ def _kind(event: VoteCast | VoteRevoked) -> str:
     return "discretionary" if event.discretionary else "owner"
 
 
-def _status(row: LogEntry, status: str | None, rule: str | None = None, by: Ref | None = None,
-            items: tuple[str, ...] = (), voids: tuple[Ref, ...] = ()) -> Status:
+def _status(
+    row: LogEntry,
+    status: str | None,
+    rule: str | None = None,
+    by: Ref | None = None,
+    items: tuple[str, ...] = (),
+    voids: tuple[Ref, ...] = (),
+) -> Status:
     event_id = row.event.event_id if row.event is not None else None
     return Status(row.position, event_id, row.decision, row.reason, status, rule, by, items, voids)
 
@@ -170,9 +188,12 @@ def _filled_items(meeting: Meeting, owner: VoteCast, fill: VoteCast) -> tuple[st
         return ()
     with_fill = contribution(meeting, position, owner, fill).buckets
     without = contribution(meeting, position, owner).buckets
-    return tuple(item.id for item in meeting.spec.items
-                 if {k: v for k, v in with_fill.items() if k[0] == item.id}
-                 != {k: v for k, v in without.items() if k[0] == item.id})
+    return tuple(
+        item.id
+        for item in meeting.spec.items
+        if {k: v for k, v in with_fill.items() if k[0] == item.id}
+        != {k: v for k, v in without.items() if k[0] == item.id}
+    )
 
 
 def _maxima(state: VoterState) -> tuple:
@@ -181,8 +202,9 @@ def _maxima(state: VoterState) -> tuple:
     return (*ids, state.revoked_at)
 
 
-def _overvote_refusals(rows: Sequence[LogEntry], folded: list[int], state: VoterState | None
-                       ) -> tuple[dict[int, str], dict[int, int]]:
+def _overvote_refusals(
+    rows: Sequence[LogEntry], folded: list[int], state: VoterState | None
+) -> tuple[dict[int, str], dict[int, int]]:
     """Place the fold's R17 refusals in log order: refused on arrival, or when a revocation revived it.
 
     Returns the refused rows (with the item) and the discretionary rows the fold dropped with a
@@ -196,15 +218,31 @@ def _overvote_refusals(rows: Sequence[LogEntry], folded: list[int], state: Voter
         return {}, {}
     budget = [64]  # alternative readings to try; a control number rarely has more than one
 
-    def walk(k: int, shadow: VoterState, pending: list, refused: dict, dropped: dict, since_drop: list,
-             index: dict, target: tuple | None) -> tuple[dict[int, str], dict[int, int]] | None:
+    def walk(
+        k: int,
+        shadow: VoterState,
+        pending: list,
+        refused: dict,
+        dropped: dict,
+        since_drop: list,
+        index: dict,
+        target: tuple | None,
+    ) -> tuple[dict[int, str], dict[int, int]] | None:
         while k < len(folded):
             i = folded[k]
             event = rows[i].event
             k += 1
             if pending and isinstance(event, VoteCast) and pending[0][0] == event.event_id:
-                on_arrival = walk(k, shadow, pending[1:], {**refused, i: pending[0][1]}, dict(dropped),
-                                  list(since_drop), dict(index), target)
+                on_arrival = walk(
+                    k,
+                    shadow,
+                    pending[1:],
+                    {**refused, i: pending[0][1]},
+                    dict(dropped),
+                    list(since_drop),
+                    dict(index),
+                    target,
+                )
                 if on_arrival is not None or _kind(event) != "discretionary" or budget[0] <= 0:
                     return on_arrival
                 budget[0] -= 1  # else: recorded now, refused when a revocation revives it
@@ -213,8 +251,12 @@ def _overvote_refusals(rows: Sequence[LogEntry], folded: list[int], state: Voter
             if pending and isinstance(event, VoteRevoked):
                 before, after = counting(shadow), counting(trial)
                 revived = trial.discretionary
-                if (after[0] is not None and (before[0] is not after[0] or before[1] is not after[1])
-                        and revived is after[0] and revived.event_id == pending[0][0]):
+                if (
+                    after[0] is not None
+                    and (before[0] is not after[0] or before[1] is not after[1])
+                    and revived is after[0]
+                    and revived.event_id == pending[0][0]
+                ):
                     d = index[revived.event_id]
                     refused[d] = pending.pop(0)[1]
                     dropped.update({j: d for j in since_drop if j != d})

@@ -30,8 +30,11 @@ class Meeting:
     @classmethod
     def scheduled(cls, spec: MeetingScheduled) -> Meeting:
         """Start a meeting from its meeting.scheduled event."""
-        return cls(spec=spec, items={item.id: item for item in spec.items},
-                   options={item.id: frozenset(item.options) for item in spec.items})
+        return cls(
+            spec=spec,
+            items={item.id: item for item in spec.items},
+            options={item.id: frozenset(item.options) for item in spec.items},
+        )
 
     @property
     def meeting_id(self) -> str:

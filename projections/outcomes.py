@@ -76,8 +76,9 @@ def _plurality(members: list[Item], totals: Mapping[str, Mapping[str, int]]) -> 
     return result
 
 
-def tally_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]],
-                 as_of_position: int) -> dict[str, Any]:
+def tally_report(
+    spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]], as_of_position: int
+) -> dict[str, Any]:
     """The tally JSON of docs/wire-contract.md: quorum, per-item columns and outcome."""
     q = quorum(spec, present)
     results = outcomes(spec, totals, q["met"])
@@ -86,5 +87,10 @@ def tally_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapp
         counts = item_counts(item, totals.get(item.id, {}), present)
         counts["outcome"] = results[item.id]
         items[item.id] = counts
-    return {"meeting_id": spec.meeting_id, "as_of_position": as_of_position,
-            "outstanding": spec.outstanding, "quorum": q, "items": items}
+    return {
+        "meeting_id": spec.meeting_id,
+        "as_of_position": as_of_position,
+        "outstanding": spec.outstanding,
+        "quorum": q,
+        "items": items,
+    }

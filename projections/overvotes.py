@@ -42,9 +42,12 @@ def prorate(votes: Mapping[str, int], options: list[str], limit: int) -> dict[st
     return counted
 
 
-def counted_totals(spec: MeetingScheduled, entitlements: Mapping[str, int], buckets: Buckets,
-                   rejected: Mapping[tuple[str, str], list[str]] | None = None
-                   ) -> tuple[dict[str, dict[str, int]], list[OverVote]]:
+def counted_totals(
+    spec: MeetingScheduled,
+    entitlements: Mapping[str, int],
+    buckets: Buckets,
+    rejected: Mapping[tuple[str, str], list[str]] | None = None,
+) -> tuple[dict[str, dict[str, int]], list[OverVote]]:
     """Per-item totals after R17, and the over-vote report (voted vs counted, per nominee)."""
     per_nominee: dict[tuple[str, str], dict[str, int]] = {}
     totals: dict[str, dict[str, int]] = {item.id: {} for item in spec.items}

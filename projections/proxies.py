@@ -94,8 +94,11 @@ class ProxyBook:
 
     def _start(self) -> _State:
         named = frozenset(self.named_proxies)
-        return _State(default=named, holdings={p: Holding(None, ()) for p in self.named_proxies},
-                      roots={p: frozenset({p}) for p in self.named_proxies})
+        return _State(
+            default=named,
+            holdings={p: Holding(None, ()) for p in self.named_proxies},
+            roots={p: frozenset({p}) for p in self.named_proxies},
+        )
 
     def apply(self, event: ProxySubstituted) -> None:
         """Apply an accepted substitution; a repeated event_id applies once (R18)."""
@@ -154,7 +157,7 @@ class ProxyBook:
         if upto < self._cache.applied:
             self._cache = self._start()
         state = self._cache
-        for event in self._events[state.applied:upto]:
+        for event in self._events[state.applied : upto]:
             _step(state, event)
             state.applied += 1
         return state
@@ -190,6 +193,14 @@ def _step(state: _State, event: ProxySubstituted) -> None:
         if not state.holds_any(old):
             state.holdings.pop(old, None)
         state.roots[new] = state.roots.get(new, frozenset()) | state.roots.get(old, frozenset())
-    state.links.append(Link(
-        proxy_holder=old, substitute=new, executed_at=event.executed_at, control_numbers=listed,
-        event_id=event.event_id, effective=effective, lineage=state.roots.get(old, frozenset())))
+    state.links.append(
+        Link(
+            proxy_holder=old,
+            substitute=new,
+            executed_at=event.executed_at,
+            control_numbers=listed,
+            event_id=event.event_id,
+            effective=effective,
+            lineage=state.roots.get(old, frozenset()),
+        )
+    )

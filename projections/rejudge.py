@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events import AnyEvent, EVENT_TYPES
+from events import EVENT_TYPES, AnyEvent
 from projections.judge import Judge
 from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
 
@@ -31,8 +31,15 @@ class Rejudge:
     judge: Judge = field(default_factory=Judge)
     first: Misjudged | None = None
 
-    def feed(self, position: int, type_: str, decision: str, reason: str | None, event: AnyEvent,
-             columns: dict[str, object] | None = None) -> None:
+    def feed(
+        self,
+        position: int,
+        type_: str,
+        decision: str,
+        reason: str | None,
+        event: AnyEvent,
+        columns: dict[str, object] | None = None,
+    ) -> None:
         """Check one row: its decision and reason, its type, and (online) the columns copied from it."""
         if self.first is not None:
             return
@@ -47,13 +54,17 @@ class Rejudge:
         # The topic a message came in on is not part of the row's payload, and a duplicate_event_id
         # depends on an earlier row that may be another meeting's: neither can be re-derived here,
         # and such a row changes no state, so it is taken as recorded (verify checks the original).
-        expected = reason if reason in (WRONG_TOPIC, DUPLICATE_EVENT_ID) and tag in EVENT_TYPES \
-            else self.judge.judge(event)
+        expected = (
+            reason if reason in (WRONG_TOPIC, DUPLICATE_EVENT_ID) and tag in EVENT_TYPES else self.judge.judge(event)
+        )
         recorded = None if decision == "accepted" else reason
         if expected != recorded:
-            self.first = Misjudged(position, f"row {position} is logged {decision}"
-                                             f"{'' if reason is None else ' (' + reason + ')'}, but the rules"
-                                             f" give {'accepted' if expected is None else 'rejected (' + expected + ')'}")
+            self.first = Misjudged(
+                position,
+                f"row {position} is logged {decision}"
+                f"{'' if reason is None else ' (' + reason + ')'}, but the rules"
+                f" give {'accepted' if expected is None else 'rejected (' + expected + ')'}",
+            )
 
 
 def _same_instant(a: object, b: object) -> bool:

@@ -30,11 +30,20 @@ VOTE_COLUMNS = {
 }
 CSV_COLUMNS = ("item", "title", "for", "against", "abstain", "1y", "2y", "3y", "broker_non_votes", "outcome")
 
-_SECTIONS = ((DIRECTOR, "Election of directors", "Nominee"),
-             (PROPOSAL, "Proposals", "Proposal"),
-             (FREQUENCY, "Frequency of advisory votes", "Proposal"))
-_HEADINGS = {"for": "For", "against": "Against", "abstain": "Abstain", "1y": "1 year", "2y": "2 years",
-             "3y": "3 years", "broker_non_votes": "Broker non-votes"}
+_SECTIONS = (
+    (DIRECTOR, "Election of directors", "Nominee"),
+    (PROPOSAL, "Proposals", "Proposal"),
+    (FREQUENCY, "Frequency of advisory votes", "Proposal"),
+)
+_HEADINGS = {
+    "for": "For",
+    "against": "Against",
+    "abstain": "Abstain",
+    "1y": "1 year",
+    "2y": "2 years",
+    "3y": "3 years",
+    "broker_non_votes": "Broker non-votes",
+}
 _FREQUENCY_WORDS = {"1y": "1 year", "2y": "2 years", "3y": "3 years"}
 
 
@@ -52,8 +61,15 @@ def item_kind(item: Item) -> str:
     return KIND_OF_STANDARD[item.standard]
 
 
-def final_report(spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]],
-                 overvotes: Sequence[OverVote], position: int, digest: str, chain: str | None = None) -> dict[str, Any]:
+def final_report(
+    spec: MeetingScheduled,
+    present: int,
+    totals: Mapping[str, Mapping[str, int]],
+    overvotes: Sequence[OverVote],
+    position: int,
+    digest: str,
+    chain: str | None = None,
+) -> dict[str, Any]:
     """The final report's data: meeting, quorum, per-item columns and outcome, over-votes, log point.
 
     ``chain``: ``POSITION:HEX``, the meeting's hash-chain value at the report's point, which
@@ -126,13 +142,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines += ["", f"## {heading}", "", *_table(kind, label, rows)]
     if report["over_votes"]:
         policies = sorted({o["policy"] for o in report["over_votes"]})
-        lines += ["", f"Over-votes (R17, policy {', '.join(policies)}): {len(report['over_votes'])} nominee/item"
-                  " pair(s) over the nominee's entitlement; see `vote-ledger report overvotes`."]
+        lines += [
+            "",
+            f"Over-votes (R17, policy {', '.join(policies)}): {len(report['over_votes'])} nominee/item"
+            " pair(s) over the nominee's entitlement; see `vote-ledger report overvotes`.",
+        ]
     log = report["log"]
     lines += ["", f"_Computed at log position {log['position']}, digest {log['digest']}._"]
     if log.get("chain"):
-        lines += ["", f"_Hash chain at that point: `{log['chain']}` (check: `vote-ledger audit verify --expect-hash"
-                      f" {log['chain']}`)._"]
+        lines += [
+            "",
+            f"_Hash chain at that point: `{log['chain']}` (check: `vote-ledger audit verify --expect-hash"
+            f" {log['chain']}`)._",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -140,8 +162,10 @@ def _table(kind: str, label: str, rows: list[tuple[str, Mapping[str, Any]]]) -> 
     """A Markdown table of one kind of item, numbers right-aligned with thousands separators."""
     columns = (*VOTE_COLUMNS[kind], "broker_non_votes")
     header = ["Item", label, *(_HEADINGS[c] for c in columns), "Outcome"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join([":---", ":---", *("---:" for _ in columns), ":---"]) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---", ":---", *("---:" for _ in columns), ":---"]) + "|",
+    ]
     for item_id, row in rows:
         outcome = _FREQUENCY_WORDS.get(row["outcome"], row["outcome"]).replace("_", " ")
         cells = [item_id, _cell(row["title"]), *(f"{row[c]:,}" for c in columns), outcome]

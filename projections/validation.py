@@ -41,11 +41,29 @@ CHUNK_OUT_OF_RANGE = "chunk_out_of_range"  # chunk number outside 0 .. chunks - 
 CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than earlier ones
 
 REASONS = (
-    NOT_ENTITLED, EXCEEDS_POSITION, OVER_VOTE, INVALID_CHOICE, UNKNOWN_ITEM, NO_LEGAL_PROXY,
-    DISCRETIONARY_NOT_ALLOWED, UNSIGNED, MISSING_JOINT_SIGNATURE, POLL_CLOSED, CUTOFF_PASSED,
-    NOT_PROXY_HOLDER, UNKNOWN_MEETING, DUPLICATE_MEETING, DUPLICATE_CHUNK, DUPLICATE_POSITION, WRONG_TOPIC,
+    NOT_ENTITLED,
+    EXCEEDS_POSITION,
+    OVER_VOTE,
+    INVALID_CHOICE,
+    UNKNOWN_ITEM,
+    NO_LEGAL_PROXY,
+    DISCRETIONARY_NOT_ALLOWED,
+    UNSIGNED,
+    MISSING_JOINT_SIGNATURE,
+    POLL_CLOSED,
+    CUTOFF_PASSED,
+    NOT_PROXY_HOLDER,
+    UNKNOWN_MEETING,
+    DUPLICATE_MEETING,
+    DUPLICATE_CHUNK,
+    DUPLICATE_POSITION,
+    WRONG_TOPIC,
     DUPLICATE_EVENT_ID,
-    SHARES_OUT_OF_RANGE, INVALID_QUORUM, INVALID_SEATS, REGISTER_EXCEEDS_OUTSTANDING, CHUNK_OUT_OF_RANGE,
+    SHARES_OUT_OF_RANGE,
+    INVALID_QUORUM,
+    INVALID_SEATS,
+    REGISTER_EXCEEDS_OUTSTANDING,
+    CHUNK_OUT_OF_RANGE,
     CHUNKS_MISMATCH,
 )
 
@@ -96,8 +114,9 @@ def validate_vote_revoked(meeting: Meeting, revoked: VoteRevoked) -> str | None:
     return _timing(meeting, revoked.channel, revoked.received_at)
 
 
-def validate_proxy_substituted(meeting: Meeting, event: ProxySubstituted,
-                               proxies: ProxyBook | Collection[str]) -> str | None:
+def validate_proxy_substituted(
+    meeting: Meeting, event: ProxySubstituted, proxies: ProxyBook | Collection[str]
+) -> str | None:
     """Return the reason a substitution is rejected, given the meeting's proxies so far."""
     if not isinstance(proxies, ProxyBook):
         proxies = ProxyBook(proxies)  # bare names: the named proxies, before any substitution

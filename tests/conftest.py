@@ -19,16 +19,16 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from services.config import Settings
-from services.postgres.connect import dsn_env, on_database
-from services.postgres.logins import harden_database, service_logins
-from services.postgres.migrate import temporary_database
+from services.adapters.postgres.connect import dsn_env, on_database
+from services.adapters.postgres.logins import harden_database, service_logins
+from services.adapters.postgres.migrate import temporary_database
+from services.settings import Settings
 
 
 @pytest.fixture(scope="session")
 def endpoints():
     """Kafka and PostgreSQL for the whole session (see the module docstring for the order)."""
-    from services.stack import resolve_endpoints
+    from services.devtools.stack import resolve_endpoints
 
     found, source = resolve_endpoints()
     host = found.pg_dsn.rsplit("@", 1)[-1]  # no password in the output
@@ -39,9 +39,14 @@ def endpoints():
 @pytest.fixture(scope="session")
 async def logins(endpoints) -> Settings:
     """The session's PostgreSQL logins: the superuser for the tests themselves, one login per service."""
-    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_admin_dsn or endpoints.pg_dsn,
-                    pg_ledger_dsn=endpoints.pg_ledger_dsn, pg_projector_dsn=endpoints.pg_projector_dsn,
-                    pg_reader_dsn=endpoints.pg_reader_dsn, submission_partitions=4)
+    base = Settings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        pg_dsn=endpoints.pg_admin_dsn or endpoints.pg_dsn,
+        pg_ledger_dsn=endpoints.pg_ledger_dsn,
+        pg_projector_dsn=endpoints.pg_projector_dsn,
+        pg_reader_dsn=endpoints.pg_reader_dsn,
+        submission_partitions=4,
+    )
     async with service_logins(base, f"vl_t{uuid.uuid4().hex[:8]}_") as cfg:
         yield cfg
 
@@ -63,9 +68,12 @@ async def pg_dsn(logins):
 async def settings(logins, pg_dsn) -> Settings:
     """Settings pointing at the session's Kafka, this test's database (every login) and its own topics."""
     tag = uuid.uuid4().hex[:10]
-    cfg = dataclasses.replace(on_database(logins, urlsplit(pg_dsn).path.lstrip("/")), topic_prefix=f"t{tag}.",
-                              consumer_group=f"vote-ledger-{tag}")
-    from services.kafka_io import ensure_topics
+    cfg = dataclasses.replace(
+        on_database(logins, urlsplit(pg_dsn).path.lstrip("/")),
+        topic_prefix=f"t{tag}.",
+        consumer_group=f"vote-ledger-{tag}",
+    )
+    from services.adapters.kafka.topics import ensure_topics
 
     await ensure_topics(cfg)
     return cfg
@@ -84,7 +92,7 @@ def settings_env(cfg: Settings) -> dict[str, str]:
 @pytest.fixture
 async def bench_namespace(logins):
     """Benchmark settings on the session's services, in a fresh topic namespace dropped afterwards."""
-    from services.bench import scratch
+    from services.devtools.bench import scratch
 
     cfg = scratch.scratch_settings(logins, logins.pg_dsn, "t")
     yield cfg

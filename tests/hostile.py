@@ -14,13 +14,27 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         return data[: rng.randrange(len(data))]  # truncated JSON
     if kind == 2:
         at = rng.randrange(len(data))
-        return data[:at] + bytes([rng.randrange(256)]) + data[at + 1:]  # one byte flipped
+        return data[:at] + bytes([rng.randrange(256)]) + data[at + 1 :]  # one byte flipped
     if kind == 3:
         depth = rng.choice([10, 999, 1001, 50_000])  # deep nesting
         return data[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
     if kind == 4:  # huge, negative and non-finite numbers, lone surrogates, nulls where values belong
-        return data.replace(b'"for"', rng.choice([b"1e999", b"NaN", b"-1", b"9" * 400, b'"\\ud800"', b"null",
-                                                  b"-9223372036854775809", b"18446744073709551616"]), 1)
+        return data.replace(
+            b'"for"',
+            rng.choice(
+                [
+                    b"1e999",
+                    b"NaN",
+                    b"-1",
+                    b"9" * 400,
+                    b'"\\ud800"',
+                    b"null",
+                    b"-9223372036854775809",
+                    b"18446744073709551616",
+                ]
+            ),
+            1,
+        )
     if kind == 5:
         return data[:-1] + b', "note": "' + rng.randbytes(8) + b'"}'  # invalid UTF-8 in a value
     if kind == 6:  # unknown, empty, mistyped and oversized meetings
@@ -30,6 +44,16 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     if kind == 8:  # versions
         return data.replace(b'"v":1', rng.choice([b'"v":2', b'"v":-1', b'"v":1e3', b'"v":"1"']), 1)
     if kind == 9:  # wrong types for shares and choices
-        return data.replace(b'"choices":{', rng.choice([b'"shares":-5,"choices":{', b'"shares":1e3,"choices":{',
-                                                        b'"shares":"10","choices":{', b'"choices":[],"x":{']), 1)
+        return data.replace(
+            b'"choices":{',
+            rng.choice(
+                [
+                    b'"shares":-5,"choices":{',
+                    b'"shares":1e3,"choices":{',
+                    b'"shares":"10","choices":{',
+                    b'"choices":[],"x":{',
+                ]
+            ),
+            1,
+        )
     return data + b" " * rng.randrange(1, 200_000)  # oversized: valid JSON with a long tail

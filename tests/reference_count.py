@@ -25,8 +25,10 @@ def effective_instruction(votes: list[VoteCast], revocations: list[VoteRevoked])
         return sorted(ballots, key=lambda v: (v.executed_at, v.received_at, v.event_id))[-1]
     for discretionary in (False, True):
         candidates = [
-            v for v in votes
-            if v.channel != "in_person" and v.discretionary == discretionary
+            v
+            for v in votes
+            if v.channel != "in_person"
+            and v.discretionary == discretionary
             and not any(v.executed_at < r.executed_at for r in revocations)
         ]
         if candidates:
@@ -34,8 +36,9 @@ def effective_instruction(votes: list[VoteCast], revocations: list[VoteRevoked])
     return None
 
 
-def count(spec: MeetingScheduled, positions: dict[str, Position], events: list,
-          entitlements: dict[str, int] | None = None) -> dict:
+def count(
+    spec: MeetingScheduled, positions: dict[str, Position], events: list, entitlements: dict[str, int] | None = None
+) -> dict:
     """Return {"present": int, "items": {item: {option|"broker_non_votes": shares}}} (R17 prorated)."""
     votes, revocations, seen = defaultdict(list), defaultdict(list), set()
     for event in events:
@@ -91,7 +94,9 @@ def largest_remainder(votes: dict[str, int], limit: int, options: list[str]) -> 
     return counted
 
 
-def card_choices(spec: MeetingScheduled, position: Position, vote: VoteCast, fill: VoteCast | None, shares: int) -> dict:
+def card_choices(
+    spec: MeetingScheduled, position: Position, vote: VoteCast, fill: VoteCast | None, shares: int
+) -> dict:
     """What the instruction votes per item, per R9, R10 and universal proxy card rules."""
     proxy_card = position.kind == "registered" and vote.channel in ("internet", "phone", "mail")
     marked = dict(vote.choices)
@@ -109,7 +114,11 @@ def card_choices(spec: MeetingScheduled, position: Position, vote: VoteCast, fil
         if item.universal_proxy:
             groups[item.group].append(item)
     for members in groups.values():
-        fors = sum(1 for i in members if (marked.get(i.id) == "for") or (isinstance(marked.get(i.id), dict) and marked[i.id].get("for")))
+        fors = sum(
+            1
+            for i in members
+            if (marked.get(i.id) == "for") or (isinstance(marked.get(i.id), dict) and marked[i.id].get("for"))
+        )
         if fors > members[0].seats:
             for i in members:
                 marked.pop(i.id, None)

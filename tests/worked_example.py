@@ -87,8 +87,12 @@ def expected(policy: str, renamed: bool = False) -> dict[str, Any]:
 def expected_tally(policy: str, renamed: bool = False) -> dict[str, Any]:
     """The part of the block that the tally JSON (read_tally / tally_report) reports."""
     block = expected(policy, renamed)
-    return {"meeting_id": meeting_id(policy, renamed), "outstanding": block["outstanding"],
-            "quorum": block["quorum"], "items": block["items"]}
+    return {
+        "meeting_id": meeting_id(policy, renamed),
+        "outstanding": block["outstanding"],
+        "quorum": block["quorum"],
+        "items": block["items"],
+    }
 
 
 def refused_by_fold(tally: Tally) -> dict[tuple[str, str], list[str]]:

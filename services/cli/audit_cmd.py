@@ -12,16 +12,19 @@ from typing import Any
 
 import asyncpg
 
-from services.audit import CHANNELS, DECISIONS, read_events, read_history
 from services.cli.audit_verify import add_verify
 from services.cli.common import parse_timestamp, show
+from services.read.audit import CHANNELS, DECISIONS, read_events, read_history
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `audit` command and its actions."""
-    a = sub.add_parser("audit", help="vote lineage of a control number; filtered log events; verify the log",
-                       description="Audit the log: what became of every submission of a control number,"
-                                   " and the log rows matching filters.")
+    a = sub.add_parser(
+        "audit",
+        help="vote lineage of a control number; filtered log events; verify the log",
+        description="Audit the log: what became of every submission of a control number,"
+        " and the log rows matching filters.",
+    )
     actions = a.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
     _register_history(actions)
     _register_events(actions)
@@ -30,10 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_history(actions: argparse._SubParsersAction) -> None:
     h = actions.add_parser(
-        "history", help="every submission of a control number and what became of it",
+        "history",
+        help="every submission of a control number and what became of it",
         description="Every log row of a control number in log order: the ledger's decision and reason code,"
-                    " and for each accepted instruction whether it counts (or fills routine items, R10) or"
-                    " which rule and event superseded it (R5, R6, R7, R10, R12, R17).")
+        " and for each accepted instruction whether it counts (or fills routine items, R10) or"
+        " which rule and event superseded it (R5, R6, R7, R10, R12, R17).",
+    )
     h.add_argument("--meeting", required=True, metavar="ID", help="meeting id, e.g. cbak-2023-agm")
     h.add_argument("--control-number", required=True, metavar="C", help="the control number on the card or form")
     h.add_argument("--json", action="store_true", help="print the history as JSON")
@@ -46,17 +51,22 @@ def _history(args: argparse.Namespace) -> int:
 
 def _register_events(actions: argparse._SubParsersAction) -> None:
     e = actions.add_parser(
-        "events", help="a meeting's log rows matching filters",
+        "events",
+        help="a meeting's log rows matching filters",
         description="A meeting's log rows in log order, filtered by channel, submitter, time received"
-                    " (FROM inclusive, TO exclusive; RFC 3339 with offset), decision and reason code.")
+        " (FROM inclusive, TO exclusive; RFC 3339 with offset), decision and reason code.",
+    )
     e.add_argument("--meeting", required=True, metavar="ID", help="meeting id, e.g. cbak-2023-agm")
     e.add_argument("--channel", choices=CHANNELS, help="the submission's channel")
-    e.add_argument("--submitted-by", metavar="NAME",
-                   help="the submitting system or person (payload field submitted_by)")
-    e.add_argument("--from", dest="received_from", type=parse_timestamp, metavar="TIMESTAMP",
-                   help="received at or after this time")
-    e.add_argument("--to", dest="received_to", type=parse_timestamp, metavar="TIMESTAMP",
-                   help="received before this time")
+    e.add_argument(
+        "--submitted-by", metavar="NAME", help="the submitting system or person (payload field submitted_by)"
+    )
+    e.add_argument(
+        "--from", dest="received_from", type=parse_timestamp, metavar="TIMESTAMP", help="received at or after this time"
+    )
+    e.add_argument(
+        "--to", dest="received_to", type=parse_timestamp, metavar="TIMESTAMP", help="received before this time"
+    )
     e.add_argument("--decision", choices=DECISIONS)
     e.add_argument("--reason", metavar="CODE", help="reason code of rejected rows, e.g. cutoff_passed")
     e.add_argument("--limit", type=_limit, default=100, metavar="N", help="at most N rows (default 100)")
@@ -65,10 +75,21 @@ def _register_events(actions: argparse._SubParsersAction) -> None:
 
 
 def _events(args: argparse.Namespace) -> int:
-    return _print(lambda conn: read_events(
-        conn, args.meeting, channel=args.channel, submitted_by=args.submitted_by,
-        received_from=args.received_from, received_to=args.received_to, decision=args.decision,
-        reason=args.reason, limit=args.limit), args, render_events)
+    return _print(
+        lambda conn: read_events(
+            conn,
+            args.meeting,
+            channel=args.channel,
+            submitted_by=args.submitted_by,
+            received_from=args.received_from,
+            received_to=args.received_to,
+            decision=args.decision,
+            reason=args.reason,
+            limit=args.limit,
+        ),
+        args,
+        render_events,
+    )
 
 
 def _limit(text: str) -> int:
@@ -81,10 +102,15 @@ def _limit(text: str) -> int:
     return value
 
 
-def _print(read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]], args: argparse.Namespace,
-           render: Callable[[dict[str, Any]], str]) -> int:
+def _print(
+    read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+    args: argparse.Namespace,
+    render: Callable[[dict[str, Any]], str],
+) -> int:
     """Read a report as the reader role and print it as JSON or as text."""
-    return show(args.meeting, read, lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n")
+    return show(
+        args.meeting, read, lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n"
+    )
 
 
 def _describe(row: dict[str, Any]) -> str:
@@ -107,8 +133,11 @@ def _describe(row: dict[str, Any]) -> str:
 def render_history(report: dict[str, Any]) -> str:
     """A readable table of a control number's rows and what became of each."""
     reg = report["register"]
-    held = (f"{reg['kind']}, {reg['shares']:,} shares" + (f" via {reg['nominee']}" if reg["nominee"] else "")
-            if reg else "not on the record-date register")
+    held = (
+        f"{reg['kind']}, {reg['shares']:,} shares" + (f" via {reg['nominee']}" if reg["nominee"] else "")
+        if reg
+        else "not on the record-date register"
+    )
     counts, fills = report["counts"], report["fills"]
     counting = f"#{counts['position']} {counts['event_id']}" if counts else "nothing (not present)"
     lines = [
@@ -120,8 +149,10 @@ def render_history(report: dict[str, Any]) -> str:
         f"{'Pos':>8}  {'Event id':<20}{'Type':<13}{'Channel':<11}{'Executed at':<27}{'Received at':<27}Status",
     ]
     for row in report["rows"]:
-        lines.append(f"{row['position']:>8}  {row['event_id'][:19]:<20}{row['type']:<13}{row['channel'] or '-':<11}"
-                     f"{row['executed_at'] or '-':<27}{row['received_at'] or '-':<27}{_describe(row)}")
+        lines.append(
+            f"{row['position']:>8}  {row['event_id'][:19]:<20}{row['type']:<13}{row['channel'] or '-':<11}"
+            f"{row['executed_at'] or '-':<27}{row['received_at'] or '-':<27}{_describe(row)}"
+        )
     if not report["rows"]:
         lines.append("(no submission of this control number in the log)")
     return "\n".join(lines)
@@ -129,14 +160,20 @@ def render_history(report: dict[str, Any]) -> str:
 
 def render_events(report: dict[str, Any]) -> str:
     """A readable table of filtered log rows."""
-    lines = [f"{'Pos':>8}  {'Event id':<20}{'Type':<19}{'Control number':<22}{'Channel':<11}"
-             f"{'Submitted by':<18}{'Received at':<27}Decision"]
+    lines = [
+        f"{'Pos':>8}  {'Event id':<20}{'Type':<19}{'Control number':<22}{'Channel':<11}"
+        f"{'Submitted by':<18}{'Received at':<27}Decision"
+    ]
     for r in report["events"]:
         decision = r["decision"] if r["reason"] is None else f"{r['decision']}: {r['reason']}"
-        lines.append(f"{r['position']:>8}  {r['event_id'][:19]:<20}{r['type']:<19}{r['control_number'] or '-':<22}"
-                     f"{r['channel'] or '-':<11}{(r['submitted_by'] or '-')[:17]:<18}{r['received_at'] or '-':<27}"
-                     f"{decision}")
+        lines.append(
+            f"{r['position']:>8}  {r['event_id'][:19]:<20}{r['type']:<19}{r['control_number'] or '-':<22}"
+            f"{r['channel'] or '-':<11}{(r['submitted_by'] or '-')[:17]:<18}{r['received_at'] or '-':<27}"
+            f"{decision}"
+        )
     more = " (more match: raise --limit)" if report["truncated"] else ""
-    lines.append(f"{len(report['events'])} row(s) of meeting {report['meeting_id']}"
-                 f" up to log position {report['log_position']}{more}")
+    lines.append(
+        f"{len(report['events'])} row(s) of meeting {report['meeting_id']}"
+        f" up to log position {report['log_position']}{more}"
+    )
     return "\n".join(lines)

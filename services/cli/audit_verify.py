@@ -7,35 +7,43 @@ import asyncio
 import json
 from pathlib import Path
 
-from services.chain_heads import HeadsUnavailable, read_heads
+from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
 from services.cli import UserError
-from services.config import settings
-from services.export import BadExport
-from services.offline import verify_file
-from services.postgres.connect import READER_ROLE, connect_as, role_dsn
-from services.tallies import UnknownMeeting
-from services.verify import verify_meeting
+from services.read.export import BadExport
+from services.read.offline import verify_file
+from services.read.tallies import UnknownMeeting
+from services.read.verify import verify_meeting
+from services.runtime.chain_heads import HeadsUnavailable, read_heads
+from services.settings import settings
 
 
 def add_verify(actions: argparse._SubParsersAction) -> None:
     """Add `audit verify` to the audit command's actions."""
     v = actions.add_parser(
-        "verify", help="recompute the hash chain and the tally; exit 1 at the first mismatch",
+        "verify",
+        help="recompute the hash chain and the tally; exit 1 at the first mismatch",
         description="Online (--meeting): recompute the meeting's hash chain and the parked messages' chain, check"
-                    " that log positions are gapless, check the log against every chain head the ledger published"
-                    " on ledger.heads (read from Kafka), refold the tally from scratch and compare it with the"
-                    " projection. Offline (--file): check an export's chains and manifest with no services."
-                    " Exits 1 naming the first position or head that does not match; 0 when everything holds;"
-                    " 2 when there is nothing to verify (an unknown meeting, an empty export).")
+        " that log positions are gapless, check the log against every chain head the ledger published"
+        " on ledger.heads (read from Kafka), refold the tally from scratch and compare it with the"
+        " projection. Offline (--file): check an export's chains and manifest with no services."
+        " Exits 1 naming the first position or head that does not match; 0 when everything holds;"
+        " 2 when there is nothing to verify (an unknown meeting, an empty export).",
+    )
     source = v.add_mutually_exclusive_group(required=True)
     source.add_argument("--meeting", help="meeting id (reads PostgreSQL)")
     source.add_argument("--file", type=Path, help="an export written by `vote-ledger export` (no services needed)")
-    v.add_argument("--expect-hash", metavar="HEX",
-                   help="a final hash published earlier (export manifest, report): the chain must still end on it;"
-                        " or POSITION:HEX (a report footer's chain value, a head from ledger.heads)")
-    v.add_argument("--no-heads", action="store_true",
-                   help="online, when Kafka is not reachable: do not check the published chain heads (the output"
-                        " says so; an edit re-hashed to the end of the chain then goes unnoticed)")
+    v.add_argument(
+        "--expect-hash",
+        metavar="HEX",
+        help="a final hash published earlier (export manifest, report): the chain must still end on it;"
+        " or POSITION:HEX (a report footer's chain value, a head from ledger.heads)",
+    )
+    v.add_argument(
+        "--no-heads",
+        action="store_true",
+        help="online, when Kafka is not reachable: do not check the published chain heads (the output"
+        " says so; an edit re-hashed to the end of the chain then goes unnoticed)",
+    )
     v.add_argument("--json", action="store_true", help="print the verification as JSON")
     v.set_defaults(func=_verify)
 
@@ -64,20 +72,28 @@ async def _verify_online(meeting_id: str, expect_hash: str | None, no_heads: boo
     heads = None
     if not no_heads:
         if not cfg.kafka_bootstrap:
-            raise UserError("VOTE_LEDGER_KAFKA_BOOTSTRAP is not set, so the published chain heads cannot be read;"
-                            " set it, or pass --no-heads to verify without them")
+            raise UserError(
+                "VOTE_LEDGER_KAFKA_BOOTSTRAP is not set, so the published chain heads cannot be read;"
+                " set it, or pass --no-heads to verify without them"
+            )
         try:
             heads = await read_heads(cfg)
         except HeadsUnavailable as exc:
-            raise UserError(f"{exc}: the published chain heads cannot be checked;"
-                            " pass --no-heads to verify without them") from None
+            raise UserError(
+                f"{exc}: the published chain heads cannot be checked; pass --no-heads to verify without them"
+            ) from None
     conn = await connect_as(cfg, READER_ROLE)
     try:
         result = await verify_meeting(conn, meeting_id, expect_hash, heads)
     except UnknownMeeting:
-        raise UserError(f"no row of meeting {meeting_id!r} in the log" + (
-            " (published heads not checked): an unknown meeting, or every row of it was deleted" if no_heads else
-            " and no chain head published for it: an unknown meeting, nothing to verify")) from None
+        raise UserError(
+            f"no row of meeting {meeting_id!r} in the log"
+            + (
+                " (published heads not checked): an unknown meeting, or every row of it was deleted"
+                if no_heads
+                else " and no chain head published for it: an unknown meeting, nothing to verify"
+            )
+        ) from None
     finally:
         await conn.close()
     if no_heads:
@@ -97,8 +113,10 @@ def render_verification(report: dict) -> str:
         covered = "rows, decisions, payloads" + (", recorded_at and Kafka source" if v1 < report["rows"] else "")
         lines.append(f"ok   hash chain ({covered})")
     if v1:
-        lines.append(f"note {v1:,} row(s) logged before migration 010 are under chain v1:"
-                     " their recorded_at and Kafka source are not covered")
+        lines.append(
+            f"note {v1:,} row(s) logged before migration 010 are under chain v1:"
+            " their recorded_at and Kafka source are not covered"
+        )
     lines += _render_parked(report.get("parked"))
     lines += _render_heads(report)
     if report.get("first_missing_position") is not None:
@@ -109,8 +127,9 @@ def render_verification(report: dict) -> str:
         lines.append("FAIL the chain no longer ends on the expected hash: rows removed from the end, or re-hashed")
     mismatches = report.get("tally_mismatches")
     if report.get("tally_compared") is False:
-        lines.append(f"note tally not compared: the projection has not reached the meeting"
-                     f" (checkpoint {report['checkpoint']})")
+        lines.append(
+            f"note tally not compared: the projection has not reached the meeting (checkpoint {report['checkpoint']})"
+        )
     elif mismatches is not None:
         if mismatches:
             lines.append(f"FAIL tally at checkpoint {report['checkpoint']}: " + "; ".join(mismatches[:5]))
@@ -136,8 +155,9 @@ def _render_parked(parked: dict | None) -> list[str]:
     else:
         lines.append(f"ok   parked messages' chain: {parked['rows']:,} message(s), final hash {parked['final_hash']}")
     if parked["not_chained"]:
-        lines.append(f"note {parked['not_chained']:,} message(s) parked before migration 010 are on no chain:"
-                     " not covered")
+        lines.append(
+            f"note {parked['not_chained']:,} message(s) parked before migration 010 are on no chain: not covered"
+        )
     return lines
 
 
@@ -146,21 +166,29 @@ def _render_heads(report: dict) -> list[str]:
     heads, topic = report.get("heads"), report.get("heads_topic") or "ledger.heads"
     if heads is None:
         why = report.get("heads_skipped") or "offline"
-        anchor = ("anchor it with --expect-hash POSITION:HEX taken from a published head or report"
-                  if why == "offline" else "an edit re-hashed to the end of the chain, or rows cut from its end,"
-                                           " would go unnoticed")
+        anchor = (
+            "anchor it with --expect-hash POSITION:HEX taken from a published head or report"
+            if why == "offline"
+            else "an edit re-hashed to the end of the chain, or rows cut from its end, would go unnoticed"
+        )
         return [f"SKIP published chain heads: NOT CHECKED ({why}); {anchor}"]
     lines = []
     for name, label, at in (("meeting", "meeting's", "position"), ("parked", "parked messages'", "id")):
         found = heads[name]
         for failure in found["failures"]:
-            lines.append(f"FAIL published head of the {label} chain at {at} {failure['position']}"
-                         f" ({failure['rows']:,} rows, published {failure['published_at']}): {failure['detail']}")
+            lines.append(
+                f"FAIL published head of the {label} chain at {at} {failure['position']}"
+                f" ({failure['rows']:,} rows, published {failure['published_at']}): {failure['detail']}"
+            )
         latest = found["latest"]
         if latest is None:
-            lines.append(f"{'WARN' if name == 'meeting' else 'ok  '} published heads of the {label} chain: none on"
-                         f" {topic}" + (": nothing outside the database anchors it yet" if name == "meeting" else ""))
+            lines.append(
+                f"{'WARN' if name == 'meeting' else 'ok  '} published heads of the {label} chain: none on"
+                f" {topic}" + (": nothing outside the database anchors it yet" if name == "meeting" else "")
+            )
         elif not found["failures"]:
-            lines.append(f"ok   published heads of the {label} chain: all {found['checked']:,} on {topic} hold, the latest"
-                         f" at {at} {latest['position']} ({latest['rows']:,} rows, published {latest['published_at']})")
+            lines.append(
+                f"ok   published heads of the {label} chain: all {found['checked']:,} on {topic} hold, the latest"
+                f" at {at} {latest['position']} ({latest['rows']:,} rows, published {latest['published_at']})"
+            )
     return lines

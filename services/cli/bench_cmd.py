@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services.cli import UserError
 from services.cli.common import kafka_bootstrap, pg_dsn, run
-from services.config import settings
+from services.settings import settings
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
@@ -20,23 +20,32 @@ README_END = "<!-- bench:end -->"
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `bench` command."""
     b = sub.add_parser(
-        "bench", help="benchmark ours against the limits and the peers",
+        "bench",
+        help="benchmark ours against the limits and the peers",
         description="Generate the CBAK reference meeting with a large register and N submissions, then measure"
-                    " in one run: end-to-end ingest with the projector running, publish-to-tally latency at a"
-                    " fixed rate, replay from the log, raw aiokafka and raw COPY limits, the eventsourcing and"
-                    " naive peers, and a scale curve. Everything runs in scratch databases and topics, removed"
-                    " afterwards. Writes results.json and results.md. Needs Kafka and PostgreSQL"
-                    " (VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN) and the bench extras (pip install -e '.[bench]').")
+        " in one run: end-to-end ingest with the projector running, publish-to-tally latency at a"
+        " fixed rate, replay from the log, raw aiokafka and raw COPY limits, the eventsourcing and"
+        " naive peers, and a scale curve. Everything runs in scratch databases and topics, removed"
+        " afterwards. Writes results.json and results.md. Needs Kafka and PostgreSQL"
+        " (VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN) and the bench extras (pip install -e '.[bench]').",
+    )
     b.add_argument("--events", type=int, default=1_000_000, help="submissions in the main run (default 1,000,000)")
     b.add_argument("--positions", type=int, default=100_000, help="control numbers in the register (default 100,000)")
-    b.add_argument("--scale", default="10000,100000",
-                   help="other sizes for the scale curve, comma-separated (default 10000,100000; the main run is a point)")
+    b.add_argument(
+        "--scale",
+        default="10000,100000",
+        help="other sizes for the scale curve, comma-separated (default 10000,100000; the main run is a point)",
+    )
     b.add_argument("--latency-rate", type=int, default=5_000, help="offered submissions/s for latency (default 5,000)")
     b.add_argument("--latency-seconds", type=float, default=30.0, help="how long to offer them (default 30)")
     b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
-    b.add_argument("--peer-events", type=int, default=50_000,
-                   help="submissions (the first N of the same workload) for the eventsourcing peer, which"
-                        " runs at hundreds per second (default 50,000)")
+    b.add_argument(
+        "--peer-events",
+        type=int,
+        default=50_000,
+        help="submissions (the first N of the same workload) for the eventsourcing peer, which"
+        " runs at hundreds per second (default 50,000)",
+    )
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for results.json/.md and logs")
     b.add_argument("--readme", type=Path, help=f"also replace the table between {README_START} and {README_END}")
     b.add_argument("--meeting-file", type=Path, default=Path("deploy/meetings/cbak-2023-agm.toml"))
@@ -48,24 +57,31 @@ def _bench(args: argparse.Namespace) -> int:
     pg_dsn(cfg)
     kafka_bootstrap(cfg)
     try:
-        from services.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
-        from services.bench.run import Plan, run as run_bench  # noqa: PLC0415
+        from services.devtools.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
+        from services.devtools.bench.run import Plan  # noqa: PLC0415
+        from services.devtools.bench.run import run as run_bench
     except ImportError as exc:
         raise UserError(f"{exc.name} is missing: install the bench extras (pip install -e '.[bench]')") from None
     scale = [int(s) for s in args.scale.split(",") if s.strip()]
-    plan = Plan(events=args.events, positions=args.positions, scale=scale, latency_rate=args.latency_rate,
-                latency_seconds=args.latency_seconds, peers=not args.no_peers, peer_events=args.peer_events,
-                meeting_file=args.meeting_file,
-                log_dir=args.out / "logs")
+    plan = Plan(
+        events=args.events,
+        positions=args.positions,
+        scale=scale,
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds,
+        peers=not args.no_peers,
+        peer_events=args.peer_events,
+        meeting_file=args.meeting_file,
+        log_dir=args.out / "logs",
+    )
     args.out.mkdir(parents=True, exist_ok=True)
 
     async def go() -> int:
-        from services.postgres.logins import service_logins
+        from services.adapters.postgres.logins import service_logins
 
         # Given only a superuser DSN, the services under measurement get logins for this run.
         async with service_logins(cfg, f"vl_bench{uuid.uuid4().hex[:6]}_") as run_cfg:
-            results = await run_bench(run_cfg, plan,
-                                      lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
+            results = await run_bench(run_cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
         table = markdown(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "results.md").write_text(table)

@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import logging
 import sys
-from datetime import datetime
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from services.cli import UserError
-from services.config import Settings, settings
+from services.settings import Settings, settings
 
 _HINT = 'run `eval "$(vote-ledger stack up)"` for the local stack, or set it to your own service'
 
@@ -57,11 +57,12 @@ def parse_timestamp(text: str) -> datetime:
     return value
 
 
-def show(meeting_id: str, read: Callable[[Any], Awaitable[dict[str, Any]]],
-         render: Callable[[dict[str, Any]], str]) -> int:
+def show(
+    meeting_id: str, read: Callable[[Any], Awaitable[dict[str, Any]]], render: Callable[[dict[str, Any]], str]
+) -> int:
     """Read one report on a reader-role connection and write it; an unknown meeting is the user's error."""
-    from services.postgres.connect import READER_ROLE, connect_as
-    from services.tallies import UnknownMeeting
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.read.tallies import UnknownMeeting
 
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)

@@ -5,30 +5,36 @@ from __future__ import annotations
 import argparse
 import os
 
+from services.adapters.postgres.connect import connect
+from services.adapters.postgres.migrate import migrate
 from services.cli import UserError
 from services.cli.common import pg_dsn, run
-from services.postgres.connect import connect
-from services.postgres.migrate import migrate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `db` command."""
     db = sub.add_parser("db", help="database schema", description="Manage the PostgreSQL schema.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    m = db_sub.add_parser("migrate", help="apply pending migrations (idempotent)",
-                          description="Apply the SQL migrations shipped with vote-ledger, once each. They also"
-                                      " create the group roles vote_ledger_ledger, vote_ledger_projector and"
-                                      " vote_ledger_reader and their grants; give a login one with e.g."
-                                      " `GRANT vote_ledger_reader TO dashboard;`. Run it always as the same"
-                                      " login, the schema's owner (VOTE_LEDGER_PG_DSN).")
+    m = db_sub.add_parser(
+        "migrate",
+        help="apply pending migrations (idempotent)",
+        description="Apply the SQL migrations shipped with vote-ledger, once each. They also"
+        " create the group roles vote_ledger_ledger, vote_ledger_projector and"
+        " vote_ledger_reader and their grants; give a login one with e.g."
+        " `GRANT vote_ledger_reader TO dashboard;`. Run it always as the same"
+        " login, the schema's owner (VOTE_LEDGER_PG_DSN).",
+    )
     m.set_defaults(func=_migrate)
-    h = db_sub.add_parser("harden", help="as a superuser: close large objects and advisory locks to readers",
-                          description="Revoke from PUBLIC the pg_catalog functions that create large objects or"
-                                      " take advisory locks, and grant the locks back to the ledger, the"
-                                      " projector and the database owner: a reader login could otherwise hold"
-                                      " the ledger's append lock. Needs a superuser: VOTE_LEDGER_PG_ADMIN_DSN,"
-                                      " else VOTE_LEDGER_PG_DSN. `stack up` does this for its database."
-                                      " Idempotent.")
+    h = db_sub.add_parser(
+        "harden",
+        help="as a superuser: close large objects and advisory locks to readers",
+        description="Revoke from PUBLIC the pg_catalog functions that create large objects or"
+        " take advisory locks, and grant the locks back to the ledger, the"
+        " projector and the database owner: a reader login could otherwise hold"
+        " the ledger's append lock. Needs a superuser: VOTE_LEDGER_PG_ADMIN_DSN,"
+        " else VOTE_LEDGER_PG_DSN. `stack up` does this for its database."
+        " Idempotent.",
+    )
     h.set_defaults(func=_harden)
 
 
@@ -46,7 +52,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _harden(args: argparse.Namespace) -> int:
-    from services.postgres.logins import harden_database
+    from services.adapters.postgres.logins import harden_database
 
     variable = "VOTE_LEDGER_PG_ADMIN_DSN" if os.environ.get("VOTE_LEDGER_PG_ADMIN_DSN") else "VOTE_LEDGER_PG_DSN"
     dsn = os.environ.get(variable) or pg_dsn()
@@ -55,8 +61,10 @@ def _harden(args: argparse.Namespace) -> int:
         conn = await connect(dsn)
         try:
             if conn.get_settings().is_superuser != "on":
-                raise UserError(f"{variable} is not a superuser: only a superuser may change the grants of"
-                                " pg_catalog functions; set VOTE_LEDGER_PG_ADMIN_DSN to one")
+                raise UserError(
+                    f"{variable} is not a superuser: only a superuser may change the grants of"
+                    " pg_catalog functions; set VOTE_LEDGER_PG_ADMIN_DSN to one"
+                )
             await harden_database(conn)
         finally:
             await conn.close()

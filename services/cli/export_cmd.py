@@ -6,21 +6,23 @@ import argparse
 import json
 from pathlib import Path
 
+from services.adapters.postgres.connect import READER_ROLE, connect_as
 from services.cli import UserError
 from services.cli.common import run
-from services.config import settings
-from services.export import UnknownMeetingExport, export_meeting, manifest_dict
-from services.postgres.connect import READER_ROLE, connect_as
+from services.read.export import UnknownMeetingExport, export_meeting, manifest_dict
+from services.settings import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `export` command."""
     e = sub.add_parser(
-        "export", help="write a meeting's log to a self-contained file",
+        "export",
+        help="write a meeting's log to a self-contained file",
         description="Write every log row of a meeting (payloads exactly as stored, with the hash chain) and a"
-                    " manifest (counts, final hash, the projector position, software version) to a zip file."
-                    " `audit verify --file`, `tally --file` and `report final --file` then work with no Kafka"
-                    " and no PostgreSQL.")
+        " manifest (counts, final hash, the projector position, software version) to a zip file."
+        " `audit verify --file`, `tally --file` and `report final --file` then work with no Kafka"
+        " and no PostgreSQL.",
+    )
     e.add_argument("--meeting", required=True, help="meeting id")
     e.add_argument("--out", required=True, type=Path, help="the file to write (zip)")
     e.set_defaults(func=_export)

@@ -15,11 +15,11 @@ from events import MeetingScheduled, Position, ProxySubstituted, VoteRevoked
 from projections.outcomes import quorum
 from services.cli import UserError
 from services.cli.common import kafka_bootstrap
-from services.config import Settings, settings
-from services.demo.loader import load_meeting
-from services.demo.register import build_register, nominee_books
-from services.demo.spec import SimulationSpec, load_spec
-from services.demo.traffic import generate
+from services.devtools.demo.loader import load_meeting
+from services.devtools.demo.register import build_register, nominee_books
+from services.devtools.demo.spec import SimulationSpec, load_spec
+from services.devtools.demo.traffic import generate
+from services.settings import Settings, settings
 
 MEETINGS_DIR = Path("deploy/meetings")
 
@@ -29,21 +29,27 @@ _FILE_HELP = "meeting spec (TOML), e.g. deploy/meetings/cbak-2023-agm.toml, or a
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `meeting load` and `meeting show`."""
     parser = subparsers.add_parser(
-        "meeting", help="publish or inspect a meeting spec file",
+        "meeting",
+        help="publish or inspect a meeting spec file",
         description="A meeting spec file holds the meeting as data ([meeting]), the parameters of its "
-                    "synthetic register ([register]) and of the simulated campaign ([simulation]).")
+        "synthetic register ([register]) and of the simulated campaign ([simulation]).",
+    )
     actions = parser.add_subparsers(dest="meeting_action", required=True, metavar="ACTION")
     load = actions.add_parser(
-        "load", help="publish meeting.scheduled and the register's positions.recorded chunks",
+        "load",
+        help="publish meeting.scheduled and the register's positions.recorded chunks",
         description="Publish the meeting (meeting.scheduled) and its synthetic record-date register "
-                    "(positions.recorded chunks) to meetings.admin. Event ids derive from the file's "
-                    "content: loading the same file again is a no-op (R18).")
+        "(positions.recorded chunks) to meetings.admin. Event ids derive from the file's "
+        "content: loading the same file again is a no-op (R18).",
+    )
     load.add_argument("file", metavar="FILE", help=_FILE_HELP)
     load.set_defaults(func=_load)
     show = actions.add_parser(
-        "show", help="print the meeting, its register and campaign totals without publishing",
+        "show",
+        help="print the meeting, its register and campaign totals without publishing",
         description="Parse the spec, build the register and plan the simulated campaign; print a "
-                    "summary. Nothing is published.")
+        "summary. Nothing is published.",
+    )
     show.add_argument("file", metavar="FILE", help=_FILE_HELP)
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.set_defaults(func=_show)
@@ -87,8 +93,10 @@ def _load(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     current = kafka_settings()
     summary = run_kafka(current, load_meeting(current, path))
-    print(f"published meeting {summary.meeting_id} (event {summary.event_id}) and {summary.chunks} "
-          f"register chunks: {summary.positions} positions, {summary.shares:,} shares")
+    print(
+        f"published meeting {summary.meeting_id} (event {summary.event_id}) and {summary.chunks} "
+        f"register chunks: {summary.positions} positions, {summary.shares:,} shares"
+    )
     return 0
 
 
@@ -104,8 +112,9 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(meeting: MeetingScheduled, positions: list[Position], entitlements: dict[str, int],
-             sim: SimulationSpec) -> dict[str, Any]:
+def describe(
+    meeting: MeetingScheduled, positions: list[Position], entitlements: dict[str, int], sim: SimulationSpec
+) -> dict[str, Any]:
     """A summary of a spec: the meeting, register composition per kind and nominee, the campaign."""
     kinds: Counter = Counter()
     shares: Counter = Counter()
@@ -115,9 +124,15 @@ def describe(meeting: MeetingScheduled, positions: list[Position], entitlements:
         shares[kind] += p.shares
     counts = Counter(p.nominee for p in positions if p.kind == "beneficial")
     books = nominee_books(positions)
-    nominees = {name: {"positions": counts[name], "books": books.get(name, 0), "entitlement": ent,
-                       "books_exceed_entitlement": books.get(name, 0) > ent}
-                for name, ent in entitlements.items()}
+    nominees = {
+        name: {
+            "positions": counts[name],
+            "books": books.get(name, 0),
+            "entitlement": ent,
+            "books_exceed_entitlement": books.get(name, 0) > ent,
+        }
+        for name, ent in entitlements.items()
+    }
     campaign: Counter = Counter()
     for event in generate(meeting, positions, sim):
         if isinstance(event, (VoteRevoked, ProxySubstituted)):
@@ -126,42 +141,75 @@ def describe(meeting: MeetingScheduled, positions: list[Position], entitlements:
             campaign["discretionary" if event.discretionary else event.channel] += 1
     total = sum(p.shares for p in positions)
     return {
-        "meeting_id": meeting.meeting_id, "company": meeting.company, "title": meeting.title,
-        "record_date": meeting.record_date, "meeting_at": meeting.meeting_at, "timezone": meeting.timezone,
-        "outstanding": meeting.outstanding, "quorum_required": quorum(meeting, 0)["required"],
+        "meeting_id": meeting.meeting_id,
+        "company": meeting.company,
+        "title": meeting.title,
+        "record_date": meeting.record_date,
+        "meeting_at": meeting.meeting_at,
+        "timezone": meeting.timezone,
+        "outstanding": meeting.outstanding,
+        "quorum_required": quorum(meeting, 0)["required"],
         "cutoffs": {"internet": meeting.cutoffs.internet, "phone": meeting.cutoffs.phone},
-        "named_proxies": meeting.named_proxies, "overvote_policy": meeting.overvote_policy,
-        "items": [{"id": i.id, "title": i.title, "standard": i.standard, "routine": i.routine,
-                   "options": i.options, "recommendation": i.recommendation} for i in meeting.items],
-        "register": {"positions": len(positions), "shares": total, "sums_to_outstanding": total == meeting.outstanding,
-                     "by_kind": {k: {"positions": kinds[k], "shares": shares[k]} for k in sorted(kinds)},
-                     "nominees": nominees},
-        "campaign": {"events": sum(campaign.values()), "seed": sim.seed, "turnout": sim.turnout,
-                     "by_kind": dict(sorted(campaign.items()))},
+        "named_proxies": meeting.named_proxies,
+        "overvote_policy": meeting.overvote_policy,
+        "items": [
+            {
+                "id": i.id,
+                "title": i.title,
+                "standard": i.standard,
+                "routine": i.routine,
+                "options": i.options,
+                "recommendation": i.recommendation,
+            }
+            for i in meeting.items
+        ],
+        "register": {
+            "positions": len(positions),
+            "shares": total,
+            "sums_to_outstanding": total == meeting.outstanding,
+            "by_kind": {k: {"positions": kinds[k], "shares": shares[k]} for k in sorted(kinds)},
+            "nominees": nominees,
+        },
+        "campaign": {
+            "events": sum(campaign.values()),
+            "seed": sim.seed,
+            "turnout": sim.turnout,
+            "by_kind": dict(sorted(campaign.items())),
+        },
     }
 
 
 def _text(s: dict[str, Any]) -> str:
-    lines = [f"{s['meeting_id']}: {s['company']}, {s['title']}",
-             f"  meeting {s['meeting_at']} ({s['timezone']}), record date {s['record_date']}",
-             f"  outstanding {s['outstanding']:,}; quorum requires {s['quorum_required']:,}",
-             f"  cut-offs: internet {s['cutoffs']['internet']}, phone {s['cutoffs']['phone']}",
-             f"  named proxies: {', '.join(s['named_proxies'])}; over-vote policy {s['overvote_policy']}",
-             "  items:"]
+    lines = [
+        f"{s['meeting_id']}: {s['company']}, {s['title']}",
+        f"  meeting {s['meeting_at']} ({s['timezone']}), record date {s['record_date']}",
+        f"  outstanding {s['outstanding']:,}; quorum requires {s['quorum_required']:,}",
+        f"  cut-offs: internet {s['cutoffs']['internet']}, phone {s['cutoffs']['phone']}",
+        f"  named proxies: {', '.join(s['named_proxies'])}; over-vote policy {s['overvote_policy']}",
+        "  items:",
+    ]
     for i in s["items"]:
         routine = "routine" if i["routine"] else "non-routine"
-        lines.append(f"    {i['id']:>4}  {i['title']}  [{i['standard']}, {routine}, "
-                     f"{'/'.join(i['options'])}, board: {i['recommendation']}]")
+        lines.append(
+            f"    {i['id']:>4}  {i['title']}  [{i['standard']}, {routine}, "
+            f"{'/'.join(i['options'])}, board: {i['recommendation']}]"
+        )
     r = s["register"]
-    lines.append(f"  register: {r['positions']:,} positions, {r['shares']:,} shares "
-                 f"({'sums to' if r['sums_to_outstanding'] else 'DOES NOT sum to'} outstanding)")
+    lines.append(
+        f"  register: {r['positions']:,} positions, {r['shares']:,} shares "
+        f"({'sums to' if r['sums_to_outstanding'] else 'DOES NOT sum to'} outstanding)"
+    )
     for kind, v in r["by_kind"].items():
         lines.append(f"    {kind:<10} {v['positions']:>7,} positions {v['shares']:>14,} shares")
     for name, v in r["nominees"].items():
         flag = "  books exceed entitlement (R17 over-vote risk)" if v["books_exceed_entitlement"] else ""
-        lines.append(f"    {name:<22} {v['positions']:>6,} positions, books {v['books']:>12,}, "
-                     f"entitlement {v['entitlement']:>12,}{flag}")
+        lines.append(
+            f"    {name:<22} {v['positions']:>6,} positions, books {v['books']:>12,}, "
+            f"entitlement {v['entitlement']:>12,}{flag}"
+        )
     c = s["campaign"]
-    lines.append(f"  simulated campaign (seed {c['seed']}, turnout {c['turnout']}): {c['events']:,} events: "
-                 + ", ".join(f"{k} {v:,}" for k, v in c["by_kind"].items()))
+    lines.append(
+        f"  simulated campaign (seed {c['seed']}, turnout {c['turnout']}): {c['events']:,} events: "
+        + ", ".join(f"{k} {v:,}" for k, v in c["by_kind"].items())
+    )
     return "\n".join(lines)

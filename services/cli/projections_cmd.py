@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 import time
 
+from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.cli import UserError
 from services.cli.common import run, setup_logging
-from services.config import settings
-from services.postgres.connect import PROJECTOR_ROLE, connect_as
-from services.tallies import RebuildRefused, UnknownMeeting, rebuild
+from services.read.tallies import RebuildRefused, UnknownMeeting, rebuild
+from services.settings import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `projections` command."""
-    p = sub.add_parser("projections", help="maintain projections",
-                       description="Maintain the projections folded from the log.")
+    p = sub.add_parser(
+        "projections", help="maintain projections", description="Maintain the projections folded from the log."
+    )
     p_sub = p.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
-    r = p_sub.add_parser("rebuild", help="replay a meeting from the start of the log",
-                         description="Rebuild a meeting's tally tables by replaying the log from the start"
-                                     " up to the projector's checkpoint into shadow tables, checking them"
-                                     " against a second from-scratch fold, then swapping them in atomically."
-                                     " Readers and a running projector carry on meanwhile.")
+    r = p_sub.add_parser(
+        "rebuild",
+        help="replay a meeting from the start of the log",
+        description="Rebuild a meeting's tally tables by replaying the log from the start"
+        " up to the projector's checkpoint into shadow tables, checking them"
+        " against a second from-scratch fold, then swapping them in atomically."
+        " Readers and a running projector carry on meanwhile.",
+    )
     r.add_argument("--meeting", required=True, help="meeting id")
     r.set_defaults(func=_rebuild)
 
@@ -42,8 +46,10 @@ def _rebuild(args: argparse.Namespace) -> int:
             await conn.close()
         elapsed = time.perf_counter() - started
         # Throughput log -> tally, end to end: replay, shadow writes, the check's second fold, swap.
-        print(f"rebuilt {args.meeting}: {rows:,} log rows replayed, verified and swapped in {elapsed:.2f} s"
-              f" ({rows / elapsed if elapsed > 0 else 0:,.0f} events/s)")
+        print(
+            f"rebuilt {args.meeting}: {rows:,} log rows replayed, verified and swapped in {elapsed:.2f} s"
+            f" ({rows / elapsed if elapsed > 0 else 0:,.0f} events/s)"
+        )
         return 0
 
     return run(go())

@@ -7,28 +7,36 @@ import json
 from typing import Any
 
 from services.cli.common import parse_timestamp, show
-from services.proxies import read_proxies
+from services.read.proxies import read_proxies
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `proxies` command."""
     p = sub.add_parser(
-        "proxies", help="show who holds and votes the proxies",
+        "proxies",
+        help="show who holds and votes the proxies",
         description="Show each current proxy holder (named proxies and substitutes, R13), how many control"
-                    " numbers and shares of voted proxies it holds, and the chain of substitutions.")
+        " numbers and shares of voted proxies it holds, and the chain of substitutions.",
+    )
     p.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
-    p.add_argument("--as-of", type=parse_timestamp, metavar="TIMESTAMP",
-                   help="RFC 3339 time with offset, e.g. 2023-12-14T20:00:00+08:00: only substitutions executed"
-                        " at or before it count; the control numbers and shares are still those of the"
-                        " current effective instructions")
+    p.add_argument(
+        "--as-of",
+        type=parse_timestamp,
+        metavar="TIMESTAMP",
+        help="RFC 3339 time with offset, e.g. 2023-12-14T20:00:00+08:00: only substitutions executed"
+        " at or before it count; the control numbers and shares are still those of the"
+        " current effective instructions",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_proxies)
 
 
-
 def _proxies(args: argparse.Namespace) -> int:
-    return show(args.meeting, lambda conn: read_proxies(conn, args.meeting, args.as_of),
-                lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n")
+    return show(
+        args.meeting,
+        lambda conn: read_proxies(conn, args.meeting, args.as_of),
+        lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n",
+    )
 
 
 def render(report: dict[str, Any]) -> str:
@@ -46,10 +54,16 @@ def render(report: dict[str, Any]) -> str:
         f"{'Holder':<{name}}{'Holds since':<28}{'Appointed by':<{by}}{'Control numbers':>16}{'Shares':>16}",
     ]
     for row in rows:
-        lines.append(f"{row['holder']:<{name}}{row['holds_since'] or 'named proxy':<28}"
-                     f"{', '.join(row['appointed_by']) or '-':<{by}}{row['control_numbers']:>16,}{row['shares']:>16,}")
-    lines += [f"Proxies voted: {voted['control_numbers']:,} control numbers, {voted['shares']:,} shares"
-              " (a proxy held jointly counts for each joint holder).", "", "Substitution chain"]
+        lines.append(
+            f"{row['holder']:<{name}}{row['holds_since'] or 'named proxy':<28}"
+            f"{', '.join(row['appointed_by']) or '-':<{by}}{row['control_numbers']:>16,}{row['shares']:>16,}"
+        )
+    lines += [
+        f"Proxies voted: {voted['control_numbers']:,} control numbers, {voted['shares']:,} shares"
+        " (a proxy held jointly counts for each joint holder).",
+        "",
+        "Substitution chain",
+    ]
     by_id = {link["event_id"]: link for link in report["substitutions"]}
     for named, chain in report["chains"].items():
         lines.append(f"  {named}")

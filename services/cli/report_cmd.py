@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from projections.report import render_csv, render_json, render_markdown
 from services.cli import UserError
 from services.cli.common import show
-from services.export import BadExport
-from services.offline import final_report_from_file
-from services.reports import over_vote_report, read_final_report, rejection_report
+from services.read.export import BadExport
+from services.read.offline import final_report_from_file
+from services.read.reports import over_vote_report, read_final_report, rejection_report
 
 # Markdown and CSV end with a newline already; JSON gets one like every other command's output.
 _FINAL_RENDERERS = {"md": render_markdown, "json": lambda r: render_json(r) + "\n", "csv": render_csv}
@@ -22,36 +21,49 @@ _FINAL_RENDERERS = {"md": render_markdown, "json": lambda r: render_json(r) + "\
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `report` command and its three reports."""
-    r = sub.add_parser("report", help="final report (Form 8-K Item 5.07), over-votes, rejections",
-                       description="Print a meeting's reports from the log and the tally projection.")
+    r = sub.add_parser(
+        "report",
+        help="final report (Form 8-K Item 5.07), over-votes, rejections",
+        description="Print a meeting's reports from the log and the tally projection.",
+    )
     reports = r.add_subparsers(dest="report", required=True, metavar="REPORT")
 
     f = reports.add_parser(
-        "final", help="the final voting results, after Form 8-K Item 5.07",
+        "final",
+        help="the final voting results, after Form 8-K Item 5.07",
         description="Per item For / Against / Abstain / Broker non-votes (frequency: 1 / 2 / 3 years /"
-                    " Abstain / Broker non-votes) and the outcome, shares present and the quorum"
-                    " percentage; Markdown and JSON also give the log position and the SHA-256 digest"
-                    " of the meeting's log rows the numbers were computed at.")
+        " Abstain / Broker non-votes) and the outcome, shares present and the quorum"
+        " percentage; Markdown and JSON also give the log position and the SHA-256 digest"
+        " of the meeting's log rows the numbers were computed at.",
+    )
     source = f.add_mutually_exclusive_group(required=True)
     source.add_argument("--meeting", help="meeting id, e.g. cbak-2023-agm")
     source.add_argument("--file", type=Path, help="an export (vote-ledger export): replay it offline, no services")
-    f.add_argument("--format", choices=list(_FINAL_RENDERERS), default="md",
-                   help="md (default), json, or csv (one row per item, no position/digest)")
+    f.add_argument(
+        "--format",
+        choices=list(_FINAL_RENDERERS),
+        default="md",
+        help="md (default), json, or csv (one row per item, no position/digest)",
+    )
     f.set_defaults(func=_final)
 
     o = reports.add_parser(
-        "overvotes", help="nominees over their DTC entitlement on an item (R17)",
+        "overvotes",
+        help="nominees over their DTC entitlement on an item (R17)",
         description="Each nominee whose votes on an item exceed its entitlement: entitlement, voted and"
-                    " counted shares per option, the policy, and under `reject` the refused event ids.")
+        " counted shares per option, the policy, and under `reject` the refused event ids.",
+    )
     o.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
     o.add_argument("--json", action="store_true", help="print the report as JSON")
     o.set_defaults(func=_overvotes)
 
     j = reports.add_parser(
-        "rejections", help="rejected submissions per reason code, with examples; parked messages",
+        "rejections",
+        help="rejected submissions per reason code, with examples; parked messages",
         description="Count a meeting's rejected log rows per reason code, with the first examples of each"
-                    " (position, event id, control number, channel, received at), and the parked"
-                    " (undecodable) messages of all meetings.")
+        " (position, event id, control number, channel, received at), and the parked"
+        " (undecodable) messages of all meetings.",
+    )
     j.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
     j.add_argument("--json", action="store_true", help="print the report as JSON")
     j.add_argument("--examples", type=_count, default=3, metavar="N", help="examples per reason code (default 3)")
@@ -96,16 +108,22 @@ def _json(report: dict[str, Any]) -> str:
 
 def render_overvotes(report: dict[str, Any]) -> str:
     """A readable over-vote report: one block per nominee and item."""
-    lines = [f"Over-votes of meeting {report['meeting_id']}  (policy {report['policy']},"
-             f" log position {report['as_of_position']})"]
+    lines = [
+        f"Over-votes of meeting {report['meeting_id']}  (policy {report['policy']},"
+        f" log position {report['as_of_position']})"
+    ]
     if not report["over_votes"]:
         return "\n".join(lines + ["No nominee voted more than its entitlement on any item."])
     for o in report["over_votes"]:
         voted = sum(o["voted"].values())
-        lines += ["", f"{o['nominee']}  item {o['item_id']}: entitlement {o['entitlement']:,},"
-                      f" voted {voted:,} ({o['policy']})"]
-        lines += [f"  {option:<10}voted {shares:>14,}   counted {o['counted'].get(option, 0):>14,}"
-                  for option, shares in o["voted"].items()]
+        lines += [
+            "",
+            f"{o['nominee']}  item {o['item_id']}: entitlement {o['entitlement']:,}, voted {voted:,} ({o['policy']})",
+        ]
+        lines += [
+            f"  {option:<10}voted {shares:>14,}   counted {o['counted'].get(option, 0):>14,}"
+            for option, shares in o["voted"].items()
+        ]
         if o["rejected"]:
             lines.append("  refused instructions: " + ", ".join(o["rejected"]))
     return "\n".join(lines)
@@ -113,10 +131,15 @@ def render_overvotes(report: dict[str, Any]) -> str:
 
 def render_rejections(report: dict[str, Any]) -> str:
     """A readable rejection report: count per reason code, then its examples."""
-    lines = [f"Rejections of meeting {report['meeting_id']}  (log position {report['as_of_position']}):"
-             f" {report['rejected']:,} rejected; parked messages (all meetings): {report['parked_overall']:,}"]
+    lines = [
+        f"Rejections of meeting {report['meeting_id']}  (log position {report['as_of_position']}):"
+        f" {report['rejected']:,} rejected; parked messages (all meetings): {report['parked_overall']:,}"
+    ]
     for reason in report["reasons"]:
         lines += ["", f"{reason['reason']:<28}{reason['count']:>10,}"]
-        lines += [f"  #{e['position']:<10} {e['event_id']:<38} {e['control_number'] or '-':<22}"
-                  f" {e['channel'] or '-':<10} {e['received_at'] or '-'}" for e in reason["examples"]]
+        lines += [
+            f"  #{e['position']:<10} {e['event_id']:<38} {e['control_number'] or '-':<22}"
+            f" {e['channel'] or '-':<10} {e['received_at'] or '-'}"
+            for e in reason["examples"]
+        ]
     return "\n".join(lines)

@@ -6,23 +6,34 @@ import argparse
 import asyncio
 import signal
 
+from services.adapters.kafka.topics import ensure_topics
+from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, role_dsn
 from services.cli.common import kafka_bootstrap, run, setup_logging
-from services.config import settings
-from services.kafka_io import ensure_topics
-from services.ledger import build_app
-from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, role_dsn
-from services.projector import Projector
+from services.runtime.ledger import build_app
+from services.runtime.projector import Projector
+from services.settings import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `services` command."""
-    svc = sub.add_parser("services", help="run the ledger and/or projector",
-                         description="Run vote-ledger's long-running processes in the foreground.")
+    svc = sub.add_parser(
+        "services",
+        help="run the ledger and/or projector",
+        description="Run vote-ledger's long-running processes in the foreground.",
+    )
     svc_sub = svc.add_subparsers(dest="services_command", required=True, metavar="ACTION")
-    r = svc_sub.add_parser("run", help="run services until interrupted",
-                           description="Run the ledger (Kafka -> log) and the projector (log -> tallies).")
-    r.add_argument("which", nargs="?", choices=["all", "ledger", "projector"], default="all",
-                   help="which service to run (default: all)")
+    r = svc_sub.add_parser(
+        "run",
+        help="run services until interrupted",
+        description="Run the ledger (Kafka -> log) and the projector (log -> tallies).",
+    )
+    r.add_argument(
+        "which",
+        nargs="?",
+        choices=["all", "ledger", "projector"],
+        default="all",
+        help="which service to run (default: all)",
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     r.set_defaults(func=_run)
 

@@ -7,33 +7,41 @@ import sys
 
 from services.cli import UserError
 from services.cli.meeting_cmd import kafka_settings, resolve_meeting_file, run_kafka
-from services.demo.loader import Progress, simulate
-from services.demo.spec import load_spec
+from services.devtools.demo.loader import Progress, simulate
+from services.devtools.demo.spec import load_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `simulate`."""
     parser = subparsers.add_parser(
-        "simulate", help="publish simulated submissions for a loaded meeting at a target rate",
+        "simulate",
+        help="publish simulated submissions for a loaded meeting at a target rate",
         description="Publish round(RATE x DURATION) submissions of the meeting's simulated proxy "
-                    "campaign to votes.submissions, in arrival order, at RATE per second: internet, "
-                    "phone and mail votes, broker instructions and discretionary votes, re-votes, "
-                    "revocations, a proxy substitution, ballots at the meeting and a few invalid "
-                    "submissions. Beyond the campaign's natural size, the extra traffic is later-dated "
-                    "re-votes. Load the meeting first: vote-ledger meeting load FILE.",
-        epilog="example: vote-ledger simulate --meeting cbak-2023-agm --rate 2000 --duration 30")
+        "campaign to votes.submissions, in arrival order, at RATE per second: internet, "
+        "phone and mail votes, broker instructions and discretionary votes, re-votes, "
+        "revocations, a proxy substitution, ballots at the meeting and a few invalid "
+        "submissions. Beyond the campaign's natural size, the extra traffic is later-dated "
+        "re-votes. Load the meeting first: vote-ledger meeting load FILE.",
+        epilog="example: vote-ledger simulate --meeting cbak-2023-agm --rate 2000 --duration 30",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--meeting", metavar="ID", help="meeting id: reads deploy/meetings/ID.toml (from the cwd)")
     where.add_argument("--meeting-file", metavar="FILE", help="meeting spec file (TOML)")
-    parser.add_argument("--rate", type=float, default=1000.0, metavar="N",
-                        help="submissions per second (default 1000)")
-    parser.add_argument("--duration", type=float, default=30.0, metavar="S",
-                        help="seconds to publish for (default 30)")
-    parser.add_argument("--turnout", type=float, metavar="F",
-                        help="fraction of the outstanding shares whose owners instruct (default: the file's)")
-    parser.add_argument("--seed", type=int, metavar="N",
-                        help="random seed (default: the file's; the same seed republishes the same "
-                             "event ids, which the ledger applies once)")
+    parser.add_argument("--rate", type=float, default=1000.0, metavar="N", help="submissions per second (default 1000)")
+    parser.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds to publish for (default 30)")
+    parser.add_argument(
+        "--turnout",
+        type=float,
+        metavar="F",
+        help="fraction of the outstanding shares whose owners instruct (default: the file's)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="random seed (default: the file's; the same seed republishes the same "
+        "event ids, which the ledger applies once)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line each second")
     parser.set_defaults(func=_run)
 
@@ -50,11 +58,15 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     current = kafka_settings()
     progress = None if args.quiet else _progress
-    summary = run_kafka(current, simulate(current, path, args.rate, args.duration, turnout=args.turnout,
-                                          seed=args.seed, on_progress=progress))
-    print(f"published {summary.published:,} of {summary.target:,} submissions for {summary.meeting_id} "
-          f"in {summary.seconds:.1f} s: {summary.rate:,.0f}/s (target {summary.target_rate:,.0f}/s, "
-          f"seed {summary.seed})")
+    summary = run_kafka(
+        current,
+        simulate(current, path, args.rate, args.duration, turnout=args.turnout, seed=args.seed, on_progress=progress),
+    )
+    print(
+        f"published {summary.published:,} of {summary.target:,} submissions for {summary.meeting_id} "
+        f"in {summary.seconds:.1f} s: {summary.rate:,.0f}/s (target {summary.target_rate:,.0f}/s, "
+        f"seed {summary.seed})"
+    )
     return 0 if summary.published == summary.target else 1
 
 

@@ -29,20 +29,14 @@ def register(subparsers: Any) -> None:
         "--home",
         help="data dirs, logs and pid files (env VOTE_LEDGER_HOME, default ./.vote-ledger)",
     )
-    common.add_argument(
-        "--cache", help="Maven repo and Kafka jars (env VOTE_LEDGER_CACHE, default ./.cache)"
-    )
-    common.add_argument(
-        "--kafka-port", type=int, help="Kafka listener (env VOTE_LEDGER_KAFKA_PORT, default 19092)"
-    )
+    common.add_argument("--cache", help="Maven repo and Kafka jars (env VOTE_LEDGER_CACHE, default ./.cache)")
+    common.add_argument("--kafka-port", type=int, help="Kafka listener (env VOTE_LEDGER_KAFKA_PORT, default 19092)")
     common.add_argument(
         "--kafka-controller-port",
         type=int,
         help="KRaft controller listener (env VOTE_LEDGER_KAFKA_CONTROLLER_PORT, default 19093)",
     )
-    common.add_argument(
-        "--pg-port", type=int, help="PostgreSQL port (env VOTE_LEDGER_PG_PORT, default 15432)"
-    )
+    common.add_argument("--pg-port", type=int, help="PostgreSQL port (env VOTE_LEDGER_PG_PORT, default 15432)")
 
     up = actions.add_parser(
         "up",
@@ -83,7 +77,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from services.stack import StackConfig
+    from services.devtools.stack import StackConfig
 
     return StackConfig.from_env(
         home=args.home,
@@ -95,7 +89,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.stack import stack_up
+    from services.devtools.stack import stack_up
 
     endpoints = stack_up(_config(args))
     for name, value in endpoints.exports().items():
@@ -104,14 +98,14 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from services.stack import stack_down
+    from services.devtools.stack import stack_down
 
     stack_down(_config(args))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from services.stack import stack_status
+    from services.devtools.stack import stack_status
 
     info = stack_status(_config(args))
     if args.json:

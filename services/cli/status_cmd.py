@@ -5,19 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 
+from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
 from services.cli.common import kafka_bootstrap, run
-from services.config import settings
-from services.postgres.connect import READER_ROLE, connect_as, role_dsn
-from services.status import status, wait_caught_up
+from services.read.status import status, wait_caught_up
+from services.settings import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `status` command."""
-    s = sub.add_parser("status", help="ingest and projection lag, rejects, parked messages",
-                       description="Show how far the ledger and the projector are, and what was rejected or parked.")
+    s = sub.add_parser(
+        "status",
+        help="ingest and projection lag, rejects, parked messages",
+        description="Show how far the ledger and the projector are, and what was rejected or parked.",
+    )
     s.add_argument("--json", action="store_true", help="print JSON")
-    s.add_argument("--wait", type=float, metavar="SECONDS",
-                   help="first wait up to SECONDS until Kafka and projector lag are zero (exit 1 if not)")
+    s.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="first wait up to SECONDS until Kafka and projector lag are zero (exit 1 if not)",
+    )
     s.set_defaults(func=_status)
 
 
@@ -45,17 +52,25 @@ def _status(args: argparse.Namespace) -> int:
             reasons = ", ".join(f"{r}: {n:,}" for r, n in report["parked_reasons"].items())
             print(f"parked             {report['parked']:,}" + (f" ({reasons})" if reasons else ""))
             for p in report["stalled_partitions"]:
-                print(f"STALLED partition  {p['partition']}: committed {p['committed']:,} of {p['end']:,},"
-                      f" not moved for {p['idle_s']:,} s (see the ledger's log)")
+                print(
+                    f"STALLED partition  {p['partition']}: committed {p['committed']:,} of {p['end']:,},"
+                    f" not moved for {p['idle_s']:,} s (see the ledger's log)"
+                )
             for p in report["beyond_end"]:
-                print(f"PAUSED partition   {p['partition']}: committed {p['committed']:,} is beyond its end"
-                      f" {p['end']:,}: the topic was recreated or ledger_offsets changed by hand")
+                print(
+                    f"PAUSED partition   {p['partition']}: committed {p['committed']:,} is beyond its end"
+                    f" {p['end']:,}: the topic was recreated or ledger_offsets changed by hand"
+                )
             for p in report["behind_log_start"]:
-                print(f"LOST in Kafka      {p['partition']}: committed {p['committed']:,} but the log starts at"
-                      f" {p['log_start']:,}: records were deleted or expired before the ledger logged them")
+                print(
+                    f"LOST in Kafka      {p['partition']}: committed {p['committed']:,} but the log starts at"
+                    f" {p['log_start']:,}: records were deleted or expired before the ledger logged them"
+                )
             for failed in report["failed_meetings"]:
-                print(f"FAILED meeting     {failed['meeting_id']} not projected from log position"
-                      f" {failed['position']:,}: {failed['error']}")
+                print(
+                    f"FAILED meeting     {failed['meeting_id']} not projected from log position"
+                    f" {failed['position']:,}: {failed['error']}"
+                )
         return 0 if caught_up or not args.wait else 1
 
     return run(go())

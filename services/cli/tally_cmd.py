@@ -10,50 +10,64 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.adapters.postgres.connect import READER_ROLE, connect_as
 from services.cli import UserError
 from services.cli.common import parse_timestamp, run
-from services.config import settings
-from services.postgres.connect import READER_ROLE, connect_as
-from services.tallies import UnknownMeeting, read_tally
-from services.export import BadExport
-from services.offline import tally_from_file
-from services.time_travel import AsOf, tally_as_of, tally_diff
+from services.read.export import BadExport
+from services.read.offline import tally_from_file
+from services.read.tallies import UnknownMeeting, read_tally
+from services.read.time_travel import AsOf, tally_as_of, tally_diff
+from services.settings import settings
 
-_AS_OF_HELP = ("a log position (a plain integer) or an RFC 3339 time with offset, compared with when the"
-               " ledger recorded each row (ledger_log.recorded_at)")
+_AS_OF_HELP = (
+    "a log position (a plain integer) or an RFC 3339 time with offset, compared with when the"
+    " ledger recorded each row (ledger_log.recorded_at)"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `tally` command and its `diff` action."""
-    t = sub.add_parser("tally", help="show quorum and tallies, now or as of a past point; diff two points",
-                       usage="%(prog)s --meeting ID [--json] [--watch SECONDS] [--as-of POSITION|TIMESTAMP]\n"
-                             "       %(prog)s diff --meeting ID [--json] FROM TO",
-                       description="Show a meeting's quorum and per-item tallies from the projection, or"
-                                   " replayed from the log as of a past position or time (--as-of);"
-                                   " `tally diff` shows what changed between two points.")
+    t = sub.add_parser(
+        "tally",
+        help="show quorum and tallies, now or as of a past point; diff two points",
+        usage="%(prog)s --meeting ID [--json] [--watch SECONDS] [--as-of POSITION|TIMESTAMP]\n"
+        "       %(prog)s diff --meeting ID [--json] FROM TO",
+        description="Show a meeting's quorum and per-item tallies from the projection, or"
+        " replayed from the log as of a past position or time (--as-of);"
+        " `tally diff` shows what changed between two points.",
+    )
     # Not required here, so that `tally diff --meeting ID ...` parses; _tally checks it.
     t.add_argument("--meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
     t.add_argument("--json", action="store_true", help="print the tally JSON (docs/wire-contract.md)")
-    t.add_argument("--file", type=Path, metavar="EXPORT",
-                   help="replay an export (vote-ledger export) offline instead of reading PostgreSQL;"
-                        " --as-of then takes a log position")
-    t.add_argument("--watch", type=float, metavar="SECONDS",
-                   help="refresh the table every SECONDS until interrupted")
-    t.add_argument("--as-of", type=position_or_time, metavar="POSITION|TIMESTAMP",
-                   help=f"replay the log up to {_AS_OF_HELP}, e.g. 18233 or 2023-12-14T20:00:00+08:00")
+    t.add_argument(
+        "--file",
+        type=Path,
+        metavar="EXPORT",
+        help="replay an export (vote-ledger export) offline instead of reading PostgreSQL;"
+        " --as-of then takes a log position",
+    )
+    t.add_argument("--watch", type=float, metavar="SECONDS", help="refresh the table every SECONDS until interrupted")
+    t.add_argument(
+        "--as-of",
+        type=position_or_time,
+        metavar="POSITION|TIMESTAMP",
+        help=f"replay the log up to {_AS_OF_HELP}, e.g. 18233 or 2023-12-14T20:00:00+08:00",
+    )
     t.set_defaults(func=_tally)
     actions = t.add_subparsers(dest="tally_action", metavar="ACTION")
     d = actions.add_parser(
-        "diff", prog=f"{t.prog} diff", help="what changed between two points of the log",
+        "diff",
+        prog=f"{t.prog} diff",
+        help="what changed between two points of the log",
         description="Per-item change of every column and of the shares present between FROM and TO, and"
-                    " each control number whose contribution changed, with its change and the events"
-                    " logged in between that caused it (replayed from the log).")
+        " each control number whose contribution changed, with its change and the events"
+        " logged in between that caused it (replayed from the log).",
+    )
     d.add_argument("--meeting", dest="diff_meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
     d.add_argument("start", type=position_or_time, metavar="FROM", help=_AS_OF_HELP)
     d.add_argument("end", type=position_or_time, metavar="TO", help=_AS_OF_HELP)
     d.add_argument("--json", dest="diff_json", action="store_true", help="print the diff as JSON")
     d.set_defaults(func=_diff)
-
 
 
 def _tally_file(args: argparse.Namespace) -> int:
@@ -142,7 +156,8 @@ def render(report: dict[str, Any]) -> str:
     q = report["quorum"]
     lines = [
         f"Meeting {report['meeting_id']}  (log position {report['as_of_position']})",
-        f"Quorum: present {q['present']:,} of {report['outstanding']:,} shares ({_pct(q['present'], report['outstanding'])});"
+        f"Quorum: present {q['present']:,} of {report['outstanding']:,} shares"
+        f" ({_pct(q['present'], report['outstanding'])});"
         f" required {q['required']:,}: {'MET' if q['met'] else 'NOT MET'}",
         "",
         f"{'Item':<6}{'For / 1y':>14}{'Against / 2y':>14}{'3y':>12}{'Abstain':>12}{'Broker non-votes':>18}  Outcome",
@@ -175,8 +190,10 @@ def render_diff(change: dict[str, Any]) -> str:
         outcome = columns["outcome"]
         moved = {c: v for c, v in columns.items() if c != "outcome" and v}
         if moved or outcome["from"] != outcome["to"]:
-            lines.append(f"Item {item_id:<6}{_changes(moved) or 'no change in shares'}"
-                         f"   outcome {outcome['from']} -> {outcome['to']}")
+            lines.append(
+                f"Item {item_id:<6}{_changes(moved) or 'no change in shares'}"
+                f"   outcome {outcome['from']} -> {outcome['to']}"
+            )
     if len(lines) == 3:
         lines.append("No item changed.")
     numbers = change["control_numbers"]

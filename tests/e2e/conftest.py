@@ -35,7 +35,9 @@ class Cli:
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         """Run a command to completion; fail the test with its output if it fails."""
         done = subprocess.run([*cli(), *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, f"vote-ledger {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, (
+            f"vote-ledger {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
         return done
 
     def start(self, *args: str, name: str) -> subprocess.Popen:

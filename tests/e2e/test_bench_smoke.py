@@ -16,15 +16,31 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_the_table(
-        vote_ledger, settings, tmp_path):
+    vote_ledger, settings, tmp_path
+):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
     out = tmp_path / "bench"
     scratch_before = await _scratch_databases(settings.pg_dsn)
 
-    done = vote_ledger.run("bench", "--events", "3000", "--positions", "2000", "--scale", "1000",
-                           "--latency-rate", "400", "--latency-seconds", "3", "--out", str(out),
-                           "--readme", str(readme), timeout=840)
+    done = vote_ledger.run(
+        "bench",
+        "--events",
+        "3000",
+        "--positions",
+        "2000",
+        "--scale",
+        "1000",
+        "--latency-rate",
+        "400",
+        "--latency-seconds",
+        "3",
+        "--out",
+        str(out),
+        "--readme",
+        str(readme),
+        timeout=840,
+    )
 
     r = json.loads((out / "results.json").read_text())
     assert r["workload"]["submissions"] == 3000 and r["workload"]["positions"] == 2000
@@ -58,6 +74,8 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
 async def _scratch_databases(dsn: str) -> set[str]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'")}
+        return {
+            r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'")
+        }
     finally:
         await conn.close()

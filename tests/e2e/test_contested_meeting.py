@@ -5,16 +5,15 @@ import json
 import pytest
 
 from events import VoteCast, decode
-from services.demo.loader import prepare
-from services.demo.register import entitlements_for
-from services.demo.traffic import generate
+from services.devtools.demo.loader import prepare
+from services.devtools.demo.register import entitlements_for
+from services.devtools.demo.traffic import generate
 from tests import reference_count
 from tests.e2e.conftest import REPO, log_rows
 
 pytestmark = pytest.mark.e2e
 
 MEETING_FILE = REPO / "deploy" / "meetings" / "contested-2024-agm.toml"
-
 
 
 def tally_of(vote_ledger) -> dict:
@@ -25,8 +24,11 @@ def tally_of(vote_ledger) -> dict:
 
 async def logged(settings, published: list) -> list:
     """The accepted submissions in the log, after checking each published one is there exactly once."""
-    rows = await log_rows(settings.pg_dsn, "SELECT event_id, decision, payload FROM ledger_log"
-                                           " WHERE type IN ('vote.cast', 'vote.revoked', 'proxy.substituted')")
+    rows = await log_rows(
+        settings.pg_dsn,
+        "SELECT event_id, decision, payload FROM ledger_log"
+        " WHERE type IN ('vote.cast', 'vote.revoked', 'proxy.substituted')",
+    )
     assert sorted(r["event_id"] for r in rows) == sorted({e.event_id for e in published})
     return [decode(r["payload"]) for r in rows if r["decision"] == "accepted"]
 

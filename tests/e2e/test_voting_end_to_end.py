@@ -7,15 +7,14 @@ import time
 import pytest
 
 from events import decode
-from services.demo.loader import prepare
-from services.demo.register import entitlements_for
-from services.demo.traffic import generate
-from services.kafka_io import producer, publish
+from services.adapters.kafka.topics import producer, publish
+from services.devtools.demo.loader import prepare
+from services.devtools.demo.register import entitlements_for
+from services.devtools.demo.traffic import generate
 from tests import reference_count
 from tests.e2e.conftest import MEETING_FILE, log_rows
 
 pytestmark = pytest.mark.e2e
-
 
 
 async def test_thousands_of_submissions_through_kafka_tally_as_an_independent_count(vote_ledger, settings):
@@ -29,8 +28,11 @@ async def test_thousands_of_submissions_through_kafka_tally_as_an_independent_co
     spec, register, sim, positions = prepare(MEETING_FILE)
     entitlements = {e.nominee: e.shares for e in entitlements_for(positions, register)}
     published = list(generate(spec, positions, sim, count=6000, seed=sim.seed))
-    rows = await log_rows(settings.pg_dsn, "SELECT event_id, decision, payload FROM ledger_log"
-                                           " WHERE type IN ('vote.cast', 'vote.revoked', 'proxy.substituted')")
+    rows = await log_rows(
+        settings.pg_dsn,
+        "SELECT event_id, decision, payload FROM ledger_log"
+        " WHERE type IN ('vote.cast', 'vote.revoked', 'proxy.substituted')",
+    )
     # Nothing lost, nothing doubled: every published submission is in the log exactly once (R18, R19).
     assert sorted(r["event_id"] for r in rows) == sorted(e.event_id for e in published)
     accepted = [decode(r["payload"]) for r in rows if r["decision"] == "accepted"]
@@ -67,8 +69,10 @@ async def test_a_ledger_killed_mid_stream_restarts_and_every_submission_is_logge
 
     vote_ledger.start("services", "run", name="services-2")
     vote_ledger.run("status", "--wait", "150", timeout=200)
-    rows = await log_rows(settings.pg_dsn, "SELECT event_id FROM ledger_log WHERE type <> 'positions.recorded'"
-                                           " AND type <> 'meeting.scheduled'")
+    rows = await log_rows(
+        settings.pg_dsn,
+        "SELECT event_id FROM ledger_log WHERE type <> 'positions.recorded' AND type <> 'meeting.scheduled'",
+    )
     logged = [r["event_id"] for r in rows]
     assert len(logged) == len(set(logged)) == len(submissions)
     assert set(logged) == {e.event_id for e in submissions}

@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from events import encode
-from services.config import Settings
-from services.ledger import build_app
-from services.postgres import log_store
-from services.projector import Projector
+from services.adapters.postgres import log_store
+from services.runtime.ledger import build_app
+from services.runtime.projector import Projector
+from services.settings import Settings
 from tests.conftest import settings_env
 
 
@@ -48,11 +48,18 @@ async def wait_for(dsn: str, sql: str, expected, *args, timeout: float = 60.0):
 async def run_cli(settings, *args: str) -> str:
     """Run `vote-ledger` as an operator would and return its standard output."""
     script = os.path.join(os.path.dirname(sys.executable), "vote-ledger")
-    command = [script] if os.path.exists(script) else [
-        sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+    command = (
+        [script]
+        if os.path.exists(script)
+        else [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+    )
     proc = await asyncio.create_subprocess_exec(
-        *command, *args, env={**os.environ, **settings_env(settings)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *command,
+        *args,
+        env={**os.environ, **settings_env(settings)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
@@ -75,9 +82,15 @@ async def running_projector(settings: Settings):
 
 def log_row(event, decision: str = "accepted", reason: str | None = None) -> log_store.LogRow:
     """A log row for an event, as the ledger would append it."""
-    return log_store.LogRow(meeting_id=event.meeting_id, event_id=event.event_id,
-                            type=type(event).__struct_config__.tag,
-                            control_number=getattr(event, "control_number", None),
-                            channel=getattr(event, "channel", None), executed_at=getattr(event, "executed_at", None),
-                            received_at=getattr(event, "received_at", None), decision=decision, reason=reason,
-                            payload=encode(event).decode())
+    return log_store.LogRow(
+        meeting_id=event.meeting_id,
+        event_id=event.event_id,
+        type=type(event).__struct_config__.tag,
+        control_number=getattr(event, "control_number", None),
+        channel=getattr(event, "channel", None),
+        executed_at=getattr(event, "executed_at", None),
+        received_at=getattr(event, "received_at", None),
+        decision=decision,
+        reason=reason,
+        payload=encode(event).decode(),
+    )

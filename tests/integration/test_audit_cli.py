@@ -5,8 +5,8 @@ import json
 import asyncpg
 import pytest
 
-from services.kafka_io import producer, publish
-from services.tallies import read_tally
+from services.adapters.kafka.topics import producer, publish
+from services.read.tallies import read_tally
 from tests.factories import at, cast, register_event, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 from tests.integration.test_projector import run_projector
@@ -18,15 +18,26 @@ R2_FIRST = cast("R-2", {"1.1": "against"}, executed=5, channel="phone", event_id
 R2_REVOKED = revoke("R-2", executed=6, event_id="r2-revoked")
 R2_AGAIN = cast("R-2", {"3": "against"}, executed=7, channel="phone", event_id="r2-again")
 R1_INTERNET = cast("R-1", {"2": "for"}, executed=50, received=50, event_id="r1-internet")
-R1_MAIL = cast("R-1", {"2": "against"}, executed=10, received=60, channel="mail", signatures=["Alice"],
-               event_id="r1-mail")  # dated before the internet vote, received after it (R5)
+R1_MAIL = cast(
+    "R-1", {"2": "against"}, executed=10, received=60, channel="mail", signatures=["Alice"], event_id="r1-mail"
+)  # dated before the internet vote, received after it (R5)
 R1_LATE = cast("R-1", {"2": "abstain"}, executed=24 * 29 + 1, event_id="r1-late")  # cutoff_passed (R12)
 STRANGER = cast("X-1", {"2": "for"}, event_id="x1")  # not_entitled (R1)
-FIRST = [R2_FIRST, R2_REVOKED, R2_AGAIN, R1_INTERNET, R1_MAIL, R1_LATE, STRANGER,
-         cast("B-1", {"2": "for", "3": "for"}, channel="broker", event_id="b1")]
-SECOND = [cast("B-2", {"2": "for"}, channel="broker", discretionary=True, event_id="b2-discretion"),
-          cast("B-1", {"2": "against", "3": "against"}, executed=3, channel="broker", event_id="b1-again"),
-          cast("R-1", {"2": "against"}, executed=24 * 30, channel="in_person", event_id="r1-ballot")]
+FIRST = [
+    R2_FIRST,
+    R2_REVOKED,
+    R2_AGAIN,
+    R1_INTERNET,
+    R1_MAIL,
+    R1_LATE,
+    STRANGER,
+    cast("B-1", {"2": "for", "3": "for"}, channel="broker", event_id="b1"),
+]
+SECOND = [
+    cast("B-2", {"2": "for"}, channel="broker", discretionary=True, event_id="b2-discretion"),
+    cast("B-1", {"2": "against", "3": "against"}, executed=3, channel="broker", event_id="b1-again"),
+    cast("R-1", {"2": "against"}, executed=24 * 30, channel="in_person", event_id="r1-ballot"),
+]
 
 
 async def cli_json(settings, *args):
@@ -59,8 +70,11 @@ async def test_r5_r7_r12_audit_time_travel_and_diff_explain_every_vote_through_t
     history = await cli_json(settings, "audit", "history", "--meeting", "m1", "--control-number", "R-2")
     rows = {r["event_id"]: r for r in history["rows"]}
     assert [r["event_id"] for r in history["rows"]] == ["r2-phone", "r2-revoked", "r2-again"]
-    assert (rows["r2-phone"]["status"], rows["r2-phone"]["rule"], rows["r2-phone"]["by"]["event_id"]) == \
-        ("superseded", "R7", "r2-revoked")
+    assert (rows["r2-phone"]["status"], rows["r2-phone"]["rule"], rows["r2-phone"]["by"]["event_id"]) == (
+        "superseded",
+        "R7",
+        "r2-revoked",
+    )
     assert rows["r2-revoked"]["status"] == "revokes"
     assert [v["event_id"] for v in rows["r2-revoked"]["voids"]] == ["r2-phone"]
     assert rows["r2-again"]["status"] == "counts" and history["counts"]["event_id"] == "r2-again"
@@ -71,8 +85,11 @@ async def test_r5_r7_r12_audit_time_travel_and_diff_explain_every_vote_through_t
     rows = {r["event_id"]: r for r in history["rows"]}
     assert (rows["r1-mail"]["rule"], rows["r1-mail"]["by"]["event_id"]) == ("R5", "r1-internet")
     assert (rows["r1-internet"]["rule"], rows["r1-internet"]["by"]["event_id"]) == ("R6", "r1-ballot")
-    assert (rows["r1-late"]["decision"], rows["r1-late"]["reason"], rows["r1-late"]["status"]) == \
-        ("rejected", "cutoff_passed", "rejected")
+    assert (rows["r1-late"]["decision"], rows["r1-late"]["reason"], rows["r1-late"]["status"]) == (
+        "rejected",
+        "cutoff_passed",
+        "rejected",
+    )
     assert history["counts"]["event_id"] == "r1-ballot"
     table = await run_cli(settings, "audit", "history", "--meeting", "m1", "--control-number", "R-1")
     assert "superseded R5 by" in table and "rejected: cutoff_passed" in table
@@ -97,8 +114,7 @@ async def test_r5_r7_r12_audit_time_travel_and_diff_explain_every_vote_through_t
 
     # Time travel: the tally at the middle position, by position and by time, is what was projected then.
     assert await cli_json(settings, "tally", "--meeting", "m1", "--as-of", str(middle)) == projected_then
-    assert await cli_json(settings, "tally", "--meeting", "m1", "--as-of", recorded_then.isoformat()) == \
-        projected_then
+    assert await cli_json(settings, "tally", "--meeting", "m1", "--as-of", recorded_then.isoformat()) == projected_then
     assert await cli_json(settings, "tally", "--meeting", "m1", "--as-of", str(end)) == projected_now
     assert f"(log position {middle})" in await run_cli(settings, "tally", "--meeting", "m1", "--as-of", str(middle))
 
@@ -108,8 +124,11 @@ async def test_r5_r7_r12_audit_time_travel_and_diff_explain_every_vote_through_t
         for column, value in counts.items():
             if column != "outcome":
                 assert change["items"][item_id][column] == value - projected_then["items"][item_id][column]
-    assert change["quorum"]["present"]["delta"] == \
-        projected_now["quorum"]["present"] - projected_then["quorum"]["present"] == 4000
+    assert (
+        change["quorum"]["present"]["delta"]
+        == projected_now["quorum"]["present"] - projected_then["quorum"]["present"]
+        == 4000
+    )
     by_number = {c["control_number"]: c for c in change["control_numbers"]}
     assert set(by_number) == {"B-1", "B-2", "R-1"}
     assert [e["event_id"] for e in by_number["R-1"]["events"]] == ["r1-ballot"]

@@ -5,10 +5,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.chain import ChainCheck, ChainRow
-from services.bench import limits, scratch
-from services.bench.workload import build
-from services.config import Settings
-from services.postgres.log_store import LOG_COLUMNS
+from services.adapters.postgres.log_store import LOG_COLUMNS
+from services.devtools.bench import limits, scratch
+from services.devtools.bench.workload import build
+from services.settings import Settings
 from tests.integration.helpers import running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
@@ -55,10 +55,30 @@ async def test_copy_limit_copies_every_ledger_row_into_the_bare_and_the_indexed_
 async def test_the_copied_rows_chain_their_hashes_as_the_log_verifier_expects(namespace, workload):
     rows = limits.ledger_rows(namespace, workload)
     check = ChainCheck()
-    check.feed(ChainRow(**{c: row[LOG_COLUMNS.index(c)] for c in
-                           ("position", "prev_position", "meeting_id", "event_id", "type", "decision", "reason",
-                            "payload", "hash", "chain_version", "recorded_at", "source_topic", "source_partition",
-                            "source_offset")}) for row in rows)
+    check.feed(
+        ChainRow(
+            **{
+                c: row[LOG_COLUMNS.index(c)]
+                for c in (
+                    "position",
+                    "prev_position",
+                    "meeting_id",
+                    "event_id",
+                    "type",
+                    "decision",
+                    "reason",
+                    "payload",
+                    "hash",
+                    "chain_version",
+                    "recorded_at",
+                    "source_topic",
+                    "source_partition",
+                    "source_offset",
+                )
+            }
+        )
+        for row in rows
+    )
     assert check.rows == len(rows) and check.first_break is None
     assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
 
@@ -78,8 +98,20 @@ async def test_the_copied_rows_are_what_the_running_ledger_logs_for_the_same_mes
         await scratch.drop_topics(settings)
     # Positions (and so hashes) depend on how Kafka batched the partitions; everything else must match,
     # the Kafka coordinates included: the fake records sit where the broker put the real ones.
-    same = ("event_id", "type", "control_number", "channel", "executed_at", "received_at", "decision", "reason",
-            "payload", "source_topic", "source_partition", "source_offset")
+    same = (
+        "event_id",
+        "type",
+        "control_number",
+        "channel",
+        "executed_at",
+        "received_at",
+        "decision",
+        "reason",
+        "payload",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+    )
     ours = {tuple(row[LOG_COLUMNS.index(c)] for c in same) for row in limits.ledger_rows(settings, workload)}
     theirs = {tuple(row[c] for c in same) for row in logged}
     assert ours == theirs

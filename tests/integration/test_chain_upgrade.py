@@ -4,11 +4,10 @@ and messages parked before it are reported as not covered, never as verified."""
 import asyncpg
 import pytest
 
-from events import encode
 from projections.chain import GENESIS, canonical, link
-from services.postgres import log_store
-from services.postgres.migrate import migrate, migration_files, temporary_database
-from services.verify import verify_meeting
+from services.adapters.postgres import log_store
+from services.adapters.postgres.migrate import migrate, migration_files, temporary_database
+from services.read.verify import verify_meeting
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import log_row
 from tests.integration.test_privileges import append
@@ -21,8 +20,9 @@ async def before_010(logins):
     """A database migrated up to 009, holding three v1 rows and one unchained parked message."""
     async with temporary_database(logins.pg_dsn, "t_", migrated=False) as dsn:
         conn = await asyncpg.connect(dsn)
-        await conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY,"
-                           " applied_at timestamptz NOT NULL DEFAULT now())")
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         for version, sql in migration_files():
             if version < "010":
                 await conn.execute(sql)
@@ -30,18 +30,43 @@ async def before_010(logins):
         prev_position, prev_hash = None, GENESIS
         for position, event in enumerate([small_meeting(), register_event(), cast("R-1", {"2": "for"})], start=1):
             row = log_row(event)
-            prev_hash = link(prev_hash, canonical(position, prev_position, row.meeting_id, row.event_id, row.type,
-                                                  row.decision, row.reason, row.payload))
+            prev_hash = link(
+                prev_hash,
+                canonical(
+                    position,
+                    prev_position,
+                    row.meeting_id,
+                    row.event_id,
+                    row.type,
+                    row.decision,
+                    row.reason,
+                    row.payload,
+                ),
+            )
             # As the ledger appended before 010: recorded_at by the column's default, outside the hash.
             await conn.execute(
                 "INSERT INTO ledger_log (position, prev_position, meeting_id, event_id, type, control_number,"
                 " channel, executed_at, received_at, decision, reason, payload, hash)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                position, prev_position, row.meeting_id, row.event_id, row.type, row.control_number, row.channel,
-                row.executed_at, row.received_at, row.decision, row.reason, row.payload, prev_hash)
+                position,
+                prev_position,
+                row.meeting_id,
+                row.event_id,
+                row.type,
+                row.control_number,
+                row.channel,
+                row.executed_at,
+                row.received_at,
+                row.decision,
+                row.reason,
+                row.payload,
+                prev_hash,
+            )
             prev_position = position
-        await conn.execute("INSERT INTO ledger_parked (source_topic, source_partition, source_offset, value,"
-                           " reason, detail) VALUES ('votes.submissions', 0, 3, 'x', 'undecodable', 'old')")
+        await conn.execute(
+            "INSERT INTO ledger_parked (source_topic, source_partition, source_offset, value,"
+            " reason, detail) VALUES ('votes.submissions', 0, 3, 'x', 'undecodable', 'old')"
+        )
         yield conn
         await conn.close()
 
@@ -50,9 +75,16 @@ async def test_v1_rows_keep_verifying_after_010_and_new_rows_continue_their_chai
     conn = before_010
     assert await migrate(conn) == [v for v, _ in migration_files() if v >= "010"]
     await append(conn, [log_row(cast("R-2", {"2": "against"})), log_row(cast("B-1", {"2": "for"}, channel="broker"))])
-    await log_store.park(conn, [log_store.ParkedMessage("votes.submissions", 1, 9, None, b"\xff", "undecodable", "new")])
-    assert [r["chain_version"] for r in await conn.fetch("SELECT chain_version FROM ledger_log ORDER BY position")] \
-        == [1, 1, 1, 2, 2]
+    await log_store.park(
+        conn, [log_store.ParkedMessage("votes.submissions", 1, 9, None, b"\xff", "undecodable", "new")]
+    )
+    assert [r["chain_version"] for r in await conn.fetch("SELECT chain_version FROM ledger_log ORDER BY position")] == [
+        1,
+        1,
+        1,
+        2,
+        2,
+    ]
     result = await verify_meeting(conn, "m1")
     assert result.ok, result.as_dict()
     assert (result.rows, result.v1_rows) == (5, 3)
@@ -78,12 +110,20 @@ async def test_after_010_no_row_can_be_appended_under_v1_or_without_its_own_reco
     conn = before_010
     await migrate(conn)
     with pytest.raises(asyncpg.CheckViolationError):
-        await conn.execute("INSERT INTO ledger_log (position, meeting_id, event_id, type, decision, payload, hash,"
-                           " recorded_at, chain_version) VALUES (4, 'm1', 'e', 'vote.cast', 'accepted', '{}', $1,"
-                           " now(), 1)", bytes(32))
+        await conn.execute(
+            "INSERT INTO ledger_log (position, meeting_id, event_id, type, decision, payload, hash,"
+            " recorded_at, chain_version) VALUES (4, 'm1', 'e', 'vote.cast', 'accepted', '{}', $1,"
+            " now(), 1)",
+            bytes(32),
+        )
     with pytest.raises(asyncpg.NotNullViolationError):
-        await conn.execute("INSERT INTO ledger_log (position, meeting_id, event_id, type, decision, payload, hash)"
-                           " VALUES (4, 'm1', 'e', 'vote.cast', 'accepted', '{}', $1)", bytes(32))
+        await conn.execute(
+            "INSERT INTO ledger_log (position, meeting_id, event_id, type, decision, payload, hash)"
+            " VALUES (4, 'm1', 'e', 'vote.cast', 'accepted', '{}', $1)",
+            bytes(32),
+        )
     with pytest.raises(asyncpg.CheckViolationError):
-        await conn.execute("INSERT INTO ledger_parked (source_topic, source_partition, source_offset, reason, detail,"
-                           " parked_at) VALUES ('t', 0, 1, 'undecodable', 'no hash', now())")
+        await conn.execute(
+            "INSERT INTO ledger_parked (source_topic, source_partition, source_offset, reason, detail,"
+            " parked_at) VALUES ('t', 0, 1, 'undecodable', 'no hash', now())"
+        )

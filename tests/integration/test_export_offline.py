@@ -9,20 +9,25 @@ import pytest
 
 from projections.chain import ChainRow, rechain
 from projections.report import render_json, render_markdown
-from services.export import export_meeting, read_manifest
-from services.kafka_io import producer, publish, publish_raw
-from services.offline import final_report_from_file, tally_from_file, verify_file
-from services.reports import read_final_report
-from services.tallies import read_tally
+from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.read.export import export_meeting, read_manifest
+from services.read.offline import final_report_from_file, tally_from_file, verify_file
+from services.read.reports import read_final_report
+from services.read.tallies import read_tally
 from tests.factories import cast, register_event, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 from tests.integration.test_projector import run_projector
 
 pytestmark = pytest.mark.integration
 
-VOTES = [cast("R-1", {"2": "for"}, executed=1), cast("R-2", {"2": "against"}, executed=2, channel="phone"),
-         cast("B-1", {"3": "for", "2": {"for": 500, "against": 700}}, channel="broker"), revoke("R-2", executed=3),
-         cast("B-2", {"2": "for"}, channel="broker", discretionary=True), cast("X-9", {"2": "for"})]
+VOTES = [
+    cast("R-1", {"2": "for"}, executed=1),
+    cast("R-2", {"2": "against"}, executed=2, channel="phone"),
+    cast("B-1", {"3": "for", "2": {"for": 500, "against": 700}}, channel="broker"),
+    revoke("R-2", executed=3),
+    cast("B-2", {"2": "for"}, channel="broker", discretionary=True),
+    cast("X-9", {"2": "for"}),
+]
 TOTAL = 2 + len(VOTES)
 
 
@@ -95,8 +100,10 @@ async def test_an_export_of_format_v1_without_parked_messages_still_verifies(exp
         manifest = json.loads(original.read("manifest.json"))
     keep = ("position", "prev_position", "meeting_id", "event_id", "type", "decision", "reason", "payload")
     chained = rechain([ChainRow(**{k: r[k] for k in keep}, hash=None) for r in rows])
-    old_rows = [{**{k: r[k] for k in keep}, "hash": c.hash.hex(), "recorded_at": r["recorded_at"]}
-                for r, c in zip(rows, chained)]
+    old_rows = [
+        {**{k: r[k] for k in keep}, "hash": c.hash.hex(), "recorded_at": r["recorded_at"]}
+        for r, c in zip(rows, chained, strict=False)
+    ]
     log = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in old_rows)
     manifest.update(format_version=1, final_hash=old_rows[-1]["hash"], log_sha256=hashlib.sha256(log).hexdigest())
     for key in ("parked_rows", "parked_final_hash", "parked_sha256"):
@@ -142,14 +149,25 @@ async def test_the_cli_verifies_and_tallies_an_export_with_no_services_configure
     # No Kafka, no PostgreSQL: the variables that would point at them are removed.
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOTE_LEDGER_")}
     cli = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
-    verified = subprocess.run([*cli, "audit", "verify", "--file", str(path), "--expect-hash", manifest.final_hash],
-                              env=env, capture_output=True, text=True, timeout=60)
+    verified = subprocess.run(
+        [*cli, "audit", "verify", "--file", str(path), "--expect-hash", manifest.final_hash],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verified.returncode == 0 and "VERIFIED" in verified.stdout, verified.stdout + verified.stderr
-    tally = subprocess.run([*cli, "tally", "--file", str(path), "--json"], env=env, capture_output=True,
-                           text=True, timeout=60)
+    tally = subprocess.run(
+        [*cli, "tally", "--file", str(path), "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert json.loads(tally.stdout) == online_tally
-    wrong = subprocess.run([*cli, "audit", "verify", "--file", str(path), "--expect-hash", "00" * 32],
-                           env=env, capture_output=True, text=True, timeout=60)
+    wrong = subprocess.run(
+        [*cli, "audit", "verify", "--file", str(path), "--expect-hash", "00" * 32],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 1 and "NOT VERIFIED" in wrong.stdout
     assert "SKIP published chain heads: NOT CHECKED (offline)" in verified.stdout
     assert "ok   parked messages' chain: 1 message(s)" in verified.stdout

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from events import encode
-from services.kafka_io import producer, publish
+from services.adapters.kafka.topics import producer, publish
 from tests.factories import cast, register_event, small_meeting
 from tests.hostile import mutate
 from tests.integration.helpers import running_ledger, wait_for
@@ -27,8 +27,14 @@ def traffic(rng: random.Random):
     """(on_admin_topic, key, value, headers, event_id if valid else None), valid votes mixed in."""
     sent: set[bytes] = set()
     for i in range(HOSTILE + HOSTILE // 4):
-        vote = encode(cast(rng.choice(CONTROL_NUMBERS), {"2": rng.choice(["for", "against"])},
-                           executed=1 + i / 10_000, event_id=f"fuzz-{i}"))
+        vote = encode(
+            cast(
+                rng.choice(CONTROL_NUMBERS),
+                {"2": rng.choice(["for", "against"])},
+                executed=1 + i / 10_000,
+                event_id=f"fuzz-{i}",
+            )
+        )
         valid = i % 5 == 0  # one in five is a valid vote, the rest are hostile
         value = vote if valid else mutate(rng, vote)
         if not valid and rng.random() < 0.01:
@@ -69,12 +75,18 @@ async def test_ten_thousand_hostile_messages_are_each_logged_or_parked_once_and_
 
     async with running_ledger(settings):
         # Everything published is accounted for: the meeting, its register, and each fuzz message.
-        await wait_for(settings.pg_dsn, "SELECT (SELECT count(*) FROM ledger_log) + (SELECT count(*) FROM ledger_parked)",
-                       2 + len(coordinates), timeout=300)
+        await wait_for(
+            settings.pg_dsn,
+            "SELECT (SELECT count(*) FROM ledger_log) + (SELECT count(*) FROM ledger_parked)",
+            2 + len(coordinates),
+            timeout=300,
+        )
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        logged = await conn.fetch("SELECT source_topic, source_partition, source_offset, event_id, decision, reason"
-                                  " FROM ledger_log WHERE event_id LIKE 'fuzz-%' OR source_offset IS NOT NULL")
+        logged = await conn.fetch(
+            "SELECT source_topic, source_partition, source_offset, event_id, decision, reason"
+            " FROM ledger_log WHERE event_id LIKE 'fuzz-%' OR source_offset IS NOT NULL"
+        )
         parked = await conn.fetch("SELECT source_topic, source_partition, source_offset, reason FROM ledger_parked")
     finally:
         await conn.close()
@@ -85,7 +97,9 @@ async def test_ten_thousand_hostile_messages_are_each_logged_or_parked_once_and_
     decisions = {r["event_id"]: (r["decision"], r["reason"]) for r in logged}
     parked_why = {(r["source_topic"], r["source_partition"], r["source_offset"]): r["reason"] for r in parked}
     parked_valid = {where[i]: parked_why[c] for i, c in enumerate(coordinates) if i in where and c in parked_why}
-    missed = {event_id: decisions.get(event_id, parked_valid.get(event_id, "lost")) for event_id in sorted(valid - accepted)}
+    missed = {
+        event_id: decisions.get(event_id, parked_valid.get(event_id, "lost")) for event_id in sorted(valid - accepted)
+    }
     assert not missed, f"{len(missed)} valid votes were not accepted: {list(missed.items())[:5]}"
     reasons = {r["reason"] for r in parked}
     assert {"invalid_json", "invalid_utf8", "unreadable_record", "empty_message"} <= reasons

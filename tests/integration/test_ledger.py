@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.kafka_io import producer, publish, publish_raw
+from services.adapters.kafka.topics import producer, publish, publish_raw
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 
@@ -20,8 +20,12 @@ def admin_events():
 
 
 async def test_every_submission_is_appended_with_its_decision_and_reason(settings):
-    votes = [cast("R-1", {"2": "for"}), cast("X-404", {"2": "for"}), cast("R-2", {"5": "for"}),
-             cast("R-2", {"2": "for"}, channel="mail", signatures=["Carl"])]
+    votes = [
+        cast("R-1", {"2": "for"}),
+        cast("X-404", {"2": "for"}),
+        cast("R-2", {"5": "for"}),
+        cast("R-2", {"2": "for"}, channel="mail", signatures=["Carl"]),
+    ]
     async with running_ledger(settings), producer(settings) as client:
         await publish(client, settings, admin_events())
         await publish(client, settings, votes)
@@ -31,8 +35,11 @@ async def test_every_submission_is_appended_with_its_decision_and_reason(setting
     offsets = await conn.fetch("SELECT topic, sum(next_offset) AS n FROM ledger_offsets GROUP BY topic")
     await conn.close()
     assert [rows[v.event_id] for v in votes] == [
-        ("accepted", None), ("rejected", "not_entitled"), ("rejected", "invalid_choice"),
-        ("rejected", "missing_joint_signature")]
+        ("accepted", None),
+        ("rejected", "not_entitled"),
+        ("rejected", "invalid_choice"),
+        ("rejected", "missing_joint_signature"),
+    ]
     assert {r["topic"]: r["n"] for r in offsets} == {settings.admin_topic: 2, settings.submissions_topic: 4}
 
 
@@ -40,8 +47,11 @@ async def test_a_malformed_message_is_parked_reported_and_the_consumer_goes_on(s
     good = cast("R-1", {"2": "for"})
     async with running_ledger(settings), producer(settings) as client:
         await publish(client, settings, admin_events())
-        await publish_raw(client, settings.submissions_topic, [(b"R-1", b'{"type": "vote.cast", "v": 1'),
-                                                               (b"R-1", b"\x00\xff garbage")])
+        await publish_raw(
+            client,
+            settings.submissions_topic,
+            [(b"R-1", b'{"type": "vote.cast", "v": 1'), (b"R-1", b"\x00\xff garbage")],
+        )
         await publish(client, settings, [good])
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_parked", 2)
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE event_id = $1", 1, good.event_id)
@@ -50,8 +60,9 @@ async def test_a_malformed_message_is_parked_reported_and_the_consumer_goes_on(s
     await conn.close()
     assert [p["reason"] for p in parked] == ["invalid_json", "invalid_utf8"]
     assert parked[1]["value"] == b"\x00\xff garbage"
-    consumer = AIOKafkaConsumer(settings.parked_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        settings.parked_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         batch = await consumer.getmany(timeout_ms=10_000, max_records=10)
@@ -86,6 +97,7 @@ async def test_the_same_records_handled_twice_append_once(settings):
     class Rec:
         def __init__(self, offset, event, topic):
             from events import encode
+
             self.topic, self.partition, self.offset = topic, 0, offset
             self.key, self.value = b"k", encode(event)
 

@@ -9,7 +9,7 @@ import time
 import asyncpg
 import pytest
 
-from services.kafka_io import producer, publish
+from services.adapters.kafka.topics import producer, publish
 from tests.conftest import settings_env
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import wait_for

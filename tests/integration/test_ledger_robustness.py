@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from events import encode
-from services.kafka_io import producer, publish, publish_raw
+from services.adapters.kafka.topics import producer, publish, publish_raw
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 
@@ -52,8 +52,15 @@ async def test_two_ledgers_in_one_group_judge_against_the_same_meeting_state(set
         async with producer(settings) as client:
             await publish(client, settings, [small_meeting(), register_event()])
             await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2)
-            await publish(client, settings, [cast(cn, {"2": "for"}, executed=1 + i / 100)
-                                             for i in range(20) for cn in ("R-1", "R-2", "B-1", "B-2")])
+            await publish(
+                client,
+                settings,
+                [
+                    cast(cn, {"2": "for"}, executed=1 + i / 100)
+                    for i in range(20)
+                    for cn in ("R-1", "R-2", "B-1", "B-2")
+                ],
+            )
             await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 82)
     assert {d for d in (await decisions(settings.pg_dsn)).values()} == {("accepted", None)}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from services.stack import REPO_ROOT, Endpoints, StackConfig, stack_down, stack_status, stack_up
+from services.devtools.stack import Endpoints, StackConfig, stack_down, stack_status, stack_up
+from services.devtools.stack.common import REPO_ROOT
 
 pytestmark = [
     pytest.mark.integration,
@@ -120,9 +121,7 @@ async def test_kafka_does_not_create_topics_on_first_use(endpoints):
     from aiokafka.errors import KafkaError
 
     topic = f"never-created-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(
-        bootstrap_servers=endpoints.kafka_bootstrap, request_timeout_ms=2000
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, request_timeout_ms=2000)
     await producer.start()
     try:
         with pytest.raises(KafkaError):
@@ -160,8 +159,8 @@ async def test_postgres_refuses_a_login_without_its_password(endpoints):
 async def test_a_stack_from_before_logins_is_converted_on_its_next_up(cfg, endpoints):
     import asyncpg
 
-    from services.postgres.logins import adopt_database
-    from services.postgres.migrate import migrate
+    from services.adapters.postgres.logins import adopt_database
+    from services.adapters.postgres.migrate import migrate
 
     # As an earlier `stack up` left it: every login trusted, no passwords file, the database and
     # its schema owned by the superuser that migrated it.
@@ -184,8 +183,10 @@ async def test_a_stack_from_before_logins_is_converted_on_its_next_up(cfg, endpo
         await asyncpg.connect("postgresql://postgres@127.0.0.1:25432/vote_ledger", password="guess", timeout=10)
     owner = await asyncpg.connect(converted.pg_dsn, timeout=10)
     try:
-        assert await owner.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class"
-                                    " WHERE oid = 'ledger_log'::regclass") == "vl_owner"
+        assert (
+            await owner.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'ledger_log'::regclass")
+            == "vl_owner"
+        )
         assert await migrate(owner) == []  # the owner login migrates on
     finally:
         await owner.close()

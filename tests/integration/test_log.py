@@ -6,16 +6,25 @@ import random
 import asyncpg
 import pytest
 
-from services.postgres import log_store
-from services.postgres.connect import LEDGER_ROLE, READER_ROLE, connect
+from services.adapters.postgres import log_store
+from services.adapters.postgres.connect import LEDGER_ROLE, READER_ROLE, connect
 
 pytestmark = pytest.mark.integration
 
 
 def row(event_id: str, meeting_id: str = "m1") -> log_store.LogRow:
-    return log_store.LogRow(meeting_id=meeting_id, event_id=event_id, type="vote.cast", control_number="C-1",
-                            channel="internet", executed_at=None, received_at=None, decision="rejected",
-                            reason="not_entitled", payload='{"type": "vote.cast"}')
+    return log_store.LogRow(
+        meeting_id=meeting_id,
+        event_id=event_id,
+        type="vote.cast",
+        control_number="C-1",
+        channel="internet",
+        executed_at=None,
+        received_at=None,
+        decision="rejected",
+        reason="not_entitled",
+        payload='{"type": "vote.cast"}',
+    )
 
 
 async def append(conn, rows):
@@ -28,8 +37,11 @@ async def test_the_log_refuses_update_delete_and_truncate_even_for_its_owner(pg_
     conn = await connect(pg_dsn)  # the superuser that owns the table
     try:
         await append(conn, [row("a"), row("b")])
-        for sql in ("UPDATE ledger_log SET reason = 'x'", "DELETE FROM ledger_log WHERE position = 1",
-                    "TRUNCATE ledger_log"):
+        for sql in (
+            "UPDATE ledger_log SET reason = 'x'",
+            "DELETE FROM ledger_log WHERE position = 1",
+            "TRUNCATE ledger_log",
+        ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
                 await conn.execute(sql)
         assert await conn.fetchval("SELECT count(*) FROM ledger_log") == 2

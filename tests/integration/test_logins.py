@@ -9,14 +9,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from services.adapters.postgres import log_store
+from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, ROLE_DSNS, connect_as, pool_as
+from services.adapters.postgres.logins import adopt_database, temporary_logins
+from services.adapters.postgres.migrate import dsn_for, migrate, temporary_database
 from services.cli import UserError
-from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, ROLE_DSNS, connect_as, pool_as
-from services.postgres import log_store
-from services.postgres.logins import adopt_database, temporary_logins
-from services.postgres.migrate import dsn_for, migrate, temporary_database
+from tests.factories import small_meeting
 from tests.integration.helpers import log_row
 from tests.integration.test_privileges import append
-from tests.factories import small_meeting
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,16 @@ ROLES = (LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE)
 # What a login could try once it has left its role: write the log, switch the append-only triggers
 # off, become somebody else, plant code or data of its own.
 ESCAPES = [
-    "UPDATE ledger_log SET reason = 'forged'", "DELETE FROM ledger_log", "TRUNCATE ledger_log",
-    "SET session_replication_role = replica", "ALTER TABLE ledger_log DISABLE TRIGGER ALL",
-    "SET ROLE postgres", "SET SESSION AUTHORIZATION postgres", "CREATE TEMP TABLE planted (a integer)",
-    "CREATE TABLE public.planted (a integer)", "GRANT vote_ledger_ledger TO CURRENT_USER",
+    "UPDATE ledger_log SET reason = 'forged'",
+    "DELETE FROM ledger_log",
+    "TRUNCATE ledger_log",
+    "SET session_replication_role = replica",
+    "ALTER TABLE ledger_log DISABLE TRIGGER ALL",
+    "SET ROLE postgres",
+    "SET SESSION AUTHORIZATION postgres",
+    "CREATE TEMP TABLE planted (a integer)",
+    "CREATE TABLE public.planted (a integer)",
+    "GRANT vote_ledger_ledger TO CURRENT_USER",
 ]
 
 
@@ -64,17 +70,25 @@ async def test_each_service_logs_in_with_its_password_as_a_plain_member_of_its_r
         login = await conn.fetchrow(
             "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin,"
             " array(SELECT roleid::regrole::text FROM pg_auth_members WHERE member = r.oid) AS member_of"
-            " FROM pg_roles r WHERE rolname = session_user")
-        assert dict(login) == {"rolsuper": False, "rolcreaterole": False, "rolcreatedb": False,
-                               "rolreplication": False, "rolbypassrls": False, "rolcanlogin": True,
-                               "member_of": [role]}
+            " FROM pg_roles r WHERE rolname = session_user"
+        )
+        assert dict(login) == {
+            "rolsuper": False,
+            "rolcreaterole": False,
+            "rolcreatedb": False,
+            "rolreplication": False,
+            "rolbypassrls": False,
+            "rolcanlogin": True,
+            "member_of": [role],
+        }
     finally:
         await conn.close()
 
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_after_reset_role_a_service_login_still_cannot_touch_the_log_or_switch_off_its_triggers(
-        settings, pg_dsn, role):
+    settings, pg_dsn, role
+):
     owner = await asyncpg.connect(pg_dsn)
     await append(owner, [log_row(small_meeting())])
     conn = await connect_as(settings, role)  # exactly what the service opens
@@ -103,8 +117,15 @@ async def test_the_reader_starts_read_only_and_cannot_create_a_temporary_table_e
         await reader.close()
 
 
-@pytest.mark.parametrize("sql", ["SELECT pg_advisory_lock(1)", "SELECT pg_try_advisory_xact_lock(1, 2)",
-                                 "SELECT lo_create(0)", "SELECT lo_from_bytea(0, 'planted')"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT pg_advisory_lock(1)",
+        "SELECT pg_try_advisory_xact_lock(1, 2)",
+        "SELECT lo_create(0)",
+        "SELECT lo_from_bytea(0, 'planted')",
+    ],
+)
 async def test_the_reader_cannot_take_an_advisory_lock_the_ledger_needs_or_store_a_large_object(settings, sql):
     reader = await asyncpg.connect(settings.pg_reader_dsn)
     try:
@@ -164,8 +185,9 @@ async def test_a_wrong_password_is_refused(settings):
 
 async def test_a_service_given_a_superuser_login_refuses_to_start_naming_the_variable_to_set(settings, pg_dsn):
     only_owner = dataclasses.replace(settings, pg_dsn=pg_dsn, pg_ledger_dsn=None)
-    with pytest.raises(UserError, match="VOTE_LEDGER_PG_LEDGER_DSN is not set and VOTE_LEDGER_PG_DSN logs in as"
-                                        " the superuser"):
+    with pytest.raises(
+        UserError, match="VOTE_LEDGER_PG_LEDGER_DSN is not set and VOTE_LEDGER_PG_DSN logs in as the superuser"
+    ):
         await connect_as(only_owner, LEDGER_ROLE)
     superuser_as_ledger = dataclasses.replace(settings, pg_ledger_dsn=pg_dsn)
     with pytest.raises(UserError, match="^VOTE_LEDGER_PG_LEDGER_DSN logs in as the superuser"):
@@ -200,10 +222,15 @@ async def test_an_owner_login_that_is_no_superuser_migrates_a_database_it_owns(l
             conn = await asyncpg.connect(dsn)
             try:
                 assert conn.get_settings().is_superuser == "off"
-                assert await conn.fetchval("SELECT pg_get_userbyid(relowner) = session_user FROM pg_class"
-                                           " WHERE oid = 'ledger_log'::regclass")
-                assert await conn.fetchval("SELECT has_database_privilege('vote_ledger_reader', current_database(),"
-                                           " 'TEMPORARY')") is False
+                assert await conn.fetchval(
+                    "SELECT pg_get_userbyid(relowner) = session_user FROM pg_class WHERE oid = 'ledger_log'::regclass"
+                )
+                assert (
+                    await conn.fetchval(
+                        "SELECT has_database_privilege('vote_ledger_reader', current_database(), 'TEMPORARY')"
+                    )
+                    is False
+                )
             finally:
                 await conn.close()
 
@@ -247,5 +274,5 @@ async def test_migration_009_refuses_a_login_that_belongs_to_two_service_roles(p
 
 
 def _migrations():
-    folder = resources.files("services.postgres") / "migrations"
+    folder = resources.files("services.adapters.postgres") / "migrations"
     return [(f.name, f.read_text()) for f in folder.iterdir() if f.name.endswith(".sql")]

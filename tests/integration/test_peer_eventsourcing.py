@@ -4,10 +4,10 @@ import pytest
 
 from events import VoteCast, VoteRevoked
 from projections.judge import Judge
-from services.bench import scratch
-from services.bench.peer_eventsourcing import measure
-from services.bench.workload import build
-from services.config import Settings
+from services.devtools.bench import scratch
+from services.devtools.bench.peer_eventsourcing import measure
+from services.devtools.bench.workload import build
+from services.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +40,15 @@ def in_memory(workload):
                 shares = event.shares or judge.meetings[event.meeting_id].positions[event.control_number].shares
                 latest_cast[event.control_number] = (key, shares)
         elif reason is None and isinstance(event, VoteRevoked):
-            latest_revoke[event.control_number] = max(event.executed_at,
-                                                      latest_revoke.get(event.control_number, event.executed_at))
+            latest_revoke[event.control_number] = max(
+                event.executed_at, latest_revoke.get(event.control_number, event.executed_at)
+            )
     # Live: a cast not followed by a later revocation (R7 voids casts executed strictly before it).
-    live = {number: shares for number, ((executed_at, *_), shares) in latest_cast.items()
-            if number not in latest_revoke or executed_at >= latest_revoke[number]}
+    live = {
+        number: shares
+        for number, ((executed_at, *_), shares) in latest_cast.items()
+        if number not in latest_revoke or executed_at >= latest_revoke[number]
+    }
     return decisions, live
 
 

@@ -6,10 +6,10 @@ import pytest
 
 from events import Position, VoteCast, VoteRevoked, encode
 from projections.judge import Judge
-from services.bench import peer_naive, scratch
-from services.bench.workload import Workload, build
-from services.config import Settings
-from services.kafka_io import key_for
+from services.adapters.kafka.topics import key_for
+from services.devtools.bench import peer_naive, scratch
+from services.devtools.bench.workload import Workload, build
+from services.settings import Settings
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
 
 pytestmark = pytest.mark.integration
@@ -23,9 +23,14 @@ def namespace(bench_namespace):
 
 def workload_of(admin, submissions, positions: list[Position]) -> Workload:
     """A Workload of hand-written events, with the bytes the orchestrator would publish."""
-    return Workload(meeting=admin[0], admin=admin, submissions=submissions, positions=len(positions),
-                    admin_payloads=[(key_for(e), encode(e)) for e in admin],
-                    submission_payloads=[(key_for(e), encode(e)) for e in submissions])
+    return Workload(
+        meeting=admin[0],
+        admin=admin,
+        submissions=submissions,
+        positions=len(positions),
+        admin_payloads=[(key_for(e), encode(e)) for e in admin],
+        submission_payloads=[(key_for(e), encode(e)) for e in submissions],
+    )
 
 
 def expected_outcome(workload: Workload) -> dict:
@@ -45,10 +50,12 @@ def expected_outcome(workload: Workload) -> dict:
             if event.control_number not in latest or event.executed_at >= latest[event.control_number].executed_at:
                 latest[event.control_number] = event
         elif isinstance(event, VoteRevoked):
-            revoked_at[event.control_number] = max(event.executed_at, revoked_at.get(event.control_number,
-                                                                                     event.executed_at))
-    live = {cn: vote for cn, vote in latest.items()
-            if cn not in revoked_at or vote.executed_at >= revoked_at[cn]}  # R7: voids what was executed before
+            revoked_at[event.control_number] = max(
+                event.executed_at, revoked_at.get(event.control_number, event.executed_at)
+            )
+    live = {
+        cn: vote for cn, vote in latest.items() if cn not in revoked_at or vote.executed_at >= revoked_at[cn]
+    }  # R7: voids what was executed before
     positions = judge.meetings[workload.meeting_id].positions
     tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for cn, vote in live.items():
@@ -58,8 +65,12 @@ def expected_outcome(workload: Workload) -> dict:
             else:
                 for option, amount in choice.items():
                     tally[item][option] += amount
-    return {"accepted": accepted, "rejected": len(workload.submissions) - accepted, "live_votes": len(live),
-            "tally": {item: dict(options) for item, options in tally.items()}}
+    return {
+        "accepted": accepted,
+        "rejected": len(workload.submissions) - accepted,
+        "live_votes": len(live),
+        "tally": {item: dict(options) for item, options in tally.items()},
+    }
 
 
 async def run(namespace: Settings, workload: Workload) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from events import encode
-from services.kafka_io import producer, publish
+from services.adapters.kafka.topics import producer, publish
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 
@@ -45,7 +45,7 @@ def builder_that_sends_raw_header_keys():
     try:
         yield
     finally:
-        for module, original in zip(modules, originals):
+        for module, original in zip(modules, originals, strict=False):
             module.DefaultRecordBatchBuilder = original
 
 
@@ -88,18 +88,22 @@ async def test_a_record_the_kafka_client_cannot_parse_is_skipped_parked_and_repo
     async with producer(settings) as client:
         await publish(client, settings, [small_meeting()])
         with builder_that_sends_raw_header_keys():
-            sent = await (await client.send(topic, _CLOSED.replace(b"%s", b"hk") + b"}", key=b"R-1",
-                                            headers=[(_RawHeaderKey("k"), b"x")]))
+            sent = await (
+                await client.send(
+                    topic, _CLOSED.replace(b"%s", b"hk") + b"}", key=b"R-1", headers=[(_RawHeaderKey("k"), b"x")]
+                )
+            )
         await publish(client, settings, [register_event(), *votes])
     async with running_ledger(settings):
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2 + len(votes), timeout=90)
         rows = await parked(settings.pg_dsn)
     assert [(r["source_topic"], r["source_offset"], r["reason"]) for r in rows] == [
-        (topic, sent.offset, "unreadable_record")]
+        (topic, sent.offset, "unreadable_record")
+    ]
 
 
 async def test_an_event_id_squatted_with_other_bytes_is_logged_rejected_and_a_redelivery_dropped(settings):
-    from services.verify import verify_meeting
+    from services.read.verify import verify_meeting
 
     vote = encode(cast("R-1", {"2": "for"}, executed=1, event_id="mine"))
     squat = encode(cast("R-2", {"2": "against"}, executed=2, event_id="mine"))
@@ -112,12 +116,17 @@ async def test_an_event_id_squatted_with_other_bytes_is_logged_rejected_and_a_re
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE event_id = 'after'", 1)
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        rows = await conn.fetch("SELECT event_id, control_number, decision, reason FROM ledger_log"
-                                " WHERE event_id = 'mine' ORDER BY position")
+        rows = await conn.fetch(
+            "SELECT event_id, control_number, decision, reason FROM ledger_log"
+            " WHERE event_id = 'mine' ORDER BY position"
+        )
         verification = await verify_meeting(conn, "m1")
     finally:
         await conn.close()
-    assert [tuple(r) for r in rows] == [("mine", "R-1", "accepted", None), ("mine", "R-2", "rejected", "duplicate_event_id")]
+    assert [tuple(r) for r in rows] == [
+        ("mine", "R-1", "accepted", None),
+        ("mine", "R-2", "rejected", "duplicate_event_id"),
+    ]
     assert verification.misjudged is None and not verification.problems
 
 
@@ -125,7 +134,7 @@ async def test_records_deleted_in_kafka_before_the_ledger_logged_them_are_alarme
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-    from services.status import status
+    from services.read.status import status
 
     tp = TopicPartition(settings.submissions_topic, 0)
     async with producer(settings) as client:
@@ -154,7 +163,8 @@ async def test_records_deleted_in_kafka_before_the_ledger_logged_them_are_alarme
         await conn.close()
     assert report["behind_log_start"] == [] and report["parked_reasons"] == {"lost_in_kafka": 1}
     assert [tuple(r) for r in lost] == [
-        (1, "lost_in_kafka", "offsets 1..3 were deleted or expired in Kafka before the ledger logged them")]
+        (1, "lost_in_kafka", "offsets 1..3 were deleted or expired in Kafka before the ledger logged them")
+    ]
 
 
 async def test_a_failure_that_is_not_the_records_is_retried_never_parked(settings):
@@ -195,7 +205,8 @@ async def test_a_record_the_judge_raises_on_is_parked_and_the_rest_of_its_batch_
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 4)
         rows = await parked(settings.pg_dsn)
     assert [(r["reason"], r["detail"]) for r in rows] == [
-        ("unprocessable", "ArithmeticError: a bug of ours, triggered by one record")]
+        ("unprocessable", "ArithmeticError: a bug of ours, triggered by one record")
+    ]
 
 
 async def test_a_malformed_message_near_kafkas_size_limit_is_parked_and_its_copy_cut_to_fit(settings):
@@ -233,14 +244,14 @@ async def test_votes_a_channel_compressed_with_any_kafka_codec_are_logged(settin
     assert await parked(settings.pg_dsn) == []
 
 
-async def test_a_committed_transaction_on_the_admin_topic_holds_no_vote_back_and_an_aborted_one_is_never_read(
-        settings):
+async def test_a_committed_transaction_on_the_admin_topic_holds_no_vote_back_and_an_aborted_one_is_never_read(settings):
     import time
 
     from aiokafka import AIOKafkaProducer
 
-    transactional = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
-                                     transactional_id=f"{settings.topic_prefix}admin-pipeline")
+    transactional = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, transactional_id=f"{settings.topic_prefix}admin-pipeline"
+    )
     await transactional.start()
     try:
         async with transactional.transaction():  # its commit marker takes the partition's last offset
@@ -268,7 +279,7 @@ async def test_a_committed_transaction_on_the_admin_topic_holds_no_vote_back_and
 
 
 async def test_stray_records_on_the_heads_topic_are_skipped_and_every_real_head_still_read(settings):
-    from services.chain_heads import read_heads
+    from services.runtime.chain_heads import read_heads
 
     async with producer(settings) as client:
         await publish(client, settings, [small_meeting(), register_event()])
@@ -276,7 +287,9 @@ async def test_stray_records_on_the_heads_topic_are_skipped_and_every_real_head_
             await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2)
         # A head is published when the ledger stops; then someone writes junk to the topic.
         with builder_that_sends_raw_header_keys():
-            await (await client.send(settings.heads_topic, b'{"type":"chain.head"}', headers=[(_RawHeaderKey("k"), b"")]))
+            await (
+                await client.send(settings.heads_topic, b'{"type":"chain.head"}', headers=[(_RawHeaderKey("k"), b"")])
+            )
         await (await client.send(settings.heads_topic, b"not a head at all"))
         async with running_ledger(settings):
             await publish(client, settings, [cast("R-1", {"2": "for"})])

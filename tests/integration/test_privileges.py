@@ -5,12 +5,12 @@ import uuid
 import asyncpg
 import pytest
 
-from services.postgres import log_store, tally_store
-from services.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, connect
-from services.projector import PROJECTION
-from services.tallies import read_tally, rebuild
-from tests.integration.helpers import log_row
+from services.adapters.postgres import log_store, tally_store
+from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, connect
+from services.read.tallies import read_tally, rebuild
+from services.runtime.projector import PROJECTION
 from tests.factories import cast, register_event, small_meeting
+from tests.integration.helpers import log_row
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +21,22 @@ PROJECTION_TABLES = ("projection_checkpoints", "projection_failures", *TALLY_TAB
 SHADOW_TABLES = tuple(f"tally_shadow.{t}" for t in TALLY_TABLES)
 EVERY_TABLE = (*LOG_TABLES, *PROJECTION_TABLES, *SHADOW_TABLES)
 # A column of each table, for an UPDATE that would change nothing if it were allowed.
-COLUMN = {"ledger_log": "reason", "ledger_offsets": "next_offset", "ledger_parked": "detail",
-          "projection_checkpoints": "position"}
+COLUMN = {
+    "ledger_log": "reason",
+    "ledger_offsets": "next_offset",
+    "ledger_parked": "detail",
+    "projection_checkpoints": "position",
+}
 
 # Exactly the writes each role holds, on any table of the database (the matrix of 007_least_privilege.sql).
 WRITES = {
-    LEDGER_ROLE: {("ledger_log", "INSERT"), ("ledger_parked", "INSERT"), ("ledger_offsets", "INSERT"),
-                  ("ledger_offsets", "UPDATE"),
-                  ("ledger_append_lock", "UPDATE")},  # to lock its one row FOR UPDATE (013_append_lock.sql)
+    LEDGER_ROLE: {
+        ("ledger_log", "INSERT"),
+        ("ledger_parked", "INSERT"),
+        ("ledger_offsets", "INSERT"),
+        ("ledger_offsets", "UPDATE"),
+        ("ledger_append_lock", "UPDATE"),
+    },  # to lock its one row FOR UPDATE (013_append_lock.sql)
     PROJECTOR_ROLE: {(t, p) for t in PROJECTION_TABLES + SHADOW_TABLES for p in ("INSERT", "UPDATE", "DELETE")},
     READER_ROLE: set(),
 }
@@ -37,34 +45,54 @@ WRITES = {
 def writes(table: str, kinds: str = "IUDT") -> list[str]:
     """Statements that write to a table: (I)NSERT, (U)PDATE, (D)ELETE, (T)RUNCATE; harmless if allowed."""
     column = COLUMN.get(table, "meeting_id")
-    sql = {"I": f"INSERT INTO {table} DEFAULT VALUES", "U": f"UPDATE {table} SET {column} = {column} WHERE false",
-           "D": f"DELETE FROM {table} WHERE false", "T": f"TRUNCATE {table}"}
+    sql = {
+        "I": f"INSERT INTO {table} DEFAULT VALUES",
+        "U": f"UPDATE {table} SET {column} = {column} WHERE false",
+        "D": f"DELETE FROM {table} WHERE false",
+        "T": f"TRUNCATE {table}",
+    }
     return [sql[k] for k in kinds]
 
 
 def ddl(table: str) -> list[str]:
     """Statements only a table's owner may run."""
-    return [f"ALTER TABLE {table} ADD COLUMN sneaky integer", f"ALTER TABLE {table} DISABLE TRIGGER ALL",
-            f"DROP TABLE {table}"]
+    return [
+        f"ALTER TABLE {table} ADD COLUMN sneaky integer",
+        f"ALTER TABLE {table} DISABLE TRIGGER ALL",
+        f"DROP TABLE {table}",
+    ]
 
 
 # Statements nobody but the owner may run, whatever the role.
 OWNER_ONLY = [
     *(s for t in EVERY_TABLE for s in ddl(t)),
-    "CREATE TABLE public.planted (a integer)", "CREATE TABLE tally_shadow.planted (a integer)",
-    "CREATE SCHEMA planted", "CREATE FUNCTION public.planted() RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+    "CREATE TABLE public.planted (a integer)",
+    "CREATE TABLE tally_shadow.planted (a integer)",
+    "CREATE SCHEMA planted",
+    "CREATE FUNCTION public.planted() RETURNS integer LANGUAGE sql AS 'SELECT 1'",
     "SELECT setval('ledger_parked_id_seq', 1)",
 ]
 
 REFUSED = {
-    LEDGER_ROLE: [*(s for t in PROJECTION_TABLES + SHADOW_TABLES for s in writes(t)),
-                  *writes("ledger_log", "UDT"), *writes("ledger_parked", "UDT"), *writes("ledger_offsets", "DT"),
-                  *OWNER_ONLY],
-    PROJECTOR_ROLE: [*(s for t in LOG_TABLES for s in writes(t)),
-                     *(s for t in PROJECTION_TABLES + SHADOW_TABLES for s in writes(t, "T")),
-                     "SELECT nextval('ledger_parked_id_seq')", *OWNER_ONLY],
-    READER_ROLE: [*(s for t in EVERY_TABLE for s in writes(t)), "SELECT nextval('ledger_parked_id_seq')",
-                  "SELECT * FROM tally_shadow.tally_buckets", *OWNER_ONLY],
+    LEDGER_ROLE: [
+        *(s for t in PROJECTION_TABLES + SHADOW_TABLES for s in writes(t)),
+        *writes("ledger_log", "UDT"),
+        *writes("ledger_parked", "UDT"),
+        *writes("ledger_offsets", "DT"),
+        *OWNER_ONLY,
+    ],
+    PROJECTOR_ROLE: [
+        *(s for t in LOG_TABLES for s in writes(t)),
+        *(s for t in PROJECTION_TABLES + SHADOW_TABLES for s in writes(t, "T")),
+        "SELECT nextval('ledger_parked_id_seq')",
+        *OWNER_ONLY,
+    ],
+    READER_ROLE: [
+        *(s for t in EVERY_TABLE for s in writes(t)),
+        "SELECT nextval('ledger_parked_id_seq')",
+        "SELECT * FROM tally_shadow.tally_buckets",
+        *OWNER_ONLY,
+    ],
 }
 
 
@@ -92,9 +120,17 @@ async def test_each_role_is_refused_every_write_and_every_change_of_schema_it_do
 
 async def test_the_ledger_cannot_write_a_projection_and_the_projector_cannot_append_to_the_log(pg_dsn):
     assert await refused(pg_dsn, LEDGER_ROLE, ["INSERT INTO tally_buckets VALUES ('m1', '2', 'for', '', 1)"]) == []
-    assert await refused(pg_dsn, PROJECTOR_ROLE, [
-        "INSERT INTO ledger_log (position, meeting_id, event_id, type, decision, payload)"
-        " VALUES (1, 'm1', 'forged', 'vote.cast', 'accepted', '{}')"]) == []
+    assert (
+        await refused(
+            pg_dsn,
+            PROJECTOR_ROLE,
+            [
+                "INSERT INTO ledger_log (position, meeting_id, event_id, type, decision, payload)"
+                " VALUES (1, 'm1', 'forged', 'vote.cast', 'accepted', '{}')"
+            ],
+        )
+        == []
+    )
 
 
 async def test_nobody_can_update_or_delete_a_logged_row_not_even_the_owner(pg_dsn):
@@ -115,21 +151,32 @@ async def test_nobody_can_update_or_delete_a_logged_row_not_even_the_owner(pg_ds
 async def test_the_catalog_grants_each_role_exactly_its_writes_on_every_table_and_owns_nothing(pg_dsn):
     conn = await connect(pg_dsn)
     try:
-        tables = [r["name"] for r in await conn.fetch(
-            "SELECT CASE schemaname WHEN 'public' THEN tablename ELSE schemaname || '.' || tablename END AS name"
-            " FROM pg_tables WHERE schemaname IN ('public', 'tally_shadow')")]
+        tables = [
+            r["name"]
+            for r in await conn.fetch(
+                "SELECT CASE schemaname WHEN 'public' THEN tablename ELSE schemaname || '.' || tablename END AS name"
+                " FROM pg_tables WHERE schemaname IN ('public', 'tally_shadow')"
+            )
+        ]
         for role in ROLES:
-            held = {(t, p) for t in tables
-                    for p in ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
-                    if await conn.fetchval("SELECT has_table_privilege($1, $2, $3)", role, t, p)}
+            held = {
+                (t, p)
+                for t in tables
+                for p in ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+                if await conn.fetchval("SELECT has_table_privilege($1, $2, $3)", role, t, p)
+            }
             assert held == WRITES[role], role
             assert not await conn.fetchval(
                 "SELECT bool_or(has_table_privilege($1, t, 'SELECT WITH GRANT OPTION')) FROM unnest($2::text[]) t",
-                role, tables), f"{role} may grant"
+                role,
+                tables,
+            ), f"{role} may grant"
             assert not await conn.fetchval("SELECT EXISTS (SELECT FROM pg_class WHERE relowner = $1::regrole)", role)
             assert await conn.fetchval(
                 "SELECT NOT (rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb) FROM pg_roles"
-                " WHERE rolname = $1", role)
+                " WHERE rolname = $1",
+                role,
+            )
     finally:
         await conn.close()
 
@@ -157,10 +204,16 @@ async def append(conn, rows) -> int:
 
 async def test_each_role_can_still_do_its_job_ledger_appends_projector_rebuilds_reader_reads(pg_dsn):
     ledger = await connect(pg_dsn, LEDGER_ROLE)
-    head = await append(ledger, [
-        log_row(small_meeting()), log_row(register_event()), log_row(cast("R-1", {"2": "for"})),
-        log_row(cast("B-1", {"2": "against"}, channel="broker")),
-        log_row(cast("X-1", {"2": "for"}), "rejected", "not_entitled")])
+    head = await append(
+        ledger,
+        [
+            log_row(small_meeting()),
+            log_row(register_event()),
+            log_row(cast("R-1", {"2": "for"})),
+            log_row(cast("B-1", {"2": "against"}, channel="broker")),
+            log_row(cast("X-1", {"2": "for"}), "rejected", "not_entitled"),
+        ],
+    )
     async with ledger.transaction():
         await log_store.park(ledger, [log_store.ParkedMessage("t", 0, 7, None, b"\xff", "undecodable", "bad")])
         await log_store.store_offsets(ledger, "g", {("t", 0): 8})
@@ -179,7 +232,10 @@ async def test_each_role_can_still_do_its_job_ledger_appends_projector_rebuilds_
     try:
         tally = await read_tally(reader, "m1")
         assert (tally["quorum"]["present"], tally["items"]["2"]["for"], tally["items"]["2"]["against"]) == (
-            5000, 3000, 2000)
+            5000,
+            3000,
+            2000,
+        )
         for table in (*LOG_TABLES, *PROJECTION_TABLES, "schema_migrations"):
             await reader.fetch(f"SELECT * FROM {table} LIMIT 1")
     finally:
@@ -198,7 +254,7 @@ async def test_a_login_granted_the_reader_role_reads_the_tally_and_can_assume_no
         await dashboard.fetch("SELECT * FROM tally_buckets")  # inherited from the reader role
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await dashboard.execute("DELETE FROM tally_buckets")
-        await dashboard.execute("SET ROLE vote_ledger_reader")  # what services.postgres.connect does
+        await dashboard.execute("SET ROLE vote_ledger_reader")  # what services.adapters.postgres.connect does
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await dashboard.execute("SET ROLE vote_ledger_projector")
     finally:

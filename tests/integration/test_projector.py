@@ -5,12 +5,12 @@ import asyncio
 import asyncpg
 import pytest
 
-from services.projector import Projector
-from services.tallies import read_tally, rebuild
+from services.adapters.kafka.topics import producer, publish
+from services.read.tallies import read_tally, rebuild
+from services.runtime.projector import Projector
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
-from services.kafka_io import producer, publish
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +30,20 @@ async def snapshot(dsn):
     conn = await asyncpg.connect(dsn)
     try:
         return (
-            [tuple(r) for r in await conn.fetch(
-                "SELECT meeting_id, present, present_count, events_applied, as_of_position FROM tally_meetings ORDER BY 1")],
+            [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT meeting_id, present, present_count, events_applied, as_of_position"
+                    " FROM tally_meetings ORDER BY 1"
+                )
+            ],
             [tuple(r) for r in await conn.fetch("SELECT * FROM tally_buckets ORDER BY 1, 2, 3, 4")],
-            [(r[0], r[1], r[2]) for r in await conn.fetch(
-                "SELECT meeting_id, control_number, state::text FROM tally_voters ORDER BY 1, 2")],
+            [
+                (r[0], r[1], r[2])
+                for r in await conn.fetch(
+                    "SELECT meeting_id, control_number, state::text FROM tally_voters ORDER BY 1, 2"
+                )
+            ],
         )
     finally:
         await conn.close()

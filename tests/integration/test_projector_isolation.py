@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 
 from events import Position
-from services.postgres import log_store
-from services.postgres.connect import READER_ROLE, connect, on_database
-from services.status import database_status
-from services.tallies import MeetingNotProjected, read_tally, rebuild
+from services.adapters.postgres import log_store
+from services.adapters.postgres.connect import READER_ROLE, connect, on_database
+from services.read.status import database_status
+from services.read.tallies import MeetingNotProjected, read_tally, rebuild
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, small_meeting
 from tests.integration.helpers import log_row, running_projector, wait_for
@@ -53,8 +53,9 @@ async def fetch(dsn: str, sql: str, *args):
 def overflowing_meeting():
     """The issue's meeting: a position of 2^63 shares (one more than a bigint holds) and one vote for it."""
     spec = small_meeting(meeting_id="big", event_id="meeting-big")
-    register = register_event([Position(control_number="H-1", kind="registered", shares=2**63, holders=["Hugo"])],
-                              meeting_id="big")
+    register = register_event(
+        [Position(control_number="H-1", kind="registered", shares=2**63, holders=["Hugo"])], meeting_id="big"
+    )
     return spec, register, cast("H-1", {"2": "for"}, meeting_id="big", event_id="big-vote-1")
 
 
@@ -63,7 +64,8 @@ def healthy(control_number: str, choice: str, hours: float, **fields):
 
 
 async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_other_meeting_keeps_moving(
-        pg_dsn, services, caplog):
+    pg_dsn, services, caplog
+):
     spec, register, poison = overflowing_meeting()
     first = [healthy("R-1", "for", 1), healthy("B-1", "against", 1, channel="broker")]
     later = [healthy("R-2", "for", 2), healthy("R-1", "against", 3)]
@@ -81,8 +83,9 @@ async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_ot
 
     [(meeting_id, position, error)] = await fetch(pg_dsn, FAILURES)
     assert (meeting_id, position) == ("big", 7) and "int64" in error
-    assert any("meeting big failed at log position 7" in r.getMessage() for r in caplog.records
-               if r.levelno == logging.ERROR)
+    assert any(
+        "meeting big failed at log position 7" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+    )
     reader = await connect(pg_dsn, READER_ROLE)
     try:
         status = await database_status(reader)
@@ -98,12 +101,14 @@ async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_ot
     assert tally["quorum"]["present"] == expected["present"] == 10_000
     assert {k: v for k, v in tally["items"]["2"].items() if k in expected["items"]["2"]} == expected["items"]["2"]
     # The failed meeting's tally stays as of the rows before the failure (its register, no votes).
-    assert await fetch(pg_dsn, "SELECT present, as_of_position FROM tally_meetings WHERE meeting_id = 'big'") \
-        == [(0, 4)]
+    assert await fetch(pg_dsn, "SELECT present, as_of_position FROM tally_meetings WHERE meeting_id = 'big'") == [
+        (0, 4)
+    ]
 
 
 async def test_a_restarted_projector_keeps_skipping_the_failed_meeting_and_a_rebuild_that_still_fails_keeps_it_failed(
-        pg_dsn, services):
+    pg_dsn, services
+):
     spec, register, poison = overflowing_meeting()
     head = await append(pg_dsn, small_meeting(), register_event(), spec, register, poison, healthy("R-1", "for", 1))
     async with running_projector(services):
@@ -121,14 +126,21 @@ async def test_a_restarted_projector_keeps_skipping_the_failed_meeting_and_a_reb
 
 
 async def test_after_a_fix_a_rebuild_clears_the_failure_and_the_running_projector_follows_the_meeting_again(
-        pg_dsn, services):
+    pg_dsn, services
+):
     # A failure an operator can fix: a limit the database enforces on the meeting's rows (here a
     # check constraint the owner added, as a bad migration might), removed by the owner.
     owner = await asyncpg.connect(pg_dsn)
     await owner.execute("ALTER TABLE tally_meetings ADD CONSTRAINT small_meetings CHECK (present < 5000)")
-    head = await append(pg_dsn, small_meeting(), register_event(), small_meeting(meeting_id="m2", event_id="meeting-2"),
-                        register_event(meeting_id="m2"), healthy("R-1", "for", 1),
-                        healthy("R-1", "for", 1, meeting_id="m2"))
+    head = await append(
+        pg_dsn,
+        small_meeting(),
+        register_event(),
+        small_meeting(meeting_id="m2", event_id="meeting-2"),
+        register_event(meeting_id="m2"),
+        healthy("R-1", "for", 1),
+        healthy("R-1", "for", 1, meeting_id="m2"),
+    )
     try:
         async with running_projector(services) as projector:
             await wait_for(pg_dsn, CHECKPOINT, head)

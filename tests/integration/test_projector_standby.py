@@ -12,9 +12,9 @@ import pytest
 
 from projections.judge import Judge
 from projections.replay import replay
-from services.postgres import log_store, tally_store
-from services.postgres.connect import PROJECTOR_ROLE, connect
-from services.projector import PROJECTION
+from services.adapters.postgres import log_store, tally_store
+from services.adapters.postgres.connect import PROJECTOR_ROLE, connect
+from services.runtime.projector import PROJECTION
 from tests.conftest import settings_env
 from tests.e2e.conftest import REPO, cli
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
@@ -53,8 +53,15 @@ def random_votes(rng: random.Random, n: int, start: int) -> list:
             continue
         channel = "broker" if number.startswith("B") else rng.choice(["internet", "phone"])
         choice = rng.choice(["for", "against", "abstain"])
-        out.append(cast(number, {"2": choice, "3": rng.choice(["for", "against"])}, executed=hours,
-                        channel=channel, event_id=f"v{start + i}"))
+        out.append(
+            cast(
+                number,
+                {"2": choice, "3": rng.choice(["for", "against"])},
+                executed=hours,
+                channel=channel,
+                event_id=f"v{start + i}",
+            )
+        )
     return out
 
 
@@ -74,8 +81,13 @@ async def append_judged(conn, judge: Judge, events) -> tuple[int, list]:
 
 def start_projector(settings, log_path):
     log = open(log_path, "ab")
-    return subprocess.Popen([*cli(), "services", "run", "projector"], env={**os.environ, **settings_env(settings)},
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [*cli(), "services", "run", "projector"],
+        env={**os.environ, **settings_env(settings)},
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def watch_checkpoint(dsn: str, seen: list[int], stop: asyncio.Event) -> None:
@@ -114,7 +126,8 @@ async def wait_checkpoint(dsn: str, head: int, timeout: float = 60.0) -> float:
 
 
 async def test_two_projectors_race_one_leads_the_checkpoint_never_regresses_and_the_standby_takes_over(
-        settings, tmp_path):
+    settings, tmp_path
+):
     rng, judge = random.Random(9), Judge()
     owner = await asyncpg.connect(settings.pg_dsn)
     head, accepted = await append_judged(owner, judge, [small_meeting(), register_event()])
@@ -132,10 +145,14 @@ async def test_two_projectors_race_one_leads_the_checkpoint_never_regresses_and_
         texts = [path.read_text() for path in logs]
         assert [i for i, text in enumerate(texts) if "standing by" in text] == [standby], texts
         active = 1 - standby  # only one stood by; the other leads
-        assert await owner.fetchval(  # pg_locks spans the cluster: other tests' databases hold theirs
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = $1"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            tally_store.LEADER_LOCK & 0xFFFFFFFF) == 1
+        assert (
+            await owner.fetchval(  # pg_locks spans the cluster: other tests' databases hold theirs
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = $1"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                tally_store.LEADER_LOCK & 0xFFFFFFFF,
+            )
+            == 1
+        )
 
         procs[active].send_signal(signal.SIGKILL)  # the active projector dies mid-stream
         procs[active].wait()
@@ -154,10 +171,12 @@ async def test_two_projectors_race_one_leads_the_checkpoint_never_regresses_and_
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=15)
 
-    assert seen and all(a <= b for a, b in zip(seen, seen[1:])), "the checkpoint moved backwards"
+    assert seen and all(a <= b for a, b in zip(seen, seen[1:], strict=False)), "the checkpoint moved backwards"
     tally = replay(accepted).tallies["m1"]  # an independent fold of the accepted rows, in log order
     present = await owner.fetchval("SELECT present FROM tally_meetings WHERE meeting_id = 'm1'")
-    buckets = {(r["item_id"], r["option"], r["nominee"]): r["shares"] for r in await owner.fetch(
-        "SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = 'm1'")}
+    buckets = {
+        (r["item_id"], r["option"], r["nominee"]): r["shares"]
+        for r in await owner.fetch("SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = 'm1'")
+    }
     await owner.close()
     assert present == tally.present and buckets == dict(tally.buckets)

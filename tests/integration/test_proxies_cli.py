@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 
 from events import ProxySubstituted
-from services.kafka_io import producer, publish
-from services.proxies import read_proxies
+from services.adapters.kafka.topics import producer, publish
+from services.read.proxies import read_proxies
 from tests.factories import at, cast, register_event, small_meeting
 from tests.integration.helpers import run_cli, running_ledger, wait_for
 from tests.integration.test_projector import run_projector
@@ -19,9 +19,15 @@ ANN, BOB, CARL, DANA = "Ann Proxy", "Bob Proxy", "Carl Sub", "Dana Sub"
 
 def sub(event_id, holder, substitute, executed, control_numbers=None) -> ProxySubstituted:
     """A proxy.substituted of meeting m1, received a minute after it was executed."""
-    return ProxySubstituted(event_id=event_id, meeting_id="m1", proxy_holder=holder, substitute=substitute,
-                            executed_at=at(executed), received_at=at(executed + 1 / 60),
-                            control_numbers=control_numbers)
+    return ProxySubstituted(
+        event_id=event_id,
+        meeting_id="m1",
+        proxy_holder=holder,
+        substitute=substitute,
+        executed_at=at(executed),
+        received_at=at(executed + 1 / 60),
+        control_numbers=control_numbers,
+    )
 
 
 SUBSTITUTIONS = [
@@ -38,8 +44,6 @@ VOTES = [
 ]
 
 
-
-
 async def test_r13_the_ledger_answers_who_holds_and_votes_each_proxy_and_logs_refused_substitutions(settings):
     total = 2 + len(VOTES) + len(SUBSTITUTIONS)
     async with running_ledger(settings), producer(settings) as client:
@@ -49,14 +53,22 @@ async def test_r13_the_ledger_answers_who_holds_and_votes_each_proxy_and_logs_re
 
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        decisions = {r["event_id"]: (r["decision"], r["reason"]) for r in await conn.fetch(
-            "SELECT event_id, decision, reason FROM ledger_log WHERE type = 'proxy.substituted'")}
+        decisions = {
+            r["event_id"]: (r["decision"], r["reason"])
+            for r in await conn.fetch(
+                "SELECT event_id, decision, reason FROM ledger_log WHERE type = 'proxy.substituted'"
+            )
+        }
         report = await read_proxies(conn, "m1")
         earlier = await read_proxies(conn, "m1", as_of=at(2.5))
     finally:
         await conn.close()
-    assert decisions == {"sub-1": ("accepted", None), "sub-2": ("accepted", None),
-                         "sub-3": ("rejected", "not_proxy_holder"), "sub-4": ("rejected", "not_proxy_holder")}
+    assert decisions == {
+        "sub-1": ("accepted", None),
+        "sub-2": ("accepted", None),
+        "sub-3": ("rejected", "not_proxy_holder"),
+        "sub-4": ("rejected", "not_proxy_holder"),
+    }
 
     # R-1 3,000 (Dana + Bob), R-2 1,000 and B-1 1,500 of 2,000 (Carl + Bob); B-2 voted in person.
     rows = {r["holder"]: (r["control_numbers"], r["shares"], r["appointed_by"]) for r in report["holders"]}

@@ -8,10 +8,10 @@ import asyncpg
 import pytest
 
 from events import Entitlement, Position, PositionsRecorded
-from services import tallies
-from services.kafka_io import producer, publish
-from services.postgres.connect import PROJECTOR_ROLE, READER_ROLE, connect
-from services.tallies import RebuildRefused, read_tally, rebuild
+from services.adapters.kafka.topics import producer, publish
+from services.adapters.postgres.connect import PROJECTOR_ROLE, READER_ROLE, connect
+from services.read import tallies
+from services.read.tallies import RebuildRefused, read_tally, rebuild
 from tests import reference_count
 from tests.factories import cast, small_meeting
 from tests.integration.helpers import running_ledger, running_projector, wait_for
@@ -27,13 +27,29 @@ HEAD = "SELECT coalesce(max(position), 0) FROM ledger_log"
 def register(meeting_id: str, seed: int) -> tuple[PositionsRecorded, list[Position]]:
     """A register of 1,000 registered holders and 200 beneficial owners behind one nominee."""
     rnd = random.Random(seed)
-    positions = [Position(control_number=f"R-{i:04}", kind="registered", shares=rnd.randint(100, 5_000),
-                          holders=[f"Holder {i}"]) for i in range(1_000)]
-    positions += [Position(control_number=f"B-{i:03}", kind="beneficial", shares=rnd.randint(100, 5_000),
-                           holders=[f"Owner {i}"], nominee="Broker X") for i in range(200)]
+    positions = [
+        Position(control_number=f"R-{i:04}", kind="registered", shares=rnd.randint(100, 5_000), holders=[f"Holder {i}"])
+        for i in range(1_000)
+    ]
+    positions += [
+        Position(
+            control_number=f"B-{i:03}",
+            kind="beneficial",
+            shares=rnd.randint(100, 5_000),
+            holders=[f"Owner {i}"],
+            nominee="Broker X",
+        )
+        for i in range(200)
+    ]
     entitled = sum(p.shares for p in positions if p.nominee)  # enough: no over-vote to prorate
-    chunk = PositionsRecorded(event_id=f"reg-{meeting_id}", meeting_id=meeting_id, chunk=0, chunks=1,
-                              positions=positions, entitlements=[Entitlement(nominee="Broker X", shares=entitled)])
+    chunk = PositionsRecorded(
+        event_id=f"reg-{meeting_id}",
+        meeting_id=meeting_id,
+        chunk=0,
+        chunks=1,
+        positions=positions,
+        entitlements=[Entitlement(nominee="Broker X", shares=entitled)],
+    )
     return chunk, positions
 
 
@@ -45,16 +61,24 @@ def votes(meeting_id: str, positions: list[Position], n: int, seed: int) -> list
     for _ in range(n):
         position = rnd.choice(positions)
         choices = {item.id: rnd.choice(item.options) for item in spec.items if rnd.random() < 0.8}
-        out.append(cast(position.control_number, choices or {"2": "for"}, executed=rnd.uniform(1, 24 * 28),
-                        channel="broker" if position.nominee else "internet", meeting_id=meeting_id))
+        out.append(
+            cast(
+                position.control_number,
+                choices or {"2": "for"},
+                executed=rnd.uniform(1, 24 * 28),
+                channel="broker" if position.nominee else "internet",
+                meeting_id=meeting_id,
+            )
+        )
     return out
 
 
 def meeting(meeting_id: str, seed: int, n: int) -> tuple[list, list[Position]]:
     """A meeting's events (schedule, register, n votes) and its register's positions."""
     chunk, positions = register(meeting_id, seed)
-    spec = small_meeting(outstanding=sum(p.shares for p in positions), meeting_id=meeting_id,
-                         event_id=f"meeting-{meeting_id}")
+    spec = small_meeting(
+        outstanding=sum(p.shares for p in positions), meeting_id=meeting_id, event_id=f"meeting-{meeting_id}"
+    )
     return [spec, chunk, *votes(meeting_id, positions, n, seed)], positions
 
 
@@ -73,7 +97,9 @@ async def corrupt_one_bucket(dsn: str, meeting_id: str) -> None:
     changed = await conn.execute(
         "UPDATE tally_buckets SET shares = shares + 7 WHERE (meeting_id, item_id, option, nominee) ="
         " (SELECT meeting_id, item_id, option, nominee FROM tally_buckets WHERE meeting_id = $1"
-        "  AND item_id = '3' AND option = 'for' LIMIT 1)", meeting_id)
+        "  AND item_id = '3' AND option = 'for' LIMIT 1)",
+        meeting_id,
+    )
     await conn.close()
     assert changed == "UPDATE 1"
 
@@ -174,8 +200,9 @@ async def test_votes_projected_while_a_rebuild_runs_are_folded_into_the_swapped_
     expected = reference_count.count(events[0], {p.control_number: p for p in positions}, events[2:])
     assert tally["quorum"]["present"] == expected["present"]
     for item_id, columns in expected["items"].items():
-        assert {k: v for k, v in tally["items"][item_id].items() if k not in ("outcome", "not_voted") and v} \
-            == columns, item_id
+        assert {
+            k: v for k, v in tally["items"][item_id].items() if k not in ("outcome", "not_voted") and v
+        } == columns, item_id
     monkeypatch.undo()
     assert await rebuild(conn, "m1") == len(events)
     assert await snapshot(settings.pg_dsn) == live
@@ -192,8 +219,10 @@ async def test_a_shadow_that_disagrees_with_the_from_scratch_fold_is_never_swapp
 
     async def tamper_with_the_shadow() -> None:
         owner = await asyncpg.connect(settings.pg_dsn)
-        await owner.execute("UPDATE tally_shadow.tally_buckets SET shares = shares + 1"
-                            " WHERE meeting_id = 'm1' AND item_id = '2' AND option = 'for'")
+        await owner.execute(
+            "UPDATE tally_shadow.tally_buckets SET shares = shares + 1"
+            " WHERE meeting_id = 'm1' AND item_id = '2' AND option = 'for'"
+        )
         await owner.close()
 
     pause_after_the_shadow_build(monkeypatch, tamper_with_the_shadow)

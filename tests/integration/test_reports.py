@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from events import Entitlement, encode
-from services.kafka_io import producer, publish, publish_raw
-from services.postgres.connect import READER_ROLE, connect
-from services.reports import over_vote_report, read_final_report, rejection_report
+from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.adapters.postgres.connect import READER_ROLE, connect
+from services.read.reports import over_vote_report, read_final_report, rejection_report
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import run_cli, running_ledger, wait_for
 from tests.integration.test_projector import run_projector
@@ -37,21 +37,25 @@ REJECTED = [
 ]
 
 
-
-
 async def independent_digest(dsn: str, published, up_to: int) -> str:
     """SHA-256 of the canonical rows, built from the bytes we published and the log's decisions."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT position, event_id, decision, reason FROM ledger_log"
-                                " WHERE meeting_id = 'm1' AND position <= $1 ORDER BY position", up_to)
+        rows = await conn.fetch(
+            "SELECT position, event_id, decision, reason FROM ledger_log"
+            " WHERE meeting_id = 'm1' AND position <= $1 ORDER BY position",
+            up_to,
+        )
     finally:
         await conn.close()
     sent = {event.event_id: encode(event) for event in published}
     h = hashlib.sha256()
     for r in rows:
-        h.update(f"{r['position']}\t{r['event_id']}\t{r['decision']}\t{r['reason'] or ''}\t".encode()
-                 + sent[r["event_id"]] + b"\n")
+        h.update(
+            f"{r['position']}\t{r['event_id']}\t{r['decision']}\t{r['reason'] or ''}\t".encode()
+            + sent[r["event_id"]]
+            + b"\n"
+        )
     return "sha256:" + h.hexdigest()
 
 
@@ -65,11 +69,18 @@ async def test_the_final_report_counts_prorated_over_votes_and_its_digest_matche
     await run_projector(settings, len(published))
 
     report = json.loads(await run_cli(settings, "report", "final", "--meeting", "m1", "--format", "json"))
-    assert report["quorum"] == {"fraction": "1/3", "required": 3334, "present": 9333, "met": True,
-                                "present_percent": "93.33"}
+    assert report["quorum"] == {
+        "fraction": "1/3",
+        "required": 3334,
+        "present": 9333,
+        "met": True,
+        "present_percent": "93.33",
+    }
     # Broker X voted 6,000 against its 5,000 entitlement on 1.1, 2 and 3: prorated by largest remainder.
-    columns = {item_id: {k: v for k, v in row.items() if k not in ("title", "kind")}
-               for item_id, row in report["items"].items()}
+    columns = {
+        item_id: {k: v for k, v in row.items() if k not in ("title", "kind")}
+        for item_id, row in report["items"].items()
+    }
     assert columns == {
         "1.1": {"for": 3000 + 333 + 1667, "against": 3333, "abstain": 0, "broker_non_votes": 0, "outcome": "elected"},
         "1.2": {"for": 3333, "against": 0, "abstain": 0, "broker_non_votes": 6000, "outcome": "elected"},
@@ -85,11 +96,16 @@ async def test_the_final_report_counts_prorated_over_votes_and_its_digest_matche
     assert "| 1.1 | Director A | 5,000 | 3,333 | 0 | 0 | elected |" in markdown
     assert f"_Computed at log position {len(published)}, digest {report['log']['digest']}._\n" in markdown
     assert markdown.endswith(f"`vote-ledger audit verify --expect-hash {report['log']['chain']}`)._\n")
-    rows = list(csv.DictReader(io.StringIO(await run_cli(settings, "report", "final", "--meeting", "m1",
-                                                         "--format", "csv"))))
+    rows = list(
+        csv.DictReader(io.StringIO(await run_cli(settings, "report", "final", "--meeting", "m1", "--format", "csv")))
+    )
     assert [(r["item"], r["for"], r["3y"], r["outcome"]) for r in rows] == [
-        ("1.1", "5000", "", "elected"), ("1.2", "3333", "", "elected"), ("2", "8333", "", "passed"),
-        ("3", "7167", "", "passed"), ("5", "", "3333", "3y")]
+        ("1.1", "5000", "", "elected"),
+        ("1.2", "3333", "", "elected"),
+        ("2", "8333", "", "passed"),
+        ("3", "7167", "", "passed"),
+        ("5", "", "3333", "3y"),
+    ]
 
     conn = await connect(settings.pg_dsn, READER_ROLE)
     try:
@@ -99,8 +115,10 @@ async def test_the_final_report_counts_prorated_over_votes_and_its_digest_matche
     finally:
         await conn.close()
     assert overvotes["policy"] == "prorate" and overvotes["as_of_position"] == len(published)
-    assert [(o["item_id"], o["nominee"], o["entitlement"], o["voted"], o["counted"], o["rejected"])
-            for o in overvotes["over_votes"]] == [
+    assert [
+        (o["item_id"], o["nominee"], o["entitlement"], o["voted"], o["counted"], o["rejected"])
+        for o in overvotes["over_votes"]
+    ] == [
         ("1.1", "Broker X", 5000, {"for": 2000, "against": 4000}, {"for": 1667, "against": 3333}, []),
         ("2", "Broker X", 5000, {"for": 6000}, {"for": 5000}, []),
         ("3", "Broker X", 5000, {"for": 5000, "against": 1000}, {"for": 4167, "against": 833}, []),
@@ -108,10 +126,14 @@ async def test_the_final_report_counts_prorated_over_votes_and_its_digest_matche
     assert json.loads(await run_cli(settings, "report", "overvotes", "--meeting", "m1", "--json")) == overvotes
 
     assert rejections["rejected"] == 2 and rejections["parked_overall"] == 1
-    examples = {r["reason"]: (r["count"], [(e["event_id"], e["control_number"], e["channel"]) for e in r["examples"]])
-                for r in rejections["reasons"]}
-    assert examples == {"not_entitled": (1, [(REJECTED[1].event_id, "X-1", "internet")]),
-                        "unsigned": (1, [(REJECTED[0].event_id, "R-1", "mail")])}
+    examples = {
+        r["reason"]: (r["count"], [(e["event_id"], e["control_number"], e["channel"]) for e in r["examples"]])
+        for r in rejections["reasons"]
+    }
+    assert examples == {
+        "not_entitled": (1, [(REJECTED[1].event_id, "X-1", "internet")]),
+        "unsigned": (1, [(REJECTED[0].event_id, "R-1", "mail")]),
+    }
     assert all(e["position"] and e["received_at"] for r in rejections["reasons"] for e in r["examples"])
     table = await run_cli(settings, "report", "rejections", "--meeting", "m1")
     assert "2 rejected; parked messages (all meetings): 1" in table and "unsigned" in table
@@ -129,9 +151,17 @@ async def test_under_the_reject_policy_the_over_vote_report_lists_the_refused_in
 
     printed = json.loads(await run_cli(settings, "report", "overvotes", "--meeting", "m1", "--json"))
     assert printed["policy"] == "reject"
-    assert printed["over_votes"] == [{"nominee": "Broker X", "item_id": "1.1", "entitlement": 3000,
-                                      "voted": {"for": 2000}, "counted": {"for": 2000}, "policy": "reject",
-                                      "rejected": [b2.event_id]}]
+    assert printed["over_votes"] == [
+        {
+            "nominee": "Broker X",
+            "item_id": "1.1",
+            "entitlement": 3000,
+            "voted": {"for": 2000},
+            "counted": {"for": 2000},
+            "policy": "reject",
+            "rejected": [b2.event_id],
+        }
+    ]
     assert f"refused instructions: {b2.event_id}" in await run_cli(settings, "report", "overvotes", "--meeting", "m1")
     final = json.loads(await run_cli(settings, "report", "final", "--meeting", "m1", "--format", "json"))
     assert final["quorum"]["present"] == 2000 and final["items"]["1.1"]["for"] == 2000

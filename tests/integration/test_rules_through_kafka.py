@@ -16,8 +16,8 @@ import msgspec.structs
 import pytest
 
 from events import Entitlement, PollsClosed, Position, PositionsRecorded, ProxySubstituted, Quorum, encode
-from services.kafka_io import producer, publish, publish_raw
-from services.tallies import read_counted, read_tally
+from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.read.tallies import read_counted, read_tally
 from tests.factories import at, cast, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 from tests.integration.test_projector import run_projector
@@ -33,11 +33,22 @@ def rejected(reason: str) -> tuple[str, str]:
     return ("rejected", reason)
 
 
-def register(meeting_id: str, positions: list[Position], entitlements: dict[str, int] | None = None,
-             chunk: int = 0, chunks: int = 1, event_id: str | None = None) -> PositionsRecorded:
-    return PositionsRecorded(event_id=event_id or f"{meeting_id}-register-{chunk}", meeting_id=meeting_id,
-                             chunk=chunk, chunks=chunks, positions=positions,
-                             entitlements=[Entitlement(nominee=n, shares=s) for n, s in (entitlements or {}).items()])
+def register(
+    meeting_id: str,
+    positions: list[Position],
+    entitlements: dict[str, int] | None = None,
+    chunk: int = 0,
+    chunks: int = 1,
+    event_id: str | None = None,
+) -> PositionsRecorded:
+    return PositionsRecorded(
+        event_id=event_id or f"{meeting_id}-register-{chunk}",
+        meeting_id=meeting_id,
+        chunk=chunk,
+        chunks=chunks,
+        positions=positions,
+        entitlements=[Entitlement(nominee=n, shares=s) for n, s in (entitlements or {}).items()],
+    )
 
 
 def registered(number: str, shares: int, *holders: str) -> Position:
@@ -45,8 +56,9 @@ def registered(number: str, shares: int, *holders: str) -> Position:
 
 
 def beneficial(number: str, shares: int, nominee: str) -> Position:
-    return Position(control_number=number, kind="beneficial", shares=shares, holders=[f"owner of {number}"],
-                    nominee=nominee)
+    return Position(
+        control_number=number, kind="beneficial", shares=shares, holders=[f"owner of {number}"], nominee=nominee
+    )
 
 
 def vote(meeting_id: str, event_id: str, number: str, choices: dict, **fields):
@@ -54,15 +66,18 @@ def vote(meeting_id: str, event_id: str, number: str, choices: dict, **fields):
 
 
 def revocation(meeting_id: str, event_id: str, number: str, executed: float, **fields):
-    return msgspec.structs.replace(revoke(number, executed, event_id=f"{meeting_id}-{event_id}", **fields),
-                                   meeting_id=meeting_id)
+    return msgspec.structs.replace(
+        revoke(number, executed, event_id=f"{meeting_id}-{event_id}", **fields), meeting_id=meeting_id
+    )
 
 
 async def logged(dsn: str) -> dict[str, tuple[str, str | None]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {r["event_id"]: (r["decision"], r["reason"]) for r in await conn.fetch(
-            "SELECT event_id, decision, reason FROM ledger_log")}
+        return {
+            r["event_id"]: (r["decision"], r["reason"])
+            for r in await conn.fetch("SELECT event_id, decision, reason FROM ledger_log")
+        }
     finally:
         await conn.close()
 
@@ -75,30 +90,53 @@ async def tally_of(dsn: str, meeting_id: str) -> tuple[dict, dict[str, tuple[dic
         overvotes = (await read_counted(conn, meeting_id))["overvotes"]
     finally:
         await conn.close()
-    items = {item_id: ({k: n for k, n in columns.items() if k != "outcome" and n}, columns["outcome"])
-             for item_id, columns in report["items"].items()}
+    items = {
+        item_id: ({k: n for k, n in columns.items() if k != "outcome" and n}, columns["outcome"])
+        for item_id, columns in report["items"].items()
+    }
     return report["quorum"], items, overvotes
 
 
 async def test_registered_holders_r1_to_r7_r9_r11_r12_r14_r15_r18_r19(settings):
     mid = "kr"
-    positions = [registered("A", 100), registered("B", 200), registered("C", 400), registered("D", 800),
-                 registered("E", 1600), registered("F", 3200), registered("G", 6400),
-                 registered("H", 12800, "Carl", "Dana")]
+    positions = [
+        registered("A", 100),
+        registered("B", 200),
+        registered("C", 400),
+        registered("D", 800),
+        registered("E", 1600),
+        registered("F", 3200),
+        registered("G", 6400),
+        registered("H", 12800, "Carl", "Dana"),
+    ]
     spec = small_meeting(meeting_id=mid, event_id="kr-meeting", outstanding=25_500)
     closing = M + 1
     v = [  # event -> expected log decision
         # R5: A's internet vote (t=10) beats its mail card dated t=5 but received later (t=20).
         (vote(mid, "a-internet", "A", {"3": "for"}, executed=10), OK),
-        (vote(mid, "a-mail", "A", {"1.1": "against", "2": "against", "3": "against"}, executed=5, received=20,
-             channel="mail", signatures=["A"]), OK),
+        (
+            vote(
+                mid,
+                "a-mail",
+                "A",
+                {"1.1": "against", "2": "against", "3": "against"},
+                executed=5,
+                received=20,
+                channel="mail",
+                signatures=["A"],
+            ),
+            OK,
+        ),
         # R6: B's later ballot (M+0.15) beats its first ballot and a card dated after both (M+0.2);
         # R12: ballots go on after the internet cut-off, this one received exactly at the closing time.
         (vote(mid, "b-ballot-1", "B", {"3": "against"}, executed=M + 0.1, channel="in_person"), OK),
-        (vote(mid, "b-card", "B", {"3": "for"}, executed=M + 0.2, received=M + 0.3, channel="mail",
-             signatures=["B"]), OK),
-        (vote(mid, "b-ballot-2", "B", {"3": "abstain"}, executed=M + 0.15, received=closing,
-             channel="in_person"), OK),
+        (
+            vote(
+                mid, "b-card", "B", {"3": "for"}, executed=M + 0.2, received=M + 0.3, channel="mail", signatures=["B"]
+            ),
+            OK,
+        ),
+        (vote(mid, "b-ballot-2", "B", {"3": "abstain"}, executed=M + 0.15, received=closing, channel="in_person"), OK),
         # R7: C revokes at t=3 and votes again at t=4; R18: the same content under a new id is a new row.
         (vote(mid, "c-phone-2", "C", {"3": "for"}, executed=2, channel="phone"), OK),
         (revocation(mid, "c-revoke", "C", executed=3), OK),
@@ -113,10 +151,30 @@ async def test_registered_holders_r1_to_r7_r9_r11_r12_r14_r15_r18_r19(settings):
         # R2/R3: F votes 1000 of its 3200, splitting item 3 600/300 (100 present, not voted).
         (vote(mid, "f-partial", "F", {"3": {"for": 600, "against": 300}}, shares=1000), OK),
         # R11: the joint holding H needs both signatures.
-        (vote(mid, "h-card-carl", "H", {"1.2": "against", "3": "against"}, executed=6, channel="mail",
-             signatures=["Carl"]), rejected("missing_joint_signature")),
-        (vote(mid, "h-card-both", "H", {"1.2": "against", "3": "against"}, executed=7, channel="mail",
-             signatures=["Carl", "Dana"]), OK),
+        (
+            vote(
+                mid,
+                "h-card-carl",
+                "H",
+                {"1.2": "against", "3": "against"},
+                executed=6,
+                channel="mail",
+                signatures=["Carl"],
+            ),
+            rejected("missing_joint_signature"),
+        ),
+        (
+            vote(
+                mid,
+                "h-card-both",
+                "H",
+                {"1.2": "against", "3": "against"},
+                executed=7,
+                channel="mail",
+                signatures=["Carl", "Dana"],
+            ),
+            OK,
+        ),
         # Every rejection of G, so G never counts.
         (vote(mid, "x-unknown", "X-1", {"2": "for"}), rejected("not_entitled")),  # R1
         (vote(mid, "g-exceeds", "G", {"2": "for"}, shares=6401), rejected("exceeds_position")),  # R2
@@ -163,28 +221,71 @@ async def test_registered_holders_r1_to_r7_r9_r11_r12_r14_r15_r18_r19(settings):
 async def test_beneficial_owners_and_nominees_r2_r8_r10_r16_r17_prorate(settings):
     mid = "kb"
     x, y = "Broker X", "Bank Y"
-    positions = [beneficial("B-1", 1000, x), beneficial("B-2", 2000, x), beneficial("B-5", 3000, x),
-                 beneficial("B-3", 4000, y), beneficial("B-4", 8000, y)]
+    positions = [
+        beneficial("B-1", 1000, x),
+        beneficial("B-2", 2000, x),
+        beneficial("B-5", 3000, x),
+        beneficial("B-3", 4000, y),
+        beneficial("B-4", 8000, y),
+    ]
     # Broker X's books: 1000 + 2000 + 3000 = 6000 against an entitlement of 4501.
     spec = small_meeting(meeting_id=mid, event_id="kb-meeting", outstanding=18_000)
     v = [
         # R10/R16: B-1's owner leaves 2 unmarked (the later discretionary vote fills it) and splits 1.2
         # 600 for: 400 broker non-votes; 5 unmarked: 1000 broker non-votes.
-        (vote(mid, "b1-owner", "B-1", {"1.1": "for", "1.2": {"for": 600}, "3": "against"}, executed=2,
-              channel="broker"), OK),
+        (
+            vote(
+                mid,
+                "b1-owner",
+                "B-1",
+                {"1.1": "for", "1.2": {"for": 600}, "3": "against"},
+                executed=2,
+                channel="broker",
+            ),
+            OK,
+        ),
         (vote(mid, "b1-discretion", "B-1", {"2": "against"}, executed=3, channel="broker", discretionary=True), OK),
         # R10: uninstructed B-2, voted on routine 2 only; discretion on 3 is refused.
         (vote(mid, "b2-discretion", "B-2", {"2": "for"}, executed=1, channel="broker", discretionary=True), OK),
-        (vote(mid, "b2-discretion-3", "B-2", {"3": "for"}, executed=1.5, channel="broker", discretionary=True),
-         rejected("discretionary_not_allowed")),
-        (vote(mid, "b5-owner", "B-5", {"1.1": "against", "1.2": "abstain", "2": {"for": 1000, "against": 1000,
-              "abstain": 1000}, "3": "for", "5": "2y"}, executed=2, channel="broker"), OK),
+        (
+            vote(mid, "b2-discretion-3", "B-2", {"3": "for"}, executed=1.5, channel="broker", discretionary=True),
+            rejected("discretionary_not_allowed"),
+        ),
+        (
+            vote(
+                mid,
+                "b5-owner",
+                "B-5",
+                {
+                    "1.1": "against",
+                    "1.2": "abstain",
+                    "2": {"for": 1000, "against": 1000, "abstain": 1000},
+                    "3": "for",
+                    "5": "2y",
+                },
+                executed=2,
+                channel="broker",
+            ),
+            OK,
+        ),
         # R8: B-3's owner votes at the meeting with a legal proxy, superseding Bank Y's instruction.
         (vote(mid, "b3-owner", "B-3", {"2": "against", "3": "against"}, executed=2, channel="broker"), OK),
-        (vote(mid, "b3-ballot-no-lp", "B-3", {"3": "for"}, executed=M + 0.1, channel="in_person"),
-         rejected("no_legal_proxy")),
-        (vote(mid, "b3-ballot", "B-3", {"1.1": "for", "1.2": "for", "2": "for", "3": "for", "5": "1y"},
-              executed=M + 0.2, channel="in_person", legal_proxy_id="LP-1"), OK),
+        (
+            vote(mid, "b3-ballot-no-lp", "B-3", {"3": "for"}, executed=M + 0.1, channel="in_person"),
+            rejected("no_legal_proxy"),
+        ),
+        (
+            vote(
+                mid,
+                "b3-ballot",
+                "B-3",
+                {"1.1": "for", "1.2": "for", "2": "for", "3": "for", "5": "1y"},
+                executed=M + 0.2,
+                channel="in_person",
+                legal_proxy_id="LP-1",
+            ),
+            OK,
+        ),
         # R2: B-4 instructs for 3000 of 8000; R16: broker non-votes are 3000 on 1.1, 1.2, 5, not 8000.
         (vote(mid, "b4-partial", "B-4", {"3": "for"}, shares=3000, executed=2, channel="broker"), OK),
     ]
@@ -212,17 +313,32 @@ async def test_beneficial_owners_and_nominees_r2_r8_r10_r16_r17_prorate(settings
     # 5: 1y B-3 4000; 2y B-5 3000; broker non-votes B-1 1000 + B-2 2000 + B-4 3000.
     assert items["5"] == ({"1y": 4000, "2y": 3000, "broker_non_votes": 6000}, "1y")
     assert [(o.nominee, o.item_id, o.policy, o.voted, o.counted) for o in overvotes] == [
-        (x, "2", "prorate", {"for": 3000, "against": 2000, "abstain": 1000},
-         {"for": 2251, "against": 1500, "abstain": 750})]
+        (
+            x,
+            "2",
+            "prorate",
+            {"for": 3000, "against": 2000, "abstain": 1000},
+            {"for": 2251, "against": 1500, "abstain": 750},
+        )
+    ]
 
 
 async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(settings):
     mid = "kc"
     x = "Broker X"
-    positions = [beneficial("B-1", 3000, x), beneficial("B-2", 3000, x), registered("R-1", 1000, "Ann"),
-                 registered("R-2", 13000, "Zoe")]
-    spec = small_meeting(meeting_id=mid, event_id="kc-meeting", outstanding=20_000, overvote_policy="reject",
-                         quorum=Quorum(numerator=1, denominator=2))
+    positions = [
+        beneficial("B-1", 3000, x),
+        beneficial("B-2", 3000, x),
+        registered("R-1", 1000, "Ann"),
+        registered("R-2", 13000, "Zoe"),
+    ]
+    spec = small_meeting(
+        meeting_id=mid,
+        event_id="kc-meeting",
+        outstanding=20_000,
+        overvote_policy="reject",
+        quorum=Quorum(numerator=1, denominator=2),
+    )
     # R17 reject, in log order (published one at a time): c2 would take Broker X to 3000 + 3000 = 6000
     # > 4000 on item 2, so the fold refuses it (its log decision stays accepted); c3 (1000) fits.
     ordered = [
@@ -242,10 +358,28 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
         (vote(mid, "r1", "R-1", {"3": "for"}, executed=4), OK),
         (vote("nope", "n1", "R-1", {"3": "for"}, executed=4), rejected("unknown_meeting")),
         # R13: a named proxy substitutes; someone holding no proxy cannot.
-        (ProxySubstituted(event_id="kc-sub-ann", meeting_id=mid, proxy_holder="Ann Proxy", substitute="Carl Sub",
-                         executed_at=at(5), received_at=at(5)), OK),
-        (ProxySubstituted(event_id="kc-sub-zed", meeting_id=mid, proxy_holder="Zed Stranger", substitute="Carl Sub",
-                         executed_at=at(5), received_at=at(5)), rejected("not_proxy_holder")),
+        (
+            ProxySubstituted(
+                event_id="kc-sub-ann",
+                meeting_id=mid,
+                proxy_holder="Ann Proxy",
+                substitute="Carl Sub",
+                executed_at=at(5),
+                received_at=at(5),
+            ),
+            OK,
+        ),
+        (
+            ProxySubstituted(
+                event_id="kc-sub-zed",
+                meeting_id=mid,
+                proxy_holder="Zed Stranger",
+                substitute="Carl Sub",
+                executed_at=at(5),
+                received_at=at(5),
+            ),
+            rejected("not_proxy_holder"),
+        ),
     ]
     closed = PollsClosed(event_id="kc-close-2", meeting_id=mid, closed_at=at(10), items=["2"])
     late = [  # R12: after a per-item closure, any later submission or revocation is refused
@@ -254,8 +388,13 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
     ]
     n = 0
     async with running_ledger(settings), producer(settings) as client:
-        for step in [[spec, register(mid, positions, {x: 4000})], *[[e] for e in ordered],
-                     [e for e, _ in admin + batch], [closed], [e for e, _ in late]]:
+        for step in [
+            [spec, register(mid, positions, {x: 4000})],
+            *[[e] for e in ordered],
+            [e for e, _ in admin + batch],
+            [closed],
+            [e for e, _ in late],
+        ]:
             await publish(client, settings, step)
             n += len(step)
             await wait_for(settings.pg_dsn, COUNT, n)
@@ -281,4 +420,5 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
     assert items["5"] == ({"3y": 1000, "broker_non_votes": 4000}, "no_quorum")
     # R13: the substitution leaves the tally alone; R17: the refused instruction is reported.
     assert [(o.nominee, o.item_id, o.policy, o.voted, o.rejected) for o in overvotes] == [
-        (x, "2", "reject", {"for": 3000, "against": 1000}, ["kc-c2"])]
+        (x, "2", "reject", {"for": 3000, "against": 1000}, ["kc-c2"])
+    ]

@@ -2,19 +2,20 @@
 heads catch an edit re-hashed to the end or a cut tail, and nothing is certified that is not there."""
 
 import asyncio
+import itertools
 import os
 import sys
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC
 
 import asyncpg
 import pytest
 
 from projections.chain import rechain
-from services.chain_heads import read_heads
-from services.kafka_io import producer, publish, publish_raw
-from services.tallies import UnknownMeeting
-from services.verify import _ROWS, chain_row, verify_meeting
+from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.read.tallies import UnknownMeeting
+from services.read.verify import _ROWS, chain_row, verify_meeting
+from services.runtime.chain_heads import read_heads
 from tests.conftest import settings_env
 from tests.factories import cast, register_event, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
@@ -22,9 +23,14 @@ from tests.integration.test_projector import run_projector
 
 pytestmark = pytest.mark.integration
 
-VOTES = [cast("R-1", {"2": "for"}, executed=1), cast("R-2", {"2": "against"}, executed=2, channel="phone"),
-         cast("B-1", {"3": "for"}, channel="broker"), revoke("R-2", executed=3),
-         cast("R-2", {"2": "abstain"}, executed=4, channel="phone"), cast("X-9", {"2": "for"})]
+VOTES = [
+    cast("R-1", {"2": "for"}, executed=1),
+    cast("R-2", {"2": "against"}, executed=2, channel="phone"),
+    cast("B-1", {"3": "for"}, channel="broker"),
+    revoke("R-2", executed=3),
+    cast("R-2", {"2": "abstain"}, executed=4, channel="phone"),
+    cast("X-9", {"2": "for"}),
+]
 TOTAL = 2 + len(VOTES)
 
 
@@ -57,8 +63,10 @@ async def test_an_untouched_log_verifies_with_its_chain_and_tally(logged):
 async def test_a_row_altered_by_a_superuser_is_pinpointed(logged):
     await bypass_guards(logged)
     position = await logged.fetchval("SELECT position FROM ledger_log WHERE event_id = $1", VOTES[1].event_id)
-    await logged.execute("UPDATE ledger_log SET payload = replace(payload::text, '\"against\"', '\"for\"')::json"
-                         " WHERE position = $1", position)
+    await logged.execute(
+        "UPDATE ledger_log SET payload = replace(payload::text, '\"against\"', '\"for\"')::json WHERE position = $1",
+        position,
+    )
     result = await verify_meeting(logged, "m1")
     assert not result.ok
     assert (result.chain_break.position, result.chain_break.problem) == (position, "altered")
@@ -100,23 +108,48 @@ async def test_a_projection_that_differs_from_the_log_is_reported(logged):
 
 async def test_a_forged_row_with_a_valid_hash_is_caught_by_re_judging_the_log(logged):
     """Anyone able to INSERT can compute a chain hash: verify re-derives every decision too."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from events import encode
     from projections.chain import canonical_v2, link
 
     forged = cast("R-1", {"2": "against"}, executed=9, shares=9_000_000)  # R-1 holds 3,000: exceeds_position
     payload = encode(forged).decode()
-    last = await logged.fetchrow("SELECT position, hash FROM ledger_log WHERE meeting_id = 'm1' ORDER BY position DESC LIMIT 1")
+    last = await logged.fetchrow(
+        "SELECT position, hash FROM ledger_log WHERE meeting_id = 'm1' ORDER BY position DESC LIMIT 1"
+    )
     position = last["position"] + 1
-    now = datetime.now(timezone.utc)
-    hash_ = link(bytes(last["hash"]), canonical_v2(position, last["position"], "m1", forged.event_id, "vote.cast",
-                                                   "accepted", None, payload, now, None, None, None))
+    now = datetime.now(UTC)
+    hash_ = link(
+        bytes(last["hash"]),
+        canonical_v2(
+            position,
+            last["position"],
+            "m1",
+            forged.event_id,
+            "vote.cast",
+            "accepted",
+            None,
+            payload,
+            now,
+            None,
+            None,
+            None,
+        ),
+    )
     await logged.execute(
         "INSERT INTO ledger_log (position, prev_position, meeting_id, event_id, type, control_number, channel,"
         " executed_at, received_at, decision, reason, payload, hash, recorded_at)"
         " VALUES ($1, $2, 'm1', $3, 'vote.cast', 'R-1', 'internet', $4, $5, 'accepted', NULL, $6, $7, $8)",
-        position, last["position"], forged.event_id, forged.executed_at, forged.received_at, payload, hash_, now)
+        position,
+        last["position"],
+        forged.event_id,
+        forged.executed_at,
+        forged.received_at,
+        payload,
+        hash_,
+        now,
+    )
     result = await verify_meeting(logged, "m1")
     assert result.chain_break is None and not result.ok
     assert result.misjudged.position == position and "exceeds_position" in result.misjudged.detail
@@ -138,12 +171,17 @@ async def test_a_hash_published_at_a_position_anchors_the_chain_there(logged):
 
 # Nothing to see is nothing to certify.
 
+
 async def cli(settings, *args: str) -> tuple[int, str, str]:
     """Run `vote-ledger` and return its exit code, standard output and standard error."""
     command = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
     proc = await asyncio.create_subprocess_exec(
-        *command, *args, env={**os.environ, **settings_env(settings)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *command,
+        *args,
+        env={**os.environ, **settings_env(settings)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     return proc.returncode, out.decode(), err.decode()
 
@@ -190,6 +228,7 @@ async def test_a_meeting_without_its_meeting_scheduled_row_is_not_certified(sett
 
 # recorded_at (tally --as-of TIME) and the parked messages are under the chains.
 
+
 async def test_a_changed_recorded_at_is_pinpointed_even_when_the_final_hash_still_matches(logged):
     published = (await verify_meeting(logged, "m1")).final_hash
     await bypass_guards(logged)
@@ -205,8 +244,15 @@ async def test_a_changed_kafka_source_offset_is_pinpointed(logged):
     assert (await verify_meeting(logged, "m1")).chain_break.position == 6
 
 
-@pytest.mark.parametrize("edit", ["value = '\\x00'::bytea", "reason = 'refused_by_database'",
-                                  "detail = 'nothing to see'", "parked_at = parked_at + interval '1 second'"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "value = '\\x00'::bytea",
+        "reason = 'refused_by_database'",
+        "detail = 'nothing to see'",
+        "parked_at = parked_at + interval '1 second'",
+    ],
+)
 async def test_a_changed_parked_message_is_pinpointed_on_its_own_chain(logged, edit):
     first = await logged.fetchval("SELECT min(id) FROM ledger_parked")
     await bypass_guards(logged)
@@ -229,11 +275,17 @@ async def test_a_deleted_parked_message_is_caught_by_its_successor_or_the_publis
 
 # Published heads anchor the chain outside the database.
 
+
 async def rehash(conn, rows) -> None:
     """Write recomputed chain columns back, as a superuser covering an edit would."""
     for row in rows:
-        await conn.execute("UPDATE ledger_log SET prev_position = $2, hash = $3, payload = $4::json WHERE position = $1",
-                           row.position, row.prev_position, row.hash, row.payload)
+        await conn.execute(
+            "UPDATE ledger_log SET prev_position = $2, hash = $3, payload = $4::json WHERE position = $1",
+            row.position,
+            row.prev_position,
+            row.hash,
+            row.payload,
+        )
 
 
 async def test_an_edit_re_hashed_to_the_end_passes_the_chain_but_fails_the_published_head(settings, logged):
@@ -241,7 +293,7 @@ async def test_an_edit_re_hashed_to_the_end_passes_the_chain_but_fails_the_publi
     rows = [chain_row(r) for r in await logged.fetch(_ROWS, "m1")]
     target = next(i for i, r in enumerate(rows) if r.event_id == VOTES[1].event_id)
     edited = replace(rows[target], payload=rows[target].payload.replace('"against"', '"for"'))
-    await rehash(logged, rechain([edited, *rows[target + 1:]], (rows[target - 1].position, rows[target - 1].hash)))
+    await rehash(logged, rechain([edited, *rows[target + 1 :]], (rows[target - 1].position, rows[target - 1].hash)))
     assert (await verify_meeting(logged, "m1")).chain_break is None  # the chain alone cannot tell
     result = await verify_meeting(logged, "m1", heads=await read_heads(settings))
     assert not result.ok and result.heads.failures[0].head.position == TOTAL
@@ -282,4 +334,4 @@ async def test_heads_are_published_while_the_ledger_runs_every_n_rows(settings):
             await asyncio.sleep(0.5)
         published = [h for h in await read_heads(fast) if h.meeting_id == "m1"]
     assert [h.position for h in published][-3:] == [3, 4, 5] and [h.rows for h in published][-1] == 5
-    assert all(later.published_at >= earlier.published_at for earlier, later in zip(published, published[1:]))
+    assert all(later.published_at >= earlier.published_at for earlier, later in itertools.pairwise(published))

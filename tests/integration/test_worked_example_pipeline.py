@@ -13,8 +13,8 @@ import dataclasses
 import asyncpg
 import pytest
 
-from services.kafka_io import producer, publish
-from services.tallies import read_counted, read_tally
+from services.adapters.kafka.topics import producer, publish
+from services.read.tallies import read_counted, read_tally
 from tests import worked_example as we
 from tests.integration.helpers import running_ledger, wait_for
 from tests.integration.test_projector import run_projector
@@ -39,19 +39,22 @@ async def test_the_worked_example_through_kafka_tallies_as_computed_by_hand_unde
     try:
         for policy in we.POLICIES:
             meeting_id = we.meeting_id(policy, renamed=True)
-            rows = await conn.fetch("SELECT event_id, decision, reason FROM ledger_log WHERE meeting_id = $1"
-                                    " ORDER BY position", meeting_id)
+            rows = await conn.fetch(
+                "SELECT event_id, decision, reason FROM ledger_log WHERE meeting_id = $1 ORDER BY position", meeting_id
+            )
             # R19: every event is in the log, in the JSON's order, with the decision written there.
             assert [(r["event_id"], r["decision"], r["reason"]) for r in rows] == [
                 (e["event"]["event_id"], e["expect"]["decision"], e["expect"].get("reason"))
-                for e in we.entries(policy, renamed=True)]
+                for e in we.entries(policy, renamed=True)
+            ]
 
             report = await read_tally(conn, meeting_id)
             assert report.pop("as_of_position") == n
             assert report == we.expected_tally(policy, renamed=True), policy
 
             counted = await read_counted(conn, meeting_id)
-            assert [dataclasses.asdict(o) for o in counted["overvotes"]] == \
-                we.expected(policy, renamed=True)["overvotes"], policy
+            assert [dataclasses.asdict(o) for o in counted["overvotes"]] == we.expected(policy, renamed=True)[
+                "overvotes"
+            ], policy
     finally:
         await conn.close()

@@ -15,13 +15,24 @@ BIGINT = 2**63 - 1
 
 
 def chunk(number: int, chunks: int, positions=(), entitlements=(), meeting_id: str = "m1") -> PositionsRecorded:
-    return PositionsRecorded(event_id=f"chunk-{meeting_id}-{number}-{chunks}-{len(positions)}", meeting_id=meeting_id,
-                             chunk=number, chunks=chunks, positions=list(positions), entitlements=list(entitlements))
+    return PositionsRecorded(
+        event_id=f"chunk-{meeting_id}-{number}-{chunks}-{len(positions)}",
+        meeting_id=meeting_id,
+        chunk=number,
+        chunks=chunks,
+        positions=list(positions),
+        entitlements=list(entitlements),
+    )
 
 
 def position(number: str, shares: int, kind: str = "registered") -> Position:
-    return Position(control_number=number, kind=kind, shares=shares, holders=["H"],
-                    nominee="Broker X" if kind == "beneficial" else None)
+    return Position(
+        control_number=number,
+        kind=kind,
+        shares=shares,
+        holders=["H"],
+        nominee="Broker X" if kind == "beneficial" else None,
+    )
 
 
 def judge_with(spec=None) -> Judge:
@@ -72,8 +83,10 @@ def test_the_issues_position_of_two_to_the_63_shares_is_refused_with_a_reason_no
 
 def test_an_entitlement_above_the_bound_is_refused():
     judge = judge_with()
-    assert judge.judge(chunk(0, 1, POSITIONS, [Entitlement(nominee="Broker X", shares=MAX_SHARES + 1)])) \
+    assert (
+        judge.judge(chunk(0, 1, POSITIONS, [Entitlement(nominee="Broker X", shares=MAX_SHARES + 1)]))
         == v.SHARES_OUT_OF_RANGE
+    )
     assert judge.judge(chunk(0, 1, POSITIONS, [Entitlement(nominee="Broker X", shares=MAX_SHARES)])) is None
 
 
@@ -114,15 +127,24 @@ def test_a_chunk_whose_number_of_chunks_disagrees_with_the_earlier_ones_is_refus
 
 
 def test_the_new_reason_codes_are_part_of_the_public_vocabulary():
-    new = {v.SHARES_OUT_OF_RANGE, v.INVALID_QUORUM, v.INVALID_SEATS, v.REGISTER_EXCEEDS_OUTSTANDING,
-           v.CHUNK_OUT_OF_RANGE, v.CHUNKS_MISMATCH}
+    new = {
+        v.SHARES_OUT_OF_RANGE,
+        v.INVALID_QUORUM,
+        v.INVALID_SEATS,
+        v.REGISTER_EXCEEDS_OUTSTANDING,
+        v.CHUNK_OUT_OF_RANGE,
+        v.CHUNKS_MISMATCH,
+    }
     assert new <= set(v.REASONS) and len(set(v.REASONS)) == len(v.REASONS)
 
 
 # --- Properties -------------------------------------------------------------------------------------
 
-share_counts = st.one_of(st.integers(1, 5_000), st.integers(1, 2**70), st.sampled_from([MAX_SHARES, MAX_SHARES + 1,
-                                                                                        2**63 - 1, 2**63, 2**63 + 1]))
+share_counts = st.one_of(
+    st.integers(1, 5_000),
+    st.integers(1, 2**70),
+    st.sampled_from([MAX_SHARES, MAX_SHARES + 1, 2**63 - 1, 2**63, 2**63 + 1]),
+)
 
 
 @st.composite
@@ -131,12 +153,24 @@ def chunk_streams(draw):
     outstanding = draw(st.one_of(st.integers(1, 20_000), st.sampled_from([MAX_SHARES, MAX_SHARES + 1, 2**63])))
     chunks = []
     for i in range(draw(st.integers(0, 8))):
-        positions = [position(f"P{i}-{j}", draw(share_counts), draw(st.sampled_from(["registered", "beneficial"])))
-                     for j in range(draw(st.integers(0, 4)))]
-        entitlements = [Entitlement(nominee="Broker X", shares=draw(st.one_of(st.integers(0, 9_000), share_counts)))
-                        for _ in range(draw(st.integers(0, 1)))]
-        chunks.append(PositionsRecorded(event_id=f"c{i}", meeting_id="m1", chunk=draw(st.integers(-1, 5)),
-                                        chunks=draw(st.integers(0, 5)), positions=positions, entitlements=entitlements))
+        positions = [
+            position(f"P{i}-{j}", draw(share_counts), draw(st.sampled_from(["registered", "beneficial"])))
+            for j in range(draw(st.integers(0, 4)))
+        ]
+        entitlements = [
+            Entitlement(nominee="Broker X", shares=draw(st.one_of(st.integers(0, 9_000), share_counts)))
+            for _ in range(draw(st.integers(0, 1)))
+        ]
+        chunks.append(
+            PositionsRecorded(
+                event_id=f"c{i}",
+                meeting_id="m1",
+                chunk=draw(st.integers(-1, 5)),
+                chunks=draw(st.integers(0, 5)),
+                positions=positions,
+                entitlements=entitlements,
+            )
+        )
     return small_meeting(outstanding=outstanding), chunks
 
 
@@ -165,8 +199,9 @@ def valid_registers(draw):
     count = draw(st.integers(1, len(shares)))
     cuts = sorted(draw(st.lists(st.integers(0, len(shares)), min_size=count - 1, max_size=count - 1)))
     bounds = [0, *cuts, len(shares)]
-    chunks = [chunk(i, count, [position(f"P{j}", shares[j]) for j in range(bounds[i], bounds[i + 1])])
-              for i in range(count)]
+    chunks = [
+        chunk(i, count, [position(f"P{j}", shares[j]) for j in range(bounds[i], bounds[i + 1])]) for i in range(count)
+    ]
     return small_meeting(outstanding=outstanding), draw(st.permutations(chunks))
 
 
@@ -180,8 +215,9 @@ def test_a_register_within_the_bounds_is_accepted_chunk_by_chunk_in_any_order(re
 
 
 votes = st.builds(
-    lambda number, shares, split, received: cast(number, {"2": split} if split else {"2": "for"}, shares=shares,
-                                                 executed=received, channel="broker"),
+    lambda number, shares, split, received: cast(
+        number, {"2": split} if split else {"2": "for"}, shares=shares, executed=received, channel="broker"
+    ),
     st.sampled_from(["R-1", "R-2", "B-1", "B-2", "X-1"]),
     st.one_of(st.none(), share_counts),
     st.one_of(st.none(), st.fixed_dictionaries({"for": share_counts, "against": st.integers(0, 2**64)})),
@@ -194,7 +230,9 @@ votes = st.builds(
 def test_whatever_is_submitted_every_sum_the_projector_would_store_fits_a_bigint(register_shares, submitted):
     spec = small_meeting(outstanding=MAX_SHARES)
     judge = judge_with(spec)
-    register = register_event([msgspec.structs.replace(p, shares=n) for p, n in zip(POSITIONS, register_shares)])
+    register = register_event(
+        [msgspec.structs.replace(p, shares=n) for p, n in zip(POSITIONS, register_shares, strict=True)]
+    )
     log = [spec] + ([register] if judge.judge(register) is None else [])
     log += [e for e in submitted if judge.judge(e) is None]
     tally = replay(log).tallies["m1"]

@@ -1,32 +1,52 @@
 """The hash chain, pure: links, canonical bytes, and how a check reports the first break."""
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
 
-from projections.chain import (GENESIS, ChainCheck, ChainRow, ParkedCheck, ParkedRow, canonical, canonical_parked, canonical_v2,
-                               hashes, link, micros, rechain)
+from projections.chain import (
+    GENESIS,
+    ChainCheck,
+    ChainRow,
+    ParkedCheck,
+    ParkedRow,
+    canonical,
+    canonical_parked,
+    canonical_v2,
+    hashes,
+    link,
+    micros,
+    rechain,
+)
 from projections.heads import Head, HeadCheck, decode_head, encode_head
 
 
 def chain_of(n: int, meeting: str = "m1", start: int = 1, step: int = 1) -> list[ChainRow]:
-    raw = [(p, meeting, f"e{p}", "vote.cast", "accepted", None, f'{{"n": {p}}}') for p in range(start, start + n * step, step)]
-    return [ChainRow(p, prev, m, e, t, d, r, payload, h)
-            for (p, m, e, t, d, r, payload), (prev, h) in zip(raw, hashes(raw))]
+    raw = [
+        (p, meeting, f"e{p}", "vote.cast", "accepted", None, f'{{"n": {p}}}')
+        for p in range(start, start + n * step, step)
+    ]
+    return [
+        ChainRow(p, prev, m, e, t, d, r, payload, h)
+        for (p, m, e, t, d, r, payload), (prev, h) in zip(raw, hashes(raw), strict=True)
+    ]
 
 
 def test_the_first_row_chains_to_the_genesis_and_each_next_row_to_its_predecessor():
     rows = chain_of(3, step=5)
     assert rows[0].prev_position is None and rows[0].hash == rows[0].expected_hash(GENESIS)
-    assert rows[1].prev_position == 1 and rows[1].hash == link(rows[0].hash, canonical(
-        6, 1, "m1", "e6", "vote.cast", "accepted", None, '{"n": 6}'))
+    assert rows[1].prev_position == 1 and rows[1].hash == link(
+        rows[0].hash, canonical(6, 1, "m1", "e6", "vote.cast", "accepted", None, '{"n": 6}')
+    )
 
 
 def test_canonical_bytes_are_a_json_array_an_auditor_can_rebuild():
-    assert canonical(7, 3, "m1", "e7", "vote.cast", "rejected", "not_entitled", '{"a":"é"}') == \
-        '[7,3,"m1","e7","vote.cast","rejected","not_entitled","{\\"a\\":\\"é\\"}"]'.encode()
+    assert (
+        canonical(7, 3, "m1", "e7", "vote.cast", "rejected", "not_entitled", '{"a":"é"}')
+        == '[7,3,"m1","e7","vote.cast","rejected","not_entitled","{\\"a\\":\\"é\\"}"]'.encode()
+    )
 
 
 def test_an_intact_chain_checks_clean_and_ends_on_the_last_hash():
@@ -62,15 +82,32 @@ def test_rows_logged_before_the_chain_existed_are_reported_not_trusted():
 
 # Chain v2 (migration 010): recorded_at and the Kafka source are covered; v1 rows keep verifying.
 
-T0 = datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC)
 
 
 def chain_v2(n: int, after: list[ChainRow] | None = None) -> list[ChainRow]:
     before = after or []
     start = (before[-1].position, before[-1].hash) if before else (None, GENESIS)
     first = before[-1].position + 1 if before else 1
-    rows = [ChainRow(p, None, "m1", f"e{p}", "vote.cast", "accepted", None, f'{{"n": {p}}}', None, 2,
-                     T0 + timedelta(seconds=p), "votes.submissions", 0, p) for p in range(first, first + n)]
+    rows = [
+        ChainRow(
+            p,
+            None,
+            "m1",
+            f"e{p}",
+            "vote.cast",
+            "accepted",
+            None,
+            f'{{"n": {p}}}',
+            None,
+            2,
+            T0 + timedelta(seconds=p),
+            "votes.submissions",
+            0,
+            p,
+        )
+        for p in range(first, first + n)
+    ]
     return before + rechain(rows, start)
 
 
@@ -81,8 +118,10 @@ def check(rows) -> ChainCheck:
 
 
 def test_v2_canonical_bytes_add_the_version_recorded_at_in_microseconds_and_the_kafka_source():
-    assert canonical_v2(7, 3, "m1", "e7", "vote.cast", "accepted", None, "{}", T0, "votes.submissions", 2, 41) == \
-        f'[2,7,3,"m1","e7","vote.cast","accepted",null,"{{}}",{micros(T0)},"votes.submissions",2,41]'.encode()
+    assert (
+        canonical_v2(7, 3, "m1", "e7", "vote.cast", "accepted", None, "{}", T0, "votes.submissions", 2, 41)
+        == f'[2,7,3,"m1","e7","vote.cast","accepted",null,"{{}}",{micros(T0)},"votes.submissions",2,41]'.encode()
+    )
     assert micros(T0) == 1_795_946_400_123_456  # whole microseconds since 1970 UTC, as PostgreSQL stores them
     assert micros(T0.astimezone(timezone(timedelta(hours=8)))) == micros(T0)  # the instant, not its offset
 
@@ -114,16 +153,32 @@ def test_a_v2_row_relabelled_v1_and_re_hashed_is_a_downgrade():
 
 
 def parked(n: int) -> list[ParkedRow]:
-    rows = [ParkedRow(i * 2, None, "votes.submissions", 1, 100 + i, b"k" if i % 2 else None, b"\xff\x00" * i,
-                      "undecodable", f"bad {i}", T0 + timedelta(seconds=i), None) for i in range(1, n + 1)]
+    rows = [
+        ParkedRow(
+            i * 2,
+            None,
+            "votes.submissions",
+            1,
+            100 + i,
+            b"k" if i % 2 else None,
+            b"\xff\x00" * i,
+            "undecodable",
+            f"bad {i}",
+            T0 + timedelta(seconds=i),
+            None,
+        )
+        for i in range(1, n + 1)
+    ]
     return rechain(rows)
 
 
 def test_parked_messages_chain_by_id_over_their_bytes_reason_and_time():
     rows = parked(6)
     assert check(rows).first_break is None and rows[1].prev_position == 2
-    assert canonical_parked(4, 2, "t", 0, 9, None, b"\xff", "undecodable", "x", T0) == \
-        f'[1,4,2,"t",0,9,null,"ff","undecodable","x",{micros(T0)}]'.encode()
+    assert (
+        canonical_parked(4, 2, "t", 0, 9, None, b"\xff", "undecodable", "x", T0)
+        == f'[1,4,2,"t",0,9,null,"ff","undecodable","x",{micros(T0)}]'.encode()
+    )
     for change in ({"value": b"\xfe"}, {"reason": "refused_by_database"}, {"parked_at": T0}, {"key": b"K"}):
         edited = [*rows[:3], replace(rows[3], **change), *rows[4:]]
         assert check(edited).first_break.position == 8, change
@@ -136,8 +191,15 @@ def test_a_deleted_parked_message_is_named_by_its_successor():
 
 
 def head(row: ChainRow, rows: int) -> Head:
-    return Head(chain="meeting", meeting_id="m1", position=row.position, hash=row.hash.hex(), rows=rows,
-                recorded_at=row.recorded_at.isoformat(), published_at=T0.isoformat())
+    return Head(
+        chain="meeting",
+        meeting_id="m1",
+        position=row.position,
+        hash=row.hash.hex(),
+        rows=rows,
+        recorded_at=row.recorded_at.isoformat(),
+        published_at=T0.isoformat(),
+    )
 
 
 def head_check(rows: list[ChainRow], heads: list[Head]) -> HeadCheck:

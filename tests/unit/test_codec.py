@@ -22,12 +22,15 @@ def test_the_domain_briefs_example_decodes_to_a_vote_cast():
     assert event.executed_at.utcoffset().total_seconds() == 8 * 3600
 
 
-@pytest.mark.parametrize("event", [
-    cast("R-1", {"1.1": "for", "2": {"for": 10, "against": 5}}, shares=20, signatures=["Alice"]),
-    revoke("R-1", executed=3),
-    small_meeting(),
-    register_event(),
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        cast("R-1", {"1.1": "for", "2": {"for": 10, "against": 5}}, shares=20, signatures=["Alice"]),
+        revoke("R-1", executed=3),
+        small_meeting(),
+        register_event(),
+    ],
+)
 def test_every_event_survives_an_encode_decode_round_trip(event):
     assert decode(encode(event)) == event
 
@@ -42,23 +45,26 @@ def test_unknown_optional_fields_from_newer_clients_are_ignored():
     assert decode(data).event_id == "0b9e"
 
 
-@pytest.mark.parametrize("data, reason, where", [
-    (b"{", "invalid_json", "truncated"),
-    (b"\xff\xfe", "invalid_utf8", "byte 0"),
-    # msgspec skips unknown fields without checking their UTF-8; the payload must still be text.
-    (DOMAIN_EXAMPLE[:-1] + b', "note": "\xff"}', "invalid_utf8", "not UTF-8"),
-    (DOMAIN_EXAMPLE[:-1] + b', "note": ' + b"[" * 1000 + b"]" * 1000 + b"}", "invalid_json", "nested too deeply"),
-    (b'{"type": "vote.cast", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid_json", "nested too deeply"),
-    (DOMAIN_EXAMPLE[:-1] + b', "note": NaN}', "invalid_json", ""),
-    (b"[]", "invalid_event", "object"),
-    (b'{"type": "vote.cast", "v": 1}', "invalid_event", "missing required field"),
-    (b'{"type": "vote.exploded", "v": 1}', "invalid_event", "$.type"),
-    (b'{"type": "vote.cast", "v": 2}', "unsupported_version", "v2"),
-    (b'{"type": "vote.cast", "v": "1"}', "invalid_version", "`v`"),
-    (DOMAIN_EXAMPLE.replace(b"+08:00\", \"received", b"\", \"received"), "invalid_event", "$.executed_at"),
-    (DOMAIN_EXAMPLE.replace(b'"for": 600', b'"for": -600'), "invalid_event", "$.choices"),
-    (DOMAIN_EXAMPLE.replace(b'"internet"', b'"pigeon"'), "invalid_event", "$.channel"),
-])
+@pytest.mark.parametrize(
+    "data, reason, where",
+    [
+        (b"{", "invalid_json", "truncated"),
+        (b"\xff\xfe", "invalid_utf8", "byte 0"),
+        # msgspec skips unknown fields without checking their UTF-8; the payload must still be text.
+        (DOMAIN_EXAMPLE[:-1] + b', "note": "\xff"}', "invalid_utf8", "not UTF-8"),
+        (DOMAIN_EXAMPLE[:-1] + b', "note": ' + b"[" * 1000 + b"]" * 1000 + b"}", "invalid_json", "nested too deeply"),
+        (b'{"type": "vote.cast", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid_json", "nested too deeply"),
+        (DOMAIN_EXAMPLE[:-1] + b', "note": NaN}', "invalid_json", ""),
+        (b"[]", "invalid_event", "object"),
+        (b'{"type": "vote.cast", "v": 1}', "invalid_event", "missing required field"),
+        (b'{"type": "vote.exploded", "v": 1}', "invalid_event", "$.type"),
+        (b'{"type": "vote.cast", "v": 2}', "unsupported_version", "v2"),
+        (b'{"type": "vote.cast", "v": "1"}', "invalid_version", "`v`"),
+        (DOMAIN_EXAMPLE.replace(b'+08:00", "received', b'", "received'), "invalid_event", "$.executed_at"),
+        (DOMAIN_EXAMPLE.replace(b'"for": 600', b'"for": -600'), "invalid_event", "$.choices"),
+        (DOMAIN_EXAMPLE.replace(b'"internet"', b'"pigeon"'), "invalid_event", "$.channel"),
+    ],
+)
 def test_a_malformed_message_raises_a_precise_error_never_a_crash(data, reason, where):
     with pytest.raises(MalformedMessage) as caught:
         decode(data)
@@ -79,11 +85,14 @@ def test_an_older_version_is_upcast_through_a_named_upcaster(monkeypatch):
     assert event.control_number == "R-1" and event.v == 1
 
 
-@pytest.mark.parametrize("old, new, where", [
-    (b'"0b9e"', b'"p\\u0000x"', "NUL"),
-    (b'"2023-11-30T14:05:00+08:00"', b'"0001-01-01T00:00:00+14:00"', "executed_at"),
-    (b'"2023-11-30T14:05:01+08:00"', b'"9999-12-31T23:59:59-14:00"', "received_at"),
-])
+@pytest.mark.parametrize(
+    "old, new, where",
+    [
+        (b'"0b9e"', b'"p\\u0000x"', "NUL"),
+        (b'"2023-11-30T14:05:00+08:00"', b'"0001-01-01T00:00:00+14:00"', "executed_at"),
+        (b'"2023-11-30T14:05:01+08:00"', b'"9999-12-31T23:59:59-14:00"', "received_at"),
+    ],
+)
 def test_values_postgresql_cannot_store_are_malformed_not_a_stalled_batch(old, new, where):
     with pytest.raises(MalformedMessage) as caught:
         decode(DOMAIN_EXAMPLE.replace(old, new))

@@ -13,10 +13,10 @@ from projections import validation as v
 from projections.fold import BROKER_NON_VOTE, Tally
 from projections.judge import Judge
 from projections.outcomes import outcomes, quorum
-from services.demo.choices import PAPER
-from services.demo.register import build_register, register_events
-from services.demo.spec import load_spec
-from services.demo.traffic import generate
+from services.devtools.demo.choices import PAPER
+from services.devtools.demo.register import build_register, register_events
+from services.devtools.demo.spec import load_spec
+from services.devtools.demo.traffic import generate
 from tests import reference_count
 
 MEETINGS = Path(__file__).resolve().parents[2] / "deploy" / "meetings"
@@ -62,8 +62,11 @@ def fors(card: VoteCast) -> int:
 
 def cards(accepted, **where):
     """Accepted owner instructions and ballots (not discretionary) whose fields equal ``where``."""
-    return [e for e in accepted if isinstance(e, VoteCast) and not e.discretionary
-            and all(getattr(e, k) == x for k, x in where.items())]
+    return [
+        e
+        for e in accepted
+        if isinstance(e, VoteCast) and not e.discretionary and all(getattr(e, k) == x for k, x in where.items())
+    ]
 
 
 def alone(meeting, card: VoteCast) -> dict[str, dict[str, int]]:
@@ -104,8 +107,15 @@ def test_the_contested_traffic_is_deterministic_and_almost_all_accepted(world, d
     assert list(generate(spec, list(positions.values()), sim)) == events
     reasons = Counter(reason for _, reason in decided)
     assert len(decided) > 5_000 and reasons[None] > 0.99 * len(decided)
-    assert set(reasons) <= {None, v.NOT_ENTITLED, v.INVALID_CHOICE, v.UNSIGNED, v.MISSING_JOINT_SIGNATURE,
-                            v.CUTOFF_PASSED, v.NO_LEGAL_PROXY}
+    assert set(reasons) <= {
+        None,
+        v.NOT_ENTITLED,
+        v.INVALID_CHOICE,
+        v.UNSIGNED,
+        v.MISSING_JOINT_SIGNATURE,
+        v.CUTOFF_PASSED,
+        v.NO_LEGAL_PROXY,
+    }
     # NYSE Rule 452: no broker votes uninstructed shares in a contest, not even on the auditor.
     assert not [e for e in events if isinstance(e, VoteCast) and e.discretionary]
 

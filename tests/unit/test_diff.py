@@ -13,8 +13,14 @@ from tests.unit.test_fold import submissions
 
 def register(entitlement=6000):
     """The small meeting's register, Broker X entitled to ``entitlement`` shares."""
-    return PositionsRecorded(event_id="reg-m1", meeting_id="m1", chunk=0, chunks=1, positions=list(POSITIONS),
-                             entitlements=[Entitlement(nominee="Broker X", shares=entitlement)])
+    return PositionsRecorded(
+        event_id="reg-m1",
+        meeting_id="m1",
+        chunk=0,
+        chunks=1,
+        positions=list(POSITIONS),
+        entitlements=[Entitlement(nominee="Broker X", shares=entitlement)],
+    )
 
 
 def logged(*events, spec=None, entitlement=6000):
@@ -53,24 +59,40 @@ def test_r12_time_travel_counts_a_late_ballot_until_the_closure_is_logged_and_no
 
 
 def test_r5_r7_a_diff_names_each_changed_control_number_with_its_change_and_the_events_causing_it():
-    entries = logged(cast("R-1", {"2": "for"}, executed=1),
-                     cast("B-1", {"2": "for"}, executed=1, channel="broker"),
-                     revoke("R-1", executed=2, event_id="rev"),
-                     cast("R-1", {"2": "against"}, executed=3, event_id="again"))
+    entries = logged(
+        cast("R-1", {"2": "for"}, executed=1),
+        cast("B-1", {"2": "for"}, executed=1, channel="broker"),
+        revoke("R-1", executed=2, event_id="rev"),
+        cast("R-1", {"2": "against"}, executed=3, event_id="again"),
+    )
     change = diff_between(entries, 4, 6)
     assert change["quorum"]["present"] == {"from": 5000, "to": 5000, "delta": 0}
     assert change["items"]["2"]["for"] == -3000 and change["items"]["2"]["against"] == 3000
     assert change["items"]["2"]["outcome"] == {"from": "passed", "to": "failed"}
-    assert change["items"]["3"] == {"for": 0, "against": 0, "abstain": 0, "broker_non_votes": 0,
-                                    "not_voted": 0, "outcome": {"from": "passed", "to": "passed"}}
-    assert change["control_numbers"] == [{
-        "control_number": "R-1", "present": 0, "items": {"2": {"for": -3000, "against": 3000}},
-        "events": [{"position": 5, "event_id": "rev", "type": "vote.revoked"},
-                   {"position": 6, "event_id": "again", "type": "vote.cast"}]}]
+    assert change["items"]["3"] == {
+        "for": 0,
+        "against": 0,
+        "abstain": 0,
+        "broker_non_votes": 0,
+        "not_voted": 0,
+        "outcome": {"from": "passed", "to": "passed"},
+    }
+    assert change["control_numbers"] == [
+        {
+            "control_number": "R-1",
+            "present": 0,
+            "items": {"2": {"for": -3000, "against": 3000}},
+            "events": [
+                {"position": 5, "event_id": "rev", "type": "vote.revoked"},
+                {"position": 6, "event_id": "again", "type": "vote.cast"},
+            ],
+        }
+    ]
     assert change["overvote_adjustment"] == {}
 
 
 # --- Properties ---------------------------------------------------------------------------------
+
 
 @st.composite
 def logs(draw):
@@ -96,13 +118,18 @@ def test_r12_r17_the_tally_as_of_any_prefix_equals_the_incremental_fold_stopped_
         live.apply(event)
         for meeting_id, numbers in live.take_refolds().items():
             for number in sorted(numbers):
-                mine = [e for p, e in entries if p <= position and isinstance(e, (VoteCast, VoteRevoked))
-                        and e.control_number == number]
+                mine = [
+                    e
+                    for p, e in entries
+                    if p <= position and isinstance(e, (VoteCast, VoteRevoked)) and e.control_number == number
+                ]
                 live.tallies[meeting_id].refold(number, mine)
         travelled = tally_at(entries, position)
         assert report_of(travelled, position) == report_of(live.tallies["m1"], position)
-        assert (travelled.present, dict(travelled.buckets)) == (live.tallies["m1"].present,
-                                                                dict(live.tallies["m1"].buckets))
+        assert (travelled.present, dict(travelled.buckets)) == (
+            live.tallies["m1"].present,
+            dict(live.tallies["m1"].buckets),
+        )
 
 
 def voted(tally):
@@ -121,8 +148,11 @@ def test_r17_diff_deltas_per_control_number_add_up_to_the_change_of_the_tally(en
     end = data.draw(st.integers(2, len(entries)))
     change = diff_between(entries, start, end)
     old, new = report_of(tally_at(entries, start), start), report_of(tally_at(entries, end), end)
-    assert change["quorum"]["present"]["delta"] == new["quorum"]["present"] - old["quorum"]["present"] \
+    assert (
+        change["quorum"]["present"]["delta"]
+        == new["quorum"]["present"] - old["quorum"]["present"]
         == sum(c["present"] for c in change["control_numbers"])
+    )
     summed = {}
     for c in change["control_numbers"]:
         assert c["events"], "every change has a cause between the two positions"

@@ -89,28 +89,49 @@ def test_r14_quorum_is_exact_at_the_one_third_boundary():
 
 def test_r15_outcomes_follow_each_standard_and_report_ties():
     spec = small_meeting()
-    t = {"1.1": {"for": 10}, "1.2": {"for": 10}, "2": {"for": 5, "against": 5}, "3": {"for": 6, "against": 5},
-         "5": {"1y": 3, "3y": 3}}
+    t = {
+        "1.1": {"for": 10},
+        "1.2": {"for": 10},
+        "2": {"for": 5, "against": 5},
+        "3": {"for": 6, "against": 5},
+        "5": {"1y": 3, "3y": 3},
+    }
     assert outcomes(spec, t, met=True) == {"1.1": "elected", "1.2": "elected", "2": "tie", "3": "passed", "5": "tie"}
     assert set(outcomes(spec, t, met=False).values()) == {"no_quorum"}
 
 
 def test_r15_plurality_elects_the_most_voted_and_reports_a_tie_at_the_last_seat():
     from events import Item
-    items = [Item(id=f"1.{i}", title="", options=["for", "against", "abstain"], standard="plurality", group="1", seats=2)
-             for i in range(1, 4)]
+
+    items = [
+        Item(id=f"1.{i}", title="", options=["for", "against", "abstain"], standard="plurality", group="1", seats=2)
+        for i in range(1, 4)
+    ]
     spec = small_meeting(items=items)
-    assert outcomes(spec, {"1.1": {"for": 9}, "1.2": {"for": 5}, "1.3": {"for": 5}}, True) == \
-        {"1.1": "elected", "1.2": "tie", "1.3": "tie"}
-    assert outcomes(spec, {"1.1": {"for": 9}, "1.2": {"for": 6}, "1.3": {"for": 5}}, True) == \
-        {"1.1": "elected", "1.2": "elected", "1.3": "not_elected"}
+    assert outcomes(spec, {"1.1": {"for": 9}, "1.2": {"for": 5}, "1.3": {"for": 5}}, True) == {
+        "1.1": "elected",
+        "1.2": "tie",
+        "1.3": "tie",
+    }
+    assert outcomes(spec, {"1.1": {"for": 9}, "1.2": {"for": 6}, "1.3": {"for": 5}}, True) == {
+        "1.1": "elected",
+        "1.2": "elected",
+        "1.3": "not_elected",
+    }
 
 
 def test_the_tally_report_has_the_domain_contracts_shape():
     report = tally_report(small_meeting(), 3000, totals(fold([cast("R-1", {})])), as_of_position=7)
     assert report["quorum"] == {"required": 3334, "present": 3000, "met": False}
-    assert report["items"]["5"] == {"1y": 0, "2y": 0, "3y": 3000, "abstain": 0, "broker_non_votes": 0, "not_voted": 0,
-                                    "outcome": "no_quorum"}
+    assert report["items"]["5"] == {
+        "1y": 0,
+        "2y": 0,
+        "3y": 3000,
+        "abstain": 0,
+        "broker_non_votes": 0,
+        "not_voted": 0,
+        "outcome": "no_quorum",
+    }
 
 
 # --- Properties ---------------------------------------------------------------------------------
@@ -144,8 +165,17 @@ def submissions(draw):
     if beneficial and draw(st.integers(0, 9)) == 0:
         channel = "in_person"
         discretionary = False
-    return cast(cn, choices, executed=executed, received=received, channel=channel, shares=shares,
-                discretionary=discretionary, signatures=["Alice", "Carl", "Dana"], legal_proxy_id="LP")
+    return cast(
+        cn,
+        choices,
+        executed=executed,
+        received=received,
+        channel=channel,
+        shares=shares,
+        discretionary=discretionary,
+        signatures=["Alice", "Carl", "Dana"],
+        legal_proxy_id="LP",
+    )
 
 
 def snapshot(tally):
@@ -165,8 +195,10 @@ def test_r5_r18_any_permutation_or_duplication_of_the_events_gives_the_same_tall
 def test_the_incremental_fold_equals_an_independent_naive_count(events):
     tally = fold(events)
     expected = reference_count.count(small_meeting(), {p.control_number: p for p in POSITIONS}, events)
-    got = {k: {("broker_non_votes" if o == BROKER_NON_VOTE else o): n for o, n in v.items()}
-           for k, v in totals(tally).items()}
+    got = {
+        k: {("broker_non_votes" if o == BROKER_NON_VOTE else o): n for o, n in v.items()}
+        for k, v in totals(tally).items()
+    }
     assert tally.present == expected["present"]
     assert got == expected["items"]
 
@@ -182,15 +214,28 @@ def test_for_every_item_the_columns_never_exceed_the_shares_present(events):
 
 def test_a_large_random_meeting_folds_identically_in_reverse_order():
     rnd = random.Random(7)
-    events = [cast(rnd.choice(CONTROL_NUMBERS), {"2": rnd.choice(["for", "against"])},
-                   executed=rnd.randint(0, 500), channel="phone") for _ in range(2000)]
+    events = [
+        cast(
+            rnd.choice(CONTROL_NUMBERS),
+            {"2": rnd.choice(["for", "against"])},
+            executed=rnd.randint(0, 500),
+            channel="phone",
+        )
+        for _ in range(2000)
+    ]
     events = [e for e in events if not e.control_number.startswith("B")]
     assert snapshot(fold(events)) == snapshot(fold(list(reversed(events))))
 
 
 def test_r15_nominees_without_for_votes_are_not_elected_even_when_tied_for_the_last_seat():
     from events import Item
-    items = [Item(id=f"1.{i}", title="", options=["for", "against", "abstain"], standard="plurality", group="1", seats=2)
-             for i in range(1, 4)]
-    assert outcomes(small_meeting(items=items), {}, True) == {"1.1": "not_elected", "1.2": "not_elected",
-                                                              "1.3": "not_elected"}
+
+    items = [
+        Item(id=f"1.{i}", title="", options=["for", "against", "abstain"], standard="plurality", group="1", seats=2)
+        for i in range(1, 4)
+    ]
+    assert outcomes(small_meeting(items=items), {}, True) == {
+        "1.1": "not_elected",
+        "1.2": "not_elected",
+        "1.3": "not_elected",
+    }

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from events import encode
 from projections.judge import Judge
-from services import ingest
-from services.postgres.log_store import KnownId
+from services.adapters.postgres.log_store import KnownId
+from services.runtime import ingest
 from tests.factories import cast, register_event, small_meeting
 from tests.hostile import mutate
 
@@ -48,12 +48,22 @@ def test_every_record_of_a_hostile_batch_is_logged_or_parked_exactly_once(seed):
 def test_the_same_event_id_with_other_bytes_is_logged_rejected_as_duplicate_event_id():
     vote = encode(cast("R-1", {"2": "for"}, executed=1, event_id="e-1"))
     squat = encode(cast("R-1", {"2": "against"}, executed=2, event_id="e-1"))
-    batch = [Rec(ADMIN, 0, GOOD[0]), Rec(ADMIN, 1, GOOD[1]), Rec(VOTES, 2, vote), Rec(VOTES, 3, squat),
-             Rec(VOTES, 4, vote), Rec(VOTES, 5, squat)]
+    batch = [
+        Rec(ADMIN, 0, GOOD[0]),
+        Rec(ADMIN, 1, GOOD[1]),
+        Rec(VOTES, 2, vote),
+        Rec(VOTES, 3, squat),
+        Rec(VOTES, 4, vote),
+        Rec(VOTES, 5, squat),
+    ]
     decoded, _ = ingest.decode_batch(batch)
     decided = ingest.decide(Judge(), decoded, {}, ADMIN)
     assert [(r.source_offset, r.decision, r.reason) for r in decided.rows] == [
-        (0, "accepted", None), (1, "accepted", None), (2, "accepted", None), (3, "rejected", "duplicate_event_id")]
+        (0, "accepted", None),
+        (1, "accepted", None),
+        (2, "accepted", None),
+        (3, "rejected", "duplicate_event_id"),
+    ]
     assert decided.duplicates == 2  # the redelivered vote, and the squat sent twice
     # Already in the log: the same bytes are a redelivery, other bytes a squat.
     again = ingest.decide(Judge(), decoded[2:3], {"e-1": KnownId([vote], applied=True)}, ADMIN)
@@ -65,7 +75,7 @@ def test_the_same_event_id_with_other_bytes_is_logged_rejected_as_duplicate_even
 def test_a_rejected_row_holds_no_event_id_so_a_squat_on_the_wrong_topic_cannot_block_the_meeting():
     meeting = encode(small_meeting())
     # Published on the votes topic under the id the administration will use: rejected, applies nothing.
-    decoded, _ = ingest.decode_batch([Rec(VOTES, 0, meeting), Rec(ADMIN, 0, meeting[:-1] + b' }')])
+    decoded, _ = ingest.decode_batch([Rec(VOTES, 0, meeting), Rec(ADMIN, 0, meeting[:-1] + b" }")])
     decided = ingest.decide(Judge(), decoded, {}, ADMIN)
     squat = ingest.decide(Judge(), decoded[:1], {}, ADMIN)
     real = ingest.decide(Judge(), decoded[1:], {"meeting-1": KnownId([meeting], applied=False)}, ADMIN)
@@ -85,5 +95,7 @@ def test_a_judge_that_raises_parks_that_record_and_marks_the_judge_suspect():
     decoded, _ = ingest.decode_batch([Rec(ADMIN, 0, GOOD[0]), Rec(ADMIN, 1, GOOD[1]), Rec(VOTES, 2, GOOD[2])])
     decided = ingest.decide(Exploding(), decoded, {}, ADMIN)
     assert [r.source_offset for r in decided.rows] == [0, 1]
-    assert [(p.source_offset, p.reason, p.detail) for p in decided.parked] == [(2, "unprocessable", "ZeroDivisionError: boom")]
+    assert [(p.source_offset, p.reason, p.detail) for p in decided.parked] == [
+        (2, "unprocessable", "ZeroDivisionError: boom")
+    ]
     assert decided.judge_suspect

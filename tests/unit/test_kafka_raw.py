@@ -5,7 +5,7 @@ import struct
 
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-from services import kafka_raw
+from services.adapters.kafka import raw as kafka_raw
 
 
 class RawKey(str):
@@ -29,13 +29,19 @@ def test_records_are_read_with_their_offsets_keys_values_and_headers():
     data = batch(10, [(b"k1", b"v1", []), (None, b"v2", [("trace", b"\xff")]), (b"k3", None, [])])
     read = list(kafka_raw.parse(data))
     assert [(r.offset, r.key, r.value, r.headers, r.problem) for r in read] == [
-        (10, b"k1", b"v1", [], None), (11, None, b"v2", [(b"trace", b"\xff")], None), (12, b"k3", None, [], None)]
+        (10, b"k1", b"v1", [], None),
+        (11, None, b"v2", [(b"trace", b"\xff")], None),
+        (12, b"k3", None, [], None),
+    ]
 
 
 def test_a_header_key_that_is_not_utf8_names_the_problem_and_spares_its_neighbours():
     data = batch(0, [(b"a", b"1", []), (b"b", b"2", [(RawKey("x"), b"v")]), (b"c", b"3", [])])
     assert [(r.offset, r.value, r.problem is None) for r in kafka_raw.parse(data)] == [
-        (0, b"1", True), (1, b"2", False), (2, b"3", True)]
+        (0, b"1", True),
+        (1, b"2", False),
+        (2, b"3", True),
+    ]
 
 
 def test_a_compressed_batch_is_read_like_any_other():
@@ -47,7 +53,9 @@ def test_a_batch_whose_crc_fails_is_every_offset_of_it_unreadable():
     data = bytearray(batch(0, [(b"a", b"1", []), (b"b", b"2", [])]))
     data[-1] ^= 0xFF
     assert [(r.offset, r.problem) for r in kafka_raw.parse(bytes(data))] == [
-        (0, "the batch's CRC does not match its bytes"), (1, "the batch's CRC does not match its bytes")]
+        (0, "the batch's CRC does not match its bytes"),
+        (1, "the batch's CRC does not match its bytes"),
+    ]
 
 
 def test_a_batch_cut_by_the_fetch_size_is_left_for_the_next_fetch():

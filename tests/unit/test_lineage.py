@@ -14,8 +14,10 @@ from tests.unit.test_fold import submissions
 def entries(*events, rejected=None):
     """Log rows at positions 1.. in the given order; events in ``rejected`` map to their reason."""
     rejected = rejected or {}
-    return [LogEntry(i, "rejected" if e.event_id in rejected else "accepted", rejected.get(e.event_id), e)
-            for i, e in enumerate(events, start=1)]
+    return [
+        LogEntry(i, "rejected" if e.event_id in rejected else "accepted", rejected.get(e.event_id), e)
+        for i, e in enumerate(events, start=1)
+    ]
 
 
 def by_id(statuses):
@@ -27,8 +29,11 @@ def test_r5_a_mail_card_dated_before_an_internet_vote_is_superseded_by_it_even_a
     mail = cast("R-1", {"2": "against"}, executed=10, received=60, channel="mail", signatures=["Alice"])
     result = by_id(lineage(meeting(), entries(internet, mail)))
     assert result[internet.event_id].status == COUNTS
-    assert (result[mail.event_id].status, result[mail.event_id].rule, result[mail.event_id].by) == \
-        (SUPERSEDED, "R5", Ref(1, internet.event_id))
+    assert (result[mail.event_id].status, result[mail.event_id].rule, result[mail.event_id].by) == (
+        SUPERSEDED,
+        "R5",
+        Ref(1, internet.event_id),
+    )
 
 
 def test_r7_a_revocation_voids_the_earlier_vote_and_names_itself_and_the_re_vote_counts():
@@ -84,9 +89,16 @@ def reject_meeting(entitlement=3000):
     """The small meeting under the reject policy, Broker X entitled to fewer shares than its books."""
     m = Meeting.scheduled(small_meeting(overvote_policy="reject"))
     chunk = register_event()
-    m.record_positions(type(chunk)(event_id=chunk.event_id, meeting_id="m1", chunk=0, chunks=1,
-                                   positions=chunk.positions,
-                                   entitlements=[Entitlement(nominee="Broker X", shares=entitlement)]))
+    m.record_positions(
+        type(chunk)(
+            event_id=chunk.event_id,
+            meeting_id="m1",
+            chunk=0,
+            chunks=1,
+            positions=chunk.positions,
+            entitlements=[Entitlement(nominee="Broker X", shares=entitlement)],
+        )
+    )
     return m
 
 
@@ -126,13 +138,15 @@ def test_rejected_rows_keep_their_reason_code_and_never_count():
 
 # --- Properties ---------------------------------------------------------------------------------
 
+
 def check_against_state(m, events, state, given_state=False):
     mine = entries(*events)
     statuses = lineage(m, mine, state if given_state else None)
     vote, fill = counting_refs(statuses)
     expected = effective(state)
-    assert vote == (Ref(next(e.position for e in mine if e.event is expected), expected.event_id)
-                    if expected is not None else None)
+    assert vote == (
+        Ref(next(e.position for e in mine if e.event is expected), expected.event_id) if expected is not None else None
+    )
     filler = discretion_fill(state)
     if fill is not None:
         assert filler is not None and fill.event_id == filler.event_id
@@ -168,7 +182,6 @@ def test_r12_r17_lineage_agrees_with_the_tallys_fold_after_closures_and_reject_r
         assert refused == {event_id for event_id, _ in state.overvote_rejected}
 
 
-
 @st.composite
 def nominee_traffic(draw):
     """A nominee's owners' partial instructions, discretionary votes and revocations: R17 revivals."""
@@ -179,11 +192,23 @@ def nominee_traffic(draw):
     if kind == 0:
         return revoke(number, executed=executed, received=received, channel="broker")
     if kind == 1:
-        return cast(number, {"2": draw(st.sampled_from(["for", "against"]))}, executed=executed,
-                    received=received, channel="broker", discretionary=True)
+        return cast(
+            number,
+            {"2": draw(st.sampled_from(["for", "against"]))},
+            executed=executed,
+            received=received,
+            channel="broker",
+            discretionary=True,
+        )
     choices = {"2": "for"} if draw(st.booleans()) else {"3": "for"}
-    return cast(number, choices, executed=executed, received=received, channel="broker",
-                shares=draw(st.sampled_from([None, 500, 1000])))
+    return cast(
+        number,
+        choices,
+        executed=executed,
+        received=received,
+        channel="broker",
+        shares=draw(st.sampled_from([None, 500, 1000])),
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,7 +14,7 @@ from projections.judge import Judge
 from projections.proxies import ProxyBook
 from services.cli.common import parse_timestamp as _timestamp
 from services.cli.proxies_cmd import render
-from services.proxies import proxy_report
+from services.read.proxies import proxy_report
 from tests.factories import at, cast, meeting, register_event, small_meeting
 
 ANN, BOB = "Ann Proxy", "Bob Proxy"
@@ -25,9 +25,14 @@ _ids = itertools.count(1)
 def sub(holder, substitute, executed, control_numbers=None, received=None, event_id=None) -> ProxySubstituted:
     """A proxy.substituted of meeting m1."""
     return ProxySubstituted(
-        event_id=event_id or f"s{next(_ids)}", meeting_id="m1", proxy_holder=holder, substitute=substitute,
-        executed_at=at(executed), received_at=at(received if received is not None else executed),
-        control_numbers=control_numbers)
+        event_id=event_id or f"s{next(_ids)}",
+        meeting_id="m1",
+        proxy_holder=holder,
+        substitute=substitute,
+        executed_at=at(executed),
+        received_at=at(received if received is not None else executed),
+        control_numbers=control_numbers,
+    )
 
 
 def book(*subs) -> ProxyBook:
@@ -143,12 +148,16 @@ def test_r13_the_other_checks_stay_poll_closed_and_not_entitled():
 
 
 def test_r13_the_judge_rebuilt_from_accepted_events_answers_like_the_live_one():
-    events = [sub(ANN, "Carl Sub", 5, ["R-1"]), sub("Carl Sub", "Dana Sub", 6), sub(BOB, "Eli Sub", 2),
-              sub("Dana Sub", "Fay Sub", 7, ["R-2"])]
+    events = [
+        sub(ANN, "Carl Sub", 5, ["R-1"]),
+        sub("Carl Sub", "Dana Sub", 6),
+        sub(BOB, "Eli Sub", 2),
+        sub("Dana Sub", "Fay Sub", 7, ["R-2"]),
+    ]
     live, reasons = judge_with(*events)
     assert reasons == [None, None, None, v.NOT_PROXY_HOLDER]
     rebuilt = Judge()
-    for event in [small_meeting(), register_event()] + [e for e, r in zip(events, reasons) if r is None]:
+    for event in [small_meeting(), register_event()] + [e for e, r in zip(events, reasons, strict=False) if r is None]:
         rebuilt.apply_accepted(event)
     for cn in ("R-1", "R-2", "B-1"):
         for when in (None, at(3), at(5.5), at(6)):
@@ -177,8 +186,16 @@ def substitutions(draw):
     for i in range(count):
         listed = draw(st.one_of(st.none(), st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=3)))
         executed = draw(st.integers(0, 6))
-        out.append(sub(draw(st.sampled_from(PEOPLE)), draw(st.sampled_from(PEOPLE)), executed, listed,
-                       received=executed + draw(st.integers(0, 2)), event_id=f"h{i}"))
+        out.append(
+            sub(
+                draw(st.sampled_from(PEOPLE)),
+                draw(st.sampled_from(PEOPLE)),
+                executed,
+                listed,
+                received=executed + draw(st.integers(0, 2)),
+                event_id=f"h{i}",
+            )
+        )
     return out
 
 
@@ -199,8 +216,9 @@ def answers(b: ProxyBook):
     """Everything the book says, at every hour and at the end."""
     out = []
     for when in [None] + [at(h) for h in range(-1, 8)]:
-        out.append(({cn: b.holders(cn, when) for cn in NUMBERS + [UNLISTED]}, b.holdings(when), b.chains(when),
-                    b.links(when)))
+        out.append(
+            ({cn: b.holders(cn, when) for cn in NUMBERS + [UNLISTED]}, b.holdings(when), b.chains(when), b.links(when))
+        )
     return out
 
 

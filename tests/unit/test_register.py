@@ -11,12 +11,19 @@ import pytest
 
 from events import PositionsRecorded, decode, encode
 from projections.meeting import Meeting
-from services.demo.register import build_register, nominee_books, register_events
-from services.demo.spec import load_spec
+from services.devtools.demo.register import build_register, nominee_books, register_events
+from services.devtools.demo.spec import load_spec
 
 SPEC = Path(__file__).resolve().parents[2] / "deploy" / "meetings" / "cbak-2023-agm.toml"
-KNOWN = {"Yunfei Li": 11_100_871, "Dawei Li": 6_733_359, "Xiangyu Pei": 292_983, "Martha C. Agee": 55_000,
-         "Jianjun He": 51_665, "J. Simon Xue": 35_000, "Jiewei Li": 9_000}
+KNOWN = {
+    "Yunfei Li": 11_100_871,
+    "Dawei Li": 6_733_359,
+    "Xiangyu Pei": 292_983,
+    "Martha C. Agee": 55_000,
+    "Jianjun He": 51_665,
+    "J. Simon Xue": 35_000,
+    "Jiewei Li": 9_000,
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +52,11 @@ def test_every_position_holds_a_positive_whole_number_of_shares(register):
 
 def test_the_register_includes_the_known_holders_with_their_exact_shares(register):
     positions, _ = register
-    found = {p.holders[0]: p.shares for p in positions if len(p.holders) == 1 and p.holders[0] in KNOWN
-             and p.shares in KNOWN.values()}
+    found = {
+        p.holders[0]: p.shares
+        for p in positions
+        if len(p.holders) == 1 and p.holders[0] in KNOWN and p.shares in KNOWN.values()
+    }
     assert found == KNOWN
 
 
@@ -79,7 +89,7 @@ def test_share_sizes_are_long_tailed_with_no_unnamed_holder_at_five_percent(spec
     positions, _ = register
     sizes = sorted(p.shares for p in positions)
     median = sizes[len(sizes) // 2]
-    top_percent = sum(sizes[-len(sizes) // 100:])
+    top_percent = sum(sizes[-len(sizes) // 100 :])
     assert median < 2_000 < sizes[-100]
     assert top_percent > sum(sizes) // 2
     unnamed = [p.shares for p in positions if p.holders[0] not in KNOWN]

@@ -29,20 +29,47 @@ def report(present=9333, totals=TOTALS, overvotes=(), **spec):
 
 def test_the_report_gives_each_item_its_8k_columns_title_and_outcome():
     items = report()["items"]
-    assert items["1.1"] == {"title": "Director A", "kind": "director", "for": 5000, "against": 3333, "abstain": 0,
-                            "broker_non_votes": 0, "outcome": "elected"}
+    assert items["1.1"] == {
+        "title": "Director A",
+        "kind": "director",
+        "for": 5000,
+        "against": 3333,
+        "abstain": 0,
+        "broker_non_votes": 0,
+        "outcome": "elected",
+    }
     assert items["1.2"]["broker_non_votes"] == 6000 and items["1.2"]["outcome"] == "elected"
-    assert items["3"] == {"title": "Plan", "kind": "proposal", "for": 7167, "against": 1166, "abstain": 0,
-                          "broker_non_votes": 1000, "outcome": "passed"}
-    assert items["5"] == {"title": "Frequency", "kind": "frequency", "1y": 2000, "2y": 0, "3y": 3333, "abstain": 0,
-                          "broker_non_votes": 4000, "outcome": "3y"}
+    assert items["3"] == {
+        "title": "Plan",
+        "kind": "proposal",
+        "for": 7167,
+        "against": 1166,
+        "abstain": 0,
+        "broker_non_votes": 1000,
+        "outcome": "passed",
+    }
+    assert items["5"] == {
+        "title": "Frequency",
+        "kind": "frequency",
+        "1y": 2000,
+        "2y": 0,
+        "3y": 3333,
+        "abstain": 0,
+        "broker_non_votes": 4000,
+        "outcome": "3y",
+    }
 
 
 def test_the_report_gives_shares_present_outstanding_the_quorum_and_the_log_point():
     r = report()
     assert r["outstanding"] == 10_000
-    assert r["quorum"] == {"fraction": "1/3", "required": 3334, "present": 9333, "met": True,
-                           "present_percent": "93.33"}
+    assert r["quorum"] == {
+        "fraction": "1/3",
+        "required": 3334,
+        "present": 9333,
+        "met": True,
+        "present_percent": "93.33",
+    }
     assert r["log"] == {"position": 42, "digest": DIGEST}
 
 
@@ -53,12 +80,21 @@ def test_without_quorum_every_outcome_is_no_quorum_and_the_quorum_is_not_met():
     assert "3,334 required (1/3): **not met**" in render_markdown(r)
 
 
-@pytest.mark.parametrize("part, whole, expected", [
-    (1, 3, "33.33"), (2, 3, "66.67"), (1, 8, "12.50"), (10_000, 10_000, "100.00"), (0, 7, "0.00"),
-    (1, 800, "0.13"),  # exactly 0.125 %: half up (a float round() gives 0.12)
-    (1, 1600, "0.06"), (5, 1_000_000, "0.00"), (81_010_879, 89_467_190, "90.55"),
-    (2**70 + 1, 2**71, "50.00"),  # beyond a float's 53 bits
-])
+@pytest.mark.parametrize(
+    "part, whole, expected",
+    [
+        (1, 3, "33.33"),
+        (2, 3, "66.67"),
+        (1, 8, "12.50"),
+        (10_000, 10_000, "100.00"),
+        (0, 7, "0.00"),
+        (1, 800, "0.13"),  # exactly 0.125 %: half up (a float round() gives 0.12)
+        (1, 1600, "0.06"),
+        (5, 1_000_000, "0.00"),
+        (81_010_879, 89_467_190, "90.55"),
+        (2**70 + 1, 2**71, "50.00"),  # beyond a float's 53 bits
+    ],
+)
 def test_the_quorum_percentage_has_two_decimals_rounded_half_up_from_integers(part, whole, expected):
     assert percent(part, whole) == expected
 
@@ -66,13 +102,32 @@ def test_the_quorum_percentage_has_two_decimals_rounded_half_up_from_integers(pa
 def test_the_json_report_has_stable_keys_in_a_fixed_order():
     r = report(overvotes=[OVERVOTE])
     parsed = json.loads(render_json(r))
-    assert list(parsed) == ["meeting_id", "company", "title", "meeting_at", "timezone", "record_date",
-                            "outstanding", "quorum", "items", "over_votes", "log"]
+    assert list(parsed) == [
+        "meeting_id",
+        "company",
+        "title",
+        "meeting_at",
+        "timezone",
+        "record_date",
+        "outstanding",
+        "quorum",
+        "items",
+        "over_votes",
+        "log",
+    ]
     assert list(parsed["items"]) == ["1.1", "1.2", "2", "3", "5"]
     assert list(parsed["items"]["5"]) == ["title", "kind", "1y", "2y", "3y", "abstain", "broker_non_votes", "outcome"]
-    assert parsed["over_votes"] == [{"nominee": "Broker X", "item_id": "1.1", "entitlement": 5000,
-                                     "voted": {"for": 2000, "against": 4000}, "counted": {"for": 1667, "against": 3333},
-                                     "policy": "prorate", "rejected": []}]
+    assert parsed["over_votes"] == [
+        {
+            "nominee": "Broker X",
+            "item_id": "1.1",
+            "entitlement": 5000,
+            "voted": {"for": 2000, "against": 4000},
+            "counted": {"for": 1667, "against": 3333},
+            "policy": "prorate",
+            "rejected": [],
+        }
+    ]
     assert render_json(r) == render_json(report(overvotes=[OVERVOTE]))
 
 
@@ -90,12 +145,18 @@ def test_the_csv_report_is_a_header_and_one_row_per_item_without_position_or_dig
 def test_the_markdown_report_has_a_heading_meeting_and_quorum_lines_a_table_per_kind_and_a_footer():
     lines = render_markdown(report(overvotes=[OVERVOTE])).splitlines()
     assert lines[0] == "# Item 5.07 Submission of Matters to a Vote of Security Holders"
-    assert lines[2] == ("Test Co, Annual meeting (`m1`), held 2023-12-01 09:00+08:00 (Asia/Shanghai);"
-                        " record date 2023-11-01.")
-    assert lines[4] == ("Quorum: 9,333 of 10,000 shares outstanding present in person or by proxy (93.33 %);"
-                        " 3,334 required (1/3): **met**.")
+    assert lines[2] == (
+        "Test Co, Annual meeting (`m1`), held 2023-12-01 09:00+08:00 (Asia/Shanghai); record date 2023-11-01."
+    )
+    assert lines[4] == (
+        "Quorum: 9,333 of 10,000 shares outstanding present in person or by proxy (93.33 %);"
+        " 3,334 required (1/3): **met**."
+    )
     assert [line for line in lines if line.startswith("## ")] == [
-        "## Election of directors", "## Proposals", "## Frequency of advisory votes"]
+        "## Election of directors",
+        "## Proposals",
+        "## Frequency of advisory votes",
+    ]
     assert "| Item | Nominee | For | Against | Abstain | Broker non-votes | Outcome |" in lines
     assert "| 1.2 | Director B | 3,333 | 0 | 0 | 6,000 | elected |" in lines
     assert "| 3 | Plan | 7,167 | 1,166 | 0 | 1,000 | passed |" in lines
@@ -113,12 +174,27 @@ def test_a_title_with_a_pipe_does_not_break_the_markdown_table():
 
 
 ROWS = [
-    {"position": 1, "event_id": "meeting-1", "decision": "accepted", "reason": None,
-     "payload": '{"type":"meeting.scheduled","meeting_id":"m1"}'},
-    {"position": 3, "event_id": "e1", "decision": "accepted", "reason": None,
-     "payload": '{"type":"vote.cast","choices":{"2":"for"},"holder":"Zoë"}'},
-    {"position": 4, "event_id": "e2", "decision": "rejected", "reason": "not_entitled",
-     "payload": '{"type": "vote.cast", "control_number": "X-1"}'},
+    {
+        "position": 1,
+        "event_id": "meeting-1",
+        "decision": "accepted",
+        "reason": None,
+        "payload": '{"type":"meeting.scheduled","meeting_id":"m1"}',
+    },
+    {
+        "position": 3,
+        "event_id": "e1",
+        "decision": "accepted",
+        "reason": None,
+        "payload": '{"type":"vote.cast","choices":{"2":"for"},"holder":"Zoë"}',
+    },
+    {
+        "position": 4,
+        "event_id": "e2",
+        "decision": "rejected",
+        "reason": "not_entitled",
+        "payload": '{"type": "vote.cast", "control_number": "X-1"}',
+    },
 ]
 
 
@@ -126,9 +202,12 @@ def test_the_digest_is_sha256_of_the_canonical_rows_in_position_order():
     expected = hashlib.sha256(
         b'1\tmeeting-1\taccepted\t\t{"type":"meeting.scheduled","meeting_id":"m1"}\n'
         + '3\te1\taccepted\t\t{"type":"vote.cast","choices":{"2":"for"},"holder":"Zoë"}\n'.encode()
-        + b'4\te2\trejected\tnot_entitled\t{"type": "vote.cast", "control_number": "X-1"}\n').hexdigest()
+        + b'4\te2\trejected\tnot_entitled\t{"type": "vote.cast", "control_number": "X-1"}\n'
+    ).hexdigest()
     assert log_digest(ROWS, up_to=4) == "sha256:" + expected
-    assert canonical_row(**ROWS[2]) == b'4\te2\trejected\tnot_entitled\t{"type": "vote.cast", "control_number": "X-1"}\n'
+    assert (
+        canonical_row(**ROWS[2]) == b'4\te2\trejected\tnot_entitled\t{"type": "vote.cast", "control_number": "X-1"}\n'
+    )
     assert log_digest([], up_to=4) == "sha256:" + hashlib.sha256(b"").hexdigest()
 
 

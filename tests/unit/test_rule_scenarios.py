@@ -27,7 +27,7 @@ from projections.meeting import Meeting
 from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
 from projections.replay import replay
-from services import ingest
+from services.runtime import ingest
 from tests.factories import POSITIONS, at, cast, meeting, register_event, revoke, small_meeting
 
 MEETING_DAY = 24 * 30  # small_meeting(): the meeting is at(24 * 30), the internet/phone cut-off at(24 * 29)
@@ -97,11 +97,16 @@ def test_r4_a_poll_closure_naming_an_unknown_item_is_refused_unknown_item():
 
 def test_r5_the_latest_date_compares_instants_not_the_clock_time_written_in_each_zone():
     # 20:00 in Shanghai (12:00 UTC) is EARLIER than 10:00 in New York (15:00 UTC) the same day.
-    shanghai = msgspec.structs.replace(cast("R-1", {"2": "for"}), executed_at=_t("2023-11-30T20:00:00+08:00"),
-                                       received_at=_t("2023-11-30T20:00:00+08:00"))
-    new_york = msgspec.structs.replace(cast("R-1", {"2": "against"}, channel="mail", signatures=["Alice"]),
-                                       executed_at=_t("2023-11-30T10:00:00-05:00"),
-                                       received_at=_t("2023-12-01T09:00:00-05:00"))
+    shanghai = msgspec.structs.replace(
+        cast("R-1", {"2": "for"}),
+        executed_at=_t("2023-11-30T20:00:00+08:00"),
+        received_at=_t("2023-11-30T20:00:00+08:00"),
+    )
+    new_york = msgspec.structs.replace(
+        cast("R-1", {"2": "against"}, channel="mail", signatures=["Alice"]),
+        executed_at=_t("2023-11-30T10:00:00-05:00"),
+        received_at=_t("2023-12-01T09:00:00-05:00"),
+    )
     for order in ([shanghai, new_york], [new_york, shanghai]):
         assert columns(fold(order), "2") == {"against": 3000}
 
@@ -150,8 +155,13 @@ def test_r7_a_revocation_executed_before_any_instruction_voids_nothing_later():
 def test_r8_a_beneficial_owners_ballot_with_a_legal_proxy_supersedes_the_nominees_votes():
     owner = cast("B-1", {"2": "for", "3": "for"}, executed=1, channel="broker")
     discretion = cast("B-1", {"2": "for"}, executed=2, channel="broker", discretionary=True)
-    ballot = cast("B-1", {"1.1": "for", "1.2": "for", "2": "against", "3": "against", "5": "1y"},
-                  executed=MEETING_DAY + 0.1, channel="in_person", legal_proxy_id="LP-42")
+    ballot = cast(
+        "B-1",
+        {"1.1": "for", "1.2": "for", "2": "against", "3": "against", "5": "1y"},
+        executed=MEETING_DAY + 0.1,
+        channel="in_person",
+        legal_proxy_id="LP-42",
+    )
     judge = judged_meeting()
     assert [judge.judge(e) for e in (owner, discretion, ballot)] == [None, None, None]
     tally = fold([owner, ballot, discretion])
@@ -241,18 +251,25 @@ def test_r12_a_ballot_received_after_the_polls_closed_never_counts_whatever_the_
 
 
 def test_r14_abstain_only_partial_and_discretionary_only_positions_are_present():
-    tally = fold([
-        cast("R-1", {"1.1": "abstain", "1.2": "abstain", "2": "abstain", "3": "abstain", "5": "abstain"}),
-        cast("R-2", {"2": "for"}, shares=400, channel="phone"),
-        cast("B-2", {"2": "for"}, channel="broker", discretionary=True),
-    ])
+    tally = fold(
+        [
+            cast("R-1", {"1.1": "abstain", "1.2": "abstain", "2": "abstain", "3": "abstain", "5": "abstain"}),
+            cast("R-2", {"2": "for"}, shares=400, channel="phone"),
+            cast("B-2", {"2": "for"}, channel="broker", discretionary=True),
+        ]
+    )
     # 3000 (abstain only) + 400 (partial of 1000) + 4000 (discretionary only) = 7400.
     assert report(tally)["quorum"] == {"required": 3334, "present": 7400, "met": True}
 
 
 def test_r14_a_ballot_with_no_marks_is_present_but_a_fully_revoked_position_is_not():
-    tally = fold([cast("R-1", {}, executed=MEETING_DAY, channel="in_person"),
-                  cast("R-2", {"2": "for"}, executed=1, channel="phone"), revoke("R-2", executed=2)])
+    tally = fold(
+        [
+            cast("R-1", {}, executed=MEETING_DAY, channel="in_person"),
+            cast("R-2", {"2": "for"}, executed=1, channel="phone"),
+            revoke("R-2", executed=2),
+        ]
+    )
     assert report(tally)["quorum"] == {"required": 3334, "present": 3000, "met": False}
 
 
@@ -268,10 +285,12 @@ def test_r15_without_quorum_every_item_is_no_quorum_but_the_columns_are_still_re
 
 
 def test_r15_abstentions_and_broker_non_votes_do_not_count_as_votes_cast():
-    tally = fold([
-        cast("R-1", {"3": {"for": 1000, "against": 999, "abstain": 1001}}),
-        cast("B-2", {"2": "for"}, channel="broker", discretionary=True),  # 4000 broker non-votes on 3
-    ])
+    tally = fold(
+        [
+            cast("R-1", {"3": {"for": 1000, "against": 999, "abstain": 1001}}),
+            cast("B-2", {"2": "for"}, channel="broker", discretionary=True),  # 4000 broker non-votes on 3
+        ]
+    )
     item = report(tally)["items"]["3"]
     assert (item["for"], item["against"], item["abstain"], item["broker_non_votes"]) == (1000, 999, 1001, 4000)
     assert item["outcome"] == "passed"  # 1000 For > 999 Against; 5001 others have no effect
@@ -296,18 +315,33 @@ def test_r16_a_beneficial_split_remainder_is_a_broker_non_vote_but_an_unmarked_r
 def two_nominee_meeting(policy: str = "prorate") -> Meeting:
     """Broker X books 6000 with entitlement 5000; Bank Y books 1000 with entitlement 1000."""
     m = Meeting.scheduled(small_meeting(overvote_policy=policy, outstanding=11_000))
-    m.record_positions(PositionsRecorded(
-        event_id="r", meeting_id="m1", chunk=0, chunks=1,
-        positions=[*POSITIONS, Position(control_number="Y-1", kind="beneficial", shares=1000, holders=["Gil"],
-                                        nominee="Bank Y")],
-        entitlements=[Entitlement(nominee="Broker X", shares=5000), Entitlement(nominee="Bank Y", shares=1000)]))
+    m.record_positions(
+        PositionsRecorded(
+            event_id="r",
+            meeting_id="m1",
+            chunk=0,
+            chunks=1,
+            positions=[
+                *POSITIONS,
+                Position(control_number="Y-1", kind="beneficial", shares=1000, holders=["Gil"], nominee="Bank Y"),
+            ],
+            entitlements=[Entitlement(nominee="Broker X", shares=5000), Entitlement(nominee="Bank Y", shares=1000)],
+        )
+    )
     return m
 
 
 def test_r17_prorate_touches_only_the_nominee_over_its_entitlement_never_registered_votes():
     m = two_nominee_meeting()
-    tally = fold([cast("R-1", {"2": "against"}), cast("B-1", {"2": "for"}, channel="broker"),
-                  cast("B-2", {"2": "against"}, channel="broker"), cast("Y-1", {"2": "for"}, channel="broker")], m)
+    tally = fold(
+        [
+            cast("R-1", {"2": "against"}),
+            cast("B-1", {"2": "for"}, channel="broker"),
+            cast("B-2", {"2": "against"}, channel="broker"),
+            cast("Y-1", {"2": "for"}, channel="broker"),
+        ],
+        m,
+    )
     totals, overvotes = counted_totals(m.spec, m.entitlements, tally.buckets)
     # Broker X: for 2000, against 4000 = 6000 > 5000 -> for 2000*5/6 = 1666.67, against 3333.33:
     # floors 1666 + 3333 = 4999, the last share to the larger remainder (for: 4000 vs 2000) -> 1667 / 3333.
@@ -319,8 +353,8 @@ def test_r17_prorate_touches_only_the_nominee_over_its_entitlement_never_registe
 def test_r17_reject_never_counts_more_than_the_entitlement_even_when_a_revocation_revives_a_discretionary_vote():
     m = two_nominee_meeting("reject")
     events = [
-        cast("B-1", {"2": "for"}, executed=1, channel="broker"),                          # Broker X: 2000
-        cast("B-2", {"2": {"for": 100}}, executed=1, channel="broker"),                   # 2100 <= 5000
+        cast("B-1", {"2": "for"}, executed=1, channel="broker"),  # Broker X: 2000
+        cast("B-2", {"2": {"for": 100}}, executed=1, channel="broker"),  # 2100 <= 5000
         cast("B-2", {"2": "against"}, executed=5, channel="broker", discretionary=True),  # not effective yet
         revoke("B-2", executed=3),  # voids the owner's t=1 instruction: the t=5 discretionary 4000 counts
     ]
@@ -330,8 +364,11 @@ def test_r17_reject_never_counts_more_than_the_entitlement_even_when_a_revocatio
         for event_id, item_id in state.overvote_rejected:
             refused.setdefault((m.positions[number].nominee, item_id), []).append(event_id)
     totals, overvotes = counted_totals(m.spec, m.entitlements, tally.buckets, refused)
-    broker_x = sum(n for (item, option, nominee), n in tally.buckets.items()
-                   if item == "2" and nominee == "Broker X" and option != "broker_non_vote")
+    broker_x = sum(
+        n
+        for (item, option, nominee), n in tally.buckets.items()
+        if item == "2" and nominee == "Broker X" and option != "broker_non_vote"
+    )
     assert broker_x <= 5000, f"Broker X counted {broker_x} on item 2 (entitlement 5000), report {overvotes}"
 
 
@@ -340,7 +377,7 @@ def test_r17_reject_never_counts_more_than_the_entitlement_even_when_a_revocatio
 
 @dataclass
 class Rec:
-    """The parts of a Kafka record that services.ingest reads."""
+    """The parts of a Kafka record that services.runtime.ingest reads."""
 
     topic: str
     offset: int
@@ -384,24 +421,34 @@ def test_r18_the_same_content_under_a_new_event_id_is_a_new_instruction():
 
 def test_r19_every_submission_of_a_batch_gets_exactly_one_row_with_its_decision_and_reason():
     events = [
-        small_meeting(), register_event(),
-        cast("R-1", {"2": "for"}),                                              # accepted
-        cast("X-9", {"2": "for"}),                                              # R1
-        cast("R-1", {"2": "for"}, shares=3001),                                 # R2
-        cast("R-1", {"2": {"for": 3000, "against": 1}}),                        # R3
-        cast("R-1", {"2": "1y"}),                                               # R4
-        cast("B-1", {"2": "for"}, channel="in_person"),                         # R8
-        cast("B-1", {"3": "for"}, channel="broker", discretionary=True),        # R10
-        cast("R-2", {"2": "for"}, channel="mail", signatures=["Dana"]),         # R11
-        cast("R-1", {"2": "for"}, executed=24 * 29 + 1),                        # R12
-        revoke("R-2", executed=4),                                              # accepted
+        small_meeting(),
+        register_event(),
+        cast("R-1", {"2": "for"}),  # accepted
+        cast("X-9", {"2": "for"}),  # R1
+        cast("R-1", {"2": "for"}, shares=3001),  # R2
+        cast("R-1", {"2": {"for": 3000, "against": 1}}),  # R3
+        cast("R-1", {"2": "1y"}),  # R4
+        cast("B-1", {"2": "for"}, channel="in_person"),  # R8
+        cast("B-1", {"3": "for"}, channel="broker", discretionary=True),  # R10
+        cast("R-2", {"2": "for"}, channel="mail", signatures=["Dana"]),  # R11
+        cast("R-1", {"2": "for"}, executed=24 * 29 + 1),  # R12
+        revoke("R-2", executed=4),  # accepted
     ]
     decided = ingest.decide(Judge(), records_for(events), set(), ADMIN)
     assert [r.event_id for r in decided.rows] == [e.event_id for e in events]
     assert [r.reason for r in decided.rows[2:]] == [
-        None, v.NOT_ENTITLED, v.EXCEEDS_POSITION, v.OVER_VOTE, v.INVALID_CHOICE, v.NO_LEGAL_PROXY,
-        v.DISCRETIONARY_NOT_ALLOWED, v.MISSING_JOINT_SIGNATURE, v.CUTOFF_PASSED, None]
-    for row, event in zip(decided.rows, events):
+        None,
+        v.NOT_ENTITLED,
+        v.EXCEEDS_POSITION,
+        v.OVER_VOTE,
+        v.INVALID_CHOICE,
+        v.NO_LEGAL_PROXY,
+        v.DISCRETIONARY_NOT_ALLOWED,
+        v.MISSING_JOINT_SIGNATURE,
+        v.CUTOFF_PASSED,
+        None,
+    ]
+    for row, event in zip(decided.rows, events, strict=False):
         assert row.decision == ("accepted" if row.reason is None else "rejected")
         assert row.reason is None or row.reason in v.REASONS
         assert row.payload == encode(event).decode()  # kept exactly as received
@@ -410,7 +457,14 @@ def test_r19_every_submission_of_a_batch_gets_exactly_one_row_with_its_decision_
 def test_wrong_topic_an_admin_event_on_the_vote_topic_or_a_vote_on_the_admin_topic_is_refused():
     meeting_event, forged_register, misrouted_vote = small_meeting(), register_event(), cast("R-1", {"2": "for"})
     topics = {id(meeting_event): ADMIN, id(forged_register): VOTES, id(misrouted_vote): ADMIN}
-    decided = ingest.decide(Judge(), records_for([meeting_event, forged_register, misrouted_vote],
-                                                 topic_of=lambda e: topics[id(e)]), set(), ADMIN)
+    decided = ingest.decide(
+        Judge(),
+        records_for([meeting_event, forged_register, misrouted_vote], topic_of=lambda e: topics[id(e)]),
+        set(),
+        ADMIN,
+    )
     assert {r.type: r.reason for r in decided.rows} == {
-        "meeting.scheduled": None, "positions.recorded": v.WRONG_TOPIC, "vote.cast": v.WRONG_TOPIC}
+        "meeting.scheduled": None,
+        "positions.recorded": v.WRONG_TOPIC,
+        "vote.cast": v.WRONG_TOPIC,
+    }

@@ -39,24 +39,39 @@ def test_r10_r7_a_revoked_discretionary_vote_fills_nothing():
 
 def overvoting_meeting(policy="prorate", entitlement=5000):
     m = Meeting.scheduled(small_meeting(overvote_policy=policy))
-    m.record_positions(PositionsRecorded(event_id="r", meeting_id="m1", chunk=0, chunks=1, positions=POSITIONS,
-                                         entitlements=[Entitlement(nominee="Broker X", shares=entitlement)]))
+    m.record_positions(
+        PositionsRecorded(
+            event_id="r",
+            meeting_id="m1",
+            chunk=0,
+            chunks=1,
+            positions=POSITIONS,
+            entitlements=[Entitlement(nominee="Broker X", shares=entitlement)],
+        )
+    )
     return m
 
 
 def test_r17_prorate_reduces_the_nominees_votes_to_its_entitlement_by_largest_remainder():
     # Broker X's books: 2,000 + 4,000 = 6,000 shares; its DTC entitlement is 5,000.
-    events = [cast("B-1", {"2": "for"}, channel="broker"), cast("B-2", {"2": {"for": 1000, "against": 3000}}, channel="broker")]
+    events = [
+        cast("B-1", {"2": "for"}, channel="broker"),
+        cast("B-2", {"2": {"for": 1000, "against": 3000}}, channel="broker"),
+    ]
     totals, report = counted(fold(events, overvoting_meeting()))
     # voted for 3,000, against 3,000: quotas 2,500 and 2,500 exactly.
     assert totals["2"] == {"for": 2500, "against": 2500}
     assert [(o.nominee, o.item_id, o.voted, o.counted) for o in report] == [
-        ("Broker X", "2", {"for": 3000, "against": 3000}, {"for": 2500, "against": 2500})]
+        ("Broker X", "2", {"for": 3000, "against": 3000}, {"for": 2500, "against": 2500})
+    ]
 
 
 def test_r17_prorate_gives_the_last_shares_to_the_largest_remainders_then_the_first_option():
-    assert prorate({"for": 1, "against": 1, "abstain": 1}, ["for", "against", "abstain"], 2) == \
-        {"for": 1, "against": 1, "abstain": 0}
+    assert prorate({"for": 1, "against": 1, "abstain": 1}, ["for", "against", "abstain"], 2) == {
+        "for": 1,
+        "against": 1,
+        "abstain": 0,
+    }
     assert prorate({"for": 7, "against": 2}, ["for", "against"], 5) == {"for": 4, "against": 1}
     assert prorate({"for": 10, "against": 3}, ["for", "against"], 13) == {"for": 10, "against": 3}
 
@@ -73,11 +88,29 @@ def test_r17_reject_refuses_the_instruction_that_first_takes_the_nominee_over():
 
 
 def contested_meeting():
-    items = [Item(id=f"1.{i}", title=f"Nominee {i}", options=["for", "against", "abstain"], standard="plurality",
-                  group="1", seats=2, universal_proxy=True, recommendation="for" if i <= 2 else None)
-             for i in range(1, 5)]
-    items.append(Item(id="2", title="Auditor", options=["for", "against", "abstain"],
-                      standard="majority_of_votes_cast", routine=True, recommendation="for"))
+    items = [
+        Item(
+            id=f"1.{i}",
+            title=f"Nominee {i}",
+            options=["for", "against", "abstain"],
+            standard="plurality",
+            group="1",
+            seats=2,
+            universal_proxy=True,
+            recommendation="for" if i <= 2 else None,
+        )
+        for i in range(1, 5)
+    ]
+    items.append(
+        Item(
+            id="2",
+            title="Auditor",
+            options=["for", "against", "abstain"],
+            standard="majority_of_votes_cast",
+            routine=True,
+            recommendation="for",
+        )
+    )
     return meeting(small_meeting(items=items))
 
 
@@ -99,6 +132,7 @@ def test_a_universal_proxy_card_with_no_director_marks_votes_as_the_board_recomm
 
 
 # --- Properties ---------------------------------------------------------------------------------
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(submissions(), max_size=25), st.integers(0, 6000))
@@ -132,16 +166,22 @@ def test_for_every_item_the_columns_and_not_voted_add_up_to_the_shares_present(e
 def test_an_incremental_fold_resumed_from_stored_state_equals_a_fold_from_scratch(events, cut):
     """What the projector does across restarts: fold, store voter states as JSON, load, go on."""
     first = fold(events[:cut], overvoting_meeting("reject"))
-    resumed = Tally(meeting=first.meeting, present=first.present, present_count=first.present_count,
-                    buckets=first.buckets.copy(), events_applied=first.events_applied)
+    resumed = Tally(
+        meeting=first.meeting,
+        present=first.present,
+        present_count=first.present_count,
+        buckets=first.buckets.copy(),
+        events_applied=first.events_applied,
+    )
     encoded = {n: msgspec.json.encode(s) for n, s in first.voters.items()}
     resumed.voters = {n: msgspec.json.decode(b, type=VoterState) for n, b in encoded.items()}
     for event in events[cut:]:
         resumed.apply(event)
     scratch = fold(events, overvoting_meeting("reject"))
     assert (resumed.present, dict(resumed.buckets)) == (scratch.present, dict(scratch.buckets))
-    assert {n: v.overvote_rejected for n, v in resumed.voters.items()} == \
-        {n: v.overvote_rejected for n, v in scratch.voters.items()}
+    assert {n: v.overvote_rejected for n, v in resumed.voters.items()} == {
+        n: v.overvote_rejected for n, v in scratch.voters.items()
+    }
 
 
 def test_shares_are_integers_everywhere():
@@ -159,23 +199,27 @@ def test_r17_the_prorated_tally_equals_an_independent_naive_count(events, entitl
     m = overvoting_meeting(entitlement=entitlement)
     totals, _ = counted(fold(events, m))
     expected = reference_count.count(m.spec, m.positions, events, {"Broker X": entitlement})
-    got = {k: {("broker_non_votes" if o == "broker_non_vote" else o): n for o, n in v.items() if n}
-           for k, v in totals.items()}
+    got = {
+        k: {("broker_non_votes" if o == "broker_non_vote" else o): n for o, n in v.items() if n}
+        for k, v in totals.items()
+    }
     assert got == expected["items"]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(submissions(), max_size=30), st.integers(1, 10), st.sampled_from(["prorate", "reject"]),
-       st.booleans())
+@given(st.lists(submissions(), max_size=30), st.integers(1, 10), st.sampled_from(["prorate", "reject"]), st.booleans())
 def test_folding_in_batches_equals_folding_event_by_event(events, batch, policy, settle_each):
     """The projector folds batches; a replay settles contributions once at the end; the live rule
     is event by event: all must agree."""
     one_by_one = fold(events, overvoting_meeting(policy, entitlement=4500))
     batched = Tally(meeting=overvoting_meeting(policy, entitlement=4500))
     for start in range(0, len(events), batch):
-        batched.apply_many(events[start:start + batch], settle=settle_each)
+        batched.apply_many(events[start : start + batch], settle=settle_each)
     batched.settle()
     assert not batched.unsettled
-    assert (batched.present, batched.present_count, dict(batched.buckets)) == \
-        (one_by_one.present, one_by_one.present_count, dict(one_by_one.buckets))
+    assert (batched.present, batched.present_count, dict(batched.buckets)) == (
+        one_by_one.present,
+        one_by_one.present_count,
+        dict(one_by_one.buckets),
+    )
     assert batched.voters == one_by_one.voters

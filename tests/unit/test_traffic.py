@@ -14,9 +14,9 @@ from projections import validation as v
 from projections.fold import BROKER_NON_VOTE, Tally
 from projections.meeting import Meeting
 from projections.outcomes import outcomes, quorum
-from services.demo.register import build_register, register_events
-from services.demo.spec import load_spec
-from services.demo.traffic import generate
+from services.devtools.demo.register import build_register, register_events
+from services.devtools.demo.spec import load_spec
+from services.devtools.demo.traffic import generate
 
 SPEC = Path(__file__).resolve().parents[2] / "deploy" / "meetings" / "cbak-2023-agm.toml"
 
@@ -99,8 +99,14 @@ def test_joint_holdings_sign_with_every_holder_and_a_few_cards_are_not_signed_pr
     reasons = Counter(reason for e, reason in decided if isinstance(e, VoteCast) and e.channel == "mail")
     assert reasons[None] > 0.9 * sum(reasons.values())
     assert reasons[v.UNSIGNED] + reasons[v.MISSING_JOINT_SIGNATURE] > 0
-    joint_ok = [e for e, reason in decided if isinstance(e, VoteCast) and e.channel == "mail" and reason is None
-                and len(positions[e.control_number].holders) > 1]
+    joint_ok = [
+        e
+        for e, reason in decided
+        if isinstance(e, VoteCast)
+        and e.channel == "mail"
+        and reason is None
+        and len(positions[e.control_number].holders) > 1
+    ]
     assert joint_ok and all(e.signatures == positions[e.control_number].holders for e in joint_ok)
 
 
@@ -116,8 +122,11 @@ def test_some_revocations_are_followed_by_a_later_vote(events):
     revoked = {e.control_number: e.executed_at for e in events if isinstance(e, VoteRevoked)}
     assert revoked
     assert all(e.channel == "mail" and e.method == "written_notice" for e in events if isinstance(e, VoteRevoked))
-    again = {e.control_number for e in votes(events) if e.control_number in revoked
-             and e.executed_at > revoked[e.control_number]}
+    again = {
+        e.control_number
+        for e in votes(events)
+        if e.control_number in revoked and e.executed_at > revoked[e.control_number]
+    }
     assert again
 
 
@@ -134,8 +143,7 @@ def test_discretionary_votes_are_nominee_votes_on_the_routine_item_only(world, e
 def test_brokers_submit_for_their_own_clients_with_splits_and_partial_votes(world, events):
     positions = {p.control_number: p for p in world[2]}
     broker = votes(events, channel="broker", discretionary=False)
-    assert all(e.submitted_by == positions[e.control_number].nominee for e in broker
-               if e.control_number in positions)
+    assert all(e.submitted_by == positions[e.control_number].nominee for e in broker if e.control_number in positions)
     splits = [(e, c) for e in broker for c in e.choices.values() if isinstance(c, dict)]
     assert splits and all(sum(c.values()) <= (e.shares or positions[e.control_number].shares) for e, c in splits)
     partial = [e for e in votes(events) if e.shares is not None and e.control_number in positions]
@@ -160,8 +168,15 @@ def test_a_named_proxy_appoints_a_substitute_once_before_the_meeting(world, deci
 def test_most_submissions_are_accepted_and_the_rest_rejected_for_the_expected_reasons(decided):
     reasons = Counter(reason for _, reason in decided)
     assert reasons[None] > 0.99 * len(decided)
-    expected = {None, v.NOT_ENTITLED, v.INVALID_CHOICE, v.UNSIGNED, v.MISSING_JOINT_SIGNATURE,
-                v.CUTOFF_PASSED, v.NO_LEGAL_PROXY}
+    expected = {
+        None,
+        v.NOT_ENTITLED,
+        v.INVALID_CHOICE,
+        v.UNSIGNED,
+        v.MISSING_JOINT_SIGNATURE,
+        v.CUTOFF_PASSED,
+        v.NO_LEGAL_PROXY,
+    }
     assert set(reasons) <= expected
     assert reasons[v.NOT_ENTITLED] > 0 and reasons[v.INVALID_CHOICE] > 0 and reasons[v.CUTOFF_PASSED] > 0
 
@@ -243,13 +258,25 @@ def test_a_replay_settling_once_at_the_end_equals_one_settling_every_batch(world
 
     spec, sim, positions, entitlements, _ = world
     judge = Judge()
-    log = [e for e in [spec, *register_events(spec, positions, entitlements),
-                       *generate(spec, positions, sim, count=60_000, seed=11)] if judge.judge(e) is None]
+    log = [
+        e
+        for e in [
+            spec,
+            *register_events(spec, positions, entitlements),
+            *generate(spec, positions, sim, count=60_000, seed=11),
+        ]
+        if judge.judge(e) is None
+    ]
     settled, deferred = Projection(), Projection()
     for start in range(0, len(log), 7_001):
-        settled.apply_many(log[start:start + 7_001])
-        deferred.apply_many(log[start:start + 7_001], settle=False)
+        settled.apply_many(log[start : start + 7_001])
+        deferred.apply_many(log[start : start + 7_001], settle=False)
     deferred.settle()
     a, b = settled.tallies[spec.meeting_id], deferred.tallies[spec.meeting_id]
-    assert (a.present, a.present_count, dict(a.buckets), a.voters) == (b.present, b.present_count, dict(b.buckets), b.voters)
+    assert (a.present, a.present_count, dict(a.buckets), a.voters) == (
+        b.present,
+        b.present_count,
+        dict(b.buckets),
+        b.voters,
+    )
     assert a.present > 0 and any(isinstance(e, ProxySubstituted) for e in log)

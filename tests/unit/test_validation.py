@@ -47,7 +47,10 @@ def test_r8_a_beneficial_owner_votes_in_person_only_with_a_legal_proxy(m):
 
 def test_r10_discretionary_votes_are_for_nominees_on_routine_items_only(m):
     assert v.validate_vote_cast(m, cast("B-1", {"2": "for"}, channel="broker", discretionary=True)) is None
-    assert v.validate_vote_cast(m, cast("B-1", {"3": "for"}, channel="broker", discretionary=True)) == v.DISCRETIONARY_NOT_ALLOWED
+    assert (
+        v.validate_vote_cast(m, cast("B-1", {"3": "for"}, channel="broker", discretionary=True))
+        == v.DISCRETIONARY_NOT_ALLOWED
+    )
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, discretionary=True)) == v.DISCRETIONARY_NOT_ALLOWED
 
 
@@ -56,7 +59,10 @@ def test_r11_a_mail_card_must_be_signed_by_every_joint_holder(m):
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail", signatures=[])) == v.UNSIGNED
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail", signatures=[" "])) == v.UNSIGNED
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, channel="mail", signatures=["Alice"])) is None
-    assert v.validate_vote_cast(m, cast("R-2", {"2": "for"}, channel="mail", signatures=["Carl"])) == v.MISSING_JOINT_SIGNATURE
+    assert (
+        v.validate_vote_cast(m, cast("R-2", {"2": "for"}, channel="mail", signatures=["Carl"]))
+        == v.MISSING_JOINT_SIGNATURE
+    )
     assert v.validate_vote_cast(m, cast("R-2", {"2": "for"}, channel="mail", signatures=["carl ", "Dana"])) is None
     assert v.validate_vote_cast(m, cast("R-2", {"2": "for"}, channel="internet")) is None  # authenticated by number
 
@@ -66,7 +72,9 @@ def test_r12_internet_and_phone_votes_after_the_cutoff_are_refused_but_mail_is_n
     late = 24 * 29 + 1
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=late)) == v.CUTOFF_PASSED
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=late, channel="phone")) == v.CUTOFF_PASSED
-    assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=late, channel="mail", signatures=["Alice"])) is None
+    assert (
+        v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=late, channel="mail", signatures=["Alice"])) is None
+    )
 
 
 def test_r12_after_the_polls_close_submissions_are_refused_on_closed_items():
@@ -96,5 +104,11 @@ def test_the_judge_refuses_votes_for_meetings_it_has_not_seen_and_duplicate_admi
 
 def _chunk_redefining(control_number):
     from events import Position, PositionsRecorded
-    return PositionsRecorded(event_id="again-1", meeting_id="m1", chunk=1, chunks=2, positions=[
-        Position(control_number=control_number, kind="registered", shares=5, holders=["Zed"])])
+
+    return PositionsRecorded(
+        event_id="again-1",
+        meeting_id="m1",
+        chunk=1,
+        chunks=2,
+        positions=[Position(control_number=control_number, kind="registered", shares=5, holders=["Zed"])],
+    )

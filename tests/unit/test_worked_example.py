@@ -20,9 +20,13 @@ from projections.overvotes import counted_totals
 from projections.replay import replay
 from tests import worked_example as we
 
-MEETING_OPTIONS = {"1.1": ["for", "against", "abstain"], "1.2": ["for", "against", "abstain"],
-                   "2": ["for", "against", "abstain"], "3": ["for", "against", "abstain"],
-                   "5": ["1y", "2y", "3y", "abstain"]}
+MEETING_OPTIONS = {
+    "1.1": ["for", "against", "abstain"],
+    "1.2": ["for", "against", "abstain"],
+    "2": ["for", "against", "abstain"],
+    "3": ["for", "against", "abstain"],
+    "5": ["1y", "2y", "3y", "abstain"],
+}
 
 
 def judged(policy: str):
@@ -59,7 +63,7 @@ def test_the_hand_computed_numbers_add_up_item_by_item_to_the_shares_present():
         for item_id, columns in block["items"].items():
             numbers = [v for k, v in columns.items() if k != "outcome"]
             assert sum(numbers) == present, (policy, item_id)
-            assert list(columns)[:len(MEETING_OPTIONS[item_id])] == MEETING_OPTIONS[item_id]
+            assert list(columns)[: len(MEETING_OPTIONS[item_id])] == MEETING_OPTIONS[item_id]
         outstanding, q = block["outstanding"], block["quorum"]
         assert q["required"] == -(-outstanding // 3)
         assert q["met"] is (present * 3 >= outstanding)
@@ -121,7 +125,7 @@ def test_under_reject_the_instruction_refused_is_the_one_that_crosses_the_entitl
     """R17 `reject` (log order): had the discretionary S08 come after S09, S08 would be the one refused."""
     events = accepted("reject")
     labels = [e["label"] for e in we.entries("reject") if e["expect"]["decision"] == "accepted"]
-    order = dict(zip(labels, events))
+    order = dict(zip(labels, events, strict=False))
     swapped = [order[label] for label in labels if label != "S08"]
     swapped.insert(swapped.index(order["S09"]) + 1, order["S08"])
     tally = replay(swapped).tallies[we.meeting_id("reject")]

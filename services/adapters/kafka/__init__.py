@@ -1,0 +1,1 @@
+"""Kafka adapter: topics, producers and a raw record reader."""

@@ -1,0 +1,147 @@
+"""Connections to PostgreSQL, each logged in as its process's own login and acting under its role."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEDGER_ROLE = "vote_ledger_ledger"
+PROJECTOR_ROLE = "vote_ledger_projector"
+READER_ROLE = "vote_ledger_reader"
+
+# Each process's own login, by the role it acts as: (Settings field, environment variable).
+ROLE_DSNS = {
+    LEDGER_ROLE: ("pg_ledger_dsn", "VOTE_LEDGER_PG_LEDGER_DSN"),
+    PROJECTOR_ROLE: ("pg_projector_dsn", "VOTE_LEDGER_PG_PROJECTOR_DSN"),
+    READER_ROLE: ("pg_reader_dsn", "VOTE_LEDGER_PG_READER_DSN"),
+}
+
+# asyncpg prepares every statement, and PostgreSQL switches a prepared statement to one generic
+# plan after five runs. Our tables grow from empty to millions of rows within one session, so a
+# generic plan chosen early (a seq scan, when the log was small) stays and goes quadratic: the
+# ledger's duplicate check took seconds per batch at 50,000 rows. Planning each batch statement
+# for its values costs well under a millisecond.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
+async def _assume(conn: asyncpg.Connection, role: str | None, variable: str | None = None) -> None:
+    """SET ROLE so the database, not our code, refuses what this process must not do.
+
+    For a service (``variable`` names where its DSN came from) a login that is not a member of the
+    role is refused: it would run with its own privileges, e.g. the owner's, who may switch the
+    log's triggers off. Elsewhere (the owner's own tools) it carries on, loudly.
+    """
+    if role is None:
+        return
+    try:
+        await conn.execute(f'SET ROLE "{role}"')
+    except asyncpg.InsufficientPrivilegeError:
+        if variable is not None:
+            from services.cli import UserError
+
+            user = conn.get_settings().session_authorization
+            raise UserError(
+                f"{variable} logs in as {user!r}, which is not a member of {role}: give this process"
+                f" a login of its own ({ROLE_DSNS[role][1]}; `vote-ledger stack up` prints one)"
+            ) from None
+        log.warning("cannot SET ROLE %s; running with the login's own privileges", role)
+
+
+async def connect(dsn: str, role: str | None = None) -> asyncpg.Connection:
+    """Open one connection on a given DSN acting as ``role`` (None: the login itself, e.g. `db migrate`).
+
+    Services use connect_as()/pool_as(), which choose their own login; this is for the owner's
+    connections and for tests that probe a role's grants from the owner's login.
+    """
+    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    await _assume(conn, role)
+    return conn
+
+
+def on_database(cfg: Settings, database: str) -> Settings:
+    """The same logins (owner's and services') on another database, e.g. a test's or a benchmark's."""
+    from services.adapters.postgres.migrate import dsn_for
+
+    fields = ("pg_dsn", *(field for field, _ in ROLE_DSNS.values()))
+    return dataclasses.replace(cfg, **{f: dsn_for(getattr(cfg, f), database) for f in fields if getattr(cfg, f)})
+
+
+def dsn_env(cfg: Settings) -> dict[str, str]:
+    """The environment variables that give a `vote-ledger` process these logins ("" = unset)."""
+    return {
+        "VOTE_LEDGER_PG_DSN": cfg.pg_dsn or "",
+        **{variable: getattr(cfg, field) or "" for field, variable in ROLE_DSNS.values()},
+    }
+
+
+def role_dsn(cfg: Settings, role: str) -> tuple[str, str]:
+    """The DSN a process acting as ``role`` logs in with, and the variable it came from.
+
+    Its own login (VOTE_LEDGER_PG_<ROLE>_DSN) when set; else VOTE_LEDGER_PG_DSN, the older form,
+    which connect_as() accepts only for a login that is not a superuser.
+    """
+    from services.cli import UserError
+
+    field, variable = ROLE_DSNS[role]
+    own = getattr(cfg, field)
+    if own:
+        return own, variable
+    if cfg.pg_dsn:
+        return cfg.pg_dsn, "VOTE_LEDGER_PG_DSN"
+    raise UserError(
+        f'{variable} is not set: run `eval "$(vote-ledger stack up)"` for the local stack,'
+        " or set it to this process's own login"
+    )
+
+
+def _refuse_superuser(conn: asyncpg.Connection, role: str, variable: str) -> None:
+    # A superuser can RESET ROLE and switch the append-only triggers off (session_replication_role):
+    # a service must log in as a login that holds only its role's grants. is_superuser is reported
+    # by the server at login, so this costs no round trip.
+    from services.cli import UserError
+
+    if conn.get_settings().is_superuser != "on":
+        return
+    user = conn.get_settings().session_authorization
+    own = ROLE_DSNS[role][1]
+    if variable == own:
+        raise UserError(
+            f"{own} logs in as the superuser {user!r}: give this process a login of its own"
+            f" (member of {role}; `vote-ledger stack up` prints one)"
+        )
+    raise UserError(
+        f"{own} is not set and {variable} logs in as the superuser {user!r}: set {own}"
+        f' to this process\'s own login (`eval "$(vote-ledger stack up)"` sets it)'
+    )
+
+
+async def connect_as(cfg: Settings, role: str) -> asyncpg.Connection:
+    """A service's connection: its own login (never a superuser), acting as ``role``."""
+    dsn, variable = role_dsn(cfg, role)
+    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    try:
+        _refuse_superuser(conn, role, variable)
+        await _assume(conn, role, variable)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def pool_as(cfg: Settings, role: str, size: int = 4) -> asyncpg.Pool:
+    """A service's pool: every connection its own login (never a superuser), acting as ``role``."""
+    dsn, variable = role_dsn(cfg, role)
+
+    async def init(conn: asyncpg.Connection) -> None:
+        _refuse_superuser(conn, role, variable)
+        await _assume(conn, role, variable)
+
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS)

@@ -1,0 +1,1 @@
+"""Developer tooling kept out of the runtime import path: local stack, demo traffic, benchmark."""

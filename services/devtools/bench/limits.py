@@ -1,0 +1,156 @@
+"""Physical limits of our parts on this machine: raw Kafka produce/consume and raw PostgreSQL COPY."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+from projections.judge import Judge
+from services.adapters.kafka.topics import producer, publish_raw
+from services.adapters.postgres.log_store import LOG_COLUMNS, chained_records
+from services.devtools.bench.scratch import scratch_database
+from services.devtools.bench.workload import Workload
+from services.runtime.ingest import Consumed, decide, decode_batch
+from services.settings import Settings
+
+COPY_BATCH = 20_000  # the ledger's default batch_max: it commits one COPY per batch of this size
+FETCH_BYTES = 8 << 20  # the ledger's max_partition_fetch_bytes
+CONSUME_TIMEOUT_S = 300.0
+
+
+async def kafka_limit(settings: Settings, workload: Workload) -> dict:
+    """Produce the submissions to a fresh topic with our producer settings, then consume them all."""
+    topic = f"{settings.topic_prefix}limit.kafka.{uuid.uuid4().hex[:8]}"
+    payloads = workload.submission_payloads
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, settings.submission_partitions, 1)])
+        async with producer(settings) as client:
+            # Start-up and the new topic's metadata are set-up, not throughput: time the sends only.
+            await client.partitions_for(topic)
+            started = time.perf_counter()
+            produced = await publish_raw(client, topic, payloads)  # returns once every send is acked
+            produce_seconds = time.perf_counter() - started
+        consumed, consume_seconds = await _consume_all(settings, topic, produced)
+    finally:
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
+    size = sum(len(key or b"") + len(value) for key, value in payloads)
+    return {
+        "messages": produced,
+        "consumed": consumed,
+        "bytes": size,
+        "produce_seconds": round(produce_seconds, 3),
+        "consume_seconds": round(consume_seconds, 3),
+        "produce_per_s": round(produced / produce_seconds),
+        "consume_per_s": round(consumed / consume_seconds),
+        "note": "bytes = keys + values; consume time starts after connecting, partitions assigned (no group join)",
+    }
+
+
+async def _consume_all(settings: Settings, topic: str, expected: int) -> tuple[int, float]:
+    """Read a topic from the beginning with a fresh group until ``expected`` records arrived."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"limit-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=FETCH_BYTES,
+    )
+    await consumer.start()
+    try:
+        # Assigned, not subscribed: a group join is a fixed start-up cost, not a rate.
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.submission_partitions)])
+        received = 0
+        started = time.perf_counter()
+        deadline = started + CONSUME_TIMEOUT_S
+        while received < expected:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"consumed {received} of {expected} records of {topic}")
+            batch = await consumer.getmany(timeout_ms=500, max_records=100_000)
+            received += sum(len(records) for records in batch.values())
+        return received, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def ledger_rows(settings: Settings, workload: Workload) -> list[tuple]:
+    """The LOG_COLUMNS tuples the ledger appends for this workload: decoded, judged, chained, hashed."""
+    partitioner = DefaultPartitioner()
+    partitions = list(range(settings.submission_partitions))
+    next_offset = dict.fromkeys(partitions, 0)
+    records = [
+        Consumed(settings.admin_topic, 0, offset, key, value)
+        for offset, (key, value) in enumerate(workload.admin_payloads)
+    ]
+    for key, value in workload.submission_payloads:
+        # The partition and offset Kafka gives the message: same keys, same murmur2 partitioner.
+        partition = partitioner(key, partitions, partitions)
+        records.append(Consumed(settings.submissions_topic, partition, next_offset[partition], key, value))
+        next_offset[partition] += 1
+    decoded, parked = decode_batch(records)
+    if parked:
+        raise ValueError(f"{len(parked)} workload messages do not decode: {parked[0].reason}")
+    decided = decide(Judge(), decoded, set(), settings.admin_topic)
+    return chained_records(decided.rows, 0, {})
+
+
+async def copy_limit(settings: Settings, workload: Workload) -> dict:
+    """COPY the ledger's rows in 20,000-row transactions into a bare table, then into our indexed log."""
+    started = time.perf_counter()
+    rows = ledger_rows(settings, workload)
+    build_seconds = time.perf_counter() - started
+    async with scratch_database(settings, "copylimit") as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            # INCLUDING DEFAULTS: recorded_at is NOT NULL DEFAULT clock_timestamp() and is not copied;
+            # plain LIKE brings columns and NOT NULLs only: no keys, checks, indexes or triggers.
+            await conn.execute("CREATE TABLE copy_limit (LIKE ledger_log INCLUDING DEFAULTS)")
+            bare = await _copy_timed(conn, "copy_limit", rows)
+        finally:
+            await conn.close()
+    # A database of its own, so the bare run's pages and WAL do not favour or burden this one.
+    async with scratch_database(settings, "copyindexed") as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            indexed = await _copy_timed(conn, "ledger_log", rows)
+            indexes = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = 'ledger_log'")
+        finally:
+            await conn.close()
+    return {
+        "rows": len(rows),
+        "batch_rows": COPY_BATCH,
+        "build_seconds": round(build_seconds, 3),
+        "unindexed_rows_per_s": round(len(rows) / bare["seconds"]),
+        "indexed_rows_per_s": round(len(rows) / indexed["seconds"]),
+        "unindexed_seconds": round(bare["seconds"], 3),
+        "indexed_seconds": round(indexed["seconds"], 3),
+        "unindexed_rows_in_table": bare["count"],
+        "indexed_rows_in_table": indexed["count"],
+        "unindexed_bytes": bare["bytes"],
+        "indexed_bytes": indexed["bytes"],
+        "indexed_table_indexes": indexes,
+        "index_cost": round(indexed["seconds"] / bare["seconds"], 2),
+        "note": "indexed = our ledger_log as migrated (PK, unique event_id, 2 indexes, checks); "
+        "build = decode + judge + hash chain in Python, not timed in the COPY rates",
+    }
+
+
+async def _copy_timed(conn: asyncpg.Connection, table: str, rows: list[tuple]) -> dict:
+    """COPY rows in batches, one transaction (one commit, one WAL flush) per batch, and time it all."""
+    started = time.perf_counter()
+    for start in range(0, len(rows), COPY_BATCH):
+        async with conn.transaction():
+            await conn.copy_records_to_table(table, columns=LOG_COLUMNS, records=rows[start : start + COPY_BATCH])
+    seconds = time.perf_counter() - started
+    count = await conn.fetchval(f"SELECT count(*) FROM {table}")
+    size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+    return {"seconds": seconds, "count": count, "bytes": size}

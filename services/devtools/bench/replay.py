@@ -1,0 +1,156 @@
+"""Replay: the pure fold in memory, and the log in PostgreSQL back to a complete tally."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from events import decode_logged
+from projections.judge import Judge
+from projections.replay import Projection
+from services.adapters.postgres import log_store
+from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
+from services.devtools.bench.processes import Sampler, Usage, cli, machine_processes, service_env
+from services.devtools.bench.workload import Workload
+from services.read.tallies import REPLAY_BATCH, replay_meeting
+from services.settings import Settings
+from services.settings import settings as settings_from_env
+
+
+def pure_fold(workload: Workload) -> dict[str, Any]:
+    """The fold alone over the accepted events in memory: the ceiling of any replay."""
+    judge = Judge()
+    log = [e for e in (*workload.admin, *workload.submissions) if judge.judge(e) is None]
+    gc.collect()
+    started = time.perf_counter()
+    projection = Projection()
+    projection.apply_many(log)
+    seconds = time.perf_counter() - started
+    tally = projection.tallies[workload.meeting_id]
+    return {
+        "events": len(log),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(log) / seconds),
+        "present_shares": tally.present,
+    }
+
+
+async def from_log(meeting_id: str) -> dict[str, Any]:
+    """The log's rows, read from PostgreSQL, decoded and folded into the meeting's tally.
+
+    Then, on the same connection and with the GC paused as in the replay, the read alone and the
+    read plus decoding, so the replay's time splits into read, decode and fold.
+    """
+    conn = await connect_as(settings_from_env(), PROJECTOR_ROLE)  # service_env gives the login
+    try:
+        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+        gc.collect()
+        started = time.perf_counter()
+        tally, rows = await replay_meeting(conn, meeting_id, head)
+        seconds = time.perf_counter() - started
+        read_seconds = await _read_pass(conn, meeting_id, decoding=False)
+        decode_seconds = await _read_pass(conn, meeting_id, decoding=True) - read_seconds
+    finally:
+        await conn.close()
+    fold_seconds = max(seconds - read_seconds - decode_seconds, 1e-9)
+    return {
+        "log_rows": rows,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(rows / seconds),
+        "read_rows_per_s": round(rows / read_seconds),
+        "decode_events_per_s": round(rows / decode_seconds),
+        "fold_events_per_s": round(rows / fold_seconds),
+        "present_shares": tally.present,
+        "voters": len(tally.voters),
+    }
+
+
+async def _read_pass(conn: asyncpg.Connection, meeting_id: str, decoding: bool) -> float:
+    """Seconds to read the meeting's rows in the replay's batches, decoding the accepted ones or not."""
+    gc.disable()
+    try:
+        started, after = time.perf_counter(), 0
+        while rows := await log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
+            if decoding:
+                [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"]
+            after = rows[-1]["position"]
+        return time.perf_counter() - started
+    finally:
+        gc.enable()
+
+
+async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
+    """`vote-ledger projections rebuild` as its own process: replay, shadow write, check, swap; peak RSS."""
+    stdout, seconds, usage = await _measured(
+        cli("projections", "rebuild", "--meeting", meeting_id), settings, log_dir / "rebuild.log"
+    )
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        rows = await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
+    finally:
+        await conn.close()
+    output = stdout.decode().strip()
+    # The command times its own work (replay, shadow writes, check, swap); the wall time adds the
+    # interpreter's start-up and imports, about a second here.
+    own = re.search(r"in ([0-9.]+) s", output)
+    own_seconds = float(own.group(1)) if own else seconds
+    return {
+        "log_rows": rows,
+        "seconds": round(own_seconds, 2),
+        "events_per_s": round(rows / own_seconds),
+        "process_seconds": round(seconds, 2),
+        "peak_rss_mib": usage.peak_rss_mib.get("measured"),
+        "cpu_seconds": usage.cpu_seconds,
+        "output": output,
+    }
+
+
+async def from_log_process(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:
+    """from_log in a process of its own, as an operator's replay would run: its own heap, its peak RSS."""
+    code = (
+        "import asyncio, json, sys; from services.devtools.bench.replay import from_log;"
+        " print(json.dumps(asyncio.run(from_log(sys.argv[1]))))"
+    )
+    stdout, _, usage = await _measured([sys.executable, "-c", code, meeting_id], settings, log_dir / "replay.log")
+    return {**json.loads(stdout), "peak_rss_mib": usage.peak_rss_mib.get("measured")}
+
+
+async def _measured(argv: list[str], settings: Settings, log: Path) -> tuple[bytes, float, Usage]:
+    """Run a command to completion, sampling its (and PostgreSQL's) CPU and memory."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=service_env(settings), stdout=asyncio.subprocess.PIPE, stderr=out
+        )
+        groups = {k: v for k, v in machine_processes({}).items() if k == "postgresql"}
+        groups["measured"] = lambda: _proc(proc.pid)
+        sampler = Sampler(groups, interval=0.1)
+        sampler.start()
+        started = time.perf_counter()
+        try:
+            stdout, _ = await proc.communicate()
+        finally:
+            seconds = time.perf_counter() - started
+            usage = await sampler.stop()
+            if proc.returncode is None:  # cancelled or failed while waiting: leave nothing running
+                proc.kill()
+                await proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[-4:])} failed ({proc.returncode}); see {log}")
+    return stdout, seconds, usage
+
+
+def _proc(pid: int) -> list:
+    try:
+        return [psutil.Process(pid)]
+    except psutil.Error:
+        return []

@@ -1,0 +1,117 @@
+"""The benchmark's Markdown report: ours next to the limits and the peers, with the targets of issue 5."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INGEST_TARGET = 50_000  # submissions/s end to end
+PEER_FACTOR_TARGET = 5.0  # ours / the eventsourcing peer
+P99_TARGET_MS = 500.0  # at 5,000/s offered
+REPLAY_TARGET = 250_000  # events/s from the log
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """Render one run's results as the README's tables."""
+    m, w = r["machine"], r["workload"]
+    ingest = r["ingest"]["submissions_per_s"]
+    lines = [
+        f"Run of {r['date']} on {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']},"
+        f" PostgreSQL {m['postgresql']}; load average at start {', '.join(map(str, m['load_average_at_start']))};"
+        f" the whole run took {r['seconds']:,} s.",
+        "",
+        f"Workload: `{w['meeting_id']}`, {w['positions']:,} positions, {w['admin_events']} admin events,"
+        f" {w['submissions']:,} submissions ({_mix(w['mix'])}), {w['mean_payload_bytes']} bytes each on average.",
+        "",
+        "| Measure | Ours | Limit or peer | Ours ÷ it | Target | Met |",
+        "|---|--:|--:|--:|---|:-:|",
+        f"| Ingest: Kafka → committed log rows, projector running (submissions/s, steady) | {ingest:,} | | |"
+        f" ≥ {INGEST_TARGET:,} | {_met(ingest >= INGEST_TARGET)} |",
+    ]
+    limits = r.get("limits", {})
+    if "kafka" in limits:
+        k = limits["kafka"]
+        lines += [
+            f"| … vs raw aiokafka consume of the same payloads (msg/s) | {ingest:,} | {k['consume_per_s']:,} |"
+            f" {ingest / k['consume_per_s']:.2f} | | |",
+            f"| … vs raw aiokafka produce (acks=all) of the same payloads (msg/s)"
+            f" | {ingest:,} | {k['produce_per_s']:,} |"
+            f" {ingest / k['produce_per_s']:.2f} | | |",
+        ]
+    if "copy" in limits:
+        c = limits["copy"]
+        lines += [
+            f"| … vs raw asyncpg COPY of the same rows, unindexed table (rows/s) | {ingest:,} |"
+            f" {c['unindexed_rows_per_s']:,} | {ingest / c['unindexed_rows_per_s']:.2f} | | |",
+            f"| … vs raw asyncpg COPY of the same rows into our indexed log table (rows/s) | {ingest:,} |"
+            f" {c['indexed_rows_per_s']:,} | {ingest / c['indexed_rows_per_s']:.2f} | | |",
+        ]
+    for name, peer in r.get("peers", {}).items():
+        # Like for like: ours from process start until the tally is up to date, on the same
+        # submissions (the peers' clocks also include their start and their projection's lag).
+        ours = peer.get("ours", r["ingest"])["tally_wall_submissions_per_s"]
+        ratio = ours / peer["submissions_per_s"]
+        subset = f", first {peer['submissions']:,} submissions" if peer["submissions"] < w["submissions"] else ""
+        what = (
+            f"no log; its tally is a GROUP BY taking {peer['tally_query_seconds']:.2f} s per read"
+            if "tally_query_seconds" in peer
+            else "tally up to date"
+        )
+        target = f"≥ {PEER_FACTOR_TARGET:.0f}×" if name == "eventsourcing" else ""
+        met = _met(ratio >= PEER_FACTOR_TARGET) if name == "eventsourcing" else ""
+        lines.append(
+            f"| … vs peer {peer['system']} ({what}{subset}); ours from process start to the tally"
+            f" up to date on the same submissions (submissions/s) | {ours:,} |"
+            f" {peer['submissions_per_s']:,} | {ratio:.1f}× | {target} | {met} |"
+        )
+    if "latency" in r:
+        lat = r["latency"]
+        lines.append(
+            f"| Publish → visible in the tally at {lat['offered_per_s']:,}/s offered: p50 / p99 / max (ms) |"
+            f" {lat['p50_ms']:,} / {lat['p99_ms']:,} / {lat['max_ms']:,} | | | p99 ≤ {P99_TARGET_MS:.0f} |"
+            f" {_met(lat['p99_ms'] <= P99_TARGET_MS)} |"
+        )
+    rp, fl = r["replay"], r["replay"]["from_log"]
+    lines += [
+        f"| Replay: log rows read from PostgreSQL, decoded, folded to the tally (events/s) |"
+        f" {fl['events_per_s']:,} | {rp['pure_fold']['events_per_s']:,} (pure fold in memory) |"
+        f" {fl['events_per_s'] / rp['pure_fold']['events_per_s']:.2f} | ≥ {REPLAY_TARGET:,} |"
+        f" {_met(fl['events_per_s'] >= REPLAY_TARGET)} |",
+        f"| … its parts: reading the rows / decoding the payloads / folding (events/s each) |"
+        f" {fl['read_rows_per_s']:,} / {fl['decode_events_per_s']:,} / {fl['fold_events_per_s']:,} | | | | |",
+        f"| Rebuild: replay + shadow tables + a second, per-batch checking fold + swap (log rows/s;"
+        f" both after a VACUUM of {r['vacuum']['seconds']} s) |"
+        f" {rp['rebuild']['events_per_s']:,} | | | | |",
+        "",
+        "CPU spent per submission during ingest, by process (µs; 2 cores give 40 µs per submission at 50,000/s):",
+        "",
+        "| " + " | ".join(r["ingest"]["cpu_us_per_submission"]) + " | total |",
+        "|" + "--:|" * (len(r["ingest"]["cpu_us_per_submission"]) + 1),
+        "| "
+        + " | ".join(f"{v:,}" for v in r["ingest"]["cpu_us_per_submission"].values())
+        + f" | {sum(r['ingest']['cpu_us_per_submission'].values()):,.1f} |",
+    ]
+    if r.get("scale"):
+        lines += [
+            "",
+            "Scale (ingest with the projector running; replay and rebuild each as their own process):",
+            "",
+            "| Submissions | Ingest wall (s) | Ingest/s (steady) | Ledger peak RSS (MiB) | Projector peak RSS (MiB) |"
+            " Replay (s) | Replay events/s | Replay peak RSS (MiB) | Rebuild (s) | Rebuild peak RSS (MiB) |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for p in r["scale"]:
+            lines.append(
+                f"| {p['submissions']:,} | {p['ingest_wall_seconds']:,} | {p['ingest_per_s']:,} |"
+                f" {p['ledger_peak_rss_mib']} | {p['projector_peak_rss_mib']} | {p['replay_seconds']} |"
+                f" {p['replay_events_per_s']:,} | {p['replay_peak_rss_mib']} | {p['rebuild_seconds']} |"
+                f" {p['rebuild_peak_rss_mib']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _mix(mix: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {kind}" for kind, count in mix.items())
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"

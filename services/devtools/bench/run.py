@@ -1,0 +1,195 @@
+"""One benchmark run: every measurement of issue 5 on one workload, on one machine, side by side."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from services.devtools.bench import e2e, limits, peer_eventsourcing, peer_naive, replay
+from services.devtools.bench.scratch import publish_workload, scratch_namespace
+from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
+from services.settings import Settings
+
+
+@dataclass
+class Plan:
+    """What to measure and at which sizes."""
+
+    events: int = 1_000_000
+    positions: int = DEFAULT_POSITIONS
+    scale: list[int] = field(default_factory=lambda: [10_000, 100_000])
+    latency_rate: int = 5_000
+    latency_seconds: float = 30.0
+    peers: bool = True
+    # The eventsourcing peer commits once per event in its projection (~550/s here): a million
+    # would take half an hour, so it gets the first N submissions of the same workload.
+    peer_events: int = 50_000
+    meeting_file: Path = DEFAULT_MEETING
+    seed: int = 5
+    log_dir: Path = Path("bench-results/logs")
+
+
+async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
+    """Measure ours, the limits and the peers on the plan's workload; return everything as plain data."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": await machine(settings),
+        "plan": _plain(asdict(plan)),
+    }
+    say(f"building the workload: {plan.events:,} submissions over {plan.positions:,} positions")
+    workload = build(plan.events, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
+    results["workload"] = describe(workload)
+    # The workload is millions of immutable objects in this process, which also runs the latency
+    # publisher and poller, the replay and both peers: without this, each full collection walks
+    # them all and its pauses showed up as hundreds of milliseconds of "latency".
+    gc.freeze()
+
+    async with scratch_namespace(settings, "ours") as cfg:
+        say("ingest: publishing, then the ledger and the projector as processes")
+        results["ingest"] = await e2e.ingest(cfg, workload, plan.log_dir)
+        say(f"  {results['ingest']['submissions_per_s']:,} submissions/s; replaying the log")
+        results["vacuum"] = await vacuum_log(cfg.pg_dsn)
+        results["replay"] = {
+            "pure_fold": replay.pure_fold(workload),
+            "from_log": await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir),
+            "rebuild": await replay.rebuild(cfg, workload.meeting_id, plan.log_dir),
+        }
+        say("limits: raw aiokafka produce/consume, raw COPY")
+        results["limits"] = {
+            "kafka": await limits.kafka_limit(cfg, workload),
+            "copy": await limits.copy_limit(cfg, workload),
+        }
+        if plan.peers:
+            say("peer: naive upsert + GROUP BY")
+            results.setdefault("peers", {})["naive"] = await peer_naive.measure(cfg, workload)
+    if plan.peers:
+        subset = workload.prefix(min(plan.peer_events, len(workload.submissions)))
+        say(f"peer: the eventsourcing library, on the first {len(subset.submissions):,} submissions")
+        async with scratch_namespace(settings, "espeer") as cfg:
+            await publish_workload(cfg, subset.admin_payloads, subset.submission_payloads)
+            results["peers"]["eventsourcing"] = await peer_eventsourcing.measure(cfg, subset)
+        say(f"ours on the same {len(subset.submissions):,} submissions, for the comparison")
+        async with scratch_namespace(settings, "oursprefix") as cfg:
+            results["peers"]["eventsourcing"]["ours"] = await e2e.ingest(cfg, subset, plan.log_dir)
+
+    say(f"latency: {plan.latency_rate:,}/s offered for {plan.latency_seconds:.0f} s")
+    async with scratch_namespace(settings, "latency") as cfg:
+        results["latency"] = await e2e.latency(cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds)
+
+    curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
+    for size in sorted(set(plan.scale) - {plan.events}):
+        say(f"scale: {size:,} submissions")
+        curve.append(await scale_point(settings, plan, size))
+    results["scale"] = sorted(curve, key=lambda p: p["submissions"])
+    results["seconds"] = round(time.perf_counter() - started)
+    return results
+
+
+async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, Any]:
+    """Ingest (with the projector), replay and rebuild at one size: wall time and peak memory."""
+    workload = build(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
+    gc.freeze()
+    async with scratch_namespace(settings, f"scale{size}") as cfg:
+        ingested = await e2e.ingest(cfg, workload, plan.log_dir)
+        await vacuum_log(cfg.pg_dsn)
+        replayed = await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir)
+        rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
+    return _scale_point(size, ingested, replayed, rebuilt)
+
+
+def _scale_point(
+    size: int, ingested: dict[str, Any], replayed: dict[str, Any], rebuilt: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "submissions": size,
+        "ingest_wall_seconds": ingested["wall_seconds"],
+        "ingest_per_s": ingested["submissions_per_s"],
+        "ledger_peak_rss_mib": ingested["peak_rss_mib"].get("ledger"),
+        "projector_peak_rss_mib": ingested["peak_rss_mib"].get("projector"),
+        "replay_seconds": replayed["seconds"],
+        "replay_events_per_s": replayed["events_per_s"],
+        "replay_peak_rss_mib": replayed["peak_rss_mib"],
+        "rebuild_seconds": rebuilt["seconds"],
+        "rebuild_events_per_s": rebuilt["events_per_s"],
+        "rebuild_peak_rss_mib": rebuilt["peak_rss_mib"],
+    }
+
+
+async def vacuum_log(dsn: str) -> dict[str, Any]:
+    """VACUUM (ANALYZE) the freshly written log, timed, so replays measure a log at rest.
+
+    Right after a million appends, autovacuum starts on its own schedule; a replay that met it ran
+    at a third of its speed in one run and not in others. Its counters before are kept as evidence.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        before = await conn.fetchrow(
+            "SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'ledger_log'"
+        )
+        started = time.perf_counter()
+        await conn.execute("VACUUM (ANALYZE) ledger_log")
+        return {"seconds": round(time.perf_counter() - started, 2), **dict(before or {})}
+    finally:
+        await conn.close()
+
+
+def describe(workload: Workload) -> dict[str, Any]:
+    """What the workload is: register size, submissions by kind, bytes."""
+    sizes = [len(v) for _, v in workload.submission_payloads]
+    return {
+        "meeting_id": workload.meeting_id,
+        "positions": workload.positions,
+        "admin_events": len(workload.admin),
+        "submissions": len(workload.submissions),
+        "mix": workload.mix(),
+        "mean_payload_bytes": round(sum(sizes) / max(1, len(sizes))),
+    }
+
+
+async def machine(settings: Settings) -> dict[str, Any]:
+    """The machine and the versions measured: ratios are comparable across machines, times are not."""
+    model = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        postgres = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+        "postgresql": postgres,
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

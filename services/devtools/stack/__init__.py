@@ -1,0 +1,170 @@
+"""Local Kafka + PostgreSQL stack on loopback: start, stop, inspect, and pick endpoints.
+
+The stack needs no Docker: Kafka runs from jars fetched once from Maven Central into the cache
+folder (see deploy/local/kafka/pom.xml), PostgreSQL from the machine's own binaries. Shared
+definitions live in common.py, Kafka details in kafka.py, PostgreSQL details in postgres.py; this
+module only orchestrates them, so the three import in one direction.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+__all__ = [
+    "KAFKA_VERSION",
+    "Endpoints",
+    "StackConfig",
+    "StackError",
+    "endpoints",
+    "resolve_endpoints",
+    "stack_down",
+    "stack_status",
+    "stack_up",
+]
+
+from services.devtools.stack import kafka as _kafka
+from services.devtools.stack import postgres as _pg
+from services.devtools.stack.common import (
+    DATABASE,
+    KAFKA_IMAGE,
+    KAFKA_VERSION,
+    LOOPBACK,
+    POSTGRES_IMAGE,
+    Endpoints,
+    Log,
+    StackConfig,
+    StackError,
+    ephemeral_port_warnings,
+    ephemeral_range,
+    say,
+)
+
+
+def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
+    """Start Kafka and PostgreSQL if they are not running; return their endpoints."""
+    cfg = cfg or StackConfig.from_env()
+    cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+    for warning in ephemeral_port_warnings(cfg.ports(), ephemeral_range()):
+        log(f"warning: {warning}")
+    # Check every port first so a busy one does not leave half a stack running.
+    _kafka.check_ports(cfg)
+    _pg.check_ports(cfg)
+    # The JVM takes the longest to boot, so launch it first and set up
+    # PostgreSQL while it starts; then wait for Kafka to answer.
+    _kafka.start(cfg, log)
+    _pg.up(cfg, log)
+    _kafka.wait_ready(cfg, log)
+    return endpoints(cfg)
+
+
+def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
+    """Stop Kafka and PostgreSQL; does nothing for a service that is not running."""
+    cfg = cfg or StackConfig.from_env()
+    _kafka.stop(cfg, log)
+    _pg.stop(cfg, log)
+
+
+def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
+    """Describe both services (running, pid, address, data dir, log file), cache and version."""
+    cfg = cfg or StackConfig.from_env()
+    return {
+        "home": str(cfg.home),
+        "cache": str(cfg.cache),
+        "kafka_version": cfg.kafka_version,
+        "kafka": _kafka.status(cfg),
+        "postgres": _pg.status(cfg),
+    }
+
+
+def endpoints(cfg: StackConfig) -> Endpoints:
+    """The endpoints this stack serves once it is up: every DSN with its login and password."""
+    from services.adapters.postgres.logins import Login, login_dsn
+
+    known = _pg.passwords(cfg)
+    server = f"postgresql://{LOOPBACK}:{cfg.pg_port}/{DATABASE}"
+    dsn = {kind: login_dsn(server, login) for kind, login in _pg.stack_logins(known).items()}
+    return Endpoints(
+        kafka_bootstrap=f"{LOOPBACK}:{cfg.kafka_port}",
+        pg_dsn=dsn["owner"],
+        pg_ledger_dsn=dsn["ledger"],
+        pg_projector_dsn=dsn["projector"],
+        pg_reader_dsn=dsn["reader"],
+        pg_admin_dsn=login_dsn(server, Login(_pg.SUPERUSER, known[_pg.SUPERUSER])),
+    )
+
+
+_containers: list[Any] = []
+_container_endpoints: Endpoints | None = None
+_resolve_lock = threading.Lock()
+
+
+def resolve_endpoints(cfg: StackConfig | None = None) -> tuple[Endpoints, str]:
+    """Find a Kafka + PostgreSQL to use: "env", else "testcontainers", else the "local" stack."""
+    global _container_endpoints
+    given = Endpoints.from_env()
+    if given is not None:
+        return given, "env"
+    with _resolve_lock:
+        if _container_endpoints is not None:
+            return _container_endpoints, "testcontainers"
+        if _docker_answers():
+            try:
+                _container_endpoints = _start_containers()
+                return _container_endpoints, "testcontainers"
+            except Exception as exc:  # e.g. images cannot be pulled: the local stack still works
+                _stop_containers()
+                say(f"testcontainers failed ({exc!r}); using the local stack instead")
+        return stack_up(cfg), "local"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no SDK, no socket, no daemon, bad DOCKER_HOST: all mean "no Docker"
+        return False
+
+
+def _start_containers() -> Endpoints:
+    try:  # testcontainers >= 4.9 moved the modules; the old paths warn
+        from testcontainers.community.kafka import KafkaContainer
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+    # Same broker behaviour as the local stack: topics are created explicitly.
+    kafka = (
+        KafkaContainer(KAFKA_IMAGE)
+        .with_kraft()
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+        .with_env("KAFKA_NUM_PARTITIONS", "4")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+    )
+    postgres = PostgresContainer(POSTGRES_IMAGE, username="postgres", password="postgres", dbname=DATABASE, driver=None)
+    atexit.register(_stop_containers)
+    say(f"starting {KAFKA_IMAGE} and {POSTGRES_IMAGE} with testcontainers")
+    # Module-level references keep the containers for the whole process and let
+    # the atexit hook stop them (Ryuk would reap them too, but later).
+    _containers.append(kafka.start())
+    _containers.append(postgres.start())
+    # The container's superuser is all we know: the test fixtures make the service logins with it.
+    admin = postgres.get_connection_url(driver=None)
+    return Endpoints(kafka.get_bootstrap_server(), admin, pg_admin_dsn=admin)
+
+
+def _stop_containers() -> None:
+    while _containers:
+        container = _containers.pop()
+        try:
+            container.stop()
+        except Exception:  # best effort at interpreter exit
+            pass

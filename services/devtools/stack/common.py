@@ -1,0 +1,232 @@
+"""Shared definitions of the local stack: configuration, endpoints, ports and small helpers.
+
+The stack needs no Docker: Kafka runs from jars fetched once from Maven Central
+into the cache folder (see deploy/local/kafka/pom.xml), PostgreSQL from the
+machine's own binaries. This module holds what kafka.py and postgres.py share: the configuration,
+the endpoints and small helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.cli import UserError
+
+# Keep in step with <kafka.version> in deploy/local/kafka/pom.xml.
+KAFKA_VERSION = "4.3.1"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEPLOY_DIR = REPO_ROOT / "deploy" / "local"
+LOOPBACK = "127.0.0.1"
+DATABASE = "vote_ledger"
+
+# Images for the Docker path of resolve_endpoints (only used when a Docker engine answers).
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+POSTGRES_IMAGE = "postgres:15"
+
+T = TypeVar("T")
+Log = Callable[[str], None]
+
+
+class StackError(UserError):
+    """A local-stack problem the user can fix: a missing tool, a busy port, a failed start."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where clients connect: Kafka, the owner's DSN, each service's own DSN and the superuser's.
+
+    The service DSNs are None where only one DSN is known (a bare test container, or only
+    VOTE_LEDGER_PG_DSN set): services.adapters.postgres.logins.service_logins then makes the logins.
+    """
+
+    kafka_bootstrap: str
+    pg_dsn: str
+    pg_ledger_dsn: str | None = None
+    pg_projector_dsn: str | None = None
+    pg_reader_dsn: str | None = None
+    # The cluster's superuser: only tests (scratch databases, simulated attackers) and admins use it.
+    pg_admin_dsn: str | None = None
+
+    def exports(self) -> dict[str, str]:
+        """The environment variables that point a process at these endpoints (unknown ones left out)."""
+        found = {
+            "VOTE_LEDGER_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "VOTE_LEDGER_PG_DSN": self.pg_dsn,
+            "VOTE_LEDGER_PG_LEDGER_DSN": self.pg_ledger_dsn,
+            "VOTE_LEDGER_PG_PROJECTOR_DSN": self.pg_projector_dsn,
+            "VOTE_LEDGER_PG_READER_DSN": self.pg_reader_dsn,
+            "VOTE_LEDGER_PG_ADMIN_DSN": self.pg_admin_dsn,
+        }
+        return {name: value for name, value in found.items() if value}
+
+    @classmethod
+    def from_env(cls) -> Endpoints | None:
+        """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
+        bootstrap, dsn = os.environ.get("VOTE_LEDGER_KAFKA_BOOTSTRAP"), os.environ.get("VOTE_LEDGER_PG_DSN")
+        if not (bootstrap and dsn):
+            return None
+        get = lambda name: os.environ.get(name) or None  # noqa: E731
+        return cls(
+            bootstrap,
+            dsn,
+            get("VOTE_LEDGER_PG_LEDGER_DSN"),
+            get("VOTE_LEDGER_PG_PROJECTOR_DSN"),
+            get("VOTE_LEDGER_PG_READER_DSN"),
+            get("VOTE_LEDGER_PG_ADMIN_DSN"),
+        )
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local stack keeps its files and which loopback ports it listens on."""
+
+    home: Path = field(default_factory=lambda: Path(_env("VOTE_LEDGER_HOME", ".vote-ledger")).resolve())
+    cache: Path = field(default_factory=lambda: Path(_env("VOTE_LEDGER_CACHE", ".cache")).resolve())
+    kafka_port: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_KAFKA_PORT", "19092")))
+    kafka_controller_port: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_KAFKA_CONTROLLER_PORT", "19093")))
+    pg_port: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_PG_PORT", "15432")))
+    kafka_version: str = KAFKA_VERSION
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> StackConfig:
+        """Read VOTE_LEDGER_* variables, then apply the overrides that are not None."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        for key in ("home", "cache"):
+            if key in given:
+                given[key] = Path(given[key]).expanduser().resolve()
+        for key in ("kafka_port", "kafka_controller_port", "pg_port"):
+            if key in given:
+                given[key] = int(given[key])
+        return replace(cls(), **given)
+
+    @property
+    def logs_dir(self) -> Path:
+        """Folder holding kafka.log and postgres.log."""
+        return self.home / "logs"
+
+    @property
+    def kafka_data(self) -> Path:
+        """Kafka's log.dirs (KRaft metadata and topic data)."""
+        return self.home / "kafka-data"
+
+    @property
+    def pg_data(self) -> Path:
+        """PostgreSQL's data directory (PGDATA)."""
+        return self.home / "pg-data"
+
+    @property
+    def kafka_log(self) -> Path:
+        """Kafka's log file."""
+        return self.logs_dir / "kafka.log"
+
+    @property
+    def pg_log(self) -> Path:
+        """PostgreSQL's server log file."""
+        return self.logs_dir / "postgres.log"
+
+    @property
+    def pg_passwords(self) -> Path:
+        """The superuser's and the logins' passwords (JSON, mode 0600)."""
+        return self.home / "pg-passwords.json"
+
+    @property
+    def kafka_libs(self) -> Path:
+        """Folder with every jar the Kafka broker needs at run time."""
+        return self.cache / f"kafka-{self.kafka_version}" / "libs"
+
+    @property
+    def m2(self) -> Path:
+        """Private Maven repository, so fetching never touches ~/.m2."""
+        return self.cache / "m2"
+
+    def ports(self) -> dict[str, int]:
+        """The configured ports by the variable that sets each."""
+        return {
+            "VOTE_LEDGER_KAFKA_PORT": self.kafka_port,
+            "VOTE_LEDGER_KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
+            "VOTE_LEDGER_PG_PORT": self.pg_port,
+        }
+
+
+def say(message: str) -> None:
+    """Print a progress line on stderr (stdout stays clean for `eval "$(... stack up)"`)."""
+    print(f"[stack] {message}", file=sys.stderr, flush=True)
+
+
+def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when the caller's loop is running."""
+    # Always on a private loop in a worker thread: asyncio.run() in the caller's
+    # thread fails inside a running loop and, outside one, resets the thread's
+    # current loop (which pytest-asyncio's session loop relies on).
+    result: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=worker, name="stack-run-sync", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections (Linux), or None when unknown."""
+    try:
+        low, high = (int(part) for part in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def ephemeral_port_warnings(ports: dict[str, int], span: tuple[int, int] | None) -> list[str]:
+    """A warning for each port inside the ephemeral range: while the service is down (a restart, a
+    crash), any client's outgoing connection may be given that port, and the service cannot bind it."""
+    if span is None:
+        return []
+    low, high = span
+    return [
+        f"{name}={port} lies in the kernel's ephemeral port range {low}-{high} ({EPHEMERAL_RANGE_FILE}):"
+        f" a client's connection may take it while the service is down; choose a port below {low}"
+        " or reserve it (sysctl net.ipv4.ip_local_reserved_ports)"
+        for name, port in ports.items()
+        if low <= port <= high
+    ]
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log yet)"
+    return "\n".join(text[-lines:])

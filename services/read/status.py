@@ -1,0 +1,109 @@
+"""Operational status: log head, projector lag, rejects, parked messages and Kafka ingest lag."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.adapters.postgres import tally_store
+from services.runtime.projector import PROJECTION
+from services.settings import Settings
+
+
+async def database_status(conn: asyncpg.Connection, consumer_group: str | None = None) -> dict[str, Any]:
+    """What the log and projections hold right now (offsets of one consumer group, or of all)."""
+    head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+    checkpoint = await tally_store.checkpoint(conn, PROJECTION)
+    decisions = await conn.fetch(
+        "SELECT decision, coalesce(reason, '') AS reason, count(*) AS n FROM ledger_log GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    parked = await conn.fetch("SELECT reason, count(*) AS n FROM ledger_parked GROUP BY 1 ORDER BY 1")
+    # Another group's offsets (a rehearsal, a renamed group) are not this ledger's lag.
+    offsets = await conn.fetch(
+        "SELECT topic, partition, next_offset, extract(epoch FROM clock_timestamp() - updated_at)"
+        " AS idle_s FROM ledger_offsets WHERE $1::text IS NULL OR consumer_group = $1",
+        consumer_group,
+    )
+    return {
+        "log_head": head,
+        "projector_checkpoint": checkpoint,
+        "projector_lag": head - checkpoint,
+        "accepted": sum(r["n"] for r in decisions if r["decision"] == "accepted"),
+        "rejected": {r["reason"]: r["n"] for r in decisions if r["decision"] == "rejected"},
+        "parked": sum(r["n"] for r in parked),
+        "parked_reasons": {r["reason"]: r["n"] for r in parked},
+        "stored_offsets": {(r["topic"], r["partition"]): r["next_offset"] for r in offsets},
+        "offsets_idle_s": {(r["topic"], r["partition"]): float(r["idle_s"]) for r in offsets},
+        # Meetings the projector skips since their rows could not be projected (011_projector.sql).
+        "failed_meetings": await tally_store.failure_report(conn, PROJECTION),
+    }
+
+
+async def kafka_partitions(
+    settings: Settings, stored: dict[tuple[str, int], int], idle_s: dict[tuple[str, int], float] | None = None
+) -> dict[str, Any]:
+    """Per topic, messages published but not yet committed to the log; and the alarms on partitions.
+
+    ``stalled``: records wait but the committed offset has not moved for the stall watch's limit
+    (see services/runtime/stall_watch.py). ``behind_log_start``: the committed offset is below the first
+    offset Kafka still has, so records were deleted or expired before the ledger logged them.
+    """
+    topics = [settings.submissions_topic, settings.admin_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps) if tps else {}
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    lag = dict.fromkeys(topics, 0)
+    stalled, behind, ahead = [], [], []
+    for tp, end in sorted(ends.items()):
+        key = (tp.topic, tp.partition)
+        committed = stored.get(key, 0)
+        lag[tp.topic] += end - committed
+        if committed < starts[tp]:
+            behind.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "log_start": starts[tp]})
+        if committed > end:  # the topic was recreated, or the offsets changed by hand: the ledger pauses it
+            ahead.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end})
+        idle = (idle_s or {}).get(key)
+        if end > committed and idle is not None and idle >= settings.stall_after_s * 3:
+            stalled.append(
+                {"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end, "idle_s": round(idle)}
+            )
+    return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind, "beyond_end": ahead}
+
+
+async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:
+    """Messages published but not yet committed to the log, per topic."""
+    return (await kafka_partitions(settings, stored))["ingest_lag"]
+
+
+async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
+    """Database status plus Kafka ingest lag and partition alarms."""
+    db = await database_status(conn, settings.consumer_group)
+    db.update(await kafka_partitions(settings, db["stored_offsets"], db.pop("offsets_idle_s")))
+    db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
+    return db
+
+
+async def wait_caught_up(conn: asyncpg.Connection, settings: Settings, timeout: float) -> dict[str, Any]:
+    """Wait until Kafka lag and projector lag are both zero (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await status(conn, settings)
+        if (not any(current["ingest_lag"].values()) and current["projector_lag"] == 0) or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.5)

@@ -1,0 +1,263 @@
+"""Anchors the log outside the database: the ledger publishes chain heads to ``ledger.heads``.
+
+Every ``heads_every_rows`` appended rows or ``heads_every_seconds`` (VOTE_LEDGER_HEADS_EVERY_ROWS,
+VOTE_LEDGER_HEADS_EVERY_SECONDS), the ledger publishes, for each meeting whose chain moved, its last
+(position, hash), its row count and when that row was recorded, and likewise for the parked
+messages' chain (projections/heads.py has the format). Once a head is on the broker, a superuser of
+the database can no longer edit and re-hash, or cut, the chain before it without `audit verify`
+(which reads the topic from the beginning) naming that head. Heads are read from PostgreSQL, as
+committed: a head never names a row that a rollback could take back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from projections.heads import Head, decode_head, encode_head
+from services.adapters.kafka import raw as kafka_raw
+from services.adapters.kafka.topics import ensure_topics, producer
+from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
+from services.settings import Settings
+
+log = logging.getLogger("vote_ledger.heads")
+
+# Rows per meeting appended in a range of positions: a range scan of the primary key.
+_MOVED = (
+    "SELECT meeting_id, count(*) AS rows FROM ledger_log WHERE position > $1 AND position <= $2 GROUP BY meeting_id"
+)
+# Each moved meeting's last row up to the head: one backward probe of (meeting_id, position).
+_HEADS = (
+    "SELECT m.id AS meeting_id, l.position, l.hash, l.recorded_at FROM unnest($1::text[]) AS m(id)"
+    " CROSS JOIN LATERAL (SELECT position, hash, recorded_at FROM ledger_log WHERE meeting_id = m.id"
+    " AND position <= $2 ORDER BY position DESC LIMIT 1) AS l"
+)
+_PARKED_HEAD = (
+    "SELECT id, hash, parked_at, (SELECT count(*) FROM ledger_parked WHERE hash IS NOT NULL) AS rows"
+    " FROM ledger_parked WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+)
+STOP_TIMEOUT = 10.0  # a stopping ledger waits at most this long to publish its last heads
+
+
+class HeadsUnavailable(RuntimeError):
+    """The heads topic could not be read (broker unreachable, or a message that is not a head)."""
+
+
+class HeadPublisher:
+    """Publishes the chain heads that moved, as a background task of the ledger app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn: asyncpg.Connection | None = None
+        self.stack: AsyncExitStack | None = None
+        self.producer = None
+        self.task: asyncio.Task | None = None
+        self.seen = 0  # log position up to which rows are counted in ``rows``
+        self.rows: dict[str, int] = {}  # rows per meeting up to ``seen``
+        self.parked_id: int | None = None  # the parked chain's head last published
+        self.last_publication = time.monotonic()
+        self.published = 0  # messages sent so far
+
+    def attach(self, app) -> HeadPublisher:
+        """Run with a FastStream app: start with it, stop (publishing the last heads) after it."""
+        app.on_startup(self.start)
+        app.after_shutdown(self.stop)  # after the subscriber stopped: the last batch is in the heads
+        return self
+
+    async def start(self) -> None:
+        """Start publishing in the background; a broker or database outage is retried, never fatal."""
+        self.task = asyncio.create_task(self._run(), name="chain-heads")
+
+    async def stop(self) -> None:
+        """Stop the task and publish what moved since the last time (bounded by STOP_TIMEOUT)."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        try:
+            await asyncio.wait_for(self._connect_and_publish(), STOP_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - stopping must not fail on the anchor
+            log.warning("could not publish the last chain heads: %r", exc)
+        finally:
+            await self._disconnect()
+
+    async def _connect_and_publish(self) -> None:
+        await self._connect()
+        await self.publish_moved()
+
+    async def _run(self) -> None:
+        tick = min(1.0, self.settings.heads_every_seconds)
+        delay = 1.0
+        while True:
+            try:
+                await self._connect()
+                if await self._due():
+                    await self.publish_moved()
+                delay = 1.0
+                await asyncio.sleep(tick)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep anchoring whatever failed; the ledger goes on
+                log.exception("publishing chain heads failed; retrying in %.0f s", delay)
+                await self._disconnect()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _due(self) -> bool:
+        """Whether enough rows or time passed since the last publication."""
+        if time.monotonic() - self.last_publication >= self.settings.heads_every_seconds:
+            return True
+        head = await self.conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+        return head - self.seen >= self.settings.heads_every_rows
+
+    async def _connect(self) -> None:
+        if self.conn is None or self.conn.is_closed():
+            self.conn = await connect_as(self.settings, LEDGER_ROLE)
+        if self.producer is None:
+            await ensure_topics(self.settings)
+            self.stack = AsyncExitStack()
+            self.producer = await self.stack.enter_async_context(producer(self.settings, linger_ms=0))
+
+    async def _disconnect(self) -> None:
+        conn, stack = self.conn, self.stack
+        self.conn = self.stack = self.producer = None
+        # A bounded close: after an outage the server may never answer the goodbye.
+        for close in (
+            (conn.close(timeout=2) if conn is not None and not conn.is_closed() else None),
+            (stack.aclose() if stack is not None else None),
+        ):
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close
+
+    async def publish_moved(self) -> int:
+        """Publish the head of every chain that moved since the last publication; return how many."""
+        async with self.conn.transaction(isolation="repeatable_read", readonly=True):
+            head = await self.conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+            counts = {r["meeting_id"]: r["rows"] for r in await self.conn.fetch(_MOVED, self.seen, head)}
+            rows = await self.conn.fetch(_HEADS, sorted(counts), head) if counts else []
+            parked = await self.conn.fetchrow(_PARKED_HEAD)
+        now = datetime.now(UTC).isoformat()
+        totals = {r["meeting_id"]: self.rows.get(r["meeting_id"], 0) + counts[r["meeting_id"]] for r in rows}
+        heads = [
+            Head(
+                chain="meeting",
+                meeting_id=r["meeting_id"],
+                position=r["position"],
+                hash=bytes(r["hash"]).hex(),
+                rows=totals[r["meeting_id"]],
+                recorded_at=r["recorded_at"].isoformat(),
+                published_at=now,
+            )
+            for r in rows
+            if r["hash"] is not None
+        ]
+        if parked is not None and parked["id"] != self.parked_id:
+            heads.append(
+                Head(
+                    chain="parked",
+                    meeting_id=None,
+                    position=parked["id"],
+                    hash=bytes(parked["hash"]).hex(),
+                    rows=parked["rows"],
+                    recorded_at=parked["parked_at"].isoformat(),
+                    published_at=now,
+                )
+            )
+        sent = [
+            await self.producer.send(
+                self.settings.heads_topic,
+                encode_head(h),
+                key=h.meeting_id.encode() if h.meeting_id is not None else None,
+            )
+            for h in heads
+        ]
+        await asyncio.gather(*sent)  # acknowledged by the broker (acks=all) before we move on
+        # Only now: a failed send publishes the same heads again next time, with the same counts.
+        self.seen, self.last_publication = head, time.monotonic()
+        self.rows.update(totals)
+        if parked is not None:
+            self.parked_id = parked["id"]
+        self.published += len(heads)
+        return len(heads)
+
+
+async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
+    """Every head published on the heads topic so far, in publication order.
+
+    Raises HeadsUnavailable if the broker does not answer in time; a message that is not a head is
+    skipped with a warning (only the ledger should write to the topic). A missing topic has no heads.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout * 1000)
+    )
+    topic = settings.heads_topic
+    try:
+        await asyncio.wait_for(consumer.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        await consumer.stop()
+        raise HeadsUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc!r})") from None
+    try:
+        if topic not in await consumer.topics():
+            return []
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(settings, topic))]
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        heads: list[Head] = []
+        deadline = time.monotonic() + timeout
+        for tp in partitions:
+            offset = starts[tp]
+            while offset < ends[tp]:
+                if time.monotonic() > deadline:
+                    raise HeadsUnavailable(f"reading {topic} took more than {timeout:.0f} s")
+                # Read leniently (services/adapters/kafka/raw.py): one record the Kafka client cannot parse,
+                # e.g. a header key that is not UTF-8, must not take every anchor away for good.
+                raw, aborted = await kafka_raw.fetch(consumer._client, tp, offset)
+                records = [r for r in kafka_raw.parse(raw, aborted) if offset <= r.offset < ends[tp]]
+                if not records:
+                    offset += 1  # bytes that frame no record: step over them
+                    continue
+                for record in records:
+                    if record.control:
+                        continue
+                    try:
+                        if record.problem:
+                            raise ValueError(record.problem)
+                        heads.append(decode_head(record.value or b""))
+                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                        # Skipped, loudly: one stray message must not take every published anchor
+                        # away from the auditor (a forged head still fails verification, by name).
+                        log.warning(
+                            "%s offset %d is not a chain head (%s): skipped; only the ledger should"
+                            " write to this topic",
+                            topic,
+                            record.offset,
+                            exc,
+                        )
+                offset = records[-1].offset + 1
+        return heads
+    except KafkaError as exc:
+        raise HeadsUnavailable(f"cannot read {topic} ({exc!r})") from None
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(settings: Settings, topic: str) -> list[int]:
+    """The topic's partition numbers (one, as ensure_topics creates it, unless an operator changed it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [p["partition"] for p in described["partitions"]] or [0]

@@ -1,0 +1,375 @@
+"""The ledger service: a FastStream app appending every Kafka submission to the PostgreSQL log.
+
+One PostgreSQL transaction per Kafka batch holds the appended rows, the parked messages and the
+consumed offsets. Offsets live in PostgreSQL, not Kafka: on every partition assignment the consumer
+seeks to them, so a crash or rebalance never loses or doubles a submission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from events import decode
+from projections.judge import Judge
+from services.adapters.kafka.topics import AdminWatermark
+from services.adapters.postgres import log_store
+from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
+from services.runtime import ingest
+from services.runtime.chain_heads import HeadPublisher
+from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
+from services.runtime.stall_watch import StallWatch
+from services.settings import Settings
+
+log = logging.getLogger("vote_ledger.ledger")
+
+
+class Ledger:
+    """Decides and appends batches; keeps the meeting state its decisions need."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: asyncpg.Pool | None = None
+        self.judge = Judge()
+        self.judge_position = 0  # log position up to which the judge has applied admin events
+        self.appended = 0
+        self.parked = 0
+        self.stall_watch = None  # set by build_app: its counters are the ledger's stall signals
+        self.broker: KafkaBroker | None = None  # set by build_app: parked copies are published with it
+        # One batch at a time per process: the stall watch (services/runtime/stall_watch.py) commits records
+        # too, and the judge is shared state that a batch mutates between awaits.
+        self._busy = asyncio.Lock()
+        # The judge may hold admin events of a transaction that did not commit, or half an event it
+        # raised on: rebuilt from the log before the next batch is judged.
+        self._dirty = False
+
+    async def start(self) -> None:
+        """Open the pool and rebuild the judge's state from the log."""
+        self.pool = await pool_as(self.settings, LEDGER_ROLE, size=2)
+        await self.reload()
+
+    async def stop(self) -> None:
+        """Close the pool."""
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def reload(self) -> None:
+        """Rebuild meeting state from accepted admin events, e.g. after a failed transaction."""
+        async with self._busy:
+            await self._reload()
+
+    async def _reload(self) -> None:
+        self.judge, self.judge_position = Judge(), 0
+        async with self.pool.acquire() as conn:
+            await self._sync_judge(conn)
+
+    async def _sync_judge(self, conn: asyncpg.Connection) -> None:
+        """Apply admin events other ledger processes appended since we last looked."""
+        for row in await log_store.admin_payloads(conn, after=self.judge_position):
+            self.judge.apply_accepted(decode(row["payload"]))
+            self.judge_position = row["position"]
+
+    async def note_lost(self, tp: TopicPartition, first: int, start: int) -> None:
+        """Park a record of offsets first..start-1, deleted or expired in Kafka before they were logged.
+
+        Nothing can bring them back; the parked row (keyed by its first offset, so recorded once)
+        keeps the loss in the log's evidence, in `status` and in the rejection report for good.
+        """
+        detail = f"offsets {first}..{start - 1} were deleted or expired in Kafka before the ledger logged them"
+        log.error("%s/%d: %s", tp.topic, tp.partition, detail)
+        lost = ingest.Consumed(tp.topic, tp.partition, first, None, None, (LOST_IN_KAFKA, detail))
+        await self.commit([lost], self.broker)
+        await self.skip_to(tp, start)
+
+    async def skip_to(self, tp: TopicPartition, offset: int) -> None:
+        """Store a partition's next offset past records that carry no message (transaction markers)."""
+        async with self._busy, self.pool.acquire() as conn, conn.transaction():
+            await log_store.store_offsets(conn, self.settings.consumer_group, {(tp.topic, tp.partition): offset})
+
+    async def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
+        """Next offsets stored in PostgreSQL for these partitions."""
+        async with self.pool.acquire() as conn:
+            return await log_store.load_offsets(
+                conn, self.settings.consumer_group, [(tp.topic, tp.partition) for tp in partitions]
+            )
+
+    async def handle(
+        self, records: Sequence[ingest.Record], broker: KafkaBroker, admin_end: dict[tuple[str, int], int] | None = None
+    ) -> ingest.Decided:
+        """Decide a batch and commit rows, parked messages and offsets in one transaction.
+
+        ``admin_end`` is the admin topic's end offsets: while meeting administration published
+        before these submissions is not yet in the log, the submissions are deferred (returned in
+        ``deferred``, not committed) so no vote is judged against a meeting state it predates.
+        """
+        async with self._busy:
+            return await self._handle(records, broker, admin_end)
+
+    async def _handle(
+        self, records: Sequence[ingest.Record], broker: KafkaBroker, admin_end: dict[tuple[str, int], int] | None
+    ) -> ingest.Decided:
+        if self._dirty:
+            await self._reload()
+            self._dirty = False
+        try:
+            return await self._decide_and_commit(records, broker, admin_end)
+        except BaseException:
+            # decide() applied this batch's admin events to the judge before the commit failed: the
+            # next batch, whoever commits it (the stall watch may be waiting), rebuilds it first.
+            self._dirty = True
+            raise
+
+    async def _decide_and_commit(
+        self, records: Sequence[ingest.Record], broker: KafkaBroker, admin_end: dict[tuple[str, int], int] | None
+    ) -> ingest.Decided:
+        decoded, parked = ingest.decode_batch(records)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await log_store.lock_log(conn)
+            await self._sync_judge(conn)  # under the lock: no other ledger appends meanwhile
+            deferred: list[ingest.Record] = []
+            if admin_end and not await self._admin_caught_up(conn, records, admin_end):
+                deferred = [r for r in records if r.topic != self.settings.admin_topic]
+                decoded = [(r, e) for r, e in decoded if r.topic == self.settings.admin_topic]
+                parked = [p for p in parked if p.source_topic == self.settings.admin_topic]
+            done = [r for r in records if r.topic == self.settings.admin_topic] if deferred else records
+            known = await log_store.known_event_ids(conn, [event.event_id for _, event in decoded])
+            decided = ingest.decide(self.judge, decoded, known, self.settings.admin_topic)
+            if decided.judge_suspect and len(records) > 1:
+                # The judge raised part-way through an event: later decisions of this batch may rest
+                # on half of it. Roll back; one by one, only the record that raises is parked.
+                raise JudgeRaised()
+            decided.parked, decided.deferred = parked + decided.parked, deferred
+            parked = decided.parked
+            head = await log_store.append(conn, decided.rows)
+            await log_store.park(conn, parked)
+            await log_store.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(done))
+            # Published before commit: a crash in between re-parks it (at least once on the topic),
+            # while the table, keyed by source offset, records it exactly once. All at once: one
+            # broker round trip per batch, not per message, when a flood of garbage arrives.
+            await asyncio.gather(
+                *(
+                    broker.publish(
+                        message.value[:PARKED_COPY_MAX] if message.value else b"",
+                        topic=self.settings.parked_topic,
+                        key=message.key[:PARKED_KEY_MAX] if message.key else message.key,
+                        headers=parked_headers(message),
+                    )
+                    for message in parked
+                )
+            )
+        self.judge_position = head  # our own admin events are in the judge already
+        self._dirty = decided.judge_suspect  # the judge raised part-way through an event
+        self.appended += len(decided.rows)
+        self.parked += len(parked)
+        for message in parked:
+            log.warning(
+                "parked %s/%s/%s: %s (%s)",
+                message.source_topic,
+                message.source_partition,
+                message.source_offset,
+                message.reason,
+                message.detail,
+            )
+        return decided
+
+    async def _admin_caught_up(
+        self, conn: asyncpg.Connection, records: Sequence[ingest.Record], admin_end: dict[tuple[str, int], int]
+    ) -> bool:
+        """Whether the log (plus this batch) holds every admin message published so far."""
+        stored = await log_store.load_offsets(conn, self.settings.consumer_group, admin_end)
+        in_batch = ingest.next_offsets([r for r in records if r.topic == self.settings.admin_topic])
+        return all(max(stored.get(tp, 0), in_batch.get(tp, 0)) >= end for tp, end in admin_end.items())
+
+    async def commit(
+        self, records: Sequence[ingest.Record], broker: KafkaBroker, admin_end: dict[tuple[str, int], int] | None = None
+    ) -> list[ingest.Record]:
+        """Commit a batch; if it fails for a record's sake, commit record by record. Returns the deferred.
+
+        A failure that is not a record's fault (see ``is_transient``) propagates: the caller rewinds
+        and retries with back-off, so nothing is parked because the database was down.
+        """
+        try:
+            return (await self.handle(records, broker, admin_end)).deferred
+        except Exception as exc:  # noqa: BLE001 - classified: the environment's, or a record's
+            if is_transient(exc):
+                raise
+            log.warning(
+                "batch of %d not committed (%s: %s); committing one by one", len(records), type(exc).__name__, exc
+            )
+            return await self._one_by_one(records, broker, admin_end)
+
+    async def _one_by_one(
+        self, records: Sequence[ingest.Record], broker: KafkaBroker, admin_end: dict[tuple[str, int], int] | None
+    ) -> list[ingest.Record]:
+        deferred: list[ingest.Record] = []
+        held: set[tuple[str, int]] = set()  # partitions with a deferred record: the rest of them waits too
+        for record in records:
+            if (record.topic, record.partition) in held:
+                deferred.append(record)  # committing it would store an offset past the deferred one
+                continue
+            try:
+                waiting = (await self.handle([record], broker, admin_end)).deferred
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if is_transient(exc):
+                    raise
+                reason = "refused_by_database" if isinstance(exc, asyncpg.PostgresError) else ingest.UNPROCESSABLE
+                log.error(
+                    "%s/%s/%s cannot be committed (%s: %s); parking it as %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    type(exc).__name__,
+                    exc,
+                    reason,
+                )
+                refused = ingest.Consumed(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    record.value,
+                    (reason, f"{type(exc).__name__}: {exc}"),
+                )
+                waiting = (await self.handle([refused], broker, admin_end)).deferred
+            deferred += waiting
+            held.update((r.topic, r.partition) for r in waiting)
+        return deferred
+
+
+LOST_IN_KAFKA = "lost_in_kafka"  # parked reason: offsets deleted or expired in Kafka before they were logged
+
+# Kafka refuses a message over its size limit (1 MiB by default, key and headers included); the
+# table keeps the whole key and value, the topic a prefix of each, with the original length in a header.
+PARKED_COPY_MAX = 900_000
+PARKED_KEY_MAX = 60_000
+
+
+def parked_headers(message) -> dict[str, str]:
+    """Headers of a parked message's copy on the parked topic."""
+    headers = {
+        "reason": message.reason,
+        "detail": message.detail[:500],
+        "source": f"{message.source_topic}/{message.source_partition}/{message.source_offset}",
+    }
+    if message.value and len(message.value) > PARKED_COPY_MAX:
+        headers["truncated_from"] = str(len(message.value))
+    if message.key and len(message.key) > PARKED_KEY_MAX:
+        headers["key_truncated_from"] = str(len(message.key))
+    return headers
+
+
+class JudgeRaised(Exception):
+    """The judge raised on an event of a multi-record batch; the batch is retried record by record."""
+
+
+# PostgreSQL errors that a record's content causes (bad data, a broken constraint, a size or depth
+# limit): the record is parked. Every other failure (connection lost, shutdown, privileges, lock
+# timeouts, a Kafka error) is the environment's: retried with back-off, never parked.
+_RECORD_FAULTS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
+_TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    KafkaError,
+    MemoryError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is the environment's (retry later) rather than the record's (park it)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return not isinstance(exc, _RECORD_FAULTS)
+    return isinstance(exc, _TRANSIENT)
+
+
+def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
+    """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
+    broker = KafkaBroker(settings.kafka_bootstrap, client_id="vote-ledger-ledger")
+    ledger = Ledger(settings)
+    ledger.broker = broker
+    listener = SeekToStoredOffsets(ledger)
+    subscriber = broker.subscriber(
+        settings.submissions_topic,
+        settings.admin_topic,
+        # "none": an offset out of range (records deleted in Kafka) is raised to us, who record the
+        # loss, rather than silently reset; partitions never consumed are sought to their start.
+        batch=True,
+        group_id=settings.consumer_group,
+        auto_offset_reset="none",
+        max_records=settings.batch_max,
+        batch_timeout_ms=50,
+        max_partition_fetch_bytes=8 << 20,
+        listener=listener,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_bodies,
+        parser=tolerant_parser,
+        # A channel's aborted transaction never happened: its messages are not read, let alone logged.
+        isolation_level="read_committed",
+        group_instance_id=settings.instance_id or None,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
+    )
+    listener.subscriber = subscriber
+    watermark = AdminWatermark(settings)
+
+    failures = 0  # consecutive batches that could not commit: paces the retries
+
+    @subscriber
+    async def on_batch(message: KafkaMessage) -> None:
+        """Append one batch; on failure rewind to the committed offsets and retry later."""
+        nonlocal failures
+        records = message.raw_message
+        try:
+            admin_end = await watermark.end_offsets()
+            deferred = await ledger.commit(records, broker, admin_end)
+        except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
+            failures += 1
+            delay = min(0.25 * 2 ** min(failures, 6), 10.0)
+            log.exception(
+                "batch of %d not committed (failure %d in a row); rewinding to the stored offsets, retrying in %.1f s",
+                len(records),
+                failures,
+                delay,
+            )
+            await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
+            await asyncio.sleep(delay)
+            return
+        failures = 0
+        if deferred:
+            # Meeting administration is behind: read it first, then these submissions again. If
+            # only transaction markers are left on it, no batch will ever come to move its offset:
+            # the stall watch reads it now and moves the offset past them.
+            watch.nudge()
+            await seek_back(subscriber.consumer, deferred)
+            await asyncio.sleep(0.1)
+            return
+        # Kafka's own commit is informational (lag dashboards); PostgreSQL holds the truth.
+        await message.ack()
+
+    app = FastStream(broker)
+    app.on_startup(ledger.start)
+    app.on_startup(watermark.start)
+    HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
+    watch = StallWatch(
+        settings,
+        ledger,
+        subscriber,
+        broker,
+        watermark,
+        rewind=lambda partitions: rewind(subscriber.consumer, ledger, partitions),
+    )
+    ledger.stall_watch = watch
+    app.after_startup(watch.start)  # the consumer exists once the broker has started
+    app.on_shutdown(watch.stop)
+    app.after_shutdown(ledger.stop)
+    app.after_shutdown(watermark.stop)
+    return app, ledger

@@ -1,0 +1,263 @@
+"""The projector: follows the log (LISTEN/NOTIFY plus catch-up) and keeps the tally tables.
+
+Each batch of log rows is folded in memory and written, with the checkpoint, in one transaction,
+so the tables always equal a fold of exactly the log prefix their checkpoint names. Meetings are
+folded and written each on their own (a savepoint per meeting): one whose rows cannot be folded
+or stored is recorded in projection_failures with the checkpoint, and skipped from then on,
+while every other meeting moves on. One projector is active at a time (a session advisory lock);
+another stands by and takes over when the active one's connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import asyncpg.exceptions._base as asyncpg_base
+
+from events import decode_logged
+from projections.replay import Projection
+from services.adapters.postgres import log_store, tally_store
+from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
+from services.settings import Settings
+
+log = logging.getLogger("vote_ledger.projector")
+
+PROJECTION = "tally"
+BATCH_ROWS = 20_000
+STANDBY_POLL = 0.5  # seconds between a standby's attempts to take the lead: the takeover delay
+
+# SQLSTATE classes that say the rows were wrong, not the database: data exception (22: e.g. a
+# value out of bigint range, which asyncpg raises itself as 22000 "value out of int64 range" before
+# sending it), integrity constraint violation (23) and program limit exceeded (54).
+_DATA_CLASSES = ("22", "23", "54")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error is the database's or the connection's (retry), not a meeting's data."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] not in _DATA_CLASSES
+    if isinstance(exc, asyncpg_base.DataError):
+        return False  # asyncpg's client-side data errors (an argument it cannot convert)
+    return isinstance(exc, (OSError, asyncpg.InterfaceError, asyncio.TimeoutError))
+
+
+async def refold_meeting(
+    conn: asyncpg.Connection, projection: Projection, meeting_id: str, numbers: set[str], up_to: int
+) -> None:
+    """Fold again, from their log rows, a meeting's control numbers a late-logged poll closure affects (R12)."""
+    by_number: dict[str, list] = {n: [] for n in numbers}
+    for row in await log_store.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
+        by_number[row["control_number"]].append(decode_logged(row["payload"]))
+    for number, events in sorted(by_number.items()):
+        projection.tallies[meeting_id].refold(number, events)
+
+
+async def refold_late(conn: asyncpg.Connection, projection: Projection, up_to: int) -> None:
+    """Fold again, from their log rows, the control numbers a late-logged poll closure affects (R12)."""
+    for meeting_id, numbers in projection.take_refolds().items():
+        await refold_meeting(conn, projection, meeting_id, numbers, up_to)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Projector:
+    """Keeps the tally projection up to date with the log."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn: asyncpg.Connection | None = None
+        self.projection = Projection()
+        self.position = 0
+        self.generation = 0
+        self.leader = False
+        # Meetings recorded in projection_failures: meeting -> first log position not projected.
+        self.failed: dict[str, int] = {}
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect and listen for appends; if no other projector is active, lead and load the state."""
+        self.conn = await connect_as(self.settings, PROJECTOR_ROLE)
+        await self.conn.add_listener(log_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        self.leader = await tally_store.try_lead(self.conn)
+        if self.leader:
+            await self.load()
+
+    async def load(self) -> None:
+        """Rebuild in-memory state: admin events up to the checkpoint, then the tally rows."""
+        projection, broken = Projection(), {}
+        async with self.conn.transaction(isolation="repeatable_read"):
+            position = await tally_store.checkpoint(self.conn, PROJECTION)
+            generation = await tally_store.generation(self.conn, PROJECTION)
+            failed = await tally_store.failures(self.conn, PROJECTION)
+            # Admin rows past the checkpoint are folded later, in order with the votes.
+            for row in await log_store.admin_payloads(self.conn, up_to=position):
+                if row["meeting_id"] in failed or row["meeting_id"] in broken:
+                    continue
+                try:
+                    projection.apply(decode_logged(row["payload"]))
+                except Exception as exc:  # noqa: BLE001 - this meeting's data (no I/O here)
+                    broken[row["meeting_id"]] = (row["position"], _describe(exc))
+                    _forget(projection, row["meeting_id"])
+            for meeting_id, tally in list(projection.tallies.items()):
+                try:
+                    projection.tallies[meeting_id] = await tally_store.load_tally(self.conn, tally.meeting)
+                except Exception as exc:  # noqa: BLE001
+                    if is_outage(exc):
+                        raise
+                    broken[meeting_id] = (position + 1, _describe(exc))
+                    _forget(projection, meeting_id)
+        if broken:  # rows projected once that no longer load (e.g. after an upgrade): report, go on
+            async with self.conn.transaction():
+                for meeting_id, (at, error) in broken.items():
+                    await tally_store.record_failure(self.conn, PROJECTION, meeting_id, at, error)
+            self._report(broken)
+            failed.update({m: at for m, (at, _) in broken.items()})
+        self.projection, self.position, self.generation, self.failed = projection, position, generation, failed
+        for meeting_id, at in sorted(failed.items()):
+            log.error(
+                "meeting %s is not projected from log position %d on (see projection_failures;"
+                " `projections rebuild --meeting %s` after a fix)",
+                meeting_id,
+                at,
+                meeting_id,
+            )
+
+    async def stop(self) -> None:
+        """Close the connection (which releases the lead, if held)."""
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def catch_up(self) -> int:
+        """Fold and commit every row after the checkpoint; return the rows processed."""
+        processed = 0
+        while True:
+            rows = await log_store.read_after(self.conn, self.position, BATCH_ROWS)
+            if not rows:
+                return processed
+            last = rows[-1]["position"]
+            by_meeting: dict[str, list] = {}  # a failed meeting's rows are skipped, never folded
+            for row in rows:
+                if row["meeting_id"] not in self.failed:
+                    by_meeting.setdefault(row["meeting_id"], []).append(row)
+            broken: dict[str, tuple[int, str]] = {}
+            for meeting_id, mine in by_meeting.items():
+                try:
+                    await self._fold(meeting_id, mine, last)
+                except Exception as exc:  # noqa: BLE001 - classified: an outage is retried, not blamed
+                    if is_outage(exc):
+                        raise
+                    broken[meeting_id] = (mine[0]["position"], _describe(exc))
+                    _forget(self.projection, meeting_id)
+            async with self.conn.transaction():
+                await tally_store.lock(self.conn)
+                if await tally_store.generation(self.conn, PROJECTION) != self.generation:
+                    raise _Rebuilt()  # rolls back; run() reloads the rebuilt tables
+                for meeting_id, mine in sorted(by_meeting.items()):
+                    tally = self.projection.tallies.get(meeting_id)
+                    if tally is None or meeting_id in broken:
+                        continue
+                    try:
+                        async with self.conn.transaction():  # a savepoint: one meeting's rows at a time
+                            await tally_store.save_changes(self.conn, tally, mine[-1]["position"])
+                    except Exception as exc:  # noqa: BLE001
+                        if is_outage(exc):
+                            raise
+                        broken[meeting_id] = (mine[0]["position"], _describe(exc))
+                        _forget(self.projection, meeting_id)
+                for meeting_id, (at, error) in sorted(broken.items()):
+                    await tally_store.record_failure(self.conn, PROJECTION, meeting_id, at, error)
+                await tally_store.save_checkpoint(self.conn, PROJECTION, last)
+            self.failed.update({m: at for m, (at, _) in broken.items()})
+            self._report(broken)
+            self.position = last
+            processed += len(rows)
+
+    async def _fold(self, meeting_id: str, rows: list, last: int) -> None:
+        """Fold one meeting's rows of a batch (and refold what a late poll closure affects)."""
+        self.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
+        numbers = self.projection.refolds.pop(meeting_id, None)
+        if numbers:
+            await refold_meeting(self.conn, self.projection, meeting_id, numbers, last)
+
+    @staticmethod
+    def _report(broken: dict[str, tuple[int, str]]) -> None:
+        for meeting_id, (at, error) in sorted(broken.items()):
+            log.error(
+                "meeting %s failed at log position %d and is skipped from now on; other meetings go on"
+                " (%s). After a fix: `vote-ledger projections rebuild --meeting %s`",
+                meeting_id,
+                at,
+                error,
+                meeting_id,
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the log until ``stop`` is set; a notification wakes it, a timer catches up."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                if not self.leader:
+                    await self._stand_by(stop)
+                    continue
+                processed = await self.catch_up()
+            except _Rebuilt:
+                log.info("the tally was rebuilt; reloading it")
+                await self.load()
+                continue
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.error("projection batch failed (%s); reconnecting", exc)
+                await self._reconnect(stop)
+                continue
+            if processed:
+                log.info("projected %d rows, at position %d", processed, self.position)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass  # periodic catch-up also covers a notification lost to a reconnect
+
+    async def _stand_by(self, stop: asyncio.Event) -> None:
+        """Wait until no other projector is active, then take the lead and load the state."""
+        log.warning("another projector is active on this database; standing by")
+        while not stop.is_set():
+            if await tally_store.try_lead(self.conn):
+                self.leader = True
+                log.warning("the active projector is gone; taking over")
+                await self.load()
+                return
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=STANDBY_POLL)
+            except TimeoutError:
+                pass
+
+    async def _reconnect(self, stop: asyncio.Event) -> None:
+        """Reconnect and reload state, with backoff, until PostgreSQL answers or we are stopped."""
+        delay = 0.5
+        while not stop.is_set():
+            self.leader = False  # the lead was the old session's; start() takes it again if free
+            try:
+                await self.stop()
+            except Exception:  # noqa: BLE001 - the old connection may already be gone
+                pass
+            try:
+                await self.start()
+                return
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.error("PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def _forget(projection: Projection, meeting_id: str) -> None:
+    """Drop a failed meeting's in-memory state: its later rows are skipped, its tables keep their rows."""
+    projection.tallies.pop(meeting_id, None)
+    projection.state.meetings.pop(meeting_id, None)
+    projection.state.proxies.pop(meeting_id, None)
+    projection.refolds.pop(meeting_id, None)
+
+
+class _Rebuilt(Exception):
+    """The projection's tables were rebuilt since this projector loaded them."""
