@@ -69,3 +69,13 @@ class Rejudge:
 
 def _same_instant(a: object, b: object) -> bool:
     return isinstance(a, datetime) and isinstance(b, datetime) and a == b
+
+
+def scheduled_problem(meeting_id: str, rows: int, scheduled: bool) -> list[str]:
+    """A meeting with rows but no accepted meeting.scheduled is nothing to certify."""
+    if rows and not scheduled:
+        return [
+            f"meeting: the log holds {rows} row(s) of {meeting_id} but no accepted meeting.scheduled:"
+            " it was never scheduled, or that row was removed"
+        ]
+    return []

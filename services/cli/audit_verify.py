@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
 from services.cli import UserError
-from services.read.export import BadExport
+from services.read.export_file import BadExport
 from services.read.offline import verify_file
 from services.read.tallies import UnknownMeeting
 from services.read.verify import verify_meeting

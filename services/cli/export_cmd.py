@@ -9,7 +9,8 @@ from pathlib import Path
 from services.adapters.postgres.connect import READER_ROLE, connect_as
 from services.cli import UserError
 from services.cli.common import run
-from services.read.export import UnknownMeetingExport, export_meeting, manifest_dict
+from services.read.export import UnknownMeetingExport, export_meeting
+from services.read.export_file import manifest_dict
 from services.settings import settings
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from projections.report import render_csv, render_json, render_markdown
 from services.cli import UserError
 from services.cli.common import show
-from services.read.export import BadExport
+from services.read.export_file import BadExport
 from services.read.offline import final_report_from_file
 from services.read.reports import over_vote_report, read_final_report, rejection_report
 

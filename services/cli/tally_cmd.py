@@ -13,7 +13,7 @@ from typing import Any
 from services.adapters.postgres.connect import READER_ROLE, connect_as
 from services.cli import UserError
 from services.cli.common import parse_timestamp, run
-from services.read.export import BadExport
+from services.read.export_file import BadExport
 from services.read.offline import tally_from_file
 from services.read.tallies import UnknownMeeting, read_tally
 from services.read.time_travel import AsOf, tally_as_of, tally_diff

@@ -12,10 +12,10 @@ from events import decode
 from projections.chain import Anchor, Break, ChainCheck, ChainRow, ParkedCheck, ParkedRow
 from projections.digest import LogDigest
 from projections.outcomes import tally_report
-from projections.rejudge import Rejudge
+from projections.rejudge import Rejudge, scheduled_problem
 from projections.replay import counted, replay
 from projections.report import final_report
-from services.read.export import (
+from services.read.export_file import (
     BadExport,
     ExportParked,
     ExportRow,
@@ -25,7 +25,6 @@ from services.read.export import (
     read_parked,
     read_rows,
 )
-from services.read.verify import scheduled_problem
 
 
 @dataclass

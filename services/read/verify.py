@@ -10,7 +10,7 @@ import asyncpg
 from events import decode
 from projections.chain import Anchor, Break, ChainCheck, ChainRow, ParkedCheck, ParkedRow
 from projections.heads import Head, HeadCheck
-from projections.rejudge import Misjudged, Rejudge
+from projections.rejudge import Misjudged, Rejudge, scheduled_problem
 from projections.replay import Projection
 from services.adapters.postgres import tally_store
 from services.read.tallies import UnknownMeeting
@@ -136,16 +136,6 @@ def parked_row(record: asyncpg.Record) -> ParkedRow:
 
 def _bytes(value) -> bytes | None:
     return None if value is None else bytes(value)
-
-
-def scheduled_problem(meeting_id: str, rows: int, scheduled: bool) -> list[str]:
-    """A meeting with rows but no accepted meeting.scheduled is nothing to certify."""
-    if rows and not scheduled:
-        return [
-            f"meeting: the log holds {rows} row(s) of {meeting_id} but no accepted meeting.scheduled:"
-            " it was never scheduled, or that row was removed"
-        ]
-    return []
 
 
 async def verify_meeting(

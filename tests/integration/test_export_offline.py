@@ -10,7 +10,8 @@ import pytest
 from projections.chain import ChainRow, rechain
 from projections.report import render_json, render_markdown
 from services.adapters.kafka.topics import producer, publish, publish_raw
-from services.read.export import export_meeting, read_manifest
+from services.read.export import export_meeting
+from services.read.export_file import read_manifest
 from services.read.offline import final_report_from_file, tally_from_file, verify_file
 from services.read.reports import read_final_report
 from services.read.tallies import read_tally
