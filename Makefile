@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test unit demo bench stack-up stack-down clean
+.PHONY: install test unit contract demo bench stack-up stack-down clean
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ test: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+# The wire contract's JSON Schemas and AsyncAPI document under docs/, regenerated from the code
+# (tests/unit/test_contract_drift.py fails when they drift).
+contract: install
+	$(BIN)/python -m services.devtools.contract
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/local/demo.sh

@@ -1,0 +1,357 @@
+"""Generates the published wire contract under docs/: JSON Schemas and the AsyncAPI 3 document.
+
+The schemas come from the msgspec structs themselves (events/schema.py, projections/heads.py), the
+examples from docs/wire-contract.md, the keys from the Kafka adapter: nothing here restates the
+contract except the parked messages' headers, which are plain Kafka headers, not a struct.
+
+    python -m services.devtools.contract           write docs/schemas/*.json and docs/asyncapi.yaml
+    python -m services.devtools.contract --check   exit 1, naming the files, if docs/ is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from events import EVENT_TYPES, SCHEMA_VERSION, AdminEvent, MalformedMessage, Submission, decode
+from projections.heads import Head, decode_head
+from services.adapters.kafka.topics import key_for
+from services.settings import ADMIN_TOPIC, HEADS_TOPIC, PARKED_TOPIC, SUBMISSIONS_TOPIC
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+KAFKA_BINDING = "0.5.0"
+PARKED_HEADERS = "ledger.parked.headers"
+_TAG_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
+SUBMISSION_TAGS = [_TAG_OF[cls] for cls in typing.get_args(Submission)]
+ADMIN_TAGS = [_TAG_OF[cls] for cls in typing.get_args(AdminEvent)]
+
+# The one hand-written schema: ledger.parked carries the original record's bytes, and what went
+# wrong travels in Kafka headers (services/runtime/ledger.py, parked_headers). Reasons are not an
+# enum: the ledger may add one, and a client must not refuse a parked copy for that.
+_PARKED_HEADERS_SCHEMA: dict[str, Any] = {
+    "title": "ParkedHeaders",
+    "description": "Headers of a parked message's copy on ledger.parked (UTF-8 strings).",
+    "type": "object",
+    "properties": {
+        "reason": {
+            "type": "string",
+            "description": "Why it was parked: a decoder reason (empty_message, invalid_utf8, invalid_json,"
+            " invalid_event, invalid_version, unsupported_version) or a ledger reason (unprocessable,"
+            " refused_by_database, unreadable_record, lost_in_kafka); see docs/wire-contract.md.",
+        },
+        "detail": {"type": "string", "maxLength": 500, "description": "What went wrong and where."},
+        "source": {
+            "type": "string",
+            "pattern": "^.+/[0-9]+/[0-9]+$",
+            "description": "topic/partition/offset of the original record.",
+        },
+        "truncated_from": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "Only if the value was over 900,000 bytes and was cut: its original length in bytes.",
+        },
+        "key_truncated_from": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "Only if the key was over 60,000 bytes and was cut: its original length in bytes.",
+        },
+    },
+    "required": ["reason", "detail", "source"],
+}
+
+# A real parked message: a channel's record cut short in flight. Its headers are what the decoder
+# says about it (computed below, so the example cannot drift from the code).
+_PARKED_SOURCE = f"{SUBMISSIONS_TOPIC}/2/18233"
+_PARKED_KEY = "4417-2210-8093-1155"
+_PARKED_VALUE = '{"type": "vote.cast", "v": 1, "event_id": "0b9e6a52-3f1c-4f0e-9d8a-5a7c2e1f4b10", "meeting_id": "cb'
+
+
+# What key_for (services/adapters/kafka/topics.py) puts in the key: the control number where the event
+# names one, else the meeting id (admin events, and proxy.substituted, which names no control number).
+_KEYS = {"vote.cast": "The control number (UTF-8).", "vote.revoked": "The control number (UTF-8)."}
+
+
+def _with_dialect(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"$schema": DIALECT, **schema}
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every JSON Schema of the contract, by file stem: one per event, one per topic, heads, parked headers."""
+    out = {tag: _with_dialect(msgspec.json.schema(cls)) for tag, cls in EVENT_TYPES.items()}
+    for topic, union, what in ((SUBMISSIONS_TOPIC, Submission, "submission"), (ADMIN_TOPIC, AdminEvent, "admin")):
+        out[topic] = _with_dialect(
+            {
+                "title": f"{topic} message",
+                "description": f"Any {what} event: a union tagged by its `type` field.",
+                **msgspec.json.schema(union),
+            }
+        )
+    out["chain.head"] = _with_dialect(msgspec.json.schema(Head))
+    out[PARKED_HEADERS] = _with_dialect(_PARKED_HEADERS_SCHEMA)
+    return out
+
+
+def doc_examples(markdown: str) -> dict[str, str]:
+    """The first JSON block under each heading of docs/wire-contract.md, by the heading's first `name`."""
+    examples: dict[str, str] = {}
+    name = None
+    for block in re.split(r"^(#+ .*)$", markdown, flags=re.MULTILINE):
+        if block.startswith("#"):
+            match = re.search(r"`([^`]+)`", block)
+            name = match.group(1) if match else None
+            continue
+        code = re.search(r"^```json\n(.*?)^```", block, flags=re.MULTILINE | re.DOTALL)
+        if name and code and name not in examples:
+            examples[name] = code.group(1)
+    return examples
+
+
+def _key(description: str, example: str | None, nullable: bool = False) -> dict[str, Any]:
+    """The Kafka binding's key schema, with the examples' key (AsyncAPI 3.0 examples have no key field)."""
+    return {"type": ["string", "null"] if nullable else "string", "description": description, "examples": [example]}
+
+
+def _example_summary(key: str | None) -> str:
+    return f"From docs/wire-contract.md. Key: {key}."
+
+
+def _event_message(tag: str, key: str, examples: dict[str, str]) -> dict[str, Any]:
+    cls = EVENT_TYPES[tag]
+    text = examples[tag]
+    example_key = key_for(decode(text)).decode()
+    return {
+        "name": tag,
+        "title": cls.__name__,
+        "summary": (cls.__doc__ or "").strip(),
+        "contentType": "application/json",
+        "payload": {"$ref": f"schemas/{tag}.json"},
+        "bindings": {"kafka": {"key": _key(key, example_key), "bindingVersion": KAFKA_BINDING}},
+        "examples": [
+            {"name": tag.replace(".", "_"), "summary": _example_summary(example_key), "payload": json.loads(text)}
+        ],
+    }
+
+
+def _parked_message() -> dict[str, Any]:
+    try:
+        decode(_PARKED_VALUE.encode())
+    except MalformedMessage as exc:
+        reason, detail = exc.reason, exc.detail
+    else:
+        raise AssertionError("the parked example must be a message the decoder refuses")
+    return {
+        "name": "parked",
+        "title": "Parked message",
+        "summary": "A copy of a record the ledger could not log: the original key and value bytes, as received.",
+        "contentType": "application/octet-stream",
+        "headers": {"$ref": f"schemas/{PARKED_HEADERS}.json"},
+        "payload": {
+            "type": "string",
+            "description": "The parked record's value as received (first 900,000 bytes; empty for lost_in_kafka):"
+            " not necessarily JSON, nor UTF-8.",
+        },
+        "bindings": {
+            "kafka": {
+                "key": _key(
+                    "The parked record's key as received (first 60,000 bytes); none for lost_in_kafka.",
+                    _PARKED_KEY,
+                    nullable=True,
+                ),
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+        "examples": [
+            {
+                "name": "cut_short",
+                "summary": f"A vote.cast cut short in flight, parked as invalid JSON. Key: {_PARKED_KEY}.",
+                "headers": {"reason": reason, "detail": detail[:500], "source": _PARKED_SOURCE},
+                "payload": _PARKED_VALUE,
+            }
+        ],
+    }
+
+
+def _head_message(examples: dict[str, str]) -> dict[str, Any]:
+    text = examples[HEADS_TOPIC]
+    head = decode_head(text.encode())
+    return {
+        "name": "chain.head",
+        "title": "Chain head",
+        "summary": (Head.__doc__ or "").strip(),
+        "contentType": "application/json",
+        "payload": {"$ref": "schemas/chain.head.json"},
+        "bindings": {
+            "kafka": {
+                "key": _key(
+                    "The meeting id (UTF-8); none for the parked messages' chain.", head.meeting_id, nullable=True
+                ),
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+        "examples": [
+            {"name": "meeting_head", "summary": _example_summary(head.meeting_id), "payload": json.loads(text)}
+        ],
+    }
+
+
+def _channel(topic: str, description: str, messages: list[str], partitions: int, **config: int) -> dict[str, Any]:
+    kafka: dict[str, Any] = {"topic": topic, "partitions": partitions}
+    if config:
+        kafka["topicConfiguration"] = {name.replace("_", "."): value for name, value in config.items()}
+    return {
+        "address": topic,
+        "description": description,
+        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
+        "bindings": {"kafka": {**kafka, "bindingVersion": KAFKA_BINDING}},
+    }
+
+
+def _operation(action: str, channel: str, messages: list[str], summary: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "summary": summary,
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in messages],
+    }
+
+
+def _message_id(tag: str) -> str:
+    head, *rest = tag.split(".")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def asyncapi(markdown: str) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the ledger's four topics, seen from the ledger."""
+    examples = doc_examples(markdown)
+    submission_ids = [_message_id(t) for t in SUBMISSION_TAGS]
+    admin_ids = [_message_id(t) for t in ADMIN_TAGS]
+    messages = {
+        _message_id(tag): _event_message(tag, _KEYS.get(tag, "The meeting id (UTF-8)."), examples)
+        for tag in EVENT_TYPES
+    }
+    messages["parked"] = _parked_message()
+    messages["chainHead"] = _head_message(examples)
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "vote-ledger wire contract",
+            "version": str(SCHEMA_VERSION),
+            "description": "What voting channels, meeting administration and auditors exchange with the ledger"
+            " through Kafka. Operations are seen from the ledger: it receives on votes.submissions and"
+            " meetings.admin and sends on ledger.parked and ledger.heads; a channel does the opposite."
+            " Every event is one JSON object tagged by `type`; unknown fields are ignored; `v` is the schema"
+            " version. VOTE_LEDGER_TOPIC_PREFIX may prefix every address (empty in production)."
+            " Generated by `make contract` from the code; the prose is docs/wire-contract.md.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "protocol": "kafka",
+                "description": "The Kafka cluster the ledger reads (VOTE_LEDGER_KAFKA_BOOTSTRAP).",
+                "variables": {"bootstrap": {"description": "host:port of a bootstrap broker."}},
+            }
+        },
+        "channels": {
+            "votesSubmissions": _channel(
+                SUBMISSIONS_TOPIC,
+                "Submissions of the voting channels, keyed by control number (proxy.substituted: by"
+                " meeting id). One payload schema for the whole topic: schemas/votes.submissions.json.",
+                submission_ids,
+                4,
+            ),
+            "meetingsAdmin": _channel(
+                ADMIN_TOPIC,
+                "Meeting administration, keyed by meeting id; one partition, since order matters."
+                " One payload schema for the whole topic: schemas/meetings.admin.json.",
+                admin_ids,
+                1,
+            ),
+            "ledgerParked": _channel(
+                PARKED_TOPIC, "Copies of the records the ledger could not log, as received.", ["parked"], 1
+            ),
+            "ledgerHeads": _channel(
+                HEADS_TOPIC,
+                "Chain heads anchoring the log outside the database; never expires.",
+                ["chainHead"],
+                1,
+                retention_ms=-1,
+                retention_bytes=-1,
+            ),
+        },
+        "operations": {
+            "receiveSubmissions": _operation(
+                "receive", "votesSubmissions", submission_ids, "The ledger judges and logs each submission."
+            ),
+            "receiveAdmin": _operation(
+                "receive", "meetingsAdmin", admin_ids, "The ledger logs meeting administration."
+            ),
+            "sendParked": _operation("send", "ledgerParked", ["parked"], "The ledger copies what it parked."),
+            "sendHeads": _operation("send", "ledgerHeads", ["chainHead"], "The ledger publishes its chain heads."),
+        },
+        "components": {"messages": messages},
+    }
+
+
+def render(markdown: str) -> dict[str, str]:
+    """Every generated file's text, by path relative to docs/."""
+    files = {
+        f"schemas/{name}.json": json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        for name, schema in sorted(schemas().items())
+    }
+    header = "# Generated by `make contract` (services/devtools/contract.py) from the code: do not edit.\n"
+    document = yaml.safe_dump(asyncapi(markdown), sort_keys=False, allow_unicode=True, width=120)
+    files["asyncapi.yaml"] = header + document
+    return files
+
+
+def drifted(docs: Path = DOCS) -> list[str]:
+    """The generated files under docs/ that differ from the code (missing, changed, or stale)."""
+    files = render((docs / "wire-contract.md").read_text(encoding="utf-8"))
+    stale = {f"schemas/{p.name}" for p in (docs / "schemas").glob("*.json")} - set(files)
+    changed = [
+        name for name, text in files.items() if not (docs / name).exists() or (docs / name).read_text("utf-8") != text
+    ]
+    return sorted(changed + list(stale))
+
+
+def write(docs: Path = DOCS) -> list[str]:
+    """Write every generated file under docs/ and remove stale schemas; return what changed."""
+    changes = drifted(docs)
+    files = render((docs / "wire-contract.md").read_text(encoding="utf-8"))
+    (docs / "schemas").mkdir(exist_ok=True)
+    for name in changes:
+        path = docs / name
+        if name in files:
+            path.write_text(files[name], encoding="utf-8")
+        else:
+            path.unlink()
+    return changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: write the contract, or with --check report the files that drifted."""
+    parser = argparse.ArgumentParser(prog="python -m services.devtools.contract", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if docs/ is out of date")
+    args = parser.parse_args(argv)
+    if args.check:
+        changes = drifted()
+        for name in changes:
+            print(f"docs/{name} differs from the code: run `make contract`", file=sys.stderr)
+        return 1 if changes else 0
+    for name in write():
+        print(f"docs/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
