@@ -46,6 +46,11 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
 
 async def seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) -> None:
     """Position the consumer on PostgreSQL's offsets; partitions never consumed start at 0."""
+    async with ledger.seeking:
+        await _seek_to_stored(consumer, ledger, partitions)
+
+
+async def _seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) -> None:
     assigned = consumer.assignment()
     partitions = [tp for tp in partitions if tp in assigned]  # a revoked one is its new owner's
     stored = await ledger.stored_offsets(partitions)
