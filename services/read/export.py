@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,10 +42,17 @@ class UnknownMeetingExport(LookupError):
     """No row of the meeting is in the log: there is nothing to export."""
 
 
-async def export_meeting(conn: asyncpg.Connection, meeting_id: str, out: Path) -> Manifest:
+async def export_meeting(
+    conn: asyncpg.Connection,
+    meeting_id: str,
+    out: Path,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> Manifest:
     """Write the meeting's export to ``out`` from one consistent snapshot; return its manifest.
 
     Raises UnknownMeetingExport (writing nothing) if the log holds no row of the meeting.
+    ``on_progress(position, of)``: called now and then with the log position reached and the
+    projector's checkpoint (or beyond), for a progress bar.
     """
     if not await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id):
         raise UnknownMeetingExport(meeting_id)
@@ -79,6 +87,8 @@ async def export_meeting(conn: asyncpg.Connection, meeting_id: str, out: Path) -
                     counts[row.decision] += 1
                     first = row.position if first is None else first
                     last, final_hash = row.position, row.hash
+                    if on_progress is not None and (counts["accepted"] + counts["rejected"]) % 10_000 == 0:
+                        on_progress(row.position, max(row.position, as_of))
             with archive.open(PARKED_MEMBER, "w", force_zip64=True) as parked:
                 async for r in conn.cursor(_PARKED, prefetch=1000):
                     line = (

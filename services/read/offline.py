@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,13 @@ from services.read.export_file import (
     read_parked,
     read_rows,
 )
+
+OnProgress = Callable[[int, int | None], None]
+_PROGRESS_EVERY = 10_000  # rows between two progress calls: a call per row would cost more than the check
+
+
+def _ignore(done: int, total: int | None) -> None:
+    """No progress wanted."""
 
 
 @dataclass
@@ -104,12 +112,15 @@ def _hex(text: str | None) -> bytes | None:
     return None if text is None else bytes.fromhex(text)
 
 
-def verify_file(path: Path, expect_hash: str | None = None) -> FileVerification:
+def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgress | None = None) -> FileVerification:
     """Check the export's chains, its manifest, and (optionally) a hash published elsewhere.
 
-    Raises BadExport if the export holds no log row: there is nothing to verify.
+    Raises BadExport if the export holds no log row: there is nothing to verify. ``on_progress(done,
+    total)``: called now and then with the rows and parked messages read, of those the manifest states.
     """
     manifest = read_manifest(path)
+    total = manifest.rows + (manifest.parked_rows or 0)
+    on_progress = on_progress or _ignore
     result = FileVerification(manifest)
     check, digest, rejudge, anchor = ChainCheck(), hashlib.sha256(), Rejudge(), Anchor.parse(expect_hash)
     counts = {"accepted": 0, "rejected": 0}
@@ -124,12 +135,17 @@ def verify_file(path: Path, expect_hash: str | None = None) -> FileVerification:
         counts[row.decision] = counts.get(row.decision, 0) + 1
         first = row.position if first is None else first
         scheduled = scheduled or (row.type == "meeting.scheduled" and row.decision == "accepted")
+        if check.rows % _PROGRESS_EVERY == 0:
+            on_progress(check.rows, max(total, check.rows))
+    on_progress(check.rows, max(total, check.rows))
     if check.rows == 0:
         raise BadExport(f"{path}: the export holds no log row of meeting {manifest.meeting_id}: nothing to verify")
     result.rows, result.v1_rows, result.chain_break = check.rows, check.v1_rows, check.first_break
     result.problems += scheduled_problem(manifest.meeting_id, check.rows, scheduled)
     if manifest.format_version >= 2:
-        result.parked = _verify_parked(path, manifest, result.problems)
+        result.parked = _verify_parked(
+            path, manifest, result.problems, lambda done: on_progress(check.rows + done, total)
+        )
     if rejudge.first is not None:
         result.problems.append(f"decision: {rejudge.first.detail}")
     result.final_hash = check.last_hash.hex() if check.rows else None
@@ -157,12 +173,16 @@ def verify_file(path: Path, expect_hash: str | None = None) -> FileVerification:
     return result
 
 
-def _verify_parked(path: Path, manifest: Manifest, problems: list[str]) -> ParkedCheck:
+def _verify_parked(
+    path: Path, manifest: Manifest, problems: list[str], on_progress: Callable[[int], None]
+) -> ParkedCheck:
     """The parked messages' chain of the export, and that the manifest describes it."""
     check, digest = ParkedCheck(), hashlib.sha256()
-    for row, line in read_parked(path):
+    for read, (row, line) in enumerate(read_parked(path), 1):
         digest.update(line)
         check.feed([_parked_row(row)])
+        if read % _PROGRESS_EVERY == 0:
+            on_progress(read)
     final = check.last_hash.hex() if check.rows else None
     for what, found, stated in (
         ("parked messages", check.rows + check.legacy, manifest.parked_rows),

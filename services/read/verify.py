@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,11 @@ def _bytes(value) -> bytes | None:
 
 
 async def verify_meeting(
-    conn: asyncpg.Connection, meeting_id: str, expect_hash: str | None = None, heads: list[Head] | None = None
+    conn: asyncpg.Connection,
+    meeting_id: str,
+    expect_hash: str | None = None,
+    heads: list[Head] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> Verification:
     """Recompute the meeting's chain, the parked chain and its tally from scratch; compare with the
     projection and, if given, with every head published for them.
@@ -148,7 +153,8 @@ async def verify_meeting(
     at that position, e.g. from a final report's footer). ``heads``: everything read from
     ``ledger.heads`` *before* this call (a head published later may name rows this snapshot lacks);
     None to skip that check. Raises UnknownMeeting if the log has no row of the meeting and no head
-    was ever published for it: there is nothing to verify.
+    was ever published for it: there is nothing to verify. ``on_progress(position, of)``: called now
+    and then with the log position reached and the projector's checkpoint (or beyond), for a progress bar.
     """
     result = Verification(meeting_id)
     check, rejudge, anchor = ChainCheck(), Rejudge(), Anchor.parse(expect_hash)
@@ -179,6 +185,8 @@ async def verify_meeting(
                 {name: record[name] for name in _COPIED if record[name] is not None},
             )
             anchor.feed(row.position, row.hash)
+            if on_progress is not None and check.rows % 10_000 == 0:
+                on_progress(row.position, max(row.position, result.checkpoint))
             if result.heads is not None:
                 result.heads.feed([(row.position, row.hash)])
             scheduled = scheduled or (row.type == "meeting.scheduled" and row.decision == "accepted")

@@ -71,14 +71,26 @@ def prepare(
     return meeting, register_spec, sim, positions
 
 
-async def load_meeting(settings: Settings, path: str | Path) -> LoadSummary:
-    """Publish meeting.scheduled then the positions.recorded chunks (deterministic ids: R18)."""
+async def load_meeting(
+    settings: Settings, path: str | Path, on_progress: Callable[[int, int | None], None] | None = None
+) -> LoadSummary:
+    """Publish meeting.scheduled then the positions.recorded chunks (deterministic ids: R18).
+
+    ``on_progress(published, total)``: called as the broker acknowledges groups of events.
+    """
     meeting, register_spec, _ = load_spec(path)
     positions, entitlements = build_register(meeting, register_spec)
-    chunks = register_events(meeting, positions, entitlements)
+    events = [meeting, *register_events(meeting, positions, entitlements)]
+    chunks = events[1:]
     await ensure_topics(settings)
+    # With a progress callback, groups of events one after the other (still in order); else all at once.
+    group = 16 if on_progress is not None else len(events)
+    published = 0
     async with producer(settings) as client:
-        published = await publish(client, settings, [meeting, *chunks])
+        for start in range(0, len(events), group):
+            published += await publish(client, settings, events[start : start + group])
+            if on_progress is not None:
+                on_progress(published, len(events))
     return LoadSummary(
         meeting_id=meeting.meeting_id,
         event_id=meeting.event_id,
