@@ -10,7 +10,8 @@ import msgspec
 from events.schema import EVENT_TYPES, SCHEMA_VERSION, AnyEvent, Event
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AnyEvent)
+# Annotated: msgspec infers Decoder[Any] from a union (it types only `type[T]` arguments).
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
 # Upcasters turn an older schema version of one event type into the next version, as plain dicts,
@@ -135,6 +136,7 @@ def _upcast(raw: dict[str, Any]) -> AnyEvent:
         version += 1
         raw["v"] = version
     try:
-        return msgspec.convert(raw, AnyEvent)
+        event: AnyEvent = msgspec.convert(raw, AnyEvent)
     except msgspec.ValidationError as exc:
         raise MalformedMessage("invalid_event", str(exc)) from None
+    return event

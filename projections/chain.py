@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -154,6 +155,7 @@ class ChainRow:
                 self.reason,
                 self.payload,
             )
+        assert self.recorded_at is not None, "a v2 row has recorded_at (NOT NULL in the log)"
         return canonical_v2(
             self.position,
             self.prev_position,
@@ -277,7 +279,7 @@ class ParkedCheck(ChainCheck):
 
     legacy: int = 0  # parked before migration 010: no hash, so not covered
 
-    def feed(self, rows: Iterable[ParkedRow]) -> None:
+    def feed(self, rows: Iterable[ChainRow | ParkedRow]) -> None:  # ParkedRows only; typed as the base's
         """Check the next parked messages (in id order)."""
         for row in rows:
             if row.hash is None and self.rows == 0:
@@ -285,7 +287,7 @@ class ParkedCheck(ChainCheck):
             else:
                 super().feed([row])
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
         return {
             "rows": self.rows,
@@ -296,7 +298,7 @@ class ParkedCheck(ChainCheck):
 
 
 def hashes(
-    rows: Iterable[tuple], start: tuple[int | None, bytes] = (None, GENESIS)
+    rows: Iterable[tuple[Any, ...]], start: tuple[int | None, bytes] = (None, GENESIS)
 ) -> Iterator[tuple[int | None, bytes]]:
     """For rows (position, meeting_id, event_id, type, decision, reason, payload) of ONE meeting in
     order, yield (prev_position, hash) under chain v1, continuing the chain from ``start``."""
@@ -309,7 +311,9 @@ def hashes(
         prev_position = position
 
 
-def rechain(rows: Iterable[ChainRow | ParkedRow], start: tuple[int | None, bytes] = (None, GENESIS)) -> list:
+def rechain(
+    rows: Iterable[ChainRow | ParkedRow], start: tuple[int | None, bytes] = (None, GENESIS)
+) -> list[ChainRow | ParkedRow]:
     """The rows with prev_position and hash recomputed in order, as a writer (or a forger) would."""
     prev_position, prev_hash = start
     out = []

@@ -48,7 +48,8 @@ class LogDigest:
 
     def hexdigest(self) -> str:
         """The digest so far, as ``sha256:<64 hex digits>``."""
-        return PREFIX + self._hash.hexdigest()
+        digest: str = self._hash.hexdigest()
+        return PREFIX + digest
 
 
 def log_digest(rows: Iterable[Any], up_to: int) -> str:

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-def instruction_key(vote: VoteCast) -> tuple[datetime, datetime, str]:
+def instruction_key(vote: VoteCast | VoteRevoked) -> tuple[datetime, datetime, str]:
     """R5 order: latest executed_at, then later received_at, then greater event_id."""
     return (vote.executed_at, vote.received_at, vote.event_id)
 
@@ -111,7 +111,7 @@ class Tally:
     voters: dict[str, VoterState] = field(default_factory=dict)
     present: int = 0
     present_count: int = 0
-    buckets: Counter = field(default_factory=Counter)
+    buckets: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     events_applied: int = 0
     # Keys changed since the owner last cleared them: lets a store write only what changed.
     dirty_voters: set[str] = field(default_factory=set)
@@ -132,18 +132,18 @@ class Tally:
         record(trial, event)
         before, after = _counting(state), _counting(trial)
         changed = before[0] is not after[0] or before[1] is not after[1]
-        old = contribution(self.meeting, position, *before) if changed and before[0] else None
-        new = contribution(self.meeting, position, *after) if changed and after[0] else None
+        old = contribution(self.meeting, position, before[0], before[1]) if changed and before[0] else None
+        new = contribution(self.meeting, position, after[0], after[1]) if changed and after[0] else None
         if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteRevoked):
             # A revocation voiding the owner's instruction revives the nominee's discretionary vote:
             # that vote, not the revocation, is what would take the nominee over (R17).
             item_id = self._exceeds_entitlement(position.nominee, old, new)
-            if item_id is not None and trial.discretionary is after[0]:
+            if item_id is not None and trial.discretionary is after[0] and trial.discretionary is not None:
                 trial.overvote_rejected = [*trial.overvote_rejected, (trial.discretionary.event_id, item_id)]
                 trial.discretionary = None
                 after = _counting(trial)
                 changed = before[0] is not after[0] or before[1] is not after[1]
-                new = contribution(self.meeting, position, *after) if changed and after[0] else None
+                new = contribution(self.meeting, position, after[0], after[1]) if changed and after[0] else None
         if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteCast):
             item_id = self._exceeds_entitlement(position.nominee, old, new)
             if item_id is not None:
@@ -249,7 +249,7 @@ class Tally:
     def _exceeds_entitlement(self, nominee: str | None, old: Contribution | None, new: Contribution) -> str | None:
         """The first item on which this change would take the nominee over its entitlement."""
         limit = self.meeting.entitlements.get(nominee) if nominee else None
-        if limit is None:
+        if limit is None or nominee is None:  # a None nominee has no limit; said again for mypy
             return None  # registered holders, or a nominee with no DTC position reported
         for item in self.meeting.spec.items:
             added = sum(new.buckets.get((item.id, o, nominee), 0) for o in item.options)

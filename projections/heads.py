@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -55,7 +55,7 @@ class HeadFailure:
     head: Head
     detail: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {
             "position": self.head.position,
@@ -122,7 +122,7 @@ class HeadCheck:
         """The head furthest along the chain."""
         return max(self.heads, key=lambda h: h.position, default=None)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary: how many heads, the latest, the failures."""
         latest = self.latest
         return {

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import msgspec.structs
 
@@ -40,7 +41,7 @@ class Ref:
     """A log row named by its position and event id."""
 
     position: int
-    event_id: str
+    event_id: str | None  # None only for a row whose payload no longer decodes: never one that counts
 
 
 @dataclass(frozen=True)
@@ -71,36 +72,34 @@ def lineage(
     beyond these rows). ``closures`` are the meeting's logged polls.closed, to name the one of R12.
     """
     closure, closed = _first_closure(meeting, closures), meeting.first_closure
-    votes = {
-        i: row
+    votes: dict[int, VoteCast | VoteRevoked] = {
+        i: row.event
         for i, row in enumerate(rows)
         if row.decision == "accepted" and isinstance(row.event, (VoteCast, VoteRevoked))
     }
     # R12: received after the first closure never counts, even if the closure was logged later.
-    late = {i for i, row in votes.items() if closed is not None and row.event.received_at > closed}
+    late = {i for i, vote in votes.items() if closed is not None and vote.received_at > closed}
     refused, dropped = _overvote_refusals(rows, [i for i in votes if i not in late], state)
     pool = [i for i in votes if i not in late and i not in refused]
-    ref = {i: Ref(rows[i].position, rows[i].event.event_id) for i in votes}
-    ballots = [i for i in pool if _kind(rows[i].event) == "ballot"]
-    owners = [i for i in pool if _kind(rows[i].event) == "owner"]
-    discretionary = [i for i in pool if _kind(rows[i].event) == "discretionary" and i not in dropped]
-    revocations = sorted(
-        (i for i in pool if _kind(rows[i].event) == "revocation"), key=lambda i: instruction_key(rows[i].event)
-    )
+    # Keyed `int | None` for mypy only: the lookups below (ballot, owner, latest) are never None there.
+    ref: dict[int | None, Ref] = {i: Ref(rows[i].position, vote.event_id) for i, vote in votes.items()}
+    ballots = [i for i in pool if _kind(votes[i]) == "ballot"]
+    owners = [i for i in pool if _kind(votes[i]) == "owner"]
+    discretionary = [i for i in pool if _kind(votes[i]) == "discretionary" and i not in dropped]
+    revocations = sorted((i for i in pool if _kind(votes[i]) == "revocation"), key=lambda i: instruction_key(votes[i]))
     ballot, owner, nominee = (
-        max(group, key=lambda i: instruction_key(rows[i].event), default=None)
-        for group in (ballots, owners, discretionary)
+        max(group, key=lambda i: instruction_key(votes[i]), default=None) for group in (ballots, owners, discretionary)
     )
 
     def revoker(i: int) -> int | None:
         # R7: the first revocation executed after the instruction voids it (and so does the latest,
         # which is the one the fold keeps: anything before the first is before the latest).
-        return next((r for r in revocations if rows[r].event.executed_at > rows[i].event.executed_at), None)
+        return next((r for r in revocations if votes[r].executed_at > votes[i].executed_at), None)
 
     owner_counts = ballot is None and owner is not None and revoker(owner) is None
     result: dict[int, Status] = {}
     for i in pool:
-        kind = _kind(rows[i].event)
+        kind = _kind(votes[i])
         if kind == "revocation":
             continue
         # The first cause in the chain is named: revoked (R7), else replaced by a later-dated one of
@@ -122,7 +121,10 @@ def lineage(
         else:
             # A discretionary vote filling nothing (the owner marked every routine item) is simply
             # beaten by the owner's word, though the fold still holds it as the fill (R10).
-            filled = _filled_items(meeting, rows[owner].event, rows[i].event)
+            assert owner is not None  # owner_counts: there is an owner's instruction
+            owner_vote, fill = votes[owner], votes[i]  # kinds "owner" and "discretionary": both votes cast
+            assert isinstance(owner_vote, VoteCast) and isinstance(fill, VoteCast)
+            filled = _filled_items(meeting, owner_vote, fill)
             result[i] = (
                 _status(rows[i], FILLS, items=filled) if filled else _status(rows[i], SUPERSEDED, "R10", ref[owner])
             )
@@ -196,7 +198,7 @@ def _filled_items(meeting: Meeting, owner: VoteCast, fill: VoteCast) -> tuple[st
     )
 
 
-def _maxima(state: VoterState) -> tuple:
+def _maxima(state: VoterState) -> tuple[str | datetime | None, ...]:
     """The ids of what a fold state keeps, to compare a shadow with the real state."""
     ids = tuple(v.event_id if v is not None else None for v in (state.owner, state.discretionary, state.ballot))
     return (*ids, state.revoked_at)
@@ -214,23 +216,24 @@ def _overvote_refusals(
     fold ends in ``state``'s maxima is kept.
     """
     rejected = list(state.overvote_rejected) if state is not None else []
-    if not rejected:
+    if state is None or not rejected:  # (no state: nothing rejected; said again for mypy)
         return {}, {}
     budget = [64]  # alternative readings to try; a control number rarely has more than one
 
     def walk(
         k: int,
         shadow: VoterState,
-        pending: list,
-        refused: dict,
-        dropped: dict,
-        since_drop: list,
-        index: dict,
-        target: tuple | None,
+        pending: list[tuple[str, str]],
+        refused: dict[int, str],
+        dropped: dict[int, int],
+        since_drop: list[int],
+        index: dict[str, int],
+        target: tuple[Any, ...] | None,
     ) -> tuple[dict[int, str], dict[int, int]] | None:
         while k < len(folded):
             i = folded[k]
             event = rows[i].event
+            assert isinstance(event, (VoteCast, VoteRevoked))  # folded holds accepted submissions only
             k += 1
             if pending and isinstance(event, VoteCast) and pending[0][0] == event.event_id:
                 on_arrival = walk(
@@ -275,4 +278,5 @@ def _overvote_refusals(
     if found is None:  # a state of another log prefix: take every refusal as made on arrival
         budget[0] = 0
         found = walk(0, VoterState(), list(rejected), {}, {}, [], {}, None)
+    assert found is not None  # without a target every reading is kept
     return found

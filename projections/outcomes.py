@@ -84,7 +84,7 @@ def tally_report(
     results = outcomes(spec, totals, q["met"])
     items = {}
     for item in spec.items:
-        counts = item_counts(item, totals.get(item.id, {}), present)
+        counts: dict[str, Any] = item_counts(item, totals.get(item.id, {}), present)
         counts["outcome"] = results[item.id]
         items[item.id] = counts
     return {

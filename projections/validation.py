@@ -7,6 +7,7 @@ so the decision does not depend on the order in which votes arrive (R5). Each ch
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
 from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
 from events.schema import MAX_SHARES
@@ -182,7 +183,7 @@ def validate_chunk(meeting: Meeting, chunk: PositionsRecorded) -> str | None:
     return None
 
 
-def _timing(meeting: Meeting, channel: str, received_at) -> str | None:
+def _timing(meeting: Meeting, channel: str, received_at: datetime) -> str | None:
     """R12: polls closed (on all items, or on any item) and channel cut-offs."""
     if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
         return POLL_CLOSED
