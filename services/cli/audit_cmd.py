@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
+from events.schema import Channel
 from services.cli.audit_verify import add_verify
-from services.cli.common import parse_timestamp, show
-from services.read.audit import CHANNELS, DECISIONS, read_events, read_history
+from services.cli.common import add_format, parse_timestamp, show, whole_number
+
+if TYPE_CHECKING:
+    import asyncpg
+
+# The filters' choices, known without importing the read side and its PostgreSQL client (services/read/audit.py
+# checks the same values).
+CHANNELS = typing.get_args(Channel)
+DECISIONS = ("accepted", "rejected")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,11 +48,13 @@ def _register_history(actions: argparse._SubParsersAction) -> None:
     )
     h.add_argument("--meeting", required=True, metavar="ID", help="meeting id, e.g. cbak-2023-agm")
     h.add_argument("--control-number", required=True, metavar="C", help="the control number on the card or form")
-    h.add_argument("--json", action="store_true", help="print the history as JSON")
+    add_format(h)
     h.set_defaults(func=_history)
 
 
 def _history(args: argparse.Namespace) -> int:
+    from services.read.audit import read_history
+
     return _print(lambda conn: read_history(conn, args.meeting, args.control_number), args, render_history)
 
 
@@ -67,14 +76,16 @@ def _register_events(actions: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--to", dest="received_to", type=parse_timestamp, metavar="TIMESTAMP", help="received before this time"
     )
-    e.add_argument("--decision", choices=DECISIONS)
+    e.add_argument("--decision", choices=DECISIONS, help="the ledger's decision on the row")
     e.add_argument("--reason", metavar="CODE", help="reason code of rejected rows, e.g. cutoff_passed")
-    e.add_argument("--limit", type=_limit, default=100, metavar="N", help="at most N rows (default 100)")
-    e.add_argument("--json", action="store_true", help="print the rows as JSON")
+    e.add_argument("--limit", type=whole_number(1), default=100, metavar="N", help="at most N rows (default 100)")
+    add_format(e)
     e.set_defaults(func=_events)
 
 
 def _events(args: argparse.Namespace) -> int:
+    from services.read.audit import read_events
+
     return _print(
         lambda conn: read_events(
             conn,
@@ -92,16 +103,6 @@ def _events(args: argparse.Namespace) -> int:
     )
 
 
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _print(
     read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
     args: argparse.Namespace,
@@ -109,7 +110,9 @@ def _print(
 ) -> int:
     """Read a report as the reader role and print it as JSON or as text."""
     return show(
-        args.meeting, read, lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n"
+        args.meeting,
+        read,
+        lambda report: (json.dumps(report, indent=2) if args.format == "json" else render(report)) + "\n",
     )
 
 

@@ -7,13 +7,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
 from services.cli import UserError
+from services.cli.common import add_format, add_quiet
+from services.cli.progress import OnProgress, progress_bar
 from services.read.export_file import BadExport
 from services.read.offline import verify_file
-from services.read.tallies import UnknownMeeting
-from services.read.verify import verify_meeting
-from services.runtime.chain_heads import HeadsUnavailable, read_heads
 from services.settings import settings
 
 
@@ -44,29 +42,37 @@ def add_verify(actions: argparse._SubParsersAction) -> None:
         help="online, when Kafka is not reachable: do not check the published chain heads (the output"
         " says so; an edit re-hashed to the end of the chain then goes unnoticed)",
     )
-    v.add_argument("--json", action="store_true", help="print the verification as JSON")
+    add_format(v)
+    add_quiet(v)
     v.set_defaults(func=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
     if args.file is not None:
         try:
-            result = verify_file(args.file, args.expect_hash)
+            with progress_bar(f"verifying {args.file.name}", quiet=args.quiet) as on_progress:
+                result = verify_file(args.file, args.expect_hash, on_progress=on_progress)
         except BadExport as exc:
             raise UserError(str(exc)) from None
         report = result.as_dict()
     else:
-        result = asyncio.run(_verify_online(args.meeting, args.expect_hash, args.no_heads))
+        with progress_bar(f"verifying {args.meeting}", quiet=args.quiet) as on_progress:
+            result = asyncio.run(_verify_online(args.meeting, args.expect_hash, args.no_heads, on_progress))
         report = result.as_dict()
-    if args.json:
+    if args.format == "json":
         print(json.dumps(report, indent=2))
     else:
         print(render_verification(report))
     return 0 if result.ok else 1
 
 
-async def _verify_online(meeting_id: str, expect_hash: str | None, no_heads: bool):
+async def _verify_online(meeting_id: str, expect_hash: str | None, no_heads: bool, on_progress: OnProgress):
     """Read the published heads first (a later head may name rows our snapshot lacks), then verify."""
+    from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
+    from services.read.errors import UnknownMeeting
+    from services.read.verify import verify_meeting
+    from services.runtime.chain_heads import HeadsUnavailable, read_heads
+
     cfg = settings()
     role_dsn(cfg, READER_ROLE)  # fail before reading the heads
     heads = None

@@ -10,7 +10,8 @@ import uuid
 from pathlib import Path
 
 from services.cli import UserError
-from services.cli.common import kafka_bootstrap, pg_dsn, run
+from services.cli.common import add_quiet, kafka_bootstrap, pg_dsn, run
+from services.cli.progress import progress_bar
 from services.settings import settings
 
 README_START = "<!-- bench:start -->"
@@ -48,7 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for results.json/.md and logs")
     b.add_argument("--readme", type=Path, help=f"also replace the table between {README_START} and {README_END}")
-    b.add_argument("--meeting-file", type=Path, default=Path("deploy/meetings/cbak-2023-agm.toml"))
+    b.add_argument(
+        "--meeting-file",
+        type=Path,
+        default=Path("deploy/meetings/cbak-2023-agm.toml"),
+        help="the meeting spec the workload is generated from (default deploy/meetings/cbak-2023-agm.toml)",
+    )
+    add_quiet(b)
     b.set_defaults(func=_bench)
 
 
@@ -81,7 +88,10 @@ def _bench(args: argparse.Namespace) -> int:
 
         # Given only a superuser DSN, the services under measurement get logins for this run.
         async with service_logins(cfg, f"vl_bench{uuid.uuid4().hex[:6]}_") as run_cfg:
-            results = await run_bench(run_cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
+            with progress_bar("bench", unit="phases", quiet=args.quiet) as on_progress:
+                results = await run_bench(
+                    run_cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True), on_progress
+                )
         table = markdown(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "results.md").write_text(table)

@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI commands: required settings and running coroutines."""
+"""Helpers shared by the CLI commands: required settings, running coroutines, the output flag, argument types."""
 
 from __future__ import annotations
 
@@ -46,6 +46,61 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
+FORMAT_HELP = {
+    "table": "a table for people",
+    "json": "JSON",
+    "md": "Markdown",
+    "csv": "CSV, one row per item",
+}
+
+
+def add_format(
+    parser: argparse.ArgumentParser,
+    choices: tuple[str, ...] = ("table", "json"),
+    default: str = "table",
+    dest: str = "format",
+    help: str | None = None,
+) -> None:
+    """Add the output flag every command that prints results shares: --format CHOICE, and --json as an alias.
+
+    One convention for the whole CLI: ``--format`` picks among the renderings that make sense for the
+    command, and ``--json`` (what most commands took before) stays, meaning exactly ``--format json``.
+    """
+    if default not in choices or "json" not in choices:
+        raise ValueError(f"--format {default} must be one of {choices}, and json one of them")
+    described = ", ".join(f"{c} ({FORMAT_HELP.get(c, c)})" for c in choices)
+    parser.add_argument(
+        "--format",
+        dest=dest,
+        choices=choices,
+        default=default,
+        help=help or f"output format: {described}; default {default}",
+    )
+    parser.add_argument("--json", dest=dest, action="store_const", const="json", help="alias of --format json")
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """Add --quiet: no progress bar (there is none anyway when stderr is not a terminal)."""
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar on stderr (none is drawn when it is not a terminal)"
+    )
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``, else a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {value}")
+        return value
+
+    return parse
+
+
 def parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 timestamp; a time without offset is ambiguous, so refuse it."""
     try:
@@ -62,7 +117,7 @@ def show(
 ) -> int:
     """Read one report on a reader-role connection and write it; an unknown meeting is the user's error."""
     from services.adapters.postgres.connect import READER_ROLE, connect_as
-    from services.read.tallies import UnknownMeeting
+    from services.read.errors import UnknownMeeting
 
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka.errors import KafkaError
 
 from events import MeetingScheduled, Position, ProxySubstituted, VoteRevoked
 from projections.outcomes import quorum
 from services.cli import UserError
-from services.cli.common import kafka_bootstrap
-from services.devtools.demo.loader import load_meeting
+from services.cli.common import add_format, add_quiet, kafka_bootstrap
+from services.cli.progress import progress_bar
 from services.devtools.demo.register import build_register, nominee_books
 from services.devtools.demo.spec import SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
@@ -43,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "content: loading the same file again is a no-op (R18).",
     )
     load.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    add_quiet(load)
     load.set_defaults(func=_load)
     show = actions.add_parser(
         "show",
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "summary. Nothing is published.",
     )
     show.add_argument("file", metavar="FILE", help=_FILE_HELP)
-    show.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_format(show)
     show.set_defaults(func=_show)
 
 
@@ -77,12 +77,17 @@ def kafka_settings() -> Settings:
 
 def run_kafka(current: Settings, coroutine):
     """Run a publishing coroutine, turning spec and broker problems into user errors."""
+    from aiokafka.errors import KafkaError
+
     try:
         return asyncio.run(coroutine)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     except (KafkaError, OSError) as exc:
-        raise UserError(f"Kafka at {current.kafka_bootstrap} failed: {str(exc) or type(exc).__name__}") from None
+        from services.adapters.kafka.topics import unreachable
+
+        failed = f"Kafka at {current.kafka_bootstrap} failed: {str(exc) or type(exc).__name__}"
+        raise UserError(unreachable(exc, current.kafka_bootstrap) or failed) from None
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -91,8 +96,11 @@ def _load(args: argparse.Namespace) -> int:
         load_spec(path)  # report a bad file before touching Kafka
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    from services.devtools.demo.loader import load_meeting
+
     current = kafka_settings()
-    summary = run_kafka(current, load_meeting(current, path))
+    with progress_bar(f"publishing {path.stem}", unit="events", quiet=args.quiet) as on_progress:
+        summary = run_kafka(current, load_meeting(current, path, on_progress))
     print(
         f"published meeting {summary.meeting_id} (event {summary.event_id}) and {summary.chunks} "
         f"register chunks: {summary.positions} positions, {summary.shares:,} shares"
@@ -108,7 +116,11 @@ def _show(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     summary = describe(meeting, positions, {e.nominee: e.shares for e in entitlements}, sim)
-    print(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode() if args.json else _text(summary))
+    print(
+        msgspec.json.format(msgspec.json.encode(summary), indent=2).decode()
+        if args.format == "json"
+        else _text(summary)
+    )
     return 0
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.cli import UserError
-from services.cli.common import run, setup_logging
-from services.read.tallies import RebuildRefused, UnknownMeeting, rebuild
+from services.cli.common import add_quiet, run, setup_logging
 from services.settings import settings
 
 
@@ -27,10 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         " Readers and a running projector carry on meanwhile.",
     )
     r.add_argument("--meeting", required=True, help="meeting id")
+    add_quiet(r)
     r.set_defaults(func=_rebuild)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
+    from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
+    from services.read.errors import UnknownMeeting
+    from services.read.rebuild import RebuildRefused, rebuild
+
     setup_logging()  # the phases' timings (replay, check, swap) go to stderr
 
     async def go() -> int:

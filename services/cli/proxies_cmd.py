@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from services.cli.common import parse_timestamp, show
-from services.read.proxies import read_proxies
+from services.cli.common import add_format, parse_timestamp, show
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,15 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         " at or before it count; the control numbers and shares are still those of the"
         " current effective instructions",
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_format(p)
     p.set_defaults(func=_proxies)
 
 
 def _proxies(args: argparse.Namespace) -> int:
+    from services.read.proxies import read_proxies
+
     return show(
         args.meeting,
         lambda conn: read_proxies(conn, args.meeting, args.as_of),
-        lambda report: (json.dumps(report, indent=2) if args.json else render(report)) + "\n",
+        lambda report: (json.dumps(report, indent=2) if args.format == "json" else render(report)) + "\n",
     )
 
 

@@ -10,10 +10,9 @@ from typing import Any
 
 from projections.report import render_csv, render_json, render_markdown
 from services.cli import UserError
-from services.cli.common import show
+from services.cli.common import add_format, show, whole_number
 from services.read.export_file import BadExport
 from services.read.offline import final_report_from_file
-from services.read.reports import over_vote_report, read_final_report, rejection_report
 
 # Markdown and CSV end with a newline already; JSON gets one like every other command's output.
 _FINAL_RENDERERS = {"md": render_markdown, "json": lambda r: render_json(r) + "\n", "csv": render_csv}
@@ -39,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = f.add_mutually_exclusive_group(required=True)
     source.add_argument("--meeting", help="meeting id, e.g. cbak-2023-agm")
     source.add_argument("--file", type=Path, help="an export (vote-ledger export): replay it offline, no services")
-    f.add_argument(
-        "--format",
-        choices=list(_FINAL_RENDERERS),
+    add_format(
+        f,
+        tuple(_FINAL_RENDERERS),
         default="md",
         help="md (default), json, or csv (one row per item, no position/digest)",
     )
@@ -54,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         " counted shares per option, the policy, and under `reject` the refused event ids.",
     )
     o.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
-    o.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_format(o)
     o.set_defaults(func=_overvotes)
 
     j = reports.add_parser(
@@ -65,20 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         " (undecodable) messages of all meetings.",
     )
     j.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
-    j.add_argument("--json", action="store_true", help="print the report as JSON")
-    j.add_argument("--examples", type=_count, default=3, metavar="N", help="examples per reason code (default 3)")
+    add_format(j)
+    j.add_argument(
+        "--examples", type=whole_number(0), default=3, metavar="N", help="examples per reason code (default 3)"
+    )
     j.set_defaults(func=_rejections)
-
-
-def _count(text: str) -> int:
-    """A non-negative integer argument."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return value
 
 
 def _final(args: argparse.Namespace) -> int:
@@ -89,16 +79,22 @@ def _final(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         sys.stdout.write(_FINAL_RENDERERS[args.format](report))
         return 0
+    from services.read.reports import read_final_report
+
     return show(args.meeting, lambda conn: read_final_report(conn, args.meeting), _FINAL_RENDERERS[args.format])
 
 
 def _overvotes(args: argparse.Namespace) -> int:
-    render = _json if args.json else lambda r: render_overvotes(r) + "\n"
+    from services.read.reports import over_vote_report
+
+    render = _json if args.format == "json" else lambda r: render_overvotes(r) + "\n"
     return show(args.meeting, lambda conn: over_vote_report(conn, args.meeting), render)
 
 
 def _rejections(args: argparse.Namespace) -> int:
-    render = _json if args.json else lambda r: render_rejections(r) + "\n"
+    from services.read.reports import rejection_report
+
+    render = _json if args.format == "json" else lambda r: render_rejections(r) + "\n"
     return show(args.meeting, lambda conn: rejection_report(conn, args.meeting, args.examples), render)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
-from services.adapters.kafka.topics import ensure_topics
-from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, role_dsn
 from services.cli.common import kafka_bootstrap, run, setup_logging
-from services.runtime.ledger import build_app
-from services.runtime.projector import Projector
 from services.settings import settings
+
+if TYPE_CHECKING:
+    from services.runtime.projector import Projector
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, role_dsn
+
     setup_logging(args.verbose)
     cfg = settings()
     if args.which in ("all", "ledger"):
@@ -51,6 +53,10 @@ def _run(args: argparse.Namespace) -> int:
 
 async def serve(cfg, which: str) -> int:
     """Run the chosen services until SIGINT/SIGTERM."""
+    from services.adapters.kafka.topics import ensure_topics
+    from services.runtime.ledger import build_app
+    from services.runtime.projector import Projector
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,7 +68,12 @@ async def serve(cfg, which: str) -> int:
         tasks.append(asyncio.create_task(_run_app(app, stop)))
     if which in ("all", "projector"):
         projector = Projector(cfg)
-        await projector.start()
+        try:
+            await projector.start()
+        except BaseException:
+            stop.set()  # the ledger, if started, stops too: one error reported, no orphaned task
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         tasks.append(asyncio.create_task(_run_projector(projector, stop)))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     stop.set()

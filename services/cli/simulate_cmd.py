@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from services.cli import UserError
 from services.cli.meeting_cmd import kafka_settings, resolve_meeting_file, run_kafka
-from services.devtools.demo.loader import Progress, simulate
 from services.devtools.demo.spec import load_spec
+
+if TYPE_CHECKING:
+    from services.devtools.demo.loader import Progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         load_spec(path)  # report a bad file before touching Kafka
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    from services.devtools.demo.loader import simulate
+
     current = kafka_settings()
     progress = None if args.quiet else _progress
     summary = run_kafka(

@@ -8,6 +8,8 @@ import shlex
 import sys
 from typing import Any
 
+from services.cli.common import add_format
+
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: lets scripts do `status || up`
 
 
@@ -72,7 +74,7 @@ def register(subparsers: Any) -> None:
             f"Exits 0 when both run, {EXIT_NOT_RUNNING} otherwise."
         ),
     )
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add_format(status)
     status.set_defaults(func=_status)
 
 
@@ -108,7 +110,7 @@ def _status(args: argparse.Namespace) -> int:
     from services.devtools.stack import stack_status
 
     info = stack_status(_config(args))
-    if args.json:
+    if args.format == "json":
         json.dump(info, sys.stdout, indent=2)
         print()
     else:

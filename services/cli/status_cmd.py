@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
-from services.cli.common import kafka_bootstrap, run
-from services.read.status import status, wait_caught_up
+from services.cli.common import add_format, kafka_bootstrap, run
 from services.settings import settings
 
 
@@ -18,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ingest and projection lag, rejects, parked messages",
         description="Show how far the ledger and the projector are, and what was rejected or parked.",
     )
-    s.add_argument("--json", action="store_true", help="print JSON")
+    add_format(s)
     s.add_argument(
         "--wait",
         type=float,
@@ -29,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from services.adapters.postgres.connect import READER_ROLE, connect_as, role_dsn
+    from services.read.status import status, wait_caught_up
+
     cfg = settings()
     role_dsn(cfg, READER_ROLE)
     kafka_bootstrap(cfg)
@@ -40,7 +41,7 @@ def _status(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
         caught_up = not any(report["ingest_lag"].values()) and report["projector_lag"] == 0
-        if args.json:
+        if args.format == "json":
             print(json.dumps(report, indent=2))
         else:
             print(f"log head           {report['log_head']:,}")

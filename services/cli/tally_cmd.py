@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import re
-import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.adapters.postgres.connect import READER_ROLE, connect_as
+from projections.report import percent
 from services.cli import UserError
-from services.cli.common import parse_timestamp, run
+from services.cli.common import add_format, parse_timestamp, run
 from services.read.export_file import BadExport
 from services.read.offline import tally_from_file
-from services.read.tallies import UnknownMeeting, read_tally
-from services.read.time_travel import AsOf, tally_as_of, tally_diff
 from services.settings import settings
 
 _AS_OF_HELP = (
     "a log position (a plain integer) or an RFC 3339 time with offset, compared with when the"
-    " ledger recorded each row (ledger_log.recorded_at)"
+    " ledger recorded each row (its recorded_at, under the hash chain)"
 )
 
 
@@ -30,15 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "tally",
         help="show quorum and tallies, now or as of a past point; diff two points",
-        usage="%(prog)s --meeting ID [--json] [--watch SECONDS] [--as-of POSITION|TIMESTAMP]\n"
-        "       %(prog)s diff --meeting ID [--json] FROM TO",
+        usage="%(prog)s --meeting ID [--format table|json|csv] [--json] [--watch SECONDS]"
+        " [--as-of POSITION|TIMESTAMP]\n"
+        "       %(prog)s --file EXPORT [--meeting ID] [--format table|json|csv] [--json] [--as-of POSITION]\n"
+        "       %(prog)s diff --meeting ID [--format table|json] [--json] FROM TO",
         description="Show a meeting's quorum and per-item tallies from the projection, or"
         " replayed from the log as of a past position or time (--as-of);"
         " `tally diff` shows what changed between two points.",
     )
     # Not required here, so that `tally diff --meeting ID ...` parses; _tally checks it.
     t.add_argument("--meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
-    t.add_argument("--json", action="store_true", help="print the tally JSON (docs/wire-contract.md)")
+    add_format(
+        t,
+        ("table", "json", "csv"),
+        help="output format: table (default), json (the tally JSON of docs/wire-contract.md),"
+        " or csv (one row per item)",
+    )
     t.add_argument(
         "--file",
         type=Path,
@@ -66,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--meeting", dest="diff_meeting", metavar="ID", help="meeting id, e.g. cbak-2023-agm (required)")
     d.add_argument("start", type=position_or_time, metavar="FROM", help=_AS_OF_HELP)
     d.add_argument("end", type=position_or_time, metavar="TO", help=_AS_OF_HELP)
-    d.add_argument("--json", dest="diff_json", action="store_true", help="print the diff as JSON")
+    # Its own dest: the subcommand's default would overwrite `tally --json diff ...`'s choice.
+    add_format(d, dest="diff_format")
     d.set_defaults(func=_diff)
 
 
@@ -80,11 +89,11 @@ def _tally_file(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.meeting and args.meeting != report["meeting_id"]:
         raise UserError(f"{args.file} holds meeting {report['meeting_id']}, not {args.meeting}")
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    print(_RENDERERS[args.format](report))
     return 0
 
 
-def position_or_time(text: str) -> AsOf:
+def position_or_time(text: str) -> int | datetime:
     """A plain integer is a log position; anything else must be an RFC 3339 timestamp."""
     return int(text) if re.fullmatch(r"\d+", text.strip()) else parse_timestamp(text)
 
@@ -97,37 +106,72 @@ def _tally(args: argparse.Namespace) -> int:
     if args.as_of is not None and args.watch:
         raise UserError("tally: --as-of shows a fixed point of the log; it cannot be watched")
 
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.read.errors import UnknownMeeting
+    from services.read.tallies import read_tally
+    from services.read.time_travel import tally_as_of
+
+    render = _RENDERERS[args.format]
+
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)
+
+        async def read() -> dict[str, Any]:
+            try:
+                if args.as_of is not None:
+                    return await tally_as_of(conn, args.meeting, args.as_of)
+                return await read_tally(conn, args.meeting)
+            except UnknownMeeting:
+                when = f" by {args.as_of}" if args.as_of is not None else ""
+                raise UserError(f"no meeting {args.meeting!r} in the log{when} (was it loaded?)") from None
+
         try:
-            while True:
-                try:
-                    if args.as_of is not None:
-                        report = await tally_as_of(conn, args.meeting, args.as_of)
-                    else:
-                        report = await read_tally(conn, args.meeting)
-                except UnknownMeeting:
-                    when = f" by {args.as_of}" if args.as_of is not None else ""
-                    raise UserError(f"no meeting {args.meeting!r} in the log{when} (was it loaded?)") from None
-                if args.json:
-                    print(json.dumps(report, indent=2))
-                else:
-                    if args.watch:
-                        sys.stdout.write("\x1b[H\x1b[2J")  # clear the screen between refreshes
-                    print(render(report))
-                if not args.watch:
-                    return 0
-                await asyncio.sleep(args.watch)
+            if not args.watch:
+                print(render(await read()))
+                return 0
+            await _watch(read, args.watch, render, redraw=args.format == "table")
+            return 0
         finally:
             await conn.close()
 
     return run(go())
 
 
+async def _watch(
+    read: Callable[[], Awaitable[dict[str, Any]]],
+    seconds: float,
+    render: Callable[[dict[str, Any]], str],
+    redraw: bool,
+) -> None:
+    """Refresh until interrupted: the table redrawn in place (Rich) on a terminal; else each refresh printed.
+
+    JSON and CSV, or a table going to a pipe or a file, are a stream of snapshots a program reads:
+    no cursor movement in them.
+    """
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    if not (redraw and console.is_terminal):
+        while True:
+            print(render(await read()), flush=True)
+            await asyncio.sleep(seconds)
+    # Text, not markup: a meeting id or an outcome with [brackets] is printed as it is.
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            live.update(Text(render(await read())), refresh=True)
+            await asyncio.sleep(seconds)
+
+
 def _diff(args: argparse.Namespace) -> int:
     meeting = args.diff_meeting or args.meeting  # `tally --meeting ID diff FROM TO` reads naturally too
     if not meeting:
         raise UserError("tally diff: --meeting is required")
+
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.read.errors import UnknownMeeting
+    from services.read.time_travel import tally_diff
 
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)
@@ -137,18 +181,19 @@ def _diff(args: argparse.Namespace) -> int:
             raise UserError(f"no meeting {meeting!r} in the log by then (was it loaded?)") from None
         finally:
             await conn.close()
-        print(json.dumps(change, indent=2) if args.diff_json or args.json else render_diff(change))
+        as_json = "json" in (args.diff_format, args.format)  # `tally --json diff ...` reads naturally too
+        print(json.dumps(change, indent=2) if as_json else render_diff(change))
         return 0
 
     return run(go())
 
 
-def _pct(part: int, whole: int) -> str:
-    """A percentage with two decimals from exact integers (display only)."""
-    if whole == 0:
-        return "-"
-    hundredths = (part * 10000 + whole // 2) // whole
-    return f"{hundredths // 100}.{hundredths % 100:02d} %"
+def _percent(part: int, whole: int) -> str:
+    """The table's quorum percentage: the final report's (projections.report.percent) with its unit.
+
+    A meeting always has shares outstanding; "-" keeps the table printable should one have none.
+    """
+    return f"{percent(part, whole)} %" if whole > 0 else "-"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -157,7 +202,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"Meeting {report['meeting_id']}  (log position {report['as_of_position']})",
         f"Quorum: present {q['present']:,} of {report['outstanding']:,} shares"
-        f" ({_pct(q['present'], report['outstanding'])});"
+        f" ({_percent(q['present'], report['outstanding'])});"
         f" required {q['required']:,}: {'MET' if q['met'] else 'NOT MET'}",
         "",
         f"{'Item':<6}{'For / 1y':>14}{'Against / 2y':>14}{'3y':>12}{'Abstain':>12}{'Broker non-votes':>18}  Outcome",
@@ -206,3 +251,20 @@ def render_diff(change: dict[str, Any]) -> str:
     for item_id, columns in change["overvote_adjustment"].items():
         lines.append(f"R17 proration on item {item_id} (nominees over their entitlement): {_changes(columns)}")
     return "\n".join(lines)
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    """One row per item: every column the tally JSON gives an item (each option, broker non-votes, not
+    voted), in the order they first appear, empty where an item has no such column; the outcome last."""
+    columns: dict[str, None] = {}
+    for counts in report["items"].values():
+        columns.update(dict.fromkeys(c for c in counts if c != "outcome"))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["item", *columns, "outcome"])
+    for item_id, counts in report["items"].items():
+        writer.writerow([item_id, *(counts.get(c, "") for c in columns), counts["outcome"]])
+    return out.getvalue().rstrip("\n")  # printed with print(), like the table and the JSON
+
+
+_RENDERERS = {"table": render, "json": lambda report: json.dumps(report, indent=2), "csv": render_csv}

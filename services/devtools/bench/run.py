@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import psutil
 
+from services.adapters.postgres.log import bench as log_bench
 from services.devtools.bench import e2e, limits, peer_eventsourcing, peer_naive, replay
 from services.devtools.bench.scratch import publish_workload, scratch_namespace
 from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
@@ -39,9 +40,28 @@ class Plan:
     log_dir: Path = Path("bench-results/logs")
 
 
-async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
-    """Measure ours, the limits and the peers on the plan's workload; return everything as plain data."""
+async def run(
+    settings: Settings,
+    plan: Plan,
+    say: Callable[[str], None],
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> dict[str, Any]:
+    """Measure ours, the limits and the peers on the plan's workload; return everything as plain data.
+
+    ``say`` announces each phase; ``on_progress(phases done, phases)`` follows them for a progress bar.
+    """
     started = time.perf_counter()
+    phases = 5 + (3 if plan.peers else 0) + len(set(plan.scale) - {plan.events})
+    announce = say
+    done = 0
+
+    def say(line: str) -> None:  # every announcement but the first closes a phase
+        nonlocal done
+        if on_progress is not None:
+            on_progress(done, phases)
+        done += 1
+        announce(line)
+
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": await machine(settings),
@@ -93,6 +113,8 @@ async def run(settings: Settings, plan: Plan, say: Callable[[str], None]) -> dic
         curve.append(await scale_point(settings, plan, size))
     results["scale"] = sorted(curve, key=lambda p: p["submissions"])
     results["seconds"] = round(time.perf_counter() - started)
+    if on_progress is not None:
+        on_progress(phases, phases)
     return results
 
 
@@ -134,12 +156,10 @@ async def vacuum_log(dsn: str) -> dict[str, Any]:
     """
     conn = await asyncpg.connect(dsn)
     try:
-        before = await conn.fetchrow(
-            "SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'ledger_log'"
-        )
+        before = await log_bench.autovacuum_counts(conn)
         started = time.perf_counter()
-        await conn.execute("VACUUM (ANALYZE) ledger_log")
-        return {"seconds": round(time.perf_counter() - started, 2), **dict(before or {})}
+        await log_bench.vacuum_analyze(conn)
+        return {"seconds": round(time.perf_counter() - started, 2), **before}
     finally:
         await conn.close()
 

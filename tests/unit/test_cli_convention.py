@@ -1,0 +1,165 @@
+"""One CLI convention: every flag documented, one output flag, --version, one percentage, one number type."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from projections.report import percent
+from services.cli import build_parser, main
+from services.cli.common import whole_number
+from services.cli.tally_cmd import render, render_csv
+
+
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every parser of the tree (the program, each command, each action) with its command path."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from commands(sub, (*path, name))
+
+
+def options(parser: argparse.ArgumentParser):
+    """The parser's own arguments, without the sub-command placeholder."""
+    return [a for a in parser._actions if not isinstance(a, argparse._SubParsersAction)]
+
+
+ALL = list(commands(build_parser()))
+# Commands that print a result, and the formats each offers.
+FORMATS = {
+    ("tally",): ["table", "json", "csv"],
+    ("tally", "diff"): ["table", "json"],
+    ("report", "final"): ["md", "json", "csv"],
+    ("report", "overvotes"): ["table", "json"],
+    ("report", "rejections"): ["table", "json"],
+    ("proxies",): ["table", "json"],
+    ("audit", "history"): ["table", "json"],
+    ("audit", "events"): ["table", "json"],
+    ("audit", "verify"): ["table", "json"],
+    ("status",): ["table", "json"],
+    ("export",): ["json", "table"],
+    ("meeting", "show"): ["table", "json"],
+    ("stack", "status"): ["table", "json"],
+}
+LONG_WORK = [("export",), ("audit", "verify"), ("projections", "rebuild"), ("meeting", "load"), ("bench",)]
+
+
+@pytest.mark.parametrize("path, parser", ALL, ids=[" ".join(p) or "vote-ledger" for p, _ in ALL])
+def test_every_flag_and_argument_of_every_command_is_described_in_its_help(path, parser):
+    undocumented = [a.option_strings or [a.dest] for a in options(parser) if not a.help or a.help == argparse.SUPPRESS]
+    assert not undocumented, f"vote-ledger {' '.join(path)}: no help for {undocumented}"
+    text = parser.format_help()
+    for action in options(parser):
+        for flag in action.option_strings:
+            assert flag in text, f"vote-ledger {' '.join(path)} --help does not show {flag}"
+
+
+def test_the_walk_covers_every_command():
+    names = {" ".join(path) for path, _ in ALL}
+    assert {"tally", "tally diff", "report final", "audit verify", "export", "bench", "stack status"} <= names
+    assert len(names) > 25
+
+
+@pytest.mark.parametrize("path", list(FORMATS), ids=" ".join)
+def test_every_command_that_prints_results_takes_format_with_json_as_its_alias(path):
+    parser = dict(ALL)[path]
+    by_flag = {flag: a for a in options(parser) for flag in a.option_strings}
+    assert list(by_flag["--format"].choices) == FORMATS[path]
+    assert by_flag["--json"].dest == by_flag["--format"].dest and by_flag["--json"].const == "json"
+    assert "alias of --format json" in by_flag["--json"].help
+
+
+def test_json_and_format_json_parse_alike_and_the_default_output_is_unchanged():
+    parser = build_parser()
+    assert parser.parse_args(["tally", "--meeting", "m", "--json"]).format == "json"
+    assert parser.parse_args(["tally", "--meeting", "m", "--format", "json"]).format == "json"
+    assert parser.parse_args(["tally", "--meeting", "m"]).format == "table"
+    assert parser.parse_args(["report", "final", "--meeting", "m"]).format == "md"
+    assert parser.parse_args(["report", "final", "--meeting", "m", "--json"]).format == "json"
+    assert parser.parse_args(["export", "--meeting", "m", "--out", "x.zip"]).format == "json"
+    # `tally --json diff ...` keeps its meaning: the diff's own flag does not overwrite it.
+    args = parser.parse_args(["tally", "--json", "diff", "--meeting", "m", "1", "2"])
+    assert (args.format, args.diff_format) == ("json", "table")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["status", "--format", "csv"])
+
+
+@pytest.mark.parametrize("path", LONG_WORK, ids=" ".join)
+def test_long_work_can_be_told_to_draw_no_progress_bar(path):
+    parser = dict(ALL)[path]
+    assert {"-q", "--quiet"} <= {flag for a in options(parser) for flag in a.option_strings}
+
+
+def test_version_prints_the_installed_packages_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"vote-ledger {version('vote-ledger')}\n"
+
+
+def test_loading_the_cli_imports_no_kafka_or_postgresql_client():
+    probe = (
+        "import sys; from services.cli import build_parser; build_parser();"
+        " print(sorted(m for m in ('aiokafka', 'faststream', 'asyncpg') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def _old_tally_percent(part: int, whole: int) -> str:
+    """The tally table's formatter before there was one (services/cli/tally_cmd.py `_pct`)."""
+    if whole == 0:
+        return "-"
+    hundredths = (part * 10000 + whole // 2) // whole
+    return f"{hundredths // 100}.{hundredths % 100:02d} %"
+
+
+@given(whole=st.integers(1, 10**15), data=st.data())
+def test_the_tally_table_shows_the_final_reports_percentage_exactly_as_it_did(whole, data):
+    part = data.draw(st.integers(0, whole))
+    assert f"{percent(part, whole)} %" == _old_tally_percent(part, whole)
+
+
+TALLY = {
+    "meeting_id": "m1",
+    "as_of_position": 12,
+    "outstanding": 3_000,
+    "quorum": {"present": 2_001, "required": 1_501, "met": True},
+    "items": {
+        "1": {"for": 1_500, "against": 400, "abstain": 1, "broker_non_votes": 100, "not_voted": 0, "outcome": "passed"},
+        "4": {"1y": 5, "2y": 6, "3y": 7, "abstain": 8, "broker_non_votes": 0, "not_voted": 1_975, "outcome": "1y"},
+    },
+}
+
+
+def test_the_tally_table_reads_as_before():
+    assert render(TALLY).splitlines()[:2] == [
+        "Meeting m1  (log position 12)",
+        "Quorum: present 2,001 of 3,000 shares (66.70 %); required 1,501: MET",
+    ]
+
+
+def test_the_tally_csv_has_one_row_per_item_and_every_column_the_json_has():
+    assert render_csv(TALLY).splitlines() == [
+        "item,for,against,abstain,broker_non_votes,not_voted,1y,2y,3y,outcome",
+        "1,1500,400,1,100,0,,,,passed",
+        "4,,,8,0,1975,5,6,7,1y",
+    ]
+
+
+@pytest.mark.parametrize(
+    "minimum, text, error",
+    [(1, "0", "must be at least 1: 0"), (0, "-1", "must be at least 0: -1"), (0, "x", "not a whole number: 'x'")],
+)
+def test_a_whole_number_argument_below_its_minimum_or_not_a_number_is_refused_in_one_line(minimum, text, error):
+    with pytest.raises(argparse.ArgumentTypeError, match=error):
+        whole_number(minimum)(text)
+    assert whole_number(minimum)(str(minimum + 3)) == minimum + 3
