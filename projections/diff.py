@@ -67,12 +67,13 @@ def diff(
     are in voted shares; ``overvote_adjustment`` is what R17 proration adds to them per item, so
     their sum plus the adjustment is exactly the report's change.
     """
-    if before is None and after is None:
-        raise ValueError("the meeting is at neither position")
-    before = before if before is not None else Tally(meeting=after.meeting)
+    if before is None:
+        if after is None:
+            raise ValueError("the meeting is at neither position")
+        before = Tally(meeting=after.meeting)
     after = after if after is not None else Tally(meeting=before.meeting)
     old, new = report_of(before, from_position), report_of(after, to_position)
-    items = {
+    items: dict[str, dict[str, Any]] = {
         item_id: {
             **_delta(old["items"].get(item_id, {}), counts, zeros=True),
             "outcome": {"from": old["items"].get(item_id, {}).get("outcome"), "to": counts["outcome"]},
@@ -135,7 +136,7 @@ def _causes(control_number: str, window: Entries, after: Tally) -> list[dict[str
     own = [(at, e) for at, e in window if isinstance(e, (VoteCast, VoteRevoked)) and e.control_number == control_number]
     state = after.voters.get(control_number)
     now = {v.event_id for v in (counting(state) if state is not None else ()) if v is not None}
-    chosen = (
+    chosen: Entries = (
         [(at, e) for at, e in own if e.event_id in now or isinstance(e, VoteRevoked)]
         or own
         or [(at, e) for at, e in window if isinstance(e, (MeetingScheduled, PositionsRecorded, PollsClosed))]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from events import AnyEvent, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
 from projections.fold import Tally
 from projections.judge import Judge
-from projections.overvotes import counted_totals
+from projections.overvotes import OverVote, counted_totals
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Projection:
         ``settle=False`` leaves the votes' contributions pending until ``settle()`` (or the next
         admin event): for replays from scratch, where only the final tally is read.
         """
-        run: dict[str, list] = {}
+        run: dict[str, list[VoteCast | VoteRevoked]] = {}
         for event in events:
             if isinstance(event, (VoteCast, VoteRevoked)):
                 if event.meeting_id in self.tallies:
@@ -63,7 +63,7 @@ class Projection:
             if tally.unsettled:
                 tally.settle()
 
-    def _flush(self, run: dict[str, list], settle: bool = True) -> None:
+    def _flush(self, run: dict[str, list[VoteCast | VoteRevoked]], settle: bool = True) -> None:
         for meeting_id, votes in run.items():
             self.tallies[meeting_id].apply_many(votes, settle)
         run.clear()
@@ -83,7 +83,7 @@ def replay(events: Iterable[AnyEvent]) -> Projection:
     projection = Projection()
     projection.apply_many(events)
     for meeting_id, numbers in projection.take_refolds().items():
-        mine: dict[str, list] = {number: [] for number in numbers}
+        mine: dict[str, list[VoteCast | VoteRevoked]] = {number: [] for number in numbers}
         for e in events:  # one pass, not one per refolded control number
             if isinstance(e, (VoteCast, VoteRevoked)) and e.meeting_id == meeting_id and e.control_number in mine:
                 mine[e.control_number].append(e)
@@ -92,7 +92,7 @@ def replay(events: Iterable[AnyEvent]) -> Projection:
     return projection
 
 
-def counted(tally: Tally) -> tuple[dict[str, dict[str, int]], list]:
+def counted(tally: Tally) -> tuple[dict[str, dict[str, int]], list[OverVote]]:
     """Per-item totals after R17 and the over-vote report, from a fold alone (offline reports)."""
     refused: dict[tuple[str, str], list[str]] = {}
     for number, state in tally.voters.items():
