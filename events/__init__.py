@@ -2,7 +2,10 @@
 
 from events.codec import UPCASTERS, MalformedMessage, decode, decode_logged, encode, text_of
 from events.schema import (
+    ADMIN_EVENTS,
+    ADMIN_TAGS,
     EVENT_TYPES,
+    JUDGE_TAGS,
     SCHEMA_VERSION,
     AdminEvent,
     AnyEvent,
@@ -19,10 +22,14 @@ from events.schema import (
     Submission,
     VoteCast,
     VoteRevoked,
+    tag_of,
 )
 
 __all__ = [
+    "ADMIN_EVENTS",
+    "ADMIN_TAGS",
     "EVENT_TYPES",
+    "JUDGE_TAGS",
     "SCHEMA_VERSION",
     "UPCASTERS",
     "AdminEvent",
@@ -44,5 +51,6 @@ __all__ = [
     "decode",
     "decode_logged",
     "encode",
+    "tag_of",
     "text_of",
 ]

@@ -7,6 +7,7 @@ defaults; breaking changes go through a named upcaster (``events.codec.UPCASTERS
 
 from __future__ import annotations
 
+import typing
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -188,3 +189,19 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "positions.recorded": PositionsRecorded,
     "polls.closed": PollsClosed,
 }
+_TAGS: dict[type[Event], str] = {cls: tag for tag, cls in EVENT_TYPES.items()}
+
+# The admin event classes and their tags, from the AdminEvent union: what only the admin topic may carry.
+ADMIN_EVENTS: tuple[type[Event], ...] = typing.get_args(AdminEvent)
+ADMIN_TAGS: tuple[str, ...] = tuple(_TAGS[cls] for cls in ADMIN_EVENTS)
+# The accepted rows a judge (projections.judge.Judge) is rebuilt from: the admin events and the proxy
+# substitutions. A substitution comes in on the votes topic like any submission, but it changes who
+# holds a proxy (R13), which later decisions depend on. The partial index ledger_log_admin_rows
+# (001_log.sql) lists exactly these types, in this order.
+JUDGE_TAGS: tuple[str, ...] = (*ADMIN_TAGS, _TAGS[ProxySubstituted])
+
+
+def tag_of(event: Event) -> str:
+    """The event's stable wire tag, e.g. "vote.cast": what the log's `type` column holds."""
+    # A dict lookup: __struct_config__ builds an object per call, and the ledger tags every event.
+    return _TAGS[type(event)]
