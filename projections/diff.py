@@ -11,14 +11,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from events import EVENT_TYPES, AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, VoteCast, VoteRevoked
+from events import ADMIN_EVENTS, AnyEvent, VoteCast, VoteRevoked, tag_of
 from projections.contribution import BROKER_NON_VOTE, contribution
 from projections.fold import Tally, counting
 from projections.outcomes import tally_report
-from projections.overvotes import counted_totals
-from projections.replay import Projection, replay
-
-_TAGS = {cls: tag for tag, cls in EVENT_TYPES.items()}
+from projections.replay import Projection, counted, replay
 
 Entries = Sequence[tuple[int, AnyEvent]]  # (log position, accepted event), in log order
 
@@ -30,16 +27,8 @@ def replay_to(entries: Iterable[tuple[int, AnyEvent]], position: int) -> Project
 
 def report_of(tally: Tally, as_of_position: int) -> dict[str, Any]:
     """The tally JSON of docs/wire-contract.md from a fold, R17 applied with the entitlements it knows."""
-    rejected: dict[tuple[str, str], list[str]] = {}
-    for number, state in tally.voters.items():
-        for event_id, item_id in state.overvote_rejected:
-            nominee = tally.meeting.positions[number].nominee or ""
-            rejected.setdefault((nominee, item_id), []).append(event_id)
-    for event_ids in rejected.values():
-        event_ids.sort()  # as the projection's table is read: by event id
-    spec = tally.meeting.spec
-    totals, _ = counted_totals(spec, tally.meeting.entitlements, tally.buckets, rejected)
-    return tally_report(spec, tally.present, totals, as_of_position=as_of_position)
+    totals, _ = counted(tally)
+    return tally_report(tally.meeting.spec, tally.present, totals, as_of_position=as_of_position)
 
 
 def columns(tally: Tally, control_number: str) -> tuple[int, dict[str, dict[str, int]]]:
@@ -139,6 +128,6 @@ def _causes(control_number: str, window: Entries, after: Tally) -> list[dict[str
     chosen: Entries = (
         [(at, e) for at, e in own if e.event_id in now or isinstance(e, VoteRevoked)]
         or own
-        or [(at, e) for at, e in window if isinstance(e, (MeetingScheduled, PositionsRecorded, PollsClosed))]
+        or [(at, e) for at, e in window if isinstance(e, ADMIN_EVENTS)]
     )
-    return [{"position": at, "event_id": e.event_id, "type": _TAGS[type(e)]} for at, e in chosen]
+    return [{"position": at, "event_id": e.event_id, "type": tag_of(e)} for at, e in chosen]

@@ -93,7 +93,7 @@ def replay(events: Iterable[AnyEvent]) -> Projection:
 
 
 def counted(tally: Tally) -> tuple[dict[str, dict[str, int]], list[OverVote]]:
-    """Per-item totals after R17 and the over-vote report, from a fold alone (offline reports)."""
+    """Per-item totals after R17 and the over-vote report, from a fold alone (offline reports, time travel)."""
     refused: dict[tuple[str, str], list[str]] = {}
     for number, state in tally.voters.items():
         for event_id, item_id in state.overvote_rejected:

@@ -1,0 +1,143 @@
+"""The rows the ledger writes, as plain data: a decided event, a parked message, an id already logged. Pure, no I/O.
+
+The ledger builds them (services/runtime/ingest.py) and the PostgreSQL log adapter stores them; the
+hash chain over them (``chained_records``) is a rule of the log, so it lives here with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from projections import chain
+
+# Every column of a log row, in the order ``LogRow.record`` gives them (the adapter COPYs them so).
+LOG_COLUMNS = (
+    "position",
+    "meeting_id",
+    "event_id",
+    "type",
+    "control_number",
+    "channel",
+    "executed_at",
+    "received_at",
+    "decision",
+    "reason",
+    "payload",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "prev_position",
+    "hash",
+    "recorded_at",
+    "chain_version",
+)
+
+
+@dataclass(slots=True)
+class LogRow:
+    """One decided event, ready to append (its position is assigned at append time)."""
+
+    meeting_id: str
+    event_id: str
+    type: str
+    control_number: str | None
+    channel: str | None
+    executed_at: datetime | None
+    received_at: datetime | None
+    decision: str
+    reason: str | None
+    payload: str
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+    def record(
+        self, position: int, prev_position: int | None, hash_: bytes, recorded_at: datetime
+    ) -> tuple[object, ...]:
+        """The row as a tuple in LOG_COLUMNS order (chain v2)."""
+        return (
+            position,
+            self.meeting_id,
+            self.event_id,
+            self.type,
+            self.control_number,
+            self.channel,
+            self.executed_at,
+            self.received_at,
+            self.decision,
+            self.reason,
+            self.payload,
+            self.source_topic,
+            self.source_partition,
+            self.source_offset,
+            prev_position,
+            hash_,
+            recorded_at,
+            chain.LATEST_VERSION,
+        )
+
+
+@dataclass(slots=True)
+class ParkedMessage:
+    """A message that could not be decoded, with where it came from and why."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        # The detail quotes exceptions, which may quote the message: PostgreSQL's text refuses NUL,
+        # and a parked row that cannot be stored would fail its batch forever.
+        self.detail = self.detail.replace("\x00", "\\u0000")[:2000]
+
+
+@dataclass(slots=True)
+class KnownId:
+    """An event_id already in the log: the payloads logged under it, and whether one was accepted."""
+
+    payloads: list[bytes] = field(default_factory=list)
+    applied: bool = False
+
+
+def chained_records(
+    rows: Sequence[LogRow],
+    head: int,
+    heads: dict[str, tuple[int, bytes]],
+    recorded_at: datetime | None = None,
+) -> list[tuple[object, ...]]:
+    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain (v2).
+
+    ``heads`` maps meeting_id to its last (position, hash) and is advanced in place; every row is
+    recorded at ``recorded_at`` (now, if not given), which its hash covers.
+    """
+    recorded_at = recorded_at or datetime.now(UTC)
+    records = []
+    for position, row in enumerate(rows, start=head + 1):
+        prev_position: int | None
+        prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
+        hash_ = chain.link(
+            prev_hash,
+            chain.canonical_v2(
+                position,
+                prev_position,
+                row.meeting_id,
+                row.event_id,
+                row.type,
+                row.decision,
+                row.reason,
+                row.payload,
+                recorded_at,
+                row.source_topic,
+                row.source_partition,
+                row.source_offset,
+            ),
+        )
+        heads[row.meeting_id] = (position, hash_)
+        records.append(row.record(position, prev_position, hash_, recorded_at))
+    return records
