@@ -11,43 +11,28 @@ import asyncpg
 from events import MalformedMessage, PollsClosed, VoteCast, VoteRevoked, decode
 from events.schema import Channel
 from projections.diff import replay_to
-from projections.judge import Judge
 from projections.lineage import LogEntry, Ref, Status, counting_refs, lineage
-from services.adapters.postgres.log_store import ADMIN_TYPES
-from services.read.tallies import UnknownMeeting, require_logged
+from services.adapters.postgres.log import admin as log_admin
+from services.adapters.postgres.log import history as log_history
+from services.adapters.postgres.log import reads as log_reads
+from services.read.errors import UnknownMeeting
+from services.read.meeting import require_logged
 from services.read.time_travel import accepted_entries
 
 DECISIONS = ("accepted", "rejected")
 CHANNELS = typing.get_args(Channel)
-_ADMIN_TYPES_SQL = ", ".join(f"'{t}'" for t in ADMIN_TYPES)
 
 
 async def read_history(conn: asyncpg.Connection, meeting_id: str, control_number: str) -> dict[str, Any]:
     """Every log row of a control number, in log order, with what became of it (R5-R7, R10, R12, R17)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        judge, closures = Judge(), []
-        # Literal types so the planner can use the partial index ledger_log_admin_rows.
-        for row in await conn.fetch(
-            f"SELECT position, payload FROM ledger_log WHERE type IN ({_ADMIN_TYPES_SQL})"
-            " AND decision = 'accepted' AND meeting_id = $1 ORDER BY position",
-            meeting_id,
-        ):
-            event = decode(row["payload"])
-            judge.apply_accepted(event)
-            if isinstance(event, PollsClosed):
-                closures.append((row["position"], event))
-        meeting = judge.meetings.get(meeting_id)
+        rebuilt = await log_admin.load_judge(conn, meeting_id=meeting_id)
+        closures = [(at, event) for at, event in rebuilt.applied if isinstance(event, PollsClosed)]
+        meeting = rebuilt.judge.meetings.get(meeting_id)
         if meeting is None:
             raise UnknownMeeting(meeting_id)
-        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
-        rows = await conn.fetch(
-            "SELECT position, event_id, type, channel, executed_at, received_at, recorded_at, decision, reason,"
-            " payload FROM ledger_log WHERE meeting_id = $1 AND control_number = $2 AND position <= $3"
-            " ORDER BY position",
-            meeting_id,
-            control_number,
-            head,
-        )
+        head = await log_reads.head(conn)
+        rows = await log_history.control_number_rows(conn, meeting_id, control_number, head)
         entries = [LogEntry(r["position"], r["decision"], r["reason"], _decoded(r["payload"])) for r in rows]
         state = None
         position = meeting.positions.get(control_number)
@@ -97,23 +82,18 @@ async def read_events(
     """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await require_logged(conn, meeting_id)
-        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
-        rows = await conn.fetch(
-            "SELECT position, event_id, type, control_number, channel, payload->>'submitted_by' AS submitted_by,"
-            " executed_at, received_at, recorded_at, decision, reason FROM ledger_log WHERE meeting_id = $1"
-            " AND ($2::text IS NULL OR channel = $2) AND ($3::text IS NULL OR payload->>'submitted_by' = $3)"
-            " AND ($4::timestamptz IS NULL OR received_at >= $4) AND ($5::timestamptz IS NULL OR received_at < $5)"
-            " AND ($6::text IS NULL OR decision = $6) AND ($7::text IS NULL OR reason = $7)"
-            " AND position <= $8 ORDER BY position LIMIT $9",
+        head = await log_reads.head(conn)
+        rows = await log_history.filtered_rows(
+            conn,
             meeting_id,
-            channel,
-            submitted_by,
-            received_from,
-            received_to,
-            decision,
-            reason,
-            head,
-            limit + 1,
+            channel=channel,
+            submitted_by=submitted_by,
+            received_from=received_from,
+            received_to=received_to,
+            decision=decision,
+            reason=reason,
+            up_to=head,
+            limit=limit + 1,
         )
     return {
         "meeting_id": meeting_id,

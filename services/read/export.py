@@ -12,6 +12,8 @@ import asyncpg
 import msgspec
 
 from services.adapters.postgres import tally_store
+from services.adapters.postgres.log import export as log_export
+from services.adapters.postgres.log import reads as log_reads
 from services.read.export_file import (
     FORMAT,
     FORMAT_VERSION,
@@ -25,17 +27,6 @@ from services.read.export_file import (
     software_version,
 )
 from services.runtime.projector import PROJECTION
-
-_ROWS = (
-    "SELECT position, prev_position, meeting_id, event_id, type, decision, reason, payload::text AS payload,"
-    " encode(hash, 'hex') AS hash, recorded_at, chain_version, source_topic, source_partition, source_offset"
-    " FROM ledger_log WHERE meeting_id = $1 ORDER BY position"
-)
-_PARKED = (
-    "SELECT id, prev_id, source_topic, source_partition, source_offset, encode(key, 'hex') AS key,"
-    " encode(value, 'hex') AS value, reason, detail, parked_at, encode(hash, 'hex') AS hash"
-    " FROM ledger_parked ORDER BY id"
-)
 
 
 class UnknownMeetingExport(LookupError):
@@ -54,7 +45,7 @@ async def export_meeting(
     ``on_progress(position, of)``: called now and then with the log position reached and the
     projector's checkpoint (or beyond), for a progress bar.
     """
-    if not await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id):
+    if not await log_reads.meeting_logged(conn, meeting_id):
         raise UnknownMeetingExport(meeting_id)
     digest, parked_digest = hashlib.sha256(), hashlib.sha256()
     counts = {"accepted": 0, "rejected": 0}
@@ -64,7 +55,7 @@ async def export_meeting(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             as_of = await tally_store.checkpoint(conn, PROJECTION)
             with archive.open(LOG_MEMBER, "w", force_zip64=True) as log:
-                async for r in conn.cursor(_ROWS, meeting_id, prefetch=5000):
+                async for r in log_export.meeting_rows(conn, meeting_id):
                     row = ExportRow(
                         r["position"],
                         r["prev_position"],
@@ -90,7 +81,7 @@ async def export_meeting(
                     if on_progress is not None and (counts["accepted"] + counts["rejected"]) % 10_000 == 0:
                         on_progress(row.position, max(row.position, as_of))
             with archive.open(PARKED_MEMBER, "w", force_zip64=True) as parked:
-                async for r in conn.cursor(_PARKED, prefetch=1000):
+                async for r in log_export.parked_rows(conn):
                     line = (
                         row_encoder.encode(ExportParked(**{**dict(r), "parked_at": r["parked_at"].isoformat()})) + b"\n"
                     )

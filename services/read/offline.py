@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from events import decode
-from projections.chain import Anchor, Break, ChainCheck, ChainRow, ParkedCheck, ParkedRow
+from projections.chain import Break, ChainRow, ParkedCheck, ParkedRow
+from projections.chain_walk import ChainWalk
 from projections.digest import LogDigest
 from projections.outcomes import tally_report
-from projections.rejudge import Rejudge, scheduled_problem
 from projections.replay import counted, replay
 from projections.report import final_report
 from services.read.export_file import (
@@ -122,33 +122,31 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
     total = manifest.rows + (manifest.parked_rows or 0)
     on_progress = on_progress or _ignore
     result = FileVerification(manifest)
-    check, digest, rejudge, anchor = ChainCheck(), hashlib.sha256(), Rejudge(), Anchor.parse(expect_hash)
+    walk, digest = ChainWalk.expecting(expect_hash), hashlib.sha256()
+    check = walk.check
     counts = {"accepted": 0, "rejected": 0}
-    first, scheduled = None, False
+    first = None
     for row, line in read_rows(path):
         digest.update(line)
         if row.meeting_id != manifest.meeting_id:
             result.problems.append(f"row {row.position} belongs to meeting {row.meeting_id}")
-        check.feed([_chain_row(row)])
-        rejudge.feed(row.position, row.type, row.decision, row.reason, decode(row.payload))
-        anchor.feed(row.position, bytes.fromhex(row.hash) if row.hash else None)
+        walk.feed(_chain_row(row), decode(row.payload))
         counts[row.decision] = counts.get(row.decision, 0) + 1
         first = row.position if first is None else first
-        scheduled = scheduled or (row.type == "meeting.scheduled" and row.decision == "accepted")
         if check.rows % _PROGRESS_EVERY == 0:
             on_progress(check.rows, max(total, check.rows))
     on_progress(check.rows, max(total, check.rows))
     if check.rows == 0:
         raise BadExport(f"{path}: the export holds no log row of meeting {manifest.meeting_id}: nothing to verify")
     result.rows, result.v1_rows, result.chain_break = check.rows, check.v1_rows, check.first_break
-    result.problems += scheduled_problem(manifest.meeting_id, check.rows, scheduled)
+    result.problems += walk.problems(manifest.meeting_id)
     if manifest.format_version >= 2:
         result.parked = _verify_parked(
             path, manifest, result.problems, lambda done: on_progress(check.rows + done, total)
         )
-    if rejudge.first is not None:
-        result.problems.append(f"decision: {rejudge.first.detail}")
-    result.final_hash = check.last_hash.hex() if check.rows else None
+    if walk.misjudged is not None:
+        result.problems.append(f"decision: {walk.misjudged.detail}")
+    result.final_hash = walk.final_hash
     result.log_sha256 = digest.hexdigest()
     for what, found, stated in (
         ("rows", result.rows, manifest.rows),
@@ -168,7 +166,7 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
             result.problems.append(f"{what}: the log gives {found}, the manifest says {stated}")
     if last is not None and not (first or 0) <= manifest.as_of_position:
         result.problems.append(f"as_of_position {manifest.as_of_position} is before the log's first row")
-    if not anchor.holds(result.final_hash):
+    if not walk.anchor_holds():
         result.problems.append(f"the chain does not pass through the expected hash {expect_hash}")
     return result
 

@@ -9,21 +9,18 @@ import asyncpg
 
 from projections.digest import LogDigest
 from projections.report import final_report
-from services.read.tallies import read_counted, read_counted_in_snapshot, require_logged
+from services.adapters.postgres.log import history as log_history
+from services.adapters.postgres.log import reads as log_reads
+from services.read.meeting import require_logged
+from services.read.tallies import read_counted, read_counted_in_snapshot
 
 CHUNK_ROWS = 10_000
-
-# payload::text: the json column's stored text, whatever codec a connection registers for json.
-_LOG_ROWS = (
-    "SELECT position, event_id, decision, reason, payload::text AS payload FROM ledger_log"
-    " WHERE meeting_id = $1 AND position <= $2 ORDER BY position"
-)
 
 
 async def log_digest(conn: asyncpg.Connection, meeting_id: str, position: int, chunk: int = CHUNK_ROWS) -> str:
     """SHA-256 over the meeting's log rows up to ``position``, streamed (call it in a transaction)."""
     digest = LogDigest(up_to=position)
-    cursor = await conn.cursor(_LOG_ROWS, meeting_id, position)
+    cursor = await log_reads.digest_rows(conn, meeting_id, position)
     while rows := await cursor.fetch(chunk):
         digest.update(rows)
     return digest.hexdigest()
@@ -36,12 +33,7 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str) -> dict[s
         # The projector commits its checkpoint only after reading every row below it, and positions
         # are gapless, so the log prefix hashed here is exactly the one the tally folded.
         digest = await log_digest(conn, meeting_id, counted["position"])
-        anchor = await conn.fetchrow(
-            "SELECT position, encode(hash, 'hex') AS hash FROM ledger_log WHERE meeting_id = $1 AND position <= $2"
-            " ORDER BY position DESC LIMIT 1",
-            meeting_id,
-            counted["position"],
-        )
+        anchor = await log_reads.chain_anchor(conn, meeting_id, counted["position"])
     chain = f"{anchor['position']}:{anchor['hash']}" if anchor and anchor["hash"] else None
     return final_report(
         counted["spec"], counted["present"], counted["totals"], counted["overvotes"], counted["position"], digest, chain
@@ -63,23 +55,11 @@ async def rejection_report(conn: asyncpg.Connection, meeting_id: str, examples: 
     """Rejected rows of a meeting per reason code, with the first ``examples`` of each; parked count."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await require_logged(conn, meeting_id)
-        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
-        counts = await conn.fetch(
-            "SELECT reason, count(*) AS n FROM ledger_log WHERE meeting_id = $1 AND decision = 'rejected'"
-            " GROUP BY reason ORDER BY count(*) DESC, reason",
-            meeting_id,
-        )
-        rows = await conn.fetch(
-            "SELECT reason, position, event_id, control_number, channel, received_at FROM ("
-            " SELECT reason, position, event_id, control_number, channel, received_at,"
-            " row_number() OVER (PARTITION BY reason ORDER BY position) AS rank FROM ledger_log"
-            " WHERE meeting_id = $1 AND decision = 'rejected') ranked"
-            " WHERE rank <= $2 ORDER BY reason, position",
-            meeting_id,
-            examples,
-        )
+        head = await log_reads.head(conn)
+        counts = await log_history.rejection_counts(conn, meeting_id)
+        rows = await log_history.rejection_examples(conn, meeting_id, examples)
         # Parked messages could not be decoded, so nothing says which meeting they belong to.
-        parked = await conn.fetchval("SELECT count(*) FROM ledger_parked")
+        parked = await log_history.parked_count(conn)
     by_reason: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_reason.setdefault(r["reason"], []).append(

@@ -11,24 +11,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.adapters.postgres import tally_store
+from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.log import status as log_status
 from services.runtime.projector import PROJECTION
 from services.settings import Settings
 
 
 async def database_status(conn: asyncpg.Connection, consumer_group: str | None = None) -> dict[str, Any]:
     """What the log and projections hold right now (offsets of one consumer group, or of all)."""
-    head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+    head = await log_reads.head(conn)
     checkpoint = await tally_store.checkpoint(conn, PROJECTION)
-    decisions = await conn.fetch(
-        "SELECT decision, coalesce(reason, '') AS reason, count(*) AS n FROM ledger_log GROUP BY 1, 2 ORDER BY 1, 2"
-    )
-    parked = await conn.fetch("SELECT reason, count(*) AS n FROM ledger_parked GROUP BY 1 ORDER BY 1")
-    # Another group's offsets (a rehearsal, a renamed group) are not this ledger's lag.
-    offsets = await conn.fetch(
-        "SELECT topic, partition, next_offset, extract(epoch FROM clock_timestamp() - updated_at)"
-        " AS idle_s FROM ledger_offsets WHERE $1::text IS NULL OR consumer_group = $1",
-        consumer_group,
-    )
+    decisions = await log_status.decision_counts(conn)
+    parked = await log_status.parked_reasons(conn)
+    offsets = await log_status.stored_offsets(conn, consumer_group)
     return {
         "log_head": head,
         "projector_checkpoint": checkpoint,

@@ -13,31 +13,22 @@ import asyncpg
 
 from events import AnyEvent, decode
 from projections.diff import diff, replay_to, report_of
-from services.read.tallies import UnknownMeeting
+from services.adapters.postgres.log import reads as log_reads
+from services.read.errors import UnknownMeeting
 
-AsOf = int | datetime  # a log position, or a time compared with ledger_log.recorded_at (hashed, v2)
+AsOf = int | datetime  # a log position, or a time compared with when the ledger recorded each row (hashed, v2)
 
 
 async def resolve(conn: asyncpg.Connection, as_of: AsOf) -> int:
     """The log position an as-of names: itself (at most the head), or the last recorded by then."""
     if isinstance(as_of, int):
-        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
-        return max(0, min(as_of, head))
-    # Positions are numbered in commit order under the append lock, and the ledger never records a
-    # batch before the previous row's recorded_at (log_store._log_head), so the rows recorded by a
-    # time are a prefix of the log: its last position names it. recorded_at is under the hash chain
-    # (v2, migration 010): `audit verify` names a row whose time was changed to move it across T.
-    return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log WHERE recorded_at <= $1", as_of)
+        return max(0, min(as_of, await log_reads.head(conn)))
+    return await log_reads.position_at(conn, as_of)  # a prefix of the log: see its docstring
 
 
 async def accepted_entries(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[tuple[int, AnyEvent]]:
     """(position, decoded event) of the meeting's accepted rows up to a position, in log order."""
-    rows = await conn.fetch(
-        "SELECT position, payload FROM ledger_log WHERE meeting_id = $1 AND decision = 'accepted'"
-        " AND position <= $2 ORDER BY position",
-        meeting_id,
-        up_to,
-    )
+    rows = await log_reads.accepted_rows(conn, meeting_id, up_to)
     return [(r["position"], decode(r["payload"])) for r in rows]
 
 

@@ -9,24 +9,16 @@ from typing import Any
 import asyncpg
 
 from events import decode
-from projections.chain import Anchor, Break, ChainCheck, ChainRow, ParkedCheck, ParkedRow
+from projections.chain import Break, ParkedCheck
+from projections.chain_walk import ChainWalk
+from projections.fold import Tally
 from projections.heads import Head, HeadCheck
-from projections.rejudge import Misjudged, Rejudge, scheduled_problem
+from projections.rejudge import Misjudged
 from projections.replay import Projection
 from services.adapters.postgres import tally_store
-from services.read.tallies import UnknownMeeting
+from services.adapters.postgres.log import verify as log_verify
+from services.read.errors import UnknownMeeting
 from services.runtime.projector import PROJECTION, refold_late
-
-_ROWS = (
-    "SELECT position, prev_position, meeting_id, event_id, type, decision, reason, payload::text AS payload, hash,"
-    " chain_version, recorded_at, source_topic, source_partition, source_offset,"
-    " control_number, channel, executed_at, received_at"
-    " FROM ledger_log WHERE meeting_id = $1 ORDER BY position"
-)
-PARKED_ROWS = (
-    "SELECT id, prev_id, source_topic, source_partition, source_offset, key, value, reason, detail,"
-    " parked_at, hash FROM ledger_parked ORDER BY id"
-)
 
 
 @dataclass
@@ -98,47 +90,6 @@ class Verification:
 _COPIED = ("control_number", "channel", "executed_at", "received_at")
 
 
-def chain_row(record: asyncpg.Record) -> ChainRow:
-    """A log row as the chain sees it."""
-    return ChainRow(
-        record["position"],
-        record["prev_position"],
-        record["meeting_id"],
-        record["event_id"],
-        record["type"],
-        record["decision"],
-        record["reason"],
-        record["payload"],
-        bytes(record["hash"]) if record["hash"] is not None else None,
-        record["chain_version"],
-        record["recorded_at"],
-        record["source_topic"],
-        record["source_partition"],
-        record["source_offset"],
-    )
-
-
-def parked_row(record: asyncpg.Record) -> ParkedRow:
-    """A parked message as its chain sees it."""
-    return ParkedRow(
-        record["id"],
-        record["prev_id"],
-        record["source_topic"],
-        record["source_partition"],
-        record["source_offset"],
-        _bytes(record["key"]),
-        _bytes(record["value"]),
-        record["reason"],
-        record["detail"],
-        record["parked_at"],
-        _bytes(record["hash"]),
-    )
-
-
-def _bytes(value) -> bytes | None:
-    return None if value is None else bytes(value)
-
-
 async def verify_meeting(
     conn: asyncpg.Connection,
     meeting_id: str,
@@ -157,58 +108,37 @@ async def verify_meeting(
     and then with the log position reached and the projector's checkpoint (or beyond), for a progress bar.
     """
     result = Verification(meeting_id)
-    check, rejudge, anchor = ChainCheck(), Rejudge(), Anchor.parse(expect_hash)
+    walk = ChainWalk.expecting(expect_hash)
     if heads is not None:
         result.heads = HeadCheck([h for h in heads if h.chain == "meeting" and h.meeting_id == meeting_id])
         result.parked_heads = HeadCheck([h for h in heads if h.chain == "parked"])
-    projection, scheduled = Projection(), False
+    projection = Projection()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         result.checkpoint = await tally_store.checkpoint(conn, PROJECTION)
-        # A deleted row leaves a hole in the global positions even when it was a meeting's last.
-        result.position_gap = await conn.fetchval(
-            "SELECT min(position) + 1 FROM (SELECT position, lead(position) OVER (ORDER BY position) AS next"
-            " FROM ledger_log) AS p WHERE next IS NOT NULL AND next <> position + 1"
-        )
-        if result.position_gap is None and await conn.fetchval("SELECT min(position) FROM ledger_log") not in (None, 1):
-            result.position_gap = 1
+        result.position_gap = await log_verify.first_missing_position(conn)
         batch: list = []
-        async for record in conn.cursor(_ROWS, meeting_id, prefetch=5000):
-            row = chain_row(record)
-            check.feed([row])
+        async for record in log_verify.chain_rows(conn, meeting_id):
+            row = log_verify.chain_row(record)
             event = decode(row.payload)
-            rejudge.feed(
-                row.position,
-                row.type,
-                row.decision,
-                row.reason,
-                event,
-                {name: record[name] for name in _COPIED if record[name] is not None},
-            )
-            anchor.feed(row.position, row.hash)
-            if on_progress is not None and check.rows % 10_000 == 0:
+            walk.feed(row, event, {name: record[name] for name in _COPIED if record[name] is not None})
+            if on_progress is not None and walk.rows % 10_000 == 0:
                 on_progress(row.position, max(row.position, result.checkpoint))
             if result.heads is not None:
                 result.heads.feed([(row.position, row.hash)])
-            scheduled = scheduled or (row.type == "meeting.scheduled" and row.decision == "accepted")
             # Accepted rows of a meeting never scheduled cannot be folded; that is reported instead.
-            if scheduled and row.position <= result.checkpoint and row.decision == "accepted":
+            if walk.scheduled and row.position <= result.checkpoint and row.decision == "accepted":
                 batch.append(event)
                 if len(batch) >= 20_000:
                     projection.apply_many(batch)
                     batch = []
-        async for record in conn.cursor(PARKED_ROWS, prefetch=1000):
-            row = parked_row(record)
+        async for record in log_verify.parked_rows(conn):
+            row = log_verify.parked_row(record)
             result.parked.feed([row])
             if result.parked_heads is not None and row.hash is not None:
                 result.parked_heads.feed([(row.position, row.hash)])
         # R18: a duplicate_event_id rejection stands for a message that came after its id was
         # applied; one without such a row would hide a vote behind a made-up rejection.
-        orphan = await conn.fetchval(
-            "SELECT min(d.position) FROM ledger_log d WHERE d.meeting_id = $1 AND d.reason = 'duplicate_event_id'"
-            " AND NOT EXISTS (SELECT FROM ledger_log o WHERE o.event_id = d.event_id AND o.position < d.position"
-            " AND o.decision = 'accepted')",
-            meeting_id,
-        )
+        orphan = await log_verify.orphan_duplicate(conn, meeting_id)
         if orphan is not None:
             result.problems.append(
                 f"row {orphan} is rejected as duplicate_event_id, but no earlier row applied its event_id"
@@ -223,20 +153,20 @@ async def verify_meeting(
     if heads is not None:
         result.heads.finish()
         result.parked_heads.finish()
-    if check.rows == 0 and not (result.heads and result.heads.heads):
+    if walk.rows == 0 and not (result.heads and result.heads.heads):
         raise UnknownMeeting(meeting_id)
-    result.rows, result.v1_rows, result.chain_break = check.rows, check.v1_rows, check.first_break
-    result.final_hash = check.last_hash.hex() if check.rows else None
-    result.anchor_mismatch = not anchor.holds(result.final_hash)
-    result.misjudged = rejudge.first
-    result.problems += scheduled_problem(meeting_id, check.rows, scheduled)
+    result.rows, result.v1_rows, result.chain_break = walk.rows, walk.v1_rows, walk.chain_break
+    result.final_hash = walk.final_hash
+    result.anchor_mismatch = not walk.anchor_holds()
+    result.misjudged = walk.misjudged
+    result.problems += walk.problems(meeting_id)
     if projected is not None:
         result.tally_compared = True
         result.tally_mismatches = compare(projection.tallies[meeting_id], projected)
     return result
 
 
-def compare(recomputed, projected) -> list[str]:
+def compare(recomputed: Tally, projected: Tally) -> list[str]:
     """Differences between a from-scratch fold and the projection tables (present, buckets)."""
     problems = []
     if recomputed.present != projected.present:

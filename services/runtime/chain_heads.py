@@ -28,24 +28,12 @@ from projections.heads import Head, decode_head, encode_head
 from services.adapters.kafka import raw as kafka_raw
 from services.adapters.kafka.topics import ensure_topics, producer
 from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
+from services.adapters.postgres.log import heads as log_heads
+from services.adapters.postgres.log import reads as log_reads
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.heads")
 
-# Rows per meeting appended in a range of positions: a range scan of the primary key.
-_MOVED = (
-    "SELECT meeting_id, count(*) AS rows FROM ledger_log WHERE position > $1 AND position <= $2 GROUP BY meeting_id"
-)
-# Each moved meeting's last row up to the head: one backward probe of (meeting_id, position).
-_HEADS = (
-    "SELECT m.id AS meeting_id, l.position, l.hash, l.recorded_at FROM unnest($1::text[]) AS m(id)"
-    " CROSS JOIN LATERAL (SELECT position, hash, recorded_at FROM ledger_log WHERE meeting_id = m.id"
-    " AND position <= $2 ORDER BY position DESC LIMIT 1) AS l"
-)
-_PARKED_HEAD = (
-    "SELECT id, hash, parked_at, (SELECT count(*) FROM ledger_parked WHERE hash IS NOT NULL) AS rows"
-    " FROM ledger_parked WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
-)
 STOP_TIMEOUT = 10.0  # a stopping ledger waits at most this long to publish its last heads
 
 
@@ -117,7 +105,7 @@ class HeadPublisher:
         """Whether enough rows or time passed since the last publication."""
         if time.monotonic() - self.last_publication >= self.settings.heads_every_seconds:
             return True
-        head = await self.conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+        head = await log_reads.head(self.conn)
         return head - self.seen >= self.settings.heads_every_rows
 
     async def _connect(self) -> None:
@@ -143,10 +131,10 @@ class HeadPublisher:
     async def publish_moved(self) -> int:
         """Publish the head of every chain that moved since the last publication; return how many."""
         async with self.conn.transaction(isolation="repeatable_read", readonly=True):
-            head = await self.conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
-            counts = {r["meeting_id"]: r["rows"] for r in await self.conn.fetch(_MOVED, self.seen, head)}
-            rows = await self.conn.fetch(_HEADS, sorted(counts), head) if counts else []
-            parked = await self.conn.fetchrow(_PARKED_HEAD)
+            head = await log_reads.head(self.conn)
+            counts = await log_heads.moved(self.conn, self.seen, head)
+            rows = await log_heads.meeting_heads(self.conn, sorted(counts), head) if counts else []
+            parked = await log_heads.parked_head(self.conn)
         now = datetime.now(UTC).isoformat()
         totals = {r["meeting_id"]: self.rows.get(r["meeting_id"], 0) + counts[r["meeting_id"]] for r in rows}
         heads = [

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from events import EVENT_TYPES, MalformedMessage, MeetingScheduled, PollsClosed, PositionsRecorded, decode
+from events import ADMIN_EVENTS, MalformedMessage, decode, tag_of
 from projections.judge import Judge
+from projections.log_row import KnownId, LogRow, ParkedMessage
 from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
-from services.adapters.postgres.log_store import KnownId, LogRow, ParkedMessage
 
 log = logging.getLogger("vote_ledger.ledger")
 
@@ -118,7 +118,7 @@ def decide(
             reason = DUPLICATE_EVENT_ID
         # A channel must not grant itself entitlement or close the polls through the vote topic.
         on_admin_topic = record.topic == admin_topic
-        if reason is None and on_admin_topic != isinstance(event, _ADMIN_EVENTS):
+        if reason is None and on_admin_topic != isinstance(event, ADMIN_EVENTS):
             reason = WRONG_TOPIC
         elif reason is None:
             try:
@@ -132,7 +132,7 @@ def decide(
             LogRow(
                 meeting_id=event.meeting_id,
                 event_id=event.event_id,
-                type=_tag(event),
+                type=tag_of(event),
                 control_number=getattr(event, "control_number", None),
                 channel=getattr(event, "channel", None),
                 executed_at=getattr(event, "executed_at", None),
@@ -148,7 +148,6 @@ def decide(
     return out
 
 
-_ADMIN_EVENTS = (MeetingScheduled, PositionsRecorded, PollsClosed)
 _NEW = KnownId()  # sentinel: an event_id neither logged nor seen in this batch (never mutated)
 
 
@@ -160,10 +159,3 @@ def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
         if record.offset + 1 > offsets.get(key, -1):
             offsets[key] = record.offset + 1
     return offsets
-
-
-_TAGS = {cls: tag for tag, cls in EVENT_TYPES.items()}  # the stable wire tag, e.g. "vote.cast"
-
-
-def _tag(event: object) -> str:
-    return _TAGS[type(event)]

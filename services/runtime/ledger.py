@@ -18,11 +18,11 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from events import decode
 from projections.judge import Judge
 from services.adapters.kafka.topics import AdminWatermark
-from services.adapters.postgres import log_store
 from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
+from services.adapters.postgres.log import admin as log_admin
+from services.adapters.postgres.log import append as log_append
 from services.runtime import ingest
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
@@ -77,9 +77,9 @@ class Ledger:
 
     async def _sync_judge(self, conn: asyncpg.Connection) -> None:
         """Apply admin events other ledger processes appended since we last looked."""
-        for row in await log_store.admin_payloads(conn, after=self.judge_position):
-            self.judge.apply_accepted(decode(row["payload"]))
-            self.judge_position = row["position"]
+        rebuilt = await log_admin.load_judge(conn, self.judge, after=self.judge_position)
+        if rebuilt.applied:
+            self.judge_position = rebuilt.applied[-1][0]
 
     async def note_lost(self, tp: TopicPartition, first: int, start: int) -> None:
         """Park a record of offsets first..start-1, deleted or expired in Kafka before they were logged.
@@ -96,12 +96,12 @@ class Ledger:
     async def skip_to(self, tp: TopicPartition, offset: int) -> None:
         """Store a partition's next offset past records that carry no message (transaction markers)."""
         async with self._busy, self.pool.acquire() as conn, conn.transaction():
-            await log_store.store_offsets(conn, self.settings.consumer_group, {(tp.topic, tp.partition): offset})
+            await log_append.store_offsets(conn, self.settings.consumer_group, {(tp.topic, tp.partition): offset})
 
     async def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
         """Next offsets stored in PostgreSQL for these partitions."""
         async with self.pool.acquire() as conn:
-            return await log_store.load_offsets(
+            return await log_append.load_offsets(
                 conn, self.settings.consumer_group, [(tp.topic, tp.partition) for tp in partitions]
             )
 
@@ -136,7 +136,7 @@ class Ledger:
     ) -> ingest.Decided:
         decoded, parked = ingest.decode_batch(records)
         async with self.pool.acquire() as conn, conn.transaction():
-            await log_store.lock_log(conn)
+            await log_append.lock_log(conn)
             await self._sync_judge(conn)  # under the lock: no other ledger appends meanwhile
             deferred: list[ingest.Record] = []
             if admin_end and not await self._admin_caught_up(conn, records, admin_end):
@@ -144,7 +144,7 @@ class Ledger:
                 decoded = [(r, e) for r, e in decoded if r.topic == self.settings.admin_topic]
                 parked = [p for p in parked if p.source_topic == self.settings.admin_topic]
             done = [r for r in records if r.topic == self.settings.admin_topic] if deferred else records
-            known = await log_store.known_event_ids(conn, [event.event_id for _, event in decoded])
+            known = await log_append.known_event_ids(conn, [event.event_id for _, event in decoded])
             decided = ingest.decide(self.judge, decoded, known, self.settings.admin_topic)
             if decided.judge_suspect and len(records) > 1:
                 # The judge raised part-way through an event: later decisions of this batch may rest
@@ -152,9 +152,9 @@ class Ledger:
                 raise JudgeRaised()
             decided.parked, decided.deferred = parked + decided.parked, deferred
             parked = decided.parked
-            head = await log_store.append(conn, decided.rows)
-            await log_store.park(conn, parked)
-            await log_store.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(done))
+            head = await log_append.append(conn, decided.rows)
+            await log_append.park(conn, parked)
+            await log_append.store_offsets(conn, self.settings.consumer_group, ingest.next_offsets(done))
             # Published before commit: a crash in between re-parks it (at least once on the topic),
             # while the table, keyed by source offset, records it exactly once. All at once: one
             # broker round trip per batch, not per message, when a flood of garbage arrives.
@@ -188,7 +188,7 @@ class Ledger:
         self, conn: asyncpg.Connection, records: Sequence[ingest.Record], admin_end: dict[tuple[str, int], int]
     ) -> bool:
         """Whether the log (plus this batch) holds every admin message published so far."""
-        stored = await log_store.load_offsets(conn, self.settings.consumer_group, admin_end)
+        stored = await log_append.load_offsets(conn, self.settings.consumer_group, admin_end)
         in_batch = ingest.next_offsets([r for r in records if r.topic == self.settings.admin_topic])
         return all(max(stored.get(tp, 0), in_batch.get(tp, 0)) >= end for tp, end in admin_end.items())
 

@@ -17,9 +17,13 @@ import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 
 from events import decode_logged
+from projections.fold import Tally
 from projections.replay import Projection
-from services.adapters.postgres import log_store, tally_store
+from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
+from services.adapters.postgres.log import admin as log_admin
+from services.adapters.postgres.log import append as log_append
+from services.adapters.postgres.log import reads as log_reads
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.projector")
@@ -48,7 +52,7 @@ async def refold_meeting(
 ) -> None:
     """Fold again, from their log rows, a meeting's control numbers a late-logged poll closure affects (R12)."""
     by_number: dict[str, list] = {n: [] for n in numbers}
-    for row in await log_store.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
+    for row in await log_reads.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
         by_number[row["control_number"]].append(decode_logged(row["payload"]))
     for number, events in sorted(by_number.items()):
         projection.tallies[meeting_id].refold(number, events)
@@ -81,27 +85,27 @@ class Projector:
     async def start(self) -> None:
         """Connect and listen for appends; if no other projector is active, lead and load the state."""
         self.conn = await connect_as(self.settings, PROJECTOR_ROLE)
-        await self.conn.add_listener(log_store.NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        await self.conn.add_listener(log_append.NOTIFY_CHANNEL, lambda *_: self._wake.set())
         self.leader = await tally_store.try_lead(self.conn)
         if self.leader:
             await self.load()
 
     async def load(self) -> None:
         """Rebuild in-memory state: admin events up to the checkpoint, then the tally rows."""
-        projection, broken = Projection(), {}
         async with self.conn.transaction(isolation="repeatable_read"):
             position = await tally_store.checkpoint(self.conn, PROJECTION)
             generation = await tally_store.generation(self.conn, PROJECTION)
             failed = await tally_store.failures(self.conn, PROJECTION)
-            # Admin rows past the checkpoint are folded later, in order with the votes.
-            for row in await log_store.admin_payloads(self.conn, up_to=position):
-                if row["meeting_id"] in failed or row["meeting_id"] in broken:
-                    continue
-                try:
-                    projection.apply(decode_logged(row["payload"]))
-                except Exception as exc:  # noqa: BLE001 - this meeting's data (no I/O here)
-                    broken[row["meeting_id"]] = (row["position"], _describe(exc))
-                    _forget(projection, row["meeting_id"])
+            # Admin rows past the checkpoint are folded later, in order with the votes. A meeting
+            # whose admin row fails is isolated (recorded below), not a reason to stop the others.
+            rebuilt = await log_admin.load_judge(self.conn, up_to=position, isolate=True, skip=failed)
+            broken = dict(rebuilt.broken)
+            # No vote is folded yet: each scheduled meeting starts from an empty tally, as
+            # Projection.apply(meeting.scheduled) would give, then loads its projected rows.
+            projection = Projection(
+                state=rebuilt.judge,
+                tallies={meeting_id: Tally(meeting=meeting) for meeting_id, meeting in rebuilt.judge.meetings.items()},
+            )
             for meeting_id, tally in list(projection.tallies.items()):
                 try:
                     projection.tallies[meeting_id] = await tally_store.load_tally(self.conn, tally.meeting)
@@ -135,7 +139,7 @@ class Projector:
         """Fold and commit every row after the checkpoint; return the rows processed."""
         processed = 0
         while True:
-            rows = await log_store.read_after(self.conn, self.position, BATCH_ROWS)
+            rows = await log_reads.read_after(self.conn, self.position, BATCH_ROWS)
             if not rows:
                 return processed
             last = rows[-1]["position"]

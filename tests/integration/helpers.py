@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from events import encode
-from services.adapters.postgres import log_store
+from projections.log_row import LogRow
 from services.runtime.ledger import build_app
 from services.runtime.projector import Projector
 from services.settings import Settings
@@ -80,9 +80,9 @@ async def running_projector(settings: Settings):
         await projector.stop()
 
 
-def log_row(event, decision: str = "accepted", reason: str | None = None) -> log_store.LogRow:
+def log_row(event, decision: str = "accepted", reason: str | None = None) -> LogRow:
     """A log row for an event, as the ledger would append it."""
-    return log_store.LogRow(
+    return LogRow(
         meeting_id=event.meeting_id,
         event_id=event.event_id,
         type=type(event).__struct_config__.tag,

@@ -5,7 +5,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.chain import ChainCheck, ChainRow
-from services.adapters.postgres.log_store import LOG_COLUMNS
+from projections.log_row import LOG_COLUMNS
 from services.devtools.bench import limits, scratch
 from services.devtools.bench.workload import build
 from services.settings import Settings

@@ -5,7 +5,8 @@ import asyncpg
 import pytest
 
 from projections.chain import GENESIS, canonical, link
-from services.adapters.postgres import log_store
+from projections.log_row import ParkedMessage
+from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.migrate import migrate, migration_files, temporary_database
 from services.read.verify import verify_meeting
 from tests.factories import cast, register_event, small_meeting
@@ -75,9 +76,7 @@ async def test_v1_rows_keep_verifying_after_010_and_new_rows_continue_their_chai
     conn = before_010
     assert await migrate(conn) == [v for v, _ in migration_files() if v >= "010"]
     await append(conn, [log_row(cast("R-2", {"2": "against"})), log_row(cast("B-1", {"2": "for"}, channel="broker"))])
-    await log_store.park(
-        conn, [log_store.ParkedMessage("votes.submissions", 1, 9, None, b"\xff", "undecodable", "new")]
-    )
+    await log_append.park(conn, [ParkedMessage("votes.submissions", 1, 9, None, b"\xff", "undecodable", "new")])
     assert [r["chain_version"] for r in await conn.fetch("SELECT chain_version FROM ledger_log ORDER BY position")] == [
         1,
         1,

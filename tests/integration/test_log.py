@@ -6,14 +6,16 @@ import random
 import asyncpg
 import pytest
 
-from services.adapters.postgres import log_store
+from projections.log_row import LogRow
 from services.adapters.postgres.connect import LEDGER_ROLE, READER_ROLE, connect
+from services.adapters.postgres.log import append as log_append
+from services.adapters.postgres.log import reads as log_reads
 
 pytestmark = pytest.mark.integration
 
 
-def row(event_id: str, meeting_id: str = "m1") -> log_store.LogRow:
-    return log_store.LogRow(
+def row(event_id: str, meeting_id: str = "m1") -> LogRow:
+    return LogRow(
         meeting_id=meeting_id,
         event_id=event_id,
         type="vote.cast",
@@ -29,8 +31,8 @@ def row(event_id: str, meeting_id: str = "m1") -> log_store.LogRow:
 
 async def append(conn, rows):
     async with conn.transaction():
-        await log_store.lock_log(conn)
-        return await log_store.append(conn, rows)
+        await log_append.lock_log(conn)
+        return await log_append.append(conn, rows)
 
 
 async def test_the_log_refuses_update_delete_and_truncate_even_for_its_owner(pg_dsn):
@@ -110,8 +112,8 @@ async def test_concurrent_writers_never_make_a_tailing_reader_skip_a_position(pg
         try:
             for t in range(transactions):
                 async with conn.transaction():
-                    await log_store.lock_log(conn)
-                    await log_store.append(conn, [row(f"w{n}-{t}-{i}") for i in range(rows_per_tx)])
+                    await log_append.lock_log(conn)
+                    await log_append.append(conn, [row(f"w{n}-{t}-{i}") for i in range(rows_per_tx)])
                     # Hold the transaction open a little: a reader polling now must not see later
                     # positions committed by others before this one.
                     await asyncio.sleep(rnd.random() * 0.004)
@@ -123,7 +125,7 @@ async def test_concurrent_writers_never_make_a_tailing_reader_skip_a_position(pg
         seen: list[int] = []
         try:
             while len(seen) < total:
-                rows = await log_store.read_after(conn, seen[-1] if seen else 0, 1000)
+                rows = await log_reads.read_after(conn, seen[-1] if seen else 0, 1000)
                 for r in rows:
                     # Every row read must be the next position: a gap would be a skipped row.
                     assert r["position"] == (seen[-1] if seen else 0) + 1, "the reader skipped a position"

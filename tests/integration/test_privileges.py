@@ -5,9 +5,12 @@ import uuid
 import asyncpg
 import pytest
 
-from services.adapters.postgres import log_store, tally_store
+from projections.log_row import ParkedMessage
+from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, connect
-from services.read.tallies import read_tally, rebuild
+from services.adapters.postgres.log import append as log_append
+from services.read.rebuild import rebuild
+from services.read.tallies import read_tally
 from services.runtime.projector import PROJECTION
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import log_row
@@ -197,9 +200,9 @@ async def test_tables_and_functions_later_migrations_add_are_readable_by_readers
 async def append(conn, rows) -> int:
     """Append as the ledger does: under the append lock, in one transaction."""
     async with conn.transaction():
-        await log_store.lock_log(conn)
-        await log_store.known_event_ids(conn, [r.event_id for r in rows])
-        return await log_store.append(conn, rows)
+        await log_append.lock_log(conn)
+        await log_append.known_event_ids(conn, [r.event_id for r in rows])
+        return await log_append.append(conn, rows)
 
 
 async def test_each_role_can_still_do_its_job_ledger_appends_projector_rebuilds_reader_reads(pg_dsn):
@@ -215,10 +218,10 @@ async def test_each_role_can_still_do_its_job_ledger_appends_projector_rebuilds_
         ],
     )
     async with ledger.transaction():
-        await log_store.park(ledger, [log_store.ParkedMessage("t", 0, 7, None, b"\xff", "undecodable", "bad")])
-        await log_store.store_offsets(ledger, "g", {("t", 0): 8})
-        await log_store.store_offsets(ledger, "g", {("t", 0): 9})  # an update, never backwards
-    assert await log_store.load_offsets(ledger, "g", [("t", 0)]) == {("t", 0): 9}
+        await log_append.park(ledger, [ParkedMessage("t", 0, 7, None, b"\xff", "undecodable", "bad")])
+        await log_append.store_offsets(ledger, "g", {("t", 0): 8})
+        await log_append.store_offsets(ledger, "g", {("t", 0): 9})  # an update, never backwards
+    assert await log_append.load_offsets(ledger, "g", [("t", 0)]) == {("t", 0): 9}
     await ledger.close()
 
     projector = await connect(pg_dsn, PROJECTOR_ROLE)

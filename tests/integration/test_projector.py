@@ -6,7 +6,8 @@ import asyncpg
 import pytest
 
 from services.adapters.kafka.topics import producer, publish
-from services.read.tallies import read_tally, rebuild
+from services.read.rebuild import rebuild
+from services.read.tallies import read_tally
 from services.runtime.projector import Projector
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting

@@ -11,10 +11,12 @@ import asyncpg
 import pytest
 
 from events import Position
-from services.adapters.postgres import log_store
 from services.adapters.postgres.connect import READER_ROLE, connect, on_database
+from services.adapters.postgres.log import append as log_append
+from services.read.errors import MeetingNotProjected
+from services.read.rebuild import rebuild
 from services.read.status import database_status
-from services.read.tallies import MeetingNotProjected, read_tally, rebuild
+from services.read.tallies import read_tally
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, small_meeting
 from tests.integration.helpers import log_row, running_projector, wait_for
@@ -30,8 +32,8 @@ async def append(dsn: str, *events) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            await log_store.lock_log(conn)
-            return await log_store.append(conn, [log_row(e) for e in events])
+            await log_append.lock_log(conn)
+            return await log_append.append(conn, [log_row(e) for e in events])
     finally:
         await conn.close()
 

@@ -12,8 +12,9 @@ import pytest
 
 from projections.judge import Judge
 from projections.replay import replay
-from services.adapters.postgres import log_store, tally_store
+from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect
+from services.adapters.postgres.log import append as log_append
 from services.runtime.projector import PROJECTION
 from tests.conftest import settings_env
 from tests.e2e.conftest import REPO, cli
@@ -74,8 +75,8 @@ async def append_judged(conn, judge: Judge, events) -> tuple[int, list]:
         if reason is None:
             accepted.append(event)
     async with conn.transaction():
-        await log_store.lock_log(conn)
-        head = await log_store.append(conn, rows)
+        await log_append.lock_log(conn)
+        head = await log_append.append(conn, rows)
     return head, accepted
 
 

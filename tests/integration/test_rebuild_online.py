@@ -10,8 +10,9 @@ import pytest
 from events import Entitlement, Position, PositionsRecorded
 from services.adapters.kafka.topics import producer, publish
 from services.adapters.postgres.connect import PROJECTOR_ROLE, READER_ROLE, connect
-from services.read import tallies
-from services.read.tallies import RebuildRefused, read_tally, rebuild
+from services.read import rebuild as rebuilding
+from services.read.rebuild import RebuildRefused, rebuild
+from services.read.tallies import read_tally
 from tests import reference_count
 from tests.factories import cast, small_meeting
 from tests.integration.helpers import running_ledger, running_projector, wait_for
@@ -106,7 +107,7 @@ async def corrupt_one_bucket(dsn: str, meeting_id: str) -> None:
 
 def pause_after_the_shadow_build(monkeypatch, during) -> list[int]:
     """Run ``during()`` once the shadow tables are built and before they are checked and swapped in."""
-    original, calls = tallies._fold_again, []
+    original, calls = rebuilding._fold_again, []
 
     async def paused(conn, fold, up_to):
         if not calls:
@@ -114,7 +115,7 @@ def pause_after_the_shadow_build(monkeypatch, during) -> list[int]:
             await during()
         await original(conn, fold, up_to)
 
-    monkeypatch.setattr(tallies, "_fold_again", paused)
+    monkeypatch.setattr(rebuilding, "_fold_again", paused)
     return calls
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from events import encode
 from projections.judge import Judge
-from services.adapters.postgres.log_store import KnownId
+from projections.log_row import KnownId
 from services.runtime import ingest
 from tests.factories import cast, register_event, small_meeting
 from tests.hostile import mutate

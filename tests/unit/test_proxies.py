@@ -12,9 +12,9 @@ from events import PollsClosed, ProxySubstituted
 from projections import validation as v
 from projections.judge import Judge
 from projections.proxies import ProxyBook
+from projections.proxy_report import proxy_report
 from services.cli.common import parse_timestamp as _timestamp
 from services.cli.proxies_cmd import render
-from services.read.proxies import proxy_report
 from tests.factories import at, cast, meeting, register_event, small_meeting
 
 ANN, BOB = "Ann Proxy", "Bob Proxy"

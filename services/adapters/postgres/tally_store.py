@@ -118,15 +118,40 @@ async def load_tally(conn: asyncpg.Connection, meeting: Meeting) -> Tally:
         row["present_count"],
         row["events_applied"],
     )
-    buckets = await conn.fetch(
-        "SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = $1", meeting.meeting_id
-    )
-    tally.buckets = Counter({(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in buckets})
-    voters = await conn.fetch(
-        "SELECT control_number, state FROM tally_voters WHERE meeting_id = $1", meeting.meeting_id
-    )
-    tally.voters = {v["control_number"]: _state_decoder.decode(v["state"]) for v in voters}
+    tally.buckets = Counter(await buckets(conn, meeting.meeting_id))
+    tally.voters = dict(await voters(conn, meeting.meeting_id))
     return tally
+
+
+async def present(conn: asyncpg.Connection, meeting_id: str) -> int:
+    """The meeting's shares present as projected (0 before its first row is)."""
+    value = await conn.fetchval("SELECT present FROM tally_meetings WHERE meeting_id = $1", meeting_id)
+    return value or 0
+
+
+async def buckets(conn: asyncpg.Connection, meeting_id: str) -> dict[tuple[str, str, str], int]:
+    """The meeting's shares per (item, option, nominee) as projected."""
+    rows = await conn.fetch(
+        "SELECT item_id, option, nominee, shares FROM tally_buckets WHERE meeting_id = $1", meeting_id
+    )
+    return {(b["item_id"], b["option"], b["nominee"]): b["shares"] for b in rows}
+
+
+async def voters(conn: asyncpg.Connection, meeting_id: str) -> list[tuple[str, VoterState]]:
+    """Each control number of the meeting with its projected fold state."""
+    rows = await conn.fetch("SELECT control_number, state FROM tally_voters WHERE meeting_id = $1", meeting_id)
+    return [(v["control_number"], _state_decoder.decode(v["state"])) for v in rows]
+
+
+async def overvote_rejections(conn: asyncpg.Connection, meeting_id: str) -> dict[tuple[str, str], list[str]]:
+    """(nominee, item) -> the event ids refused under R17 `reject`, each list sorted by event id."""
+    rejected: dict[tuple[str, str], list[str]] = {}
+    for r in await conn.fetch(
+        "SELECT nominee, item_id, event_id FROM tally_overvote_rejections WHERE meeting_id = $1 ORDER BY event_id",
+        meeting_id,
+    ):
+        rejected.setdefault((r["nominee"], r["item_id"]), []).append(r["event_id"])
+    return rejected
 
 
 async def save_changes(conn: asyncpg.Connection, tally: Tally, as_of_position: int) -> None:

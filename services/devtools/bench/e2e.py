@@ -11,6 +11,9 @@ import asyncpg
 
 from events import decode
 from services.adapters.kafka.topics import producer
+from services.adapters.postgres import tally_store
+from services.adapters.postgres.log import bench as log_bench
+from services.adapters.postgres.log import reads as log_reads
 from services.devtools.bench.processes import Sampler, machine_processes, running
 from services.devtools.bench.scratch import publish_workload
 from services.devtools.bench.workload import Workload
@@ -22,22 +25,11 @@ _POLL = 0.02  # seconds between progress reads: a cheap index probe, but not a b
 
 async def _consumed(conn: asyncpg.Connection, settings: Settings) -> int:
     """Messages the ledger has committed, from its offsets (exact, and cheaper than counting rows)."""
-    return await conn.fetchval(
-        "SELECT coalesce(sum(next_offset), 0)::bigint FROM ledger_offsets WHERE consumer_group = $1"
-        " AND topic = ANY($2::text[])",
-        settings.consumer_group,
-        [settings.admin_topic, settings.submissions_topic],
-    )
-
-
-async def _head(conn: asyncpg.Connection) -> int:
-    return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+    return await log_bench.consumed(conn, settings.consumer_group, [settings.admin_topic, settings.submissions_topic])
 
 
 async def _checkpoint(conn: asyncpg.Connection) -> int:
-    return await conn.fetchval(
-        "SELECT coalesce(max(position), 0) FROM projection_checkpoints WHERE projection = $1", PROJECTION
-    )
+    return await tally_store.checkpoint(conn, PROJECTION)
 
 
 async def ingest(settings: Settings, workload: Workload, log_dir: Path) -> dict[str, Any]:
@@ -66,15 +58,15 @@ async def ingest(settings: Settings, workload: Workload, log_dir: Path) -> dict[
                         sampler.mark()  # CPU per submission counts the steady state, not interpreter start-up
                     await asyncio.sleep(_POLL)
                 last = time.perf_counter()
-                head = await _head(conn)
+                head = await log_reads.head(conn)
                 while await _checkpoint(conn) < head:
                     _alive(procs)
                     await asyncio.sleep(_POLL)
                 projected = time.perf_counter()
             finally:
                 usage = await sampler.stop()
-        rows = await conn.fetchval("SELECT count(*) FROM ledger_log")
-        decisions = dict(await conn.fetch("SELECT decision, count(*) FROM ledger_log GROUP BY decision"))
+        rows = await log_bench.row_count(conn)
+        decisions = await log_bench.decisions(conn)
     finally:
         await conn.close()
     first_at, first_done = first or (spawned, 0)
@@ -176,10 +168,8 @@ async def _watch(conn: asyncpg.Connection, visible: dict[str, float], expected: 
         now_checkpoint = await _checkpoint(conn)
         if now_checkpoint > seen:
             stamp = time.perf_counter()
-            for row in await conn.fetch(
-                "SELECT event_id FROM ledger_log WHERE position > $1 AND position <= $2", seen, now_checkpoint
-            ):
-                visible.setdefault(row["event_id"], stamp)
+            for event_id in await log_bench.event_ids_between(conn, seen, now_checkpoint):
+                visible.setdefault(event_id, stamp)
             seen = now_checkpoint
         await asyncio.sleep(0.005)
 

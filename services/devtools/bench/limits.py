@@ -11,8 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from projections.judge import Judge
+from projections.log_row import LOG_COLUMNS, chained_records
 from services.adapters.kafka.topics import producer, publish_raw
-from services.adapters.postgres.log_store import LOG_COLUMNS, chained_records
+from services.adapters.postgres.log import bench as log_bench
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
 from services.runtime.ingest import Consumed, decide, decode_batch
@@ -111,9 +112,7 @@ async def copy_limit(settings: Settings, workload: Workload) -> dict:
     async with scratch_database(settings, "copylimit") as dsn:
         conn = await asyncpg.connect(dsn)
         try:
-            # INCLUDING DEFAULTS: recorded_at is NOT NULL DEFAULT clock_timestamp() and is not copied;
-            # plain LIKE brings columns and NOT NULLs only: no keys, checks, indexes or triggers.
-            await conn.execute("CREATE TABLE copy_limit (LIKE ledger_log INCLUDING DEFAULTS)")
+            await log_bench.create_bare_copy(conn, "copy_limit")
             bare = await _copy_timed(conn, "copy_limit", rows)
         finally:
             await conn.close()
@@ -121,8 +120,8 @@ async def copy_limit(settings: Settings, workload: Workload) -> dict:
     async with scratch_database(settings, "copyindexed") as dsn:
         conn = await asyncpg.connect(dsn)
         try:
-            indexed = await _copy_timed(conn, "ledger_log", rows)
-            indexes = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = 'ledger_log'")
+            indexed = await _copy_timed(conn, log_bench.LOG_TABLE, rows)
+            indexes = await log_bench.index_count(conn)
         finally:
             await conn.close()
     return {
@@ -139,7 +138,7 @@ async def copy_limit(settings: Settings, workload: Workload) -> dict:
         "indexed_bytes": indexed["bytes"],
         "indexed_table_indexes": indexes,
         "index_cost": round(indexed["seconds"] / bare["seconds"], 2),
-        "note": "indexed = our ledger_log as migrated (PK, unique event_id, 2 indexes, checks); "
+        "note": f"indexed = our {log_bench.LOG_TABLE} as migrated (PK, unique event_id, 2 indexes, checks); "
         "build = decode + judge + hash chain in Python, not timed in the COPY rates",
     }
 

@@ -17,11 +17,11 @@ import psutil
 from events import decode_logged
 from projections.judge import Judge
 from projections.replay import Projection
-from services.adapters.postgres import log_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
+from services.adapters.postgres.log import reads as log_reads
 from services.devtools.bench.processes import Sampler, Usage, cli, machine_processes, service_env
 from services.devtools.bench.workload import Workload
-from services.read.tallies import REPLAY_BATCH, replay_meeting
+from services.read.rebuild import REPLAY_BATCH, replay_meeting
 from services.settings import Settings
 from services.settings import settings as settings_from_env
 
@@ -52,7 +52,7 @@ async def from_log(meeting_id: str) -> dict[str, Any]:
     """
     conn = await connect_as(settings_from_env(), PROJECTOR_ROLE)  # service_env gives the login
     try:
-        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+        head = await log_reads.head(conn)
         gc.collect()
         started = time.perf_counter()
         tally, rows = await replay_meeting(conn, meeting_id, head)
@@ -79,7 +79,7 @@ async def _read_pass(conn: asyncpg.Connection, meeting_id: str, decoding: bool) 
     gc.disable()
     try:
         started, after = time.perf_counter(), 0
-        while rows := await log_store.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
+        while rows := await log_reads.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
             if decoding:
                 [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"]
             after = rows[-1]["position"]
@@ -95,7 +95,7 @@ async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[st
     )
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        rows = await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
+        rows = await log_reads.meeting_row_count(conn, meeting_id)
     finally:
         await conn.close()
     output = stdout.decode().strip()

@@ -1,40 +1,20 @@
-"""The append-only log in PostgreSQL: batched appends with their Kafka offsets, and reads."""
+"""The ledger's writes to the log: the append lock, batched appends, parked messages, consumed offsets."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 
 from projections import chain
+from projections.log_row import LOG_COLUMNS, KnownId, LogRow, ParkedMessage, chained_records
 
 # Appends across every ledger process serialise on one row of ledger_append_lock, locked from
 # position assignment until commit, so positions become visible in order (see the comment on
 # ledger_log.position in 001_log.sql, and 013_append_lock.sql for why a row, not an advisory lock).
 NOTIFY_CHANNEL = "ledger_appended"
 
-LOG_COLUMNS = (
-    "position",
-    "meeting_id",
-    "event_id",
-    "type",
-    "control_number",
-    "channel",
-    "executed_at",
-    "received_at",
-    "decision",
-    "reason",
-    "payload",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "prev_position",
-    "hash",
-    "recorded_at",
-    "chain_version",
-)
 PARKED_COLUMNS = (
     "source_topic",
     "source_partition",
@@ -48,81 +28,11 @@ PARKED_COLUMNS = (
     "hash",
     "parked_at",
 )
-ADMIN_TYPES = ("meeting.scheduled", "positions.recorded", "polls.closed", "proxy.substituted")
-_ADMIN_TYPES_SQL = ", ".join(f"'{t}'" for t in ADMIN_TYPES)
-
-
-@dataclass(slots=True)
-class LogRow:
-    """One decided event, ready to append (its position is assigned at append time)."""
-
-    meeting_id: str
-    event_id: str
-    type: str
-    control_number: str | None
-    channel: str | None
-    executed_at: datetime | None
-    received_at: datetime | None
-    decision: str
-    reason: str | None
-    payload: str
-    source_topic: str | None = None
-    source_partition: int | None = None
-    source_offset: int | None = None
-
-    def record(self, position: int, prev_position: int | None, hash_: bytes, recorded_at: datetime) -> tuple:
-        """The row as a tuple in LOG_COLUMNS order (chain v2)."""
-        return (
-            position,
-            self.meeting_id,
-            self.event_id,
-            self.type,
-            self.control_number,
-            self.channel,
-            self.executed_at,
-            self.received_at,
-            self.decision,
-            self.reason,
-            self.payload,
-            self.source_topic,
-            self.source_partition,
-            self.source_offset,
-            prev_position,
-            hash_,
-            recorded_at,
-            chain.LATEST_VERSION,
-        )
-
-
-@dataclass(slots=True)
-class ParkedMessage:
-    """A message that could not be decoded, with where it came from and why."""
-
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    key: bytes | None
-    value: bytes | None
-    reason: str
-    detail: str
-
-    def __post_init__(self) -> None:
-        # The detail quotes exceptions, which may quote the message: PostgreSQL's text refuses NUL,
-        # and a parked row that cannot be stored would fail its batch forever.
-        self.detail = self.detail.replace("\x00", "\\u0000")[:2000]
 
 
 async def lock_log(conn: asyncpg.Connection) -> None:
     """Take the append lock for the current transaction (released at commit or rollback)."""
     await conn.execute("SELECT FROM ledger_append_lock FOR UPDATE")  # see 013_append_lock.sql
-
-
-@dataclass(slots=True)
-class KnownId:
-    """An event_id already in the log: the payloads logged under it, and whether one was accepted."""
-
-    payloads: list[bytes] = field(default_factory=list)
-    applied: bool = False
 
 
 async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, KnownId]:
@@ -179,40 +89,6 @@ async def _log_head(conn: asyncpg.Connection) -> tuple[int, datetime]:
     if row["position"] is None:
         return 0, row["now"]
     return row["position"], max(row["now"], row["recorded_at"])
-
-
-def chained_records(
-    rows: Sequence[LogRow], head: int, heads: dict[str, tuple[int, bytes]], recorded_at: datetime | None = None
-) -> list[tuple]:
-    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain (v2).
-
-    ``heads`` maps meeting_id to its last (position, hash) and is advanced in place; every row is
-    recorded at ``recorded_at`` (now, if not given), which its hash covers.
-    """
-    recorded_at = recorded_at or datetime.now(UTC)
-    records = []
-    for position, row in enumerate(rows, start=head + 1):
-        prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
-        hash_ = chain.link(
-            prev_hash,
-            chain.canonical_v2(
-                position,
-                prev_position,
-                row.meeting_id,
-                row.event_id,
-                row.type,
-                row.decision,
-                row.reason,
-                row.payload,
-                recorded_at,
-                row.source_topic,
-                row.source_partition,
-                row.source_offset,
-            ),
-        )
-        heads[row.meeting_id] = (position, hash_)
-        records.append(row.record(position, prev_position, hash_, recorded_at))
-    return records
 
 
 async def chain_heads(conn: asyncpg.Connection, meeting_ids: list[str]) -> dict[str, tuple[int, bytes]]:
@@ -332,48 +208,3 @@ async def load_offsets(
         [p for _, p in pairs],
     )
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-
-
-async def admin_payloads(conn: asyncpg.Connection, after: int = 0, up_to: int | None = None) -> list[asyncpg.Record]:
-    """(position, meeting_id, payload) of accepted admin events and substitutions in a log range, in order."""
-    return await conn.fetch(
-        # Literal types so the planner can use the partial index ledger_log_admin_rows.
-        f"SELECT position, meeting_id, payload FROM ledger_log"
-        f" WHERE type IN ({_ADMIN_TYPES_SQL}) AND decision = 'accepted'"
-        " AND position > $1 AND ($2::bigint IS NULL OR position <= $2) ORDER BY position",
-        after,
-        up_to,
-    )
-
-
-async def read_after(
-    conn: asyncpg.Connection, position: int, limit: int, meeting_id: str | None = None
-) -> list[asyncpg.Record]:
-    """Rows after a position, in order: (position, type, decision, payload)."""
-    if meeting_id is None:
-        return await conn.fetch(
-            "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
-            " WHERE position > $1 ORDER BY position LIMIT $2",
-            position,
-            limit,
-        )
-    return await conn.fetch(
-        "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
-        " WHERE meeting_id = $3 AND position > $1 ORDER BY meeting_id, position LIMIT $2",
-        position,
-        limit,
-        meeting_id,
-    )
-
-
-async def accepted_votes_of(
-    conn: asyncpg.Connection, meeting_id: str, control_numbers: list[str], up_to: int
-) -> list[asyncpg.Record]:
-    """Accepted vote.cast/vote.revoked rows of some control numbers, in log order (for refolds)."""
-    return await conn.fetch(
-        "SELECT control_number, payload FROM ledger_log WHERE meeting_id = $1 AND control_number = ANY($2::text[])"
-        " AND position <= $3 AND decision = 'accepted' AND type IN ('vote.cast', 'vote.revoked') ORDER BY position",
-        meeting_id,
-        control_numbers,
-        up_to,
-    )

@@ -1,0 +1,57 @@
+"""The benchmark's own statements on the log's tables (services/devtools/bench/), kept with the others."""
+
+from __future__ import annotations
+
+import asyncpg
+
+LOG_TABLE = "ledger_log"
+
+
+async def create_bare_copy(conn: asyncpg.Connection, table: str) -> None:
+    """Create ``table`` with the log's columns and NOT NULLs only: no keys, checks, indexes or triggers."""
+    # INCLUDING DEFAULTS: recorded_at is NOT NULL DEFAULT clock_timestamp() and is not copied.
+    await conn.execute(f"CREATE TABLE {table} (LIKE ledger_log INCLUDING DEFAULTS)")
+
+
+async def index_count(conn: asyncpg.Connection) -> int:
+    """How many indexes the log table has."""
+    return await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = 'ledger_log'")
+
+
+async def autovacuum_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """How often autovacuum and autoanalyze have run on the log (empty before its first statistics)."""
+    row = await conn.fetchrow(
+        "SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'ledger_log'"
+    )
+    return dict(row or {})
+
+
+async def vacuum_analyze(conn: asyncpg.Connection) -> None:
+    """VACUUM (ANALYZE) the log."""
+    await conn.execute("VACUUM (ANALYZE) ledger_log")
+
+
+async def row_count(conn: asyncpg.Connection) -> int:
+    """How many rows the log holds."""
+    return await conn.fetchval("SELECT count(*) FROM ledger_log")
+
+
+async def decisions(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows per decision."""
+    return dict(await conn.fetch("SELECT decision, count(*) FROM ledger_log GROUP BY decision"))
+
+
+async def event_ids_between(conn: asyncpg.Connection, after: int, up_to: int) -> list[str]:
+    """The event ids of the rows in (after, up_to]."""
+    rows = await conn.fetch("SELECT event_id FROM ledger_log WHERE position > $1 AND position <= $2", after, up_to)
+    return [r["event_id"] for r in rows]
+
+
+async def consumed(conn: asyncpg.Connection, group: str, topics: list[str]) -> int:
+    """Messages a consumer group has committed on these topics, from its stored offsets."""
+    return await conn.fetchval(
+        "SELECT coalesce(sum(next_offset), 0)::bigint FROM ledger_offsets WHERE consumer_group = $1"
+        " AND topic = ANY($2::text[])",
+        group,
+        topics,
+    )

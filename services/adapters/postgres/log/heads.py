@@ -1,0 +1,36 @@
+"""What the ledger publishes to ``ledger.heads``: the chains that moved and where they end now."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def moved(conn: asyncpg.Connection, after: int, up_to: int) -> dict[str, int]:
+    """Rows per meeting appended in (after, up_to]: a range scan of the primary key."""
+    rows = await conn.fetch(
+        "SELECT meeting_id, count(*) AS rows FROM ledger_log WHERE position > $1 AND position <= $2"
+        " GROUP BY meeting_id",
+        after,
+        up_to,
+    )
+    return {r["meeting_id"]: r["rows"] for r in rows}
+
+
+async def meeting_heads(conn: asyncpg.Connection, meeting_ids: list[str], up_to: int) -> list[asyncpg.Record]:
+    """(meeting_id, position, hash, recorded_at) of each meeting's last row up to a position."""
+    # One backward probe of (meeting_id, position) per meeting.
+    return await conn.fetch(
+        "SELECT m.id AS meeting_id, l.position, l.hash, l.recorded_at FROM unnest($1::text[]) AS m(id)"
+        " CROSS JOIN LATERAL (SELECT position, hash, recorded_at FROM ledger_log WHERE meeting_id = m.id"
+        " AND position <= $2 ORDER BY position DESC LIMIT 1) AS l",
+        meeting_ids,
+        up_to,
+    )
+
+
+async def parked_head(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """(id, hash, parked_at, rows) of the parked chain's last link; None before the first."""
+    return await conn.fetchrow(
+        "SELECT id, hash, parked_at, (SELECT count(*) FROM ledger_parked WHERE hash IS NOT NULL) AS rows"
+        " FROM ledger_parked WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+    )

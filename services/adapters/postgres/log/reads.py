@@ -1,0 +1,128 @@
+"""Reads of the log: its head, rows after a position, one meeting's facts and rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from asyncpg.cursor import Cursor
+
+
+async def head(conn: asyncpg.Connection) -> int:
+    """The log's last position (0 when empty): a backward probe of the primary key."""
+    return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
+
+
+async def position_at(conn: asyncpg.Connection, when: datetime) -> int:
+    """The last position recorded at or before ``when`` (0 if none).
+
+    Positions are numbered in commit order under the append lock, and the ledger never records a
+    batch before the previous row's recorded_at (append._log_head), so the rows recorded by a time
+    are a prefix of the log: its last position names it. recorded_at is under the hash chain (v2,
+    migration 010): `audit verify` names a row whose time was changed to move it across ``when``.
+    """
+    return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log WHERE recorded_at <= $1", when)
+
+
+async def read_after(
+    conn: asyncpg.Connection, position: int, limit: int, meeting_id: str | None = None
+) -> list[asyncpg.Record]:
+    """Rows after a position, in order: (position, meeting_id, type, decision, payload)."""
+    if meeting_id is None:
+        return await conn.fetch(
+            "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
+            " WHERE position > $1 ORDER BY position LIMIT $2",
+            position,
+            limit,
+        )
+    return await conn.fetch(
+        "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
+        " WHERE meeting_id = $3 AND position > $1 ORDER BY meeting_id, position LIMIT $2",
+        position,
+        limit,
+        meeting_id,
+    )
+
+
+async def meeting_rows(conn: asyncpg.Connection, meeting_id: str, after: int, up_to: int) -> Cursor:
+    """A cursor over (position, decision, payload) of a meeting's rows in (after, up_to]; call it in a transaction."""
+    return await conn.cursor(
+        "SELECT position, decision, payload FROM ledger_log WHERE meeting_id = $1"
+        " AND position > $2 AND position <= $3 ORDER BY position",
+        meeting_id,
+        after,
+        up_to,
+    )
+
+
+async def accepted_votes_of(
+    conn: asyncpg.Connection, meeting_id: str, control_numbers: list[str], up_to: int
+) -> list[asyncpg.Record]:
+    """Accepted vote.cast/vote.revoked rows of some control numbers, in log order (for refolds)."""
+    return await conn.fetch(
+        "SELECT control_number, payload FROM ledger_log WHERE meeting_id = $1 AND control_number = ANY($2::text[])"
+        " AND position <= $3 AND decision = 'accepted' AND type IN ('vote.cast', 'vote.revoked') ORDER BY position",
+        meeting_id,
+        control_numbers,
+        up_to,
+    )
+
+
+async def accepted_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[asyncpg.Record]:
+    """(position, payload) of the meeting's accepted rows up to a position, in log order."""
+    return await conn.fetch(
+        "SELECT position, payload FROM ledger_log WHERE meeting_id = $1 AND decision = 'accepted'"
+        " AND position <= $2 ORDER BY position",
+        meeting_id,
+        up_to,
+    )
+
+
+async def meeting_logged(conn: asyncpg.Connection, meeting_id: str) -> bool:
+    """Whether the log holds at least one row of the meeting."""
+    return await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id)
+
+
+async def meeting_row_count(conn: asyncpg.Connection, meeting_id: str) -> int:
+    """How many rows of the meeting the log holds."""
+    return await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
+
+
+async def scheduled_payload(conn: asyncpg.Connection, meeting_id: str) -> str | None:
+    """The payload of the meeting's accepted meeting.scheduled row; None if there is none."""
+    return await conn.fetchval(
+        "SELECT payload FROM ledger_log WHERE meeting_id = $1 AND type = 'meeting.scheduled'"
+        " AND decision = 'accepted' ORDER BY position LIMIT 1",
+        meeting_id,
+    )
+
+
+async def register_payloads(conn: asyncpg.Connection, meeting_id: str) -> list[str]:
+    """The payloads of the meeting's accepted positions.recorded rows (register chunks), in log order."""
+    rows = await conn.fetch(
+        "SELECT payload FROM ledger_log WHERE meeting_id = $1 AND type = 'positions.recorded'"
+        " AND decision = 'accepted' ORDER BY position",
+        meeting_id,
+    )
+    return [r["payload"] for r in rows]
+
+
+async def digest_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> Cursor:
+    """A cursor over what a log digest covers of the meeting's rows up to a position; call it in a transaction."""
+    # payload::text: the json column's stored text, whatever codec a connection registers for json.
+    return await conn.cursor(
+        "SELECT position, event_id, decision, reason, payload::text AS payload FROM ledger_log"
+        " WHERE meeting_id = $1 AND position <= $2 ORDER BY position",
+        meeting_id,
+        up_to,
+    )
+
+
+async def chain_anchor(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> asyncpg.Record | None:
+    """(position, hash in hex) of the meeting's last row up to a position: where its chain stood."""
+    return await conn.fetchrow(
+        "SELECT position, encode(hash, 'hex') AS hash FROM ledger_log WHERE meeting_id = $1 AND position <= $2"
+        " ORDER BY position DESC LIMIT 1",
+        meeting_id,
+        up_to,
+    )

@@ -1,0 +1,235 @@
+"""`projections rebuild`: replay a meeting from the log into the shadow tables, check them, swap them in."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+import msgspec
+
+from events import decode_logged
+from projections.fold import Tally, VoterState
+from projections.replay import Projection
+from services.adapters.postgres import tally_shadow, tally_store
+from services.adapters.postgres.log import reads as log_reads
+from services.read.errors import UnknownMeeting
+from services.runtime.projector import PROJECTION, refold_late
+
+log = logging.getLogger("vote_ledger.rebuild")
+
+_state_decoder = msgspec.json.Decoder(VoterState)
+REPLAY_BATCH = 10_000  # rows per read: the batch size no longer changes the fold's cost (settle)
+
+
+class RebuildRefused(RuntimeError):
+    """The rebuild swapped nothing in: its shadow tables are missing, stale or disagree with the fold."""
+
+    def __init__(self, meeting_id: str, problems: list[str]) -> None:
+        super().__init__(f"rebuild of {meeting_id} refused, live tally untouched: " + "; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class _Fold:
+    """One meeting folded from the log up to some position."""
+
+    meeting_id: str
+    projection: Projection = field(default_factory=Projection)
+    rows: int = 0  # log rows read
+    last: int = 0  # position of the meeting's last row folded: the tally's as_of_position
+
+    @property
+    def tally(self) -> Tally:
+        """The meeting's tally; UnknownMeeting if no meeting.scheduled was folded."""
+        tally = self.projection.tallies.get(self.meeting_id)
+        if tally is None:
+            raise UnknownMeeting(self.meeting_id)
+        return tally
+
+
+async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:
+    """Replay the meeting from the start of the log into shadow tables, verify them, swap them in.
+
+    The replay and its verification against a second, independent fold run while readers and the
+    live projector go on; only the swap (catching up with rows projected meanwhile, then copying
+    the shadow rows over the live ones) holds the projection writers' lock, in one transaction, so
+    readers see the old tally or the new one, never a mix. Returns the number of log rows replayed.
+    """
+    # Rebuilds of one meeting share its shadow rows: one at a time (a session lock: several transactions).
+    await tally_shadow.lock_meeting(conn, meeting_id)
+    try:
+        columns = await _shadow_columns(conn, meeting_id)
+        target = await tally_store.checkpoint(conn, PROJECTION)
+        built, expected = _Fold(meeting_id), _Fold(meeting_id)
+        started = time.perf_counter()
+        await _replay(conn, built, target)
+        await _write_shadow(conn, built, fresh=True)
+        replayed = time.perf_counter()
+        await _fold_again(conn, expected, target)
+        await _verify(conn, expected, touched=None)
+        verified = time.perf_counter()
+        async with conn.transaction():
+            await tally_store.lock(conn)
+            now = await tally_store.checkpoint(conn, PROJECTION)
+            if now != target:  # the live projector went on: fold its rows into both folds too
+                for fold in (expected, built):
+                    fold.tally.dirty_buckets.clear()
+                    fold.tally.dirty_voters.clear()
+                await _replay(conn, built, now)
+                await _fold_again(conn, expected, now)
+                touched = built.tally.dirty_voters | expected.tally.dirty_voters
+                await _write_shadow(conn, built, fresh=False)
+                await _verify(conn, expected, touched=touched)
+            await tally_shadow.swap_in(conn, meeting_id, columns)
+            # A meeting the projector had given up on (projection_failures) is whole again: the
+            # projector, reloading for the new generation, follows it from the checkpoint on.
+            if await tally_store.clear_failure(conn, PROJECTION, meeting_id):
+                log.warning("rebuilt %s: its projection failure is cleared; the projector follows it again", meeting_id)
+            await tally_store.bump_generation(conn, PROJECTION)
+        swapped = time.perf_counter()
+        log.info(
+            "rebuilt %s: %d rows replayed into the shadow tables in %.2f s, checked in %.2f s, swapped in"
+            " %.2f s (the checkpoint moved by %d meanwhile)",
+            meeting_id,
+            built.rows,
+            replayed - started,
+            verified - replayed,
+            swapped - verified,
+            now - target,
+        )
+        async with conn.transaction():  # the shadow rows served their purpose; a failed run keeps them
+            await tally_shadow.in_shadow(conn)
+            await tally_store.delete_meeting(conn, meeting_id)
+        return built.rows
+    finally:
+        if not conn.is_closed():
+            await tally_shadow.unlock_meeting(conn, meeting_id)
+
+
+async def _shadow_columns(conn: asyncpg.Connection, meeting_id: str) -> dict[str, str]:
+    """Each tally table's column list, once it is sure every shadow mirrors its live table."""
+    columns = {}
+    for table in tally_shadow.TABLES:
+        live, shadow = await tally_shadow.table_columns(conn, table)
+        if not shadow:
+            raise RebuildRefused(meeting_id, [f"no {tally_shadow.SHADOW_SCHEMA}.{table}: run `vote-ledger db migrate`"])
+        if live != shadow:
+            # Copying would drop or mistype a column: a migration changed one table without the other.
+            raise RebuildRefused(
+                meeting_id,
+                [f"{tally_shadow.SHADOW_SCHEMA}.{table} does not mirror public.{table} (see 007_least_privilege.sql)"],
+            )
+        columns[table] = ", ".join(f'"{name}"' for name, _, _ in live)
+    return columns
+
+
+async def replay_meeting(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> tuple[Tally, int]:
+    """A meeting's tally folded from the start of the log up to a position, and the rows read."""
+    fold = _Fold(meeting_id)
+    await _replay(conn, fold, up_to)
+    return fold.tally, fold.rows
+
+
+async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
+    """Fold the meeting's log rows after fold.last up to a position, in batches; count contributions once."""
+    after = fold.last
+    with _gc_paused():
+        while rows := [
+            r
+            for r in await log_reads.read_after(conn, after, REPLAY_BATCH, meeting_id=fold.meeting_id)
+            if r["position"] <= up_to
+        ]:
+            fold.projection.apply_many(
+                [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"], settle=False
+            )
+            fold.rows += len(rows)
+            after = rows[-1]["position"]
+        fold.projection.settle()
+    if after != fold.last:
+        fold.last = after
+        await refold_late(conn, fold.projection, after)
+
+
+async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
+    """The check's fold: another read of the log (a cursor), folded in other batches than _replay's."""
+    after = fold.last
+    with _gc_paused():
+        async with conn.transaction():  # a cursor needs one; rows up to a checkpoint never change
+            cursor = await log_reads.meeting_rows(conn, fold.meeting_id, after, up_to)
+            # Batch bounds unlike _replay's (30,011 is prime), and settled every batch as the projector
+            # does, not once at the end as _replay: a fold depending on either shows.
+            while rows := await cursor.fetch(30_011):
+                fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
+                fold.rows += len(rows)
+                fold.last = rows[-1]["position"]
+    if fold.last != after:
+        await refold_late(conn, fold.projection, fold.last)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a replay folds: it creates no cycles, but keeps the voters' latest
+    instructions (dicts the GC tracks), and full collections walking them again and again cost a
+    fifth of a million-row replay. Reference counting still frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def _write_shadow(conn: asyncpg.Connection, fold: _Fold, fresh: bool) -> None:
+    """Write the fold's changed rows to the shadow tables with the projector's own writer."""
+    tally = fold.tally
+    async with conn.transaction():
+        saved = await tally_shadow.search_path(conn)
+        await tally_shadow.in_shadow(conn)
+        if fresh:
+            await tally_store.delete_meeting(conn, fold.meeting_id)
+            tally.dirty_buckets.update(tally.buckets)
+            tally.dirty_voters.update(tally.voters)
+        elif tally.dirty_voters:
+            # A refold can drop an over-vote rejection (R17); the writer only ever adds them.
+            await tally_shadow.drop_rejections_of(conn, fold.meeting_id, sorted(tally.dirty_voters))
+        await tally_store.save_changes(conn, tally, fold.last)
+        await tally_shadow.restore_search_path(conn, saved)
+
+
+async def _verify(conn: asyncpg.Connection, expected: _Fold, touched: set[str] | None) -> None:
+    """Compare the shadow rows with a fold: everything, or (touched) the voters changed since the last check."""
+    meeting_id, tally, problems = expected.meeting_id, expected.tally, []
+    row = await tally_shadow.meeting_row(conn, meeting_id)
+    want = (tally.present, tally.present_count, tally.events_applied, expected.last)
+    if row is None or row != want:
+        problems.append(f"meeting row {row}, expected {want}")
+    buckets = await tally_shadow.buckets(conn, meeting_id)
+    for key in sorted(set(buckets) | set(tally.buckets)):
+        if buckets.get(key, 0) != tally.buckets.get(key, 0):
+            problems.append(f"bucket {'/'.join(key)}: {buckets.get(key, 0):,}, expected {tally.buckets.get(key, 0):,}")
+    if await tally_shadow.rejections(conn, meeting_id) != {
+        (e, i, tally.meeting.positions[n].nominee or "", n)
+        for n, state in tally.voters.items()
+        for e, i in state.overvote_rejected
+    }:
+        problems.append("over-vote rejections differ")
+    count = await tally_shadow.voter_count(conn, meeting_id)
+    if count != len(tally.voters):
+        problems.append(f"{count:,} voters, expected {len(tally.voters):,}")
+    async with conn.transaction():  # a cursor needs one
+        only = None if touched is None else sorted(touched)
+        async for voter in tally_shadow.voter_states(conn, meeting_id, only):
+            if _state_decoder.decode(voter["state"]) != tally.voters.get(voter["control_number"]):
+                problems.append(f"voter {voter['control_number']}")
+                if len(problems) >= 20:
+                    break
+    if problems:
+        raise RebuildRefused(
+            meeting_id, [*problems, f"shadow rows kept in {tally_shadow.SHADOW_SCHEMA} for inspection"]
+        )
