@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from services.adapters.postgres import log_store
 from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, ROLE_DSNS, connect_as, pool_as
+from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.logins import adopt_database, temporary_logins
 from services.adapters.postgres.migrate import dsn_for, migrate, temporary_database
 from services.cli import UserError
@@ -137,7 +137,7 @@ async def test_the_reader_cannot_take_an_advisory_lock_the_ledger_needs_or_store
     ledger = await connect_as(settings, LEDGER_ROLE)
     try:
         async with ledger.transaction():
-            await log_store.lock_log(ledger)  # the writers keep their locks
+            await log_append.lock_log(ledger)  # the writers keep their locks
     finally:
         await ledger.close()
 
@@ -149,14 +149,14 @@ async def test_no_login_but_the_ledgers_can_take_the_append_lock_so_none_can_sta
             await other.execute("RESET ROLE; SET default_transaction_read_only = off")
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with other.transaction():
-                    await log_store.lock_log(other)
+                    await log_append.lock_log(other)
             # An advisory lock on the key the ledger used before 013 stalls nothing any more.
             if role == PROJECTOR_ROLE:
                 await other.execute("SELECT pg_advisory_lock(33350360623122279)")
                 ledger = await connect_as(settings, LEDGER_ROLE)
                 try:
                     async with ledger.transaction():
-                        await asyncio.wait_for(log_store.lock_log(ledger), timeout=5)
+                        await asyncio.wait_for(log_append.lock_log(ledger), timeout=5)
                 finally:
                     await ledger.close()
         finally:

@@ -13,8 +13,9 @@ import pytest
 
 from projections.chain import rechain
 from services.adapters.kafka.topics import producer, publish, publish_raw
-from services.read.tallies import UnknownMeeting
-from services.read.verify import _ROWS, chain_row, verify_meeting
+from services.adapters.postgres.log.verify import CHAIN_ROWS, chain_row
+from services.read.errors import UnknownMeeting
+from services.read.verify import verify_meeting
 from services.runtime.chain_heads import read_heads
 from tests.conftest import settings_env
 from tests.factories import cast, register_event, revoke, small_meeting
@@ -218,7 +219,7 @@ async def test_a_truncated_log_with_triggers_disabled_is_never_verified(settings
 
 async def test_a_meeting_without_its_meeting_scheduled_row_is_not_certified(settings, logged):
     await bypass_guards(logged)
-    rows = [chain_row(r) for r in await logged.fetch(_ROWS, "m1")]
+    rows = [chain_row(r) for r in await logged.fetch(CHAIN_ROWS, "m1")]
     await logged.execute("DELETE FROM ledger_log WHERE position = 1")
     await rehash(logged, rechain(rows[1:]))
     result = await verify_meeting(logged, "m1")
@@ -290,7 +291,7 @@ async def rehash(conn, rows) -> None:
 
 async def test_an_edit_re_hashed_to_the_end_passes_the_chain_but_fails_the_published_head(settings, logged):
     await bypass_guards(logged)
-    rows = [chain_row(r) for r in await logged.fetch(_ROWS, "m1")]
+    rows = [chain_row(r) for r in await logged.fetch(CHAIN_ROWS, "m1")]
     target = next(i for i, r in enumerate(rows) if r.event_id == VOTES[1].event_id)
     edited = replace(rows[target], payload=rows[target].payload.replace('"against"', '"for"'))
     await rehash(logged, rechain([edited, *rows[target + 1 :]], (rows[target - 1].position, rows[target - 1].hash)))
