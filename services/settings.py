@@ -1,10 +1,12 @@
-"""Runtime settings, read from the environment once, in one place."""
+"""Runtime settings: every VOTE_LEDGER_* variable, read from the environment once, in one place, and checked."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Topic names are part of the wire contract (docs/wire-contract.md); keep them here only.
 SUBMISSIONS_TOPIC = "votes.submissions"
@@ -12,48 +14,77 @@ ADMIN_TOPIC = "meetings.admin"
 PARKED_TOPIC = "ledger.parked"
 HEADS_TOPIC = "ledger.heads"  # chain heads the ledger publishes (services/runtime/chain_heads.py)
 
+# The forms a value may take; a malformed one is refused with its variable's name and this form.
+Count = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+
+def _var(name: str, default: Any = None) -> Any:
+    # Each field reads exactly the variable named here (no prefix magic), so grep finds every one.
+    return Field(default, validation_alias=name)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where the services are and how the processes behave."""
+class Settings(BaseSettings):
+    """Where the services are and how the processes behave: every VOTE_LEDGER_* variable (README "Configuration")."""
 
-    kafka_bootstrap: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_KAFKA_BOOTSTRAP"))
+    # Empty counts as unset, as it always did; keyword arguments (tests, benchmarks) name the fields.
+    model_config = SettingsConfigDict(
+        frozen=True,
+        env_ignore_empty=True,
+        case_sensitive=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        validate_default=True,
+        extra="ignore",
+    )
+
+    kafka_bootstrap: str | None = _var("VOTE_LEDGER_KAFKA_BOOTSTRAP")
     # The owner's login, for `db migrate` (and the scratch databases of tests and the benchmark).
-    pg_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_DSN"))
+    pg_dsn: str | None = _var("VOTE_LEDGER_PG_DSN")
     # Each service's own login (services/adapters/postgres/connect.py role_dsn): never a superuser.
-    pg_ledger_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_LEDGER_DSN"))
-    pg_projector_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_PROJECTOR_DSN"))
-    pg_reader_dsn: str | None = field(default_factory=lambda: _env("VOTE_LEDGER_PG_READER_DSN"))
-    home: Path = field(default_factory=lambda: Path(_env("VOTE_LEDGER_HOME", ".vote-ledger")).resolve())
-    cache: Path = field(default_factory=lambda: Path(_env("VOTE_LEDGER_CACHE", ".cache")).resolve())
-    consumer_group: str = field(default_factory=lambda: _env("VOTE_LEDGER_CONSUMER_GROUP", "vote-ledger"))
-    submission_partitions: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_PARTITIONS", "4")))
+    pg_ledger_dsn: str | None = _var("VOTE_LEDGER_PG_LEDGER_DSN")
+    pg_projector_dsn: str | None = _var("VOTE_LEDGER_PG_PROJECTOR_DSN")
+    pg_reader_dsn: str | None = _var("VOTE_LEDGER_PG_READER_DSN")
+    # The superuser: `db harden`, the tests' scratch databases and administration; no service reads it.
+    pg_admin_dsn: str | None = _var("VOTE_LEDGER_PG_ADMIN_DSN")
+    home: Path = _var("VOTE_LEDGER_HOME", Path(".vote-ledger"))
+    cache: Path = _var("VOTE_LEDGER_CACHE", Path(".cache"))
+    consumer_group: str = _var("VOTE_LEDGER_CONSUMER_GROUP", "vote-ledger")
+    submission_partitions: Count = _var("VOTE_LEDGER_PARTITIONS", 4)
     # A cap, not a wait: a batch holds what Kafka has ready (batch_timeout_ms), up to this many.
-    batch_max: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_BATCH_MAX", "20000")))
+    batch_max: Count = _var("VOTE_LEDGER_BATCH_MAX", 20000)
     # Static group membership (KIP-345): a ledger restarted under the same id takes its partitions
     # back at once instead of waiting for its dead predecessor's session to expire (measured after
     # kill -9: 9.1 s without, see README). One distinct id per ledger process, stable across restarts
     # (e.g. the host or pod name); empty for dynamic membership.
-    instance_id: str = field(default_factory=lambda: _env("VOTE_LEDGER_INSTANCE_ID", ""))
+    instance_id: str = _var("VOTE_LEDGER_INSTANCE_ID", "")
     # How long a ledger that vanished without a restart keeps its partitions (broker minimum: 6 s).
-    session_timeout_ms: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_SESSION_TIMEOUT_MS", "6000")))
+    session_timeout_ms: Count = _var("VOTE_LEDGER_SESSION_TIMEOUT_MS", 6000)
     # The stall watch (services/runtime/stall_watch.py): how often it looks, and how long a partition's
     # committed offset may stand still with records waiting before it is reported and probed.
-    stall_check_s: float = field(default_factory=lambda: float(_env("VOTE_LEDGER_STALL_CHECK_S", "2")))
-    stall_after_s: float = field(default_factory=lambda: float(_env("VOTE_LEDGER_STALL_AFTER_S", "10")))
+    stall_check_s: Seconds = _var("VOTE_LEDGER_STALL_CHECK_S", 2.0)
+    stall_after_s: Seconds = _var("VOTE_LEDGER_STALL_AFTER_S", 10.0)
     # Namespaces the topics (e.g. one per test or per rehearsal); empty in production, where the
     # wire contract's names apply unchanged.
-    topic_prefix: str = field(default_factory=lambda: _env("VOTE_LEDGER_TOPIC_PREFIX", ""))
+    topic_prefix: str = _var("VOTE_LEDGER_TOPIC_PREFIX", "")
     # The ledger publishes the chain heads that moved when this many rows were appended since it
     # last did, or this many seconds passed: the window in which an edit re-hashed to the end
     # could still go unnoticed by `audit verify`.
-    heads_every_rows: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_HEADS_EVERY_ROWS", "10000")))
-    heads_every_seconds: float = field(default_factory=lambda: float(_env("VOTE_LEDGER_HEADS_EVERY_SECONDS", "10")))
+    heads_every_rows: Count = _var("VOTE_LEDGER_HEADS_EVERY_ROWS", 10000)
+    heads_every_seconds: Seconds = _var("VOTE_LEDGER_HEADS_EVERY_SECONDS", 10.0)
+    # The local stack (services/devtools/stack): its loopback ports and, when PostgreSQL's binaries are
+    # not on the PATH or in the usual places, the folder that holds them.
+    kafka_port: Port = _var("VOTE_LEDGER_KAFKA_PORT", 19092)
+    kafka_controller_port: Port = _var("VOTE_LEDGER_KAFKA_CONTROLLER_PORT", 19093)
+    pg_port: Port = _var("VOTE_LEDGER_PG_PORT", 15432)
+    pg_bindir: Path | None = _var("VOTE_LEDGER_PG_BINDIR")
+
+    @field_validator("home", "cache")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Relative to the directory the process started in, fixed once (as `stack up` prints them).
+        return Path(value).expanduser().resolve()
 
     @property
     def submissions_topic(self) -> str:
@@ -76,6 +107,83 @@ class Settings:
         return self.topic_prefix + HEADS_TOPIC
 
 
+def variable(field: str) -> str:
+    """The environment variable that sets a field of Settings."""
+    return str(Settings.model_fields[field].validation_alias)
+
+
+def expected_form(field: str) -> str:
+    """What a field's variable must hold, in words (for error messages and the README)."""
+    info = Settings.model_fields[field]
+    bounds = {key: getattr(m, key) for m in info.metadata for key in ("ge", "gt", "le") if hasattr(m, key)}
+    if info.annotation is int:
+        text = "a whole number"
+    elif info.annotation is float:
+        text = "a number of seconds"
+    else:
+        return "text"
+    if "ge" in bounds and "le" in bounds:
+        return f"{text} from {bounds['ge']} to {bounds['le']}"
+    if "ge" in bounds:
+        return f"{text} of at least {bounds['ge']}"
+    if "gt" in bounds:
+        return f"{text} above {bounds['gt']:g}"
+    return text
+
+
+def load(**overrides: Any) -> Settings:
+    """The settings from the environment, with the given fields overridden; a malformed value is the user's error.
+
+    The error is one line naming the variable (or the flag of an override), the value and the form it must take.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        from services.cli import UserError
+
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            field = name if name in Settings.model_fields else _field_of(name)
+            shown = f"--{name.replace('_', '-')}" if name in overrides else variable(field) if field else name
+            problems.append(f"{shown}={error['input']!r} is not valid: expected {expected_form(field or name)}")
+        raise UserError("; ".join(problems)) from None
+
+
+def _field_of(alias: str) -> str | None:
+    return next((name for name in Settings.model_fields if variable(name) == alias), None)
+
+
+# The variables that say where the services are; when none is set, a running local stack is used.
+ENDPOINT_FIELDS = ("kafka_bootstrap", "pg_dsn", "pg_ledger_dsn", "pg_projector_dsn", "pg_reader_dsn", "pg_admin_dsn")
+_local: dict[Path, Settings] = {}
+
+
 def settings() -> Settings:
-    """Return the settings for this process, from the current environment."""
-    return Settings()
+    """Return the settings for this process, from the current environment (a malformed value: UserError).
+
+    With no endpoint variable set, a local stack running from VOTE_LEDGER_HOME stands in for
+    `eval "$(vote-ledger stack up)"` (said once on stderr); otherwise nothing is guessed.
+    """
+    current = load()
+    if any(getattr(current, field) for field in ENDPOINT_FIELDS):
+        return current
+    if current.home not in _local:
+        _local[current.home] = _on_local_stack(current)
+    return _local[current.home]
+
+
+def _on_local_stack(current: Settings) -> Settings:
+    from services.devtools.stack import running_endpoints
+
+    found = running_endpoints(current)
+    if found is None:
+        return current
+    import sys
+
+    print(
+        f"vote-ledger: VOTE_LEDGER_KAFKA_BOOTSTRAP and VOTE_LEDGER_PG_DSN are not set; using the local stack"
+        f" running from {current.home} (Kafka {found.kafka_bootstrap}, PostgreSQL {current.pg_port})",
+        file=sys.stderr,
+    )
+    return current.model_copy(update={field: getattr(found, field) for field in ENDPOINT_FIELDS})

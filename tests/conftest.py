@@ -12,7 +12,6 @@ them), else logins this session makes with the superuser and drops at its end.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from urllib.parse import urlsplit
 
@@ -68,10 +67,8 @@ async def pg_dsn(logins):
 async def settings(logins, pg_dsn) -> Settings:
     """Settings pointing at the session's Kafka, this test's database (every login) and its own topics."""
     tag = uuid.uuid4().hex[:10]
-    cfg = dataclasses.replace(
-        on_database(logins, urlsplit(pg_dsn).path.lstrip("/")),
-        topic_prefix=f"t{tag}.",
-        consumer_group=f"vote-ledger-{tag}",
+    cfg = on_database(logins, urlsplit(pg_dsn).path.lstrip("/")).model_copy(
+        update={"topic_prefix": f"t{tag}.", "consumer_group": f"vote-ledger-{tag}"}
     )
     from services.adapters.kafka.topics import ensure_topics
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from services.adapters.postgres.connect import connect
 from services.adapters.postgres.migrate import migrate
 from services.cli import UserError
 from services.cli.common import pg_dsn, run
+from services.settings import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +54,9 @@ def _migrate(args: argparse.Namespace) -> int:
 def _harden(args: argparse.Namespace) -> int:
     from services.adapters.postgres.logins import harden_database
 
-    variable = "VOTE_LEDGER_PG_ADMIN_DSN" if os.environ.get("VOTE_LEDGER_PG_ADMIN_DSN") else "VOTE_LEDGER_PG_DSN"
-    dsn = os.environ.get(variable) or pg_dsn()
+    current = settings()
+    variable = "VOTE_LEDGER_PG_ADMIN_DSN" if current.pg_admin_dsn else "VOTE_LEDGER_PG_DSN"
+    dsn = current.pg_admin_dsn or pg_dsn(current)
 
     async def go() -> int:
         conn = await connect(dsn)

@@ -1,7 +1,6 @@
 """The ledger under hostile input and awkward timing: nothing lost, nothing judged out of order."""
 
 import asyncio
-import dataclasses
 
 import asyncpg
 import pytest
@@ -36,7 +35,7 @@ async def test_a_header_that_is_not_utf8_loses_nothing_of_its_batch(settings):
 
 async def test_a_backlog_of_votes_waits_for_the_meeting_published_before_it(settings):
     # Small batches: the submission partitions would drain before the admin one without the wait.
-    settings = dataclasses.replace(settings, batch_max=50)
+    settings = settings.model_copy(update={"batch_max": 50})
     votes = [cast(cn, {"2": "for"}, executed=i) for i in range(1, 301) for cn in ("R-1", "B-1")]
     async with producer(settings) as client:
         await publish(client, settings, [small_meeting(), register_event()])

@@ -1,7 +1,6 @@
 """The database boundary, proven over TCP: each process logs in with its own password and cannot leave its role."""
 
 import asyncio
-import dataclasses
 import uuid
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
@@ -184,19 +183,19 @@ async def test_a_wrong_password_is_refused(settings):
 
 
 async def test_a_service_given_a_superuser_login_refuses_to_start_naming_the_variable_to_set(settings, pg_dsn):
-    only_owner = dataclasses.replace(settings, pg_dsn=pg_dsn, pg_ledger_dsn=None)
+    only_owner = settings.model_copy(update={"pg_dsn": pg_dsn, "pg_ledger_dsn": None})
     with pytest.raises(
         UserError, match="VOTE_LEDGER_PG_LEDGER_DSN is not set and VOTE_LEDGER_PG_DSN logs in as the superuser"
     ):
         await connect_as(only_owner, LEDGER_ROLE)
-    superuser_as_ledger = dataclasses.replace(settings, pg_ledger_dsn=pg_dsn)
+    superuser_as_ledger = settings.model_copy(update={"pg_ledger_dsn": pg_dsn})
     with pytest.raises(UserError, match="^VOTE_LEDGER_PG_LEDGER_DSN logs in as the superuser"):
         pool = await pool_as(superuser_as_ledger, LEDGER_ROLE)
         await pool.close()
 
 
 async def test_the_older_single_dsn_form_still_works_for_a_login_that_is_no_superuser(settings):
-    only_one = dataclasses.replace(settings, pg_dsn=settings.pg_reader_dsn, pg_reader_dsn=None)
+    only_one = settings.model_copy(update={"pg_dsn": settings.pg_reader_dsn, "pg_reader_dsn": None})
     conn = await connect_as(only_one, READER_ROLE)  # VOTE_LEDGER_PG_DSN, then SET ROLE
     try:
         assert await conn.fetchval("SELECT current_user") == READER_ROLE
@@ -207,7 +206,7 @@ async def test_the_older_single_dsn_form_still_works_for_a_login_that_is_no_supe
 async def test_a_service_given_a_login_outside_its_role_refuses_to_start_rather_than_run_with_its_rights(settings):
     # E.g. the owner's DSN as the only one: SET ROLE fails and the ledger would run as the owner,
     # who may switch the log's triggers off. The reader's login stands in for any non-member here.
-    only_other = dataclasses.replace(settings, pg_dsn=settings.pg_reader_dsn, pg_ledger_dsn=None)
+    only_other = settings.model_copy(update={"pg_dsn": settings.pg_reader_dsn, "pg_ledger_dsn": None})
     with pytest.raises(UserError, match="which is not a member of vote_ledger_ledger"):
         await connect_as(only_other, LEDGER_ROLE)
     with pytest.raises(UserError, match="which is not a member of vote_ledger_ledger"):

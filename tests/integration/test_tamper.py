@@ -325,7 +325,7 @@ async def test_an_untouched_log_holds_every_published_head_through_the_cli(setti
 
 
 async def test_heads_are_published_while_the_ledger_runs_every_n_rows(settings):
-    fast = replace(settings, heads_every_rows=3, heads_every_seconds=0.2)
+    fast = settings.model_copy(update={"heads_every_rows": 3, "heads_every_seconds": 0.2})
     async with running_ledger(fast), producer(fast) as client:
         await publish(client, fast, [small_meeting(), register_event()])
         await wait_for(fast.pg_dsn, "SELECT count(*) FROM ledger_log", 2)

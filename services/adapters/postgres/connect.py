@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -61,7 +62,7 @@ async def connect(dsn: str, role: str | None = None) -> asyncpg.Connection:
     Services use connect_as()/pool_as(), which choose their own login; this is for the owner's
     connections and for tests that probe a role's grants from the owner's login.
     """
-    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    conn = await _open(dsn)
     await _assume(conn, role)
     return conn
 
@@ -71,7 +72,7 @@ def on_database(cfg: Settings, database: str) -> Settings:
     from services.adapters.postgres.migrate import dsn_for
 
     fields = ("pg_dsn", *(field for field, _ in ROLE_DSNS.values()))
-    return dataclasses.replace(cfg, **{f: dsn_for(getattr(cfg, f), database) for f in fields if getattr(cfg, f)})
+    return cfg.model_copy(update={f: dsn_for(getattr(cfg, f), database) for f in fields if getattr(cfg, f)})
 
 
 def dsn_env(cfg: Settings) -> dict[str, str]:
@@ -126,7 +127,7 @@ def _refuse_superuser(conn: asyncpg.Connection, role: str, variable: str) -> Non
 async def connect_as(cfg: Settings, role: str) -> asyncpg.Connection:
     """A service's connection: its own login (never a superuser), acting as ``role``."""
     dsn, variable = role_dsn(cfg, role)
-    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    conn = await _open(dsn, variable)
     try:
         _refuse_superuser(conn, role, variable)
         await _assume(conn, role, variable)
@@ -144,4 +145,79 @@ async def pool_as(cfg: Settings, role: str, size: int = 4) -> asyncpg.Pool:
         _refuse_superuser(conn, role, variable)
         await _assume(conn, role, variable)
 
-    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS)
+    try:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS)
+    except UNREACHABLE as exc:
+        exc.postgres_target = (dsn, variable)  # type: ignore[union-attr]
+        raise
+
+
+# What asyncpg raises when it cannot open a session: no server, a wrong address, a refused login or an
+# unknown database. Callers that retry (the projector) still see these types; only the CLI's main turns
+# them into one line (unreachable below), so a long-running service keeps reconnecting as before.
+UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InvalidAuthorizationSpecificationError,  # bad password, unknown role, no pg_hba.conf entry
+    asyncpg.InvalidCatalogNameError,  # unknown database
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.TooManyConnectionsError,
+)
+
+
+async def _open(dsn: str, variable: str | None = None) -> asyncpg.Connection:
+    """asyncpg.connect, remembering on a failure where it tried to go (for the CLI's one-line error)."""
+    try:
+        return await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    except UNREACHABLE as exc:
+        exc.postgres_target = (dsn, variable)  # type: ignore[union-attr]
+        raise
+
+
+def _where(dsn: str) -> str:
+    # Host, port, database and login: everything but the password.
+    parts = urlsplit(dsn)
+    login = f" as {parts.username}" if parts.username else ""
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}{login}"
+
+
+def _variable_of(dsn: str) -> str | None:
+    # connect() is given a bare DSN (e.g. `db migrate`'s): name the variable that holds it, if one does.
+    from services.settings import load, variable
+
+    try:
+        current: Any = load()
+    except Exception:  # noqa: BLE001 - a malformed variable was reported before any connection
+        return None
+    fields = ("pg_dsn", "pg_admin_dsn", *(field for field, _ in ROLE_DSNS.values()))
+    return next((variable(field) for field in fields if getattr(current, field) == dsn), None)
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One line for a failure to reach PostgreSQL (where it tried, why, what to do); None for any other error."""
+    target = getattr(exc, "postgres_target", None)
+    if target is None and not isinstance(exc, UNREACHABLE[2:]):
+        return None  # e.g. a file the command could not open: not ours to explain
+    dsn, variable = target or (None, None)
+    variable = variable or (dsn and _variable_of(dsn))
+    fix = variable or "the VOTE_LEDGER_PG_*_DSN variables"
+    start = 'for the local stack run `eval "$(vote-ledger stack up)"`'
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        why, todo = "the password was refused", f"fix the password in {fix}"
+    elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        why, todo = f"the login was refused ({exc})", f"fix the login in {fix}"
+    elif isinstance(exc, asyncpg.InvalidCatalogNameError):
+        why, todo = str(exc), f"fix the database in {fix}, or create it and run `vote-ledger db migrate`"
+    elif isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
+        why, todo = str(exc), "try again in a moment"
+    elif isinstance(exc, TimeoutError):
+        why, todo = "no answer in time", f"check the address in {fix} and that the server is reachable"
+    elif isinstance(exc, socket.gaierror):
+        why, todo = f"unknown host ({exc.strerror})", f"fix the host in {fix}"
+    else:
+        refused = isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc)
+        why = "connection refused" if refused else str(exc) or type(exc).__name__
+        todo = f"is it running? {start}, or fix {fix}"
+    where = f" at {_where(dsn)}" if dsn else ""
+    named = f" ({variable})" if variable else ""
+    return f"cannot reach PostgreSQL{where}{named}: {why}; {todo}"

@@ -9,7 +9,6 @@ runs `db migrate`; it is not a superuser. Used by `stack up`, the test fixtures 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import logging
@@ -158,7 +157,7 @@ async def service_logins(cfg: Settings, prefix: str) -> AsyncIterator[Settings]:
         yield cfg
         return
     async with temporary_logins(cfg.pg_dsn, prefix, tuple(missing)) as dsns:
-        yield dataclasses.replace(cfg, **{f: dsns[kind] for kind, f in missing.items()})
+        yield cfg.model_copy(update={f: dsns[kind] for kind, f in missing.items()})
 
 
 # pg_catalog functions any login may run that write or lock: large objects are storage of a login's

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,8 +26,8 @@ def scratch_settings(settings: Settings, dsn: str, name: str) -> Settings:
     """Settings pointing at a scratch database (every login) and a fresh topic namespace and consumer group."""
     tag = f"{name}{uuid.uuid4().hex[:8]}"
     database = urlsplit(dsn).path.lstrip("/")
-    return dataclasses.replace(
-        on_database(settings, database), topic_prefix=f"bench.{tag}.", consumer_group=f"bench-{tag}"
+    return on_database(settings, database).model_copy(
+        update={"topic_prefix": f"bench.{tag}.", "consumer_group": f"bench-{tag}"}
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "KAFKA_VERSION",
@@ -19,6 +19,7 @@ __all__ = [
     "StackError",
     "endpoints",
     "resolve_endpoints",
+    "running_endpoints",
     "stack_down",
     "stack_status",
     "stack_up",
@@ -38,8 +39,12 @@ from services.devtools.stack.common import (
     StackError,
     ephemeral_port_warnings,
     ephemeral_range,
+    port_open,
     say,
 )
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 
 def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
@@ -93,6 +98,15 @@ def endpoints(cfg: StackConfig) -> Endpoints:
         pg_reader_dsn=dsn["reader"],
         pg_admin_dsn=login_dsn(server, Login(_pg.SUPERUSER, known[_pg.SUPERUSER])),
     )
+
+
+def running_endpoints(current: Settings) -> Endpoints | None:
+    """The endpoints of a local stack running from the settings' home (its password file is there and
+    both its ports answer), else None: what `eval "$(vote-ledger stack up)"` would export, without starting it."""
+    cfg = StackConfig.of(current)
+    if not cfg.pg_passwords.exists() or not (port_open(cfg.kafka_port) and port_open(cfg.pg_port)):
+        return None
+    return endpoints(cfg)
 
 
 _containers: list[Any] = []

@@ -9,16 +9,18 @@ the endpoints and small helpers.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from services.cli import UserError
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 # Keep in step with <kafka.version> in deploy/local/kafka/pom.xml.
 KAFKA_VERSION = "4.3.1"
@@ -70,47 +72,51 @@ class Endpoints:
     @classmethod
     def from_env(cls) -> Endpoints | None:
         """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
-        bootstrap, dsn = os.environ.get("VOTE_LEDGER_KAFKA_BOOTSTRAP"), os.environ.get("VOTE_LEDGER_PG_DSN")
-        if not (bootstrap and dsn):
+        from services.settings import settings
+
+        current = settings()
+        if not (current.kafka_bootstrap and current.pg_dsn):
             return None
-        get = lambda name: os.environ.get(name) or None  # noqa: E731
         return cls(
-            bootstrap,
-            dsn,
-            get("VOTE_LEDGER_PG_LEDGER_DSN"),
-            get("VOTE_LEDGER_PG_PROJECTOR_DSN"),
-            get("VOTE_LEDGER_PG_READER_DSN"),
-            get("VOTE_LEDGER_PG_ADMIN_DSN"),
+            current.kafka_bootstrap,
+            current.pg_dsn,
+            current.pg_ledger_dsn,
+            current.pg_projector_dsn,
+            current.pg_reader_dsn,
+            current.pg_admin_dsn,
         )
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """Where the local stack keeps its files and which loopback ports it listens on."""
+    """Where the local stack keeps its files and which loopback ports it listens on (the stack's view of Settings)."""
 
-    home: Path = field(default_factory=lambda: Path(_env("VOTE_LEDGER_HOME", ".vote-ledger")).resolve())
-    cache: Path = field(default_factory=lambda: Path(_env("VOTE_LEDGER_CACHE", ".cache")).resolve())
-    kafka_port: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_KAFKA_PORT", "19092")))
-    kafka_controller_port: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_KAFKA_CONTROLLER_PORT", "19093")))
-    pg_port: int = field(default_factory=lambda: int(_env("VOTE_LEDGER_PG_PORT", "15432")))
+    home: Path
+    cache: Path
+    kafka_port: int
+    kafka_controller_port: int
+    pg_port: int
+    pg_bindir: Path | None = None  # PostgreSQL's binaries, when not found on the PATH or in the usual places
     kafka_version: str = KAFKA_VERSION
 
     @classmethod
     def from_env(cls, **overrides: Any) -> StackConfig:
-        """Read VOTE_LEDGER_* variables, then apply the overrides that are not None."""
-        given = {key: value for key, value in overrides.items() if value is not None}
-        for key in ("home", "cache"):
-            if key in given:
-                given[key] = Path(given[key]).expanduser().resolve()
-        for key in ("kafka_port", "kafka_controller_port", "pg_port"):
-            if key in given:
-                given[key] = int(given[key])
-        return replace(cls(), **given)
+        """Read the settings (VOTE_LEDGER_* variables), then apply the overrides that are not None (flags)."""
+        from services.settings import load
+
+        return cls.of(load(**{key: value for key, value in overrides.items() if value is not None}))
+
+    @classmethod
+    def of(cls, current: Settings) -> StackConfig:
+        """The stack's part of the settings."""
+        return cls(
+            current.home,
+            current.cache,
+            current.kafka_port,
+            current.kafka_controller_port,
+            current.pg_port,
+            current.pg_bindir,
+        )
 
     @property
     def logs_dir(self) -> Path:

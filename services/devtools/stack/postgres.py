@@ -96,8 +96,8 @@ def find_bindir(cfg: StackConfig) -> Path | None:
     except OSError:
         pass
     candidates: list[Path] = []
-    if os.environ.get("VOTE_LEDGER_PG_BINDIR"):
-        candidates.append(Path(os.environ["VOTE_LEDGER_PG_BINDIR"]))
+    if cfg.pg_bindir:
+        candidates.append(cfg.pg_bindir)
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
