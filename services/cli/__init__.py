@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # Each module exposes register(subparsers); registration order is --help order.
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vote-ledger` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.getLogger("aiokafka").addFilter(_bootstrap_failure_said_once)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -51,6 +53,48 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"vote-ledger: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        line = unreachable(exc)
+        if line is None:
+            raise
+        print(f"vote-ledger: {line}", file=sys.stderr)
+        return 2
+
+
+def _bootstrap_failure_said_once(record: logging.LogRecord) -> bool:
+    # aiokafka logs each bootstrap address it cannot reach, then raises KafkaConnectionError, which
+    # main reports in one line naming the address; the log line would only repeat it.
+    return not str(record.msg).startswith('Unable connect to "')
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One line for PostgreSQL or Kafka not answering, wherever in a command it surfaced; None for other errors.
+
+    The one place connection failures become user errors: the adapters only classify them, so the
+    long-running services keep their own reconnect loops. A client library that was never imported
+    (offline commands import neither) cannot have raised, so its adapter is not imported to look.
+    """
+    seen: list[BaseException] = []
+    pending = [exc]
+    while pending:  # the error itself, its causes and, from task groups, every sub-error
+        error = pending.pop(0)
+        if error in seen:
+            continue
+        seen.append(error)
+        if "asyncpg" in sys.modules:
+            from services.adapters.postgres.connect import unreachable as postgres
+
+            if line := postgres(error):
+                return line
+        if "aiokafka" in sys.modules:
+            from services.adapters.kafka.topics import unreachable as kafka
+            from services.settings import settings
+
+            if line := kafka(error, settings().kafka_bootstrap):
+                return line
+        pending += [e for e in (error.__cause__, error.__context__) if e is not None]
+        pending += list(getattr(error, "exceptions", ()))
+    return None
 
 
 class UserError(Exception):

@@ -8,10 +8,23 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from events import AnyEvent, ProxySubstituted, VoteCast, VoteRevoked, encode
 from services.settings import Settings
+
+
+def unreachable(exc: BaseException, bootstrap: str | None) -> str | None:
+    """One line for a failure to reach Kafka (where it tried, what to do); None for any other error.
+
+    aiokafka raises KafkaConnectionError when no broker answers at start; the CLI's main prints this.
+    """
+    if not isinstance(exc, KafkaConnectionError):
+        return None
+    return (
+        f"cannot reach Kafka at {bootstrap} (VOTE_LEDGER_KAFKA_BOOTSTRAP): no broker answered; is it running?"
+        ' for the local stack run `eval "$(vote-ledger stack up)"`, or fix VOTE_LEDGER_KAFKA_BOOTSTRAP'
+    )
 
 
 def topic_for(event: AnyEvent, settings: Settings) -> str:

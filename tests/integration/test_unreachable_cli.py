@@ -1,0 +1,161 @@
+"""With PostgreSQL or Kafka out of reach, every command says so in one line and exits non-zero.
+
+And with no endpoint configured at all, a running local stack is used (said on stderr) instead of refusing.
+The CLI runs as a subprocess, as an operator would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from services.settings import load
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MEETING_FILE = REPO / "deploy" / "meetings" / "cbak-2023-agm.toml"
+CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once to pick it, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def vote_ledger(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
+    """Run the CLI with only the given VOTE_LEDGER_* variables (none inherited from the test's shell)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOTE_LEDGER_")}
+    return subprocess.run([*CLI, *args], env={**clean, **env}, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line(done: subprocess.CompletedProcess, *expected: str) -> str:
+    """The command failed with exactly one line on stderr, holding every expected fragment and no traceback."""
+    lines = done.stderr.splitlines()
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for fragment in expected:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+NOWHERE = {
+    "VOTE_LEDGER_HOME": "/nonexistent/vote-ledger-home",  # no local stack to fall back on
+}
+
+POSTGRES_COMMANDS = [
+    ("tally", "--meeting", "m"),
+    ("report", "final", "--meeting", "m"),
+    ("proxies", "--meeting", "m"),
+    ("audit", "history", "--meeting", "m", "--control-number", "1"),
+    ("audit", "verify", "--meeting", "m", "--no-heads"),
+    ("projections", "rebuild", "--meeting", "m"),
+    ("export", "--meeting", "m", "--out", "/tmp/never-written.zip"),
+    ("db", "migrate"),
+    ("status",),
+]
+
+
+@pytest.mark.parametrize("args", POSTGRES_COMMANDS, ids=" ".join)
+def test_every_command_says_in_one_line_that_postgresql_refused_the_connection(args):
+    port = closed_port()
+    dsn = f"postgresql://someone:secret@127.0.0.1:{port}/votes"
+    done = vote_ledger(
+        *args,
+        **NOWHERE,
+        VOTE_LEDGER_PG_DSN=dsn,
+        VOTE_LEDGER_PG_READER_DSN=dsn,
+        VOTE_LEDGER_PG_PROJECTOR_DSN=dsn,
+        VOTE_LEDGER_KAFKA_BOOTSTRAP=f"127.0.0.1:{closed_port()}",
+    )
+    line = assert_one_line(done, f"cannot reach PostgreSQL at 127.0.0.1:{port}/votes as someone", "connection refused")
+    assert "VOTE_LEDGER_PG_" in line and "stack up" in line and "secret" not in line
+
+
+KAFKA_COMMANDS = [
+    ("meeting", "load", str(MEETING_FILE)),
+    ("status",),
+    ("services", "run", "ledger"),
+]
+
+
+@pytest.mark.parametrize("args", KAFKA_COMMANDS, ids=" ".join)
+def test_every_command_says_in_one_line_that_no_kafka_broker_answered(args, logins):
+    port = closed_port()
+    done = vote_ledger(
+        *args,
+        **NOWHERE,
+        VOTE_LEDGER_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
+        VOTE_LEDGER_PG_READER_DSN=logins.pg_reader_dsn,
+        VOTE_LEDGER_PG_LEDGER_DSN=logins.pg_ledger_dsn,
+    )
+    assert_one_line(
+        done, f"cannot reach Kafka at 127.0.0.1:{port} (VOTE_LEDGER_KAFKA_BOOTSTRAP): no broker answered", "stack up"
+    )
+
+
+def with_part(dsn: str, **parts: str) -> str:
+    """The DSN with its password or database replaced."""
+    split = urlsplit(dsn)
+    password = parts.get("password", split.password)
+    netloc = f"{split.username}:{password}@{split.hostname}:{split.port}"
+    return split._replace(netloc=netloc, path=parts.get("path", split.path)).geturl()
+
+
+def test_a_refused_password_names_the_login_and_the_variable_to_fix(logins):
+    wrong = with_part(logins.pg_reader_dsn, password="not-the-password")
+    done = vote_ledger("tally", "--meeting", "m", **NOWHERE, VOTE_LEDGER_PG_READER_DSN=wrong)
+    user = urlsplit(wrong).username
+    assert_one_line(
+        done,
+        f"as {user} (VOTE_LEDGER_PG_READER_DSN): the password was refused",
+        "fix the password in VOTE_LEDGER_PG_READER_DSN",
+    )
+
+
+def test_an_unknown_database_says_so_and_how_to_create_the_schema(logins):
+    wrong = with_part(logins.pg_reader_dsn, path="/no_such_database")
+    done = vote_ledger("report", "final", "--meeting", "m", **NOWHERE, VOTE_LEDGER_PG_READER_DSN=wrong)
+    assert_one_line(done, "/no_such_database as", 'database "no_such_database" does not exist', "db migrate")
+
+
+def test_a_malformed_variable_is_one_line_naming_it_and_the_expected_form():
+    done = vote_ledger("tally", "--meeting", "m", **NOWHERE, VOTE_LEDGER_BATCH_MAX="abc")
+    assert_one_line(done, "VOTE_LEDGER_BATCH_MAX='abc' is not valid: expected a whole number of at least 1")
+    done = vote_ledger("stack", "status", **NOWHERE, VOTE_LEDGER_PG_PORT="99999")
+    assert_one_line(done, "VOTE_LEDGER_PG_PORT='99999' is not valid: expected a whole number from 1 to 65535")
+
+
+def test_nothing_configured_and_no_local_stack_still_says_how_to_get_one(tmp_path):
+    done = vote_ledger("tally", "--meeting", "m", cwd=tmp_path)
+    assert_one_line(done, "is not set", 'eval "$(vote-ledger stack up)"')
+
+
+def running_stack_home() -> Path | None:
+    """The home of the local stack this test session can see (the shared one), if it runs."""
+    from services.devtools.stack import running_endpoints
+
+    current = load()
+    return current.home if running_endpoints(current) is not None else None
+
+
+def test_with_nothing_configured_a_running_local_stack_is_used_and_said_so(tmp_path):
+    home = running_stack_home()
+    if home is None:
+        pytest.skip("no local stack runs from VOTE_LEDGER_HOME (e.g. services from testcontainers)")
+    done = vote_ledger("tally", "--meeting", "no-such-meeting", cwd=tmp_path, VOTE_LEDGER_HOME=str(home))
+    said, *rest = done.stderr.splitlines()
+    assert said.startswith("vote-ledger: VOTE_LEDGER_KAFKA_BOOTSTRAP and VOTE_LEDGER_PG_DSN are not set;")
+    assert f"using the local stack running from {home}" in said
+    # The stack was reached: the answer is about the meeting, not about a missing variable.
+    assert rest == ["vote-ledger: no meeting 'no-such-meeting' in the log (was it loaded?)"] and done.returncode == 2
+    status = vote_ledger("status", cwd=tmp_path, VOTE_LEDGER_HOME=str(home))
+    assert "log head" in status.stdout and "Traceback" not in status.stderr, status.stderr
