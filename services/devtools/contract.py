@@ -14,25 +14,23 @@ import argparse
 import json
 import re
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import yaml
 
-from events import EVENT_TYPES, SCHEMA_VERSION, AdminEvent, MalformedMessage, Submission, decode
+from events import ADMIN_TAGS, EVENT_TYPES, SCHEMA_VERSION, AdminEvent, MalformedMessage, Submission, decode
 from projections.heads import Head, decode_head
 from services.adapters.kafka.topics import key_for
+from services.runtime.ledger import PARKED_COPY_MAX, PARKED_KEY_MAX
 from services.settings import ADMIN_TOPIC, HEADS_TOPIC, PARKED_TOPIC, SUBMISSIONS_TOPIC
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING = "0.5.0"
 PARKED_HEADERS = "ledger.parked.headers"
-_TAG_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
-SUBMISSION_TAGS = [_TAG_OF[cls] for cls in typing.get_args(Submission)]
-ADMIN_TAGS = [_TAG_OF[cls] for cls in typing.get_args(AdminEvent)]
+SUBMISSION_TAGS = [tag for tag in EVENT_TYPES if tag not in ADMIN_TAGS]
 
 # The one hand-written schema: ledger.parked carries the original record's bytes, and what went
 # wrong travels in Kafka headers (services/runtime/ledger.py, parked_headers). Reasons are not an
@@ -57,12 +55,14 @@ _PARKED_HEADERS_SCHEMA: dict[str, Any] = {
         "truncated_from": {
             "type": "string",
             "pattern": "^[0-9]+$",
-            "description": "Only if the value was over 900,000 bytes and was cut: its original length in bytes.",
+            "description": f"Only if the value was over {PARKED_COPY_MAX:,} bytes and was cut:"
+            " its original length in bytes.",
         },
         "key_truncated_from": {
             "type": "string",
             "pattern": "^[0-9]+$",
-            "description": "Only if the key was over 60,000 bytes and was cut: its original length in bytes.",
+            "description": f"Only if the key was over {PARKED_KEY_MAX:,} bytes and was cut:"
+            " its original length in bytes.",
         },
     },
     "required": ["reason", "detail", "source"],
@@ -75,9 +75,10 @@ _PARKED_KEY = "4417-2210-8093-1155"
 _PARKED_VALUE = '{"type": "vote.cast", "v": 1, "event_id": "0b9e6a52-3f1c-4f0e-9d8a-5a7c2e1f4b10", "meeting_id": "cb'
 
 
-# What key_for (services/adapters/kafka/topics.py) puts in the key: the control number where the event
-# names one, else the meeting id (admin events, and proxy.substituted, which names no control number).
-_KEYS = {"vote.cast": "The control number (UTF-8).", "vote.revoked": "The control number (UTF-8)."}
+def _key_description(tag: str) -> str:
+    """What key_for (services/adapters/kafka/topics.py) keys an event by: its control number if it has one."""
+    has_number = "control_number" in EVENT_TYPES[tag].__struct_fields__
+    return "The control number (UTF-8)." if has_number else "The meeting id (UTF-8)."
 
 
 def _with_dialect(schema: dict[str, Any]) -> dict[str, Any]:
@@ -156,13 +157,13 @@ def _parked_message() -> dict[str, Any]:
         "headers": {"$ref": f"schemas/{PARKED_HEADERS}.json"},
         "payload": {
             "type": "string",
-            "description": "The parked record's value as received (first 900,000 bytes; empty for lost_in_kafka):"
-            " not necessarily JSON, nor UTF-8.",
+            "description": f"The parked record's value as received (first {PARKED_COPY_MAX:,} bytes;"
+            " empty for lost_in_kafka): not necessarily JSON, nor UTF-8.",
         },
         "bindings": {
             "kafka": {
                 "key": _key(
-                    "The parked record's key as received (first 60,000 bytes); none for lost_in_kafka.",
+                    f"The parked record's key as received (first {PARKED_KEY_MAX:,} bytes); none for lost_in_kafka.",
                     _PARKED_KEY,
                     nullable=True,
                 ),
@@ -234,10 +235,7 @@ def asyncapi(markdown: str) -> dict[str, Any]:
     examples = doc_examples(markdown)
     submission_ids = [_message_id(t) for t in SUBMISSION_TAGS]
     admin_ids = [_message_id(t) for t in ADMIN_TAGS]
-    messages = {
-        _message_id(tag): _event_message(tag, _KEYS.get(tag, "The meeting id (UTF-8)."), examples)
-        for tag in EVENT_TYPES
-    }
+    messages = {_message_id(tag): _event_message(tag, _key_description(tag), examples) for tag in EVENT_TYPES}
     messages["parked"] = _parked_message()
     messages["chainHead"] = _head_message(examples)
     return {
