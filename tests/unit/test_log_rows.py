@@ -1,0 +1,92 @@
+"""The rows the ledger writes: chained as the verifier checks them, parked details that PostgreSQL can store."""
+
+from datetime import UTC, datetime
+
+from events import encode, tag_of
+from projections.chain import ChainCheck, ChainRow
+from projections.log_row import LOG_COLUMNS, LogRow, ParkedMessage, chained_records
+from tests.factories import cast, register_event, small_meeting
+
+RECORDED = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+
+
+def row(event, decision: str = "accepted", reason: str | None = None, offset: int = 0) -> LogRow:
+    """A log row of an event, as the ledger builds it."""
+    return LogRow(
+        meeting_id=event.meeting_id,
+        event_id=event.event_id,
+        type=tag_of(event),
+        control_number=getattr(event, "control_number", None),
+        channel=getattr(event, "channel", None),
+        executed_at=getattr(event, "executed_at", None),
+        received_at=getattr(event, "received_at", None),
+        decision=decision,
+        reason=reason,
+        payload=encode(event).decode(),
+        source_topic="votes.submissions",
+        source_partition=0,
+        source_offset=offset,
+    )
+
+
+def as_chain_row(record: tuple) -> ChainRow:
+    """A record in LOG_COLUMNS order as `audit verify` reads it back."""
+    r = dict(zip(LOG_COLUMNS, record, strict=True))
+    return ChainRow(
+        r["position"],
+        r["prev_position"],
+        r["meeting_id"],
+        r["event_id"],
+        r["type"],
+        r["decision"],
+        r["reason"],
+        r["payload"],
+        r["hash"],
+        r["chain_version"],
+        r["recorded_at"],
+        r["source_topic"],
+        r["source_partition"],
+        r["source_offset"],
+    )
+
+
+def test_chained_records_link_each_meeting_on_its_own_chain_and_verify_as_written():
+    other = small_meeting(event_id="meeting-2", meeting_id="m2")
+    rows = [
+        row(small_meeting()),
+        row(other, offset=1),
+        row(register_event(), offset=2),
+        row(cast("R-1", {"2": "for"}), offset=3),
+        row(cast("R-9", {"2": "for"}), "rejected", "unknown_control_number", offset=4),
+    ]
+    heads: dict[str, tuple[int, bytes]] = {}
+    records = chained_records(rows, 10, heads, RECORDED)
+    assert [r[0] for r in records] == [11, 12, 13, 14, 15]
+    by_column = [dict(zip(LOG_COLUMNS, r, strict=True)) for r in records]
+    assert [(r["meeting_id"], r["prev_position"]) for r in by_column] == [
+        ("m1", None),
+        ("m2", None),
+        ("m1", 11),
+        ("m1", 13),
+        ("m1", 14),
+    ]
+    for meeting_id in ("m1", "m2"):
+        check = ChainCheck()
+        check.feed([as_chain_row(r) for r in records if r[1] == meeting_id])
+        assert check.first_break is None
+        assert heads[meeting_id] == (check.last_position, check.last_hash)
+
+
+def test_chained_records_continue_a_chain_from_its_stored_head():
+    rows = [row(small_meeting()), row(register_event(), offset=1), row(cast("R-1", {"2": "for"}), offset=2)]
+    whole = chained_records(rows, 0, {}, RECORDED)
+    heads: dict[str, tuple[int, bytes]] = {}
+    first = chained_records(rows[:1], 0, heads, RECORDED)
+    rest = chained_records(rows[1:], 1, heads, RECORDED)
+    assert first + rest == whole
+
+
+def test_a_parked_detail_holds_no_nul_and_at_most_2000_characters():
+    parked = ParkedMessage("votes.submissions", 0, 7, None, b"\x00", "invalid_json", "bad \x00 byte" + "x" * 3000)
+    assert "\x00" not in parked.detail and parked.detail.startswith("bad \\u0000 byte")
+    assert len(parked.detail) == 2000
