@@ -121,6 +121,11 @@ def _key(description: str, example: str | None, nullable: bool = False) -> dict[
     return {"type": ["string", "null"] if nullable else "string", "description": description, "examples": [example]}
 
 
+def _summary(docstring: str | None) -> str:
+    """A struct's one-line docstring as a summary, its reST ``code`` as CommonMark `code`."""
+    return (docstring or "").strip().replace("``", "`")
+
+
 def _example_summary(key: str | None) -> str:
     return f"From docs/wire-contract.md. Key: {key}."
 
@@ -132,7 +137,7 @@ def _event_message(tag: str, key: str, examples: dict[str, str]) -> dict[str, An
     return {
         "name": tag,
         "title": cls.__name__,
-        "summary": (cls.__doc__ or "").strip(),
+        "summary": _summary(cls.__doc__),
         "contentType": "application/json",
         "payload": {"$ref": f"schemas/{tag}.json"},
         "bindings": {"kafka": {"key": _key(key, example_key), "bindingVersion": KAFKA_BINDING}},
@@ -187,7 +192,7 @@ def _head_message(examples: dict[str, str]) -> dict[str, Any]:
     return {
         "name": "chain.head",
         "title": "Chain head",
-        "summary": (Head.__doc__ or "").strip(),
+        "summary": _summary(Head.__doc__),
         "contentType": "application/json",
         "payload": {"$ref": "schemas/chain.head.json"},
         "bindings": {
