@@ -7,6 +7,7 @@ import time
 
 from services.cli import UserError
 from services.cli.common import add_quiet, run, setup_logging
+from services.cli.progress import progress_bar
 from services.settings import settings
 
 
@@ -40,7 +41,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         conn = await connect_as(settings(), PROJECTOR_ROLE)
         try:
             started = time.perf_counter()
-            rows = await rebuild(conn, args.meeting)
+            with progress_bar(f"rebuilding {args.meeting}", unit="positions", quiet=args.quiet) as on_progress:
+                rows = await rebuild(conn, args.meeting, on_progress)
         except UnknownMeeting:
             raise UserError(f"no projected meeting {args.meeting!r} (is the projector running?)") from None
         except RebuildRefused as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -42,6 +42,7 @@ class _Fold:
     projection: Projection = field(default_factory=Projection)
     rows: int = 0  # log rows read
     last: int = 0  # position of the meeting's last row folded: the tally's as_of_position
+    at: Callable[[int], None] | None = None  # told the position reached after each batch (progress)
 
     @property
     def tally(self) -> Tally:
@@ -52,25 +53,33 @@ class _Fold:
         return tally
 
 
-async def rebuild(conn: asyncpg.Connection, meeting_id: str) -> int:
+async def rebuild(
+    conn: asyncpg.Connection, meeting_id: str, on_progress: Callable[[int, int | None], None] | None = None
+) -> int:
     """Replay the meeting from the start of the log into shadow tables, verify them, swap them in.
 
     The replay and its verification against a second, independent fold run while readers and the
     live projector go on; only the swap (catching up with rows projected meanwhile, then copying
     the shadow rows over the live ones) holds the projection writers' lock, in one transaction, so
     readers see the old tally or the new one, never a mix. Returns the number of log rows replayed.
+    ``on_progress(done, total)``: after each batch of either fold, in log positions (both folds read up
+    to the checkpoint: total is twice it), for a progress bar.
     """
     # Rebuilds of one meeting share its shadow rows: one at a time (a session lock: several transactions).
     await tally_shadow.lock_meeting(conn, meeting_id)
     try:
         columns = await _shadow_columns(conn, meeting_id)
         target = await tally_store.checkpoint(conn, PROJECTION)
-        built, expected = _Fold(meeting_id), _Fold(meeting_id)
+        step = on_progress or (lambda done, total: None)
+        built = _Fold(meeting_id, at=lambda position: step(position, 2 * target))
+        expected = _Fold(meeting_id, at=lambda position: step(target + position, 2 * target))
         started = time.perf_counter()
         await _replay(conn, built, target)
         await _write_shadow(conn, built, fresh=True)
         replayed = time.perf_counter()
         await _fold_again(conn, expected, target)
+        step(2 * target, 2 * target)
+        built.at = expected.at = None  # the catch-up under the lock is short: no more progress
         await _verify(conn, expected, touched=None)
         verified = time.perf_counter()
         async with conn.transaction():
@@ -149,6 +158,8 @@ async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
             )
             fold.rows += len(rows)
             after = rows[-1]["position"]
+            if fold.at is not None:
+                fold.at(after)
         fold.projection.settle()
     if after != fold.last:
         fold.last = after
@@ -167,6 +178,8 @@ async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None
                 fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
                 fold.rows += len(rows)
                 fold.last = rows[-1]["position"]
+                if fold.at is not None:
+                    fold.at(fold.last)
     if fold.last != after:
         await refold_late(conn, fold.projection, fold.last)
 
