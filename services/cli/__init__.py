@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vote-ledger",
         description="Event-sourced ledger for shareholder votes (Kafka in, PostgreSQL log, tallies).",
     )
+    from services.read.export_file import software_version  # the installed package's metadata, as exports record it
+
+    parser.add_argument(
+        "--version", action="version", version=f"vote-ledger {software_version()}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

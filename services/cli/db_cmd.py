@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from services.adapters.postgres.connect import connect
-from services.adapters.postgres.migrate import migrate
 from services.cli import UserError
 from services.cli.common import pg_dsn, run
 from services.settings import settings
@@ -39,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from services.adapters.postgres.connect import connect
+    from services.adapters.postgres.migrate import migrate
+
     async def go() -> int:
         conn = await connect(pg_dsn())
         try:
@@ -52,6 +53,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _harden(args: argparse.Namespace) -> int:
+    from services.adapters.postgres.connect import connect
     from services.adapters.postgres.logins import harden_database
 
     current = settings()
