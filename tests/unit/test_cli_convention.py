@@ -163,3 +163,56 @@ def test_a_whole_number_argument_below_its_minimum_or_not_a_number_is_refused_in
     with pytest.raises(argparse.ArgumentTypeError, match=error):
         whole_number(minimum)(text)
     assert whole_number(minimum)(str(minimum + 3)) == minimum + 3
+
+
+class _Stop(Exception):
+    """Ends a watch, as Ctrl-C would."""
+
+
+def test_a_watched_tally_going_to_a_pipe_prints_each_refresh_with_no_terminal_codes(capsys):
+    import asyncio
+
+    from services.cli.tally_cmd import _watch
+
+    positions = iter([12, 13])
+
+    async def read() -> dict:
+        position = next(positions, None)
+        if position is None:
+            raise _Stop
+        return {**TALLY, "as_of_position": position}
+
+    with pytest.raises(_Stop):
+        asyncio.run(_watch(read, 0, render, redraw=True))
+    out = capsys.readouterr().out
+    assert out == render({**TALLY, "as_of_position": 12}) + "\n" + render({**TALLY, "as_of_position": 13}) + "\n"
+    assert "\x1b" not in out
+
+
+def test_no_progress_bar_is_drawn_when_stderr_is_not_a_terminal(capsys):
+    from services.cli.progress import progress_bar
+
+    with progress_bar("exporting m1") as on_progress:
+        for done in range(0, 30_001, 10_000):
+            on_progress(done, 30_000)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_on_a_terminal_the_bar_shows_count_rate_and_eta_unless_quiet(quiet):
+    import os
+
+    feed = (
+        "from services.cli.progress import progress_bar\n"
+        f"with progress_bar('exporting m1', quiet={quiet}) as on_progress:\n"
+        "    for done in range(0, 1001, 250):\n"
+        "        on_progress(done, 1000)\n"
+    )
+    # FORCE_COLOR makes Rich treat the captured stderr as a terminal, as a user's would be.
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "160"}
+    done = subprocess.run([sys.executable, "-c", feed], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == ""
+    if quiet:
+        assert done.stderr == ""
+    else:
+        assert all(part in done.stderr for part in ("exporting m1", "1000/1000", "100%", "rows/s", "ETA"))
