@@ -11,10 +11,10 @@ import asyncpg
 from events import decode
 from projections.chain import Break, ParkedCheck
 from projections.chain_walk import ChainWalk
-from projections.fold import Tally
 from projections.heads import Head, HeadCheck
 from projections.rejudge import Misjudged
 from projections.replay import Projection
+from projections.tally_compare import compare
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import verify as log_verify
 from services.read.errors import UnknownMeeting
@@ -164,16 +164,3 @@ async def verify_meeting(
         result.tally_compared = True
         result.tally_mismatches = compare(projection.tallies[meeting_id], projected)
     return result
-
-
-def compare(recomputed: Tally, projected: Tally) -> list[str]:
-    """Differences between a from-scratch fold and the projection tables (present, buckets)."""
-    problems = []
-    if recomputed.present != projected.present:
-        problems.append(f"present: projected {projected.present:,}, recomputed {recomputed.present:,}")
-    for key in sorted(set(recomputed.buckets) | set(projected.buckets)):
-        a, b = projected.buckets.get(key, 0), recomputed.buckets.get(key, 0)
-        if a != b:
-            item, option, nominee = key
-            problems.append(f"item {item} {option} {nominee or 'registered'}: projected {a:,}, recomputed {b:,}")
-    return problems
