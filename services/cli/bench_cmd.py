@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from deploy import meeting_file
 from services.cli import UserError
 from services.cli.common import add_quiet, kafka_bootstrap, pg_dsn, run
 from services.cli.progress import progress_bar
@@ -52,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--meeting-file",
         type=Path,
-        default=Path("deploy/meetings/cbak-2023-agm.toml"),
-        help="the meeting spec the workload is generated from (default deploy/meetings/cbak-2023-agm.toml)",
+        default=meeting_file("cbak-2023-agm"),  # bundled with vote-ledger: works outside a checkout too
+        help="the meeting spec the workload is generated from (default: the bundled cbak-2023-agm)",
     )
     add_quiet(b)
     b.set_defaults(func=_bench)

@@ -22,7 +22,7 @@ from services.settings import Settings, settings
 
 MEETINGS_DIR = Path("deploy/meetings")
 
-_FILE_HELP = "meeting spec (TOML), e.g. deploy/meetings/cbak-2023-agm.toml, or a meeting id found there"
+_FILE_HELP = "meeting spec (TOML), e.g. deploy/meetings/cbak-2023-agm.toml, or a bundled meeting's id (cbak-2023-agm)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,16 +56,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_meeting_file(file: str | None = None, meeting_id: str | None = None) -> Path:
-    """The spec file for FILE, or for a meeting id as deploy/meetings/<ID>.toml under the cwd."""
+    """The spec file for FILE, or for a meeting id: deploy/meetings/<ID>.toml under the cwd, else the bundled one."""
     if file is not None:
         path = Path(file)
         if path.exists() or (meeting_id is None and ("/" in file or file.endswith(".toml"))):
             return path
         meeting_id = file
     path = MEETINGS_DIR / f"{meeting_id}.toml"
-    if not path.exists():
-        raise UserError(f"no meeting spec {path} (run from the repository root, or pass --meeting-file)")
-    return path
+    if path.exists():
+        return path
+    from deploy import meeting_file, meeting_ids
+
+    bundled = meeting_file(str(meeting_id))  # shipped with vote-ledger, so an install outside a checkout has them
+    if not bundled.exists():
+        known = ", ".join(meeting_ids())
+        raise UserError(f"no meeting spec {path} and no bundled meeting {meeting_id!r} (bundled: {known})")
+    return bundled
 
 
 def kafka_settings() -> Settings:

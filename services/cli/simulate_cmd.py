@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: vote-ledger simulate --meeting cbak-2023-agm --rate 2000 --duration 30",
     )
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--meeting", metavar="ID", help="meeting id: reads deploy/meetings/ID.toml (from the cwd)")
+    where.add_argument("--meeting", metavar="ID", help="meeting id: deploy/meetings/ID.toml (cwd, else bundled)")
     where.add_argument("--meeting-file", metavar="FILE", help="meeting spec file (TOML)")
     parser.add_argument("--rate", type=float, default=1000.0, metavar="N", help="submissions per second (default 1000)")
     parser.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds to publish for (default 30)")

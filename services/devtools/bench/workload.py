@@ -8,13 +8,14 @@ from pathlib import Path
 
 import msgspec
 
+from deploy import meeting_file
 from events import AnyEvent, MeetingScheduled, VoteCast, encode
 from services.adapters.kafka.topics import key_for
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
 from services.devtools.demo.traffic import generate
 
-DEFAULT_MEETING = Path("deploy/meetings/cbak-2023-agm.toml")
+DEFAULT_MEETING = meeting_file("cbak-2023-agm")  # bundled, so `bench` runs outside a checkout
 DEFAULT_POSITIONS = 100_000
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from deploy import bundled
 from services.cli import UserError
 
 if TYPE_CHECKING:
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
 
 # Keep in step with <kafka.version> in deploy/local/kafka/pom.xml.
 KAFKA_VERSION = "4.3.1"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEPLOY_DIR = REPO_ROOT / "deploy" / "local"
+DEPLOY_DIR = bundled("local")  # shipped in the wheel (package deploy), so `stack up` works outside a checkout
 LOOPBACK = "127.0.0.1"
 DATABASE = "vote_ledger"
 

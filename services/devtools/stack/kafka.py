@@ -95,7 +95,7 @@ def ensure_libs(cfg: StackConfig, log: Log) -> None:
     if mvn is None:
         raise StackError(f"`mvn` is needed once to fetch the Kafka jars: {INSTALL_HINT}")
     if not POM.exists():
-        raise StackError(f"{POM} is missing; run from a vote-ledger source checkout")
+        raise StackError(f"{POM} is missing: this vote-ledger installation is incomplete; reinstall it")
     _java()  # Maven needs it too; fail with the clearer message first
     target = cfg.kafka_libs
     staging = target.with_name("libs.partial")
