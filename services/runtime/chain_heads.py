@@ -30,6 +30,7 @@ from services.adapters.kafka.topics import ensure_topics, producer
 from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import heads as log_heads
 from services.adapters.postgres.log import reads as log_reads
+from services.runtime.retry import Backoff
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.heads")
@@ -85,21 +86,21 @@ class HeadPublisher:
 
     async def _run(self) -> None:
         tick = min(1.0, self.settings.heads_every_seconds)
-        delay = 1.0
+        backoff = Backoff(first=1.0, cap=30.0)
         while True:
             try:
                 await self._connect()
                 if await self._due():
                     await self.publish_moved()
-                delay = 1.0
+                backoff.reset()
                 await asyncio.sleep(tick)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - keep anchoring whatever failed; the ledger goes on
+                delay = backoff.failed()
                 log.exception("publishing chain heads failed; retrying in %.0f s", delay)
                 await self._disconnect()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     async def _due(self) -> bool:
         """Whether enough rows or time passed since the last publication."""

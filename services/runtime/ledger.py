@@ -26,6 +26,7 @@ from services.adapters.postgres.log import append as log_append
 from services.runtime import ingest
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
+from services.runtime.retry import Backoff
 from services.runtime.stall_watch import StallWatch
 from services.settings import Settings
 
@@ -325,29 +326,27 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     listener.subscriber = subscriber
     watermark = AdminWatermark(settings)
 
-    failures = 0  # consecutive batches that could not commit: paces the retries
+    backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
 
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
-        nonlocal failures
         records = message.raw_message
         try:
             admin_end = await watermark.end_offsets()
             deferred = await ledger.commit(records, broker, admin_end)
         except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
-            failures += 1
-            delay = min(0.25 * 2 ** min(failures, 6), 10.0)
+            delay = backoff.failed()
             log.exception(
                 "batch of %d not committed (failure %d in a row); rewinding to the stored offsets, retrying in %.1f s",
                 len(records),
-                failures,
+                backoff.failures,
                 delay,
             )
             await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
             await asyncio.sleep(delay)
             return
-        failures = 0
+        backoff.reset()
         if deferred:
             # Meeting administration is behind: read it first, then these submissions again. If
             # only transaction markers are left on it, no batch will ever come to move its offset:

@@ -6,7 +6,6 @@ consumer to them, so a crash, rebalance or failed batch never loses or doubles a
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import logging
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from services.runtime import ingest
+from services.runtime.retry import retry
 
 log = logging.getLogger("vote_ledger.ledger")
 
@@ -31,17 +31,13 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         """Seek assigned partitions to the stored offsets (or the beginning if none stored)."""
-        delay = 0.5
-        while True:
-            # aiokafka logs and swallows a listener's exception, and would then resume from Kafka's
-            # own commits: wait for PostgreSQL instead, whatever it takes.
-            try:
-                await seek_to_stored(self.subscriber.consumer, self.ledger, list(assigned))
-                return
-            except Exception:  # noqa: BLE001
-                log.exception("cannot read stored offsets; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        # aiokafka logs and swallows a listener's exception, and would then resume from Kafka's
+        # own commits: wait for PostgreSQL instead, whatever it takes.
+        await retry(
+            lambda: seek_to_stored(self.subscriber.consumer, self.ledger, list(assigned)),
+            log=log,
+            what="cannot read stored offsets",
+        )
 
 
 async def seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) -> None:
@@ -89,15 +85,12 @@ async def _seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) ->
 async def rewind(consumer, ledger, partitions: Sequence[TopicPartition]) -> None:
     """Seek partitions back to their committed offsets (past an uncommitted batch, or records lost
     from view), retrying until PostgreSQL and the broker answer. The judge rebuilds itself (Ledger)."""
-    delay = 0.5
-    while True:
-        try:
-            await seek_to_stored(consumer, ledger, sorted(partitions))
-            return
-        except Exception:  # noqa: BLE001 - retried whatever it is, and said so
-            log.exception("cannot seek to the committed offsets; retrying in %.1f s", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    # Retried whatever the error is, and said so each time.
+    await retry(
+        lambda: seek_to_stored(consumer, ledger, sorted(partitions)),
+        log=log,
+        what="cannot seek to the committed offsets",
+    )
 
 
 async def seek_back(consumer, records: Sequence[ingest.Record]) -> None:

@@ -24,6 +24,7 @@ from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import reads as log_reads
+from services.runtime.retry import retry
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.projector")
@@ -239,20 +240,17 @@ class Projector:
 
     async def _reconnect(self, stop: asyncio.Event) -> None:
         """Reconnect and reload state, with backoff, until PostgreSQL answers or we are stopped."""
-        delay = 0.5
-        while not stop.is_set():
+
+        async def attempt() -> None:
             self.leader = False  # the lead was the old session's; start() takes it again if free
             try:
                 await self.stop()
             except Exception:  # noqa: BLE001 - the old connection may already be gone
                 pass
-            try:
-                await self.start()
-                return
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                log.error("PostgreSQL unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            await self.start()
+
+        errors = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
+        await retry(attempt, log=log, what="PostgreSQL unavailable", errors=errors, stop=stop, traceback=False)
 
 
 def _forget(projection: Projection, meeting_id: str) -> None:
