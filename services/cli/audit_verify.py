@@ -56,7 +56,7 @@ def _verify(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         report = result.as_dict()
     else:
-        with progress_bar(f"verifying {args.meeting}", quiet=args.quiet) as on_progress:
+        with progress_bar(f"verifying {args.meeting}", unit="positions", quiet=args.quiet) as on_progress:
             result = asyncio.run(_verify_online(args.meeting, args.expect_hash, args.no_heads, on_progress))
         report = result.as_dict()
     if args.format == "json":
@@ -90,7 +90,7 @@ async def _verify_online(meeting_id: str, expect_hash: str | None, no_heads: boo
             ) from None
     conn = await connect_as(cfg, READER_ROLE)
     try:
-        result = await verify_meeting(conn, meeting_id, expect_hash, heads)
+        result = await verify_meeting(conn, meeting_id, expect_hash, heads, on_progress)
     except UnknownMeeting:
         raise UserError(
             f"no row of meeting {meeting_id!r} in the log"

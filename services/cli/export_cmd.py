@@ -43,7 +43,7 @@ def _export(args: argparse.Namespace) -> int:
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)
         try:
-            with progress_bar(f"exporting {args.meeting}", quiet=args.quiet) as on_progress:
+            with progress_bar(f"exporting {args.meeting}", unit="positions", quiet=args.quiet) as on_progress:
                 manifest = await export_meeting(conn, args.meeting, args.out, on_progress)
         except UnknownMeetingExport:
             raise UserError(f"no row of meeting {args.meeting!r} in the log: nothing to export") from None

@@ -80,6 +80,8 @@ async def export_meeting(
                     last, final_hash = row.position, row.hash
                     if on_progress is not None and (counts["accepted"] + counts["rejected"]) % 10_000 == 0:
                         on_progress(row.position, max(row.position, as_of))
+            if on_progress is not None and last is not None:  # every row of it written: a full bar
+                on_progress(last, last)
             with archive.open(PARKED_MEMBER, "w", force_zip64=True) as parked:
                 async for r in log_export.parked_rows(conn):
                     line = (

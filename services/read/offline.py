@@ -181,6 +181,7 @@ def _verify_parked(
         check.feed([_parked_row(row)])
         if read % _PROGRESS_EVERY == 0:
             on_progress(read)
+    on_progress(check.rows + check.legacy)  # every parked message read
     final = check.last_hash.hex() if check.rows else None
     for what, found, stated in (
         ("parked messages", check.rows + check.legacy, manifest.parked_rows),

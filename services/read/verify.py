@@ -131,6 +131,8 @@ async def verify_meeting(
                 if len(batch) >= 20_000:
                     projection.apply_many(batch)
                     batch = []
+        if on_progress is not None and walk.check.last_position is not None:  # every row of it read: a full bar
+            on_progress(walk.check.last_position, walk.check.last_position)
         async for record in log_verify.parked_rows(conn):
             row = log_verify.parked_row(record)
             result.parked.feed([row])
