@@ -72,9 +72,9 @@ class Endpoints:
     @classmethod
     def from_env(cls) -> Endpoints | None:
         """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
-        from services.settings import settings
+        from services.settings import load
 
-        current = settings()
+        current = load()  # the variables as set: no stand-in local stack here, resolve_endpoints starts one
         if not (current.kafka_bootstrap and current.pg_dsn):
             return None
         return cls(
