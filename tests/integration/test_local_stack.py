@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from services.devtools.stack import Endpoints, StackConfig, stack_down, stack_status, stack_up
-from services.devtools.stack.common import REPO_ROOT
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,6 +26,7 @@ pytestmark = [
     ),
 ]
 
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout's jar cache, shared with the running stack
 PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "pg_port": 25432}
 
 
