@@ -47,7 +47,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 FORMAT_HELP = {
-    "table": "a table for people",
+    "table": "text for people",
     "json": "JSON",
     "md": "Markdown",
     "csv": "CSV, one row per item",
