@@ -22,16 +22,19 @@ class Backoff:
         self.first = first
         self.cap = cap
         self.failures = 0  # in a row, since the last reset
+        self._next = min(first, cap)  # doubled step by step, never as first * 2**n: hours of failures stay finite
 
     def failed(self) -> float:
         """Count a failure and return how long to wait before the next attempt."""
-        delay = min(self.first * 2**self.failures, self.cap)
+        delay = self._next
+        self._next = min(delay * 2, self.cap)
         self.failures += 1
         return delay
 
     def reset(self) -> None:
         """After a success: the next failure waits ``first`` again."""
         self.failures = 0
+        self._next = min(self.first, self.cap)
 
 
 async def retry(

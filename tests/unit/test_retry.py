@@ -20,6 +20,11 @@ def test_delays_double_from_the_first_up_to_the_cap_and_a_success_starts_over():
     assert (backoff.failed(), backoff.failures) == (0.5, 1)
 
 
+def test_days_of_failures_keep_waiting_the_cap():
+    backoff = Backoff(first=0.5, cap=10.0)
+    assert [backoff.failed() for _ in range(5000)][-1] == 10.0 and backoff.failures == 5000
+
+
 def test_the_ledgers_old_pacing_is_kept():
     # ledger.py paced failed batches with min(0.25 * 2 ** min(n, 6), 10) for the n-th failure in a row.
     backoff = Backoff(first=0.5, cap=10.0)
