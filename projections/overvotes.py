@@ -59,7 +59,10 @@ def counted_totals(
             per_nominee.setdefault((item_id, nominee), {})[option] = shares
     options = {item.id: item.options for item in spec.items}
     report: list[OverVote] = []
-    for (item_id, nominee), votes in sorted(per_nominee.items()):
+    for (item_id, nominee), unordered in sorted(per_nominee.items()):
+        # The item's option order, not the buckets' (their SQL has no ORDER BY; heap order follows
+        # the update history, so two runs of the same votes listed "for" and "against" swapped).
+        votes = dict(sorted(unordered.items(), key=lambda kv: _rank(options[item_id], kv[0])))
         limit = entitlements.get(nominee)
         voted = sum(votes.values())
         counted = votes
@@ -71,6 +74,12 @@ def counted_totals(
             per_item[option] = per_item.get(option, 0) + shares
     for (nominee, item_id), event_ids in sorted((rejected or {}).items()):
         limit = entitlements.get(nominee, 0)
-        votes = per_nominee.get((item_id, nominee), {})
+        unordered = per_nominee.get((item_id, nominee), {})
+        votes = dict(sorted(unordered.items(), key=lambda kv: _rank(options.get(item_id, []), kv[0])))
         report.append(OverVote(nominee, item_id, limit, dict(votes), dict(votes), "reject", list(event_ids)))
     return totals, report
+
+
+def _rank(options: list[str], option: str) -> tuple[int, str]:
+    """Sort key: the option's place on the ballot (an option not listed goes last, by name)."""
+    return (options.index(option), "") if option in options else (len(options), option)

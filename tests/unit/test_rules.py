@@ -223,3 +223,20 @@ def test_folding_in_batches_equals_folding_event_by_event(events, batch, policy,
         dict(one_by_one.buckets),
     )
     assert batched.voters == one_by_one.voters
+
+
+def test_r17_the_over_vote_report_lists_options_in_ballot_order_whatever_order_the_buckets_come_in():
+    events = [
+        cast("B-1", {"2": "against"}, channel="broker"),
+        cast("B-2", {"2": {"abstain": 1000, "for": 3000}}, channel="broker"),
+    ]
+    tally = fold(events, overvoting_meeting())
+    spec, entitlements = tally.meeting.spec, tally.meeting.entitlements
+    forward = counted_totals(spec, entitlements, dict(tally.buckets.items()))
+    backward = counted_totals(spec, entitlements, dict(reversed(tally.buckets.items())))
+    assert forward == backward
+    options = next(item.options for item in spec.items if item.id == "2")
+    for report in (forward[1], backward[1]):
+        (over,) = report
+        assert list(over.voted) == [o for o in options if o in over.voted]
+        assert list(over.counted) == list(over.voted)
