@@ -3,7 +3,7 @@
 
 CREATE TABLE IF NOT EXISTS ledger_log (
     -- Global position in commit order, gapless: appends are serialised by a transaction-level
-    -- advisory lock held until commit (see services/postgres/log_store.py), so a reader that has
+    -- advisory lock held until commit (see services/adapters/postgres/log/append.py), so a reader that has
     -- seen position p has seen every position below p, and no later commit can fill a hole.
     position          bigint      PRIMARY KEY CHECK (position > 0),
     meeting_id        text        NOT NULL,

@@ -1,7 +1,7 @@
 -- The database boundary (issue 9). Until now the services logged in as the superuser and SET ROLE
 -- to their group role, so `RESET ROLE; SET session_replication_role = replica; UPDATE ledger_log`
 -- succeeded from the ledger's own connection. Now each process logs in as its own login role with
--- a SCRAM password (services/postgres/logins.py): a plain member of exactly one group role of 003/007
+-- a SCRAM password (services/adapters/postgres/logins.py): a plain member of exactly one group role of 003/007
 -- (which stay NOLOGIN and keep the grants), so RESET ROLE leads back to a login holding nothing
 -- more, and replica mode is refused to anyone but a superuser. The owner login that runs this
 -- migration owns the database and is not a superuser either.
