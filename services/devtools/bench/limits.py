@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from projections.judge import Judge
-from projections.log_row import LOG_COLUMNS, chained_records
+from projections.log_row import chained_records
 from services.adapters.kafka.topics import producer, publish_raw
 from services.adapters.postgres.log import bench as log_bench
 from services.devtools.bench.scratch import scratch_database
@@ -147,9 +147,7 @@ async def _copy_timed(conn: asyncpg.Connection, table: str, rows: list[tuple]) -
     """COPY rows in batches, one transaction (one commit, one WAL flush) per batch, and time it all."""
     started = time.perf_counter()
     for start in range(0, len(rows), COPY_BATCH):
-        async with conn.transaction():
-            await conn.copy_records_to_table(table, columns=LOG_COLUMNS, records=rows[start : start + COPY_BATCH])
+        await log_bench.copy_rows(conn, rows[start : start + COPY_BATCH], into=table)
     seconds = time.perf_counter() - started
-    count = await conn.fetchval(f"SELECT count(*) FROM {table}")
-    size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+    count, size = await log_bench.count_and_size(conn, table)
     return {"seconds": seconds, "count": count, "bytes": size}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from projections.log_row import LOG_COLUMNS
+
 LOG_TABLE = "ledger_log"
 
 
@@ -11,6 +13,19 @@ async def create_bare_copy(conn: asyncpg.Connection, table: str) -> None:
     """Create ``table`` with the log's columns and NOT NULLs only: no keys, checks, indexes or triggers."""
     # INCLUDING DEFAULTS: recorded_at is NOT NULL DEFAULT clock_timestamp() and is not copied.
     await conn.execute(f"CREATE TABLE {table} (LIKE ledger_log INCLUDING DEFAULTS)")
+
+
+async def copy_rows(conn: asyncpg.Connection, rows: list[tuple], into: str = LOG_TABLE) -> None:
+    """COPY LOG_COLUMNS tuples into the log (or a bare copy of it), in one transaction: one commit, one WAL flush."""
+    async with conn.transaction():
+        await conn.copy_records_to_table(into, columns=LOG_COLUMNS, records=rows)
+
+
+async def count_and_size(conn: asyncpg.Connection, table: str = LOG_TABLE) -> tuple[int, int]:
+    """How many rows the log (or a bare copy of it) holds, and its bytes on disk with indexes and TOAST."""
+    count = await conn.fetchval(f"SELECT count(*) FROM {table}")
+    size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+    return count, size
 
 
 async def index_count(conn: asyncpg.Connection) -> int:
