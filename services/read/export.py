@@ -14,6 +14,7 @@ import msgspec
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import export as log_export
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.tally_store import PROJECTION
 from services.read.export_file import (
     FORMAT,
     FORMAT_VERSION,
@@ -26,7 +27,6 @@ from services.read.export_file import (
     row_encoder,
     software_version,
 )
-from services.runtime.projector import PROJECTION
 
 
 class UnknownMeetingExport(LookupError):

@@ -12,8 +12,8 @@ from projections.proxy_report import proxy_report
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.tally_store import PROJECTION
 from services.read.errors import UnknownMeeting
-from services.runtime.projector import PROJECTION
 
 
 async def read_proxies(conn: asyncpg.Connection, meeting_id: str, as_of: datetime | None = None) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from projections.fold import Tally, VoterState
 from projections.replay import Projection
 from services.adapters.postgres import tally_shadow, tally_store
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.log.refold import refold_late
+from services.adapters.postgres.tally_store import PROJECTION
 from services.read.errors import UnknownMeeting
-from services.runtime.projector import PROJECTION, refold_late
 
 log = logging.getLogger("vote_ledger.rebuild")
 

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import status as log_status
-from services.runtime.projector import PROJECTION
+from services.adapters.postgres.tally_store import PROJECTION
 from services.settings import Settings
 
 

@@ -9,9 +9,9 @@ import asyncpg
 from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
 from services.adapters.postgres import tally_store
+from services.adapters.postgres.tally_store import PROJECTION
 from services.read.errors import MeetingNotProjected
 from services.read.meeting import meeting_entitlements, meeting_spec
-from services.runtime.projector import PROJECTION
 
 
 async def read_counted(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from projections.replay import Projection
 from projections.tally_compare import compare
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import verify as log_verify
+from services.adapters.postgres.log.refold import refold_late
+from services.adapters.postgres.tally_store import PROJECTION
 from services.read.errors import UnknownMeeting
-from services.runtime.projector import PROJECTION, refold_late
 
 
 @dataclass

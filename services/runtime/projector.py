@@ -24,12 +24,13 @@ from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.log.refold import refold_meeting
+from services.adapters.postgres.tally_store import PROJECTION
 from services.runtime.retry import retry
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.projector")
 
-PROJECTION = "tally"
 BATCH_ROWS = 20_000
 STANDBY_POLL = 0.5  # seconds between a standby's attempts to take the lead: the takeover delay
 
@@ -46,23 +47,6 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg_base.DataError):
         return False  # asyncpg's client-side data errors (an argument it cannot convert)
     return isinstance(exc, (OSError, asyncpg.InterfaceError, asyncio.TimeoutError))
-
-
-async def refold_meeting(
-    conn: asyncpg.Connection, projection: Projection, meeting_id: str, numbers: set[str], up_to: int
-) -> None:
-    """Fold again, from their log rows, a meeting's control numbers a late-logged poll closure affects (R12)."""
-    by_number: dict[str, list] = {n: [] for n in numbers}
-    for row in await log_reads.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
-        by_number[row["control_number"]].append(decode_logged(row["payload"]))
-    for number, events in sorted(by_number.items()):
-        projection.tallies[meeting_id].refold(number, events)
-
-
-async def refold_late(conn: asyncpg.Connection, projection: Projection, up_to: int) -> None:
-    """Fold again, from their log rows, the control numbers a late-logged poll closure affects (R12)."""
-    for meeting_id, numbers in projection.take_refolds().items():
-        await refold_meeting(conn, projection, meeting_id, numbers, up_to)
 
 
 def _describe(exc: BaseException) -> str:

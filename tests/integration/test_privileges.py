@@ -9,9 +9,9 @@ from projections.log_row import ParkedMessage
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, connect
 from services.adapters.postgres.log import append as log_append
+from services.adapters.postgres.tally_store import PROJECTION
 from services.read.rebuild import rebuild
 from services.read.tallies import read_tally
-from services.runtime.projector import PROJECTION
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import log_row
 

@@ -15,7 +15,7 @@ from projections.replay import replay
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect
 from services.adapters.postgres.log import append as log_append
-from services.runtime.projector import PROJECTION
+from services.adapters.postgres.tally_store import PROJECTION
 from tests.conftest import settings_env
 from tests.e2e.conftest import REPO, cli
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting

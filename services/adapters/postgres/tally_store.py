@@ -10,6 +10,10 @@ import msgspec
 from projections.fold import Tally, VoterState
 from projections.meeting import Meeting
 
+# Names the projection_checkpoints / projection_failures rows (002_projections.sql, 011_projector.sql)
+# of the projection these tally tables hold.
+PROJECTION = "tally"
+
 # Serialises projection writers (the live projector and `projections rebuild`) per transaction.
 PROJECTOR_LOCK = 0x766F746570726F  # "votepro"
 # Held for its whole session by the one active projector: a second one stands by until the

@@ -14,10 +14,10 @@ from services.adapters.kafka.topics import producer
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import bench as log_bench
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.tally_store import PROJECTION
 from services.devtools.bench.processes import Sampler, machine_processes, running
 from services.devtools.bench.scratch import publish_workload
 from services.devtools.bench.workload import Workload
-from services.runtime.projector import PROJECTION
 from services.settings import Settings
 
 _POLL = 0.02  # seconds between progress reads: a cheap index probe, but not a busy loop
