@@ -31,6 +31,7 @@ PositiveShares = Annotated[int, msgspec.Meta(gt=0)]
 MAX_SHARES = 10**15
 
 Channel = Literal["internet", "phone", "mail", "in_person", "broker"]
+CHANNELS: tuple[str, ...] = typing.get_args(Channel)  # the same values, for choices and checks at run time
 HolderKind = Literal["registered", "beneficial"]
 Standard = Literal["plurality", "majority_of_votes_cast", "frequency"]
 OverVotePolicy = Literal["prorate", "reject"]

@@ -34,6 +34,9 @@ LOG_COLUMNS = (
     "chain_version",
 )
 
+# What the ledger decided on an event it logged (a message it cannot decode is parked, not logged).
+DECISIONS = ("accepted", "rejected")
+
 
 @dataclass(slots=True)
 class LogRow:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events import EVENT_TYPES, AnyEvent
+from events import EVENT_TYPES, AnyEvent, tag_of
 from projections.judge import Judge
 from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
 
@@ -43,7 +43,7 @@ class Rejudge:
         """Check one row: its decision and reason, its type, and (online) the columns copied from it."""
         if self.first is not None:
             return
-        tag = type(event).__struct_config__.tag
+        tag = tag_of(event)
         if type_ != tag:
             self.first = Misjudged(position, f"row {position} says type {type_}, its payload is {tag}")
             return

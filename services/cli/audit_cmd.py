@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from events.schema import Channel
+# The filters' choices come from the vocabulary modules, so parsing imports no PostgreSQL client.
+from events.schema import CHANNELS
+from projections.log_row import DECISIONS
 from services.cli.audit_verify import add_verify
 from services.cli.common import add_format, parse_timestamp, show, whole_number
 
 if TYPE_CHECKING:
     import asyncpg
-
-# The filters' choices, known without importing the read side and its PostgreSQL client (services/read/audit.py
-# checks the same values).
-CHANNELS = typing.get_args(Channel)
-DECISIONS = ("accepted", "rejected")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

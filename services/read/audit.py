@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import typing
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from events import MalformedMessage, PollsClosed, VoteCast, VoteRevoked, decode
-from events.schema import Channel
 from projections.diff import replay_to
 from projections.lineage import LogEntry, Ref, Status, counting_refs, lineage
 from services.adapters.postgres.log import admin as log_admin
@@ -18,9 +16,6 @@ from services.adapters.postgres.log import reads as log_reads
 from services.read.errors import UnknownMeeting
 from services.read.meeting import require_logged
 from services.read.time_travel import accepted_entries
-
-DECISIONS = ("accepted", "rejected")
-CHANNELS = typing.get_args(Channel)
 
 
 async def read_history(conn: asyncpg.Connection, meeting_id: str, control_number: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 from events import decode
 from projections.chain import Break, ChainRow, ParkedCheck, ParkedRow
 from projections.chain_walk import ChainWalk
+from projections.diff import report_of
 from projections.digest import LogDigest
-from projections.outcomes import tally_report
 from projections.replay import counted, replay
 from projections.report import final_report
 from services.read.export_file import (
@@ -226,8 +226,7 @@ def tally_from_file(path: Path, as_of: int | None = None) -> dict[str, Any]:
     """The tally JSON of docs/wire-contract.md, replayed from the export (at its manifest's position by default)."""
     position = read_manifest(path).as_of_position if as_of is None else as_of
     _manifest, tally, _digest, _chain = _fold(path, position)
-    totals, _overvotes = counted(tally)
-    return tally_report(tally.meeting.spec, tally.present, totals, as_of_position=position)
+    return report_of(tally, position)
 
 
 def final_report_from_file(path: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from events import encode
+from events import encode, tag_of
 from projections.log_row import LogRow
 from services.runtime.ledger import build_app
 from services.runtime.projector import Projector
@@ -85,7 +85,7 @@ def log_row(event, decision: str = "accepted", reason: str | None = None) -> Log
     return LogRow(
         meeting_id=event.meeting_id,
         event_id=event.event_id,
-        type=type(event).__struct_config__.tag,
+        type=tag_of(event),
         control_number=getattr(event, "control_number", None),
         channel=getattr(event, "channel", None),
         executed_at=getattr(event, "executed_at", None),

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from events import MalformedMessage, VoteCast, VoteRevoked, decode
+from events import MalformedMessage, VoteCast, VoteRevoked, decode, tag_of
 from projections.judge import Judge
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
@@ -185,7 +185,7 @@ async def _store(conn: asyncpg.Connection, judge: Judge, batch: list) -> tuple[i
                     event.event_id,
                     event.meeting_id,
                     getattr(event, "control_number", None),
-                    type(event).__struct_config__.tag,
+                    tag_of(event),
                     reason,
                 )
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from deploy import meeting_file
-from events import AnyEvent, MeetingScheduled, VoteCast, encode
+from events import AnyEvent, MeetingScheduled, VoteCast, encode, tag_of
 from services.adapters.kafka.topics import key_for
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
@@ -52,7 +52,7 @@ class Workload:
         counts: collections.Counter[str] = collections.Counter()
         seen: set[str] = set()
         for event in self.submissions:
-            tag = type(event).__struct_config__.tag
+            tag = tag_of(event)
             counts[tag] += 1
             if isinstance(event, VoteCast):
                 if event.control_number in seen:
