@@ -69,11 +69,6 @@ class Meeting:
         times = [t for t in (self.closed_all_at, *self.closed_item_at.values()) if t is not None]
         return min(times) if times else None
 
-    def item_closed_at(self, item_id: str) -> datetime | None:
-        """When the polls closed on an item, if they have."""
-        times = [t for t in (self.closed_all_at, self.closed_item_at.get(item_id)) if t is not None]
-        return min(times) if times else None
-
     @property
     def registered_shares(self) -> int:
         """Sum of the shares of all recorded positions (must equal the outstanding shares)."""

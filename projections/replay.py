@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from events import AnyEvent, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
+from events import AnyEvent, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked
 from projections.fold import Tally
 from projections.judge import Judge
 from projections.overvotes import OverVote, counted_totals
@@ -67,14 +67,6 @@ class Projection:
         for meeting_id, votes in run.items():
             self.tallies[meeting_id].apply_many(votes, settle)
         run.clear()
-
-    def apply_row(self, decision: str, payload: str | bytes) -> str | None:
-        """Apply one log row (decision, payload); return its meeting_id if it was accepted."""
-        if decision != "accepted":
-            return None
-        event = decode(payload)
-        self.apply(event)
-        return event.meeting_id
 
 
 def replay(events: Iterable[AnyEvent]) -> Projection:

@@ -81,11 +81,6 @@ async def kafka_partitions(
     return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind, "beyond_end": ahead}
 
 
-async def kafka_lag(settings: Settings, stored: dict[tuple[str, int], int]) -> dict[str, int]:
-    """Messages published but not yet committed to the log, per topic."""
-    return (await kafka_partitions(settings, stored))["ingest_lag"]
-
-
 async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
     """Database status plus Kafka ingest lag and partition alarms."""
     db = await database_status(conn, settings.consumer_group)

@@ -41,9 +41,6 @@ class Ledger:
         self.pool: asyncpg.Pool | None = None
         self.judge = Judge()
         self.judge_position = 0  # log position up to which the judge has applied admin events
-        self.appended = 0
-        self.parked = 0
-        self.stall_watch = None  # set by build_app: its counters are the ledger's stall signals
         self.broker: KafkaBroker | None = None  # set by build_app: parked copies are published with it
         # One batch at a time per process: the stall watch (services/runtime/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
@@ -172,8 +169,6 @@ class Ledger:
             )
         self.judge_position = head  # our own admin events are in the judge already
         self._dirty = decided.judge_suspect  # the judge raised part-way through an event
-        self.appended += len(decided.rows)
-        self.parked += len(parked)
         for message in parked:
             log.warning(
                 "parked %s/%s/%s: %s (%s)",
@@ -370,7 +365,6 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         watermark,
         rewind=lambda partitions: rewind(subscriber.consumer, ledger, partitions),
     )
-    ledger.stall_watch = watch
     app.after_startup(watch.start)  # the consumer exists once the broker has started
     app.on_shutdown(watch.stop)
     app.after_shutdown(ledger.stop)

@@ -115,8 +115,6 @@ class StallWatch:
     broker: object
     watermark: object  # services.adapters.kafka.topics.AdminWatermark: end offsets of meeting administration
     rewind: Callable[[set[TopicPartition]], Awaitable[None]] | None = None  # to committed offsets, retrying
-    stalls: int = 0  # partitions found stalled (reported, whatever the cause)
-    skipped: int = 0  # unreadable records parked and skipped
     behind_log_start: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     _suspects: set[TopicPartition] = field(default_factory=set)
     _nudged: bool = False
@@ -215,7 +213,6 @@ class StallWatch:
                 self._since[tp] = (position, now)
                 continue
             if now - since >= self.settings.stall_after_s:
-                self.stalls += 1
                 log.error(
                     "%s/%d stalled at offset %d for %.0f s with %d records waiting; probing it",
                     tp.topic,
@@ -256,7 +253,6 @@ class StallWatch:
         if await self.ledger.commit(batch, self.broker, await self.watermark.end_offsets()):
             return False  # votes wait for meeting administration: the next round tries again
         unreadable = [r for r in records if r.problem is not None]
-        self.skipped += len(unreadable)
         for r in unreadable:
             log.error(
                 "%s/%d: parked record %d, which the Kafka client cannot read: %s",
