@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 async def serve(cfg, which: str) -> int:
     """Run the chosen services until SIGINT/SIGTERM."""
     from services.adapters.kafka.topics import ensure_topics
-    from services.runtime.ledger import build_app
+    from services.runtime.ledger_app import build_app
     from services.runtime.projector import Projector
 
     stop = asyncio.Event()

@@ -1,4 +1,4 @@
-"""The ledger service: a FastStream app appending every Kafka submission to the PostgreSQL log.
+"""The ledger service: appends every Kafka submission to the PostgreSQL log (wired in ledger_app.py).
 
 One PostgreSQL transaction per Kafka batch holds the appended rows, the parked messages and the
 consumed offsets. Offsets live in PostgreSQL, not Kafka: on every partition assignment the consumer
@@ -13,21 +13,14 @@ from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
-from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from projections.judge import Judge
-from services.adapters.kafka.topics import AdminWatermark
 from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
 from services.runtime import ingest
-from services.runtime.chain_heads import HeadPublisher
-from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
-from services.runtime.retry import Backoff
-from services.runtime.stall_watch import StallWatch
+from services.runtime.failures import JudgeRaised, is_transient
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.ledger")
@@ -264,109 +257,3 @@ def parked_headers(message) -> dict[str, str]:
     if message.key and len(message.key) > PARKED_KEY_MAX:
         headers["key_truncated_from"] = str(len(message.key))
     return headers
-
-
-class JudgeRaised(Exception):
-    """The judge raised on an event of a multi-record batch; the batch is retried record by record."""
-
-
-# PostgreSQL errors that a record's content causes (bad data, a broken constraint, a size or depth
-# limit): the record is parked. Every other failure (connection lost, shutdown, privileges, lock
-# timeouts, a Kafka error) is the environment's: retried with back-off, never parked.
-_RECORD_FAULTS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
-_TRANSIENT = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    KafkaError,
-    MemoryError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failure is the environment's (retry later) rather than the record's (park it)."""
-    if isinstance(exc, asyncpg.PostgresError):
-        return not isinstance(exc, _RECORD_FAULTS)
-    return isinstance(exc, _TRANSIENT)
-
-
-def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
-    """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
-    broker = KafkaBroker(settings.kafka_bootstrap, client_id="vote-ledger-ledger")
-    ledger = Ledger(settings)
-    ledger.broker = broker
-    listener = SeekToStoredOffsets(ledger)
-    subscriber = broker.subscriber(
-        settings.submissions_topic,
-        settings.admin_topic,
-        # "none": an offset out of range (records deleted in Kafka) is raised to us, who record the
-        # loss, rather than silently reset; partitions never consumed are sought to their start.
-        batch=True,
-        group_id=settings.consumer_group,
-        auto_offset_reset="none",
-        max_records=settings.batch_max,
-        batch_timeout_ms=50,
-        max_partition_fetch_bytes=8 << 20,
-        listener=listener,
-        ack_policy=AckPolicy.MANUAL,
-        decoder=raw_bodies,
-        parser=tolerant_parser,
-        # A channel's aborted transaction never happened: its messages are not read, let alone logged.
-        isolation_level="read_committed",
-        group_instance_id=settings.instance_id or None,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
-    )
-    listener.subscriber = subscriber
-    watermark = AdminWatermark(settings)
-
-    backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
-
-    @subscriber
-    async def on_batch(message: KafkaMessage) -> None:
-        """Append one batch; on failure rewind to the committed offsets and retry later."""
-        records = message.raw_message
-        try:
-            admin_end = await watermark.end_offsets()
-            deferred = await ledger.commit(records, broker, admin_end)
-        except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
-            delay = backoff.failed()
-            log.exception(
-                "batch of %d not committed (failure %d in a row); rewinding to the stored offsets, retrying in %.1f s",
-                len(records),
-                backoff.failures,
-                delay,
-            )
-            await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
-            await asyncio.sleep(delay)
-            return
-        backoff.reset()
-        if deferred:
-            # Meeting administration is behind: read it first, then these submissions again. If
-            # only transaction markers are left on it, no batch will ever come to move its offset:
-            # the stall watch reads it now and moves the offset past them.
-            watch.nudge()
-            await seek_back(subscriber.consumer, deferred)
-            await asyncio.sleep(0.1)
-            return
-        # Kafka's own commit is informational (lag dashboards); PostgreSQL holds the truth.
-        await message.ack()
-
-    app = FastStream(broker)
-    app.on_startup(ledger.start)
-    app.on_startup(watermark.start)
-    HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
-    watch = StallWatch(
-        settings,
-        ledger,
-        subscriber,
-        broker,
-        watermark,
-        rewind=lambda partitions: rewind(subscriber.consumer, ledger, partitions),
-    )
-    app.after_startup(watch.start)  # the consumer exists once the broker has started
-    app.on_shutdown(watch.stop)
-    app.after_shutdown(ledger.stop)
-    app.after_shutdown(watermark.stop)
-    return app, ledger

@@ -110,7 +110,7 @@ class StallWatch:
     """Watches the ledger's partitions; parks what the Kafka client cannot parse (module docstring)."""
 
     settings: Settings
-    ledger: object  # services.runtime.ledger.Ledger (stored_offsets, commit, skip_to): it imports this module
+    ledger: object  # services.runtime.ledger.Ledger (stored_offsets, commit, skip_to)
     subscriber: object  # the FastStream subscriber: its .consumer is the ledger's consumer
     broker: object
     watermark: object  # services.adapters.kafka.topics.AdminWatermark: end offsets of meeting administration

@@ -12,7 +12,7 @@ import asyncpg
 
 from events import encode, tag_of
 from projections.log_row import LogRow
-from services.runtime.ledger import build_app
+from services.runtime.ledger_app import build_app
 from services.runtime.projector import Projector
 from services.settings import Settings
 from tests.conftest import settings_env

@@ -4,7 +4,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import CorruptRecordException, KafkaConnectionError, RequestTimedOutError
 
-from services.runtime.ledger import JudgeRaised, is_transient
+from services.runtime.failures import JudgeRaised, is_transient
 from services.runtime.stall_watch import is_parse_error
 
 

@@ -1,0 +1,102 @@
+"""The ledger's FastStream app: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import TopicPartition
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from services.adapters.kafka.topics import AdminWatermark
+from services.runtime.chain_heads import HeadPublisher
+from services.runtime.ledger import Ledger
+from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
+from services.runtime.retry import Backoff
+from services.runtime.stall_watch import StallWatch
+from services.settings import Settings
+
+log = logging.getLogger("vote_ledger.ledger")
+
+
+def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
+    """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
+    broker = KafkaBroker(settings.kafka_bootstrap, client_id="vote-ledger-ledger")
+    ledger = Ledger(settings)
+    ledger.broker = broker
+    listener = SeekToStoredOffsets(ledger)
+    subscriber = broker.subscriber(
+        settings.submissions_topic,
+        settings.admin_topic,
+        # "none": an offset out of range (records deleted in Kafka) is raised to us, who record the
+        # loss, rather than silently reset; partitions never consumed are sought to their start.
+        batch=True,
+        group_id=settings.consumer_group,
+        auto_offset_reset="none",
+        max_records=settings.batch_max,
+        batch_timeout_ms=50,
+        max_partition_fetch_bytes=8 << 20,
+        listener=listener,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_bodies,
+        parser=tolerant_parser,
+        # A channel's aborted transaction never happened: its messages are not read, let alone logged.
+        isolation_level="read_committed",
+        group_instance_id=settings.instance_id or None,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
+    )
+    listener.subscriber = subscriber
+    watermark = AdminWatermark(settings)
+
+    backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
+
+    @subscriber
+    async def on_batch(message: KafkaMessage) -> None:
+        """Append one batch; on failure rewind to the committed offsets and retry later."""
+        records = message.raw_message
+        try:
+            admin_end = await watermark.end_offsets()
+            deferred = await ledger.commit(records, broker, admin_end)
+        except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
+            delay = backoff.failed()
+            log.exception(
+                "batch of %d not committed (failure %d in a row); rewinding to the stored offsets, retrying in %.1f s",
+                len(records),
+                backoff.failures,
+                delay,
+            )
+            await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
+            await asyncio.sleep(delay)
+            return
+        backoff.reset()
+        if deferred:
+            # Meeting administration is behind: read it first, then these submissions again. If
+            # only transaction markers are left on it, no batch will ever come to move its offset:
+            # the stall watch reads it now and moves the offset past them.
+            watch.nudge()
+            await seek_back(subscriber.consumer, deferred)
+            await asyncio.sleep(0.1)
+            return
+        # Kafka's own commit is informational (lag dashboards); PostgreSQL holds the truth.
+        await message.ack()
+
+    app = FastStream(broker)
+    app.on_startup(ledger.start)
+    app.on_startup(watermark.start)
+    HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
+    watch = StallWatch(
+        settings,
+        ledger,
+        subscriber,
+        broker,
+        watermark,
+        rewind=lambda partitions: rewind(subscriber.consumer, ledger, partitions),
+    )
+    app.after_startup(watch.start)  # the consumer exists once the broker has started
+    app.on_shutdown(watch.stop)
+    app.after_shutdown(ledger.stop)
+    app.after_shutdown(watermark.stop)
+    return app, ledger
