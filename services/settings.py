@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.errors import UserError
+
 # Topic names are part of the wire contract (docs/wire-contract.md); keep them here only.
 SUBMISSIONS_TOPIC = "votes.submissions"
 ADMIN_TOPIC = "meetings.admin"
@@ -139,8 +141,6 @@ def load(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        from services.cli import UserError
-
         problems = []
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else "?"

@@ -7,6 +7,9 @@ import importlib
 import logging
 import sys
 
+# Re-exported (the `as` form): `from services.cli import UserError` keeps working for commands and users.
+from services.errors import UserError as UserError
+
 # Each module exposes register(subparsers); registration order is --help order.
 COMMAND_MODULES = [
     "services.cli.stack_cmd",
@@ -100,7 +103,3 @@ def unreachable(exc: BaseException) -> str | None:
         pending += [e for e in (error.__cause__, error.__context__) if e is not None]
         pending += list(getattr(error, "exceptions", ()))
     return None
-
-
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback."""

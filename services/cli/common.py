@@ -8,10 +8,13 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.cli import UserError
 from services.settings import Settings, settings
+
+if TYPE_CHECKING:
+    from services.read.errors import MeetingNotProjected
 
 _HINT = 'run `eval "$(vote-ledger stack up)"` for the local stack, or set it to your own service'
 
@@ -112,12 +115,20 @@ def parse_timestamp(text: str) -> datetime:
     return value
 
 
+def not_projected(exc: MeetingNotProjected) -> UserError:
+    """The line for a meeting the projector isolated: why its tally is not shown, and what to run instead."""
+    return UserError(
+        f"{exc} (see `vote-ledger status`): its tally would be stale; fix the cause, then `vote-ledger projections"
+        f" rebuild --meeting {exc.meeting_id}`, or count from the log itself with `vote-ledger tally --as-of`"
+    )
+
+
 def show(
     meeting_id: str, read: Callable[[Any], Awaitable[dict[str, Any]]], render: Callable[[dict[str, Any]], str]
 ) -> int:
-    """Read one report on a reader-role connection and write it; an unknown meeting is the user's error."""
+    """Read one report on a reader-role connection and write it; an unknown or unprojected meeting: UserError."""
     from services.adapters.postgres.connect import READER_ROLE, connect_as
-    from services.read.errors import UnknownMeeting
+    from services.read.errors import MeetingNotProjected, UnknownMeeting
 
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)
@@ -125,6 +136,8 @@ def show(
             report = await read(conn)
         except UnknownMeeting:
             raise UserError(f"no meeting {meeting_id!r} in the log (was it loaded?)") from None
+        except MeetingNotProjected as exc:
+            raise not_projected(exc) from None
         finally:
             await conn.close()
         sys.stdout.write(render(report))

@@ -15,7 +15,7 @@ from typing import Any
 
 from projections.report import percent
 from services.cli import UserError
-from services.cli.common import add_format, parse_timestamp, run
+from services.cli.common import add_format, not_projected, parse_timestamp, run
 from services.read.export_file import BadExport
 from services.read.offline import tally_from_file
 from services.settings import settings
@@ -107,7 +107,7 @@ def _tally(args: argparse.Namespace) -> int:
         raise UserError("tally: --as-of shows a fixed point of the log; it cannot be watched")
 
     from services.adapters.postgres.connect import READER_ROLE, connect_as
-    from services.read.errors import UnknownMeeting
+    from services.read.errors import MeetingNotProjected, UnknownMeeting
     from services.read.tallies import read_tally
     from services.read.time_travel import tally_as_of
 
@@ -124,6 +124,8 @@ def _tally(args: argparse.Namespace) -> int:
             except UnknownMeeting:
                 when = f" by {args.as_of}" if args.as_of is not None else ""
                 raise UserError(f"no meeting {args.meeting!r} in the log{when} (was it loaded?)") from None
+            except MeetingNotProjected as exc:
+                raise not_projected(exc) from None
 
         try:
             if not args.watch:

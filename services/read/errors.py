@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from services.cli import UserError
-
 
 class UnknownMeeting(LookupError):
     """No accepted meeting.scheduled with this id is in the log."""
 
 
-class MeetingNotProjected(UserError):
+class MeetingNotProjected(LookupError):
     """The projector isolated this meeting (projection_failures): its tally tables are stale."""
+
+    def __init__(self, meeting_id: str, position: int) -> None:
+        super().__init__(f"meeting {meeting_id!r} is not projected from log position {position:,} on")
+        self.meeting_id = meeting_id
+        self.position = position  # the first log position left out of its tables

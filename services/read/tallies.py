@@ -27,11 +27,7 @@ async def read_counted_in_snapshot(conn: asyncpg.Connection, meeting_id: str) ->
     # them as the tally would certify numbers that leave votes out (011_projector.sql).
     failed = await tally_store.failures(conn, PROJECTION)
     if meeting_id in failed:
-        raise MeetingNotProjected(
-            f"meeting {meeting_id!r} is not projected from log position {failed[meeting_id]:,} on (see `vote-ledger"
-            f" status`): its tally would be stale; fix the cause, then `vote-ledger projections rebuild --meeting"
-            f" {meeting_id}`, or count from the log itself with `vote-ledger tally --as-of`"
-        )
+        raise MeetingNotProjected(meeting_id, failed[meeting_id])
     present = await tally_store.present(conn, meeting_id)
     position = await tally_store.checkpoint(conn, PROJECTION)
     buckets = await tally_store.buckets(conn, meeting_id)

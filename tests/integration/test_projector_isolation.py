@@ -5,6 +5,8 @@ refuses them, tests/unit/test_bounds.py), as a log written before the bounds exi
 """
 
 import logging
+import os
+import subprocess
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -18,6 +20,8 @@ from services.read.rebuild import rebuild
 from services.read.status import database_status
 from services.read.tallies import read_tally
 from tests import reference_count
+from tests.conftest import settings_env
+from tests.e2e.conftest import cli
 from tests.factories import POSITIONS, cast, register_event, small_meeting
 from tests.integration.helpers import log_row, running_projector, wait_for
 
@@ -97,6 +101,16 @@ async def test_a_meeting_overflowing_bigint_is_reported_and_skipped_while_the_ot
             await read_tally(reader, "big")
     finally:
         await reader.close()
+    # The CLI turns the read side's error into its one line, word for word as before.
+    line = (
+        "vote-ledger: meeting 'big' is not projected from log position 7 on (see `vote-ledger status`): its tally"
+        " would be stale; fix the cause, then `vote-ledger projections rebuild --meeting big`, or count from the"
+        " log itself with `vote-ledger tally --as-of`\n"
+    )
+    for command in (["tally", "--meeting", "big"], ["report", "final", "--meeting", "big"]):
+        env = {**os.environ, **settings_env(services)}
+        done = subprocess.run([*cli(), *command], env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", line)
     assert status["projector_lag"] == 0
     assert [(f["meeting_id"], f["position"]) for f in status["failed_meetings"]] == [("big", 7)]
     expected = reference_count.count(small_meeting(), {p.control_number: p for p in POSITIONS}, first + later + more)

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from services.errors import UserError
+
 if TYPE_CHECKING:
     from services.settings import Settings
 
@@ -46,8 +48,6 @@ async def _assume(conn: asyncpg.Connection, role: str | None, variable: str | No
         await conn.execute(f'SET ROLE "{role}"')
     except asyncpg.InsufficientPrivilegeError:
         if variable is not None:
-            from services.cli import UserError
-
             user = conn.get_settings().session_authorization
             raise UserError(
                 f"{variable} logs in as {user!r}, which is not a member of {role}: give this process"
@@ -89,8 +89,6 @@ def role_dsn(cfg: Settings, role: str) -> tuple[str, str]:
     Its own login (VOTE_LEDGER_PG_<ROLE>_DSN) when set; else VOTE_LEDGER_PG_DSN, the older form,
     which connect_as() accepts only for a login that is not a superuser.
     """
-    from services.cli import UserError
-
     field, variable = ROLE_DSNS[role]
     own = getattr(cfg, field)
     if own:
@@ -107,8 +105,6 @@ def _refuse_superuser(conn: asyncpg.Connection, role: str, variable: str) -> Non
     # A superuser can RESET ROLE and switch the append-only triggers off (session_replication_role):
     # a service must log in as a login that holds only its role's grants. is_superuser is reported
     # by the server at login, so this costs no round trip.
-    from services.cli import UserError
-
     if conn.get_settings().is_superuser != "on":
         return
     user = conn.get_settings().session_authorization

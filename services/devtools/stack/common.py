@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploy import bundled
-from services.cli import UserError
+from services.errors import UserError
 
 if TYPE_CHECKING:
     from services.settings import Settings
