@@ -10,7 +10,7 @@ import yaml
 
 from events import EVENT_TYPES, MalformedMessage, decode
 from projections.heads import decode_head
-from services.devtools import contract
+from services.devtools import contract, contract_asyncapi, contract_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 DOCUMENT = yaml.safe_load((DOCS / "asyncapi.yaml").read_text(encoding="utf-8"))
@@ -68,7 +68,7 @@ def test_every_event_type_has_a_schema_and_a_message_with_an_example():
 @pytest.mark.parametrize("path", sorted((DOCS / "schemas").glob("*.json")), ids=lambda p: p.name)
 def test_every_published_schema_is_a_valid_json_schema_2020_12(path):
     schema = json.loads(path.read_text(encoding="utf-8"))
-    assert schema["$schema"] == contract.DIALECT
+    assert schema["$schema"] == contract_schemas.DIALECT
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
@@ -101,7 +101,9 @@ def test_every_examples_key_validates_against_the_kafka_bindings_key_schema(mess
 
 
 def test_the_submissions_schema_refuses_what_the_codec_refuses():
-    payload = json.loads(contract.doc_examples((DOCS / "wire-contract.md").read_text(encoding="utf-8"))["vote.cast"])
+    payload = json.loads(
+        contract_asyncapi.doc_examples((DOCS / "wire-contract.md").read_text(encoding="utf-8"))["vote.cast"]
+    )
     payload["channel"] = "fax"
     with pytest.raises(jsonschema.ValidationError):
         validate(payload, schema_at("schemas/votes.submissions.json"))
