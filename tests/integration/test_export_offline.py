@@ -7,7 +7,7 @@ import zipfile
 import asyncpg
 import pytest
 
-from projections.chain import ChainRow, rechain
+from projections.chain import ChainRow
 from projections.report import render_json, render_markdown
 from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.read.export import export_meeting
@@ -15,6 +15,7 @@ from services.read.export_file import read_manifest
 from services.read.offline import final_report_from_file, tally_from_file, verify_file
 from services.read.reports import read_final_report
 from services.read.tallies import read_tally
+from tests.chain_helpers import rechain
 from tests.factories import cast, register_event, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 from tests.integration.test_projector import run_projector

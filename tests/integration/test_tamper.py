@@ -11,12 +11,12 @@ from datetime import UTC
 import asyncpg
 import pytest
 
-from projections.chain import rechain
 from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.adapters.postgres.log.verify import CHAIN_ROWS, chain_row
 from services.read.errors import UnknownMeeting
 from services.read.verify import verify_meeting
 from services.runtime.chain_heads import read_heads
+from tests.chain_helpers import rechain
 from tests.conftest import settings_env
 from tests.factories import cast, register_event, revoke, small_meeting
 from tests.integration.helpers import running_ledger, wait_for

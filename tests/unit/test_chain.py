@@ -15,12 +15,11 @@ from projections.chain import (
     canonical,
     canonical_parked,
     canonical_v2,
-    hashes,
     link,
     micros,
-    rechain,
 )
 from projections.heads import Head, HeadCheck, decode_head, encode_head
+from tests.chain_helpers import hashes, rechain
 
 
 def chain_of(n: int, meeting: str = "m1", start: int = 1, step: int = 1) -> list[ChainRow]:

@@ -3,9 +3,9 @@
 from dataclasses import replace
 
 from events import decode
-from projections.chain import rechain
 from projections.chain_walk import ChainWalk
 from projections.log_row import chained_records
+from tests.chain_helpers import rechain
 from tests.factories import cast, register_event, small_meeting
 from tests.unit.test_log_rows import RECORDED, as_chain_row, row
 
