@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deploy import meeting_file
 from services.cli import UserError
-from services.cli.common import add_quiet, kafka_bootstrap, pg_dsn, run
+from services.cli.common import add_quiet, kafka_bootstrap, pg_dsn, positive_number, run, whole_number
 from services.cli.progress import progress_bar
 from services.settings import settings
 
@@ -31,19 +31,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         " afterwards. Writes results.json and results.md. Needs Kafka and PostgreSQL"
         " (VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN) and the bench extras (pip install -e '.[bench]').",
     )
-    b.add_argument("--events", type=int, default=1_000_000, help="submissions in the main run (default 1,000,000)")
-    b.add_argument("--positions", type=int, default=100_000, help="control numbers in the register (default 100,000)")
+    b.add_argument(
+        "--events", type=whole_number(1), default=1_000_000, help="submissions in the main run (default 1,000,000)"
+    )
+    b.add_argument(
+        "--positions", type=whole_number(1), default=100_000, help="control numbers in the register (default 100,000)"
+    )
     b.add_argument(
         "--scale",
+        type=_sizes,
         default="10000,100000",
         help="other sizes for the scale curve, comma-separated (default 10000,100000; the main run is a point)",
     )
-    b.add_argument("--latency-rate", type=int, default=5_000, help="offered submissions/s for latency (default 5,000)")
-    b.add_argument("--latency-seconds", type=float, default=30.0, help="how long to offer them (default 30)")
+    b.add_argument(
+        "--latency-rate", type=whole_number(1), default=5_000, help="offered submissions/s for latency (default 5,000)"
+    )
+    b.add_argument(
+        "--latency-seconds", type=positive_number(), default=30.0, help="how long to offer them (default 30)"
+    )
     b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
     b.add_argument(
         "--peer-events",
-        type=int,
+        type=whole_number(1),
         default=50_000,
         help="submissions (the first N of the same workload) for the eventsourcing peer, which"
         " runs at hundreds per second (default 50,000)",
@@ -60,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_bench)
 
 
+def _sizes(text: str) -> list[int]:
+    """An argparse type: comma-separated sizes, each a whole number of at least 1."""
+    size = whole_number(1)
+    return [size(part.strip()) for part in text.split(",") if part.strip()]
+
+
 def _bench(args: argparse.Namespace) -> int:
     cfg = settings()
     pg_dsn(cfg)
@@ -70,11 +85,10 @@ def _bench(args: argparse.Namespace) -> int:
         from services.devtools.bench.run import run as run_bench
     except ImportError as exc:
         raise UserError(f"{exc.name} is missing: install the bench extras (pip install -e '.[bench]')") from None
-    scale = [int(s) for s in args.scale.split(",") if s.strip()]
     plan = Plan(
         events=args.events,
         positions=args.positions,
-        scale=scale,
+        scale=args.scale,
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds,
         peers=not args.no_peers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
@@ -99,6 +100,23 @@ def whole_number(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}: {value}")
+        return value
+
+    return parse
+
+
+def positive_number(maximum: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0 (and at most ``maximum``), else a one-line error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 < value < math.inf:  # NaN fails every comparison: refused too
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}: {text}")
         return value
 
     return parse

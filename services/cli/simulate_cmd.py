@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from services.cli import UserError
+from services.cli.common import positive_number
 from services.cli.meeting_cmd import kafka_settings, resolve_meeting_file, run_kafka
 from services.devtools.demo.spec import load_spec
 
@@ -30,11 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--meeting", metavar="ID", help="meeting id: deploy/meetings/ID.toml (cwd, else bundled)")
     where.add_argument("--meeting-file", metavar="FILE", help="meeting spec file (TOML)")
-    parser.add_argument("--rate", type=float, default=1000.0, metavar="N", help="submissions per second (default 1000)")
-    parser.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds to publish for (default 30)")
+    parser.add_argument(
+        "--rate", type=positive_number(), default=1000.0, metavar="N", help="submissions per second (default 1000)"
+    )
+    parser.add_argument(
+        "--duration", type=positive_number(), default=30.0, metavar="S", help="seconds to publish for (default 30)"
+    )
     parser.add_argument(
         "--turnout",
-        type=float,
+        type=positive_number(maximum=1),
         metavar="F",
         help="fraction of the outstanding shares whose owners instruct (default: the file's)",
     )
@@ -50,10 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.rate <= 0 or args.duration <= 0:
-        raise UserError("--rate and --duration must be positive")
-    if args.turnout is not None and not 0 < args.turnout <= 1:
-        raise UserError("--turnout must be in (0, 1]")
     path = resolve_meeting_file(args.meeting_file, args.meeting)
     try:
         load_spec(path)  # report a bad file before touching Kafka

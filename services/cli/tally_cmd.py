@@ -15,7 +15,7 @@ from typing import Any
 
 from projections.report import percent
 from services.cli import UserError
-from services.cli.common import add_format, not_projected, parse_timestamp, run
+from services.cli.common import add_format, not_projected, parse_timestamp, positive_number, run
 from services.read.export_file import BadExport
 from services.read.offline import tally_from_file
 from services.settings import settings
@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replay an export (vote-ledger export) offline instead of reading PostgreSQL;"
         " --as-of then takes a log position",
     )
-    t.add_argument("--watch", type=float, metavar="SECONDS", help="refresh the table every SECONDS until interrupted")
+    t.add_argument(
+        "--watch", type=positive_number(), metavar="SECONDS", help="refresh the table every SECONDS until interrupted"
+    )
     t.add_argument(
         "--as-of",
         type=position_or_time,

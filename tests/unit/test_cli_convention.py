@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from projections.report import percent
 from services.cli import build_parser, main
-from services.cli.common import whole_number
+from services.cli.common import positive_number, whole_number
 from services.cli.tally_cmd import render, render_csv
 
 
@@ -163,6 +163,61 @@ def test_a_whole_number_argument_below_its_minimum_or_not_a_number_is_refused_in
     with pytest.raises(argparse.ArgumentTypeError, match=error):
         whole_number(minimum)(text)
     assert whole_number(minimum)(str(minimum + 3)) == minimum + 3
+
+
+@pytest.mark.parametrize(
+    "maximum, text, error",
+    [
+        (None, "0", "must be a finite number above 0: 0"),
+        (None, "-0.5", "must be a finite number above 0: -0.5"),
+        (None, "nan", "must be a finite number above 0: nan"),
+        (None, "inf", "must be a finite number above 0: inf"),
+        (None, "soon", "not a number: 'soon'"),
+        (1, "1.01", "must be at most 1: 1.01"),
+    ],
+)
+def test_a_positive_number_argument_that_is_not_above_zero_finite_and_within_its_maximum_is_refused(
+    maximum, text, error
+):
+    with pytest.raises(argparse.ArgumentTypeError, match=error):
+        positive_number(maximum)(text)
+    assert positive_number(maximum)("0.25") == 0.25
+
+
+# Every numeric flag that a bad value used to get past (0, negatives) or turn into a traceback or a busy loop.
+BAD_NUMBERS = [
+    (["bench", "--events", "0"], "--events: must be at least 1: 0"),
+    (["bench", "--positions", "-5"], "--positions: must be at least 1: -5"),
+    (["bench", "--latency-rate", "0"], "--latency-rate: must be at least 1: 0"),
+    (["bench", "--latency-seconds", "0"], "--latency-seconds: must be a finite number above 0: 0"),
+    (["bench", "--peer-events", "-1"], "--peer-events: must be at least 1: -1"),
+    (["bench", "--scale", "10000,lots"], "--scale: not a whole number: 'lots'"),
+    (["bench", "--scale", "10000,0"], "--scale: must be at least 1: 0"),
+    (["tally", "--meeting", "m", "--watch", "-1"], "--watch: must be a finite number above 0: -1"),
+    (["tally", "--meeting", "m", "--watch", "0"], "--watch: must be a finite number above 0: 0"),
+    (["simulate", "--meeting", "m", "--rate", "0"], "--rate: must be a finite number above 0: 0"),
+    (["simulate", "--meeting", "m", "--duration", "-2"], "--duration: must be a finite number above 0: -2"),
+    (["simulate", "--meeting", "m", "--turnout", "1.5"], "--turnout: must be at most 1: 1.5"),
+    (["simulate", "--meeting", "m", "--turnout", "0"], "--turnout: must be a finite number above 0: 0"),
+]
+
+
+@pytest.mark.parametrize("argv, error", BAD_NUMBERS, ids=[" ".join(argv) for argv, _ in BAD_NUMBERS])
+def test_a_bad_number_for_a_flag_exits_2_with_one_error_line_naming_the_flag(argv, error, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "error" in line.lower()] == [
+        f"vote-ledger {argv[0]}: error: argument {error}"
+    ]
+    assert "Traceback" not in err
+
+
+def test_the_bench_scale_is_parsed_into_sizes_when_the_arguments_are_read():
+    parser = build_parser()
+    assert parser.parse_args(["bench"]).scale == [10_000, 100_000]
+    assert parser.parse_args(["bench", "--scale", "500, 2000,"]).scale == [500, 2000]
 
 
 class _Stop(Exception):
