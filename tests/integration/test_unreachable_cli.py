@@ -88,14 +88,14 @@ KAFKA_COMMANDS = [
 
 
 @pytest.mark.parametrize("args", KAFKA_COMMANDS, ids=" ".join)
-def test_every_command_says_in_one_line_that_no_kafka_broker_answered(args, logins):
+def test_every_command_says_in_one_line_that_no_kafka_broker_answered(args, settings):
     port = closed_port()
     done = vote_ledger(
         *args,
         **NOWHERE,
         VOTE_LEDGER_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
-        VOTE_LEDGER_PG_READER_DSN=logins.pg_reader_dsn,
-        VOTE_LEDGER_PG_LEDGER_DSN=logins.pg_ledger_dsn,
+        VOTE_LEDGER_PG_READER_DSN=settings.pg_reader_dsn,  # a migrated database: only Kafka is missing
+        VOTE_LEDGER_PG_LEDGER_DSN=settings.pg_ledger_dsn,
     )
     assert_one_line(
         done, f"cannot reach Kafka at 127.0.0.1:{port} (VOTE_LEDGER_KAFKA_BOOTSTRAP): no broker answered", "stack up"
@@ -139,9 +139,29 @@ def test_nothing_configured_and_no_local_stack_still_says_how_to_get_one(tmp_pat
     assert_one_line(done, "is not set", 'eval "$(vote-ledger stack up)"')
 
 
+STACK_PLACE = ("VOTE_LEDGER_KAFKA_PORT", "VOTE_LEDGER_KAFKA_CONTROLLER_PORT", "VOTE_LEDGER_PG_PORT")
+
+
+def test_a_database_without_the_schema_says_to_migrate_it_in_one_line(logins):
+    # The session's default database may or may not be migrated; a fresh one certainly is not.
+    import asyncio
+
+    from services.adapters.postgres.connect import on_database
+    from services.adapters.postgres.migrate import temporary_database
+
+    async def unmigrated_status() -> subprocess.CompletedProcess:
+        async with temporary_database(logins.pg_dsn, "t_bare_", migrated=False) as dsn:
+            reader = on_database(logins, urlsplit(dsn).path.lstrip("/")).pg_reader_dsn
+            env = {"VOTE_LEDGER_PG_READER_DSN": reader, "VOTE_LEDGER_KAFKA_BOOTSTRAP": logins.kafka_bootstrap}
+            return await asyncio.to_thread(vote_ledger, "status", **NOWHERE, **env)
+
+    done = asyncio.run(unmigrated_status())
+    assert_one_line(done, "has no vote-ledger schema", "vote-ledger db migrate")
+
+
 def running_stack_home() -> Path | None:
     """The home of the local stack this test session can see (the shared one), if it runs."""
-    from services.devtools.stack import running_endpoints
+    from services.local_stack import running_endpoints
 
     current = load()
     return current.home if running_endpoints(current) is not None else None
@@ -151,11 +171,16 @@ def test_with_nothing_configured_a_running_local_stack_is_used_and_said_so(tmp_p
     home = running_stack_home()
     if home is None:
         pytest.skip("no local stack runs from VOTE_LEDGER_HOME (e.g. services from testcontainers)")
-    done = vote_ledger("tally", "--meeting", "no-such-meeting", cwd=tmp_path, VOTE_LEDGER_HOME=str(home))
+    # The stack's own ports when they are not the defaults (a second stack beside a shared one).
+    ports = {k: v for k, v in os.environ.items() if k in STACK_PLACE}
+    # A fresh stack's database has no schema yet: migrate it as `make demo` would (idempotent).
+    migrated = vote_ledger("db", "migrate", cwd=tmp_path, VOTE_LEDGER_HOME=str(home), **ports)
+    assert migrated.returncode == 0, migrated.stderr
+    done = vote_ledger("tally", "--meeting", "no-such-meeting", cwd=tmp_path, VOTE_LEDGER_HOME=str(home), **ports)
     said, *rest = done.stderr.splitlines()
     assert said.startswith("vote-ledger: VOTE_LEDGER_KAFKA_BOOTSTRAP and VOTE_LEDGER_PG_DSN are not set;")
     assert f"using the local stack running from {home}" in said
     # The stack was reached: the answer is about the meeting, not about a missing variable.
     assert rest == ["vote-ledger: no meeting 'no-such-meeting' in the log (was it loaded?)"] and done.returncode == 2
-    status = vote_ledger("status", cwd=tmp_path, VOTE_LEDGER_HOME=str(home))
+    status = vote_ledger("status", cwd=tmp_path, VOTE_LEDGER_HOME=str(home), **ports)
     assert "log head" in status.stdout and "Traceback" not in status.stderr, status.stderr

@@ -191,6 +191,9 @@ def _variable_of(dsn: str) -> str | None:
 
 def unreachable(exc: BaseException) -> str | None:
     """One line for a failure to reach PostgreSQL (where it tried, why, what to do); None for any other error."""
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        # Reached, but the database was never migrated (a fresh stack, a wrong database in the DSN).
+        return f"the database has no vote-ledger schema ({exc}); run `vote-ledger db migrate` as its owner"
     target = getattr(exc, "postgres_target", None)
     if target is None and not isinstance(exc, UNREACHABLE[2:]):
         return None  # e.g. a file the command could not open: not ours to explain
