@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import UserError
+from services.local_stack import running_endpoints  # outside devtools: no stack tooling on this path
 
 # Topic names are part of the wire contract (docs/wire-contract.md); keep them here only.
 SUBMISSIONS_TOPIC = "votes.submissions"
@@ -174,8 +175,6 @@ def settings() -> Settings:
 
 
 def _on_local_stack(current: Settings) -> Settings:
-    from services.devtools.stack import running_endpoints
-
     found = running_endpoints(current)
     if found is None:
         return current

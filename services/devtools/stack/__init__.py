@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __all__ = [
     "KAFKA_VERSION",
@@ -19,7 +19,6 @@ __all__ = [
     "StackError",
     "endpoints",
     "resolve_endpoints",
-    "running_endpoints",
     "stack_down",
     "stack_status",
     "stack_up",
@@ -28,23 +27,17 @@ __all__ = [
 from services.devtools.stack import kafka as _kafka
 from services.devtools.stack import postgres as _pg
 from services.devtools.stack.common import (
-    DATABASE,
     KAFKA_IMAGE,
     KAFKA_VERSION,
-    LOOPBACK,
     POSTGRES_IMAGE,
-    Endpoints,
     Log,
     StackConfig,
     StackError,
     ephemeral_port_warnings,
     ephemeral_range,
-    port_open,
     say,
 )
-
-if TYPE_CHECKING:
-    from services.settings import Settings
+from services.local_stack import DATABASE, Endpoints, served_endpoints
 
 
 def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
@@ -85,28 +78,7 @@ def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
 
 def endpoints(cfg: StackConfig) -> Endpoints:
     """The endpoints this stack serves once it is up: every DSN with its login and password."""
-    from services.adapters.postgres.logins import Login, login_dsn
-
-    known = _pg.passwords(cfg)
-    server = f"postgresql://{LOOPBACK}:{cfg.pg_port}/{DATABASE}"
-    dsn = {kind: login_dsn(server, login) for kind, login in _pg.stack_logins(known).items()}
-    return Endpoints(
-        kafka_bootstrap=f"{LOOPBACK}:{cfg.kafka_port}",
-        pg_dsn=dsn["owner"],
-        pg_ledger_dsn=dsn["ledger"],
-        pg_projector_dsn=dsn["projector"],
-        pg_reader_dsn=dsn["reader"],
-        pg_admin_dsn=login_dsn(server, Login(_pg.SUPERUSER, known[_pg.SUPERUSER])),
-    )
-
-
-def running_endpoints(current: Settings) -> Endpoints | None:
-    """The endpoints of a local stack running from the settings' home (its password file is there and
-    both its ports answer), else None: what `eval "$(vote-ledger stack up)"` would export, without starting it."""
-    cfg = StackConfig.of(current)
-    if not cfg.pg_passwords.exists() or not (port_open(cfg.kafka_port) and port_open(cfg.pg_port)):
-        return None
-    return endpoints(cfg)
+    return served_endpoints(cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg))
 
 
 _containers: list[Any] = []

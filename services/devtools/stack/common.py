@@ -2,14 +2,14 @@
 
 The stack needs no Docker: Kafka runs from jars fetched once from Maven Central
 into the cache folder (see deploy/local/kafka/pom.xml), PostgreSQL from the
-machine's own binaries. This module holds what kafka.py and postgres.py share: the configuration,
-the endpoints and small helpers.
+machine's own binaries. This module holds what kafka.py and postgres.py share: the configuration
+and small helpers; the addresses, the logins' names and the endpoints are services/local_stack.py's,
+which settings() asks whether a stack runs here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploy import bundled
 from services.errors import UserError
+from services.local_stack import passwords_file
 
 if TYPE_CHECKING:
     from services.settings import Settings
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 # Keep in step with <kafka.version> in deploy/local/kafka/pom.xml.
 KAFKA_VERSION = "4.3.1"
 DEPLOY_DIR = bundled("local")  # shipped in the wheel (package deploy), so `stack up` works outside a checkout
-LOOPBACK = "127.0.0.1"
-DATABASE = "vote_ledger"
 
 # Images for the Docker path of resolve_endpoints (only used when a Docker engine answers).
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
@@ -39,52 +38,6 @@ Log = Callable[[str], None]
 
 class StackError(UserError):
     """A local-stack problem the user can fix: a missing tool, a busy port, a failed start."""
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where clients connect: Kafka, the owner's DSN, each service's own DSN and the superuser's.
-
-    The service DSNs are None where only one DSN is known (a bare test container, or only
-    VOTE_LEDGER_PG_DSN set): services.adapters.postgres.logins.service_logins then makes the logins.
-    """
-
-    kafka_bootstrap: str
-    pg_dsn: str
-    pg_ledger_dsn: str | None = None
-    pg_projector_dsn: str | None = None
-    pg_reader_dsn: str | None = None
-    # The cluster's superuser: only tests (scratch databases, simulated attackers) and admins use it.
-    pg_admin_dsn: str | None = None
-
-    def exports(self) -> dict[str, str]:
-        """The environment variables that point a process at these endpoints (unknown ones left out)."""
-        found = {
-            "VOTE_LEDGER_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "VOTE_LEDGER_PG_DSN": self.pg_dsn,
-            "VOTE_LEDGER_PG_LEDGER_DSN": self.pg_ledger_dsn,
-            "VOTE_LEDGER_PG_PROJECTOR_DSN": self.pg_projector_dsn,
-            "VOTE_LEDGER_PG_READER_DSN": self.pg_reader_dsn,
-            "VOTE_LEDGER_PG_ADMIN_DSN": self.pg_admin_dsn,
-        }
-        return {name: value for name, value in found.items() if value}
-
-    @classmethod
-    def from_env(cls) -> Endpoints | None:
-        """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
-        from services.settings import load
-
-        current = load()  # the variables as set: no stand-in local stack here, resolve_endpoints starts one
-        if not (current.kafka_bootstrap and current.pg_dsn):
-            return None
-        return cls(
-            current.kafka_bootstrap,
-            current.pg_dsn,
-            current.pg_ledger_dsn,
-            current.pg_projector_dsn,
-            current.pg_reader_dsn,
-            current.pg_admin_dsn,
-        )
 
 
 @dataclass(frozen=True)
@@ -146,7 +99,7 @@ class StackConfig:
     @property
     def pg_passwords(self) -> Path:
         """The superuser's and the logins' passwords (JSON, mode 0600)."""
-        return self.home / "pg-passwords.json"
+        return passwords_file(self.home)
 
     @property
     def kafka_libs(self) -> Path:
@@ -170,15 +123,6 @@ class StackConfig:
 def say(message: str) -> None:
     """Print a progress line on stderr (stdout stays clean for `eval "$(... stack up)"`)."""
     print(f"[stack] {message}", file=sys.stderr, flush=True)
-
-
-def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
-    """Whether something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -19,14 +19,13 @@ from typing import Any
 
 from services.devtools.stack.common import (
     DEPLOY_DIR,
-    LOOPBACK,
     Log,
     StackConfig,
     StackError,
     log_tail,
-    port_open,
     run_sync,
 )
+from services.local_stack import LOOPBACK, port_open
 
 KAFKA_DEPLOY = DEPLOY_DIR / "kafka"
 POM = KAFKA_DEPLOY / "pom.xml"

@@ -21,20 +21,16 @@ from services.adapters.postgres.logins import (
     scram_verifier,
 )
 from services.devtools.stack.common import (
-    DATABASE,
-    LOOPBACK,
     Log,
     StackConfig,
     StackError,
     log_tail,
-    port_open,
     run_sync,
 )
+from services.local_stack import DATABASE, LOGIN_PREFIX, LOOPBACK, SUPERUSER, password_names, port_open
 
 OS_USER = "postgres"
 CONF_NAME = "vote_ledger.conf"
-SUPERUSER = "postgres"
-LOGIN_PREFIX = "vl_"  # the stack's logins: vl_owner, vl_ledger, vl_projector, vl_reader
 
 # Written on every `stack up` (an older stack's `trust` file is replaced once its superuser has a
 # password). Every login, the superuser included, proves a SCRAM password; there is no unix socket.
@@ -172,7 +168,7 @@ def passwords(cfg: StackConfig) -> dict[str, str]:
         known = json.loads(cfg.pg_passwords.read_text())
     except FileNotFoundError:
         known = {}
-    names = [SUPERUSER, *(f"{LOGIN_PREFIX}{kind}" for kind in KINDS)]
+    names = password_names()
     if all(name in known for name in names):
         return known
     known = {name: known.get(name) or secrets.token_urlsafe(24) for name in names}

@@ -1,0 +1,118 @@
+"""Whether a local stack (`vote-ledger stack up`) runs from a home, and the endpoints it serves there.
+
+settings() asks it when no endpoint variable is set, so it sits outside the developer tooling: it
+only reads the stack's password file and knocks on its ports, and starts nothing. The tooling that
+does start the stack (services/devtools/stack) names its logins and addresses from here too.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+DATABASE = "vote_ledger"
+SUPERUSER = "postgres"
+LOGIN_PREFIX = "vl_"  # the stack's logins: vl_owner, vl_ledger, vl_projector, vl_reader
+PASSWORDS_FILE = "pg-passwords.json"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where clients connect: Kafka, the owner's DSN, each service's own DSN and the superuser's.
+
+    The service DSNs are None where only one DSN is known (a bare test container, or only
+    VOTE_LEDGER_PG_DSN set): services.adapters.postgres.logins.service_logins then makes the logins.
+    """
+
+    kafka_bootstrap: str
+    pg_dsn: str
+    pg_ledger_dsn: str | None = None
+    pg_projector_dsn: str | None = None
+    pg_reader_dsn: str | None = None
+    # The cluster's superuser: only tests (scratch databases, simulated attackers) and admins use it.
+    pg_admin_dsn: str | None = None
+
+    def exports(self) -> dict[str, str]:
+        """The environment variables that point a process at these endpoints (unknown ones left out)."""
+        found = {
+            "VOTE_LEDGER_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "VOTE_LEDGER_PG_DSN": self.pg_dsn,
+            "VOTE_LEDGER_PG_LEDGER_DSN": self.pg_ledger_dsn,
+            "VOTE_LEDGER_PG_PROJECTOR_DSN": self.pg_projector_dsn,
+            "VOTE_LEDGER_PG_READER_DSN": self.pg_reader_dsn,
+            "VOTE_LEDGER_PG_ADMIN_DSN": self.pg_admin_dsn,
+        }
+        return {name: value for name, value in found.items() if value}
+
+    @classmethod
+    def from_env(cls) -> Endpoints | None:
+        """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
+        from services.settings import load
+
+        current = load()  # the variables as set: no stand-in local stack here, resolve_endpoints starts one
+        if not (current.kafka_bootstrap and current.pg_dsn):
+            return None
+        return cls(
+            current.kafka_bootstrap,
+            current.pg_dsn,
+            current.pg_ledger_dsn,
+            current.pg_projector_dsn,
+            current.pg_reader_dsn,
+            current.pg_admin_dsn,
+        )
+
+
+def passwords_file(home: Path) -> Path:
+    """The stack's file of the superuser's and the logins' passwords (JSON, mode 0600), in its home."""
+    return home / PASSWORDS_FILE
+
+
+def password_names() -> list[str]:
+    """The names the password file holds a password for: the superuser, then each login."""
+    from services.adapters.postgres.logins import KINDS
+
+    return [SUPERUSER, *(f"{LOGIN_PREFIX}{kind}" for kind in KINDS)]
+
+
+def served_endpoints(kafka_port: int, pg_port: int, known: dict[str, str]) -> Endpoints:
+    """The endpoints a stack on these loopback ports serves, every DSN with its login and password."""
+    from services.adapters.postgres.logins import KINDS, Login, login_dsn
+
+    server = f"postgresql://{LOOPBACK}:{pg_port}/{DATABASE}"
+    dsn = {kind: login_dsn(server, Login(f"{LOGIN_PREFIX}{kind}", known[f"{LOGIN_PREFIX}{kind}"])) for kind in KINDS}
+    return Endpoints(
+        kafka_bootstrap=f"{LOOPBACK}:{kafka_port}",
+        pg_dsn=dsn["owner"],
+        pg_ledger_dsn=dsn["ledger"],
+        pg_projector_dsn=dsn["projector"],
+        pg_reader_dsn=dsn["reader"],
+        pg_admin_dsn=login_dsn(server, Login(SUPERUSER, known[SUPERUSER])),
+    )
+
+
+def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def running_endpoints(current: Settings) -> Endpoints | None:
+    """The endpoints of a local stack running from the settings' home (its password file is there and
+    both its ports answer), else None: what `eval "$(vote-ledger stack up)"` would export, without starting it."""
+    path = passwords_file(current.home)
+    if not path.exists() or not (port_open(current.kafka_port) and port_open(current.pg_port)):
+        return None
+    known = json.loads(path.read_text())
+    if not all(name in known for name in password_names()):
+        return None  # not a stack this version started (`stack up` completes the file): nothing to stand in
+    return served_endpoints(current.kafka_port, current.pg_port, known)
