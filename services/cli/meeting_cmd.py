@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -15,10 +15,10 @@ from projections.outcomes import quorum
 from services.cli import UserError
 from services.cli.common import add_format, add_quiet, kafka_bootstrap
 from services.cli.progress import progress_bar
-from services.devtools.demo.register import build_register, nominee_books
-from services.devtools.demo.spec import SimulationSpec, load_spec
-from services.devtools.demo.traffic import generate
 from services.settings import Settings, settings
+
+if TYPE_CHECKING:
+    from services.devtools.demo.spec import SimulationSpec
 
 MEETINGS_DIR = Path("deploy/meetings")
 
@@ -97,6 +97,10 @@ def run_kafka(current: Settings, coroutine):
 
 
 def _load(args: argparse.Namespace) -> int:
+    # The demo tooling is imported by the handlers that use it: building the parser (every
+    # `vote-ledger` call, `services run` too) loads no developer tooling.
+    from services.devtools.demo.spec import load_spec
+
     path = resolve_meeting_file(args.file)
     try:
         load_spec(path)  # report a bad file before touching Kafka
@@ -115,6 +119,9 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from services.devtools.demo.register import build_register
+    from services.devtools.demo.spec import load_spec
+
     path = resolve_meeting_file(args.file)
     try:
         meeting, register_spec, sim = load_spec(path)
@@ -134,6 +141,9 @@ def describe(
     meeting: MeetingScheduled, positions: list[Position], entitlements: dict[str, int], sim: SimulationSpec
 ) -> dict[str, Any]:
     """A summary of a spec: the meeting, register composition per kind and nominee, the campaign."""
+    from services.devtools.demo.register import nominee_books
+    from services.devtools.demo.traffic import generate
+
     kinds: Counter = Counter()
     shares: Counter = Counter()
     for p in positions:

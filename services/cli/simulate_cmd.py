@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from services.cli import UserError
 from services.cli.common import positive_number
 from services.cli.meeting_cmd import kafka_settings, resolve_meeting_file, run_kafka
-from services.devtools.demo.spec import load_spec
 
 if TYPE_CHECKING:
     from services.devtools.demo.loader import Progress
@@ -55,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from services.devtools.demo.spec import load_spec  # in the handler: the parser loads no developer tooling
+
     path = resolve_meeting_file(args.meeting_file, args.meeting)
     try:
         load_spec(path)  # report a bad file before touching Kafka
