@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_export_offline import exported  # noqa: F401 - the fixture that writes an export
+from tests.integration.helpers import exported  # noqa: F401 - the fixture that writes an export
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -1,4 +1,4 @@
-"""Helpers for tests against real services: run the ledger app, wait for log rows."""
+"""Helpers for tests against real services: run the ledger and projector, append and wait for log rows, run the CLI."""
 
 from __future__ import annotations
 
@@ -6,16 +6,26 @@ import asyncio
 import os
 import sys
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 
+import aiokafka.producer.message_accumulator as accumulator
+import aiokafka.producer.producer as producer_module
 import asyncpg
+import pytest
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from events import encode, tag_of
 from projections.log_row import LogRow
+from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.adapters.postgres.log import append as log_append
+from services.read.export import export_meeting
+from services.read.reports import read_final_report
+from services.read.tallies import read_tally
 from services.runtime.ledger_app import build_app
 from services.runtime.projector import Projector
 from services.settings import Settings
 from tests.conftest import settings_env
+from tests.factories import cast, register_event, revoke, small_meeting
 
 
 @asynccontextmanager
@@ -94,3 +104,114 @@ def log_row(event, decision: str = "accepted", reason: str | None = None) -> Log
         reason=reason,
         payload=encode(event).decode(),
     )
+
+
+async def append(conn, rows) -> int:
+    """Append as the ledger does: under the append lock, in one transaction."""
+    async with conn.transaction():
+        await log_append.lock_log(conn)
+        await log_append.known_event_ids(conn, [r.event_id for r in rows])
+        return await log_append.append(conn, rows)
+
+
+async def snapshot(dsn):
+    """The projection tables' rows, sorted: what a rebuild must reproduce exactly."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (
+            [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT meeting_id, present, present_count, events_applied, as_of_position"
+                    " FROM tally_meetings ORDER BY 1"
+                )
+            ],
+            [tuple(r) for r in await conn.fetch("SELECT * FROM tally_buckets ORDER BY 1, 2, 3, 4")],
+            [
+                (r[0], r[1], r[2])
+                for r in await conn.fetch(
+                    "SELECT meeting_id, control_number, state::text FROM tally_voters ORDER BY 1, 2"
+                )
+            ],
+        )
+    finally:
+        await conn.close()
+
+
+async def run_projector(settings, until_position: int) -> None:
+    """Run the projector until its checkpoint reaches ``until_position``, then stop it."""
+    projector = Projector(settings)
+    await projector.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        await wait_for(settings.pg_dsn, "SELECT position FROM projection_checkpoints", until_position)
+    finally:
+        stop.set()
+        await task
+        await projector.stop()
+
+
+async def cli(settings, *args: str) -> tuple[int, str, str]:
+    """Run `vote-ledger` and return its exit code, standard output and standard error."""
+    command = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        *args,
+        env={**os.environ, **settings_env(settings)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+# A small meeting with every kind of row: casts on several channels, a split, a revocation, a rejection.
+EXPORT_VOTES = [
+    cast("R-1", {"2": "for"}, executed=1),
+    cast("R-2", {"2": "against"}, executed=2, channel="phone"),
+    cast("B-1", {"3": "for", "2": {"for": 500, "against": 700}}, channel="broker"),
+    revoke("R-2", executed=3),
+    cast("B-2", {"2": "for"}, channel="broker", discretionary=True),
+    cast("X-9", {"2": "for"}),
+]
+EXPORT_TOTAL = 2 + len(EXPORT_VOTES)
+
+
+@pytest.fixture
+async def exported(settings, tmp_path):
+    """A small meeting logged (one message parked), projected and exported: (path, manifest, tally, report)."""
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()] + EXPORT_VOTES)
+        await publish_raw(client, settings.admin_topic, [(b"m1", b'{"type": "meeting.scheduled", "v": 1}')])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", EXPORT_TOTAL)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_parked", 1)
+    await run_projector(settings, EXPORT_TOTAL)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    path = tmp_path / "m1.zip"
+    manifest = await export_meeting(conn, "m1", path)
+    online_tally = await read_tally(conn, "m1")
+    online_report = await read_final_report(conn, "m1")
+    await conn.close()
+    return path, manifest, online_tally, online_report
+
+
+class RawHeaderKey(str):
+    """A header key whose wire bytes are not UTF-8 (the broker stores any bytes; clients cannot send them)."""
+
+    def encode(self, *_args, **_kwargs) -> bytes:
+        return b"\xff\xfe"
+
+
+@contextmanager
+def builder_that_sends_raw_header_keys():
+    """aiokafka's pure-Python batch builder, which takes the key's bytes from ``str.encode``."""
+    modules = (accumulator, producer_module)
+    originals = [module.DefaultRecordBatchBuilder for module in modules]
+    for module in modules:
+        module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals, strict=False):
+            module.DefaultRecordBatchBuilder = original

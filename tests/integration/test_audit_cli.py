@@ -8,9 +8,7 @@ import pytest
 from services.adapters.kafka.topics import producer, publish
 from services.read.tallies import read_tally
 from tests.factories import at, cast, register_event, revoke, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
-from tests.integration.test_projector import run_projector
-from tests.integration.test_proxies_cli import run_cli
+from tests.integration.helpers import append, log_row, run_cli, run_projector, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -141,9 +139,6 @@ async def test_r5_r7_r12_audit_time_travel_and_diff_explain_every_vote_through_t
 async def test_the_ledger_records_each_batch_at_one_instant_never_before_the_previous_row(pg_dsn):
     """`tally --as-of TIME` needs the rows recorded by a time to be a prefix of the log, whatever the clock does."""
     from datetime import timedelta
-
-    from tests.integration.helpers import log_row
-    from tests.integration.test_privileges import append
 
     conn = await asyncpg.connect(pg_dsn)
     try:

@@ -10,8 +10,7 @@ from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.migrate import migrate, migration_files, temporary_database
 from services.read.verify import verify_meeting
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import log_row
-from tests.integration.test_privileges import append
+from tests.integration.helpers import append, log_row
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from tests.integration.test_export_offline import exported  # noqa: F401 - the fixture that writes an export
-
 pytestmark = pytest.mark.integration
 
 CLIENTS = ("aiokafka", "faststream", "asyncpg")
@@ -46,7 +44,7 @@ def run_offline(path) -> dict:
     return json.loads(done.stdout)
 
 
-async def test_the_offline_commands_import_neither_kafka_nor_postgresql_clients(exported):  # noqa: F811
+async def test_the_offline_commands_import_neither_kafka_nor_postgresql_clients(exported):
     path, _manifest, online_tally, _report = exported
     result = run_offline(path)
     assert result["codes"] == [0] * 6

@@ -6,8 +6,6 @@ import sys
 
 import pytest
 
-from tests.integration.test_export_offline import exported  # noqa: F401 - a meeting logged, projected and exported
-
 pytestmark = pytest.mark.integration
 
 
@@ -36,7 +34,7 @@ async def run(settings, *args: str, terminal: bool) -> tuple[int, str, str]:
 
 async def test_export_and_online_verify_draw_a_full_bar_with_rate_and_eta_on_a_terminal(
     settings,
-    exported,  # noqa: F811
+    exported,
     tmp_path,
 ):
     code, out, err = await run(settings, "export", "--meeting", "m1", "--out", str(tmp_path / "m1.zip"), terminal=True)
@@ -49,7 +47,7 @@ async def test_export_and_online_verify_draw_a_full_bar_with_rate_and_eta_on_a_t
     assert code == 0 and all(part in err for part in ("verifying m1.zip", "9/9", "100%", "rows/s"))
 
 
-async def test_quiet_or_a_stderr_that_is_no_terminal_gets_no_bar(settings, exported, tmp_path):  # noqa: F811
+async def test_quiet_or_a_stderr_that_is_no_terminal_gets_no_bar(settings, exported, tmp_path):
     for terminal, quiet in ((True, ["--quiet"]), (False, [])):
         code, out, err = await run(
             settings, "export", "--meeting", "m1", "--out", str(tmp_path / "m1.zip"), *quiet, terminal=terminal

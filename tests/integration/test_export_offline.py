@@ -4,58 +4,24 @@ import hashlib
 import json
 import zipfile
 
-import asyncpg
 import pytest
 
 from projections.chain import ChainRow
 from projections.report import render_json, render_markdown
-from services.adapters.kafka.topics import producer, publish, publish_raw
-from services.read.export import export_meeting
 from services.read.export_file import read_manifest
 from services.read.offline import final_report_from_file, tally_from_file, verify_file
-from services.read.reports import read_final_report
-from services.read.tallies import read_tally
 from tests.chain_helpers import rechain
-from tests.factories import cast, register_event, revoke, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
-from tests.integration.test_projector import run_projector
+from tests.integration.helpers import EXPORT_TOTAL, cli
 
 pytestmark = pytest.mark.integration
-
-VOTES = [
-    cast("R-1", {"2": "for"}, executed=1),
-    cast("R-2", {"2": "against"}, executed=2, channel="phone"),
-    cast("B-1", {"3": "for", "2": {"for": 500, "against": 700}}, channel="broker"),
-    revoke("R-2", executed=3),
-    cast("B-2", {"2": "for"}, channel="broker", discretionary=True),
-    cast("X-9", {"2": "for"}),
-]
-TOTAL = 2 + len(VOTES)
-
-
-@pytest.fixture
-async def exported(settings, tmp_path):
-    async with running_ledger(settings), producer(settings) as client:
-        await publish(client, settings, [small_meeting(), register_event()] + VOTES)
-        await publish_raw(client, settings.admin_topic, [(b"m1", b'{"type": "meeting.scheduled", "v": 1}')])
-        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", TOTAL)
-        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_parked", 1)
-    await run_projector(settings, TOTAL)
-    conn = await asyncpg.connect(settings.pg_dsn)
-    path = tmp_path / "m1.zip"
-    manifest = await export_meeting(conn, "m1", path)
-    online_tally = await read_tally(conn, "m1")
-    online_report = await read_final_report(conn, "m1")
-    await conn.close()
-    return path, manifest, online_tally, online_report
 
 
 async def test_an_export_verifies_offline_and_its_manifest_anchors_the_log(exported):
     path, manifest, _tally, _report = exported
     result = verify_file(path)
     assert result.ok, result.as_dict()
-    assert (manifest.rows, manifest.accepted, manifest.rejected) == (TOTAL, TOTAL - 1, 1)
-    assert result.final_hash == manifest.final_hash and manifest.as_of_position == TOTAL
+    assert (manifest.rows, manifest.accepted, manifest.rejected) == (EXPORT_TOTAL, EXPORT_TOTAL - 1, 1)
+    assert result.final_hash == manifest.final_hash and manifest.as_of_position == EXPORT_TOTAL
     assert (manifest.format_version, manifest.parked_rows, result.parked.rows) == (2, 1, 1)
     assert result.v1_rows == 0 and result.parked.first_break is None
 
@@ -115,14 +81,14 @@ async def test_an_export_of_format_v1_without_parked_messages_still_verifies(exp
         out.writestr("manifest.json", json.dumps(manifest))
     result = verify_file(tmp_path / "v1.zip", expect_hash=old_rows[-1]["hash"])
     assert result.ok, result.as_dict()
-    assert result.v1_rows == TOTAL and result.parked is None
+    assert result.v1_rows == EXPORT_TOTAL and result.parked is None
 
 
 async def test_the_offline_tally_and_final_report_equal_the_online_ones_byte_for_byte(exported):
     path, _manifest, online_tally, online_report = exported
     assert tally_from_file(path) == online_tally
     offline = final_report_from_file(path)
-    assert online_report["log"]["chain"].startswith(f"{TOTAL}:")
+    assert online_report["log"]["chain"].startswith(f"{EXPORT_TOTAL}:")
     assert render_markdown(offline) == render_markdown(online_report)
     assert render_json(offline) == render_json(online_report)
 
@@ -176,8 +142,6 @@ async def test_the_cli_verifies_and_tallies_an_export_with_no_services_configure
 
 
 async def test_exporting_or_verifying_nothing_is_a_user_error(settings, exported, tmp_path):
-    from tests.integration.test_tamper import cli
-
     code, _out, err = await cli(settings, "export", "--meeting", "no-such-meeting", "--out", str(tmp_path / "x.zip"))
     assert code == 2 and "no row of meeting 'no-such-meeting'" in err and not (tmp_path / "x.zip").exists()
     path = exported[0]
@@ -189,4 +153,4 @@ async def test_exporting_or_verifying_nothing_is_a_user_error(settings, exported
 async def test_the_final_reports_chain_value_anchors_an_offline_verification(exported):
     path, _manifest, _tally, online_report = exported
     assert verify_file(path, expect_hash=online_report["log"]["chain"]).ok
-    assert not verify_file(path, expect_hash=f"{TOTAL}:{'ab' * 32}").ok
+    assert not verify_file(path, expect_hash=f"{EXPORT_TOTAL}:{'ab' * 32}").ok

@@ -13,8 +13,7 @@ from events import encode
 from services.adapters.kafka.topics import producer, publish
 from tests.factories import cast, register_event, small_meeting
 from tests.hostile import mutate
-from tests.integration.helpers import running_ledger, wait_for
-from tests.integration.test_poison import _RawHeaderKey, builder_that_sends_raw_header_keys
+from tests.integration.helpers import RawHeaderKey, builder_that_sends_raw_header_keys, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,7 @@ def traffic(rng: random.Random):
         headers = []
         roll = rng.random()
         if not valid and roll < 0.002:
-            headers = [(_RawHeaderKey("k"), b"v")]  # a header key the Kafka client cannot parse
+            headers = [(RawHeaderKey("k"), b"v")]  # a header key the Kafka client cannot parse
         elif roll < 0.05:
             headers = [("trace", rng.randbytes(6))]  # a header value that is not UTF-8
         key = rng.choice([b"R-1", b"\xff\xfe", None, rng.randbytes(4)])

@@ -8,8 +8,7 @@ from projections.replay import Projection
 from services.adapters.postgres.connect import connect
 from services.adapters.postgres.log import admin as log_admin
 from tests.factories import at, cast, register_event, small_meeting
-from tests.integration.helpers import log_row
-from tests.integration.test_privileges import append
+from tests.integration.helpers import append, log_row
 
 pytestmark = pytest.mark.integration
 

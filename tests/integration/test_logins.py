@@ -14,8 +14,7 @@ from services.adapters.postgres.logins import adopt_database, temporary_logins
 from services.adapters.postgres.migrate import dsn_for, migrate, temporary_database
 from services.cli import UserError
 from tests.factories import small_meeting
-from tests.integration.helpers import log_row
-from tests.integration.test_privileges import append
+from tests.integration.helpers import append, log_row
 
 pytestmark = pytest.mark.integration
 

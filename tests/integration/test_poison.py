@@ -1,18 +1,14 @@
 """Poison input through the real broker: each kind is parked with its reason and ingestion goes on."""
 
 import asyncio
-from contextlib import contextmanager
 
-import aiokafka.producer.message_accumulator as accumulator
-import aiokafka.producer.producer as producer_module
 import asyncpg
 import pytest
-from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from events import encode
 from services.adapters.kafka.topics import producer, publish
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.helpers import RawHeaderKey, builder_that_sends_raw_header_keys, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,27 +22,6 @@ POISONS = {
     "JSON nested a hundred thousand deep": (_CLOSED + b',"note":' + b"[" * 100_000 + b"]" * 100_000 + b"}", []),
     "a header value that is not UTF-8": (_CLOSED + b"}", [("trace", b"\xff\xfe")]),
 }
-
-
-class _RawHeaderKey(str):
-    """A header key whose wire bytes are not UTF-8 (the broker stores any bytes; clients cannot send them)."""
-
-    def encode(self, *_args, **_kwargs) -> bytes:
-        return b"\xff\xfe"
-
-
-@contextmanager
-def builder_that_sends_raw_header_keys():
-    """aiokafka's pure-Python batch builder, which takes the key's bytes from ``str.encode``."""
-    modules = (accumulator, producer_module)
-    originals = [module.DefaultRecordBatchBuilder for module in modules]
-    for module in modules:
-        module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
-    try:
-        yield
-    finally:
-        for module, original in zip(modules, originals, strict=False):
-            module.DefaultRecordBatchBuilder = original
 
 
 async def parked(dsn: str) -> list[asyncpg.Record]:
@@ -90,7 +65,7 @@ async def test_a_record_the_kafka_client_cannot_parse_is_skipped_parked_and_repo
         with builder_that_sends_raw_header_keys():
             sent = await (
                 await client.send(
-                    topic, _CLOSED.replace(b"%s", b"hk") + b"}", key=b"R-1", headers=[(_RawHeaderKey("k"), b"x")]
+                    topic, _CLOSED.replace(b"%s", b"hk") + b"}", key=b"R-1", headers=[(RawHeaderKey("k"), b"x")]
                 )
             )
         await publish(client, settings, [register_event(), *votes])
@@ -288,7 +263,7 @@ async def test_stray_records_on_the_heads_topic_are_skipped_and_every_real_head_
         # A head is published when the ledger stops; then someone writes junk to the topic.
         with builder_that_sends_raw_header_keys():
             await (
-                await client.send(settings.heads_topic, b'{"type":"chain.head"}', headers=[(_RawHeaderKey("k"), b"")])
+                await client.send(settings.heads_topic, b'{"type":"chain.head"}', headers=[(RawHeaderKey("k"), b"")])
             )
         await (await client.send(settings.heads_topic, b"not a head at all"))
         async with running_ledger(settings):

@@ -13,7 +13,7 @@ from services.adapters.postgres.tally_store import PROJECTION
 from services.read.rebuild import rebuild
 from services.read.tallies import read_tally
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import log_row
+from tests.integration.helpers import append, log_row
 
 pytestmark = pytest.mark.integration
 
@@ -195,14 +195,6 @@ async def test_tables_and_functions_later_migrations_add_are_readable_by_readers
     reader = await connect(pg_dsn, READER_ROLE)
     assert await reader.fetch("SELECT * FROM later_table") == []
     await reader.close()
-
-
-async def append(conn, rows) -> int:
-    """Append as the ledger does: under the append lock, in one transaction."""
-    async with conn.transaction():
-        await log_append.lock_log(conn)
-        await log_append.known_event_ids(conn, [r.event_id for r in rows])
-        return await log_append.append(conn, rows)
 
 
 async def test_each_role_can_still_do_its_job_ledger_appends_projector_rebuilds_reader_reads(pg_dsn):

@@ -11,7 +11,7 @@ from services.read.tallies import read_tally
 from services.runtime.projector import Projector
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.helpers import run_projector, running_ledger, snapshot, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,42 +25,6 @@ VOTES = [
     cast("B-2", {"2": "for"}, channel="broker", discretionary=True),
     cast("X-1", {"2": "for"}),  # rejected: not entitled
 ]
-
-
-async def snapshot(dsn):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return (
-            [
-                tuple(r)
-                for r in await conn.fetch(
-                    "SELECT meeting_id, present, present_count, events_applied, as_of_position"
-                    " FROM tally_meetings ORDER BY 1"
-                )
-            ],
-            [tuple(r) for r in await conn.fetch("SELECT * FROM tally_buckets ORDER BY 1, 2, 3, 4")],
-            [
-                (r[0], r[1], r[2])
-                for r in await conn.fetch(
-                    "SELECT meeting_id, control_number, state::text FROM tally_voters ORDER BY 1, 2"
-                )
-            ],
-        )
-    finally:
-        await conn.close()
-
-
-async def run_projector(settings, until_position: int) -> None:
-    projector = Projector(settings)
-    await projector.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        await wait_for(settings.pg_dsn, "SELECT position FROM projection_checkpoints", until_position)
-    finally:
-        stop.set()
-        await task
-        await projector.stop()
 
 
 async def test_the_projected_tally_equals_an_independent_count_and_a_rebuild_leaves_the_same_tables(settings):

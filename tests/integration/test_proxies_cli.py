@@ -9,8 +9,7 @@ from events import ProxySubstituted
 from services.adapters.kafka.topics import producer, publish
 from services.read.proxies import read_proxies
 from tests.factories import at, cast, register_event, small_meeting
-from tests.integration.helpers import run_cli, running_ledger, wait_for
-from tests.integration.test_projector import run_projector
+from tests.integration.helpers import run_cli, run_projector, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 

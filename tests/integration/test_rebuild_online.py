@@ -15,9 +15,7 @@ from services.read.rebuild import RebuildRefused, rebuild
 from services.read.tallies import read_tally
 from tests import reference_count
 from tests.factories import cast, small_meeting
-from tests.integration.helpers import running_ledger, running_projector, wait_for
-from tests.integration.test_projector import snapshot
-from tests.integration.test_reports import run_cli
+from tests.integration.helpers import run_cli, running_ledger, running_projector, snapshot, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,7 @@ from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.adapters.postgres.connect import READER_ROLE, connect
 from services.read.reports import over_vote_report, read_final_report, rejection_report
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import run_cli, running_ledger, wait_for
-from tests.integration.test_projector import run_projector
+from tests.integration.helpers import run_cli, run_projector, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 

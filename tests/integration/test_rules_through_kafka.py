@@ -19,8 +19,7 @@ from events import Entitlement, PollsClosed, Position, PositionsRecorded, ProxyS
 from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.read.tallies import read_counted, read_tally
 from tests.factories import at, cast, revoke, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
-from tests.integration.test_projector import run_projector
+from tests.integration.helpers import run_projector, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 

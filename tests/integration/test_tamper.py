@@ -3,8 +3,6 @@ heads catch an edit re-hashed to the end or a cut tail, and nothing is certified
 
 import asyncio
 import itertools
-import os
-import sys
 from dataclasses import replace
 from datetime import UTC
 
@@ -17,10 +15,8 @@ from services.read.errors import UnknownMeeting
 from services.read.verify import verify_meeting
 from services.runtime.chain_heads import read_heads
 from tests.chain_helpers import rechain
-from tests.conftest import settings_env
 from tests.factories import cast, register_event, revoke, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
-from tests.integration.test_projector import run_projector
+from tests.integration.helpers import cli, run_projector, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -171,20 +167,6 @@ async def test_a_hash_published_at_a_position_anchors_the_chain_there(logged):
 
 
 # Nothing to see is nothing to certify.
-
-
-async def cli(settings, *args: str) -> tuple[int, str, str]:
-    """Run `vote-ledger` and return its exit code, standard output and standard error."""
-    command = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
-    proc = await asyncio.create_subprocess_exec(
-        *command,
-        *args,
-        env={**os.environ, **settings_env(settings)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_an_unknown_meeting_is_a_user_error_not_a_verification(settings, logged):

@@ -16,8 +16,7 @@ import pytest
 from services.adapters.kafka.topics import producer, publish
 from services.read.tallies import read_counted, read_tally
 from tests import worked_example as we
-from tests.integration.helpers import running_ledger, wait_for
-from tests.integration.test_projector import run_projector
+from tests.integration.helpers import run_projector, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 
