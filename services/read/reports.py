@@ -9,6 +9,7 @@ import asyncpg
 
 from projections.digest import LogDigest
 from projections.report import final_report
+from services.adapters.postgres.log import heads as log_heads
 from services.adapters.postgres.log import history as log_history
 from services.adapters.postgres.log import reads as log_reads
 from services.read.meeting import require_logged
@@ -33,8 +34,9 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str) -> dict[s
         # The projector commits its checkpoint only after reading every row below it, and positions
         # are gapless, so the log prefix hashed here is exactly the one the tally folded.
         digest = await log_digest(conn, meeting_id, counted["position"])
-        anchor = await log_reads.chain_anchor(conn, meeting_id, counted["position"])
-    chain = f"{anchor['position']}:{anchor['hash']}" if anchor and anchor["hash"] else None
+        heads = await log_heads.meeting_heads(conn, [meeting_id], counted["position"])
+    # Where the meeting's chain stood at the tally's position (no hash before chaining began).
+    chain = f"{heads[0]['position']}:{bytes(heads[0]['hash']).hex()}" if heads and heads[0]["hash"] else None
     return final_report(
         counted["spec"], counted["present"], counted["totals"], counted["overvotes"], counted["position"], digest, chain
     )

@@ -1,4 +1,4 @@
-"""What the ledger publishes to ``ledger.heads``: the chains that moved and where they end now."""
+"""Where chains end: what the ledger publishes to ``ledger.heads``, and the anchor a final report states."""
 
 from __future__ import annotations
 

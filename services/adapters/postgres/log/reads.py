@@ -116,13 +116,3 @@ async def digest_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> 
         meeting_id,
         up_to,
     )
-
-
-async def chain_anchor(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> asyncpg.Record | None:
-    """(position, hash in hex) of the meeting's last row up to a position: where its chain stood."""
-    return await conn.fetchrow(
-        "SELECT position, encode(hash, 'hex') AS hash FROM ledger_log WHERE meeting_id = $1 AND position <= $2"
-        " ORDER BY position DESC LIMIT 1",
-        meeting_id,
-        up_to,
-    )

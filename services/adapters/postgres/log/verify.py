@@ -13,7 +13,7 @@ CHAIN_ROWS = (
     " control_number, channel, executed_at, received_at"
     " FROM ledger_log WHERE meeting_id = $1 ORDER BY position"
 )
-_PARKED_ROWS = (
+PARKED_ROWS = (
     "SELECT id, prev_id, source_topic, source_partition, source_offset, key, value, reason, detail,"
     " parked_at, hash FROM ledger_parked ORDER BY id"
 )
@@ -26,7 +26,7 @@ def chain_rows(conn: asyncpg.Connection, meeting_id: str) -> CursorFactory:
 
 def parked_rows(conn: asyncpg.Connection) -> CursorFactory:
     """Every parked message, streamed by id; call it in a transaction."""
-    return conn.cursor(_PARKED_ROWS, prefetch=1000)
+    return conn.cursor(PARKED_ROWS, prefetch=1000)
 
 
 def chain_row(record: asyncpg.Record) -> ChainRow:
