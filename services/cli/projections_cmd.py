@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _rebuild(args: argparse.Namespace) -> int:
     from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
     from services.read.errors import UnknownMeeting
-    from services.read.rebuild import RebuildRefused, rebuild
+    from services.runtime.rebuild import RebuildRefused, rebuild
 
     setup_logging()  # the phases' timings (replay, check, swap) go to stderr
 

@@ -10,8 +10,8 @@ from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, connect
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.tally_store import PROJECTION
-from services.read.rebuild import rebuild
 from services.read.tallies import read_tally
+from services.runtime.rebuild import rebuild
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import append, log_row
 

@@ -6,9 +6,9 @@ import asyncpg
 import pytest
 
 from services.adapters.kafka.topics import producer, publish
-from services.read.rebuild import rebuild
 from services.read.tallies import read_tally
 from services.runtime.projector import Projector
+from services.runtime.rebuild import rebuild
 from tests import reference_count
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
 from tests.integration.helpers import run_projector, running_ledger, snapshot, wait_for

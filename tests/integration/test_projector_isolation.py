@@ -16,9 +16,9 @@ from events import Position
 from services.adapters.postgres.connect import READER_ROLE, connect, on_database
 from services.adapters.postgres.log import append as log_append
 from services.read.errors import MeetingNotProjected
-from services.read.rebuild import rebuild
 from services.read.status import database_status
 from services.read.tallies import read_tally
+from services.runtime.rebuild import rebuild
 from tests import reference_count
 from tests.conftest import settings_env
 from tests.e2e.conftest import cli

@@ -10,9 +10,9 @@ import pytest
 from events import Entitlement, Position, PositionsRecorded
 from services.adapters.kafka.topics import producer, publish
 from services.adapters.postgres.connect import PROJECTOR_ROLE, READER_ROLE, connect
-from services.read import rebuild as rebuilding
-from services.read.rebuild import RebuildRefused, rebuild
 from services.read.tallies import read_tally
+from services.runtime import rebuild as rebuilding
+from services.runtime.rebuild import RebuildRefused, rebuild
 from tests import reference_count
 from tests.factories import cast, small_meeting
 from tests.integration.helpers import run_cli, running_ledger, running_projector, snapshot, wait_for

@@ -21,7 +21,7 @@ from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.adapters.postgres.log import reads as log_reads
 from services.devtools.bench.processes import Sampler, Usage, cli, machine_processes, service_env
 from services.devtools.bench.workload import Workload
-from services.read.rebuild import REPLAY_BATCH, replay_meeting
+from services.runtime.rebuild import REPLAY_BATCH, replay_meeting
 from services.settings import Settings
 from services.settings import settings as settings_from_env
 

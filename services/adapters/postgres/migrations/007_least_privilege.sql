@@ -75,7 +75,7 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO vote_ledger_reader;
 
--- Shadow tables for `projections rebuild` (services/read/rebuild.py): a meeting is replayed into them
+-- Shadow tables for `projections rebuild` (services/runtime/rebuild.py): a meeting is replayed into them
 -- and verified while the live tables keep serving, then copied into the live tables in one short
 -- transaction. Same names in their own schema, so the projector's writer (tally_store) fills them
 -- unchanged under `SET LOCAL search_path`: the shadow rows are exactly what the projector writes.
