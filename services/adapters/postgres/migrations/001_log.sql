@@ -2,9 +2,10 @@
 -- offsets committed with it, and the parked (undecodable) messages.
 
 CREATE TABLE IF NOT EXISTS ledger_log (
-    -- Global position in commit order, gapless: appends are serialised by a transaction-level
-    -- advisory lock held until commit (see services/adapters/postgres/log/append.py), so a reader that has
-    -- seen position p has seen every position below p, and no later commit can fill a hole.
+    -- Global position in commit order, gapless: appends are serialised by a row lock on
+    -- ledger_append_lock held until commit (013_append_lock.sql; services/adapters/postgres/log/append.py),
+    -- so a reader that has seen position p has seen every position below p, and no later commit can
+    -- fill a hole.
     position          bigint      PRIMARY KEY CHECK (position > 0),
     meeting_id        text        NOT NULL,
     event_id          text        NOT NULL,
