@@ -5,7 +5,7 @@
 -- records the meeting here, in the transaction that moves the checkpoint past the meeting's rows,
 -- and skips the meeting's later rows while every other meeting goes on. `position` is the first
 -- log row of the meeting not projected: its tally rows stay as of the rows before it. A rebuild
--- of the meeting (`projections rebuild`, services/read/rebuild.py) deletes the row in its swap
+-- of the meeting (`projections rebuild`, services/runtime/rebuild.py) deletes the row in its swap
 -- transaction, after which the projector follows the meeting again.
 CREATE TABLE IF NOT EXISTS projection_failures (
     projection text   NOT NULL,
