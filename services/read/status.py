@@ -7,9 +7,8 @@ import time
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
+from services.adapters.kafka.topics import partition_offsets
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import status as log_status
@@ -49,34 +48,20 @@ async def kafka_partitions(
     offset Kafka still has, so records were deleted or expired before the ledger logged them.
     """
     topics = [settings.submissions_topic, settings.admin_topic]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(tps) if tps else {}
-        starts = await consumer.beginning_offsets(tps) if tps else {}
-    finally:
-        await consumer.stop()
     lag = dict.fromkeys(topics, 0)
     stalled, behind, ahead = [], [], []
-    for tp, end in sorted(ends.items()):
-        key = (tp.topic, tp.partition)
+    for key, (start, end) in sorted((await partition_offsets(settings, topics)).items()):
+        topic, partition = key
         committed = stored.get(key, 0)
-        lag[tp.topic] += end - committed
-        if committed < starts[tp]:
-            behind.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "log_start": starts[tp]})
+        lag[topic] += end - committed
+        if committed < start:
+            behind.append({"partition": f"{topic}/{partition}", "committed": committed, "log_start": start})
         if committed > end:  # the topic was recreated, or the offsets changed by hand: the ledger pauses it
-            ahead.append({"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end})
+            ahead.append({"partition": f"{topic}/{partition}", "committed": committed, "end": end})
         idle = (idle_s or {}).get(key)
         if end > committed and idle is not None and idle >= settings.stall_after_s * 3:
             stalled.append(
-                {"partition": f"{tp.topic}/{tp.partition}", "committed": committed, "end": end, "idle_s": round(idle)}
+                {"partition": f"{topic}/{partition}", "committed": committed, "end": end, "idle_s": round(idle)}
             )
     return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind, "beyond_end": ahead}
 

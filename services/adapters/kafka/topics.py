@@ -109,15 +109,9 @@ class AdminWatermark:
 
     async def start(self) -> None:
         """Connect and learn the admin topic's partitions."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            (described,) = await admin.describe_topics([self.settings.admin_topic])
-        finally:
-            await admin.close()
-        self.partitions = [
-            TopicPartition(self.settings.admin_topic, p["partition"]) for p in described["partitions"]
-        ] or [TopicPartition(self.settings.admin_topic, 0)]
+        self.partitions = await partitions_of(self.settings, [self.settings.admin_topic]) or [
+            TopicPartition(self.settings.admin_topic, 0)
+        ]
         # Read committed, as the ledger reads: the end is the last stable offset, so an open
         # transaction on the admin topic does not hold every vote back until it ends.
         self.client = AIOKafkaConsumer(
@@ -134,3 +128,33 @@ class AdminWatermark:
         """End offset per admin partition: what has been published so far."""
         ends = await self.client.end_offsets(self.partitions)
         return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+
+async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of the topics, as the cluster describes them (none for a topic it does not have)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+
+
+async def partition_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (first offset Kafka still has, end offset) for every partition of the topics.
+
+    The end is read committed, as the ledger reads: the last stable offset, so records of an open
+    transaction do not count as waiting. Short-lived clients of its own, for `status`.
+    """
+    tps = await partitions_of(settings, topics)
+    if not tps:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): (starts[tp], end) for tp, end in ends.items()}
