@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from projections import chain
 
@@ -112,14 +112,13 @@ def chained_records(
     rows: Sequence[LogRow],
     head: int,
     heads: dict[str, tuple[int, bytes]],
-    recorded_at: datetime | None = None,
+    recorded_at: datetime,
 ) -> list[tuple[object, ...]]:
     """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain (v2).
 
     ``heads`` maps meeting_id to its last (position, hash) and is advanced in place; every row is
-    recorded at ``recorded_at`` (now, if not given), which its hash covers.
+    recorded at ``recorded_at`` (the caller's clock: the log's, when the adapter appends), which its hash covers.
     """
-    recorded_at = recorded_at or datetime.now(UTC)
     records = []
     for position, row in enumerate(rows, start=head + 1):
         prev_position: int | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -101,7 +102,7 @@ def ledger_rows(settings: Settings, workload: Workload) -> list[tuple]:
     if parked:
         raise ValueError(f"{len(parked)} workload messages do not decode: {parked[0].reason}")
     decided = decide(Judge(), decoded, set(), settings.admin_topic)
-    return chained_records(decided.rows, 0, {})
+    return chained_records(decided.rows, 0, {}, datetime.now(UTC))
 
 
 async def copy_limit(settings: Settings, workload: Workload) -> dict:
