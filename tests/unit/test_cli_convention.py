@@ -108,22 +108,29 @@ def test_version_prints_the_installed_packages_version(capsys):
 LAYERS_PROBE = """
 import importlib, json, pkgutil, sys
 
-def devtools():
-    return sorted(m for m in sys.modules if m == "services.devtools" or m.startswith("services.devtools."))
+def under(package):
+    return sorted(m for m in sys.modules if m == package or m.startswith(package + "."))
+
+def load_all(package):
+    for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(found.name)
 
 from services.cli import build_parser
 build_parser()
 clients = sorted(m for m in ("aiokafka", "faststream", "asyncpg") if m in sys.modules)
-after_parser = devtools()
-import services.adapters, services.read, services.runtime
-for package in (services.runtime, services.read, services.adapters):
-    for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        importlib.import_module(found.name)
-print(json.dumps({"clients": clients, "parser": after_parser, "services": devtools(), "loaded": sorted(sys.modules)}))
+after_parser = under("services.devtools")
+import services.read
+load_all(services.read)
+read_side = under("services.runtime")
+import services.adapters, services.runtime
+for package in (services.runtime, services.adapters):
+    load_all(package)
+seen = {"clients": clients, "parser": after_parser, "read_side": read_side, "services": under("services.devtools")}
+print(json.dumps({**seen, "loaded": sorted(sys.modules)}))
 """
 
 
-def test_loading_the_cli_imports_no_kafka_or_postgresql_client_and_no_developer_tooling():
+def test_loading_the_cli_imports_no_client_nor_developer_tooling_and_the_read_side_no_running_service():
     import json
 
     done = subprocess.run([sys.executable, "-c", LAYERS_PROBE], capture_output=True, text=True, timeout=60, check=True)
@@ -134,6 +141,7 @@ def test_loading_the_cli_imports_no_kafka_or_postgresql_client_and_no_developer_
     # local stack, demo traffic or benchmark.
     assert {"services.runtime.ledger", "services.runtime.projector", "services.read.tallies"} <= set(seen["loaded"])
     assert seen["services"] == []
+    assert seen["read_side"] == []  # what the HTTP API will import loads no running service
 
 
 def _old_tally_percent(part: int, whole: int) -> str:
