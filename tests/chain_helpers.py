@@ -1,12 +1,58 @@
-"""Chain helpers only tests need: chain v1 hashes of raw rows, and re-chaining rows as a writer (or a forger) would."""
+"""Chain helpers only tests need: log rows as the ledger builds them and as the verifier reads them back, chain v1
+hashes of raw rows, and re-chaining rows as a writer (or a forger) would."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
+from events import encode, tag_of
 from projections.chain import GENESIS, ChainRow, ParkedRow, canonical, link
+from projections.log_row import LOG_COLUMNS, LogRow
+
+RECORDED = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+
+
+def row(event, decision: str = "accepted", reason: str | None = None, offset: int = 0) -> LogRow:
+    """A log row of an event, as the ledger builds it."""
+    return LogRow(
+        meeting_id=event.meeting_id,
+        event_id=event.event_id,
+        type=tag_of(event),
+        control_number=getattr(event, "control_number", None),
+        channel=getattr(event, "channel", None),
+        executed_at=getattr(event, "executed_at", None),
+        received_at=getattr(event, "received_at", None),
+        decision=decision,
+        reason=reason,
+        payload=encode(event).decode(),
+        source_topic="votes.submissions",
+        source_partition=0,
+        source_offset=offset,
+    )
+
+
+def as_chain_row(record: tuple) -> ChainRow:
+    """A record in LOG_COLUMNS order as `audit verify` reads it back."""
+    r = dict(zip(LOG_COLUMNS, record, strict=True))
+    return ChainRow(
+        r["position"],
+        r["prev_position"],
+        r["meeting_id"],
+        r["event_id"],
+        r["type"],
+        r["decision"],
+        r["reason"],
+        r["payload"],
+        r["hash"],
+        r["chain_version"],
+        r["recorded_at"],
+        r["source_topic"],
+        r["source_partition"],
+        r["source_offset"],
+    )
 
 
 def hashes(

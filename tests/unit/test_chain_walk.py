@@ -5,9 +5,8 @@ from dataclasses import replace
 from events import decode
 from projections.chain_walk import ChainWalk
 from projections.log_row import chained_records
-from tests.chain_helpers import rechain
+from tests.chain_helpers import RECORDED, as_chain_row, rechain, row
 from tests.factories import cast, register_event, small_meeting
-from tests.unit.test_log_rows import RECORDED, as_chain_row, row
 
 
 def meeting_rows():

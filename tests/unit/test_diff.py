@@ -8,7 +8,7 @@ from projections.diff import diff, replay_to, report_of
 from projections.fold import BROKER_NON_VOTE
 from projections.replay import Projection
 from tests.factories import POSITIONS, at, cast, revoke, small_meeting
-from tests.unit.test_fold import submissions
+from tests.strategies import submissions
 
 
 def register(entitlement=6000):

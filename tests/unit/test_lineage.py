@@ -8,7 +8,7 @@ from projections.fold import Tally, VoterState, discretion_fill, effective, reco
 from projections.lineage import COUNTS, FILLS, REJECTED, REVOKES, SUPERSEDED, LogEntry, Ref, counting_refs, lineage
 from projections.meeting import Meeting
 from tests.factories import at, cast, meeting, register_event, revoke, small_meeting
-from tests.unit.test_fold import submissions
+from tests.strategies import submissions
 
 
 def entries(*events, rejected=None):

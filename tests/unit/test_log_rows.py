@@ -1,53 +1,9 @@
 """The rows the ledger writes: chained as the verifier checks them, parked details that PostgreSQL can store."""
 
-from datetime import UTC, datetime
-
-from events import encode, tag_of
-from projections.chain import ChainCheck, ChainRow
-from projections.log_row import LOG_COLUMNS, LogRow, ParkedMessage, chained_records
+from projections.chain import ChainCheck
+from projections.log_row import LOG_COLUMNS, ParkedMessage, chained_records
+from tests.chain_helpers import RECORDED, as_chain_row, row
 from tests.factories import cast, register_event, small_meeting
-
-RECORDED = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
-
-
-def row(event, decision: str = "accepted", reason: str | None = None, offset: int = 0) -> LogRow:
-    """A log row of an event, as the ledger builds it."""
-    return LogRow(
-        meeting_id=event.meeting_id,
-        event_id=event.event_id,
-        type=tag_of(event),
-        control_number=getattr(event, "control_number", None),
-        channel=getattr(event, "channel", None),
-        executed_at=getattr(event, "executed_at", None),
-        received_at=getattr(event, "received_at", None),
-        decision=decision,
-        reason=reason,
-        payload=encode(event).decode(),
-        source_topic="votes.submissions",
-        source_partition=0,
-        source_offset=offset,
-    )
-
-
-def as_chain_row(record: tuple) -> ChainRow:
-    """A record in LOG_COLUMNS order as `audit verify` reads it back."""
-    r = dict(zip(LOG_COLUMNS, record, strict=True))
-    return ChainRow(
-        r["position"],
-        r["prev_position"],
-        r["meeting_id"],
-        r["event_id"],
-        r["type"],
-        r["decision"],
-        r["reason"],
-        r["payload"],
-        r["hash"],
-        r["chain_version"],
-        r["recorded_at"],
-        r["source_topic"],
-        r["source_partition"],
-        r["source_offset"],
-    )
 
 
 def test_chained_records_link_each_meeting_on_its_own_chain_and_verify_as_written():

@@ -10,7 +10,7 @@ from projections.meeting import Meeting
 from projections.outcomes import tally_report
 from projections.overvotes import counted_totals, prorate
 from tests.factories import POSITIONS, cast, meeting, revoke, small_meeting
-from tests.unit.test_fold import SHARES, submissions
+from tests.strategies import SHARES, submissions
 
 
 def fold(events, m=None):
