@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,11 +18,30 @@ SUBMISSIONS_TOPIC = "votes.submissions"
 ADMIN_TOPIC = "meetings.admin"
 PARKED_TOPIC = "ledger.parked"
 HEADS_TOPIC = "ledger.heads"  # chain heads the ledger publishes (services/runtime/chain_heads.py)
+TOPICS = (SUBMISSIONS_TOPIC, ADMIN_TOPIC, PARKED_TOPIC, HEADS_TOPIC)
 
 # The forms a value may take; a malformed one is refused with its variable's name and this form.
-Count = Annotated[int, Field(ge=1)]
+# Counts stay within a signed 32-bit integer: Kafka's protocol carries them as int32, and a larger
+# value failed deep inside aiokafka ("argument out of range") instead of here.
+INT32_MAX = 2**31 - 1
+Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0)]
+# Finite and at most a day: an interval of inf or 1e99 seconds is a typo, not a policy.
+DAY_S = 86400
+Seconds = Annotated[float, Field(gt=0, le=DAY_S, allow_inf_nan=False)]
+# A broker refuses a session timeout outside its group.min/max.session.timeout.ms (defaults 6 s and 30 min).
+SessionTimeoutMs = Annotated[int, Field(ge=6000, le=1_800_000)]
+# More partitions than this is no longer "one topic of votes" but a cluster-sizing mistake.
+Partitions = Annotated[int, Field(ge=1, le=10000)]
+# One batch is one transaction held in memory: a million rows is far past where batching pays.
+BatchMax = Annotated[int, Field(ge=1, le=1_000_000)]
+
+# Kafka's rule for a topic name (and a static member's group.instance.id): these characters, at most 249.
+KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]*")
+KAFKA_NAME_MAX = 249
+_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"  # a name, an IPv4 address or a bracketed IPv6 address
+_HOST_PORT = re.compile(rf"(?P<host>{_HOST}):(?P<port>[0-9]{{1,5}})")
+_PG_HOST = re.compile(rf"(?:{_HOST}|[A-Za-z0-9._%-]+)(?::(?P<port>[0-9]{{1,5}}))?")  # %2F...: a socket folder
 
 
 def _var(name: str, default: Any = None) -> Any:
@@ -54,16 +75,16 @@ class Settings(BaseSettings):
     home: Path = _var("VOTE_LEDGER_HOME", Path(".vote-ledger"))
     cache: Path = _var("VOTE_LEDGER_CACHE", Path(".cache"))
     consumer_group: str = _var("VOTE_LEDGER_CONSUMER_GROUP", "vote-ledger")
-    submission_partitions: Count = _var("VOTE_LEDGER_PARTITIONS", 4)
+    submission_partitions: Partitions = _var("VOTE_LEDGER_PARTITIONS", 4)
     # A cap, not a wait: a batch holds what Kafka has ready (batch_timeout_ms), up to this many.
-    batch_max: Count = _var("VOTE_LEDGER_BATCH_MAX", 20000)
+    batch_max: BatchMax = _var("VOTE_LEDGER_BATCH_MAX", 20000)
     # Static group membership (KIP-345): a ledger restarted under the same id takes its partitions
     # back at once instead of waiting for its dead predecessor's session to expire (measured after
     # kill -9: 9.1 s without, see README). One distinct id per ledger process, stable across restarts
     # (e.g. the host or pod name); empty for dynamic membership.
     instance_id: str = _var("VOTE_LEDGER_INSTANCE_ID", "")
     # How long a ledger that vanished without a restart keeps its partitions (broker minimum: 6 s).
-    session_timeout_ms: Count = _var("VOTE_LEDGER_SESSION_TIMEOUT_MS", 6000)
+    session_timeout_ms: SessionTimeoutMs = _var("VOTE_LEDGER_SESSION_TIMEOUT_MS", 6000)
     # The stall watch (services/runtime/stall_watch.py): how often it looks, and how long a partition's
     # committed offset may stand still with records waiting before it is reported and probed.
     stall_check_s: Seconds = _var("VOTE_LEDGER_STALL_CHECK_S", 2.0)
@@ -88,6 +109,51 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         # Relative to the directory the process started in, fixed once (as `stack up` prints them).
         return Path(value).expanduser().resolve()
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        # aiokafka parses this only when it connects, and a bad one raised ValueError/OverflowError there.
+        for entry in value.split(",") if value else ():
+            match = _HOST_PORT.fullmatch(entry.strip())
+            if match is None:
+                raise ValueError(f"{entry.strip()!r} is not host:port" if entry.strip() else "an empty entry")
+            if not 1 <= int(match["port"]) <= 65535:
+                raise ValueError(f"port {match['port']} is not from 1 to 65535")
+        return value
+
+    @field_validator("pg_dsn", "pg_ledger_dsn", "pg_projector_dsn", "pg_reader_dsn", "pg_admin_dsn")
+    @classmethod
+    def _dsn(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_dsn(value)
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # Checked here: the broker refused such topics only after the clients had retried for ~40 s.
+        longest = max(len(topic) for topic in TOPICS)
+        if KAFKA_NAME.fullmatch(value) is None:
+            raise ValueError("a character other than a letter, digit, '.', '_' or '-'")
+        if len(value) + longest > KAFKA_NAME_MAX:
+            raise ValueError(f"{len(value)} characters")
+        return value
+
+    @field_validator("consumer_group")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if not value.isprintable() or len(value) > KAFKA_NAME_MAX or not value.strip():
+            raise ValueError("empty, unprintable or too long")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        # The broker checks group.instance.id as a topic name (JoinGroupRequest.validateGroupInstanceId).
+        if KAFKA_NAME.fullmatch(value) is None or len(value) > KAFKA_NAME_MAX:
+            raise ValueError("not a Kafka name")
+        return value
 
     @property
     def submissions_topic(self) -> str:
@@ -119,6 +185,8 @@ def expected_form(field: str) -> str:
     """What a field's variable must hold, in words (for error messages and the README)."""
     info = Settings.model_fields[field]
     bounds = {key: getattr(m, key) for m in info.metadata for key in ("ge", "gt", "le") if hasattr(m, key)}
+    if field in TEXT_FORMS:
+        return TEXT_FORMS[field]
     if info.annotation is int:
         text = "a whole number"
     elif info.annotation is float:
@@ -127,11 +195,51 @@ def expected_form(field: str) -> str:
         return "text"
     if "ge" in bounds and "le" in bounds:
         return f"{text} from {bounds['ge']} to {bounds['le']}"
+    if "gt" in bounds and "le" in bounds:
+        return f"{text} above {bounds['gt']:g} and at most {bounds['le']:g}"
     if "ge" in bounds:
         return f"{text} of at least {bounds['ge']}"
     if "gt" in bounds:
         return f"{text} above {bounds['gt']:g}"
     return text
+
+
+_DSN_FORM = "postgresql://user:password@host:port/database (escape '@', ':' and '/' in the password as %40, %3A, %2F)"
+_PREFIX_MAX = KAFKA_NAME_MAX - max(len(topic) for topic in TOPICS)
+# The forms of the text variables that have one.
+TEXT_FORMS = {
+    "kafka_bootstrap": "host:port[,host:port...] with each port from 1 to 65535",
+    **dict.fromkeys(("pg_dsn", "pg_ledger_dsn", "pg_projector_dsn", "pg_reader_dsn", "pg_admin_dsn"), _DSN_FORM),
+    "topic_prefix": f"letters, digits, '.', '_' and '-', at most {_PREFIX_MAX} characters"
+    f" (a Kafka topic name is at most {KAFKA_NAME_MAX}, and the longest topic adds {KAFKA_NAME_MAX - _PREFIX_MAX})",
+    "consumer_group": f"printable text, not blank, at most {KAFKA_NAME_MAX} characters",
+    "instance_id": f"letters, digits, '.', '_' and '-', at most {KAFKA_NAME_MAX} characters (or empty)",
+}
+SECRET_FIELDS = frozenset(name for name, form in TEXT_FORMS.items() if form is _DSN_FORM)
+
+
+def _check_dsn(dsn: str) -> None:
+    # What asyncpg would misread: it took "postgresql://::::@@//" for localhost:5432 and failed there.
+    # The reasons never quote the DSN: it holds a password.
+    try:
+        parts = urlsplit(dsn)  # not parts.port: asyncpg takes several hosts, h1:5432,h2:5433
+        if parts.query:
+            parse_qs(parts.query, strict_parsing=True)
+    except ValueError:
+        raise ValueError("it does not parse as a URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("the scheme is not postgresql://")
+    auth, _, hosts = parts.netloc.rpartition("@")
+    if "@" in auth:
+        raise ValueError("more than one '@'")
+    for host in hosts.split(",") if hosts else ():
+        match = _PG_HOST.fullmatch(host)
+        if match is None:
+            raise ValueError("a host is not host[:port]")
+        if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
+            raise ValueError("a port is not from 1 to 65535")
+    if "/" in parts.path[1:]:
+        raise ValueError("the database name holds '/'")
 
 
 def load(**overrides: Any) -> Settings:
@@ -147,7 +255,12 @@ def load(**overrides: Any) -> Settings:
             name = str(error["loc"][0]) if error["loc"] else "?"
             field = name if name in Settings.model_fields else _field_of(name)
             shown = f"--{name.replace('_', '-')}" if name in overrides else variable(field) if field else name
-            problems.append(f"{shown}={error['input']!r} is not valid: expected {expected_form(field or name)}")
+            reason = f" ({error['ctx']['error']})" if error["type"] == "value_error" else ""
+            form = expected_form(field or name)
+            if field in SECRET_FIELDS:  # never echo a DSN: it holds a password
+                problems.append(f"{shown} is malformed{reason}: expected {form}")
+            else:
+                problems.append(f"{shown}={error['input']!r} is not valid{reason}: expected {form}")
         raise UserError("; ".join(problems)) from None
 
 

@@ -129,7 +129,7 @@ def test_an_unknown_database_says_so_and_how_to_create_the_schema(logins):
 
 def test_a_malformed_variable_is_one_line_naming_it_and_the_expected_form():
     done = vote_ledger("tally", "--meeting", "m", **NOWHERE, VOTE_LEDGER_BATCH_MAX="abc")
-    assert_one_line(done, "VOTE_LEDGER_BATCH_MAX='abc' is not valid: expected a whole number of at least 1")
+    assert_one_line(done, "VOTE_LEDGER_BATCH_MAX='abc' is not valid: expected a whole number from 1 to 1000000")
     done = vote_ledger("stack", "status", **NOWHERE, VOTE_LEDGER_PG_PORT="99999")
     assert_one_line(done, "VOTE_LEDGER_PG_PORT='99999' is not valid: expected a whole number from 1 to 65535")
 

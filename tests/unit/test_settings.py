@@ -61,13 +61,13 @@ def test_keyword_arguments_win_over_the_environment_and_a_copy_changes_only_what
 @pytest.mark.parametrize(
     ("name", "value", "form"),
     [
-        ("VOTE_LEDGER_BATCH_MAX", "abc", "a whole number of at least 1"),
-        ("VOTE_LEDGER_BATCH_MAX", "0", "a whole number of at least 1"),
+        ("VOTE_LEDGER_BATCH_MAX", "abc", "a whole number from 1 to 1000000"),
+        ("VOTE_LEDGER_BATCH_MAX", "0", "a whole number from 1 to 1000000"),
         ("VOTE_LEDGER_PG_PORT", "99999", "a whole number from 1 to 65535"),
         ("VOTE_LEDGER_KAFKA_PORT", "-1", "a whole number from 1 to 65535"),
-        ("VOTE_LEDGER_PARTITIONS", "four", "a whole number of at least 1"),
-        ("VOTE_LEDGER_STALL_CHECK_S", "0", "a number of seconds above 0"),
-        ("VOTE_LEDGER_HEADS_EVERY_SECONDS", "soon", "a number of seconds above 0"),
+        ("VOTE_LEDGER_PARTITIONS", "four", "a whole number from 1 to 10000"),
+        ("VOTE_LEDGER_STALL_CHECK_S", "0", "a number of seconds above 0 and at most 86400"),
+        ("VOTE_LEDGER_HEADS_EVERY_SECONDS", "soon", "a number of seconds above 0 and at most 86400"),
     ],
 )
 def test_a_malformed_value_is_one_line_naming_the_variable_the_value_and_the_form(clean_env, name, value, form):
@@ -75,6 +75,137 @@ def test_a_malformed_value_is_one_line_naming_the_variable_the_value_and_the_for
     with pytest.raises(UserError) as caught:
         load()
     assert str(caught.value) == f"{name}={value!r} is not valid: expected {form}"
+
+
+BOOTSTRAP_FORM = "host:port[,host:port...] with each port from 1 to 65535"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("::::", "'::::' is not host:port"),
+        ("127.0.0.1:abc", "'127.0.0.1:abc' is not host:port"),
+        ("127.0.0.1:99999", "port 99999 is not from 1 to 65535"),
+        ("127.0.0.1:0", "port 0 is not from 1 to 65535"),
+        (":9092", "':9092' is not host:port"),
+        ("localhost", "'localhost' is not host:port"),
+        ("k1:9092,", "an empty entry"),
+    ],
+)
+def test_a_malformed_kafka_bootstrap_is_one_line_naming_the_variable_and_the_form(clean_env, value, why):
+    clean_env.setenv("VOTE_LEDGER_KAFKA_BOOTSTRAP", value)
+    with pytest.raises(UserError) as caught:
+        load()
+    assert str(caught.value) == f"VOTE_LEDGER_KAFKA_BOOTSTRAP={value!r} is not valid ({why}): expected {BOOTSTRAP_FORM}"
+
+
+def test_well_formed_kafka_bootstraps_are_accepted(clean_env):
+    for value in ("127.0.0.1:19092", "k1:9092, k2.example.org:9093", "[::1]:9092", "kafka-0_a:1"):
+        clean_env.setenv("VOTE_LEDGER_KAFKA_BOOTSTRAP", value)
+        assert load().kafka_bootstrap == value
+
+
+@pytest.mark.parametrize(
+    ("dsn", "why"),
+    [
+        ("postgresql://::::@@//", "more than one '@'"),
+        ("postgresql://u:p@w@h:5432/db", "more than one '@'"),
+        ("mysql://u:p@h/db", "the scheme is not postgresql://"),
+        ("postgresql://u:p@h:99999/db", "a port is not from 1 to 65535"),
+        ("postgresql://u:p@h:abc/db", "a host is not host[:port]"),
+        ("postgresql://u:p@[::1/db", "it does not parse as a URL"),
+        ("postgresql://u:p@h/db?sslmode", "it does not parse as a URL"),
+        ("postgresql://u:p@h/db/more", "the database name holds '/'"),
+    ],
+)
+def test_a_malformed_dsn_says_malformed_naming_the_variable_and_never_echoes_the_password(clean_env, dsn, why):
+    clean_env.setenv("VOTE_LEDGER_PG_READER_DSN", dsn)
+    with pytest.raises(UserError) as caught:
+        load()
+    line = str(caught.value)
+    assert line.startswith(f"VOTE_LEDGER_PG_READER_DSN is malformed ({why}): expected postgresql://user:password@")
+    assert dsn not in line and "\n" not in line
+
+
+def test_well_formed_dsns_are_accepted(clean_env):
+    for dsn in (
+        "postgresql://vl_reader:Zx-_9@127.0.0.1:15432/vote_ledger",
+        "postgres://u@h1:5432,h2:5433/db?sslmode=require",
+        "postgresql:///db",
+        "postgresql://u@%2Fvar%2Frun%2Fpostgresql/db",
+        "postgresql://u:p%40ss@[::1]:5432/db",
+    ):
+        clean_env.setenv("VOTE_LEDGER_PG_DSN", dsn)
+        assert load().pg_dsn == dsn
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "form"),
+    [
+        ("VOTE_LEDGER_PARTITIONS", "100000000000000000000000", "a whole number from 1 to 10000"),
+        ("VOTE_LEDGER_SESSION_TIMEOUT_MS", "1", "a whole number from 6000 to 1800000"),
+        ("VOTE_LEDGER_SESSION_TIMEOUT_MS", "99999999999", "a whole number from 6000 to 1800000"),
+        ("VOTE_LEDGER_BATCH_MAX", "100000000000000000000000", "a whole number from 1 to 1000000"),
+        ("VOTE_LEDGER_HEADS_EVERY_ROWS", "100000000000000000000000", "a whole number from 1 to 2147483647"),
+        ("VOTE_LEDGER_STALL_CHECK_S", "inf", "a number of seconds above 0 and at most 86400"),
+        ("VOTE_LEDGER_STALL_AFTER_S", "nan", "a number of seconds above 0 and at most 86400"),
+        ("VOTE_LEDGER_HEADS_EVERY_SECONDS", "1e99", "a number of seconds above 0 and at most 86400"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused_with_the_range(clean_env, name, value, form):
+    clean_env.setenv(name, value)
+    with pytest.raises(UserError) as caught:
+        load()
+    assert str(caught.value) == f"{name}={value!r} is not valid: expected {form}"
+
+
+def test_every_numeric_variable_has_an_upper_bound():
+    numeric = [field for field, info in Settings.model_fields.items() if info.annotation in (int, float)]
+    assert numeric and all(" to " in expected_form(f) or "at most" in expected_form(f) for f in numeric)
+
+
+PREFIX_FORM = (
+    "letters, digits, '.', '_' and '-', at most 232 characters"
+    " (a Kafka topic name is at most 249, and the longest topic adds 17)"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a/b", "a character other than a letter, digit, '.', '_' or '-'"),
+        ("\u00e9.", "a character other than a letter, digit, '.', '_' or '-'"),
+        ("x" * 233, "233 characters"),
+    ],
+)
+def test_a_topic_prefix_kafka_would_refuse_is_one_line(clean_env, value, why):
+    clean_env.setenv("VOTE_LEDGER_TOPIC_PREFIX", value)
+    with pytest.raises(UserError) as caught:
+        load()
+    assert str(caught.value) == f"VOTE_LEDGER_TOPIC_PREFIX={value!r} is not valid ({why}): expected {PREFIX_FORM}"
+
+
+def test_the_longest_allowed_prefix_gives_topic_names_kafka_accepts(clean_env):
+    clean_env.setenv("VOTE_LEDGER_TOPIC_PREFIX", "t-1_." + "x" * 227)
+    current = load()
+    topics = (current.submissions_topic, current.admin_topic, current.parked_topic, current.heads_topic)
+    assert max(len(topic) for topic in topics) == 249
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VOTE_LEDGER_CONSUMER_GROUP", "   "),
+        ("VOTE_LEDGER_CONSUMER_GROUP", "g\x07"),
+        ("VOTE_LEDGER_CONSUMER_GROUP", "g" * 250),
+        ("VOTE_LEDGER_INSTANCE_ID", "host 1"),
+        ("VOTE_LEDGER_INSTANCE_ID", "h" * 250),
+    ],
+)
+def test_a_group_or_instance_id_kafka_would_refuse_is_one_line(clean_env, name, value):
+    clean_env.setenv(name, value)
+    with pytest.raises(UserError, match=rf"^{name}=.* is not valid \(.*\): expected .*at most 249 characters"):
+        load()
 
 
 def test_a_malformed_flag_is_named_as_the_flag(clean_env):
@@ -93,7 +224,9 @@ def test_every_malformed_variable_is_reported_at_once(clean_env):
 
 def test_expected_forms_read_as_words():
     assert expected_form("pg_port") == "a whole number from 1 to 65535"
-    assert expected_form("consumer_group") == "text"
+    assert expected_form("consumer_group") == "printable text, not blank, at most 249 characters"
+    assert expected_form("stall_check_s") == "a number of seconds above 0 and at most 86400"
+    assert expected_form("home") == "text"
 
 
 def test_the_readme_configuration_table_names_every_variable_and_only_those():

@@ -174,7 +174,11 @@ def _where(dsn: str) -> str:
     # Host, port, database and login: everything but the password.
     parts = urlsplit(dsn)
     login = f" as {parts.username}" if parts.username else ""
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}{login}"
+    try:
+        host = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    except ValueError:  # several hosts (h1:5432,h2:5433), which asyncpg tries in turn: as written
+        host = parts.netloc.rpartition("@")[2]
+    return f"{host}{parts.path or '/'}{login}"
 
 
 def _variable_of(dsn: str) -> str | None:
