@@ -86,7 +86,7 @@ async def _verify_online(meeting_id: str, expect_hash: str | None, no_heads: boo
             heads = await read_heads(cfg)
         except HeadsUnavailable as exc:
             raise UserError(
-                f"{exc}: the published chain heads cannot be checked; pass --no-heads to verify without them"
+                f"{exc}; the published chain heads cannot be checked: pass --no-heads to verify without them"
             ) from None
     conn = await connect_as(cfg, READER_ROLE)
     try:

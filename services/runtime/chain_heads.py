@@ -22,11 +22,12 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from projections.heads import Head, decode_head, encode_head
 from services.adapters.kafka import raw as kafka_raw
-from services.adapters.kafka.topics import ensure_topics, producer
+from services.adapters.kafka.topics import CONNECT_TIMEOUT_S, ensure_topics, producer, started
+from services.adapters.kafka.topics import unreachable as kafka_unreachable
 from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import heads as log_heads
 from services.adapters.postgres.log import reads as log_reads
@@ -192,10 +193,12 @@ async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
     )
     topic = settings.heads_topic
     try:
-        await asyncio.wait_for(consumer.start(), timeout)
+        await asyncio.wait_for(consumer.start(), min(timeout, CONNECT_TIMEOUT_S))
     except (TimeoutError, KafkaError, OSError) as exc:
         await consumer.stop()
-        raise HeadsUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc!r})") from None
+        # Said as every other command says it (the adapter's line), whatever the client raised.
+        line = kafka_unreachable(KafkaConnectionError(str(exc)), settings.kafka_bootstrap)
+        raise HeadsUnavailable(line) from None
     try:
         if topic not in await consumer.topics():
             return []
@@ -244,7 +247,7 @@ async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
 async def _partitions(settings: Settings, topic: str) -> list[int]:
     """The topic's partition numbers (one, as ensure_topics creates it, unless an operator changed it)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    await started(admin)
     try:
         (described,) = await admin.describe_topics([topic])
     finally:

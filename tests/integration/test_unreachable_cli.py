@@ -184,3 +184,57 @@ def test_with_nothing_configured_a_running_local_stack_is_used_and_said_so(tmp_p
     assert rest == ["vote-ledger: no meeting 'no-such-meeting' in the log (was it loaded?)"] and done.returncode == 2
     status = vote_ledger("status", cwd=tmp_path, VOTE_LEDGER_HOME=str(home), **ports)
     assert "log head" in status.stdout and "Traceback" not in status.stderr, status.stderr
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port where something listens but never answers (as a web server does to Kafka or PostgreSQL)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+        yield listener.getsockname()[1]
+
+
+def timed(*args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """The CLI's run and how long it took, in seconds."""
+    import time
+
+    began = time.monotonic()
+    done = vote_ledger(*args, **env)
+    return done, time.monotonic() - began
+
+
+@pytest.mark.parametrize("args", [("status",), ("audit", "verify", "--meeting", "m")], ids=" ".join)
+def test_a_kafka_address_where_something_else_listens_is_one_line_within_fifteen_seconds(args, settings, silent_port):
+    done, took = timed(
+        *args,
+        **NOWHERE,
+        VOTE_LEDGER_KAFKA_BOOTSTRAP=f"127.0.0.1:{silent_port}",
+        VOTE_LEDGER_PG_READER_DSN=settings.pg_reader_dsn,
+    )
+    assert_one_line(done, f"cannot reach Kafka at 127.0.0.1:{silent_port} (VOTE_LEDGER_KAFKA_BOOTSTRAP)")
+    assert done.returncode == 2 and took < 15, took
+
+
+def test_a_postgresql_address_where_something_else_listens_is_one_line_within_fifteen_seconds(silent_port):
+    dsn = f"postgresql://someone:secret@127.0.0.1:{silent_port}/votes"
+    done, took = timed("tally", "--meeting", "m", **NOWHERE, VOTE_LEDGER_PG_READER_DSN=dsn)
+    assert_one_line(done, f"cannot reach PostgreSQL at 127.0.0.1:{silent_port}/votes as someone", "no answer in time")
+    assert done.returncode == 2 and took < 15, took
+
+
+def test_audit_verify_says_an_unreachable_kafka_as_every_other_command_does(settings):
+    port = closed_port()
+    done = vote_ledger(
+        "audit",
+        "verify",
+        "--meeting",
+        "m",
+        **NOWHERE,
+        VOTE_LEDGER_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
+        VOTE_LEDGER_PG_READER_DSN=settings.pg_reader_dsn,
+    )
+    line = assert_one_line(
+        done, f"cannot reach Kafka at 127.0.0.1:{port} (VOTE_LEDGER_KAFKA_BOOTSTRAP): no broker answered", "--no-heads"
+    )
+    assert "KafkaConnectionError" not in line and done.returncode == 2

@@ -27,6 +27,22 @@ def unreachable(exc: BaseException, bootstrap: str | None) -> str | None:
     )
 
 
+# How long starting a client may wait for the brokers' first answer. Something else listening on the
+# address (a web server, say) accepts the connection and never answers a Kafka request, and aiokafka
+# then waited its whole request timeout (40 s) per attempt. Once started, a client keeps its own
+# timeouts and the services their reconnect loops.
+CONNECT_TIMEOUT_S = 10.0
+
+
+async def started(client: AIOKafkaAdminClient | AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Start a client; KafkaConnectionError (a one-line "no broker answered") if none answers in CONNECT_TIMEOUT_S."""
+    try:
+        await asyncio.wait_for(client.start(), CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+        raise KafkaConnectionError(f"no Kafka answer within {CONNECT_TIMEOUT_S:g} s") from None
+
+
 def topic_for(event: AnyEvent, settings: Settings) -> str:
     """The topic an event belongs on (wire contract: submissions vs meeting administration)."""
     if isinstance(event, (VoteCast, VoteRevoked, ProxySubstituted)):
@@ -43,7 +59,7 @@ def key_for(event: AnyEvent) -> bytes:
 async def ensure_topics(settings: Settings) -> None:
     """Create the ledger's topics if missing (the local broker does not auto-create them)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    await started(admin)
     try:
         existing = set(await admin.list_topics())
         wanted = [
@@ -70,7 +86,7 @@ async def producer(settings: Settings, **overrides) -> AsyncIterator[AIOKafkaPro
     options = {"linger_ms": 20, "max_batch_size": 1 << 20, "acks": "all", "enable_idempotence": True}
     options.update(overrides)
     client = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **options)
-    await client.start()
+    await started(client)
     try:
         yield client
     finally:
@@ -117,7 +133,7 @@ class AdminWatermark:
         self.client = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, isolation_level="read_committed"
         )
-        await self.client.start()
+        await started(self.client)
 
     async def stop(self) -> None:
         """Disconnect."""
@@ -133,7 +149,7 @@ class AdminWatermark:
 async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
     """Every partition of the topics, as the cluster describes them (none for a topic it does not have)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    await started(admin)
     try:
         described = await admin.describe_topics(topics)
     finally:
@@ -151,7 +167,7 @@ async def partition_offsets(settings: Settings, topics: list[str]) -> dict[tuple
     if not tps:
         return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
-    await consumer.start()
+    await started(consumer)
     try:
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)

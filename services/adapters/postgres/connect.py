@@ -34,6 +34,11 @@ ROLE_DSNS = {
 # for its values costs well under a millisecond.
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
+# How long opening one connection may take (asyncpg's default is 60 s). Something else listening on
+# the port (a web server, say) accepts and never answers; a server that answers at all does so in
+# milliseconds. Services retry in their own loops, so this bounds one attempt, not their patience.
+CONNECT_TIMEOUT_S = 10.0
+
 
 async def _assume(conn: asyncpg.Connection, role: str | None, variable: str | None = None) -> None:
     """SET ROLE so the database, not our code, refuses what this process must not do.
@@ -142,7 +147,9 @@ async def pool_as(cfg: Settings, role: str, size: int = 4) -> asyncpg.Pool:
         await _assume(conn, role, variable)
 
     try:
-        return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS)
+        return await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS, timeout=CONNECT_TIMEOUT_S
+        )
     except UNREACHABLE as exc:
         exc.postgres_target = (dsn, variable)  # type: ignore[union-attr]
         raise
@@ -164,7 +171,7 @@ UNREACHABLE = (
 async def _open(dsn: str, variable: str | None = None) -> asyncpg.Connection:
     """asyncpg.connect, remembering on a failure where it tried to go (for the CLI's one-line error)."""
     try:
-        return await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+        return await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS, timeout=CONNECT_TIMEOUT_S)
     except UNREACHABLE as exc:
         exc.postgres_target = (dsn, variable)  # type: ignore[union-attr]
         raise
