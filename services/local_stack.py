@@ -21,6 +21,8 @@ DATABASE = "vote_ledger"
 SUPERUSER = "postgres"
 LOGIN_PREFIX = "vl_"  # the stack's logins: vl_owner, vl_ledger, vl_projector, vl_reader
 PASSWORDS_FILE = "pg-passwords.json"
+PORTS_FILE = "ports.json"  # the ports `stack up` started this home's stack on
+PORT_FIELDS = ("kafka_port", "kafka_controller_port", "pg_port")
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,43 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
         return False
 
 
+def record_ports(home: Path, ports: dict[str, int]) -> None:
+    """Write down the ports (by Settings field) a stack starting from this home listens on."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / PORTS_FILE).write_text(json.dumps(ports, indent=2) + "\n")
+
+
+def with_recorded_ports(current: Settings) -> Settings:
+    """The settings with the ports the stack in their home was started on, for each port not set explicitly.
+
+    Without it, `stack status` or `stack down` for another home looked at the default ports, and the
+    local-stack fallback paired that home's passwords with them. A port set explicitly that is not the
+    recorded one, while that stack answers: UserError. Once it is down, the new port wins (a new `stack up`).
+    """
+    path = current.home / PORTS_FILE
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return current  # no record: a stack from before ports were recorded, or none
+    recorded = {field: found[field] for field in PORT_FIELDS if type(found.get(field)) is int}
+    given = {field: getattr(current, field) for field in recorded if field in current.model_fields_set}
+    clashes = {field: port for field, port in given.items() if port != recorded[field]}
+    if clashes and any(port_open(recorded[field]) for field in ("kafka_port", "pg_port") if field in recorded):
+        from services.errors import UserError
+        from services.settings import variable
+
+        said = ", ".join(f"{variable(field)}={port} (recorded: {recorded[field]})" for field, port in clashes.items())
+        raise UserError(
+            f"{said}: the stack running from {current.home} was started on the ports in {path}; unset the"
+            " variable (or flag) to use it, or stop it first (`vote-ledger stack down` without it)"
+        )
+    return current.model_copy(update={field: port for field, port in recorded.items() if field not in given})
+
+
 def running_endpoints(current: Settings) -> Endpoints | None:
     """The endpoints of a local stack running from the settings' home (its password file is there and
     both its ports answer), else None: what `eval "$(vote-ledger stack up)"` would export, without starting it."""
+    current = with_recorded_ports(current)
     path = passwords_file(current.home)
     if not path.exists() or not (port_open(current.kafka_port) and port_open(current.pg_port)):
         return None

@@ -295,7 +295,7 @@ def _on_local_stack(current: Settings) -> Settings:
 
     print(
         f"vote-ledger: VOTE_LEDGER_KAFKA_BOOTSTRAP and VOTE_LEDGER_PG_DSN are not set; using the local stack"
-        f" running from {current.home} (Kafka {found.kafka_bootstrap}, PostgreSQL {current.pg_port})",
+        f" running from {current.home} (Kafka {found.kafka_bootstrap}, PostgreSQL {urlsplit(found.pg_dsn).port})",
         file=sys.stderr,
     )
     return current.model_copy(update={field: getattr(found, field) for field in ENDPOINT_FIELDS})

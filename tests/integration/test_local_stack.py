@@ -8,6 +8,7 @@ no network. The tests run in file order: up, use, down.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -64,6 +65,8 @@ def test_stack_up_reports_both_services_running_on_the_chosen_ports(cfg, endpoin
     assert status["kafka"]["address"] == "127.0.0.1:29092"
     assert status["postgres"]["data_dir"] == str(cfg.home / "pg-data")
     assert status["kafka_version"] == cfg.kafka_version
+    # Recorded in the home, so status, down and the fallback find a stack on other ports than the defaults.
+    assert json.loads((cfg.home / "ports.json").read_text()) == PORTS
 
 
 def test_stack_up_twice_returns_the_same_running_services(cfg, endpoints):

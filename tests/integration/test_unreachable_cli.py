@@ -238,3 +238,42 @@ def test_audit_verify_says_an_unreachable_kafka_as_every_other_command_does(sett
         done, f"cannot reach Kafka at 127.0.0.1:{port} (VOTE_LEDGER_KAFKA_BOOTSTRAP): no broker answered", "--no-heads"
     )
     assert "KafkaConnectionError" not in line and done.returncode == 2
+
+
+def a_recorded_home(tmp_path: Path, **ports: int) -> Path:
+    """A stack home whose ports.json records these ports (as `stack up` writes it), with no stack started."""
+    import json
+
+    home = tmp_path / "home"
+    home.mkdir(parents=True)
+    (home / "ports.json").write_text(json.dumps(ports))
+    return home
+
+
+def test_stack_status_of_another_home_shows_the_ports_its_stack_was_started_on(tmp_path):
+    import json
+
+    home = a_recorded_home(
+        tmp_path, kafka_port=closed_port(), kafka_controller_port=closed_port(), pg_port=closed_port()
+    )
+    recorded = json.loads((home / "ports.json").read_text())
+    done = vote_ledger("stack", "status", "--format", "json", VOTE_LEDGER_HOME=str(home))
+    shown = json.loads(done.stdout)
+    assert shown["kafka"]["address"] == f"127.0.0.1:{recorded['kafka_port']}"
+    assert shown["postgres"]["address"] == f"127.0.0.1:{recorded['pg_port']}"
+
+
+def test_a_port_variable_that_disagrees_with_a_running_stacks_record_is_one_line(tmp_path, silent_port):
+    pg_port = closed_port()
+    home = a_recorded_home(tmp_path, kafka_port=silent_port, kafka_controller_port=closed_port(), pg_port=pg_port)
+    for args in (("stack", "status"), ("stack", "down")):
+        done = vote_ledger(*args, VOTE_LEDGER_HOME=str(home), VOTE_LEDGER_KAFKA_PORT="19092")
+        assert_one_line(done, f"VOTE_LEDGER_KAFKA_PORT=19092 (recorded: {silent_port})", str(home / "ports.json"))
+    # The variable that agrees with the record is fine, and once that stack is down a new port wins.
+    agreeing = vote_ledger("stack", "status", VOTE_LEDGER_HOME=str(home), VOTE_LEDGER_KAFKA_PORT=str(silent_port))
+    assert "Traceback" not in agreeing.stderr and f"127.0.0.1:{pg_port}" in agreeing.stdout
+    stale = a_recorded_home(
+        tmp_path / "stale", kafka_port=closed_port(), kafka_controller_port=closed_port(), pg_port=pg_port
+    )
+    moved = vote_ledger("stack", "status", VOTE_LEDGER_HOME=str(stale), VOTE_LEDGER_PG_PORT="25999")
+    assert "127.0.0.1:25999" in moved.stdout and "Traceback" not in moved.stderr

@@ -37,7 +37,7 @@ from services.devtools.stack.common import (
     ephemeral_range,
     say,
 )
-from services.local_stack import DATABASE, Endpoints, served_endpoints
+from services.local_stack import DATABASE, Endpoints, record_ports, served_endpoints
 
 
 def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
@@ -49,6 +49,11 @@ def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     # Check every port first so a busy one does not leave half a stack running.
     _kafka.check_ports(cfg)
     _pg.check_ports(cfg)
+    # Recorded before anything starts, so status, down and the local-stack fallback find these ports.
+    record_ports(
+        cfg.home,
+        {"kafka_port": cfg.kafka_port, "kafka_controller_port": cfg.kafka_controller_port, "pg_port": cfg.pg_port},
+    )
     # The JVM takes the longest to boot, so launch it first and set up
     # PostgreSQL while it starts; then wait for Kafka to answer.
     _kafka.start(cfg, log)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploy import bundled
 from services.errors import UserError
-from services.local_stack import passwords_file
+from services.local_stack import passwords_file, with_recorded_ports
 
 if TYPE_CHECKING:
     from services.settings import Settings
@@ -57,7 +57,8 @@ class StackConfig:
         """Read the settings (VOTE_LEDGER_* variables), then apply the overrides that are not None (flags)."""
         from services.settings import load
 
-        return cls.of(load(**{key: value for key, value in overrides.items() if value is not None}))
+        current = load(**{key: value for key, value in overrides.items() if value is not None})
+        return cls.of(with_recorded_ports(current))  # the home's own ports, unless given
 
     @classmethod
     def of(cls, current: Settings) -> StackConfig:
