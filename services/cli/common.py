@@ -73,14 +73,16 @@ def add_format(
     if default not in choices or "json" not in choices:
         raise ValueError(f"--format {default} must be one of {choices}, and json one of them")
     described = ", ".join(f"{c} ({FORMAT_HELP.get(c, c)})" for c in choices)
-    parser.add_argument(
+    # One or the other: `--format csv --json` silently printed JSON (the last flag won).
+    either = parser.add_mutually_exclusive_group()
+    either.add_argument(
         "--format",
         dest=dest,
         choices=choices,
         default=default,
         help=help or f"output format: {described}; default {default}",
     )
-    parser.add_argument("--json", dest=dest, action="store_const", const="json", help="alias of --format json")
+    either.add_argument("--json", dest=dest, action="store_const", const="json", help="alias of --format json")
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -90,8 +92,12 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``minimum``, else a one-line error."""
+# Past this, a count reached PostgreSQL (an int4 or int8 parameter) and failed there with a traceback.
+INT32_MAX = 2**31 - 1
+
+
+def whole_number(minimum: int, maximum: int = INT32_MAX) -> Callable[[str], int]:
+    """An argparse type: an integer from ``minimum`` to ``maximum``, else a one-line error."""
 
     def parse(text: str) -> int:
         try:
@@ -100,6 +106,8 @@ def whole_number(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}: {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}: {value}")
         return value
 
     return parse

@@ -187,7 +187,12 @@ def test_the_tally_csv_has_one_row_per_item_and_every_column_the_json_has():
 
 @pytest.mark.parametrize(
     "minimum, text, error",
-    [(1, "0", "must be at least 1: 0"), (0, "-1", "must be at least 0: -1"), (0, "x", "not a whole number: 'x'")],
+    [
+        (1, "0", "must be at least 1: 0"),
+        (0, "-1", "must be at least 0: -1"),
+        (0, "x", "not a whole number: 'x'"),
+        (0, "2147483648", "must be at most 2147483647: 2147483648"),
+    ],
 )
 def test_a_whole_number_argument_below_its_minimum_or_not_a_number_is_refused_in_one_line(minimum, text, error):
     with pytest.raises(argparse.ArgumentTypeError, match=error):
@@ -224,12 +229,32 @@ BAD_NUMBERS = [
     (["bench", "--scale", "10000,lots"], "--scale: not a whole number: 'lots'"),
     (["bench", "--scale", "10000,0"], "--scale: must be at least 1: 0"),
     (["tally", "--meeting", "m", "--watch", "-1"], "--watch: must be a finite number above 0: -1"),
+    (["tally", "--meeting", "m", "--format", "csv", "--json"], "--json: not allowed with argument --format"),
     (["tally", "--meeting", "m", "--watch", "0"], "--watch: must be a finite number above 0: 0"),
     (["simulate", "--meeting", "m", "--rate", "0"], "--rate: must be a finite number above 0: 0"),
     (["simulate", "--meeting", "m", "--duration", "-2"], "--duration: must be a finite number above 0: -2"),
     (["simulate", "--meeting", "m", "--turnout", "1.5"], "--turnout: must be at most 1: 1.5"),
     (["simulate", "--meeting", "m", "--turnout", "0"], "--turnout: must be a finite number above 0: 0"),
 ]
+
+
+HUGE = "99999999999999999999"  # reached PostgreSQL as a parameter and failed there with a DataError traceback
+HUGE_COUNTS = [
+    (["audit", "events", "--meeting", "m", "--limit", HUGE], "vote-ledger audit events: error: argument --limit"),
+    (
+        ["report", "rejections", "--meeting", "m", "--examples", HUGE],
+        "vote-ledger report rejections: error: argument --examples",
+    ),
+]
+
+
+@pytest.mark.parametrize("argv, flag", HUGE_COUNTS, ids=[" ".join(argv[:2]) for argv, _ in HUGE_COUNTS])
+def test_a_count_beyond_a_32_bit_integer_is_refused_as_it_is_parsed(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "error" in line] == [f"{flag}: must be at most 2147483647: {HUGE}"]
 
 
 @pytest.mark.parametrize("argv, error", BAD_NUMBERS, ids=[" ".join(argv) for argv, _ in BAD_NUMBERS])
