@@ -277,3 +277,26 @@ def test_a_port_variable_that_disagrees_with_a_running_stacks_record_is_one_line
     )
     moved = vote_ledger("stack", "status", VOTE_LEDGER_HOME=str(stale), VOTE_LEDGER_PG_PORT="25999")
     assert "127.0.0.1:25999" in moved.stdout and "Traceback" not in moved.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runuser is only needed as root (PostgreSQL runs as `postgres`)")
+def test_stack_up_without_runuser_on_the_path_says_so_before_starting_anything(tmp_path):
+    import shutil
+
+    tools = tmp_path / "bin"  # java and Maven, but no runuser
+    tools.mkdir()
+    for tool in ("java", "mvn"):
+        if found := shutil.which(tool):
+            (tools / tool).symlink_to(found)
+    home = tmp_path / "home"
+    place = {"VOTE_LEDGER_KAFKA_PORT": str(closed_port()), "VOTE_LEDGER_KAFKA_CONTROLLER_PORT": str(closed_port())}
+    place |= {"VOTE_LEDGER_PG_PORT": str(closed_port()), "VOTE_LEDGER_HOME": str(home)}
+    cache = {"VOTE_LEDGER_CACHE": os.environ.get("VOTE_LEDGER_CACHE") or str(REPO / ".cache")}
+    try:
+        done = vote_ledger("stack", "up", PATH=str(tools), **place, **cache)
+        said = [line for line in done.stderr.splitlines() if not line.startswith("[stack] warning:")]  # ports
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(said) == 1 and "`runuser` is needed" in said[0] and "PATH" in said[0], done.stderr
+        assert not (home / "kafka.pid").exists() and not (home / "pg-data").exists()
+    finally:
+        vote_ledger("stack", "down", **place, **cache)

@@ -49,6 +49,9 @@ def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     # Check every port first so a busy one does not leave half a stack running.
     _kafka.check_ports(cfg)
     _pg.check_ports(cfg)
+    # And every tool, so a missing one is one line, not a traceback with Kafka started and PostgreSQL not.
+    _kafka.check_tools(cfg)
+    _pg.check_tools(cfg, log)
     # Recorded before anything starts, so status, down and the local-stack fallback find these ports.
     record_ports(
         cfg.home,

@@ -223,6 +223,15 @@ def check_ports(cfg: StackConfig) -> None:
             )
 
 
+def check_tools(cfg: StackConfig) -> None:
+    """Fail, before anything starts, unless Java (and Maven, while the jars are not cached) are here."""
+    if running_pid(cfg) is not None:
+        return
+    _java()
+    if not libs_ready(cfg) and shutil.which("mvn") is None:
+        raise StackError(f"`mvn` is needed once to fetch the Kafka jars: {INSTALL_HINT}")
+
+
 def start(cfg: StackConfig, log: Log) -> None:
     """Launch the broker in the background unless it already runs; does not wait."""
     if running_pid(cfg) is not None:

@@ -76,6 +76,18 @@ def _as_db_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", OS_USER, "--", *cmd] if _is_root() else cmd
 
 
+def check_tools(cfg: StackConfig, log: Log) -> None:
+    """Fail, before anything starts, unless every tool PostgreSQL's start needs is here (a stopped server only)."""
+    if running_pid(cfg) is not None:
+        return
+    ensure_bindir(cfg, log)
+    if _is_root() and shutil.which("runuser") is None:
+        raise StackError(
+            f"`runuser` is needed to run PostgreSQL as the `{OS_USER}` user when vote-ledger runs as root, and it"
+            " is not on the PATH: install util-linux (it ships runuser) or add its folder (usually /usr/sbin) to PATH"
+        )
+
+
 def _has_server(bindir: Path) -> bool:
     return all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres"))
 
