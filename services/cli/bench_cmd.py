@@ -17,6 +17,8 @@ from services.settings import settings
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+# Said for an installed wheel as well as for a checkout.
+BENCH_EXTRAS = "pip install 'vote-ledger[bench]', or pip install -e '.[bench]' in a checkout"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         " fixed rate, replay from the log, raw aiokafka and raw COPY limits, the eventsourcing and"
         " naive peers, and a scale curve. Everything runs in scratch databases and topics, removed"
         " afterwards. Writes results.json and results.md. Needs Kafka and PostgreSQL"
-        " (VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN) and the bench extras (pip install -e '.[bench]').",
+        " (VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN) and the bench extras"
+        f" ({BENCH_EXTRAS}).",
     )
     b.add_argument(
         "--events", type=whole_number(1), default=1_000_000, help="submissions in the main run (default 1,000,000)"
@@ -84,7 +87,7 @@ def _bench(args: argparse.Namespace) -> int:
         from services.devtools.bench.run import Plan  # noqa: PLC0415
         from services.devtools.bench.run import run as run_bench
     except ImportError as exc:
-        raise UserError(f"{exc.name} is missing: install the bench extras (pip install -e '.[bench]')") from None
+        raise UserError(f"{exc.name} is missing: install the bench extras ({BENCH_EXTRAS})") from None
     plan = Plan(
         events=args.events,
         positions=args.positions,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -88,6 +89,19 @@ def test_json_and_format_json_parse_alike_and_the_default_output_is_unchanged():
     assert (args.format, args.diff_format) == ("json", "table")
     with pytest.raises(SystemExit):
         parser.parse_args(["status", "--format", "csv"])
+
+
+def test_bench_help_says_how_to_get_its_extras_from_an_installed_wheel_too():
+    text = " ".join(dict(ALL)[("bench",)].format_help().split())  # argparse wraps the description
+    assert "pip install 'vote-ledger[bench]'" in text
+
+
+def test_the_readme_cli_table_shows_the_verbose_flag_of_services_run():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `vote-ledger services run")]
+    assert "`-v`/`--verbose`" in row and {"-v", "--verbose"} <= {
+        flag for a in options(dict(ALL)[("services", "run")]) for flag in a.option_strings
+    }
 
 
 @pytest.mark.parametrize("path", LONG_WORK, ids=" ".join)
