@@ -13,7 +13,9 @@ commands an auditor runs import neither a PostgreSQL nor a Kafka client.
 
 from __future__ import annotations
 
+import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -88,9 +90,24 @@ class BadExport(ValueError):
     """The file is not a vote-ledger export, or its manifest does not describe its log."""
 
 
+class UnreadableLine(BadExport):
+    """One line of a member that is not a row: ``where`` names it (line, and position when known), ``why`` says why."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where} unreadable: {why}")
+        self.where, self.why = where, why
+
+
+# One exported line holds one row: a payload the ledger took from Kafka (1 MB by default), escaped
+# as a JSON string, or a parked message in hex. Past this a line is refused rather than read into
+# memory (a forged file could hold one endless line).
+MAX_LINE = 16 * 1024 * 1024
+MAX_MANIFEST = 1024 * 1024  # a manifest is a few hundred bytes
+
 row_encoder = msgspec.json.Encoder()  # shared with the writer: one encoding of a row
 _row_decoder = msgspec.json.Decoder(ExportRow)
 _parked_decoder = msgspec.json.Decoder(ExportParked)
+_manifest_decoder = msgspec.json.Decoder(Manifest)
 
 
 def software_version() -> str:
@@ -101,33 +118,74 @@ def software_version() -> str:
         return "unknown"
 
 
+def _open(path: Path) -> zipfile.ZipFile:
+    """The export as a zip; BadExport for anything else (a device or a FIFO would be read forever)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise BadExport(f"{path}: not a regular file; an export is a zip file written by vote-ledger export")
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadExport(f"{path}: not a vote-ledger export ({exc})") from None
+
+
 def read_manifest(path: Path) -> Manifest:
     """The export's manifest; BadExport if the file is not an export."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            manifest = msgspec.json.decode(archive.read(MANIFEST_MEMBER), type=Manifest)
-    except (zipfile.BadZipFile, KeyError, msgspec.DecodeError, OSError) as exc:
+        with _open(path) as archive:
+            if LOG_MEMBER not in archive.namelist():
+                raise BadExport(f"{path}: not a vote-ledger export (it holds no {LOG_MEMBER})")
+            with archive.open(MANIFEST_MEMBER) as member:
+                data = member.read(MAX_MANIFEST + 1)
+            if len(data) > MAX_MANIFEST:
+                raise BadExport(f"{path}: not a vote-ledger export ({MANIFEST_MEMBER} is over {MAX_MANIFEST:,} bytes)")
+            manifest = _manifest_decoder.decode(data)
+    except (zipfile.BadZipFile, KeyError, msgspec.DecodeError, OSError, EOFError, zlib.error) as exc:
         raise BadExport(f"{path}: not a vote-ledger export ({exc})") from None
     if manifest.format != FORMAT or manifest.format_version not in READABLE_VERSIONS:
         raise BadExport(f"{path}: format {manifest.format} v{manifest.format_version} is not supported")
     return manifest
 
 
+def read_lines(path: Path, member: str) -> Iterator[tuple[int, bytes]]:
+    """Each line of a member with its number (from 1), streamed; nothing if the export lacks the member.
+
+    Raises BadExport when the member cannot be read on (a line over MAX_LINE, a damaged zip).
+    """
+    number = 0
+    try:
+        with _open(path) as archive:
+            if member not in archive.namelist():
+                return
+            with archive.open(member) as lines:
+                while line := lines.readline(MAX_LINE + 1):
+                    number += 1
+                    if len(line) > MAX_LINE:
+                        raise UnreadableLine(f"line {number}", f"longer than {MAX_LINE:,} bytes")
+                    yield number, line
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise UnreadableLine(f"line {number + 1}", f"{member} is damaged ({exc})") from None
+
+
+def decode_row(number: int, line: bytes) -> ExportRow:
+    """One log line as a row; UnreadableLine naming the line if it is not one."""
+    try:
+        return _row_decoder.decode(line)
+    except msgspec.DecodeError as exc:  # also ValidationError: valid JSON, but not a row
+        raise UnreadableLine(f"line {number}", str(exc)) from None
+
+
+def decode_parked(number: int, line: bytes) -> ExportParked:
+    """One parked.jsonl line as a parked message; UnreadableLine naming the line if it is not one."""
+    try:
+        return _parked_decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise UnreadableLine(f"line {number}", str(exc)) from None
+
+
 def read_rows(path: Path) -> Iterator[tuple[ExportRow, bytes]]:
-    """Each exported row with its exact line bytes, streamed in file order."""
-    with zipfile.ZipFile(path) as archive, archive.open(LOG_MEMBER) as log:
-        for line in log:
-            yield _row_decoder.decode(line), line
-
-
-def read_parked(path: Path) -> Iterator[tuple[ExportParked, bytes]]:
-    """Each exported parked message with its exact line bytes; nothing for a v1 export."""
-    with zipfile.ZipFile(path) as archive:
-        if PARKED_MEMBER not in archive.namelist():
-            return
-        with archive.open(PARKED_MEMBER) as parked:
-            for line in parked:
-                yield _parked_decoder.decode(line), line
+    """Each exported row with its exact line bytes, streamed in file order; BadExport at the first bad line."""
+    for number, line in read_lines(path, LOG_MEMBER):
+        yield decode_row(number, line), line
 
 
 def manifest_dict(manifest: Manifest) -> dict[str, Any]:

@@ -9,26 +9,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from events import decode
-from projections.chain import Break, ChainRow, ParkedCheck, ParkedRow
+from events import AnyEvent, decode
+from projections.chain import Break, ChainCheck, ChainRow, ParkedCheck, ParkedRow
 from projections.chain_walk import ChainWalk
 from projections.diff import report_of
 from projections.digest import LogDigest
 from projections.replay import counted, replay
 from projections.report import final_report
 from services.read.export_file import (
+    LOG_MEMBER,
+    PARKED_MEMBER,
     BadExport,
     ExportParked,
     ExportRow,
     Manifest,
+    UnreadableLine,
+    decode_parked,
+    decode_row,
     manifest_dict,
+    read_lines,
     read_manifest,
-    read_parked,
-    read_rows,
 )
 
 OnProgress = Callable[[int, int | None], None]
 _PROGRESS_EVERY = 10_000  # rows between two progress calls: a call per row would cost more than the check
+_SAME_KIND = 5  # problems of one kind listed before the rest are counted: a wrong manifest could fail every row
 
 
 def _ignore(done: int, total: int | None) -> None:
@@ -47,6 +52,20 @@ class FileVerification:
     chain_break: Break | None = None
     parked: ParkedCheck | None = None  # None: a v1 export, without parked messages
     problems: list[str] = field(default_factory=list)
+    _seen: dict[str, int] = field(default_factory=dict)  # problems per kind, listed or not
+
+    def add(self, kind: str, problem: str) -> None:
+        """Note a row's problem; past the first few of one kind, only count them (see count_unlisted)."""
+        seen = self._seen[kind] = self._seen.get(kind, 0) + 1
+        if seen <= _SAME_KIND:
+            self.problems.append(problem)
+
+    def count_unlisted(self) -> None:
+        """Say how many problems of each kind were counted but not listed."""
+        for kind, seen in self._seen.items():
+            if seen > _SAME_KIND:
+                self.problems.append(f"… and {seen - _SAME_KIND:,} more row(s) {kind}")
+        self._seen.clear()
 
     @property
     def ok(self) -> bool:
@@ -112,11 +131,30 @@ def _hex(text: str | None) -> bytes | None:
     return None if text is None else bytes.fromhex(text)
 
 
+def _log_row(number: int, line: bytes) -> tuple[ExportRow, ChainRow, AnyEvent]:
+    """One log.jsonl line as a row, its chain form and its event; UnreadableLine naming it if any part is not."""
+    row = decode_row(number, line)
+    try:
+        return row, _chain_row(row), decode(row.payload)
+    except ValueError as exc:  # a hash not in hex, a bad timestamp, a payload that is no event (MalformedMessage)
+        raise UnreadableLine(f"row {row.position} (line {number})", str(exc)) from None
+
+
+def _parked_message(number: int, line: bytes) -> ParkedRow:
+    """One parked.jsonl line as its chain sees it; UnreadableLine naming it if it is not one."""
+    row = decode_parked(number, line)
+    try:
+        return _parked_row(row)
+    except ValueError as exc:  # a key, value or hash not in hex, a bad timestamp
+        raise UnreadableLine(f"parked message {row.id} (line {number})", str(exc)) from None
+
+
 def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgress | None = None) -> FileVerification:
     """Check the export's chains, its manifest, and (optionally) a hash published elsewhere.
 
-    Raises BadExport if the export holds no log row: there is nothing to verify. ``on_progress(done,
-    total)``: called now and then with the rows and parked messages read, of those the manifest states.
+    Raises BadExport if the file is not an export or holds no log row: there is nothing to verify. A
+    line that is not a row is a problem found, like any other tampering. ``on_progress(done, total)``:
+    called now and then with the rows and parked messages read, of those the manifest states.
     """
     manifest = read_manifest(path)
     total = manifest.rows + (manifest.parked_rows or 0)
@@ -126,28 +164,46 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
     check = walk.check
     counts = {"accepted": 0, "rejected": 0}
     first = None
-    for row, line in read_rows(path):
-        digest.update(line)
-        if row.meeting_id != manifest.meeting_id:
-            result.problems.append(f"row {row.position} belongs to meeting {row.meeting_id}")
-        walk.feed(_chain_row(row), decode(row.payload))
-        counts[row.decision] = counts.get(row.decision, 0) + 1
-        first = row.position if first is None else first
-        if check.rows % _PROGRESS_EVERY == 0:
-            on_progress(check.rows, max(total, check.rows))
+    lines, unreadable = 0, None
+    try:
+        for lines, line in read_lines(path, LOG_MEMBER):
+            digest.update(line)
+            row, chain_row, event = _log_row(lines, line)
+            if row.meeting_id != manifest.meeting_id:
+                result.add("of another meeting", f"row {row.position} belongs to meeting {row.meeting_id}")
+            walk.feed(chain_row, event)
+            counts[row.decision] = counts.get(row.decision, 0) + 1
+            first = row.position if first is None else first
+            if check.rows % _PROGRESS_EVERY == 0:
+                on_progress(check.rows, max(total, check.rows))
+    except UnreadableLine as exc:
+        # Not a row: what follows cannot be trusted to line up either (a zip bomb is all blank lines).
+        unreadable = exc
     on_progress(check.rows, max(total, check.rows))
-    if check.rows == 0:
+    if lines == 0 and unreadable is None:
         raise BadExport(f"{path}: the export holds no log row of meeting {manifest.meeting_id}: nothing to verify")
+    result.count_unlisted()
+    if unreadable is not None:
+        result.problems.append(f"{unreadable}; {LOG_MEMBER} is not read further")
     result.rows, result.v1_rows, result.chain_break = check.rows, check.v1_rows, check.first_break
     result.problems += walk.problems(manifest.meeting_id)
     if manifest.format_version >= 2:
-        result.parked = _verify_parked(
-            path, manifest, result.problems, lambda done: on_progress(check.rows + done, total)
-        )
+        result.parked = _verify_parked(path, manifest, result, lambda done: on_progress(check.rows + done, total))
     if walk.misjudged is not None:
         result.problems.append(f"decision: {walk.misjudged.detail}")
     result.final_hash = walk.final_hash
     result.log_sha256 = digest.hexdigest()
+    if unreadable is None:  # the whole log was read: it can be compared with the manifest and the anchor
+        _compare(result, manifest, counts, first, check.last_position)
+        if not walk.anchor_holds():
+            result.problems.append(f"the chain does not pass through the expected hash {expect_hash}")
+    return result
+
+
+def _compare(
+    result: FileVerification, manifest: Manifest, counts: dict[str, int], first: int | None, last: int | None
+) -> None:
+    """Whether the manifest describes the log read."""
     for what, found, stated in (
         ("rows", result.rows, manifest.rows),
         ("final hash", result.final_hash, manifest.final_hash),
@@ -155,7 +211,6 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
     ):
         if found != stated:
             result.problems.append(f"{what}: the log gives {found}, the manifest says {stated}")
-    last = check.last_position
     for what, found, stated in (
         ("accepted rows", counts["accepted"], manifest.accepted),
         ("rejected rows", counts["rejected"], manifest.rejected),
@@ -166,21 +221,22 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
             result.problems.append(f"{what}: the log gives {found}, the manifest says {stated}")
     if last is not None and not (first or 0) <= manifest.as_of_position:
         result.problems.append(f"as_of_position {manifest.as_of_position} is before the log's first row")
-    if not walk.anchor_holds():
-        result.problems.append(f"the chain does not pass through the expected hash {expect_hash}")
-    return result
 
 
 def _verify_parked(
-    path: Path, manifest: Manifest, problems: list[str], on_progress: Callable[[int], None]
+    path: Path, manifest: Manifest, result: FileVerification, on_progress: Callable[[int], None]
 ) -> ParkedCheck:
     """The parked messages' chain of the export, and that the manifest describes it."""
     check, digest = ParkedCheck(), hashlib.sha256()
-    for read, (row, line) in enumerate(read_parked(path), 1):
-        digest.update(line)
-        check.feed([_parked_row(row)])
-        if read % _PROGRESS_EVERY == 0:
-            on_progress(read)
+    try:
+        for read, line in read_lines(path, PARKED_MEMBER):
+            digest.update(line)
+            check.feed([_parked_message(read, line)])
+            if read % _PROGRESS_EVERY == 0:
+                on_progress(read)
+    except UnreadableLine as exc:  # as for log.jsonl: the rest is not read
+        result.problems.append(f"{PARKED_MEMBER} {exc}; {PARKED_MEMBER} is not read further")
+        return check
     on_progress(check.rows + check.legacy)  # every parked message read
     final = check.last_hash.hex() if check.rows else None
     for what, found, stated in (
@@ -189,33 +245,65 @@ def _verify_parked(
         ("parked.jsonl SHA-256", digest.hexdigest(), manifest.parked_sha256),
     ):
         if found != stated:
-            problems.append(f"{what}: the export gives {found}, the manifest says {stated}")
+            result.problems.append(f"{what}: the export gives {found}, the manifest says {stated}")
     return check
 
 
+def _does_not_verify(path: Path, why: str) -> BadExport:
+    return BadExport(
+        f"{path}: the export does not verify: {why}; run vote-ledger audit verify --file {path} for details"
+    )
+
+
 def _fold(path: Path, position: int):
-    """Fold the export's accepted rows up to ``position``; also hash that prefix for the report."""
+    """Fold the export's accepted rows up to ``position``; also hash that prefix for the report.
+
+    An auditor's tool must not print numbers from a file that does not hold together, so on the way
+    every row is read (past ``position`` too), its chain checked, and the rows, log SHA-256 and final
+    hash compared with the manifest: BadExport at the first that fails. ``audit verify --file`` does
+    the full check (decisions re-judged, parked messages, an expected hash).
+    """
     manifest = read_manifest(path)
     digest = LogDigest(up_to=position)
+    sha, check = hashlib.sha256(), ChainCheck()
     events = []
     chain = None
-    for row, _line in read_rows(path):
-        if row.position > position:
-            break
-        chain = f"{row.position}:{row.hash}" if row.hash else None
-        digest.update(
-            [
-                {
-                    "position": row.position,
-                    "event_id": row.event_id,
-                    "decision": row.decision,
-                    "reason": row.reason,
-                    "payload": row.payload,
-                }
-            ]
-        )
-        if row.decision == "accepted":
-            events.append(decode(row.payload))
+    try:
+        for number, line in read_lines(path, LOG_MEMBER):
+            sha.update(line)
+            row, chain_row, event = _log_row(number, line)
+            check.feed([chain_row])
+            if check.first_break is not None:
+                brk = check.first_break
+                raise _does_not_verify(path, f"hash chain: position {brk.position} {brk.problem}: {brk.detail}")
+            if row.meeting_id != manifest.meeting_id:
+                raise _does_not_verify(path, f"row {row.position} belongs to meeting {row.meeting_id}")
+            if row.position > position:
+                continue
+            chain = f"{row.position}:{row.hash}" if row.hash else None
+            digest.update(
+                [
+                    {
+                        "position": row.position,
+                        "event_id": row.event_id,
+                        "decision": row.decision,
+                        "reason": row.reason,
+                        "payload": row.payload,
+                    }
+                ]
+            )
+            if row.decision == "accepted":
+                events.append(event)
+    except UnreadableLine as exc:
+        raise BadExport(f"{path}: {LOG_MEMBER} {exc}") from None
+    final = check.last_hash.hex() if check.rows else None
+    for what, found, stated in (
+        ("rows", check.rows, manifest.rows),
+        ("log.jsonl SHA-256", sha.hexdigest(), manifest.log_sha256),
+        ("final hash", final, manifest.final_hash),
+    ):
+        if found != stated:
+            raise _does_not_verify(path, f"{what}: the log gives {found}, the manifest says {stated}")
     projection = replay(events)
     if manifest.meeting_id not in projection.tallies:
         raise BadExport(f"{path}: no accepted meeting.scheduled for {manifest.meeting_id} up to position {position}")
