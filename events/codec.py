@@ -85,14 +85,9 @@ _TOO_DEEP = "JSON nested too deeply"
 # PostgreSQL's text cannot hold NUL and its timestamps end where Python's begin; a message that
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
 _NUL_ESCAPE = "\\u0000"
-_TIME_FIELDS = {
-    cls: tuple(
-        f
-        for f in cls.__struct_fields__
-        if f in ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")
-    )
-    for cls in EVENT_TYPES.values()
-}
+TIME_FIELDS = ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")  # held to YEARS
+YEARS = (1900, 9000)  # the years a stored timestamp may have (the published schemas say so too)
+_TIME_FIELDS = {cls: tuple(f for f in cls.__struct_fields__ if f in TIME_FIELDS) for cls in EVENT_TYPES.values()}
 
 
 def _check_storable(text: str, event: Event) -> None:
@@ -103,7 +98,7 @@ def _check_storable(text: str, event: Event) -> None:
     for name in _TIME_FIELDS[type(event)]:  # keyed by class: __struct_config__ builds an object per call
         value = getattr(event, name)
         # Whole years inside the range keep any UTC offset inside both Python's and PostgreSQL's.
-        if value is not None and not 1900 <= value.year <= 9000:
+        if value is not None and not YEARS[0] <= value.year <= YEARS[1]:
             raise MalformedMessage("invalid_event", f"`{name}` {value.isoformat()} is outside 1900-9000")
 
 

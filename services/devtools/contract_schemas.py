@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from events import EVENT_TYPES, AdminEvent, Submission
+from events import EVENT_TYPES, SCHEMA_VERSION, UPCASTERS, AdminEvent, Submission
+from events.codec import TIME_FIELDS, YEARS
 from projections.heads import Head
 from services.runtime.ledger import PARKED_COPY_MAX, PARKED_KEY_MAX
 from services.settings import ADMIN_TOPIC, SUBMISSIONS_TOPIC
@@ -46,6 +47,15 @@ _PARKED_HEADERS_SCHEMA: dict[str, Any] = {
             "description": f"Only if the key was over {PARKED_KEY_MAX:,} bytes and was cut:"
             " its original length in bytes.",
         },
+        "content-type": {
+            "type": "string",
+            "description": "Set by FastStream, the ledger's Kafka framework (empty: raw bytes); not part of"
+            " this contract's guarantees.",
+        },
+        "correlation_id": {
+            "type": "string",
+            "description": "Set by FastStream (a UUID per copy); not part of this contract's guarantees.",
+        },
     },
     "required": ["reason", "detail", "source"],
 }
@@ -55,15 +65,76 @@ def _with_dialect(schema: dict[str, Any]) -> dict[str, Any]:
     return {"$schema": DIALECT, **schema}
 
 
+# msgspec's schemas say what its types say; the codec refuses more (events/codec.py). Where JSON
+# Schema can say it, the published schemas say it too; docs/wire-contract.md lists the rest.
+_NO_NUL = "^[^\\u0000]*$"  # the log's text cannot hold NUL (in JSON: the escape \u0000)
+# The years 1900-9000 (events.codec.YEARS) as the codec checks them: on the year as written.
+_STORABLE_YEAR = "^(19[0-9]{2}|[2-8][0-9]{3}|9000)-[^\\u0000]*$"
+assert YEARS == (1900, 9000), "_STORABLE_YEAR spells out events.codec.YEARS: update it"
+
+
+def _versions(tag: str) -> list[int]:
+    """The versions of an event the codec decodes: the current one and those an upcaster chain lifts to it."""
+    accepted, version = [SCHEMA_VERSION], SCHEMA_VERSION - 1
+    while (tag, version) in UPCASTERS:
+        accepted.insert(0, version)
+        version -= 1
+    return accepted
+
+
+def _tighten(node: Any, tag_of_def: dict[str, str]) -> Any:
+    """A copy of a msgspec schema with the codec's own limits added: versions, years, no NUL."""
+    if isinstance(node, list):
+        return [_tighten(item, tag_of_def) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("$defs", "properties"):  # names -> schemas
+            out[key] = {name: _tighten(schema, tag_of_def) for name, schema in value.items()}
+        elif key in ("anyOf", "items", "additionalProperties"):
+            out[key] = _tighten(value, tag_of_def)
+        else:
+            out[key] = value
+    tag = tag_of_def.get(out.get("title", ""))
+    if tag is not None:  # an event: its version, and the timestamps the log stores in columns
+        props = out["properties"]
+        props["v"] = {**props["v"], "enum": _versions(tag)}
+        for field in TIME_FIELDS:
+            if field in props:
+                props[field] = _dated(props[field])
+    if out.get("type") == "string" and "enum" not in out and "pattern" not in out:
+        out["pattern"] = _NO_NUL
+    if out.get("type") == "object" and isinstance(out.get("additionalProperties"), dict):
+        out["propertyNames"] = {"pattern": _NO_NUL}
+    return out
+
+
+def _dated(node: dict[str, Any]) -> dict[str, Any]:
+    """A timestamp field (or its non-null branch) restricted to the years the log stores."""
+    if "anyOf" in node:
+        return {**node, "anyOf": [_dated(branch) for branch in node["anyOf"]]}
+    if node.get("format") == "date-time":
+        return {**node, "pattern": _STORABLE_YEAR}
+    return node
+
+
+def _event_schema(cls_or_union: Any) -> dict[str, Any]:
+    """msgspec's schema of an event or a union of events, tightened to what the codec accepts."""
+    tag_of_def = {cls.__name__: tag for tag, cls in EVENT_TYPES.items()}
+    tightened: dict[str, Any] = _tighten(msgspec.json.schema(cls_or_union), tag_of_def)
+    return tightened
+
+
 def schemas() -> dict[str, dict[str, Any]]:
     """Every JSON Schema of the contract, by file stem: one per event, one per topic, heads, parked headers."""
-    out = {tag: _with_dialect(msgspec.json.schema(cls)) for tag, cls in EVENT_TYPES.items()}
+    out = {tag: _with_dialect(_event_schema(cls)) for tag, cls in EVENT_TYPES.items()}
     for topic, union, what in ((SUBMISSIONS_TOPIC, Submission, "submission"), (ADMIN_TOPIC, AdminEvent, "admin")):
         out[topic] = _with_dialect(
             {
                 "title": f"{topic} message",
                 "description": f"Any {what} event: a union tagged by its `type` field.",
-                **msgspec.json.schema(union),
+                **_event_schema(union),
             }
         )
     out["chain.head"] = _with_dialect(msgspec.json.schema(Head))
