@@ -48,7 +48,11 @@ def progress_bar(description: str, unit: str = "rows", quiet: bool = False) -> I
         """Items per second (Rich's own speed column counts bytes)."""
 
         def render(self, task: Task) -> Text:
-            return Text(f"{task.speed:,.0f} {unit}/s" if task.speed else f"- {unit}/s", style="progress.data.speed")
+            speed = task.speed
+            if speed is None and task.completed and task.elapsed:
+                # Rich estimates from two updates at least; a short job jumps to its end in one: its average.
+                speed = task.completed / task.elapsed
+            return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
 
     with Progress(
         TextColumn("{task.description}"),

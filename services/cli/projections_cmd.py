@@ -41,7 +41,9 @@ def _rebuild(args: argparse.Namespace) -> int:
         conn = await connect_as(settings(), PROJECTOR_ROLE)
         try:
             started = time.perf_counter()
-            with progress_bar(f"rebuilding {args.meeting}", unit="positions", quiet=args.quiet) as on_progress:
+            # Both folds (the replay, then the check) read the log up to the checkpoint: the bar counts it twice.
+            label = f"rebuilding {args.meeting} (2 passes)"
+            with progress_bar(label, unit="positions", quiet=args.quiet) as on_progress:
                 rows = await rebuild(conn, args.meeting, on_progress)
         except UnknownMeeting:
             raise UserError(f"no projected meeting {args.meeting!r} (is the projector running?)") from None

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -40,11 +41,16 @@ async def test_export_and_online_verify_draw_a_full_bar_with_rate_and_eta_on_a_t
     code, out, err = await run(settings, "export", "--meeting", "m1", "--out", str(tmp_path / "m1.zip"), terminal=True)
     assert code == 0 and json.loads(out)["meeting_id"] == "m1"  # stdout is still the manifest alone
     assert all(part in err for part in ("exporting m1", "100%", "positions/s", "ETA"))
+    # A short export reaches its end in one update: its last frame still says how fast it went.
+    assert re.search(r"[0-9][0-9,]* positions/s", err.rsplit("exporting m1", 1)[-1]), err
     code, out, err = await run(settings, "audit", "verify", "--meeting", "m1", "--no-heads", terminal=True)
     assert code == 0 and "VERIFIED" in out
     assert all(part in err for part in ("verifying m1", "100%", "positions/s", "ETA")), err
     code, out, err = await run(settings, "audit", "verify", "--file", str(tmp_path / "m1.zip"), terminal=True)
     assert code == 0 and all(part in err for part in ("verifying m1.zip", "9/9", "100%", "rows/s"))
+    code, out, err = await run(settings, "projections", "rebuild", "--meeting", "m1", terminal=True)
+    # The replay and its check both read the log: the bar says it counts two passes.
+    assert code == 0 and "rebuilding m1 (2 passes)" in err and "100%" in err, err
 
 
 async def test_quiet_or_a_stderr_that_is_no_terminal_gets_no_bar(settings, exported, tmp_path):
