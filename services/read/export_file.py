@@ -103,6 +103,7 @@ class UnreadableLine(BadExport):
 # memory (a forged file could hold one endless line).
 MAX_LINE = 16 * 1024 * 1024
 MAX_MANIFEST = 1024 * 1024  # a manifest is a few hundred bytes
+_TOO_DEEP = "JSON nested too deeply"
 
 row_encoder = msgspec.json.Encoder()  # shared with the writer: one encoding of a row
 _row_decoder = msgspec.json.Decoder(ExportRow)
@@ -139,6 +140,8 @@ def read_manifest(path: Path) -> Manifest:
             if len(data) > MAX_MANIFEST:
                 raise BadExport(f"{path}: not a vote-ledger export ({MANIFEST_MEMBER} is over {MAX_MANIFEST:,} bytes)")
             manifest = _manifest_decoder.decode(data)
+    except RecursionError:
+        raise BadExport(f"{path}: not a vote-ledger export ({MANIFEST_MEMBER}: {_TOO_DEEP})") from None
     except (zipfile.BadZipFile, KeyError, msgspec.DecodeError, OSError, EOFError, zlib.error) as exc:
         raise BadExport(f"{path}: not a vote-ledger export ({exc})") from None
     if manifest.format != FORMAT or manifest.format_version not in READABLE_VERSIONS:
@@ -172,6 +175,8 @@ def decode_row(number: int, line: bytes) -> ExportRow:
         return _row_decoder.decode(line)
     except msgspec.DecodeError as exc:  # also ValidationError: valid JSON, but not a row
         raise UnreadableLine(f"line {number}", str(exc)) from None
+    except RecursionError:  # msgspec's nesting limit, even in a field it skips
+        raise UnreadableLine(f"line {number}", _TOO_DEEP) from None
 
 
 def decode_parked(number: int, line: bytes) -> ExportParked:
@@ -180,6 +185,8 @@ def decode_parked(number: int, line: bytes) -> ExportParked:
         return _parked_decoder.decode(line)
     except msgspec.DecodeError as exc:
         raise UnreadableLine(f"line {number}", str(exc)) from None
+    except RecursionError:
+        raise UnreadableLine(f"line {number}", _TOO_DEEP) from None
 
 
 def read_rows(path: Path) -> Iterator[tuple[ExportRow, bytes]]:

@@ -71,6 +71,10 @@ LINE_FORGERIES = {
     "a line that is not JSON": (replace_line(3, b"not json\n"), "line 3 unreadable"),
     "a JSON array as a line": (replace_line(3, b"[1, 2, 3]\n"), "line 3 unreadable"),
     "deep nesting": (replace_line(3, b"[" * 200_000 + b"\n"), "line 3 unreadable"),
+    "deep nesting in a field no row has": (
+        replace_line(3, b'{"x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n"),
+        "line 3 unreadable: JSON nested too deeply",
+    ),
     "a line over the length limit": (replace_line(4, b"x" * (MAX_LINE + 1) + b"\n"), "line 4 unreadable"),
     "a hash with a non-hex digit": (edit_row(5, hash="zz" * 32), "row 5 (line 5) unreadable"),
     "a recorded_at that is no time": (edit_row(5, recorded_at="2026-11-29T13:52:16+00:0x"), "row 5 (line 5)"),
@@ -91,14 +95,13 @@ async def test_broken_log_lines_are_one_line_errors_naming_the_line_and_verify_s
         assert f"FAIL {where}" in out and "log.jsonl is not read further" in out, (name, out)
 
 
-async def test_an_export_without_its_log_is_one_line(exported, tmp_path):
-    forged = forge(exported[0], tmp_path / "nolog.zip", "log.jsonl", None, drop=True)
-    for command in (["tally"], ["report", "final"], ["audit", "verify"]):
-        code, out, err = run(*command, "--file", str(forged))
-        assert (code, out) == (
-            2,
-            "",
-        ) and err == f"vote-ledger: {forged}: not a vote-ledger export (it holds no log.jsonl)\n"
+async def test_an_export_without_its_log_or_with_a_deeply_nested_manifest_is_one_line(exported, tmp_path):
+    nolog = forge(exported[0], tmp_path / "nolog.zip", "log.jsonl", None, drop=True)
+    nested = forge(exported[0], tmp_path / "nested.zip", "manifest.json", lambda _: b'{"x": ' + b"[" * 200_000)
+    for forged, why in ((nolog, "it holds no log.jsonl"), (nested, "manifest.json: JSON nested too deeply")):
+        for command in (["tally"], ["report", "final"], ["audit", "verify"]):
+            code, out, err = run(*command, "--file", str(forged))
+            assert (code, out, err) == (2, "", f"vote-ledger: {forged}: not a vote-ledger export ({why})\n")
 
 
 def test_a_device_or_a_fifo_given_as_export_is_refused_at_once(tmp_path):
