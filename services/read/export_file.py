@@ -7,6 +7,9 @@ any meeting, with its own chain: undecodable messages name no meeting) and ``man
 logs, the software). Format v2 adds parked.jsonl and the chain v2 columns (chain_version and the
 Kafka source; recorded_at was already there); v1 exports still read and verify.
 
+Reading is streamed and bounded (one line at a time, MAX_LINE at most) and turns a line that is not
+a row into UnreadableLine, naming it: exports come from elsewhere and may be hostile.
+
 Kept apart from services/read/export.py (which writes exports from PostgreSQL) so that the offline
 commands an auditor runs import neither a PostgreSQL nor a Kafka client.
 """
@@ -17,11 +20,15 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from events import AnyEvent, decode
+from projections.chain import ChainRow, ParkedRow
 
 FORMAT = "vote-ledger-export"
 FORMAT_VERSION = 2
@@ -169,7 +176,7 @@ def read_lines(path: Path, member: str) -> Iterator[tuple[int, bytes]]:
         raise UnreadableLine(f"line {number + 1}", f"{member} is damaged ({exc})") from None
 
 
-def decode_row(number: int, line: bytes) -> ExportRow:
+def _decode_row(number: int, line: bytes) -> ExportRow:
     """One log line as a row; UnreadableLine naming the line if it is not one."""
     try:
         return _row_decoder.decode(line)
@@ -179,7 +186,7 @@ def decode_row(number: int, line: bytes) -> ExportRow:
         raise UnreadableLine(f"line {number}", _TOO_DEEP) from None
 
 
-def decode_parked(number: int, line: bytes) -> ExportParked:
+def _decode_parked(number: int, line: bytes) -> ExportParked:
     """One parked.jsonl line as a parked message; UnreadableLine naming the line if it is not one."""
     try:
         return _parked_decoder.decode(line)
@@ -189,10 +196,69 @@ def decode_parked(number: int, line: bytes) -> ExportParked:
         raise UnreadableLine(f"line {number}", _TOO_DEEP) from None
 
 
-def read_rows(path: Path) -> Iterator[tuple[ExportRow, bytes]]:
-    """Each exported row with its exact line bytes, streamed in file order; BadExport at the first bad line."""
-    for number, line in read_lines(path, LOG_MEMBER):
-        yield decode_row(number, line), line
+def _chain_row(row: ExportRow) -> ChainRow:
+    return ChainRow(
+        row.position,
+        row.prev_position,
+        row.meeting_id,
+        row.event_id,
+        row.type,
+        row.decision,
+        row.reason,
+        row.payload,
+        bytes.fromhex(row.hash) if row.hash else None,
+        row.chain_version,
+        _instant(row.recorded_at),
+        row.source_topic,
+        row.source_partition,
+        row.source_offset,
+    )
+
+
+def _parked_row(row: ExportParked) -> ParkedRow:
+    return ParkedRow(
+        row.id,
+        row.prev_id,
+        row.source_topic,
+        row.source_partition,
+        row.source_offset,
+        _hex(row.key),
+        _hex(row.value),
+        row.reason,
+        row.detail,
+        _instant(row.parked_at),
+        _hex(row.hash),
+    )
+
+
+def _hex(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
+
+
+def _instant(text: str) -> datetime:
+    """An exported timestamp; the exporter writes them with their offset, and the chain hashes an instant."""
+    instant = datetime.fromisoformat(text)
+    if instant.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return instant
+
+
+def log_line(number: int, line: bytes) -> tuple[ExportRow, ChainRow, AnyEvent]:
+    """One log.jsonl line as a row, its chain form and its event; UnreadableLine naming it if any part is not."""
+    row = _decode_row(number, line)
+    try:
+        return row, _chain_row(row), decode(row.payload)
+    except ValueError as exc:  # a hash not in hex, a bad timestamp, a payload that is no event (MalformedMessage)
+        raise UnreadableLine(f"row {row.position} (line {number})", str(exc)) from None
+
+
+def parked_line(number: int, line: bytes) -> ParkedRow:
+    """One parked.jsonl line as its chain sees it; UnreadableLine naming it if it is not one."""
+    row = _decode_parked(number, line)
+    try:
+        return _parked_row(row)
+    except ValueError as exc:  # a key, value or hash not in hex, a bad timestamp
+        raise UnreadableLine(f"parked message {row.id} (line {number})", str(exc)) from None
 
 
 def manifest_dict(manifest: Manifest) -> dict[str, Any]:

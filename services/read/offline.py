@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from events import AnyEvent, decode
-from projections.chain import Break, ChainCheck, ChainRow, ParkedCheck, ParkedRow
+from projections.chain import Break, ChainCheck, ParkedCheck
 from projections.chain_walk import ChainWalk
 from projections.diff import report_of
 from projections.digest import LogDigest
@@ -20,13 +18,11 @@ from services.read.export_file import (
     LOG_MEMBER,
     PARKED_MEMBER,
     BadExport,
-    ExportParked,
-    ExportRow,
     Manifest,
     UnreadableLine,
-    decode_parked,
-    decode_row,
+    log_line,
     manifest_dict,
+    parked_line,
     read_lines,
     read_manifest,
 )
@@ -92,63 +88,6 @@ class FileVerification:
         }
 
 
-def _chain_row(row: ExportRow) -> ChainRow:
-    return ChainRow(
-        row.position,
-        row.prev_position,
-        row.meeting_id,
-        row.event_id,
-        row.type,
-        row.decision,
-        row.reason,
-        row.payload,
-        bytes.fromhex(row.hash) if row.hash else None,
-        row.chain_version,
-        datetime.fromisoformat(row.recorded_at),
-        row.source_topic,
-        row.source_partition,
-        row.source_offset,
-    )
-
-
-def _parked_row(row: ExportParked) -> ParkedRow:
-    return ParkedRow(
-        row.id,
-        row.prev_id,
-        row.source_topic,
-        row.source_partition,
-        row.source_offset,
-        _hex(row.key),
-        _hex(row.value),
-        row.reason,
-        row.detail,
-        datetime.fromisoformat(row.parked_at),
-        _hex(row.hash),
-    )
-
-
-def _hex(text: str | None) -> bytes | None:
-    return None if text is None else bytes.fromhex(text)
-
-
-def _log_row(number: int, line: bytes) -> tuple[ExportRow, ChainRow, AnyEvent]:
-    """One log.jsonl line as a row, its chain form and its event; UnreadableLine naming it if any part is not."""
-    row = decode_row(number, line)
-    try:
-        return row, _chain_row(row), decode(row.payload)
-    except ValueError as exc:  # a hash not in hex, a bad timestamp, a payload that is no event (MalformedMessage)
-        raise UnreadableLine(f"row {row.position} (line {number})", str(exc)) from None
-
-
-def _parked_message(number: int, line: bytes) -> ParkedRow:
-    """One parked.jsonl line as its chain sees it; UnreadableLine naming it if it is not one."""
-    row = decode_parked(number, line)
-    try:
-        return _parked_row(row)
-    except ValueError as exc:  # a key, value or hash not in hex, a bad timestamp
-        raise UnreadableLine(f"parked message {row.id} (line {number})", str(exc)) from None
-
-
 def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgress | None = None) -> FileVerification:
     """Check the export's chains, its manifest, and (optionally) a hash published elsewhere.
 
@@ -168,7 +107,7 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
     try:
         for lines, line in read_lines(path, LOG_MEMBER):
             digest.update(line)
-            row, chain_row, event = _log_row(lines, line)
+            row, chain_row, event = log_line(lines, line)
             if row.meeting_id != manifest.meeting_id:
                 result.add("of another meeting", f"row {row.position} belongs to meeting {row.meeting_id}")
             walk.feed(chain_row, event)
@@ -231,7 +170,7 @@ def _verify_parked(
     try:
         for read, line in read_lines(path, PARKED_MEMBER):
             digest.update(line)
-            check.feed([_parked_message(read, line)])
+            check.feed([parked_line(read, line)])
             if read % _PROGRESS_EVERY == 0:
                 on_progress(read)
     except UnreadableLine as exc:  # as for log.jsonl: the rest is not read
@@ -271,7 +210,7 @@ def _fold(path: Path, position: int):
     try:
         for number, line in read_lines(path, LOG_MEMBER):
             sha.update(line)
-            row, chain_row, event = _log_row(number, line)
+            row, chain_row, event = log_line(number, line)
             check.feed([chain_row])
             if check.first_break is not None:
                 brk = check.first_break

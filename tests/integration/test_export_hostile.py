@@ -78,6 +78,7 @@ LINE_FORGERIES = {
     "a line over the length limit": (replace_line(4, b"x" * (MAX_LINE + 1) + b"\n"), "line 4 unreadable"),
     "a hash with a non-hex digit": (edit_row(5, hash="zz" * 32), "row 5 (line 5) unreadable"),
     "a recorded_at that is no time": (edit_row(5, recorded_at="2026-11-29T13:52:16+00:0x"), "row 5 (line 5)"),
+    "a recorded_at with no offset": (edit_row(6, recorded_at="2026-11-29T13:52:16"), "row 6 (line 6) unreadable"),
     "a payload that is not JSON": (edit_row(5, payload='{"type": "vote.cast",'), "row 5 (line 5) unreadable"),
 }
 
