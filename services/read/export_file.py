@@ -141,8 +141,14 @@ def read_manifest(path: Path) -> Manifest:
     """The export's manifest; BadExport if the file is not an export."""
     try:
         with _open(path) as archive:
-            if LOG_MEMBER not in archive.namelist():
+            names = archive.namelist()
+            if LOG_MEMBER not in names:
                 raise BadExport(f"{path}: not a vote-ledger export (it holds no {LOG_MEMBER})")
+            twice = sorted(
+                {name for name in names if names.count(name) > 1} & {LOG_MEMBER, MANIFEST_MEMBER, PARKED_MEMBER}
+            )
+            if twice:  # zipfile reads the last copy, other tools the first: an auditor and this tool would differ
+                raise BadExport(f"{path}: not a vote-ledger export (it holds {', '.join(twice)} twice)")
             with archive.open(MANIFEST_MEMBER) as member:
                 data = member.read(MAX_MANIFEST + 1)
             if len(data) > MAX_MANIFEST:

@@ -96,10 +96,18 @@ async def test_broken_log_lines_are_one_line_errors_naming_the_line_and_verify_s
         assert f"FAIL {where}" in out and "log.jsonl is not read further" in out, (name, out)
 
 
-async def test_an_export_without_its_log_or_with_a_deeply_nested_manifest_is_one_line(exported, tmp_path):
+async def test_an_export_without_its_log_with_it_twice_or_with_a_deeply_nested_manifest_is_one_line(exported, tmp_path):
     nolog = forge(exported[0], tmp_path / "nolog.zip", "log.jsonl", None, drop=True)
     nested = forge(exported[0], tmp_path / "nested.zip", "manifest.json", lambda _: b'{"x": ' + b"[" * 200_000)
-    for forged, why in ((nolog, "it holds no log.jsonl"), (nested, "manifest.json: JSON nested too deeply")):
+    twice = tmp_path / "twice.zip"
+    forge(exported[0], twice, "log.jsonl", lambda log: log)
+    with zipfile.ZipFile(twice, "a") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("log.jsonl", b"")  # unzip would show the first copy, zipfile reads the last
+    for forged, why in (
+        (nolog, "it holds no log.jsonl"),
+        (nested, "manifest.json: JSON nested too deeply"),
+        (twice, "it holds log.jsonl twice"),
+    ):
         for command in (["tally"], ["report", "final"], ["audit", "verify"]):
             code, out, err = run(*command, "--file", str(forged))
             assert (code, out, err) == (2, "", f"vote-ledger: {forged}: not a vote-ledger export ({why})\n")
