@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     source = f.add_mutually_exclusive_group(required=True)
     source.add_argument("--meeting", help="meeting id, e.g. cbak-2023-agm")
-    source.add_argument("--file", type=Path, help="an export (vote-ledger export): replay it offline, no services")
+    source.add_argument(
+        "--file",
+        type=Path,
+        help="an export (vote-ledger export): replay it offline, no services;"
+        " refused if it does not verify against its manifest",
+    )
     add_format(
         f,
         tuple(_FINAL_RENDERERS),

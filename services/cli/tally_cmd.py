@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--file",
         type=Path,
         metavar="EXPORT",
-        help="replay an export (vote-ledger export) offline instead of reading PostgreSQL;"
-        " --as-of then takes a log position",
+        help="replay an export (vote-ledger export) offline instead of reading PostgreSQL, refusing one"
+        " that does not verify against its manifest; --as-of then takes a log position",
     )
     t.add_argument(
         "--watch", type=positive_number(), metavar="SECONDS", help="refresh the table every SECONDS until interrupted"
