@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from events import AnyEvent, tag_of
 from projections import chain
 
 # Every column of a log row, in the order ``LogRow.record`` gives them (the adapter COPYs them so).
@@ -80,6 +81,32 @@ class LogRow:
             recorded_at,
             chain.LATEST_VERSION,
         )
+
+
+def log_row_of(
+    event: AnyEvent,
+    payload: str,
+    decision: str,
+    reason: str | None,
+    source: tuple[str, int, int] | None = None,
+) -> LogRow:
+    """The log row of a decided event: its columns read off the event, the payload as received."""
+    topic, partition, offset = source if source is not None else (None, None, None)
+    return LogRow(
+        meeting_id=event.meeting_id,
+        event_id=event.event_id,
+        type=tag_of(event),
+        control_number=getattr(event, "control_number", None),
+        channel=getattr(event, "channel", None),
+        executed_at=getattr(event, "executed_at", None),
+        received_at=getattr(event, "received_at", None),
+        decision=decision,
+        reason=reason,
+        payload=payload,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+    )
 
 
 @dataclass(slots=True)

@@ -8,30 +8,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from events import encode, tag_of
+from events import encode
 from projections.chain import GENESIS, ChainRow, ParkedRow, canonical, link
-from projections.log_row import LOG_COLUMNS, LogRow
+from projections.log_row import LOG_COLUMNS, LogRow, log_row_of
 
 RECORDED = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 
 
 def row(event, decision: str = "accepted", reason: str | None = None, offset: int = 0) -> LogRow:
     """A log row of an event, as the ledger builds it."""
-    return LogRow(
-        meeting_id=event.meeting_id,
-        event_id=event.event_id,
-        type=tag_of(event),
-        control_number=getattr(event, "control_number", None),
-        channel=getattr(event, "channel", None),
-        executed_at=getattr(event, "executed_at", None),
-        received_at=getattr(event, "received_at", None),
-        decision=decision,
-        reason=reason,
-        payload=encode(event).decode(),
-        source_topic="votes.submissions",
-        source_partition=0,
-        source_offset=offset,
-    )
+    return log_row_of(event, encode(event).decode(), decision, reason, ("votes.submissions", 0, offset))
 
 
 def as_chain_row(record: tuple) -> ChainRow:

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from events import ADMIN_EVENTS, MalformedMessage, decode, tag_of
+from events import ADMIN_EVENTS, MalformedMessage, decode
 from projections.judge import Judge
-from projections.log_row import KnownId, LogRow, ParkedMessage
+from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
 from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
 
 log = logging.getLogger("vote_ledger.ledger")
@@ -129,20 +129,12 @@ def decide(
                 continue
         entry.applied = entry.applied or reason is None
         out.rows.append(
-            LogRow(
-                meeting_id=event.meeting_id,
-                event_id=event.event_id,
-                type=tag_of(event),
-                control_number=getattr(event, "control_number", None),
-                channel=getattr(event, "channel", None),
-                executed_at=getattr(event, "executed_at", None),
-                received_at=getattr(event, "received_at", None),
-                decision="accepted" if reason is None else "rejected",
-                reason=reason,
-                payload=record.value.decode(),
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
+            log_row_of(
+                event,
+                record.value.decode(),
+                "accepted" if reason is None else "rejected",
+                reason,
+                (record.topic, record.partition, record.offset),
             )
         )
     return out

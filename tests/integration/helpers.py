@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-from events import encode, tag_of
-from projections.log_row import LogRow
+from events import encode
+from projections.log_row import LogRow, log_row_of
 from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.adapters.postgres.log import append as log_append
 from services.read.export import export_meeting
@@ -92,18 +92,7 @@ async def running_projector(settings: Settings):
 
 def log_row(event, decision: str = "accepted", reason: str | None = None) -> LogRow:
     """A log row for an event, as the ledger would append it."""
-    return LogRow(
-        meeting_id=event.meeting_id,
-        event_id=event.event_id,
-        type=tag_of(event),
-        control_number=getattr(event, "control_number", None),
-        channel=getattr(event, "channel", None),
-        executed_at=getattr(event, "executed_at", None),
-        received_at=getattr(event, "received_at", None),
-        decision=decision,
-        reason=reason,
-        payload=encode(event).decode(),
-    )
+    return log_row_of(event, encode(event).decode(), decision, reason)
 
 
 async def append(conn, rows) -> int:
