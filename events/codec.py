@@ -85,7 +85,7 @@ _TOO_DEEP = "JSON nested too deeply"
 # PostgreSQL's text cannot hold NUL and its timestamps end where Python's begin; a message that
 # JSON accepts but the log cannot store must be parked here, not fail the ledger's batch forever.
 _NUL_ESCAPE = "\\u0000"
-TIME_FIELDS = ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at")  # held to YEARS
+TIME_FIELDS = ("executed_at", "received_at", "closed_at", "meeting_at", "recorded_at", "effective_at")  # held to YEARS
 YEARS = (1900, 9000)  # the years a stored timestamp may have (the published schemas say so too)
 _TIME_FIELDS = {cls: tuple(f for f in cls.__struct_fields__ if f in TIME_FIELDS) for cls in EVENT_TYPES.values()}
 

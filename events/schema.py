@@ -39,6 +39,15 @@ OverVotePolicy = Literal["prorate", "reject"]
 # A choice on one item: one option for all represented shares, or a split {option: shares} (R3).
 Choice = str | dict[str, Shares]
 
+# A channel's identity: lowercase, so that the event-id namespace `<channel_id>:` cannot be spoofed by case.
+ChannelId = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9._-]{0,63}$")]
+Hex32 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # a SHA-256 hash or an Ed25519 public key
+Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{128}$")]  # an Ed25519 signature
+# A signed batch holds at most 2^20 submissions, so an inclusion path has at most 20 hashes (40 allowed).
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=1 << 20)]
+LeafIndex = Annotated[int, msgspec.Meta(ge=0, lt=1 << 20)]
+MerklePath = Annotated[list[Hex32], msgspec.Meta(max_length=40)]
+
 SCHEMA_VERSION = 1
 
 
@@ -55,6 +64,23 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=Fals
 # --- Submissions (topic votes.submissions, key = control number) -------------------------------
 
 
+class ChannelAuth(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A channel's Ed25519 signature over a batch of submissions, and this one's place in the batch.
+
+    The batch is an RFC 9162 Merkle tree whose leaves are the submissions' canonical bytes (RFC 8785
+    JSON of the message without ``auth``); ``signature`` signs its size and ``root``. A submission
+    signed alone is a batch of one (``path`` empty, ``root`` its own leaf hash).
+    """
+
+    channel_id: ChannelId
+    key_id: NonEmpty
+    signature: Hex64
+    root: Hex32
+    batch_size: BatchSize = 1
+    leaf_index: LeafIndex = 0
+    path: MerklePath = []
+
+
 class ChannelSubmission(Event, frozen=True):
     """Base of what a voting channel submits for one control number (not itself on the wire)."""
 
@@ -63,6 +89,8 @@ class ChannelSubmission(Event, frozen=True):
     submitted_by: NonEmpty
     executed_at: AwareDatetime
     received_at: AwareDatetime
+    # Who sent it, proven (docs/rules.md, S1-S6); None: unsigned, refused where the meeting requires signatures.
+    auth: ChannelAuth | None = None
 
 
 class VoteCast(ChannelSubmission, tag="vote.cast", frozen=True):
@@ -89,6 +117,7 @@ class ProxySubstituted(Event, tag="proxy.substituted", frozen=True):
     executed_at: AwareDatetime
     received_at: AwareDatetime
     control_numbers: list[str] | None = None
+    auth: ChannelAuth | None = None
 
 
 # --- Meeting administration (topic meetings.admin) ----------------------------------------------
@@ -140,6 +169,13 @@ class MeetingScheduled(Event, tag="meeting.scheduled", frozen=True):
     cutoffs: Cutoffs = Cutoffs()
     overvote_policy: OverVotePolicy = "prorate"
     recorded_at: AwareDatetime | None = None
+    # Channel authentication (S5): when true, an unsigned submission is refused. The default is false
+    # so that meetings scheduled before signing existed replay as they were judged; the project's
+    # meeting tools write true for every new meeting.
+    signatures_required: bool = False
+    # R12 on the broker's clock: a submission the broker appended later than a cut-off (or the close
+    # of the polls) plus this many seconds is refused, whatever its received_at says. None: off.
+    broker_grace_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] | None = None
 
 
 class Position(msgspec.Struct, kw_only=True, frozen=True, gc=False):
@@ -177,8 +213,34 @@ class PollsClosed(Event, tag="polls.closed", frozen=True):
     recorded_at: AwareDatetime | None = None
 
 
+class ChannelKeyRegistered(Event, tag="channel.key_registered", frozen=True):
+    """Meeting administration registered a channel's Ed25519 public key and what it may submit (S1, S4)."""
+
+    channel_id: ChannelId
+    key_id: NonEmpty
+    public_key: Hex32
+    # The `channel` values its submissions may carry: e.g. the ballot desk only ["in_person"].
+    kinds: Annotated[list[Channel], msgspec.Meta(min_length=1)]
+    effective_at: AwareDatetime
+    # The DTC participants (nominees) whose beneficial positions it may vote; None: any position.
+    nominees: list[NonEmpty] | None = None
+    # The proxy holders whose substitutions (R13) it may submit.
+    proxy_holders: list[NonEmpty] = []
+    recorded_at: AwareDatetime | None = None
+
+
+class ChannelKeyRevoked(Event, tag="channel.key_revoked", frozen=True):
+    """Meeting administration revoked a channel's key from ``effective_at`` on (S3); rotation is a new key."""
+
+    channel_id: ChannelId
+    key_id: NonEmpty
+    effective_at: AwareDatetime
+    reason: str | None = None
+    recorded_at: AwareDatetime | None = None
+
+
 Submission = VoteCast | VoteRevoked | ProxySubstituted
-AdminEvent = MeetingScheduled | PositionsRecorded | PollsClosed
+AdminEvent = MeetingScheduled | PositionsRecorded | PollsClosed | ChannelKeyRegistered | ChannelKeyRevoked
 AnyEvent = Submission | AdminEvent
 
 # Explicit registry: tag -> class. Tags are stable; this is what the log's `type` column holds.
@@ -189,6 +251,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "meeting.scheduled": MeetingScheduled,
     "positions.recorded": PositionsRecorded,
     "polls.closed": PollsClosed,
+    "channel.key_registered": ChannelKeyRegistered,
+    "channel.key_revoked": ChannelKeyRevoked,
 }
 _TAGS: dict[type[Event], str] = {cls: tag for tag, cls in EVENT_TYPES.items()}
 

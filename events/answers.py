@@ -1,0 +1,51 @@
+"""Answers to channels (topic votes.decisions): what became of each submission. Part of the wire contract.
+
+The ledger publishes one answer per submission it logged (``submission.decided``) and one per message
+it parked whose event id it could read (``submission.parked``), exactly once, in log order. A channel
+correlates them with its submissions by ``event_id``. A decided answer is the submission's receipt:
+with ``position`` and ``hash`` (the log row's hash) a holder can ask for an inclusion proof
+(``vote-ledger audit prove``) and check it against a published head without seeing any other vote.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Hex32 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+ANSWER_VERSION = 1
+
+
+class Answer(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
+    """Base of every answer on votes.decisions."""
+
+    v: int = ANSWER_VERSION
+    event_id: str | None
+    channel_id: str | None = None  # from the submission's auth, when signed
+
+
+class SubmissionDecided(Answer, tag="submission.decided", kw_only=True, frozen=True):
+    """The ledger logged the submission: accepted, or rejected with a reason code (docs/wire-contract.md)."""
+
+    meeting_id: str
+    control_number: str | None = None
+    decision: Literal["accepted", "rejected"]
+    reason: str | None = None
+    position: int  # the row's position in the log
+    hash: Hex32  # the row's hash: the meeting's chain head at ``position``, and the row's Merkle leaf data
+
+
+class SubmissionParked(Answer, tag="submission.parked", kw_only=True, frozen=True):
+    """The ledger could not decode the message and parked it, with the decoder's reason (nothing logged)."""
+
+    reason: str
+    detail: str
+    parked_id: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
+AnyAnswer = SubmissionDecided | SubmissionParked
+ANSWER_TYPES: dict[str, type[Answer]] = {"submission.decided": SubmissionDecided, "submission.parked": SubmissionParked}
