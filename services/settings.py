@@ -18,7 +18,8 @@ SUBMISSIONS_TOPIC = "votes.submissions"
 ADMIN_TOPIC = "meetings.admin"
 PARKED_TOPIC = "ledger.parked"
 HEADS_TOPIC = "ledger.heads"  # chain heads the ledger publishes (services/runtime/chain_heads.py)
-TOPICS = (SUBMISSIONS_TOPIC, ADMIN_TOPIC, PARKED_TOPIC, HEADS_TOPIC)
+DECISIONS_TOPIC = "votes.decisions"
+TOPICS = (SUBMISSIONS_TOPIC, ADMIN_TOPIC, PARKED_TOPIC, HEADS_TOPIC, DECISIONS_TOPIC)
 
 # The forms a value may take; a malformed one is refused with its variable's name and this form.
 # Counts stay within a signed 32-bit integer: Kafka's protocol carries them as int32, and a larger
@@ -174,6 +175,11 @@ class Settings(BaseSettings):
     def heads_topic(self) -> str:
         """Topic of published chain heads (wire contract: ledger.heads)."""
         return self.topic_prefix + HEADS_TOPIC
+
+    @property
+    def decisions_topic(self) -> str:
+        """Topic of the answers to channels, one per logged or parked submission (wire contract: votes.decisions)."""
+        return self.topic_prefix + DECISIONS_TOPIC
 
 
 def variable(field: str) -> str:
