@@ -3,15 +3,19 @@
 Each meeting's rows form a chain: a row's hash is SHA-256(previous hash of the same meeting ‖
 canonical bytes), the first row of a meeting chaining to 32 zero bytes. The canonical bytes are a
 UTF-8 JSON array as msgspec encodes it (compact, strings escaped as JSON), the payload being the
-message text exactly as stored. Two versions, recorded per row in ``ledger_log.chain_version``:
+message text exactly as stored. Three versions, recorded per row in ``ledger_log.chain_version``:
 
 - v1 (rows logged before migration 010): ``[position, prev_position, meeting_id, event_id, type,
   decision, reason, payload]``;
 - v2 (every row since): ``[2, position, prev_position, meeting_id, event_id, type, decision, reason,
   payload, recorded_at, source_topic, source_partition, source_offset]``, ``recorded_at`` in whole
-  microseconds since 1970-01-01 UTC, so ``tally --as-of TIME`` and the Kafka provenance are covered.
+  microseconds since 1970-01-01 UTC, so ``tally --as-of TIME`` and the Kafka provenance are covered;
+- v3 (every row since migration 014): v2's list with ``3`` first and ``appended_at`` appended, the
+  broker's append time (LogAppendTime) in microseconds, or null when the record has none: the time the
+  broker-clock cut-off (R12) and a key's validity (S3) were judged on, so it cannot be changed after.
 
-A chain never goes back from v2 to v1: a v1 row after a v2 row is a downgrade, reported as altered.
+A chain never goes back to an older version: a v1 row after a v2 row, or a v2 row after a v3 row, is a
+downgrade, reported as altered (the older form leaves a judged-on time uncovered).
 
 Parked messages (``ledger_parked``) have one chain of their own, in id order:
 ``[1, id, prev_id, source_topic, source_partition, source_offset, key, value, reason, detail,
@@ -29,7 +33,7 @@ from typing import Any
 import msgspec
 
 GENESIS = bytes(32)
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 _encoder = msgspec.json.Encoder()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -88,6 +92,42 @@ def canonical_v2(
     )
 
 
+def canonical_v3(
+    position: int,
+    prev_position: int | None,
+    meeting_id: str,
+    event_id: str,
+    type_: str,
+    decision: str,
+    reason: str | None,
+    payload: str,
+    recorded_at: datetime,
+    source_topic: str | None,
+    source_partition: int | None,
+    source_offset: int | None,
+    appended_at: datetime | None,
+) -> bytes:
+    """The bytes a v3 row's hash covers: v2's, plus the broker's append time of its record (or null)."""
+    return _encoder.encode(
+        [
+            3,
+            position,
+            prev_position,
+            meeting_id,
+            event_id,
+            type_,
+            decision,
+            reason,
+            payload,
+            micros(recorded_at),
+            source_topic,
+            source_partition,
+            source_offset,
+            None if appended_at is None else micros(appended_at),
+        ]
+    )
+
+
 def canonical_parked(
     id_: int,
     prev_id: int | None,
@@ -141,6 +181,7 @@ class ChainRow:
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    appended_at: datetime | None = None  # covered from chain v3 on
 
     def canonical(self) -> bytes:
         """The bytes this row's hash covers, in its chain version."""
@@ -155,7 +196,23 @@ class ChainRow:
                 self.reason,
                 self.payload,
             )
-        assert self.recorded_at is not None, "a v2 row has recorded_at (NOT NULL in the log)"
+        assert self.recorded_at is not None, "a v2 or v3 row has recorded_at (NOT NULL in the log)"
+        if self.chain_version == 3:
+            return canonical_v3(
+                self.position,
+                self.prev_position,
+                self.meeting_id,
+                self.event_id,
+                self.type,
+                self.decision,
+                self.reason,
+                self.payload,
+                self.recorded_at,
+                self.source_topic,
+                self.source_partition,
+                self.source_offset,
+                self.appended_at,
+            )
         return canonical_v2(
             self.position,
             self.prev_position,
@@ -261,8 +318,10 @@ class ChainCheck:
             )
         if row.hash is None:
             return Break(row.position, "unhashed", f"row {row.position} has no hash (logged before the chain existed)")
+        if not 1 <= row.chain_version <= LATEST_VERSION:
+            return Break(row.position, "altered", f"row {row.position} is under chain v{row.chain_version}, unknown")
         if row.chain_version < self.last_version:
-            # Only the old form leaves recorded_at out: going back to it would un-cover it.
+            # An older form leaves recorded_at (v1) or appended_at (v2) out: going back would un-cover it.
             return Break(
                 row.position,
                 "altered",

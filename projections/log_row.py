@@ -32,6 +32,7 @@ LOG_COLUMNS = (
     "prev_position",
     "hash",
     "recorded_at",
+    "appended_at",
     "chain_version",
 )
 
@@ -56,11 +57,14 @@ class LogRow:
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    # The broker's append time of the record (LogAppendTime); None when the topic keeps the producer's
+    # CreateTime or the row has no Kafka source. R12's broker cut-off and S3 judge on it (chain v3 covers it).
+    appended_at: datetime | None = None
 
     def record(
         self, position: int, prev_position: int | None, hash_: bytes, recorded_at: datetime
     ) -> tuple[object, ...]:
-        """The row as a tuple in LOG_COLUMNS order (chain v2)."""
+        """The row as a tuple in LOG_COLUMNS order (chain v3)."""
         return (
             position,
             self.meeting_id,
@@ -79,6 +83,7 @@ class LogRow:
             prev_position,
             hash_,
             recorded_at,
+            self.appended_at,
             chain.LATEST_VERSION,
         )
 
@@ -89,8 +94,12 @@ def log_row_of(
     decision: str,
     reason: str | None,
     source: tuple[str, int, int] | None = None,
+    appended_at: datetime | None = None,
 ) -> LogRow:
-    """The log row of a decided event: its columns read off the event, the payload as received."""
+    """The log row of a decided event: its columns read off the event, the payload as received.
+
+    ``appended_at``: the broker's append time of its record, when the topic uses LogAppendTime.
+    """
     topic, partition, offset = source if source is not None else (None, None, None)
     return LogRow(
         meeting_id=event.meeting_id,
@@ -106,6 +115,7 @@ def log_row_of(
         source_topic=topic,
         source_partition=partition,
         source_offset=offset,
+        appended_at=appended_at,
     )
 
 
@@ -141,7 +151,7 @@ def chained_records(
     heads: dict[str, tuple[int, bytes]],
     recorded_at: datetime,
 ) -> list[tuple[object, ...]]:
-    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain (v2).
+    """Rows as LOG_COLUMNS tuples at positions head+1.., each hashed onto its meeting's chain (v3).
 
     ``heads`` maps meeting_id to its last (position, hash) and is advanced in place; every row is
     recorded at ``recorded_at`` (the caller's clock: the log's, when the adapter appends), which its hash covers.
@@ -152,7 +162,7 @@ def chained_records(
         prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
         hash_ = chain.link(
             prev_hash,
-            chain.canonical_v2(
+            chain.canonical_v3(
                 position,
                 prev_position,
                 row.meeting_id,
@@ -165,6 +175,7 @@ def chained_records(
                 row.source_topic,
                 row.source_partition,
                 row.source_offset,
+                row.appended_at,
             ),
         )
         heads[row.meeting_id] = (position, hash_)

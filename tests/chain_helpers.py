@@ -38,6 +38,7 @@ def as_chain_row(record: tuple) -> ChainRow:
         r["source_topic"],
         r["source_partition"],
         r["source_offset"],
+        r["appended_at"],
     )
 
 

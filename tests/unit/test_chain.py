@@ -15,6 +15,7 @@ from projections.chain import (
     canonical,
     canonical_parked,
     canonical_v2,
+    canonical_v3,
     link,
     micros,
 )
@@ -149,6 +150,52 @@ def test_a_v2_row_relabelled_v1_and_re_hashed_is_a_downgrade():
     forged = rechain([*rows[:6], replace(rows[6], chain_version=1), *rows[7:]])
     assert (check(forged).first_break.position, check(forged).first_break.problem) == (7, "altered")
     assert "under chain v1 after a row under v2" in check(forged).first_break.detail
+
+
+# Chain v3 (migration 014): the broker's append time is covered too, null when the record has none.
+
+APPENDED = T0 - timedelta(milliseconds=250)
+
+
+def chain_v3(n: int, after: list[ChainRow] | None = None, appended: bool = True) -> list[ChainRow]:
+    before = after or []
+    start = (before[-1].position, before[-1].hash) if before else (None, GENESIS)
+    first = before[-1].position + 1 if before else 1
+    return before + rechain(
+        [
+            replace(row, chain_version=3, appended_at=APPENDED + timedelta(seconds=row.position) if appended else None)
+            for row in chain_v2(n + first - 1)[first - 1 :]
+        ],
+        start,
+    )
+
+
+def test_v3_canonical_bytes_are_v2s_with_3_first_and_the_broker_append_time_in_microseconds_or_null_last():
+    common = (7, 3, "m1", "e7", "vote.cast", "accepted", None, "{}", T0, "votes.submissions", 2, 41)
+    v2 = canonical_v2(*common)
+    assert canonical_v3(*common, APPENDED) == b"[3" + v2[2:-1] + f",{micros(APPENDED)}]".encode()
+    assert canonical_v3(*common, None) == b"[3" + v2[2:-1] + b",null]"
+
+
+def test_a_v3_chain_after_v1_and_v2_rows_verifies_and_a_changed_append_time_breaks_it_at_that_row():
+    rows = chain_v3(4, after=chain_v2(3, after=chain_of(2)))
+    assert check(rows).first_break is None and check(rows).v1_rows == 2
+    assert check(chain_v3(3, appended=False)).first_break is None  # no broker time: null, covered as such
+    for appended_at in (rows[6].appended_at + timedelta(microseconds=1), None):
+        edited = [*rows[:6], replace(rows[6], appended_at=appended_at), *rows[7:]]
+        assert (check(edited).first_break.position, check(edited).first_break.problem) == (7, "altered")
+
+
+def test_a_v3_row_relabelled_v2_and_re_hashed_is_a_downgrade():
+    rows = chain_v3(4, after=chain_v2(2))
+    forged = rechain([*rows[:4], replace(rows[4], chain_version=2, appended_at=None), *rows[5:]])
+    assert (check(forged).first_break.position, check(forged).first_break.problem) == (5, "altered")
+    assert "under chain v2 after a row under v3" in check(forged).first_break.detail
+
+
+def test_a_row_under_an_unknown_chain_version_is_altered():
+    rows = rechain([*chain_v3(2), replace(chain_v3(3)[2], chain_version=4)])
+    assert (check(rows).first_break.position, check(rows).first_break.problem) == (3, "altered")
 
 
 def parked(n: int) -> list[ParkedRow]:

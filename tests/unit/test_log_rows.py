@@ -46,3 +46,19 @@ def test_a_parked_detail_holds_no_nul_and_at_most_2000_characters():
     parked = ParkedMessage("votes.submissions", 0, 7, None, b"\x00", "invalid_json", "bad \x00 byte" + "x" * 3000)
     assert "\x00" not in parked.detail and parked.detail.startswith("bad \\u0000 byte")
     assert len(parked.detail) == 2000
+
+
+def test_chained_records_hash_the_broker_append_time_under_chain_v3_and_store_it_in_its_column():
+    appended = RECORDED.replace(microsecond=5)
+    rows = [row(small_meeting()), row(register_event(), offset=1)]
+    rows[1].appended_at = appended
+    records = chained_records(rows, 0, {}, RECORDED)
+    by_column = [dict(zip(LOG_COLUMNS, r, strict=True)) for r in records]
+    assert [(r["appended_at"], r["chain_version"]) for r in by_column] == [(None, 3), (appended, 3)]
+    check = ChainCheck()
+    check.feed([as_chain_row(r) for r in records])
+    assert check.first_break is None
+    moved = {**by_column[1], "appended_at": appended.replace(microsecond=6)}
+    check = ChainCheck()
+    check.feed([as_chain_row(records[0]), as_chain_row(tuple(moved[c] for c in LOG_COLUMNS))])
+    assert check.first_break.position == 2
