@@ -7,10 +7,11 @@ from typing import Any
 import msgspec
 
 from events import EVENT_TYPES, SCHEMA_VERSION, UPCASTERS, AdminEvent, Submission
+from events.answers import ANSWER_TYPES, ANSWER_VERSION, AnyAnswer
 from events.codec import TIME_FIELDS, YEARS
 from projections.heads import Head
 from services.runtime.ledger import PARKED_COPY_MAX, PARKED_KEY_MAX
-from services.settings import ADMIN_TOPIC, SUBMISSIONS_TOPIC
+from services.settings import ADMIN_TOPIC, DECISIONS_TOPIC, SUBMISSIONS_TOPIC
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 PARKED_HEADERS = "ledger.parked.headers"
@@ -126,9 +127,26 @@ def _event_schema(cls_or_union: Any) -> dict[str, Any]:
     return tightened
 
 
+def _answer_schema(cls_or_union: Any) -> dict[str, Any]:
+    """msgspec's schema of an answer or their union, with its one version and no NUL in strings."""
+    schema: dict[str, Any] = _tighten(msgspec.json.schema(cls_or_union), {})
+    for node in [schema, *schema.get("$defs", {}).values()]:
+        if node.get("title") in {cls.__name__ for cls in ANSWER_TYPES.values()}:
+            node["properties"]["v"] = {**node["properties"]["v"], "enum": [ANSWER_VERSION]}
+    return schema
+
+
 def schemas() -> dict[str, dict[str, Any]]:
-    """Every JSON Schema of the contract, by file stem: one per event, one per topic, heads, parked headers."""
+    """Every JSON Schema of the contract, by file stem: per event and answer, per topic, heads, parked headers."""
     out = {tag: _with_dialect(_event_schema(cls)) for tag, cls in EVENT_TYPES.items()}
+    out.update({tag: _with_dialect(_answer_schema(cls)) for tag, cls in ANSWER_TYPES.items()})
+    out[DECISIONS_TOPIC] = _with_dialect(
+        {
+            "title": f"{DECISIONS_TOPIC} message",
+            "description": "Any answer to a channel: a union tagged by its `type` field.",
+            **_answer_schema(AnyAnswer),
+        }
+    )
     for topic, union, what in ((SUBMISSIONS_TOPIC, Submission, "submission"), (ADMIN_TOPIC, AdminEvent, "admin")):
         out[topic] = _with_dialect(
             {

@@ -5,10 +5,12 @@ import shutil
 from pathlib import Path
 
 import jsonschema
+import msgspec
 import pytest
 import yaml
 
 from events import EVENT_TYPES, MalformedMessage, decode
+from events.answers import ANSWER_TYPES, AnyAnswer
 from projections.heads import decode_head
 from services.devtools import contract, contract_asyncapi, contract_schemas
 
@@ -23,6 +25,7 @@ TOPIC_SCHEMA = {
     "votesSubmissions": "schemas/votes.submissions.json",
     "meetingsAdmin": "schemas/meetings.admin.json",
     "ledgerHeads": "schemas/chain.head.json",
+    "votesDecisions": "schemas/votes.decisions.json",
 }
 
 
@@ -59,10 +62,11 @@ def test_a_changed_or_missing_or_stale_file_is_named_as_drifted(tmp_path):
     assert contract.drifted(docs) == []
 
 
-def test_every_event_type_has_a_schema_and_a_message_with_an_example():
+def test_every_event_type_and_answer_has_a_schema_and_a_message_with_an_example():
     names = {message["name"] for message in MESSAGES.values() if message["examples"]}
-    assert set(EVENT_TYPES) <= names
-    assert {f"{tag}.json" for tag in EVENT_TYPES} <= {p.name for p in (DOCS / "schemas").glob("*.json")}
+    assert set(EVENT_TYPES) | set(ANSWER_TYPES) <= names
+    published = {p.name for p in (DOCS / "schemas").glob("*.json")}
+    assert {f"{tag}.json" for tag in [*EVENT_TYPES, *ANSWER_TYPES]} <= published
 
 
 @pytest.mark.parametrize("path", sorted((DOCS / "schemas").glob("*.json")), ids=lambda p: p.name)
@@ -82,6 +86,8 @@ def test_every_example_validates_against_its_schemas_and_decodes_with_the_codec(
         text = json.dumps(payload).encode()
         if message["name"] in EVENT_TYPES:
             assert type(decode(text)) is EVENT_TYPES[message["name"]]
+        elif message["name"] in ANSWER_TYPES:
+            assert type(msgspec.json.decode(text, type=AnyAnswer)) is ANSWER_TYPES[message["name"]]
         else:
             assert decode_head(text).type == message["name"]
     else:
