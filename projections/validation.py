@@ -32,6 +32,7 @@ DUPLICATE_MEETING = "duplicate_meeting"
 DUPLICATE_CHUNK = "duplicate_chunk"
 DUPLICATE_POSITION = "duplicate_position"  # a chunk redefining a control number already recorded
 WRONG_TOPIC = "wrong_topic"  # an admin event on the submissions topic, or the reverse
+KEY_MISMATCH = "key_mismatch"  # the Kafka key is not the one the wire contract gives (the ledger's, like wrong_topic)
 DUPLICATE_EVENT_ID = "duplicate_event_id"  # R18: another message under an event_id already logged
 # Bounds that keep every sum the projector stores inside a bigint (events.schema.MAX_SHARES).
 SHARES_OUT_OF_RANGE = "shares_out_of_range"  # a share count or quorum term above MAX_SHARES
@@ -59,6 +60,7 @@ REASONS = (
     DUPLICATE_CHUNK,
     DUPLICATE_POSITION,
     WRONG_TOPIC,
+    KEY_MISMATCH,
     DUPLICATE_EVENT_ID,
     SHARES_OUT_OF_RANGE,
     INVALID_QUORUM,
