@@ -28,6 +28,7 @@ _DECOMPRESS = {
 }
 _CONTROL = 0x20
 _TRANSACTIONAL = 0x10
+_LOG_APPEND_TIME = 0x08
 
 
 @dataclass
@@ -40,6 +41,8 @@ class RawRecord:
     headers: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     problem: str | None = None
     control: bool = False  # a transaction marker: no message, but it takes an offset
+    timestamp: int | None = None  # milliseconds since 1970
+    timestamp_type: int | None = None  # 0 CreateTime (the producer's), 1 LogAppendTime (the broker's)
 
 
 def parse(data: bytes, aborted: list[tuple[int, int]] | None = None) -> Iterator[RawRecord]:
@@ -53,7 +56,7 @@ def parse(data: bytes, aborted: list[tuple[int, int]] | None = None) -> Iterator
     aborting: set[int] = set()
     pos = 0
     while pos + _HEADER.size <= len(data):
-        (base, length, _epoch, magic, crc, attributes, last_delta, _t0, _t1, pid, _pepoch, _seq, count) = (
+        (base, length, _epoch, magic, crc, attributes, last_delta, first_time, max_time, pid, _pepoch, _seq, count) = (
             _HEADER.unpack_from(data, pos)
         )
         end = pos + 12 + length
@@ -78,11 +81,18 @@ def parse(data: bytes, aborted: list[tuple[int, int]] | None = None) -> Iterator
         elif attributes & _TRANSACTIONAL and pid in aborting:
             yield from (RawRecord(o, control=True) for o in offsets)  # never committed: no message
         else:
-            yield from _records(data[pos + _HEADER.size : end], base, attributes & 0x07, count, offsets)
+            # LogAppendTime (attribute bit 3): the broker stamped the batch, every record has its max timestamp.
+            log_append = bool(attributes & _LOG_APPEND_TIME)
+            for record in _records(data[pos + _HEADER.size : end], base, attributes & 0x07, count, offsets, first_time):
+                if log_append and record.timestamp is not None:
+                    record.timestamp, record.timestamp_type = max_time, 1
+                yield record
         pos = end
 
 
-def _records(body: bytes, base: int, codec: int, count: int, offsets: range) -> Iterator[RawRecord]:
+def _records(
+    body: bytes, base: int, codec: int, count: int, offsets: range, first_time: int = 0
+) -> Iterator[RawRecord]:
     done = -1
     if codec:
         # A codec this process lacks raises here, out of the reader: the environment's fault, so
@@ -103,7 +113,7 @@ def _records(body: bytes, base: int, codec: int, count: int, offsets: range) -> 
             length, pos = decode_varint(body, pos)
             stop = pos + length
             pos += 1  # attributes: unused
-            _, pos = decode_varint(body, pos)  # timestamp delta
+            time_delta, pos = decode_varint(body, pos)
             delta, pos = decode_varint(body, pos)
             key, pos = _bytes(body, pos)
             value, pos = _bytes(body, pos)
@@ -115,7 +125,7 @@ def _records(body: bytes, base: int, codec: int, count: int, offsets: range) -> 
                 headers.append((name or b"", content))
             if pos != stop:
                 raise ValueError("record length disagrees with its fields")
-            record = RawRecord(base + delta, key, value, headers)
+            record = RawRecord(base + delta, key, value, headers, timestamp=first_time + time_delta, timestamp_type=0)
             record.problem = _strict_problem(record)
             done = record.offset
             yield record
