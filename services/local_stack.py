@@ -21,6 +21,10 @@ DATABASE = "vote_ledger"
 SUPERUSER = "postgres"
 LOGIN_PREFIX = "vl_"  # the stack's logins: vl_owner, vl_ledger, vl_projector, vl_reader
 PASSWORDS_FILE = "pg-passwords.json"
+KAFKA_PASSWORDS_FILE = "kafka-passwords.json"  # the Kafka principals' SCRAM passwords (JSON, mode 0600)
+# The stack's Kafka principal of each role (services.settings.KAFKA_ROLES): its SCRAM user name. The
+# operator is the super user (and the broker's own identity); the channel is the demo's channel.
+KAFKA_USERS = {"operator": "operator", "ledger": "ledger", "admin": "admin", "channel": "channel-demo"}
 PORTS_FILE = "ports.json"  # the ports `stack up` started this home's stack on
 PORT_FIELDS = ("kafka_port", "kafka_controller_port", "pg_port")
 
@@ -40,6 +44,11 @@ class Endpoints:
     pg_reader_dsn: str | None = None
     # The cluster's superuser: only tests (scratch databases, simulated attackers) and admins use it.
     pg_admin_dsn: str | None = None
+    # Kafka logins ("user:password") of each role; None: a broker without authentication (PLAINTEXT).
+    kafka_operator_login: str | None = None
+    kafka_ledger_login: str | None = None
+    kafka_admin_login: str | None = None
+    kafka_channel_login: str | None = None
 
     def exports(self) -> dict[str, str]:
         """The environment variables that point a process at these endpoints (unknown ones left out)."""
@@ -50,17 +59,22 @@ class Endpoints:
             "VOTE_LEDGER_PG_PROJECTOR_DSN": self.pg_projector_dsn,
             "VOTE_LEDGER_PG_READER_DSN": self.pg_reader_dsn,
             "VOTE_LEDGER_PG_ADMIN_DSN": self.pg_admin_dsn,
+            "VOTE_LEDGER_KAFKA_OPERATOR_LOGIN": self.kafka_operator_login,
+            "VOTE_LEDGER_KAFKA_LEDGER_LOGIN": self.kafka_ledger_login,
+            "VOTE_LEDGER_KAFKA_ADMIN_LOGIN": self.kafka_admin_login,
+            "VOTE_LEDGER_KAFKA_CHANNEL_LOGIN": self.kafka_channel_login,
         }
         return {name: value for name, value in found.items() if value}
 
     @classmethod
     def from_env(cls) -> Endpoints | None:
         """The endpoints named by VOTE_LEDGER_* variables, or None unless Kafka and VOTE_LEDGER_PG_DSN are set."""
-        from services.settings import load
+        from services.settings import LOGIN_FIELDS, load
 
         current = load()  # the variables as set: no stand-in local stack here, resolve_endpoints starts one
         if not (current.kafka_bootstrap and current.pg_dsn):
             return None
+        logins = {field: login.get_secret_value() for field in LOGIN_FIELDS if (login := getattr(current, field))}
         return cls(
             current.kafka_bootstrap,
             current.pg_dsn,
@@ -68,12 +82,30 @@ class Endpoints:
             current.pg_projector_dsn,
             current.pg_reader_dsn,
             current.pg_admin_dsn,
+            **logins,
         )
 
 
 def passwords_file(home: Path) -> Path:
     """The stack's file of the superuser's and the logins' passwords (JSON, mode 0600), in its home."""
     return home / PASSWORDS_FILE
+
+
+def kafka_passwords_file(home: Path) -> Path:
+    """The stack's file of its Kafka principals' SCRAM passwords (JSON by user name, mode 0600), in its home.
+
+    Absent for a stack whose Kafka was formatted before it required authentication (issue 11).
+    """
+    return home / KAFKA_PASSWORDS_FILE
+
+
+def kafka_logins(home: Path) -> dict[str, str]:
+    """The stack's Kafka login ("user:password") of each role, by Endpoints field; empty without authentication."""
+    try:
+        known = json.loads(kafka_passwords_file(home).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {f"kafka_{role}_login": f"{user}:{known[user]}" for role, user in KAFKA_USERS.items() if user in known}
 
 
 def password_names() -> list[str]:
@@ -83,8 +115,11 @@ def password_names() -> list[str]:
     return [SUPERUSER, *(f"{LOGIN_PREFIX}{kind}" for kind in KINDS)]
 
 
-def served_endpoints(kafka_port: int, pg_port: int, known: dict[str, str]) -> Endpoints:
-    """The endpoints a stack on these loopback ports serves, every DSN with its login and password."""
+def served_endpoints(
+    kafka_port: int, pg_port: int, known: dict[str, str], kafka: dict[str, str] | None = None
+) -> Endpoints:
+    """The endpoints a stack on these loopback ports serves, every DSN with its login and password (and
+    the Kafka logins of each role, as kafka_logins gives them)."""
     from services.adapters.postgres.logins import KINDS, Login, login_dsn
 
     server = f"postgresql://{LOOPBACK}:{pg_port}/{DATABASE}"
@@ -96,6 +131,7 @@ def served_endpoints(kafka_port: int, pg_port: int, known: dict[str, str]) -> En
         pg_projector_dsn=dsn["projector"],
         pg_reader_dsn=dsn["reader"],
         pg_admin_dsn=login_dsn(server, Login(SUPERUSER, known[SUPERUSER])),
+        **(kafka or {}),
     )
 
 
@@ -151,4 +187,4 @@ def running_endpoints(current: Settings) -> Endpoints | None:
     known = json.loads(path.read_text())
     if not all(name in known for name in password_names()):
         return None  # not a stack this version started (`stack up` completes the file): nothing to stand in
-    return served_endpoints(current.kafka_port, current.pg_port, known)
+    return served_endpoints(current.kafka_port, current.pg_port, known, kafka_logins(current.home))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import UserError
@@ -43,6 +43,11 @@ KAFKA_NAME_MAX = 249
 _HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"  # a name, an IPv4 address or a bracketed IPv6 address
 _HOST_PORT = re.compile(rf"(?P<host>{_HOST}):(?P<port>[0-9]{{1,5}})")
 _PG_HOST = re.compile(rf"(?:{_HOST}|[A-Za-z0-9._%-]+)(?::(?P<port>[0-9]{{1,5}}))?")  # %2F...: a socket folder
+
+
+# The Kafka logins by role (services/adapters/kafka/topics.py client_options picks one per client).
+KAFKA_ROLES = ("operator", "ledger", "admin", "channel")
+LOGIN_FIELDS = tuple(f"kafka_{role}_login" for role in KAFKA_ROLES)
 
 
 def _var(name: str, default: Any = None) -> Any:
@@ -104,6 +109,15 @@ class Settings(BaseSettings):
     kafka_controller_port: Port = _var("VOTE_LEDGER_KAFKA_CONTROLLER_PORT", 19093)
     pg_port: Port = _var("VOTE_LEDGER_PG_PORT", 15432)
     pg_bindir: Path | None = _var("VOTE_LEDGER_PG_BINDIR")
+    # Kafka logins, one per role ("user:password", SASL/SCRAM; issue 11): the broker decides what each
+    # principal may read and write. None set: PLAINTEXT, for a broker without authentication.
+    kafka_operator_login: SecretStr | None = _var("VOTE_LEDGER_KAFKA_OPERATOR_LOGIN")  # topics, status, tooling
+    kafka_ledger_login: SecretStr | None = _var("VOTE_LEDGER_KAFKA_LEDGER_LOGIN")  # the ledger process
+    kafka_admin_login: SecretStr | None = _var("VOTE_LEDGER_KAFKA_ADMIN_LOGIN")  # meeting administration
+    kafka_channel_login: SecretStr | None = _var("VOTE_LEDGER_KAFKA_CHANNEL_LOGIN")  # a channel: votes
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = _var(
+        "VOTE_LEDGER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"
+    )
 
     @field_validator("home", "cache")
     @classmethod
@@ -128,6 +142,15 @@ class Settings(BaseSettings):
     def _dsn(cls, value: str | None) -> str | None:
         if value is not None:
             _check_dsn(value)
+        return value
+
+    @field_validator(*LOGIN_FIELDS)
+    @classmethod
+    def _login(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, colon, password = value.get_secret_value().partition(":")
+            if not (user and colon and password):
+                raise ValueError("no user, ':' or password")
         return value
 
     @field_validator("topic_prefix")
@@ -211,6 +234,7 @@ def expected_form(field: str) -> str:
 
 
 _DSN_FORM = "postgresql://user:password@host:port/database (escape '@', ':' and '/' in the password as %40, %3A, %2F)"
+_LOGIN_FORM = "user:password (a Kafka SCRAM login: the user name, ':', then the password)"
 _PREFIX_MAX = KAFKA_NAME_MAX - max(len(topic) for topic in TOPICS)
 # The forms of the text variables that have one.
 TEXT_FORMS = {
@@ -220,8 +244,10 @@ TEXT_FORMS = {
     f" (a Kafka topic name is at most {KAFKA_NAME_MAX}, and the longest topic adds {KAFKA_NAME_MAX - _PREFIX_MAX})",
     "consumer_group": f"printable text, not blank, at most {KAFKA_NAME_MAX} characters",
     "instance_id": f"letters, digits, '.', '_' and '-', at most {KAFKA_NAME_MAX} characters (or empty)",
+    **dict.fromkeys(LOGIN_FIELDS, _LOGIN_FORM),
+    "kafka_sasl_mechanism": "SCRAM-SHA-512 or SCRAM-SHA-256",
 }
-SECRET_FIELDS = frozenset(name for name, form in TEXT_FORMS.items() if form is _DSN_FORM)
+SECRET_FIELDS = frozenset(name for name, form in TEXT_FORMS.items() if form in (_DSN_FORM, _LOGIN_FORM))
 
 
 def _check_dsn(dsn: str) -> None:
@@ -304,4 +330,20 @@ def _on_local_stack(current: Settings) -> Settings:
         f" running from {current.home} (Kafka {found.kafka_bootstrap}, PostgreSQL {urlsplit(found.pg_dsn).port})",
         file=sys.stderr,
     )
-    return current.model_copy(update={field: getattr(found, field) for field in ENDPOINT_FIELDS})
+    update: dict[str, Any] = {field: getattr(found, field) for field in ENDPOINT_FIELDS}
+    # The stack's Kafka logins, where the environment names none (say, another channel's login of one's own).
+    update |= {
+        field: SecretStr(login)
+        for field in LOGIN_FIELDS
+        if getattr(current, field) is None and (login := getattr(found, field)) is not None
+    }
+    return current.model_copy(update=update)
+
+
+def kafka_login_env(current: Settings) -> dict[str, str]:
+    """The environment variables that hand these settings' Kafka logins to a subprocess (set ones only)."""
+    found = {variable(field): getattr(current, field) for field in LOGIN_FIELDS}
+    env = {name: login.get_secret_value() for name, login in found.items() if login is not None}
+    if env:
+        env[variable("kafka_sasl_mechanism")] = current.kafka_sasl_mechanism
+    return env

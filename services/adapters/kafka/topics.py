@@ -5,13 +5,70 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from events import AnyEvent, ProxySubstituted, VoteCast, VoteRevoked, encode
-from services.settings import Settings
+from services.errors import UserError
+from services.settings import KAFKA_ROLES, Settings, variable
+
+if TYPE_CHECKING:
+    from faststream.security import BaseSecurity
+
+# Who a client is, as the broker sees it (issue 11): the role(s) whose login it uses, first set first.
+Roles = str | tuple[str, ...]
+# Topic creation: the operator, else the ledger (its ACLs let it create its own topics).
+TOPIC_ROLES = ("operator", "ledger")
+
+
+def login_of(settings: Settings, roles: Roles) -> tuple[str, str] | None:
+    """(user, password) of the first of the roles whose login is set; None when no Kafka login is set at all.
+
+    No login at all means a broker without authentication (PLAINTEXT). Some set but none of these roles':
+    UserError naming the variable to set, rather than a connection the broker refuses later.
+    """
+    wanted = (roles,) if isinstance(roles, str) else roles
+    for role in wanted:
+        if role not in KAFKA_ROLES:
+            raise ValueError(f"unknown Kafka role {role!r}")
+        login = getattr(settings, f"kafka_{role}_login")
+        if login is not None:
+            user, _, password = login.get_secret_value().partition(":")
+            return user, password
+    if all(getattr(settings, f"kafka_{role}_login") is None for role in KAFKA_ROLES):
+        return None
+    names = " or ".join(variable(f"kafka_{role}_login") for role in wanted)
+    raise UserError(
+        f"{names} is not set: the Kafka logins of other roles are, so the broker requires one (user:password)"
+    )
+
+
+def client_options(settings: Settings, roles: Roles) -> dict[str, Any]:
+    """aiokafka keyword options for a client acting as the role(s): bootstrap servers and, with a login, SASL/SCRAM."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap}
+    login = login_of(settings, roles)
+    if login is not None:
+        options |= {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": login[0],
+            "sasl_plain_password": login[1],
+        }
+    return options
+
+
+def faststream_security(settings: Settings, roles: Roles) -> BaseSecurity | None:
+    """FastStream's security option for a broker acting as the role(s) (None: PLAINTEXT), as client_options."""
+    from faststream.security import SASLScram256, SASLScram512
+
+    login = login_of(settings, roles)
+    if login is None:
+        return None
+    scram = SASLScram512 if settings.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
+    return scram(login[0], login[1])
 
 
 def unreachable(exc: BaseException, bootstrap: str | None) -> str | None:
@@ -56,14 +113,31 @@ def key_for(event: AnyEvent) -> bytes:
     return (control_number or event.meeting_id).encode()
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(settings: Settings, roles: Roles = TOPIC_ROLES) -> None:
     """Create the ledger's topics if missing (the local broker does not auto-create them)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, roles))
     await started(admin)
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(settings.submissions_topic, settings.submission_partitions, 1),
+            # LogAppendTime: each record carries the broker's clock, which the ledger records (appended_at)
+            # and judges the cut-off on; a channel's producer cannot set it (issue 11).
+            NewTopic(
+                settings.submissions_topic,
+                settings.submission_partitions,
+                1,
+                topic_configs={"message.timestamp.type": "LogAppendTime"},
+            ),
+            # Answers to channels, keyed like the submissions (as many partitions: an answer lands on the
+            # partition number its submission went to). Never expired: they are receipts a channel may
+            # come back for, and the answers relay resumes from the topic's last answers (emptied, it
+            # could not tell what was answered; services/runtime/answers.py).
+            NewTopic(
+                settings.decisions_topic,
+                settings.submission_partitions,
+                1,
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+            ),
             # One partition: meeting administration is rare and its order matters to readers.
             NewTopic(settings.admin_topic, 1, 1),
             NewTopic(settings.parked_topic, 1, 1),
@@ -81,11 +155,11 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def producer(settings: Settings, **overrides) -> AsyncIterator[AIOKafkaProducer]:
-    """A started producer tuned for throughput (batching, lz4-free to keep deps light)."""
+async def producer(settings: Settings, roles: Roles = "operator", **overrides) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer acting as the role(s), tuned for throughput (batching, lz4-free to keep deps light)."""
     options = {"linger_ms": 20, "max_batch_size": 1 << 20, "acks": "all", "enable_idempotence": True}
     options.update(overrides)
-    client = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **options)
+    client = AIOKafkaProducer(**client_options(settings, roles), **options)
     await started(client)
     try:
         yield client
@@ -118,21 +192,20 @@ class AdminWatermark:
     ListOffsets request wait ~250 ms behind it; a separate, idle client answers in about 1 ms.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, roles: Roles = "ledger") -> None:
         self.settings = settings
+        self.roles = roles
         self.client: AIOKafkaConsumer | None = None
         self.partitions: list[TopicPartition] = []
 
     async def start(self) -> None:
         """Connect and learn the admin topic's partitions."""
-        self.partitions = await partitions_of(self.settings, [self.settings.admin_topic]) or [
+        self.partitions = await partitions_of(self.settings, [self.settings.admin_topic], self.roles) or [
             TopicPartition(self.settings.admin_topic, 0)
         ]
         # Read committed, as the ledger reads: the end is the last stable offset, so an open
         # transaction on the admin topic does not hold every vote back until it ends.
-        self.client = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, isolation_level="read_committed"
-        )
+        self.client = AIOKafkaConsumer(**client_options(self.settings, self.roles), isolation_level="read_committed")
         await started(self.client)
 
     async def stop(self) -> None:
@@ -146,9 +219,9 @@ class AdminWatermark:
         return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
-async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+async def partitions_of(settings: Settings, topics: list[str], roles: Roles = TOPIC_ROLES) -> list[TopicPartition]:
     """Every partition of the topics, as the cluster describes them (none for a topic it does not have)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, roles))
     await started(admin)
     try:
         described = await admin.describe_topics(topics)
@@ -157,16 +230,18 @@ async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPart
     return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
 
 
-async def partition_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
+async def partition_offsets(
+    settings: Settings, topics: list[str], roles: Roles = TOPIC_ROLES
+) -> dict[tuple[str, int], tuple[int, int]]:
     """(topic, partition) -> (first offset Kafka still has, end offset) for every partition of the topics.
 
     The end is read committed, as the ledger reads: the last stable offset, so records of an open
     transaction do not count as waiting. Short-lived clients of its own, for `status`.
     """
-    tps = await partitions_of(settings, topics)
+    tps = await partitions_of(settings, topics, roles)
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(**client_options(settings, roles), isolation_level="read_committed")
     await started(consumer)
     try:
         ends = await consumer.end_offsets(tps)

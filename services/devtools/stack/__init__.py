@@ -62,6 +62,7 @@ def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     _kafka.start(cfg, log)
     _pg.up(cfg, log)
     _kafka.wait_ready(cfg, log)
+    _kafka.ensure_acls(cfg, log)
     return endpoints(cfg)
 
 
@@ -86,7 +87,7 @@ def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
 
 def endpoints(cfg: StackConfig) -> Endpoints:
     """The endpoints this stack serves once it is up: every DSN with its login and password."""
-    return served_endpoints(cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg))
+    return served_endpoints(cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg), _kafka.logins(cfg))
 
 
 _containers: list[Any] = []

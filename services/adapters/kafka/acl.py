@@ -1,0 +1,116 @@
+"""Kafka ACLs of each role (issue 11): what the broker lets a channel, meeting administration and the ledger do.
+
+The operator is the broker's super user and needs none. Every topic is named as the settings name it
+(their topic prefix included), so a test or a rehearsal in a namespace of its own grants for that
+namespace only. Sent with aiokafka's CreateAcls/DeleteAcls requests (v1, Kafka 2.0+): its admin client
+has no create_acls of its own, and Kafka's AclCommand is not among the broker's jars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import for_code
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
+
+from services.adapters.kafka.topics import Roles, client_options, started
+from services.settings import Settings
+
+# Kafka's codes (org.apache.kafka.common.resource.ResourceType, PatternType, acl.AclOperation, AclPermissionType).
+TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID = 2, 3, 4, 5
+LITERAL, PREFIXED = 3, 4
+READ, WRITE, CREATE, DESCRIBE, IDEMPOTENT_WRITE = 3, 4, 5, 8, 12
+ALLOW = 3
+CLUSTER_NAME = "kafka-cluster"
+OPERATION_NAMES = {
+    READ: "READ",
+    WRITE: "WRITE",
+    CREATE: "CREATE",
+    DESCRIBE: "DESCRIBE",
+    IDEMPOTENT_WRITE: "IDEMPOTENT_WRITE",
+}
+RESOURCE_NAMES = {TOPIC: "topic", GROUP: "group", CLUSTER: "cluster", TRANSACTIONAL_ID: "transactional id"}
+# Roles a principal can be given here; the operator is the super user (server.properties super.users).
+GRANTABLE = ("channel", "admin", "ledger")
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One permission: ALLOW operation on a resource (a name, or every name with that prefix), from any host."""
+
+    resource_type: int
+    name: str
+    operation: int
+    pattern: int = LITERAL
+
+    def __str__(self) -> str:
+        prefix = "*" if self.pattern == PREFIXED else ""
+        return f"{OPERATION_NAMES[self.operation]} {RESOURCE_NAMES[self.resource_type]} {self.name}{prefix}"
+
+
+def role_acls(settings: Settings, role: str, user: str) -> list[Acl]:
+    """What a principal of the role may do on the settings' topics: nothing more (WRITE and READ imply DESCRIBE).
+
+    channel: write votes.submissions, read votes.decisions with consumer groups named after itself.
+    admin: write and read meetings.admin. ledger: read both inputs, write (and read back) what it
+    publishes, create its topics, its consumer group, and transactional ids starting with its group.
+    Nobody but the operator may delete or alter a topic, its configuration or its records.
+    """
+    s = settings
+    if role == "channel":
+        return [
+            Acl(TOPIC, s.submissions_topic, WRITE),
+            Acl(TOPIC, s.decisions_topic, READ),
+            # Its own groups only: a group named after another channel would let it disturb that one's reads.
+            Acl(GROUP, user, READ, PREFIXED),
+        ]
+    if role == "admin":
+        return [Acl(TOPIC, s.admin_topic, WRITE), Acl(TOPIC, s.admin_topic, READ)]
+    if role == "ledger":
+        published = (s.parked_topic, s.heads_topic, s.decisions_topic)
+        return [
+            *(Acl(TOPIC, topic, READ) for topic in (s.submissions_topic, s.admin_topic)),
+            *(Acl(TOPIC, topic, WRITE) for topic in published),
+            # Read back: the last chain heads and answers it published, to resume from them.
+            *(Acl(TOPIC, topic, READ) for topic in (s.heads_topic, s.decisions_topic)),
+            *(Acl(TOPIC, topic, CREATE) for topic in (s.submissions_topic, s.admin_topic, *published)),
+            Acl(GROUP, s.consumer_group, READ),
+            Acl(TRANSACTIONAL_ID, s.consumer_group, WRITE, PREFIXED),
+            Acl(TRANSACTIONAL_ID, s.consumer_group, DESCRIBE, PREFIXED),
+            # Implied by WRITE on a topic since Kafka 3.0 (KIP-679); said for older brokers.
+            Acl(CLUSTER, CLUSTER_NAME, IDEMPOTENT_WRITE),
+        ]
+    raise ValueError(f"no ACLs for role {role!r}: one of {', '.join(GRANTABLE)}")
+
+
+async def grant(settings: Settings, role: str, user: str, as_roles: Roles = "operator") -> list[Acl]:
+    """Create the role's ACLs for User:user (already present ones are kept as they are); return them."""
+    acls = role_acls(settings, role, user)
+    await _send(settings, as_roles, [_request(CreateAclsRequest, acl, user) for acl in acls], "creation_responses")
+    return acls
+
+
+async def revoke(settings: Settings, role: str, user: str, as_roles: Roles = "operator") -> None:
+    """Delete the role's ACLs for User:user (those role_acls lists for these settings)."""
+    acls = role_acls(settings, role, user)
+    await _send(settings, as_roles, [_request(DeleteAclsRequest, acl, user) for acl in acls], "filter_responses")
+
+
+def _request(kind: type[CreateAclsRequest] | type[DeleteAclsRequest], acl: Acl, user: str):
+    return kind(acl.resource_type, acl.name, acl.pattern, f"User:{user}", "*", acl.operation, ALLOW)
+
+
+async def _send(settings: Settings, as_roles: Roles, requests: list, field: str) -> None:
+    admin = AIOKafkaAdminClient(**client_options(settings, as_roles))
+    await started(admin)
+    try:
+        for request in requests:
+            # The admin client's own request path (it negotiates the version); it has no public ACL calls.
+            response = await admin._send_request(request)
+            for result in getattr(response, field):
+                error_code, message = result[0], result[1]
+                if error_code:
+                    raise for_code(error_code)(message or "")
+    finally:
+        await admin.close()
