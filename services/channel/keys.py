@@ -1,0 +1,99 @@
+"""A channel's signing key and its key file (JSON: channel_id, key_id, private_key hex), written 0600.
+
+The private key is the 32-byte Ed25519 seed in hex (projections.signing.generate_key); the public
+key, which meeting administration registers (channel.key_registered), is derived from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from projections.signing import generate_key, public_key_of
+
+# The wire schema's ChannelId (events/schema.py): checked here too, so a key file cannot name a channel
+# whose submissions the ledger would park.
+CHANNEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_HEX32 = re.compile(r"[0-9a-f]{64}")
+KEY_ID_MAX = 200
+
+
+class _KeyFile(msgspec.Struct, forbid_unknown_fields=True):
+    channel_id: str
+    key_id: str
+    private_key: str
+    public_key: str | None = None  # written for the operator's eyes; checked against the private key when present
+
+
+@dataclass(frozen=True)
+class ChannelKey:
+    """A channel's Ed25519 key: who signs (channel_id, key_id) and the private seed (hex)."""
+
+    channel_id: str
+    key_id: str
+    private_key: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if CHANNEL_ID.fullmatch(self.channel_id) is None:
+            raise ValueError(f"channel id {self.channel_id!r}: 1-64 of a-z 0-9 . _ - starting with a letter or digit")
+        if not 1 <= len(self.key_id) <= KEY_ID_MAX:
+            raise ValueError(f"key id: 1-{KEY_ID_MAX} characters")
+        if _HEX32.fullmatch(self.private_key) is None:
+            raise ValueError("private key: 64 lowercase hex digits (an Ed25519 seed)")
+
+    @property
+    def public_key(self) -> str:
+        """The public key (hex) meeting administration registers for this channel."""
+        return public_key_of(self.private_key)
+
+
+def new_key(channel_id: str, key_id: str) -> ChannelKey:
+    """A fresh random key pair for a channel."""
+    private, _ = generate_key()
+    return ChannelKey(channel_id, key_id, private)
+
+
+def write_key(path: str | Path, key: ChannelKey) -> None:
+    """Write a key file readable by its owner only (0600); refuse to overwrite an existing file.
+
+    Created with O_EXCL and mode 0600 in one call, so the private key is never readable by others,
+    not even between creating the file and changing its mode.
+    """
+    data = msgspec.json.format(
+        msgspec.json.encode(
+            _KeyFile(
+                channel_id=key.channel_id, key_id=key.key_id, private_key=key.private_key, public_key=key.public_key
+            )
+        ),
+        indent=2,
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data + b"\n")
+
+
+def load_key(path: str | Path) -> ChannelKey:
+    """Read a key file; ValueError naming the file and what is wrong (unreadable, malformed, mismatched)."""
+    path = Path(path)
+    try:
+        raw = msgspec.json.decode(path.read_bytes(), type=_KeyFile)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the key file: {exc.strerror or exc}") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"{path}: not a channel key file: {exc}") from None
+    try:
+        key = ChannelKey(raw.channel_id, raw.key_id, raw.private_key)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if raw.public_key is not None and raw.public_key != key.public_key:
+        raise ValueError(f"{path}: public_key is not the private key's: the file was altered")
+    return key
+
+
+def group_or_world_readable(path: str | Path) -> bool:
+    """Whether anyone but the owner may read the file (a private key should not be)."""
+    return bool(os.stat(path).st_mode & 0o077)
