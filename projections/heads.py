@@ -3,7 +3,9 @@
 The ledger publishes each meeting's chain head (and the parked messages' chain head) to the
 ``ledger.heads`` topic as the log grows (services/runtime/chain_heads.py). A head is a promise about the
 past: the chain had ``rows`` rows up to ``position`` and its hash there was ``hash``. A log that
-was edited and re-hashed, or cut short, after a head went out no longer keeps that promise.
+was edited and re-hashed, or cut short, after a head went out no longer keeps that promise. A
+meeting's head also carries its Merkle tree's head (``tree_size``, ``merkle_root``), which holders'
+receipts and consistency proofs are checked against (projections/receipts.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
+
+from projections.merkle import Frontier
+from projections.receipts import log_leaf
 
 HEAD_TYPE = "chain.head"
 
@@ -29,6 +34,10 @@ class Head(msgspec.Struct, kw_only=True):
     rows: int  # rows in the chain up to and including position
     recorded_at: str  # when the ledger recorded the head row (RFC 3339)
     published_at: str  # when this head was published (RFC 3339)
+    # The meeting's Merkle tree (projections/receipts.py): its first tree_size rows hash to merkle_root
+    # (64 hex digits). None on the parked chain's heads and on heads published before issue 11.
+    tree_size: int | None = None
+    merkle_root: str | None = None
 
 
 _decoder = msgspec.json.Decoder(Head)
@@ -75,6 +84,7 @@ class HeadCheck:
     last_position: int | None = None
     failures: list[HeadFailure] = field(default_factory=list)
     _pending: list[Head] = field(default_factory=list, repr=False)
+    _tree: Frontier = field(default_factory=Frontier, repr=False)  # the chain's Merkle tree so far
 
     def __post_init__(self) -> None:
         self._pending = sorted(self.heads, key=lambda h: h.position, reverse=True)
@@ -83,6 +93,7 @@ class HeadCheck:
         """Check the next (position, stored hash) pairs of the chain."""
         for position, hash_ in rows:
             self.rows += 1
+            self._tree.append(log_leaf(hash_))
             while self._pending and self._pending[-1].position < position:
                 head = self._pending.pop()
                 self._fail(
@@ -104,6 +115,16 @@ class HeadCheck:
                         head,
                         f"the chain now holds {self.rows} rows up to position {position},"
                         f" the head published {head.rows}",
+                    )
+                elif head.merkle_root is not None and (head.tree_size, head.merkle_root) != (
+                    self._tree.size,
+                    self._tree.root().hex(),
+                ):
+                    self._fail(
+                        head,
+                        f"the head's Merkle tree ({head.tree_size} rows, root {head.merkle_root}) is not the"
+                        f" tree of the chain's {self._tree.size} rows up to position {position}"
+                        f" ({self._tree.root().hex()})",
                     )
             self.last_position = position
 

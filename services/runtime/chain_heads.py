@@ -7,6 +7,11 @@ messages' chain (projections/heads.py has the format). Once a head is on the bro
 the database can no longer edit and re-hash, or cut, the chain before it without `audit verify`
 (which reads the topic from the beginning) naming that head. Heads are read from PostgreSQL, as
 committed: a head never names a row that a rollback could take back.
+
+A meeting's head also carries its Merkle tree's head (tree_size, merkle_root), which holders check
+their receipts against (projections/receipts.py). The publisher keeps one merkle.Frontier per
+meeting (O(log n) hashes) and feeds it the chain hashes of the rows appended since its last
+publication; a starting ledger rebuilds them from the whole log's hashes on its first publication.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from projections.heads import Head, decode_head, encode_head
+from projections.merkle import Frontier
+from projections.receipts import log_leaf
 from services.adapters.kafka import raw as kafka_raw
 from services.adapters.kafka.topics import CONNECT_TIMEOUT_S, ensure_topics, producer, started
 from services.adapters.kafka.topics import unreachable as kafka_unreachable
 from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import heads as log_heads
+from services.adapters.postgres.log import proofs as log_proofs
 from services.adapters.postgres.log import reads as log_reads
 from services.runtime.retry import Backoff
 from services.settings import Settings
@@ -52,8 +60,8 @@ class HeadPublisher:
         self.stack: AsyncExitStack | None = None
         self.producer = None
         self.task: asyncio.Task | None = None
-        self.seen = 0  # log position up to which rows are counted in ``rows``
-        self.rows: dict[str, int] = {}  # rows per meeting up to ``seen``
+        self.seen = 0  # log position up to which rows are in ``trees``
+        self.trees: dict[str, Frontier] = {}  # each meeting's Merkle tree up to ``seen`` (its size: its rows)
         self.parked_id: int | None = None  # the parked chain's head last published
         self.last_publication = time.monotonic()
         self.published = 0  # messages sent so far
@@ -134,20 +142,21 @@ class HeadPublisher:
         """Publish the head of every chain that moved since the last publication; return how many."""
         async with self.conn.transaction(isolation="repeatable_read", readonly=True):
             head = await log_reads.head(self.conn)
-            counts = await log_heads.moved(self.conn, self.seen, head)
-            rows = await log_heads.meeting_heads(self.conn, sorted(counts), head) if counts else []
+            grown = await self._grown(head)
+            rows = await log_heads.meeting_heads(self.conn, sorted(grown), head) if grown else []
             parked = await log_heads.parked_head(self.conn)
         now = datetime.now(UTC).isoformat()
-        totals = {r["meeting_id"]: self.rows.get(r["meeting_id"], 0) + counts[r["meeting_id"]] for r in rows}
         heads = [
             Head(
                 chain="meeting",
                 meeting_id=r["meeting_id"],
                 position=r["position"],
                 hash=bytes(r["hash"]).hex(),
-                rows=totals[r["meeting_id"]],
+                rows=grown[r["meeting_id"]].size,
                 recorded_at=r["recorded_at"].isoformat(),
                 published_at=now,
+                tree_size=grown[r["meeting_id"]].size,
+                merkle_root=grown[r["meeting_id"]].root().hex(),
             )
             for r in rows
             if r["hash"] is not None
@@ -175,11 +184,25 @@ class HeadPublisher:
         await asyncio.gather(*sent)  # acknowledged by the broker (acks=all) before we move on
         # Only now: a failed send publishes the same heads again next time, with the same counts.
         self.seen, self.last_publication = head, time.monotonic()
-        self.rows.update(totals)
+        self.trees.update(grown)
         if parked is not None:
             self.parked_id = parked["id"]
         self.published += len(heads)
         return len(heads)
+
+    async def _grown(self, head: int) -> dict[str, Frontier]:
+        """Copies of the trees of the meetings with rows in (seen, head], fed those rows' chain hashes.
+
+        Copies: the trees move on only once the heads are acknowledged (a failed send starts over).
+        """
+        grown: dict[str, Frontier] = {}
+        async for r in log_proofs.hashes_between(self.conn, self.seen, head):
+            tree = grown.get(r["meeting_id"])
+            if tree is None:
+                kept = self.trees.get(r["meeting_id"], Frontier())
+                tree = grown[r["meeting_id"]] = Frontier(kept.size, list(kept.nodes))
+            tree.append(log_leaf(bytes(r["hash"]) if r["hash"] is not None else None))
+        return grown
 
 
 async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:

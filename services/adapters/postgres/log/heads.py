@@ -5,17 +5,6 @@ from __future__ import annotations
 import asyncpg
 
 
-async def moved(conn: asyncpg.Connection, after: int, up_to: int) -> dict[str, int]:
-    """Rows per meeting appended in (after, up_to]: a range scan of the primary key."""
-    rows = await conn.fetch(
-        "SELECT meeting_id, count(*) AS rows FROM ledger_log WHERE position > $1 AND position <= $2"
-        " GROUP BY meeting_id",
-        after,
-        up_to,
-    )
-    return {r["meeting_id"]: r["rows"] for r in rows}
-
-
 async def meeting_heads(conn: asyncpg.Connection, meeting_ids: list[str], up_to: int) -> list[asyncpg.Record]:
     """(meeting_id, position, hash, recorded_at) of each meeting's last row up to a position."""
     # One backward probe of (meeting_id, position) per meeting.
