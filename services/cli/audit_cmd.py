@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 # The filters' choices come from the vocabulary modules, so parsing imports no PostgreSQL client.
 from events.schema import CHANNELS
 from projections.log_row import DECISIONS
+from services.cli.audit_proof_cmd import add_proofs
 from services.cli.audit_verify import add_verify
 from services.cli.common import add_format, parse_timestamp, show, whole_number
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `audit` command and its actions."""
     a = sub.add_parser(
         "audit",
-        help="vote lineage of a control number; filtered log events; verify the log",
+        help="vote lineage of a control number; filtered log events; verify the log; holders' receipts",
         description="Audit the log: what became of every submission of a control number,"
         " and the log rows matching filters.",
     )
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_history(actions)
     _register_events(actions)
     add_verify(actions)
+    add_proofs(actions)
 
 
 def _register_history(actions: argparse._SubParsersAction) -> None:
