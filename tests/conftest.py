@@ -8,6 +8,10 @@ Tests connect with the superuser (VOTE_LEDGER_PG_ADMIN_DSN, else VOTE_LEDGER_PG_
 their databases and plays the attacker in the tamper tests. The services under test log in as their
 own logins: VOTE_LEDGER_PG_LEDGER_DSN, _PROJECTOR_DSN and _READER_DSN when set (`stack up` prints
 them), else logins this session makes with the superuser and drops at its end.
+
+Kafka likewise: on a broker that requires logins (the local stack, or VOTE_LEDGER_KAFKA_*_LOGIN set),
+the tests and the services under test connect as the operator, its super user, whatever their role;
+tests/integration/test_kafka_acl.py is where each role's own login and ACLs are put to the test.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import pytest
 from services.adapters.postgres.connect import dsn_env, on_database
 from services.adapters.postgres.logins import harden_database, service_logins
 from services.adapters.postgres.migrate import temporary_database
-from services.settings import Settings
+from services.settings import KAFKA_ROLES, Settings, kafka_login_env
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +39,11 @@ def endpoints():
     return found
 
 
+def as_operator(endpoints) -> dict[str, str | None]:
+    """Settings fields that make every Kafka role log in as the operator (all None on a broker without logins)."""
+    return dict.fromkeys((f"kafka_{role}_login" for role in KAFKA_ROLES), endpoints.kafka_operator_login)
+
+
 @pytest.fixture(scope="session")
 async def logins(endpoints) -> Settings:
     """The session's PostgreSQL logins: the superuser for the tests themselves, one login per service."""
@@ -45,6 +54,7 @@ async def logins(endpoints) -> Settings:
         pg_projector_dsn=endpoints.pg_projector_dsn,
         pg_reader_dsn=endpoints.pg_reader_dsn,
         submission_partitions=4,
+        **as_operator(endpoints),
     )
     async with service_logins(base, f"vl_t{uuid.uuid4().hex[:8]}_") as cfg:
         yield cfg
@@ -83,6 +93,7 @@ def settings_env(cfg: Settings) -> dict[str, str]:
         **dsn_env(cfg),
         "VOTE_LEDGER_TOPIC_PREFIX": cfg.topic_prefix,
         "VOTE_LEDGER_CONSUMER_GROUP": cfg.consumer_group,
+        **kafka_login_env(cfg),
     }
 
 

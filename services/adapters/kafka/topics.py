@@ -46,6 +46,19 @@ def login_of(settings: Settings, roles: Roles) -> tuple[str, str] | None:
     )
 
 
+def creates_topics(settings: Settings) -> bool:
+    """Whether this process may create the topics: it holds the operator's or the ledger's login, or none is needed.
+
+    A channel or meeting administration alone may not (nor see the topics it does not use): it relies
+    on the ledger, which creates them when it starts.
+    """
+    try:
+        login_of(settings, TOPIC_ROLES)
+    except UserError:
+        return False
+    return True
+
+
 def client_options(settings: Settings, roles: Roles) -> dict[str, Any]:
     """aiokafka keyword options for a client acting as the role(s): bootstrap servers and, with a login, SASL/SCRAM."""
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap}
