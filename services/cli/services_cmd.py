@@ -63,7 +63,7 @@ async def serve(cfg, which: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     tasks = []
     if which in ("all", "ledger"):
-        await ensure_topics(cfg)
+        await ensure_topics(cfg, "ledger")  # as the ledger: it needs no operator's login
         app, _ledger = build_app(cfg)
         tasks.append(asyncio.create_task(_run_app(app, stop)))
     if which in ("all", "projector"):

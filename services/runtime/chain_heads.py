@@ -33,7 +33,7 @@ from projections.heads import Head, decode_head, encode_head
 from projections.merkle import Frontier
 from projections.receipts import log_leaf
 from services.adapters.kafka import raw as kafka_raw
-from services.adapters.kafka.topics import CONNECT_TIMEOUT_S, ensure_topics, producer, started
+from services.adapters.kafka.topics import CONNECT_TIMEOUT_S, client_options, ensure_topics, producer, started
 from services.adapters.kafka.topics import unreachable as kafka_unreachable
 from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import heads as log_heads
@@ -122,9 +122,9 @@ class HeadPublisher:
         if self.conn is None or self.conn.is_closed():
             self.conn = await connect_as(self.settings, LEDGER_ROLE)
         if self.producer is None:
-            await ensure_topics(self.settings)
+            await ensure_topics(self.settings, "ledger")
             self.stack = AsyncExitStack()
-            self.producer = await self.stack.enter_async_context(producer(self.settings, linger_ms=0))
+            self.producer = await self.stack.enter_async_context(producer(self.settings, "ledger", linger_ms=0))
 
     async def _disconnect(self) -> None:
         conn, stack = self.conn, self.stack
@@ -211,8 +211,11 @@ async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
     Raises HeadsUnavailable if the broker does not answer in time; a message that is not a head is
     skipped with a warning (only the ledger should write to the topic). A missing topic has no heads.
     """
+    # The operator's login, else the ledger's: both may read the heads (an auditor's tool may hold either).
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout * 1000)
+        **client_options(settings, ("operator", "ledger")),
+        enable_auto_commit=False,
+        request_timeout_ms=int(timeout * 1000),
     )
     topic = settings.heads_topic
     try:
@@ -269,7 +272,7 @@ async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
 
 async def _partitions(settings: Settings, topic: str) -> list[int]:
     """The topic's partition numbers (one, as ensure_topics creates it, unless an operator changed it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, ("operator", "ledger")))
     await started(admin)
     try:
         (described,) = await admin.describe_topics([topic])

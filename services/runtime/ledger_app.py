@@ -10,7 +10,7 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.adapters.kafka.topics import AdminWatermark
+from services.adapters.kafka.topics import AdminWatermark, faststream_security
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.ledger import Ledger
 from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
@@ -23,7 +23,9 @@ log = logging.getLogger("vote_ledger.ledger")
 
 def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
-    broker = KafkaBroker(settings.kafka_bootstrap, client_id="vote-ledger-ledger")
+    broker = KafkaBroker(
+        settings.kafka_bootstrap, client_id="vote-ledger-ledger", security=faststream_security(settings, "ledger")
+    )
     ledger = Ledger(settings)
     ledger.broker = broker
     listener = SeekToStoredOffsets(ledger)

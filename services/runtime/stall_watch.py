@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CorruptRecordException, NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from services.adapters.kafka import raw as kafka_raw
+from services.adapters.kafka.topics import client_options
 from services.runtime.ingest import Consumed
 from services.settings import Settings
 
@@ -127,7 +128,7 @@ class StallWatch:
         """Shield the ledger's consumer and start watching."""
         shield_getmany(self.subscriber.consumer, self)
         self._probe = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client_options(self.settings, "ledger"),
             enable_auto_commit=False,
             client_id="vote-ledger-stall-watch",
             isolation_level="read_committed",

@@ -6,6 +6,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from projections.chain import ChainCheck, ChainRow
 from projections.log_row import LOG_COLUMNS
+from services.adapters.kafka.topics import client_options
 from services.devtools.bench import limits, scratch
 from services.devtools.bench.workload import build
 from services.settings import Settings
@@ -26,7 +27,7 @@ def namespace(bench_namespace):
 
 
 async def _topics_named(cfg: Settings) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(cfg, "operator"))
     await admin.start()
     try:
         return [t for t in await admin.list_topics() if t.startswith(cfg.topic_prefix)]

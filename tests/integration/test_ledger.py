@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.adapters.kafka.topics import client_options, faststream_security, producer, publish, publish_raw
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 
@@ -61,7 +61,7 @@ async def test_a_malformed_message_is_parked_reported_and_the_consumer_goes_on(s
     assert [p["reason"] for p in parked] == ["invalid_json", "invalid_utf8"]
     assert parked[1]["value"] == b"\x00\xff garbage"
     consumer = AIOKafkaConsumer(
-        settings.parked_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+        settings.parked_topic, **client_options(settings, "operator"), auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
@@ -106,7 +106,7 @@ async def test_the_same_records_handled_twice_append_once(settings):
     async with running_ledger(settings) as ledger:
         from faststream.kafka import KafkaBroker
 
-        broker = KafkaBroker(settings.kafka_bootstrap)
+        broker = KafkaBroker(settings.kafka_bootstrap, security=faststream_security(settings, "ledger"))
         await broker.connect()
         first = await ledger.handle(records, broker)
         again = await ledger.handle(records, broker)

@@ -8,6 +8,7 @@ from services.devtools.bench import scratch
 from services.devtools.bench.peer_eventsourcing import measure
 from services.devtools.bench.workload import build
 from services.settings import Settings
+from tests.conftest import as_operator
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +17,12 @@ pytestmark = pytest.mark.integration
 async def run(endpoints):
     """A 2,000-submission workload published to a scratch namespace and measured once."""
     workload = build(2000, positions=2000)
-    base = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, pg_dsn=endpoints.pg_dsn, submission_partitions=4)
+    base = Settings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        pg_dsn=endpoints.pg_dsn,
+        submission_partitions=4,
+        **as_operator(endpoints),
+    )
     settings = scratch.scratch_settings(base, base.pg_dsn, "es")
     await scratch.publish_workload(settings, workload.admin_payloads, workload.submission_payloads)
     try:

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from events import encode
-from services.adapters.kafka.topics import producer, publish
+from services.adapters.kafka.topics import client_options, producer, publish
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import RawHeaderKey, builder_that_sends_raw_header_keys, running_ledger, wait_for
 
@@ -119,7 +119,7 @@ async def test_records_deleted_in_kafka_before_the_ledger_logged_them_are_alarme
             await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
         for i in range(5):  # published while the ledger is down, then deleted before it reads them
             await (await client.send(tp.topic, encode(cast("R-1", {"2": "for"}, executed=2 + i)), partition=0))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, "operator"))  # only the operator may delete records
     await admin.start()
     try:
         await admin.delete_records({tp: RecordsToDelete(before_offset=4)})
@@ -225,7 +225,7 @@ async def test_a_committed_transaction_on_the_admin_topic_holds_no_vote_back_and
     from aiokafka import AIOKafkaProducer
 
     transactional = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, transactional_id=f"{settings.topic_prefix}admin-pipeline"
+        **client_options(settings, "operator"), transactional_id=f"{settings.topic_prefix}admin-pipeline"
     )
     await transactional.start()
     try:

@@ -13,7 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from projections.judge import Judge
 from projections.log_row import chained_records
-from services.adapters.kafka.topics import producer, publish_raw
+from services.adapters.kafka.topics import client_options, producer, publish_raw
 from services.adapters.postgres.log import bench as log_bench
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
@@ -29,7 +29,7 @@ async def kafka_limit(settings: Settings, workload: Workload) -> dict:
     """Produce the submissions to a fresh topic with our producer settings, then consume them all."""
     topic = f"{settings.topic_prefix}limit.kafka.{uuid.uuid4().hex[:8]}"
     payloads = workload.submission_payloads
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, "operator"))  # creates and deletes a scratch topic
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, settings.submission_partitions, 1)])
@@ -61,7 +61,7 @@ async def kafka_limit(settings: Settings, workload: Workload) -> dict:
 async def _consume_all(settings: Settings, topic: str, expected: int) -> tuple[int, float]:
     """Read a topic from the beginning with a fresh group until ``expected`` records arrived."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings, "operator"),
         group_id=f"limit-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

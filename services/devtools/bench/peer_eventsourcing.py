@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 from events import MeetingScheduled, PollsClosed, PositionsRecorded, VoteCast
 from projections.judge import Judge
 from projections.validation import WRONG_TOPIC
+from services.adapters.kafka.topics import client_options
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
 from services.runtime.ingest import decode_batch
@@ -299,7 +300,7 @@ async def _consume(settings: Settings, workload: Workload, app: Votes) -> int | 
     """The admin topic to its end, then every submission; return the last notification id."""
     judge, seen = Judge(), set()
     options = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_options(settings, "operator"),
         "enable_auto_commit": False,
         "max_partition_fetch_bytes": 8 << 20,
     }

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events import MalformedMessage, VoteCast, VoteRevoked, decode, tag_of
 from projections.judge import Judge
+from services.adapters.kafka.topics import client_options
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
 from services.settings import Settings
@@ -120,7 +121,7 @@ async def measure(settings: Settings, workload: Workload) -> dict:
 async def _consume(settings: Settings, conn: asyncpg.Connection, judge: Judge) -> dict[str, int]:
     """Admin topic to its end into the judge, then every submission, one DB transaction per batch."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings, "operator"),
         group_id=f"naive-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

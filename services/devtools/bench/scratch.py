@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.adapters.kafka.topics import ensure_topics, producer, publish_raw
+from services.adapters.kafka.topics import client_options, ensure_topics, producer, publish_raw
 from services.adapters.postgres.connect import on_database
 from services.adapters.postgres.migrate import temporary_database
 from services.settings import Settings
@@ -47,7 +47,7 @@ async def drop_topics(settings: Settings) -> None:
     Its consumer groups stay: aiokafka's admin client cannot delete groups; the broker expires
     their offsets after offsets.retention.minutes (7 days by default).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, "operator"))  # only the operator may delete topics
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from events import MeetingScheduled, Position, encode
-from services.adapters.kafka.topics import ensure_topics, key_for, producer, publish, topic_for
+from services.adapters.kafka.topics import creates_topics, ensure_topics, key_for, producer, publish, topic_for
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import RegisterSpec, SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
@@ -82,11 +82,12 @@ async def load_meeting(
     positions, entitlements = build_register(meeting, register_spec)
     events = [meeting, *register_events(meeting, positions, entitlements)]
     chunks = events[1:]
-    await ensure_topics(settings)
+    if creates_topics(settings):
+        await ensure_topics(settings)
     # With a progress callback, groups of events one after the other (still in order); else all at once.
     group = 16 if on_progress is not None else len(events)
     published = 0
-    async with producer(settings) as client:
+    async with producer(settings, "admin") as client:  # only meeting administration may write meetings.admin
         for start in range(0, len(events), group):
             published += await publish(client, settings, events[start : start + group])
             if on_progress is not None:
@@ -125,9 +126,10 @@ async def simulate(
     events: Iterator = iter(generate(meeting, positions, sim, count=target, seed=seed))
     # Plan the campaign before the clock starts, so the first tick is not late.
     events = chain(list(islice(events, 1)), events)
-    await ensure_topics(settings)
+    if creates_topics(settings):
+        await ensure_topics(settings)
     loop = asyncio.get_running_loop()
-    async with producer(settings) as client:
+    async with producer(settings, "channel") as client:  # a channel's votes, as a channel's principal
         pending: list[asyncio.Future] = []
         published, exhausted = 0, False
         start = loop.time()
