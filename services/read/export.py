@@ -71,6 +71,7 @@ async def export_meeting(
                         r["source_topic"],
                         r["source_partition"],
                         r["source_offset"],
+                        None if r["appended_at"] is None else r["appended_at"].isoformat(),
                     )
                     line = row_encoder.encode(row) + b"\n"
                     log.write(line)

@@ -5,7 +5,8 @@ hash-chain columns and the payload exactly as stored), ``parked.jsonl`` (every p
 any meeting, with its own chain: undecodable messages name no meeting) and ``manifest.json``
 (counts, the final hashes, the projector position the live reports were at, the SHA-256 of both
 logs, the software). Format v2 adds parked.jsonl and the chain v2 columns (chain_version and the
-Kafka source; recorded_at was already there); v1 exports still read and verify.
+Kafka source; recorded_at was already there); format v3 adds appended_at (the broker's append time,
+covered by chain v3). v1 and v2 exports still read and verify.
 
 Reading is streamed and bounded (one line at a time, MAX_LINE at most) and turns a line that is not
 a row into UnreadableLine, naming it: exports come from elsewhere and may be hostile.
@@ -32,8 +33,8 @@ from events import AnyEvent, decode
 from projections.chain import ChainRow, ParkedRow
 
 FORMAT = "vote-ledger-export"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 LOG_MEMBER, MANIFEST_MEMBER, PARKED_MEMBER = "log.jsonl", "manifest.json", "parked.jsonl"
 
 
@@ -54,6 +55,7 @@ class ExportRow(msgspec.Struct, gc=False):
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    appended_at: str | None = None  # format v3: the broker's append time (chain v3); absent before
 
 
 class ExportParked(msgspec.Struct, gc=False):
@@ -218,6 +220,7 @@ def _chain_row(row: ExportRow) -> ChainRow:
         row.source_topic,
         row.source_partition,
         row.source_offset,
+        None if row.appended_at is None else _instant(row.appended_at),
     )
 
 

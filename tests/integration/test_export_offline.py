@@ -22,7 +22,7 @@ async def test_an_export_verifies_offline_and_its_manifest_anchors_the_log(expor
     assert result.ok, result.as_dict()
     assert (manifest.rows, manifest.accepted, manifest.rejected) == (EXPORT_TOTAL, EXPORT_TOTAL - 1, 1)
     assert result.final_hash == manifest.final_hash and manifest.as_of_position == EXPORT_TOTAL
-    assert (manifest.format_version, manifest.parked_rows, result.parked.rows) == (2, 1, 1)
+    assert (manifest.format_version, manifest.parked_rows, result.parked.rows) == (3, 1, 1)
     assert result.v1_rows == 0 and result.parked.first_break is None
 
 

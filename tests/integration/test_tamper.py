@@ -108,7 +108,7 @@ async def test_a_forged_row_with_a_valid_hash_is_caught_by_re_judging_the_log(lo
     from datetime import datetime
 
     from events import encode
-    from projections.chain import canonical_v2, link
+    from projections.chain import canonical_v3, link
 
     forged = cast("R-1", {"2": "against"}, executed=9, shares=9_000_000)  # R-1 holds 3,000: exceeds_position
     payload = encode(forged).decode()
@@ -119,7 +119,7 @@ async def test_a_forged_row_with_a_valid_hash_is_caught_by_re_judging_the_log(lo
     now = datetime.now(UTC)
     hash_ = link(
         bytes(last["hash"]),
-        canonical_v2(
+        canonical_v3(
             position,
             last["position"],
             "m1",
@@ -129,6 +129,7 @@ async def test_a_forged_row_with_a_valid_hash_is_caught_by_re_judging_the_log(lo
             None,
             payload,
             now,
+            None,
             None,
             None,
             None,

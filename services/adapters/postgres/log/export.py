@@ -14,7 +14,8 @@ from services.adapters.postgres.log.verify import PARKED_ROWS
 # columns `audit verify` re-judges (control_number, channel, times) nor raw hashes, over millions of rows.
 _ROWS = (
     "SELECT position, prev_position, meeting_id, event_id, type, decision, reason, payload::text AS payload,"
-    " encode(hash, 'hex') AS hash, recorded_at, chain_version, source_topic, source_partition, source_offset"
+    " encode(hash, 'hex') AS hash, recorded_at, chain_version, source_topic, source_partition, source_offset,"
+    " appended_at"
     " FROM ledger_log WHERE meeting_id = $1 ORDER BY position"
 )
 
