@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from events import ADMIN_EVENTS, MalformedMessage, decode
 from projections.judge import Judge
 from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
-from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
+from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, WRONG_TOPIC
+from services.adapters.kafka.topics import key_for
 
 log = logging.getLogger("vote_ledger.ledger")
 
@@ -26,6 +28,8 @@ class Record(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None  # milliseconds since 1970, as the record carries it
+    timestamp_type: int | None  # 0 CreateTime (the producer's clock), 1 LogAppendTime (the broker's)
 
 
 @dataclass(slots=True)
@@ -38,6 +42,26 @@ class Consumed:
     key: bytes | None
     value: bytes | None
     refused: tuple[str, str] | None = None  # (reason, detail): park it as it is, without decoding
+    timestamp: int | None = None
+    timestamp_type: int | None = None
+
+
+LOG_APPEND_TIME = 1  # Kafka's timestamp type of a record stamped by the broker as it appended it
+
+
+def appended_at(record: Record) -> datetime | None:
+    """The broker's append time of a record (its timestamp when the topic stamps LogAppendTime), else None.
+
+    A CreateTime timestamp is the producer's clock: a channel sets it as freely as received_at, so it is
+    not recorded as the broker's.
+    """
+    timestamp = getattr(record, "timestamp", None)
+    if getattr(record, "timestamp_type", None) != LOG_APPEND_TIME or timestamp is None or timestamp < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp / 1000, UTC)
+    except (OverflowError, OSError, ValueError):  # a broker's clock past year 9999: no time, not a crash
+        return None
 
 
 @dataclass
@@ -105,6 +129,7 @@ def decide(
     ordered = sorted(decoded, key=lambda pair: pair[0].topic != admin_topic)
     for record, event in ordered:
         reason = None
+        appended = appended_at(record)
         entry = seen.get(event.event_id, _NEW)
         if entry is None or (entry is not _NEW and record.value in entry.payloads):
             out.duplicates += 1  # R18: the same message again (a redelivery or a retry): applied once
@@ -120,6 +145,10 @@ def decide(
         on_admin_topic = record.topic == admin_topic
         if reason is None and on_admin_topic != isinstance(event, ADMIN_EVENTS):
             reason = WRONG_TOPIC
+        elif reason is None and not on_admin_topic and record.key is not None and record.key != key_for(event):
+            # The key routes the submission to a partition (and orders it there): a key naming another
+            # control number than the payload's would let a channel reorder or hide it (wire contract).
+            reason = KEY_MISMATCH
         elif reason is None:
             try:
                 reason = judge.judge(event)
@@ -135,6 +164,7 @@ def decide(
                 "accepted" if reason is None else "rejected",
                 reason,
                 (record.topic, record.partition, record.offset),
+                appended,
             )
         )
     return out

@@ -247,7 +247,14 @@ class StallWatch:
             return True
         batch = [
             Consumed(
-                tp.topic, tp.partition, r.offset, r.key, r.value, None if r.problem is None else (UNREADABLE, r.problem)
+                tp.topic,
+                tp.partition,
+                r.offset,
+                r.key,
+                r.value,
+                None if r.problem is None else (UNREADABLE, r.problem),
+                r.timestamp,
+                r.timestamp_type,
             )
             for r in records
         ]

@@ -19,7 +19,7 @@ GOOD = [encode(e) for e in (small_meeting(), register_event(), cast("R-1", {"2":
 class Rec:
     """A consumer record as the ledger sees it."""
 
-    def __init__(self, topic: str, offset: int, value: bytes | None, key: bytes | None = b"k") -> None:
+    def __init__(self, topic: str, offset: int, value: bytes | None, key: bytes | None = None) -> None:
         self.topic, self.partition, self.offset, self.key, self.value = topic, 0, offset, key, value
 
 
