@@ -1,4 +1,4 @@
-"""`vote-ledger stack up|down|status`: the local Kafka + PostgreSQL on loopback."""
+"""`vote-ledger stack up|down|status|principal add`: the local Kafka + PostgreSQL on loopback."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ EXIT_NOT_RUNNING = 3  # like `systemctl status`: lets scripts do `status || up`
 
 
 def register(subparsers: Any) -> None:
-    """Add the `stack` command and its `up`, `down` and `status` actions."""
+    """Add the `stack` command and its `up`, `down`, `status` and `principal add` actions."""
     stack = subparsers.add_parser(
         "stack",
         help="run a local Kafka + PostgreSQL on 127.0.0.1 (no Docker needed)",
@@ -48,9 +48,13 @@ def register(subparsers: Any) -> None:
             "Start both services unless they already run, then print shell export lines on stdout: "
             "VOTE_LEDGER_KAFKA_BOOTSTRAP, VOTE_LEDGER_PG_DSN (the owner login, for `db migrate`), "
             "VOTE_LEDGER_PG_LEDGER_DSN, _PROJECTOR_DSN, _READER_DSN (each service's own login) and "
-            "VOTE_LEDGER_PG_ADMIN_DSN (the superuser, for tests and administration only). Every login "
-            "has a random password kept in HOME/pg-passwords.json (mode 0600); PostgreSQL requires "
-            "SCRAM passwords, and a stack made before logins existed is converted on this run. "
+            "VOTE_LEDGER_PG_ADMIN_DSN (the superuser, for tests and administration only), and Kafka's "
+            "VOTE_LEDGER_KAFKA_OPERATOR_LOGIN (the broker's super user), _LEDGER_LOGIN, _ADMIN_LOGIN and "
+            "_CHANNEL_LOGIN (the demo's channel), each user:password. Every login has a random password "
+            "kept in HOME/pg-passwords.json and HOME/kafka-passwords.json (mode 0600); PostgreSQL requires "
+            "SCRAM passwords, and a stack made before logins existed is converted on this run; Kafka requires "
+            "SASL/SCRAM-SHA-512 and ACLs, and Kafka storage formatted before that is moved aside "
+            "(HOME/kafka-data.unauthenticated-*) and formatted anew, its topics empty. "
             'Progress goes to stderr, so `eval "$(vote-ledger stack up)"` sets up the current shell. '
             "The first run needs java 17+ and mvn to fetch Kafka; later runs work offline."
         ),
@@ -76,6 +80,29 @@ def register(subparsers: Any) -> None:
     )
     add_format(status)
     status.set_defaults(func=_status)
+
+    principal = actions.add_parser(
+        "principal",
+        help="manage the running stack's Kafka principals (SCRAM users and their ACLs)",
+        description="Manage the Kafka principals of the running local stack.",
+    )
+    principal_actions = principal.add_subparsers(dest="principal_action", required=True, metavar="ACTION")
+    add = principal_actions.add_parser(
+        "add",
+        parents=[common],
+        help="create a SCRAM user with its role's ACLs; print its login once",
+        description=(
+            "Create (or give a new password to) a SCRAM-SHA-512 user on the running stack's Kafka and grant "
+            "it its role's ACLs on the topics of VOTE_LEDGER_TOPIC_PREFIX: channel (write votes.submissions, "
+            "read votes.decisions, consumer groups named after itself), admin (write and read meetings.admin) "
+            "or ledger (read both inputs, write ledger.parked, ledger.heads and votes.decisions, its consumer "
+            "group VOTE_LEDGER_CONSUMER_GROUP). Prints the login once, as an export line of the role's "
+            "variable; it is not stored: hand it to the principal's owner."
+        ),
+    )
+    add.add_argument("name", help="the principal's user name (letters, digits, '.', '_', '-'; e.g. channel-acme)")
+    add.add_argument("--role", required=True, choices=("channel", "admin", "ledger"), help="what it may do")
+    add.set_defaults(func=_principal_add)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -103,6 +130,15 @@ def _down(args: argparse.Namespace) -> int:
     from services.devtools.stack import stack_down
 
     stack_down(_config(args))
+    return 0
+
+
+def _principal_add(args: argparse.Namespace) -> int:
+    from services.devtools.stack import add_principal
+    from services.settings import variable
+
+    password = add_principal(_config(args), args.name, args.role)
+    print(f"export {variable(f'kafka_{args.role}_login')}={shlex.quote(f'{args.name}:{password}')}")
     return 0
 
 
@@ -145,5 +181,6 @@ def _table(info: dict[str, Any]) -> str:
         f"cache          {info['cache']}",
         f"postgres dsn   {info['postgres']['dsn']} (and vl_ledger, vl_projector, vl_reader)",
         f"passwords      {info['postgres']['passwords']}",
+        f"kafka logins   {info['kafka']['logins']}",
     ]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ __all__ = [
     "Endpoints",
     "StackConfig",
     "StackError",
+    "add_principal",
     "endpoints",
     "resolve_endpoints",
     "stack_down",
@@ -71,6 +72,11 @@ def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
     cfg = cfg or StackConfig.from_env()
     _kafka.stop(cfg, log)
     _pg.stop(cfg, log)
+
+
+def add_principal(cfg: StackConfig | None, name: str, role: str, log: Log = say) -> str:
+    """Create a Kafka principal of the role on the running stack (SCRAM user and ACLs); return its password."""
+    return _kafka.add_principal(cfg or StackConfig.from_env(), name, role, log)
 
 
 def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:

@@ -412,6 +412,7 @@ def status(cfg: StackConfig) -> dict[str, Any]:
         "log_file": str(cfg.kafka_log),
         "libs_dir": str(cfg.kafka_libs),
         "libs_ready": libs_ready(cfg),
+        "logins": str(kafka_passwords_file(cfg.home)) if _authenticated(cfg) else "none (formatted without logins)",
     }
 
 
@@ -478,7 +479,7 @@ def add_principal(cfg: StackConfig, user: str, role: str, log: Log) -> str:
     )
     scram = cfg.home / f"kafka-new-principal-{os.getpid()}.properties"
     # In a 0600 file rather than on the command line, where any local user could read it in /proc.
-    _write_private(scram, f"SCRAM-SHA-512=[iterations=8192,password={password}]\n")
+    _write_private(scram, f"SCRAM-SHA-512=iterations=8192,password={password}\n")
     try:
         cmd = _jvm(cfg, _java(), "-Xmx256m") + [
             "kafka.admin.ConfigCommand", "--bootstrap-server", f"{LOOPBACK}:{cfg.kafka_port}",
