@@ -238,3 +238,32 @@ def test_the_readme_configuration_table_names_every_variable_and_only_those():
     for row in table:
         documented |= set(re.findall(r"`(VOTE_LEDGER_[A-Z_]+)`", row.split("|")[1]))
     assert documented == {variable(field) for field in Settings.model_fields}
+
+
+@pytest.mark.parametrize("value", ["operator", "operator:", ":secret", ""])
+def test_a_malformed_kafka_login_is_one_line_naming_the_variable_and_never_echoes_it(clean_env, value):
+    clean_env.setenv("VOTE_LEDGER_KAFKA_LEDGER_LOGIN", value or ":")
+    with pytest.raises(UserError) as caught:
+        load()
+    said = str(caught.value)
+    assert said.startswith("VOTE_LEDGER_KAFKA_LEDGER_LOGIN is malformed (no user, ':' or password): expected user:")
+    assert "\n" not in said and "secret" not in said and "'operator" not in said
+
+
+def test_kafka_logins_are_secret_and_a_password_may_hold_a_colon(clean_env):
+    clean_env.setenv("VOTE_LEDGER_KAFKA_CHANNEL_LOGIN", "channel-acme:pa:ss")
+    current = load()
+    assert current.kafka_channel_login.get_secret_value() == "channel-acme:pa:ss"
+    assert "pa:ss" not in repr(current) and current.kafka_operator_login is None
+    assert current.kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+def test_only_the_two_scram_mechanisms_are_accepted(clean_env):
+    clean_env.setenv("VOTE_LEDGER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    assert load().kafka_sasl_mechanism == "SCRAM-SHA-256"
+    clean_env.setenv("VOTE_LEDGER_KAFKA_SASL_MECHANISM", "PLAIN")
+    with pytest.raises(
+        UserError,
+        match=r"^VOTE_LEDGER_KAFKA_SASL_MECHANISM='PLAIN' is not valid: expected SCRAM-SHA-512 or SCRAM-SHA-256$",
+    ):
+        load()
