@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from services.devtools.stack import Endpoints, StackConfig, stack_down, stack_status, stack_up
+from services.devtools.stack import Endpoints, StackConfig, add_principal, stack_down, stack_status, stack_up
+from services.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,
@@ -52,6 +53,16 @@ def endpoints(cfg: StackConfig) -> Endpoints:
     return stack_up(cfg)
 
 
+def as_operator(endpoints: Endpoints) -> dict:
+    """aiokafka options logging in as the stack's operator (its super user)."""
+    from services.adapters.kafka.topics import client_options
+
+    return client_options(
+        Settings(kafka_bootstrap=endpoints.kafka_bootstrap, kafka_operator_login=endpoints.kafka_operator_login),
+        "operator",
+    )
+
+
 def test_stack_up_reports_both_services_running_on_the_chosen_ports(cfg, endpoints):
     status = stack_status(cfg)
 
@@ -67,6 +78,15 @@ def test_stack_up_reports_both_services_running_on_the_chosen_ports(cfg, endpoin
     assert status["kafka_version"] == cfg.kafka_version
     # Recorded in the home, so status, down and the fallback find a stack on other ports than the defaults.
     assert json.loads((cfg.home / "ports.json").read_text()) == PORTS
+    # Kafka requires a login: one per role, their passwords (and the operator's in the broker's own
+    # configuration) readable by the owner only.
+    assert endpoints.kafka_operator_login.startswith("operator:")
+    assert endpoints.kafka_ledger_login.startswith("ledger:")
+    assert endpoints.kafka_admin_login.startswith("admin:")
+    assert endpoints.kafka_channel_login.startswith("channel-demo:")
+    for private in ("kafka-passwords.json", "kafka-server.properties"):
+        assert ((cfg.home / private).stat().st_mode & 0o777) == 0o600
+    assert "VOTE_LEDGER_KAFKA_CHANNEL_LOGIN" in endpoints.exports()
 
 
 def test_stack_up_twice_returns_the_same_running_services(cfg, endpoints):
@@ -85,11 +105,11 @@ async def test_kafka_round_trips_messages_through_an_explicitly_created_topic(en
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     topic = f"stack-test-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**as_operator(endpoints))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
-        producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(**as_operator(endpoints), acks="all")
         await producer.start()
         try:
             for i in range(8):
@@ -99,7 +119,7 @@ async def test_kafka_round_trips_messages_through_an_explicitly_created_topic(en
 
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=endpoints.kafka_bootstrap,
+            **as_operator(endpoints),
             group_id=f"{topic}-group",
             auto_offset_reset="earliest",
         )
@@ -124,14 +144,14 @@ async def test_kafka_does_not_create_topics_on_first_use(endpoints):
     from aiokafka.errors import KafkaError
 
     topic = f"never-created-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, request_timeout_ms=2000)
+    producer = AIOKafkaProducer(**as_operator(endpoints), request_timeout_ms=2000)
     await producer.start()
     try:
         with pytest.raises(KafkaError):
             await producer.send_and_wait(topic, b"lost")
     finally:
         await producer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**as_operator(endpoints))
     await admin.start()
     try:
         assert topic not in await admin.list_topics()
@@ -198,6 +218,58 @@ async def test_a_stack_from_before_logins_is_converted_on_its_next_up(cfg, endpo
         assert await reader.fetchval("SELECT count(*) FROM ledger_log") == 0
     finally:
         await reader.close()
+
+
+async def test_kafka_refuses_a_client_without_a_login_and_a_channel_writing_meeting_administration(endpoints):
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+
+    from services.adapters.kafka.topics import ensure_topics, producer
+
+    anonymous = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, request_timeout_ms=2000)
+    with pytest.raises(KafkaConnectionError):
+        await anonymous.start()
+    await anonymous.stop()
+    stack = Settings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        kafka_ledger_login=endpoints.kafka_ledger_login,
+        kafka_channel_login=endpoints.kafka_channel_login,
+    )
+    await ensure_topics(stack, "ledger")  # the ledger's ACLs (granted by stack up) let it create its topics
+    async with producer(stack, "channel", request_timeout_ms=5000) as client:
+        await client.send_and_wait(stack.submissions_topic, b"{}")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await client.send_and_wait(stack.admin_topic, b"{}")
+
+
+async def test_a_principal_added_to_the_stack_logs_in_with_its_printed_password_and_its_roles_acls(cfg, endpoints):
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    from services.adapters.kafka.topics import producer
+
+    password = add_principal(cfg, "channel-acme", "channel", log=lambda _line: None)
+    acme = Settings(kafka_bootstrap=endpoints.kafka_bootstrap, kafka_channel_login=f"channel-acme:{password}")
+    async with producer(acme, "channel", request_timeout_ms=5000) as client:
+        await client.send_and_wait(acme.submissions_topic, b"{}")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await client.send_and_wait(acme.admin_topic, b"{}")
+    with pytest.raises(Exception, match="one of the stack's own principals"):
+        add_principal(cfg, "operator", "channel")
+
+
+def test_kafka_storage_formatted_without_logins_is_moved_aside_and_formatted_anew(cfg, endpoints):
+    from services.devtools.stack import kafka
+
+    # As a stack from before Kafka required logins left it: no logins file, storage without the marker.
+    kafka.stop(cfg, log=lambda _line: None)
+    (cfg.kafka_data / kafka.AUTH_MARKER).unlink()
+    (cfg.home / "kafka-passwords.json").unlink()
+
+    again = stack_up(cfg)
+
+    assert [p.name.startswith("kafka-data.unauthenticated-") for p in cfg.home.glob("kafka-data.*")] == [True]
+    assert again.kafka_operator_login.startswith("operator:")
+    assert again.kafka_operator_login != endpoints.kafka_operator_login  # fresh passwords, a fresh cluster
 
 
 def test_stack_down_stops_both_services_and_can_be_repeated(cfg, endpoints):
