@@ -173,6 +173,7 @@ class Tree:
     def __init__(self, row_hashes: Sequence[bytes | None]) -> None:
         self.row_hashes = list(row_hashes)
         self.leaves = [log_leaf(h) for h in self.row_hashes]
+        self._root: str | None = None  # hashed once, when first asked
 
     @property
     def size(self) -> int:
@@ -181,16 +182,25 @@ class Tree:
 
     def head(self, published_at: str | None = None) -> TreeHead:
         """The tree's head."""
-        return TreeHead(tree_size=self.size, merkle_root=merkle.root(self.leaves).hex(), published_at=published_at)
+        if self._root is None:
+            self._root = merkle.root(self.leaves).hex()
+        return TreeHead(tree_size=self.size, merkle_root=self._root, published_at=published_at)
 
     def prove(self, row: ChainRow, index: int) -> ProvenRow:
         """The row (at leaf ``index``) with its previous hash and audit path; ValueError if it is not that leaf."""
-        if row.hash is None:
-            raise ValueError(
-                f"row {row.position} has no chain hash (logged before the chain existed): it cannot be proven"
-            )
-        if not 0 <= index < self.size or self.row_hashes[index] != row.hash:
-            raise ValueError(f"row {row.position} is not leaf {index} of this tree of {self.size}")
+        return self.prove_all([(index, row)])[0]
+
+    def prove_all(self, rows: Sequence[tuple[int, ChainRow]]) -> list[ProvenRow]:
+        """Each (leaf index, row) with its previous hash and audit path, the tree hashed once for all of them."""
+        for index, row in rows:
+            if row.hash is None:
+                raise ValueError(f"row {row.position} has no chain hash (logged before the chain existed): unprovable")
+            if not 0 <= index < self.size or self.row_hashes[index] != row.hash:
+                raise ValueError(f"row {row.position} is not leaf {index} of this tree of {self.size}")
+        paths = merkle.inclusion_paths_of(self.leaves, [index for index, _ in rows])
+        return [self._proven(row, index, path) for (index, row), path in zip(rows, paths, strict=True)]
+
+    def _proven(self, row: ChainRow, index: int, path: list[bytes]) -> ProvenRow:
         prev = self.row_hashes[index - 1] if index else GENESIS
         return ProvenRow(
             position=row.position,
@@ -209,7 +219,7 @@ class Tree:
             chain_version=row.chain_version,
             prev_hash=(prev or GENESIS).hex(),
             leaf_index=index,
-            path=[p.hex() for p in merkle.inclusion_path(self.leaves, index)],
+            path=[p.hex() for p in path],
         )
 
     def consistency(
@@ -247,13 +257,14 @@ def build_receipt(
     published_at: str | None = None,
 ) -> Receipt:
     """A receipt bundle: each (leaf index, row) proven against ``tree``'s head."""
+    proven = tree.prove_all([submission, *others, *meeting])
     return Receipt(
         meeting_id=submission[1].meeting_id,
         head=tree.head(published_at),
-        submission=tree.prove(submission[1], submission[0]),
+        submission=proven[0],
         control_number=control_number,
-        others=[tree.prove(row, i) for i, row in others],
-        meeting=[tree.prove(row, i) for i, row in meeting],
+        others=proven[1 : 1 + len(others)],
+        meeting=proven[1 + len(others) :],
         register=register,
         state=state,
     )

@@ -11,7 +11,11 @@ committed: a head never names a row that a rollback could take back.
 A meeting's head also carries its Merkle tree's head (tree_size, merkle_root), which holders check
 their receipts against (projections/receipts.py). The publisher keeps one merkle.Frontier per
 meeting (O(log n) hashes) and feeds it the chain hashes of the rows appended since its last
-publication; a starting ledger rebuilds them from the whole log's hashes on its first publication.
+publication; a starting ledger rebuilds them from the whole log's hashes on its first publication,
+streamed (memory stays O(log n) per meeting). Measured on this 2-core machine shared with other
+work: from 100,000 rows 0.39-0.50 s (0.17-0.23 s reading the hashes, 0.22-0.27 s hashing), so about
+4-5 s for 1,000,000 rows by estimate; measured there 8.3-11.4 s (the machine was busier), within one
+repeatable-read snapshot. After that, two SHA-256 per appended row.
 """
 
 from __future__ import annotations

@@ -218,3 +218,13 @@ def test_audit_verify_checks_every_heads_merkle_root_against_the_tree_of_the_log
     wrong = HeadCheck([_head(LOG, 4, root="00" * 32)])
     wrong.feed([(r.position, r.hash) for r in LOG])
     assert "is not the tree of the chain's 4 rows" in wrong.failures[0].detail
+
+
+def test_the_paths_of_several_rows_hashed_at_once_are_each_rows_own_path():
+    from projections import merkle
+
+    leaves = [merkle.leaf_hash(bytes([n])) for n in range(37)]
+    indices = [0, 5, 31, 32, 36]
+    assert merkle.inclusion_paths_of(leaves, indices) == [merkle.inclusion_path(leaves, i) for i in indices]
+    with pytest.raises(ValueError, match="leaf 37 is not in a tree of 37"):
+        merkle.inclusion_paths_of(leaves, [37])
