@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from events import AnyEvent
 from projections.chain import Anchor, Break, ChainCheck, ChainRow
+from projections.judge import Received
 from projections.rejudge import Misjudged, Rejudge, scheduled_problem
 
 
@@ -29,9 +30,13 @@ class ChainWalk:
         return cls(anchor=Anchor.parse(expect_hash))
 
     def feed(self, row: ChainRow, event: AnyEvent, columns: Mapping[str, object] | None = None) -> None:
-        """Walk one row with its decoded event (and, online, the columns the ledger copied from it)."""
+        """Walk one row with its decoded event (and, online, the columns the ledger copied from it).
+
+        The row's payload and broker time go to the rejudge, which re-verifies its signature (S2).
+        """
         self.check.feed([row])
-        self.rejudge.feed(row.position, row.type, row.decision, row.reason, event, dict(columns or {}))
+        received = Received(row.payload, row.appended_at)
+        self.rejudge.feed(row.position, row.type, row.decision, row.reason, event, dict(columns or {}), received)
         self.anchor.feed(row.position, row.hash)
         self.scheduled = self.scheduled or (row.type == "meeting.scheduled" and row.decision == "accepted")
 

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
-from projections import validation
+from events import (
+    ADMIN_EVENTS,
+    AnyEvent,
+    ChannelAuth,
+    ChannelKeyRegistered,
+    ChannelKeyRevoked,
+    MeetingScheduled,
+    PollsClosed,
+    PositionsRecorded,
+    ProxySubstituted,
+    VoteCast,
+    VoteRevoked,
+)
+from projections import signing, validation
+from projections.channels import ChannelKey
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
+
+# Verified batch signatures kept: a channel's batches are judged close together (one Kafka batch
+# usually holds a whole signed batch), so a few thousand cover every batch in flight many times over;
+# each entry is ~400 bytes. An evicted batch is only verified again (about 50 us), never decided otherwise.
+SIGNATURE_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A submission as it came in: the payload text its channel signed, and the broker's append time of its record."""
+
+    payload: str | bytes
+    appended_at: datetime | None = None
 
 
 @dataclass
@@ -17,25 +45,62 @@ class Judge:
     meetings: dict[str, Meeting] = field(default_factory=dict)
     # Who holds each meeting's proxies over time: named proxies and their substitutes (R13).
     proxies: dict[str, ProxyBook] = field(default_factory=dict)
+    # (public key, batch size, root, signature) -> whether Ed25519 verified it: one verification per
+    # batch instead of one per submission (S2). Keyed by the public key, not the key id: key ids are
+    # per meeting, and the result is a pure function of these four, so caching it changes no decision.
+    verified: OrderedDict[tuple[str, int, str, str], bool] = field(default_factory=OrderedDict)
 
-    def judge(self, event: AnyEvent) -> str | None:
-        """Return the rejection reason, or None; an accepted admin event updates the state."""
-        if isinstance(event, (MeetingScheduled, PositionsRecorded, PollsClosed)):
+    def judge(self, event: AnyEvent, received: Received | None = None) -> str | None:
+        """Return the rejection reason, or None; an accepted admin event updates the state.
+
+        ``received``: the payload as received (to check a signature, S2) and the broker's append time
+        (S3, R12). Without it a signed submission cannot be verified: bad_signature.
+        """
+        if isinstance(event, ADMIN_EVENTS):
             reason = validation.validate_admin(self.meetings, event)
             if reason is None:
                 self.apply_accepted(event)
             return reason
+        assert isinstance(event, (VoteCast, VoteRevoked, ProxySubstituted))
         meeting = self.meetings.get(event.meeting_id)
         if meeting is None:
             return validation.UNKNOWN_MEETING
+        appended_at = received.appended_at if received is not None else None
+        # The submission's time for key validity (S3): the broker's clock when the record has it.
+        at = appended_at if appended_at is not None else event.received_at
+        reason = validation.validate_channel(meeting, event, at)  # S5, S1, S3
+        if reason:
+            return reason
+        key = None
+        if event.auth is not None:
+            key = meeting.keys.get(event.auth.channel_id, event.auth.key_id)
+            assert key is not None  # S1 passed
+            if received is None or not self.signed(received.payload, event.auth, key):
+                return validation.BAD_SIGNATURE  # S2
+            reason = validation.foreign_event_id(event)  # S6
+            if reason:
+                return reason
         if isinstance(event, VoteCast):
-            return validation.validate_vote_cast(meeting, event)
+            return validation.validate_vote_cast(meeting, event, key, appended_at)
         if isinstance(event, VoteRevoked):
-            return validation.validate_vote_revoked(meeting, event)
-        reason = validation.validate_proxy_substituted(meeting, event, self.proxies[event.meeting_id])
+            return validation.validate_vote_revoked(meeting, event, key, appended_at)
+        reason = validation.validate_proxy_substituted(meeting, event, self.proxies[event.meeting_id], key, appended_at)
         if reason is None:
             self.apply_accepted(event)
         return reason
+
+    def signed(self, payload: str | bytes, auth: ChannelAuth, key: ChannelKey) -> bool:
+        """S2: the payload's leaf and path give auth's root, and the key signed (batch size, root)."""
+        if not signing.root_holds(payload, auth):  # a few hashes per submission
+            return False
+        batch = (key.public_key, auth.batch_size, auth.root, auth.signature)
+        holds = self.verified.get(batch)
+        if holds is None:
+            holds = signing.signature_holds(key.verify_key, auth)  # one Ed25519 verification per batch
+            self.verified[batch] = holds
+            if len(self.verified) > SIGNATURE_CACHE:
+                self.verified.popitem(last=False)
+        return holds
 
     def apply_accepted(self, event: AnyEvent) -> None:
         """Apply an event already accepted (also used to rebuild the state from the log)."""
@@ -46,5 +111,9 @@ class Judge:
             self.meetings[event.meeting_id].record_positions(event)
         elif isinstance(event, PollsClosed):
             self.meetings[event.meeting_id].close_polls(event)
+        elif isinstance(event, ChannelKeyRegistered):
+            self.meetings[event.meeting_id].keys.register(event)
+        elif isinstance(event, ChannelKeyRevoked):
+            self.meetings[event.meeting_id].keys.revoke(event)
         elif isinstance(event, ProxySubstituted):
             self.proxies[event.meeting_id].apply(event)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events import Item, MeetingScheduled, PollsClosed, Position, PositionsRecorded
+from projections.channels import KeyBook
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Meeting:
     # Earliest closing time of all items (None: open) and per item, from polls.closed (R12).
     closed_all_at: datetime | None = None
     closed_item_at: dict[str, datetime] = field(default_factory=dict)
+    # The channels' keys over time, from channel.key_registered / channel.key_revoked (S1, S3, S4).
+    keys: KeyBook = field(default_factory=KeyBook)
 
     @classmethod
     def scheduled(cls, spec: MeetingScheduled) -> Meeting:

@@ -4,6 +4,10 @@ The chain proves rows were not changed after they were written; it cannot prove 
 them right, and anyone able to INSERT can compute a hash. The ledger's decision on a row depends
 only on the meeting's admin rows before it in the log, so replaying the rules in log order must
 give every recorded decision and reason again. Pure, no I/O.
+
+Given each row's payload and broker time (``received``), the replay re-verifies every signature (S2)
+against the keys in force at the row's time, as registered and revoked by the rows before it: a
+signature forged, or a key swapped in a registration after the fact, shows as a misjudged row.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events import EVENT_TYPES, AnyEvent, tag_of
-from projections.judge import Judge
-from projections.validation import DUPLICATE_EVENT_ID, WRONG_TOPIC
+from projections.judge import Judge, Received
+from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, WRONG_TOPIC
+
+# Reasons that rest on what the row does not hold (its Kafka topic and key, an earlier row of perhaps
+# another meeting): taken as recorded. Such a row changes no state.
+AS_RECORDED = (WRONG_TOPIC, DUPLICATE_EVENT_ID, KEY_MISMATCH)
 
 
 @dataclass(frozen=True)
@@ -39,8 +47,13 @@ class Rejudge:
         reason: str | None,
         event: AnyEvent,
         columns: dict[str, object] | None = None,
+        received: Received | None = None,
     ) -> None:
-        """Check one row: its decision and reason, its type, and (online) the columns copied from it."""
+        """Check one row: its decision and reason, its type, and (online) the columns copied from it.
+
+        ``received``: the row's payload and broker time, so signatures are re-verified (without it a
+        signed submission is judged bad_signature, as the ledger would).
+        """
         if self.first is not None:
             return
         tag = tag_of(event)
@@ -51,12 +64,11 @@ class Rejudge:
             if getattr(event, name, None) != value and not _same_instant(getattr(event, name, None), value):
                 self.first = Misjudged(position, f"row {position}'s {name} column differs from its payload")
                 return
-        # The topic a message came in on is not part of the row's payload, and a duplicate_event_id
-        # depends on an earlier row that may be another meeting's: neither can be re-derived here,
-        # and such a row changes no state, so it is taken as recorded (verify checks the original).
-        expected = (
-            reason if reason in (WRONG_TOPIC, DUPLICATE_EVENT_ID) and tag in EVENT_TYPES else self.judge.judge(event)
-        )
+        # The topic and the Kafka key a message came in with are not part of the row's payload, and a
+        # duplicate_event_id depends on an earlier row that may be another meeting's: none can be
+        # re-derived here, and such a row changes no state, so it is taken as recorded (verify checks
+        # the original).
+        expected = reason if reason in AS_RECORDED and tag in EVENT_TYPES else self.judge.judge(event, received)
         recorded = None if decision == "accepted" else reason
         if expected != recorded:
             self.first = Misjudged(

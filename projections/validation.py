@@ -7,10 +7,21 @@ so the decision does not depend on the order in which votes arrive (R5). Each ch
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from events import AnyEvent, MeetingScheduled, PollsClosed, PositionsRecorded, ProxySubstituted, VoteCast, VoteRevoked
+from events import (
+    AnyEvent,
+    ChannelKeyRegistered,
+    ChannelKeyRevoked,
+    MeetingScheduled,
+    PollsClosed,
+    PositionsRecorded,
+    ProxySubstituted,
+    VoteCast,
+    VoteRevoked,
+)
 from events.schema import MAX_SHARES
+from projections.channels import KEY_NOT_YET_VALID, KEY_REVOKED, OUT_OF_SCOPE, UNKNOWN_CHANNEL, ChannelKey, scope
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
 
@@ -41,6 +52,13 @@ INVALID_SEATS = "invalid_seats"  # seats below 1, or more than the nominees of t
 REGISTER_EXCEEDS_OUTSTANDING = "register_exceeds_outstanding"  # positions over the shares outstanding
 CHUNK_OUT_OF_RANGE = "chunk_out_of_range"  # chunk number outside 0 .. chunks - 1
 CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than earlier ones
+# Channel authentication (docs/rules.md S1-S6). UNKNOWN_CHANNEL, KEY_NOT_YET_VALID, KEY_REVOKED and
+# OUT_OF_SCOPE are defined with the key book (projections.channels) and listed here with the others.
+SIGNATURE_REQUIRED = "signature_required"  # S5: the meeting requires signatures and this has none
+BAD_SIGNATURE = "bad_signature"  # S2: path, root, size or index inconsistent, or the Ed25519 signature fails
+FOREIGN_EVENT_ID = "foreign_event_id"  # S6: a signed event_id outside its channel's namespace "<channel_id>:"
+DUPLICATE_KEY = "duplicate_key"  # a channel.key_registered of a (channel_id, key_id) already registered
+UNKNOWN_KEY = "unknown_key"  # a channel.key_revoked of a key never registered
 
 REASONS = (
     NOT_ENTITLED,
@@ -68,15 +86,32 @@ REASONS = (
     REGISTER_EXCEEDS_OUTSTANDING,
     CHUNK_OUT_OF_RANGE,
     CHUNKS_MISMATCH,
+    SIGNATURE_REQUIRED,
+    UNKNOWN_CHANNEL,
+    KEY_NOT_YET_VALID,
+    KEY_REVOKED,
+    BAD_SIGNATURE,
+    FOREIGN_EVENT_ID,
+    OUT_OF_SCOPE,
+    DUPLICATE_KEY,
+    UNKNOWN_KEY,
 )
 
 
-def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
-    """Return the reason a vote.cast is rejected, or None when it is accepted."""
+def validate_vote_cast(
+    meeting: Meeting, vote: VoteCast, key: ChannelKey | None = None, appended_at: datetime | None = None
+) -> str | None:
+    """Return the reason a vote.cast is rejected, or None when it is accepted.
+
+    ``key``: the channel key that signed it (its signature already checked, S1-S3, S5, S6), for S4;
+    ``appended_at``: the broker's append time of its record, for R12 on the broker's clock.
+    """
     position = meeting.positions.get(vote.control_number)
     if position is None:
         return NOT_ENTITLED  # R1
-    reason = _timing(meeting, vote.channel, vote.received_at)
+    if key is not None and (reason := scope(key, vote, position)):
+        return reason  # S4
+    reason = _timing(meeting, vote.channel, vote.received_at, appended_at)
     if reason:
         return reason
     represented = vote.shares if vote.shares is not None else position.shares
@@ -110,21 +145,35 @@ def validate_vote_cast(meeting: Meeting, vote: VoteCast) -> str | None:
     return None
 
 
-def validate_vote_revoked(meeting: Meeting, revoked: VoteRevoked) -> str | None:
-    """Return the reason a vote.revoked is rejected, or None when it is accepted."""
-    if revoked.control_number not in meeting.positions:
+def validate_vote_revoked(
+    meeting: Meeting, revoked: VoteRevoked, key: ChannelKey | None = None, appended_at: datetime | None = None
+) -> str | None:
+    """Return the reason a vote.revoked is rejected, or None when it is accepted (key, appended_at: as a vote.cast)."""
+    position = meeting.positions.get(revoked.control_number)
+    if position is None:
         return NOT_ENTITLED  # R1
-    return _timing(meeting, revoked.channel, revoked.received_at)
+    if key is not None and (reason := scope(key, revoked, position)):
+        return reason  # S4
+    return _timing(meeting, revoked.channel, revoked.received_at, appended_at)
 
 
 def validate_proxy_substituted(
-    meeting: Meeting, event: ProxySubstituted, proxies: ProxyBook | Collection[str]
+    meeting: Meeting,
+    event: ProxySubstituted,
+    proxies: ProxyBook | Collection[str],
+    key: ChannelKey | None = None,
+    appended_at: datetime | None = None,
 ) -> str | None:
-    """Return the reason a substitution is rejected, given the meeting's proxies so far."""
+    """Return the reason a substitution is rejected, given the meeting's proxies so far (key, appended_at: as votes)."""
     if not isinstance(proxies, ProxyBook):
         proxies = ProxyBook(proxies)  # bare names: the named proxies, before any substitution
+    # S4 first: a substitution has no position, so its scope does not wait for R1 (which is last here).
+    if key is not None and (reason := scope(key, event, None)):
+        return reason  # S4: only for the proxy holders the key names
     if meeting.closed_all_at is not None and event.received_at > meeting.closed_all_at:
         return POLL_CLOSED  # R12
+    if _broker_late(meeting, appended_at, meeting.closed_all_at):
+        return POLL_CLOSED  # R12 on the broker's clock
     if not proxies.may_substitute(event):
         return NOT_PROXY_HOLDER  # R13: the holder must hold, when it acts, what it passes on
     if event.control_numbers and any(cn not in meeting.positions for cn in event.control_numbers):
@@ -139,6 +188,12 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
         return DUPLICATE_MEETING if meeting is not None else validate_spec(event)
     if meeting is None:
         return UNKNOWN_MEETING
+    if isinstance(event, ChannelKeyRegistered):
+        if meeting.keys.get(event.channel_id, event.key_id) is not None:
+            return DUPLICATE_KEY  # a key id names one key for good: rotation registers a new key id
+        return None
+    if isinstance(event, ChannelKeyRevoked):
+        return UNKNOWN_KEY if meeting.keys.get(event.channel_id, event.key_id) is None else None
     if isinstance(event, PositionsRecorded):
         if event.chunk in meeting.chunks:
             return DUPLICATE_CHUNK
@@ -185,14 +240,19 @@ def validate_chunk(meeting: Meeting, chunk: PositionsRecorded) -> str | None:
     return None
 
 
-def _timing(meeting: Meeting, channel: str, received_at: datetime) -> str | None:
-    """R12: polls closed (on all items, or on any item) and channel cut-offs."""
+def _timing(meeting: Meeting, channel: str, received_at: datetime, appended_at: datetime | None = None) -> str | None:
+    """R12: polls closed (on all items, or on any item) and channel cut-offs, on the channel's and broker's clocks."""
     if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
         return POLL_CLOSED
+    if _broker_late(meeting, appended_at, meeting.closed_all_at):
+        return POLL_CLOSED  # R12: the broker appended it after the close (plus grace), whatever received_at says
     if meeting.closed_item_at:  # rare: only after a per-item polls.closed
         # Any later instruction or revocation would change what counts on a closed item too (a
         # new instruction replaces the whole earlier one; R9 fills unmarked items), so refuse it.
-        if any(received_at > closed_at for closed_at in meeting.closed_item_at.values()):
+        if any(
+            received_at > closed_at or _broker_late(meeting, appended_at, closed_at)
+            for closed_at in meeting.closed_item_at.values()
+        ):
             return POLL_CLOSED
     if channel == "internet":
         cutoff = meeting.spec.cutoffs.internet
@@ -202,6 +262,35 @@ def _timing(meeting: Meeting, channel: str, received_at: datetime) -> str | None
         return None
     if cutoff is not None and received_at > cutoff:
         return CUTOFF_PASSED
+    if _broker_late(meeting, appended_at, cutoff):
+        return CUTOFF_PASSED  # R12 on the broker's clock: a back-dated received_at does not pass a late record
+    return None
+
+
+def _broker_late(meeting: Meeting, appended_at: datetime | None, limit: datetime | None) -> bool:
+    """R12 on the broker's clock: appended after ``limit`` plus the meeting's broker_grace_s (off when unset)."""
+    grace = meeting.spec.broker_grace_s
+    if grace is None or appended_at is None or limit is None:
+        return False
+    return appended_at > limit + timedelta(seconds=grace)
+
+
+def validate_channel(meeting: Meeting, event: VoteCast | VoteRevoked | ProxySubstituted, at: datetime) -> str | None:
+    """S5, S1, S3 and S6 for a submission at submission time ``at``: a reason code or None (S2 is the judge's).
+
+    The judge checks the signature (S2) between S3 and S6, with its cache of verified batches.
+    """
+    auth = event.auth
+    if auth is None:
+        return SIGNATURE_REQUIRED if meeting.spec.signatures_required else None  # S5
+    return meeting.keys.check(auth, at)  # S1, S3
+
+
+def foreign_event_id(event: VoteCast | VoteRevoked | ProxySubstituted) -> str | None:
+    """S6: a signed event_id must lie in its channel's namespace, f"{channel_id}:", so no channel squats another's."""
+    auth = event.auth
+    if auth is not None and not event.event_id.startswith(f"{auth.channel_id}:"):
+        return FOREIGN_EVENT_ID  # S6
     return None
 
 

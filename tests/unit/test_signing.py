@@ -40,9 +40,10 @@ def auth_of(payload: bytes) -> ChannelAuth:
 @given(json_objects)
 def test_canonical_bytes_are_rfc8785_of_any_json_object_without_floats(obj: dict) -> None:
     payload = json.dumps(obj, ensure_ascii=False)
-    assert signing.canonical_bytes(payload) == rfc8785.dumps(obj)
-    assert signing.canonical_bytes(payload.encode()) == rfc8785.dumps(obj)
-    assert signing.canonical_bytes(json.dumps(obj)) == rfc8785.dumps(obj)  # \\u escapes, surrogate pairs too
+    expected = rfc8785.dumps({k: v for k, v in obj.items() if k != "auth"})
+    assert signing.canonical_bytes(payload) == expected
+    assert signing.canonical_bytes(payload.encode()) == expected
+    assert signing.canonical_bytes(json.dumps(obj)) == expected  # \\u escapes, surrogate pairs too
 
 
 @given(st.dictionaries(bmp_text, st.recursive(st.none() | st.integers(-SAFE_INT, SAFE_INT) | bmp_text, st.lists)))
@@ -59,6 +60,7 @@ def test_keys_above_the_bmp_are_sorted_by_utf16_code_units_through_the_fallback(
 @given(json_objects, st.floats(allow_nan=False, allow_infinity=False))
 def test_a_payload_with_a_float_is_canonicalized_by_the_reference_library(obj: dict, number: float) -> None:
     obj = {**obj, "x": number}
+    obj.pop("auth", None)
     assert signing.canonical_bytes(json.dumps(obj)) == rfc8785.dumps(obj)
 
 
