@@ -301,6 +301,7 @@ class ReceiptCheck:
             "event_id": sub.event_id,
             "position": sub.position,
             "row_hash": _hex_or_none(sub),
+            "payload": sub.payload,  # the holder's own submission, as logged: theirs to compare with what they sent
             "decision": sub.decision,
             "reason": sub.reason,
             "control_number": self.receipt.control_number,

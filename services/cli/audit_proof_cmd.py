@@ -225,6 +225,7 @@ def render_receipt(report: dict[str, Any], check) -> str:
                 f"note no head pinned{published}: compare the size and root above with a head the ledger published,"
                 " or pass them with --head-size and --root"
             )
+        lines.append(f"Logged: {report['payload']}")
         decision = report["decision"] + (f" ({report['reason']})" if report["reason"] else "")
         lines.append(f"Decision: {decision}")
         lines.append(describe(check))
@@ -272,6 +273,12 @@ def _consistency(args: argparse.Namespace) -> int:
         problems = check_consistency(bundle, old, new)
         report = {"meeting_id": bundle.meeting_id, "old": _head(bundle.old), "new": _head(bundle.new)}
         report |= {"consistent": not problems, "problems": problems}
+        report["notes"] = [
+            f"the {name} head is the bundle's: compare it with a head you hold, or pin it with --{name}-size"
+            f" and --{name}-root"
+            for name, held in (("old", old), ("new", new))
+            if held is None
+        ]
     else:
         if args.old_size is None or args.old_root is None:
             raise UserError("--old-size and --old-root are needed: the head to prove the log extends")
