@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events import ChannelAuth, decode, encode
+from events import ChannelAuth, VoteCast, VoteRevoked, decode, encode
 from projections import merkle, signing
 from tests.factories import cast
 
@@ -162,3 +164,87 @@ def test_a_float_payload_signed_by_a_channel_verifies_through_the_fallback() -> 
     assert signing.verify(signed, auth_of(signed.encode()), PUBLIC)
     assert signing.canonical_bytes(signed) == rfc8785.dumps(raw)
     assert b'"weight":2.5' in signing.canonical_bytes(signed)
+
+
+# --- The worked example in docs/rules.md ("Channel authentication"), generated here so it cannot drift ---------
+
+RULES = Path(__file__).parents[2] / "docs" / "rules.md"
+BEGIN, END = "<!-- signing-example:begin -->\n", "<!-- signing-example:end -->\n"
+
+
+def worked_example() -> str:
+    """The markdown of docs/rules.md's worked example: a 2-submission batch signed with the fixed test key."""
+    times = {"executed_at": "2026-05-04T09:15:00Z", "received_at": "2026-05-04T09:15:02Z"}
+    events = [
+        VoteCast(
+            event_id="desk-1:0001",
+            meeting_id="m1",
+            control_number="R-1",
+            channel="internet",
+            submitted_by="Zoë Ng",
+            choices={"2": "for", "3": {"for": 600, "against": 400}},
+            **{k: datetime.fromisoformat(v) for k, v in times.items()},
+        ),
+        VoteRevoked(
+            event_id="desk-1:0002",
+            meeting_id="m1",
+            control_number="R-2",
+            channel="internet",
+            submitted_by="web",
+            **{k: datetime.fromisoformat(v) for k, v in times.items()},
+        ),
+    ]
+    signed = signing.sign_batch(events, "desk-1", "k1", PRIVATE)
+    canon = [signing.canonical_bytes(p) for p in signed]
+    leaves = [merkle.leaf_hash(c) for c in canon]
+    head = merkle.root(leaves)
+    auth = auth_of(signed[0])
+    lines = [
+        "Private key (Ed25519 seed, a test key: never use it): `" + PRIVATE + "`; public key `" + PUBLIC + "`.",
+        "",
+        "The two submissions as the channel publishes them, `auth` included (`vote-ledger` encodes fields in",
+        "schema order; any order and spacing give the same canonical bytes):",
+        "",
+        "```json",
+        *(p.decode() for p in signed),
+        "```",
+        "",
+        "Their canonical bytes (UTF-8; `ë` is the two bytes `c3 ab`), leaf hashes SHA-256(0x00 || bytes):",
+        "",
+        "```text",
+    ]
+    for i, (c, leaf) in enumerate(zip(canon, leaves, strict=True)):
+        lines += [f"canonical[{i}] = {c.decode()}", f"leaf[{i}]      = {leaf.hex()}"]
+    lines += [
+        f"root         = SHA-256(0x01 || leaf[0] || leaf[1]) = {head.hex()}",
+        f"message      = {signing.batch_message(2, head).hex()}",
+        '               ("vote-ledger batch v1\\n", then 2 as 8 bytes big-endian, then the root)',
+        f"signature    = {auth.signature}",
+        "```",
+        "",
+        "Each submission's `path` is the other's leaf hash: submission 0 carries `leaf_index` 0 and",
+        f"`path` [`{leaves[1].hex()}`], submission 1 `leaf_index` 1 and `path` [`{leaves[0].hex()}`].",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def test_the_worked_example_in_the_rules_is_what_the_code_computes() -> None:
+    text = RULES.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, "docs/rules.md lost its signing example markers"
+    assert text.split(BEGIN, 1)[1].split(END, 1)[0] == worked_example(), (
+        "docs/rules.md's signing example drifted: python -m tests.unit.test_signing --write"
+    )
+
+
+if (
+    __name__ == "__main__"
+):  # python -m tests.unit.test_signing [--write]: print (or write into docs/rules.md) the example
+    import sys
+
+    if "--write" in sys.argv:
+        text = RULES.read_text(encoding="utf-8")
+        before, rest = text.split(BEGIN, 1)
+        RULES.write_text(before + BEGIN + worked_example() + END + rest.split(END, 1)[1], encoding="utf-8")
+    else:
+        print(worked_example())
