@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from events import ADMIN_EVENTS, MalformedMessage, decode
-from projections.judge import Judge
+from projections.judge import Judge, Received
 from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
 from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, WRONG_TOPIC
 from services.adapters.kafka.topics import key_for
@@ -151,7 +151,8 @@ def decide(
             reason = KEY_MISMATCH
         elif reason is None:
             try:
-                reason = judge.judge(event)
+                # The payload as received (its signature covers those bytes, S2) and the broker's time (S3, R12).
+                reason = judge.judge(event, Received(record.value, appended))
             except Exception as exc:  # noqa: BLE001 - one event must not stop the batch
                 out.parked.append(unprocessable(record, exc))
                 out.judge_suspect = True

@@ -11,6 +11,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from services.adapters.kafka.topics import AdminWatermark, faststream_security
+from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.ledger import Ledger
 from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
@@ -89,6 +90,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_startup(ledger.start)
     app.on_startup(watermark.start)
     HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
+    AnswerRelay(settings).attach(app)  # one answer per logged or parked submission on votes.decisions
     watch = StallWatch(
         settings,
         ledger,

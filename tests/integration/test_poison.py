@@ -167,10 +167,10 @@ async def test_a_record_the_judge_raises_on_is_parked_and_the_rest_of_its_batch_
 
     original = Judge.judge
 
-    def judge(self, event):
+    def judge(self, event, received=None):
         if getattr(event, "control_number", None) == "R-2":
             raise ArithmeticError("a bug of ours, triggered by one record")
-        return original(self, event)
+        return original(self, event, received)
 
     monkeypatch.setattr(Judge, "judge", judge)
     votes = [cast(cn, {"2": "for"}, executed=1) for cn in ("R-1", "R-2", "B-1")]

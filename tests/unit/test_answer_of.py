@@ -86,7 +86,7 @@ def test_a_parked_message_with_a_readable_id_is_answered_under_it_and_keyed_by_i
         {
             "value": value + b"}",
             "id": 7,
-            "reason": "unknown_version",
+            "reason": "unsupported_version",
             "detail": "v 9",
             "source_topic": "votes.submissions",
             "source_partition": 2,

@@ -87,10 +87,10 @@ def test_a_rejected_row_holds_no_event_id_so_a_squat_on_the_wrong_topic_cannot_b
 
 def test_a_judge_that_raises_parks_that_record_and_marks_the_judge_suspect():
     class Exploding(Judge):
-        def judge(self, event):
+        def judge(self, event, received=None):
             if getattr(event, "control_number", None) == "R-1":
                 raise ZeroDivisionError("boom")
-            return super().judge(event)
+            return super().judge(event, received)
 
     decoded, _ = ingest.decode_batch([Rec(ADMIN, 0, GOOD[0]), Rec(ADMIN, 1, GOOD[1]), Rec(VOTES, 2, GOOD[2])])
     decided = ingest.decide(Exploding(), decoded, {}, ADMIN)
