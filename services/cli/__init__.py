@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "services.cli.db_cmd",
     "services.cli.meeting_cmd",
     "services.cli.simulate_cmd",
+    "services.cli.channel_cmd",
     "services.cli.services_cmd",
     "services.cli.tally_cmd",
     "services.cli.report_cmd",

@@ -37,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load = actions.add_parser(
         "load",
         help="publish meeting.scheduled and the register's positions.recorded chunks",
-        description="Publish the meeting (meeting.scheduled) and its synthetic record-date register "
-        "(positions.recorded chunks) to meetings.admin. Event ids derive from the file's "
-        "content: loading the same file again is a no-op (R18).",
+        description="Publish the meeting (meeting.scheduled), its synthetic record-date register "
+        "(positions.recorded chunks) and its simulated channels' demo keys (channel.key_registered, "
+        "for `simulate`: derived from the meeting id, so never for a real meeting) to meetings.admin. "
+        "Event ids derive from the file's content: loading the same file again is a no-op (R18).",
     )
     load.add_argument("file", metavar="FILE", help=_FILE_HELP)
     add_quiet(load)
@@ -113,7 +114,8 @@ def _load(args: argparse.Namespace) -> int:
         summary = run_kafka(current, load_meeting(current, path, on_progress))
     print(
         f"published meeting {summary.meeting_id} (event {summary.event_id}) and {summary.chunks} "
-        f"register chunks: {summary.positions} positions, {summary.shares:,} shares"
+        f"register chunks: {summary.positions} positions, {summary.shares:,} shares; "
+        f"{summary.keys} simulated channels' keys registered"
     )
     return 0
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from services.cli import UserError
 from services.cli.common import positive_number
@@ -24,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "phone and mail votes, broker instructions and discretionary votes, re-votes, "
         "revocations, a proxy substitution, ballots at the meeting and a few invalid "
         "submissions. Beyond the campaign's natural size, the extra traffic is later-dated "
-        "re-votes. Load the meeting first: vote-ledger meeting load FILE.",
+        "re-votes. Each submission is signed by its simulated channel with the demo key `meeting load` "
+        "registered (each channel's share of every 512 submissions as one batch) and published as the "
+        "channel role. Load the meeting first: vote-ledger meeting load FILE.",
         epilog="example: vote-ledger simulate --meeting cbak-2023-agm --rate 2000 --duration 30",
     )
     where = parser.add_mutually_exclusive_group(required=True)
@@ -50,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "event ids, which the ledger applies once)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line each second")
+    parser.add_argument(
+        "--sample-answer",
+        metavar="FILE",
+        help="then await the answers (votes.decisions) to the last 50 submissions and write one, the last "
+        "accepted, to FILE as JSON: a receipt a holder can check (vote-ledger audit receipt)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -67,13 +78,27 @@ def _run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _progress
     summary = run_kafka(
         current,
-        simulate(current, path, args.rate, args.duration, turnout=args.turnout, seed=args.seed, on_progress=progress),
+        simulate(
+            current,
+            path,
+            args.rate,
+            args.duration,
+            turnout=args.turnout,
+            seed=args.seed,
+            on_progress=progress,
+            sample=args.sample_answer is not None,
+        ),
     )
     print(
         f"published {summary.published:,} of {summary.target:,} submissions for {summary.meeting_id} "
         f"in {summary.seconds:.1f} s: {summary.rate:,.0f}/s (target {summary.target_rate:,.0f}/s, "
         f"seed {summary.seed})"
     )
+    if args.sample_answer is not None:
+        if summary.sample is None:
+            raise UserError("no answer on votes.decisions to any of the last submissions: is the ledger running?")
+        Path(args.sample_answer).write_bytes(msgspec.json.format(msgspec.json.encode(summary.sample), indent=2) + b"\n")
+        print(f"answer to {summary.sample.event_id} written to {args.sample_answer}")
     return 0 if summary.published == summary.target else 1
 
 

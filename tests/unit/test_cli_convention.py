@@ -50,6 +50,9 @@ FORMATS = {
     ("export",): ["json", "table"],
     ("meeting", "show"): ["table", "json"],
     ("stack", "status"): ["table", "json"],
+    ("channel", "keygen"): ["table", "json"],
+    ("channel", "list"): ["table", "json"],
+    ("channel", "submit"): ["table", "json"],
 }
 LONG_WORK = [("export",), ("audit", "verify"), ("projections", "rebuild"), ("meeting", "load"), ("bench",)]
 

@@ -6,6 +6,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from events import VoteCast, VoteRevoked
@@ -13,6 +14,7 @@ from projections import validation as v
 from projections.fold import BROKER_NON_VOTE, Tally
 from projections.judge import Judge
 from projections.outcomes import outcomes, quorum
+from services.devtools.demo.channels import Signer, key_events
 from services.devtools.demo.choices import PAPER
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
@@ -32,21 +34,24 @@ CBAK_SEED_7_COUNT_500 = "b034545a799640e5346354c5d47b6054e3fc93212f30cbb0073d959
 
 @pytest.fixture(scope="module")
 def world():
-    """The contested meeting: spec, simulation, register, entitlements and a judge that knows it."""
+    """The contested meeting: spec, simulation, register, entitlements, a judge that knows it (and its
+    simulated channels' keys) and the signer of its traffic."""
     spec, register_spec, sim = load_spec(SPEC)
     positions, entitlements = build_register(spec, register_spec)
     judge = Judge()
     assert judge.judge(spec) is None
-    for chunk in register_events(spec, positions, entitlements):
-        assert judge.judge(chunk) is None
-    return spec, sim, {p.control_number: p for p in positions}, entitlements, judge.meetings[spec.meeting_id], judge
+    for admin in [*register_events(spec, positions, entitlements), *key_events(spec, register_spec, sim)]:
+        assert judge.judge(admin) is None
+    by_number = {p.control_number: p for p in positions}
+    return spec, sim, by_number, entitlements, judge.meetings[spec.meeting_id], judge, Signer(spec, register_spec, sim)
 
 
 @pytest.fixture(scope="module")
 def decided(world):
-    """The natural campaign, each event with the judge's decision (None: accepted)."""
-    spec, sim, positions, _, _, judge = world
-    return [(event, judge.judge(event)) for event in generate(spec, list(positions.values()), sim)]
+    """The natural campaign, signed by its channels, each event with the judge's decision (None: accepted)."""
+    spec, sim, positions, _, _, judge, signer = world
+    signed = signer.received(generate(spec, list(positions.values()), sim))
+    return [(event, judge.judge(event, received)) for event, received in signed]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +94,7 @@ def test_the_contested_spec_loads_as_a_delaware_meeting_with_one_universal_proxy
 
 
 def test_the_contested_register_sums_to_its_outstanding_shares(world):
-    spec, _, positions, _, meeting, _ = world
+    spec, _, positions, _, meeting, *_ = world
     assert sum(p.shares for p in positions.values()) == spec.outstanding == meeting.registered_shares
     assert meeting.register_complete
 
@@ -103,8 +108,14 @@ def test_the_cbak_traffic_keeps_its_event_ids_for_seed_7_and_500_events():
 
 def test_the_contested_traffic_is_deterministic_and_almost_all_accepted(world, decided):
     spec, sim, positions = world[:3]
+    signer = world[6]
     events = [e for e, _ in decided]
-    assert list(generate(spec, list(positions.values()), sim)) == events
+    generated = list(generate(spec, list(positions.values()), sim))
+    # The same traffic, each event signed by its channel under an id in the channel's namespace (S6).
+    assert [e.event_id for e in events] == [f"{signer.key_of(g).channel_id}:{g.event_id}" for g in generated]
+    pairs = zip(events, generated, strict=True)
+    unsigned = [msgspec.structs.replace(e, event_id=g.event_id, auth=None) for e, g in pairs]
+    assert unsigned == generated
     reasons = Counter(reason for _, reason in decided)
     assert len(decided) > 5_000 and reasons[None] > 0.99 * len(decided)
     assert set(reasons) <= {
@@ -153,7 +164,7 @@ def test_folding_the_contested_traffic_elects_exactly_three_nominees_or_reports_
 
 
 def test_the_fold_of_the_contested_traffic_equals_the_independent_count(world, accepted):
-    spec, _, positions, entitlements, meeting, _ = world
+    spec, _, positions, entitlements, meeting, *_ = world
     tally = Tally(meeting)
     for event in accepted:
         tally.apply(event)

@@ -14,6 +14,7 @@ from projections import validation as v
 from projections.fold import BROKER_NON_VOTE, Tally
 from projections.meeting import Meeting
 from projections.outcomes import outcomes, quorum
+from services.devtools.demo.channels import Signer, key_events
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
 from services.devtools.demo.traffic import generate
@@ -258,14 +259,12 @@ def test_a_replay_settling_once_at_the_end_equals_one_settling_every_batch(world
 
     spec, sim, positions, entitlements, _ = world
     judge = Judge()
-    log = [
+    admin = [spec, *register_events(spec, positions, entitlements), *key_events(spec, load_spec(SPEC)[1], sim)]
+    signer = Signer(spec, load_spec(SPEC)[1], sim)
+    log = [e for e in admin if judge.judge(e) is None] + [
         e
-        for e in [
-            spec,
-            *register_events(spec, positions, entitlements),
-            *generate(spec, positions, sim, count=60_000, seed=11),
-        ]
-        if judge.judge(e) is None
+        for e, received in signer.received(generate(spec, positions, sim, count=60_000, seed=11))
+        if judge.judge(e, received) is None
     ]
     settled, deferred = Projection(), Projection()
     for start in range(0, len(log), 7_001):

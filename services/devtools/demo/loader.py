@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from events import MeetingScheduled, Position, encode
-from services.adapters.kafka.topics import creates_topics, ensure_topics, key_for, producer, publish, topic_for
+from events import MeetingScheduled, Position
+from services.adapters.kafka.topics import creates_topics, ensure_topics, producer, publish
+from services.channel.client import ChannelClient
+from services.devtools.demo.channels import Signer, key_events
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import RegisterSpec, SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
@@ -29,6 +33,7 @@ class LoadSummary:
     shares: int
     chunks: int
     events: int
+    keys: int = 0  # channel keys registered (the simulated channels')
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,13 @@ class SimulationSummary:
     seconds: float
     rate: float
     target_rate: float
+    sample: Any = None  # the answer to one submission (events.answers), when asked for
 
+
+# How many of the last submissions a sample answer is chosen among (the last accepted one), and how long
+# to await their answers once everything is published (the ledger may still be catching up).
+SAMPLE_AMONG = 50
+SAMPLE_TIMEOUT_S = 120.0
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
@@ -74,14 +85,18 @@ def prepare(
 async def load_meeting(
     settings: Settings, path: str | Path, on_progress: Callable[[int, int | None], None] | None = None
 ) -> LoadSummary:
-    """Publish meeting.scheduled then the positions.recorded chunks (deterministic ids: R18).
+    """Publish meeting.scheduled, the positions.recorded chunks, then the simulated channels' keys (ids: R18).
 
-    ``on_progress(published, total)``: called as the broker acknowledges groups of events.
+    The keys (services.devtools.demo.channels) are registered before any traffic, as the rest: by
+    meeting administration.
+
+        ``on_progress(published, total)``: called as the broker acknowledges groups of events.
     """
-    meeting, register_spec, _ = load_spec(path)
+    meeting, register_spec, sim = load_spec(path)
     positions, entitlements = build_register(meeting, register_spec)
-    events = [meeting, *register_events(meeting, positions, entitlements)]
-    chunks = events[1:]
+    chunks = register_events(meeting, positions, entitlements)
+    keys = key_events(meeting, register_spec, sim)
+    events = [meeting, *chunks, *keys]
     if creates_topics(settings):
         await ensure_topics(settings)
     # With a progress callback, groups of events one after the other (still in order); else all at once.
@@ -99,6 +114,7 @@ async def load_meeting(
         shares=sum(p.shares for p in positions),
         chunks=len(chunks),
         events=published,
+        keys=len(keys),
     )
 
 
@@ -112,24 +128,33 @@ async def simulate(
     seed: int | None = None,
     on_progress: ProgressCallback | None = None,
     tick: float = 0.05,
+    sample: bool = False,
 ) -> SimulationSummary:
-    """Publish round(rate × duration) generated submissions at ``rate`` per second.
+    """Publish round(rate × duration) generated submissions at ``rate`` per second, signed by their channels.
 
     Each tick sends what is due by the clock, so a slow tick is caught up by the next and the rate
     holds on average. ``on_progress`` (sync or async) is called about once per second and at the end.
+    Every submission is signed through the channel client by its simulated channel (each channel's
+    share of a window of traffic as one batch, services.devtools.demo.channels). ``sample``: then
+    await the answers of the last submissions on votes.decisions and return one (the last
+    accepted), as a channel reads its receipt.
     """
     if rate <= 0 or duration <= 0:
         raise ValueError("rate and duration must be positive")
-    meeting, _, sim, positions = prepare(path, turnout)
+    meeting, register_spec, sim, positions = prepare(path, turnout)
     seed = sim.seed if seed is None else seed
     target = max(1, round(rate * duration))
-    events: Iterator = iter(generate(meeting, positions, sim, count=target, seed=seed))
-    # Plan the campaign before the clock starts, so the first tick is not late.
+    signer = Signer(meeting, register_spec, sim)
+    events: Iterator = signer.signed(generate(meeting, positions, sim, count=target, seed=seed))
+    # Plan the campaign (and sign its first window) before the clock starts, so the first tick is not late.
     events = chain(list(islice(events, 1)), events)
     if creates_topics(settings):
         await ensure_topics(settings)
     loop = asyncio.get_running_loop()
-    async with producer(settings, "channel") as client:  # a channel's votes, as a channel's principal
+    last: deque = deque(maxlen=SAMPLE_AMONG)
+    async with ChannelClient(settings, "channel") as client:  # a channel's votes, as a channel's principal
+        if sample:
+            await client.watch()  # from here on: the answers to what we publish
         pending: list[asyncio.Future] = []
         published, exhausted = 0, False
         start = loop.time()
@@ -137,10 +162,10 @@ async def simulate(
         while published < target and not exhausted:
             now = loop.time()
             due = min(target, int(rate * (now - start)) + 1) - published
-            sent = 0
-            for event in islice(events, max(0, due)):
-                pending.append(await client.send(topic_for(event, settings), encode(event), key=key_for(event)))
-                sent += 1
+            batch = list(islice(events, max(0, due)))
+            pending += await client.send(batch)
+            last.extend(signed.event_id for signed in batch)
+            sent = len(batch)
             published += sent
             exhausted = sent < due
             if published >= target or exhausted:
@@ -153,6 +178,7 @@ async def simulate(
         if pending:
             await asyncio.gather(*pending)  # the broker acknowledged everything we count
         elapsed = max(loop.time() - start, 1e-9)
+        answer = await _sample(client, list(last)) if sample else None
     await _report(on_progress, Progress(published, target, elapsed, published / elapsed, done=True))
     return SimulationSummary(
         meeting_id=meeting.meeting_id,
@@ -162,7 +188,16 @@ async def simulate(
         seconds=elapsed,
         rate=published / elapsed,
         target_rate=rate,
+        sample=answer,
     )
+
+
+async def _sample(client: ChannelClient, event_ids: list[str]) -> Any:
+    """The answer to the last accepted of these submissions (else the last answered), awaited on votes.decisions."""
+    answers = await client.answers(event_ids, SAMPLE_TIMEOUT_S)
+    answered = [answers[i] for i in event_ids if i in answers]
+    accepted = [a for a in answered if getattr(a, "decision", None) == "accepted"]
+    return (accepted or answered or [None])[-1]
 
 
 def _settle(pending: list[asyncio.Future]) -> list[asyncio.Future]:

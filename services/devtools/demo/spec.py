@@ -3,6 +3,8 @@
 A spec file has three tables: ``[meeting]`` (everything ``meeting.scheduled`` carries, minus the
 envelope), ``[register]`` (parameters of the synthetic record-date register) and ``[simulation]``
 (parameters of the simulated campaign). Problems are reported as ``ValueError("FILE: where: what")``.
+A ``[meeting]`` that leaves out ``signatures_required`` or ``broker_grace_s`` gets this project's
+defaults for a new meeting (true, 300 s); ``broker_grace_s = "off"`` turns the broker's clock off.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ from events.schema import HolderKind, PositiveShares
 # so the ledger applies it once (R18); a changed file yields new ids, which the ledger rejects as
 # duplicate_meeting / duplicate_chunk instead of silently ignoring (R19).
 DEMO_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://vote-ledger.invalid/demo")
+
+# What the meeting tools write for a new meeting unless its file says otherwise (issue 11): channel
+# signatures required (S5), and R12 on the broker's clock with this grace. A producer retries a record
+# for up to its delivery.timeout.ms (Kafka's default: 120 s) before giving up, so a vote sent just before
+# a cut-off can be appended up to two minutes after it; 300 s leaves that margin twice and a half, and
+# still stops a late vote relabelled or back-dated from slipping in more than five minutes late.
+SIGNATURES_REQUIRED = True
+BROKER_GRACE_S = 300
+# A file turns the broker's clock off with broker_grace_s = "off" (TOML has no null): a simulation
+# that replays a past meeting's campaign now, whose every record the broker appends years late.
+BROKER_CLOCK_OFF = "off"
 
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
@@ -149,6 +162,9 @@ def _meeting(path: Path, section: dict[str, Any]) -> MeetingScheduled:
             if isinstance(value, dict):
                 where = f"meeting.{key}[{i}]" if isinstance(values, list) else f"meeting.{key}"
                 _no_unknown(path, where, value, set(struct.__struct_fields__))
+    section = {"signatures_required": SIGNATURES_REQUIRED, "broker_grace_s": BROKER_GRACE_S, **section}
+    if section["broker_grace_s"] == BROKER_CLOCK_OFF:
+        section["broker_grace_s"] = None
     try:
         meeting = msgspec.convert({**section, "event_id": "pending"}, MeetingScheduled)
     except msgspec.ValidationError as exc:
