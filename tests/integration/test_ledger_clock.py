@@ -1,0 +1,76 @@
+"""The broker's clock on every row (appended_at): recorded, covered by the chain, and the cut-off judged on it (R12)."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import msgspec
+import pytest
+
+from events import Cutoffs
+from services.adapters.kafka.topics import producer, publish
+from services.read.verify import verify_meeting
+from tests.factories import cast, register_event, small_meeting
+from tests.integration.helpers import running_ledger, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _at(vote, when: datetime):
+    """The vote as its channel would date it: executed and received at ``when``."""
+    return msgspec.structs.replace(vote, executed_at=when, received_at=when)
+
+
+async def test_the_broker_append_time_is_recorded_and_an_edit_of_it_breaks_the_chain(settings):
+    vote = cast("R-1", {"2": "for"})  # dated 2023 by its channel
+    before = datetime.now(UTC)
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event(), vote])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT position, appended_at, received_at, recorded_at, chain_version FROM ledger_log WHERE event_id = $1",
+            vote.event_id,
+        )
+        # The broker's clock, not the channel's: within the test's run, whatever received_at says.
+        assert before - timedelta(seconds=5) <= row["appended_at"] <= row["recorded_at"]
+        assert row["received_at"] == vote.received_at and row["chain_version"] == 3
+        assert (await verify_meeting(conn, "m1")).ok
+        await conn.execute("SET session_replication_role = replica")  # a superuser past the append-only trigger
+        await conn.execute(
+            "UPDATE ledger_log SET appended_at = appended_at - interval '1 hour' WHERE position = $1", row["position"]
+        )
+        result = await verify_meeting(conn, "m1")
+        assert result.chain_break is not None and result.chain_break.position == row["position"]
+    finally:
+        await conn.close()
+
+
+async def test_a_back_dated_submission_the_broker_appended_past_the_cutoff_and_grace_is_rejected(settings):
+    now = datetime.now(UTC)
+    cutoff = now + timedelta(seconds=2)
+    meeting = small_meeting(
+        meeting_at=now + timedelta(days=1),
+        cutoffs=Cutoffs(internet=cutoff, phone=cutoff),
+        broker_grace_s=1,
+    )
+    in_time = _at(cast("R-1", {"2": "for"}), now - timedelta(minutes=5))
+    late = _at(cast("R-2", {"2": "for"}), now - timedelta(minutes=5))  # says it was received before the cut-off
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [meeting, register_event(), in_time])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+        await asyncio.sleep(max(0.0, (cutoff + timedelta(seconds=1.5) - datetime.now(UTC)).total_seconds()))
+        await publish(client, settings, [late])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 4)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    rows = {
+        r["event_id"]: r
+        for r in await conn.fetch("SELECT event_id, decision, reason, appended_at, received_at FROM ledger_log")
+    }
+    assert (await verify_meeting(conn, "m1")).ok  # the audit re-judges on the recorded broker time too
+    await conn.close()
+    assert (rows[in_time.event_id]["decision"], rows[in_time.event_id]["reason"]) == ("accepted", None)
+    late_row = rows[late.event_id]
+    assert late_row["received_at"] < cutoff < late_row["appended_at"] - timedelta(seconds=1)
+    assert (late_row["decision"], late_row["reason"]) == ("rejected", "cutoff_passed")
