@@ -112,6 +112,7 @@ async def read_events(
                 "submitted_by": r["submitted_by"],
                 "executed_at": _iso(r["executed_at"]),
                 "received_at": _iso(r["received_at"]),
+                "appended_at": _iso(r["appended_at"]),  # the broker's clock (null: not recorded)
                 "recorded_at": _iso(r["recorded_at"]),
                 "decision": r["decision"],
                 "reason": r["reason"],
@@ -151,6 +152,7 @@ def _history_row(row: asyncpg.Record, entry: LogEntry, status: Status) -> dict[s
         # As submitted, with the channel's own offset; the columns hold the same instants in UTC.
         "executed_at": _iso(event.executed_at if submitted else row["executed_at"]),
         "received_at": _iso(event.received_at if submitted else row["received_at"]),
+        "appended_at": _iso(row["appended_at"]),  # the broker's clock, which R12 and S3 may judge on
         "recorded_at": _iso(row["recorded_at"]),
         "decision": row["decision"],
         "reason": row["reason"],

@@ -1,6 +1,9 @@
 """The broker's clock on every row (appended_at): recorded, covered by the chain, and the cut-off judged on it (R12)."""
 
 import asyncio
+import hashlib
+import json
+import zipfile
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -8,10 +11,14 @@ import msgspec
 import pytest
 
 from events import Cutoffs
+from projections.chain import ChainRow
 from services.adapters.kafka.topics import producer, publish
+from services.read.offline import verify_file
 from services.read.verify import verify_meeting
+from tests.chain_helpers import rechain
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.test_export_offline import rewrite
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +81,53 @@ async def test_a_back_dated_submission_the_broker_appended_past_the_cutoff_and_g
     late_row = rows[late.event_id]
     assert late_row["received_at"] < cutoff < late_row["appended_at"] - timedelta(seconds=1)
     assert (late_row["decision"], late_row["reason"]) == ("rejected", "cutoff_passed")
+
+
+async def test_an_export_carries_the_broker_time_and_a_changed_one_fails_at_that_row(exported, tmp_path):
+    path, manifest, _tally, _report = exported
+    with zipfile.ZipFile(path) as original:
+        rows = [json.loads(line) for line in original.read("log.jsonl").splitlines()]
+    assert [r["appended_at"] is not None for r in rows[:3]] == [False, False, True]  # admin: CreateTime; votes: broker
+
+    def later(log: bytes) -> bytes:
+        edited = [json.loads(line) for line in log.splitlines()]
+        edited[2]["appended_at"] = "2023-11-01T00:00:00+00:00"  # e.g. to bring a late vote before the cut-off
+        return b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in edited)
+
+    rewrite(path, tmp_path / "later.zip", "log.jsonl", later)
+    result = verify_file(tmp_path / "later.zip", expect_hash=manifest.final_hash)
+    assert not result.ok and (result.chain_break.position, result.chain_break.problem) == (3, "altered")
+
+
+async def test_an_export_of_format_v2_without_broker_times_still_verifies(exported, tmp_path):
+    """Exports written before chain v3 hold v2 rows with no appended_at; they must keep verifying."""
+    path, _manifest, _tally, _report = exported
+    with zipfile.ZipFile(path) as original:
+        rows = [json.loads(line) for line in original.read("log.jsonl").splitlines()]
+        manifest = json.loads(original.read("manifest.json"))
+        parked = original.read("parked.jsonl")
+    keep = ("position", "prev_position", "meeting_id", "event_id", "type", "decision", "reason", "payload")
+    source = ("source_topic", "source_partition", "source_offset")
+    chained = rechain(
+        [
+            ChainRow(
+                **{k: r[k] for k in keep + source},
+                hash=None,
+                chain_version=2,
+                recorded_at=datetime.fromisoformat(r["recorded_at"]),
+            )
+            for r in rows
+        ]
+    )
+    old_rows = [
+        {k: v for k, v in r.items() if k != "appended_at"} | {"hash": c.hash.hex(), "chain_version": 2}
+        for r, c in zip(rows, chained, strict=True)
+    ]
+    log = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in old_rows)
+    manifest.update(format_version=2, final_hash=old_rows[-1]["hash"], log_sha256=hashlib.sha256(log).hexdigest())
+    with zipfile.ZipFile(tmp_path / "v2.zip", "w") as out:
+        out.writestr("log.jsonl", log)
+        out.writestr("manifest.json", json.dumps(manifest))
+        out.writestr("parked.jsonl", parked)
+    result = verify_file(tmp_path / "v2.zip", expect_hash=old_rows[-1]["hash"])
+    assert result.ok, result.as_dict()

@@ -12,8 +12,8 @@ async def control_number_rows(
 ) -> list[asyncpg.Record]:
     """Every row of one control number up to a position, in log order, with its times and payload."""
     return await conn.fetch(
-        "SELECT position, event_id, type, channel, executed_at, received_at, recorded_at, decision, reason,"
-        " payload FROM ledger_log WHERE meeting_id = $1 AND control_number = $2 AND position <= $3"
+        "SELECT position, event_id, type, channel, executed_at, received_at, appended_at, recorded_at, decision,"
+        " reason, payload FROM ledger_log WHERE meeting_id = $1 AND control_number = $2 AND position <= $3"
         " ORDER BY position",
         meeting_id,
         control_number,
@@ -40,7 +40,7 @@ async def filtered_rows(
     """
     return await conn.fetch(
         "SELECT position, event_id, type, control_number, channel, payload->>'submitted_by' AS submitted_by,"
-        " executed_at, received_at, recorded_at, decision, reason FROM ledger_log WHERE meeting_id = $1"
+        " executed_at, received_at, appended_at, recorded_at, decision, reason FROM ledger_log WHERE meeting_id = $1"
         " AND ($2::text IS NULL OR channel = $2) AND ($3::text IS NULL OR payload->>'submitted_by' = $3)"
         " AND ($4::timestamptz IS NULL OR received_at >= $4) AND ($5::timestamptz IS NULL OR received_at < $5)"
         " AND ($6::text IS NULL OR decision = $6) AND ($7::text IS NULL OR reason = $7)"
