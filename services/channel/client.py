@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from events import Submission
 from events.answers import AnyAnswer
 from projections.signing import sign_batch
-from services.adapters.kafka.topics import client_options, key_for, producer, started
+from services.adapters.kafka.topics import client_options, key_for, partitions_of, producer, started
 from services.channel.keys import ChannelKey
 from services.settings import Settings
 
@@ -161,7 +161,7 @@ class ChannelClient:
         )
         await started(consumer)
         try:
-            partitions = await self._partitions(consumer, timeout)
+            partitions = await self._partitions(timeout)
             consumer.assign(partitions)
             if self.answers_from is None:
                 ends = await consumer.end_offsets(partitions)
@@ -178,16 +178,15 @@ class ChannelClient:
             raise
         self._consumer = consumer
 
-    async def _partitions(self, consumer: AIOKafkaConsumer, timeout: float) -> list[TopicPartition]:
+    async def _partitions(self, timeout: float) -> list[TopicPartition]:
         """The answers topic's partitions, waiting for the ledger to create it (a fresh deployment)."""
         topic = self.settings.decisions_topic
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            await consumer.topics()  # refreshes the metadata
-            found = consumer.partitions_for_topic(topic)
+            found = await partitions_of(self.settings, [topic], self.roles)
             if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
+                return sorted(found, key=lambda tp: tp.partition)
             if loop.time() >= deadline:
                 raise TimeoutError(f"no topic {topic} after {timeout:g} s: is the ledger running? it creates it")
             await asyncio.sleep(0.5)
