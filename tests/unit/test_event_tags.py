@@ -1,6 +1,7 @@
 """One definition of the events' tags: the wire tag of each event, the admin events, a judge's rows."""
 
 import typing
+from importlib import resources
 
 from events import ADMIN_EVENTS, ADMIN_TAGS, EVENT_TYPES, JUDGE_TAGS, AdminEvent, tag_of
 from tests.factories import cast, register_event, small_meeting
@@ -16,10 +17,21 @@ def test_every_event_is_tagged_with_its_registered_wire_tag():
 
 def test_the_admin_events_are_the_admin_union_and_nothing_else():
     assert ADMIN_EVENTS == typing.get_args(AdminEvent)
-    assert ADMIN_TAGS == ("meeting.scheduled", "positions.recorded", "polls.closed")
+    assert ADMIN_TAGS == (
+        "meeting.scheduled",
+        "positions.recorded",
+        "polls.closed",
+        "channel.key_registered",
+        "channel.key_revoked",
+    )
 
 
 def test_a_judge_is_rebuilt_from_the_admin_events_and_the_proxy_substitutions_in_the_indexed_order():
-    # The order of 001_log.sql's partial index ledger_log_admin_rows, which the admin queries name literally.
-    assert JUDGE_TAGS == ("meeting.scheduled", "positions.recorded", "polls.closed", "proxy.substituted")
+    # The order of the partial index ledger_log_admin_rows (014_broker_time_and_channel_keys.sql), which the
+    # admin queries name literally.
+    assert JUDGE_TAGS == (*ADMIN_TAGS, "proxy.substituted")
+    index = (
+        resources.files("services.adapters.postgres") / "migrations" / "014_broker_time_and_channel_keys.sql"
+    ).read_text()
+    assert "WHERE type IN ({})".format(", ".join(f"'{t}'" for t in JUDGE_TAGS)) in " ".join(index.split())
     assert set(JUDGE_TAGS) - set(ADMIN_TAGS) == {"proxy.substituted"}
