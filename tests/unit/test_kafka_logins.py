@@ -12,6 +12,16 @@ from services.settings import Settings, kafka_login_env
 BOOTSTRAP = "127.0.0.1:9092"
 
 
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    """No VOTE_LEDGER_* variable set (Settings reads them), whatever the shell running the tests exported."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VOTE_LEDGER_"):
+            monkeypatch.delenv(name)
+
+
 def test_without_any_login_a_client_speaks_plaintext():
     options = client_options(Settings(kafka_bootstrap=BOOTSTRAP), "ledger")
     assert options == {"bootstrap_servers": BOOTSTRAP}

@@ -76,8 +76,13 @@ def role_acls(settings: Settings, role: str, user: str) -> list[Acl]:
             *(Acl(TOPIC, topic, READ) for topic in (s.heads_topic, s.decisions_topic)),
             *(Acl(TOPIC, topic, CREATE) for topic in (s.submissions_topic, s.admin_topic, *published)),
             Acl(GROUP, s.consumer_group, READ),
-            Acl(TRANSACTIONAL_ID, s.consumer_group, WRITE, PREFIXED),
-            Acl(TRANSACTIONAL_ID, s.consumer_group, DESCRIBE, PREFIXED),
+            # Transactional ids of its own: starting with its group, or the answers relay's
+            # (services/runtime/answers.py transactional_id: vote-ledger-answers.<group>.<topic>).
+            *(
+                Acl(TRANSACTIONAL_ID, prefix, operation, PREFIXED)
+                for prefix in (s.consumer_group, f"vote-ledger-answers.{s.consumer_group}.")
+                for operation in (WRITE, DESCRIBE)
+            ),
             # Implied by WRITE on a topic since Kafka 3.0 (KIP-679); said for older brokers.
             Acl(CLUSTER, CLUSTER_NAME, IDEMPOTENT_WRITE),
         ]
