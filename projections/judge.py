@@ -19,7 +19,7 @@ from events import (
     VoteCast,
     VoteRevoked,
 )
-from projections import signing, validation
+from projections import merkle, signing, validation
 from projections.channels import ChannelKey
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
@@ -28,6 +28,14 @@ from projections.proxies import ProxyBook
 # usually holds a whole signed batch), so a few thousand cover every batch in flight many times over;
 # each entry is ~400 bytes. An evicted batch is only verified again (about 50 us), never decided otherwise.
 SIGNATURE_CACHE = 4096
+# Proven nodes of the signed trees seen lately (merkle.ProvenTree), at most this many in all (~200 bytes
+# each: ~20 MB): a submission's path is hashed only up to a node another member of its batch proved.
+# Measured (batch of 1,000 votes of 1.3 kB, paths of 10 hashes, process CPU time on this 2-core machine
+# under a load of ~5, so absolute figures are ~2-3x an idle one's): canonical bytes 5.0 us, + leaf hash
+# 5.9 us, + RFC 9162 path verification 17.6 us (12.1 us for the path alone), path through a ProvenTree
+# 5.1 us; Ed25519 ~200 us under that load, once per batch; judge() of a signed submission 20 us against
+# 2.1 us unsigned (timeit-style minimum of 25 runs over the batch, per submission).
+PROVEN_NODES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,9 @@ class Judge:
     # batch instead of one per submission (S2). Keyed by the public key, not the key id: key ids are
     # per meeting, and the result is a pure function of these four, so caching it changes no decision.
     verified: OrderedDict[tuple[str, int, str, str], bool] = field(default_factory=OrderedDict)
+    # (root, batch size) -> the nodes of that signed tree proven so far, oldest first; proven_nodes counts them.
+    trees: OrderedDict[tuple[str, int], merkle.ProvenTree] = field(default_factory=OrderedDict)
+    proven_nodes: int = 0
 
     def judge(self, event: AnyEvent, received: Received | None = None) -> str | None:
         """Return the rejection reason, or None; an accepted admin event updates the state.
@@ -90,9 +101,11 @@ class Judge:
         return reason
 
     def signed(self, payload: str | bytes, auth: ChannelAuth, key: ChannelKey) -> bool:
-        """S2: the payload's leaf and path give auth's root, and the key signed (batch size, root)."""
-        if not signing.root_holds(payload, auth):  # a few hashes per submission
-            return False
+        """S2: the key signed (batch size, root), and the payload's leaf and path give that root.
+
+        Both caches only save work: a result is always what signing.verify(payload, auth, key) gives.
+        The signature comes first so that only signed trees take room in ``trees``.
+        """
         batch = (key.public_key, auth.batch_size, auth.root, auth.signature)
         holds = self.verified.get(batch)
         if holds is None:
@@ -100,7 +113,21 @@ class Judge:
             self.verified[batch] = holds
             if len(self.verified) > SIGNATURE_CACHE:
                 self.verified.popitem(last=False)
-        return holds
+        if not holds:
+            return False
+        try:
+            leaf = signing.leaf_of(payload)
+        except ValueError:
+            return False  # not a JSON object it can have signed
+        tree = self.trees.get((auth.root, auth.batch_size))
+        if tree is None:
+            tree = self.trees[auth.root, auth.batch_size] = merkle.ProvenTree(auth.batch_size, bytes.fromhex(auth.root))
+        before = len(tree.nodes)
+        proven = tree.verify(leaf, auth.leaf_index, auth.path)  # about two hashes once a batch-mate proved its path
+        self.proven_nodes += len(tree.nodes) - before
+        while self.proven_nodes > PROVEN_NODES and len(self.trees) > 1:
+            self.proven_nodes -= len(self.trees.popitem(last=False)[1].nodes)
+        return proven
 
     def apply_accepted(self, event: AnyEvent) -> None:
         """Apply an event already accepted (also used to rebuild the state from the log)."""

@@ -213,3 +213,77 @@ class Frontier:
         for node in reversed(self.nodes[:-1]):
             r = node_hash(node, r)
         return r
+
+
+@dataclass
+class ProvenTree:
+    """The nodes of one signed tree (size, root) that inclusion paths have already proven; later paths stop there.
+
+    A batch's submissions share their tree: once one path has reached the root, every node on it is
+    known to be in that tree, and the next path needs hashing only up to the first node it shares
+    (about two hashes instead of log2(n)); the hashes above that are compared as text, not hashed. The
+    result is always that of ``verify_inclusion``: nodes are recorded only from a path that proved
+    out, and a node at a given place of a tree with a given root can only be one value (SHA-256).
+    """
+
+    size: int
+    root: bytes
+    # level << 24 | index -> the node's hash in lowercase hex (the wire's form: compared without decoding)
+    nodes: dict[int, str] = field(default_factory=dict)
+
+    def verify(self, leaf: bytes, index: int, path: Sequence[str]) -> bool:
+        """Whether ``path`` proves leaf hash ``leaf`` at ``index`` (RFC 9162 2.1.3.2).
+
+        ``path``: the sibling hashes in lowercase hex, as the wire contract has them (events.schema.Hex32).
+        """
+        if not 0 <= index < self.size:
+            return False
+        nodes = self.nodes
+        leaf_hex = leaf.hex()
+        known = nodes.get(index)
+        if known is not None and known != leaf_hex:
+            return False
+        trusted = known is not None
+        seen = [(index, leaf_hex)]
+        fn, sn, level, r = index, self.size - 1, 0, leaf
+        for hex_hash in path:
+            if sn == 0:
+                return False  # longer than the tree needs
+            if fn & 1 or fn == sn:
+                while not fn & 1:  # a right-edge node carried up (RFC 9162: shift while LSB(fn) is not set)
+                    fn >>= 1
+                    sn >>= 1
+                    level += 1
+                    if not trusted:  # the same node at each level it is carried to: another path may meet it there
+                        seen.append((level << 24 | fn, r.hex()))
+                sibling, left = level << 24 | (fn - 1), True
+            else:
+                sibling, left = level << 24 | (fn + 1), False
+            fn >>= 1
+            sn >>= 1
+            level += 1
+            if trusted:
+                if nodes.get(sibling) != hex_hash:
+                    return False  # the rest of a proven path must be the tree's own siblings
+                continue
+            try:
+                p = bytes.fromhex(hex_hash)
+            except ValueError:
+                return False
+            r = node_hash(p, r) if left else node_hash(r, p)
+            seen.append((sibling, hex_hash))
+            place = level << 24 | fn
+            known = nodes.get(place)
+            r_hex = r.hex()
+            if known is not None:
+                if known != r_hex:
+                    return False
+                trusted = True
+            else:
+                seen.append((place, r_hex))
+        if sn != 0:
+            return False  # shorter than the tree needs
+        if not trusted and r != self.root:
+            return False
+        nodes.update(seen)  # all proven now: they hash up to the root, or to a node proven earlier
+        return True

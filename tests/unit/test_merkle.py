@@ -166,3 +166,47 @@ def test_a_frontier_restored_from_its_state_continues_the_same_tree(data: list[b
     for leaf in leaves[len(leaves) // 2 :]:
         restored.append(leaf)
     assert restored.root() == merkle.root(leaves) == naive_mth(data)
+
+
+tampering = st.sampled_from(["none", "leaf", "path", "index", "longer", "shorter", "hex"])
+
+
+@given(sizes, st.lists(st.tuples(st.integers(0, 10_000), tampering), min_size=1, max_size=60))
+def test_a_proven_tree_decides_every_path_as_rfc_verification_does_in_any_order(n, queries) -> None:
+    _, leaves = tree(n)
+    head = merkle.root(leaves)
+    paths = merkle.inclusion_paths(leaves)
+    proven = merkle.ProvenTree(n, head)
+    for seed, how in queries:
+        index = seed % n
+        leaf, path, at = leaves[index], list(paths[index]), index
+        if how == "leaf":
+            leaf = flip(leaf)
+        elif how == "path" and path:
+            i = seed % len(path)
+            path[i] = flip(path[i])
+        elif how == "index":
+            at = (index + 1 + seed) % (n + 1)
+        elif how == "longer":
+            path.append(leaves[0])
+        elif how == "shorter" and path:
+            path.pop()
+        expected = merkle.verify_inclusion(leaf, at, n, path, head)
+        wire = [h.hex() for h in path] + (["zz"] if how == "hex" else [])
+        assert proven.verify(leaf, at, wire) == (expected and how != "hex"), (index, how)
+    assert len(proven.nodes) <= 2 * n + n.bit_length()  # every place of every level, at most
+
+
+def test_a_proven_tree_hashes_a_second_path_only_up_to_the_first_node_it_shares(monkeypatch) -> None:
+    _, leaves = tree(1024)
+    proven = merkle.ProvenTree(1024, merkle.root(leaves))
+    paths = merkle.inclusion_paths(leaves)
+    assert proven.verify(leaves[0], 0, [h.hex() for h in paths[0]])
+    calls = []
+    real = merkle.node_hash
+    monkeypatch.setattr(merkle, "node_hash", lambda left, right: calls.append(1) or real(left, right))
+    assert proven.verify(leaves[1], 1, [h.hex() for h in paths[1]])
+    assert len(calls) == 0  # leaf 1 was leaf 0's sibling: proven already, its path only compared
+    assert proven.verify(leaves[2], 2, [h.hex() for h in paths[2]]) and len(calls) == 1  # its parent is proven
+    # A forged leaf 4 is refused when its hashes meet node (level 2, index 1), proven by leaf 0's path.
+    assert not proven.verify(flip(leaves[4]), 4, [h.hex() for h in paths[4]]) and len(calls) == 3
