@@ -2,9 +2,11 @@
 # The demo: the CBAK Energy 2023 annual meeting voted and tallied live on the local stack.
 #   1. start Kafka and PostgreSQL (deploy/local), migrate the schema
 #   2. run the ledger and the projector in the background
-#   3. publish the meeting and its 20,000-position register, then ~30 s of channel traffic
+#   3. publish the meeting, its 20,000-position register and its channels' keys, then ~30 s of
+#      channel traffic, signed by each channel
 #   4. refresh the tally on screen while votes flow; print the final tally with quorum
 #   5. print the final report (Form 8-K Item 5.07), the over-vote and the rejection reports
+#   6. print a channel's answer to one submission (votes.decisions) and check it as its holder would
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,8 +32,11 @@ trap 'kill $SERVICES 2>/dev/null; wait $SERVICES 2>/dev/null || true' EXIT
 vote-ledger meeting load "deploy/meetings/$MEETING.toml"
 vote-ledger status --wait 60 >/dev/null || { echo "the ledger did not catch up; see .vote-ledger/logs/services.log"; exit 1; }
 
+# Signed by each simulated channel; then it awaits the answers to the last submissions and keeps one.
+ANSWER=.vote-ledger/logs/sample-answer.json
+rm -f "$ANSWER"
 vote-ledger simulate --meeting "$MEETING" --rate "$RATE" --duration "$DURATION" "${SEED_ARGS[@]}" \
-    >.vote-ledger/logs/simulate.log 2>&1 &
+    --sample-answer "$ANSWER" >.vote-ledger/logs/simulate.log 2>&1 &
 SIMULATE=$!
 while kill -0 "$SIMULATE" 2>/dev/null; do
     clear 2>/dev/null || printf '\033[H\033[2J'
@@ -57,3 +62,9 @@ vote-ledger report overvotes --meeting "$MEETING"
 echo
 echo "=== Rejections ==="
 vote-ledger report rejections --meeting "$MEETING" --examples 1
+echo
+echo "=== A channel's receipt: its answer on votes.decisions, checked as the holder would ==="
+cat "$ANSWER"
+EVENT_ID=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["event_id"])' "$ANSWER")
+vote-ledger audit prove "$EVENT_ID" --meeting "$MEETING" --out .vote-ledger/logs/receipt.json
+vote-ledger audit receipt .vote-ledger/logs/receipt.json
