@@ -160,6 +160,8 @@ async def test_the_ledger_with_only_its_own_login_ingests_a_vote_end_to_end(prin
         async with producer(principals, "channel") as client:
             await publish(client, principals, [vote])
         await wait_for(principals.pg_dsn, "SELECT count(*) FROM ledger_log WHERE event_id = $1", 1, vote.event_id)
+        # The ledger's relay publishes the answer with the ledger's login; the channel reads it with its own.
+        answer = await answer_for(principals, vote.event_id)
     conn = await asyncpg.connect(principals.pg_dsn)
     try:
         row = await conn.fetchrow("SELECT decision, reason FROM ledger_log WHERE event_id = $1", vote.event_id)
@@ -170,3 +172,32 @@ async def test_the_ledger_with_only_its_own_login_ingests_a_vote_end_to_end(prin
         await conn.close()
     assert (row["decision"], row["reason"]) == ("accepted", None)
     assert stored == 2
+    assert (answer.decision, answer.reason) == ("accepted", None)
+
+
+async def answer_for(settings: Settings, event_id: str, timeout: float = 60.0):
+    """The answer on votes.decisions for an event id, read committed as the channel."""
+    import time
+
+    import msgspec
+
+    from events.answers import AnyAnswer
+
+    partitions = await partitions_of(settings, [settings.decisions_topic], "channel")
+    consumer = AIOKafkaConsumer(
+        **client_options(settings, "channel"), isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    answer = msgspec.json.decode(record.value, type=AnyAnswer)
+                    if answer.event_id == event_id:
+                        return answer
+        raise AssertionError(f"no answer for {event_id} on {settings.decisions_topic} within {timeout} s")
+    finally:
+        await consumer.stop()
