@@ -23,9 +23,10 @@ eval "$(vote-ledger stack up)"
 vote-ledger db migrate
 
 mkdir -p .vote-ledger/logs
-# The services get their own logins only: not the owner's, not the superuser's.
+# The services get their own logins only: not the owner's, not the superuser's, not Kafka's operator
+# (the ledger's Kafka principal reads its inputs and writes its own topics, nothing else).
 VOTE_LEDGER_INSTANCE_ID="${VOTE_LEDGER_INSTANCE_ID:-demo-ledger-1}" \
-  env -u VOTE_LEDGER_PG_DSN -u VOTE_LEDGER_PG_ADMIN_DSN vote-ledger services run >.vote-ledger/logs/services.log 2>&1 &
+  env -u VOTE_LEDGER_PG_DSN -u VOTE_LEDGER_PG_ADMIN_DSN -u VOTE_LEDGER_KAFKA_OPERATOR_LOGIN vote-ledger services run >.vote-ledger/logs/services.log 2>&1 &
 SERVICES=$!
 trap 'kill $SERVICES 2>/dev/null; wait $SERVICES 2>/dev/null || true' EXIT
 
