@@ -7,6 +7,7 @@ channel client awaits; a retry republishes the same bytes and changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 
@@ -17,9 +18,9 @@ from events import ChannelKeyRegistered, ChannelKeyRevoked, encode
 from projections.signing import sign_batch
 from services.adapters.kafka.topics import key_for, producer, publish
 from services.channel.client import ANSWERS_FROM_START, ChannelClient, Signed, sign
-from services.channel.keys import ChannelKey, new_key
+from services.channel.keys import ChannelKey, load_key, new_key
 from tests.factories import T0, cast, register_event, small_meeting
-from tests.integration.helpers import running_ledger, wait_for
+from tests.integration.helpers import run_cli, running_ledger, wait_for
 from tests.integration.test_answers import read_answers
 
 pytestmark = pytest.mark.integration
@@ -128,3 +129,38 @@ async def test_an_id_in_another_channels_namespace_is_refused_and_the_client_put
             answers = await client.submit([squatted, own], timeout=60)
     assert (answers["broker-x:1"].decision, answers["broker-x:1"].reason) == ("rejected", "foreign_event_id")
     assert (answers["web:broker-x:1"].decision, answers["web:broker-x:1"].reason) == ("accepted", None)
+
+
+async def test_the_command_line_onboards_a_channel_submits_through_it_and_a_revocation_ends_its_key(settings, tmp_path):
+    key_file, votes = tmp_path / "acme.key.json", tmp_path / "votes.jsonl"
+    first, second = cast("R-1", {"2": "for"}, event_id="v-1"), cast("R-2", {"2": "for"}, event_id="v-2")
+    async with running_ledger(settings), producer(settings, "admin") as admin:
+        await publish(admin, settings, [small_meeting(signatures_required=True), register_event()])
+        await run_cli(
+            settings, "channel", "keygen", "--channel-id", "acme-web", "--key-id", "k1", "--out", str(key_file)
+        )
+        await run_cli(
+            settings,
+            *("channel", "register", "--meeting", "m1", "--key-file", str(key_file), "--kinds", "internet"),
+            *("--effective-at", (T0 - timedelta(days=1)).isoformat()),
+        )
+        votes.write_bytes(encode(first) + b"\n")
+        accepted = json.loads(
+            await run_cli(settings, "channel", "submit", str(votes), "--key-file", str(key_file), "--json")
+        )
+        await run_cli(settings, "channel", "revoke", "--meeting", "m1", "--channel-id", "acme-web", "--key-id", "k1")
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE type = 'channel.key_revoked'", 1)
+        votes.write_bytes(encode(second) + b"\n")
+        revoked = json.loads(
+            await run_cli(settings, "channel", "submit", str(votes), "--key-file", str(key_file), "--json")
+        )
+        listing = json.loads(await run_cli(settings, "channel", "list", "--meeting", "m1", "--json"))
+    assert [(a["event_id"], a["answer"]["decision"], a["answer"]["reason"]) for a in accepted] == [
+        ("acme-web:v-1", "accepted", None)
+    ]
+    assert [(a["event_id"], a["answer"]["decision"], a["answer"]["reason"]) for a in revoked] == [
+        ("acme-web:v-2", "rejected", "key_revoked")
+    ]
+    ((key,),) = [listing["keys"]]
+    assert (key["channel_id"], key["key_id"], key["kinds"]) == ("acme-web", "k1", ["internet"])
+    assert key["status"].startswith("revoked since") and key["public_key"] == load_key(key_file).public_key

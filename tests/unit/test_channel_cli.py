@@ -1,0 +1,149 @@
+"""`vote-ledger channel`: keygen's key file, the submissions file, the key listing's fold, one-line errors (no I/O)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events import ChannelKeyRegistered, ChannelKeyRevoked, encode
+from services.channel.keys import load_key
+from services.cli import main
+from services.cli.channel_cmd import keys_of, read_submissions
+from services.errors import UserError
+
+T = datetime(2023, 10, 1, tzinfo=UTC)
+VOTE = {
+    "type": "vote.cast",
+    "v": 1,
+    "event_id": "v1",
+    "meeting_id": "m1",
+    "control_number": "R-1",
+    "channel": "internet",
+    "submitted_by": "acme-web",
+    "executed_at": "2023-12-01T10:00:00+08:00",
+    "received_at": "2023-12-01T10:00:01+08:00",
+    "choices": {"2": "for"},
+}
+
+
+def test_keygen_writes_a_0600_key_file_and_prints_the_public_key_it_holds(tmp_path, capsys):
+    out = tmp_path / "web.key.json"
+    assert (
+        main(["channel", "keygen", "--channel-id", "acme-web", "--key-id", "2023-11", "--out", str(out), "--json"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    key = load_key(out)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert printed == {
+        "channel_id": "acme-web",
+        "key_id": "2023-11",
+        "public_key": key.public_key,
+        "key_file": str(out),
+    }
+
+
+def test_keygen_refuses_to_overwrite_a_key_file_in_one_line(tmp_path, capsys):
+    out = tmp_path / "web.key.json"
+    out.write_text("precious")
+    assert main(["channel", "keygen", "--channel-id", "acme-web", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"vote-ledger: {out} exists: a key file is never overwritten\n"
+    assert out.read_text() == "precious"
+
+
+def test_the_default_key_id_is_a_fingerprint_of_the_public_key(tmp_path, capsys):
+    import hashlib
+
+    out = tmp_path / "web.key.json"
+    main(["channel", "keygen", "--channel-id", "acme-web", "--out", str(out)])
+    key = load_key(out)
+    assert key.key_id == hashlib.sha256(bytes.fromhex(key.public_key)).hexdigest()[:16]
+
+
+def test_submissions_are_read_from_a_json_array_or_one_object_per_line(tmp_path):
+    second = {**VOTE, "event_id": "v2", "control_number": "R-2"}
+    array, lines = tmp_path / "a.json", tmp_path / "l.json"
+    array.write_text(json.dumps([VOTE, second], indent=2))
+    lines.write_text(json.dumps(VOTE) + "\n\n" + json.dumps(second) + "\n")
+    assert [e.event_id for e in read_submissions(str(array))] == ["v1", "v2"]
+    assert read_submissions(str(lines)) == read_submissions(str(array))
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (json.dumps({**VOTE, "channel": "fax"}), "line 1: invalid_event"),
+        (json.dumps(VOTE) + "\n" + '{"type": "polls.closed"', "line 2: invalid_json"),
+        (json.dumps([{**VOTE, "executed_at": "2023-12-01T10:00:00"}]), "item 0: invalid_event"),
+        ("", "no submission in it"),
+    ],
+)
+def test_a_submissions_file_that_is_not_submissions_is_refused_naming_where(tmp_path, content, error):
+    path = tmp_path / "votes.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=error):
+        read_submissions(str(path))
+
+
+def test_an_admin_event_in_a_submissions_file_is_refused(tmp_path):
+    path = tmp_path / "votes.json"
+    path.write_text(
+        json.dumps({"type": "polls.closed", "event_id": "p", "meeting_id": "m1", "closed_at": "2023-12-15T09:45:00Z"})
+    )
+    with pytest.raises(UserError, match="item|line 1: polls.closed is not a submission"):
+        read_submissions(str(path))
+
+
+def registration(key_id: str, at: datetime = T, **fields) -> ChannelKeyRegistered:
+    return ChannelKeyRegistered(
+        event_id=f"r-{key_id}",
+        meeting_id="m1",
+        channel_id="acme-web",
+        key_id=key_id,
+        public_key="ab" * 32,
+        kinds=["internet"],
+        effective_at=at,
+        **fields,
+    )
+
+
+def test_the_listing_shows_each_key_with_its_scope_and_its_earliest_revocation():
+    revoked_late = ChannelKeyRevoked(
+        event_id="x1", meeting_id="m1", channel_id="acme-web", key_id="k1", effective_at=T + timedelta(days=9)
+    )
+    revoked_early = ChannelKeyRevoked(
+        event_id="x2", meeting_id="m1", channel_id="acme-web", key_id="k1", effective_at=T + timedelta(days=2)
+    )
+    unknown = ChannelKeyRevoked(event_id="x3", meeting_id="m1", channel_id="other", key_id="k9", effective_at=T)
+    events = [registration("k1"), registration("k2", nominees=["Broker X"]), revoked_late, revoked_early, unknown]
+    rows = [{"position": n, "payload": encode(e).decode()} for n, e in enumerate(events, 1)]
+    keys = keys_of(rows)
+    assert [(k["key_id"], k["nominees"]) for k in keys] == [("k1", None), ("k2", ["Broker X"])]
+    assert keys[0]["revoked"] == {"effective_at": T + timedelta(days=2), "reason": None, "position": 4}
+    assert keys[1]["revoked"] is None and keys[1]["registered_at_position"] == 2
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--public-key", "ab" * 32, "--kinds", "internet"], "--public-key needs --channel-id and --key-id"),
+        (
+            ["--public-key", "ab" * 32, "--channel-id", "Acme", "--key-id", "k", "--kinds", "internet"],
+            "not a valid ChannelKeyRegistered",
+        ),
+        (["--public-key", "xyz", "--channel-id", "acme", "--key-id", "k", "--kinds", "internet"], "public_key"),
+    ],
+)
+def test_a_registration_the_wire_schema_would_refuse_is_one_line_before_kafka(argv, error, capsys):
+    assert main(["channel", "register", "--meeting", "m1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vote-ledger: ") and error in err and err.count("\n") == 1
+
+
+def test_unknown_channel_kinds_are_refused_as_they_are_parsed(capsys):
+    with pytest.raises(SystemExit):
+        main(["channel", "register", "--meeting", "m1", "--key-file", "k.json", "--kinds", "internet,fax"])
+    assert "--kinds: one or more of internet, phone, mail, in_person, broker" in capsys.readouterr().err
