@@ -121,7 +121,8 @@ class Judge:
             return False  # not a JSON object it can have signed
         tree = self.trees.get((auth.root, auth.batch_size))
         if tree is None:
-            tree = self.trees[auth.root, auth.batch_size] = merkle.ProvenTree(auth.batch_size, bytes.fromhex(auth.root))
+            tree = merkle.ProvenTree(auth.batch_size, bytes.fromhex(auth.root), max_nodes=PROVEN_NODES)
+            self.trees[auth.root, auth.batch_size] = tree
         before = len(tree.nodes)
         proven = tree.verify(leaf, auth.leaf_index, auth.path)  # about two hashes once a batch-mate proved its path
         self.proven_nodes += len(tree.nodes) - before

@@ -230,6 +230,9 @@ class ProvenTree:
     root: bytes
     # level << 24 | index -> the node's hash in lowercase hex (the wire's form: compared without decoding)
     nodes: dict[int, str] = field(default_factory=dict)
+    # Past this many nodes a path proves nothing more for later ones (memory stays bounded for a batch of
+    # 2^20). Sound: a path's nodes are recorded all together or not at all.
+    max_nodes: int = 100_000
 
     def verify(self, leaf: bytes, index: int, path: Sequence[str]) -> bool:
         """Whether ``path`` proves leaf hash ``leaf`` at ``index`` (RFC 9162 2.1.3.2).
@@ -285,5 +288,6 @@ class ProvenTree:
             return False  # shorter than the tree needs
         if not trusted and r != self.root:
             return False
-        nodes.update(seen)  # all proven now: they hash up to the root, or to a node proven earlier
+        if len(nodes) < self.max_nodes:
+            nodes.update(seen)  # all proven now: they hash up to the root, or to a node proven earlier
         return True
