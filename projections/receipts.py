@@ -323,14 +323,20 @@ def _hex_or_none(row: ProvenRow) -> str | None:
         return None
 
 
-def check_receipt(receipt: Receipt, pinned: tuple[int, str] | None = None) -> ReceiptCheck:
+def check_receipt(receipt: Receipt, pinned: tuple[int, str] | None = None, row_hash: str | None = None) -> ReceiptCheck:
     """Check a receipt offline: every row's hash from its fields, every path to the head, the pinned head.
 
     ``pinned``: (tree_size, merkle_root) of a head the holder got elsewhere; the receipt must be
-    against exactly that head.
+    against exactly that head. ``row_hash``: the hash the ledger's answer on votes.decisions gave the
+    submission's row; the bundle's row must hash to it.
     """
     result = ReceiptCheck(receipt)
     head = receipt.head
+    if row_hash is not None and _hex_or_none(receipt.submission) != row_hash.lower():
+        result.problems.append(
+            f"the submission's row hashes to {_hex_or_none(receipt.submission)}, not {row_hash.lower()} (the hash"
+            " the ledger's answer gave): the bundle is about another row, or the row was changed"
+        )
     if pinned is not None:
         size, root_hex = pinned
         if head.tree_size != size:

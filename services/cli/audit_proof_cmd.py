@@ -28,10 +28,10 @@ def add_proofs(actions: argparse._SubParsersAction) -> None:
 
 
 def _hex_root(text: str) -> str:
-    """An argparse type: a Merkle root, 64 hex digits."""
+    """An argparse type: a SHA-256 hash (a Merkle root, a row hash), 64 hex digits."""
     root = text.strip().lower()
     if len(root) != 64 or any(c not in "0123456789abcdef" for c in root):
-        raise argparse.ArgumentTypeError(f"not a root of 64 hex digits: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a hash of 64 hex digits: {text!r}")
     return root
 
 
@@ -167,6 +167,12 @@ def _register_receipt(actions: argparse._SubParsersAction) -> None:
     r.add_argument("bundle", metavar="BUNDLE", type=Path, help="the receipt bundle (JSON) written by audit prove")
     r.add_argument("--head-size", type=whole_number(1), metavar="N", help="the pinned head's tree size (with --root)")
     r.add_argument("--root", type=_hex_root, metavar="HEX", help="the pinned head's Merkle root (with --head-size)")
+    r.add_argument(
+        "--row-hash",
+        type=_hex_root,
+        metavar="HEX",
+        help="the row hash in the ledger's answer on votes.decisions: the bundle's row must hash to it",
+    )
     add_format(r)
     r.set_defaults(func=_receipt)
 
@@ -196,8 +202,8 @@ def _receipt(args: argparse.Namespace) -> int:
         receipt = decode_receipt(_read_bundle(args.bundle))
     except BadBundle as exc:
         raise UserError(f"{args.bundle}: {exc}") from None
-    check = check_receipt(receipt, pinned)
-    report = {**check.as_dict(), "pinned": pinned is not None}
+    check = check_receipt(receipt, pinned, args.row_hash)
+    report = {**check.as_dict(), "pinned": pinned is not None, "row_hash_pinned": args.row_hash is not None}
     print(json.dumps(report, indent=2) if args.format == "json" else render_receipt(report, check))
     return 0 if check.valid else 1
 
@@ -215,7 +221,8 @@ def render_receipt(report: dict[str, Any], check) -> str:
     for problem in report["problems"]:
         lines.append(f"FAIL {problem}")
     if report["valid"]:
-        lines.append(f"ok   the logged row is the submission as sent: its fields hash to {report['row_hash']}")
+        answered = ", the hash the ledger's answer gave" if report["row_hash_pinned"] else ""
+        lines.append(f"ok   the logged row's fields hash to {report['row_hash']}{answered}")
         lines.append("ok   its audit path (hashes of other rows, never their contents) leads to that root")
         if report["pinned"]:
             lines.append("ok   that is the head you pinned")

@@ -215,7 +215,7 @@ async def prove_event(
         if len(meetings) > 1:
             raise ProofError(f"event id {event_id!r} is logged in meetings {', '.join(meetings)}: pass --meeting")
         row = log_proofs.chain_row(found[0])
-        control_number = found[0]["control_number"]
+        control_number = _vote_control_number(row)  # as from an export: the same bundle either way
         positions, hashes = await _hashes(conn, row.meeting_id, None)
         index = bisect.bisect_left(positions, row.position)
         target = _target(heads, row.meeting_id, head_size, index + 1)

@@ -228,3 +228,10 @@ def test_the_paths_of_several_rows_hashed_at_once_are_each_rows_own_path():
     assert merkle.inclusion_paths_of(leaves, indices) == [merkle.inclusion_path(leaves, i) for i in indices]
     with pytest.raises(ValueError, match="leaf 37 is not in a tree of 37"):
         merkle.inclusion_paths_of(leaves, [37])
+
+
+def test_the_row_hash_from_the_ledgers_answer_pins_the_submissions_row():
+    receipt = receipt_for(LOG, LATER.event_id)
+    assert check_receipt(receipt, row_hash=LOG[5].hash.hex().upper()).valid
+    check = check_receipt(receipt, row_hash=LOG[4].hash.hex())
+    assert not check.valid and f"hashes to {LOG[5].hash.hex()}, not {LOG[4].hash.hex()}" in check.problems[0]
