@@ -85,3 +85,12 @@ def test_acls_name_the_settings_topics_with_their_prefix():
     # Nobody but the operator (the super user) may delete or alter anything: no DELETE, ALTER or ALTER_CONFIGS.
     granted = {a.operation for role in ("channel", "admin", "ledger") for a in role_acls(current, role, "x")}
     assert granted.isdisjoint({6, 7, 11})
+
+
+def test_a_broker_that_closes_the_connection_is_said_to_maybe_want_a_login():
+    from aiokafka.errors import KafkaConnectionError
+
+    from services.adapters.kafka.topics import unreachable
+
+    line = unreachable(KafkaConnectionError("Unable to bootstrap"), BOOTSTRAP)
+    assert "VOTE_LEDGER_KAFKA_<ROLE>_LOGIN (user:password) is unset or wrong" in line and "\n" not in line

@@ -91,9 +91,13 @@ def unreachable(exc: BaseException, bootstrap: str | None) -> str | None:
     """
     if not isinstance(exc, KafkaConnectionError):
         return None
+    # aiokafka raises the same error when the broker closes the connection on a missing or refused
+    # SASL login (it only logs SaslAuthenticationFailed), so the line names the logins too.
     return (
         f"cannot reach Kafka at {bootstrap} (VOTE_LEDGER_KAFKA_BOOTSTRAP): no broker answered; is it running?"
-        ' for the local stack run `eval "$(vote-ledger stack up)"`, or fix VOTE_LEDGER_KAFKA_BOOTSTRAP'
+        ' for the local stack run `eval "$(vote-ledger stack up)"`, or fix VOTE_LEDGER_KAFKA_BOOTSTRAP;'
+        " a broker that requires a login closes the connection alike when VOTE_LEDGER_KAFKA_<ROLE>_LOGIN"
+        " (user:password) is unset or wrong"
     )
 
 
