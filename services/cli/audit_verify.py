@@ -129,6 +129,8 @@ def render_verification(report: dict) -> str:
         lines.append(f"FAIL positions: position {report['first_missing_position']} is missing from the log")
     for problem in report.get("problems", []):
         lines.append(f"FAIL {problem}")
+    if report.get("misjudged"):  # a row the rules decide otherwise: forged, or a signature or key edited
+        lines.append(f"FAIL decision: {report['misjudged']['detail']}")
     if report.get("anchor_mismatch"):
         lines.append("FAIL the chain no longer ends on the expected hash: rows removed from the end, or re-hashed")
     mismatches = report.get("tally_mismatches")
