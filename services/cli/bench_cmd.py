@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="benchmark ours against the limits and the peers",
         description="Generate the CBAK reference meeting with a large register and N submissions, then measure"
-        " in one run: end-to-end ingest with the projector running, publish-to-tally latency at a"
+        " in one run: end-to-end ingest with the projector running (channel-signed submissions, then the"
+        " same unsigned), what verifying a signature costs per submission, publish-to-tally latency at a"
         " fixed rate, replay from the log, raw aiokafka and raw COPY limits, the eventsourcing and"
         " naive peers, and a scale curve. Everything runs in scratch databases and topics, removed"
         " afterwards. Writes results.json and results.md. Needs Kafka and PostgreSQL"
@@ -53,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--latency-seconds", type=positive_number(), default=30.0, help="how long to offer them (default 30)"
     )
     b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
+    b.add_argument(
+        "--no-unsigned",
+        action="store_true",
+        help="skip ingesting the same submissions unsigned (the comparison that says what signatures cost)",
+    )
     b.add_argument(
         "--peer-events",
         type=whole_number(1),
@@ -95,6 +101,7 @@ def _bench(args: argparse.Namespace) -> int:
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds,
         peers=not args.no_peers,
+        unsigned=not args.no_unsigned,
         peer_events=args.peer_events,
         meeting_file=args.meeting_file,
         log_dir=args.out / "logs",

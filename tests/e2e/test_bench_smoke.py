@@ -48,6 +48,21 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
     assert ingest["log_rows"] == 3000 + r["workload"]["admin_events"]
     assert ingest["accepted"] + ingest["rejected"] == ingest["log_rows"] and ingest["submissions_per_s"] > 0
     assert ingest["cpu_seconds"]["ledger"] > 0 and ingest["cpu_seconds"]["postgresql"] > 0
+    # Signed by their channels, then the same submissions unsigned in the same run: the same decisions.
+    assert r["workload"]["signed"] is True
+    unsigned = r["ingest_unsigned"]
+    assert (unsigned["log_rows"], unsigned["accepted"], unsigned["rejected"]) == (
+        ingest["log_rows"],
+        ingest["accepted"],
+        ingest["rejected"],
+    )
+    assert unsigned["submissions_per_s"] > 0
+    # What a signature costs, part by part: one Ed25519 per batch makes a batch of 1,000 cheaper per
+    # submission than a batch of one, and a signed payload is larger than the same unsigned.
+    v = r["verification"]
+    assert v["sample"] == 3000 and all(cost > 0 for cost in v["parts"].values())
+    assert v["s2_per_submission_us"]["batch_of_1000"] < v["s2_per_submission_us"]["batch_of_1"]
+    assert v["mean_payload_bytes"]["signed"] > v["mean_payload_bytes"]["unsigned"]
     # Every system judged the same submissions the same way (one Judge, three storage designs).
     submissions_rejected = ingest["rejected"]
     for peer in r["peers"].values():
@@ -65,6 +80,7 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
 
     table = (out / "results.md").read_text()
     assert "| Ingest: Kafka → committed log rows" in table and "eventsourcing" in table and "p99" in table
+    assert "the same submissions unsigned" in table and "One Ed25519 verify" in table
     assert readme.read_text() == f"# x\n\n{README_START}\n{table}{README_END}\n\nafter\n"
     assert table in done.stdout
     # Scratch databases are dropped afterwards: the operator's server is left as it was.

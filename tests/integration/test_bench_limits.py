@@ -4,6 +4,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from events import decode
 from projections.chain import ChainCheck, ChainRow
 from projections.log_row import LOG_COLUMNS
 from services.adapters.kafka.topics import client_options
@@ -13,6 +14,16 @@ from services.settings import Settings
 from tests.integration.helpers import running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
+
+SIGNATURE_REASONS = {
+    "signature_required",
+    "unknown_channel",
+    "key_not_yet_valid",
+    "key_revoked",
+    "bad_signature",
+    "foreign_event_id",
+    "out_of_scope",
+}
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +127,23 @@ async def test_the_copied_rows_are_what_the_running_ledger_logs_for_the_same_mes
     ours = {tuple(row[LOG_COLUMNS.index(c)] for c in same) for row in limits.ledger_rows(settings, workload)}
     theirs = {tuple(row[c] for c in same) for row in logged}
     assert ours == theirs
+
+
+async def test_the_workload_is_signed_in_batches_and_unsigned_the_same_submissions_get_the_same_decisions(
+    namespace, workload
+):
+    signed = limits.ledger_rows(namespace, workload)
+    unsigned = limits.ledger_rows(namespace, workload.unsigned())
+    auths = [decode(payload).auth for _, payload in workload.submission_payloads]
+    assert all(auth is not None for auth in auths)
+    # Each channel signs its share of a window as one batch: the busiest signs hundreds at once.
+    assert max(auth.batch_size for auth in auths if auth) >= 200
+    assert all(decode(payload).auth is None for _, payload in workload.unsigned().submission_payloads)
+
+    def decisions(rows: list[tuple]) -> list[tuple]:
+        return [tuple(row[LOG_COLUMNS.index(c)] for c in ("event_id", "decision", "reason")) for row in rows]
+
+    # The signatures hold (no signature_required, unknown_channel, bad_signature, ...): the judge decides
+    # every submission as it does unsigned on a meeting not requiring signatures.
+    assert decisions(signed) == decisions(unsigned)
+    assert {row[LOG_COLUMNS.index("reason")] for row in signed}.isdisjoint(SIGNATURE_REASONS)

@@ -28,8 +28,8 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from events import MeetingScheduled, PollsClosed, PositionsRecorded, VoteCast
-from projections.judge import Judge
+from events import ADMIN_EVENTS, VoteCast
+from projections.judge import Judge, Received
 from projections.validation import WRONG_TOPIC
 from services.adapters.kafka.topics import client_options
 from services.devtools.bench.scratch import scratch_database
@@ -37,7 +37,6 @@ from services.devtools.bench.workload import Workload
 from services.runtime.ingest import decode_batch
 from services.settings import Settings
 
-ADMIN_EVENTS = (MeetingScheduled, PositionsRecorded, PollsClosed)
 NAMESPACE = UUID("6f1d6c1e-8a0b-4c55-9d55-0b5f1f1f2e01")
 
 
@@ -78,7 +77,7 @@ class Meeting(Aggregate):
 
     @event("AdminRecorded")
     def record_admin(self, message: dict, reason: str | None) -> None:
-        """A meeting.scheduled, positions.recorded or polls.closed, and its decision."""
+        """An admin event (meeting.scheduled, positions.recorded, polls.closed, a channel key), and its decision."""
 
     @event("Submitted")
     def submit(self, submission: dict, reason: str | None) -> None:
@@ -246,7 +245,8 @@ def _append(app: Votes, judge: Judge, decoded: list, seen: set[str], admin_topic
             continue
         seen.add(ev.event_id)
         admin = isinstance(ev, ADMIN_EVENTS)
-        reason = WRONG_TOPIC if (record.topic == admin_topic) != admin else judge.judge(ev)
+        # Judged on the bytes its channel signed (S2), as the ledger does.
+        reason = WRONG_TOPIC if (record.topic == admin_topic) != admin else judge.judge(ev, Received(record.value))
         fact, number = msgspec.to_builtins(ev), getattr(ev, "control_number", None)
         if number is None:
             meeting = _get(app, touched, Meeting, meeting_id=ev.meeting_id)

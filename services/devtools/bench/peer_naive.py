@@ -10,7 +10,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events import MalformedMessage, VoteCast, VoteRevoked, decode, tag_of
-from projections.judge import Judge
+from projections.judge import Judge, Received
 from services.adapters.kafka.topics import client_options
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
@@ -179,7 +179,7 @@ async def _store(conn: asyncpg.Connection, judge: Judge, batch: list) -> tuple[i
             where = f"{record.topic}/{record.partition}/{record.offset}"  # no event_id to key it by
             rejections.append((where, None, None, "malformed", exc.reason))
             continue
-        reason = judge.judge(event)
+        reason = judge.judge(event, Received(record.value))  # the bytes its channel signed (S2)
         if reason is not None:
             rejections.append(
                 (

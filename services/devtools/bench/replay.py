@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 import psutil
 
-from events import decode_logged
-from projections.judge import Judge
+from events import decode, decode_logged
+from projections.judge import Judge, Received
 from projections.replay import Projection
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.adapters.postgres.log import reads as log_reads
@@ -29,7 +29,11 @@ from services.settings import settings as settings_from_env
 def pure_fold(workload: Workload) -> dict[str, Any]:
     """The fold alone over the accepted events in memory: the ceiling of any replay."""
     judge = Judge()
-    log = [e for e in (*workload.admin, *workload.submissions) if judge.judge(e) is None]
+    log = [e for e in workload.admin if judge.judge(e) is None]
+    # Judged on the payloads as published (their signatures, S2); the fold gets the events without auth.
+    for event, (_, payload) in zip(workload.submissions, workload.submission_payloads, strict=True):
+        if judge.judge(decode(payload), Received(payload)) is None:
+            log.append(event)
     gc.collect()
     started = time.perf_counter()
     projection = Projection()

@@ -16,7 +16,7 @@ import asyncpg
 import psutil
 
 from services.adapters.postgres.log import bench as log_bench
-from services.devtools.bench import e2e, limits, peer_eventsourcing, peer_naive, replay
+from services.devtools.bench import e2e, limits, peer_eventsourcing, peer_naive, replay, verify_cost
 from services.devtools.bench.scratch import publish_workload, scratch_namespace
 from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
 from services.settings import Settings
@@ -37,6 +37,9 @@ class Plan:
     peer_events: int = 50_000
     meeting_file: Path = DEFAULT_MEETING
     seed: int = 5
+    # Ingest the same submissions unsigned too, right after the signed run: the ratio is what
+    # signatures cost end to end (two runs minutes apart on a shared machine differ more than that).
+    unsigned: bool = True
     log_dir: Path = Path("bench-results/logs")
 
 
@@ -51,7 +54,7 @@ async def run(
     ``say`` announces each phase; ``on_progress(phases done, phases)`` follows them for a progress bar.
     """
     started = time.perf_counter()
-    phases = 5 + (3 if plan.peers else 0) + len(set(plan.scale) - {plan.events})
+    phases = 6 + (3 if plan.peers else 0) + (1 if plan.unsigned else 0) + len(set(plan.scale) - {plan.events})
     announce = say
     done = 0
 
@@ -74,12 +77,19 @@ async def run(
     # publisher and poller, the replay and both peers: without this, each full collection walks
     # them all and its pauses showed up as hundreds of milliseconds of "latency".
     gc.freeze()
+    say("verification: what checking signatures costs per submission, part by part")
+    results["verification"] = verify_cost.measure(workload)
 
     async with scratch_namespace(settings, "ours") as cfg:
-        say("ingest: publishing, then the ledger and the projector as processes")
+        say("ingest (signed): publishing, then the ledger and the projector as processes")
         results["ingest"] = await e2e.ingest(cfg, workload, plan.log_dir)
         say(f"  {results['ingest']['submissions_per_s']:,} submissions/s; replaying the log")
         results["vacuum"] = await vacuum_log(cfg.pg_dsn)
+        if plan.unsigned:
+            # Next to the signed run, after its log's VACUUM (so no autovacuum of it burdens this one).
+            say("ingest (unsigned): the same submissions without signatures, on a meeting not requiring them")
+            async with scratch_namespace(settings, "unsigned") as unsigned_cfg:
+                results["ingest_unsigned"] = await e2e.ingest(unsigned_cfg, workload.unsigned(), plan.log_dir)
         results["replay"] = {
             "pure_fold": replay.pure_fold(workload),
             "from_log": await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir),
@@ -172,6 +182,7 @@ def describe(workload: Workload) -> dict[str, Any]:
         "positions": workload.positions,
         "admin_events": len(workload.admin),
         "submissions": len(workload.submissions),
+        "signed": workload.signed,
         "mix": workload.mix(),
         "mean_payload_bytes": round(sum(sizes) / max(1, len(sizes))),
     }

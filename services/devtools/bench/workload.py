@@ -11,12 +11,17 @@ import msgspec
 from deploy import meeting_file
 from events import AnyEvent, MeetingScheduled, VoteCast, encode, tag_of
 from services.adapters.kafka.topics import key_for
+from services.devtools.demo.channels import Signer, key_events
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
 from services.devtools.demo.traffic import generate
 
 DEFAULT_MEETING = meeting_file("cbak-2023-agm")  # bundled, so `bench` runs outside a checkout
 DEFAULT_POSITIONS = 100_000
+# Each channel signs its share of this many consecutive submissions as one batch, as a high-volume channel
+# signs what it has in hand: the busiest channel of the reference campaign (a broker, a quarter of the
+# traffic) then signs about 1,000 per batch, the smallest a handful (services.devtools.demo.channels).
+SIGN_WINDOW = 4096
 
 
 @dataclass
@@ -27,9 +32,13 @@ class Workload:
     admin: list[AnyEvent]
     submissions: list[AnyEvent]
     positions: int
+    # Whether the submissions are signed by their channels (the meeting requires it) or not at all.
+    signed: bool = True
     # (key, value) per message, in publishing order: what every system under test receives.
     admin_payloads: list[tuple[bytes, bytes]] = field(default_factory=list)
     submission_payloads: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # The simulated channels' keys (the micro-benchmark signs batches of chosen sizes with them).
+    signer: Signer | None = None
 
     @property
     def meeting_id(self) -> str:
@@ -43,8 +52,28 @@ class Workload:
             admin=self.admin,
             submissions=self.submissions[:submissions],
             positions=self.positions,
+            signed=self.signed,
             admin_payloads=self.admin_payloads,
             submission_payloads=self.submission_payloads[:submissions],
+            signer=self.signer,
+        )
+
+    def unsigned(self) -> Workload:
+        """The same submissions without signatures, on the same meeting not requiring them: the comparison.
+
+        Same event ids (namespaced by their channel), same Kafka keys, same admin events (the keys are
+        registered but unused); only ``auth`` is absent and ``signatures_required`` false.
+        """
+        meeting = msgspec.structs.replace(self.meeting, signatures_required=False)
+        admin = [meeting, *self.admin[1:]]
+        return Workload(
+            meeting=meeting,
+            admin=admin,
+            submissions=self.submissions,
+            positions=self.positions,
+            signed=False,
+            admin_payloads=[(key_for(e), encode(e)) for e in admin],
+            submission_payloads=[(key_for(e), encode(e)) for e in self.submissions],
         )
 
     def mix(self) -> dict[str, int]:
@@ -66,23 +95,38 @@ class Workload:
 
 
 def build(
-    submissions: int, *, meeting_file: Path = DEFAULT_MEETING, positions: int = DEFAULT_POSITIONS, seed: int = 5
+    submissions: int,
+    *,
+    meeting_file: Path = DEFAULT_MEETING,
+    positions: int = DEFAULT_POSITIONS,
+    seed: int = 5,
+    window: int = SIGN_WINDOW,
 ) -> Workload:
-    """The reference meeting with a register of ``positions`` control numbers and ``submissions`` votes.
+    """The reference meeting with a register of ``positions`` control numbers and ``submissions`` votes, signed.
 
     The campaign is the spec's own (channels, re-votes, splits, revocations, substitutions, late and
-    invalid ones); past its natural size, more later-dated re-votes (R5) are merged in.
+    invalid ones); past its natural size, more later-dated re-votes (R5) are merged in. The meeting
+    requires signatures (issue 11): meeting administration registers each simulated channel's key
+    before the traffic, and each channel signs its share of ``window`` consecutive submissions as one
+    batch (projections.signing.sign_batch through the channel client). Signing is the channels' cost:
+    it happens here, before anything is timed. ``submissions`` holds the events with their namespaced
+    ids but without ``auth`` (what the tally needs); the published payloads carry it.
     """
     meeting, register_spec, sim = load_spec(meeting_file)
+    meeting = msgspec.structs.replace(meeting, signatures_required=True)
     register_spec = msgspec.structs.replace(register_spec, positions=positions)
     register, entitlements = build_register(meeting, register_spec)
-    admin = [meeting, *register_events(meeting, register, entitlements)]
-    subs = list(generate(meeting, register, sim, count=submissions, seed=seed))
+    admin = [meeting, *register_events(meeting, register, entitlements), *key_events(meeting, register_spec, sim)]
+    generated = list(generate(meeting, register, sim, count=submissions, seed=seed))
+    signer = Signer(meeting, register_spec, sim)
+    signed = list(signer.signed(generated, window))  # in input order
+    subs = [msgspec.structs.replace(e, event_id=s.event_id) for e, s in zip(generated, signed, strict=True)]
     return Workload(
         meeting=meeting,
         admin=admin,
         submissions=subs,
         positions=len(register),
         admin_payloads=[(key_for(e), encode(e)) for e in admin],
-        submission_payloads=[(key_for(e), encode(e)) for e in subs],
+        submission_payloads=[(s.key, s.payload) for s in signed],
+        signer=signer,
     )
