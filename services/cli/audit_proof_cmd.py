@@ -195,7 +195,8 @@ def _pin(size: int | None, root: str | None, what: str) -> tuple[int, str] | Non
 
 
 def _receipt(args: argparse.Namespace) -> int:
-    from projections.receipts import BadBundle, check_receipt, decode_receipt
+    from projections.receipt_check import check_receipt
+    from projections.receipts import BadBundle, decode_receipt
 
     pinned = _pin(args.head_size, args.root, "")
     try:
@@ -210,7 +211,7 @@ def _receipt(args: argparse.Namespace) -> int:
 
 def render_receipt(report: dict[str, Any], check) -> str:
     """The verdict in words: VALID or INVALID, the decision, what became of the submission."""
-    from projections.receipts import describe
+    from projections.receipt_check import describe
 
     head = report["head"]
     verdict = "VALID" if report["valid"] else "INVALID"
@@ -263,7 +264,8 @@ def _register_consistency(actions: argparse._SubParsersAction) -> None:
 
 
 def _consistency(args: argparse.Namespace) -> int:
-    from projections.receipts import BadBundle, check_consistency, decode_consistency, encode_bundle
+    from projections.receipt_check import check_consistency
+    from projections.receipts import BadBundle, decode_consistency, encode_bundle
     from services.read.export_file import BadExport
     from services.read.proofs import ProofError, prove_consistency_file
 

@@ -22,7 +22,8 @@ from projections.chain import ChainRow
 from projections.diff import replay_to
 from projections.fold import VoterState
 from projections.heads import Head
-from projections.receipts import Consistency, Receipt, Tree, build_receipt, check_consistency
+from projections.receipt_check import check_consistency
+from projections.receipts import Consistency, Receipt, Tree, build_receipt
 from services.read.export_file import LOG_MEMBER, log_line, read_lines, read_manifest
 
 if TYPE_CHECKING:

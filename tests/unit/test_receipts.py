@@ -10,17 +10,8 @@ from events import encode
 from projections.chain import ChainCheck
 from projections.heads import Head, HeadCheck, decode_head, encode_head
 from projections.log_row import chained_records, log_row_of
-from projections.receipts import (
-    BadBundle,
-    Tree,
-    build_receipt,
-    check_consistency,
-    check_receipt,
-    decode_consistency,
-    decode_receipt,
-    describe,
-    encode_bundle,
-)
+from projections.receipt_check import check_consistency, check_receipt, describe
+from projections.receipts import BadBundle, Tree, build_receipt, decode_consistency, decode_receipt, encode_bundle
 from tests.chain_helpers import as_chain_row, rechain
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
 
