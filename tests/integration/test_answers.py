@@ -163,3 +163,31 @@ async def test_a_backlog_is_answered_in_order_once_and_how_fast(settings):
         positions = [a.position for p, _, a in answers if p == partition]
         assert positions == sorted(positions)  # in log order within a partition
     print(f"\n{len(votes)} answers published in {took:.2f} s ({len(votes) / took:,.0f}/s, connection set-up included)")
+
+
+async def test_two_relays_on_one_log_publish_each_answer_once_one_waiting_for_the_other(settings):
+    votes = [cast("R-1", {"2": "for"}, executed=1 + i / 10_000) for i in range(300)]
+    conn = await asyncpg.connect(settings.pg_dsn)
+    rows = [replace(log_row(v), source_topic=settings.submissions_topic, source_offset=i) for i, v in enumerate(votes)]
+    await append(conn, rows)
+    await conn.close()
+    first, second = AnswerRelay(settings), AnswerRelay(settings)
+    await asyncio.gather(first.start(), second.start())
+    try:
+        deadline = time.monotonic() + 60
+        while first.published + second.published < len(votes):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        # Whichever waited takes the lock over once the other stops, and finds nothing left to answer.
+        await (first.stop() if first.published else second.stop())
+        waiting = second if first.published else first
+        while waiting.position < len(votes):
+            assert time.monotonic() < deadline, "the waiting relay did not take over"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+    finally:
+        await first.stop()
+        await second.stop()
+    assert sorted((first.published, second.published)) == [0, len(votes)]
+    answers = await read_answers(settings)
+    assert sorted(a.event_id for _, _, a in answers) == sorted(v.event_id for v in votes)
