@@ -26,14 +26,13 @@ def traffic(rng: random.Random):
     """(on_admin_topic, key, value, headers, event_id if valid else None), valid votes mixed in."""
     sent: set[bytes] = set()
     for i in range(HOSTILE + HOSTILE // 4):
-        vote = encode(
-            cast(
-                rng.choice(CONTROL_NUMBERS),
-                {"2": rng.choice(["for", "against"])},
-                executed=1 + i / 10_000,
-                event_id=f"fuzz-{i}",
-            )
+        event = cast(
+            rng.choice(CONTROL_NUMBERS),
+            {"2": rng.choice(["for", "against"])},
+            executed=1 + i / 10_000,
+            event_id=f"fuzz-{i}",
         )
+        vote = encode(event)
         valid = i % 5 == 0  # one in five is a valid vote, the rest are hostile
         value = vote if valid else mutate(rng, vote)
         if not valid and rng.random() < 0.01:
@@ -49,6 +48,8 @@ def traffic(rng: random.Random):
         elif roll < 0.05:
             headers = [("trace", rng.randbytes(6))]  # a header value that is not UTF-8
         key = rng.choice([b"R-1", b"\xff\xfe", None, rng.randbytes(4)])
+        if valid and key is not None:
+            key = event.control_number.encode()  # a valid vote has the contract's key (another: key_mismatch)
         if key is None and value is None:
             key = b"tombstone"  # Kafka needs one of the two
         yield (not valid and rng.random() < 0.2), key, value, headers, f"fuzz-{i}" if valid else None
