@@ -1,6 +1,7 @@
 """End to end, the contested meeting: universal proxy cards through the CLI, Kafka, the log and the tally."""
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -27,8 +28,9 @@ async def logged(settings, published: list, signer: Signer, republished: frozens
     """The accepted submissions in the log, after checking each published one was judged exactly once.
 
     ``published``: as generated; simulate signs each as its channel, under an id in its namespace (S6).
-    ``republished``: ids an earlier run published in other signed batches, so with other bytes: each
-    such id may have one more row, a duplicate_event_id rejection that applies nothing (R18).
+    ``republished``: ids an earlier run published in other signed batches, so with other bytes: an
+    accepted one comes back as a duplicate_event_id rejection that applies nothing (R18); a rejected
+    one held no id, so it is judged again, and rejected again.
     """
     rows = await log_rows(
         settings.pg_dsn,
@@ -36,9 +38,14 @@ async def logged(settings, published: list, signer: Signer, republished: frozens
         " WHERE type IN ('vote.cast', 'vote.revoked', 'proxy.substituted') ORDER BY position",
     )
     judged = [r for r in rows if r["reason"] != "duplicate_event_id"]
-    assert sorted(r["event_id"] for r in judged) == sorted({s.event_id for s in signer.signed(published)})
+    assert {r["event_id"] for r in judged} == {s.event_id for s in signer.signed(published)}
+    accepted = [r for r in judged if r["decision"] == "accepted"]
+    assert len({r["event_id"] for r in accepted}) == len(accepted)  # each applied once
+    twice = Counter(r["event_id"] for r in judged) - Counter({r["event_id"]: 1 for r in judged})
+    assert set(twice) <= republished and set(twice.values()) <= {1}
+    assert all(r["decision"] == "rejected" for r in judged if r["event_id"] in twice)
     assert {r["event_id"] for r in rows if r["reason"] == "duplicate_event_id"} <= republished
-    return [decode(r["payload"]) for r in rows if r["decision"] == "accepted"]
+    return [decode(r["payload"]) for r in accepted]
 
 
 def assert_counts_match(tally: dict, spec, positions, entitlements, accepted) -> None:
