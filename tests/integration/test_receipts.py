@@ -100,6 +100,7 @@ async def test_proving_from_an_export_gives_the_same_bundle_as_the_live_log(sett
         )
         assert code == 0, err
     assert live.read_bytes() == from_file.read_bytes()
+    assert json.loads(live.read_text())["submission"]["appended_at"] is not None  # the broker's time, hashed (v3)
     code, stdout, _err = await offline("audit", "prove", FIRST.event_id, "--file", str(export))
     assert code == 0 and json.loads(stdout)["submission"]["event_id"] == FIRST.event_id
 
