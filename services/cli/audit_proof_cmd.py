@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,8 @@ def _register_receipt(actions: argparse._SubParsersAction) -> None:
 
 def _read_bundle(path: Path) -> bytes:
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a device never end
+            raise UserError(f"{path}: not a regular file; a bundle is a JSON file written by vote-ledger audit")
         with path.open("rb") as f:
             data = f.read(MAX_BUNDLE + 1)
     except OSError as exc:
@@ -190,7 +193,7 @@ def _read_bundle(path: Path) -> bytes:
 
 def _pin(size: int | None, root: str | None, what: str) -> tuple[int, str] | None:
     if (size is None) != (root is None):
-        raise UserError(f"pin the {what} head with both its size and its root, or neither")
+        raise UserError(f"pin the {what} with both its size and its root, or neither")
     return None if size is None or root is None else (size, root)
 
 
@@ -198,7 +201,7 @@ def _receipt(args: argparse.Namespace) -> int:
     from projections.receipt_check import check_receipt
     from projections.receipts import BadBundle, decode_receipt
 
-    pinned = _pin(args.head_size, args.root, "")
+    pinned = _pin(args.head_size, args.root, "head")
     try:
         receipt = decode_receipt(_read_bundle(args.bundle))
     except BadBundle as exc:
@@ -277,8 +280,8 @@ def _consistency(args: argparse.Namespace) -> int:
             bundle = decode_consistency(_read_bundle(args.check))
         except BadBundle as exc:
             raise UserError(f"{args.check}: {exc}") from None
-        old = _pin(args.old_size, args.old_root, "old")
-        new = _pin(args.new_size, args.new_root, "new")
+        old = _pin(args.old_size, args.old_root, "old head")
+        new = _pin(args.new_size, args.new_root, "new head")
         problems = check_consistency(bundle, old, new)
         report = {"meeting_id": bundle.meeting_id, "old": _head(bundle.old), "new": _head(bundle.new)}
         report |= {"consistent": not problems, "problems": problems}

@@ -226,3 +226,69 @@ def test_the_row_hash_from_the_ledgers_answer_pins_the_submissions_row():
     assert check_receipt(receipt, row_hash=LOG[5].hash.hex().upper()).valid
     check = check_receipt(receipt, row_hash=LOG[4].hash.hex())
     assert not check.valid and f"hashes to {LOG[5].hash.hex()}, not {LOG[4].hash.hex()}" in check.problems[0]
+
+
+def test_audit_receipt_checks_a_bundle_file_offline_and_exits_1_when_it_does_not_hold(tmp_path, capsys):
+    from services.cli import main
+
+    path = tmp_path / "receipt.json"
+    path.write_bytes(encode_bundle(receipt_for(LOG, FIRST.event_id)))
+    size, root = head_of(LOG)
+    assert main(["audit", "receipt", str(path), "--head-size", str(size), "--root", root]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"VALID receipt: event {FIRST.event_id} of meeting m1, log position 3")
+    assert "ok   that is the head you pinned" in out and f"superseded under R5 by #6 {LATER.event_id}" in out
+    assert main(["audit", "receipt", str(path), "--head-size", "12", "--root", head_of(LOG, 12)[1]]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("INVALID receipt") and "FAIL the proof is against a head of 13 rows" in out
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["--head-size", "3"], "pin the head with both its size and its root, or neither"),
+        (["--root", "ab"], "argument --root: not a hash of 64 hex digits: 'ab'"),
+    ],
+)
+def test_audit_receipt_refuses_half_a_pinned_head_in_one_line(tmp_path, capsys, args, error):
+    from services.cli import main
+
+    path = tmp_path / "receipt.json"
+    path.write_bytes(encode_bundle(receipt_for(LOG, FIRST.event_id)))
+    try:
+        code = main(["audit", "receipt", str(path), *args])
+    except SystemExit as exited:  # argparse's own errors
+        code = exited.code
+    err = capsys.readouterr().err
+    assert code == 2 and error in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [None, b"{}", b"not json", b'{"type": "vote-ledger.consistency", "v": 1}'])
+def test_a_missing_file_or_one_that_is_no_receipt_is_one_line(tmp_path, capsys, content):
+    from services.cli import main
+
+    path = tmp_path / "bundle.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["audit", "receipt", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"vote-ledger: {path}: ")
+    assert main(["audit", "receipt", str(tmp_path)]) == 2 and "not a regular file" in capsys.readouterr().err
+
+
+def test_audit_consistency_check_holds_offline_and_fails_on_a_rewritten_log(tmp_path, capsys):
+    from services.cli import main
+
+    old = head_of(LOG, 8)
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_bytes(encode_bundle(Tree([r.hash for r in LOG]).consistency("m1", *old)))
+    forged_log = rechain([replace(r, reason="edited") if i == 3 else r for i, r in enumerate(LOG)])
+    bad.write_bytes(encode_bundle(Tree([r.hash for r in forged_log]).consistency("m1", *old)))
+    pins = ["--old-size", "8", "--old-root", old[1], "--new-size", "13", "--new-root", head_of(LOG)[1]]
+    assert main(["audit", "consistency", "--check", str(good), *pins]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("\nCONSISTENT")
+    assert main(["audit", "consistency", "--check", str(bad), *pins[:4]]) == 1
+    out = capsys.readouterr().out
+    assert "rows before it were rewritten or removed" in out and out.rstrip().endswith("NOT CONSISTENT")
+    assert main(["audit", "consistency", "--check", str(good), "--meeting", "m1"]) == 2
+    assert "give exactly one of --meeting, --file and --check" in capsys.readouterr().err
