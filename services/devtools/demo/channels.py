@@ -122,12 +122,16 @@ class Signer:
         channels = demo_channels(meeting, register, sim)
         self.keys = {c.channel_id: demo_key(meeting.meeting_id, c.channel_id) for c in channels}
         self.substitutions = {p: c.channel_id for c in channels for p in c.proxy_holders}
+        self._by_submitter: dict[str, ChannelKey] = {}
 
     def key_of(self, event: Submission) -> ChannelKey:
         """The key of the channel that submits ``event``."""
         if isinstance(event, ProxySubstituted):
             return self.keys[self.substitutions[event.proxy_holder]]
-        return self.keys[channel_id_of(event.submitted_by)]
+        key = self._by_submitter.get(event.submitted_by)
+        if key is None:  # a handful of submitters: slug each once, not once per submission
+            key = self._by_submitter[event.submitted_by] = self.keys[channel_id_of(event.submitted_by)]
+        return key
 
     def signed(self, events: Iterable[Submission], window: int = WINDOW) -> Iterator[Signed]:
         """The submissions signed, in order: each channel's share of every ``window`` consecutive ones as a batch."""
