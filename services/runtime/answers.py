@@ -27,25 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from contextlib import AsyncExitStack
 
 import asyncpg
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from services.adapters.kafka import raw as kafka_raw
-from services.adapters.kafka.topics import client_options, ensure_topics, partitions_of, producer, started
+from services.adapters.kafka.topics import ensure_topics, partitions_of, producer
 from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import answers as log_answers
+from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.append import NOTIFY_CHANNEL
 from services.runtime import answer_of
+from services.runtime.answers_cursor import answered_through, cursor_header
 from services.runtime.retry import Backoff
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.answers")
 
-CURSOR_HEADER = "answered_through"
 # One round is one Kafka transaction: a few hundred kB of answers (about 300 bytes each; a parked
 # message's detail may reach 2,000 characters, hence fewer of those).
 ROWS_PER_ROUND = 2000
@@ -55,30 +54,9 @@ LOCK_RETRY_S = 2.0  # a relay waiting for the lock tries again this often
 STOP_TIMEOUT = 10.0
 
 
-class CursorUnreadable(RuntimeError):
-    """The answers topic could not be read back to find where the relay stopped."""
-
-
 def transactional_id(settings: Settings) -> str:
     """The relay's Kafka transactional id: one per deployment (consumer group and answers topic)."""
     return f"vote-ledger-answers.{settings.consumer_group}.{settings.decisions_topic}"
-
-
-def cursor_header(position: int, parked_id: int) -> tuple[str, bytes]:
-    """The header an answer carries: the relay's cursor once it is published."""
-    return CURSOR_HEADER, f"{position} {parked_id}".encode()
-
-
-def read_cursor(headers: list[tuple[bytes, bytes | None]]) -> tuple[int, int] | None:
-    """(position, parked id) from a record's headers; None if it carries no well-formed cursor."""
-    for name, value in headers:
-        if name == CURSOR_HEADER.encode() and value is not None:
-            try:
-                position, parked_id = (int(part) for part in value.decode("ascii").split(" "))
-            except (UnicodeDecodeError, ValueError):
-                return None
-            return (position, parked_id) if position >= 0 and parked_id >= 0 else None
-    return None
 
 
 class AnswerRelay:
@@ -139,11 +117,18 @@ class AnswerRelay:
         client = await stack.enter_async_context(
             producer(self.settings, "ledger", linger_ms=5, transactional_id=transactional_id(self.settings))
         )
-        await (
-            client.begin_transaction()
-        )  # waits for the producer id: earlier relays are fenced, their transaction ended
+        # Waits for the producer id: earlier relays of this id are fenced and their open transaction ended.
+        await client.begin_transaction()
         await client.commit_transaction()  # empty: no request
         self.position, self.parked_id = await answered_through(self.settings)
+        if self.position > await log_reads.head(conn):
+            # Never by our writes (answers follow committed rows): the database was restored from an
+            # older backup, or points at another log. Nothing is answered until the log passes it.
+            log.error(
+                "answers relay: %s has answered up to position %d, beyond the log's end: is this the log it answered?",
+                self.settings.decisions_topic,
+                self.position,
+            )
         log.info(
             "answers relay: resuming after position %d and parked id %d on %s",
             self.position,
@@ -152,13 +137,13 @@ class AnswerRelay:
         )
         await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
         while True:
+            self._wake.clear()  # before reading: a NOTIFY from here on wakes the next wait
             sent = await self._round(conn, client, len(partitions) or 1)
             if self._failure is not None:
                 log.info("answers relay: publishing again (after %d failures)", backoff.failures)
                 self._failure = None
             backoff.reset()
             if not sent:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
 
@@ -225,68 +210,3 @@ class AnswerRelay:
         if stack is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(stack.aclose(), STOP_TIMEOUT)
-
-
-async def answered_through(settings: Settings, timeout: float = 30.0) -> tuple[int, int]:
-    """The highest (position, parked id) among the last committed answers of each partition; (0, 0) if none.
-
-    Read committed (raw fetches, as `audit verify` reads ledger.heads): records of aborted
-    transactions and transaction markers are skipped. A record with no cursor header (only the
-    ledger may write this topic) is skipped with a warning and the search goes further back.
-    """
-    topic = settings.decisions_topic
-    tps = await partitions_of(settings, [topic], "ledger")
-    if not tps:
-        return 0, 0
-    consumer = AIOKafkaConsumer(**client_options(settings, "ledger"), isolation_level="read_committed")
-    await started(consumer)
-    try:
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        deadline = time.monotonic() + timeout
-        found = [await _last_cursor(consumer, tp, starts[tp], ends[tp], deadline) for tp in tps]
-    finally:
-        await consumer.stop()
-    cursors = [c for c in found if c is not None]
-    if not cursors and any(start > 0 for start in starts.values()):
-        # Answers were deleted or expired (the topic is created never to expire them): starting over
-        # would answer every submission again. An operator decides (e.g. a new topic, announced).
-        raise CursorUnreadable(f"{topic} no longer holds any answer but did: where the answers stopped is unknown")
-    return (max(c[0] for c in cursors), max(c[1] for c in cursors)) if cursors else (0, 0)
-
-
-async def _last_cursor(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float
-) -> tuple[int, int] | None:
-    """The cursor of the partition's last committed answer, reading back from its end in growing windows."""
-    window = 16  # a transaction's commit marker takes an offset after each transaction's records
-    upper = end
-    while upper > start:
-        lower = max(start, upper - window)
-        records = await _read(consumer, tp, lower, upper, deadline)
-        for record in reversed(records):
-            cursor = read_cursor(record.headers)
-            if cursor is not None:
-                return cursor
-            log.warning("%s/%d offset %d carries no answers cursor: skipped", tp.topic, tp.partition, record.offset)
-        upper, window = lower, window * 8
-    return None
-
-
-async def _read(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, lower: int, upper: int, deadline: float
-) -> list[kafka_raw.RawRecord]:
-    """The messages (no markers, nothing aborted) at offsets [lower, upper)."""
-    records: list[kafka_raw.RawRecord] = []
-    offset = lower
-    while offset < upper:
-        if time.monotonic() > deadline:
-            raise CursorUnreadable(f"reading {tp.topic}/{tp.partition} back took too long")
-        raw, aborted = await kafka_raw.fetch(consumer._client, tp, offset)
-        batch = [r for r in kafka_raw.parse(raw, aborted) if offset <= r.offset < upper]
-        if not batch:
-            offset += 1  # bytes that frame no record: step over them
-            continue
-        records += [r for r in batch if not r.control and r.problem is None]
-        offset = batch[-1].offset + 1
-    return records

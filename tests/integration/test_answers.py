@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaConsumer
 from events import encode
 from events.answers import AnyAnswer, SubmissionDecided, SubmissionParked
 from services.adapters.kafka.topics import client_options, partitions_of, producer, publish, publish_raw
-from services.runtime.answers import AnswerRelay, answered_through
+from services.runtime.answers import AnswerRelay
+from services.runtime.answers_cursor import answered_through
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import append, log_row, running_ledger, wait_for
 from tests.integration.test_ledger_recovery import start_ledger

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from events.answers import ANSWER_TYPES, SubmissionParked
 from services.runtime import answer_of
-from services.runtime.answers import cursor_header, read_cursor
+from services.runtime.answers_cursor import cursor_header, read_cursor
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
