@@ -2,7 +2,8 @@
 
 The ledger publishes one answer per submission it logged (``submission.decided``) and one per message
 it parked whose event id it could read (``submission.parked``), exactly once, in log order. A channel
-correlates them with its submissions by ``event_id``. A decided answer is the submission's receipt:
+correlates them with its submissions by ``event_id`` and ``payload_sha256`` (the digest of the bytes it sent):
+an event id alone can be claimed by anyone able to publish. A decided answer is the submission's receipt:
 with ``position`` and ``hash`` (the log row's hash) a holder can ask for an inclusion proof
 (``vote-ledger audit prove``) and check it against a published head without seeing any other vote.
 """
@@ -22,7 +23,11 @@ class Answer(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=Fal
 
     v: int = ANSWER_VERSION
     event_id: str | None
-    channel_id: str | None = None  # from the submission's auth, when signed
+    channel_id: str | None = None  # from the submission's auth, when signed (only what the submission claimed)
+    # Hex SHA-256 of the message value exactly as the ledger received it: anyone may publish under
+    # another's event id (a rejected or undecodable message), so a channel matches an answer on
+    # event_id AND this digest of the bytes it sent. None only for a message with no value.
+    payload_sha256: Hex32 | None = None
 
 
 class SubmissionDecided(Answer, tag="submission.decided", kw_only=True, frozen=True):

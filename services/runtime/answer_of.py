@@ -8,6 +8,7 @@ reader returns what it can and never raises.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ def decided(row: Mapping[str, Any]) -> SubmissionDecided:
         reason=row["reason"],
         position=row["position"],
         hash=bytes(row["hash"]).hex(),
+        # The stored payload is the received value decoded as strict UTF-8 (ingest.decide), stored
+        # verbatim (a json column keeps its text): its UTF-8 bytes are the bytes received.
+        payload_sha256=bytes(row["payload_sha256"]).hex(),
     )
 
 
@@ -98,6 +102,7 @@ def parked(message: Mapping[str, Any]) -> tuple[SubmissionParked, bytes | None]:
         source_topic=message["source_topic"],
         source_partition=message["source_partition"],
         source_offset=message["source_offset"],
+        payload_sha256=None if message["value"] is None else hashlib.sha256(message["value"]).hexdigest(),
     )
     key = ids.control_number or ids.meeting_id
     return answer, None if key is None else key.encode()

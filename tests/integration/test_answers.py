@@ -1,6 +1,7 @@
 """Every submission gets exactly one answer on votes.decisions, also across a kill -9 of the ledger (issue 11)."""
 
 import asyncio
+import hashlib
 import signal
 import time
 from dataclasses import replace
@@ -123,6 +124,27 @@ async def test_a_parked_message_is_answered_under_its_event_id_or_by_its_partiti
     # No id to read: answered anyway, keyless, on the partition the message was sent to.
     assert unreadable.event_id is None and unreadable.source_partition == 3  # type: ignore[union-attr]
     assert [(p, k) for p, k, a in answers if a is unreadable] == [(3, None)]
+
+
+async def test_each_answer_carries_the_sha256_of_the_message_exactly_as_the_ledger_received_it(settings):
+    # Spacing, member order and a raw non-ASCII character are kept as sent: the digest of the stored
+    # payload's UTF-8 bytes must equal the digest of the bytes on the wire, or a client cannot match it.
+    vote = encode(cast("R-1", {"2": "for"}, submitted_by="d\u00e9sk \U0001f5f3"))
+    sent = b"{ " + vote[1:].replace(b'":', b'" :  ')  # between members only: no value holds '":'
+    assert "d\u00e9sk \U0001f5f3".encode() in sent
+    spoof = b'{"type": "vote.cast", "v": 99, "event_id": "web:7", "meeting_id": "m1", "control_number": "R-2"}'
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, [small_meeting(), register_event()])
+        await publish_raw(client, settings.submissions_topic, [(b"R-1", sent), (b"R-2", spoof)])
+        answers = await answers_settled(settings, 2)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    stored = await conn.fetchval("SELECT payload::text FROM ledger_log WHERE control_number = 'R-1'")
+    await conn.close()
+    assert stored.encode() == sent  # the ledger stores the received bytes decoded, verbatim
+    decided = next(a for _, _, a in answers if isinstance(a, SubmissionDecided))
+    parked = next(a for _, _, a in answers if isinstance(a, SubmissionParked))
+    assert decided.decision == "accepted" and decided.payload_sha256 == hashlib.sha256(sent).hexdigest()
+    assert parked.payload_sha256 == hashlib.sha256(spoof).hexdigest()
 
 
 async def test_a_submission_whose_kafka_key_is_another_control_number_is_rejected_and_answered_so(settings):

@@ -1,5 +1,6 @@
 """Answers to channels built from log rows and parked messages; a parked message's ids read leniently."""
 
+import hashlib
 import json
 
 import msgspec
@@ -80,6 +81,7 @@ def test_a_parked_message_with_a_readable_id_is_answered_under_it_and_keyed_by_i
         source_topic="votes.submissions",
         source_partition=2,
         source_offset=40,
+        payload_sha256=hashlib.sha256(value).hexdigest(),  # the bytes as received, whatever they hold
     )
     assert key is None
     answer, key = answer_of.parked(

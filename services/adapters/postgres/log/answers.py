@@ -30,11 +30,15 @@ async def decided_rows(conn: asyncpg.Connection, topic: str, after: int, limit: 
     """Rows logged from ``topic`` after a position, in log order, with what their answer says.
 
     channel_id is read from the stored payload's auth (a decoded submission's auth is an object or
-    absent). Rows without a hash (logged before 006) cannot be receipts and get no answer.
+    absent). payload_sha256 digests the stored text's UTF-8 bytes, which are the bytes received (the
+    ledger stores the value decoded as strict UTF-8, and a json column keeps its text verbatim): computed
+    here so the relay does not fetch every payload. Rows without a hash (logged before 006) cannot be
+    receipts and get no answer.
     """
     return await conn.fetch(
         "SELECT position, event_id, meeting_id, control_number, decision, reason, hash,"
-        " payload->'auth'->>'channel_id' AS channel_id FROM ledger_log"
+        " payload->'auth'->>'channel_id' AS channel_id, sha256(convert_to(payload::text, 'UTF8')) AS payload_sha256"
+        " FROM ledger_log"
         " WHERE position > $1 AND source_topic = $2 AND hash IS NOT NULL ORDER BY position LIMIT $3",
         after,
         topic,
