@@ -26,7 +26,7 @@ from events import Submission
 from events.answers import AnyAnswer
 from projections.signing import sign_batch
 from services.adapters.kafka.topics import client_options, key_for, partitions_of, producer, started
-from services.channel.keys import ChannelKey
+from services.channel.keys import SigningKey
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def namespaced(event: Submission, channel_id: str) -> Submission:
     return msgspec.structs.replace(event, event_id=event_id)
 
 
-def sign(events: Sequence[Submission], key: ChannelKey, batch_max: int = BATCH_MAX) -> list[Signed]:
+def sign(events: Sequence[Submission], key: SigningKey, batch_max: int = BATCH_MAX) -> list[Signed]:
     """Sign submissions with one key, ``batch_max`` to a batch, in order; ids namespaced by the channel (S6).
 
     Deterministic: Ed25519 signatures are, so the same submissions in the same batches give the same
@@ -85,9 +85,9 @@ def sign(events: Sequence[Submission], key: ChannelKey, batch_max: int = BATCH_M
     return out
 
 
-def sign_per_channel(events: Sequence[Submission], key_of: Callable[[Submission], ChannelKey]) -> list[Signed]:
+def sign_per_channel(events: Sequence[Submission], key_of: Callable[[Submission], SigningKey]) -> list[Signed]:
     """Sign submissions of several channels: each channel's share of them as one batch, the result in input order."""
-    groups: dict[tuple[str, str], tuple[ChannelKey, list[int]]] = {}
+    groups: dict[tuple[str, str], tuple[SigningKey, list[int]]] = {}
     for index, event in enumerate(events):
         key = key_of(event)
         groups.setdefault((key.channel_id, key.key_id), (key, []))[1].append(index)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from projections.signing import generate_key, public_key_of
 CHANNEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 KEY_ID_MAX = 200
+# A key file holds a few hundred bytes; reading more than this is reading something else.
+KEY_FILE_MAX = 64 * 1024
 
 
 class _KeyFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,8 +33,8 @@ class _KeyFile(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True)
-class ChannelKey:
-    """A channel's Ed25519 key: who signs (channel_id, key_id) and the private seed (hex)."""
+class SigningKey:
+    """A channel's private Ed25519 key: who signs (channel_id, key_id) and the private seed (hex)."""
 
     channel_id: str
     key_id: str
@@ -51,13 +54,13 @@ class ChannelKey:
         return public_key_of(self.private_key)
 
 
-def new_key(channel_id: str, key_id: str) -> ChannelKey:
+def new_key(channel_id: str, key_id: str) -> SigningKey:
     """A fresh random key pair for a channel."""
     private, _ = generate_key()
-    return ChannelKey(channel_id, key_id, private)
+    return SigningKey(channel_id, key_id, private)
 
 
-def write_key(path: str | Path, key: ChannelKey) -> None:
+def write_key(path: str | Path, key: SigningKey) -> None:
     """Write a key file readable by its owner only (0600); refuse to overwrite an existing file.
 
     Created with O_EXCL and mode 0600 in one call, so the private key is never readable by others,
@@ -76,24 +79,47 @@ def write_key(path: str | Path, key: ChannelKey) -> None:
         out.write(data + b"\n")
 
 
-def load_key(path: str | Path) -> ChannelKey:
-    """Read a key file; ValueError naming the file and what is wrong (unreadable, malformed, mismatched)."""
-    path = Path(path)
+def read_regular(path: str | Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; ValueError naming the file otherwise.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block the read forever, a
+    device such as /dev/zero never ends (`channel submit /dev/zero` grew to 21 GB before the OOM killer).
+    """
     try:
-        raw = msgspec.json.decode(path.read_bytes(), type=_KeyFile)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read the key file: {exc.strerror or exc}") from None
+        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path}: not a regular file: a {what} is one")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path}: over {limit:,} bytes: too large for a {what}")
+    return data
+
+
+def load_key(path: str | Path) -> SigningKey:
+    """Read a key file; ValueError naming the file and what is wrong (unreadable, unprotected, malformed, mismatched).
+
+    Like ssh with an "unprotected private key file", a key file others may read is refused: whoever can
+    read it can sign as the channel.
+    """
+    path = Path(path)
+    data = read_regular(path, KEY_FILE_MAX, "key file")
+    mode = os.stat(path).st_mode
+    if mode & 0o077:
+        raise ValueError(
+            f"{path}: unprotected private key file: permissions {stat.S_IMODE(mode):04o} let others read it: "
+            "chmod 600 it (and consider the key compromised if others did)"
+        )
+    try:
+        raw = msgspec.json.decode(data, type=_KeyFile)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ValueError(f"{path}: not a channel key file: {exc}") from None
     try:
-        key = ChannelKey(raw.channel_id, raw.key_id, raw.private_key)
+        key = SigningKey(raw.channel_id, raw.key_id, raw.private_key)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     if raw.public_key is not None and raw.public_key != key.public_key:
         raise ValueError(f"{path}: public_key is not the private key's: the file was altered")
     return key
-
-
-def group_or_world_readable(path: str | Path) -> bool:
-    """Whether anyone but the owner may read the file (a private key should not be)."""
-    return bool(os.stat(path).st_mode & 0o077)

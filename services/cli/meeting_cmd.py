@@ -37,12 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load = actions.add_parser(
         "load",
         help="publish meeting.scheduled and the register's positions.recorded chunks",
-        description="Publish the meeting (meeting.scheduled), its synthetic record-date register "
-        "(positions.recorded chunks) and its simulated channels' demo keys (channel.key_registered, "
-        "for `simulate`: derived from the meeting id, so never for a real meeting) to meetings.admin. "
-        "Event ids derive from the file's content: loading the same file again is a no-op (R18).",
+        description="Publish the meeting (meeting.scheduled) and its synthetic record-date register "
+        "(positions.recorded chunks) to meetings.admin. No channel key is registered unless asked: real "
+        "channels register their own (vote-ledger channel register). Event ids derive from the file's "
+        "content: loading the same file again is a no-op (R18).",
     )
     load.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    load.add_argument(
+        "--simulated-channels",
+        action="store_true",
+        help="also register the simulated channels' demo keys (for `simulate`). They are PUBLIC: derived from "
+        "the meeting and channel ids, so anyone can sign votes with them. For simulations only, never for a "
+        "real meeting",
+    )
     add_quiet(load)
     load.set_defaults(func=_load)
     show = actions.add_parser(
@@ -111,12 +118,23 @@ def _load(args: argparse.Namespace) -> int:
 
     current = kafka_settings()
     with progress_bar(f"publishing {path.stem}", unit="events", quiet=args.quiet) as on_progress:
-        summary = run_kafka(current, load_meeting(current, path, on_progress))
+        summary = run_kafka(
+            current, load_meeting(current, path, on_progress, simulated_channels=args.simulated_channels)
+        )
     print(
         f"published meeting {summary.meeting_id} (event {summary.event_id}) and {summary.chunks} "
-        f"register chunks: {summary.positions} positions, {summary.shares:,} shares; "
-        f"{summary.keys} simulated channels' keys registered"
+        f"register chunks: {summary.positions} positions, {summary.shares:,} shares"
     )
+    if args.simulated_channels:
+        print(
+            f"registered {summary.keys} simulated channels' demo keys: PUBLIC keys (anyone can derive them and "
+            "sign votes), for simulations only"
+        )
+    else:
+        print(
+            "no channel key registered: register each real channel's key with `vote-ledger channel register` "
+            "(a simulation: load with --simulated-channels)"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ from services.cli.meeting_cmd import kafka_settings, resolve_meeting_file, run_k
 
 if TYPE_CHECKING:
     from services.devtools.demo.loader import Progress
+    from services.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "phone and mail votes, broker instructions and discretionary votes, re-votes, "
         "revocations, a proxy substitution, ballots at the meeting and a few invalid "
         "submissions. Beyond the campaign's natural size, the extra traffic is later-dated "
-        "re-votes. Each submission is signed by its simulated channel with the demo key `meeting load` "
-        "registered (each channel's share of every 512 submissions as one batch) and published as the "
-        "channel role. Load the meeting first: vote-ledger meeting load FILE.",
+        "re-votes. Each submission is signed by its simulated channel with the public demo key "
+        "`meeting load --simulated-channels` registered (each channel's share of every 512 submissions as one "
+        "batch) and published as the channel role. Load the meeting first: vote-ledger meeting load FILE "
+        "--simulated-channels (checked in the log as the reader role when one is configured).",
         epilog="example: vote-ledger simulate --meeting cbak-2023-agm --rate 2000 --duration 30",
     )
     where = parser.add_mutually_exclusive_group(required=True)
@@ -75,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from services.devtools.demo.loader import simulate
 
     current = kafka_settings()
+    _require_demo_keys(current, path)
     progress = None if args.quiet else _progress
     summary = run_kafka(
         current,
@@ -100,6 +103,35 @@ def _run(args: argparse.Namespace) -> int:
         Path(args.sample_answer).write_bytes(msgspec.json.format(msgspec.json.encode(summary.sample), indent=2) + b"\n")
         print(f"answer to {summary.sample.event_id} written to {args.sample_answer}")
     return 0 if summary.published == summary.target else 1
+
+
+def _require_demo_keys(current: Settings, path: Path) -> None:
+    """Stop unless the log holds every simulated channel's demo key (else every submission is unknown_channel)."""
+    from services.devtools.demo.loader import demo_keys_missing
+
+    if not (current.pg_reader_dsn or current.pg_dsn):
+        print(
+            "vote-ledger: no reader DSN: not checked that the simulated channels' keys are registered", file=sys.stderr
+        )
+        return
+    from services.cli.common import run
+
+    async def check() -> int:
+        missing = await demo_keys_missing(current, path)
+        if missing is None:
+            raise UserError(
+                f"meeting of {path.name} not in the log: load it first: "
+                f"vote-ledger meeting load {path} --simulated-channels"
+            )
+        if missing:
+            raise UserError(
+                f"no simulated channel key registered for {', '.join(missing[:3])}"
+                f"{' and others' if len(missing) > 3 else ''}: load the meeting with "
+                f"`vote-ledger meeting load {path} --simulated-channels`"
+            )
+        return 0
+
+    run(check())
 
 
 def _progress(p: Progress) -> None:

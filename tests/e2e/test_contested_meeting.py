@@ -60,7 +60,7 @@ def assert_counts_match(tally: dict, spec, positions, entitlements, accepted) ->
 async def test_a_contested_meeting_on_universal_proxy_cards_tallies_as_an_independent_count(vote_ledger, settings):
     vote_ledger.run("db", "migrate")
     vote_ledger.start("services", "run", name="services")
-    vote_ledger.run("meeting", "load", str(MEETING_FILE))
+    vote_ledger.run("meeting", "load", str(MEETING_FILE), "--simulated-channels")
     spec, register, sim, positions = prepare(MEETING_FILE)
     entitlements = {e.nominee: e.shares for e in entitlements_for(positions, register)}
     group = [item.id for item in spec.items if item.universal_proxy]

@@ -22,7 +22,7 @@ SUBMISSION_TYPES = "'vote.cast', 'vote.revoked', 'proxy.substituted'"
 async def test_thousands_of_submissions_through_kafka_tally_as_an_independent_count(vote_ledger, settings):
     vote_ledger.run("db", "migrate")
     vote_ledger.start("services", "run", name="services")
-    vote_ledger.run("meeting", "load", str(MEETING_FILE))
+    vote_ledger.run("meeting", "load", str(MEETING_FILE), "--simulated-channels")
     vote_ledger.run("simulate", "--meeting-file", str(MEETING_FILE), "--rate", "4000", "--duration", "1.5")
     vote_ledger.run("status", "--wait", "120")
     tally = json.loads(vote_ledger.run("tally", "--meeting", "cbak-2023-agm", "--json").stdout)
@@ -53,7 +53,7 @@ async def test_thousands_of_submissions_through_kafka_tally_as_an_independent_co
 async def test_a_ledger_killed_mid_stream_restarts_and_every_submission_is_logged_exactly_once(vote_ledger, settings):
     vote_ledger.run("db", "migrate")
     services = vote_ledger.start("services", "run", name="services-1")
-    vote_ledger.run("meeting", "load", str(MEETING_FILE))
+    vote_ledger.run("meeting", "load", str(MEETING_FILE), "--simulated-channels")
     spec, register, sim, positions = prepare(MEETING_FILE)
     # Signed by their channels, as the meeting requires (the keys came with meeting load).
     submissions = list(Signer(spec, register, sim).signed(generate(spec, positions, sim, count=30_000, seed=11)))

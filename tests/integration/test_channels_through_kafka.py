@@ -18,7 +18,7 @@ from events import ChannelKeyRegistered, ChannelKeyRevoked, encode
 from projections.signing import sign_batch
 from services.adapters.kafka.topics import key_for, producer, publish
 from services.channel.client import ANSWERS_FROM_START, ChannelClient, Signed, sign
-from services.channel.keys import ChannelKey, load_key, new_key
+from services.channel.keys import SigningKey, load_key, new_key
 from tests.factories import T0, cast, register_event, small_meeting
 from tests.integration.helpers import run_cli, running_ledger, wait_for
 from tests.integration.test_answers import read_answers
@@ -29,7 +29,7 @@ WEB, OLD_WEB = new_key("web", "k1"), new_key("web", "k0")
 BROKER = new_key("broker-x", "k1")
 
 
-def registered(key: ChannelKey, kinds: list[str], nominees: list[str] | None = None) -> ChannelKeyRegistered:
+def registered(key: SigningKey, kinds: list[str], nominees: list[str] | None = None) -> ChannelKeyRegistered:
     """The meeting administration's registration of a key, valid from a day before voting opens."""
     return ChannelKeyRegistered(
         event_id=f"key-{key.channel_id}-{key.key_id}",
@@ -68,7 +68,7 @@ async def test_unsigned_forged_out_of_scope_and_revoked_submissions_are_rejected
     brokers = sign(
         [cast("B-1", {"2": "for"}, channel="broker"), cast("B-2", {"3": "abstain"}, channel="broker")], BROKER
     )
-    forger = ChannelKey("web", "k1", new_key("web", "k1").private_key)  # claims web's key id, signs with another key
+    forger = SigningKey("web", "k1", new_key("web", "k1").private_key)  # claims web's key id, signs with another key
     rejected = {
         "signature_required": unsigned(cast("R-1", {"2": "against"}, event_id="web:unsigned-1")),
         "bad_signature": sign([cast("R-1", {"2": "against"})], forger)[0],

@@ -12,7 +12,8 @@ import pytest
 from events import ChannelKeyRegistered, ChannelKeyRevoked, encode
 from services.channel.keys import load_key
 from services.cli import main
-from services.cli.channel_cmd import keys_of, read_submissions
+from services.cli.channel_keys_cmd import keys_of
+from services.cli.channel_submit_cmd import SUBMISSIONS_MAX, read_submissions
 from services.errors import UserError
 
 T = datetime(2023, 10, 1, tzinfo=UTC)
@@ -86,6 +87,23 @@ def test_a_submissions_file_that_is_not_submissions_is_refused_naming_where(tmp_
     path.write_text(content)
     with pytest.raises(UserError, match=error):
         read_submissions(str(path))
+
+
+def test_a_submissions_file_that_is_a_device_a_fifo_or_over_the_cap_is_refused_unread(tmp_path, capsys):
+    fifo = tmp_path / "votes.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        f.truncate(SUBMISSIONS_MAX + 1)  # sparse: the cap is checked on what is read, not the whole file
+    for path, error in ((fifo, "not a regular file"), ("/dev/zero", "not a regular file"), (big, "over 16,777,216")):
+        with pytest.raises(UserError, match=error):
+            read_submissions(str(path))
+    key = tmp_path / "k.json"
+    main(["channel", "keygen", "--channel-id", "acme-web", "--out", str(key)])
+    capsys.readouterr()
+    assert main(["channel", "submit", "/dev/zero", "--key-file", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert err == "vote-ledger: /dev/zero: not a regular file: a submissions file is one\n"
 
 
 def test_an_admin_event_in_a_submissions_file_is_refused(tmp_path):

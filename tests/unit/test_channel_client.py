@@ -15,7 +15,7 @@ import pytest
 from events import ProxySubstituted, VoteCast, decode
 from projections.signing import verify
 from services.channel.client import EVENT_ID_MAX, namespaced, sign, sign_per_channel
-from services.channel.keys import ChannelKey, load_key, new_key, write_key
+from services.channel.keys import KEY_FILE_MAX, SigningKey, load_key, new_key, write_key
 from services.devtools.contract_asyncapi import doc_examples
 
 T = datetime(2023, 11, 30, 6, 5, tzinfo=UTC)
@@ -75,9 +75,36 @@ def test_a_key_file_whose_public_key_does_not_match_its_private_key_is_refused(t
 def test_a_malformed_key_file_is_refused_naming_the_file(tmp_path, content, error):
     path = tmp_path / "bad.json"
     path.write_text(content)
+    path.chmod(0o600)
     with pytest.raises(ValueError, match=error) as refused:
         load_key(path)
     assert str(path) in str(refused.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_a_key_file_others_may_read_is_refused_as_an_unprotected_private_key_file(tmp_path, mode):
+    path = tmp_path / "web.key.json"
+    write_key(path, new_key("proxyvote-web", "k1"))
+    path.chmod(mode)
+    with pytest.raises(ValueError, match=f"unprotected private key file: permissions {mode:04o}") as refused:
+        load_key(path)
+    assert str(refused.value).count("\n") == 0
+
+
+def test_a_fifo_or_a_device_is_refused_as_a_key_file_without_blocking(tmp_path):
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            load_key(path)
+
+
+def test_a_key_file_too_large_to_be_one_is_refused_unread(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * (KEY_FILE_MAX + 1))
+    path.chmod(0o600)
+    with pytest.raises(ValueError, match="too large for a key file"):
+        load_key(path)
 
 
 def test_a_channel_key_does_not_show_its_private_key_in_its_repr():
@@ -168,4 +195,4 @@ def test_the_wire_contracts_signed_example_verifies_with_its_registered_key():
     assert verify(examples["vote.cast"], event.auth, registered.public_key)
     # The seed the contract documents (SHA-256 of a published phrase) is the example's private key.
     seed = hashlib.sha256(b"vote-ledger wire-contract example key (public: never use it)").hexdigest()
-    assert ChannelKey("proxyvote-web", "2023-10", seed).public_key == registered.public_key
+    assert SigningKey("proxyvote-web", "2023-10", seed).public_key == registered.public_key

@@ -4,7 +4,7 @@ One channel per submitter of the simulated campaign (services.devtools.demo.traf
 platform, the phone service, the mail-card processor, the corporate secretary (written revocations,
 and the named proxies' substitutions), the ballot desk (in_person only) and one broker platform per
 nominee, which may vote only that nominee's beneficial positions (S4). Meeting administration
-registers their keys with the meeting (`meeting load`), before any traffic; `simulate` signs
+registers their keys with the meeting (`meeting load --simulated-channels`), before any traffic; `simulate` signs
 through the channel client, each channel's share of a window of traffic as one batch, the way a
 high-volume channel signs what it has in hand.
 
@@ -39,7 +39,7 @@ from events import (
 )
 from projections.judge import Received
 from services.channel.client import Signed, sign_per_channel
-from services.channel.keys import ChannelKey
+from services.channel.keys import SigningKey
 from services.devtools.demo.spec import DEMO_NAMESPACE, RegisterSpec, SimulationSpec
 
 DEMO_KEY_ID = "demo-1"
@@ -87,10 +87,27 @@ def demo_channels(meeting: MeetingScheduled, register: RegisterSpec, sim: Simula
     return channels
 
 
-def demo_key(meeting_id: str, channel_id: str) -> ChannelKey:
+def demo_key(meeting_id: str, channel_id: str) -> SigningKey:
     """The simulated channel's key: derived from the meeting and channel ids (public: for simulations only)."""
     seed = hashlib.sha256(f"vote-ledger demo channel key\0{meeting_id}\0{channel_id}".encode()).hexdigest()
-    return ChannelKey(channel_id, DEMO_KEY_ID, seed)
+    return SigningKey(channel_id, DEMO_KEY_ID, seed)
+
+
+def is_demo_key(meeting_id: str, channel_id: str, public_key: str) -> bool:
+    """Whether this public key is the simulated channel's demo key for the meeting: anyone can sign with it."""
+    return demo_key(meeting_id, channel_id).public_key == public_key
+
+
+def missing_demo_keys(
+    meeting: MeetingScheduled, register: RegisterSpec, sim: SimulationSpec, registered: Iterable[ChannelKeyRegistered]
+) -> list[str]:
+    """The simulated channels whose demo key is not among these registrations (`simulate` signs with them all)."""
+    have = {(k.channel_id, k.key_id, k.public_key) for k in registered}
+    return [
+        c.channel_id
+        for c in demo_channels(meeting, register, sim)
+        if (c.channel_id, DEMO_KEY_ID, demo_key(meeting.meeting_id, c.channel_id).public_key) not in have
+    ]
 
 
 def key_events(meeting: MeetingScheduled, register: RegisterSpec, sim: SimulationSpec) -> list[ChannelKeyRegistered]:
@@ -122,9 +139,9 @@ class Signer:
         channels = demo_channels(meeting, register, sim)
         self.keys = {c.channel_id: demo_key(meeting.meeting_id, c.channel_id) for c in channels}
         self.substitutions = {p: c.channel_id for c in channels for p in c.proxy_holders}
-        self._by_submitter: dict[str, ChannelKey] = {}
+        self._by_submitter: dict[str, SigningKey] = {}
 
-    def key_of(self, event: Submission) -> ChannelKey:
+    def key_of(self, event: Submission) -> SigningKey:
         """The key of the channel that submits ``event``."""
         if isinstance(event, ProxySubstituted):
             return self.keys[self.substitutions[event.proxy_holder]]

@@ -16,7 +16,7 @@ import msgspec
 from events import MeetingScheduled, Position
 from services.adapters.kafka.topics import creates_topics, ensure_topics, producer, publish
 from services.channel.client import ChannelClient
-from services.devtools.demo.channels import Signer, key_events
+from services.devtools.demo.channels import Signer, key_events, missing_demo_keys
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import RegisterSpec, SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
@@ -33,7 +33,7 @@ class LoadSummary:
     shares: int
     chunks: int
     events: int
-    keys: int = 0  # channel keys registered (the simulated channels')
+    keys: int = 0  # channel keys registered (the simulated channels' public demo keys, when asked for)
 
 
 @dataclass(frozen=True)
@@ -83,19 +83,25 @@ def prepare(
 
 
 async def load_meeting(
-    settings: Settings, path: str | Path, on_progress: Callable[[int, int | None], None] | None = None
+    settings: Settings,
+    path: str | Path,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    *,
+    simulated_channels: bool = False,
 ) -> LoadSummary:
-    """Publish meeting.scheduled, the positions.recorded chunks, then the simulated channels' keys (ids: R18).
+    """Publish meeting.scheduled, the positions.recorded chunks and, when asked, the simulated channels' keys.
 
-    The keys (services.devtools.demo.channels) are registered before any traffic, as the rest: by
-    meeting administration.
+    ``simulated_channels``: also register the demo keys of the simulated channels
+    (services.devtools.demo.channels), before any traffic, for `simulate`. They are derived from
+    public ids, so anyone can sign with them: never for a real meeting, whose channels register
+    their own keys (`vote-ledger channel register`). Event ids derive from the content (R18).
 
         ``on_progress(published, total)``: called as the broker acknowledges groups of events.
     """
     meeting, register_spec, sim = load_spec(path)
     positions, entitlements = build_register(meeting, register_spec)
     chunks = register_events(meeting, positions, entitlements)
-    keys = key_events(meeting, register_spec, sim)
+    keys = key_events(meeting, register_spec, sim) if simulated_channels else []
     events = [meeting, *chunks, *keys]
     if creates_topics(settings):
         await ensure_topics(settings)
@@ -116,6 +122,47 @@ async def load_meeting(
         events=published,
         keys=len(keys),
     )
+
+
+# How long `simulate` waits for the ledger to log the meeting, then its simulated channels' keys (published
+# right after the register by `meeting load --simulated-channels`: logged within a batch or two of it).
+MEETING_WAIT_S = 60.0
+KEYS_WAIT_S = 10.0
+
+
+async def demo_keys_missing(
+    settings: Settings, path: str | Path, meeting_wait: float = MEETING_WAIT_S, keys_wait: float = KEYS_WAIT_S
+) -> list[str] | None:
+    """The simulated channels of the spec whose demo key the log lacks ([]: all there), read as the reader role.
+
+    None when the meeting is not in the log after ``meeting_wait`` seconds. Waits up to ``keys_wait``
+    seconds more for the keys once the meeting is logged (a load the ledger is still working through).
+    """
+    from events import ChannelKeyRegistered, decode_logged
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.adapters.postgres.log.channel_keys import key_rows, meeting_logged
+
+    meeting, register_spec, sim = load_spec(path)
+    loop = asyncio.get_running_loop()
+    conn = await connect_as(settings, READER_ROLE)
+    try:
+        deadline = loop.time() + meeting_wait
+        found_at: float | None = None
+        while True:
+            if found_at is None and await meeting_logged(conn, meeting.meeting_id):
+                found_at = loop.time()
+            if found_at is not None:
+                rows = await key_rows(conn, meeting.meeting_id)
+                events = [decode_logged(row["payload"]) for row in rows]
+                registered = [e for e in events if isinstance(e, ChannelKeyRegistered)]
+                missing = missing_demo_keys(meeting, register_spec, sim, registered)
+                if not missing or loop.time() >= found_at + keys_wait:
+                    return missing
+            elif loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
 
 
 async def simulate(

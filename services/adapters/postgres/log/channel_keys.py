@@ -11,7 +11,44 @@ _KEY_ROWS = (
     " AND decision = 'accepted' AND meeting_id = $1 ORDER BY position"
 )
 
+_MEETING_LOGGED = (
+    "SELECT EXISTS (SELECT 1 FROM ledger_log WHERE type = 'meeting.scheduled' AND decision = 'accepted'"
+    " AND meeting_id = $1)"
+)
+
 
 async def key_rows(conn: asyncpg.Connection, meeting_id: str) -> list[asyncpg.Record]:
     """(position, type, payload) of the meeting's accepted key registrations and revocations, in log order."""
     return await conn.fetch(_KEY_ROWS, meeting_id)
+
+
+async def meeting_logged(conn: asyncpg.Connection, meeting_id: str) -> bool:
+    """Whether the log holds the meeting's accepted meeting.scheduled."""
+    return bool(await conn.fetchval(_MEETING_LOGGED, meeting_id))
+
+
+_ADMIN_DECISION = (
+    "SELECT position, decision, reason FROM ledger_log WHERE event_id = $1"
+    " AND type IN ('channel.key_registered', 'channel.key_revoked') ORDER BY position LIMIT 1"
+)
+
+
+async def admin_decision(conn: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
+    """(position, decision, reason) of the key registration or revocation logged under this event id, if any."""
+    return await conn.fetchrow(_ADMIN_DECISION, event_id)
+
+
+async def register_nominees(conn: asyncpg.Connection, meeting_id: str) -> set[str] | None:
+    """The nominees with a position in the meeting's logged register (None: no register logged yet)."""
+    from events import PositionsRecorded, decode_logged
+    from services.adapters.postgres.log.reads import register_payloads
+
+    payloads = await register_payloads(conn, meeting_id)
+    if not payloads:
+        return None
+    nominees: set[str] = set()
+    for payload in payloads:
+        chunk = decode_logged(payload)
+        assert isinstance(chunk, PositionsRecorded)
+        nominees.update(p.nominee for p in chunk.positions if p.nominee is not None)
+    return nominees

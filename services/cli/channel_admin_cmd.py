@@ -1,0 +1,276 @@
+"""`vote-ledger channel register|revoke`: meeting administration publishes a channel key's registration or
+revocation on meetings.admin, then reports what the ledger decided (read from the log as the reader role)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from events.schema import CHANNELS
+from services.cli import UserError
+from services.cli.channel_keys_cmd import KEY_FILE_HELP, load_key, meeting_arg, utc_now
+from services.cli.common import parse_timestamp, positive_number
+
+# How long register/revoke wait for the ledger to log the event (the ledger logs an admin event within
+# a batch: well under a second on the local stack).
+DECISION_WAIT_S = 30.0
+EVENT_ID_MAX = 200  # the wire schema's bound (events/schema.py NonEmpty)
+
+
+def register_actions(actions: argparse._SubParsersAction) -> None:
+    """Add register and revoke to `channel`."""
+    reg = actions.add_parser(
+        "register",
+        help="publish channel.key_registered on meetings.admin (meeting administration's login)",
+        description="Register a channel's public key for a meeting, with what it may submit (S1, S4): its "
+        "channel kinds, the nominees whose beneficial positions it may vote (default: any position, registered "
+        "holders' too) and the proxy holders whose substitutions it may submit. Published as the admin role; "
+        "then waits for the ledger's decision (accepted, or rejected with its reason: exit 1).",
+    )
+    meeting_arg(reg)
+    source = reg.add_mutually_exclusive_group(required=True)
+    source.add_argument("--key-file", metavar="FILE", help=KEY_FILE_HELP + "; only its public key is published")
+    source.add_argument(
+        "--public-key", metavar="HEX", help="the public key (64 hex digits); with --channel-id, --key-id"
+    )
+    reg.add_argument("--channel-id", metavar="ID", help="the channel's id (with --public-key; else the key file's)")
+    reg.add_argument("--key-id", metavar="K", help="the key's id (with --public-key; else the key file's)")
+    reg.add_argument(
+        "--kinds",
+        required=True,
+        type=_kinds,
+        metavar="KIND[,KIND...]",
+        help=f"the channel values its submissions may carry: {', '.join(CHANNELS)} (the ballot desk: in_person)",
+    )
+    reg.add_argument(
+        "--nominees",
+        nargs="+",
+        metavar="NAME",
+        help="nominees (DTC participants) whose beneficial positions it may vote (without it: every position)",
+    )
+    reg.add_argument(
+        "--proxy-holders", nargs="+", default=[], metavar="NAME", help="proxy holders whose substitutions it may submit"
+    )
+    reg.add_argument(
+        "--effective-at", type=parse_timestamp, metavar="TIME", help="RFC 3339 time it is valid from (default: now)"
+    )
+    _wait(reg)
+    reg.set_defaults(func=_register)
+
+    revoke = actions.add_parser(
+        "revoke",
+        help="publish channel.key_revoked on meetings.admin (meeting administration's login)",
+        description="Revoke a channel's key for a meeting from a time on (S3): submissions the broker appends "
+        "from then on are refused key_revoked. A key may be revoked again (say, earlier: the earliest holds). "
+        "Rotating a key: register the new key id, then revoke the old one. Then waits for the ledger's decision.",
+    )
+    meeting_arg(revoke)
+    revoke.add_argument("--channel-id", required=True, metavar="ID", help="the channel's id")
+    revoke.add_argument("--key-id", required=True, metavar="K", help="the key's id")
+    revoke.add_argument(
+        "--effective-at", type=parse_timestamp, metavar="TIME", help="RFC 3339 time it is revoked from (default: now)"
+    )
+    revoke.add_argument("--reason", metavar="TEXT", help="why, for the auditors")
+    _wait(revoke)
+    revoke.set_defaults(func=_revoke)
+
+
+def _wait(parser: argparse.ArgumentParser) -> None:
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--wait",
+        type=positive_number(3600),
+        default=DECISION_WAIT_S,
+        metavar="S",
+        help=f"seconds to wait for the ledger's decision, read as the reader role (default {DECISION_WAIT_S:g})",
+    )
+    wait.add_argument("--no-wait", action="store_true", help="publish only: do not wait for the decision")
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in CHANNELS]
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"one or more of {', '.join(CHANNELS)}, comma-separated: {text!r}")
+    return list(dict.fromkeys(kinds))
+
+
+def admin_event_id(meeting_id: str, channel_id: str, key_id: str, action: str, effective_at: datetime) -> str:
+    """A new id for a key's registration or revocation: readable, and unique per publication.
+
+    A fixed id per key made R18 log a second revocation (an emergency one, earlier than a planned one)
+    duplicate_event_id, so the key stayed valid; and a second registration of a key duplicate_event_id
+    rather than duplicate_key. The effective time and a random suffix make every publication its own event.
+    """
+    suffix = f"/{action}/{effective_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(4)}"
+    prefix = f"{meeting_id}/keys/{channel_id}/{key_id}"
+    return prefix[: EVENT_ID_MAX - len(suffix)] + suffix
+
+
+def _register(args: argparse.Namespace) -> int:
+    from events import ChannelKeyRegistered
+
+    if args.key_file is not None:
+        if args.channel_id or args.key_id:
+            raise UserError("--channel-id and --key-id come from the key file: give them with --public-key only")
+        key = load_key(args.key_file)
+        channel_id, key_id, public = key.channel_id, key.key_id, key.public_key
+    else:
+        if not (args.channel_id and args.key_id):
+            raise UserError("--public-key needs --channel-id and --key-id")
+        channel_id, key_id, public = args.channel_id, args.key_id, args.public_key.lower()
+    now = utc_now()
+    effective_at = args.effective_at or now
+    event = _admin_event(
+        ChannelKeyRegistered,
+        event_id=admin_event_id(args.meeting, channel_id, key_id, "registered", effective_at),
+        meeting_id=args.meeting,
+        channel_id=channel_id,
+        key_id=key_id,
+        public_key=public,
+        kinds=args.kinds,
+        effective_at=effective_at,
+        nominees=args.nominees,
+        proxy_holders=args.proxy_holders,
+        recorded_at=now,
+    )
+    if "broker" in event.kinds and event.nominees is None:
+        _warn(
+            f"{channel_id}/{key_id} may vote every position as broker, registered holders' too (S4): "
+            "give --nominees to limit it to those nominees' beneficial positions"
+        )
+    if event.nominees:
+        _warn_unknown_nominees(args.meeting, event.nominees)
+    return _publish_admin(event, None if args.no_wait else args.wait)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from events import ChannelKeyRevoked
+
+    now = utc_now()
+    effective_at = args.effective_at or now
+    event = _admin_event(
+        ChannelKeyRevoked,
+        event_id=admin_event_id(args.meeting, args.channel_id, args.key_id, "revoked", effective_at),
+        meeting_id=args.meeting,
+        channel_id=args.channel_id,
+        key_id=args.key_id,
+        effective_at=effective_at,
+        reason=args.reason,
+        recorded_at=now,
+    )
+    return _publish_admin(event, None if args.no_wait else args.wait)
+
+
+def _warn(message: str) -> None:
+    print(f"vote-ledger: warning: {message}", file=sys.stderr)
+
+
+def _reader_configured() -> bool:
+    from services.settings import settings
+
+    current = settings()
+    return bool(current.pg_reader_dsn or current.pg_dsn)
+
+
+def _warn_unknown_nominees(meeting_id: str, nominees: list[str]) -> None:
+    """Warn of a named nominee without a position in the meeting's register (a typo scopes the key to nothing)."""
+    if not _reader_configured():
+        return
+    import asyncio
+
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.adapters.postgres.log.channel_keys import register_nominees
+    from services.settings import settings
+
+    async def read() -> set[str] | None:
+        conn = await connect_as(settings(), READER_ROLE)
+        try:
+            return await register_nominees(conn, meeting_id)
+        finally:
+            await conn.close()
+
+    try:
+        known = asyncio.run(read())
+    except (OSError, UserError) as exc:  # the register is advice here: the registration goes ahead
+        _warn(f"the register of {meeting_id} not read ({exc}): nominees not checked")
+        return
+    if known is None:
+        _warn(f"no register of {meeting_id} in the log yet: nominees not checked")
+        return
+    for name in nominees:
+        if name not in known:
+            _warn(f"nominee {name!r} has no position in the register of {meeting_id}: the key may vote none for it")
+
+
+def _admin_event(cls: type, **fields: Any) -> Any:
+    """The event as the ledger will decode it: a field the wire schema refuses is a one-line error here."""
+    try:
+        return msgspec.convert(fields, cls, from_attributes=False, strict=False)
+    except msgspec.ValidationError as exc:
+        raise UserError(f"not a valid {cls.__name__}: {exc}") from None
+
+
+def _publish_admin(event: Any, wait: float | None) -> int:
+    """Publish as meeting administration, then report the ledger's decision (exit 1: rejected or none in time)."""
+    from events import tag_of
+    from services.adapters.kafka.topics import producer, publish
+    from services.cli.meeting_cmd import kafka_settings, run_kafka
+
+    current = kafka_settings()
+
+    async def go() -> None:
+        async with producer(current, "admin") as client:
+            await publish(client, current, [event])
+
+    run_kafka(current, go())
+    what = f"{tag_of(event)} {event.channel_id}/{event.key_id} for {event.meeting_id} (event {event.event_id})"
+    if wait is None:
+        print(f"published {what}; not checked (--no-wait)")
+        return 0
+    if not (current.pg_reader_dsn or current.pg_dsn):
+        print(f"published {what}; not checked (no reader DSN: VOTE_LEDGER_PG_READER_DSN)")
+        return 0
+    decided = _await_decision(event.event_id, wait)
+    if decided is None:
+        print(f"published {what}", flush=True)
+        raise UserError(f"the ledger logged no decision on {event.event_id} within {wait:g} s: is it running?")
+    if decided["decision"] == "accepted":
+        print(f"published {what}: accepted at position {decided['position']}")
+        return 0
+    print(f"published {what}: rejected {decided['reason']}")
+    return 1
+
+
+def _await_decision(event_id: str, wait: float) -> dict[str, Any] | None:
+    """The log row's decision on this admin event, polled as the reader role for up to ``wait`` seconds."""
+    import asyncio
+
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.adapters.postgres.log.channel_keys import admin_decision
+    from services.settings import settings
+
+    async def go() -> dict[str, Any] | None:
+        conn = await connect_as(settings(), READER_ROLE)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while True:
+                row = await admin_decision(conn, event_id)
+                if row is not None:
+                    return dict(row)
+                if loop.time() >= deadline:
+                    return None
+                await asyncio.sleep(0.25)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except OSError as exc:
+        raise UserError(f"published, but the log could not be read: {exc}") from None
