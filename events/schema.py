@@ -40,13 +40,23 @@ OverVotePolicy = Literal["prorate", "reject"]
 Choice = str | dict[str, Shares]
 
 # A channel's identity: lowercase, so that the event-id namespace `<channel_id>:` cannot be spoofed by case.
-ChannelId = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9._-]{0,63}$")]
+# The one definition of the pattern: the judge (S6, event-id namespaces), the channel tools and the answers use it.
+CHANNEL_ID_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
+ChannelId = Annotated[str, msgspec.Meta(pattern=CHANNEL_ID_PATTERN)]
 Hex32 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # a SHA-256 hash or an Ed25519 public key
-Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{128}$")]  # an Ed25519 signature
+# The hex fields of ``auth`` that every signed submission carries (signature, root, path) are bounded by
+# length only: msgspec runs a pattern through Python's re for each string, and ``auth`` is decoded by the
+# ledger, the projector and every replay. That they are lowercase hex is the judge's check (S2,
+# bad_signature, projections.signing.hex_holds), so a malformed one is logged with its reason.
+# Measured (timeit, best of 7 x 20,000, a signed vote with a 10-hash path, this 2-core machine under load):
+# decoding ``auth`` alone 7.6 us with the patterns, 1.2 us without; the whole vote 9.3 us, 3.0 us.
+_JUDGED_HEX = "Lowercase hex; the ledger's judge checks it (S2: bad_signature), not its decoder."
+AuthHex32 = Annotated[str, msgspec.Meta(min_length=64, max_length=64, description=_JUDGED_HEX)]
+AuthHex64 = Annotated[str, msgspec.Meta(min_length=128, max_length=128, description=_JUDGED_HEX)]
 # A signed batch holds at most 2^20 submissions, so an inclusion path has at most 20 hashes (40 allowed).
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=1 << 20)]
 LeafIndex = Annotated[int, msgspec.Meta(ge=0, lt=1 << 20)]
-MerklePath = Annotated[list[Hex32], msgspec.Meta(max_length=40)]
+MerklePath = Annotated[list[AuthHex32], msgspec.Meta(max_length=40)]
 
 SCHEMA_VERSION = 1
 
@@ -74,8 +84,8 @@ class ChannelAuth(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 
     channel_id: ChannelId
     key_id: NonEmpty
-    signature: Hex64
-    root: Hex32
+    signature: AuthHex64
+    root: AuthHex32
     batch_size: BatchSize = 1
     leaf_index: LeafIndex = 0
     path: MerklePath = []

@@ -19,7 +19,7 @@ from events import (
     VoteCast,
     VoteRevoked,
 )
-from projections import merkle, signing, validation
+from projections import merkle, signing, validation, validation_channels
 from projections.channels import ChannelKey
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
@@ -79,7 +79,7 @@ class Judge:
         appended_at = received.appended_at if received is not None else None
         # The submission's time for key validity (S3): the broker's clock when the record has it.
         at = appended_at if appended_at is not None else event.received_at
-        reason = validation.validate_channel(meeting, event, at)  # S5, S1, S3
+        reason = validation_channels.validate_channel(meeting, event, at)  # S5, S1, S3
         if reason:
             return reason
         key = None
@@ -87,10 +87,13 @@ class Judge:
             key = meeting.keys.get(event.auth.channel_id, event.auth.key_id)
             assert key is not None  # S1 passed
             if received is None or not self.signed(received.payload, event.auth, key):
-                return validation.BAD_SIGNATURE  # S2
-            reason = validation.foreign_event_id(event)  # S6
-            if reason:
-                return reason
+                return validation_channels.BAD_SIGNATURE  # S2
+        reason = validation_channels.foreign_event_id(event)  # S6: signed or not, an id in a channel's namespace
+        if reason:
+            return reason
+        reason = validation_channels.implausible_time(meeting, event, appended_at)  # S7
+        if reason:
+            return reason
         if isinstance(event, VoteCast):
             return validation.validate_vote_cast(meeting, event, key, appended_at)
         if isinstance(event, VoteRevoked):
@@ -119,6 +122,8 @@ class Judge:
             leaf = signing.leaf_of(payload)
         except ValueError:
             return False  # not a JSON object it can have signed
+        if not signing.hex_holds(*auth.path):
+            return False  # S2: a path not in lowercase hex (signature and root: checked with the signature)
         tree = self.trees.get((auth.root, auth.batch_size))
         if tree is None:
             tree = merkle.ProvenTree(auth.batch_size, bytes.fromhex(auth.root), max_nodes=PROVEN_NODES)

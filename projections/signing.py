@@ -137,8 +137,25 @@ def sign_batch(events: Sequence[Submission], channel_id: str, key_id: str, priva
     return signed
 
 
+# Lowercase hex, nothing else: bytes.fromhex would also take capitals and spaces, which sign the same
+# bytes but are not the wire contract's form (the decoder checks only the lengths: events.schema.AuthHex32).
+_HEX_DIGITS = b"0123456789abcdef"
+
+
+def hex_holds(*values: str) -> bool:
+    """S2: whether every value is lowercase hex.
+
+    Deleting the hex digits with bytes.translate and finding nothing left: 0.65 us for 12 hashes of 64
+    characters, where re.fullmatch took 3.1 us over the joined values and 5.9 us one by one (timeit, best of 5).
+    """
+    joined = "".join(values)
+    return joined.isascii() and not joined.encode().translate(None, _HEX_DIGITS)
+
+
 def root_holds(payload: str | bytes, auth: ChannelAuth) -> bool:
     """Whether the payload's leaf, index and path give the root its auth claims (S2, the per-submission part)."""
+    if not hex_holds(auth.root, *auth.path):
+        return False  # S2: not the contract's lowercase hex
     try:
         leaf = leaf_of(payload)
         return merkle.root_from_path(leaf, auth.leaf_index, auth.batch_size, [bytes.fromhex(h) for h in auth.path]) == (
@@ -155,6 +172,8 @@ def verify_key(public_hex: str) -> nacl.signing.VerifyKey:
 
 def signature_holds(key: nacl.signing.VerifyKey, auth: ChannelAuth) -> bool:
     """Whether auth's signature is the key's Ed25519 signature of its batch size and root (S2, once per batch)."""
+    if not hex_holds(auth.signature, auth.root):
+        return False  # S2: not the contract's lowercase hex
     try:
         key.verify(batch_message(auth.batch_size, bytes.fromhex(auth.root)), bytes.fromhex(auth.signature))
     except (nacl.exceptions.BadSignatureError, ValueError):

@@ -24,6 +24,17 @@ from events.schema import MAX_SHARES
 from projections.channels import KEY_NOT_YET_VALID, KEY_REVOKED, OUT_OF_SCOPE, UNKNOWN_CHANNEL, ChannelKey, scope
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
+from projections.validation_channels import (
+    BAD_SIGNATURE,
+    DUPLICATE_KEY,
+    FOREIGN_EVENT_ID,
+    IMPLAUSIBLE_TIME,
+    INVALID_KEY,
+    SIGNATURE_REQUIRED,
+    UNKNOWN_KEY,
+    validate_key_registered,
+    validate_key_revoked,
+)
 
 # Reason codes are part of the log's public vocabulary: auditors filter on them. Never rename.
 NOT_ENTITLED = "not_entitled"  # R1
@@ -52,13 +63,8 @@ INVALID_SEATS = "invalid_seats"  # seats below 1, or more than the nominees of t
 REGISTER_EXCEEDS_OUTSTANDING = "register_exceeds_outstanding"  # positions over the shares outstanding
 CHUNK_OUT_OF_RANGE = "chunk_out_of_range"  # chunk number outside 0 .. chunks - 1
 CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than earlier ones
-# Channel authentication (docs/rules.md S1-S6). UNKNOWN_CHANNEL, KEY_NOT_YET_VALID, KEY_REVOKED and
-# OUT_OF_SCOPE are defined with the key book (projections.channels) and listed here with the others.
-SIGNATURE_REQUIRED = "signature_required"  # S5: the meeting requires signatures and this has none
-BAD_SIGNATURE = "bad_signature"  # S2: path, root, size or index inconsistent, or the Ed25519 signature fails
-FOREIGN_EVENT_ID = "foreign_event_id"  # S6: a signed event_id outside its channel's namespace "<channel_id>:"
-DUPLICATE_KEY = "duplicate_key"  # a channel.key_registered of a (channel_id, key_id) already registered
-UNKNOWN_KEY = "unknown_key"  # a channel.key_revoked of a key never registered
+# Channel authentication (docs/rules.md S1-S7): the codes are defined with their rules
+# (projections.channels, projections.validation_channels) and listed here with the others.
 
 REASONS = (
     NOT_ENTITLED,
@@ -95,6 +101,8 @@ REASONS = (
     OUT_OF_SCOPE,
     DUPLICATE_KEY,
     UNKNOWN_KEY,
+    IMPLAUSIBLE_TIME,
+    INVALID_KEY,
 )
 
 
@@ -189,11 +197,9 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
     if meeting is None:
         return UNKNOWN_MEETING
     if isinstance(event, ChannelKeyRegistered):
-        if meeting.keys.get(event.channel_id, event.key_id) is not None:
-            return DUPLICATE_KEY  # a key id names one key for good: rotation registers a new key id
-        return None
+        return validate_key_registered(meeting, event)
     if isinstance(event, ChannelKeyRevoked):
-        return UNKNOWN_KEY if meeting.keys.get(event.channel_id, event.key_id) is None else None
+        return validate_key_revoked(meeting, event)
     if isinstance(event, PositionsRecorded):
         if event.chunk in meeting.chunks:
             return DUPLICATE_CHUNK
@@ -273,25 +279,6 @@ def _broker_late(meeting: Meeting, appended_at: datetime | None, limit: datetime
     if grace is None or appended_at is None or limit is None:
         return False
     return appended_at > limit + timedelta(seconds=grace)
-
-
-def validate_channel(meeting: Meeting, event: VoteCast | VoteRevoked | ProxySubstituted, at: datetime) -> str | None:
-    """S5, S1, S3 and S6 for a submission at submission time ``at``: a reason code or None (S2 is the judge's).
-
-    The judge checks the signature (S2) between S3 and S6, with its cache of verified batches.
-    """
-    auth = event.auth
-    if auth is None:
-        return SIGNATURE_REQUIRED if meeting.spec.signatures_required else None  # S5
-    return meeting.keys.check(auth, at)  # S1, S3
-
-
-def foreign_event_id(event: VoteCast | VoteRevoked | ProxySubstituted) -> str | None:
-    """S6: a signed event_id must lie in its channel's namespace, f"{channel_id}:", so no channel squats another's."""
-    auth = event.auth
-    if auth is not None and not event.event_id.startswith(f"{auth.channel_id}:"):
-        return FOREIGN_EVENT_ID  # S6
-    return None
 
 
 def _signatures(holders: list[str], signatures: list[str] | None) -> str | None:

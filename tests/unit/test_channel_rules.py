@@ -86,7 +86,8 @@ def test_s5_an_unsigned_submission_is_refused_where_the_meeting_requires_signatu
     optional = Judge()
     for event in (small_meeting(), register_event()):
         optional.judge(event)
-    assert optional.judge(vote()) is None
+    assert optional.judge(cast("R-1", {"2": "for"})) is None  # an id outside every channel's namespace (S6)
+    assert optional.judge(vote()) == validation.FOREIGN_EVENT_ID  # "desk:...", unsigned: S6 in every meeting
 
 
 def test_a_signed_submission_of_a_registered_key_in_scope_is_accepted_and_a_whole_batch_too():
@@ -254,7 +255,7 @@ def test_key_administration_refuses_a_second_registration_of_a_key_and_revoking_
     assert j.judge(key_registered("desk", "k9", OTHER, ["internet"], meeting_id="m9")) == validation.UNKNOWN_MEETING
     assert j.judge(key_revoked("desk", "k1", 1)) is None
     # A refused registration changed nothing: k1 is still the desk's key, and revoked from 1 h.
-    assert one(vote(received=0.5), judge=j) is None and one(vote(received=1), judge=j) == "key_revoked"
+    assert one(vote(executed=0.5, received=0.5), judge=j) is None and one(vote(received=1), judge=j) == "key_revoked"
 
 
 def test_every_channel_reason_code_is_in_the_public_vocabulary():
