@@ -6,11 +6,17 @@ wire contract (topics.key_for), the answers on votes.decisions (events/answers.p
 Retries are safe: a retry republishes the very bytes first signed (same event id, same signature),
 which the ledger treats as a redelivery and applies once (R18); it answers the first delivery only,
 so the client keeps reading answers from before its first publication.
+
+An answer is ours only when both its event id and its ``payload_sha256`` (the SHA-256 of the message
+as the ledger received it) match what this client published: anyone able to publish can send a
+message under our (predictable) event id that is rejected or parked, and the ledger answers it under
+that id too (adversary t15, review M2).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
@@ -52,6 +58,11 @@ class Signed:
     event_id: str
     key: bytes
     payload: bytes
+
+    @property
+    def digest(self) -> str:
+        """Hex SHA-256 of the bytes published: what the answer's ``payload_sha256`` must be."""
+        return hashlib.sha256(self.payload).hexdigest()
 
 
 def namespaced(event: Submission, channel_id: str) -> Submission:
@@ -118,7 +129,7 @@ class ChannelClient:
         self._stack = AsyncExitStack()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._wanted: set[str] = set()
+        self._wanted: dict[str, set[str]] = {}  # event id -> digests of the bytes we published under it
         self._answers: dict[str, Any] = {}
 
     async def __aenter__(self) -> ChannelClient:
@@ -135,13 +146,17 @@ class ChannelClient:
         await self._stack.aclose()
         self._producer = None
 
+    def expect(self, item: Signed) -> None:
+        """Await an answer to these bytes: under their event id, with their digest."""
+        self._wanted.setdefault(item.event_id, set()).add(item.digest)
+
     async def send(self, signed: Iterable[Signed]) -> list[asyncio.Future]:
         """Hand signed submissions to the producer; the futures resolve when the broker acknowledged each."""
         if self._producer is None:
             self._producer = await self._stack.enter_async_context(producer(self.settings, self.roles))
         futures = []
         for item in signed:
-            self._wanted.add(item.event_id)
+            self.expect(item)
             futures.append(await self._producer.send(self.settings.submissions_topic, item.payload, key=item.key))
         return futures
 
@@ -192,11 +207,14 @@ class ChannelClient:
             await asyncio.sleep(0.5)
 
     async def answers(self, event_ids: Iterable[str], timeout: float) -> dict[str, Any]:
-        """The answers to these event ids that arrive within ``timeout`` seconds (the first one per id)."""
+        """The answers to what this client published under these event ids, arriving within ``timeout`` seconds.
+
+        The first answer per id whose payload_sha256 is the digest of bytes we published under it; an id
+        this client has not published gets no answer (it cannot tell its answer from another's).
+        """
         await self.watch()
         assert self._consumer is not None
         wanted = set(event_ids)
-        self._wanted |= wanted
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not wanted <= self._answers.keys():
@@ -206,16 +224,20 @@ class ChannelClient:
             batches = await self._consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000), max_records=10_000)
             for records in batches.values():
                 for record in records:
-                    self._take(record.value)
+                    self.take(record.value)
         return {i: self._answers[i] for i in wanted if i in self._answers}
 
-    def _take(self, value: bytes | None) -> None:
+    def take(self, value: bytes | None) -> None:
+        """Keep one record of votes.decisions if it answers bytes this client published (the first such per id)."""
         try:
             answer = _answers.decode(value or b"")
         except (msgspec.DecodeError, msgspec.ValidationError):
             return  # not an answer this client knows (a newer ledger's): not ours to judge
-        if answer.event_id in self._wanted and answer.event_id not in self._answers:
-            self._answers[answer.event_id] = answer  # the first: a later one is another message under the id
+        if answer.event_id is None or answer.event_id in self._answers:
+            return  # the first of ours holds: a later one is about other bytes under the id
+        if answer.payload_sha256 in self._wanted.get(answer.event_id, ()):
+            self._answers[answer.event_id] = answer
+        # else: someone else's message under the id (forged, foreign, parked), or not ours at all: ignored
 
     async def submit(self, signed: Sequence[Signed], timeout: float = 30.0, attempts: int = 3) -> dict[str, Any]:
         """Publish, await every answer, and republish the same bytes of those unanswered, up to ``attempts`` times.

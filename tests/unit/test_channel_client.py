@@ -13,10 +13,12 @@ import msgspec
 import pytest
 
 from events import ProxySubstituted, VoteCast, decode
+from events.answers import SubmissionDecided, SubmissionParked
 from projections.signing import verify
-from services.channel.client import EVENT_ID_MAX, namespaced, sign, sign_per_channel
+from services.channel.client import EVENT_ID_MAX, ChannelClient, namespaced, sign, sign_per_channel
 from services.channel.keys import KEY_FILE_MAX, SigningKey, load_key, new_key, write_key
 from services.devtools.contract_asyncapi import doc_examples
+from services.settings import Settings
 
 T = datetime(2023, 11, 30, 6, 5, tzinfo=UTC)
 WIRE_CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "wire-contract.md"
@@ -196,3 +198,32 @@ def test_the_wire_contracts_signed_example_verifies_with_its_registered_key():
     # The seed the contract documents (SHA-256 of a published phrase) is the example's private key.
     seed = hashlib.sha256(b"vote-ledger wire-contract example key (public: never use it)").hexdigest()
     assert SigningKey("proxyvote-web", "2023-10", seed).public_key == registered.public_key
+
+
+def test_the_client_takes_only_the_answer_to_its_own_bytes_not_anothers_under_its_event_id():
+    (mine,) = sign([vote(42)], new_key("desk", "k1"))
+    client = ChannelClient(Settings(kafka_bootstrap="localhost:1"))
+    client.expect(mine)
+    other = hashlib.sha256(b"someone else's message under desk:e-42").hexdigest()
+    decided = {"event_id": mine.event_id, "channel_id": "desk", "meeting_id": "m1", "position": 1, "hash": "00" * 32}
+    # Anyone able to publish: an undecodable message, a forged signature naming our channel, an
+    # answer without a digest (no value), each answered under our id; then the answer to our bytes.
+    forged = [
+        SubmissionParked(
+            event_id=mine.event_id,
+            payload_sha256=other,
+            reason="invalid_event",
+            detail="x",
+            parked_id=7,
+            source_topic="votes.submissions",
+            source_partition=1,
+            source_offset=99,
+        ),
+        SubmissionDecided(**decided, payload_sha256=other, decision="rejected", reason="bad_signature"),
+        SubmissionDecided(**decided, payload_sha256=None, decision="rejected", reason="signature_required"),
+    ]
+    genuine = SubmissionDecided(**decided | {"position": 9}, payload_sha256=mine.digest, decision="accepted")
+    for answer in [*forged, genuine, *forged]:
+        client.take(msgspec.json.encode(answer))
+    assert client._answers == {mine.event_id: genuine}
+    assert mine.digest == hashlib.sha256(mine.payload).hexdigest()
