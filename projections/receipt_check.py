@@ -16,7 +16,7 @@ import msgspec
 
 from events import MalformedMessage, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
 from projections import merkle
-from projections.lineage import COUNTS, FILLS, LogEntry, Ref, Status, counting_refs, lineage
+from projections.lineage import COUNTS, FILLS, REJECTED, LogEntry, Ref, Status, counting_refs, lineage
 from projections.meeting import Meeting
 from projections.receipts import Consistency, ProvenRow, Receipt, TreeHead
 
@@ -121,6 +121,8 @@ def _prove(label: str, row: ProvenRow, meeting_id: str, head: TreeHead) -> str |
     try:
         row_hash = row.row_hash()
         path = [bytes.fromhex(p) for p in row.path]
+        if any(len(node) != 32 for node in path):
+            raise ValueError("a hash on its audit path is not 32 bytes")
         computed = merkle.root_from_path(merkle.leaf_hash(row_hash), row.leaf_index, head.tree_size, path)
         expected = bytes.fromhex(head.merkle_root)
     except (ValueError, AssertionError) as exc:
@@ -151,7 +153,21 @@ def _explain(result: ReceiptCheck) -> None:
         result.problems.append(
             f"the submission's payload has event id {submission.event_id}, the row {receipt.submission.event_id}"
         )
-    if not isinstance(submission, (VoteCast, VoteRevoked)) or receipt.control_number is None:
+    is_vote = isinstance(submission, (VoteCast, VoteRevoked))
+    if is_vote and submission.control_number != receipt.control_number:
+        # A bundle naming no (or another) control number would skip the lineage below and hide
+        # what superseded the vote (review L9).
+        result.problems.append(
+            f"the bundle names control number {receipt.control_number}, the submission {submission.control_number}"
+        )
+        return
+    if receipt.submission.decision != "accepted":
+        # Proven alone (projections.receipts.proves_holder): a rejected row counts nothing, whatever
+        # the holder's other rows say.
+        sub = receipt.submission
+        result.status = Status(sub.position, sub.event_id, sub.decision, sub.reason, REJECTED)
+        return
+    if not is_vote or receipt.control_number is None:
         return
     rows = sorted([receipt.submission, *receipt.others], key=lambda r: r.position)
     events = [_event(r) for r in rows]

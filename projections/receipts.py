@@ -243,6 +243,16 @@ def _required(recorded_at: datetime | None, position: int) -> datetime:
     return recorded_at
 
 
+def proves_holder(submission: ChainRow) -> bool:
+    """Whether a receipt of this row also proves the holder's other rows and states their register position.
+
+    Only an accepted row's: a rejected row counts nothing, and anyone able to publish can get a
+    submission naming another holder's control number rejected (unsigned, badly signed, wrong Kafka
+    key); its receipt is the row alone, or it would hand that holder's votes and shares to the sender.
+    """
+    return submission.decision == "accepted"
+
+
 def build_receipt(
     tree: Tree,
     submission: tuple[int, ChainRow],
@@ -253,7 +263,9 @@ def build_receipt(
     state: VoterState | None = None,
     published_at: str | None = None,
 ) -> Receipt:
-    """A receipt bundle: each (leaf index, row) proven against ``tree``'s head."""
+    """A receipt bundle: each (leaf index, row) proven against ``tree``'s head; a rejected row's alone."""
+    if not proves_holder(submission[1]):
+        others, meeting, register, state = (), (), None, None
     proven = tree.prove_all([submission, *others, *meeting])
     return Receipt(
         meeting_id=submission[1].meeting_id,

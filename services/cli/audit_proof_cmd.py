@@ -1,7 +1,7 @@
 """`vote-ledger audit prove | receipt | consistency`: holders' receipts and proofs between heads (docs/receipts.md).
 
-`prove` and `consistency` read the live log (reader role) or an export; `receipt` and `consistency
---check` are offline: they need the bundle alone, no database and no Kafka.
+`prove` reads the live log (reader role) or an export; `receipt` is offline: it needs the bundle
+alone, no database and no Kafka. `consistency` is in audit_consistency_cmd.py.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ MAX_BUNDLE = 16 * 1024 * 1024  # a receipt holds a few rows and O(log n) hashes 
 
 def add_proofs(actions: argparse._SubParsersAction) -> None:
     """Add `audit prove`, `audit receipt` and `audit consistency` to the audit command's actions."""
+    from services.cli.audit_consistency_cmd import register_consistency
+
     _register_prove(actions)
     _register_receipt(actions)
-    _register_consistency(actions)
+    register_consistency(actions)
 
 
-def _hex_root(text: str) -> str:
+def hex_root(text: str) -> str:
     """An argparse type: a SHA-256 hash (a Merkle root, a row hash), 64 hex digits."""
     root = text.strip().lower()
     if len(root) != 64 or any(c not in "0123456789abcdef" for c in root):
@@ -42,8 +44,9 @@ def _register_prove(actions: argparse._SubParsersAction) -> None:
         help="a receipt bundle: an event's log row proven in its meeting's Merkle tree",
         description="Write a receipt bundle for the row logged under EVENT_ID: the row (every field its hash"
         " covers), the previous row's hash, its audit path to a head of the meeting's Merkle tree, and"
-        " the same for the control number's other rows and the meeting's own rows, so `audit receipt`"
-        " can say offline whether the submission counts. Against the latest head published on"
+        " when the row was accepted the same for the control number's other rows and the meeting's own rows,"
+        " so `audit receipt` can say offline whether the submission counts (a rejected row is proven alone:"
+        " it counts nothing, and shows no other row of the holder). Against the latest head published on"
         " ledger.heads by default (the tree at the log's end when no published head reaches the row,"
         " or Kafka cannot be read: the output says so), or the tree of the meeting's first N rows.",
     )
@@ -167,10 +170,10 @@ def _register_receipt(actions: argparse._SubParsersAction) -> None:
     )
     r.add_argument("bundle", metavar="BUNDLE", type=Path, help="the receipt bundle (JSON) written by audit prove")
     r.add_argument("--head-size", type=whole_number(1), metavar="N", help="the pinned head's tree size (with --root)")
-    r.add_argument("--root", type=_hex_root, metavar="HEX", help="the pinned head's Merkle root (with --head-size)")
+    r.add_argument("--root", type=hex_root, metavar="HEX", help="the pinned head's Merkle root (with --head-size)")
     r.add_argument(
         "--row-hash",
-        type=_hex_root,
+        type=hex_root,
         metavar="HEX",
         help="the row hash in the ledger's answer on votes.decisions: the bundle's row must hash to it",
     )
@@ -178,7 +181,7 @@ def _register_receipt(actions: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_receipt)
 
 
-def _read_bundle(path: Path) -> bytes:
+def read_bundle(path: Path) -> bytes:
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a device never end
             raise UserError(f"{path}: not a regular file; a bundle is a JSON file written by vote-ledger audit")
@@ -191,7 +194,7 @@ def _read_bundle(path: Path) -> bytes:
     return data
 
 
-def _pin(size: int | None, root: str | None, what: str) -> tuple[int, str] | None:
+def pin(size: int | None, root: str | None, what: str) -> tuple[int, str] | None:
     if (size is None) != (root is None):
         raise UserError(f"pin the {what} with both its size and its root, or neither")
     return None if size is None or root is None else (size, root)
@@ -201,9 +204,9 @@ def _receipt(args: argparse.Namespace) -> int:
     from projections.receipt_check import check_receipt
     from projections.receipts import BadBundle, decode_receipt
 
-    pinned = _pin(args.head_size, args.root, "head")
+    pinned = pin(args.head_size, args.root, "head")
     try:
-        receipt = decode_receipt(_read_bundle(args.bundle))
+        receipt = decode_receipt(read_bundle(args.bundle))
     except BadBundle as exc:
         raise UserError(f"{args.bundle}: {exc}") from None
     check = check_receipt(receipt, pinned, args.row_hash)
@@ -241,111 +244,4 @@ def render_receipt(report: dict[str, Any], check) -> str:
         lines.append(f"Decision: {decision}")
         lines.append(describe(check))
         lines += [f"note {note}" for note in report["notes"]]
-    return "\n".join(lines)
-
-
-def _register_consistency(actions: argparse._SubParsersAction) -> None:
-    c = actions.add_parser(
-        "consistency",
-        help="prove (or --check offline) that a later head of a meeting's tree extends an earlier one",
-        description="Prove that the meeting's tree now (the latest published head, or --new-size N rows)"
-        " extends the tree of --old-size rows with root --old-root: no row before that head was rewritten"
-        " or removed since. From the live log (--meeting) or an export (--file). --check BUNDLE checks a"
-        " proof written with --out offline (pin its heads with the --old-/--new- flags). Exits 1 when it"
-        " does not hold.",
-    )
-    c.add_argument("--meeting", metavar="ID", help="meeting id (reads PostgreSQL, and its heads from Kafka)")
-    c.add_argument("--file", type=Path, metavar="EXPORT", help="an export written by vote-ledger export")
-    c.add_argument("--check", type=Path, metavar="BUNDLE", help="check a consistency bundle offline instead")
-    c.add_argument("--old-size", type=whole_number(1), metavar="N", help="the earlier head's tree size")
-    c.add_argument("--old-root", type=_hex_root, metavar="HEX", help="the earlier head's Merkle root")
-    c.add_argument("--new-size", type=whole_number(1), metavar="N", help="the later head's tree size (default: latest)")
-    c.add_argument("--new-root", type=_hex_root, metavar="HEX", help="with --check: the later head's root to pin")
-    c.add_argument("--out", type=Path, metavar="FILE", help="write the consistency bundle here")
-    add_format(c)
-    c.set_defaults(func=_consistency)
-
-
-def _consistency(args: argparse.Namespace) -> int:
-    from projections.receipt_check import check_consistency
-    from projections.receipts import BadBundle, decode_consistency, encode_bundle
-    from services.read.export_file import BadExport
-    from services.read.proofs import ProofError, prove_consistency_file
-
-    sources = [name for name in ("meeting", "file", "check") if getattr(args, name) is not None]
-    if len(sources) != 1:
-        raise UserError("give exactly one of --meeting, --file and --check")
-    if args.check is not None:
-        try:
-            bundle = decode_consistency(_read_bundle(args.check))
-        except BadBundle as exc:
-            raise UserError(f"{args.check}: {exc}") from None
-        old = _pin(args.old_size, args.old_root, "old head")
-        new = _pin(args.new_size, args.new_root, "new head")
-        problems = check_consistency(bundle, old, new)
-        report = {"meeting_id": bundle.meeting_id, "old": _head(bundle.old), "new": _head(bundle.new)}
-        report |= {"consistent": not problems, "problems": problems}
-        report["notes"] = [
-            f"the {name} head is the bundle's: compare it with a head you hold, or pin it with --{name}-size"
-            f" and --{name}-root"
-            for name, held in (("old", old), ("new", new))
-            if held is None
-        ]
-    else:
-        if args.old_size is None or args.old_root is None:
-            raise UserError("--old-size and --old-root are needed: the head to prove the log extends")
-        if args.new_root is not None:
-            raise UserError("--new-root pins a head with --check only")
-        try:
-            if args.file is not None:
-                proven = prove_consistency_file(args.file, args.old_size, args.old_root, args.new_size)
-            else:
-                proven = run_proof(lambda conn, heads: _consistency_online(conn, heads, args), args.new_size is None)
-        except (ProofError, BadExport) as exc:
-            raise UserError(str(exc)) from None
-        bundle = proven.bundle
-        problems = check_consistency(bundle)
-        report = {**proven.as_dict(), "old": _head(bundle.old), "new": _head(bundle.new)}
-        report |= {"consistent": not problems, "problems": problems}
-        if args.out is not None:
-            args.out.write_bytes(encode_bundle(bundle))
-            report["out"] = str(args.out)
-    print(json.dumps(report, indent=2) if args.format == "json" else render_consistency(report))
-    return 0 if report["consistent"] else 1
-
-
-async def _consistency_online(conn, heads, args: argparse.Namespace):
-    from services.read.proofs import prove_consistency
-
-    return await prove_consistency(conn, args.meeting, args.old_size, args.old_root, args.new_size, heads)
-
-
-def _head(head) -> dict[str, Any]:
-    return {"tree_size": head.tree_size, "merkle_root": head.merkle_root, "published_at": head.published_at}
-
-
-def render_consistency(report: dict[str, Any]) -> str:
-    """The verdict: CONSISTENT or NOT CONSISTENT, between which heads."""
-    old, new = report["old"], report["new"]
-    source = ""
-    if "head_source" in report:
-        source = (
-            f" (published at {new['published_at']})"
-            if report["head_source"] == "published"
-            else " (computed from the log, not a published head)"
-        )
-    lines = [
-        f"meeting {report['meeting_id']}: tree of {old['tree_size']:,} rows, root {old['merkle_root']}",
-        f"  -> tree of {new['tree_size']:,} rows, root {new['merkle_root']}{source}",
-    ]
-    lines += [f"note {note}" for note in report.get("notes", [])]
-    for problem in report["problems"]:
-        lines.append(f"FAIL {problem}")
-    if report.get("old_root_now") not in (None, old["merkle_root"]):
-        lines.append(f"FAIL the log's first {old['tree_size']:,} rows now hash to {report['old_root_now']}")
-    if report.get("out"):
-        lines.append(
-            f"Written to {report['out']}; check it offline with: vote-ledger audit consistency --check {report['out']}"
-        )
-    lines.append("CONSISTENT" if report["consistent"] else "NOT CONSISTENT")
     return "\n".join(lines)

@@ -10,7 +10,8 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from services.adapters.kafka.topics import producer, publish
+from events import encode
+from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.adapters.postgres.log.verify import CHAIN_ROWS, chain_row
 from services.runtime.chain_heads import read_heads
 from tests.chain_helpers import rechain
@@ -156,3 +157,28 @@ async def test_the_later_published_head_is_consistent_with_the_earlier_and_a_rew
     assert code == 1 and "NOT CONSISTENT" in out and "rows before it were rewritten or removed" in out, out + err
     code, _out, err = await cli(settings, "audit", "prove", LATER.event_id)
     assert code == 2 and "no longer hash to the root published at" in err, err  # a one-line UserError
+
+
+async def test_the_receipt_of_a_rejected_submission_naming_anothers_control_number_shows_none_of_their_votes(
+    settings, tmp_path
+):
+    # Anyone able to publish sends a vote naming R-1's control number that is rejected (here: the Kafka
+    # key names R-2), then asks for its receipt: it proves that row alone, live or from an export.
+    probe = cast("R-1", {"2": "against"}, executed=4, event_id="prober-1", submitted_by="nobody")
+    async with producer(settings) as client, running_ledger(settings):
+        await publish(client, settings, EARLY)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", len(EARLY))
+        await publish_raw(client, settings.submissions_topic, [(b"R-2", encode(probe))])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", len(EARLY) + 1)
+    export = tmp_path / "m1.zip"
+    code, _out, err = await cli(settings, "export", "--meeting", "m1", "--out", str(export))
+    assert code == 0, err
+    for args, out in (((), tmp_path / "live.json"), (("--file", str(export)), tmp_path / "file.json")):
+        code, _out, err = await cli(settings, "audit", "prove", probe.event_id, *args, "--out", str(out))
+        assert code == 0, err
+        bundle = json.loads(out.read_text())
+        assert (bundle["submission"]["decision"], bundle["submission"]["reason"]) == ("rejected", "key_mismatch")
+        assert (bundle["others"], bundle["meeting"], bundle["register"], bundle["state"]) == ([], [], None, None)
+        assert FIRST.event_id not in out.read_text()  # R-1's accepted vote is a hash on a path, never its contents
+        code, text, err = await offline("audit", "receipt", str(out))
+        assert code == 0 and "DOES NOT COUNT: rejected by the ledger (key_mismatch)" in text, text + err

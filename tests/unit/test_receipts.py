@@ -147,6 +147,41 @@ def test_rows_of_another_control_number_slipped_into_the_bundle_are_refused():
     assert not check.valid and "not of control number R-1" in check.problems[0]
 
 
+def test_a_receipt_of_a_rejected_submission_proves_that_row_alone_never_the_holders_other_rows_or_shares():
+    # Anyone able to publish can get an unsigned vote naming R-1's control number rejected; its
+    # receipt, built as for an accepted row, would hand over R-1's votes and register position.
+    probe = cast("R-1", {"2": "against"}, executed=4, event_id="prober-1", submitted_by="nobody")
+    rows = [
+        log_row_of(e, encode(e).decode(), *decision, ("votes.submissions", 0, i), APPENDED)
+        for i, (e, decision) in enumerate(
+            [(e, ("accepted", None)) for e in EVENTS[:4]] + [(probe, ("rejected", "signature_required"))]
+        )
+    ]
+    log = [as_chain_row(r) for r in chained_records(rows, 0, {}, RECORDED)]
+    receipt = build_receipt(Tree([r.hash for r in log]), (4, log[4]), "R-1", [(2, log[2])], [(0, log[0])], POSITIONS[0])
+    assert (receipt.others, receipt.meeting, receipt.register, receipt.state) == ([], [], None, None)
+    text = encode_bundle(receipt).decode()
+    assert FIRST.event_id not in text and OTHER.event_id not in text  # no vote of R-1's, nor anyone else's
+    check = check_receipt(decode_receipt(encode_bundle(receipt)), pinned=head_of(log))
+    assert check.valid, check.problems
+    assert describe(check) == "DOES NOT COUNT: rejected by the ledger (signature_required)"
+
+
+def test_a_bundle_that_names_no_control_number_for_a_vote_is_invalid_rather_than_silent_on_what_superseded_it():
+    receipt = receipt_for(LOG, FIRST.event_id)  # superseded by LATER (R5)
+    check = check_receipt(msgspec.structs.replace(receipt, control_number=None))
+    assert not check.valid and "names control number None, the submission R-1" in check.problems[0]
+
+
+def test_a_hash_on_an_audit_path_that_is_not_32_bytes_is_refused():
+    receipt = receipt_for(LOG, FIRST.event_id)
+    path = [receipt.submission.path[0] + "00", *receipt.submission.path[1:]]
+    check = check_receipt(
+        msgspec.structs.replace(receipt, submission=msgspec.structs.replace(receipt.submission, path=path))
+    )
+    assert not check.valid and "not 32 bytes" in check.problems[0]
+
+
 def test_a_file_that_is_not_a_bundle_is_refused_in_one_line():
     with pytest.raises(BadBundle, match="not a vote-ledger.receipt bundle"):
         decode_receipt(b'{"type": "chain.head"}')
