@@ -125,7 +125,9 @@ class Ledger:
     async def _decide_and_commit(
         self, records: Sequence[ingest.Record], broker: KafkaBroker, admin_end: dict[tuple[str, int], int] | None
     ) -> ingest.Decided:
-        decoded, parked = ingest.decode_batch(records)
+        # In slices, yielding to the event loop between them: a big signed batch decoded and judged in
+        # one go held the loop past the consumer's session timeout (ingest.SLICE).
+        decoded, parked = await ingest.decode_in_slices(records)
         async with self.pool.acquire() as conn, conn.transaction():
             await log_append.lock_log(conn)
             await self._sync_judge(conn)  # under the lock: no other ledger appends meanwhile
@@ -136,7 +138,7 @@ class Ledger:
                 parked = [p for p in parked if p.source_topic == self.settings.admin_topic]
             done = [r for r in records if r.topic == self.settings.admin_topic] if deferred else records
             known = await log_append.known_event_ids(conn, [event.event_id for _, event in decoded])
-            decided = ingest.decide(self.judge, decoded, known, self.settings.admin_topic)
+            decided = await ingest.decide_in_slices(self.judge, decoded, known, self.settings.admin_topic)
             if decided.judge_suspect and len(records) > 1:
                 # The judge raised part-way through an event: later decisions of this batch may rest
                 # on half of it. Roll back; one by one, only the record that raises is parked.
