@@ -2,8 +2,8 @@
 
 import pytest
 
-from events import VoteCast, VoteRevoked
-from projections.judge import Judge
+from events import VoteCast, VoteRevoked, decode
+from projections.judge import Judge, Received
 from services.devtools.bench import scratch
 from services.devtools.bench.peer_eventsourcing import measure
 from services.devtools.bench.workload import build
@@ -32,13 +32,14 @@ async def run(endpoints):
 
 
 def in_memory(workload):
-    """Our Judge over the same events, and each control number's vote, computed independently."""
+    """Our Judge over the same bytes (decoded, with what its channel signed: S2), and each control number's vote."""
     judge = Judge()
     for admin in workload.admin:
         assert judge.judge(admin) is None
     decisions, latest_cast, latest_revoke = [], {}, {}
-    for event in workload.submissions:
-        reason = judge.judge(event)
+    for _, payload in workload.submission_payloads:
+        event = decode(payload)
+        reason = judge.judge(event, Received(payload, None))
         decisions.append(reason)
         if reason is None and isinstance(event, VoteCast):
             key = (event.executed_at, event.received_at, event.event_id)  # R5

@@ -4,8 +4,8 @@ from collections import defaultdict
 
 import pytest
 
-from events import Position, VoteCast, VoteRevoked, encode
-from projections.judge import Judge
+from events import Position, VoteCast, VoteRevoked, decode, encode
+from projections.judge import Judge, Received
 from services.adapters.kafka.topics import key_for
 from services.devtools.bench import peer_naive, scratch
 from services.devtools.bench.workload import Workload, build
@@ -34,15 +34,19 @@ def workload_of(admin, submissions, positions: list[Position]) -> Workload:
 
 
 def expected_outcome(workload: Workload) -> dict:
-    """What the naive design must end with, worked out in memory from the events in publishing order."""
+    """What the naive design must end with, worked out in memory from the bytes in publishing order.
+
+    Judged as the ledger judges them: each payload decoded, with the bytes its channel signed (S2).
+    """
     judge = Judge()
     for event in workload.admin:
         judge.judge(event)
     accepted = 0
     latest: dict[str, VoteCast] = {}
     revoked_at: dict[str, object] = {}
-    for event in workload.submissions:
-        if judge.judge(event) is not None:
+    for _, payload in workload.submission_payloads:
+        event = decode(payload)
+        if judge.judge(event, Received(payload, None)) is not None:
             continue
         accepted += 1
         if isinstance(event, VoteCast):
@@ -67,7 +71,7 @@ def expected_outcome(workload: Workload) -> dict:
                     tally[item][option] += amount
     return {
         "accepted": accepted,
-        "rejected": len(workload.submissions) - accepted,
+        "rejected": len(workload.submission_payloads) - accepted,
         "live_votes": len(live),
         "tally": {item: dict(options) for item, options in tally.items()},
     }

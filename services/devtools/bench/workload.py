@@ -61,19 +61,21 @@ class Workload:
     def unsigned(self) -> Workload:
         """The same submissions without signatures, on the same meeting not requiring them: the comparison.
 
-        Same event ids (namespaced by their channel), same Kafka keys, same admin events (the keys are
-        registered but unused); only ``auth`` is absent and ``signatures_required`` false.
+        Same Kafka keys, same admin events (the keys are registered but unused), event ids of the same
+        length; only ``auth`` is absent and ``signatures_required`` false. The ids leave their channel's
+        namespace ("desk:7" becomes "desk/7"): S6 refuses an unsigned submission under "<channel_id>:".
         """
         meeting = msgspec.structs.replace(self.meeting, signatures_required=False)
         admin = [meeting, *self.admin[1:]]
+        submissions = [msgspec.structs.replace(e, event_id=e.event_id.replace(":", "/", 1)) for e in self.submissions]
         return Workload(
             meeting=meeting,
             admin=admin,
-            submissions=self.submissions,
+            submissions=submissions,
             positions=self.positions,
             signed=False,
             admin_payloads=[(key_for(e), encode(e)) for e in admin],
-            submission_payloads=[(key_for(e), encode(e)) for e in self.submissions],
+            submission_payloads=[(key_for(e), encode(e)) for e in submissions],
         )
 
     def mix(self) -> dict[str, int]:
