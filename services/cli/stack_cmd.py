@@ -94,10 +94,11 @@ def register(subparsers: Any) -> None:
         description=(
             "Create (or give a new password to) a SCRAM-SHA-512 user on the running stack's Kafka and grant "
             "it its role's ACLs on the topics of VOTE_LEDGER_TOPIC_PREFIX: channel (write votes.submissions, "
-            "read votes.decisions, consumer groups named after itself), admin (write and read meetings.admin) "
+            "read votes.decisions, consumer groups named NAME.<anything>), admin (write and read meetings.admin) "
             "or ledger (read both inputs, write ledger.parked, ledger.heads and votes.decisions, its consumer "
             "group VOTE_LEDGER_CONSUMER_GROUP). Prints the login once, as an export line of the role's "
-            "variable; it is not stored: hand it to the principal's owner."
+            "variable; it is not stored: hand it to the principal's owner. A name that is a prefix of the "
+            "ledger's consumer group or of another principal's name (or has one as a prefix) is refused."
         ),
     )
     add.add_argument("name", help="the principal's user name (letters, digits, '.', '_', '-'; e.g. channel-acme)")

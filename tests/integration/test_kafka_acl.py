@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from events import encode
@@ -201,3 +201,24 @@ async def answer_for(settings: Settings, event_id: str, timeout: float = 60.0):
         raise AssertionError(f"no answer for {event_id} on {settings.decisions_topic} within {timeout} s")
     finally:
         await consumer.stop()
+
+
+async def join(settings: Settings, group: str) -> None:
+    """Join a consumer group as the channel and commit an offset in it (raises when the broker refuses)."""
+    partitions = await partitions_of(settings, [settings.decisions_topic], "channel")
+    consumer = AIOKafkaConsumer(**client_options(settings, "channel"), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit({tp: 0 for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def test_a_channel_uses_groups_named_after_it_with_a_dot_and_not_the_ledgers_or_a_longer_names(principals):
+    user = principals.kafka_channel_login.get_secret_value().partition(":")[0]
+    await join(principals, f"{user}.answers")
+    # A bare prefix let a principal `vote` join `vote-ledger`, and `channel-dem` the groups of `channel-demo`.
+    for group in (principals.consumer_group, f"{user}x.answers", f"{user}-2"):
+        with pytest.raises(GroupAuthorizationFailedError):
+            await join(principals, group)

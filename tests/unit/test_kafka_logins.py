@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from services.adapters.kafka.acl import CREATE, PREFIXED, READ, TOPIC, WRITE, Acl, role_acls
+from services.adapters.kafka.acl import CREATE, GROUP, PREFIXED, READ, TOPIC, WRITE, Acl, role_acls, superseded_acls
 from services.adapters.kafka.topics import client_options, creates_topics, faststream_security
+from services.devtools.stack.common import StackError
+from services.devtools.stack.kafka_auth import refuse_overlap
 from services.errors import UserError
 from services.settings import Settings, kafka_login_env
 
@@ -67,7 +71,7 @@ def test_acls_name_the_settings_topics_with_their_prefix():
     assert channel == [
         Acl(TOPIC, "t1.votes.submissions", WRITE),
         Acl(TOPIC, "t1.votes.decisions", READ),
-        Acl(3, "channel-acme", READ, PREFIXED),
+        Acl(3, "channel-acme.", READ, PREFIXED),
     ]
     assert role_acls(current, "admin", "admin") == [
         Acl(TOPIC, "t1.meetings.admin", WRITE),
@@ -85,6 +89,40 @@ def test_acls_name_the_settings_topics_with_their_prefix():
     # Nobody but the operator (the super user) may delete or alter anything: no DELETE, ALTER or ALTER_CONFIGS.
     granted = {a.operation for role in ("channel", "admin", "ledger") for a in role_acls(current, role, "x")}
     assert granted.isdisjoint({6, 7, 11})
+
+
+def test_no_grant_is_a_bare_name_prefix_covering_the_ledgers_group_or_another_principals():
+    # PREFIXED `vote` covered the ledger's group `vote-ledger`; `channel-dem` covered `channel-demo`'s groups.
+    current = Settings(kafka_bootstrap=BOOTSTRAP, consumer_group="vote-ledger")
+    prefixes = [
+        a.name
+        for role, user in (("channel", "vote"), ("channel", "channel-dem"), ("ledger", "ledger"))
+        for a in role_acls(current, role, user)
+        if a.pattern == PREFIXED
+    ]
+    assert prefixes and all(p.endswith(".") for p in prefixes)
+    groups = [a.name for a in role_acls(current, "channel", "vote") if a.resource_type == GROUP]
+    assert groups == ["vote."] and not any("vote-ledger".startswith(g) for g in groups)
+    assert not any("channel-demo.reader".startswith(a.name) for a in role_acls(current, "channel", "channel-dem"))
+    # The older, wider grants are what `grant` deletes first.
+    assert Acl(GROUP, "vote", READ, PREFIXED) in superseded_acls(current, "channel", "vote")
+    assert {a.name for a in superseded_acls(current, "ledger", "ledger")} == {"vote-ledger"}
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("vote", "prefix of the ledger's consumer group 'vote-ledger'"),
+        ("channel-dem", "'channel-dem' and the principal 'channel-demo'"),
+        ("channel-demo-2", "'channel-demo-2' and the principal 'channel-demo'"),
+        ("bank", "'bank' and the principal 'bank.2'"),
+    ],
+)
+def test_a_principal_name_overlapping_the_ledgers_group_or_another_principals_is_refused(name, error):
+    others = ["admin", "bank.2", "channel-demo", "ledger", "operator"]
+    with pytest.raises(StackError, match=re.escape(error)):
+        refuse_overlap(name, "vote-ledger", others)
+    refuse_overlap("channel-acme", "vote-ledger", others)  # no overlap: accepted
 
 
 def test_a_broker_that_closes_the_connection_is_said_to_maybe_want_a_login():

@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 from services.devtools.stack import kafka as _kafka
+from services.devtools.stack import kafka_auth as _kafka_auth
 from services.devtools.stack import postgres as _pg
 from services.devtools.stack.common import (
     KAFKA_IMAGE,
@@ -63,7 +64,7 @@ def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     _kafka.start(cfg, log)
     _pg.up(cfg, log)
     _kafka.wait_ready(cfg, log)
-    _kafka.ensure_acls(cfg, log)
+    _kafka_auth.ensure_acls(cfg, log)
     return endpoints(cfg)
 
 
@@ -76,7 +77,7 @@ def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
 
 def add_principal(cfg: StackConfig | None, name: str, role: str, log: Log = say) -> str:
     """Create a Kafka principal of the role on the running stack (SCRAM user and ACLs); return its password."""
-    return _kafka.add_principal(cfg or StackConfig.from_env(), name, role, log)
+    return _kafka_auth.add_principal(cfg or StackConfig.from_env(), name, role, log)
 
 
 def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
 
 def endpoints(cfg: StackConfig) -> Endpoints:
     """The endpoints this stack serves once it is up: every DSN with its login and password."""
-    return served_endpoints(cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg), _kafka.logins(cfg))
+    return served_endpoints(cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg), _kafka_auth.logins(cfg))
 
 
 _containers: list[Any] = []

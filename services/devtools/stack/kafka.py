@@ -1,4 +1,4 @@
-"""The Kafka half of the local stack: fetch jars, format KRaft storage, start, probe, stop."""
+"""The Kafka half of the local stack: fetch jars, format KRaft storage, start, probe, stop (logins: kafka_auth)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,13 @@ from services.devtools.stack.common import (
     log_tail,
     run_sync,
 )
+from services.devtools.stack.kafka_auth import (
+    AUTH_MARKER,
+    authenticated,
+    passwords,
+    set_aside_unauthenticated,
+    write_private,
+)
 from services.local_stack import KAFKA_USERS, LOOPBACK, kafka_logins, kafka_passwords_file, port_open
 
 KAFKA_DEPLOY = DEPLOY_DIR / "kafka"
@@ -36,7 +42,6 @@ INSTALL_HINT = "install it, e.g. `apt-get install openjdk-17-jre-headless maven`
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 MARKER = "fetched.json"
-AUTH_MARKER = "vote-ledger-scram"  # in the storage folder: formatted with the SCRAM logins (issue 11)
 START_BANNER = "=== stack up: starting Kafka"
 
 # Popen objects of brokers started by this process: polling them reaps the child,
@@ -130,36 +135,12 @@ def ensure_libs(cfg: StackConfig, log: Log) -> None:
     log(f"cached {len(jars)} jars in {target}")
 
 
-def passwords(cfg: StackConfig) -> dict[str, str]:
-    """The SCRAM password of each of the stack's Kafka principals (by user name); made (0600) on first use."""
-    path = kafka_passwords_file(cfg.home)
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    missing = [user for user in KAFKA_USERS.values() if user not in known]
-    if missing:
-        # Hex: nothing that Kafka's --add-scram syntax ('=', ',', ']') or a JAAS string ('"') would misread.
-        known |= {user: secrets.token_hex(24) for user in missing}
-        cfg.home.mkdir(parents=True, exist_ok=True)
-        _write_private(path, json.dumps(known, indent=2) + "\n")
-    return known
-
-
-def _write_private(path: Path, text: str) -> None:
-    # Created 0600 before a byte is written: it holds passwords.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
 def write_properties(cfg: StackConfig) -> Path:
     """Fill deploy/local/kafka/server.properties.template into this stack's home (0600: the operator's password)."""
     template = Template(PROPERTIES_TEMPLATE.read_text())
     path = properties_file(cfg)
     operator = KAFKA_USERS["operator"]
-    _write_private(
+    write_private(
         path,
         template.substitute(
             host=LOOPBACK,
@@ -187,26 +168,8 @@ def _jvm(cfg: StackConfig, java: str, *options: str) -> list[str]:
     ]
 
 
-def _authenticated(cfg: StackConfig) -> bool:
-    """Whether this home's Kafka storage was formatted with the SCRAM logins (issue 11)."""
-    return (cfg.kafka_data / AUTH_MARKER).exists()
-
-
-def _set_aside_unauthenticated(cfg: StackConfig, log: Log) -> None:
-    # Storage formatted before the broker required logins has no SCRAM credentials, and no client could
-    # log in to it. Its data is moved aside (not deleted: nothing is lost) and a new cluster formatted.
-    if not (cfg.kafka_data / "meta.properties").exists() or _authenticated(cfg):
-        return
-    aside = cfg.kafka_data.with_name(f"kafka-data.unauthenticated-{time.strftime('%Y%m%d-%H%M%S')}")
-    cfg.kafka_data.rename(aside)
-    log(
-        f"Kafka's storage was formatted without authentication (before SASL/SCRAM); moved it to {aside} and"
-        " formatting anew: its topics start empty (a database's stored offsets of the old topics no longer apply)"
-    )
-
-
 def _format_storage(cfg: StackConfig, java: str, log: Log) -> None:
-    _set_aside_unauthenticated(cfg, log)
+    set_aside_unauthenticated(cfg, log)
     if (cfg.kafka_data / "meta.properties").exists():
         return
     cluster_id = _random_cluster_id()
@@ -321,7 +284,7 @@ def start(cfg: StackConfig, log: Log) -> None:
 
 def operator_options(cfg: StackConfig) -> dict[str, Any]:
     """aiokafka options logging in to this stack's broker as the operator (PLAINTEXT: an old, unauthenticated stack)."""
-    login = kafka_logins(cfg.home).get("kafka_operator_login") if _authenticated(cfg) else None
+    login = kafka_logins(cfg.home).get("kafka_operator_login") if authenticated(cfg) else None
     if login is None:
         return {"bootstrap_servers": f"{LOOPBACK}:{cfg.kafka_port}"}
     user, _, password = login.partition(":")
@@ -412,90 +375,5 @@ def status(cfg: StackConfig) -> dict[str, Any]:
         "log_file": str(cfg.kafka_log),
         "libs_dir": str(cfg.kafka_libs),
         "libs_ready": libs_ready(cfg),
-        "logins": str(kafka_passwords_file(cfg.home)) if _authenticated(cfg) else "none (formatted without logins)",
+        "logins": str(kafka_passwords_file(cfg.home)) if authenticated(cfg) else "none (formatted without logins)",
     }
-
-
-def _settings_as_operator(cfg: StackConfig) -> Any:
-    # The topic prefix and consumer group are the environment's (VOTE_LEDGER_TOPIC_PREFIX, ...), so a
-    # rehearsal in a namespace of its own is granted its own topics.
-    from pydantic import SecretStr
-
-    from services.settings import load
-
-    login = kafka_logins(cfg.home)["kafka_operator_login"]
-    return load().model_copy(
-        update={"kafka_bootstrap": f"{LOOPBACK}:{cfg.kafka_port}", "kafka_operator_login": SecretStr(login)}
-    )
-
-
-def ensure_acls(cfg: StackConfig, log: Log) -> None:
-    """Grant the stack's own principals their role's ACLs (idempotent: Kafka keeps one copy of each)."""
-    if not _authenticated(cfg):
-        return  # an old stack still running without authentication: nothing to grant yet
-    from services.adapters.kafka.acl import grant
-
-    current = _settings_as_operator(cfg)
-
-    async def all_roles() -> None:
-        for role in ("ledger", "admin", "channel"):
-            await grant(current, role, KAFKA_USERS[role])
-
-    run_sync(all_roles())
-    log(f"Kafka ACLs granted to {', '.join(KAFKA_USERS[r] for r in ('ledger', 'admin', 'channel'))}")
-
-
-PRINCIPAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def add_principal(cfg: StackConfig, user: str, role: str, log: Log) -> str:
-    """Create (or give a new password to) a SCRAM user on the running stack, grant its role's ACLs; return its password.
-
-    The password is not stored: whoever runs this hands it to the principal's owner.
-    """
-    if PRINCIPAL_NAME.fullmatch(user) is None:
-        raise StackError(f"{user!r} is not a principal name: 1 to 64 letters, digits, '.', '_' or '-'")
-    if user in KAFKA_USERS.values():
-        raise StackError(
-            f"{user!r} is one of the stack's own principals (its password is in {kafka_passwords_file(cfg.home)})"
-        )
-    if running_pid(cfg) is None:
-        raise StackError("the local stack's Kafka is not running: start it with `vote-ledger stack up`")
-    if not _authenticated(cfg):
-        raise StackError(
-            "this stack's Kafka runs without authentication (formatted before SASL/SCRAM): restart it"
-            " (`vote-ledger stack down && vote-ledger stack up`) to format it with logins, then add principals"
-        )
-    from services.adapters.kafka.acl import grant
-
-    password = secrets.token_hex(24)
-    operator = KAFKA_USERS["operator"]
-    client = cfg.home / "kafka-operator-client.properties"
-    _write_private(
-        client,
-        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
-        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required"
-        f' username="{operator}" password="{passwords(cfg)[operator]}";\n',
-    )
-    scram = cfg.home / f"kafka-new-principal-{os.getpid()}.properties"
-    # In a 0600 file rather than on the command line, where any local user could read it in /proc.
-    _write_private(scram, f"SCRAM-SHA-512=iterations=8192,password={password}\n")
-    try:
-        cmd = _jvm(cfg, _java(), "-Xmx256m") + [
-            "kafka.admin.ConfigCommand", "--bootstrap-server", f"{LOOPBACK}:{cfg.kafka_port}",
-            "--command-config", str(client), "--alter", "--add-config-file", str(scram),
-            "--entity-type", "users", "--entity-name", user,
-        ]  # fmt: skip
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    finally:
-        scram.unlink(missing_ok=True)
-    if run.returncode != 0:
-        raise StackError(f"creating the SCRAM user {user} failed:\n{(run.stdout + run.stderr)[-2000:]}")
-    acls = run_sync(grant(_settings_as_operator(cfg), role, user))
-    log(f"User:{user} ({role}) may: {'; '.join(map(str, acls))}")
-    return password
-
-
-def logins(cfg: StackConfig) -> dict[str, str]:
-    """The Kafka login of each role this stack serves (by Endpoints field); none while it runs unauthenticated."""
-    return kafka_logins(cfg.home) if _authenticated(cfg) else {}
