@@ -10,11 +10,12 @@ with ``position`` and ``hash`` (the log row's hash) a holder can ask for an incl
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
-Hex32 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+from events.schema import Hex32
+
 ANSWER_VERSION = 1
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import msgspec
 
+from events.schema import CHANNEL_ID_PATTERN
 from projections.signing import generate_key, public_key_of
 
 # The wire schema's ChannelId (events/schema.py): checked here too, so a key file cannot name a channel
 # whose submissions the ledger would park.
-CHANNEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+CHANNEL_ID = re.compile(CHANNEL_ID_PATTERN)
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 KEY_ID_MAX = 200
 # A key file holds a few hundred bytes; reading more than this is reading something else.

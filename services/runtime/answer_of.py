@@ -17,11 +17,12 @@ from typing import Any
 import msgspec
 
 from events.answers import SubmissionDecided, SubmissionParked
+from events.schema import CHANNEL_ID_PATTERN
 
 # The wire schema's bounds (events/schema.py NonEmpty, ChannelId): an id outside them was never a
 # submission's, and answering under it would put the sender's arbitrary bytes on the answers topic.
 _ID_MAX = 200
-_CHANNEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_CHANNEL_ID = re.compile(CHANNEL_ID_PATTERN)
 _decoder = msgspec.json.Decoder()
 
 
