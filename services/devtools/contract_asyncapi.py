@@ -229,8 +229,11 @@ def asyncapi(markdown: str) -> dict[str, Any]:
             "kafka": {
                 "host": "{bootstrap}",
                 "protocol": "kafka",
-                "description": "The Kafka cluster the ledger reads (VOTE_LEDGER_KAFKA_BOOTSTRAP).",
+                "description": "The Kafka cluster the ledger reads (VOTE_LEDGER_KAFKA_BOOTSTRAP). Clients log in"
+                " with SASL/SCRAM-SHA-512 (SASL_PLAINTEXT on the local stack) as their role's principal; the"
+                " broker's ACLs say what each may read and write.",
                 "variables": {"bootstrap": {"description": "host:port of a bootstrap broker."}},
+                "security": [{"$ref": "#/components/securitySchemes/scramSha512"}],
             }
         },
         "channels": {
@@ -281,5 +284,16 @@ def asyncapi(markdown: str) -> dict[str, Any]:
             "sendParked": _operation("send", "ledgerParked", ["parked"], "The ledger copies what it parked."),
             "sendHeads": _operation("send", "ledgerHeads", ["chainHead"], "The ledger publishes its chain heads."),
         },
-        "components": {"messages": messages},
+        "components": {
+            "messages": messages,
+            "securitySchemes": {
+                "scramSha512": {
+                    "type": "scramSha512",
+                    "description": "A SCRAM-SHA-512 login per role (VOTE_LEDGER_KAFKA_LEDGER_LOGIN, _ADMIN_LOGIN,"
+                    " _CHANNEL_LOGIN, _OPERATOR_LOGIN as user:password). A channel principal may write"
+                    " votes.submissions, read votes.decisions and use consumer groups named <user>.<anything>;"
+                    " meeting administration writes meetings.admin; the ledger the rest (README, Kafka logins).",
+                }
+            },
+        },
     }

@@ -115,3 +115,11 @@ def test_the_submissions_schema_refuses_what_the_codec_refuses():
         validate(payload, schema_at("schemas/votes.submissions.json"))
     with pytest.raises(MalformedMessage):
         decode(json.dumps(payload).encode())
+
+
+def test_the_kafka_server_declares_the_sasl_scram_login_every_client_presents():
+    (server,) = DOCUMENT["servers"].values()
+    (scheme_ref,) = server["security"]
+    name = scheme_ref["$ref"].rsplit("/", 1)[1]
+    assert scheme_ref["$ref"] == f"#/components/securitySchemes/{name}"
+    assert DOCUMENT["components"]["securitySchemes"][name]["type"] == "scramSha512"
