@@ -24,18 +24,25 @@ from projections.channels import ChannelKey
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
 
-# Verified batch signatures kept: a channel's batches are judged close together (one Kafka batch
-# usually holds a whole signed batch), so a few thousand cover every batch in flight many times over;
-# each entry is ~400 bytes. An evicted batch is only verified again (about 50 us), never decided otherwise.
+# Verified batch signatures kept, oldest first out (FIFO): a channel's batches are judged close together
+# (one Kafka batch usually holds a whole signed batch), so a few thousand cover every batch in flight many
+# times over; each entry retains ~510 bytes (tracemalloc, 4,096 entries: 2.1 MB). An evicted batch is only
+# verified again (about 50 us), never decided otherwise.
 SIGNATURE_CACHE = 4096
-# Proven nodes of the signed trees seen lately (merkle.ProvenTree), at most this many in all (~200 bytes
-# each: ~20 MB): a submission's path is hashed only up to a node another member of its batch proved.
+# Proven nodes of the signed trees seen lately (merkle.ProvenTree), oldest tree first out, at most this many
+# in all, each tree also counted as TREE_COST nodes for its own overhead: a submission's path is hashed only
+# up to a node another member of its batch proved. A batch of one keeps no tree (it could help no one).
+# Measured with tracemalloc at the bound (nodes, trees and the strings they retain, verified cache apart):
+# batches of 2 ~21 MB (20,000 trees of 3 nodes); of 16 ~16 MB; of 256 ~170 bytes a node, so ~17 MB. Counted
+# by nodes alone, batches of 2 would take ~29 MB (33,000 trees of ~860 bytes) and batches of one ~75 MB
+# (100,000 trees of one node, review L4), which is why a tree costs TREE_COST and a batch of one keeps none.
 # Measured (batch of 1,000 votes of 1.3 kB, paths of 10 hashes, process CPU time on this 2-core machine
 # under a load of ~5, so absolute figures are ~2-3x an idle one's): canonical bytes 5.0 us, + leaf hash
 # 5.9 us, + RFC 9162 path verification 17.6 us (12.1 us for the path alone), path through a ProvenTree
 # 5.1 us; Ed25519 ~200 us under that load, once per batch; judge() of a signed submission 20 us against
 # 2.1 us unsigned (timeit-style minimum of 25 runs over the batch, per submission).
 PROVEN_NODES = 100_000
+TREE_COST = 2  # a tree's own overhead (~360 bytes: the object, its dict, its key) in nodes of ~170 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +64,8 @@ class Judge:
     # batch instead of one per submission (S2). Keyed by the public key, not the key id: key ids are
     # per meeting, and the result is a pure function of these four, so caching it changes no decision.
     verified: OrderedDict[tuple[str, int, str, str], bool] = field(default_factory=OrderedDict)
-    # (root, batch size) -> the nodes of that signed tree proven so far, oldest first; proven_nodes counts them.
+    # (root, batch size) -> the nodes of that signed tree proven so far, oldest first; proven_nodes counts them
+    # and TREE_COST per tree.
     trees: OrderedDict[tuple[str, int], merkle.ProvenTree] = field(default_factory=OrderedDict)
     proven_nodes: int = 0
 
@@ -124,15 +132,20 @@ class Judge:
             return False  # not a JSON object it can have signed
         if not signing.hex_holds(*auth.path):
             return False  # S2: a path not in lowercase hex (signature and root: checked with the signature)
+        if auth.batch_size == 1:
+            # A batch of one (RFC 9162): its root is its leaf, its path empty. A tree would hold one node that
+            # no later path can use, at ~750 bytes each (review L4), so none is kept.
+            return auth.leaf_index == 0 and not auth.path and leaf == bytes.fromhex(auth.root)
         tree = self.trees.get((auth.root, auth.batch_size))
         if tree is None:
             tree = merkle.ProvenTree(auth.batch_size, bytes.fromhex(auth.root), max_nodes=PROVEN_NODES)
             self.trees[auth.root, auth.batch_size] = tree
+            self.proven_nodes += TREE_COST
         before = len(tree.nodes)
         proven = tree.verify(leaf, auth.leaf_index, auth.path)  # about two hashes once a batch-mate proved its path
         self.proven_nodes += len(tree.nodes) - before
         while self.proven_nodes > PROVEN_NODES and len(self.trees) > 1:
-            self.proven_nodes -= len(self.trees.popitem(last=False)[1].nodes)
+            self.proven_nodes -= len(self.trees.popitem(last=False)[1].nodes) + TREE_COST
         return proven
 
     def apply_accepted(self, event: AnyEvent) -> None:

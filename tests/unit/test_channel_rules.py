@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from events import ChannelKeyRegistered, ChannelKeyRevoked, PollsClosed, ProxySubstituted, decode, encode
 from projections import signing, validation
 from projections.chain_walk import ChainWalk
-from projections.judge import SIGNATURE_CACHE, Judge, Received
+from projections.judge import SIGNATURE_CACHE, TREE_COST, Judge, Received
 from projections.log_row import chained_records, log_row_of
 from tests.chain_helpers import RECORDED, as_chain_row
 from tests.factories import at, cast, register_event, revoke, small_meeting
@@ -328,13 +328,41 @@ def test_judging_a_submission_again_gives_the_same_decision_whatever_the_cache_h
     assert [fresh.judge(e, r) for e, r in batch] == first
 
 
-def test_the_cache_of_verified_batches_is_bounded_and_an_evicted_batch_is_verified_again():
+def test_the_cache_of_verified_batches_is_bounded_and_an_evicted_batch_is_verified_again(monkeypatch):
+    verifications = []
+
+    def counted(key, auth):
+        verifications.append(auth.root)
+        return real(key, auth)
+
+    real = signing.signature_holds
+    monkeypatch.setattr(signing, "signature_holds", counted)  # the real check, counted
     j = judge()
     batches = [signed([vote()]) for _ in range(SIGNATURE_CACHE + 5)]
     assert all(j.judge(e, r) is None for b in batches for e, r in b)
-    assert len(j.verified) == SIGNATURE_CACHE
-    [(event, received)] = batches[0]
+    assert len(j.verified) == SIGNATURE_CACHE and len(verifications) == SIGNATURE_CACHE + 5
+    [(kept, kept_received)] = batches[-1]
+    assert j.judge(kept, kept_received) is None and len(verifications) == SIGNATURE_CACHE + 5  # cached: not again
+    [(event, received)] = batches[0]  # the oldest: evicted
     assert j.judge(event, received) is None and len(j.verified) == SIGNATURE_CACHE
+    assert len(verifications) == SIGNATURE_CACHE + 6 and verifications[-1] == event.auth.root  # verified again
+
+
+def test_a_batch_of_one_keeps_no_proven_tree_and_larger_ones_count_their_overhead_in_the_bound():
+    j = judge()
+    for _ in range(3):
+        [(event, received)] = signed([vote()])
+        assert j.judge(event, received) is None
+    assert not j.trees and j.proven_nodes == 0  # review L4: a tree of one node helps no later path
+    for event, received in signed([vote(), vote()]):
+        assert j.judge(event, received) is None
+    [tree] = j.trees.values()
+    assert j.proven_nodes == len(tree.nodes) + TREE_COST
+    # A batch of one is still verified as RFC 9162 has it: index 0, an empty path, the root its own leaf.
+    [(event, received)] = signed([vote()])
+    for bad in (replace_auth(event, leaf_index=1), replace_auth(event, path=[event.auth.root])):
+        text = encode(bad).decode()
+        assert j.judge(decode(text), Received(text)) == validation.BAD_SIGNATURE
 
 
 def test_a_failed_signature_is_remembered_as_failed_so_a_forged_batch_costs_one_verification():
