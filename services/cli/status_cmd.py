@@ -67,6 +67,11 @@ def _status(args: argparse.Namespace) -> int:
                     f"LOST in Kafka      {p['partition']}: committed {p['committed']:,} but the log starts at"
                     f" {p['log_start']:,}: records were deleted or expired before the ledger logged them"
                 )
+            clock = report["submissions_clock"]
+            if clock["warning"] is not None:
+                print(f"WARNING clock      {clock['warning']}")
+            else:
+                print(f"submissions clock  {clock['timestamp_type']} (the broker's: appended_at on every row)")
             for failed in report["failed_meetings"]:
                 print(
                     f"FAILED meeting     {failed['meeting_id']} not projected from log position"

@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from services.adapters.kafka.topics import partition_offsets
+from services.adapters.kafka.topic_clock import topic_clock
+from services.adapters.kafka.topics import TOPIC_ROLES, partition_offsets
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import status as log_status
@@ -71,7 +72,19 @@ async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]
     db = await database_status(conn, settings.consumer_group)
     db.update(await kafka_partitions(settings, db["stored_offsets"], db.pop("offsets_idle_s")))
     db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
+    db["submissions_clock"] = await submissions_clock(settings)
     return db
+
+
+async def submissions_clock(settings: Settings) -> dict[str, Any]:
+    """Which clock stamps votes.submissions (review M4): the broker's (LogAppendTime), or the warning why not."""
+    clock = await topic_clock(settings, settings.submissions_topic, TOPIC_ROLES)
+    return {
+        "topic": clock.topic,
+        "timestamp_type": clock.timestamp_type,
+        "broker_clock": clock.broker_clock,
+        "warning": clock.warning(settings.kafka_bootstrap),
+    }
 
 
 async def wait_caught_up(conn: asyncpg.Connection, settings: Settings, timeout: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.adapters.kafka.topic_clock import TopicClock, topic_clock
 from services.adapters.kafka.topics import AdminWatermark, faststream_security
 from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
@@ -87,6 +88,11 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         await message.ack()
 
     app = FastStream(broker)
+
+    async def check_clock() -> None:
+        await warn_of_topic_clock(settings)
+
+    app.on_startup(check_clock)
     app.on_startup(ledger.start)
     app.on_startup(watermark.start)
     HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
@@ -104,3 +110,20 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)
     return app, ledger
+
+
+async def warn_of_topic_clock(settings: Settings) -> TopicClock | None:
+    """Log a WARNING when votes.submissions does not stamp the broker's clock (review M4); never stops the start.
+
+    On a CreateTime topic appended_at is NULL and key validity and the broker cut-off fall back to each
+    channel's own received_at: the operator must hear it from the ledger, not find it in the contract.
+    """
+    try:
+        clock = await asyncio.wait_for(topic_clock(settings, settings.submissions_topic, "ledger"), 15)
+    except Exception as exc:  # noqa: BLE001 - a check, not a precondition: the consumer says if Kafka is down
+        log.warning("could not tell which clock stamps %s: %s: %s", settings.submissions_topic, type(exc).__name__, exc)
+        return None
+    warning = clock.warning(settings.kafka_bootstrap)
+    if warning is not None:
+        log.warning(warning)
+    return clock

@@ -21,7 +21,7 @@ from services.settings import Settings
 TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID = 2, 3, 4, 5
 ANY = 1  # a filter matching every resource type, pattern type, operation or permission
 LITERAL, PREFIXED = 3, 4
-READ, WRITE, CREATE, DESCRIBE, IDEMPOTENT_WRITE = 3, 4, 5, 8, 12
+READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS, IDEMPOTENT_WRITE = 3, 4, 5, 8, 10, 12
 ALLOW = 3
 CLUSTER_NAME = "kafka-cluster"
 OPERATION_NAMES = {
@@ -29,6 +29,7 @@ OPERATION_NAMES = {
     WRITE: "WRITE",
     CREATE: "CREATE",
     DESCRIBE: "DESCRIBE",
+    DESCRIBE_CONFIGS: "DESCRIBE_CONFIGS",
     IDEMPOTENT_WRITE: "IDEMPOTENT_WRITE",
 }
 RESOURCE_NAMES = {TOPIC: "topic", GROUP: "group", CLUSTER: "cluster", TRANSACTIONAL_ID: "transactional id"}
@@ -82,6 +83,9 @@ def role_acls(settings: Settings, role: str, user: str) -> list[Acl]:
             *(Acl(TOPIC, topic, READ) for topic in (s.heads_topic, s.decisions_topic)),
             *(Acl(TOPIC, topic, CREATE) for topic in (s.submissions_topic, s.admin_topic, *published)),
             Acl(GROUP, s.consumer_group, READ),
+            # Read (never alter) the submissions topic's configuration: at start the ledger warns when it
+            # does not stamp the broker's clock (services/adapters/kafka/topic_clock.py).
+            Acl(TOPIC, s.submissions_topic, DESCRIBE_CONFIGS),
             # Transactional ids of its own: the answers relay's (services/runtime/answers.py
             # transactional_id: vote-ledger-answers.<group>.<topic>), or <group>.<anything>. Never the
             # bare group as a prefix: `vote-ledger` would cover every `vote-ledger-2` deployment's ids.
