@@ -78,3 +78,25 @@ def test_admin_events_carry_the_same_limits():
     assert not decodes(closed) and not schema_valid(closed, "meetings.admin.json")
     assert decodes({**closed, "closed_at": "2023-12-15T10:00:00Z"})
     assert schema_valid({**closed, "closed_at": "2023-12-15T10:00:00Z"}, "meetings.admin.json")
+
+
+AUTH = {"channel_id": "web", "key_id": "k1", "signature": "ab" * 64, "root": "cd" * 32, "path": ["ef" * 32]}
+
+
+@pytest.mark.parametrize(
+    "auth, valid",
+    [
+        ({}, True),
+        ({"signature": "AB" * 64}, True),  # capitals: the codec and the schema take it; the judge's S2 refuses it
+        ({"path": [" " + "ef" * 31 + "e"]}, True),  # likewise (bad_signature, logged)
+        ({"root": "zz" * 32}, True),
+        ({"signature": "ab" * 63}, False),  # a wrong length: both refuse it (parked invalid_event)
+        ({"root": "cd" * 33}, False),
+        ({"path": ["ef" * 31]}, False),
+    ],
+    ids=repr,
+)
+def test_auths_hex_is_bounded_by_length_in_both_and_its_digits_are_the_judges(auth, valid):
+    payload = {**VOTE, "event_id": "web:1", "auth": {**AUTH, **auth}}
+    assert decodes(payload) is valid
+    assert schema_valid(payload, "vote.cast.json") is valid and schema_valid(payload, "votes.submissions.json") is valid

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from events import ProxySubstituted, VoteCast, decode
 from projections import validation as v
 from projections.judge import Judge
+from projections.meeting import Meeting
 from projections.signing import verify
+from projections.validation_channels import implausible_time
 from services.devtools.demo.channels import DEMO_KEY_ID, Signer, channel_id_of, demo_channels, demo_key, key_events
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
@@ -26,6 +30,7 @@ AUTH_REASONS = {
     v.BAD_SIGNATURE,
     v.FOREIGN_EVENT_ID,
     v.OUT_OF_SCOPE,
+    v.IMPLAUSIBLE_TIME,
 }
 
 
@@ -99,3 +104,22 @@ def test_the_substitution_is_signed_by_the_corporate_secretary_and_verifies_with
     assert verify(signed.payload, event.auth, demo_key(spec.meeting_id, "corporate-secretary").public_key)
     vote = next(e for e in generate(spec, positions, sim) if isinstance(e, VoteCast) and e.channel == "broker")
     assert signer.key_of(vote).channel_id == channel_id_of(vote.submitted_by)
+
+
+@pytest.mark.parametrize("name", ["cbak-2023-agm", "contested-2024-agm"])
+def test_s7_no_simulated_submission_is_implausible_even_with_the_broker_clock_on(name):
+    """S7 applies to the demo's meetings (they require signatures): no campaign of theirs may trip it.
+
+    With the broker's clock on (a new spec's 300 s), the broker appends a record when it is received
+    at the earliest: received_at <= appended_at + grace holds for any real append time at or after it.
+    """
+    spec, register_spec, sim = load_spec(MEETINGS / f"{name}.toml")
+    assert spec.signatures_required
+    positions, _ = build_register(spec, register_spec)
+    clocked = Meeting.scheduled(msgspec.structs.replace(spec, broker_grace_s=300))
+    generated = list(generate(spec, positions, sim, count=6_000))
+    assert len(generated) == 6_000
+    for event in generated:
+        assert implausible_time(Meeting.scheduled(spec), event, None) is None, event
+        assert implausible_time(clocked, event, event.received_at) is None, event
+        assert implausible_time(clocked, event, event.received_at - timedelta(seconds=300)) is None, event
