@@ -20,9 +20,10 @@ from tests.integration.helpers import cli, running_ledger, wait_for
 
 pytestmark = pytest.mark.integration
 
-FIRST = cast("R-1", {"2": "for"}, executed=1, event_id="internet:R-1:first")
-PHONE = cast("R-2", {"2": "against"}, executed=2, channel="phone", event_id="phone:R-2:only", submitted_by="Dana")
-LATER = cast("R-1", {"2": "against", "3": "for"}, executed=3, event_id="internet:R-1:later")
+# Unsigned ids outside every channel's namespace: S6 refuses an unsigned "internet:..." (rules.md S6).
+FIRST = cast("R-1", {"2": "for"}, executed=1, event_id="internet/R-1/first")
+PHONE = cast("R-2", {"2": "against"}, executed=2, channel="phone", event_id="phone/R-2/only", submitted_by="Dana")
+LATER = cast("R-1", {"2": "against", "3": "for"}, executed=3, event_id="internet/R-1/later")
 EARLY = [small_meeting(), register_event(), FIRST, PHONE]
 LATE = [LATER]  # alone: rows of one batch on two partitions may be logged in either order
 
