@@ -139,14 +139,27 @@ def _register(args: argparse.Namespace) -> int:
         proxy_holders=args.proxy_holders,
         recorded_at=now,
     )
-    if "broker" in event.kinds and event.nominees is None:
-        _warn(
-            f"{channel_id}/{key_id} may vote every position as broker, registered holders' too (S4): "
-            "give --nominees to limit it to those nominees' beneficial positions"
-        )
+    for warning in registration_warnings(event):
+        _warn(warning)
     if event.nominees:
         _warn_unknown_nominees(args.meeting, event.nominees)
     return _publish_admin(event, None if args.no_wait else args.wait)
+
+
+def registration_warnings(event: Any) -> list[str]:
+    """What is worth a warning in a registration the ledger will accept: a public demo key, a broker key for all."""
+    from services.devtools.demo.channels import is_demo_key
+
+    key = f"{event.channel_id}/{event.key_id}"
+    warnings = []
+    if is_demo_key(event.meeting_id, event.channel_id, event.public_key):
+        warnings.append(f"{key} is the simulated channel's PUBLIC demo key: anyone can sign with it")
+    if "broker" in event.kinds and event.nominees is None:  # S4 as documented: no nominees, any position
+        warnings.append(
+            f"{key} may vote every position as broker, registered holders' too (S4): "
+            "give --nominees to limit it to those nominees' beneficial positions"
+        )
+    return warnings
 
 
 def _revoke(args: argparse.Namespace) -> int:

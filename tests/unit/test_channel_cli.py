@@ -7,6 +7,7 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from events import ChannelKeyRegistered, ChannelKeyRevoked, encode
@@ -165,3 +166,22 @@ def test_unknown_channel_kinds_are_refused_as_they_are_parsed(capsys):
     with pytest.raises(SystemExit):
         main(["channel", "register", "--meeting", "m1", "--key-file", "k.json", "--kinds", "internet,fax"])
     assert "--kinds: one or more of internet, phone, mail, in_person, broker" in capsys.readouterr().err
+
+
+def test_registering_a_public_demo_key_or_a_broker_key_for_every_position_is_warned_of():
+    from services.cli.channel_admin_cmd import registration_warnings
+    from services.devtools.demo.channels import demo_key
+
+    demo = msgspec.structs.replace(
+        registration("demo-1"),
+        channel_id="broker-a",
+        public_key=demo_key("m1", "broker-a").public_key,
+        kinds=["broker"],
+    )
+    assert registration_warnings(demo) == [
+        "broker-a/demo-1 is the simulated channel's PUBLIC demo key: anyone can sign with it",
+        "broker-a/demo-1 may vote every position as broker, registered holders' too (S4): "
+        "give --nominees to limit it to those nominees' beneficial positions",
+    ]
+    scoped = msgspec.structs.replace(demo, public_key="ab" * 32, nominees=["Broker A"])
+    assert registration_warnings(scoped) == []
