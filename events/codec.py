@@ -67,7 +67,9 @@ def decode_logged(data: bytes | bytearray | memoryview | str) -> AnyEvent:
         raise MalformedMessage("invalid_json", _TOO_DEEP) from None
     except msgspec.ValidationError as exc:
         raw = _decode_raw(data)
-        if raw.get("v") == SCHEMA_VERSION:
+        # `v` defaults to the current version (an absent one is v1, as the contract says): without the
+        # default a message lacking `v` with a wrong field was parked invalid_version, naming no field.
+        if raw.get("v", SCHEMA_VERSION) == SCHEMA_VERSION:
             # Current version but wrong shape: msgspec's message names the path and expectation.
             raise MalformedMessage("invalid_event", str(exc)) from None
         return _upcast(raw)

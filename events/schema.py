@@ -41,9 +41,12 @@ Choice = str | dict[str, Shares]
 
 # A channel's identity: lowercase, so that the event-id namespace `<channel_id>:` cannot be spoofed by case.
 # The one definition of the pattern: the judge (S6, event-id namespaces), the channel tools and the answers use it.
-CHANNEL_ID_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
+# `(?!\n)` before `$`: Python's `$` (which msgspec applies) also matches before a final newline, so
+# "desk\n" passed as a channel id and "<64 hex>\n" as a key (bytes.fromhex skips whitespace); ECMA regexes
+# (the published JSON Schemas) read the lookahead the same way.
+CHANNEL_ID_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}(?!\n)$"
 ChannelId = Annotated[str, msgspec.Meta(pattern=CHANNEL_ID_PATTERN)]
-Hex32 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # a SHA-256 hash or an Ed25519 public key
+Hex32 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}(?!\n)$")]  # a SHA-256 hash or an Ed25519 public key
 # The hex fields of ``auth`` that every signed submission carries (signature, root, path) are bounded by
 # length only: msgspec runs a pattern through Python's re for each string, and ``auth`` is decoded by the
 # ledger, the projector and every replay. That they are lowercase hex is the judge's check (S2,

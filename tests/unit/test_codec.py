@@ -97,3 +97,29 @@ def test_values_postgresql_cannot_store_are_malformed_not_a_stalled_batch(old, n
     with pytest.raises(MalformedMessage) as caught:
         decode(DOMAIN_EXAMPLE.replace(old, new))
     assert caught.value.reason == "invalid_event" and where in caught.value.detail
+
+
+_KEY_REGISTERED = (
+    '{"type":"channel.key_registered","v":1,"event_id":"e","meeting_id":"m","channel_id":%s,"key_id":"k",'
+    '"public_key":%s,"kinds":["internet"],"effective_at":"2023-01-01T00:00:00Z"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("channel_id", "public_key"),
+    [('"desk\\n"', '"' + "a" * 64 + '"'), ('"desk"', '"' + "a" * 64 + '\\n"')],
+)
+def test_a_trailing_newline_is_no_part_of_a_channel_id_or_a_hex_key(channel_id, public_key):
+    # Python's `$` matches before a final newline: without the lookahead both decoded.
+    with pytest.raises(MalformedMessage) as err:
+        decode((_KEY_REGISTERED % (channel_id, public_key)).encode())
+    assert err.value.reason == "invalid_event"
+
+
+def test_a_message_without_v_and_a_wrong_field_is_an_invalid_event_naming_the_field():
+    # `v` defaults to 1: an absent one is the current version, not an unreadable one.
+    text = (_KEY_REGISTERED % ('"Desk"', '"' + "a" * 64 + '"')).replace('"v":1,', "")
+    with pytest.raises(MalformedMessage) as err:
+        decode(text.encode())
+    assert err.value.reason == "invalid_event"
+    assert "channel_id" in err.value.detail
