@@ -42,7 +42,8 @@ def _register_prove(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "prove",
         help="a receipt bundle: an event's log row proven in its meeting's Merkle tree",
-        description="Write a receipt bundle for the row logged under EVENT_ID: the row (every field its hash"
+        description="Write a receipt bundle for the row logged under EVENT_ID (its accepted row; with none, its"
+        " only rejected row; --row-hash or --position picks any one): the row (every field its hash"
         " covers), the previous row's hash, its audit path to a head of the meeting's Merkle tree, and"
         " when the row was accepted the same for the control number's other rows and the meeting's own rows,"
         " so `audit receipt` can say offline whether the submission counts (a rejected row is proven alone:"
@@ -58,6 +59,19 @@ def _register_prove(actions: argparse._SubParsersAction) -> None:
         metavar="N",
         help="prove against the tree of the meeting's first N rows (a head the holder holds) instead",
     )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--row-hash",
+        type=hex_root,
+        metavar="HEX",
+        help="prove the row under EVENT_ID with this hash (the hash in the ledger's answer on votes.decisions)",
+    )
+    which.add_argument(
+        "--position",
+        type=whole_number(1, 2**63 - 1),
+        metavar="N",
+        help="prove the row under EVENT_ID at this log position",
+    )
     p.add_argument("--file", type=Path, metavar="EXPORT", help="read an export (vote-ledger export) instead of the log")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the bundle here (default: standard output)")
     add_format(p, help="how to print what was proven when --out is given: table (default) or json")
@@ -71,7 +85,7 @@ def _prove(args: argparse.Namespace) -> int:
 
     try:
         if args.file is not None:
-            proven = prove_event_file(args.file, args.event_id, args.head_size)
+            proven = prove_event_file(args.file, args.event_id, args.head_size, args.row_hash, args.position)
             if args.meeting is not None and proven.bundle.meeting_id != args.meeting:
                 raise UserError(f"{args.file} is an export of meeting {proven.bundle.meeting_id}, not {args.meeting}")
         else:
@@ -98,7 +112,7 @@ def _prove(args: argparse.Namespace) -> int:
 async def _prove_online(conn, heads, args: argparse.Namespace):
     from services.read.proofs import prove_event
 
-    return await prove_event(conn, args.event_id, args.meeting, args.head_size, heads)
+    return await prove_event(conn, args.event_id, args.meeting, args.head_size, heads, args.row_hash, args.position)
 
 
 def run_proof(prove, want_heads: bool):

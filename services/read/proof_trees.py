@@ -5,12 +5,13 @@ Shared by receipts (services/read/proofs.py) and consistency proofs (services/re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from projections.chain import ChainRow
 from projections.heads import Head
 from projections.receipt_check import check_consistency
 from projections.receipts import Consistency, Receipt, Tree
@@ -97,3 +98,45 @@ def tree_of(positions: list[int], hashes: list[bytes | None], meeting_id: str, t
             " run `vote-ledger audit verify`"
         )
     return tree
+
+
+def choose_row(
+    rows: Sequence[ChainRow], event_id: str, row_hash: str | None = None, position: int | None = None
+) -> ChainRow:
+    """The row a receipt proves among those logged under an event id (docs/receipts.md, "Which row").
+
+    ``position`` or ``row_hash`` (the hash in the ledger's answer) picks exactly one. Else the accepted
+    row: anyone able to publish can get a rejected row logged first under a victim's predictable id,
+    and the first row would then hide the victim's own. With no accepted row, the only rejected one.
+    """
+    if position is not None or row_hash is not None:
+        found = [
+            r
+            for r in rows
+            if position in (None, r.position) and row_hash in (None, r.hash.hex() if r.hash is not None else None)
+        ]
+        if len(found) != 1:
+            asked = " and ".join(
+                ([f"at position {position}"] if position is not None else [])
+                + ([f"with row hash {row_hash}"] if row_hash is not None else [])
+            )
+            raise ProofError(f"no row under event id {event_id!r} is {asked} (its rows: {_listed(rows)})")
+        return found[0]
+    accepted = [r for r in rows if r.decision == "accepted"]
+    if len(accepted) == 1:
+        return accepted[0]
+    meetings = sorted({r.meeting_id for r in accepted})
+    if len(meetings) > 1:
+        raise ProofError(f"event id {event_id!r} is accepted in meetings {', '.join(meetings)}: pass --meeting")
+    if len(rows) == 1:
+        return rows[0]
+    what = "accepted rows" if accepted else "rows, none accepted"
+    raise ProofError(
+        f"event id {event_id!r} has {len(accepted or rows)} {what}, at {_listed(accepted or rows)}:"
+        " choose one with --position N or --row-hash HASH (the hash in the ledger's answer)"
+    )
+
+
+def _listed(rows: Sequence[ChainRow]) -> str:
+    shown = ", ".join(f"position {r.position} ({r.decision}{': ' + r.reason if r.reason else ''})" for r in rows[:20])
+    return shown + (f" and {len(rows) - 20:,} more" if len(rows) > 20 else "")

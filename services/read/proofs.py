@@ -29,7 +29,7 @@ from projections.fold import VoterState
 from projections.heads import Head
 from projections.receipts import Tree, build_receipt, proves_holder
 from services.read.export_file import LOG_MEMBER, log_line, read_lines, read_manifest
-from services.read.proof_trees import ProofError, Proven, Target, latest_head, target, tree_of
+from services.read.proof_trees import ProofError, Proven, Target, choose_row, latest_head, target, tree_of
 
 __all__ = ["ProofError", "Proven", "latest_head", "prove_event", "prove_event_file"]
 
@@ -127,21 +127,20 @@ async def prove_event(
     meeting_id: str | None = None,
     head_size: int | None = None,
     heads: list[Head] | None = None,
+    row_hash: str | None = None,
+    position: int | None = None,
 ) -> Proven:
-    """A receipt for the first row logged under ``event_id`` (later copies are duplicate_event_id rejections)."""
+    """A receipt for the row logged under ``event_id`` that ``choose_row`` picks (the accepted one by default)."""
     from services.adapters.postgres.log import proofs as log_proofs
     from services.adapters.postgres.log import reads as log_reads
     from services.read.time_travel import accepted_entries
 
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         found = await log_proofs.rows_of_event(conn, event_id, meeting_id)
-        meetings = sorted({r["meeting_id"] for r in found})
         if not found:
             where = f" of meeting {meeting_id}" if meeting_id else ""
             raise ProofError(f"no row{where} in the log has event id {event_id!r}")
-        if len(meetings) > 1:
-            raise ProofError(f"event id {event_id!r} is logged in meetings {', '.join(meetings)}: pass --meeting")
-        row = log_proofs.chain_row(found[0])
+        row = choose_row([log_proofs.chain_row(r) for r in found], event_id, row_hash, position)
         control_number = _vote_control_number(row)  # as from an export: the same bundle either way
         positions, hashes = await meeting_hashes(conn, row.meeting_id, None)
         index = bisect.bisect_left(positions, row.position)
@@ -175,19 +174,22 @@ def file_rows(path: Path) -> Iterable[tuple[ChainRow, AnyEvent]]:
         yield chain_row, event
 
 
-def prove_event_file(path: Path, event_id: str, head_size: int | None = None) -> Proven:
+def prove_event_file(
+    path: Path, event_id: str, head_size: int | None = None, row_hash: str | None = None, position: int | None = None
+) -> Proven:
     """A receipt from an export: against the tree at its end, or of its first ``head_size`` rows."""
     meeting_id = read_manifest(path).meeting_id
     positions: list[int] = []
     hashes: list[bytes | None] = []
-    submission: ChainRow | None = None
+    candidates: list[ChainRow] = []
     for row, _event in file_rows(path):
         positions.append(row.position)
         hashes.append(row.hash)
-        if submission is None and row.event_id == event_id:
-            submission = row
-    if submission is None:
+        if row.event_id == event_id:
+            candidates.append(row)
+    if not candidates:
         raise ProofError(f"no row of the export ({meeting_id}) has event id {event_id!r}")
+    submission = choose_row(candidates, event_id, row_hash, position)  # the same row the live log's proof picks
     index = bisect.bisect_left(positions, submission.position)
     against = target(None, meeting_id, head_size, index + 1)
     if head_size is None:

@@ -183,3 +183,70 @@ async def test_the_receipt_of_a_rejected_submission_naming_anothers_control_numb
         assert FIRST.event_id not in out.read_text()  # R-1's accepted vote is a hash on a path, never its contents
         code, text, err = await offline("audit", "receipt", str(out))
         assert code == 0 and "DOES NOT COUNT: rejected by the ledger (key_mismatch)" in text, text + err
+
+
+async def test_an_attackers_rejected_row_logged_first_under_a_victims_id_does_not_take_the_victims_receipt(
+    settings, tmp_path
+):
+    # The attacker guesses the victim's event id and gets a row logged under it first (rejected: the
+    # Kafka key names R-2); the victim's own vote under that id is accepted after it. `audit prove` proves
+    # the accepted row; the ledger's answer's row hash selects the attacker's. Two rejected rows under an
+    # id and none accepted: a selector is required.
+    squat = cast("R-1", {"2": "for"}, executed=4, event_id="internet/R-1/victim", submitted_by="attacker")
+    victim = cast("R-1", {"2": "against"}, executed=5, event_id="internet/R-1/victim", submitted_by="holder")
+    ghosts = [cast("R-1", {"2": c}, executed=6, event_id="internet/R-1/ghost") for c in ("for", "against")]
+    async with producer(settings) as client, running_ledger(settings):
+        await publish(client, settings, EARLY)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", len(EARLY))
+        await publish_raw(client, settings.submissions_topic, [(b"R-2", encode(squat))])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", len(EARLY) + 1)
+        await publish(client, settings, [victim])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", len(EARLY) + 2)
+        await publish_raw(client, settings.submissions_topic, [(b"R-2", encode(g)) for g in ghosts])
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", len(EARLY) + 4)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT position, decision, event_id, hash FROM ledger_log ORDER BY position")
+    finally:
+        await conn.close()
+    squatted = [r for r in rows if r["event_id"] == victim.event_id]
+    assert [r["decision"] for r in squatted] == ["rejected", "accepted"]
+    export = tmp_path / "m1.zip"
+    code, _out, err = await cli(settings, "export", "--meeting", "m1", "--out", str(export))
+    assert code == 0, err
+    for args in ((), ("--file", str(export))):
+        out = tmp_path / "victim.json"
+        code, _out, err = await cli(settings, "audit", "prove", victim.event_id, *args, "--out", str(out))
+        assert code == 0, err
+        assert json.loads(out.read_text())["submission"]["position"] == squatted[1]["position"]
+        code, text, err = await offline("audit", "receipt", str(out), "--row-hash", squatted[1]["hash"].hex())
+        assert code == 0 and "Decision: accepted" in text and "COUNTS" in text and "attacker" not in text, text + err
+        code, _out, err = await cli(
+            settings,
+            "audit",
+            "prove",
+            victim.event_id,
+            *args,
+            "--row-hash",
+            squatted[0]["hash"].hex(),
+            "--out",
+            str(out),
+        )
+        assert code == 0, err
+        assert json.loads(out.read_text())["submission"]["reason"] == "key_mismatch"
+        code, _out, err = await cli(settings, "audit", "prove", "internet/R-1/ghost", *args)
+        ghost_positions = [r["position"] for r in rows if r["event_id"] == "internet/R-1/ghost"]
+        assert code == 2 and "has 2 rows, none accepted" in err and "--position N or --row-hash HASH" in err, err
+        assert all(f"position {p} (rejected: key_mismatch)" in err for p in ghost_positions)
+        code, _out, err = await cli(
+            settings,
+            "audit",
+            "prove",
+            "internet/R-1/ghost",
+            *args,
+            "--position",
+            str(ghost_positions[1]),
+            "--out",
+            str(out),
+        )
+        assert code == 0 and json.loads(out.read_text())["submission"]["position"] == ghost_positions[1], err

@@ -46,7 +46,7 @@ def meeting_hashes(conn: asyncpg.Connection, meeting_id: str, rows: int | None =
 
 
 async def rows_of_event(conn: asyncpg.Connection, event_id: str, meeting_id: str | None) -> list[asyncpg.Record]:
-    """Every row logged under an event id (the one judged first, then duplicate_event_id rejections), in log order."""
+    """Every row logged under an event id (accepted at most once per meeting, and rejections), in log order."""
     return await conn.fetch(
         f"SELECT {CHAIN_COLUMNS} FROM ledger_log WHERE event_id = $1 AND ($2::text IS NULL OR meeting_id = $2)"
         " ORDER BY position",
