@@ -90,10 +90,16 @@ def read_regular(path: str | Path, limit: int, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
+        # Checked before os.fdopen, which raises IsADirectoryError (a traceback) on a directory.
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError(f"{path}: not a regular file: a {what} is one")
-        data = f.read(limit + 1)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise ValueError(f"{path}: over {limit:,} bytes: too large for a {what}")
     return data

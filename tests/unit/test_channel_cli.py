@@ -107,6 +107,21 @@ def test_a_submissions_file_that_is_a_device_a_fifo_or_over_the_cap_is_refused_u
     assert err == "vote-ledger: /dev/zero: not a regular file: a submissions file is one\n"
 
 
+def test_a_directory_given_as_the_submissions_file_or_the_key_file_is_refused_in_one_line(tmp_path, capsys):
+    key = tmp_path / "k.json"
+    main(["channel", "keygen", "--channel-id", "acme-web", "--out", str(key)])
+    votes = tmp_path / "votes.jsonl"
+    votes.write_text(json.dumps(VOTE) + "\n")
+    capsys.readouterr()
+    assert main(["channel", "submit", str(tmp_path), "--key-file", str(key)]) == 2
+    assert capsys.readouterr().err == f"vote-ledger: {tmp_path}: not a regular file: a submissions file is one\n"
+    with pytest.raises(ValueError, match="not a regular file: a key file is one"):
+        load_key(tmp_path)
+    assert main(["channel", "submit", str(votes), "--key-file", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path}: not a regular file: a key file is one" in err, err
+
+
 def test_an_admin_event_in_a_submissions_file_is_refused(tmp_path):
     path = tmp_path / "votes.json"
     path.write_text(
