@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,21 +140,30 @@ def _register(args: argparse.Namespace) -> int:
         proxy_holders=args.proxy_holders,
         recorded_at=now,
     )
-    for warning in registration_warnings(event):
+    known, unread = _register_nominees(args.meeting)  # also names the brokers' simulated channels
+    for warning in registration_warnings(event, known or ()):
         _warn(warning)
     if event.nominees:
-        _warn_unknown_nominees(args.meeting, event.nominees)
+        _warn_unknown_nominees(args.meeting, event.nominees, known, unread)
     return _publish_admin(event, None if args.no_wait else args.wait)
 
 
-def registration_warnings(event: Any) -> list[str]:
-    """What is worth a warning in a registration the ledger will accept: a public demo key, a broker key for all."""
-    from services.devtools.demo.channels import is_demo_key
+def registration_warnings(event: Any, nominees: Iterable[str] = ()) -> list[str]:
+    """What is worth a warning in a registration the ledger will accept: a public demo key, a broker key for all.
+
+    The key is checked against the demo key of every simulated channel id of the meeting (the default
+    submitters', a broker per nominee: the register's ``nominees`` and the key's scope), not only its own id.
+    """
+    from services.devtools.demo.channels import demo_channel_of, simulated_channel_ids
 
     key = f"{event.channel_id}/{event.key_id}"
     warnings = []
-    if is_demo_key(event.meeting_id, event.channel_id, event.public_key):
+    ids = simulated_channel_ids([*nominees, *(event.nominees or ())]) | {event.channel_id}
+    demo = demo_channel_of(event.meeting_id, event.public_key, ids)
+    if demo == event.channel_id:
         warnings.append(f"{key} is the simulated channel's PUBLIC demo key: anyone can sign with it")
+    elif demo is not None:
+        warnings.append(f"{key} is the PUBLIC demo key of the simulated channel {demo}: anyone can sign with it")
     if "broker" in event.kinds and event.nominees is None:  # S4 as documented: no nominees, any position
         warnings.append(
             f"{key} may vote every position as broker, registered holders' too (S4): "
@@ -191,10 +201,10 @@ def _reader_configured() -> bool:
     return bool(current.pg_reader_dsn or current.pg_dsn)
 
 
-def _warn_unknown_nominees(meeting_id: str, nominees: list[str]) -> None:
-    """Warn of a named nominee without a position in the meeting's register (a typo scopes the key to nothing)."""
+def _register_nominees(meeting_id: str) -> tuple[set[str] | None, str | None]:
+    """The nominees of the meeting's logged register (None: no register yet or not read), and why it was not read."""
     if not _reader_configured():
-        return
+        return None, None
     import asyncio
 
     from services.adapters.postgres.connect import READER_ROLE, connect_as
@@ -209,9 +219,17 @@ def _warn_unknown_nominees(meeting_id: str, nominees: list[str]) -> None:
             await conn.close()
 
     try:
-        known = asyncio.run(read())
+        return asyncio.run(read()), None
     except (OSError, UserError) as exc:  # the register is advice here: the registration goes ahead
-        _warn(f"the register of {meeting_id} not read ({exc}): nominees not checked")
+        return None, str(exc)
+
+
+def _warn_unknown_nominees(meeting_id: str, nominees: list[str], known: set[str] | None, unread: str | None) -> None:
+    """Warn of a named nominee without a position in the meeting's register (a typo scopes the key to nothing)."""
+    if unread is not None:
+        _warn(f"the register of {meeting_id} not read ({unread}): nominees not checked")
+        return
+    if not _reader_configured():
         return
     if known is None:
         _warn(f"no register of {meeting_id} in the log yet: nominees not checked")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +40,8 @@ def add_list(actions: argparse._SubParsersAction) -> None:
         help="the channel keys registered for a meeting, from the log, and whether each is in force",
         description="Every key registered for the meeting (accepted channel.key_registered rows), its scope, "
         "and its revocation if any; read from the log as the reader role. A key equal to the simulated "
-        "channel's demo key (meeting load --simulated-channels) is marked: anyone can sign with it.",
+        "channel's demo key (meeting load --simulated-channels), under its own channel id or another, is marked:"
+        " anyone can sign with it.",
     )
     meeting_arg(listing)
     add_format(listing)
@@ -144,10 +146,25 @@ def _status(key: dict[str, Any], now: datetime) -> str:
     return "in force"
 
 
+def mark_demo_keys(meeting_id: str, keys: list[dict[str, Any]], nominees: Iterable[str] = ()) -> None:
+    """Mark each key that is the public demo key of a simulated channel of the meeting, under whatever channel id.
+
+    The simulated channel ids: the default submitters', a broker per nominee (the register's and the keys'
+    scopes), and every channel id listed. Derived from public ids (meeting load --simulated-channels).
+    """
+    from services.devtools.demo.channels import demo_public_keys, simulated_channel_ids
+
+    scoped = [n for key in keys for n in key["nominees"] or ()]
+    ids = simulated_channel_ids([*nominees, *scoped]) | {key["channel_id"] for key in keys}
+    demo = demo_public_keys(meeting_id, ids)
+    for key in keys:
+        key["demo_key_of"] = demo.get(key["public_key"])
+        key["public_demo_key"] = key["demo_key_of"] is not None
+
+
 def _list(args: argparse.Namespace) -> int:
-    from services.adapters.postgres.log.channel_keys import key_rows
+    from services.adapters.postgres.log.channel_keys import key_rows, register_nominees
     from services.cli.common import show
-    from services.devtools.demo.channels import is_demo_key
     from services.read.meeting import require_logged
 
     now = utc_now()
@@ -155,10 +172,9 @@ def _list(args: argparse.Namespace) -> int:
     async def read(conn) -> dict[str, Any]:
         await require_logged(conn, args.meeting)
         keys = keys_of(await key_rows(conn, args.meeting))
+        mark_demo_keys(args.meeting, keys, await register_nominees(conn, args.meeting) or ())
         for key in keys:
             key["status"] = _status(key, now)
-            # Derived from public ids (meeting load --simulated-channels): anyone can sign with it.
-            key["public_demo_key"] = is_demo_key(args.meeting, key["channel_id"], key["public_key"])
         return {"meeting_id": args.meeting, "as_of": now, "keys": keys}
 
     def render(report: dict[str, Any]) -> str:
@@ -173,7 +189,10 @@ def _list(args: argparse.Namespace) -> int:
                 scope += "; nominees: " + ", ".join(key["nominees"])
             if key["proxy_holders"]:
                 scope += "; proxy holders: " + ", ".join(key["proxy_holders"])
-            demo = "  public demo key (anyone can sign with it)" if key["public_demo_key"] else ""
+            demo = ""
+            if key["demo_key_of"] is not None:
+                of = "" if key["demo_key_of"] == key["channel_id"] else f" of simulated channel {key['demo_key_of']}"
+                demo = f"  public demo key{of} (anyone can sign with it)"
             lines.append(
                 f"  {key['channel_id']}/{key['key_id']}  {key['status']}  [{scope}]  {key['public_key']}{demo}"
             )

@@ -200,3 +200,32 @@ def test_registering_a_public_demo_key_or_a_broker_key_for_every_position_is_war
     ]
     scoped = msgspec.structs.replace(demo, public_key="ab" * 32, nominees=["Broker A"])
     assert registration_warnings(scoped) == []
+
+
+def test_a_simulated_channels_demo_key_registered_under_another_channel_id_is_warned_of_and_marked():
+    from services.cli.channel_admin_cmd import registration_warnings
+    from services.cli.channel_keys_cmd import mark_demo_keys
+    from services.devtools.demo.channels import demo_key
+
+    web = demo_key("m1", "proxyvote-web").public_key  # a default submitter's simulated channel
+    broker = demo_key("m1", "broker-a").public_key  # the simulated broker of nominee "Broker A"
+    as_acme = msgspec.structs.replace(registration("k1"), public_key=web)
+    assert registration_warnings(as_acme) == [
+        "acme-web/k1 is the PUBLIC demo key of the simulated channel proxyvote-web: anyone can sign with it"
+    ]
+    as_other = msgspec.structs.replace(registration("k2"), public_key=broker)
+    assert registration_warnings(as_other) == []  # the nominee is not known: no broker id to derive
+    assert registration_warnings(as_other, nominees={"Broker A"}) == [
+        "acme-web/k2 is the PUBLIC demo key of the simulated channel broker-a: anyone can sign with it"
+    ]
+    assert registration_warnings(msgspec.structs.replace(as_acme, meeting_id="m2")) == []  # keys are per meeting
+    rows = [
+        {"position": n, "payload": encode(e).decode()} for n, e in enumerate([as_acme, as_other, registration("k3")])
+    ]
+    keys = keys_of(rows)
+    mark_demo_keys("m1", keys, {"Broker A"})
+    assert [(k["key_id"], k["demo_key_of"], k["public_demo_key"]) for k in keys] == [
+        ("k1", "proxyvote-web", True),
+        ("k2", "broker-a", True),
+        ("k3", None, False),
+    ]

@@ -98,6 +98,28 @@ def is_demo_key(meeting_id: str, channel_id: str, public_key: str) -> bool:
     return demo_key(meeting_id, channel_id).public_key == public_key
 
 
+def simulated_channel_ids(nominees: Iterable[str] = ()) -> set[str]:
+    """The channel ids a meeting's simulated channels take by default: the default submitters', a broker per nominee.
+
+    A spec's own [simulation] submitters may name others; the callers add every channel id they know.
+    """
+    return {channel_id_of(name) for name in SimulationSpec().submitters.values()} | {channel_id_of(n) for n in nominees}
+
+
+def demo_public_keys(meeting_id: str, channel_ids: Iterable[str]) -> dict[str, str]:
+    """The public demo key of each of these channel ids for the meeting, mapped to its channel id.
+
+    A demo key registered under another channel id is just as public: anyone can sign with it. One
+    derivation per id (a SHA-256 and an Ed25519 public key, tens of microseconds), then a lookup per key.
+    """
+    return {demo_key(meeting_id, c).public_key: c for c in sorted(set(channel_ids))}
+
+
+def demo_channel_of(meeting_id: str, public_key: str, channel_ids: Iterable[str]) -> str | None:
+    """The channel among these ids whose public demo key for the meeting this key is (None: none of them)."""
+    return demo_public_keys(meeting_id, channel_ids).get(public_key)
+
+
 def missing_demo_keys(
     meeting: MeetingScheduled, register: RegisterSpec, sim: SimulationSpec, registered: Iterable[ChannelKeyRegistered]
 ) -> list[str]:
