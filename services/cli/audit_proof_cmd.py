@@ -52,7 +52,7 @@ def _register_prove(actions: argparse._SubParsersAction) -> None:
         " or Kafka cannot be read: the output says so), or the tree of the meeting's first N rows.",
     )
     p.add_argument("event_id", metavar="EVENT_ID", help="the event id the channel gave the submission")
-    p.add_argument("--meeting", metavar="ID", help="meeting id, needed only if the event id is logged in several")
+    p.add_argument("--meeting", metavar="ID", help="meeting id, needed only if the event id is accepted in several")
     p.add_argument(
         "--head-size",
         type=whole_number(1),
