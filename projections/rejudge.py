@@ -19,8 +19,9 @@ from events import EVENT_TYPES, AnyEvent, tag_of
 from projections.judge import Judge, Received
 from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, WRONG_TOPIC
 
-# Reasons that rest on what the row does not hold (its Kafka topic and key, an earlier row of perhaps
-# another meeting): taken as recorded. Such a row changes no state.
+# Reasons that rest on what the row does not hold (its Kafka topic and key; for duplicate_event_id, an
+# earlier accepted row of its id in the same meeting, R18 being per meeting, which `audit verify`
+# checks in SQL, log_verify.orphan_duplicate): taken as recorded. Such a row changes no state.
 AS_RECORDED = (WRONG_TOPIC, DUPLICATE_EVENT_ID, KEY_MISMATCH)
 
 
@@ -65,9 +66,9 @@ class Rejudge:
                 self.first = Misjudged(position, f"row {position}'s {name} column differs from its payload")
                 return
         # The topic and the Kafka key a message came in with are not part of the row's payload, and a
-        # duplicate_event_id depends on an earlier row that may be another meeting's: none can be
-        # re-derived here, and such a row changes no state, so it is taken as recorded (verify checks
-        # the original).
+        # duplicate_event_id depends on an earlier accepted row of its id in this meeting (R18 is per
+        # meeting) that a walk from a checkpoint may not have seen: none is re-derived here, and such
+        # a row changes no state, so it is taken as recorded (verify checks the earlier row in SQL).
         expected = reason if reason in AS_RECORDED and tag in EVENT_TYPES else self.judge.judge(event, received)
         recorded = None if decision == "accepted" else reason
         if expected != recorded:

@@ -140,11 +140,11 @@ async def verify_meeting(
             if result.parked_heads is not None and row.hash is not None:
                 result.parked_heads.feed([(row.position, row.hash)])
         # R18: a duplicate_event_id rejection stands for a message that came after its id was
-        # applied; one without such a row would hide a vote behind a made-up rejection.
+        # applied in its meeting; one without such a row would hide a vote behind a made-up rejection.
         orphan = await log_verify.orphan_duplicate(conn, meeting_id)
         if orphan is not None:
             result.problems.append(
-                f"row {orphan} is rejected as duplicate_event_id, but no earlier row applied its event_id"
+                f"row {orphan} is rejected as duplicate_event_id, but no earlier row of its meeting applied its id"
             )
         projection.apply_many(batch)
         await refold_late(conn, projection, result.checkpoint)

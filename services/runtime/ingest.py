@@ -135,13 +135,18 @@ def unprocessable(record: Record, exc: BaseException) -> ParkedMessage:
     )
 
 
-def decide(
-    judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[str, KnownId] | set[str], admin_topic: str
-) -> Decided:
-    """Judge decoded events in batch order, skipping event_ids already logged or seen (R18).
+# R18 holds per meeting: (meeting_id, event_id). Channel keys and S6 are per meeting, so a global id
+# would let a party of one meeting take the id of another meeting's vote or meeting.scheduled.
+IdKey = tuple[str, str]
 
-    ``known`` maps event_ids already in the log to what was logged under them (a plain set of ids:
-    any payload counts as the same). A record the judge raises on goes to ``parked``.
+
+def decide(
+    judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[IdKey, KnownId] | set[IdKey], admin_topic: str
+) -> Decided:
+    """Judge decoded events in batch order, skipping (meeting_id, event_id)s already logged or seen (R18).
+
+    ``known`` maps (meeting_id, event_id)s already in the log to what was logged under them (a plain
+    set of them: any payload counts as the same). A record the judge raises on goes to ``parked``.
     """
     deciding = _Deciding(judge, known, admin_topic)
     deciding.take(_ordered(decoded, admin_topic))
@@ -151,7 +156,7 @@ def decide(
 async def decide_in_slices(
     judge: Judge,
     decoded: list[tuple[Record, object]],
-    known: Mapping[str, KnownId] | set[str],
+    known: Mapping[IdKey, KnownId] | set[IdKey],
     admin_topic: str,
     size: int = SLICE,
 ) -> Decided:
@@ -175,12 +180,12 @@ def _ordered(decoded: list[tuple[Record, object]], admin_topic: str) -> list[tup
 
 
 class _Deciding:
-    """A batch's decisions so far: its rows and parked messages, and the event_ids seen (R18)."""
+    """A batch's decisions so far: its rows and parked messages, and the (meeting_id, event_id)s seen (R18)."""
 
-    def __init__(self, judge: Judge, known: Mapping[str, KnownId] | set[str], admin_topic: str) -> None:
+    def __init__(self, judge: Judge, known: Mapping[IdKey, KnownId] | set[IdKey], admin_topic: str) -> None:
         self.judge, self.admin_topic, self.out = judge, admin_topic, Decided()
-        self.seen: dict[str, KnownId | None] = (
-            {event_id: KnownId(list(k.payloads), k.applied) for event_id, k in known.items()}
+        self.seen: dict[IdKey, KnownId | None] = (
+            {id_key: KnownId(list(k.payloads), k.applied) for id_key, k in known.items()}
             if isinstance(known, Mapping)
             else dict.fromkeys(known)
         )
@@ -191,16 +196,17 @@ class _Deciding:
         for record, event in ordered:
             reason = None
             appended = appended_at(record)
-            entry = seen.get(event.event_id, _NEW)
+            id_key = (event.meeting_id, event.event_id)  # R18 per meeting: the same id elsewhere is another event
+            entry = seen.get(id_key, _NEW)
             if entry is None or (entry is not _NEW and record.value in entry.payloads):
                 out.duplicates += 1  # R18: the same message again (a redelivery or a retry): applied once
                 continue
             if entry is _NEW:
-                entry = seen[event.event_id] = KnownId()
+                entry = seen[id_key] = KnownId()
             entry.payloads.append(record.value)
             if entry.applied:
-                # R18 keeps the applied one; another message under its id is logged rejected, so an id
-                # squatted by another party shows. A rejected row holds no id: it applied nothing.
+                # R18 keeps the applied one; another message under its id in its meeting is logged
+                # rejected, so an id squatted by another party shows. A rejected row holds no id: it applied nothing.
                 reason = DUPLICATE_EVENT_ID
             # A channel must not grant itself entitlement or close the polls through the vote topic.
             on_admin_topic = record.topic == admin_topic
@@ -231,7 +237,7 @@ class _Deciding:
             )
 
 
-_NEW = KnownId()  # sentinel: an event_id neither logged nor seen in this batch (never mutated)
+_NEW = KnownId()  # sentinel: a (meeting_id, event_id) neither logged nor seen in this batch (never mutated)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

@@ -75,17 +75,23 @@ async def test_the_reader_role_cannot_append_and_the_ledger_role_can(pg_dsn):
     await ledger.close()
 
 
-async def test_the_database_refuses_a_second_accepted_row_with_the_same_event_id(pg_dsn):
+async def test_the_database_refuses_a_second_accepted_row_with_the_same_event_id_in_a_meeting(pg_dsn):
     accepted = row("same")
     accepted.decision, accepted.reason = "accepted", None
     conn = await connect(pg_dsn)
     try:
         await append(conn, [accepted])
-        with pytest.raises(asyncpg.UniqueViolationError, match="ledger_log_applied_event_id_key"):
+        with pytest.raises(asyncpg.UniqueViolationError, match="ledger_log_applied_meeting_event_id_key"):
             await append(conn, [accepted])
         rejected = row("same")  # R18 is about applying: a rejected row under the id is evidence, allowed
         rejected.decision, rejected.reason = "rejected", "duplicate_event_id"
         await append(conn, [rejected])
+        # R18 is per meeting (015_event_ids_per_meeting.sql): the id applies once in another meeting too.
+        elsewhere = row("same", meeting_id="m2")
+        elsewhere.decision, elsewhere.reason = "accepted", None
+        await append(conn, [elsewhere])
+        with pytest.raises(asyncpg.UniqueViolationError, match="ledger_log_applied_meeting_event_id_key"):
+            await append(conn, [elsewhere])
     finally:
         await conn.close()
 

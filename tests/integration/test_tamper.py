@@ -153,6 +153,28 @@ async def test_a_forged_row_with_a_valid_hash_is_caught_by_re_judging_the_log(lo
     assert result.misjudged.position == position and "exceeds_position" in result.misjudged.detail
 
 
+async def test_a_duplicate_event_id_rejection_needs_an_accepted_row_of_its_id_in_its_own_meeting(logged):
+    """R18 is per meeting: another meeting's row under the id cannot excuse a rejection that hides a vote."""
+    from tests.integration.helpers import append, log_row
+
+    squat = cast("R-1", {"2": "against"}, executed=9, event_id=VOTES[0].event_id)  # other bytes, same meeting
+    await append(logged, [log_row(squat, "rejected", "duplicate_event_id")])
+    result = await verify_meeting(logged, "m1")
+    assert not [p for p in result.problems if "duplicate_event_id" in p], result.problems
+    applied_elsewhere = cast("R-1", {"2": "for"}, executed=5, event_id="hidden-1", meeting_id="m2")
+    hidden = cast("R-2", {"2": "for"}, executed=5, event_id="hidden-1")
+    await append(logged, [log_row(applied_elsewhere), log_row(hidden, "rejected", "duplicate_event_id")])
+    position = await logged.fetchval(
+        "SELECT position FROM ledger_log WHERE meeting_id = 'm1' AND event_id = 'hidden-1'"
+    )
+    result = await verify_meeting(logged, "m1")
+    assert not result.ok
+    assert (
+        f"row {position} is rejected as duplicate_event_id, but no earlier row of its meeting applied its id"
+        in result.problems
+    )
+
+
 async def test_a_copied_column_that_disagrees_with_its_payload_is_reported(logged):
     await bypass_guards(logged)
     position = await logged.fetchval("SELECT position FROM ledger_log WHERE event_id = $1", VOTES[0].event_id)

@@ -66,9 +66,9 @@ def test_the_same_event_id_with_other_bytes_is_logged_rejected_as_duplicate_even
     ]
     assert decided.duplicates == 2  # the redelivered vote, and the squat sent twice
     # Already in the log: the same bytes are a redelivery, other bytes a squat.
-    again = ingest.decide(Judge(), decoded[2:3], {"e-1": KnownId([vote], applied=True)}, ADMIN)
+    again = ingest.decide(Judge(), decoded[2:3], {("m1", "e-1"): KnownId([vote], applied=True)}, ADMIN)
     assert again.rows == [] and again.duplicates == 1
-    later = ingest.decide(Judge(), decoded[3:4], {"e-1": KnownId([vote], applied=True)}, ADMIN)
+    later = ingest.decide(Judge(), decoded[3:4], {("m1", "e-1"): KnownId([vote], applied=True)}, ADMIN)
     assert [(r.decision, r.reason) for r in later.rows] == [("rejected", "duplicate_event_id")]
 
 
@@ -78,7 +78,7 @@ def test_a_rejected_row_holds_no_event_id_so_a_squat_on_the_wrong_topic_cannot_b
     decoded, _ = ingest.decode_batch([Rec(VOTES, 0, meeting), Rec(ADMIN, 0, meeting[:-1] + b" }")])
     decided = ingest.decide(Judge(), decoded, {}, ADMIN)
     squat = ingest.decide(Judge(), decoded[:1], {}, ADMIN)
-    real = ingest.decide(Judge(), decoded[1:], {"meeting-1": KnownId([meeting], applied=False)}, ADMIN)
+    real = ingest.decide(Judge(), decoded[1:], {("m1", "meeting-1"): KnownId([meeting], applied=False)}, ADMIN)
     assert [(r.decision, r.reason) for r in squat.rows] == [("rejected", "wrong_topic")]
     assert [(r.decision, r.reason) for r in real.rows] == [("accepted", None)]
     # In one batch the administration is judged first, and the copy is the duplicate.

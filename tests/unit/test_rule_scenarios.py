@@ -400,7 +400,7 @@ def test_r18_an_exact_duplicate_is_appended_once_and_folds_once_however_often_it
     first = ingest.decide(judge, records_for([small_meeting(), register_event(), vote, vote]), set(), ADMIN)
     assert [r.event_id for r in first.rows] == ["meeting-1", "reg-m1", "dup-1"] and first.duplicates == 1
     # Redelivered after a crash: the ids already in the log are skipped.
-    again = ingest.decide(judge, records_for([vote]), {"dup-1"}, ADMIN)
+    again = ingest.decide(judge, records_for([vote]), {("m1", "dup-1")}, ADMIN)
     assert again.rows == [] and again.duplicates == 1
     tally = replay([small_meeting(), register_event(), vote, vote, vote]).tallies["m1"]
     assert tally.present == 3000 and columns(tally, "2") == {"against": 3000}

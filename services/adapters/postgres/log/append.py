@@ -35,25 +35,26 @@ async def lock_log(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT FROM ledger_append_lock FOR UPDATE")  # see 013_append_lock.sql
 
 
-async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, KnownId]:
-    """The event_ids among these already in the log, with what was logged under each (R18).
+async def known_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[tuple[str, str], KnownId]:
+    """The event_ids among these already in the log, by (meeting_id, event_id), with what was logged under each (R18).
 
     Call it under the append lock. The payloads tell a redelivery (same bytes: dropped) from another
-    message under an applied id (logged rejected as duplicate_event_id, see 012_duplicate_event_ids.sql).
+    message under an id applied in its meeting (logged rejected as duplicate_event_id, see
+    015_event_ids_per_meeting.sql). Rows of other meetings under an id come back under their own key.
     """
     if not event_ids:
         return {}
-    # A join on unnest probes the event_id index once per id whatever the plan. `event_id = ANY($1)`
-    # under a generic plan made while the log was small (see SERVER_SETTINGS in connect.py) seq-
-    # scanned it comparing every row with every id: seconds per batch at 50,000 rows.
+    # A join on unnest probes the event_id index (ledger_log_event_id) once per id whatever the plan.
+    # `event_id = ANY($1)` under a generic plan made while the log was small (see SERVER_SETTINGS in
+    # connect.py) seq-scanned it comparing every row with every id: seconds per batch at 50,000 rows.
     rows = await conn.fetch(
-        "SELECT l.event_id, l.decision, l.payload::text AS payload FROM unnest($1::text[]) AS u(id)"
+        "SELECT l.meeting_id, l.event_id, l.decision, l.payload::text AS payload FROM unnest($1::text[]) AS u(id)"
         " JOIN ledger_log l ON l.event_id = u.id",
         list(event_ids),
     )
-    known: dict[str, KnownId] = {}
+    known: dict[tuple[str, str], KnownId] = {}
     for r in rows:
-        entry = known.setdefault(r["event_id"], KnownId())
+        entry = known.setdefault((r["meeting_id"], r["event_id"]), KnownId())
         entry.payloads.append(r["payload"].encode())
         entry.applied = entry.applied or r["decision"] == "accepted"
     return known

@@ -86,10 +86,13 @@ async def first_missing_position(conn: asyncpg.Connection) -> int | None:
 
 
 async def orphan_duplicate(conn: asyncpg.Connection, meeting_id: str) -> int | None:
-    """The first row of the meeting rejected as duplicate_event_id with no earlier accepted row of its id (R18)."""
+    """The first row of the meeting rejected as duplicate_event_id with no earlier accepted row of its id in it (R18).
+
+    Per meeting (015_event_ids_per_meeting.sql): another meeting's row under the id does not count.
+    """
     return await conn.fetchval(
         "SELECT min(d.position) FROM ledger_log d WHERE d.meeting_id = $1 AND d.reason = 'duplicate_event_id'"
-        " AND NOT EXISTS (SELECT FROM ledger_log o WHERE o.event_id = d.event_id AND o.position < d.position"
-        " AND o.decision = 'accepted')",
+        " AND NOT EXISTS (SELECT FROM ledger_log o WHERE o.meeting_id = d.meeting_id AND o.event_id = d.event_id"
+        " AND o.position < d.position AND o.decision = 'accepted')",
         meeting_id,
     )
