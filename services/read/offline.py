@@ -14,6 +14,7 @@ from projections.diff import report_of
 from projections.digest import LogDigest
 from projections.replay import counted, replay
 from projections.report import final_report
+from projections.validation import DUPLICATE_EVENT_ID
 from services.read.export_file import (
     LOG_MEMBER,
     PARKED_MEMBER,
@@ -104,12 +105,24 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
     counts = {"accepted": 0, "rejected": 0}
     first = None
     lines, unreadable = 0, None
+    applied: set[str] = set()  # R18 per meeting: the ids this meeting's accepted rows applied so far
     try:
         for lines, line in read_lines(path, LOG_MEMBER):
             digest.update(line)
             row, chain_row, event = log_line(lines, line)
             if row.meeting_id != manifest.meeting_id:
                 result.add("of another meeting", f"row {row.position} belongs to meeting {row.meeting_id}")
+            if row.decision == "accepted":
+                applied.add(row.event_id)
+            elif row.reason == DUPLICATE_EVENT_ID and row.event_id not in applied:
+                # Event ids are per meeting (015_event_ids_per_meeting.sql), so the row this rejection
+                # stands behind is in the export: without it, it would hide a vote behind a made-up
+                # rejection (the same check as `audit verify`'s, log_verify.orphan_duplicate).
+                result.add(
+                    "duplicate without its applied row",
+                    f"row {row.position} is rejected as duplicate_event_id,"
+                    " but no earlier row of its meeting applied its id",
+                )
             walk.feed(chain_row, event)
             counts[row.decision] = counts.get(row.decision, 0) + 1
             first = row.position if first is None else first

@@ -154,3 +154,39 @@ async def test_the_final_reports_chain_value_anchors_an_offline_verification(exp
     path, _manifest, _tally, online_report = exported
     assert verify_file(path, expect_hash=online_report["log"]["chain"]).ok
     assert not verify_file(path, expect_hash=f"{EXPORT_TOTAL}:{'ab' * 32}").ok
+
+
+async def test_an_exported_duplicate_event_id_rejection_needs_an_accepted_row_of_its_id_in_the_meeting(
+    settings, tmp_path
+):
+    """R18 is per meeting, so the row a duplicate_event_id rejection stands behind is in the export."""
+    import asyncpg
+
+    from services.read.export import export_meeting
+    from tests.factories import cast, register_event, small_meeting
+    from tests.integration.helpers import append, log_row
+
+    vote = cast("R-1", {"2": "for"}, executed=1, event_id="e-ok")
+    other_bytes = cast("R-1", {"2": "against"}, executed=2, event_id="e-ok")
+    applied_elsewhere = cast("R-1", {"2": "for"}, executed=1, event_id="hidden-1", meeting_id="m2")
+    hidden = cast("R-2", {"2": "for"}, executed=1, event_id="hidden-1")
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        await append(conn, [log_row(small_meeting()), log_row(register_event()), log_row(vote)])
+        await append(conn, [log_row(other_bytes, "rejected", "duplicate_event_id"), log_row(applied_elsewhere)])
+        honest, forged = tmp_path / "honest.zip", tmp_path / "forged.zip"
+        await export_meeting(conn, "m1", honest)  # a squat after the id was applied in the meeting: fine
+        await append(conn, [log_row(hidden, "rejected", "duplicate_event_id")])  # applied only in m2
+        position = await conn.fetchval(
+            "SELECT position FROM ledger_log WHERE meeting_id = 'm1' AND event_id = $1", "hidden-1"
+        )
+        await export_meeting(conn, "m1", forged)
+    finally:
+        await conn.close()
+    # (Not projected, so neither export is ok as a whole: only the R18 check is looked at here.)
+    assert [p for p in verify_file(honest).problems if "duplicate_event_id" in p] == []
+    result = verify_file(forged)
+    assert not result.ok
+    assert [p for p in result.problems if "duplicate_event_id" in p] == [
+        f"row {position} is rejected as duplicate_event_id, but no earlier row of its meeting applied its id"
+    ]
