@@ -87,23 +87,8 @@ class ChainRow:
                 self.payload,
             )
         assert self.recorded_at is not None, "a v2 or v3 row has recorded_at (NOT NULL in the log)"
-        if self.chain_version == 3:
-            return canonical_v3(
-                self.position,
-                self.prev_position,
-                self.meeting_id,
-                self.event_id,
-                self.type,
-                self.decision,
-                self.reason,
-                self.payload,
-                self.recorded_at,
-                self.source_topic,
-                self.source_partition,
-                self.source_offset,
-                self.appended_at,
-            )
-        return canonical_v2(
+        # v3 covers v2's fields and then the broker's append time: one tuple, so the two cannot drift.
+        fields = (
             self.position,
             self.prev_position,
             self.meeting_id,
@@ -117,6 +102,9 @@ class ChainRow:
             self.source_partition,
             self.source_offset,
         )
+        if self.chain_version == 3:
+            return canonical_v3(*fields, self.appended_at)
+        return canonical_v2(*fields)
 
     def expected_hash(self, prev_hash: bytes) -> bytes:
         """What this row's hash must be after ``prev_hash``."""
