@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncpg
 from asyncpg.cursor import CursorFactory
 
-from projections.chain import ChainRow
+# A row read with CHAIN_COLUMNS becomes a ChainRow as `audit verify` makes one: the same function.
+from services.adapters.postgres.log.verify import chain_row as chain_row
 
 # Every column the chain hash covers (v1-v3), and the control number lineage needs.
 CHAIN_COLUMNS = (
@@ -76,25 +77,4 @@ async def meeting_rules_rows(conn: asyncpg.Connection, meeting_id: str, up_to: i
         " AND meeting_id = $1 AND decision = 'accepted' AND position <= $2 ORDER BY position",
         meeting_id,
         up_to,
-    )
-
-
-def chain_row(record: asyncpg.Record) -> ChainRow:
-    """A row read with CHAIN_COLUMNS as the chain sees it."""
-    return ChainRow(
-        position=record["position"],
-        prev_position=record["prev_position"],
-        meeting_id=record["meeting_id"],
-        event_id=record["event_id"],
-        type=record["type"],
-        decision=record["decision"],
-        reason=record["reason"],
-        payload=record["payload"],
-        hash=bytes(record["hash"]) if record["hash"] is not None else None,
-        chain_version=record["chain_version"],
-        recorded_at=record["recorded_at"],
-        source_topic=record["source_topic"],
-        source_partition=record["source_partition"],
-        source_offset=record["source_offset"],
-        appended_at=record["appended_at"],
     )
