@@ -16,6 +16,7 @@ import msgspec
 
 from events.schema import CHANNEL_ID_PATTERN
 from projections.signing import generate_key, public_key_of
+from services.files import read_regular
 
 # The wire schema's ChannelId (events/schema.py): checked here too, so a key file cannot name a channel
 # whose submissions the ledger would park.
@@ -78,31 +79,6 @@ def write_key(path: str | Path, key: SigningKey) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data + b"\n")
-
-
-def read_regular(path: str | Path, limit: int, what: str) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; ValueError naming the file otherwise.
-
-    Opened without blocking and checked on the open descriptor: a FIFO would block the read forever, a
-    device such as /dev/zero never ends (`channel submit /dev/zero` grew to 21 GB before the OOM killer).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
-    try:
-        # Checked before os.fdopen, which raises IsADirectoryError (a traceback) on a directory.
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path}: not a regular file: a {what} is one")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise ValueError(f"{path}: over {limit:,} bytes: too large for a {what}")
-    return data
 
 
 def load_key(path: str | Path) -> SigningKey:

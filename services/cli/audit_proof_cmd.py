@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,16 +195,13 @@ def _register_receipt(actions: argparse._SubParsersAction) -> None:
 
 
 def read_bundle(path: Path) -> bytes:
+    """A bundle's bytes; a one-line UserError for a file that is missing, not regular or over MAX_BUNDLE."""
+    from services.files import read_regular
+
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a device never end
-            raise UserError(f"{path}: not a regular file; a bundle is a JSON file written by vote-ledger audit")
-        with path.open("rb") as f:
-            data = f.read(MAX_BUNDLE + 1)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if len(data) > MAX_BUNDLE:
-        raise UserError(f"{path}: over {MAX_BUNDLE:,} bytes, not a bundle written by vote-ledger audit")
-    return data
+        return read_regular(path, MAX_BUNDLE, "bundle written by vote-ledger audit")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def pin(size: int | None, root: str | None, what: str) -> tuple[int, str] | None:

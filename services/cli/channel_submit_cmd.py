@@ -62,7 +62,7 @@ def register_action(actions: argparse._SubParsersAction) -> None:
 def read_submissions(path: str) -> list[Any]:
     """The submissions of a file: a JSON array of objects, or one object per line; UserError naming what is wrong."""
     from events import MalformedMessage, ProxySubstituted, VoteCast, VoteRevoked, decode, tag_of
-    from services.channel.keys import read_regular
+    from services.files import read_regular
 
     try:
         data = read_regular(path, SUBMISSIONS_MAX, "submissions file")
