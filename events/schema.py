@@ -162,10 +162,26 @@ class Quorum(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 
 
 class Cutoffs(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """Times after which a channel's submissions are refused (R12)."""
+    """Times after which a channel's submissions are refused (R12); in-person ballots: until the polls close."""
 
     internet: AwareDatetime | None = None
     phone: AwareDatetime | None = None
+    # The tabulator's last mail delivery, and the broker platform's own cut-off for nominees' instructions.
+    mail: AwareDatetime | None = None
+    broker: AwareDatetime | None = None
+
+
+# The channels a meeting may give a cut-off (Cutoffs' fields): a ballot is accepted until the polls close (R12).
+CutoffChannel = Literal["internet", "phone", "mail", "broker"]
+CUTOFF_CHANNELS: tuple[str, ...] = typing.get_args(CutoffChannel)
+
+
+class RegisterTotals(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """What the complete record-date register holds: status, tally and reports check it (register_complete)."""
+
+    chunks: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    positions: Annotated[int, msgspec.Meta(ge=0)]
+    shares: Shares
 
 
 class MeetingScheduled(Event, tag="meeting.scheduled", frozen=True):
@@ -190,6 +206,9 @@ class MeetingScheduled(Event, tag="meeting.scheduled", frozen=True):
     # R12 on the broker's clock: a submission the broker appended later than a cut-off (or the close
     # of the polls) plus this many seconds is refused, whatever its received_at says. None: off.
     broker_grace_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] | None = None
+    # What a complete register is (issue 12): without it, only the chunks' own `chunks` tell, and a
+    # meeting with no chunk recorded yet cannot know what it misses. The meeting tools always write it.
+    register: RegisterTotals | None = None
 
 
 class Position(msgspec.Struct, kw_only=True, frozen=True, gc=False):
@@ -253,9 +272,85 @@ class ChannelKeyRevoked(Event, tag="channel.key_revoked", frozen=True):
     recorded_at: AwareDatetime | None = None
 
 
+# --- Amendments (topic meetings.admin): appended, never edits; each takes effect from effective_at ----
+
+
+class MeetingAdjourned(Event, tag="meeting.adjourned", frozen=True):
+    """The meeting was adjourned (or, before it convened, postponed) to ``meeting_at``.
+
+    The record date, the register and every vote already cast stand; cut-offs change only by
+    ``meeting.cutoff_changed``.
+    """
+
+    meeting_at: AwareDatetime
+    effective_at: AwareDatetime
+    postponed: bool = False
+    reason: str | None = None
+    recorded_at: AwareDatetime | None = None
+
+
+class CutoffChanged(Event, tag="meeting.cutoff_changed", frozen=True):
+    """A channel's cut-off (R12) was set, moved or lifted (null) for submissions received from ``effective_at`` on."""
+
+    channel: CutoffChannel
+    cutoff: AwareDatetime | None
+    effective_at: AwareDatetime
+    reason: str | None = None
+    recorded_at: AwareDatetime | None = None
+
+
+class ItemCorrected(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A correction of one item's descriptive fields: its title, the board's recommendation (R9)."""
+
+    id: NonEmpty
+    title: str | None = None
+    recommendation: str | None = None
+
+
+class MeetingCorrected(Event, tag="meeting.corrected", frozen=True):
+    """Descriptive fields of the meeting were corrected from ``effective_at`` on; items, options and register stand."""
+
+    effective_at: AwareDatetime
+    company: str | None = None
+    title: str | None = None
+    items: list[ItemCorrected] = []
+    reason: str | None = None
+    recorded_at: AwareDatetime | None = None
+
+
+# --- Written by the ledger itself (never by a channel) ------------------------------------------
+
+
+class VoteRefused(Event, tag="vote.refused", frozen=True):
+    """The ledger refused an accepted instruction when counting it (R17, over-vote policy ``reject``).
+
+    The instruction took its nominee's votes on ``item`` over the nominee's entitlement; it does not
+    count, and this row says so in the log (R19). Only the ledger appends it: one published to Kafka is
+    refused (reason ``reserved_type``).
+    """
+
+    refused_event_id: NonEmpty
+    control_number: NonEmpty
+    nominee: NonEmpty
+    item: NonEmpty
+    entitlement: Shares
+    attempted: Shares  # the nominee's votes on the item had the instruction counted
+    counted: Shares  # the nominee's votes on the item without it
+
+
 Submission = VoteCast | VoteRevoked | ProxySubstituted
-AdminEvent = MeetingScheduled | PositionsRecorded | PollsClosed | ChannelKeyRegistered | ChannelKeyRevoked
-AnyEvent = Submission | AdminEvent
+AdminEvent = (
+    MeetingScheduled
+    | PositionsRecorded
+    | PollsClosed
+    | ChannelKeyRegistered
+    | ChannelKeyRevoked
+    | MeetingAdjourned
+    | CutoffChanged
+    | MeetingCorrected
+)
+LedgerEvent = VoteRefused
+AnyEvent = Submission | AdminEvent | LedgerEvent
 
 # Explicit registry: tag -> class. Tags are stable; this is what the log's `type` column holds.
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -267,6 +362,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "polls.closed": PollsClosed,
     "channel.key_registered": ChannelKeyRegistered,
     "channel.key_revoked": ChannelKeyRevoked,
+    "meeting.adjourned": MeetingAdjourned,
+    "meeting.cutoff_changed": CutoffChanged,
+    "meeting.corrected": MeetingCorrected,
+    "vote.refused": VoteRefused,
 }
 _TAGS: dict[type[Event], str] = {cls: tag for tag, cls in EVENT_TYPES.items()}
 
