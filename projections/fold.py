@@ -15,6 +15,7 @@ import msgspec
 import msgspec.structs
 
 from events import VoteCast, VoteRevoked
+from projections import timing
 from projections.contribution import BROKER_NON_VOTE, REGISTERED, Contribution, contribution
 from projections.meeting import Meeting
 
@@ -178,11 +179,11 @@ class Tally:
             return
         before = self.unsettled
         positions, voters = self.meeting.positions, self.voters
-        closed = self.meeting.first_closure  # no event of a run of votes changes it
+        meeting = self.meeting  # no event of a run of votes changes its closures or cut-offs
         for event in events:
             self.events_applied += 1
             number = event.control_number
-            if number not in positions or (closed is not None and event.received_at > closed):
+            if number not in positions or timing.fold_drops(meeting, event):
                 continue  # R1 (cannot happen for accepted events); R12 whatever the log order
             state = voters.get(number)
             if state is None:
@@ -211,9 +212,8 @@ class Tally:
                 self._add(contribution(self.meeting, position, new_vote, new_fill), +1)
 
     def _after_closure(self, event: VoteCast | VoteRevoked) -> bool:
-        """R12: received after a poll closure (any closure refuses later submissions, as at ingest)."""
-        closed = self.meeting.first_closure
-        return closed is not None and event.received_at > closed
+        """R12: late by the meeting's closures and cut-offs, whatever the log order (as at ingest)."""
+        return timing.fold_drops(self.meeting, event)
 
     def late_voters(self) -> set[str]:
         """Control numbers holding a submission received after the first closure: refold them."""

@@ -7,7 +7,7 @@ so the decision does not depend on the order in which votes arrive (R5). Each ch
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from events import (
     AnyEvent,
@@ -21,9 +21,11 @@ from events import (
     VoteRevoked,
 )
 from events.schema import MAX_SHARES
+from projections import timing
 from projections.channels import KEY_NOT_YET_VALID, KEY_REVOKED, OUT_OF_SCOPE, UNKNOWN_CHANNEL, ChannelKey, scope
 from projections.meeting import Meeting
 from projections.proxies import ProxyBook
+from projections.timing import CUTOFF_PASSED, POLL_CLOSED
 from projections.validation_channels import (
     BAD_SIGNATURE,
     DUPLICATE_KEY,
@@ -46,8 +48,6 @@ NO_LEGAL_PROXY = "no_legal_proxy"  # R8
 DISCRETIONARY_NOT_ALLOWED = "discretionary_not_allowed"  # R10
 UNSIGNED = "unsigned"  # R11
 MISSING_JOINT_SIGNATURE = "missing_joint_signature"  # R11
-POLL_CLOSED = "poll_closed"  # R12
-CUTOFF_PASSED = "cutoff_passed"  # R12
 NOT_PROXY_HOLDER = "not_proxy_holder"  # R13
 UNKNOWN_MEETING = "unknown_meeting"
 DUPLICATE_MEETING = "duplicate_meeting"
@@ -119,7 +119,7 @@ def validate_vote_cast(
         return NOT_ENTITLED  # R1
     if key is not None and (reason := scope(key, vote, position)):
         return reason  # S4
-    reason = _timing(meeting, vote.channel, vote.received_at, appended_at)
+    reason = timing.submission_late(meeting, vote.channel, vote.received_at, appended_at)
     if reason:
         return reason
     represented = vote.shares if vote.shares is not None else position.shares
@@ -162,7 +162,7 @@ def validate_vote_revoked(
         return NOT_ENTITLED  # R1
     if key is not None and (reason := scope(key, revoked, position)):
         return reason  # S4
-    return _timing(meeting, revoked.channel, revoked.received_at, appended_at)
+    return timing.submission_late(meeting, revoked.channel, revoked.received_at, appended_at)
 
 
 def validate_proxy_substituted(
@@ -180,7 +180,7 @@ def validate_proxy_substituted(
         return reason  # S4: only for the proxy holders the key names
     if meeting.closed_all_at is not None and event.received_at > meeting.closed_all_at:
         return POLL_CLOSED  # R12
-    if _broker_late(meeting, appended_at, meeting.closed_all_at):
+    if timing.broker_late(meeting, appended_at, meeting.closed_all_at):
         return POLL_CLOSED  # R12 on the broker's clock
     if not proxies.may_substitute(event):
         return NOT_PROXY_HOLDER  # R13: the holder must hold, when it acts, what it passes on
@@ -244,41 +244,6 @@ def validate_chunk(meeting: Meeting, chunk: PositionsRecorded) -> str | None:
     if meeting.recorded_shares + sum(p.shares for p in chunk.positions) > meeting.spec.outstanding:
         return REGISTER_EXCEEDS_OUTSTANDING
     return None
-
-
-def _timing(meeting: Meeting, channel: str, received_at: datetime, appended_at: datetime | None = None) -> str | None:
-    """R12: polls closed (on all items, or on any item) and channel cut-offs, on the channel's and broker's clocks."""
-    if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
-        return POLL_CLOSED
-    if _broker_late(meeting, appended_at, meeting.closed_all_at):
-        return POLL_CLOSED  # R12: the broker appended it after the close (plus grace), whatever received_at says
-    if meeting.closed_item_at:  # rare: only after a per-item polls.closed
-        # Any later instruction or revocation would change what counts on a closed item too (a
-        # new instruction replaces the whole earlier one; R9 fills unmarked items), so refuse it.
-        if any(
-            received_at > closed_at or _broker_late(meeting, appended_at, closed_at)
-            for closed_at in meeting.closed_item_at.values()
-        ):
-            return POLL_CLOSED
-    if channel == "internet":
-        cutoff = meeting.spec.cutoffs.internet
-    elif channel == "phone":
-        cutoff = meeting.spec.cutoffs.phone
-    else:
-        return None
-    if cutoff is not None and received_at > cutoff:
-        return CUTOFF_PASSED
-    if _broker_late(meeting, appended_at, cutoff):
-        return CUTOFF_PASSED  # R12 on the broker's clock: a back-dated received_at does not pass a late record
-    return None
-
-
-def _broker_late(meeting: Meeting, appended_at: datetime | None, limit: datetime | None) -> bool:
-    """R12 on the broker's clock: appended after ``limit`` plus the meeting's broker_grace_s (off when unset)."""
-    grace = meeting.spec.broker_grace_s
-    if grace is None or appended_at is None or limit is None:
-        return False
-    return appended_at > limit + timedelta(seconds=grace)
 
 
 def _signatures(holders: list[str], signatures: list[str] | None) -> str | None:
