@@ -106,7 +106,7 @@ class Judge:
             return validation.validate_vote_cast(meeting, event, key, appended_at)
         if isinstance(event, VoteRevoked):
             return validation.validate_vote_revoked(meeting, event, key, appended_at)
-        reason = validation.validate_proxy_substituted(meeting, event, self.proxies[event.meeting_id], key, appended_at)
+        reason = validation.validate_proxy_substituted(meeting, event, key, appended_at)
         if reason is None:
             self.apply_accepted(event)
         return reason

@@ -6,7 +6,6 @@ so the decision does not depend on the order in which votes arrive (R5). Each ch
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime
 
 from events import (
@@ -24,7 +23,6 @@ from events.schema import MAX_SHARES
 from projections import timing
 from projections.channels import KEY_NOT_YET_VALID, KEY_REVOKED, OUT_OF_SCOPE, UNKNOWN_CHANNEL, ChannelKey, scope
 from projections.meeting import Meeting
-from projections.proxies import ProxyBook
 from projections.timing import CUTOFF_PASSED, POLL_CLOSED
 from projections.validation_channels import (
     BAD_SIGNATURE,
@@ -48,7 +46,7 @@ NO_LEGAL_PROXY = "no_legal_proxy"  # R8
 DISCRETIONARY_NOT_ALLOWED = "discretionary_not_allowed"  # R10
 UNSIGNED = "unsigned"  # R11
 MISSING_JOINT_SIGNATURE = "missing_joint_signature"  # R11
-NOT_PROXY_HOLDER = "not_proxy_holder"  # R13
+NOT_PROXY_HOLDER = "not_proxy_holder"  # R13 before issue 12: older logs carry it; no longer given
 UNKNOWN_MEETING = "unknown_meeting"
 DUPLICATE_MEETING = "duplicate_meeting"
 DUPLICATE_CHUNK = "duplicate_chunk"
@@ -168,13 +166,17 @@ def validate_vote_revoked(
 def validate_proxy_substituted(
     meeting: Meeting,
     event: ProxySubstituted,
-    proxies: ProxyBook | Collection[str],
     key: ChannelKey | None = None,
     appended_at: datetime | None = None,
 ) -> str | None:
-    """Return the reason a substitution is rejected, given the meeting's proxies so far (key, appended_at: as votes)."""
-    if not isinstance(proxies, ProxyBook):
-        proxies = ProxyBook(proxies)  # bare names: the named proxies, before any substitution
+    """Return the reason a substitution is rejected, or None (key, appended_at: as votes).
+
+    Only checks that need the meeting alone, so the decision does not depend on which other
+    substitutions arrived first (R5). Whether the holder held, at ``executed_at``, what it passes on
+    (R13) is decided over the set of accepted substitutions in R5 order by projections.proxies: an
+    accepted substitution of someone holding none of it has no effect, and the proxy book says why.
+    ``not_proxy_holder`` stays in REASONS for older logs but is no longer given.
+    """
     # S4 first: a substitution has no position, so its scope does not wait for R1 (which is last here).
     if key is not None and (reason := scope(key, event, None)):
         return reason  # S4: only for the proxy holders the key names
@@ -182,8 +184,6 @@ def validate_proxy_substituted(
         return POLL_CLOSED  # R12
     if timing.broker_late(meeting, appended_at, meeting.closed_all_at):
         return POLL_CLOSED  # R12 on the broker's clock
-    if not proxies.may_substitute(event):
-        return NOT_PROXY_HOLDER  # R13: the holder must hold, when it acts, what it passes on
     if event.control_numbers and any(cn not in meeting.positions for cn in event.control_numbers):
         return NOT_ENTITLED  # R1
     return None

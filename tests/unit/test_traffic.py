@@ -43,7 +43,7 @@ def events(world):
 @pytest.fixture(scope="module")
 def decided(world, events):
     """Each event with the validator's decision: None (accepted) or a reason code."""
-    spec, meeting = world[0], world[4]
+    meeting = world[4]
     out = []
     for event in events:
         if isinstance(event, VoteCast):
@@ -51,7 +51,7 @@ def decided(world, events):
         elif isinstance(event, VoteRevoked):
             out.append((event, v.validate_vote_revoked(meeting, event)))
         else:
-            out.append((event, v.validate_proxy_substituted(meeting, event, set(spec.named_proxies))))
+            out.append((event, v.validate_proxy_substituted(meeting, event)))
     return out
 
 
