@@ -1,12 +1,26 @@
-"""A meeting as the log describes it: spec, record-date register, poll closures. Pure, no I/O."""
+"""A meeting as the log describes it: spec, record-date register, poll closures, amendments. Pure, no I/O."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events import Item, MeetingScheduled, PollsClosed, Position, PositionsRecorded
+import msgspec.structs
+
+from events import (
+    CutoffChanged,
+    Item,
+    MeetingAdjourned,
+    MeetingCorrected,
+    MeetingScheduled,
+    PollsClosed,
+    Position,
+    PositionsRecorded,
+)
 from projections.channels import KeyBook
+
+Amendment = MeetingAdjourned | CutoffChanged | MeetingCorrected
 
 
 @dataclass
@@ -29,6 +43,13 @@ class Meeting:
     closed_item_at: dict[str, datetime] = field(default_factory=dict)
     # The channels' keys over time, from channel.key_registered / channel.key_revoked (S1, S3, S4).
     keys: KeyBook = field(default_factory=KeyBook)
+    # Amendments, appended in log order (never edits): reports list them, as_amended() applies them.
+    amendments: list[Amendment] = field(default_factory=list)
+    # Per cut-off channel, its changes sorted by (effective_at, event_id): the cut-off in force at a
+    # time is a bisection (R12). Empty for an unamended meeting, which keeps fold_drops one test.
+    cutoff_changes: dict[str, list[tuple[datetime, str, datetime | None]]] = field(default_factory=dict)
+    # Per item, corrected recommendations sorted by (effective_at, event_id) (R9 as amended).
+    recommendations: dict[str, list[tuple[datetime, str, str]]] = field(default_factory=dict)
 
     @classmethod
     def scheduled(cls, spec: MeetingScheduled) -> Meeting:
@@ -65,6 +86,88 @@ class Meeting:
             current = self.closed_item_at.get(item_id)
             if current is None or event.closed_at < current:
                 self.closed_item_at[item_id] = event.closed_at
+
+    def adjourn(self, event: MeetingAdjourned) -> None:
+        """Record an adjournment or postponement: the meeting's date changes, votes already cast stand."""
+        self.amendments.append(event)
+
+    def change_cutoff(self, event: CutoffChanged) -> None:
+        """Record a channel's new cut-off (None: lifted) for submissions received from its effective_at on."""
+        self.amendments.append(event)
+        bisect.insort(
+            self.cutoff_changes.setdefault(event.channel, []), (event.effective_at, event.event_id, event.cutoff)
+        )
+
+    def correct(self, event: MeetingCorrected) -> None:
+        """Record corrected descriptive fields; a corrected recommendation applies from its effective_at (R9)."""
+        self.amendments.append(event)
+        for item in event.items:
+            if item.recommendation is not None:
+                entry = (event.effective_at, event.event_id, item.recommendation)
+                bisect.insort(self.recommendations.setdefault(item.id, []), entry)
+
+    def cutoff_in_force(self, channel: str, at: datetime) -> datetime | None:
+        """R12 as amended: the cut-off of the latest change for the channel effective at or before ``at``, else the
+        meeting's own (ties: the greater event id)."""
+        changes = self.cutoff_changes.get(channel)
+        if changes:
+            # Sorted by (effective_at, event_id): the last entry with effective_at <= at, whatever its id.
+            i = bisect.bisect_right(changes, at, key=lambda change: change[0])
+            if i:
+                return changes[i - 1][2]
+        return getattr(self.spec.cutoffs, channel, None)
+
+    def recommendation(self, item_id: str, executed_at: datetime) -> str | None:
+        """R9 as amended: the recommendation in force when an instruction was executed (the card it signed)."""
+        corrected = self.recommendations.get(item_id)
+        if corrected:
+            i = bisect.bisect_right(corrected, executed_at, key=lambda entry: entry[0])
+            if i:
+                return corrected[i - 1][2]
+        return self.items[item_id].recommendation
+
+    @property
+    def meeting_at(self) -> datetime:
+        """When the meeting is held, as adjourned or postponed: the latest adjournment by (effective_at, event_id)."""
+        adjournments = [a for a in self.amendments if isinstance(a, MeetingAdjourned)]
+        if not adjournments:
+            return self.spec.meeting_at
+        return max(adjournments, key=lambda a: (a.effective_at, a.event_id)).meeting_at
+
+    def as_amended(self) -> MeetingScheduled:
+        """The meeting.scheduled as amended so far: date, cut-offs (the latest of each channel), names, items.
+
+        Reports show this; the rules ask cutoff_in_force and recommendation, which keep each change's time.
+        """
+        if not self.amendments:
+            return self.spec
+        spec = self.spec
+        company, title = spec.company, spec.title
+        titles: dict[str, str] = {}
+        for event in sorted(
+            (a for a in self.amendments if isinstance(a, MeetingCorrected)), key=lambda a: (a.effective_at, a.event_id)
+        ):
+            company, title = event.company or company, event.title or title
+            titles.update({item.id: item.title for item in event.items if item.title is not None})
+        latest = {channel: changes[-1][2] for channel, changes in self.cutoff_changes.items()}
+        items = [
+            msgspec.structs.replace(
+                item,
+                title=titles.get(item.id, item.title),
+                recommendation=self.recommendations[item.id][-1][2]
+                if item.id in self.recommendations
+                else item.recommendation,
+            )
+            for item in spec.items
+        ]
+        return msgspec.structs.replace(
+            spec,
+            company=company,
+            title=title,
+            meeting_at=self.meeting_at,
+            cutoffs=msgspec.structs.replace(spec.cutoffs, **latest),
+            items=items,
+        )
 
     @property
     def first_closure(self) -> datetime | None:

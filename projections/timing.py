@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from events import VoteCast, VoteRevoked
+from events import CUTOFF_CHANNELS, VoteCast, VoteRevoked
 from projections.meeting import Meeting
 
 POLL_CLOSED = "poll_closed"  # R12
@@ -46,23 +46,35 @@ def closure_reason(meeting: Meeting, received_at: datetime, appended_at: datetim
 def cutoff_reason(
     meeting: Meeting, channel: str, received_at: datetime, appended_at: datetime | None = None
 ) -> str | None:
-    """R12: an internet or phone submission received (or appended, plus grace) after its channel's cut-off."""
-    if channel == "internet":
-        cutoff = meeting.spec.cutoffs.internet
-    elif channel == "phone":
-        cutoff = meeting.spec.cutoffs.phone
-    else:
+    """R12: a submission received (or appended, less grace) after the cut-off in force for its channel then.
+
+    The cut-off in force at t is the latest ``meeting.cutoff_changed`` of the channel effective at or
+    before t, else the meeting's own (Meeting.cutoff_in_force): a reopening accepts from its
+    effective_at on, and an earlier cut-off does not undo what was received before it took effect.
+    In-person ballots have none: they count until the polls close.
+    """
+    if channel not in CUTOFF_CHANNELS:
         return None
+    cutoff = meeting.cutoff_in_force(channel, received_at)
     if cutoff is not None and received_at > cutoff:
         return CUTOFF_PASSED
-    if broker_late(meeting, appended_at, cutoff):
-        return CUTOFF_PASSED  # R12 on the broker's clock: a back-dated received_at does not pass a late record
+    grace = meeting.spec.broker_grace_s
+    if grace is not None and appended_at is not None:
+        # R12 on the broker's clock: a back-dated received_at does not pass a late record. With
+        # t_b = appended_at - grace, late iff t_b is after the cut-off in force at t_b.
+        broker_at = appended_at - timedelta(seconds=grace)
+        limit = meeting.cutoff_in_force(channel, broker_at)
+        if limit is not None and broker_at > limit:
+            return CUTOFF_PASSED
     return None
 
 
 def fold_drops(meeting: Meeting, event: VoteCast | VoteRevoked) -> bool:
-    """R12 in the fold: an accepted submission that a closure (whatever the log order) makes late counts for nothing."""
-    # Called for every folded submission: the common case (no closure yet) must cost one test.
+    """R12 in the fold: an accepted submission that a closure or an amended cut-off (whatever the log order) makes
+    late counts for nothing."""
+    # Called for every folded submission: the common case (no closure, no amended cut-off) must cost two tests.
+    if meeting.cutoff_changes and cutoff_reason(meeting, event.channel, event.received_at) is not None:
+        return True  # R12 as amended: the judge saw only the cut-off changes logged before it (channel clock)
     if meeting.closed_all_at is None and not meeting.closed_item_at:
         return False
     closed = meeting.first_closure
