@@ -12,6 +12,9 @@ from events import (
     ChannelAuth,
     ChannelKeyRegistered,
     ChannelKeyRevoked,
+    CutoffChanged,
+    MeetingAdjourned,
+    MeetingCorrected,
     MeetingScheduled,
     PollsClosed,
     PositionsRecorded,
@@ -163,3 +166,9 @@ class Judge:
             self.meetings[event.meeting_id].keys.revoke(event)
         elif isinstance(event, ProxySubstituted):
             self.proxies[event.meeting_id].apply(event)
+        elif isinstance(event, MeetingAdjourned):
+            self.meetings[event.meeting_id].adjourn(event)
+        elif isinstance(event, CutoffChanged):
+            self.meetings[event.meeting_id].change_cutoff(event)  # R12 as amended
+        elif isinstance(event, MeetingCorrected):
+            self.meetings[event.meeting_id].correct(event)  # R9 as amended

@@ -12,6 +12,9 @@ from events import (
     AnyEvent,
     ChannelKeyRegistered,
     ChannelKeyRevoked,
+    CutoffChanged,
+    MeetingAdjourned,
+    MeetingCorrected,
     MeetingScheduled,
     PollsClosed,
     PositionsRecorded,
@@ -61,6 +64,8 @@ INVALID_SEATS = "invalid_seats"  # seats below 1, or more than the nominees of t
 REGISTER_EXCEEDS_OUTSTANDING = "register_exceeds_outstanding"  # positions over the shares outstanding
 CHUNK_OUT_OF_RANGE = "chunk_out_of_range"  # chunk number outside 0 .. chunks - 1
 CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than earlier ones
+# Amendments (docs/rules.md, Amendments): an adjournment to a date before the record date.
+INVALID_AMENDMENT = "invalid_amendment"
 # Channel authentication (docs/rules.md S1-S7): the codes are defined with their rules
 # (projections.channels, projections.validation_channels) and listed here with the others.
 
@@ -101,6 +106,7 @@ REASONS = (
     UNKNOWN_KEY,
     IMPLAUSIBLE_TIME,
     INVALID_KEY,
+    INVALID_AMENDMENT,
 )
 
 
@@ -210,6 +216,23 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
     if isinstance(event, PollsClosed) and event.items:
         if any(item_id not in meeting.items for item_id in event.items):
             return UNKNOWN_ITEM
+    if isinstance(event, (MeetingAdjourned, CutoffChanged, MeetingCorrected)):
+        return validate_amendment(meeting, event)
+    return None
+
+
+def validate_amendment(meeting: Meeting, event: MeetingAdjourned | CutoffChanged | MeetingCorrected) -> str | None:
+    """Return the reason an amendment is refused, or None (docs/rules.md, Amendments)."""
+    if meeting.closed_all_at is not None or (meeting.items and meeting.items.keys() <= meeting.closed_item_at.keys()):
+        return POLL_CLOSED  # R12: once the polls are closed on every item, the meeting as voted no longer changes
+    if isinstance(event, MeetingAdjourned) and event.meeting_at.date() < meeting.spec.record_date:
+        return INVALID_AMENDMENT  # the record date stands, and a meeting is held on or after it
+    if isinstance(event, MeetingCorrected):
+        for item in event.items:
+            if item.id not in meeting.items:
+                return UNKNOWN_ITEM  # R4
+            if item.recommendation is not None and item.recommendation not in meeting.options[item.id]:
+                return INVALID_CHOICE  # R4, R9: the card recommends one of the item's options
     return None
 
 
