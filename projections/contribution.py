@@ -6,6 +6,7 @@ non-votes, and nominee ``""`` the registered holders, so over-votes can be judge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from events import Item, Position, VoteCast
@@ -69,15 +70,18 @@ def _marked_choices(
         if item.id in choices:
             continue
         if recommended:
-            choices[item.id] = item.recommendation  # R9: a signed card votes unmarked items as recommended
+            # R9: a signed card votes unmarked items as recommended, as the card said when it was executed
+            choices[item.id] = meeting.recommendation(item.id, vote.executed_at)
         elif fill is not None and item.routine and _fits(fill.choices.get(item.id), represented):
             choices[item.id] = fill.choices.get(item.id)  # R10: the nominee votes uninstructed routine items
     for members in groups.values():
-        _universal_proxy(members, choices, recommended)
+        _universal_proxy(members, choices, recommended, lambda item: meeting.recommendation(item.id, vote.executed_at))
     return choices
 
 
-def _universal_proxy(members: list[Item], choices: dict[str, Choice], recommended: bool) -> None:
+def _universal_proxy(
+    members: list[Item], choices: dict[str, Choice], recommended: bool, recommendation: Callable[[Item], str | None]
+) -> None:
     """A contested group on a universal proxy card: over-marked voids, under-marked votes as marked."""
     seats = members[0].seats or len(members)
     marked = [item for item in members if item.id in choices]
@@ -86,7 +90,7 @@ def _universal_proxy(members: list[Item], choices: dict[str, Choice], recommende
             choices.pop(item.id, None)  # more For marks than seats: the card's director votes are void
     elif not marked and recommended:
         for item in members:
-            choices[item.id] = item.recommendation  # an unmarked group votes as the board recommends
+            choices[item.id] = recommendation(item)  # an unmarked group votes as the board recommends (R9)
     # Otherwise the card votes exactly what it marks: no filling of the other nominees.
 
 
