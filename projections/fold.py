@@ -8,6 +8,7 @@ events yields the same state and the same tally (R5, R18); applying one event co
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -239,8 +240,31 @@ class Tally:
         for event in events:
             self.apply(event)
         self.events_applied = applied
-        self.voters.setdefault(control_number, VoterState())
+        state = self.voters.setdefault(control_number, VoterState())
+        if events:
+            # Even when R12 dropped them all: a later cut-off change (a reopening) must know whom to refold.
+            latest = max(event.received_at for event in events)
+            if state.latest_received is None or latest > state.latest_received:
+                state.latest_received = latest
         self.dirty_voters.add(control_number)
+
+    def recount(self, control_numbers: Iterable[str], change: Callable[[], None]) -> None:
+        """Subtract these control numbers' contributions, apply a change of the meeting, add them back.
+
+        For a meeting change that alters what an instruction contributes without changing which one
+        counts (a corrected recommendation, R9): the maxima stay, only the contributions move.
+        """
+        self.settle()
+        numbers = [n for n in control_numbers if n in self.voters]
+        before = {n: _counting(self.voters[n]) for n in numbers}
+        for number, (vote, fill) in before.items():
+            if vote is not None:
+                self._add(contribution(self.meeting, self.meeting.positions[number], vote, fill), -1)
+        change()
+        for number, (vote, fill) in before.items():
+            if vote is not None:
+                self._add(contribution(self.meeting, self.meeting.positions[number], vote, fill), +1)
+        self.dirty_voters.update(numbers)
 
     def nominee_voted(self, item_id: str, nominee: str) -> int:
         """Shares a nominee has voted on an item (broker non-votes are not votes)."""
