@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from events import AnyEvent, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked
-from projections.fold import Tally
+from events import AnyEvent, CutoffChanged, MeetingCorrected, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked
+from projections.fold import Tally, counting
 from projections.judge import Judge
 from projections.overvotes import OverVote, counted_totals
 
@@ -17,7 +17,7 @@ class Projection:
 
     state: Judge = field(default_factory=Judge)
     tallies: dict[str, Tally] = field(default_factory=dict)
-    # Control numbers to fold again from their log rows, after a late-logged poll closure (R12).
+    # Control numbers to fold again from their log rows, after a late-logged poll closure or cut-off change (R12).
     refolds: dict[str, set[str]] = field(default_factory=dict)
 
     def apply(self, event: AnyEvent) -> None:
@@ -28,11 +28,33 @@ class Projection:
             if tally is not None:
                 tally.apply(event)
             return
+        if isinstance(event, MeetingCorrected) and event.meeting_id in self.tallies:
+            # R9 as amended: instructions executed from effective_at on vote a corrected recommendation; the
+            # same instruction counts, so their contributions are taken out and put back around the change.
+            tally = self.tallies[event.meeting_id]
+            affected = [
+                number
+                for number, state in tally.voters.items()
+                if (vote := counting(state)[0]) is not None and vote.executed_at >= event.effective_at
+            ]
+            tally.recount(affected, lambda: self.state.apply_accepted(event))
+            return
         self.state.apply_accepted(event)
         if isinstance(event, MeetingScheduled):
             self.tallies[event.meeting_id] = Tally(meeting=self.state.meetings[event.meeting_id])
         elif isinstance(event, PollsClosed) and event.meeting_id in self.tallies:
             late = self.tallies[event.meeting_id].late_voters()
+            if late:
+                self.refolds.setdefault(event.meeting_id, set()).update(late)
+        elif isinstance(event, CutoffChanged) and event.meeting_id in self.tallies:
+            # R12 as amended, logged after submissions it concerns (received from its effective_at on): fold
+            # those control numbers again, so the tally is what it would be had the change come first (R5).
+            since = event.effective_at
+            late = {
+                n
+                for n, s in self.tallies[event.meeting_id].voters.items()
+                if s.latest_received and s.latest_received >= since
+            }
             if late:
                 self.refolds.setdefault(event.meeting_id, set()).update(late)
 
