@@ -8,6 +8,7 @@ come first (R5).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from events import CUTOFF_CHANNELS, VoteCast, VoteRevoked
@@ -18,29 +19,65 @@ CUTOFF_PASSED = "cutoff_passed"  # R12
 
 
 def submission_late(
-    meeting: Meeting, channel: str, received_at: datetime, appended_at: datetime | None = None
+    meeting: Meeting,
+    channel: str,
+    received_at: datetime,
+    appended_at: datetime | None = None,
+    marks: Collection[str] = (),
 ) -> str | None:
-    """R12 at ingest: the reason a submission is refused for its timing (closures first, then cut-offs), or None."""
-    return closure_reason(meeting, received_at, appended_at) or cutoff_reason(
+    """R12 at ingest: the reason a submission is refused for its timing (closures first, then cut-offs), or None.
+
+    ``marks``: the items a vote.cast marks (its choices); none for a revocation or a vote marking nothing.
+    """
+    return closure_reason(meeting, received_at, appended_at, marks) or cutoff_reason(
         meeting, channel, received_at, appended_at
     )
 
 
-def closure_reason(meeting: Meeting, received_at: datetime, appended_at: datetime | None = None) -> str | None:
-    """R12: received (or appended, plus grace) after the polls closed on all items, or on any item."""
+def closure_reason(
+    meeting: Meeting, received_at: datetime, appended_at: datetime | None = None, marks: Collection[str] = ()
+) -> str | None:
+    """R12: refused when every item the submission marks (every item, if it marks none) was closed when it came.
+
+    Per item (issue 12): after ``polls.closed`` for item 2 only, a ballot marking item 3 is accepted and counts
+    on the open items, while the earlier instruction keeps counting on item 2 (``item_horizons``). One marking
+    only closed items is refused, though R9 or R10 would fill the open ones: every mark on it is void, and the
+    holder's earlier instruction keeps counting on the open items instead of being replaced by an empty one.
+    A revocation, or a vote marking nothing (an attendance, R6), is about every item: refused once all are closed.
+    """
     if meeting.closed_all_at is not None and received_at > meeting.closed_all_at:
         return POLL_CLOSED
     if broker_late(meeting, appended_at, meeting.closed_all_at):
         return POLL_CLOSED  # R12: the broker appended it after the close (plus grace), whatever received_at says
-    if meeting.closed_item_at:  # rare: only after a per-item polls.closed
-        # Any later instruction or revocation would change what counts on a closed item too (a
-        # new instruction replaces the whole earlier one; R9 fills unmarked items), so refuse it.
-        if any(
-            received_at > closed_at or broker_late(meeting, appended_at, closed_at)
-            for closed_at in meeting.closed_item_at.values()
+    closed = meeting.closed_item_at
+    if closed:  # rare: only after a per-item polls.closed
+        targets = marks or meeting.items  # an unknown item is never closed: R4 refuses it (unknown_item)
+        if all(
+            item in closed and (received_at > closed[item] or broker_late(meeting, appended_at, closed[item]))
+            for item in targets
         ):
             return POLL_CLOSED
     return None
+
+
+def item_horizons(meeting: Meeting) -> dict[str, datetime]:
+    """R12 per item: the items whose own closing time is earlier than the fold's whole state's, with that time.
+
+    The fold's state of a control number holds every submission it keeps (``fold_drops``): it decides the
+    items still open, and the items closed last (after them nothing is kept). An item closed earlier counts
+    what the submissions received at or before its closing time decide. Empty without a per-item closure.
+    """
+    if not meeting.closed_item_at:
+        return {}
+    last = meeting.closed_all_at
+    closes: dict[str, datetime | None] = {}
+    for item in meeting.items:
+        times = [t for t in (meeting.closed_item_at.get(item), last) if t is not None]
+        closes[item] = min(times) if times else None
+    if any(t is None for t in closes.values()):
+        return {item: t for item, t in closes.items() if t is not None}
+    latest = max(t for t in closes.values() if t is not None)
+    return {item: t for item, t in closes.items() if t is not None and t < latest}
 
 
 def cutoff_reason(
@@ -77,8 +114,9 @@ def fold_drops(meeting: Meeting, event: VoteCast | VoteRevoked) -> bool:
         return True  # R12 as amended: the judge saw only the cut-off changes logged before it (channel clock)
     if meeting.closed_all_at is None and not meeting.closed_item_at:
         return False
-    closed = meeting.first_closure
-    return closed is not None and event.received_at > closed
+    # R12 per item: what the judge would have refused had the closure come first (the channel's clock).
+    marks = event.choices if isinstance(event, VoteCast) else ()
+    return closure_reason(meeting, event.received_at, None, marks) is not None
 
 
 def broker_late(meeting: Meeting, appended_at: datetime | None, limit: datetime | None) -> bool:
