@@ -19,6 +19,7 @@ from events import (
     PositionsRecorded,
 )
 from projections.channels import KeyBook
+from projections.completeness import RegisterState, state_of
 
 Amendment = MeetingAdjourned | CutoffChanged | MeetingCorrected
 
@@ -34,7 +35,7 @@ class Meeting:
     positions: dict[str, Position] = field(default_factory=dict)
     entitlements: dict[str, int] = field(default_factory=dict)
     chunks: set[int] = field(default_factory=set)
-    chunks_expected: int | None = None
+    chunks_expected: int | None = None  # as the chunks announce it; spec.register, if declared, decides
     # Running sum of the recorded positions' shares: judging a chunk against the outstanding
     # shares must not re-add the whole register (O(chunks x positions)).
     recorded_shares: int = 0
@@ -181,6 +182,13 @@ class Meeting:
         return sum(p.shares for p in self.positions.values())
 
     @property
+    def register_state(self) -> RegisterState:
+        """What is recorded of the register against what a complete one holds (declared, else announced)."""
+        return state_of(
+            self.spec.register, self.chunks, self.chunks_expected, len(self.positions), self.recorded_shares
+        )
+
+    @property
     def register_complete(self) -> bool:
-        """Whether every announced chunk of the register has been recorded."""
-        return self.chunks_expected is not None and len(self.chunks) == self.chunks_expected
+        """Whether the register is complete: every chunk recorded and, if declared, its totals met."""
+        return self.register_state.complete

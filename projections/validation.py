@@ -63,7 +63,10 @@ INVALID_QUORUM = "invalid_quorum"  # a quorum above all the outstanding shares c
 INVALID_SEATS = "invalid_seats"  # seats below 1, or more than the nominees of the group
 REGISTER_EXCEEDS_OUTSTANDING = "register_exceeds_outstanding"  # positions over the shares outstanding
 CHUNK_OUT_OF_RANGE = "chunk_out_of_range"  # chunk number outside 0 .. chunks - 1
-CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than earlier ones
+CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chunks than declared, or than earlier ones
+# A chunk taking the register's positions or shares beyond the totals its meeting.scheduled declared
+# (RegisterTotals): a complete register holds exactly those (docs/rules.md, "Register completeness").
+REGISTER_EXCEEDS_DECLARED = "register_exceeds_declared"
 # Amendments (docs/rules.md, Amendments): an adjournment to a date before the record date.
 INVALID_AMENDMENT = "invalid_amendment"
 # Channel authentication (docs/rules.md S1-S7): the codes are defined with their rules
@@ -95,6 +98,7 @@ REASONS = (
     REGISTER_EXCEEDS_OUTSTANDING,
     CHUNK_OUT_OF_RANGE,
     CHUNKS_MISMATCH,
+    REGISTER_EXCEEDS_DECLARED,
     SIGNATURE_REQUIRED,
     UNKNOWN_CHANNEL,
     KEY_NOT_YET_VALID,
@@ -123,7 +127,7 @@ def validate_vote_cast(
         return NOT_ENTITLED  # R1
     if key is not None and (reason := scope(key, vote, position)):
         return reason  # S4
-    reason = timing.submission_late(meeting, vote.channel, vote.received_at, appended_at, vote.choices)
+    reason = timing.submission_late(meeting, vote.channel, vote.received_at, appended_at)
     if reason:
         return reason
     represented = vote.shares if vote.shares is not None else position.shares
@@ -256,16 +260,25 @@ def validate_chunk(meeting: Meeting, chunk: PositionsRecorded) -> str | None:
 
     The register may not hold more shares than are outstanding: with that, no sum of shares the
     tally keeps (present, any bucket) can exceed the outstanding shares, themselves <= MAX_SHARES.
+    A declared register (spec.register) fixes the chunk count and caps positions and shares, so a
+    complete register is exactly the declared one (Meeting.register_complete).
     """
     if chunk.chunks < 1 or not 0 <= chunk.chunk < chunk.chunks:
         return CHUNK_OUT_OF_RANGE
-    if meeting.chunks_expected is not None and chunk.chunks != meeting.chunks_expected:
+    declared = meeting.spec.register
+    expected = declared.chunks if declared is not None else meeting.chunks_expected
+    if expected is not None and chunk.chunks != expected:
         return CHUNKS_MISMATCH
     shares = [p.shares for p in chunk.positions] + [e.shares for e in chunk.entitlements]
     if any(n > MAX_SHARES for n in shares):
         return SHARES_OUT_OF_RANGE
     if meeting.recorded_shares + sum(p.shares for p in chunk.positions) > meeting.spec.outstanding:
         return REGISTER_EXCEEDS_OUTSTANDING
+    if declared is not None and (
+        len(meeting.positions) + len(chunk.positions) > declared.positions
+        or meeting.recorded_shares + sum(p.shares for p in chunk.positions) > declared.shares
+    ):
+        return REGISTER_EXCEEDS_DECLARED
     return None
 
 

@@ -1,0 +1,108 @@
+"""Is the record-date register complete? What a complete one holds, what is recorded, what is missing. Pure.
+
+A meeting.scheduled may declare its register (RegisterTotals: chunks, positions, shares); then the
+register is complete when every chunk 0 .. chunks - 1 is recorded AND the recorded positions and their
+shares equal the declared totals. An older meeting declares nothing: its chunks' own ``chunks`` says
+how many there are. A meeting with no chunk at all has no register: incomplete (docs/rules.md,
+"Register completeness").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from events import RegisterTotals
+
+# Missing chunk numbers listed by number (the lowest first); a register of 10^6 chunks with none
+# recorded would otherwise make every status and tally carry a million numbers.
+MISSING_LISTED = 20
+
+
+@dataclass(frozen=True)
+class RegisterState:
+    """How much of the register is recorded, against what a complete one holds."""
+
+    declared: RegisterTotals | None
+    chunks_expected: int | None  # declared, else announced by the chunks; None: no chunk, nothing declared
+    chunks_recorded: int
+    chunks_missing: int
+    missing_chunks: tuple[int, ...]  # the lowest MISSING_LISTED of them
+    positions: int
+    shares: int
+
+    @property
+    def complete(self) -> bool:
+        """Every expected chunk recorded and, when declared, exactly the declared positions and shares."""
+        if self.chunks_expected is None or self.chunks_missing:
+            return False
+        return self.declared is None or (
+            self.positions == self.declared.positions and self.shares == self.declared.shares
+        )
+
+    def shortfalls(self) -> list[str]:
+        """What is missing or does not match, in words (empty when complete)."""
+        if self.complete:
+            return []
+        if self.chunks_expected is None:
+            return ["no register chunk recorded"]
+        found = []
+        if self.chunks_missing:
+            listed = ", ".join(map(str, self.missing_chunks))
+            more = self.chunks_missing - len(self.missing_chunks)
+            found.append(
+                f"{self.chunks_recorded:,} of {self.chunks_expected:,} chunks recorded (missing {listed}"
+                + (f" and {more:,} more" if more else "")
+                + ")"
+            )
+        if self.declared is not None and self.positions != self.declared.positions:
+            found.append(f"{self.positions:,} of {self.declared.positions:,} declared positions")
+        if self.declared is not None and self.shares != self.declared.shares:
+            found.append(f"{self.shares:,} of {self.declared.shares:,} declared shares")
+        return found
+
+    def summary(self) -> str:
+        """One line: complete with its totals, or INCOMPLETE and what is missing."""
+        if not self.complete:
+            return "INCOMPLETE: " + "; ".join(self.shortfalls())
+        basis = "as declared" if self.declared is not None else "as announced by its chunks; no totals declared"
+        return (
+            f"complete: {self.chunks_recorded:,} chunk(s), {self.positions:,} positions,"
+            f" {self.shares:,} shares ({basis})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (the ``register`` object of tally, status, reports and audit verify)."""
+        return {
+            "complete": self.complete,
+            "chunks_recorded": self.chunks_recorded,
+            "chunks_expected": self.chunks_expected,
+            "missing_chunks": list(self.missing_chunks),
+            "chunks_missing": self.chunks_missing,
+            "positions": self.positions,
+            "shares": self.shares,
+            "declared": None
+            if self.declared is None
+            else {"chunks": self.declared.chunks, "positions": self.declared.positions, "shares": self.declared.shares},
+        }
+
+
+def state_of(
+    declared: RegisterTotals | None, chunks: Collection[int], announced: int | None, positions: int, shares: int
+) -> RegisterState:
+    """The register's state from the chunk numbers recorded, the count they announce, positions and shares."""
+    expected = declared.chunks if declared is not None else announced
+    recorded = set(chunks)
+    if expected is None:
+        return RegisterState(declared, None, len(recorded), 0, (), positions, shares)
+    # Accepted chunks are numbered 0 .. chunks - 1 (chunk_out_of_range), so only the missing need listing.
+    missing_count = expected - sum(1 for number in recorded if 0 <= number < expected)
+    missing: list[int] = []
+    if missing_count:
+        for number in range(expected):
+            if number not in recorded:
+                missing.append(number)
+                if len(missing) == MISSING_LISTED:
+                    break
+    return RegisterState(declared, expected, len(recorded), missing_count, tuple(missing), positions, shares)
