@@ -23,15 +23,16 @@ def test_the_admin_events_are_the_admin_union_and_nothing_else():
         "polls.closed",
         "channel.key_registered",
         "channel.key_revoked",
+        "meeting.adjourned",
+        "meeting.cutoff_changed",
+        "meeting.corrected",
     )
 
 
 def test_a_judge_is_rebuilt_from_the_admin_events_and_the_proxy_substitutions_in_the_indexed_order():
-    # The order of the partial index ledger_log_admin_rows (014_broker_time_and_channel_keys.sql), which the
-    # admin queries name literally.
+    # The order of the partial index ledger_log_admin_rows (016_amendments.sql, the latest to define it), which
+    # the admin queries name literally.
     assert JUDGE_TAGS == (*ADMIN_TAGS, "proxy.substituted")
-    index = (
-        resources.files("services.adapters.postgres") / "migrations" / "014_broker_time_and_channel_keys.sql"
-    ).read_text()
+    index = (resources.files("services.adapters.postgres") / "migrations" / "016_amendments.sql").read_text()
     assert "WHERE type IN ({})".format(", ".join(f"'{t}'" for t in JUDGE_TAGS)) in " ".join(index.split())
     assert set(JUDGE_TAGS) - set(ADMIN_TAGS) == {"proxy.substituted"}

@@ -10,7 +10,7 @@ from events import JUDGE_TAGS
 from projections.judge import Judge
 from projections.judge_rebuild import Rebuilt, rebuild_judge
 
-# Literal types so the planner can use the partial index ledger_log_admin_rows (014_broker_time_and_channel_keys.sql).
+# Literal types so the planner can use the partial index ledger_log_admin_rows (016_amendments.sql).
 _JUDGE_TYPES_SQL = ", ".join(f"'{t}'" for t in JUDGE_TAGS)
 _ADMIN_ROWS = (
     f"SELECT position, meeting_id, payload FROM ledger_log WHERE type IN ({_JUDGE_TYPES_SQL}) AND decision = 'accepted'"
