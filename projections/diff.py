@@ -28,7 +28,9 @@ def replay_to(entries: Iterable[tuple[int, AnyEvent]], position: int) -> Project
 def report_of(tally: Tally, as_of_position: int) -> dict[str, Any]:
     """The tally JSON of docs/wire-contract.md from a fold, R17 applied with the entitlements it knows."""
     totals, _ = counted(tally)
-    return tally_report(tally.meeting.spec, tally.present, totals, as_of_position=as_of_position)
+    report = tally_report(tally.meeting.spec, tally.present, totals, as_of_position=as_of_position)
+    report["register"] = tally.meeting.register_state.as_dict()  # as services.read.tallies.read_tally gives it
+    return report
 
 
 def columns(tally: Tally, control_number: str) -> tuple[int, dict[str, dict[str, int]]]:

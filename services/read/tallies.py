@@ -12,6 +12,7 @@ from services.adapters.postgres import tally_store
 from services.adapters.postgres.tally_store import PROJECTION
 from services.read.errors import MeetingNotProjected
 from services.read.meeting import meeting_entitlements, meeting_spec
+from services.read.register import register_at
 
 
 async def read_counted(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
@@ -34,10 +35,21 @@ async def read_counted_in_snapshot(conn: asyncpg.Connection, meeting_id: str) ->
     rejected = await tally_store.overvote_rejections(conn, meeting_id)
     entitlements = await meeting_entitlements(conn, meeting_id)
     totals, overvotes = counted_totals(spec, entitlements, buckets, rejected)
-    return {"spec": spec, "present": present, "position": position, "totals": totals, "overvotes": overvotes}
+    # The register as the rows the tally folded hold it (the projector's checkpoint), as a replay to it would.
+    register = await register_at(conn, spec, position)
+    return {
+        "spec": spec,
+        "present": present,
+        "position": position,
+        "totals": totals,
+        "overvotes": overvotes,
+        "register": register,
+    }
 
 
 async def read_tally(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
     """The tally JSON of docs/wire-contract.md from the projection tables, consistent at one checkpoint."""
     counted = await read_counted(conn, meeting_id)
-    return tally_report(counted["spec"], counted["present"], counted["totals"], as_of_position=counted["position"])
+    report = tally_report(counted["spec"], counted["present"], counted["totals"], as_of_position=counted["position"])
+    report["register"] = counted["register"].as_dict()  # complete or not: an incomplete one leaves positions out
+    return report
