@@ -1,0 +1,182 @@
+"""R19 under the `reject` over-vote policy: the fold's refusals as the ledger's vote.refused rows."""
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events import Entitlement, VoteRefused, decode_logged
+from projections.judge import Judge
+from projections.refusals import RefusalCheck, RefusalFold, disagreement, refusal_id, refusal_row
+from projections.rejudge import Rejudge
+from projections.replay import replay
+from projections.validation import OVER_ENTITLEMENT, REASONS, RESERVED_TYPE
+from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
+from tests.strategies import submissions
+
+
+def scheduled(policy="reject", entitlement=5000):
+    """The small meeting and its register, Broker X entitled to ``entitlement`` shares."""
+    register = msgspec.structs.replace(
+        register_event(POSITIONS), entitlements=[Entitlement(nominee="Broker X", shares=entitlement)]
+    )
+    return [small_meeting(overvote_policy=policy), register]
+
+
+def test_the_instruction_that_takes_the_nominee_over_is_refused_with_both_totals():
+    first = cast("B-1", {"2": "for"}, executed=1, channel="broker")
+    second = cast("B-2", {"2": "against"}, executed=2, channel="broker")
+    fold = RefusalFold()
+    assert fold.apply_all([*scheduled(), first]) == []
+    assert fold.apply(second) == [
+        VoteRefused(
+            event_id=f"ledger:refused:{second.event_id}",
+            meeting_id="m1",
+            refused_event_id=second.event_id,
+            control_number="B-2",
+            nominee="Broker X",
+            item="2",
+            entitlement=5000,
+            attempted=6000,
+            counted=2000,
+        )
+    ]
+    assert fold.apply(second) == []  # an instruction is refused once, whatever the fold says again
+
+
+def test_a_revocation_reviving_a_discretionary_vote_that_takes_the_nominee_over_refuses_that_vote():
+    owner = cast("B-2", {"2": "for"}, shares=1000, executed=1.5, channel="broker")
+    discretion = cast("B-2", {"2": "for"}, executed=2.5, channel="broker", discretionary=True)
+    other = cast("B-1", {"2": "for"}, executed=1, channel="broker")
+    fold = RefusalFold()
+    assert fold.apply_all([*scheduled(), owner, discretion, other]) == []
+    (refusal,) = fold.apply(revoke("B-2", executed=2))  # voids the owner's, revives the nominee's (R7, R10)
+    assert (refusal.refused_event_id, refusal.control_number, refusal.item) == (discretion.event_id, "B-2", "2")
+    assert (refusal.entitlement, refusal.attempted, refusal.counted) == (5000, 6000, 2000)
+
+
+def test_a_prorate_meeting_is_not_folded_and_refuses_nothing():
+    fold = RefusalFold()
+    events = [*scheduled("prorate"), cast("B-1", {"2": "for"}, channel="broker"), cast("B-2", {"2": "for"})]
+    assert fold.apply_all(events) == []
+    assert fold.meetings() == []
+
+
+def test_a_refusal_row_is_rejected_over_entitlement_with_no_kafka_source_and_decodes_back():
+    refusal = VoteRefused(
+        event_id=refusal_id("x" * 200),
+        meeting_id="m1",
+        refused_event_id="x" * 200,
+        control_number="B-2",
+        nominee="Broker X",
+        item="2",
+        entitlement=5000,
+        attempted=6000,
+        counted=2000,
+    )
+    row = refusal_row(refusal)
+    assert (row.type, row.decision, row.reason, row.channel) == ("vote.refused", "rejected", OVER_ENTITLEMENT, None)
+    assert (row.source_topic, row.source_partition, row.source_offset, row.appended_at) == (None, None, None, None)
+    assert decode_logged(row.payload) == refusal  # an id too long for the prefix is named by its hash, within 200
+    assert refusal.event_id.startswith("ledger:refused:sha256:") and len(refusal.event_id) <= 200
+    assert refusal_id("e1") == "ledger:refused:e1"
+
+
+def test_both_reason_codes_are_in_the_public_vocabulary():
+    assert OVER_ENTITLEMENT in REASONS and RESERVED_TYPE in REASONS
+
+
+def test_a_channel_publishing_a_vote_refused_is_rejected_reserved_type():
+    judge = Judge()
+    for event in scheduled():
+        judge.judge(event)
+    fake = VoteRefused(
+        event_id="c:1",
+        meeting_id="m1",
+        refused_event_id="e1",
+        control_number="B-2",
+        nominee="Broker X",
+        item="2",
+        entitlement=5000,
+        attempted=6000,
+        counted=2000,
+    )
+    assert judge.judge(fake) == RESERVED_TYPE
+
+
+def log_of(events):
+    """The log the ledger writes: each accepted row, then the refusal rows its folding caused."""
+    fold, rows = RefusalFold(), []
+    for event in events:
+        rows.append(("accepted", None, event))
+        rows += [("rejected", OVER_ENTITLEMENT, refusal) for refusal in fold.apply(event)]
+    return rows, fold
+
+
+def check(rows, source=False):
+    checker = RefusalCheck()
+    for position, (decision, reason, event) in enumerate(rows, start=1):
+        checker.feed(position, msgspec.json.decode(msgspec.json.encode(event))["type"], decision, reason, event, source)
+    return checker.finish()
+
+
+def refusal_sample():
+    first = cast("B-1", {"2": "for"}, executed=1, channel="broker")
+    second = cast("B-2", {"2": "against"}, executed=2, channel="broker")
+    return log_of([*scheduled(), first, second])[0]
+
+
+def test_audit_finds_a_log_with_its_refusal_rows_complete():
+    assert check(refusal_sample()) == []
+
+
+def test_audit_finds_a_missing_refusal_row():
+    rows = refusal_sample()
+    (problem,) = check(rows[:-1])
+    assert "no vote.refused row says so" in problem
+
+
+def test_audit_finds_a_refusal_row_the_fold_does_not_make():
+    rows = refusal_sample()
+    early, missing = check([rows[-1], *rows[:-1]])  # logged before the row that causes it
+    assert "the fold of the rows before it does not" in early and "no vote.refused row says so" in missing
+
+
+def test_audit_finds_a_refusal_row_whose_totals_differ_from_the_fold():
+    rows = refusal_sample()
+    decision, reason, refusal = rows[-1]
+    (problem,) = check([*rows[:-1], (decision, reason, msgspec.structs.replace(refusal, attempted=5001))])
+    assert "the fold gives" in problem
+
+
+def test_audit_finds_a_refusal_row_with_a_kafka_source():
+    assert any("Kafka source" in p for p in check(refusal_sample(), source=True))
+
+
+def test_the_rejudge_leaves_the_ledgers_refusal_rows_to_the_refusal_accounting():
+    rejudge = Rejudge()
+    rows = refusal_sample()
+    for position, (decision, reason, event) in enumerate(rows, start=1):
+        rejudge.feed(position, msgspec.json.decode(msgspec.json.encode(event))["type"], decision, reason, event)
+    assert rejudge.first is None
+
+
+def test_the_projectors_check_agrees_with_the_ledgers_refusal_and_not_with_another():
+    rows, fold = log_of([*scheduled(), cast("B-1", {"2": "for"}, channel="broker"), cast("B-2", {"2": "for"})])
+    tally = replay([e for d, _, e in rows if d == "accepted"]).tallies["m1"]
+    refusals = [e for d, _, e in rows if d == "rejected"]
+    assert refusals and all(disagreement(tally, r) is None for r in refusals)
+    assert disagreement(tally, msgspec.structs.replace(refusals[0], item="3")) is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(submissions(), max_size=30), st.integers(1, 6500))
+def test_replaying_the_log_with_its_refusal_rows_gives_the_folds_tally_and_refusals(events, entitlement):
+    rows, fold = log_of([*scheduled(entitlement=entitlement), *events])
+    replayed = replay([e for d, _, e in rows if d == "accepted"]).tallies["m1"]
+    assert replayed.buckets == fold.projection.tallies["m1"].buckets
+    logged = {(e.refused_event_id, e.item) for d, _, e in rows if d == "rejected"}
+    assert logged == {entry for state in replayed.voters.values() for entry in state.overvote_rejected}
+    assert all(disagreement(replayed, e) is None for d, _, e in rows if d == "rejected")
+    for _, _, refusal in (r for r in rows if r[0] == "rejected"):
+        assert refusal.counted <= refusal.entitlement < refusal.attempted
+    assert check(rows) == []
