@@ -69,6 +69,11 @@ CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chun
 REGISTER_EXCEEDS_DECLARED = "register_exceeds_declared"
 # Amendments (docs/rules.md, Amendments): an adjournment to a date before the record date.
 INVALID_AMENDMENT = "invalid_amendment"
+# R17 `reject` made visible (R19): the ledger's own vote.refused row, for an instruction its fold refused
+# for taking the nominee over its entitlement on an item (projections/refusals.py).
+OVER_ENTITLEMENT = "over_entitlement"
+# A vote.refused published by a channel (any topic): only the ledger writes those rows (projections/refusals.py).
+RESERVED_TYPE = "reserved_type"
 # Channel authentication (docs/rules.md S1-S7): the codes are defined with their rules
 # (projections.channels, projections.validation_channels) and listed here with the others.
 
@@ -111,6 +116,8 @@ REASONS = (
     IMPLAUSIBLE_TIME,
     INVALID_KEY,
     INVALID_AMENDMENT,
+    OVER_ENTITLEMENT,
+    RESERVED_TYPE,
 )
 
 
