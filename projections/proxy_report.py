@@ -63,6 +63,8 @@ def proxy_report(
         ),
         "proxies_voted": {"control_numbers": sum(groups.values()), "shares": sum(group_shares.values())},
         "substitutions": [_link(link) for link in links],
+        # R13 decided over the set in R5 order: accepted substitutions that changed nothing, with why.
+        "without_effect": sum(not link.effective for link in links),
         "chains": {named: [link.event_id for link in chain] for named, chain in book.chains(as_of).items()},
     }
 
@@ -76,5 +78,7 @@ def _link(link: Link) -> dict[str, Any]:
         "event_id": link.event_id,
         "control_numbers": list(link.control_numbers) if link.control_numbers is not None else None,
         "effective": link.effective,
+        "why": link.why,  # None: it did all it named; else why it had no effect, or only part of it
+        "not_held": list(link.not_held),
         "lineage": sorted(link.lineage),
     }

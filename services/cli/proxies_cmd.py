@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "proxies",
         help="show who holds and votes the proxies",
         description="Show each current proxy holder (named proxies and substitutes, R13), how many control"
-        " numbers and shares of voted proxies it holds, and the chain of substitutions.",
+        " numbers and shares of voted proxies it holds, and the chain of substitutions. Every accepted"
+        " substitution is listed; one whose holder held none of what it named at its executed_at (in date"
+        " order, R5, whatever order they arrived in) is marked as having no effect, with why.",
     )
     p.add_argument("--meeting", required=True, help="meeting id, e.g. cbak-2023-agm")
     p.add_argument(
@@ -71,12 +73,19 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"    {_describe(by_id[event_id])}" for event_id in chain] or ["    (no substitution)"]
     orphans = [link for link in report["substitutions"] if not link["lineage"]]
     if orphans:
-        lines.append("  outside every chain (the holder held nothing when it acted, in date order)")
+        lines.append("  outside every chain (the holder held no proxy when it acted, in date order)")
         lines += [f"    {_describe(link)}" for link in orphans]
+    if report["without_effect"]:
+        lines.append(
+            f"{report['without_effect']:,} accepted substitution(s) had no effect (R13, decided in date order)."
+        )
     return "\n".join(lines)
 
 
 def _describe(link: dict[str, Any]) -> str:
     scope = "all proxies held" if link["control_numbers"] is None else ", ".join(link["control_numbers"])
-    note = "" if link["effective"] else "  [no effect: held none of them by then]"
+    if link["why"] is None:
+        note = ""
+    else:
+        note = f"  [{'partly' if link['effective'] else 'no effect'}: {link['why']}]"
     return f"{link['executed_at']}  {link['proxy_holder']} -> {link['substitute']}: {scope}{note}"

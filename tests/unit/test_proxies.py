@@ -390,3 +390,28 @@ def test_r13_the_cli_takes_as_of_only_as_an_rfc_3339_timestamp_with_offset():
     for bad in ("2023-12-14T20:00:00", "yesterday"):
         with pytest.raises(argparse.ArgumentTypeError):
             _timestamp(bad)
+
+
+def test_r13_the_report_lists_substitutions_without_effect_and_why_as_of_any_time():
+    judge, _ = judge_with(
+        sub("Carl Sub", "Dana Sub", 6, ["R-1", "R-2"], event_id="b"),  # arrives first; Carl appointed at 5
+        sub(ANN, "Carl Sub", 5, ["R-1"], event_id="a"),
+        sub("Zed Stranger", "Eli Sub", 7, event_id="z"),
+    )
+    m, b = judge.meetings["m1"], judge.proxies["m1"]
+    report = proxy_report(m, b, [])
+    links = {link["event_id"]: link for link in report["substitutions"]}
+    assert links["a"]["effective"] and links["a"]["why"] is None and links["a"]["not_held"] == []
+    assert links["b"]["effective"] and links["b"]["not_held"] == ["R-2"]
+    assert (links["z"]["effective"], links["z"]["lineage"], links["z"]["not_held"]) == (False, [], [])
+    assert links["z"]["why"] == f"Zed Stranger held no proxy at {at(7).isoformat()}"
+    assert report["without_effect"] == 1 and report["chains"][ANN] == ["a", "b"]
+    text = render({**report, "log_position": 9, "votes_as_of_position": 9})
+    assert f"Carl Sub -> Dana Sub: R-1, R-2  [partly: Carl Sub did not hold R-2 at {at(6).isoformat()}" in text
+    assert (
+        f"Zed Stranger -> Eli Sub: all proxies held  [no effect: Zed Stranger held no proxy at {at(7).isoformat()}]"
+        in text
+    )
+    assert "1 accepted substitution(s) had no effect" in text
+    earlier = proxy_report(m, b, [], as_of=at(5.5))
+    assert [link["event_id"] for link in earlier["substitutions"]] == ["a"] and earlier["without_effect"] == 0
