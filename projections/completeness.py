@@ -9,7 +9,7 @@ how many there are. A meeting with no chunk at all has no register: incomplete (
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,34 +43,11 @@ class RegisterState:
 
     def shortfalls(self) -> list[str]:
         """What is missing or does not match, in words (empty when complete)."""
-        if self.complete:
-            return []
-        if self.chunks_expected is None:
-            return ["no register chunk recorded"]
-        found = []
-        if self.chunks_missing:
-            listed = ", ".join(map(str, self.missing_chunks))
-            more = self.chunks_missing - len(self.missing_chunks)
-            found.append(
-                f"{self.chunks_recorded:,} of {self.chunks_expected:,} chunks recorded (missing {listed}"
-                + (f" and {more:,} more" if more else "")
-                + ")"
-            )
-        if self.declared is not None and self.positions != self.declared.positions:
-            found.append(f"{self.positions:,} of {self.declared.positions:,} declared positions")
-        if self.declared is not None and self.shares != self.declared.shares:
-            found.append(f"{self.shares:,} of {self.declared.shares:,} declared shares")
-        return found
+        return shortfalls(self.as_dict())
 
     def summary(self) -> str:
         """One line: complete with its totals, or INCOMPLETE and what is missing."""
-        if not self.complete:
-            return "INCOMPLETE: " + "; ".join(self.shortfalls())
-        basis = "as declared" if self.declared is not None else "as announced by its chunks; no totals declared"
-        return (
-            f"complete: {self.chunks_recorded:,} chunk(s), {self.positions:,} positions,"
-            f" {self.shares:,} shares ({basis})"
-        )
+        return summary(self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (the ``register`` object of tally, status, reports and audit verify)."""
@@ -86,6 +63,40 @@ class RegisterState:
             if self.declared is None
             else {"chunks": self.declared.chunks, "positions": self.declared.positions, "shares": self.declared.shares},
         }
+
+
+def shortfalls(register: Mapping[str, Any]) -> list[str]:
+    """What a register (RegisterState.as_dict(), as tally and status print it) misses, in words; [] if complete."""
+    if register["complete"]:
+        return []
+    expected, declared = register["chunks_expected"], register["declared"]
+    if expected is None:
+        return ["no register chunk recorded"]
+    found = []
+    if register["chunks_missing"]:
+        listed = ", ".join(map(str, register["missing_chunks"]))
+        more = register["chunks_missing"] - len(register["missing_chunks"])
+        found.append(
+            f"{register['chunks_recorded']:,} of {expected:,} chunks recorded (missing {listed}"
+            + (f" and {more:,} more" if more else "")
+            + ")"
+        )
+    if declared is not None and register["positions"] != declared["positions"]:
+        found.append(f"{register['positions']:,} of {declared['positions']:,} declared positions")
+    if declared is not None and register["shares"] != declared["shares"]:
+        found.append(f"{register['shares']:,} of {declared['shares']:,} declared shares")
+    return found
+
+
+def summary(register: Mapping[str, Any]) -> str:
+    """One line for a register (as_dict form): complete with its totals, or INCOMPLETE and what is missing."""
+    if not register["complete"]:
+        return "INCOMPLETE: " + "; ".join(shortfalls(register))
+    basis = "as declared" if register["declared"] is not None else "as announced by its chunks; no totals declared"
+    return (
+        f"complete: {register['chunks_recorded']:,} chunk(s), {register['positions']:,} positions,"
+        f" {register['shares']:,} shares ({basis})"
+    )
 
 
 def state_of(

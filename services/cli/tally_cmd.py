@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from projections.completeness import summary
 from projections.report import percent
 from services.cli import UserError
 from services.cli.common import add_format, not_projected, parse_timestamp, positive_number, run
@@ -208,6 +209,7 @@ def render(report: dict[str, Any]) -> str:
         f"Quorum: present {q['present']:,} of {report['outstanding']:,} shares"
         f" ({_percent(q['present'], report['outstanding'])});"
         f" required {q['required']:,}: {'MET' if q['met'] else 'NOT MET'}",
+        *_register_line(report),
         "",
         f"{'Item':<6}{'For / 1y':>14}{'Against / 2y':>14}{'3y':>12}{'Abstain':>12}{'Broker non-votes':>18}  Outcome",
     ]
@@ -219,6 +221,14 @@ def render(report: dict[str, Any]) -> str:
             row = f"{item_id:<6}{c.get('for', 0):>14,}{c.get('against', 0):>14,}{'':>12}{c.get('abstain', 0):>12,}"
         lines.append(f"{row}{c['broker_non_votes']:>18,}  {c['outcome']}")
     return "\n".join(lines)
+
+
+def _register_line(report: dict[str, Any]) -> list[str]:
+    """The register's line, only when it is incomplete: a complete register's table stays as it was."""
+    register = report.get("register")
+    if register is None or register["complete"]:
+        return []
+    return [f"REGISTER {summary(register)}: positions not recorded are not counted"]
 
 
 def _changes(columns: dict[str, int]) -> str:
