@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from projections.completeness import summary
 from services.cli.common import add_format, kafka_bootstrap, run
 from services.settings import settings
 
@@ -77,6 +78,16 @@ def _status(args: argparse.Namespace) -> int:
                     f"FAILED meeting     {failed['meeting_id']} not projected from log position"
                     f" {failed['position']:,}: {failed['error']}"
                 )
+            _print_registers(report["registers"])
         return 0 if caught_up or not args.wait else 1
 
     return run(go())
+
+
+def _print_registers(registers: dict) -> None:
+    """How many meetings' registers are complete, and each incomplete one with what it misses."""
+    incomplete = {meeting_id: r for meeting_id, r in registers.items() if not r["complete"]}
+    state = f"{len(incomplete):,} INCOMPLETE" if incomplete else "all complete"
+    print(f"registers          {len(registers):,} meeting(s), {state}")
+    for meeting_id, register in incomplete.items():
+        print(f"INCOMPLETE register {meeting_id}: {summary(register).removeprefix('INCOMPLETE: ')}")

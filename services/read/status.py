@@ -14,6 +14,7 @@ from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import status as log_status
 from services.adapters.postgres.tally_store import PROJECTION
+from services.read.register import all_registers
 from services.settings import Settings
 
 
@@ -36,6 +37,8 @@ async def database_status(conn: asyncpg.Connection, consumer_group: str | None =
         "offsets_idle_s": {(r["topic"], r["partition"]): float(r["idle_s"]) for r in offsets},
         # Meetings the projector skips since their rows could not be projected (011_projector.sql).
         "failed_meetings": await tally_store.failure_report(conn, PROJECTION),
+        # Per meeting, its register against what a complete one holds (docs/rules.md, "Register completeness").
+        "registers": {meeting_id: state.as_dict() for meeting_id, state in (await all_registers(conn)).items()},
     }
 
 
