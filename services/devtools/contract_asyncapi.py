@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from typing import Any
 
 import msgspec
 
-from events import ADMIN_TAGS, EVENT_TYPES, SCHEMA_VERSION, MalformedMessage, decode
+from events import ADMIN_TAGS, EVENT_TYPES, SCHEMA_VERSION, LedgerEvent, MalformedMessage, Submission, decode
 from events.answers import ANSWER_TYPES, AnyAnswer, SubmissionDecided
 from projections.heads import Head, decode_head
 from services.adapters.kafka.topics import key_for
@@ -17,7 +18,10 @@ from services.runtime.ledger import PARKED_COPY_MAX, PARKED_KEY_MAX
 from services.settings import ADMIN_TOPIC, DECISIONS_TOPIC, HEADS_TOPIC, PARKED_TOPIC, SUBMISSIONS_TOPIC
 
 KAFKA_BINDING = "0.5.0"
-SUBMISSION_TAGS = [tag for tag in EVENT_TYPES if tag not in ADMIN_TAGS]
+SUBMISSION_TAGS = [tag for tag, cls in EVENT_TYPES.items() if cls in typing.get_args(Submission)]
+# Rows the ledger writes to its log itself (vote.refused, R19): no channel's message, on no topic. A channel
+# publishing one is rejected `reserved_type`; the contract documents them for auditors reading the log.
+LOG_ROW_TAGS = [tag for tag, cls in EVENT_TYPES.items() if cls in (typing.get_args(LedgerEvent) or (LedgerEvent,))]
 
 # A real parked message: a channel's record cut short in flight. Its headers are what the decoder
 # says about it (computed below, so the example cannot drift from the code).
@@ -74,6 +78,23 @@ def _event_message(tag: str, key: str, examples: dict[str, str]) -> dict[str, An
         "bindings": {"kafka": {"key": _key(key, example_key), "bindingVersion": KAFKA_BINDING}},
         "examples": [
             {"name": tag.replace(".", "_"), "summary": _example_summary(example_key), "payload": json.loads(text)}
+        ],
+    }
+
+
+def _log_row_message(tag: str, examples: dict[str, str]) -> dict[str, Any]:
+    """A row the ledger appends to its log itself: documented with its schema, but no Kafka record (no binding)."""
+    cls = EVENT_TYPES[tag]
+    text = examples[tag]
+    return {
+        "name": tag,
+        "title": cls.__name__,
+        "summary": _summary(cls.__doc__).split("\n")[0]
+        + " A row of the ledger's log, never a Kafka message: one published on a topic is rejected `reserved_type`.",
+        "contentType": "application/json",
+        "payload": {"$ref": f"schemas/{tag}.json"},
+        "examples": [
+            {"name": tag.replace(".", "_"), "summary": "From docs/wire-contract.md.", "payload": json.loads(text)}
         ],
     }
 
@@ -205,7 +226,12 @@ def asyncapi(markdown: str) -> dict[str, Any]:
     examples = doc_examples(markdown)
     submission_ids = [_message_id(t) for t in SUBMISSION_TAGS]
     admin_ids = [_message_id(t) for t in ADMIN_TAGS]
-    messages = {_message_id(tag): _event_message(tag, _key_description(tag), examples) for tag in EVENT_TYPES}
+    messages = {
+        _message_id(tag): _event_message(tag, _key_description(tag), examples)
+        for tag in EVENT_TYPES
+        if tag not in LOG_ROW_TAGS
+    }
+    messages.update({_message_id(tag): _log_row_message(tag, examples) for tag in LOG_ROW_TAGS})
     messages["parked"] = _parked_message()
     messages["chainHead"] = _head_message(examples)
     answer_ids = [_message_id(tag) for tag in ANSWER_TYPES]
