@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from events import ADMIN_EVENTS, MalformedMessage, decode
+from events import ADMIN_EVENTS, MalformedMessage, VoteRefused, decode
 from projections.judge import Judge, Received
 from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
-from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, WRONG_TOPIC
+from projections.refusals import RefusalFold, refusal_row
+from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, RESERVED_TYPE, WRONG_TOPIC
 from services.adapters.kafka.topics import key_for
 
 log = logging.getLogger("vote_ledger.ledger")
@@ -141,14 +142,20 @@ IdKey = tuple[str, str]
 
 
 def decide(
-    judge: Judge, decoded: list[tuple[Record, object]], known: Mapping[IdKey, KnownId] | set[IdKey], admin_topic: str
+    judge: Judge,
+    decoded: list[tuple[Record, object]],
+    known: Mapping[IdKey, KnownId] | set[IdKey],
+    admin_topic: str,
+    refusals: RefusalFold | None = None,
 ) -> Decided:
     """Judge decoded events in batch order, skipping (meeting_id, event_id)s already logged or seen (R18).
 
     ``known`` maps (meeting_id, event_id)s already in the log to what was logged under them (a plain
     set of them: any payload counts as the same). A record the judge raises on goes to ``parked``.
+    ``refusals``: the fold of `reject` meetings (R17), fed every accepted row; each refusal it makes is
+    a vote.refused row right after the row that caused it (R19).
     """
-    deciding = _Deciding(judge, known, admin_topic)
+    deciding = _Deciding(judge, known, admin_topic, refusals)
     deciding.take(_ordered(decoded, admin_topic))
     return deciding.out
 
@@ -159,13 +166,14 @@ async def decide_in_slices(
     known: Mapping[IdKey, KnownId] | set[IdKey],
     admin_topic: str,
     size: int = SLICE,
+    refusals: RefusalFold | None = None,
 ) -> Decided:
     """decide, ``size`` records at a time, yielding to the event loop between slices: the same decisions.
 
     The slices are judged in the same order by the same judge with the same R18 memory, so the rows
     are those of one go; the caller still commits them in one transaction.
     """
-    deciding = _Deciding(judge, known, admin_topic)
+    deciding = _Deciding(judge, known, admin_topic, refusals)
     ordered = _ordered(decoded, admin_topic)
     for start in range(0, len(ordered), size):
         if start:
@@ -182,8 +190,14 @@ def _ordered(decoded: list[tuple[Record, object]], admin_topic: str) -> list[tup
 class _Deciding:
     """A batch's decisions so far: its rows and parked messages, and the (meeting_id, event_id)s seen (R18)."""
 
-    def __init__(self, judge: Judge, known: Mapping[IdKey, KnownId] | set[IdKey], admin_topic: str) -> None:
-        self.judge, self.admin_topic, self.out = judge, admin_topic, Decided()
+    def __init__(
+        self,
+        judge: Judge,
+        known: Mapping[IdKey, KnownId] | set[IdKey],
+        admin_topic: str,
+        refusals: RefusalFold | None = None,
+    ) -> None:
+        self.judge, self.admin_topic, self.out, self.refusals = judge, admin_topic, Decided(), refusals
         self.seen: dict[IdKey, KnownId | None] = (
             {id_key: KnownId(list(k.payloads), k.applied) for id_key, k in known.items()}
             if isinstance(known, Mapping)
@@ -210,7 +224,9 @@ class _Deciding:
                 reason = DUPLICATE_EVENT_ID
             # A channel must not grant itself entitlement or close the polls through the vote topic.
             on_admin_topic = record.topic == admin_topic
-            if reason is None and on_admin_topic != isinstance(event, ADMIN_EVENTS):
+            if reason is None and isinstance(event, VoteRefused):
+                reason = RESERVED_TYPE  # only the ledger writes vote.refused rows (R19), whatever the topic
+            elif reason is None and on_admin_topic != isinstance(event, ADMIN_EVENTS):
                 reason = WRONG_TOPIC
             elif reason is None and not on_admin_topic and record.key is not None and record.key != key_for(event):
                 # The key routes the submission to a partition (and orders it there): a key naming another
@@ -235,6 +251,9 @@ class _Deciding:
                     appended,
                 )
             )
+            if reason is None and self.refusals is not None:
+                # R17 `reject`, R19: the instructions this row's folding refuses, logged right after it.
+                out.rows += [refusal_row(refusal) for refusal in self.refusals.apply(event)]
 
 
 _NEW = KnownId()  # sentinel: a (meeting_id, event_id) neither logged nor seen in this batch (never mutated)

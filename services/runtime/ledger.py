@@ -15,10 +15,13 @@ import asyncpg
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 
+from events import MeetingScheduled, decode_logged
 from projections.judge import Judge
+from projections.refusals import RefusalFold
 from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
+from services.adapters.postgres.log import refusals as log_refusals
 from services.runtime import ingest
 from services.runtime.failures import JudgeRaised, is_transient
 from services.settings import Settings
@@ -34,6 +37,10 @@ class Ledger:
         self.pool: asyncpg.Pool | None = None
         self.judge = Judge()
         self.judge_position = 0  # log position up to which the judge has applied admin events
+        # R17 `reject` made visible (R19): the accepted rows of `reject` meetings folded as the projector
+        # folds them, and the log position up to which it holds them (rebuilt with the judge).
+        self.refusals = RefusalFold()
+        self.refusals_position = 0
         self.broker: KafkaBroker | None = None  # set by build_app: parked copies are published with it
         # One batch at a time per process: the stall watch (services/runtime/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
@@ -63,6 +70,7 @@ class Ledger:
 
     async def _reload(self) -> None:
         self.judge, self.judge_position = Judge(), 0
+        self.refusals, self.refusals_position = RefusalFold(), 0
         async with self.pool.acquire() as conn:
             await self._sync_judge(conn)
 
@@ -71,6 +79,21 @@ class Ledger:
         rebuilt = await log_admin.load_judge(conn, self.judge, after=self.judge_position)
         if rebuilt.applied:
             self.judge_position = rebuilt.applied[-1][0]
+        # The refusal fold reads back what other ledger processes appended to its meetings, and the
+        # meetings they scheduled under `reject`: with none, no query (prorate meetings cost nothing).
+        meetings = set(self.refusals.meetings())
+        meetings.update(
+            e.meeting_id
+            for _, e in rebuilt.applied
+            if isinstance(e, MeetingScheduled) and e.overvote_policy == "reject"
+        )
+        if meetings:
+            rows = await log_refusals.folded_rows(conn, sorted(meetings), self.refusals_position)
+            for row in rows:
+                # Rows already logged: their refusals are logged too (by whichever ledger appended them).
+                self.refusals.apply(decode_logged(row["payload"]))
+            if rows:
+                self.refusals_position = rows[-1]["position"]
 
     async def note_lost(self, tp: TopicPartition, first: int, start: int) -> None:
         """Park a record of offsets first..start-1, deleted or expired in Kafka before they were logged.
@@ -117,8 +140,9 @@ class Ledger:
         try:
             return await self._decide_and_commit(records, broker, admin_end)
         except BaseException:
-            # decide() applied this batch's admin events to the judge before the commit failed: the
-            # next batch, whoever commits it (the stall watch may be waiting), rebuilds it first.
+            # decide() applied this batch's admin events to the judge (and its rows to the refusal fold)
+            # before the commit failed: the next batch, whoever commits it (the stall watch may be
+            # waiting), rebuilds them first.
             self._dirty = True
             raise
 
@@ -138,7 +162,9 @@ class Ledger:
                 parked = [p for p in parked if p.source_topic == self.settings.admin_topic]
             done = [r for r in records if r.topic == self.settings.admin_topic] if deferred else records
             known = await log_append.known_event_ids(conn, [event.event_id for _, event in decoded])
-            decided = await ingest.decide_in_slices(self.judge, decoded, known, self.settings.admin_topic)
+            decided = await ingest.decide_in_slices(
+                self.judge, decoded, known, self.settings.admin_topic, refusals=self.refusals
+            )
             if decided.judge_suspect and len(records) > 1:
                 # The judge raised part-way through an event: later decisions of this batch may rest
                 # on half of it. Roll back; one by one, only the record that raises is parked.
@@ -163,6 +189,7 @@ class Ledger:
                 )
             )
         self.judge_position = head  # our own admin events are in the judge already
+        self.refusals_position = head  # and our own rows in the refusal fold (under the lock: none of others' between)
         self._dirty = decided.judge_suspect  # the judge raised part-way through an event
         for message in parked:
             log.warning(

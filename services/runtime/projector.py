@@ -18,6 +18,7 @@ import asyncpg.exceptions._base as asyncpg_base
 
 from events import decode_logged
 from projections.fold import Tally
+from projections.refusals import disagreement, is_ledger_refusal
 from projections.replay import Projection
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
@@ -171,6 +172,15 @@ class Projector:
         numbers = self.projection.refolds.pop(meeting_id, None)
         if numbers:
             await refold_meeting(self.conn, self.projection, meeting_id, numbers, last)
+        # R19: the ledger logged what its fold of the same rows refused (R17 `reject`); this fold must
+        # have refused it too, or the two disagree and the meeting's projection cannot be trusted.
+        for row in rows:
+            if is_ledger_refusal(row["type"], row["reason"]):
+                tally = self.projection.tallies.get(meeting_id)
+                refusal = decode_logged(row["payload"])
+                problem = "no meeting to fold it in" if tally is None else disagreement(tally, refusal)
+                if problem is not None:
+                    raise RefusalDisagrees(f"log position {row['position']}: {problem}")
 
     @staticmethod
     def _report(broken: dict[str, tuple[int, str]]) -> None:
@@ -243,6 +253,10 @@ def _forget(projection: Projection, meeting_id: str) -> None:
     projection.state.meetings.pop(meeting_id, None)
     projection.state.proxies.pop(meeting_id, None)
     projection.refolds.pop(meeting_id, None)
+
+
+class RefusalDisagrees(Exception):
+    """A refusal row of the ledger's is not what the projector's fold of the same rows refuses (R19)."""
 
 
 class _Rebuilt(Exception):

@@ -27,16 +27,20 @@ async def position_at(conn: asyncpg.Connection, when: datetime) -> int:
 async def read_after(
     conn: asyncpg.Connection, position: int, limit: int, meeting_id: str | None = None
 ) -> list[asyncpg.Record]:
-    """Rows after a position, in order: (position, meeting_id, type, decision, payload)."""
+    """Rows after a position, in order: (position, meeting_id, type, decision, reason, payload).
+
+    The reason tells the ledger's refusal rows (over_entitlement, R19), which the projector checks
+    against its fold, from a channel's vote.refused (reserved_type).
+    """
     if meeting_id is None:
         return await conn.fetch(
-            "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
+            "SELECT position, meeting_id, type, decision, reason, payload FROM ledger_log"
             " WHERE position > $1 ORDER BY position LIMIT $2",
             position,
             limit,
         )
     return await conn.fetch(
-        "SELECT position, meeting_id, type, decision, payload FROM ledger_log"
+        "SELECT position, meeting_id, type, decision, reason, payload FROM ledger_log"
         " WHERE meeting_id = $3 AND position > $1 ORDER BY meeting_id, position LIMIT $2",
         position,
         limit,
@@ -45,9 +49,12 @@ async def read_after(
 
 
 async def meeting_rows(conn: asyncpg.Connection, meeting_id: str, after: int, up_to: int) -> Cursor:
-    """A cursor over (position, decision, payload) of a meeting's rows in (after, up_to]; call it in a transaction."""
+    """Cursor over (position, type, decision, reason, payload) of a meeting's rows in (after, up_to]: in a transaction.
+
+    type and reason tell the ledger's refusal rows (R19), which `projections rebuild` checks against its fold.
+    """
     return await conn.cursor(
-        "SELECT position, decision, payload FROM ledger_log WHERE meeting_id = $1"
+        "SELECT position, type, decision, reason, payload FROM ledger_log WHERE meeting_id = $1"
         " AND position > $2 AND position <= $3 ORDER BY position",
         meeting_id,
         after,
