@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", metavar="FILE", help=_FILE_HELP)
     add_format(show)
     show.set_defaults(func=_show)
+    from services.cli.meeting_amend_cmd import add_amend  # its own module: `meeting amend adjourn|cutoff|correct`
+
+    add_amend(actions)
 
 
 def resolve_meeting_file(file: str | None = None, meeting_id: str | None = None) -> Path:

@@ -1,0 +1,18 @@
+"""The log's amendment rows (meeting.adjourned, meeting.cutoff_changed, meeting.corrected): decisions and history."""
+
+from __future__ import annotations
+
+import asyncpg
+
+# The three types are admin rows (events.JUDGE_TAGS), so the partial index ledger_log_admin_rows
+# (016_amendments.sql) serves these queries; literal types let the planner see it.
+_TYPES = "('meeting.adjourned', 'meeting.cutoff_changed', 'meeting.corrected')"
+_DECISION = (
+    f"SELECT position, decision, reason FROM ledger_log WHERE event_id = $1 AND type IN {_TYPES}"
+    " ORDER BY position LIMIT 1"
+)
+
+
+async def amendment_decision(conn: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
+    """(position, decision, reason) of the amendment logged under this event id, if any."""
+    return await conn.fetchrow(_DECISION, event_id)

@@ -1,0 +1,225 @@
+"""`vote-ledger meeting amend adjourn|cutoff|correct`: publish a meeting's amendment on meetings.admin.
+
+An amendment is appended, never an edit: each takes effect from its effective_at (docs/rules.md,
+Amendments), and the ledger judges it like any admin event (poll_closed, unknown_item, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from events.schema import CUTOFF_CHANNELS
+from services.cli import UserError
+from services.cli.common import parse_timestamp, positive_number
+
+DECISION_WAIT_S = 30.0
+EVENT_ID_MAX = 200  # the wire schema's bound (events/schema.py NonEmpty)
+
+
+def add_amend(actions: argparse._SubParsersAction) -> None:
+    """Add `meeting amend adjourn|cutoff|correct` under `meeting`."""
+    amend = actions.add_parser(
+        "amend",
+        help="publish an amendment: adjournment, changed cut-off, corrected field (meeting administration)",
+        description="Amend a loaded meeting by appending an event on meetings.admin, as meeting administration: "
+        "votes already cast stand, and each amendment takes effect from --effective-at (default: now). Then "
+        "waits for the ledger's decision (docs/rules.md, Amendments).",
+    )
+    kinds = amend.add_subparsers(dest="amend_action", required=True, metavar="AMENDMENT")
+
+    adjourn = kinds.add_parser(
+        "adjourn",
+        help="publish meeting.adjourned: the meeting is held at a new date and time (record date unchanged)",
+        description="Adjourn (or, with --postponed, postpone before it convened) the meeting to --to. The record "
+        "date, the register and the votes already cast stand; cut-offs change only with `amend cutoff`.",
+    )
+    _common(adjourn)
+    adjourn.add_argument("--to", required=True, type=parse_timestamp, metavar="TIME", help="RFC 3339 new meeting time")
+    adjourn.add_argument("--postponed", action="store_true", help="postponed before convening (default: adjourned)")
+    adjourn.set_defaults(func=_adjourn)
+
+    cutoff = kinds.add_parser(
+        "cutoff",
+        help="publish meeting.cutoff_changed: a channel's cut-off set, moved or lifted (R12)",
+        description="Change a channel's cut-off for submissions received from --effective-at on: a reopening "
+        "accepts from then on; an earlier cut-off does not undo what was received before it took effect.",
+    )
+    _common(cutoff)
+    cutoff.add_argument("--channel", required=True, choices=CUTOFF_CHANNELS, help="the channel (broker: its platform)")
+    at = cutoff.add_mutually_exclusive_group(required=True)
+    at.add_argument("--cutoff", type=parse_timestamp, metavar="TIME", help="RFC 3339 new cut-off")
+    at.add_argument("--lift", action="store_true", help="no cut-off for the channel any more")
+    cutoff.set_defaults(func=_cutoff)
+
+    correct = kinds.add_parser(
+        "correct",
+        help="publish meeting.corrected: company, title, item titles, recommendations",
+        description="Correct descriptive fields. A corrected recommendation (R9) votes the unmarked items of "
+        "cards executed from --effective-at on; earlier cards keep the one they were signed under.",
+    )
+    _common(correct)
+    correct.add_argument("--company", metavar="TEXT", help="the company's corrected name")
+    correct.add_argument("--title", metavar="TEXT", help="the meeting's corrected title")
+    correct.add_argument(
+        "--item-title", action="append", default=[], type=_pair, metavar="ID=TEXT", help="an item's title (repeat)"
+    )
+    correct.add_argument(
+        "--recommendation",
+        action="append",
+        default=[],
+        type=_pair,
+        metavar="ID=OPTION",
+        help="an item's recommendation, one of its options (repeat)",
+    )
+    correct.set_defaults(func=_correct)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meeting", required=True, metavar="M", help="the meeting id")
+    parser.add_argument(
+        "--effective-at", type=parse_timestamp, metavar="TIME", help="RFC 3339 time it takes effect (default: now)"
+    )
+    parser.add_argument("--reason", metavar="TEXT", help="why, for the report and the auditors")
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--wait",
+        type=positive_number(3600),
+        default=DECISION_WAIT_S,
+        metavar="S",
+        help=f"seconds to wait for the ledger's decision, read as the reader role (default {DECISION_WAIT_S:g})",
+    )
+    wait.add_argument("--no-wait", action="store_true", help="publish only: do not wait for the decision")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    item, sep, value = text.partition("=")
+    if not sep or not item.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"ID=VALUE expected: {text!r}")
+    return item.strip(), value.strip()
+
+
+def amendment_id(meeting_id: str, kind: str, effective_at: datetime) -> str:
+    """A new, readable id per publication (R18: a second amendment of the same kind is its own event)."""
+    suffix = f"/{kind}/{effective_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(4)}"
+    return meeting_id[: EVENT_ID_MAX - len(suffix)] + suffix
+
+
+def _fields(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    effective_at = args.effective_at or now
+    return {
+        "event_id": amendment_id(args.meeting, kind, effective_at),
+        "meeting_id": args.meeting,
+        "effective_at": effective_at,
+        "reason": args.reason,
+        "recorded_at": now,
+    }
+
+
+def _adjourn(args: argparse.Namespace) -> int:
+    from events import MeetingAdjourned
+
+    event = _event(MeetingAdjourned, **_fields(args, "adjourned"), meeting_at=args.to, postponed=args.postponed)
+    return _publish(event, f"to {args.to.isoformat()}", None if args.no_wait else args.wait)
+
+
+def _cutoff(args: argparse.Namespace) -> int:
+    from events import CutoffChanged
+
+    new = None if args.lift else args.cutoff
+    event = _event(CutoffChanged, **_fields(args, f"cutoff-{args.channel}"), channel=args.channel, cutoff=new)
+    what = f"{args.channel} cut-off {'lifted' if new is None else new.isoformat()}"
+    return _publish(event, what, None if args.no_wait else args.wait)
+
+
+def _correct(args: argparse.Namespace) -> int:
+    from events import MeetingCorrected
+
+    items: dict[str, dict[str, str]] = {}
+    for item_id, title in args.item_title:
+        items.setdefault(item_id, {"id": item_id})["title"] = title
+    for item_id, option in args.recommendation:
+        items.setdefault(item_id, {"id": item_id})["recommendation"] = option
+    if not (args.company or args.title or items):
+        raise UserError(
+            "meeting amend correct: nothing to correct (--company, --title, --item-title, --recommendation)"
+        )
+    event = _event(
+        MeetingCorrected,
+        **_fields(args, "corrected"),
+        company=args.company,
+        title=args.title,
+        items=list(items.values()),
+    )
+    return _publish(event, "correction", None if args.no_wait else args.wait)
+
+
+def _event(cls: type, **fields: Any) -> Any:
+    """The event as the ledger will decode it: a field the wire schema refuses is a one-line error here."""
+    import msgspec
+
+    try:
+        return msgspec.convert(fields, cls, from_attributes=False, strict=False)
+    except msgspec.ValidationError as exc:
+        raise UserError(f"not a valid {cls.__name__}: {exc}") from None
+
+
+def _publish(event: Any, what: str, wait: float | None) -> int:
+    """Publish as meeting administration, then report the ledger's decision (exit 1: rejected or none in time)."""
+    from events import tag_of
+    from services.adapters.kafka.topics import producer, publish
+    from services.cli.meeting_cmd import kafka_settings, run_kafka
+
+    current = kafka_settings()
+
+    async def go() -> None:
+        async with producer(current, "admin") as client:  # only meeting administration may write meetings.admin
+            await publish(client, current, [event])
+
+    run_kafka(current, go())
+    said = f"published {tag_of(event)} ({what}) for {event.meeting_id} (event {event.event_id})"
+    if wait is None:
+        print(f"{said}; not checked (--no-wait)")
+        return 0
+    if not (current.pg_reader_dsn or current.pg_dsn):
+        print(f"{said}; not checked (no reader DSN: VOTE_LEDGER_PG_READER_DSN)")
+        return 0
+    decided = _await_decision(event.event_id, wait)
+    if decided is None:
+        print(said, flush=True)
+        raise UserError(f"the ledger logged no decision on {event.event_id} within {wait:g} s: is it running?")
+    if decided["decision"] == "accepted":
+        print(f"{said}: accepted at position {decided['position']}")
+        return 0
+    print(f"{said}: rejected {decided['reason']}")
+    return 1
+
+
+def _await_decision(event_id: str, wait: float) -> dict[str, Any] | None:
+    """The log row's decision on this amendment, polled as the reader role for up to ``wait`` seconds."""
+    import asyncio
+
+    from services.adapters.postgres.connect import READER_ROLE, connect_as
+    from services.adapters.postgres.log.amendments import amendment_decision
+    from services.settings import settings
+
+    async def go() -> dict[str, Any] | None:
+        conn = await connect_as(settings(), READER_ROLE)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while (row := await amendment_decision(conn, event_id)) is None:
+                if loop.time() >= deadline:
+                    return None
+                await asyncio.sleep(0.25)
+            return dict(row)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except OSError as exc:
+        raise UserError(f"published, but the log could not be read: {exc}") from None
