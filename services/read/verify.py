@@ -12,6 +12,7 @@ from events import decode
 from projections.chain import Break, ParkedCheck
 from projections.chain_walk import ChainWalk
 from projections.heads import Head, HeadCheck
+from projections.refusals import RefusalCheck
 from projections.rejudge import Misjudged
 from projections.replay import Projection
 from projections.tally_compare import compare
@@ -114,6 +115,7 @@ async def verify_meeting(
         result.heads = HeadCheck([h for h in heads if h.chain == "meeting" and h.meeting_id == meeting_id])
         result.parked_heads = HeadCheck([h for h in heads if h.chain == "parked"])
     projection = Projection()
+    refusals = RefusalCheck()  # R19: the vote.refused rows against a fold of every accepted row (reject meetings)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         result.checkpoint = await tally_store.checkpoint(conn, PROJECTION)
         result.position_gap = await log_verify.first_missing_position(conn)
@@ -122,6 +124,7 @@ async def verify_meeting(
             row = log_verify.chain_row(record)
             event = decode(row.payload)
             walk.feed(row, event, {name: record[name] for name in _COPIED if record[name] is not None})
+            refusals.feed(row.position, row.type, row.decision, row.reason, event, row.source_topic is not None)
             if on_progress is not None and walk.rows % 10_000 == 0:
                 on_progress(row.position, max(row.position, result.checkpoint))
             if result.heads is not None:
@@ -163,6 +166,7 @@ async def verify_meeting(
     result.anchor_mismatch = not walk.anchor_holds()
     result.misjudged = walk.misjudged
     result.problems += walk.problems(meeting_id)
+    result.problems += [f"refusals: {problem}" for problem in refusals.finish()]
     if projected is not None:
         result.tally_compared = True
         result.tally_mismatches = compare(projection.tallies[meeting_id], projected)
