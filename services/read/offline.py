@@ -12,6 +12,7 @@ from projections.chain import Break, ChainCheck, ParkedCheck
 from projections.chain_walk import ChainWalk
 from projections.diff import report_of
 from projections.digest import LogDigest
+from projections.refusals import RefusalCheck
 from projections.replay import counted, replay
 from projections.report import final_report
 from projections.validation import DUPLICATE_EVENT_ID
@@ -106,6 +107,7 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
     first = None
     lines, unreadable = 0, None
     applied: set[str] = set()  # R18 per meeting: the ids this meeting's accepted rows applied so far
+    refusals = RefusalCheck()  # R19: the vote.refused rows against a fold of the accepted rows (reject meetings)
     try:
         for lines, line in read_lines(path, LOG_MEMBER):
             digest.update(line)
@@ -124,6 +126,7 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
                     " but no earlier row of its meeting applied its id",
                 )
             walk.feed(chain_row, event)
+            refusals.feed(row.position, row.type, row.decision, row.reason, event, row.source_topic is not None)
             counts[row.decision] = counts.get(row.decision, 0) + 1
             first = row.position if first is None else first
             if check.rows % _PROGRESS_EVERY == 0:
@@ -139,6 +142,8 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
         result.problems.append(f"{unreadable}; {LOG_MEMBER} is not read further")
     result.rows, result.v1_rows, result.chain_break = check.rows, check.v1_rows, check.first_break
     result.problems += walk.problems(manifest.meeting_id)
+    if unreadable is None:  # a refusal past an unreadable line would be counted missing
+        result.problems += [f"refusals: {problem}" for problem in refusals.finish()]
     if manifest.format_version >= 2:
         result.parked = _verify_parked(path, manifest, result, lambda done: on_progress(check.rows + done, total))
     if walk.misjudged is not None:
