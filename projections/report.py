@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from events import Item, MeetingScheduled
+from projections.completeness import RegisterState, summary
 from projections.outcomes import item_counts, outcomes, quorum
 from projections.overvotes import OverVote
 
@@ -45,6 +46,10 @@ _HEADINGS = {
     "broker_non_votes": "Broker non-votes",
 }
 _FREQUENCY_WORDS = {"1y": "1 year", "2y": "2 years", "3y": "3 years"}
+REPORT_TITLE = "Item 5.07 Submission of Matters to a Vote of Security Holders"
+# A report asked for as preliminary (report final --preliminary) says so in its title, text and JSON:
+# the only way to have a report of a meeting whose register is incomplete (docs/rules.md).
+PRELIMINARY_TITLE = f"PRELIMINARY: {REPORT_TITLE}"
 
 
 def percent(part: int, whole: int) -> str:
@@ -69,11 +74,14 @@ def final_report(
     position: int,
     digest: str,
     chain: str | None = None,
+    register: RegisterState | None = None,
+    preliminary: bool = False,
 ) -> dict[str, Any]:
     """The final report's data: meeting, quorum, per-item columns and outcome, over-votes, log point.
 
     ``chain``: ``POSITION:HEX``, the meeting's hash-chain value at the report's point, which
-    `audit verify --expect-hash` checks later, online or on an export.
+    `audit verify --expect-hash` checks later, online or on an export. ``register``: the register's
+    completeness at that point (None: not known). ``preliminary``: the title says PRELIMINARY.
     """
     q = quorum(spec, present)
     results = outcomes(spec, totals, q["met"])
@@ -87,6 +95,8 @@ def final_report(
         row["outcome"] = results[item.id]
         items[item.id] = row
     return {
+        "report_title": PRELIMINARY_TITLE if preliminary else REPORT_TITLE,
+        "preliminary": preliminary,
         "meeting_id": spec.meeting_id,
         "company": spec.company,
         "title": spec.title,
@@ -103,6 +113,7 @@ def final_report(
         },
         "items": items,
         "over_votes": [dataclasses.asdict(o) for o in overvotes],
+        "register": None if register is None else register.as_dict(),
         "log": {"position": position, "digest": digest, **({"chain": chain} if chain else {})},
     }
 
@@ -127,7 +138,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     q = report["quorum"]
     meeting_at = datetime.fromisoformat(report["meeting_at"]).isoformat(sep=" ", timespec="minutes")
     lines = [
-        "# Item 5.07 Submission of Matters to a Vote of Security Holders",
+        f"# {report.get('report_title', REPORT_TITLE)}",
         "",
         f"{report['company']}, {report['title']} (`{report['meeting_id']}`), held {meeting_at}"
         f" ({report['timezone']}); record date {report['record_date']}.",
@@ -136,6 +147,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f" proxy ({q['present_percent']} %); {q['required']:,} required ({q['fraction']}):"
         f" **{'met' if q['met'] else 'not met'}**.",
     ]
+    register = report.get("register")
+    if register is not None and not register["complete"]:
+        lines += [
+            "",
+            f"**Register {summary(register)}.** Positions not recorded are not counted: these are not the final"
+            " results.",
+        ]
     for kind, heading, label in _SECTIONS:
         rows = [(item_id, row) for item_id, row in report["items"].items() if row["kind"] == kind]
         if rows:

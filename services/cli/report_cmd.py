@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from projections.completeness import summary
 from projections.report import render_csv, render_json, render_markdown
 from services.cli import UserError
 from services.cli.common import add_format, show, whole_number
@@ -49,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="md",
         help="md (default), json, or csv (one row per item, no position/digest)",
     )
+    f.add_argument(
+        "--preliminary",
+        action="store_true",
+        help="a preliminary report, titled PRELIMINARY (md and json): the only report given while the meeting's"
+        " register is incomplete (without it, report final refuses an incomplete register)",
+    )
     f.set_defaults(func=_final)
 
     o = reports.add_parser(
@@ -77,16 +84,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _final(args: argparse.Namespace) -> int:
+    if args.preliminary and args.format == "csv":
+        raise UserError("report final --preliminary: CSV has no title to say PRELIMINARY in; use --format md or json")
     if args.file is not None:
         try:
-            report = final_report_from_file(args.file)
+            report = final_report_from_file(args.file, preliminary=args.preliminary)
         except BadExport as exc:
             raise UserError(str(exc)) from None
-        sys.stdout.write(_FINAL_RENDERERS[args.format](report))
+        sys.stdout.write(_FINAL_RENDERERS[args.format](_final_or_refused(report)))
         return 0
     from services.read.reports import read_final_report
 
-    return show(args.meeting, lambda conn: read_final_report(conn, args.meeting), _FINAL_RENDERERS[args.format])
+    render = _FINAL_RENDERERS[args.format]
+    return show(
+        args.meeting,
+        lambda conn: read_final_report(conn, args.meeting, args.preliminary),
+        lambda report: render(_final_or_refused(report)),
+    )
+
+
+def _final_or_refused(report: dict[str, Any]) -> dict[str, Any]:
+    """The report, unless its register is incomplete and it was not asked for as preliminary: then UserError."""
+    register = report["register"]
+    if not report["preliminary"] and register is not None and not register["complete"]:
+        raise UserError(
+            f"meeting {report['meeting_id']}: no final report while its register is {summary(register)}"
+            f" (log position {report['log']['position']}); pass --preliminary for a report titled PRELIMINARY"
+        )
+    return report
 
 
 def _overvotes(args: argparse.Namespace) -> int:
@@ -113,6 +138,8 @@ def render_overvotes(report: dict[str, Any]) -> str:
         f"Over-votes of meeting {report['meeting_id']}  (policy {report['policy']},"
         f" log position {report['as_of_position']})"
     ]
+    if report.get("register") is not None and not report["register"]["complete"]:
+        lines.append(f"REGISTER {summary(report['register'])}: entitlements not recorded are not checked")
     if not report["over_votes"]:
         return "\n".join(lines + ["No nominee voted more than its entitlement on any item."])
     for o in report["over_votes"]:

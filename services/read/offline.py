@@ -274,9 +274,20 @@ def tally_from_file(path: Path, as_of: int | None = None) -> dict[str, Any]:
     return report_of(tally, position)
 
 
-def final_report_from_file(path: Path) -> dict[str, Any]:
-    """The final report, replayed from the export at the position the live reports were at."""
+def final_report_from_file(path: Path, preliminary: bool = False) -> dict[str, Any]:
+    """The final report, replayed from the export at the position the live reports were at (register included)."""
     manifest = read_manifest(path)
     _manifest, tally, digest, chain = _fold(path, manifest.as_of_position)
     totals, overvotes = counted(tally)
-    return final_report(tally.meeting.spec, tally.present, totals, overvotes, manifest.as_of_position, digest, chain)
+    meeting = tally.meeting
+    return final_report(
+        meeting.spec,
+        tally.present,
+        totals,
+        overvotes,
+        manifest.as_of_position,
+        digest,
+        chain,
+        register=meeting.register_state,
+        preliminary=preliminary,
+    )

@@ -27,8 +27,12 @@ async def log_digest(conn: asyncpg.Connection, meeting_id: str, position: int, c
     return digest.hexdigest()
 
 
-async def read_final_report(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
-    """The final report, its tally and digest read at the same checkpoint in one snapshot."""
+async def read_final_report(conn: asyncpg.Connection, meeting_id: str, preliminary: bool = False) -> dict[str, Any]:
+    """The final report, its tally, register and digest read at the same checkpoint in one snapshot.
+
+    Whether a report of an incomplete register may be given is the caller's decision (report final
+    refuses it unless asked for a preliminary one); the report always says how complete it is.
+    """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         counted = await read_counted_in_snapshot(conn, meeting_id)
         # The projector commits its checkpoint only after reading every row below it, and positions
@@ -38,7 +42,15 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str) -> dict[s
     # Where the meeting's chain stood at the tally's position (no hash before chaining began).
     chain = f"{heads[0]['position']}:{bytes(heads[0]['hash']).hex()}" if heads and heads[0]["hash"] else None
     return final_report(
-        counted["spec"], counted["present"], counted["totals"], counted["overvotes"], counted["position"], digest, chain
+        counted["spec"],
+        counted["present"],
+        counted["totals"],
+        counted["overvotes"],
+        counted["position"],
+        digest,
+        chain,
+        register=counted["register"],
+        preliminary=preliminary,
     )
 
 
@@ -50,6 +62,7 @@ async def over_vote_report(conn: asyncpg.Connection, meeting_id: str) -> dict[st
         "as_of_position": counted["position"],
         "policy": counted["spec"].overvote_policy,
         "over_votes": [dataclasses.asdict(o) for o in counted["overvotes"]],
+        "register": counted["register"].as_dict(),  # an incomplete register: entitlements may be missing too
     }
 
 

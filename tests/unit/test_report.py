@@ -103,6 +103,8 @@ def test_the_json_report_has_stable_keys_in_a_fixed_order():
     r = report(overvotes=[OVERVOTE])
     parsed = json.loads(render_json(r))
     assert list(parsed) == [
+        "report_title",
+        "preliminary",
         "meeting_id",
         "company",
         "title",
@@ -113,6 +115,7 @@ def test_the_json_report_has_stable_keys_in_a_fixed_order():
         "quorum",
         "items",
         "over_votes",
+        "register",
         "log",
     ]
     assert list(parsed["items"]) == ["1.1", "1.2", "2", "3", "5"]
