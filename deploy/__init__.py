@@ -23,6 +23,11 @@ def meeting_file(meeting_id: str) -> Path:
     return bundled("meetings", f"{meeting_id}.toml")
 
 
+def simulation_file(meeting_id: str) -> Path:
+    """The bundled simulation of a meeting, e.g. cbak-2023-agm -> deploy/simulations/cbak-2023-agm.toml."""
+    return bundled("simulations", f"{meeting_id}.toml")
+
+
 def meeting_ids() -> list[str]:
     """The ids of the bundled meetings."""
     return sorted(path.stem for path in bundled("meetings").glob("*.toml"))

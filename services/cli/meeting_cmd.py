@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,46 +20,59 @@ from services.settings import Settings, settings
 
 if TYPE_CHECKING:
     from services.devtools.demo.spec import SimulationSpec
+    from services.registers.build import LoadedRegister
 
 MEETINGS_DIR = Path("deploy/meetings")
 
-_FILE_HELP = "meeting spec (TOML), e.g. deploy/meetings/cbak-2023-agm.toml, or a bundled meeting's id (cbak-2023-agm)"
+_FILE_HELP = "meeting file (TOML), e.g. deploy/meetings/cbak-2023-agm.toml, or a bundled meeting's id (cbak-2023-agm)"
+_REGISTER_HELP = (
+    "the meeting's real record-date register: a directory of CSV files (registered.csv, dtc_positions.csv, "
+    "beneficial.csv; docs/register.md). Without it, the synthetic register of the meeting's simulation file "
+    "(deploy/simulations/<meeting file's name>)"
+)
+# Register problems printed before the count of the rest: enough to fix a file's column at a time.
+MAX_PROBLEMS_SHOWN = 50
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `meeting load` and `meeting show`."""
     parser = subparsers.add_parser(
         "meeting",
-        help="publish or inspect a meeting spec file",
-        description="A meeting spec file holds the meeting as data ([meeting]), the parameters of its "
-        "synthetic register ([register]) and of the simulated campaign ([simulation]).",
+        help="publish or inspect a meeting file",
+        description="A meeting file holds the meeting as data ([meeting]). Its register is a directory of CSV "
+        "files (--register DIR, docs/register.md), or for a simulation the synthetic register its simulation file "
+        "describes (deploy/simulations/, with the simulated campaign).",
     )
     actions = parser.add_subparsers(dest="meeting_action", required=True, metavar="ACTION")
     load = actions.add_parser(
         "load",
         help="publish meeting.scheduled and the register's positions.recorded chunks",
-        description="Publish the meeting (meeting.scheduled) and its synthetic record-date register "
-        "(positions.recorded chunks) to meetings.admin. No channel key is registered unless asked: real "
-        "channels register their own (vote-ledger channel register). Event ids derive from the file's "
-        "content: loading the same file again is a no-op (R18).",
+        description="Publish the meeting (meeting.scheduled, declaring its register's totals) and its "
+        "record-date register (positions.recorded chunks) to meetings.admin. With --register DIR every file is "
+        "checked and reconciled first: any problem is printed as FILE:LINE:COLUMN and nothing is published. No "
+        "channel key is registered unless asked: real channels register their own (vote-ledger channel "
+        "register). Event ids derive from the files' content: loading the same files again is a no-op (R18).",
     )
     load.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    load.add_argument("--register", metavar="DIR", help=_REGISTER_HELP)
     load.add_argument(
         "--simulated-channels",
         action="store_true",
         help="also register the simulated channels' demo keys (for `simulate`). They are PUBLIC: derived from "
         "the meeting and channel ids, so anyone can sign votes with them. For simulations only, never for a "
-        "real meeting",
+        "real meeting (not with --register)",
     )
     add_quiet(load)
     load.set_defaults(func=_load)
     show = actions.add_parser(
         "show",
         help="print the meeting, its register and campaign totals without publishing",
-        description="Parse the spec, build the register and plan the simulated campaign; print a "
-        "summary. Nothing is published.",
+        description="Parse the meeting file and read its register (--register DIR: checked and reconciled as "
+        "`meeting load` would; else the synthetic one, with its simulated campaign planned); print a summary. "
+        "Nothing is published.",
     )
     show.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    show.add_argument("--register", metavar="DIR", help=_REGISTER_HELP)
     add_format(show)
     show.set_defaults(func=_show)
     from services.cli.meeting_amend_cmd import add_amend  # its own module: `meeting amend adjourn|cutoff|correct`
@@ -107,12 +121,55 @@ def run_kafka(current: Settings, coroutine):
         raise UserError(unreachable(exc, current.kafka_bootstrap) or failed) from None
 
 
+def real_register(path: Path, directory: str) -> LoadedRegister:
+    """The meeting and its register files, checked; else each problem on stderr and a one-line UserError."""
+    from services.registers.build import RegisterError, load_register
+
+    try:
+        return load_register(path, directory)
+    except RegisterError as exc:
+        for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
+            print(problem, file=sys.stderr)
+        more = len(exc.problems) - MAX_PROBLEMS_SHOWN
+        if more > 0:
+            print(f"... and {more:,} more", file=sys.stderr)
+        raise UserError(f"register {directory}: {len(exc.problems):,} problem(s); nothing published") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _load_real(args: argparse.Namespace, path: Path) -> int:
+    from services.registers.publish import publish_admin
+    from services.registers.report import reconciliation_lines
+
+    if args.simulated_channels:
+        raise UserError(
+            "--simulated-channels is for a simulated register: a real meeting's channels register their own"
+        )
+    loaded = real_register(path, args.register)
+    meeting = loaded.meeting
+    print("\n".join(reconciliation_lines(loaded.reconciliation, meeting)))
+    current = kafka_settings()
+    with progress_bar(f"publishing {meeting.meeting_id}", unit="events", quiet=args.quiet) as on_progress:
+        run_kafka(current, publish_admin(current, loaded.events, on_progress))
+    totals = meeting.register
+    assert totals is not None
+    print(
+        f"published meeting {meeting.meeting_id} (event {meeting.event_id}) and {totals.chunks} register chunks: "
+        f"{totals.positions} positions, {totals.shares:,} shares"
+    )
+    print("no channel key registered: register each real channel's key with `vote-ledger channel register`")
+    return 0
+
+
 def _load(args: argparse.Namespace) -> int:
+    path = resolve_meeting_file(args.file)
+    if args.register is not None:
+        return _load_real(args, path)
     # The demo tooling is imported by the handlers that use it: building the parser (every
     # `vote-ledger` call, `services run` too) loads no developer tooling.
     from services.devtools.demo.spec import load_spec
 
-    path = resolve_meeting_file(args.file)
     try:
         load_spec(path)  # report a bad file before touching Kafka
     except ValueError as exc:
@@ -142,10 +199,12 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    path = resolve_meeting_file(args.file)
+    if args.register is not None:
+        return _show_real(args, path)
     from services.devtools.demo.register import build_register
     from services.devtools.demo.spec import load_spec
 
-    path = resolve_meeting_file(args.file)
     try:
         meeting, register_spec, sim = load_spec(path)
         positions, entitlements = build_register(meeting, register_spec)
@@ -192,6 +251,26 @@ def describe(
             campaign["discretionary" if event.discretionary else event.channel] += 1
     total = sum(p.shares for p in positions)
     return {
+        **meeting_summary(meeting),
+        "register": {
+            "positions": len(positions),
+            "shares": total,
+            "sums_to_outstanding": total == meeting.outstanding,
+            "by_kind": {k: {"positions": kinds[k], "shares": shares[k]} for k in sorted(kinds)},
+            "nominees": nominees,
+        },
+        "campaign": {
+            "events": sum(campaign.values()),
+            "seed": sim.seed,
+            "turnout": sim.turnout,
+            "by_kind": dict(sorted(campaign.items())),
+        },
+    }
+
+
+def meeting_summary(meeting: MeetingScheduled) -> dict[str, Any]:
+    """The meeting's own fields as `meeting show` prints them."""
+    return {
         "meeting_id": meeting.meeting_id,
         "company": meeting.company,
         "title": meeting.title,
@@ -214,23 +293,26 @@ def describe(
             }
             for i in meeting.items
         ],
-        "register": {
-            "positions": len(positions),
-            "shares": total,
-            "sums_to_outstanding": total == meeting.outstanding,
-            "by_kind": {k: {"positions": kinds[k], "shares": shares[k]} for k in sorted(kinds)},
-            "nominees": nominees,
-        },
-        "campaign": {
-            "events": sum(campaign.values()),
-            "seed": sim.seed,
-            "turnout": sim.turnout,
-            "by_kind": dict(sorted(campaign.items())),
-        },
+        "declared_register": msgspec.to_builtins(meeting.register),
     }
 
 
-def _text(s: dict[str, Any]) -> str:
+def _show_real(args: argparse.Namespace, path: Path) -> int:
+    from services.registers.report import reconciliation_lines
+
+    loaded = real_register(path, args.register)
+    if args.format == "json":
+        summary = {**meeting_summary(loaded.meeting), "register": loaded.reconciliation.as_dict()}
+        print(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode())
+    else:
+        summary = meeting_summary(loaded.meeting)
+        lines = _meeting_lines(summary)
+        lines += reconciliation_lines(loaded.reconciliation, loaded.meeting)
+        print("\n".join(lines))
+    return 0
+
+
+def _meeting_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         f"{s['meeting_id']}: {s['company']}, {s['title']}",
         f"  meeting {s['meeting_at']} ({s['timezone']}), record date {s['record_date']}",
@@ -245,6 +327,17 @@ def _text(s: dict[str, Any]) -> str:
             f"    {i['id']:>4}  {i['title']}  [{i['standard']}, {routine}, "
             f"{'/'.join(i['options'])}, board: {i['recommendation']}]"
         )
+    declared = s["declared_register"]
+    if declared is not None:
+        lines.append(
+            f"  declared register: {declared['chunks']} chunks, {declared['positions']:,} positions, "
+            f"{declared['shares']:,} shares"
+        )
+    return lines
+
+
+def _text(s: dict[str, Any]) -> str:
+    lines = _meeting_lines(s)
     r = s["register"]
     lines.append(
         f"  register: {r['positions']:,} positions, {r['shares']:,} shares "

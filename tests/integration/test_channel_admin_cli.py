@@ -28,10 +28,14 @@ KEY_ROWS = "SELECT count(*) FROM ledger_log WHERE type = 'channel.key_registered
 
 def small_spec(tmp_path: Path) -> Path:
     """The bundled CBAK meeting with a register of 300 positions (quick to load and log)."""
-    text = CBAK.read_text()
+    text = (CBAK.parents[1] / "simulations" / CBAK.name).read_text()
     assert "positions = 20000" in text
-    path = tmp_path / "cbak-small.toml"
-    path.write_text(text.replace("positions = 20000", "positions = 300", 1))
+    path = tmp_path / "meetings" / "cbak-small.toml"
+    simulation = tmp_path / "simulations" / "cbak-small.toml"  # the meeting file's simulation, beside its folder
+    path.parent.mkdir()
+    simulation.parent.mkdir()
+    path.write_text(CBAK.read_text())
+    simulation.write_text(text.replace("positions = 20000", "positions = 300", 1))
     return path
 
 

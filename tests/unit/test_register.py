@@ -15,6 +15,7 @@ from services.devtools.demo.register import build_register, nominee_books, regis
 from services.devtools.demo.spec import load_spec
 
 SPEC = Path(__file__).resolve().parents[2] / "deploy" / "meetings" / "cbak-2023-agm.toml"
+SIMULATION = SPEC.parents[1] / "simulations" / SPEC.name
 KNOWN = {
     "Yunfei Li": 11_100_871,
     "Dawei Li": 6_733_359,
@@ -144,12 +145,16 @@ def test_recording_every_chunk_completes_the_meeting_register(spec, register):
 
 
 def test_a_spec_file_with_a_mistyped_field_is_refused_naming_the_file_and_field(tmp_path):
-    bad = tmp_path / "bad.toml"
+    bad = tmp_path / "meetings" / "bad.toml"
+    bad.parent.mkdir()
     bad.write_text(SPEC.read_text().replace("outstanding = 89467190", "outstandin = 89467190"))
     with pytest.raises(ValueError, match=r"bad\.toml: meeting: unknown field\(s\) outstandin"):
         load_spec(bad)
-    bad.write_text(SPEC.read_text().replace("positions = 20000", 'positions = "many"'))
-    with pytest.raises(ValueError, match=r"bad\.toml: .*\$\.register\.positions"):
+    bad.write_text(SPEC.read_text())
+    simulation = tmp_path / "simulations" / "bad.toml"  # the meeting file's simulation, beside its folder
+    simulation.parent.mkdir()
+    simulation.write_text(SIMULATION.read_text().replace("positions = 20000", 'positions = "many"'))
+    with pytest.raises(ValueError, match=r"simulations/bad\.toml: .*\$\.register\.positions"):
         load_spec(bad)
     with pytest.raises(ValueError, match="cannot read"):
         load_spec(tmp_path / "missing.toml")

@@ -15,6 +15,7 @@ from services.devtools.demo.channels import Signer, key_events
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec
 from services.devtools.demo.traffic import generate
+from services.registers.meeting_file import declare_register
 
 DEFAULT_MEETING = meeting_file("cbak-2023-agm")  # bundled, so `bench` runs outside a checkout
 DEFAULT_POSITIONS = 100_000
@@ -118,7 +119,9 @@ def build(
     meeting = msgspec.structs.replace(meeting, signatures_required=True)
     register_spec = msgspec.structs.replace(register_spec, positions=positions)
     register, entitlements = build_register(meeting, register_spec)
-    admin = [meeting, *register_events(meeting, register, entitlements), *key_events(meeting, register_spec, sim)]
+    chunks = register_events(meeting, register, entitlements)
+    meeting = declare_register(meeting, chunks)  # this register's totals, not the file's 20,000 positions
+    admin = [meeting, *chunks, *key_events(meeting, register_spec, sim)]
     generated = list(generate(meeting, register, sim, count=submissions, seed=seed))
     signer = Signer(meeting, register_spec, sim)
     signed = list(signer.signed(generated, window))  # in input order

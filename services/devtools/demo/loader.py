@@ -14,12 +14,14 @@ from typing import Any
 import msgspec
 
 from events import MeetingScheduled, Position
-from services.adapters.kafka.topics import creates_topics, ensure_topics, producer, publish
+from services.adapters.kafka.topics import creates_topics, ensure_topics
 from services.channel.client import ChannelClient
 from services.devtools.demo.channels import Signer, key_events, missing_demo_keys
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import RegisterSpec, SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
+from services.registers.meeting_file import declare_register
+from services.registers.publish import publish_admin
 from services.settings import Settings
 
 
@@ -101,18 +103,10 @@ async def load_meeting(
     meeting, register_spec, sim = load_spec(path)
     positions, entitlements = build_register(meeting, register_spec)
     chunks = register_events(meeting, positions, entitlements)
+    if declare_register(meeting, chunks) != meeting:  # what meeting.scheduled says a complete register is
+        raise ValueError(f"{path}: the synthetic register is not what the meeting declares ({meeting.register})")
     keys = key_events(meeting, register_spec, sim) if simulated_channels else []
-    events = [meeting, *chunks, *keys]
-    if creates_topics(settings):
-        await ensure_topics(settings)
-    # With a progress callback, groups of events one after the other (still in order); else all at once.
-    group = 16 if on_progress is not None else len(events)
-    published = 0
-    async with producer(settings, "admin") as client:  # only meeting administration may write meetings.admin
-        for start in range(0, len(events), group):
-            published += await publish(client, settings, events[start : start + group])
-            if on_progress is not None:
-                on_progress(published, len(events))
+    published = await publish_admin(settings, [meeting, *chunks, *keys], on_progress)
     return LoadSummary(
         meeting_id=meeting.meeting_id,
         event_id=meeting.event_id,

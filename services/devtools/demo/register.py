@@ -6,15 +6,14 @@ apportioned in exact integers (largest remainder), so the register sums to the o
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-import uuid
 from fractions import Fraction
 from itertools import accumulate
 
-from events import Entitlement, MeetingScheduled, Position, PositionsRecorded, encode
-from services.devtools.demo.spec import DEMO_NAMESPACE, RegisterSpec
+from events import Entitlement, MeetingScheduled, Position, PositionsRecorded
+from services.devtools.demo.spec import RegisterSpec
+from services.registers.build import CHUNK_SIZE, chunk_events
 
 _GIVEN = (
     "James",
@@ -149,34 +148,10 @@ def nominee_books(positions: list[Position]) -> dict[str, int]:
 
 
 def register_events(
-    meeting: MeetingScheduled, positions: list[Position], entitlements: list[Entitlement], chunk_size: int = 2000
+    meeting: MeetingScheduled, positions: list[Position], entitlements: list[Entitlement], chunk_size: int = CHUNK_SIZE
 ) -> list[PositionsRecorded]:
-    """Split the register into positions.recorded chunks with deterministic, content-derived ids."""
-    chunks = [positions[i : i + chunk_size] for i in range(0, len(positions), chunk_size)] or [[]]
-    events = []
-    for number, chunk in enumerate(chunks):
-        event = PositionsRecorded(
-            event_id="pending",
-            meeting_id=meeting.meeting_id,
-            chunk=number,
-            chunks=len(chunks),
-            positions=chunk,
-            entitlements=entitlements if number == 0 else [],
-        )
-        # Same register, same ids: a second load is a no-op (R18); a different one is rejected (R19).
-        digest = hashlib.sha256(encode(event)).hexdigest()[:16]
-        name = f"{meeting.meeting_id}:positions:{number}:{digest}"
-        events.append(
-            PositionsRecorded(
-                event_id=str(uuid.uuid5(DEMO_NAMESPACE, name)),
-                meeting_id=meeting.meeting_id,
-                chunk=number,
-                chunks=len(chunks),
-                positions=chunk,
-                entitlements=event.entitlements,
-            )
-        )
-    return events
+    """Split the register into positions.recorded chunks with deterministic, content-derived ids (as a real one)."""
+    return chunk_events(meeting, positions, entitlements, chunk_size)
 
 
 def _exact(value: float) -> Fraction:

@@ -1,41 +1,27 @@
-"""Meeting spec files (TOML): the meeting as data, its synthetic register and the simulation knobs.
+"""Simulation files (TOML): a meeting's synthetic register and simulated campaign, apart from the meeting.
 
-A spec file has three tables: ``[meeting]`` (everything ``meeting.scheduled`` carries, minus the
-envelope), ``[register]`` (parameters of the synthetic record-date register) and ``[simulation]``
-(parameters of the simulated campaign). Problems are reported as ``ValueError("FILE: where: what")``.
-A ``[meeting]`` that leaves out ``signatures_required`` or ``broker_grace_s`` gets this project's
-defaults for a new meeting (true, 300 s); ``broker_grace_s = "off"`` turns the broker's clock off.
+The meeting file holds ``[meeting]`` only (services.registers.meeting_file). Its simulation file,
+deploy/simulations/<meeting file's name> beside the meetings folder (else the bundled one of the
+meeting id), holds ``[register]`` (parameters of the synthetic record-date register) and
+``[simulation]`` (parameters of the simulated campaign): demo tooling reads it, a real meeting never
+needs one. Problems are reported as ``ValueError("FILE: where: what")``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated
 
 import msgspec
 
-from events import Cutoffs, Item, MeetingScheduled, Quorum, encode
+from events import MeetingScheduled, RegisterTotals
 from events.schema import HolderKind, PositiveShares
+from services.registers.build import CHUNK_SIZE
+from services.registers.meeting_file import NAMESPACE, fail, load_meeting_file, with_totals
 
-# Namespace of the demo's deterministic event ids: loading the same file twice yields the same ids,
-# so the ledger applies it once (R18); a changed file yields new ids, which the ledger rejects as
-# duplicate_meeting / duplicate_chunk instead of silently ignoring (R19).
-DEMO_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://vote-ledger.invalid/demo")
-
-# What the meeting tools write for a new meeting unless its file says otherwise (issue 11): channel
-# signatures required (S5), and R12 on the broker's clock with this grace. A producer retries a record
-# for up to its delivery.timeout.ms (Kafka's default: 120 s) before giving up, so a vote sent just before
-# a cut-off can be appended up to two minutes after it; 300 s leaves that margin twice and a half, and
-# still stops a late vote relabelled or back-dated from slipping in more than five minutes late.
-SIGNATURES_REQUIRED = True
-BROKER_GRACE_S = 300
-# A file turns the broker's clock off with broker_grace_s = "off" (TOML has no null): a simulation
-# that replays a past meeting's campaign now, whose every record the broker appends years late.
-BROKER_CLOCK_OFF = "off"
+# The demo's deterministic event ids share the meeting tools' namespace (same URL as always).
+DEMO_NAMESPACE = NAMESPACE
 
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
@@ -127,121 +113,83 @@ class SimulationSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     substitution: Substitution | None = None
 
 
-class _SpecFile(msgspec.Struct, forbid_unknown_fields=True):
-    meeting: dict[str, Any]
+class _SimulationFile(msgspec.Struct, forbid_unknown_fields=True):
     register: RegisterSpec = RegisterSpec()
     simulation: SimulationSpec = SimulationSpec()
 
 
-_ENVELOPE = {"type", "v", "event_id", "recorded_at"}
-_SECTIONS = {"items": Item, "quorum": Quorum, "cutoffs": Cutoffs}
+def simulation_file(meeting_file: str | Path, meeting_id: str) -> Path:
+    """A meeting file's simulation: ../simulations/<its name> beside its folder, else the bundled one of its id."""
+    meeting_file = Path(meeting_file)
+    sibling = meeting_file.parent.parent / "simulations" / meeting_file.name
+    if sibling.is_file():
+        return sibling
+    from deploy import simulation_file as bundled_simulation
+
+    bundled = bundled_simulation(meeting_id)
+    if bundled.is_file():
+        return bundled
+    raise ValueError(
+        f"{meeting_file}: no simulation file ({sibling}, nor a bundled one for {meeting_id}): a synthetic register "
+        "needs one; a real meeting loads its register with --register DIR"
+    )
 
 
 def load_spec(path: str | Path) -> tuple[MeetingScheduled, RegisterSpec, SimulationSpec]:
-    """Parse and check a meeting spec file; raise ValueError naming the file and the field."""
-    path = Path(path)
+    """A meeting file and its simulation file, checked; the meeting declares the synthetic register's totals."""
+    meeting = load_meeting_file(path)
+    sim_path = simulation_file(path, meeting.meeting_id)
     try:
-        data = path.read_bytes()
+        raw = msgspec.toml.decode(sim_path.read_bytes(), type=_SimulationFile)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read the meeting spec: {exc.strerror or exc}") from None
-    try:
-        raw = msgspec.toml.decode(data, type=_SpecFile)
+        raise ValueError(f"{sim_path}: cannot read the simulation file: {exc.strerror or exc}") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    meeting = _meeting(path, raw.meeting)
-    _check(path, meeting, raw.register, raw.simulation)
-    return meeting, raw.register, raw.simulation
+        raise ValueError(f"{sim_path}: {exc}") from None
+    _check(sim_path, meeting, raw.register, raw.simulation)
+    return with_totals(meeting, synthetic_totals(meeting, raw.register)), raw.register, raw.simulation
 
 
-def _meeting(path: Path, section: dict[str, Any]) -> MeetingScheduled:
-    """Build meeting.scheduled from the [meeting] table, with a content-derived event id."""
-    _no_unknown(path, "meeting", section, set(MeetingScheduled.__struct_fields__) - _ENVELOPE)
-    for key, struct in _SECTIONS.items():
-        values = section.get(key)
-        for i, value in enumerate(values if isinstance(values, list) else [values]):
-            if isinstance(value, dict):
-                where = f"meeting.{key}[{i}]" if isinstance(values, list) else f"meeting.{key}"
-                _no_unknown(path, where, value, set(struct.__struct_fields__))
-    section = {"signatures_required": SIGNATURES_REQUIRED, "broker_grace_s": BROKER_GRACE_S, **section}
-    if section["broker_grace_s"] == BROKER_CLOCK_OFF:
-        section["broker_grace_s"] = None
-    try:
-        meeting = msgspec.convert({**section, "event_id": "pending"}, MeetingScheduled)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"{path}: [meeting] {exc}") from None
-    digest = hashlib.sha256(encode(meeting)).hexdigest()[:16]
-    event_id = str(uuid.uuid5(DEMO_NAMESPACE, f"{meeting.meeting_id}:scheduled:{digest}"))
-    return msgspec.structs.replace(meeting, event_id=event_id)
-
-
-def _no_unknown(path: Path, where: str, table: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"{path}: {where}: unknown field(s) {', '.join(unknown)}")
-
-
-def _fail(path: Path, where: str, what: str) -> None:
-    raise ValueError(f"{path}: {where}: {what}")
+def synthetic_totals(meeting: MeetingScheduled, register: RegisterSpec) -> RegisterTotals:
+    """What the synthetic register holds (register.build_register): its positions, the outstanding shares."""
+    return RegisterTotals(
+        chunks=max(1, -(-register.positions // CHUNK_SIZE)), positions=register.positions, shares=meeting.outstanding
+    )
 
 
 def _check(path: Path, meeting: MeetingScheduled, register: RegisterSpec, sim: SimulationSpec) -> None:
-    """Cross-field checks msgspec cannot express."""
-    try:
-        ZoneInfo(meeting.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        _fail(path, "meeting.timezone", f"unknown time zone {meeting.timezone!r}")
-    if not meeting.items:
-        _fail(path, "meeting.items", "a meeting needs at least one item")
-    seen: set[str] = set()
-    for i, item in enumerate(meeting.items):
-        where = f"meeting.items[{i}] ({item.id})"
-        if item.id in seen:
-            _fail(path, where, "duplicate item id")
-        seen.add(item.id)
-        if len(set(item.options)) != len(item.options) or not item.options:
-            _fail(path, where, "options must be non-empty and distinct")
-        if item.recommendation is not None and item.recommendation not in item.options:
-            _fail(path, where, f"recommendation {item.recommendation!r} is not an option")
-    if meeting.meeting_at.date() <= meeting.record_date:
-        _fail(path, "meeting.meeting_at", "the meeting must be after the record date")
-    for channel in ("internet", "phone"):
-        cutoff = getattr(meeting.cutoffs, channel)
-        if cutoff is not None and cutoff > meeting.meeting_at:
-            _fail(path, f"meeting.cutoffs.{channel}", "cut-off after the meeting starts")
-    if meeting.quorum.numerator > meeting.quorum.denominator:
-        _fail(path, "meeting.quorum", "quorum above 100 %")
+    """Cross-field checks of the simulation against its meeting that msgspec cannot express."""
     nominees = {n.name for n in register.nominees}
     if len(nominees) != len(register.nominees):
-        _fail(path, "register.nominees", "duplicate nominee name")
+        fail(path, "register.nominees", "duplicate nominee name")
     known = sum(h.shares for h in register.known_holders)
     if known >= meeting.outstanding:
-        _fail(path, "register.known_holders", f"{known} shares, not below outstanding {meeting.outstanding}")
+        fail(path, "register.known_holders", f"{known} shares, not below outstanding {meeting.outstanding}")
     if len(register.known_holders) >= register.positions:
-        _fail(path, "register.positions", "must exceed the number of known holders")
+        fail(path, "register.positions", "must exceed the number of known holders")
     for i, holder in enumerate(register.known_holders):
         if (holder.kind == "beneficial") != (holder.nominee is not None) or (
             holder.nominee is not None and holder.nominee not in nominees
         ):
-            _fail(
+            fail(
                 path,
                 f"register.known_holders[{i}]",
                 "a beneficial holder names a listed nominee; a registered one names none",
             )
     if register.beneficial_positions > 0 and not nominees:
-        _fail(path, "register.nominees", "beneficial positions need at least one nominee")
+        fail(path, "register.nominees", "beneficial positions need at least one nominee")
     if (
         not sim.channels
         or set(sim.channels) - {"internet", "phone", "mail"}
         or min(sim.channels.values()) < 0
         or sum(sim.channels.values()) <= 0
     ):
-        _fail(path, "simulation.channels", "weights of internet, phone and/or mail, summing above 0")
+        fail(path, "simulation.channels", "weights of internet, phone and/or mail, summing above 0")
     low, high = sim.mail_delay_days
     if low < 1 or high < low:
-        _fail(path, "simulation.mail_delay_days", "[min, max] days with 1 <= min <= max")
+        fail(path, "simulation.mail_delay_days", "[min, max] days with 1 <= min <= max")
     if (meeting.meeting_at - timedelta(days=sim.opens_days_before)).date() <= meeting.record_date:
-        _fail(path, "simulation.opens_days_before", "proxy materials would go out by the record date")
+        fail(path, "simulation.opens_days_before", "proxy materials would go out by the record date")
     if sim.discretionary_days_before >= sim.opens_days_before:
-        _fail(path, "simulation.discretionary_days_before", "must be below opens_days_before")
+        fail(path, "simulation.discretionary_days_before", "must be below opens_days_before")
     if sim.substitution is not None and sim.substitution.proxy_holder not in meeting.named_proxies:
-        _fail(path, "simulation.substitution.proxy_holder", "must be one of meeting.named_proxies")
+        fail(path, "simulation.substitution.proxy_holder", "must be one of meeting.named_proxies")

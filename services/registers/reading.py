@@ -1,0 +1,223 @@
+"""The three files of a register directory, read and checked field by field (docs/register.md). No publishing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from events.schema import MAX_SHARES
+from services.registers.csv_table import Problem, Row, read_table
+
+REGISTERED = "registered.csv"  # the transfer agent's list of registered holders, Cede & Co. among them
+DTC = "dtc_positions.csv"  # DTC's security position listing: each participant's position
+BENEFICIAL = "beneficial.csv"  # the participants' beneficial owners (the nominees' lists)
+FILES = (REGISTERED, DTC, BENEFICIAL)
+CEDE = "Cede & Co."
+_CEDE_SPELLINGS = {"cede&co", "cedeandco"}  # casefolded, spaces and dots dropped
+_DIGITS = re.compile(r"[0-9]+")
+_PARTICIPANT = re.compile(r"[0-9]{1,5}")
+MAX_TEXT = 200  # the wire's bound on a control number (events.schema.NonEmpty), applied to names too
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A registered holding: control number, its holder(s), shares."""
+
+    control_number: str
+    holders: list[str]
+    shares: int
+    row: Row
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A DTC participant's position on the record date: its number (4 digits), name, shares."""
+
+    number: str
+    name: str
+    shares: int
+    row: Row
+
+    @property
+    def nominee(self) -> str:
+        """The name its entitlement and its positions carry, e.g. "Harbor Securities LLC (DTC 0015)"."""
+        return f"{self.name} (DTC {self.number})"
+
+
+@dataclass(frozen=True)
+class BeneficialPosition:
+    """A beneficial owner's position with a participant (holders empty: an objecting owner, not named)."""
+
+    control_number: str
+    participant: str
+    holders: list[str]
+    shares: int
+    row: Row
+
+
+@dataclass
+class RegisterFiles:
+    """What a register directory holds, and every problem found in it."""
+
+    directory: Path
+    registered: list[Holding] = field(default_factory=list)
+    cede: Holding | None = None
+    participants: dict[str, Participant] = field(default_factory=dict)
+    beneficial: list[BeneficialPosition] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_register(directory: str | Path) -> RegisterFiles:
+    """Read and check the register files of ``directory``; every problem is kept, nothing is raised."""
+    directory = Path(directory)
+    out = RegisterFiles(directory)
+    if not directory.is_dir():
+        out.problems.append(Problem(str(directory), 1, 1, "not a directory: a register is a directory of CSV files"))
+        return out
+    seen: dict[str, str] = {}  # control number -> where it first appears (unique across the files, R1)
+    registered = read_table(directory / REGISTERED, ("control_number", "holders", "shares"))
+    out.problems += registered.problems
+    for row in registered.rows:
+        _registered_row(out, row, seen)
+    if not registered.problems and out.cede is None:
+        column = registered.columns["holders"]
+        out.problems.append(
+            Problem(
+                registered.file, 1, column, f"holders: no {CEDE} row: the depository's registered position is needed"
+            )
+        )
+    dtc = read_table(directory / DTC, ("participant", "name", "shares"))
+    out.problems += dtc.problems
+    for row in dtc.rows:
+        _participant_row(out, row)
+    beneficial = read_table(directory / BENEFICIAL, ("control_number", "participant", "shares"), ("holders",))
+    out.problems += beneficial.problems
+    for row in beneficial.rows:
+        _beneficial_row(out, row, seen, dtc_readable=not dtc.problems)
+    return out
+
+
+def is_cede(names: list[str]) -> bool:
+    """Whether a holder name is the depository's nominee, Cede & Co. (however spaced or dotted)."""
+    return any(re.sub(r"[\s.,]", "", n.casefold()) in _CEDE_SPELLINGS for n in names)
+
+
+def _registered_row(out: RegisterFiles, row: Row, seen: dict[str, str]) -> None:
+    problems = out.problems
+    before = len(problems)
+    holders = _holders(row, problems, required=True)
+    shares = _shares(row, problems)
+    if holders and is_cede(holders):
+        if len(holders) > 1:
+            problems.append(row.at("holders", f"{CEDE} holds alone, never jointly"))
+        elif out.cede is not None:
+            problems.append(row.at("holders", f"a second {CEDE} row (the first at line {out.cede.row.line})"))
+    number = _control_number(row, problems, seen)
+    if len(problems) > before or holders is None or shares is None or number is None:
+        return
+    holding = Holding(number, holders, shares, row)
+    if is_cede(holders):
+        out.cede = holding
+    else:
+        out.registered.append(holding)
+
+
+def _participant_row(out: RegisterFiles, row: Row) -> None:
+    problems = out.problems
+    before = len(problems)
+    number = _participant(row, problems)
+    name = row.fields["name"]
+    if not name:
+        problems.append(row.at("name", "empty: the participant's name"))
+    elif len(name) > MAX_TEXT:
+        problems.append(row.at("name", f"longer than {MAX_TEXT} characters"))
+    shares = _shares(row, problems)
+    if number is not None and number in out.participants:
+        problems.append(
+            row.at(
+                "participant", f"participant {number} listed twice (first at line {out.participants[number].row.line})"
+            )
+        )
+    if len(problems) > before or number is None or shares is None:
+        return
+    out.participants[number] = Participant(number, name, shares, row)
+
+
+def _beneficial_row(out: RegisterFiles, row: Row, seen: dict[str, str], *, dtc_readable: bool) -> None:
+    problems = out.problems
+    before = len(problems)
+    number = _control_number(row, problems, seen)
+    participant = _participant(row, problems)
+    if participant is not None and dtc_readable and participant not in out.participants:
+        problems.append(row.at("participant", f"participant {participant} is not in {DTC}"))
+    holders = _holders(row, problems, required=False) if "holders" in row.fields else []
+    shares = _shares(row, problems)
+    if len(problems) > before or None in (number, participant, holders, shares):
+        return
+    out.beneficial.append(BeneficialPosition(number, participant, holders, shares, row))  # type: ignore[arg-type]
+
+
+def _control_number(row: Row, problems: list[Problem], seen: dict[str, str]) -> str | None:
+    value = row.fields["control_number"]
+    if not value:
+        problems.append(row.at("control_number", "empty"))
+        return None
+    if len(value) > MAX_TEXT:
+        problems.append(row.at("control_number", f"longer than {MAX_TEXT} characters"))
+        return None
+    where = f"{Path(row.file).name}:{row.line}"
+    if value in seen:
+        problems.append(row.at("control_number", f"{value} appears twice (first at {seen[value]})"))
+        return None
+    seen[value] = where
+    return value
+
+
+def _shares(row: Row, problems: list[Problem]) -> int | None:
+    value = row.fields["shares"]
+    if not value:
+        problems.append(row.at("shares", "empty"))
+        return None
+    if value.startswith("-") and _DIGITS.fullmatch(value[1:]):
+        problems.append(row.at("shares", f"{value} is not positive"))
+        return None
+    if not _DIGITS.fullmatch(value):
+        problems.append(row.at("shares", f"{value!r} is not a whole number of shares (digits only, no separators)"))
+        return None
+    shares = int(value)
+    if shares == 0:
+        problems.append(row.at("shares", "0 is not positive: leave out a row without shares"))
+        return None
+    if shares > MAX_SHARES:
+        problems.append(row.at("shares", f"{shares} is above the ledger's bound of {MAX_SHARES:,}"))
+        return None
+    return shares
+
+
+def _participant(row: Row, problems: list[Problem]) -> str | None:
+    value = row.fields["participant"]
+    if not _PARTICIPANT.fullmatch(value):
+        problems.append(row.at("participant", f"{value!r} is not a DTC participant number (up to 5 digits)"))
+        return None
+    return f"{int(value):04d}"  # 15 and 0015 are the same participant, written with four digits
+
+
+def _holders(row: Row, problems: list[Problem], *, required: bool) -> list[str] | None:
+    value = row.fields["holders"]
+    if not value:
+        if required:
+            problems.append(row.at("holders", "empty: at least one holder's name"))
+            return None
+        return []
+    names = [name.strip() for name in value.split(";")]
+    if any(not name for name in names):
+        problems.append(row.at("holders", "an empty name: joint holders' names are separated by ';'"))
+        return None
+    if any(len(name) > MAX_TEXT for name in names):
+        problems.append(row.at("holders", f"a name longer than {MAX_TEXT} characters"))
+        return None
+    if len({n.casefold() for n in names}) != len(names):
+        problems.append(row.at("holders", "a joint holder named twice"))
+        return None
+    return names
