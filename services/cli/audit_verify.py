@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from projections.completeness import summary
 from services.cli import UserError
 from services.cli.common import add_format, add_quiet
 from services.cli.progress import OnProgress, progress_bar
@@ -25,7 +26,8 @@ def add_verify(actions: argparse._SubParsersAction) -> None:
         " on ledger.heads (read from Kafka), refold the tally from scratch and compare it with the"
         " projection. Offline (--file): check an export's chains and manifest with no services."
         " Exits 1 naming the first position or head that does not match; 0 when everything holds;"
-        " 2 when there is nothing to verify (an unknown meeting, an empty export).",
+        " 2 when there is nothing to verify (an unknown meeting, an empty export); 3 when everything holds"
+        " but the meeting's register is incomplete (VERIFIED is about the log; the results are not final).",
     )
     source = v.add_mutually_exclusive_group(required=True)
     source.add_argument("--meeting", help="meeting id (reads PostgreSQL)")
@@ -63,7 +65,20 @@ def _verify(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(render_verification(report))
-    return 0 if result.ok else 1
+    if not result.ok:
+        return 1
+    # The log holds together, but a final report of it would leave positions out (docs/rules.md,
+    # "Register completeness"): not 0, so `audit verify && certify` stops; not 1, which means tampering.
+    return INCOMPLETE_REGISTER if register_incomplete(report) else 0
+
+
+INCOMPLETE_REGISTER = 3  # audit verify's exit code: verified, but the register is incomplete
+
+
+def register_incomplete(report: dict) -> bool:
+    """Whether a verification found the meeting's register incomplete (or no register at all)."""
+    register = report.get("register")
+    return register is None or not register["complete"]
 
 
 async def _verify_online(meeting_id: str, expect_hash: str | None, no_heads: bool, on_progress: OnProgress):
@@ -143,12 +158,21 @@ def render_verification(report: dict) -> str:
             lines.append(f"FAIL tally at checkpoint {report['checkpoint']}: " + "; ".join(mismatches[:5]))
         else:
             lines.append(f"ok   tally recomputed from scratch equals the projection at position {report['checkpoint']}")
+    register = report.get("register")
+    if register is None:
+        lines.append("WARN register: the meeting was never scheduled in this log, so it has no register")
+    elif register["complete"]:
+        lines.append(f"ok   register {summary(register)}")
+    else:
+        lines.append(f"WARN REGISTER {summary(register)}")
     if not report["ok"]:
         lines.append("NOT VERIFIED")
     elif report.get("heads") is None:
         lines.append("VERIFIED, except against the published chain heads (not checked)")
     else:
         lines.append("VERIFIED")
+    if report["ok"] and register_incomplete(report):
+        lines.append("REGISTER INCOMPLETE: the log holds together, but its results are not final (exit 3)")
     return "\n".join(lines)
 
 

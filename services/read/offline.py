@@ -50,6 +50,8 @@ class FileVerification:
     chain_break: Break | None = None
     parked: ParkedCheck | None = None  # None: a v1 export, without parked messages
     problems: list[str] = field(default_factory=list)
+    # The register's completeness as the export's accepted rows hold it (None: never scheduled); not part of ok.
+    register: dict[str, Any] | None = None
     _seen: dict[str, int] = field(default_factory=dict)  # problems per kind, listed or not
 
     def add(self, kind: str, problem: str) -> None:
@@ -87,6 +89,7 @@ class FileVerification:
             "heads_skipped": "offline",
             "problems": self.problems,
             "manifest": manifest_dict(self.manifest),
+            "register": self.register,
         }
 
 
@@ -148,6 +151,8 @@ def verify_file(path: Path, expect_hash: str | None = None, on_progress: OnProgr
         result.parked = _verify_parked(path, manifest, result, lambda done: on_progress(check.rows + done, total))
     if walk.misjudged is not None:
         result.problems.append(f"decision: {walk.misjudged.detail}")
+    meeting = walk.rejudge.judge.meetings.get(manifest.meeting_id)  # every row re-judged: the whole register
+    result.register = None if meeting is None else meeting.register_state.as_dict()
     result.final_hash = walk.final_hash
     result.log_sha256 = digest.hexdigest()
     if unreadable is None:  # the whole log was read: it can be compared with the manifest and the anchor

@@ -47,6 +47,9 @@ class Verification:
     parked_heads: HeadCheck | None = None
     heads_skipped: str | None = None
     heads_topic: str | None = None
+    # The register's completeness as the meeting's accepted rows hold it (None: never scheduled). Not
+    # part of ``ok``, which is about the log holding together: the CLI exits 3 for an incomplete one.
+    register: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,6 +88,7 @@ class Verification:
             else {"meeting": self.heads.as_dict(), "parked": self.parked_heads.as_dict()},
             "heads_skipped": self.heads_skipped,
             "heads_topic": self.heads_topic,
+            "register": self.register,
         }
 
 
@@ -166,6 +170,8 @@ async def verify_meeting(
     result.anchor_mismatch = not walk.anchor_holds()
     result.misjudged = walk.misjudged
     result.problems += walk.problems(meeting_id)
+    meeting = walk.rejudge.judge.meetings.get(meeting_id)  # every row re-judged: the whole register
+    result.register = None if meeting is None else meeting.register_state.as_dict()
     result.problems += [f"refusals: {problem}" for problem in refusals.finish()]
     if projected is not None:
         result.tally_compared = True
