@@ -141,7 +141,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"# {report.get('report_title', REPORT_TITLE)}",
         "",
         f"{report['company']}, {report['title']} (`{report['meeting_id']}`), held {meeting_at}"
-        f" ({report['timezone']}); record date {report['record_date']}.",
+        f" ({report['timezone']}); record date {report['record_date']}{_amended_date(report)}.",
         "",
         f"Quorum: {q['present']:,} of {report['outstanding']:,} shares outstanding present in person or by"
         f" proxy ({q['present_percent']} %); {q['required']:,} required ({q['fraction']}):"
@@ -158,6 +158,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         rows = [(item_id, row) for item_id, row in report["items"].items() if row["kind"] == kind]
         if rows:
             lines += ["", f"## {heading}", "", *_table(kind, label, rows)]
+    if "as_amended" in report:
+        lines += ["", "## Amendments", "", "The meeting as amended by these events (docs/rules.md, Amendments):", ""]
+        for a in report["as_amended"]["amendments"]:
+            why = f" ({a['reason']})" if a["reason"] else ""
+            lines.append(f"- #{a['position']} `{a['type']}` effective {a['effective_at']}: {_cell(a['change'])}{why}")
     if report["over_votes"]:
         policies = sorted({o["policy"] for o in report["over_votes"]})
         lines += [
@@ -174,6 +179,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f" {log['chain']}`)._",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _amended_date(report: Mapping[str, Any]) -> str:
+    """The meeting line's words for an amended meeting: as amended, and the original date if it moved."""
+    amended = report.get("as_amended")
+    if amended is None:
+        return ""
+    original = datetime.fromisoformat(amended["original_meeting_at"])
+    if original == datetime.fromisoformat(report["meeting_at"]):
+        return " (as amended)"
+    return f" (as amended; originally {original.isoformat(sep=' ', timespec='minutes')})"
 
 
 def _table(kind: str, label: str, rows: list[tuple[str, Mapping[str, Any]]]) -> list[str]:

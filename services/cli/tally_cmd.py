@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from projections.amendments import render_lines
 from projections.completeness import summary
 from projections.report import percent
 from services.cli import UserError
@@ -210,6 +211,7 @@ def render(report: dict[str, Any]) -> str:
         f" ({_percent(q['present'], report['outstanding'])});"
         f" required {q['required']:,}: {'MET' if q['met'] else 'NOT MET'}",
         *_register_line(report),
+        *(render_lines(report["meeting"]) if "meeting" in report else ()),  # as amended at that point
         "",
         f"{'Item':<6}{'For / 1y':>14}{'Against / 2y':>14}{'3y':>12}{'Abstain':>12}{'Broker non-votes':>18}  Outcome",
     ]

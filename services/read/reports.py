@@ -41,8 +41,8 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str, prelimina
         heads = await log_heads.meeting_heads(conn, [meeting_id], counted["position"])
     # Where the meeting's chain stood at the tally's position (no hash before chaining began).
     chain = f"{heads[0]['position']}:{bytes(heads[0]['hash']).hex()}" if heads and heads[0]["hash"] else None
-    return final_report(
-        counted["spec"],
+    report = final_report(
+        counted["spec"],  # as amended at the tally's position (services/read/amendments.py)
         counted["present"],
         counted["totals"],
         counted["overvotes"],
@@ -52,6 +52,9 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str, prelimina
         register=counted["register"],
         preliminary=preliminary,
     )
+    if counted["meeting"]["amended"]:  # an unamended meeting's report is unchanged
+        report["as_amended"] = {k: counted["meeting"][k] for k in ("original_meeting_at", "amendments")}
+    return report
 
 
 async def over_vote_report(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:

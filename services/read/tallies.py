@@ -10,6 +10,7 @@ from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.tally_store import PROJECTION
+from services.read.amendments import meeting_as_amended
 from services.read.errors import MeetingNotProjected
 from services.read.meeting import meeting_entitlements, meeting_spec
 from services.read.register import register_at
@@ -37,8 +38,12 @@ async def read_counted_in_snapshot(conn: asyncpg.Connection, meeting_id: str) ->
     totals, overvotes = counted_totals(spec, entitlements, buckets, rejected)
     # The register as the rows the tally folded hold it (the projector's checkpoint), as a replay to it would.
     register = await register_at(conn, spec, position)
+    # The meeting as amended by the rows the tally folded (date, names, titles, recommendations): items and
+    # options never change, so the totals above hold for it.
+    spec, meeting = await meeting_as_amended(conn, spec, position)
     return {
         "spec": spec,
+        "meeting": meeting,
         "present": present,
         "position": position,
         "totals": totals,
@@ -52,4 +57,6 @@ async def read_tally(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any
     counted = await read_counted(conn, meeting_id)
     report = tally_report(counted["spec"], counted["present"], counted["totals"], as_of_position=counted["position"])
     report["register"] = counted["register"].as_dict()  # complete or not: an incomplete one leaves positions out
+    if counted["meeting"]["amended"]:
+        report["meeting"] = counted["meeting"]  # as amended at the checkpoint; absent for an unamended meeting
     return report

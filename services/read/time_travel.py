@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from events import AnyEvent, decode
+from projections.amendments import as_amended
 from projections.diff import diff, replay_to, report_of
 from services.adapters.postgres.log import reads as log_reads
 from services.read.errors import UnknownMeeting
@@ -40,7 +41,10 @@ async def tally_as_of(conn: asyncpg.Connection, meeting_id: str, as_of: AsOf) ->
     tally = replay_to(entries, position).tallies.get(meeting_id)
     if tally is None:
         raise UnknownMeeting(meeting_id)
-    return report_of(tally, position)
+    report = report_of(tally, position)
+    if tally.meeting.amendments:  # the meeting as amended by the rows up to that point
+        report["meeting"] = as_amended(tally.meeting, [(p, e) for p, e in entries if p <= position])
+    return report
 
 
 async def tally_diff(conn: asyncpg.Connection, meeting_id: str, start: AsOf, end: AsOf) -> dict[str, Any]:

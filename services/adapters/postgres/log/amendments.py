@@ -16,3 +16,14 @@ _DECISION = (
 async def amendment_decision(conn: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
     """(position, decision, reason) of the amendment logged under this event id, if any."""
     return await conn.fetchrow(_DECISION, event_id)
+
+
+_ROWS = (
+    f"SELECT position, payload FROM ledger_log WHERE type IN {_TYPES} AND decision = 'accepted'"
+    " AND meeting_id = $1 AND position <= $2 ORDER BY position"
+)
+
+
+async def amendment_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[asyncpg.Record]:
+    """(position, payload) of the meeting's accepted amendments up to a position, in log order."""
+    return await conn.fetch(_ROWS, meeting_id, up_to)
