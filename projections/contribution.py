@@ -105,3 +105,46 @@ def _fits(choice: Choice, represented: int) -> bool:
     if choice is None or isinstance(choice, str):
         return choice is not None
     return sum(choice.values()) <= represented
+
+
+def combined(
+    meeting: Meeting,
+    position: Position,
+    per_item: dict[str, tuple[VoteCast | None, VoteCast | None]],
+    attended: VoteCast | None = None,
+) -> Contribution | None:
+    """One control number's contribution when what counts differs per item, or it attended (R6, R12, R14, R16).
+
+    ``per_item``: the (instruction, discretionary fill) counting on each item (R12 per item: the
+    instruction received before an item's closing time). Each item takes its buckets from its own
+    instruction's contribution. Present (R14): the greatest shares any counting instruction, or the
+    latest attendance, represents; then R16 again on that presence: a beneficial position's present
+    shares not voted on a non-routine item are broker non-votes there. None when nothing is present.
+    """
+    parts: dict[tuple[int, int], Contribution] = {}
+    present = 0
+    buckets: dict[tuple[str, str, str], int] = {}
+    for item in meeting.spec.items:
+        vote, fill = per_item.get(item.id, (None, None))
+        if vote is None:
+            continue
+        part = parts.get((id(vote), id(fill)))
+        if part is None:
+            part = parts[(id(vote), id(fill))] = contribution(meeting, position, vote, fill)
+        present = max(present, part.present)
+        buckets.update((key, shares) for key, shares in part.buckets.items() if key[0] == item.id)
+    if attended is not None:
+        present = max(present, attended.shares if attended.shares is not None else position.shares)
+    if not present:
+        return None
+    if position.kind == "beneficial":
+        nominee = position.nominee or REGISTERED
+        for item in meeting.spec.items:
+            if item.routine:
+                continue
+            voted = sum(n for (i, option, _), n in buckets.items() if i == item.id and option != BROKER_NON_VOTE)
+            if voted < present:
+                buckets[(item.id, BROKER_NON_VOTE, nominee)] = present - voted  # R16 on the presence
+            else:
+                buckets.pop((item.id, BROKER_NON_VOTE, nominee), None)
+    return Contribution(present=present, buckets=buckets)

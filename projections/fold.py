@@ -3,26 +3,32 @@
 The fold keeps, per control number, only the maxima that decide its effective instruction (R5, R6,
 R7, R10). Maxima are commutative and idempotent, so any permutation or duplication of the accepted
 events yields the same state and the same tally (R5, R18); applying one event costs O(1).
+
+R12 per item: once an item closes before others (``timing.item_horizons``), a control number that
+receives a submission after that closing time keeps, beside its state, a ``Cut``: the same maxima over
+the submissions received by then, which decide that item. The common case (no per-item closure) keeps
+none and pays one test per event.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
 import msgspec.structs
 
-from events import VoteCast, VoteRevoked
+from events import Position, VoteCast, VoteRevoked
 from projections import timing
-from projections.contribution import BROKER_NON_VOTE, REGISTERED, Contribution, contribution
+from projections.contribution import BROKER_NON_VOTE, REGISTERED, Contribution, combined, contribution
 from projections.meeting import Meeting
 
 __all__ = [
     "BROKER_NON_VOTE",
     "REGISTERED",
+    "Cut",
     "Tally",
     "VoterState",
     "counting",
@@ -43,12 +49,25 @@ class VoterState(msgspec.Struct, kw_only=True, gc=False):
 
     owner: VoteCast | None = None  # latest instruction of the holder (or its nominee on its behalf)
     discretionary: VoteCast | None = None  # latest discretionary vote of the nominee (R10)
-    ballot: VoteCast | None = None  # latest in-person ballot (R6)
+    ballot: VoteCast | None = None  # latest in-person ballot marking at least one item (R6)
     revoked_at: datetime | None = None  # latest revocation (R7)
     # Latest receipt folded: tells, when a poll closure is logged late, who may need refolding.
     latest_received: datetime | None = None
     # Instructions the fold refused under the `reject` over-vote policy: (event_id, item) (R17).
     overvote_rejected: list[tuple[str, str]] = []
+    # Latest attendance: an in-person vote.cast marking nothing. Present (R14), revokes nothing (R6).
+    attended: VoteCast | None = None
+    # R12 per item, sorted by closing time: for each item closing time earlier than this state's
+    # (timing.item_horizons) once a submission received after it was folded, the maxima over the
+    # submissions received by then. Until then this state is also that closing time's.
+    cuts: list[Cut] = []
+
+
+class Cut(msgspec.Struct, kw_only=True, gc=False):
+    """A control number's maxima over the submissions received by an item's closing time (R12 per item)."""
+
+    closed_at: datetime
+    state: VoterState
 
 
 def _later(current: VoteCast | None, candidate: VoteCast) -> VoteCast:
@@ -57,19 +76,48 @@ def _later(current: VoteCast | None, candidate: VoteCast) -> VoteCast:
     return current
 
 
-def record(state: VoterState, event: VoteCast | VoteRevoked) -> None:
-    """Fold one accepted submission into a control number's state."""
+def record(state: VoterState, event: VoteCast | VoteRevoked, cut_times: Sequence[datetime] = ()) -> None:
+    """Fold one accepted submission into a control number's state (``cut_times``: see ``cut_times``)."""
+    if cut_times:
+        _record_cuts(state, event, cut_times)
     if state.latest_received is None or event.received_at > state.latest_received:
         state.latest_received = event.received_at
     if isinstance(event, VoteRevoked):
         if state.revoked_at is None or event.executed_at > state.revoked_at:
             state.revoked_at = event.executed_at
     elif event.channel == "in_person":
-        state.ballot = _later(state.ballot, event)
+        if event.choices:
+            state.ballot = _later(state.ballot, event)
+        else:
+            state.attended = _later(state.attended, event)  # R6: attending without voting revokes nothing
     elif event.discretionary:
         state.discretionary = _later(state.discretionary, event)
     else:
         state.owner = _later(state.owner, event)
+
+
+def cut_times(horizons: dict[str, datetime]) -> tuple[datetime, ...]:
+    """The distinct earlier item closing times a state keeps a Cut for, in order (R12 per item)."""
+    return tuple(sorted(set(horizons.values()))) if horizons else ()
+
+
+def _record_cuts(state: VoterState, event: VoteCast | VoteRevoked, times: Sequence[datetime]) -> None:
+    """R12 per item: fold the event into the Cuts of the closing times it came by; start a Cut it came after."""
+    current = {cut.closed_at: cut for cut in state.cuts}
+    cuts: list[Cut] = []
+    for closed_at in times:
+        cut = current.get(closed_at)
+        if event.received_at <= closed_at:
+            if cut is not None:  # else this state is still that closing time's, and stays so
+                inner = msgspec.structs.replace(cut.state)
+                record(inner, event)
+                cut = Cut(closed_at=closed_at, state=inner)
+        elif cut is None:
+            # The first submission after the closing time: what counts there stays as it was.
+            cut = Cut(closed_at=closed_at, state=msgspec.structs.replace(state, cuts=[], overvote_rejected=[]))
+        if cut is not None:
+            cuts.append(cut)
+    state.cuts = cuts  # replaced, never mutated (Tally.apply tries events on shallow copies)
 
 
 def effective(state: VoterState) -> VoteCast | None:
@@ -84,10 +132,48 @@ def effective(state: VoterState) -> VoteCast | None:
     return None
 
 
+# What decides a control number's contribution, compared by identity: (instruction, fill) in the
+# common case; with an attendance or Cuts, also the attendance and each Cut's (closing time, instruction, fill).
+Key = tuple[object, ...]
+
+
 def _counting(state: VoterState) -> tuple[VoteCast | None, VoteCast | None]:
     """The effective instruction and the discretionary vote filling it, if any."""
     vote = effective(state)
     return vote, (discretion_fill(state) if vote is not None and vote is state.owner else None)
+
+
+def _key(state: VoterState) -> Key:
+    """What the control number's contribution depends on (see Key)."""
+    vote = effective(state)
+    fill = discretion_fill(state) if vote is not None and vote is state.owner else None
+    if state.attended is None and not state.cuts:
+        return (vote, fill)
+    return (vote, fill, state.attended, *(x for cut in state.cuts for x in (cut.closed_at, *_counting(cut.state))))
+
+
+def _differs(before: Key, after: Key) -> bool:
+    return len(before) != len(after) or any(a is not b for a, b in zip(before, after, strict=True))
+
+
+def part(meeting: Meeting, position: Position, key: Key, horizons: dict[str, datetime]) -> Contribution | None:
+    """A control number's contribution from its Key: each item counts its own closing time's instruction."""
+    vote, fill = key[0], key[1]
+    assert vote is None or isinstance(vote, VoteCast)  # Key is loosely typed: these hold what _key put there
+    assert fill is None or isinstance(fill, VoteCast)
+    if len(key) == 2:
+        return contribution(meeting, position, vote, fill) if vote is not None else None
+    attended = key[2]
+    assert attended is None or isinstance(attended, VoteCast)
+    at: dict[object, tuple[VoteCast | None, VoteCast | None]] = {}
+    for i in range(3, len(key), 3):
+        cut_vote, cut_fill = key[i + 1], key[i + 2]
+        assert (cut_vote is None or isinstance(cut_vote, VoteCast)) and (
+            cut_fill is None or isinstance(cut_fill, VoteCast)
+        )
+        at[key[i]] = (cut_vote, cut_fill)
+    per_item = {item.id: at.get(horizons.get(item.id), (vote, fill)) for item in meeting.spec.items}
+    return combined(meeting, position, per_item, attended)
 
 
 def counting(state: VoterState) -> tuple[VoteCast | None, VoteCast | None]:
@@ -119,8 +205,8 @@ class Tally:
     dirty_voters: set[str] = field(default_factory=set)
     dirty_buckets: set[tuple[str, str, str]] = field(default_factory=set)
     # Control numbers recorded by apply_many(settle=False) whose contribution is not yet counted,
-    # with what they counted before: (instruction, discretionary fill).
-    unsettled: dict[str, tuple[VoteCast | None, VoteCast | None]] = field(default_factory=dict)
+    # with what they counted before (their Key).
+    unsettled: dict[str, Key] = field(default_factory=dict)
 
     def apply(self, event: VoteCast | VoteRevoked) -> bool:
         """Fold one accepted submission; return True if the tally changed."""
@@ -131,11 +217,12 @@ class Tally:
             return False  # R1 (cannot happen for accepted events); R12 whatever the log order
         state = self.voters.get(event.control_number) or VoterState()
         trial = msgspec.structs.replace(state)  # fields are replaced, never mutated: a shallow copy
-        record(trial, event)
-        before, after = _counting(state), _counting(trial)
-        changed = before[0] is not after[0] or before[1] is not after[1]
-        old = contribution(self.meeting, position, before[0], before[1]) if changed and before[0] else None
-        new = contribution(self.meeting, position, after[0], after[1]) if changed and after[0] else None
+        horizons = timing.item_horizons(self.meeting)
+        record(trial, event, cut_times(horizons))
+        before, after = _key(state), _key(trial)
+        changed = _differs(before, after)
+        old = part(self.meeting, position, before, horizons) if changed else None
+        new = part(self.meeting, position, after, horizons) if changed else None
         if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteRevoked):
             # A revocation voiding the owner's instruction revives the nominee's discretionary vote:
             # that vote, not the revocation, is what would take the nominee over (R17).
@@ -143,9 +230,9 @@ class Tally:
             if item_id is not None and trial.discretionary is after[0] and trial.discretionary is not None:
                 trial.overvote_rejected = [*trial.overvote_rejected, (trial.discretionary.event_id, item_id)]
                 trial.discretionary = None
-                after = _counting(trial)
-                changed = before[0] is not after[0] or before[1] is not after[1]
-                new = contribution(self.meeting, position, after[0], after[1]) if changed and after[0] else None
+                after = _key(trial)
+                changed = _differs(before, after)
+                new = part(self.meeting, position, after, horizons) if changed else None
         if new is not None and self.meeting.spec.overvote_policy == "reject" and isinstance(event, VoteCast):
             item_id = self._exceeds_entitlement(position.nominee, old, new)
             if item_id is not None:
@@ -181,6 +268,7 @@ class Tally:
         before = self.unsettled
         positions, voters = self.meeting.positions, self.voters
         meeting = self.meeting  # no event of a run of votes changes its closures or cut-offs
+        times = cut_times(timing.item_horizons(meeting))  # empty unless an item closed before others
         for event in events:
             self.events_applied += 1
             number = event.control_number
@@ -190,8 +278,8 @@ class Tally:
             if state is None:
                 state = voters[number] = VoterState()
             if number not in before:
-                before[number] = _counting(state)
-            record(state, event)  # replaces fields, so `before` still holds the old instructions
+                before[number] = _key(state)
+            record(state, event, times)  # replaces fields, so `before` still holds the old instructions
         if settle:
             self.settle()
 
@@ -201,16 +289,19 @@ class Tally:
             return
         before, self.unsettled = self.unsettled, {}
         positions, voters = self.meeting.positions, self.voters
+        horizons = timing.item_horizons(self.meeting)
         self.dirty_voters.update(before)
-        for number, (old_vote, old_fill) in before.items():
-            new_vote, new_fill = _counting(voters[number])
-            if new_vote is old_vote and new_fill is old_fill:
+        for number, old_key in before.items():
+            new_key = _key(voters[number])
+            if len(old_key) == 2 and len(new_key) == 2 and old_key[0] is new_key[0] and old_key[1] is new_key[1]:
+                continue  # the common case, without building a generator
+            if not _differs(old_key, new_key):
                 continue
             position = positions[number]
-            if old_vote is not None:
-                self._add(contribution(self.meeting, position, old_vote, old_fill), -1)
-            if new_vote is not None:
-                self._add(contribution(self.meeting, position, new_vote, new_fill), +1)
+            if (old := part(self.meeting, position, old_key, horizons)) is not None:
+                self._add(old, -1)
+            if (new := part(self.meeting, position, new_key, horizons)) is not None:
+                self._add(new, +1)
 
     def _after_closure(self, event: VoteCast | VoteRevoked) -> bool:
         """R12: late by the meeting's closures and cut-offs, whatever the log order (as at ingest)."""
@@ -229,13 +320,8 @@ class Tally:
         Used when a poll closure is logged after submissions received later than it (R12): the
         maxima kept per control number cannot forget those, so its log rows are folded again.
         """
-        self.settle()
-        position = self.meeting.positions[control_number]
-        state = self.voters.pop(control_number, None)
-        if state is not None:
-            vote, fill = _counting(state)
-            if vote is not None:
-                self._add(contribution(self.meeting, position, vote, fill), -1)
+        self.detach([control_number])  # after a poll closure, Projection has already: its state is then empty
+        self.voters.pop(control_number, None)
         applied = self.events_applied
         for event in events:
             self.apply(event)
@@ -256,15 +342,40 @@ class Tally:
         """
         self.settle()
         numbers = [n for n in control_numbers if n in self.voters]
-        before = {n: _counting(self.voters[n]) for n in numbers}
-        for number, (vote, fill) in before.items():
-            if vote is not None:
-                self._add(contribution(self.meeting, self.meeting.positions[number], vote, fill), -1)
+        before = {n: _key(self.voters[n]) for n in numbers}
+        horizons = timing.item_horizons(self.meeting)
+        for number, key in before.items():
+            if (old := part(self.meeting, self.meeting.positions[number], key, horizons)) is not None:
+                self._add(old, -1)
         change()
-        for number, (vote, fill) in before.items():
-            if vote is not None:
-                self._add(contribution(self.meeting, self.meeting.positions[number], vote, fill), +1)
+        horizons = timing.item_horizons(self.meeting)
+        for number, key in before.items():
+            if (new := part(self.meeting, self.meeting.positions[number], key, horizons)) is not None:
+                self._add(new, +1)
         self.dirty_voters.update(numbers)
+
+    def detach(self, control_numbers: Iterable[str]) -> None:
+        """Take these control numbers' contributions out and empty their states, to be refolded.
+
+        A poll closure changes which items each Cut decides (R12 per item): the contributions of the
+        control numbers it makes late are taken out with the closures they were counted under, before
+        the meeting changes; their refold then counts them under the new ones. The latest receipt stays,
+        so a later closure or cut-off change still knows to refold them.
+        """
+        self.settle()
+        horizons = timing.item_horizons(self.meeting)
+        for number in control_numbers:
+            state = self.voters.get(number)
+            if state is None:
+                continue
+            if (old := part(self.meeting, self.meeting.positions[number], _key(state), horizons)) is not None:
+                self._add(old, -1)
+            self.voters[number] = VoterState(latest_received=state.latest_received)
+            self.dirty_voters.add(number)
+
+    def received_after(self, at: datetime) -> set[str]:
+        """Control numbers that hold a submission received after ``at``."""
+        return {n for n, s in self.voters.items() if s.latest_received is not None and s.latest_received > at}
 
     def nominee_voted(self, item_id: str, nominee: str) -> int:
         """Shares a nominee has voted on an item (broker non-votes are not votes)."""

@@ -39,13 +39,12 @@ class Projection:
             ]
             tally.recount(affected, lambda: self.state.apply_accepted(event))
             return
+        if isinstance(event, PollsClosed) and event.meeting_id in self.tallies:
+            self._close(self.tallies[event.meeting_id], event)
+            return
         self.state.apply_accepted(event)
         if isinstance(event, MeetingScheduled):
             self.tallies[event.meeting_id] = Tally(meeting=self.state.meetings[event.meeting_id])
-        elif isinstance(event, PollsClosed) and event.meeting_id in self.tallies:
-            late = self.tallies[event.meeting_id].late_voters()
-            if late:
-                self.refolds.setdefault(event.meeting_id, set()).update(late)
         elif isinstance(event, CutoffChanged) and event.meeting_id in self.tallies:
             # R12 as amended, logged after submissions it concerns (received from its effective_at on): fold
             # those control numbers again, so the tally is what it would be had the change come first (R5).
@@ -57,6 +56,19 @@ class Projection:
             }
             if late:
                 self.refolds.setdefault(event.meeting_id, set()).update(late)
+
+    def _close(self, tally: Tally, event: PollsClosed) -> None:
+        """R12: apply a poll closure; the control numbers with a submission received after it are refolded.
+
+        Their contributions are taken out before the meeting changes (Tally.detach): per item, the
+        closures decide which instruction each item counts, so they must be subtracted as they were added.
+        """
+        first = tally.meeting.first_closure
+        late = tally.received_after(event.closed_at if first is None else min(first, event.closed_at))
+        tally.detach(late)
+        self.state.apply_accepted(event)
+        if late:
+            self.refolds.setdefault(event.meeting_id, set()).update(late)
 
     def take_refolds(self) -> dict[str, set[str]]:
         """The control numbers to refold since last asked (the caller supplies their log rows)."""

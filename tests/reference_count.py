@@ -1,7 +1,8 @@
 """An independent, deliberately naive count of a meeting's votes: the oracle for the fold.
 
 It shares nothing with projections.fold: it keeps every instruction, sorts them per control number
-and re-derives the effective one from the rules' text (R5, R6, R7, R9, R10, R16), then sums.
+and re-derives the effective one from the rules' text (R5, R6, R7, R9, R10, R16), then sums. With
+per-item closing times (R12 per item), it does so once per item over the submissions received by then.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ def discretionary_fill(votes: list[VoteCast], revocations: list[VoteRevoked]) ->
 
 
 def effective_instruction(votes: list[VoteCast], revocations: list[VoteRevoked]) -> VoteCast | None:
-    """R6 ballots first; else the owner's latest unrevoked instruction; else the nominee's discretion."""
-    ballots = [v for v in votes if v.channel == "in_person"]
+    """R6 ballots (marking an item) first; else the owner's latest unrevoked instruction; else the nominee's."""
+    ballots = [v for v in votes if v.channel == "in_person" and v.choices]
     if ballots:
         return sorted(ballots, key=lambda v: (v.executed_at, v.received_at, v.event_id))[-1]
     for discretionary in (False, True):
@@ -36,15 +37,38 @@ def effective_instruction(votes: list[VoteCast], revocations: list[VoteRevoked])
     return None
 
 
+def latest_attendance(votes: list[VoteCast]) -> VoteCast | None:
+    """R6: an in-person vote marking nothing is attendance: present, and it revokes nothing."""
+    attended = [v for v in votes if v.channel == "in_person" and not v.choices]
+    return sorted(attended, key=lambda v: (v.executed_at, v.received_at, v.event_id))[-1] if attended else None
+
+
+def kept(spec: MeetingScheduled, closes: dict, event) -> bool:
+    """R12 per item: refused when every item it marks (every item, if none) had closed when it was received."""
+    marks = list(event.choices) if isinstance(event, VoteCast) else []
+    targets = marks or [item.id for item in spec.items]
+    return not all(closes.get(i) is not None and event.received_at > closes[i] for i in targets)
+
+
 def count(
-    spec: MeetingScheduled, positions: dict[str, Position], events: list, entitlements: dict[str, int] | None = None
+    spec: MeetingScheduled,
+    positions: dict[str, Position],
+    events: list,
+    entitlements: dict[str, int] | None = None,
+    closes: dict | None = None,
 ) -> dict:
-    """Return {"present": int, "items": {item: {option|"broker_non_votes": shares}}} (R17 prorated)."""
+    """Return {"present": int, "items": {item: {option|"broker_non_votes": shares}}} (R17 prorated).
+
+    ``closes``: each closed item's closing time (R12 per item); an item absent is open.
+    """
+    closes = closes or {}
     votes, revocations, seen = defaultdict(list), defaultdict(list), set()
     for event in events:
         if event.event_id in seen:
             continue
         seen.add(event.event_id)
+        if not kept(spec, closes, event):
+            continue
         if isinstance(event, VoteCast):
             votes[event.control_number].append(event)
         elif isinstance(event, VoteRevoked):
@@ -53,18 +77,31 @@ def count(
     items = {item.id: defaultdict(int) for item in spec.items}
     by_nominee = defaultdict(lambda: defaultdict(int))
     for control_number in set(votes) | set(revocations):
-        vote = effective_instruction(votes[control_number], revocations[control_number])
-        if vote is None:
-            continue
         position = positions[control_number]
-        shares = vote.shares or position.shares
-        present += shares
-        fill = None
-        if position.kind == "beneficial" and vote.channel != "in_person" and not vote.discretionary:
-            fill = discretionary_fill(votes[control_number], revocations[control_number])
-        marked = card_choices(spec, position, vote, fill, shares)
+        per_item = {}
         for item in spec.items:
-            choice = marked.get(item.id)
+            close = closes.get(item.id)
+            mine = [v for v in votes[control_number] if close is None or v.received_at <= close]
+            theirs = [r for r in revocations[control_number] if close is None or r.received_at <= close]
+            vote = effective_instruction(mine, theirs)
+            if vote is None:
+                continue
+            shares = vote.shares or position.shares
+            fill = None
+            if position.kind == "beneficial" and vote.channel != "in_person" and not vote.discretionary:
+                fill = discretionary_fill(mine, theirs)
+            per_item[item.id] = (shares, card_choices(spec, position, vote, fill, shares).get(item.id))
+        attended = latest_attendance(votes[control_number])
+        # R14: the greatest shares an instruction counting on some item, or the attendance, represents.
+        counted = [shares for shares, _ in per_item.values()]
+        if attended is not None:
+            counted.append(attended.shares or position.shares)
+        presence = max(counted, default=0)
+        if not presence:
+            continue
+        present += presence
+        for item in spec.items:
+            shares, choice = per_item.get(item.id, (0, None))
             split = {choice: shares} if isinstance(choice, str) else dict(choice or {})
             for option, n in split.items():
                 if position.kind == "beneficial":
@@ -72,7 +109,7 @@ def count(
                 else:
                     items[item.id][option] += n
             if position.kind == "beneficial" and not item.routine:
-                items[item.id]["broker_non_votes"] += shares - sum(split.values())
+                items[item.id]["broker_non_votes"] += presence - sum(split.values())  # R16: present, not voted
     for (item_id, nominee), votes in by_nominee.items():
         limit = entitlements.get(nominee) if entitlements else None
         total = sum(votes.values())
