@@ -63,6 +63,8 @@ class RegisterFiles:
     directory: Path
     registered: list[Holding] = field(default_factory=list)
     cede: Holding | None = None
+    cede_named: bool = False  # some row names Cede & Co., valid or not: then no "no Cede & Co. row" as well
+    listed: set[str] = field(default_factory=set)  # participant numbers of dtc_positions.csv, valid rows or not
     participants: dict[str, Participant] = field(default_factory=dict)
     beneficial: list[BeneficialPosition] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -80,7 +82,7 @@ def read_register(directory: str | Path) -> RegisterFiles:
     out.problems += registered.problems
     for row in registered.rows:
         _registered_row(out, row, seen)
-    if not registered.problems and out.cede is None:
+    if not registered.problems and not out.cede_named:
         column = registered.columns["holders"]
         out.problems.append(
             Problem(
@@ -109,6 +111,7 @@ def _registered_row(out: RegisterFiles, row: Row, seen: dict[str, str]) -> None:
     holders = _holders(row, problems, required=True)
     shares = _shares(row, problems)
     if holders and is_cede(holders):
+        out.cede_named = True
         if len(holders) > 1:
             problems.append(row.at("holders", f"{CEDE} holds alone, never jointly"))
         elif out.cede is not None:
@@ -127,6 +130,8 @@ def _participant_row(out: RegisterFiles, row: Row) -> None:
     problems = out.problems
     before = len(problems)
     number = _participant(row, problems)
+    if number is not None:
+        out.listed.add(number)
     name = row.fields["name"]
     if not name:
         problems.append(row.at("name", "empty: the participant's name"))
@@ -149,7 +154,7 @@ def _beneficial_row(out: RegisterFiles, row: Row, seen: dict[str, str], *, dtc_r
     before = len(problems)
     number = _control_number(row, problems, seen)
     participant = _participant(row, problems)
-    if participant is not None and dtc_readable and participant not in out.participants:
+    if participant is not None and dtc_readable and participant not in out.listed:
         problems.append(row.at("participant", f"participant {participant} is not in {DTC}"))
     holders = _holders(row, problems, required=False) if "holders" in row.fields else []
     shares = _shares(row, problems)
