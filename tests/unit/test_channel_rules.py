@@ -242,7 +242,7 @@ def test_r12_on_the_broker_clock_a_late_record_is_refused_whatever_its_received_
 
 def test_r12_on_the_broker_clock_after_a_per_item_closure():
     j = judge()
-    j.judge(PollsClosed(event_id="close-3", meeting_id="m1", closed_at=at(48), items=["3"]))
+    j.judge(PollsClosed(event_id="close-2", meeting_id="m1", closed_at=at(48), items=["2"]))  # the item vote() marks
     assert one(vote(received=47), appended_at=at(48) + timedelta(seconds=61), judge=j) == validation.POLL_CLOSED
     assert one(vote(received=47), appended_at=at(48) + timedelta(seconds=59), judge=j) is None
 

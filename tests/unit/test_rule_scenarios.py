@@ -226,11 +226,12 @@ def test_r12_the_cutoff_is_inclusive_and_also_applies_to_internet_revocations_bu
     assert v.validate_vote_revoked(m, revoke("R-1", executed=cutoff + 1, channel="mail")) is None
 
 
-def test_r12_after_a_per_item_closure_every_later_submission_is_refused_even_on_open_items():
+def test_r12_after_a_per_item_closure_a_later_submission_is_refused_only_if_it_marks_closed_items_alone():
     judge = judged_meeting()
     assert judge.judge(PollsClosed(event_id="c2", meeting_id="m1", closed_at=at(10), items=["2"])) is None
-    assert judge.judge(cast("B-1", {"3": "for"}, executed=11, channel="broker")) == v.POLL_CLOSED
-    assert judge.judge(cast("B-1", {"3": "for"}, executed=9, received=10, channel="broker")) is None
+    assert judge.judge(cast("B-1", {"3": "for"}, executed=11, channel="broker")) is None
+    assert judge.judge(cast("B-1", {"2": "for"}, executed=11, channel="broker")) == v.POLL_CLOSED
+    assert judge.judge(cast("B-1", {"2": "for"}, executed=9, received=10, channel="broker")) is None
 
 
 def test_r12_a_ballot_received_after_the_polls_closed_never_counts_whatever_the_log_order():

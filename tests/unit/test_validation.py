@@ -77,16 +77,20 @@ def test_r12_internet_and_phone_votes_after_the_cutoff_are_refused_but_mail_is_n
     )
 
 
-def test_r12_after_the_polls_close_submissions_are_refused_on_closed_items():
+def test_r12_after_the_polls_close_submissions_are_refused_only_when_every_item_they_mark_is_closed():
     m = meeting()
     m.close_polls(PollsClosed(event_id="c1", meeting_id="m1", closed_at=at(100), items=["2"]))
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=101, channel="in_person")) == v.POLL_CLOSED
-    # Leaving item 2 unmarked would still replace the earlier instruction on it: refused too.
-    assert v.validate_vote_cast(m, cast("R-1", {"3": "for"}, executed=101, channel="in_person")) == v.POLL_CLOSED
-    assert v.validate_vote_revoked(m, revoke("R-1", executed=101)) == v.POLL_CLOSED
+    # R12 per item: a mark on an open item is accepted (the fold counts it on the open items only).
+    assert v.validate_vote_cast(m, cast("R-1", {"3": "for"}, executed=101, channel="in_person")) is None
+    assert v.validate_vote_cast(m, cast("R-1", {"2": "for", "3": "for"}, executed=101, channel="in_person")) is None
+    # Marking nothing (an attendance), or revoking, is about every item: other items are still open.
+    assert v.validate_vote_cast(m, cast("R-1", {}, executed=101, channel="in_person")) is None
+    assert v.validate_vote_revoked(m, revoke("R-1", executed=101)) is None
     assert v.validate_vote_cast(m, cast("R-1", {"2": "for"}, executed=99, received=100, channel="in_person")) is None
     m.close_polls(PollsClosed(event_id="c2", meeting_id="m1", closed_at=at(200)))
     assert v.validate_vote_cast(m, cast("R-1", {"3": "for"}, executed=201, channel="in_person")) == v.POLL_CLOSED
+    assert v.validate_vote_cast(m, cast("R-1", {}, executed=201, channel="in_person")) == v.POLL_CLOSED
     assert v.validate_vote_revoked(m, revoke("R-1", executed=201)) == v.POLL_CLOSED
 
 
