@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import msgspec.structs
 
 from events import AnyEvent, PollsClosed, VoteCast, VoteRevoked
+from projections import timing
 from projections.contribution import contribution
 from projections.fold import VoterState, counting, instruction_key, record
 from projections.meeting import Meeting
@@ -79,6 +80,11 @@ def lineage(
     }
     # R12: received after the first closure never counts, even if the closure was logged later.
     late = {i for i, vote in votes.items() if closed is not None and vote.received_at > closed}
+    # R12 as amended: accepted before a cut-off change logged later made it late (the fold drops it too).
+    cut = {
+        i for i, vote in votes.items() if i not in late and meeting.cutoff_changes and timing.fold_drops(meeting, vote)
+    }
+    late |= cut
     refused, dropped = _overvote_refusals(rows, [i for i in votes if i not in late], state)
     pool = [i for i in votes if i not in late and i not in refused]
     # Keyed `int | None` for mypy only: the lookups below (ballot, owner, latest) are never None there.
@@ -132,7 +138,7 @@ def lineage(
         voided = tuple(ref[j] for j in sorted(result) if result[j].rule == "R7" and result[j].by == ref[i])
         result[i] = _status(rows[i], REVOKES, voids=voided)
     for i in late:
-        result[i] = _status(rows[i], SUPERSEDED, "R12", closure)
+        result[i] = _status(rows[i], SUPERSEDED, "R12", None if i in cut else closure)
     for i, item in refused.items():
         result[i] = _status(rows[i], SUPERSEDED, "R17", items=(item,))
     return [

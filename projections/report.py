@@ -140,8 +140,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# {report.get('report_title', REPORT_TITLE)}",
         "",
-        f"{report['company']}, {report['title']} (`{report['meeting_id']}`), held {meeting_at}"
-        f" ({report['timezone']}); record date {report['record_date']}{_amended_date(report)}.",
+        f"{report['company']}, {report['title']} (`{report['meeting_id']}`), held {meeting_at}{_amended_date(report)}"
+        f" ({report['timezone']}); record date {report['record_date']}.",
         "",
         f"Quorum: {q['present']:,} of {report['outstanding']:,} shares outstanding present in person or by"
         f" proxy ({q['present_percent']} %); {q['required']:,} required ({q['fraction']}):"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 # The filters' choices come from the vocabulary modules, so parsing imports no PostgreSQL client.
 from events.schema import CHANNELS
+from projections.amendments import render_lines
 from projections.log_row import DECISIONS
 from services.cli.audit_proof_cmd import add_proofs
 from services.cli.audit_verify import add_verify
@@ -146,6 +147,7 @@ def render_history(report: dict[str, Any]) -> str:
         f"  (log position {report['log_position']})",
         f"Counts: {counting}",
         *([f"Fills its routine items: #{fills['position']} {fills['event_id']} (R10)"] if fills else []),
+        *(render_lines(report["meeting"]) if "meeting" in report else []),  # the meeting as amended by then
         "",
         f"{'Pos':>8}  {'Event id':<20}{'Type':<13}{'Channel':<11}{'Executed at':<27}{'Received at':<27}Status",
     ]

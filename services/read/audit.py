@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from events import MalformedMessage, PollsClosed, VoteCast, VoteRevoked, decode
+from projections.amendments import as_amended
 from projections.diff import replay_to
 from projections.lineage import LogEntry, Ref, Status, counting_refs, lineage
 from services.adapters.postgres.log import admin as log_admin
@@ -52,6 +53,7 @@ async def read_history(conn: asyncpg.Connection, meeting_id: str, control_number
             else None
         ),
         "log_position": head,
+        **({"meeting": as_amended(meeting, rebuilt.applied)} if meeting.amendments else {}),  # as amended by then
         "counts": _ref(counts),
         "fills": _ref(fills),
         "rows": [_history_row(r, e, s) for r, e, s in zip(rows, entries, statuses, strict=False)],

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 
 from events import CutoffChanged, Cutoffs, ItemCorrected, MeetingAdjourned, MeetingCorrected, PollsClosed
 from projections import timing
+from projections.amendments import amend, as_amended, render_lines
 from projections.judge import Judge, Received
+from projections.lineage import COUNTS, SUPERSEDED, LogEntry, lineage
 from projections.replay import replay
+from projections.report import final_report, render_markdown
 from projections.validation import INVALID_AMENDMENT, INVALID_CHOICE, POLL_CLOSED, UNKNOWN_ITEM
 from tests.factories import at, cast, meeting, register_event, revoke, small_meeting
 
@@ -202,3 +205,42 @@ def test_r5_the_tally_is_the_same_whatever_order_amendments_and_votes_arrive_in(
         order = [*submissions, *amendments]
         rnd.shuffle(order)
         assert tally_in(order) == expected
+
+
+def test_the_lineage_says_r12_for_a_vote_an_amended_cut_off_made_late_after_it_was_accepted():
+    m = meeting(SPEC)
+    on_time, late = cast("R-1", {"2": "for"}, executed=1), cast("R-1", {"2": "against"}, executed=6)
+    m.change_cutoff(cutoff("internet", 5, effective=4))
+    rows = [LogEntry(i, "accepted", None, e) for i, e in enumerate([on_time, late])]
+    first, second = lineage(m, rows)
+    assert (first.status, second.status, second.rule, second.by) == (COUNTS, SUPERSEDED, "R12", None)
+
+
+def test_the_final_report_of_an_amended_meeting_says_as_amended_with_the_original_date_and_lists_the_amendments():
+    m = meeting(SPEC)
+    applied = [
+        (
+            7,
+            MeetingAdjourned(
+                event_id="adj-1", meeting_id="m1", meeting_at=at(24 * 40), effective_at=at(2), reason="storm"
+            ),
+        ),
+        (8, cutoff("broker", 30, effective=3)),
+        (9, corrected(3, id="3", title="Equity plan")),
+    ]
+    for _, event in applied:
+        amend(m, event)
+    section = as_amended(m, applied)
+    report = final_report(m.as_amended(), 0, {}, [], 9, "d" * 64)
+    report["as_amended"] = {k: section[k] for k in ("original_meeting_at", "amendments")}
+    text = render_markdown(report)
+    assert "held 2023-12-11 09:00+08:00 (as amended; originally 2023-12-01 09:00+08:00) (Asia/Shanghai)" in text
+    assert (
+        "- #7 `meeting.adjourned` effective 2023-11-01T11:00:00+08:00: adjourned to 2023-12-11T09:00:00+08:00 (storm)"
+        in text
+    )
+    assert "broker cut-off: 2023-11-02T15:00:00+08:00" in text and "| 3 | Equity plan |" in text
+    assert (
+        render_lines(section)[0]
+        == "Meeting date: 2023-12-11T09:00:00+08:00 (as amended; originally 2023-12-01T09:00:00+08:00)"
+    )
