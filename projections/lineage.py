@@ -26,6 +26,7 @@ FILLS = "fills"  # a discretionary vote filling the owner's unmarked routine ite
 SUPERSEDED = "superseded"  # accepted, but does not count: `rule` says why, `by` names what
 REVOKES = "revokes"  # an accepted revocation (R7): `voids` lists what it voided
 REJECTED = "rejected"  # refused by the ledger at ingest: `reason` is the code
+ATTENDS = "attends"  # the latest attendance (an in-person vote marking nothing): present (R14), revokes nothing (R6)
 
 
 class LogEntry(NamedTuple):
@@ -58,6 +59,19 @@ class Status:
     by: Ref | None = None
     items: tuple[str, ...] = ()  # items filled (R10) or on which the nominee went over (R17)
     voids: tuple[Ref, ...] = ()  # instructions this revocation voided (R7)
+    # R12 per item: when items closed at different times, what the row is on each item closed before
+    # the others (the status above is the row's on the items still open, or closed last).
+    per_item: tuple[ItemStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemStatus:
+    """What a row is on one item closed before others (R12 per item): counts there, or why not."""
+
+    item: str
+    status: str
+    rule: str | None = None
+    by: Ref | None = None
 
 
 def lineage(
@@ -72,29 +86,48 @@ def lineage(
     ``overvote_rejected`` is used, for R17 `reject` (which needs every other voter of the nominee,
     beyond these rows). ``closures`` are the meeting's logged polls.closed, to name the one of R12.
     """
-    closure, closed = _first_closure(meeting, closures), meeting.first_closure
+    closures = sorted(closures, key=lambda c: c[0])
     votes: dict[int, VoteCast | VoteRevoked] = {
         i: row.event
         for i, row in enumerate(rows)
         if row.decision == "accepted" and isinstance(row.event, (VoteCast, VoteRevoked))
     }
-    # R12: received after the first closure never counts, even if the closure was logged later.
-    late = {i for i, vote in votes.items() if closed is not None and vote.received_at > closed}
-    # R12 as amended: accepted before a cut-off change logged later made it late (the fold drops it too).
-    cut = {
-        i for i, vote in votes.items() if i not in late and meeting.cutoff_changes and timing.fold_drops(meeting, vote)
-    }
-    late |= cut
+    # R12: what a closure makes late never counts, even if the closure was logged later (timing.fold_drops).
+    late = {i for i, vote in votes.items() if timing.fold_drops(meeting, vote)}
     refused, dropped = _overvote_refusals(rows, [i for i in votes if i not in late], state)
     pool = [i for i in votes if i not in late and i not in refused]
-    # Keyed `int | None` for mypy only: the lookups below (ballot, owner, latest) are never None there.
+    # Keyed `int | None` for mypy only: the lookups in _decide (ballot, owner, latest) are never None there.
     ref: dict[int | None, Ref] = {i: Ref(rows[i].position, vote.event_id) for i, vote in votes.items()}
+    result = _decide(meeting, rows, votes, pool, dropped, ref)
+    for i in late:
+        result[i] = _status(rows[i], SUPERSEDED, "R12", _closure_of(meeting, closures, votes[i]))
+    for i, item in refused.items():
+        result[i] = _status(rows[i], SUPERSEDED, "R17", items=(item,))
+    horizons = timing.item_horizons(meeting)
+    if horizons:
+        _per_item(meeting, rows, votes, pool, dropped, ref, result, horizons, closures)
+    return [
+        result.get(i) or _status(row, REJECTED if row.decision == "rejected" else None) for i, row in enumerate(rows)
+    ]
+
+
+def _decide(
+    meeting: Meeting,
+    rows: Sequence[LogEntry],
+    votes: dict[int, VoteCast | VoteRevoked],
+    pool: list[int],
+    dropped: dict[int, int],
+    ref: dict[int | None, Ref],
+) -> dict[int, Status]:
+    """The status of each row of ``pool`` (the submissions that decide), as the fold decides over them."""
     ballots = [i for i in pool if _kind(votes[i]) == "ballot"]
     owners = [i for i in pool if _kind(votes[i]) == "owner"]
     discretionary = [i for i in pool if _kind(votes[i]) == "discretionary" and i not in dropped]
+    attendances = [i for i in pool if _kind(votes[i]) == "attendance"]
     revocations = sorted((i for i in pool if _kind(votes[i]) == "revocation"), key=lambda i: instruction_key(votes[i]))
-    ballot, owner, nominee = (
-        max(group, key=lambda i: instruction_key(votes[i]), default=None) for group in (ballots, owners, discretionary)
+    ballot, owner, nominee, attended = (
+        max(group, key=lambda i: instruction_key(votes[i]), default=None)
+        for group in (ballots, owners, discretionary, attendances)
     )
 
     def revoker(i: int) -> int | None:
@@ -107,6 +140,12 @@ def lineage(
     for i in pool:
         kind = _kind(votes[i])
         if kind == "revocation":
+            continue
+        if kind == "attendance":
+            # R6: attending revokes nothing and no revocation voids it; the latest is the one counted present (R14).
+            result[i] = (
+                _status(rows[i], ATTENDS) if i == attended else _status(rows[i], SUPERSEDED, "R5", ref[attended])
+            )
             continue
         # The first cause in the chain is named: revoked (R7), else replaced by a later-dated one of
         # its kind (R5), else beaten by a ballot (R6) or by the owner's word (R10).
@@ -137,13 +176,48 @@ def lineage(
     for i in revocations:
         voided = tuple(ref[j] for j in sorted(result) if result[j].rule == "R7" and result[j].by == ref[i])
         result[i] = _status(rows[i], REVOKES, voids=voided)
-    for i in late:
-        result[i] = _status(rows[i], SUPERSEDED, "R12", None if i in cut else closure)
-    for i, item in refused.items():
-        result[i] = _status(rows[i], SUPERSEDED, "R17", items=(item,))
-    return [
-        result.get(i) or _status(row, REJECTED if row.decision == "rejected" else None) for i, row in enumerate(rows)
-    ]
+    return result
+
+
+def _per_item(
+    meeting: Meeting,
+    rows: Sequence[LogEntry],
+    votes: dict[int, VoteCast | VoteRevoked],
+    pool: list[int],
+    dropped: dict[int, int],
+    ref: dict[int | None, Ref],
+    result: dict[int, Status],
+    horizons: dict[str, datetime],
+    closures: list[tuple[int, PollsClosed]],
+) -> None:
+    """R12 per item: on each item closed before others, decide again over what was received by its closing time."""
+    for closed_at in sorted(set(horizons.values())):
+        items = sorted(item for item, t in horizons.items() if t == closed_at)
+        before = [i for i in pool if votes[i].received_at <= closed_at]
+        there = _decide(meeting, rows, votes, before, dropped, ref)
+        closure = _closure_at(closures, closed_at)
+        for i in pool:
+            decided = there.get(i)
+            if decided is None:  # received after this closing time: not there (R12)
+                lines = [ItemStatus(item, SUPERSEDED, "R12", closure) for item in items]
+            elif decided.status == REVOKES:
+                lines = [ItemStatus(item, REVOKES) for item in items]
+            else:
+                assert decided.status is not None  # _decide gives every row of its pool a status
+                lines = [ItemStatus(item, decided.status, decided.rule, decided.by) for item in items]
+            current = result[i]
+            result[i] = Status(
+                current.position,
+                current.event_id,
+                current.decision,
+                current.reason,
+                current.status,
+                current.rule,
+                current.by,
+                current.items,
+                current.voids,
+                (*current.per_item, *lines),
+            )
 
 
 def counting_refs(statuses: Iterable[Status]) -> tuple[Ref | None, Ref | None]:
@@ -162,7 +236,7 @@ def _kind(event: VoteCast | VoteRevoked) -> str:
     if isinstance(event, VoteRevoked):
         return "revocation"
     if event.channel == "in_person":
-        return "ballot"
+        return "ballot" if event.choices else "attendance"  # R6: attending marks nothing
     return "discretionary" if event.discretionary else "owner"
 
 
@@ -178,15 +252,31 @@ def _status(
     return Status(row.position, event_id, row.decision, row.reason, status, rule, by, items, voids)
 
 
-def _first_closure(meeting: Meeting, closures: Iterable[tuple[int, PollsClosed]]) -> Ref | None:
-    """The logged closure behind the meeting's first closing time (R12), if any."""
-    first = meeting.first_closure
-    if first is None:
+def _closure_of(meeting: Meeting, closures: list[tuple[int, PollsClosed]], event: VoteCast | VoteRevoked) -> Ref | None:
+    """The logged closure that made a submission late (R12): the one closing the last of the items it marks.
+
+    None for a submission an amended cut-off made late, or a closure the caller did not pass.
+    """
+    marks = list(event.choices) if isinstance(event, VoteCast) else []
+    if timing.closure_reason(meeting, event.received_at, None, marks) is None:
+        return None  # late by a cut-off change logged later (R12 as amended), not by a closure
+    last: tuple[datetime, str] | None = None
+    for item in marks or meeting.items:
+        times = [t for t in (meeting.closed_all_at, meeting.closed_item_at.get(item)) if t is not None]
+        if times and (last is None or min(times) > last[0]):
+            last = (min(times), item)
+    if last is None:
         return None
-    for position, event in sorted(closures, key=lambda c: c[0]):
-        if event.closed_at == first:
-            return Ref(position, event.event_id)
-    return None  # a closure the caller did not pass: still R12, but unnamed
+    closed_at, item = last
+    return next(
+        (Ref(p, c.event_id) for p, c in closures if c.closed_at == closed_at and (c.items is None or item in c.items)),
+        None,
+    )
+
+
+def _closure_at(closures: list[tuple[int, PollsClosed]], closed_at: datetime) -> Ref | None:
+    """The logged closure of an item closing time (R12 per item), if the caller passed it."""
+    return next((Ref(p, c.event_id) for p, c in closures if c.closed_at == closed_at), None)
 
 
 def _filled_items(meeting: Meeting, owner: VoteCast, fill: VoteCast) -> tuple[str, ...]:
