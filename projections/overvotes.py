@@ -3,15 +3,17 @@
 Under `prorate` (the default) each such nominee's votes on the item are reduced proportionally to
 its entitlement in whole shares by the largest-remainder method (ties to the option listed first);
 under `reject` the rules engine already refused the instruction that caused the excess
-(projections.fold), so counted equals voted and the report lists the refused instructions.
+(projections.fold), so counted equals voted and the report lists the refused instructions, with the
+totals each would have taken the nominee to (the ledger's vote.refused rows, R19: with_refusals).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from events import MeetingScheduled
+from events import MeetingScheduled, VoteRefused
 from projections.contribution import BROKER_NON_VOTE, REGISTERED
 
 Buckets = Mapping[tuple[str, str, str], int]
@@ -83,3 +85,30 @@ def counted_totals(
 def _rank(options: list[str], option: str) -> tuple[int, str]:
     """Sort key: the option's place on the ballot (an option not listed goes last, by name)."""
     return (options.index(option), "") if option in options else (len(options), option)
+
+
+def with_refusals(over_votes: list[dict[str, Any]], refusals: Iterable[VoteRefused]) -> list[dict[str, Any]]:
+    """The over-vote report's `reject` entries with what was attempted, from the log's refusal rows (R17, R19).
+
+    Each entry gains ``refusals`` (per refused instruction, in log order: the nominee's votes on the item
+    with it, ``attempted``, and without it, ``counted``) and ``attempted``: the largest of those totals, what
+    the nominee's instructions tried to vote (``counted`` is what counts). `prorate` entries are left as they
+    are: there, ``voted`` already is what was attempted.
+    """
+    by_item: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for refusal in refusals:
+        by_item.setdefault((refusal.nominee, refusal.item), []).append(
+            {
+                "event_id": refusal.refused_event_id,
+                "control_number": refusal.control_number,
+                "attempted": refusal.attempted,
+                "counted": refusal.counted,
+            }
+        )
+    out = []
+    for entry in over_votes:
+        if entry["policy"] == "reject":
+            mine = by_item.get((entry["nominee"], entry["item_id"]), [])
+            entry = {**entry, "attempted": max((r["attempted"] for r in mine), default=None), "refusals": mine}
+        out.append(entry)
+    return out

@@ -154,6 +154,13 @@ def render_overvotes(report: dict[str, Any]) -> str:
         ]
         if o["rejected"]:
             lines.append("  refused instructions: " + ", ".join(o["rejected"]))
+        if o.get("attempted") is not None:  # `reject`: what the refused instructions tried (R17, R19)
+            lines.append(f"  attempted {o['attempted']:,}, counted {voted:,} (the refused instructions do not count)")
+            lines += [
+                f"  refused {r['event_id']}: attempted {r['attempted']:,}, counted {r['counted']:,}"
+                f" (control number {r['control_number']})"
+                for r in o["refusals"]
+            ]
     return "\n".join(lines)
 
 

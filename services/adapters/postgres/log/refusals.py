@@ -27,3 +27,16 @@ async def folded_rows(conn: asyncpg.Connection, meeting_ids: list[str], after: i
         after,
         _FOLDED_TYPES,
     )
+
+
+async def refusal_payloads(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[str]:
+    """The payloads of a meeting's refusal rows (the ledger's: over_entitlement, no Kafka source) up to a position."""
+    return [
+        r["payload"]
+        for r in await conn.fetch(
+            "SELECT payload FROM ledger_log WHERE meeting_id = $1 AND position <= $2 AND type = 'vote.refused'"
+            " AND decision = 'rejected' AND reason = 'over_entitlement' AND source_topic IS NULL ORDER BY position",
+            meeting_id,
+            up_to,
+        )
+    ]
