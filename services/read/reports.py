@@ -7,11 +7,14 @@ from typing import Any
 
 import asyncpg
 
+from events import decode_logged
 from projections.digest import LogDigest
+from projections.overvotes import with_refusals
 from projections.report import final_report
 from services.adapters.postgres.log import heads as log_heads
 from services.adapters.postgres.log import history as log_history
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.log import refusals as log_refusals
 from services.read.meeting import require_logged
 from services.read.tallies import read_counted, read_counted_in_snapshot
 
@@ -60,11 +63,15 @@ async def read_final_report(conn: asyncpg.Connection, meeting_id: str, prelimina
 async def over_vote_report(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
     """Each nominee over its entitlement on an item (R17): voted and counted per option, refused ids."""
     counted = await read_counted(conn, meeting_id)
+    over_votes = [dataclasses.asdict(o) for o in counted["overvotes"]]
+    if counted["spec"].overvote_policy == "reject":  # the attempted totals, from the ledger's refusal rows (R19)
+        payloads = await log_refusals.refusal_payloads(conn, meeting_id, counted["position"])
+        over_votes = with_refusals(over_votes, [decode_logged(p) for p in payloads])
     return {
         "meeting_id": meeting_id,
         "as_of_position": counted["position"],
         "policy": counted["spec"].overvote_policy,
-        "over_votes": [dataclasses.asdict(o) for o in counted["overvotes"]],
+        "over_votes": over_votes,
         "register": counted["register"].as_dict(),  # an incomplete register: entitlements may be missing too
     }
 
