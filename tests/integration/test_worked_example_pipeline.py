@@ -25,12 +25,14 @@ COUNT = "SELECT count(*) FROM ledger_log"
 
 async def test_the_worked_example_through_kafka_tallies_as_computed_by_hand_under_both_policies(settings):
     runs = {"prorate": we.events("prorate"), "reject": we.events("reject", renamed=True)}
+    # R19: an instruction the fold refuses under `reject` gets a vote.refused row right after its own.
+    refused = {policy: set(we.expected(policy, renamed=True)["refused_by_fold"]) for policy in we.POLICIES}
     n = 0
     async with running_ledger(settings), producer(settings) as client:
         for index in range(len(runs["prorate"])):
             for policy in we.POLICIES:
                 await publish(client, settings, [runs[policy][index]])
-                n += 1
+                n += 1 + (runs[policy][index].event_id in refused[policy])
                 await wait_for(settings.pg_dsn, COUNT, n, timeout=30)
     await run_projector(settings, n)
 
@@ -41,11 +43,14 @@ async def test_the_worked_example_through_kafka_tallies_as_computed_by_hand_unde
             rows = await conn.fetch(
                 "SELECT event_id, decision, reason FROM ledger_log WHERE meeting_id = $1 ORDER BY position", meeting_id
             )
-            # R19: every event is in the log, in the JSON's order, with the decision written there.
-            assert [(r["event_id"], r["decision"], r["reason"]) for r in rows] == [
-                (e["event"]["event_id"], e["expect"]["decision"], e["expect"].get("reason"))
-                for e in we.entries(policy, renamed=True)
-            ]
+            # R19: every event is in the log, in the JSON's order, with the decision written there, and
+            # each instruction the fold refused is followed by the ledger's refusal row.
+            expected_rows = []
+            for e in we.entries(policy, renamed=True):
+                expected_rows.append((e["event"]["event_id"], e["expect"]["decision"], e["expect"].get("reason")))
+                if e["event"]["event_id"] in refused[policy]:
+                    expected_rows.append((f"ledger:refused:{e['event']['event_id']}", "rejected", "over_entitlement"))
+            assert [(r["event_id"], r["decision"], r["reason"]) for r in rows] == expected_rows
 
             report = await read_tally(conn, meeting_id)
             assert report.pop("as_of_position") == n

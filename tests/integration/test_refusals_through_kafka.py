@@ -1,0 +1,226 @@
+"""R19 under the `reject` over-vote policy through the public path: Kafka -> ledger -> log -> projector -> audit.
+
+Broker X is entitled to 4,000 shares; its positions B-1 3,000, B-2 3,000 and B-3 2,000 all vote item 2.
+Published one at a time, so the log order is the list's order (R17 `reject` depends on it):
+  c1   B-1 for 3,000                                  -> 3,000 counted
+  c2   B-2 against 3,000                              -> 6,000 > 4,000: refused (vote.refused after it)
+  b3   B-3 owner: for 500 (shares 500), executed 1.5  -> 3,500
+  d3   B-3 discretionary for (2,000), executed 2.5    -> fills nothing: the owner marked item 2 (R10)
+  rv3  B-3 revoked at 2: voids b3 (R7), revives d3    -> 3,000 + 2,000 = 5,000 > 4,000: d3 refused
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+import pytest
+
+from events import Entitlement, Position, PositionsRecorded, VoteRefused, decode_logged, encode
+from projections.refusals import refusal_row
+from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.read.export import export_meeting
+from services.read.offline import verify_file
+from services.read.reports import over_vote_report
+from services.read.tallies import read_tally
+from services.read.verify import verify_meeting
+from tests.factories import cast, revoke, small_meeting
+from tests.integration.helpers import append, cli, run_projector, running_ledger, wait_for
+
+pytestmark = pytest.mark.integration
+
+MID = "rf"
+X = "Broker X"
+COUNT = "SELECT count(*) FROM ledger_log"
+
+
+def vote(event_id: str, number: str, choices: dict, **fields):
+    return cast(number, choices, meeting_id=MID, event_id=f"{MID}-{event_id}", channel="broker", **fields)
+
+
+def positions() -> PositionsRecorded:
+    return PositionsRecorded(
+        event_id=f"{MID}-register",
+        meeting_id=MID,
+        chunk=0,
+        chunks=1,
+        positions=[
+            Position(control_number=n, kind="beneficial", shares=s, holders=[f"owner of {n}"], nominee=X)
+            for n, s in (("B-1", 3000), ("B-2", 3000), ("B-3", 2000))
+        ],
+        entitlements=[Entitlement(nominee=X, shares=4000)],
+    )
+
+
+C1 = vote("c1", "B-1", {"2": "for"}, executed=1)
+C2 = vote("c2", "B-2", {"2": "against"}, executed=2)
+B3 = vote("b3", "B-3", {"2": "for"}, shares=500, executed=1.5)
+D3 = vote("d3", "B-3", {"2": "for"}, executed=2.5, discretionary=True)
+RV3 = msgspec.structs.replace(revoke("B-3", executed=2, event_id=f"{MID}-rv3"), meeting_id=MID)
+STEPS = [[small_meeting(meeting_id=MID, event_id=f"{MID}-meeting", overvote_policy="reject"), positions()]] + [
+    [e] for e in (C1, C2, B3, D3, RV3)
+]
+REFUSED = {C2.event_id, RV3.event_id}  # the rows whose folding refuses an instruction: one more row each
+
+
+async def log_rows(conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT position, event_id, type, decision, reason, control_number, channel, source_topic, source_partition,"
+        " source_offset, appended_at, payload::text AS payload FROM ledger_log WHERE meeting_id = $1 ORDER BY position",
+        MID,
+    )
+
+
+async def publish_steps(settings, steps) -> int:
+    """Publish each step once the previous one is logged; the log's row count afterwards."""
+    conn = await asyncpg.connect(settings.pg_dsn)
+    n = await conn.fetchval(COUNT)
+    await conn.close()
+    async with running_ledger(settings), producer(settings) as client:
+        for step in steps:
+            await publish(client, settings, step)
+            n += len(step) + sum(e.event_id in REFUSED for e in step)
+            await wait_for(settings.pg_dsn, COUNT, n)
+    return n
+
+
+@pytest.fixture
+async def refused(settings):
+    """The meeting logged and projected; yields an owner connection."""
+    n = await publish_steps(settings, STEPS)
+    await run_projector(settings, n)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    yield conn
+    await conn.close()
+
+
+async def test_the_log_shows_each_refusal_after_the_row_that_caused_it_and_verify_accounts_for_them(refused):
+    rows = await log_rows(refused)
+    ids = [r["event_id"] for r in rows]
+    assert ids[ids.index(C2.event_id) + 1] == f"ledger:refused:{C2.event_id}"
+    assert ids[ids.index(RV3.event_id) + 1] == f"ledger:refused:{D3.event_id}"
+    assert len(rows) == 2 + 5 + 2
+    by_id = {r["event_id"]: r for r in rows}
+    assert all(by_id[e.event_id]["decision"] == "accepted" for e in (C1, C2, B3, D3, RV3))  # as they were judged
+    refusals = {}
+    for refused_id in (C2.event_id, D3.event_id):
+        row = by_id[f"ledger:refused:{refused_id}"]
+        assert (row["type"], row["decision"], row["reason"], row["channel"]) == (
+            "vote.refused",
+            "rejected",
+            "over_entitlement",
+            None,
+        )
+        assert [row[c] for c in ("source_topic", "source_partition", "source_offset", "appended_at")] == [None] * 4
+        refusals[refused_id] = decode_logged(row["payload"])
+    assert refusals[C2.event_id] == VoteRefused(
+        event_id=f"ledger:refused:{C2.event_id}",
+        meeting_id=MID,
+        refused_event_id=C2.event_id,
+        control_number="B-2",
+        nominee=X,
+        item="2",
+        entitlement=4000,
+        attempted=6000,
+        counted=3000,
+    )
+    d3 = refusals[D3.event_id]
+    assert (d3.control_number, d3.item, d3.attempted, d3.counted) == ("B-3", "2", 5000, 3000)
+
+    tally = await read_tally(refused, MID)
+    assert tally["items"]["2"]["for"] == 3000 and tally["items"]["2"]["against"] == 0
+    assert await refused.fetchval("SELECT count(*) FROM projection_failures") == 0  # the projector agreed
+    report = await over_vote_report(refused, MID)
+    (over,) = report["over_votes"]
+    assert (over["rejected"], over["attempted"]) == ([C2.event_id, D3.event_id], 6000)
+    assert [(r["event_id"], r["attempted"], r["counted"]) for r in over["refusals"]] == [
+        (C2.event_id, 6000, 3000),
+        (D3.event_id, 5000, 3000),
+    ]
+
+    result = await verify_meeting(refused, MID)
+    assert result.ok, result.as_dict()
+
+
+async def test_audit_verify_and_the_over_vote_report_through_the_cli(settings, refused):
+    code, out, err = await cli(settings, "audit", "verify", "--meeting", MID)
+    assert code == 0, err
+    assert "VERIFIED" in out
+    code, out, err = await cli(settings, "report", "overvotes", "--meeting", MID)
+    assert code == 0, err
+    assert "attempted 6,000" in out and f"{C2.event_id}: attempted 6,000, counted 3,000" in out
+
+
+async def test_an_export_verifies_offline_with_its_refusal_rows_and_a_missing_one_is_found(refused, tmp_path):
+    path = tmp_path / "rf.zip"
+    await export_meeting(refused, MID, path)
+    result = verify_file(path)
+    assert result.ok, result.as_dict()
+    # The refusal row is the log's last: removed, the chain and positions still hold, the refusals do not.
+    last = await refused.fetchrow("SELECT position, event_id FROM ledger_log ORDER BY position DESC LIMIT 1")
+    assert last["event_id"] == f"ledger:refused:{D3.event_id}"
+    await refused.execute("SET session_replication_role = replica")  # as a superuser skipping the guards
+    await refused.execute("DELETE FROM ledger_log WHERE position = $1", last["position"])
+    result = await verify_meeting(refused, MID)
+    assert result.chain_break is None and result.position_gap is None and not result.ok
+    assert any(f"refuse {D3.event_id}" in p and "no vote.refused row says so" in p for p in result.problems)
+
+
+async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_breaks_the_projection(settings, refused):
+    forged = VoteRefused(
+        event_id=f"ledger:refused:{C1.event_id}",
+        meeting_id=MID,
+        refused_event_id=C1.event_id,
+        control_number="B-1",
+        nominee=X,
+        item="2",
+        entitlement=4000,
+        attempted=7000,
+        counted=3000,
+    )
+    head = await append(refused, [refusal_row(forged)])  # as the log's owner, chained like any row
+    result = await verify_meeting(refused, MID)
+    assert not result.ok and result.chain_break is None
+    assert any(f"refuses {C1.event_id}" in p and "does not" in p for p in result.problems)
+    await run_projector(settings, head)
+    failure = await refused.fetchrow("SELECT meeting_id, error FROM projection_failures")
+    assert failure["meeting_id"] == MID and "does not refuse" in failure["error"]
+
+
+async def test_a_restarted_ledger_rebuilds_its_fold_and_a_channels_vote_refused_is_reserved(settings, refused):
+    # After a restart the fold is rebuilt from the log: the old refusals are not logged again, and a new
+    # over-vote is. B-2 for 1,000: 3,000 + 1,000 = 4,000 fits; then B-3's ballot of 2,000 does not.
+    fits = vote("c4", "B-2", {"2": "for"}, shares=1000, executed=4)
+    over = vote("c5", "B-3", {"2": "for"}, executed=5)
+    REFUSED.add(over.event_id)
+    try:
+        n = await publish_steps(settings, [[fits], [over]])
+    finally:
+        REFUSED.discard(over.event_id)
+    fake = VoteRefused(
+        event_id="rf-fake",
+        meeting_id=MID,
+        refused_event_id=C1.event_id,
+        control_number="B-1",
+        nominee=X,
+        item="2",
+        entitlement=4000,
+        attempted=9000,
+        counted=0,
+    )
+    async with running_ledger(settings), producer(settings) as client:
+        await publish_raw(client, settings.submissions_topic, [(b"B-1", encode(fake))])
+        await publish_raw(
+            client, settings.admin_topic, [(MID.encode(), encode(msgspec.structs.replace(fake, event_id="rf-fake-2")))]
+        )
+        await wait_for(settings.pg_dsn, COUNT, n + 2)
+    rows = {r["event_id"]: r for r in await log_rows(refused)}
+    assert f"ledger:refused:{fits.event_id}" not in rows
+    assert rows[f"ledger:refused:{over.event_id}"]["reason"] == "over_entitlement"
+    assert sum(r["type"] == "vote.refused" and r["reason"] == "over_entitlement" for r in rows.values()) == 3
+    for event_id in ("rf-fake", "rf-fake-2"):
+        assert (rows[event_id]["decision"], rows[event_id]["reason"]) == ("rejected", "reserved_type")
+        assert rows[event_id]["source_topic"] is not None
+    await run_projector(settings, n + 2)
+    assert await refused.fetchval("SELECT count(*) FROM projection_failures") == 0
+    result = await verify_meeting(refused, MID)
+    assert result.ok, result.as_dict()
