@@ -376,3 +376,14 @@ def _overvote_refusals(
         found = walk(0, VoterState(), list(rejected), {}, {}, [], {}, None)
     assert found is not None  # without a target every reading is kept
     return found
+
+
+def describe_per_item(per_item: Iterable[ItemStatus] | Iterable[dict[str, Any]]) -> str:
+    """R12 per item in words, e.g. "on item 2: counts; on item 3: superseded R12 by #9 close-2" (empty: none)."""
+    parts = []
+    for line in per_item:
+        entry = line if isinstance(line, dict) else {**vars(line), "by": vars(line.by) if line.by else None}
+        by = f" by #{entry['by']['position']} {entry['by']['event_id']}" if entry["by"] else ""
+        rule = f" {entry['rule']}" if entry["rule"] else ""
+        parts.append(f"on item {entry['item']}: {entry['status']}{rule}{by}")
+    return "; ".join(parts)

@@ -16,7 +16,18 @@ import msgspec
 
 from events import MalformedMessage, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
 from projections import merkle
-from projections.lineage import COUNTS, FILLS, REJECTED, LogEntry, Ref, Status, counting_refs, lineage
+from projections.lineage import (
+    ATTENDS,
+    COUNTS,
+    FILLS,
+    REJECTED,
+    LogEntry,
+    Ref,
+    Status,
+    counting_refs,
+    describe_per_item,
+    lineage,
+)
 from projections.meeting import Meeting
 from projections.receipts import Consistency, ProvenRow, Receipt, TreeHead
 
@@ -225,7 +236,11 @@ def describe(check: ReceiptCheck) -> str:
         later = (
             "" if check.polls_closed else " (the polls were not closed at this head: a later submission may change it)"
         )
-        return f"COUNTS: the instruction the tally counts for control number {check.receipt.control_number}{later}"
+        per_item = f"; {describe_per_item(status.per_item)}" if status.per_item else ""  # R12 per item
+        return (
+            f"COUNTS: the instruction the tally counts for control number {check.receipt.control_number}{later}"
+            f"{per_item}"
+        )
     if status.status == FILLS:
         return f"COUNTS as the broker's discretionary vote on item(s) {', '.join(status.items)} (R10)"
     if status.status == "revokes":
@@ -233,6 +248,14 @@ def describe(check: ReceiptCheck) -> str:
         return f"REVOKES {voids} (R7)"
     if status.status == "rejected":
         return f"DOES NOT COUNT: rejected by the ledger ({status.reason})"
+    if status.status == ATTENDS:
+        return "PRESENT: an attendance at the meeting (R14); it revokes no proxy (R6)"
+    if status.per_item:  # R12 per item: items closed before the others may count another instruction
+        return f"{_describe_main(status)}; {describe_per_item(status.per_item)}"
+    return _describe_main(status)
+
+
+def _describe_main(status: Status) -> str:
     by = f" by #{status.by.position} {status.by.event_id}" if status.by is not None else ""
     items = f" on item {', '.join(status.items)}" if status.items else ""
     return f"DOES NOT COUNT: superseded under {status.rule}{by}{items}"

@@ -116,7 +116,14 @@ def _print(
 
 
 def _describe(row: dict[str, Any]) -> str:
-    """What became of a row, in words."""
+    """What became of a row, in words (per item too, when items closed at different times: R12)."""
+    from projections.lineage import describe_per_item
+
+    per_item = describe_per_item(row.get("per_item", []))
+    return _describe_status(row) + (f"; {per_item}" if per_item else "")
+
+
+def _describe_status(row: dict[str, Any]) -> str:
     status = row["status"]
     by = f" by #{row['by']['position']} {row['by']['event_id']}" if row["by"] else ""
     if status == "superseded":
@@ -129,6 +136,8 @@ def _describe(row: dict[str, Any]) -> str:
         return f"revokes {voids or 'nothing'} (R7)"
     if status == "rejected":
         return f"rejected: {row['reason']}"
+    if status == "attends":
+        return "attends: present (R14), revokes nothing (R6)"
     return status or "-"
 
 

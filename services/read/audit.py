@@ -163,6 +163,8 @@ def _history_row(row: asyncpg.Record, entry: LogEntry, status: Status) -> dict[s
         "by": _ref(status.by),
         "items": list(status.items),
         "voids": [_ref(v) for v in status.voids],
+        # R12 per item: what the row is on each item closed before the others (empty: the same on every item).
+        "per_item": [{"item": s.item, "status": s.status, "rule": s.rule, "by": _ref(s.by)} for s in status.per_item],
     }
     if isinstance(event, VoteCast):
         result.update(shares=event.shares, choices=event.choices, discretionary=event.discretionary)
