@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from events import ADMIN_EVENTS, AnyEvent, VoteCast, VoteRevoked, tag_of
-from projections.contribution import BROKER_NON_VOTE, contribution
-from projections.fold import Tally, counting
+from projections.contribution import BROKER_NON_VOTE
+from projections.fold import Tally, counted_votes, voter_contribution
 from projections.outcomes import tally_report
 from projections.replay import Projection, counted, replay
 
@@ -37,8 +37,7 @@ def columns(tally: Tally, control_number: str) -> tuple[int, dict[str, dict[str,
     """One control number's shares present and per-item report columns (not_voted included)."""
     meeting = tally.meeting
     state, position = tally.voters.get(control_number), meeting.positions.get(control_number)
-    vote, fill = counting(state) if state is not None else (None, None)
-    part = contribution(meeting, position, vote, fill) if vote is not None and position is not None else None
+    part = voter_contribution(meeting, position, state) if state is not None and position is not None else None
     present = part.present if part is not None else 0
     # Every column of the report, in its order, so deltas read like the tally.
     per_item = {item.id: dict.fromkeys([*item.options, "broker_non_votes"], 0) for item in meeting.spec.items}
@@ -126,7 +125,7 @@ def _causes(control_number: str, window: Entries, after: Tally) -> list[dict[str
     """
     own = [(at, e) for at, e in window if isinstance(e, (VoteCast, VoteRevoked)) and e.control_number == control_number]
     state = after.voters.get(control_number)
-    now = {v.event_id for v in (counting(state) if state is not None else ()) if v is not None}
+    now = {v.event_id for v in (counted_votes(state) if state is not None else ())}
     chosen: Entries = (
         [(at, e) for at, e in own if e.event_id in now or isinstance(e, VoteRevoked)]
         or own

@@ -31,11 +31,13 @@ __all__ = [
     "Cut",
     "Tally",
     "VoterState",
+    "counted_votes",
     "counting",
     "effective",
     "discretion_fill",
     "instruction_key",
     "record",
+    "voter_contribution",
 ]
 
 
@@ -150,6 +152,16 @@ def _key(state: VoterState) -> Key:
     if state.attended is None and not state.cuts:
         return (vote, fill)
     return (vote, fill, state.attended, *(x for cut in state.cuts for x in (cut.closed_at, *_counting(cut.state))))
+
+
+def voter_contribution(meeting: Meeting, position: Position, state: VoterState) -> Contribution | None:
+    """What one control number adds to the tally now: per item its instruction (R12), present (R14), or None."""
+    return part(meeting, position, _key(state), timing.item_horizons(meeting))
+
+
+def counted_votes(state: VoterState) -> list[VoteCast]:
+    """Every submission the control number's contribution rests on: instructions, fills (any item), attendance."""
+    return list({id(v): v for v in _key(state) if isinstance(v, VoteCast)}.values())
 
 
 def _differs(before: Key, after: Key) -> bool:
