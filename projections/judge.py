@@ -64,6 +64,10 @@ class Judge:
     meetings: dict[str, Meeting] = field(default_factory=dict)
     # Who holds each meeting's proxies over time: named proxies and their substitutes (R13).
     proxies: dict[str, ProxyBook] = field(default_factory=dict)
+    # False: keep no proxy book. No decision reads one (R13's "current holder at the time" is decided over
+    # the set by the book itself, not at ingest), so the ledger and the projector, which never ask who holds
+    # a proxy, keep nothing per accepted substitution; the read side (proxies report) keeps them.
+    proxy_books: bool = True
     # (public key, batch size, root, signature) -> whether Ed25519 verified it: one verification per
     # batch instead of one per submission (S2). Keyed by the public key, not the key id: key ids are
     # per meeting, and the result is a pure function of these four, so caching it changes no decision.
@@ -158,7 +162,8 @@ class Judge:
         """Apply an event already accepted (also used to rebuild the state from the log)."""
         if isinstance(event, MeetingScheduled):
             self.meetings[event.meeting_id] = Meeting.scheduled(event)
-            self.proxies[event.meeting_id] = ProxyBook(event.named_proxies)
+            if self.proxy_books:
+                self.proxies[event.meeting_id] = ProxyBook(event.named_proxies)
         elif isinstance(event, PositionsRecorded):
             self.meetings[event.meeting_id].record_positions(event)
         elif isinstance(event, PollsClosed):
@@ -167,7 +172,7 @@ class Judge:
             self.meetings[event.meeting_id].keys.register(event)
         elif isinstance(event, ChannelKeyRevoked):
             self.meetings[event.meeting_id].keys.revoke(event)
-        elif isinstance(event, ProxySubstituted):
+        elif isinstance(event, ProxySubstituted) and self.proxy_books:
             self.proxies[event.meeting_id].apply(event)
         elif isinstance(event, MeetingAdjourned):
             self.meetings[event.meeting_id].adjourn(event)

@@ -35,7 +35,7 @@ class Ledger:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
-        self.judge = Judge()
+        self.judge = Judge(proxy_books=False)  # no decision reads who holds a proxy (R13 is the book's)
         self.judge_position = 0  # log position up to which the judge has applied admin events
         # R17 `reject` made visible (R19): the accepted rows of `reject` meetings folded as the projector
         # folds them, and the log position up to which it holds them (rebuilt with the judge).
@@ -69,7 +69,7 @@ class Ledger:
             await self._reload()
 
     async def _reload(self) -> None:
-        self.judge, self.judge_position = Judge(), 0
+        self.judge, self.judge_position = Judge(proxy_books=False), 0
         self.refusals, self.refusals_position = RefusalFold(), 0
         async with self.pool.acquire() as conn:
             await self._sync_judge(conn)

@@ -18,6 +18,7 @@ import asyncpg.exceptions._base as asyncpg_base
 
 from events import decode_logged
 from projections.fold import Tally
+from projections.judge import Judge
 from projections.refusals import disagreement, is_ledger_refusal
 from projections.replay import Projection
 from services.adapters.postgres import tally_store
@@ -84,7 +85,9 @@ class Projector:
             failed = await tally_store.failures(self.conn, PROJECTION)
             # Admin rows past the checkpoint are folded later, in order with the votes. A meeting
             # whose admin row fails is isolated (recorded below), not a reason to stop the others.
-            rebuilt = await log_admin.load_judge(self.conn, up_to=position, isolate=True, skip=failed)
+            rebuilt = await log_admin.load_judge(
+                self.conn, Judge(proxy_books=False), up_to=position, isolate=True, skip=failed
+            )  # substitutions never change the tally (R13): no proxy book
             broken = dict(rebuilt.broken)
             # No vote is folded yet: each scheduled meeting starts from an empty tally, as
             # Projection.apply(meeting.scheduled) would give, then loads its projected rows.

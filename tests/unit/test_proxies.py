@@ -415,3 +415,14 @@ def test_r13_the_report_lists_substitutions_without_effect_and_why_as_of_any_tim
     assert "1 accepted substitution(s) had no effect" in text
     earlier = proxy_report(m, b, [], as_of=at(5.5))
     assert [link["event_id"] for link in earlier["substitutions"]] == ["a"] and earlier["without_effect"] == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(substitutions())
+def test_r13_a_judge_keeping_no_proxy_book_decides_alike_and_keeps_nothing_per_substitution(subs):
+    lean = Judge(proxy_books=False)
+    for event in (small_meeting(), register_event()):
+        assert lean.judge(event) is None
+    _, reasons = judge_with(*subs)
+    assert [lean.judge(s) for s in subs] == reasons
+    assert lean.proxies == {}  # the ledger's and the projector's judges: bounded whatever the channels send
