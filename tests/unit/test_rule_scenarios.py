@@ -6,7 +6,7 @@ Already covered elsewhere (not repeated here):
   unknown_meeting, duplicate_meeting / duplicate_chunk / duplicate_position: tests/unit/test_validation.py;
   R5 latest date and its tie-breaks, R6 ballot over a later card, R7 revoke and re-vote, R9, R10, R14 boundary,
   R15 standards and ties: tests/unit/test_fold.py; R10 filling, R17 prorate and reject: tests/unit/test_rules.py;
-  R13 substitution and not_proxy_holder: tests/unit/test_proxies.py; wrong_topic through Kafka:
+  R13 substitution and its effect in date order: tests/unit/test_proxies.py; wrong_topic through Kafka:
   tests/integration/test_ledger_robustness.py; every rule through Kafka: tests/integration/test_rules_through_kafka.py.
 Expected numbers are computed by hand from tests/factories.py: R-1 3000 (Alice), R-2 1000 (Carl + Dana joint),
 B-1 2000 and B-2 4000 under Broker X (entitlement 6000); outstanding 10000, quorum 1/3 (required 3334).
