@@ -5,21 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from events import MeetingScheduled, Position, ProxySubstituted, VoteRevoked
-from projections.outcomes import quorum
 from services.cli import UserError
 from services.cli.common import add_format, add_quiet, kafka_bootstrap
+from services.cli.meeting_show import describe, meeting_lines, meeting_summary, text
 from services.cli.progress import progress_bar
 from services.settings import Settings, settings
 
 if TYPE_CHECKING:
-    from services.devtools.demo.spec import SimulationSpec
     from services.registers.build import LoadedRegister
 
 MEETINGS_DIR = Path("deploy/meetings")
@@ -212,89 +209,9 @@ def _show(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     summary = describe(meeting, positions, {e.nominee: e.shares for e in entitlements}, sim)
     print(
-        msgspec.json.format(msgspec.json.encode(summary), indent=2).decode()
-        if args.format == "json"
-        else _text(summary)
+        msgspec.json.format(msgspec.json.encode(summary), indent=2).decode() if args.format == "json" else text(summary)
     )
     return 0
-
-
-def describe(
-    meeting: MeetingScheduled, positions: list[Position], entitlements: dict[str, int], sim: SimulationSpec
-) -> dict[str, Any]:
-    """A summary of a spec: the meeting, register composition per kind and nominee, the campaign."""
-    from services.devtools.demo.register import nominee_books
-    from services.devtools.demo.traffic import generate
-
-    kinds: Counter = Counter()
-    shares: Counter = Counter()
-    for p in positions:
-        kind = "joint" if len(p.holders) > 1 else p.kind
-        kinds[kind] += 1
-        shares[kind] += p.shares
-    counts = Counter(p.nominee for p in positions if p.kind == "beneficial")
-    books = nominee_books(positions)
-    nominees = {
-        name: {
-            "positions": counts[name],
-            "books": books.get(name, 0),
-            "entitlement": ent,
-            "books_exceed_entitlement": books.get(name, 0) > ent,
-        }
-        for name, ent in entitlements.items()
-    }
-    campaign: Counter = Counter()
-    for event in generate(meeting, positions, sim):
-        if isinstance(event, (VoteRevoked, ProxySubstituted)):
-            campaign[type(event).__name__] += 1
-        else:
-            campaign["discretionary" if event.discretionary else event.channel] += 1
-    total = sum(p.shares for p in positions)
-    return {
-        **meeting_summary(meeting),
-        "register": {
-            "positions": len(positions),
-            "shares": total,
-            "sums_to_outstanding": total == meeting.outstanding,
-            "by_kind": {k: {"positions": kinds[k], "shares": shares[k]} for k in sorted(kinds)},
-            "nominees": nominees,
-        },
-        "campaign": {
-            "events": sum(campaign.values()),
-            "seed": sim.seed,
-            "turnout": sim.turnout,
-            "by_kind": dict(sorted(campaign.items())),
-        },
-    }
-
-
-def meeting_summary(meeting: MeetingScheduled) -> dict[str, Any]:
-    """The meeting's own fields as `meeting show` prints them."""
-    return {
-        "meeting_id": meeting.meeting_id,
-        "company": meeting.company,
-        "title": meeting.title,
-        "record_date": meeting.record_date,
-        "meeting_at": meeting.meeting_at,
-        "timezone": meeting.timezone,
-        "outstanding": meeting.outstanding,
-        "quorum_required": quorum(meeting, 0)["required"],
-        "cutoffs": {"internet": meeting.cutoffs.internet, "phone": meeting.cutoffs.phone},
-        "named_proxies": meeting.named_proxies,
-        "overvote_policy": meeting.overvote_policy,
-        "items": [
-            {
-                "id": i.id,
-                "title": i.title,
-                "standard": i.standard,
-                "routine": i.routine,
-                "options": i.options,
-                "recommendation": i.recommendation,
-            }
-            for i in meeting.items
-        ],
-        "declared_register": msgspec.to_builtins(meeting.register),
-    }
 
 
 def _show_real(args: argparse.Namespace, path: Path) -> int:
@@ -306,54 +223,7 @@ def _show_real(args: argparse.Namespace, path: Path) -> int:
         print(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode())
     else:
         summary = meeting_summary(loaded.meeting)
-        lines = _meeting_lines(summary)
+        lines = meeting_lines(summary)
         lines += reconciliation_lines(loaded.reconciliation, loaded.meeting)
         print("\n".join(lines))
     return 0
-
-
-def _meeting_lines(s: dict[str, Any]) -> list[str]:
-    lines = [
-        f"{s['meeting_id']}: {s['company']}, {s['title']}",
-        f"  meeting {s['meeting_at']} ({s['timezone']}), record date {s['record_date']}",
-        f"  outstanding {s['outstanding']:,}; quorum requires {s['quorum_required']:,}",
-        f"  cut-offs: internet {s['cutoffs']['internet']}, phone {s['cutoffs']['phone']}",
-        f"  named proxies: {', '.join(s['named_proxies'])}; over-vote policy {s['overvote_policy']}",
-        "  items:",
-    ]
-    for i in s["items"]:
-        routine = "routine" if i["routine"] else "non-routine"
-        lines.append(
-            f"    {i['id']:>4}  {i['title']}  [{i['standard']}, {routine}, "
-            f"{'/'.join(i['options'])}, board: {i['recommendation']}]"
-        )
-    declared = s["declared_register"]
-    if declared is not None:
-        lines.append(
-            f"  declared register: {declared['chunks']} chunks, {declared['positions']:,} positions, "
-            f"{declared['shares']:,} shares"
-        )
-    return lines
-
-
-def _text(s: dict[str, Any]) -> str:
-    lines = _meeting_lines(s)
-    r = s["register"]
-    lines.append(
-        f"  register: {r['positions']:,} positions, {r['shares']:,} shares "
-        f"({'sums to' if r['sums_to_outstanding'] else 'DOES NOT sum to'} outstanding)"
-    )
-    for kind, v in r["by_kind"].items():
-        lines.append(f"    {kind:<10} {v['positions']:>7,} positions {v['shares']:>14,} shares")
-    for name, v in r["nominees"].items():
-        flag = "  books exceed entitlement (R17 over-vote risk)" if v["books_exceed_entitlement"] else ""
-        lines.append(
-            f"    {name:<22} {v['positions']:>6,} positions, books {v['books']:>12,}, "
-            f"entitlement {v['entitlement']:>12,}{flag}"
-        )
-    c = s["campaign"]
-    lines.append(
-        f"  simulated campaign (seed {c['seed']}, turnout {c['turnout']}): {c['events']:,} events: "
-        + ", ".join(f"{k} {v:,}" for k, v in c["by_kind"].items())
-    )
-    return "\n".join(lines)
