@@ -30,7 +30,8 @@ VOTE_LEDGER_INSTANCE_ID="${VOTE_LEDGER_INSTANCE_ID:-demo-ledger-1}" \
 SERVICES=$!
 trap 'kill $SERVICES 2>/dev/null; wait $SERVICES 2>/dev/null || true' EXIT
 
-# The simulated channels sign with public demo keys: registered for this simulation only.
+# The simulated channels sign with public demo keys: registered for this simulation only. The meeting
+# file holds the meeting; its synthetic register and campaign are deploy/simulations/$MEETING.toml.
 vote-ledger meeting load "deploy/meetings/$MEETING.toml" --simulated-channels
 vote-ledger status --wait 60 >/dev/null || { echo "the ledger did not catch up; see .vote-ledger/logs/services.log"; exit 1; }
 
