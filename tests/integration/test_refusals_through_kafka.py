@@ -141,13 +141,29 @@ async def test_the_log_shows_each_refusal_after_the_row_that_caused_it_and_verif
     assert result.ok, result.as_dict()
 
 
-async def test_audit_verify_and_the_over_vote_report_through_the_cli(settings, refused):
+async def test_audit_verify_and_the_over_vote_report_through_the_cli(settings, refused, tmp_path):
     code, out, err = await cli(settings, "audit", "verify", "--meeting", MID)
     assert code == 0, err
     assert "VERIFIED" in out
     code, out, err = await cli(settings, "report", "overvotes", "--meeting", MID)
     assert code == 0, err
     assert "attempted 6,000" in out and f"{C2.event_id}: attempted 6,000, counted 3,000" in out
+    # The refused instruction's history shows the refusal row after it; the rejection report counts it.
+    code, out, err = await cli(settings, "audit", "history", "--meeting", MID, "--control-number", "B-2")
+    assert code == 0, err
+    assert out.index(C2.event_id) < out.index("vote.refused") < out.index("rejected: over_entitlement")
+    code, out, err = await cli(settings, "report", "rejections", "--meeting", MID)
+    assert code == 0, err
+    assert "over_entitlement" in out
+
+    # The refused instruction's receipt (its accepted row, the holder's rows, the refusal row among them)
+    # still proves and says it does not count.
+    bundle = tmp_path / "c2.json"
+    code, out, err = await cli(settings, "audit", "prove", C2.event_id, "--meeting", MID, "--out", str(bundle))
+    assert code == 0, err
+    code, out, err = await cli(settings, "audit", "receipt", str(bundle))
+    assert code == 0, err + out
+    assert "VALID receipt" in out and "DOES NOT COUNT: superseded under R17 on item 2" in out
 
 
 async def test_an_export_verifies_offline_with_its_refusal_rows_and_a_missing_one_is_found(refused, tmp_path):
