@@ -1,0 +1,140 @@
+"""Amendments through the broker, the ledger, the projector and the CLI (issue 12): an adjournment, changed
+cut-offs (the broker platform's among them) and a corrected recommendation, each logged after votes it concerns,
+replayable, and shown by `tally --as-of` and `audit history`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from events import Cutoffs
+from services.adapters.kafka.topics import producer, publish
+from tests.factories import at, cast, register_event, small_meeting
+from tests.integration.helpers import cli, running_ledger, running_projector, snapshot, wait_for
+
+pytestmark = pytest.mark.integration
+
+SPEC = small_meeting(cutoffs=Cutoffs(internet=at(8), phone=at(8), mail=at(9), broker=at(7)))
+HEAD = "SELECT coalesce(max(position), 0) FROM ledger_log"
+CHECKPOINT = "SELECT position FROM projection_checkpoints"
+VOTES = [
+    cast("R-1", {"2": "against"}, executed=1),  # leaves item 3 to the recommendation in force at 1 h (R9)
+    cast("R-2", {"2": "against"}, executed=6),  # internet, received 6 h: late once the cut-off moves to 5 h
+    cast("B-1", {"2": "against"}, executed=6.5, channel="broker"),  # late once the broker's moves to 6 h
+    cast("B-2", {"2": "for"}, executed=3, channel="broker"),  # before either change took effect: stands
+]
+
+
+async def amend(settings, *args: str) -> tuple[int, str]:
+    code, out, err = await cli(settings, "meeting", "amend", *args, "--meeting", "m1")
+    return code, out + err
+
+
+async def test_amendments_logged_after_the_votes_change_the_tally_as_if_they_had_come_first(settings):
+    async with running_ledger(settings), running_projector(settings):
+        async with producer(settings, "admin") as admin:
+            await publish(admin, settings, [SPEC, register_event()])
+        await wait_for(settings.pg_dsn, HEAD, 2)
+        async with producer(settings) as channel:
+            await publish(channel, settings, VOTES)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE decision = 'accepted'", 6)
+        await wait_for(settings.pg_dsn, CHECKPOINT, 6)
+        code, before, err = await cli(settings, "tally", "--meeting", "m1", "--json")
+        assert code == 0, err
+        assert json.loads(before)["items"]["2"]["against"] == 3000 + 1000 + 2000 and "meeting" not in json.loads(before)
+
+        # Each amendment, as meeting administration, with the ledger's decision reported.
+        code, out = await amend(
+            settings,
+            "cutoff",
+            "--channel",
+            "broker",
+            "--cutoff",
+            at(6).isoformat(),
+            "--effective-at",
+            at(5).isoformat(),
+        )
+        assert code == 0 and "meeting.cutoff_changed (broker cut-off " in out and "accepted at position 7" in out, out
+        code, out = await amend(
+            settings,
+            "cutoff",
+            "--channel",
+            "internet",
+            "--cutoff",
+            at(5).isoformat(),
+            "--effective-at",
+            at(4).isoformat(),
+            "--reason",
+            "printer's error",
+        )
+        assert code == 0 and "accepted at position 8" in out, out
+        code, out = await amend(
+            settings,
+            "correct",
+            "--recommendation",
+            "3=against",
+            "--item-title",
+            "3=Equity plan",
+            "--effective-at",
+            at(0.5).isoformat(),
+        )
+        assert code == 0 and "accepted at position 9" in out, out
+        code, out = await amend(
+            settings, "adjourn", "--to", at(24 * 40).isoformat(), "--postponed", "--effective-at", at(7).isoformat()
+        )
+        assert code == 0 and "accepted at position 10" in out, out
+        # Refused, with the ledger's reason, exit 1; a command-line mistake is argparse's usage error, exit 2.
+        code, out = await amend(settings, "correct", "--recommendation", "2=maybe")
+        assert code == 1 and out.rstrip().endswith("rejected invalid_choice"), out
+        code, out = await amend(settings, "adjourn", "--to", at(-24 * 30).isoformat())
+        assert code == 1 and out.rstrip().endswith("rejected invalid_amendment"), out
+        code, out = await amend(settings, "correct", "--recommendation", "9=for")
+        assert code == 1 and out.rstrip().endswith("rejected unknown_item"), out
+        code, out = await amend(settings, "cutoff", "--channel", "fax", "--lift")
+        assert code == 2 and out.rstrip().endswith(
+            "invalid choice: 'fax' (choose from 'internet', 'phone', 'mail', 'broker')"
+        ), out
+        await wait_for(settings.pg_dsn, HEAD, 13)
+        await wait_for(settings.pg_dsn, CHECKPOINT, 13)
+
+        code, live, err = await cli(settings, "tally", "--meeting", "m1", "--json")
+        assert code == 0, err
+        code, replayed, err = await cli(settings, "tally", "--meeting", "m1", "--json", "--as-of", "13")
+        assert code == 0, err
+        code, earlier, err = await cli(settings, "tally", "--meeting", "m1", "--json", "--as-of", "7")
+        assert code == 0, err
+        code, table, err = await cli(settings, "tally", "--meeting", "m1", "--as-of", "13")
+        assert code == 0, err
+        code, history, err = await cli(settings, "audit", "history", "--meeting", "m1", "--control-number", "R-2")
+        assert code == 0, err
+        code, report, err = await cli(settings, "report", "final", "--meeting", "m1", "--format", "md")
+        assert code == 0, err
+        tables = await snapshot(settings.pg_dsn)
+        code, _, err = await cli(settings, "projections", "rebuild", "--meeting", "m1")
+        assert code == 0, err
+        assert await snapshot(settings.pg_dsn) == tables  # replayed from the log, the same tables
+
+    live, replayed, earlier = json.loads(live), json.loads(replayed), json.loads(earlier)
+    assert {k: v for k, v in live.items() if k != "as_of_position"} == {
+        k: v for k, v in replayed.items() if k != "as_of_position"
+    }
+    # R-2 (internet, received 6 h) and B-1 (broker, 6.5 h) no longer count; R-1 and B-2 stand.
+    assert live["items"]["2"]["against"] == 3000 and live["items"]["2"]["for"] == 4000
+    assert live["items"]["3"]["against"] == 3000  # R-1's card, executed after the corrected recommendation
+    # As of position 7 only the broker's cut-off had changed: B-1 out, R-2 still in.
+    assert earlier["items"]["2"]["against"] == 3000 + 1000 and len(earlier["meeting"]["amendments"]) == 1
+    assert live["meeting"]["meeting_at"] == at(24 * 40).isoformat()
+    assert live["meeting"]["cutoffs"]["broker"] == at(6).isoformat()
+    assert [a["type"] for a in live["meeting"]["amendments"]] == [
+        "meeting.cutoff_changed",
+        "meeting.cutoff_changed",
+        "meeting.corrected",
+        "meeting.adjourned",
+    ]
+    assert "Meeting date: 2023-12-11T09:00:00+08:00 (as amended; originally 2023-12-01T09:00:00+08:00)" in table
+    assert "#8 meeting.cutoff_changed effective 2023-11-01T13:00:00+08:00: internet cut-off" in table
+    r2 = next(line for line in history.splitlines() if "vote.cast" in line)
+    assert "R12" in r2 and "Amendments (4):" in history
+    assert "(as amended; originally 2023-12-01 09:00+08:00)" in report and "## Amendments" in report
+    assert "| 3 | Equity plan |" in report
