@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
 import pytest
 
-from events import Cutoffs
+from events import CutoffChanged, Cutoffs, ItemCorrected, MeetingCorrected
 from services.adapters.kafka.topics import producer, publish
 from tests.factories import at, cast, register_event, small_meeting
 from tests.integration.helpers import cli, running_ledger, running_projector, snapshot, wait_for
@@ -24,6 +25,14 @@ VOTES = [
     cast("B-1", {"2": "against"}, executed=6.5, channel="broker"),  # late once the broker's moves to 6 h
     cast("B-2", {"2": "for"}, executed=3, channel="broker"),  # before either change took effect: stands
 ]
+
+
+async def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
 
 
 async def amend(settings, *args: str) -> tuple[int, str]:
@@ -138,3 +147,33 @@ async def test_amendments_logged_after_the_votes_change_the_tally_as_if_they_had
     assert "R12" in r2 and "Amendments (4):" in history
     assert "(as amended; originally 2023-12-01 09:00+08:00)" in report and "## Amendments" in report
     assert "| 3 | Equity plan |" in report
+
+
+async def test_amendments_logged_before_the_votes_give_the_same_tally_and_the_judge_refuses_the_late_ones(settings):
+    amendments = [
+        CutoffChanged(event_id="cut-b", meeting_id="m1", channel="broker", cutoff=at(6), effective_at=at(5)),
+        CutoffChanged(event_id="cut-i", meeting_id="m1", channel="internet", cutoff=at(5), effective_at=at(4)),
+        MeetingCorrected(
+            event_id="fix",
+            meeting_id="m1",
+            effective_at=at(0.5),
+            items=[ItemCorrected(id="3", recommendation="against")],
+        ),
+    ]
+    async with running_ledger(settings), running_projector(settings):
+        async with producer(settings, "admin") as admin:
+            await publish(admin, settings, [SPEC, register_event(), *amendments])
+        await wait_for(settings.pg_dsn, HEAD, 5)
+        async with producer(settings) as channel:
+            await publish(channel, settings, VOTES)
+        await wait_for(settings.pg_dsn, HEAD, 9)
+        await wait_for(settings.pg_dsn, CHECKPOINT, 9)
+        code, live, err = await cli(settings, "tally", "--meeting", "m1", "--json")
+        assert code == 0, err
+    refused = await fetch(
+        settings.pg_dsn, "SELECT control_number, reason FROM ledger_log WHERE decision = 'rejected' ORDER BY 1"
+    )
+    assert [tuple(r) for r in refused] == [("B-1", "cutoff_passed"), ("R-2", "cutoff_passed")]
+    live = json.loads(live)
+    assert live["items"]["2"]["against"] == 3000 and live["items"]["2"]["for"] == 4000
+    assert live["items"]["3"]["against"] == 3000
