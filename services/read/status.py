@@ -37,8 +37,6 @@ async def database_status(conn: asyncpg.Connection, consumer_group: str | None =
         "offsets_idle_s": {(r["topic"], r["partition"]): float(r["idle_s"]) for r in offsets},
         # Meetings the projector skips since their rows could not be projected (011_projector.sql).
         "failed_meetings": await tally_store.failure_report(conn, PROJECTION),
-        # Per meeting, its register against what a complete one holds (docs/rules.md, "Register completeness").
-        "registers": {meeting_id: state.as_dict() for meeting_id, state in (await all_registers(conn)).items()},
     }
 
 
@@ -70,13 +68,24 @@ async def kafka_partitions(
     return {"ingest_lag": lag, "stalled_partitions": stalled, "behind_log_start": behind, "beyond_end": ahead}
 
 
-async def status(conn: asyncpg.Connection, settings: Settings) -> dict[str, Any]:
-    """Database status plus Kafka ingest lag and partition alarms."""
+async def status(conn: asyncpg.Connection, settings: Settings, with_registers: bool = True) -> dict[str, Any]:
+    """Database status plus Kafka ingest lag and partition alarms, and (by default) every meeting's register."""
     db = await database_status(conn, settings.consumer_group)
     db.update(await kafka_partitions(settings, db["stored_offsets"], db.pop("offsets_idle_s")))
     db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
     db["submissions_clock"] = await submissions_clock(settings)
+    if with_registers:
+        db["registers"] = await registers(conn)
     return db
+
+
+async def registers(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Per meeting, its register against what a complete one holds (docs/rules.md, "Register completeness").
+
+    It reads every register chunk's payload: 1 to 3 s for 10^6 positions (services/adapters/postgres/log/
+    register.py), so `status --wait` reads it once, when it returns, not at every poll.
+    """
+    return {meeting_id: state.as_dict() for meeting_id, state in (await all_registers(conn)).items()}
 
 
 async def submissions_clock(settings: Settings) -> dict[str, Any]:
@@ -94,7 +103,8 @@ async def wait_caught_up(conn: asyncpg.Connection, settings: Settings, timeout: 
     """Wait until Kafka lag and projector lag are both zero (or the timeout passes)."""
     deadline = time.monotonic() + timeout
     while True:
-        current = await status(conn, settings)
+        current = await status(conn, settings, with_registers=False)
         if (not any(current["ingest_lag"].values()) and current["projector_lag"] == 0) or time.monotonic() > deadline:
+            current["registers"] = await registers(conn)
             return current
         await asyncio.sleep(0.5)
