@@ -225,8 +225,11 @@ class Tally:
         self.settle()
         self.events_applied += 1
         position = self.meeting.positions.get(event.control_number)
-        if position is None or self._after_closure(event):
-            return False  # R1 (cannot happen for accepted events); R12 whatever the log order
+        if position is None:
+            return False  # R1 (cannot happen for accepted events)
+        if self._after_closure(event):
+            self._remember_dropped(event)
+            return False  # R12 whatever the log order
         state = self.voters.get(event.control_number) or VoterState()
         trial = msgspec.structs.replace(state)  # fields are replaced, never mutated: a shallow copy
         horizons = timing.item_horizons(self.meeting)
@@ -284,8 +287,11 @@ class Tally:
         for event in events:
             self.events_applied += 1
             number = event.control_number
-            if number not in positions or timing.fold_drops(meeting, event):
-                continue  # R1 (cannot happen for accepted events); R12 whatever the log order
+            if number not in positions:
+                continue  # R1 (cannot happen for accepted events)
+            if timing.fold_drops(meeting, event):
+                self._remember_dropped(event)
+                continue  # R12 whatever the log order
             state = voters.get(number)
             if state is None:
                 state = voters[number] = VoterState()
@@ -318,6 +324,18 @@ class Tally:
     def _after_closure(self, event: VoteCast | VoteRevoked) -> bool:
         """R12: late by the meeting's closures and cut-offs, whatever the log order (as at ingest)."""
         return timing.fold_drops(self.meeting, event)
+
+    def _remember_dropped(self, event: VoteCast | VoteRevoked) -> None:
+        """Keep the latest receipt of a submission R12 dropped, as a refold does: a reopening must refold it.
+
+        The projector folds it incrementally, a replay may refold it: both must end in the same state.
+        """
+        state = self.voters.get(event.control_number)
+        if state is None:
+            state = self.voters[event.control_number] = VoterState()
+        if state.latest_received is None or event.received_at > state.latest_received:
+            state.latest_received = event.received_at  # replaced, never mutated: a Key holds no datetime of it
+            self.dirty_voters.add(event.control_number)
 
     def late_voters(self) -> set[str]:
         """Control numbers holding a submission received after the first closure: refold them."""
