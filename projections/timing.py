@@ -110,7 +110,11 @@ def fold_drops(meeting: Meeting, event: VoteCast | VoteRevoked) -> bool:
     """R12 in the fold: an accepted submission that a closure or an amended cut-off (whatever the log order) makes
     late counts for nothing."""
     # Called for every folded submission: the common case (no closure, no amended cut-off) must cost two tests.
-    if meeting.cutoff_changes and cutoff_reason(meeting, event.channel, event.received_at) is not None:
+    # A channel whose cut-off never changed was judged by the meeting's own cut-off already: only a changed one
+    # can make an accepted submission late. Measured (timeit, best of 7 x 1e6, this 2-core machine at load ~7):
+    # fold_drops 110-210 ns without this test, 230-350 ns with it on an unamended meeting, 1.6-1.9 us for a
+    # channel whose cut-off changed; a replay folds a vote in ~17 us (400,000 votes in 7-8 s), so < 1 %.
+    if event.channel in meeting.cutoff_changes and cutoff_reason(meeting, event.channel, event.received_at):
         return True  # R12 as amended: the judge saw only the cut-off changes logged before it (channel clock)
     if meeting.closed_all_at is None and not meeting.closed_item_at:
         return False
