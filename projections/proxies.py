@@ -219,7 +219,9 @@ def _step(state: _State, event: Substitution) -> None:
         for cn in moved:
             state.exceptions[cn] = _swap(state.holders(cn), old, new)
         effective = bool(moved)
-        if not effective:
+        if not listed:
+            why = "lists no control number"  # an empty list names nothing to pass on (None means all)
+        elif not effective:
             why = f"{old} held none of the listed proxies at {when.isoformat()}"
         elif not_held:
             why = f"{old} did not hold {', '.join(not_held)} at {when.isoformat()}; only the others passed on"

@@ -165,6 +165,8 @@ def test_r13_a_holder_naming_itself_changes_nothing_and_the_link_says_so():
     b = book(sub(ANN, ANN, 5, event_id="a"))
     assert b.holders("R-1") == {ANN, BOB} and b.holdings()[ANN].appointed_by == ()
     assert effects(b) == [("a", False, (), "Ann Proxy named itself as substitute")]
+    empty = book(sub(ANN, "Carl Sub", 5, [], event_id="e"))  # [] lists nothing; None would mean all
+    assert empty.holders("R-1") == {ANN, BOB} and effects(empty) == [("e", False, (), "lists no control number")]
 
 
 def test_r13_a_substitutes_substitution_arriving_before_his_appointment_ends_the_chain_as_in_date_order():
