@@ -78,6 +78,21 @@ def test_stack_status_runs_outside_a_checkout(installed, elsewhere):
 def test_a_bundled_meeting_is_shown_by_its_id(installed, elsewhere):
     shown = ok(run(installed / "vote-ledger", "meeting", "show", "cbak-2023-agm", cwd=elsewhere))
     assert shown.startswith("cbak-2023-agm: CBAK Energy Technology, Inc., 2023 Annual Meeting of Stockholders")
+
+
+def test_the_bundled_example_register_is_checked_outside_a_checkout(installed, elsewhere):
+    register = ok(
+        run(
+            installed / "python",
+            "-c",
+            "import deploy; print(deploy.bundled('meetings', 'alder-2025-agm-register'))",
+            cwd=elsewhere,
+        )
+    ).strip()
+    shown = ok(
+        run(installed / "vote-ledger", "meeting", "show", "alder-2025-agm", "--register", register, cwd=elsewhere)
+    )
+    assert "declared register: 1 chunks, 39 positions, 12,476,500 shares" in shown
     also = ok(run(installed / "vote-ledger", "meeting", "show", "contested-2024-agm", "--json", cwd=elsewhere))
     assert json.loads(also)["meeting_id"] == "contested-2024-agm"
 
