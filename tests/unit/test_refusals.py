@@ -4,12 +4,14 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import Entitlement, VoteRefused, decode_logged
+from events import Entitlement, VoteRefused, decode_logged, encode
 from projections.judge import Judge
 from projections.refusals import RefusalCheck, RefusalFold, disagreement, refusal_id, refusal_row
 from projections.rejudge import Rejudge
 from projections.replay import replay
 from projections.validation import OVER_ENTITLEMENT, REASONS, RESERVED_TYPE
+from services.adapters.kafka.topics import key_for
+from services.runtime.ingest import Consumed, decide
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
 from tests.strategies import submissions
 
@@ -180,3 +182,34 @@ def test_replaying_the_log_with_its_refusal_rows_gives_the_folds_tally_and_refus
     for _, _, refusal in (r for r in rows if r[0] == "rejected"):
         assert refusal.counted <= refusal.entitlement < refusal.attempted
     assert check(rows) == []
+
+
+def test_the_ledgers_decisions_put_each_refusal_row_right_after_the_row_that_caused_it():
+    first = cast("B-1", {"2": "for"}, executed=1, channel="broker")
+    second = cast("B-2", {"2": "against"}, executed=2, channel="broker")
+    fake = msgspec.structs.replace(a_channels_refusal(), event_id="c:fake")
+    events = [*scheduled(), first, second, fake]
+    topics = ["admin", "admin", "votes", "votes", "votes"]
+    records = [Consumed(t, 0, i, key_for(e), encode(e)) for i, (t, e) in enumerate(zip(topics, events, strict=True))]
+    decided = decide(Judge(), list(zip(records, events, strict=True)), set(), "admin", RefusalFold())
+    assert [(r.event_id, r.decision, r.reason) for r in decided.rows][2:] == [
+        (first.event_id, "accepted", None),
+        (second.event_id, "accepted", None),
+        (f"ledger:refused:{second.event_id}", "rejected", OVER_ENTITLEMENT),
+        ("c:fake", "rejected", RESERVED_TYPE),  # a channel's vote.refused, whatever the topic
+    ]
+    assert decided.rows[4].source_topic is None and decided.rows[5].source_topic == "votes"
+
+
+def a_channels_refusal():
+    return VoteRefused(
+        event_id="ledger:refused:e0",
+        meeting_id="m1",
+        refused_event_id="e0",
+        control_number="B-1",
+        nominee="Broker X",
+        item="2",
+        entitlement=5000,
+        attempted=9000,
+        counted=0,
+    )
