@@ -162,15 +162,22 @@ def _voted(tally: Tally, state: VoterState, item_id: str, nominee: str) -> int:
 
 
 def disagreement(tally: Tally, refusal: VoteRefused) -> str | None:
-    """Why a logged refusal is not one this fold made (None: it is), for the projector's own check."""
+    """Why a logged refusal contradicts this fold (None: it does not), for the projector's own check.
+
+    The fold must not count what the ledger refused. It need not still list the refusal: a poll closure
+    logged late refolds the control number (R12), and an instruction received after the closure is then
+    dropped rather than refused. `audit verify` checks every refusal exactly (RefusalCheck).
+    """
     if tally.meeting.spec.overvote_policy != "reject":
         return f"{refusal.event_id} refuses an instruction of a meeting whose over-vote policy is not reject"
-    state = tally.voters.get(refusal.control_number)
-    if state is None or (refusal.refused_event_id, refusal.item) not in state.overvote_rejected:
-        return f"{refusal.event_id}: the fold does not refuse {refusal.refused_event_id} on item {refusal.item}"
-    position = tally.meeting.positions[refusal.control_number]
-    if (position.nominee or "") != refusal.nominee:
-        return f"{refusal.event_id} names nominee {refusal.nominee}, the position's is {position.nominee}"
+    position = tally.meeting.positions.get(refusal.control_number)
+    if position is None or (position.nominee or "") != refusal.nominee:
+        return f"{refusal.event_id} names nominee {refusal.nominee} for {refusal.control_number}, not its position's"
+    state = tally.voters.get(refusal.control_number) or VoterState()
+    if (refusal.refused_event_id, refusal.item) in state.overvote_rejected:
+        return None
+    if any(vote is not None and vote.event_id == refusal.refused_event_id for vote in counting(state)):
+        return f"{refusal.event_id}: the fold counts {refusal.refused_event_id}, which the ledger refused"
     return None
 
 

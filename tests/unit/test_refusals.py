@@ -4,7 +4,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import Entitlement, VoteRefused, decode_logged, encode
+from events import Entitlement, PollsClosed, VoteRefused, decode_logged, encode
 from projections.judge import Judge
 from projections.refusals import RefusalCheck, RefusalFold, disagreement, refusal_id, refusal_row
 from projections.rejudge import Rejudge
@@ -12,7 +12,7 @@ from projections.replay import replay
 from projections.validation import OVER_ENTITLEMENT, REASONS, RESERVED_TYPE
 from services.adapters.kafka.topics import key_for
 from services.runtime.ingest import Consumed, decide
-from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
+from tests.factories import POSITIONS, at, cast, register_event, revoke, small_meeting
 from tests.strategies import submissions
 
 
@@ -162,12 +162,30 @@ def test_the_rejudge_leaves_the_ledgers_refusal_rows_to_the_refusal_accounting()
     assert rejudge.first is None
 
 
-def test_the_projectors_check_agrees_with_the_ledgers_refusal_and_not_with_another():
-    rows, fold = log_of([*scheduled(), cast("B-1", {"2": "for"}, channel="broker"), cast("B-2", {"2": "for"})])
+def test_the_projectors_check_agrees_with_the_ledgers_refusal_and_not_with_one_of_a_counted_instruction():
+    counted = cast("B-1", {"2": "for"}, channel="broker")
+    rows, fold = log_of([*scheduled(), counted, cast("B-2", {"2": "for"}, channel="broker")])
     tally = replay([e for d, _, e in rows if d == "accepted"]).tallies["m1"]
-    refusals = [e for d, _, e in rows if d == "rejected"]
-    assert refusals and all(disagreement(tally, r) is None for r in refusals)
-    assert disagreement(tally, msgspec.structs.replace(refusals[0], item="3")) is not None
+    (refusal,) = [e for d, _, e in rows if d == "rejected"]
+    assert disagreement(tally, refusal) is None
+    forged = msgspec.structs.replace(refusal, refused_event_id=counted.event_id, control_number="B-1")
+    assert "the fold counts" in disagreement(tally, forged)
+    assert "nominee" in disagreement(tally, msgspec.structs.replace(refusal, nominee="Broker Y"))
+
+
+def test_a_refused_late_instruction_dropped_by_a_late_logged_closure_is_not_refused_again():
+    # B-2's vote was received after the polls closed, but logged before the closure (R12): refused while
+    # counted, then dropped by the refold the closure causes. Its refusal row stands, nothing is refused
+    # again, the projector's check and the audit agree.
+    early = cast("B-1", {"2": "for"}, executed=1, channel="broker")
+    late = cast("B-2", {"2": "for"}, executed=12, channel="broker")
+    closed = PollsClosed(event_id="close", meeting_id="m1", closed_at=at(10))
+    rows, fold = log_of([*scheduled(), early, late, closed])
+    assert [(d, e.refused_event_id) for d, _, e in rows if d == "rejected"] == [("rejected", late.event_id)]
+    assert check(rows) == []
+    tally = fold.projection.tallies["m1"]
+    assert tally.item_totals()["2"] == {"for": 2000}
+    assert disagreement(tally, rows[-2][2]) is None
 
 
 @settings(max_examples=150, deadline=None)
