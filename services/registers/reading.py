@@ -17,6 +17,9 @@ CEDE = "Cede & Co."
 _CEDE_SPELLINGS = {"cede&co", "cedeandco"}  # casefolded, spaces and dots dropped
 _DIGITS = re.compile(r"[0-9]+")
 _PARTICIPANT = re.compile(r"[0-9]{1,5}")
+# A line break or other control character in a name or control number (a quoted field may hold one)
+# would break every report that prints it on one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TEXT = 200  # the wire's bound on a control number (events.schema.NonEmpty), applied to names too
 
 
@@ -137,6 +140,8 @@ def _participant_row(out: RegisterFiles, row: Row) -> None:
         problems.append(row.at("name", "empty: the participant's name"))
     elif len(name) > MAX_TEXT:
         problems.append(row.at("name", f"longer than {MAX_TEXT} characters"))
+    elif _CONTROL.search(name):
+        problems.append(row.at("name", "a line break or control character"))
     shares = _shares(row, problems)
     if number is not None and number in out.participants:
         problems.append(
@@ -170,6 +175,9 @@ def _control_number(row: Row, problems: list[Problem], seen: dict[str, str]) -> 
         return None
     if len(value) > MAX_TEXT:
         problems.append(row.at("control_number", f"longer than {MAX_TEXT} characters"))
+        return None
+    if _CONTROL.search(value):
+        problems.append(row.at("control_number", "a line break or control character"))
         return None
     where = f"{Path(row.file).name}:{row.line}"
     if value in seen:
@@ -221,6 +229,9 @@ def _holders(row: Row, problems: list[Problem], *, required: bool) -> list[str] 
         return None
     if any(len(name) > MAX_TEXT for name in names):
         problems.append(row.at("holders", f"a name longer than {MAX_TEXT} characters"))
+        return None
+    if _CONTROL.search(value):
+        problems.append(row.at("holders", "a line break or control character in a name"))
         return None
     if len({n.casefold() for n in names}) != len(names):
         problems.append(row.at("holders", "a joint holder named twice"))

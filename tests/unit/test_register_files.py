@@ -211,6 +211,12 @@ def test_a_real_meeting_file_needs_no_simulation_and_may_not_hold_one(tmp_path):
         (
             "registered.csv",
             "Harold J. Benning,12000",
+            '"Harold J.\nBenning",12000',
+            ["registered.csv:5:2: holders: a line break or control character in a name"],
+        ),
+        (
+            "registered.csv",
+            "Harold J. Benning,12000",
             '"Harold" J. Benning,12000',
             ["registered.csv:5:1: not readable as CSV: ',' expected after '\"'"],
         ),
@@ -234,6 +240,7 @@ def test_a_real_meeting_file_needs_no_simulation_and_may_not_hold_one(tmp_path):
         "cede jointly",
         "cede twice",
         "no cede",
+        "line break in a name",
         "bad quoting",
     ],
 )
