@@ -25,6 +25,7 @@ from services.read.tallies import read_tally
 from services.read.verify import verify_meeting
 from tests.factories import cast, revoke, small_meeting
 from tests.integration.helpers import append, cli, run_projector, running_ledger, wait_for
+from tests.integration.test_answers import answers_settled
 
 pytestmark = pytest.mark.integration
 
@@ -240,3 +241,16 @@ async def test_a_restarted_ledger_rebuilds_its_fold_and_a_channels_vote_refused_
     assert await refused.fetchval("SELECT count(*) FROM projection_failures") == 0
     result = await verify_meeting(refused, MID)
     assert result.ok, result.as_dict()
+
+
+async def test_the_channel_gets_one_answer_per_submission_and_none_for_a_refusal_row(settings):
+    # B-1 and B-2 (3,000 each) cannot both count under a 4,000 entitlement: whichever the log holds
+    # second is refused. Each gets its answer as logged (accepted); the refusal row, from no topic, none.
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, STEPS[0] + [C1, C2])
+        await wait_for(settings.pg_dsn, COUNT, 5)
+        answers = await answers_settled(settings, 2)
+    assert sorted((a.event_id, a.decision, a.reason) for _, _, a in answers) == [
+        (C1.event_id, "accepted", None),
+        (C2.event_id, "accepted", None),
+    ]
