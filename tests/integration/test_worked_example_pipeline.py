@@ -54,6 +54,7 @@ async def test_the_worked_example_through_kafka_tallies_as_computed_by_hand_unde
 
             report = await read_tally(conn, meeting_id)
             assert report.pop("as_of_position") == n
+            assert report.pop("register")["complete"], policy  # issue 12: the tally says whether it is complete
             assert report == we.expected_tally(policy, renamed=True), policy
 
             counted = await read_counted(conn, meeting_id)
