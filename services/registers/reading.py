@@ -163,9 +163,9 @@ def _beneficial_row(out: RegisterFiles, row: Row, seen: dict[str, str], *, dtc_r
         problems.append(row.at("participant", f"participant {participant} is not in {DTC}"))
     holders = _holders(row, problems, required=False) if "holders" in row.fields else []
     shares = _shares(row, problems)
-    if len(problems) > before or None in (number, participant, holders, shares):
+    if len(problems) > before or number is None or participant is None or holders is None or shares is None:
         return
-    out.beneficial.append(BeneficialPosition(number, participant, holders, shares, row))  # type: ignore[arg-type]
+    out.beneficial.append(BeneficialPosition(number, participant, holders, shares, row))
 
 
 def _control_number(row: Row, problems: list[Problem], seen: dict[str, str]) -> str | None:

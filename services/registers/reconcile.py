@@ -8,6 +8,7 @@ meeting's over-vote policy then decides); under, part of its position is voted b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from services.registers.csv_table import Problem
 from services.registers.reading import CEDE, DTC, REGISTERED, RegisterFiles
@@ -50,7 +51,7 @@ class Reconciliation:
         """Beneficial shares listed, all participants."""
         return sum(p.shares for p in self.participants)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """The reconciliation as JSON-ready data (exact integers)."""
         return {
             "outstanding": self.outstanding,
