@@ -1,4 +1,4 @@
-"""`vote-ledger meeting load|show FILE`: publish or inspect a meeting spec file."""
+"""`vote-ledger meeting load|show FILE`: publish or inspect a meeting file and its register."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_meeting_file(file: str | None = None, meeting_id: str | None = None) -> Path:
-    """The spec file for FILE, or for a meeting id: deploy/meetings/<ID>.toml under the cwd, else the bundled one."""
+    """The meeting file FILE, or a meeting id's: deploy/meetings/<ID>.toml under the cwd, else the bundled one."""
     if file is not None:
         path = Path(file)
         if path.exists() or (meeting_id is None and ("/" in file or file.endswith(".toml"))):

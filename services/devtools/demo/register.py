@@ -155,7 +155,7 @@ def register_events(
 
 
 def _exact(value: float) -> Fraction:
-    """The decimal written in the spec file as an exact fraction (no binary float error)."""
+    """The decimal written in the simulation file as an exact fraction (no binary float error)."""
     return Fraction(str(value))
 
 
