@@ -219,6 +219,8 @@ class Tally:
     # Control numbers recorded by apply_many(settle=False) whose contribution is not yet counted,
     # with what they counted before (their Key).
     unsettled: dict[str, Key] = field(default_factory=dict)
+    # timing.item_horizons for the closures it was computed under: a refold asks it for every event.
+    _horizons_cache: tuple[tuple[object, ...], dict[str, datetime]] | None = field(default=None, repr=False)
 
     def apply(self, event: VoteCast | VoteRevoked) -> bool:
         """Fold one accepted submission; return True if the tally changed."""
@@ -232,7 +234,7 @@ class Tally:
             return False  # R12 whatever the log order
         state = self.voters.get(event.control_number) or VoterState()
         trial = msgspec.structs.replace(state)  # fields are replaced, never mutated: a shallow copy
-        horizons = timing.item_horizons(self.meeting)
+        horizons = self._horizons()
         record(trial, event, cut_times(horizons))
         before, after = _key(state), _key(trial)
         changed = _differs(before, after)
@@ -283,7 +285,7 @@ class Tally:
         before = self.unsettled
         positions, voters = self.meeting.positions, self.voters
         meeting = self.meeting  # no event of a run of votes changes its closures or cut-offs
-        times = cut_times(timing.item_horizons(meeting))  # empty unless an item closed before others
+        times = cut_times(self._horizons())  # empty unless an item closed before others
         for event in events:
             self.events_applied += 1
             number = event.control_number
@@ -307,7 +309,7 @@ class Tally:
             return
         before, self.unsettled = self.unsettled, {}
         positions, voters = self.meeting.positions, self.voters
-        horizons = timing.item_horizons(self.meeting)
+        horizons = self._horizons()
         self.dirty_voters.update(before)
         for number, old_key in before.items():
             new_key = _key(voters[number])
@@ -324,6 +326,16 @@ class Tally:
     def _after_closure(self, event: VoteCast | VoteRevoked) -> bool:
         """R12: late by the meeting's closures and cut-offs, whatever the log order (as at ingest)."""
         return timing.fold_drops(self.meeting, event)
+
+    def _horizons(self) -> dict[str, datetime]:
+        """timing.item_horizons of the meeting, recomputed only when its closures changed."""
+        meeting = self.meeting
+        if not meeting.closed_item_at:
+            return {}  # the common case: one test
+        key = (meeting.closed_all_at, *meeting.closed_item_at.items())
+        if self._horizons_cache is None or self._horizons_cache[0] != key:
+            self._horizons_cache = (key, timing.item_horizons(meeting))
+        return self._horizons_cache[1]
 
     def _remember_dropped(self, event: VoteCast | VoteRevoked) -> None:
         """Keep the latest receipt of a submission R12 dropped, as a refold does: a reopening must refold it.
@@ -353,8 +365,8 @@ class Tally:
         self.detach([control_number])  # after a poll closure, Projection has already: its state is then empty
         self.voters.pop(control_number, None)
         applied = self.events_applied
-        for event in events:
-            self.apply(event)
+        # One contribution for the control number, not one per event (event by event under `reject`, R17).
+        self.apply_many(events)
         self.events_applied = applied
         state = self.voters.setdefault(control_number, VoterState())
         if events:
@@ -373,12 +385,12 @@ class Tally:
         self.settle()
         numbers = [n for n in control_numbers if n in self.voters]
         before = {n: _key(self.voters[n]) for n in numbers}
-        horizons = timing.item_horizons(self.meeting)
+        horizons = self._horizons()
         for number, key in before.items():
             if (old := part(self.meeting, self.meeting.positions[number], key, horizons)) is not None:
                 self._add(old, -1)
         change()
-        horizons = timing.item_horizons(self.meeting)
+        horizons = self._horizons()
         for number, key in before.items():
             if (new := part(self.meeting, self.meeting.positions[number], key, horizons)) is not None:
                 self._add(new, +1)
@@ -393,7 +405,7 @@ class Tally:
         so a later closure or cut-off change still knows to refold them.
         """
         self.settle()
-        horizons = timing.item_horizons(self.meeting)
+        horizons = self._horizons()
         for number in control_numbers:
             state = self.voters.get(number)
             if state is None:
