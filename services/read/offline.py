@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from projections.amendments import as_amended
 from projections.chain import Break, ChainCheck, ParkedCheck
 from projections.chain_walk import ChainWalk
 from projections.diff import report_of
@@ -229,6 +230,7 @@ def _fold(path: Path, position: int):
     digest = LogDigest(up_to=position)
     sha, check = hashlib.sha256(), ChainCheck()
     events = []
+    positions: list[int] = []  # of the accepted events: the amendments' positions, for the reports
     chain = None
     try:
         for number, line in read_lines(path, LOG_MEMBER):
@@ -256,6 +258,7 @@ def _fold(path: Path, position: int):
             )
             if row.decision == "accepted":
                 events.append(event)
+                positions.append(row.position)
     except UnreadableLine as exc:
         raise BadExport(f"{path}: {LOG_MEMBER} {exc}") from None
     final = check.last_hash.hex() if check.rows else None
@@ -269,24 +272,29 @@ def _fold(path: Path, position: int):
     projection = replay(events)
     if manifest.meeting_id not in projection.tallies:
         raise BadExport(f"{path}: no accepted meeting.scheduled for {manifest.meeting_id} up to position {position}")
-    return manifest, projection.tallies[manifest.meeting_id], digest.hexdigest(), chain
+    tally = projection.tallies[manifest.meeting_id]
+    amended = as_amended(tally.meeting, zip(positions, events, strict=True))
+    return manifest, tally, digest.hexdigest(), chain, amended
 
 
 def tally_from_file(path: Path, as_of: int | None = None) -> dict[str, Any]:
     """The tally JSON of docs/wire-contract.md, replayed from the export (at its manifest's position by default)."""
     position = read_manifest(path).as_of_position if as_of is None else as_of
-    _manifest, tally, _digest, _chain = _fold(path, position)
-    return report_of(tally, position)
+    _manifest, tally, _digest, _chain, amended = _fold(path, position)
+    report = report_of(tally, position)
+    if amended["amended"]:  # as the live tally --as-of gives it
+        report["meeting"] = amended
+    return report
 
 
 def final_report_from_file(path: Path, preliminary: bool = False) -> dict[str, Any]:
     """The final report, replayed from the export at the position the live reports were at (register included)."""
     manifest = read_manifest(path)
-    _manifest, tally, digest, chain = _fold(path, manifest.as_of_position)
+    _manifest, tally, digest, chain, amended = _fold(path, manifest.as_of_position)
     totals, overvotes = counted(tally)
     meeting = tally.meeting
-    return final_report(
-        meeting.spec,
+    report = final_report(
+        meeting.as_amended(),  # as the live report: the meeting as amended at that position
         tally.present,
         totals,
         overvotes,
@@ -296,3 +304,6 @@ def final_report_from_file(path: Path, preliminary: bool = False) -> dict[str, A
         register=meeting.register_state,
         preliminary=preliminary,
     )
+    if amended["amended"]:
+        report["as_amended"] = {k: amended[k] for k in ("original_meeting_at", "amendments")}
+    return report

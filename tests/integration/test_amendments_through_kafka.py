@@ -40,7 +40,7 @@ async def amend(settings, *args: str) -> tuple[int, str]:
     return code, out + err
 
 
-async def test_amendments_logged_after_the_votes_change_the_tally_as_if_they_had_come_first(settings):
+async def test_amendments_logged_after_the_votes_change_the_tally_as_if_they_had_come_first(settings, tmp_path):
     async with running_ledger(settings), running_projector(settings):
         async with producer(settings, "admin") as admin:
             await publish(admin, settings, [SPEC, register_event()])
@@ -119,6 +119,14 @@ async def test_amendments_logged_after_the_votes_change_the_tally_as_if_they_had
         assert code == 0, err
         code, report, err = await cli(settings, "report", "final", "--meeting", "m1", "--format", "md")
         assert code == 0, err
+        code, live_report, err = await cli(settings, "report", "final", "--meeting", "m1", "--json")
+        assert code == 0, err
+        code, _, err = await cli(settings, "export", "--meeting", "m1", "--out", str(tmp_path / "m1.zip"))
+        assert code == 0, err
+        code, file_report, err = await cli(settings, "report", "final", "--file", str(tmp_path / "m1.zip"), "--json")
+        assert code == 0, err
+        assert json.loads(file_report) == json.loads(live_report)  # an auditor's replay of the export agrees
+        assert json.loads(live_report)["as_amended"]["original_meeting_at"] == SPEC.meeting_at.isoformat()
         tables = await snapshot(settings.pg_dsn)
         code, _, err = await cli(settings, "projections", "rebuild", "--meeting", "m1")
         assert code == 0, err
