@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -93,7 +94,7 @@ def _tally_file(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.meeting and args.meeting != report["meeting_id"]:
         raise UserError(f"{args.file} holds meeting {report['meeting_id']}, not {args.meeting}")
-    print(_RENDERERS[args.format](report))
+    print(_renderer(args.format)(report))
     return 0
 
 
@@ -115,7 +116,7 @@ def _tally(args: argparse.Namespace) -> int:
     from services.read.tallies import read_tally
     from services.read.time_travel import tally_as_of
 
-    render = _RENDERERS[args.format]
+    render = _renderer(args.format)
 
     async def go() -> int:
         conn = await connect_as(settings(), READER_ROLE)
@@ -223,6 +224,20 @@ def render(report: dict[str, Any]) -> str:
             row = f"{item_id:<6}{c.get('for', 0):>14,}{c.get('against', 0):>14,}{'':>12}{c.get('abstain', 0):>12,}"
         lines.append(f"{row}{c['broker_non_votes']:>18,}  {c['outcome']}")
     return "\n".join(lines)
+
+
+def _renderer(form: str) -> Callable[[dict[str, Any]], str]:
+    """The format's renderer; CSV has no room for the register, so an incomplete one is said on stderr."""
+    render = _RENDERERS[form]
+    if form != "csv":
+        return render
+
+    def csv_and_warning(report: dict[str, Any]) -> str:
+        for line in _register_line(report):
+            print(f"vote-ledger: warning: {line}", file=sys.stderr)
+        return render(report)
+
+    return csv_and_warning
 
 
 def _register_line(report: dict[str, Any]) -> list[str]:

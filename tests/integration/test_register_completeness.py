@@ -77,6 +77,9 @@ async def test_one_of_two_chunks_is_flagged_everywhere_and_final_refused_until_t
     assert {"meeting_id", "as_of_position", "outstanding", "quorum", "items"} <= set(tally)
     table = await run_cli(settings, "tally", "--meeting", "m1")
     assert "REGISTER INCOMPLETE: 1 of 2 chunks recorded (missing 1)" in table
+    code, out, err = await cli(settings, "tally", "--meeting", "m1", "--format", "csv")
+    assert code == 0 and out.startswith("item,") and "REGISTER" not in out
+    assert "vote-ledger: warning: REGISTER INCOMPLETE: 1 of 2 chunks recorded (missing 1)" in err
     as_of = json.loads(await run_cli(settings, "tally", "--meeting", "m1", "--as-of", "5", "--json"))
     assert as_of == tally
     export = tmp_path / "m1.zip"
@@ -133,6 +136,8 @@ async def test_one_of_two_chunks_is_flagged_everywhere_and_final_refused_until_t
     assert "registers          1 meeting(s), all complete" in text and "INCOMPLETE" not in text
     assert json.loads(await run_cli(settings, "tally", "--meeting", "m1", "--json"))["register"] == complete
     assert "REGISTER" not in await run_cli(settings, "tally", "--meeting", "m1")
+    code, out, err = await cli(settings, "tally", "--meeting", "m1", "--format", "csv")
+    assert code == 0 and out.startswith("item,") and "REGISTER" not in err
     code, out, err = await cli(settings, "audit", "verify", "--meeting", "m1")
     assert code == 0 and out.rstrip().endswith("\nVERIFIED"), out + err
     assert "ok   register complete: 2 chunk(s), 4 positions, 10,000 shares (as declared)" in out
