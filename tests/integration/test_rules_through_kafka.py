@@ -382,9 +382,13 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
         ),
     ]
     closed = PollsClosed(event_id="kc-close-2", meeting_id=mid, closed_at=at(10), items=["2"])
-    late = [  # R12: after a per-item closure, any later submission or revocation is refused
-        (vote(mid, "r1-late", "R-1", {"3": "against"}, executed=11), rejected("poll_closed")),
-        (revocation(mid, "r1-revoke-late", "R-1", executed=11, channel="mail"), rejected("poll_closed")),
+    late = [  # R12 per item: after item 2 closed, refused only what marks closed items alone
+        (vote(mid, "r1-late-2", "R-1", {"2": "against"}, executed=11), rejected("poll_closed")),
+        # Counts on the open items; r1 (received before the closure) keeps counting on item 2.
+        (vote(mid, "r1-late", "R-1", {"3": "against"}, executed=11), OK),
+        # About every item, some open: accepted; R7 voids r1 (executed 4 < 11) on the open items only,
+        # and r1-late, executed at 11, stands.
+        (revocation(mid, "r1-revoke-late", "R-1", executed=11, channel="mail"), OK),
     ]
     n = 0
     async with running_ledger(settings), producer(settings) as client:
@@ -417,7 +421,7 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
     # board (R9); B-1 and B-2 (1000) are broker non-votes on what they left unmarked (R16).
     assert items["1.1"] == items["1.2"] == ({"for": 1000, "broker_non_votes": 4000}, "no_quorum")
     assert items["2"] == ({"for": 3000 + 1000, "against": 1000}, "no_quorum")
-    assert items["3"] == ({"for": 3000 + 1000, "against": 1000}, "no_quorum")
+    assert items["3"] == ({"for": 3000, "against": 1000 + 1000}, "no_quorum")  # R-1's r1-late (R12 per item)
     assert items["5"] == ({"3y": 1000, "broker_non_votes": 4000}, "no_quorum")
     # R13: the substitution leaves the tally alone; R17: the refused instruction is reported.
     assert [(o.nominee, o.item_id, o.policy, o.voted, o.rejected) for o in overvotes] == [
