@@ -17,6 +17,7 @@ import pytest
 
 from events import Entitlement, PollsClosed, Position, PositionsRecorded, ProxySubstituted, Quorum, encode
 from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.read.proxies import read_proxies
 from services.read.tallies import read_counted, read_tally
 from tests.factories import at, cast, revoke, small_meeting
 from tests.integration.helpers import run_projector, running_ledger, wait_for
@@ -357,7 +358,8 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
     batch = [
         (vote(mid, "r1", "R-1", {"3": "for"}, executed=4), OK),
         (vote("nope", "n1", "R-1", {"3": "for"}, executed=4), rejected("unknown_meeting")),
-        # R13: a named proxy substitutes; someone holding no proxy cannot.
+        # R13: a named proxy substitutes; someone holding no proxy is accepted (the judge cannot know what
+        # arrives later) and its substitution has no effect, decided in date order by the proxy book.
         (
             ProxySubstituted(
                 event_id="kc-sub-ann",
@@ -378,7 +380,7 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
                 executed_at=at(5),
                 received_at=at(5),
             ),
-            rejected("not_proxy_holder"),
+            OK,
         ),
     ]
     closed = PollsClosed(event_id="kc-close-2", meeting_id=mid, closed_at=at(10), items=["2"])
@@ -423,6 +425,13 @@ async def test_administration_reject_policy_and_no_quorum_r12_r13_r15_r17_r19(se
     assert items["2"] == ({"for": 3000 + 1000, "against": 1000}, "no_quorum")
     assert items["3"] == ({"for": 3000, "against": 1000 + 1000}, "no_quorum")  # R-1's r1-late (R12 per item)
     assert items["5"] == ({"3y": 1000, "broker_non_votes": 4000}, "no_quorum")
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        links = {link["event_id"]: link for link in (await read_proxies(conn, mid))["substitutions"]}
+    finally:
+        await conn.close()
+    assert (links["kc-sub-ann"]["effective"], links["kc-sub-zed"]["effective"]) == (True, False)
+    assert links["kc-sub-zed"]["why"] == f"Zed Stranger held no proxy at {at(5).isoformat()}"
     # R13: the substitution leaves the tally alone; R17: the refused instruction is reported.
     assert [(o.nominee, o.item_id, o.policy, o.voted, o.rejected) for o in overvotes] == [
         (x, "2", "reject", {"for": 3000, "against": 1000}, ["kc-c2"])
