@@ -126,6 +126,9 @@ async def test_amendments_logged_after_the_votes_change_the_tally_as_if_they_had
         code, file_report, err = await cli(settings, "report", "final", "--file", str(tmp_path / "m1.zip"), "--json")
         assert code == 0, err
         assert json.loads(file_report) == json.loads(live_report)  # an auditor's replay of the export agrees
+        for source in (("--meeting", "m1"), ("--file", str(tmp_path / "m1.zip"))):  # decisions re-judged in log order
+            code, out, err = await cli(settings, "audit", "verify", *source, "--no-heads")
+            assert code == 0 and "VERIFIED" in out, out + err
         assert json.loads(live_report)["as_amended"]["original_meeting_at"] == SPEC.meeting_at.isoformat()
         tables = await snapshot(settings.pg_dsn)
         code, _, err = await cli(settings, "projections", "rebuild", "--meeting", "m1")
