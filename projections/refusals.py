@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import msgspec.structs
 
 from events import AnyEvent, MeetingScheduled, VoteCast, VoteRefused, VoteRevoked, encode
-from projections.contribution import contribution
-from projections.fold import Tally, VoterState, counting, record
+from projections import timing
+from projections.fold import Tally, VoterState, cut_times, record, voter_contribution
 from projections.log_row import LogRow, log_row_of
 from projections.replay import Projection
 from projections.validation import OVER_ENTITLEMENT
@@ -136,9 +136,12 @@ def _refusal(
     position = meeting.positions[event.control_number]
     nominee = position.nominee or ""
     trial = msgspec.structs.replace(before)
-    record(trial, event)
+    record(trial, event, cut_times(timing.item_horizons(meeting)))  # as Tally.apply records it (R12 per item)
     counted = tally.nominee_voted(item_id, nominee)
-    attempted = counted - _voted(tally, after, item_id, nominee) + _voted(tally, trial, item_id, nominee)
+    number = event.control_number
+    attempted = (
+        counted - _voted(tally, number, after, item_id, nominee) + _voted(tally, number, trial, item_id, nominee)
+    )
     return VoteRefused(
         event_id=refusal_id(event_id),
         meeting_id=meeting.meeting_id,
@@ -152,33 +155,34 @@ def _refusal(
     )
 
 
-def _voted(tally: Tally, state: VoterState, item_id: str, nominee: str) -> int:
+def _voted(tally: Tally, number: str, state: VoterState, item_id: str, nominee: str) -> int:
     """Shares a control number's state votes for its nominee on an item (broker non-votes are not votes)."""
-    vote, fill = counting(state)
-    if vote is None:
+    part = voter_contribution(tally.meeting, tally.meeting.positions[number], state)
+    if part is None:
         return 0
-    part = contribution(tally.meeting, tally.meeting.positions[vote.control_number], vote, fill)
     return sum(part.buckets.get((item_id, option, nominee), 0) for option in tally.meeting.options[item_id])
 
 
 def disagreement(tally: Tally, refusal: VoteRefused) -> str | None:
     """Why a logged refusal contradicts this fold (None: it does not), for the projector's own check.
 
-    The fold must not count what the ledger refused. It need not still list the refusal: a poll closure
-    logged late refolds the control number (R12), and an instruction received after the closure is then
-    dropped rather than refused. `audit verify` checks every refusal exactly (RefusalCheck).
+    Folded in the same log order, the fold refused the same instruction and its state still says so. Once
+    the meeting has a poll closure or an amended cut-off, a refold (R12) may have reconsidered the control
+    number since (an instruction refused, then dropped as late, or one fitting after others were dropped):
+    the projector then takes the row as logged, and `audit verify` accounts for it exactly (RefusalCheck).
     """
-    if tally.meeting.spec.overvote_policy != "reject":
+    meeting = tally.meeting
+    if meeting.spec.overvote_policy != "reject":
         return f"{refusal.event_id} refuses an instruction of a meeting whose over-vote policy is not reject"
-    position = tally.meeting.positions.get(refusal.control_number)
+    position = meeting.positions.get(refusal.control_number)
     if position is None or (position.nominee or "") != refusal.nominee:
         return f"{refusal.event_id} names nominee {refusal.nominee} for {refusal.control_number}, not its position's"
     state = tally.voters.get(refusal.control_number) or VoterState()
     if (refusal.refused_event_id, refusal.item) in state.overvote_rejected:
         return None
-    if any(vote is not None and vote.event_id == refusal.refused_event_id for vote in counting(state)):
-        return f"{refusal.event_id}: the fold counts {refusal.refused_event_id}, which the ledger refused"
-    return None
+    if meeting.first_closure is not None or meeting.cutoff_changes:
+        return None  # refolded since, maybe (R12): verify's account is the exact one
+    return f"{refusal.event_id}: the fold does not refuse {refusal.refused_event_id} on item {refusal.item}"
 
 
 @dataclass

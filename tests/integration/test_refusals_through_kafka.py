@@ -200,7 +200,7 @@ async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_break
     assert any(f"refuses {C1.event_id}" in p and "does not" in p for p in result.problems)
     await run_projector(settings, head)
     failure = await refused.fetchrow("SELECT meeting_id, error FROM projection_failures")
-    assert failure["meeting_id"] == MID and f"the fold counts {C1.event_id}" in failure["error"]
+    assert failure["meeting_id"] == MID and f"the fold does not refuse {C1.event_id}" in failure["error"]
 
 
 async def test_a_restarted_ledger_rebuilds_its_fold_and_a_channels_vote_refused_is_reserved(settings, refused):

@@ -169,7 +169,7 @@ def test_the_projectors_check_agrees_with_the_ledgers_refusal_and_not_with_one_o
     (refusal,) = [e for d, _, e in rows if d == "rejected"]
     assert disagreement(tally, refusal) is None
     forged = msgspec.structs.replace(refusal, refused_event_id=counted.event_id, control_number="B-1")
-    assert "the fold counts" in disagreement(tally, forged)
+    assert "the fold does not refuse" in disagreement(tally, forged)
     assert "nominee" in disagreement(tally, msgspec.structs.replace(refusal, nominee="Broker Y"))
 
 
@@ -231,3 +231,26 @@ def a_channels_refusal():
         attempted=9000,
         counted=0,
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(submissions(), max_size=25),
+    st.integers(1, 6500),
+    st.integers(0, 25),
+    st.integers(0, 45),
+    st.one_of(st.none(), st.lists(st.sampled_from(["1.1", "1.2", "2", "3", "5"]), min_size=1, unique=True)),
+)
+def test_with_a_poll_closure_logged_anywhere_the_audit_accounts_for_every_refusal(
+    events, entitlement, where, closed_at, items
+):
+    # A closure logged after submissions received later than it refolds them (R12, per item or all):
+    # whatever the fold refuses then is logged too, once, and the audit finds the log complete.
+    closed = PollsClosed(event_id="close", meeting_id="m1", closed_at=at(closed_at), items=items)
+    rows, fold = log_of([*scheduled(entitlement=entitlement), *events[:where], closed, *events[where:]])
+    assert check(rows) == []
+    tally = fold.projection.tallies["m1"]
+    refusals = [e for d, _, e in rows if d == "rejected"]
+    assert len({r.refused_event_id for r in refusals}) == len(refusals)
+    assert all(disagreement(tally, r) is None for r in refusals)
+    assert all(r.counted <= r.entitlement < r.attempted for r in refusals)
