@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from events import AnyEvent, CutoffChanged, MeetingCorrected, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked
-from projections.fold import Tally, counting
+from projections.fold import Tally, counted_votes
 from projections.judge import Judge
 from projections.overvotes import OverVote, counted_totals
 
@@ -35,7 +35,7 @@ class Projection:
             affected = [
                 number
                 for number, state in tally.voters.items()
-                if (vote := counting(state)[0]) is not None and vote.executed_at >= event.effective_at
+                if any(vote.executed_at >= event.effective_at for vote in counted_votes(state))  # per item too
             ]
             tally.recount(affected, lambda: self.state.apply_accepted(event))
             return

@@ -244,3 +244,28 @@ def test_the_final_report_of_an_amended_meeting_says_as_amended_with_the_origina
         render_lines(section)[0]
         == "Meeting date: 2023-12-11T09:00:00+08:00 (as amended; originally 2023-12-01T09:00:00+08:00)"
     )
+
+
+def test_r9_a_correction_logged_late_recounts_an_item_still_counting_an_instruction_executed_after_it():
+    # Item 2 closes at 3 h: R-1's card of 2 h keeps counting there, its card of 4 h (executed after the
+    # correction of 3.5 h) counts on the other items; the correction reaches the log last.
+    closed = PollsClosed(event_id="close-2", meeting_id="m1", closed_at=at(3), items=["2"])
+    early, late = cast("R-1", {"2": "against"}, executed=2), cast("R-1", {"5": "1y"}, executed=4)
+    fix = corrected(3.5, id="3", recommendation="against")
+    for order in ([closed, fix, early, late], [early, late, closed, fix], [early, closed, late, fix]):
+        tally = replay([SPEC, register_event(), *order]).tallies["m1"]
+        assert tally.buckets[("2", "against", "")] == 3000 and tally.buckets[("5", "1y", "")] == 3000
+        assert tally.buckets[("3", "against", "")] == 3000 and ("3", "for", "") not in tally.buckets
+
+
+def test_r9_a_late_correction_recounts_a_card_that_counts_only_on_a_closed_item():
+    # R-1's internet card (2 h) leaves item 2 to the recommendation, corrected from 1 h on; item 2 closes at
+    # 3 h; a ballot dated earlier (0.5 h) but received later counts on the open items (R6, R12 per item).
+    # The card still counts on item 2, so the correction logged last must recount it.
+    card = cast("R-1", {"5": "2y"}, executed=2)
+    closed = PollsClosed(event_id="close-2", meeting_id="m1", closed_at=at(3), items=["2"])
+    ballot = cast("R-1", {"5": "1y"}, executed=0.5, received=4, channel="in_person")
+    fix = corrected(1, id="2", recommendation="against")
+    for order in ([fix, card, closed, ballot], [card, closed, ballot, fix]):
+        tally = replay([SPEC, register_event(), *order]).tallies["m1"]
+        assert tally.buckets[("2", "against", "")] == 3000 and ("2", "for", "") not in tally.buckets
