@@ -155,7 +155,8 @@ CHANNELS = ["internet", "phone", "mail", "broker"]
 
 @st.composite
 def scenarios(draw):
-    """Votes and revocations over the four cut-off channels, one earlier cut-off per channel, corrections."""
+    """Votes and revocations over the four cut-off channels, one earlier cut-off per channel, corrections, and
+    perhaps a closure of item 2."""
     hours = st.integers(min_value=0, max_value=40).map(lambda quarter: quarter / 4)
     submissions = []
     for i in range(draw(st.integers(min_value=1, max_value=12))):
@@ -179,6 +180,8 @@ def scenarios(draw):
         amendments.append(
             cutoff(channel, draw(hours.filter(lambda h, o=original: h <= o)), draw(hours), f"cut-{channel}")
         )
+    if draw(st.booleans()):  # a per-item closure too (R12 per item): not every item, so amendments stay open
+        amendments.append(PollsClosed(event_id="close", meeting_id="m1", closed_at=at(draw(hours)), items=["2"]))
     for i, item in enumerate(draw(st.lists(st.sampled_from(["2", "3"]), max_size=2))):
         amendments.append(
             corrected(draw(hours), f"fix-{i}", id=item, recommendation=draw(st.sampled_from(["for", "against"])))
@@ -196,7 +199,7 @@ def tally_in(order) -> tuple[int, dict]:
     return tally.present, dict(tally.buckets)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_r5_the_tally_is_the_same_whatever_order_amendments_and_votes_arrive_in(scenario, rnd: random.Random):
     submissions, amendments = scenario
