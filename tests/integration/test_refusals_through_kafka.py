@@ -194,6 +194,9 @@ async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_break
         attempted=7000,
         counted=3000,
     )
+    # An untouched log rebuilds: the rebuild's second fold refuses what the ledger logged as refused.
+    code, _, err = await cli(settings, "projections", "rebuild", "--meeting", MID, "-q")
+    assert code == 0, err
     head = await append(refused, [refusal_row(forged)])  # as the log's owner, chained like any row
     result = await verify_meeting(refused, MID)
     assert not result.ok and result.chain_break is None
@@ -201,6 +204,8 @@ async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_break
     await run_projector(settings, head)
     failure = await refused.fetchrow("SELECT meeting_id, error FROM projection_failures")
     assert failure["meeting_id"] == MID and f"the fold does not refuse {C1.event_id}" in failure["error"]
+    code, out, err = await cli(settings, "projections", "rebuild", "--meeting", MID, "-q")
+    assert code != 0 and f"refusal row {head}" in out + err
 
 
 async def test_a_restarted_ledger_rebuilds_its_fold_and_a_channels_vote_refused_is_reserved(settings, refused):
