@@ -11,18 +11,22 @@ Published one at a time, so the log order is the list's order (R17 `reject` depe
 
 from __future__ import annotations
 
+import itertools
+
 import asyncpg
 import msgspec
 import pytest
 
 from events import Entitlement, Position, PositionsRecorded, VoteRefused, decode_logged, encode
 from projections.refusals import refusal_row
-from services.adapters.kafka.topics import producer, publish, publish_raw
+from services.adapters.kafka.topics import key_for, producer, publish, publish_raw
 from services.read.export import export_meeting
 from services.read.offline import verify_file
 from services.read.reports import over_vote_report
 from services.read.tallies import read_tally
 from services.read.verify import verify_meeting
+from services.runtime.ingest import Consumed
+from services.runtime.ledger import Ledger
 from tests.factories import cast, revoke, small_meeting
 from tests.integration.helpers import append, cli, run_projector, running_ledger, wait_for
 from tests.integration.test_answers import answers_settled
@@ -259,3 +263,43 @@ async def test_the_channel_gets_one_answer_per_submission_and_none_for_a_refusal
         (C1.event_id, "accepted", None),
         (C2.event_id, "accepted", None),
     ]
+
+
+async def test_two_ledger_processes_on_one_log_fold_each_others_rows_before_deciding(settings):
+    # Ledger A logs the meeting and c1, ledger B (started before any of it) then takes c2: under the append
+    # lock B reads A's rows of the reject meeting first, so it refuses c2 as one ledger would.
+    a, b = Ledger(settings), Ledger(settings)
+    await a.start()
+    await b.start()
+    offsets = itertools.count()
+
+    def records(*events):
+        return [
+            Consumed(
+                settings.admin_topic if i < 2 and len(events) > 1 else settings.submissions_topic,
+                0,
+                next(offsets),
+                key_for(e),
+                encode(e),
+            )
+            for i, e in enumerate(events)
+        ]
+
+    try:
+        await a.commit(records(*STEPS[0]), None)
+        await a.commit(records(C1), None)
+        decided = await b.handle(records(C2), None)
+        assert [(r.event_id, r.reason) for r in decided.rows] == [
+            (C2.event_id, None),
+            (f"ledger:refused:{C2.event_id}", "over_entitlement"),
+        ]
+        decided = await a.handle(records(B3), None)  # A reads B's rows too: 3,000 + 500 fits, no refusal
+        assert [(r.event_id, r.reason) for r in decided.rows] == [(B3.event_id, None)]
+    finally:
+        await a.stop()
+        await b.stop()
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        assert (await verify_meeting(conn, MID)).problems == []
+    finally:
+        await conn.close()
