@@ -163,8 +163,6 @@ class Tally:
         self.dirty_voters.update(before)
         for number, old_key in before.items():
             new_key = key_of(voters[number])
-            if len(old_key) == 2 and len(new_key) == 2 and old_key[0] is new_key[0] and old_key[1] is new_key[1]:
-                continue  # the common case, without building a generator
             if not differs(old_key, new_key):
                 continue
             position = positions[number]

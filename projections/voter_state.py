@@ -149,6 +149,8 @@ def counted_votes(state: VoterState) -> list[VoteCast]:
 
 def differs(before: Key, after: Key) -> bool:
     """Whether two Keys name other submissions (by identity: the same objects count the same)."""
+    if len(before) == 2 == len(after):  # the common case, without a generator: (instruction, fill)
+        return before[0] is not after[0] or before[1] is not after[1]
     return len(before) != len(after) or any(a is not b for a, b in zip(before, after, strict=True))
 
 
