@@ -41,7 +41,7 @@ class ReceiptCheck:
     status: Status | None = None  # the submission's lineage status (None: no vote, or not computed)
     counts: Ref | None = None  # the control number's effective instruction at the head
     fills: Ref | None = None  # its discretionary fill of routine items (R10)
-    polls_closed: bool = False  # a poll closure is in the tree: no later submission can count
+    polls_closed: bool = False  # closures in the tree close every item: no later submission can count (R12)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -198,7 +198,8 @@ def _explain(result: ReceiptCheck) -> None:
     closures = [(r.position, e) for r, e in _meeting_events(receipt.meeting) if isinstance(e, PollsClosed)]
     for _, closure in closures:
         meeting.close_polls(closure)
-    result.polls_closed = meeting.first_closure is not None
+    # R12 per item: with an item still open, a later submission may still change what counts there.
+    result.polls_closed = meeting.closed_all_at is not None or set(meeting.items) <= set(meeting.closed_item_at)
     if receipt.register is not None:
         meeting.positions[receipt.control_number] = receipt.register
         result.notes.append(
