@@ -134,7 +134,7 @@ def validate_vote_cast(
         return NOT_ENTITLED  # R1
     if key is not None and (reason := scope(key, vote, position)):
         return reason  # S4
-    reason = timing.submission_late(meeting, vote.channel, vote.received_at, appended_at)
+    reason = timing.submission_late(meeting, vote.channel, vote.received_at, appended_at, vote.choices)
     if reason:
         return reason
     represented = vote.shares if vote.shares is not None else position.shares
