@@ -374,8 +374,8 @@ ADMIN_EVENTS: tuple[type[Event], ...] = typing.get_args(AdminEvent)
 ADMIN_TAGS: tuple[str, ...] = tuple(_TAGS[cls] for cls in ADMIN_EVENTS)
 # The accepted rows a judge (projections.judge.Judge) is rebuilt from: the admin events and the proxy
 # substitutions. A substitution comes in on the votes topic like any submission, but it changes who
-# holds a proxy (R13), which later decisions depend on. The partial index ledger_log_admin_rows
-# (001_log.sql) lists exactly these types, in this order.
+# holds a proxy (R13), which the proxies report answers from the judge's proxy book. The partial index
+# ledger_log_admin_rows (016_amendments.sql, after 001 and 014) lists exactly these types, in this order.
 JUDGE_TAGS: tuple[str, ...] = (*ADMIN_TAGS, _TAGS[ProxySubstituted])
 
 

@@ -259,6 +259,10 @@ def validate_spec(spec: MeetingScheduled) -> str | None:
     for item in spec.items:
         if item.seats is not None and not 1 <= item.seats <= members[item.group or item.id]:
             return INVALID_SEATS  # a plurality group fills at least one seat, at most one per nominee
+    if spec.register is not None and spec.register.shares > spec.outstanding:
+        # A declared register the judge could never complete (validate_chunk refuses positions over the
+        # outstanding shares): report final would refuse it for ever, so refuse the meeting now.
+        return REGISTER_EXCEEDS_OUTSTANDING
     return None
 
 

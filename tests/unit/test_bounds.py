@@ -4,7 +4,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import Entitlement, Item, Position, PositionsRecorded, Quorum, decode, encode
+from events import Entitlement, Item, Position, PositionsRecorded, Quorum, RegisterTotals, decode, encode
 from events.schema import MAX_SHARES
 from projections import validation as v
 from projections.judge import Judge
@@ -108,6 +108,13 @@ def test_a_chunk_taking_the_register_over_the_outstanding_shares_is_refused_and_
     assert judge.judge(chunk(2, 3, [position("C", 1)])) == v.REGISTER_EXCEEDS_OUTSTANDING
     assert judge.judge(chunk(2, 3, [], [Entitlement(nominee="Broker X", shares=10)])) is None
     assert judge.meetings["m1"].recorded_shares == judge.meetings["m1"].registered_shares == 10_000
+
+
+def test_a_meeting_declaring_a_register_over_its_outstanding_shares_is_refused():
+    over = RegisterTotals(chunks=1, positions=1, shares=10_001)
+    assert Judge().judge(small_meeting(outstanding=10_000, register=over)) == v.REGISTER_EXCEEDS_OUTSTANDING
+    exact = RegisterTotals(chunks=1, positions=1, shares=10_000)
+    assert Judge().judge(small_meeting(outstanding=10_000, register=exact)) is None
 
 
 def test_chunk_numbers_must_lie_within_the_declared_number_of_chunks():
