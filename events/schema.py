@@ -349,7 +349,25 @@ AdminEvent = (
     | CutoffChanged
     | MeetingCorrected
 )
-LedgerEvent = VoteRefused
+
+
+class VoteReinstated(Event, tag="vote.reinstated", frozen=True):
+    """The ledger withdrew an earlier ``vote.refused``: the refused instruction counts after all (R5, R17).
+
+    A poll closure or a cut-off change logged after the refusal made void an instruction the refusal had
+    counted (R12), so the refused instruction never took its nominee over the entitlement. Like
+    ``vote.refused``, only the ledger appends it: one published to Kafka is refused (``reserved_type``).
+    """
+
+    refused_event_id: NonEmpty
+    control_number: NonEmpty
+    nominee: NonEmpty
+    item: NonEmpty
+    withdrawn_event_id: NonEmpty  # the event id of the vote.refused row it withdraws
+    cause_event_id: NonEmpty  # the admin event (polls.closed, meeting.cutoff_changed) logged late
+
+
+LedgerEvent = VoteRefused | VoteReinstated
 AnyEvent = Submission | AdminEvent | LedgerEvent
 
 # Explicit registry: tag -> class. Tags are stable; this is what the log's `type` column holds.
@@ -366,12 +384,15 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "meeting.cutoff_changed": CutoffChanged,
     "meeting.corrected": MeetingCorrected,
     "vote.refused": VoteRefused,
+    "vote.reinstated": VoteReinstated,
 }
 _TAGS: dict[type[Event], str] = {cls: tag for tag, cls in EVENT_TYPES.items()}
 
 # The admin event classes and their tags, from the AdminEvent union: what only the admin topic may carry.
 ADMIN_EVENTS: tuple[type[Event], ...] = typing.get_args(AdminEvent)
 ADMIN_TAGS: tuple[str, ...] = tuple(_TAGS[cls] for cls in ADMIN_EVENTS)
+# The rows only the ledger writes (vote.refused, vote.reinstated): any of them arriving from Kafka is refused.
+LEDGER_EVENTS: tuple[type[Event], ...] = typing.get_args(LedgerEvent)
 # The accepted rows a judge (projections.judge.Judge) is rebuilt from: the admin events and the proxy
 # substitutions. A substitution comes in on the votes topic like any submission, but it changes who
 # holds a proxy (R13), which the proxies report answers from the judge's proxy book. The partial index

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from events import (
     ADMIN_EVENTS,
+    LEDGER_EVENTS,
     AnyEvent,
     ChannelAuth,
     ChannelKeyRegistered,
@@ -20,7 +21,6 @@ from events import (
     PositionsRecorded,
     ProxySubstituted,
     VoteCast,
-    VoteRefused,
     VoteRevoked,
 )
 from projections import merkle, signing, validation, validation_channels
@@ -83,8 +83,10 @@ class Judge:
         ``received``: the payload as received (to check a signature, S2) and the broker's append time
         (S3, R12). Without it a signed submission cannot be verified: bad_signature.
         """
-        if isinstance(event, VoteRefused):
-            return validation.RESERVED_TYPE  # only the ledger writes vote.refused rows (projections/refusals.py)
+        if isinstance(event, LEDGER_EVENTS):
+            return (
+                validation.RESERVED_TYPE
+            )  # only the ledger writes vote.refused/vote.reinstated rows (projections/refusals.py)
         if isinstance(event, ADMIN_EVENTS):
             reason = validation.validate_admin(self.meetings, event)
             if reason is None:

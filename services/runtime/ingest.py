@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from events import ADMIN_EVENTS, MalformedMessage, VoteRefused, decode
+from events import ADMIN_EVENTS, LEDGER_EVENTS, MalformedMessage, decode
 from projections.judge import Judge, Received
 from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
 from projections.refusals import RefusalFold, refusal_row
@@ -224,8 +224,10 @@ class _Deciding:
                 reason = DUPLICATE_EVENT_ID
             # A channel must not grant itself entitlement or close the polls through the vote topic.
             on_admin_topic = record.topic == admin_topic
-            if reason is None and isinstance(event, VoteRefused):
-                reason = RESERVED_TYPE  # only the ledger writes vote.refused rows (R19), whatever the topic
+            if reason is None and isinstance(event, LEDGER_EVENTS):
+                reason = (
+                    RESERVED_TYPE  # only the ledger writes vote.refused/vote.reinstated rows (R19), whatever the topic
+                )
             elif reason is None and on_admin_topic != isinstance(event, ADMIN_EVENTS):
                 reason = WRONG_TOPIC
             elif reason is None and not on_admin_topic and record.key is not None and record.key != key_for(event):
