@@ -14,8 +14,19 @@ from typing import Any
 
 import msgspec
 
-from events import MalformedMessage, MeetingScheduled, PollsClosed, VoteCast, VoteRevoked, decode
+from events import (
+    CutoffChanged,
+    MalformedMessage,
+    MeetingAdjourned,
+    MeetingCorrected,
+    MeetingScheduled,
+    PollsClosed,
+    VoteCast,
+    VoteRevoked,
+    decode,
+)
 from projections import merkle
+from projections.amendments import amend
 from projections.lineage import (
     ATTENDS,
     COUNTS,
@@ -195,9 +206,13 @@ def _explain(result: ReceiptCheck) -> None:
     meeting = _meeting(result, receipt.meeting)
     if meeting is None:
         return
-    closures = [(r.position, e) for r, e in _meeting_events(receipt.meeting) if isinstance(e, PollsClosed)]
-    for _, closure in closures:
-        meeting.close_polls(closure)
+    closures: list[tuple[int, PollsClosed]] = []
+    for r, e in _meeting_events(receipt.meeting):  # in log order, as Judge.apply_accepted applies them
+        if isinstance(e, PollsClosed):
+            closures.append((r.position, e))
+            meeting.close_polls(e)
+        elif isinstance(e, (MeetingAdjourned, CutoffChanged, MeetingCorrected)):
+            amend(meeting, e)  # R12 as amended (fold_drops), R9 as amended (fills), the date
     # R12 per item: with an item still open, a later submission may still change what counts there.
     result.polls_closed = meeting.closed_all_at is not None or set(meeting.items) <= set(meeting.closed_item_at)
     if receipt.register is not None:
@@ -217,7 +232,7 @@ def _explain(result: ReceiptCheck) -> None:
 
 
 def _meeting_events(rows: Sequence[ProvenRow]) -> list[tuple[ProvenRow, Any]]:
-    return [(r, _event(r)) for r in rows if r.decision == "accepted"]
+    return [(r, _event(r)) for r in sorted(rows, key=lambda r: r.position) if r.decision == "accepted"]
 
 
 def _meeting(result: ReceiptCheck, rows: Sequence[ProvenRow]) -> Meeting | None:

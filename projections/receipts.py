@@ -10,9 +10,10 @@ contents.
 
 To say whether the submission counts (R5-R7, R10, R12, R17, as ``audit history`` does), the bundle also
 carries every other row of the same control number and the meeting's own rows (meeting.scheduled,
-polls.closed), each proven the same way, plus two things the ledger states and the tree cannot prove
-without other holders' contents: the holder's record-date position (its register chunk lists other
-holders) and, for R17 `reject`, the control number's fold state (it turns on the nominee's other voters).
+polls.closed and the amendments: MEETING_RULES_TYPES), each proven the same way, plus two things the
+ledger states and the tree cannot prove without other holders' contents: the holder's record-date
+position (its register chunk lists other holders) and, for R17 `reject`, the control number's fold state
+(it turns on the nominee's other voters).
 
 A consistency bundle proves that a later head extends an earlier one: no row before the earlier head
 was rewritten or removed since (RFC 9162 2.1.4). Checking either is projections/receipt_check.py.
@@ -32,6 +33,17 @@ from projections.chain import GENESIS, ChainRow
 from projections.fold import VoterState
 
 RECEIPT_TYPE = "vote-ledger.receipt"
+# The meeting's own rows a receipt carries (its ``meeting`` list), each proven: what lineage needs to say
+# whether a vote counts: the items (R10), the closures (R12), and the amendments, which move a cut-off
+# (R12 as amended: timing.fold_drops), a recommendation (R9 fills) or the date. A bundle is v1 either way: an
+# older one simply holds none of the amendment rows, and checks as before.
+MEETING_RULES_TYPES = (
+    "meeting.scheduled",
+    "polls.closed",
+    "meeting.adjourned",
+    "meeting.cutoff_changed",
+    "meeting.corrected",
+)
 CONSISTENCY_TYPE = "vote-ledger.consistency"
 
 
@@ -108,7 +120,7 @@ class Receipt(msgspec.Struct, kw_only=True):
     submission: ProvenRow
     control_number: str | None  # None for a row of no control number (e.g. a proxy.substituted)
     others: list[ProvenRow] = []  # every other row of the control number in the tree, in log order
-    meeting: list[ProvenRow] = []  # the meeting.scheduled row and the accepted polls.closed rows in the tree
+    meeting: list[ProvenRow] = []  # the meeting's accepted MEETING_RULES_TYPES rows in the tree
     register: Position | None = None  # stated by the ledger, not proven: the holder's record-date position
     state: VoterState | None = None  # stated by the ledger, not proven: the fold's state for R17 `reject`
 

@@ -27,7 +27,7 @@ from projections.chain import ChainRow
 from projections.diff import replay_to
 from projections.fold import VoterState
 from projections.heads import Head
-from projections.receipts import Tree, build_receipt, proves_holder
+from projections.receipts import MEETING_RULES_TYPES, Tree, build_receipt, proves_holder
 from services.read.export_file import LOG_MEMBER, log_line, read_lines, read_manifest
 from services.read.proof_trees import ProofError, Proven, Target, choose_row, latest_head, target, tree_of
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import asyncpg
 
 _chunk_decoder = msgspec.json.Decoder(PositionsRecorded)
-RULES_TYPES = ("meeting.scheduled", "polls.closed")  # the meeting's rows lineage needs (R10 items, R12)
+RULES_TYPES = MEETING_RULES_TYPES  # the meeting's rows lineage needs (R10 items, R12, amendments)
 
 
 def _register(payloads: Iterable[str], control_number: str) -> Position | None:

@@ -327,3 +327,44 @@ def test_audit_consistency_check_holds_offline_and_fails_on_a_rewritten_log(tmp_
     assert "rows before it were rewritten or removed" in out and out.rstrip().endswith("NOT CONSISTENT")
     assert main(["audit", "consistency", "--check", str(good), "--meeting", "m1"]) == 2
     assert "give exactly one of --meeting, --file and --check" in capsys.readouterr().err
+
+
+def test_a_receipt_applies_a_cut_off_moved_earlier_after_the_vote_was_logged_as_the_tally_does():
+    """R12 as amended: the tally drops an internet vote received after a cut-off that took effect before it."""
+    from events import CutoffChanged, Cutoffs, ItemCorrected, MeetingAdjourned, MeetingCorrected
+    from projections.receipts import MEETING_RULES_TYPES
+    from projections.replay import replay
+    from tests.factories import at
+
+    spec = small_meeting(cutoffs=Cutoffs(internet=at(8), phone=at(8)))
+    vote = cast("R-1", {"2": "against"}, executed=6, event_id="internet/R-1/six")
+    change = CutoffChanged(event_id="cut", meeting_id="m1", channel="internet", cutoff=at(5), effective_at=at(4))
+    fix = MeetingCorrected(
+        event_id="fix", meeting_id="m1", effective_at=at(1), items=[ItemCorrected(id="3", recommendation="against")]
+    )
+    moved = MeetingAdjourned(event_id="later", meeting_id="m1", meeting_at=at(24 * 31), effective_at=at(2))
+    events = [spec, register_event(), vote, change, fix, moved]
+    assert replay(events).tallies["m1"].item_totals()["2"] == {}  # the tally counts nothing of it
+    log = log_of(events)
+    rules = [(i, r) for i, r in enumerate(log) if r.type in MEETING_RULES_TYPES]
+    assert [r.type for _, r in rules] == [
+        "meeting.scheduled",
+        "meeting.cutoff_changed",
+        "meeting.corrected",
+        "meeting.adjourned",
+    ]
+    receipt = build_receipt(Tree([r.hash for r in log]), (2, log[2]), "R-1", [], rules, POSITIONS[0])
+    check = check_receipt(decode_receipt(encode_bundle(receipt)))
+    assert check.valid, check.problems
+    assert (check.status.status, check.status.rule, check.counts) == ("superseded", "R12", None)
+    assert describe(check) == "DOES NOT COUNT: superseded under R12"
+    # An older bundle (no amendment rows) still checks, by the rules it carries.
+    older = build_receipt(Tree([r.hash for r in log]), (2, log[2]), "R-1", [], rules[:1], POSITIONS[0])
+    assert check_receipt(older).valid and check_receipt(older).status.status == "counts"
+
+
+def test_the_log_adapter_reads_exactly_the_meeting_rows_a_receipt_carries():
+    from projections.receipts import MEETING_RULES_TYPES
+    from services.adapters.postgres.log.proofs import RULES_TYPES_SQL
+
+    assert RULES_TYPES_SQL == "(" + ", ".join(f"'{t}'" for t in MEETING_RULES_TYPES) + ")"

@@ -20,6 +20,12 @@ CHAIN_COLUMNS = (
 )
 
 
+# The types of projections.receipts.MEETING_RULES_TYPES as an SQL list (meeting_rules_rows).
+RULES_TYPES_SQL = (
+    "('meeting.scheduled', 'polls.closed', 'meeting.adjourned', 'meeting.cutoff_changed', 'meeting.corrected')"
+)
+
+
 def hashes_between(conn: asyncpg.Connection, after: int, up_to: int) -> CursorFactory:
     """(meeting_id, hash) of every row in (after, up_to], streamed in position order: a primary key range scan.
 
@@ -70,10 +76,14 @@ async def control_number_rows(
 
 
 async def meeting_rules_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[asyncpg.Record]:
-    """The meeting's accepted meeting.scheduled and polls.closed rows up to a position, in log order."""
-    # The literal types match ledger_log_admin_rows' predicate (migration 014), so its index serves.
+    """The meeting's accepted rows a receipt carries (projections.receipts.MEETING_RULES_TYPES) up to a position.
+
+    In log order: meeting.scheduled, polls.closed and the amendments (cut-offs, corrections, adjournments).
+    """
+    # Literal types, all within ledger_log_admin_rows' predicate (migration 016), so the planner sees that
+    # index serves; tests/unit/test_receipts.py checks they are MEETING_RULES_TYPES.
     return await conn.fetch(
-        f"SELECT {CHAIN_COLUMNS} FROM ledger_log WHERE type IN ('meeting.scheduled', 'polls.closed')"
+        f"SELECT {CHAIN_COLUMNS} FROM ledger_log WHERE type IN {RULES_TYPES_SQL}"
         " AND meeting_id = $1 AND decision = 'accepted' AND position <= $2 ORDER BY position",
         meeting_id,
         up_to,
