@@ -87,6 +87,10 @@ class Judge:
             return (
                 validation.RESERVED_TYPE
             )  # only the ledger writes vote.refused/vote.reinstated rows (projections/refusals.py)
+        if event.event_id.startswith(validation.LEDGER_ID_PREFIX):
+            # The ledger's own rows' ids (ledger:refused:<id>): ids are unique per meeting, so a channel's
+            # row under one would take the id of a refusal the ledger has yet to write.
+            return validation.RESERVED_TYPE
         if isinstance(event, ADMIN_EVENTS):
             reason = validation.validate_admin(self.meetings, event)
             if reason is None:

@@ -74,6 +74,9 @@ INVALID_AMENDMENT = "invalid_amendment"
 OVER_ENTITLEMENT = "over_entitlement"
 # A vote.refused published by a channel (any topic): only the ledger writes those rows (projections/refusals.py).
 RESERVED_TYPE = "reserved_type"
+# The ledger's own rows' event ids start with it (ledger:refused:<id>): an event from a topic with such an id
+# is refused RESERVED_TYPE too (projections.judge), as it could collide with a row the ledger writes later.
+LEDGER_ID_PREFIX = "ledger:"
 # Channel authentication (docs/rules.md S1-S7): the codes are defined with their rules
 # (projections.channels, projections.validation_channels) and listed here with the others.
 
@@ -236,9 +239,18 @@ def validate_amendment(meeting: Meeting, event: MeetingAdjourned | CutoffChanged
     """Return the reason an amendment is refused, or None (docs/rules.md, Amendments)."""
     if meeting.closed_all_at is not None or (meeting.items and meeting.items.keys() <= meeting.closed_item_at.keys()):
         return POLL_CLOSED  # R12: once the polls are closed on every item, the meeting as voted no longer changes
-    if isinstance(event, MeetingAdjourned) and event.meeting_at.date() < meeting.spec.record_date:
-        return INVALID_AMENDMENT  # the record date stands, and a meeting is held on or after it
+    if isinstance(event, MeetingAdjourned) and event.meeting_at.date() <= meeting.spec.record_date:
+        # The record date stands, and the meeting is held strictly after it: the rule a meeting file is
+        # loaded by (services/registers/meeting_file.py), so an adjournment cannot set a date a load refuses.
+        return INVALID_AMENDMENT
     if isinstance(event, MeetingCorrected):
+        ids = [item.id for item in event.items]
+        if len(set(ids)) != len(ids):
+            # Two corrections of one item in one event would tie on (effective_at, event_id), and the
+            # recommendation in force would be chosen by string order, not by anything the event says.
+            return INVALID_AMENDMENT
+        if not (event.company or event.title or event.items):
+            return INVALID_AMENDMENT  # a correction that corrects nothing
         for item in event.items:
             if item.id not in meeting.items:
                 return UNKNOWN_ITEM  # R4
