@@ -187,7 +187,7 @@ def _publish(event: Any, what: str, wait: float | None) -> int:
     if not (current.pg_reader_dsn or current.pg_dsn):
         print(f"{said}; not checked (no reader DSN: VOTE_LEDGER_PG_READER_DSN)")
         return 0
-    decided = _await_decision(event.event_id, wait)
+    decided = _await_decision(event.meeting_id, event.event_id, wait)
     if decided is None:
         print(said, flush=True)
         raise UserError(f"the ledger logged no decision on {event.event_id} within {wait:g} s: is it running?")
@@ -198,7 +198,7 @@ def _publish(event: Any, what: str, wait: float | None) -> int:
     return 1
 
 
-def _await_decision(event_id: str, wait: float) -> dict[str, Any] | None:
+def _await_decision(meeting_id: str, event_id: str, wait: float) -> dict[str, Any] | None:
     """The log row's decision on this amendment, polled as the reader role for up to ``wait`` seconds."""
     import asyncio
 
@@ -211,7 +211,7 @@ def _await_decision(event_id: str, wait: float) -> dict[str, Any] | None:
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
-            while (row := await amendment_decision(conn, event_id)) is None:
+            while (row := await amendment_decision(conn, meeting_id, event_id)) is None:
                 if loop.time() >= deadline:
                     return None
                 await asyncio.sleep(0.25)
