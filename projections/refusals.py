@@ -21,6 +21,7 @@ import msgspec.structs
 from events import AnyEvent, MeetingScheduled, VoteCast, VoteRefused, VoteRevoked, encode
 from projections import timing
 from projections.fold import Tally, VoterState, cut_times, record, voter_contribution
+from projections.judge import Judge
 from projections.log_row import LogRow, log_row_of
 from projections.replay import Projection
 from projections.validation import OVER_ENTITLEMENT
@@ -59,7 +60,9 @@ class RefusalFold:
     for refolds (a late-logged poll closure, R12), as the projector reads them back from the log.
     """
 
-    projection: Projection = field(default_factory=Projection)
+    # No proxy book, as the ledger's own judge (services/runtime/ledger.py): no refusal reads who holds a proxy
+    # (R13 is the book's), and a book keeps every accepted substitution of the meeting in memory for nothing.
+    projection: Projection = field(default_factory=lambda: Projection(state=Judge(proxy_books=False)))
     votes: dict[str, dict[str, list[VoteCast | VoteRevoked]]] = field(default_factory=dict)
     # meeting -> refused event id -> its refusal: each instruction is refused (and logged) once.
     refused: dict[str, dict[str, VoteRefused]] = field(default_factory=dict)
