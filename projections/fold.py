@@ -197,13 +197,6 @@ class Tally:
             state.latest_received = event.received_at  # replaced, never mutated: a Key holds no datetime of it
             self.dirty_voters.add(event.control_number)
 
-    def late_voters(self) -> set[str]:
-        """Control numbers holding a submission received after the first closure: refold them."""
-        closed = self.meeting.first_closure
-        if closed is None:
-            return set()
-        return {n for n, s in self.voters.items() if s.latest_received is not None and s.latest_received > closed}
-
     def refold(self, control_number: str, events: list[VoteCast | VoteRevoked]) -> None:
         """Recompute one control number from all its accepted submissions in log order.
 
