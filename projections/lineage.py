@@ -8,70 +8,49 @@ not, with the same semantics as ``projections.fold`` (a property test holds them
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec.structs
 
-from events import AnyEvent, PollsClosed, VoteCast, VoteRevoked
+from events import PollsClosed, VoteCast, VoteRevoked
 from projections import timing
 from projections.contribution import contribution
 from projections.fold import VoterState, counting, instruction_key, record
+from projections.lineage_status import (
+    ATTENDS,
+    COUNTS,
+    FILLS,
+    REJECTED,
+    REVOKES,
+    SUPERSEDED,
+    ItemStatus,
+    LogEntry,
+    Ref,
+    Status,
+    counting_refs,
+    describe_per_item,
+    kind_of,
+    status_of,
+)
 from projections.meeting import Meeting
 
-# Status of a row at the end of the log.
-COUNTS = "counts"  # the effective instruction (R5, R6, R7, R10)
-FILLS = "fills"  # a discretionary vote filling the owner's unmarked routine items (R10)
-SUPERSEDED = "superseded"  # accepted, but does not count: `rule` says why, `by` names what
-REVOKES = "revokes"  # an accepted revocation (R7): `voids` lists what it voided
-REJECTED = "rejected"  # refused by the ledger at ingest: `reason` is the code
-ATTENDS = "attends"  # the latest attendance (an in-person vote marking nothing): present (R14), revokes nothing (R6)
-
-
-class LogEntry(NamedTuple):
-    """One log row of a control number: position, decision, reason code and its decoded event."""
-
-    position: int
-    decision: str
-    reason: str | None
-    event: AnyEvent | None  # None if the stored payload no longer decodes
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A log row named by its position and event id."""
-
-    position: int
-    event_id: str | None  # None only for a row whose payload no longer decodes: never one that counts
-
-
-@dataclass(frozen=True)
-class Status:
-    """What became of one log row, and by which rule and event."""
-
-    position: int
-    event_id: str | None
-    decision: str
-    reason: str | None
-    status: str | None  # None for a row that is no vote or revocation
-    rule: str | None = None
-    by: Ref | None = None
-    items: tuple[str, ...] = ()  # items filled (R10) or on which the nominee went over (R17)
-    voids: tuple[Ref, ...] = ()  # instructions this revocation voided (R7)
-    # R12 per item: when items closed at different times, what the row is on each item closed before
-    # the others (the status above is the row's on the items still open, or closed last).
-    per_item: tuple[ItemStatus, ...] = ()
-
-
-@dataclass(frozen=True)
-class ItemStatus:
-    """What a row is on one item closed before others (R12 per item): counts there, or why not."""
-
-    item: str
-    status: str
-    rule: str | None = None
-    by: Ref | None = None
+# The vocabulary lives in projections/lineage_status.py; its readers keep importing it from here too.
+__all__ = [
+    "ATTENDS",
+    "COUNTS",
+    "FILLS",
+    "REJECTED",
+    "REVOKES",
+    "SUPERSEDED",
+    "ItemStatus",
+    "LogEntry",
+    "Ref",
+    "Status",
+    "counting_refs",
+    "describe_per_item",
+    "lineage",
+]
 
 
 def lineage(
@@ -100,14 +79,14 @@ def lineage(
     ref: dict[int | None, Ref] = {i: Ref(rows[i].position, vote.event_id) for i, vote in votes.items()}
     result = _decide(meeting, rows, votes, pool, dropped, ref)
     for i in late:
-        result[i] = _status(rows[i], SUPERSEDED, "R12", _closure_of(meeting, closures, votes[i]))
+        result[i] = status_of(rows[i], SUPERSEDED, "R12", _closure_of(meeting, closures, votes[i]))
     for i, item in refused.items():
-        result[i] = _status(rows[i], SUPERSEDED, "R17", items=(item,))
+        result[i] = status_of(rows[i], SUPERSEDED, "R17", items=(item,))
     horizons = timing.item_horizons(meeting)
     if horizons:
         _per_item(meeting, rows, votes, pool, dropped, ref, result, horizons, closures)
     return [
-        result.get(i) or _status(row, REJECTED if row.decision == "rejected" else None) for i, row in enumerate(rows)
+        result.get(i) or status_of(row, REJECTED if row.decision == "rejected" else None) for i, row in enumerate(rows)
     ]
 
 
@@ -120,11 +99,13 @@ def _decide(
     ref: dict[int | None, Ref],
 ) -> dict[int, Status]:
     """The status of each row of ``pool`` (the submissions that decide), as the fold decides over them."""
-    ballots = [i for i in pool if _kind(votes[i]) == "ballot"]
-    owners = [i for i in pool if _kind(votes[i]) == "owner"]
-    discretionary = [i for i in pool if _kind(votes[i]) == "discretionary" and i not in dropped]
-    attendances = [i for i in pool if _kind(votes[i]) == "attendance"]
-    revocations = sorted((i for i in pool if _kind(votes[i]) == "revocation"), key=lambda i: instruction_key(votes[i]))
+    ballots = [i for i in pool if kind_of(votes[i]) == "ballot"]
+    owners = [i for i in pool if kind_of(votes[i]) == "owner"]
+    discretionary = [i for i in pool if kind_of(votes[i]) == "discretionary" and i not in dropped]
+    attendances = [i for i in pool if kind_of(votes[i]) == "attendance"]
+    revocations = sorted(
+        (i for i in pool if kind_of(votes[i]) == "revocation"), key=lambda i: instruction_key(votes[i])
+    )
     ballot, owner, nominee, attended = (
         max(group, key=lambda i: instruction_key(votes[i]), default=None)
         for group in (ballots, owners, discretionary, attendances)
@@ -138,31 +119,31 @@ def _decide(
     owner_counts = ballot is None and owner is not None and revoker(owner) is None
     result: dict[int, Status] = {}
     for i in pool:
-        kind = _kind(votes[i])
+        kind = kind_of(votes[i])
         if kind == "revocation":
             continue
         if kind == "attendance":
             # R6: attending revokes nothing and no revocation voids it; the latest is the one counted present (R14).
             result[i] = (
-                _status(rows[i], ATTENDS) if i == attended else _status(rows[i], SUPERSEDED, "R5", ref[attended])
+                status_of(rows[i], ATTENDS) if i == attended else status_of(rows[i], SUPERSEDED, "R5", ref[attended])
             )
             continue
         # The first cause in the chain is named: revoked (R7), else replaced by a later-dated one of
         # its kind (R5), else beaten by a ballot (R6) or by the owner's word (R10).
         latest = {"ballot": ballot, "owner": owner, "discretionary": nominee}[kind]
         if kind == "ballot":
-            result[i] = _status(rows[i], COUNTS) if i == ballot else _status(rows[i], SUPERSEDED, "R5", ref[ballot])
+            result[i] = status_of(rows[i], COUNTS) if i == ballot else status_of(rows[i], SUPERSEDED, "R5", ref[ballot])
         elif (r := revoker(i)) is not None:
-            result[i] = _status(rows[i], SUPERSEDED, "R7", ref[r])
+            result[i] = status_of(rows[i], SUPERSEDED, "R7", ref[r])
         elif i in dropped:
             # The fold dropped it with the later one refused under R17 when a revocation revived it.
-            result[i] = _status(rows[i], SUPERSEDED, "R5", ref[dropped[i]])
+            result[i] = status_of(rows[i], SUPERSEDED, "R5", ref[dropped[i]])
         elif i != latest:
-            result[i] = _status(rows[i], SUPERSEDED, "R5", ref[latest])
+            result[i] = status_of(rows[i], SUPERSEDED, "R5", ref[latest])
         elif ballot is not None:
-            result[i] = _status(rows[i], SUPERSEDED, "R6", ref[ballot])  # R6: whatever their dates
+            result[i] = status_of(rows[i], SUPERSEDED, "R6", ref[ballot])  # R6: whatever their dates
         elif kind == "owner" or not owner_counts:
-            result[i] = _status(rows[i], COUNTS)
+            result[i] = status_of(rows[i], COUNTS)
         else:
             # A discretionary vote filling nothing (the owner marked every routine item) is simply
             # beaten by the owner's word, though the fold still holds it as the fill (R10).
@@ -171,11 +152,11 @@ def _decide(
             assert isinstance(owner_vote, VoteCast) and isinstance(fill, VoteCast)
             filled = _filled_items(meeting, owner_vote, fill)
             result[i] = (
-                _status(rows[i], FILLS, items=filled) if filled else _status(rows[i], SUPERSEDED, "R10", ref[owner])
+                status_of(rows[i], FILLS, items=filled) if filled else status_of(rows[i], SUPERSEDED, "R10", ref[owner])
             )
     for i in revocations:
         voided = tuple(ref[j] for j in sorted(result) if result[j].rule == "R7" and result[j].by == ref[i])
-        result[i] = _status(rows[i], REVOKES, voids=voided)
+        result[i] = status_of(rows[i], REVOKES, voids=voided)
     return result
 
 
@@ -218,38 +199,6 @@ def _per_item(
                 current.voids,
                 (*current.per_item, *lines),
             )
-
-
-def counting_refs(statuses: Iterable[Status]) -> tuple[Ref | None, Ref | None]:
-    """The rows that count at the end: (effective instruction, discretionary fill)."""
-    effective = fill = None
-    for s in statuses:
-        if s.status == COUNTS:
-            effective = Ref(s.position, s.event_id)
-        elif s.status == FILLS:
-            fill = Ref(s.position, s.event_id)
-    return effective, fill
-
-
-def _kind(event: VoteCast | VoteRevoked) -> str:
-    """The fold's four kinds of submission (fold.record keeps the latest of each)."""
-    if isinstance(event, VoteRevoked):
-        return "revocation"
-    if event.channel == "in_person":
-        return "ballot" if event.choices else "attendance"  # R6: attending marks nothing
-    return "discretionary" if event.discretionary else "owner"
-
-
-def _status(
-    row: LogEntry,
-    status: str | None,
-    rule: str | None = None,
-    by: Ref | None = None,
-    items: tuple[str, ...] = (),
-    voids: tuple[Ref, ...] = (),
-) -> Status:
-    event_id = row.event.event_id if row.event is not None else None
-    return Status(row.position, event_id, row.decision, row.reason, status, rule, by, items, voids)
 
 
 def _closure_of(meeting: Meeting, closures: list[tuple[int, PollsClosed]], event: VoteCast | VoteRevoked) -> Ref | None:
@@ -342,7 +291,7 @@ def _overvote_refusals(
                     dict(index),
                     target,
                 )
-                if on_arrival is not None or _kind(event) != "discretionary" or budget[0] <= 0:
+                if on_arrival is not None or kind_of(event) != "discretionary" or budget[0] <= 0:
                     return on_arrival
                 budget[0] -= 1  # else: recorded now, refused when a revocation revives it
             trial = msgspec.structs.replace(shadow)
@@ -364,7 +313,7 @@ def _overvote_refusals(
             shadow = trial
             if isinstance(event, VoteCast):
                 index[event.event_id] = i
-                if _kind(event) == "discretionary":
+                if kind_of(event) == "discretionary":
                     since_drop.append(i)
         if target is not None and (pending or _maxima(shadow) != target):
             return None
@@ -376,14 +325,3 @@ def _overvote_refusals(
         found = walk(0, VoterState(), list(rejected), {}, {}, [], {}, None)
     assert found is not None  # without a target every reading is kept
     return found
-
-
-def describe_per_item(per_item: Iterable[ItemStatus] | Iterable[dict[str, Any]]) -> str:
-    """R12 per item in words, e.g. "on item 2: counts; on item 3: superseded R12 by #9 close-2" (empty: none)."""
-    parts = []
-    for line in per_item:
-        entry = line if isinstance(line, dict) else {**vars(line), "by": vars(line.by) if line.by else None}
-        by = f" by #{entry['by']['position']} {entry['by']['event_id']}" if entry["by"] else ""
-        rule = f" {entry['rule']}" if entry["rule"] else ""
-        parts.append(f"on item {entry['item']}: {entry['status']}{rule}{by}")
-    return "; ".join(parts)
