@@ -7,15 +7,21 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from events import Entitlement, MeetingScheduled, Position, PositionsRecorded, encode
 from services.registers.csv_table import Problem
 from services.registers.meeting_file import NAMESPACE, declare_register, load_meeting_file
 from services.registers.reading import FILES, RegisterFiles, read_register
 from services.registers.reconcile import Reconciliation, reconcile
+from services.registers.wire import MAX_EVENT_BYTES, wire_problems
 
-# Positions per positions.recorded chunk: 2,000 positions encode to about 250 kB, well under Kafka's
-# default 1 MB message size, and a 20,000-position register loads in ten chunks.
+# Positions per positions.recorded chunk: 2,000 synthetic positions encode to about 285 kB and a
+# 20,000-position register loads in ten chunks. Long names make a chunk larger (three 200-character
+# joint holders a holding: 1.4 MB for 2,000), so a chunk also ends before it would exceed
+# MAX_EVENT_BYTES (wire.py: what Kafka accepts); below that, chunks (and their ids) are as by count.
 CHUNK_SIZE = 2000
+_position_encoder = msgspec.json.Encoder()
 
 
 class RegisterError(ValueError):
@@ -50,7 +56,16 @@ def load_register(meeting_file: str | Path, directory: str | Path) -> LoadedRegi
         raise RegisterError(files.problems + problems)
     positions, entitlements = register_of(files)
     chunks = chunk_events(meeting, positions, entitlements)
-    return LoadedRegister(declare_register(meeting, chunks), chunks, reconciliation)
+    declared = declare_register(meeting, chunks)
+    # Every event as Kafka and the ledger will take it, before any is published: a chunk the ledger
+    # cannot decode would be parked after meeting.scheduled was published, leaving a register that
+    # can never complete.
+    rows = [h.row for h in files.registered] + [b.row for b in files.beneficial]  # register_of's order
+    participants = [p.row for p in files.participants.values()]
+    problems = wire_problems(meeting_file, declared, chunks, rows, participants)
+    if problems:
+        raise RegisterError(problems)
+    return LoadedRegister(declared, chunks, reconciliation)
 
 
 def register_of(files: RegisterFiles) -> tuple[list[Position], list[Entitlement]]:
@@ -74,10 +89,18 @@ def register_of(files: RegisterFiles) -> tuple[list[Position], list[Entitlement]
 
 
 def chunk_events(
-    meeting: MeetingScheduled, positions: list[Position], entitlements: list[Entitlement], chunk_size: int = CHUNK_SIZE
+    meeting: MeetingScheduled,
+    positions: list[Position],
+    entitlements: list[Entitlement],
+    chunk_size: int = CHUNK_SIZE,
+    max_bytes: int = MAX_EVENT_BYTES,
 ) -> list[PositionsRecorded]:
-    """Split the register into positions.recorded chunks with deterministic, content-derived ids."""
-    chunks = [positions[i : i + chunk_size] for i in range(0, len(positions), chunk_size)] or [[]]
+    """Split the register into positions.recorded chunks with deterministic, content-derived ids.
+
+    A chunk holds at most ``chunk_size`` positions and, unless one position alone is too large, encodes
+    to at most ``max_bytes``; the first carries the entitlements.
+    """
+    chunks = split(meeting, positions, entitlements, chunk_size, max_bytes)
     events = []
     for number, chunk in enumerate(chunks):
         event = PositionsRecorded(
@@ -102,6 +125,35 @@ def chunk_events(
             )
         )
     return events
+
+
+def split(
+    meeting: MeetingScheduled,
+    positions: list[Position],
+    entitlements: list[Entitlement],
+    chunk_size: int = CHUNK_SIZE,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> list[list[Position]]:
+    """The positions of each chunk, in order: at most ``chunk_size``, and within ``max_bytes`` once encoded."""
+    # A chunk without positions, with the longest numbers and id it can have: what a chunk costs besides
+    # its positions (each of which adds its encoding and a comma).
+    envelope = PositionsRecorded(
+        event_id=str(uuid.UUID(int=0)), meeting_id=meeting.meeting_id, chunk=999_999, chunks=1_000_000
+    )
+    first = len(encode(msgspec.structs.replace(envelope, entitlements=entitlements)))
+    later = len(encode(envelope))
+    chunks: list[list[Position]] = []
+    current: list[Position] = []
+    used = first
+    for position in positions:
+        size = len(_position_encoder.encode(position)) + 1
+        if current and (len(current) == chunk_size or used + size > max_bytes):
+            chunks.append(current)
+            current, used = [], later
+        current.append(position)  # a chunk takes at least one position: one too large is reported by the load
+        used += size
+    chunks.append(current)
+    return chunks
 
 
 def _file_order(file: str) -> int:

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from events import Cutoffs, Item, MeetingScheduled, PositionsRecorded, Quorum, RegisterTotals, encode
+from services.files import read_regular
+from services.registers.wire import refusal
 
 # Namespace of the meeting tools' deterministic event ids: loading the same files twice yields the same
 # ids, so the ledger applies them once (R18); changed files yield new ids, which the ledger rejects as
@@ -36,6 +38,11 @@ BROKER_GRACE_S = 300
 # that replays a past meeting's campaign now, whose every record the broker appends years late.
 BROKER_CLOCK_OFF = "off"
 
+# A meeting file is read whole: the bundled ones are 2.5 to 4.5 kB of TOML (1.8 to 2.7 kB of JSON once
+# encoded), and the meeting.scheduled it becomes must fit one Kafka message (MAX_EVENT_BYTES) anyway.
+# The bound stops a wrong path (a disk image, /dev/zero) from filling memory, as the register files'.
+MAX_MEETING_FILE_BYTES = 1024 * 1024
+
 # Simulation settings used to live in the meeting file; a meeting file holding them now is refused
 # with where they went, rather than with msgspec's bare "unknown field".
 _MOVED = {"register", "simulation"}
@@ -46,10 +53,7 @@ _SECTIONS = {"items": Item, "quorum": Quorum, "cutoffs": Cutoffs}
 def load_meeting_file(path: str | Path) -> MeetingScheduled:
     """Parse and check a meeting file's ``[meeting]`` (register totals not yet declared); ValueError otherwise."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the meeting file: {exc.strerror or exc}") from None
+    data = read_regular(path, MAX_MEETING_FILE_BYTES, "meeting file")  # ValueError "FILE: what" otherwise
     try:
         raw = msgspec.toml.decode(data, type=dict[str, Any])
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -68,6 +72,9 @@ def load_meeting_file(path: str | Path) -> MeetingScheduled:
         )
     meeting = _meeting(path, raw["meeting"])
     _check(path, meeting)
+    why = refusal(meeting)  # e.g. a year past 9000, which the log cannot store: parked, never scheduled
+    if why is not None:
+        fail(path, "meeting", why)
     return meeting
 
 
