@@ -21,6 +21,13 @@ _PARTICIPANT = re.compile(r"[0-9]{1,5}")
 # would break every report that prints it on one line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TEXT = 200  # the wire's bound on a control number (events.schema.NonEmpty), applied to names too
+# A participant's nominee, "NAME (DTC NNNN)", is an Entitlement.nominee (NonEmpty, at most MAX_TEXT): its
+# name may be 11 characters shorter. A longer one made a chunk the ledger cannot decode (parked), after
+# meeting.scheduled was published: a register that could never complete.
+MAX_PARTICIPANT_NAME = MAX_TEXT - len(" (DTC 0000)")
+# Shares are at most MAX_SHARES, 16 digits: a longer number is refused before int(), which raises
+# (Python's 4,300-digit conversion limit) instead of reporting the cell.
+_MAX_SHARES_DIGITS = len(str(MAX_SHARES))
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,13 @@ def _participant_row(out: RegisterFiles, row: Row) -> None:
     name = row.fields["name"]
     if not name:
         problems.append(row.at("name", "empty: the participant's name"))
-    elif len(name) > MAX_TEXT:
-        problems.append(row.at("name", f"longer than {MAX_TEXT} characters"))
+    elif len(name) > MAX_PARTICIPANT_NAME:
+        problems.append(
+            row.at(
+                "name",
+                f"longer than {MAX_PARTICIPANT_NAME} characters: its nominee, NAME (DTC NNNN), may have {MAX_TEXT}",
+            )
+        )
     elif _CONTROL.search(name):
         problems.append(row.at("name", "a line break or control character"))
     shares = _shares(row, problems)
@@ -193,10 +205,15 @@ def _shares(row: Row, problems: list[Problem]) -> int | None:
         problems.append(row.at("shares", "empty"))
         return None
     if value.startswith("-") and _DIGITS.fullmatch(value[1:]):
-        problems.append(row.at("shares", f"{value} is not positive"))
+        problems.append(row.at("shares", f"{_shown(value, quoted=False)} is not positive"))
         return None
     if not _DIGITS.fullmatch(value):
-        problems.append(row.at("shares", f"{value!r} is not a whole number of shares (digits only, no separators)"))
+        problems.append(
+            row.at("shares", f"{_shown(value)} is not a whole number of shares (digits only, no separators)")
+        )
+        return None
+    if len(value.lstrip("0")) > _MAX_SHARES_DIGITS:
+        problems.append(row.at("shares", f"a {len(value):,}-digit number, above the ledger's bound of {MAX_SHARES:,}"))
         return None
     shares = int(value)
     if shares == 0:
@@ -211,7 +228,7 @@ def _shares(row: Row, problems: list[Problem]) -> int | None:
 def _participant(row: Row, problems: list[Problem]) -> str | None:
     value = row.fields["participant"]
     if not _PARTICIPANT.fullmatch(value):
-        problems.append(row.at("participant", f"{value!r} is not a DTC participant number (up to 5 digits)"))
+        problems.append(row.at("participant", f"{_shown(value)} is not a DTC participant number (up to 5 digits)"))
         return None
     return f"{int(value):04d}"  # 15 and 0015 are the same participant, written with four digits
 
@@ -237,3 +254,10 @@ def _holders(row: Row, problems: list[Problem], *, required: bool) -> list[str] 
         problems.append(row.at("holders", "a joint holder named twice"))
         return None
     return names
+
+
+def _shown(value: str, *, quoted: bool = True) -> str:
+    """A field as a problem quotes it: a long one cut (a 5,000-character cell would fill the terminal)."""
+    if len(value) <= 40:
+        return repr(value) if quoted else value
+    return f"{value[:37]!r}... ({len(value):,} characters)"

@@ -75,3 +75,22 @@ def test_a_real_meeting_without_register_or_simulation_says_which_it_needs(capsy
     assert main(["meeting", "load", MEETING]) == 2
     err = capsys.readouterr().err
     assert "no simulation file" in err and "--register DIR" in err and err.count("\n") == 1
+
+
+def test_a_participant_name_its_nominee_cannot_carry_is_refused_before_kafka_is_touched(tmp_path, capsys, no_kafka):
+    register = Path(shutil.copytree(REGISTER, tmp_path / "register"))
+    path = register / "dtc_positions.csv"
+    path.write_text(path.read_text().replace("0015,Harbor Securities LLC,", "0015," + "N" * 195 + ","))
+    assert main(["meeting", "load", MEETING, "--register", str(register), "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}:2:2: name: longer than 189 characters: its nominee, NAME (DTC NNNN), may have 200",
+        f"vote-ledger: register {register}: 1 problem(s); nothing published",
+    ]
+
+
+@pytest.mark.parametrize("action", ["load", "show"])
+def test_a_meeting_file_that_is_not_a_regular_file_is_one_line_error_not_a_read_without_end(action, capsys, no_kafka):
+    assert main(["meeting", action, "/dev/zero", "--register", str(REGISTER)]) == 2
+    assert capsys.readouterr().err == "vote-ledger: /dev/zero: not a regular file: a meeting file is one\n"

@@ -220,6 +220,24 @@ def test_a_real_meeting_file_needs_no_simulation_and_may_not_hold_one(tmp_path):
             '"Harold" J. Benning,12000',
             ["registered.csv:5:1: not readable as CSV: ',' expected after '\"'"],
         ),
+        (
+            "dtc_positions.csv",
+            "0015,Harbor Securities LLC,",
+            "0015," + "H" * 190 + ",",
+            ["dtc_positions.csv:2:2: name: longer than 189 characters: its nominee, NAME (DTC NNNN), may have 200"],
+        ),
+        (
+            "registered.csv",
+            "Kenji Watanabe,780",
+            "Kenji Watanabe," + "9" * 5000,  # past Python's 4,300-digit int() limit
+            ["registered.csv:11:3: shares: a 5,000-digit number, above the ledger's bound of 1,000,000,000,000,000"],
+        ),
+        (
+            "registered.csv",
+            "Kenji Watanabe,780",
+            "Kenji Watanabe,10000000000000000",
+            ["registered.csv:11:3: shares: a 17-digit number, above the ledger's bound of 1,000,000,000,000,000"],
+        ),
     ],
     ids=[
         "unknown and missing column",
@@ -242,6 +260,9 @@ def test_a_real_meeting_file_needs_no_simulation_and_may_not_hold_one(tmp_path):
         "no cede",
         "line break in a name",
         "bad quoting",
+        "participant name too long for its nominee",
+        "shares of 5,000 digits",
+        "shares of 17 digits",
     ],
 )
 def test_each_kind_of_row_problem_is_named_by_file_line_and_column(register, name, old, new, expected):
@@ -327,3 +348,34 @@ def test_participant_numbers_are_compared_as_numbers(register):
     edit(register, "beneficial.csv", "1610-9726-7033-0555,0902", "1610-9726-7033-0555,902")
     nominees = {p.nominee for p in load_register(MEETING, register).chunks[0].positions if p.nominee}
     assert "Lakeside Trust Bank, N.A. (DTC 0902)" in nominees and len(nominees) == 4
+
+
+def test_a_participant_name_as_long_as_its_nominee_allows_loads_and_the_ledger_accepts_its_chunk(register):
+    edit(register, "dtc_positions.csv", "0015,Harbor Securities LLC,", "0015," + "H" * 189 + ",")
+    (chunk,) = load_register(MEETING, register).chunks
+    assert max(len(e.nominee) for e in chunk.entitlements) == 200
+    assert decode(encode(chunk)) == chunk
+
+
+def test_shares_with_leading_zeros_are_their_number_and_a_huge_one_is_one_problem_among_the_others(register):
+    edit(register, "registered.csv", "Kenji Watanabe,780", "Kenji Watanabe,00000000000000000000780")
+    assert load_register(MEETING, register).reconciliation.registered_shares == 2_483_000
+    edit(register, "registered.csv", "Kenji Watanabe,00000000000000000000780", "Kenji Watanabe," + "7" * 4301)
+    edit(register, "beneficial.csv", "1610-9726-7033-0555,0902", "1610-9726-7033-0555,0903")
+    assert problems(register) == [
+        "registered.csv:11:3: shares: a 4,301-digit number, above the ledger's bound of 1,000,000,000,000,000",
+        "beneficial.csv:27:2: participant: participant 0903 is not in dtc_positions.csv",
+    ]
+
+
+def test_a_meeting_file_is_read_bounded_and_checked_as_the_ledger_will_decode_it(tmp_path):
+    far = tmp_path / "far.toml"
+    far.write_text(MEETING.read_text().replace("meeting_at = 2025-06-10T", "meeting_at = 9500-06-10T"))
+    with pytest.raises(ValueError, match=r"far\.toml: meeting: the ledger would refuse it: `meeting_at` 9500-06-10"):
+        load_meeting_file(far)
+    with pytest.raises(ValueError, match=r"^/dev/zero: not a regular file: a meeting file is one$"):
+        load_meeting_file("/dev/zero")
+    huge = tmp_path / "huge.toml"
+    huge.write_text(MEETING.read_text() + "#" * (1024 * 1024))
+    with pytest.raises(ValueError, match=r"huge\.toml: over 1,048,576 bytes: too large for a meeting file"):
+        load_meeting_file(huge)
