@@ -182,6 +182,10 @@ class RegisterTotals(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     chunks: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     positions: Annotated[int, msgspec.Meta(ge=0)]
     shares: Shares
+    # SHA-256 of the register's canonical form (projections.completeness.register_digest, docs/register.md):
+    # two registers with the same totals (one share moved between positions, or chunks of two versions of
+    # the files loaded one after the other) differ here. None: totals only (older meeting tools).
+    digest: Hex32 | None = None
 
 
 class MeetingScheduled(Event, tag="meeting.scheduled", frozen=True):
