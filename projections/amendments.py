@@ -43,6 +43,7 @@ def amendment_rows(applied: Iterable[tuple[int, AnyEvent]]) -> list[dict[str, An
 def as_amended(meeting: Meeting, applied: Iterable[tuple[int, AnyEvent]]) -> dict[str, Any]:
     """The meeting's date (original and amended), cut-offs in force last, and its amendments (JSON)."""
     spec, amended = meeting.spec, meeting.as_amended()
+    rows = [(p, e) for p, e in applied if isinstance(e, (MeetingAdjourned, CutoffChanged, MeetingCorrected))]
     cutoffs = amended.cutoffs
     return {
         "amended": bool(meeting.amendments),
@@ -51,7 +52,11 @@ def as_amended(meeting: Meeting, applied: Iterable[tuple[int, AnyEvent]]) -> dic
         "meeting_at": amended.meeting_at.isoformat(),
         "original_meeting_at": spec.meeting_at.isoformat(),
         "cutoffs": {c: (getattr(cutoffs, c).isoformat() if getattr(cutoffs, c) else None) for c in CUTOFF_CHANNELS},
-        "amendments": amendment_rows(applied),
+        # In force only: one effective after the polls closed on every item changes nothing (Meeting.in_force),
+        # so it is listed in no order of the log (refused poll_closed after the closure, ignored before it).
+        "amendments": [
+            row for row, (_, event) in zip(amendment_rows(rows), rows, strict=True) if meeting.in_force(event)
+        ],
     }
 
 

@@ -174,6 +174,8 @@ class Judge:
             self.meetings[event.meeting_id].record_positions(event)
         elif isinstance(event, PollsClosed):
             self.meetings[event.meeting_id].close_polls(event)
+            if self.proxy_books:  # a substitution received after the polls closed on every item: no effect (R12)
+                self.proxies[event.meeting_id].close_polls(self.meetings[event.meeting_id].polls_closed_at)
         elif isinstance(event, ChannelKeyRegistered):
             self.meetings[event.meeting_id].keys.register(event)
         elif isinstance(event, ChannelKeyRevoked):

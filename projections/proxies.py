@@ -12,7 +12,9 @@ Whether the holder held, at the substitution's time, what it passes on (R13 "a c
 decided here, over that set, and not by the ledger at ingest (which could only see the substitutions
 that happened to arrive first): a substitution of someone who then held none of it is accepted but
 has no effect, and its Link says why (``why``); one that held only some of the listed control numbers
-passes those on, and its Link names the others.
+passes those on, and its Link names the others. A substitution received after the polls closed on every
+item has no effect either (R12), whether that closure reached the log before it (the ledger then refuses
+it ``poll_closed``) or after it.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ class Link:
     control_numbers: tuple[str, ...] | None  # None: every proxy the holder then held
     event_id: str
     # False when, in R5 order, the holder held none of what it named at executed_at (it never held a
-    # proxy by then, or an earlier-dated substitution had already passed it on), or named itself:
-    # the link then changes nothing (R13).
+    # proxy by then, or an earlier-dated substitution had already passed it on), or named itself, or it
+    # was received after the polls closed on every item: the link then changes nothing (R13, R12).
     effective: bool
     lineage: frozenset[str]  # named proxies whose authority the holder exercised
     # Why the link had no effect, or (listed numbers) why only part of it did; None: it did all it named.
@@ -121,6 +123,9 @@ class ProxyBook:
         self._keys: list[SubstitutionKey] = []
         self._times: list[datetime] = []
         self._ids: set[str] = set()
+        # When the polls closed on every item (Meeting.polls_closed_at): a substitution received after it has no
+        # effect, whether the closure was logged before it (the judge refuses it) or after (R12, R13, R5).
+        self.polls_closed_at: datetime | None = None
         # The state after a prefix of the ordered substitutions; queries move it forward, and only
         # an earlier point in time (or an earlier-dated arrival) makes it start over.
         self._cache = self._start()
@@ -149,6 +154,12 @@ class ProxyBook:
         self._times.insert(index, record.executed_at)
         self._events.insert(index, record)
         if index < self._cache.applied:
+            self._cache = self._start()
+
+    def close_polls(self, closed_at: datetime | None) -> None:
+        """Take the time the polls closed on every item (None: open); the links are decided again under it."""
+        if closed_at != self.polls_closed_at:
+            self.polls_closed_at = closed_at
             self._cache = self._start()
 
     @property
@@ -191,17 +202,20 @@ class ProxyBook:
             self._cache = self._start()
         state = self._cache
         for event in self._events[state.applied : upto]:
-            _step(state, event)
+            _step(state, event, self.polls_closed_at)
             state.applied += 1
         return state
 
 
-def _step(state: _State, event: Substitution) -> None:
+def _step(state: _State, event: Substitution, polls_closed_at: datetime | None) -> None:
     """Apply one substitution to the state (the next one in R5 order)."""
     old, new, listed, when = event.proxy_holder, event.substitute, event.control_numbers, event.executed_at
     not_held: tuple[str, ...] = ()
     why: str | None = None
-    if old == new:
+    if polls_closed_at is not None and event.received_at > polls_closed_at:
+        # R12: received after the polls closed on every item, as the fold drops a late vote (timing.fold_drops).
+        effective, why = False, f"received after the polls closed at {polls_closed_at.isoformat()}"
+    elif old == new:
         effective, why = False, f"{old} named itself as substitute"  # changes nothing, whatever it held
     elif listed is None:
         effective = state.holds_any(old)

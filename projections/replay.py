@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -63,10 +64,28 @@ class Projection:
         Their contributions are taken out before the meeting changes (Tally.detach): per item, the
         closures decide which instruction each item counts, so they must be subtracted as they were added.
         """
-        first = tally.meeting.first_closure
+        meeting = tally.meeting
+        first = meeting.first_closure
         late = tally.received_after(event.closed_at if first is None else min(first, event.closed_at))
         tally.detach(late)
-        self.state.apply_accepted(event)
+        # A correction effective after the polls close on every item stops being in force (Meeting.in_force):
+        # the instructions executed from its effective_at on vote the recommendation before it again (R9), so
+        # they are recounted around the closure, as a correction logged late is (whatever the log order, R5).
+        # Bounded below by the closure's time: it can close every item no earlier than that.
+        bound = event.closed_at if meeting.polls_closed_at is None else min(event.closed_at, meeting.polls_closed_at)
+        voided = [
+            when for when, _, _ in itertools.chain.from_iterable(meeting.recommendations.values()) if when > bound
+        ]
+        if voided:
+            since = min(voided)
+            affected = [
+                number
+                for number, state in tally.voters.items()
+                if number not in late and any(vote.executed_at >= since for vote in counted_votes(state))
+            ]
+            tally.recount(affected, lambda: self.state.apply_accepted(event))
+        else:
+            self.state.apply_accepted(event)
         if late:
             self.refolds.setdefault(event.meeting_id, set()).update(late)
 

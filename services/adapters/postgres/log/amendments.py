@@ -19,12 +19,15 @@ async def amendment_decision(conn: asyncpg.Connection, meeting_id: str, event_id
     return await conn.fetchrow(_DECISION, event_id, meeting_id)
 
 
+# With the poll closures: an amendment effective after the polls closed on every item is not in force
+# (projections.meeting.Meeting.in_force), so the meeting as amended needs them too (also admin rows).
 _ROWS = (
-    f"SELECT position, payload FROM ledger_log WHERE type IN {_TYPES} AND decision = 'accepted'"
-    " AND meeting_id = $1 AND position <= $2 ORDER BY position"
+    "SELECT position, payload FROM ledger_log"
+    " WHERE type IN ('meeting.adjourned', 'meeting.cutoff_changed', 'meeting.corrected', 'polls.closed')"
+    " AND decision = 'accepted' AND meeting_id = $1 AND position <= $2 ORDER BY position"
 )
 
 
 async def amendment_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[asyncpg.Record]:
-    """(position, payload) of the meeting's accepted amendments up to a position, in log order."""
+    """(position, payload) of the meeting's accepted amendments and poll closures up to a position, in log order."""
     return await conn.fetch(_ROWS, meeting_id, up_to)
