@@ -76,6 +76,39 @@ def counting_refs(statuses: Iterable[Status]) -> tuple[Ref | None, Ref | None]:
     return effective, fill
 
 
+@dataclass(frozen=True)
+class Presence:
+    """What counts for a control number at the end, as the tally counts it (R6, R12 per item, R14)."""
+
+    counts: Ref | None  # the instruction counting on the items still open (or closed last)
+    fills: Ref | None  # the discretionary vote filling its routine items (R10)
+    attends: Ref | None  # the latest attendance: present (R14), revokes nothing (R6)
+    # R12 per item: (item, row) counting on an item closed before others, when it is not ``counts``.
+    on_items: tuple[tuple[str, Ref], ...] = ()
+
+    @property
+    def present(self) -> bool:
+        """Whether the tally counts the control number present (R14): something counts somewhere, or it attends."""
+        return self.counts is not None or self.attends is not None or bool(self.on_items)
+
+
+def presence(statuses: Iterable[Status]) -> Presence:
+    """What counts at the end: the counting rows, the attendance, and what counts on items closed earlier."""
+    statuses = list(statuses)
+    counts, fills = counting_refs(statuses)
+    attends = next((Ref(s.position, s.event_id) for s in statuses if s.status == ATTENDS), None)
+    on_items = sorted(
+        (
+            (line.item, Ref(s.position, s.event_id))
+            for s in statuses
+            for line in s.per_item
+            if line.status == COUNTS and Ref(s.position, s.event_id) != counts
+        ),
+        key=lambda entry: entry[0],
+    )
+    return Presence(counts, fills, attends, tuple(on_items))
+
+
 def kind_of(event: VoteCast | VoteRevoked) -> str:
     """The fold's four kinds of submission (fold.record keeps the latest of each)."""
     if isinstance(event, VoteRevoked):

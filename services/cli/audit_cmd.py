@@ -141,6 +141,24 @@ def _describe_status(row: dict[str, Any]) -> str:
     return status or "-"
 
 
+def _counting(report: dict[str, Any]) -> str:
+    """The header's "Counts:" as the tally counts the holder (R6 attendance, R12 per item, R14)."""
+
+    def ref(r: dict[str, Any]) -> str:
+        return f"#{r['position']} {r['event_id']}"
+
+    counts, attends = report["counts"], report.get("attends")
+    on_items = report.get("counts_on_items", [])
+    parts = [ref(counts)] if counts else []
+    parts += [f"on item {entry['item']}: {ref(entry)} (R12 per item)" for entry in on_items]
+    if on_items and not counts:
+        parts.append("nothing on the other items")
+    if attends:
+        # R6: attending revokes nothing; with nothing counting, the holder is present and votes nothing (R14).
+        parts.append(f"attends {ref(attends)}: present" + ("" if counts or on_items else ", votes nothing"))
+    return "; ".join(parts) if parts else "nothing (not present)"
+
+
 def render_history(report: dict[str, Any]) -> str:
     """A readable table of a control number's rows and what became of each."""
     reg = report["register"]
@@ -149,8 +167,8 @@ def render_history(report: dict[str, Any]) -> str:
         if reg
         else "not on the record-date register"
     )
-    counts, fills = report["counts"], report["fills"]
-    counting = f"#{counts['position']} {counts['event_id']}" if counts else "nothing (not present)"
+    fills = report["fills"]
+    counting = _counting(report)
     lines = [
         f"Control number {report['control_number']} of meeting {report['meeting_id']}: {held}"
         f"  (log position {report['log_position']})",

@@ -10,7 +10,8 @@ import asyncpg
 from events import MalformedMessage, PollsClosed, VoteCast, VoteRevoked, decode
 from projections.amendments import as_amended
 from projections.diff import replay_to
-from projections.lineage import LogEntry, Ref, Status, counting_refs, lineage
+from projections.lineage import LogEntry, Ref, Status, lineage
+from projections.lineage_status import presence
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import history as log_history
 from services.adapters.postgres.log import reads as log_reads
@@ -38,7 +39,7 @@ async def read_history(conn: asyncpg.Connection, meeting_id: str, control_number
             tally = replay_to(await accepted_entries(conn, meeting_id, head), head).tallies[meeting_id]
             state = tally.voters.get(control_number)
     statuses = lineage(meeting, entries, state, closures)
-    counts, fills = counting_refs(statuses)
+    present = presence(statuses)
     return {
         "meeting_id": meeting_id,
         "control_number": control_number,
@@ -54,8 +55,13 @@ async def read_history(conn: asyncpg.Connection, meeting_id: str, control_number
         ),
         "log_position": head,
         **({"meeting": as_amended(meeting, rebuilt.applied)} if meeting.amendments else {}),  # as amended by then
-        "counts": _ref(counts),
-        "fills": _ref(fills),
+        "counts": _ref(present.counts),  # on the items still open (or closed last)
+        "fills": _ref(present.fills),
+        # As the tally counts it (R14): an attendance (R6), or an instruction counting on an item closed
+        # before the others (R12 per item), makes the holder present though "counts" is null.
+        "present": present.present,
+        "attends": _ref(present.attends),
+        "counts_on_items": [{"item": item, **(_ref(ref) or {})} for item, ref in present.on_items],
         "rows": [_history_row(r, e, s) for r, e, s in zip(rows, entries, statuses, strict=False)],
     }
 
