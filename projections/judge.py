@@ -81,7 +81,8 @@ class Judge:
         """Return the rejection reason, or None; an accepted admin event updates the state.
 
         ``received``: the payload as received (to check a signature, S2) and the broker's append time
-        (S3, R12). Without it a signed submission cannot be verified: bad_signature.
+        (S3, R12; for an amendment, when it was logged). Without it a signed submission cannot be verified:
+        bad_signature.
         """
         if isinstance(event, LEDGER_EVENTS):
             return (
@@ -92,7 +93,8 @@ class Judge:
             # row under one would take the id of a refusal the ledger has yet to write.
             return validation.RESERVED_TYPE
         if isinstance(event, ADMIN_EVENTS):
-            reason = validation.validate_admin(self.meetings, event)
+            # An amendment may not take effect before the broker appended its record (docs/rules.md, Amendments).
+            reason = validation.validate_admin(self.meetings, event, received.appended_at if received else None)
             if reason is None:
                 self.apply_accepted(event)
             return reason

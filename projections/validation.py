@@ -6,7 +6,7 @@ so the decision does not depend on the order in which votes arrive (R5). Each ch
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from events import (
     AnyEvent,
@@ -67,7 +67,8 @@ CHUNKS_MISMATCH = "chunks_mismatch"  # a chunk announcing another number of chun
 # A chunk taking the register's positions or shares beyond the totals its meeting.scheduled declared
 # (RegisterTotals): a complete register holds exactly those (docs/rules.md, "Register completeness").
 REGISTER_EXCEEDS_DECLARED = "register_exceeds_declared"
-# Amendments (docs/rules.md, Amendments): an adjournment to a date before the record date.
+# Amendments (docs/rules.md, Amendments): an adjournment to a date before the record date, a correction naming
+# an item twice or nothing, an amendment taking effect before it was logged (back_dated).
 INVALID_AMENDMENT = "invalid_amendment"
 # R17 `reject` made visible (R19): the ledger's own vote.refused row, for an instruction its fold refused
 # for taking the nominee over its entitlement on an item (projections/refusals.py).
@@ -209,8 +210,11 @@ def validate_proxy_substituted(
     return None
 
 
-def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
-    """Return the reason a meeting administration event is rejected, or None."""
+def validate_admin(meetings: dict[str, Meeting], event: AnyEvent, appended_at: datetime | None = None) -> str | None:
+    """Return the reason a meeting administration event is rejected, or None.
+
+    ``appended_at``: the broker's append time of its record, for an amendment's own time (``back_dated``).
+    """
     meeting = meetings.get(event.meeting_id)
     if isinstance(event, MeetingScheduled):
         return DUPLICATE_MEETING if meeting is not None else validate_spec(event)
@@ -231,14 +235,18 @@ def validate_admin(meetings: dict[str, Meeting], event: AnyEvent) -> str | None:
         if any(item_id not in meeting.items for item_id in event.items):
             return UNKNOWN_ITEM
     if isinstance(event, (MeetingAdjourned, CutoffChanged, MeetingCorrected)):
-        return validate_amendment(meeting, event)
+        return validate_amendment(meeting, event, appended_at)
     return None
 
 
-def validate_amendment(meeting: Meeting, event: MeetingAdjourned | CutoffChanged | MeetingCorrected) -> str | None:
+def validate_amendment(
+    meeting: Meeting, event: MeetingAdjourned | CutoffChanged | MeetingCorrected, appended_at: datetime | None = None
+) -> str | None:
     """Return the reason an amendment is refused, or None (docs/rules.md, Amendments)."""
     if meeting.closed_all_at is not None or (meeting.items and meeting.items.keys() <= meeting.closed_item_at.keys()):
         return POLL_CLOSED  # R12: once the polls are closed on every item, the meeting as voted no longer changes
+    if back_dated(meeting, event, appended_at):
+        return INVALID_AMENDMENT  # an amendment takes effect from when it was logged on, never before (Amendments)
     if isinstance(event, MeetingAdjourned) and event.meeting_at.date() <= meeting.spec.record_date:
         # The record date stands, and the meeting is held strictly after it: the rule a meeting file is
         # loaded by (services/registers/meeting_file.py), so an adjournment cannot set a date a load refuses.
@@ -257,6 +265,28 @@ def validate_amendment(meeting: Meeting, event: MeetingAdjourned | CutoffChanged
             if item.recommendation is not None and item.recommendation not in meeting.options[item.id]:
                 return INVALID_CHOICE  # R4, R9: the card recommends one of the item's options
     return None
+
+
+def back_dated(
+    meeting: Meeting, event: MeetingAdjourned | CutoffChanged | MeetingCorrected, appended_at: datetime | None
+) -> bool:
+    """Whether an amendment takes effect before it was logged (docs/rules.md, Amendments), on its own record alone.
+
+    Logged: the broker's append time of its record less the meeting's broker_grace_s. With the broker's clock
+    off (broker_grace_s None: simulations of past meetings) or a record without it (a CreateTime topic), the
+    ``recorded_at`` the meeting tools write stands in; with neither, nothing tells, and it is accepted. A
+    back-dated correction or cut-off would otherwise change votes already cast and counted, and items whose
+    polls closed (the adversarial run of issue 12: audit verify said VERIFIED). It reads nothing but the
+    amendment and its record, so the decision does not depend on what else was logged before (R5).
+    """
+    grace = meeting.spec.broker_grace_s
+    if grace is not None and appended_at is not None:
+        logged = appended_at - timedelta(seconds=grace)
+    elif event.recorded_at is not None:
+        logged = event.recorded_at - timedelta(seconds=grace or 0)
+    else:
+        return False
+    return event.effective_at < logged
 
 
 def validate_spec(spec: MeetingScheduled) -> str | None:
