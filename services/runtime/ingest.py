@@ -230,9 +230,10 @@ class _Deciding:
                 )
             elif reason is None and on_admin_topic != isinstance(event, ADMIN_EVENTS):
                 reason = WRONG_TOPIC
-            elif reason is None and not on_admin_topic and record.key is not None and record.key != key_for(event):
+            elif reason is None and record.key is not None and record.key != key_for(event):
                 # The key routes the submission to a partition (and orders it there): a key naming another
                 # control number than the payload's would let a channel reorder or hide it (wire contract).
+                # Admin events are keyed by their meeting id alike: one keyed by another meeting is refused.
                 reason = KEY_MISMATCH
             elif reason is None:
                 try:

@@ -155,8 +155,9 @@ async def ensure_topics(settings: Settings, roles: Roles = TOPIC_ROLES) -> None:
                 1,
                 topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
             ),
-            # One partition: meeting administration is rare and its order matters to readers.
-            NewTopic(settings.admin_topic, 1, 1),
+            # One partition: meeting administration is rare and its order matters to readers. LogAppendTime
+            # too: an amendment may not take effect before the broker appended it (docs/rules.md, Amendments).
+            NewTopic(settings.admin_topic, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"}),
             NewTopic(settings.parked_topic, 1, 1),
             # Heads anchor the log for as long as it may be audited: never expire them.
             NewTopic(settings.heads_topic, 1, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
