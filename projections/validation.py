@@ -267,12 +267,20 @@ def validate_amendment(
     return None
 
 
+# The meeting tools stamp an amendment's effective_at (default: now) before publishing it, and the broker appends
+# it a moment later (milliseconds on the local stack; up to the producer's request timeout, 40 s, when a broker is
+# slow to answer): so much is allowed even to a meeting whose broker_grace_s is 0, whose default `meeting amend`
+# would otherwise always be refused.
+AMENDMENT_TRANSIT = timedelta(seconds=60)
+
+
 def back_dated(
     meeting: Meeting, event: MeetingAdjourned | CutoffChanged | MeetingCorrected, appended_at: datetime | None
 ) -> bool:
     """Whether an amendment takes effect before it was logged (docs/rules.md, Amendments), on its own record alone.
 
-    Logged: the broker's append time of its record less the meeting's broker_grace_s. With the broker's clock
+    Logged: the broker's append time of its record less the meeting's broker_grace_s (AMENDMENT_TRANSIT at
+    least). With the broker's clock
     off (broker_grace_s None: simulations of past meetings) or a record without it (a CreateTime topic), the
     ``recorded_at`` the meeting tools write stands in; with neither, nothing tells, and it is accepted. A
     back-dated correction or cut-off would otherwise change votes already cast and counted, and items whose
@@ -281,7 +289,7 @@ def back_dated(
     """
     grace = meeting.spec.broker_grace_s
     if grace is not None and appended_at is not None:
-        logged = appended_at - timedelta(seconds=grace)
+        logged = appended_at - max(timedelta(seconds=grace), AMENDMENT_TRANSIT)
     elif event.recorded_at is not None:
         logged = event.recorded_at - timedelta(seconds=grace or 0)
     else:

@@ -119,3 +119,12 @@ def test_the_audit_rejudges_a_back_dated_amendment_from_its_rows_broker_time_wha
         for position, (event, appended) in enumerate([*before, (fix, at(5))], 1):
             forged.feed(position, tag_of(event), "accepted", None, event, None, Received(encode(event), appended))
         assert forged.first is not None and forged.first.position == len(before) + 1
+
+
+def test_a_meeting_with_no_broker_grace_still_allows_an_amendment_its_publication_time_but_not_a_back_dated_one():
+    # `meeting amend` stamps effective_at = now before publishing: the broker appends it a moment later.
+    judge = judge_of(msgspec.structs.replace(CLOCKED, broker_grace_s=0))
+    fix = amendments(at(5))[0]
+    assert judge.judge(fix, Received(b"", at(5) + timedelta(seconds=1))) is None
+    late = msgspec.structs.replace(fix, event_id="fix-late")
+    assert judge.judge(late, Received(b"", at(5) + timedelta(seconds=61))) == INVALID_AMENDMENT
