@@ -14,7 +14,7 @@ import pytest
 
 from events import ItemCorrected, MeetingCorrected, PollsClosed, ProxySubstituted
 from services.adapters.kafka.topics import producer, publish
-from tests.factories import at, cast, register_event, small_meeting
+from tests.factories import at, cast, register_event, revoke, small_meeting
 from tests.integration.helpers import cli, running_ledger, running_projector, wait_for
 
 pytestmark = pytest.mark.integration
@@ -118,3 +118,47 @@ async def test_the_closure_logged_first_or_last_gives_the_same_proxies_tally_and
     # The correction effective after the closure is in force in neither: the card votes item 3 "for" (R9).
     assert strip(early_tally) == strip(late_tally)
     assert late_tally["items"]["3"]["for"] == 3000 and "meeting" not in late_tally
+
+
+async def test_audit_history_says_present_for_an_attendance_after_a_revocation_and_per_item_counting(settings):
+    card = cast("R-2", {"2": "for"}, executed=1, channel="mail", signatures=["Carl", "Dana"], event_id="r2-card")
+    revoked = revoke("R-2", executed=2, event_id="r2-revoke")
+    attends = cast("R-2", {}, executed=3, channel="in_person", event_id="r2-attends")
+    kept = cast("R-1", {"2": "against"}, executed=1, event_id="r1-card")
+    late_revoke = revoke("R-1", executed=5, event_id="r1-revoke")  # after item 2 closed: the card counts there
+    async with running_ledger(settings), running_projector(settings):
+        async with producer(settings, "admin") as admin:
+            await publish(admin, settings, [small_meeting(), register_event()])
+        await wait_for(settings.pg_dsn, HEAD, 2)
+        async with producer(settings) as channel:
+            await publish(channel, settings, [card, revoked, attends, kept])
+        await wait_for(settings.pg_dsn, HEAD, 6)
+        async with producer(settings, "admin") as admin:
+            await publish(admin, settings, [PollsClosed(event_id="c2", meeting_id="m1", closed_at=at(4), items=["2"])])
+        await wait_for(settings.pg_dsn, HEAD, 7)
+        async with producer(settings) as channel:
+            await publish(channel, settings, [late_revoke])
+        await wait_for(settings.pg_dsn, HEAD, 8)
+        await wait_for(settings.pg_dsn, CHECKPOINT, 8)
+        code, tally, err = await cli(settings, "tally", "--meeting", "m1", "--json")
+        assert code == 0, err
+        histories, tables = {}, {}
+        for number in ("R-1", "R-2"):
+            code, out, err = await cli(
+                settings, "audit", "history", "--meeting", "m1", "--control-number", number, "--format", "json"
+            )
+            assert code == 0, err
+            histories[number] = json.loads(out)
+            code, tables[number], err = await cli(
+                settings, "audit", "history", "--meeting", "m1", "--control-number", number
+            )
+            assert code == 0, err
+    # Both count present in the tally (R14): R-2 by attending (R6), R-1 by its card on the closed item 2 (R12).
+    assert json.loads(tally)["quorum"]["present"] == 3000 + 1000
+    r2 = histories["R-2"]
+    assert r2["counts"] is None and r2["present"] is True and r2["attends"]["event_id"] == "r2-attends"
+    assert "Counts: attends #" in tables["R-2"] and "r2-attends: present, votes nothing" in tables["R-2"]
+    r1 = histories["R-1"]
+    assert r1["counts"] is None and r1["present"] is True
+    assert [(e["item"], e["event_id"]) for e in r1["counts_on_items"]] == [("2", "r1-card")]
+    assert "r1-card (R12 per item); nothing on the other items" in tables["R-1"]
