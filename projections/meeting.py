@@ -20,7 +20,7 @@ from events import (
     PositionsRecorded,
 )
 from projections.channels import KeyBook
-from projections.completeness import RegisterState, state_of
+from projections.completeness import RegisterState, register_digest, state_of
 
 Amendment = MeetingAdjourned | CutoffChanged | MeetingCorrected
 T = TypeVar("T")
@@ -236,7 +236,12 @@ class Meeting:
     def register_state(self) -> RegisterState:
         """What is recorded of the register against what a complete one holds (declared, else announced)."""
         return state_of(
-            self.spec.register, self.chunks, self.chunks_expected, len(self.positions), self.recorded_shares
+            self.spec.register,
+            self.chunks,
+            self.chunks_expected,
+            len(self.positions),
+            self.recorded_shares,
+            digest=lambda: register_digest(self.positions.values(), self.entitlements),
         )
 
     @property

@@ -62,7 +62,8 @@ async def test_one_of_two_chunks_is_flagged_everywhere_and_final_refused_until_t
         "chunks_missing": 1,
         "positions": 2,
         "shares": 4000,
-        "declared": {"chunks": 2, "positions": 4, "shares": 10_000},
+        "digest": None,
+        "declared": {"chunks": 2, "positions": 4, "shares": 10_000, "digest": None},
     }
     text = await run_cli(settings, "status")
     assert "registers          1 meeting(s), 1 INCOMPLETE" in text
@@ -129,7 +130,8 @@ async def test_one_of_two_chunks_is_flagged_everywhere_and_final_refused_until_t
         "chunks_missing": 0,
         "positions": 4,
         "shares": 10_000,
-        "declared": {"chunks": 2, "positions": 4, "shares": 10_000},
+        "digest": None,
+        "declared": {"chunks": 2, "positions": 4, "shares": 10_000, "digest": None},
     }
     assert status["registers"]["m1"] == complete
     text = await run_cli(settings, "status")

@@ -72,7 +72,8 @@ def test_a_declared_register_is_complete_only_with_every_chunk_and_exactly_its_p
         "chunks_missing": 0,
         "positions": 3,
         "shares": 5_000,
-        "declared": {"chunks": 2, "positions": 3, "shares": 6_000},
+        "digest": None,
+        "declared": {"chunks": 2, "positions": 3, "shares": 6_000, "digest": None},
     }
     exact = judge_with(DECLARED)
     assert exact.judge(chunk(1, 2, held("C", 3_000))) is None
