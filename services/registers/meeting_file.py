@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from events import Cutoffs, Item, MeetingScheduled, PositionsRecorded, Quorum, RegisterTotals, encode
+from projections.completeness import register_digest
 from services.files import read_regular
 from services.registers.wire import refusal
 
@@ -79,11 +80,15 @@ def load_meeting_file(path: str | Path) -> MeetingScheduled:
 
 
 def declare_register(meeting: MeetingScheduled, chunks: list[PositionsRecorded]) -> MeetingScheduled:
-    """The meeting declaring what its complete register is (these chunks), with its content-derived event id."""
+    """The meeting declaring what its complete register is (these chunks: totals and digest), with its event id."""
+    positions = [p for c in chunks for p in c.positions]
     totals = RegisterTotals(
         chunks=len(chunks),
-        positions=sum(len(c.positions) for c in chunks),
-        shares=sum(p.shares for c in chunks for p in c.positions),
+        positions=len(positions),
+        shares=sum(p.shares for p in positions),
+        # Which register, not only how large: chunks of another version of the files with the same totals
+        # leave it incomplete (projections.completeness, docs/register.md "What is published").
+        digest=register_digest(positions, {e.nominee: e.shares for c in chunks for e in c.entitlements}),
     )
     return with_totals(meeting, totals)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.cli import main
+from services.registers.build import load_register
 
 MEETINGS = Path(__file__).resolve().parents[2] / "deploy" / "meetings"
 MEETING = str(MEETINGS / "alder-2025-agm.toml")
@@ -36,7 +37,8 @@ def test_show_prints_each_participants_books_and_warns_of_the_over_reported_one(
 def test_show_as_json_gives_exact_integers(capsys):
     assert main(["meeting", "show", MEETING, "--register", str(REGISTER), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["declared_register"] == {"chunks": 1, "positions": 39, "shares": 12_476_500}
+    digest = load_register(MEETING, REGISTER).meeting.register.digest
+    assert summary["declared_register"] == {"chunks": 1, "positions": 39, "shares": 12_476_500, "digest": digest}
     by_number = {p["participant"]: p for p in summary["register"]["participants"]}
     assert by_number["0226"]["difference"] == -6_000 and by_number["0164"]["difference"] == 2_500
     assert summary["register"]["cede_and_co"] == 9_997_000
