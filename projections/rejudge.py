@@ -17,7 +17,7 @@ from datetime import datetime
 
 from events import EVENT_TYPES, AnyEvent, tag_of
 from projections.judge import Judge, Received
-from projections.refusals import is_ledger_refusal
+from projections.refusals import is_ledger_row
 from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, WRONG_TOPIC
 
 # Reasons that rest on what the row does not hold (its Kafka topic and key; for duplicate_event_id, an
@@ -70,8 +70,8 @@ class Rejudge:
         # duplicate_event_id depends on an earlier accepted row of its id in this meeting (R18 is per
         # meeting) that a walk from a checkpoint may not have seen: none is re-derived here, and such
         # a row changes no state, so it is taken as recorded (verify checks the earlier row in SQL).
-        if is_ledger_refusal(tag, reason):
-            return  # the ledger's refusal row (R19): checked by the refusal accounting (refusals.RefusalCheck)
+        if is_ledger_row(tag, decision, reason):
+            return  # the ledger's rows (R19: refusals, withdrawals): checked by the refusal accounting (RefusalCheck)
         expected = reason if reason in AS_RECORDED and tag in EVENT_TYPES else self.judge.judge(event, received)
         recorded = None if decision == "accepted" else reason
         if expected != recorded:

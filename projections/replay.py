@@ -10,6 +10,7 @@ from events import AnyEvent, CutoffChanged, MeetingCorrected, MeetingScheduled, 
 from projections.fold import Tally, counted_votes
 from projections.judge import Judge
 from projections.overvotes import OverVote, counted_totals
+from projections.recount import recount
 
 
 @dataclass
@@ -20,6 +21,8 @@ class Projection:
     tallies: dict[str, Tally] = field(default_factory=dict)
     # Control numbers to fold again from their log rows, after a late-logged poll closure or cut-off change (R12).
     refolds: dict[str, set[str]] = field(default_factory=dict)
+    # `reject` meetings whose refolds are of the whole meeting, in log order (projections.recount, R17).
+    recounts: set[str] = field(default_factory=set)
 
     def apply(self, event: AnyEvent) -> None:
         """Apply one accepted event (rejected ones never reach the fold)."""
@@ -42,6 +45,7 @@ class Projection:
             return
         if isinstance(event, PollsClosed) and event.meeting_id in self.tallies:
             self._close(self.tallies[event.meeting_id], event)
+            self._recount_if_reject(event.meeting_id)
             return
         self.state.apply_accepted(event)
         if isinstance(event, MeetingScheduled):
@@ -57,6 +61,31 @@ class Projection:
             }
             if late:
                 self.refolds.setdefault(event.meeting_id, set()).update(late)
+            self._recount_if_reject(event.meeting_id)
+
+    def _recount_if_reject(self, meeting_id: str) -> None:
+        """R17 `reject`: after a closure or cut-off change, every vote of the meeting is folded again in log order.
+
+        Which instruction is refused depends on every earlier vote of its nominee, not only on its own
+        control number's: a vote the change makes void must not keep another one refused (R5).
+        """
+        tally = self.tallies[meeting_id]
+        if tally.meeting.spec.overvote_policy == "reject" and tally.voters:
+            self.refolds.setdefault(meeting_id, set()).update(tally.voters)
+            self.recounts.add(meeting_id)
+
+    def refold(self, meeting_id: str, numbers: set[str], events: list[VoteCast | VoteRevoked]) -> None:
+        """Fold again these control numbers from their accepted submissions (log order); a recount: every one's."""
+        if meeting_id in self.recounts:
+            self.recounts.discard(meeting_id)
+            self.tallies[meeting_id] = recount(self.tallies[meeting_id], events)
+            return
+        mine: dict[str, list[VoteCast | VoteRevoked]] = {number: [] for number in numbers}
+        for event in events:
+            if event.control_number in mine:
+                mine[event.control_number].append(event)
+        for number in sorted(numbers):
+            self.tallies[meeting_id].refold(number, mine[number])
 
     def _close(self, tally: Tally, event: PollsClosed) -> None:
         """R12: apply a poll closure; the control numbers with a submission received after it are refolded.
@@ -128,12 +157,15 @@ def replay(events: Iterable[AnyEvent]) -> Projection:
     projection = Projection()
     projection.apply_many(events)
     for meeting_id, numbers in projection.take_refolds().items():
-        mine: dict[str, list[VoteCast | VoteRevoked]] = {number: [] for number in numbers}
-        for e in events:  # one pass, not one per refolded control number
-            if isinstance(e, (VoteCast, VoteRevoked)) and e.meeting_id == meeting_id and e.control_number in mine:
-                mine[e.control_number].append(e)
-        for number in sorted(numbers):
-            projection.tallies[meeting_id].refold(number, mine[number])
+        every = meeting_id in projection.recounts  # a recount folds every vote of the meeting, in log order
+        votes = [
+            e
+            for e in events  # one pass, not one per refolded control number
+            if isinstance(e, (VoteCast, VoteRevoked))
+            and e.meeting_id == meeting_id
+            and (every or e.control_number in numbers)
+        ]
+        projection.refold(meeting_id, numbers, votes)
     return projection
 
 

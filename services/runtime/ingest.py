@@ -12,7 +12,7 @@ from typing import Protocol
 from events import ADMIN_EVENTS, LEDGER_EVENTS, MalformedMessage, decode
 from projections.judge import Judge, Received
 from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
-from projections.refusals import RefusalFold, refusal_row
+from projections.refusals import RefusalFold, ledger_row
 from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, RESERVED_TYPE, WRONG_TOPIC
 from services.adapters.kafka.topics import key_for
 
@@ -152,8 +152,8 @@ def decide(
 
     ``known`` maps (meeting_id, event_id)s already in the log to what was logged under them (a plain
     set of them: any payload counts as the same). A record the judge raises on goes to ``parked``.
-    ``refusals``: the fold of `reject` meetings (R17), fed every accepted row; each refusal it makes is
-    a vote.refused row right after the row that caused it (R19).
+    ``refusals``: the fold of `reject` meetings (R17), fed every accepted row; each ledger row it calls for
+    (vote.refused, vote.reinstated) comes right after the row that called for it (R19).
     """
     deciding = _Deciding(judge, known, admin_topic, refusals)
     deciding.take(_ordered(decoded, admin_topic))
@@ -255,8 +255,9 @@ class _Deciding:
                 )
             )
             if reason is None and self.refusals is not None:
-                # R17 `reject`, R19: the instructions this row's folding refuses, logged right after it.
-                out.rows += [refusal_row(refusal) for refusal in self.refusals.apply(event)]
+                # R17 `reject`, R19: the instructions this row's folding refuses (a closure or cut-off change:
+                # the refusals its recount withdraws or makes, R5), logged right after it.
+                out.rows += [ledger_row(row) for row in self.refusals.apply(event)]
 
 
 _NEW = KnownId()  # sentinel: a (meeting_id, event_id) neither logged nor seen in this batch (never mutated)

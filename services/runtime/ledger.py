@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 
-from events import MeetingScheduled, decode_logged
+from events import LEDGER_EVENTS, MeetingScheduled, decode_logged
 from projections.judge import Judge
 from projections.refusals import RefusalFold
 from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
@@ -90,8 +90,13 @@ class Ledger:
         if meetings:
             rows = await log_refusals.folded_rows(conn, sorted(meetings), self.refusals_position)
             for row in rows:
-                # Rows already logged: their refusals are logged too (by whichever ledger appended them).
-                self.refusals.apply(decode_logged(row["payload"]))
+                # Rows already logged, and the ledger rows logged after them (by whichever ledger appended
+                # them): those, withdrawals included, are what is in force, not what this fold would say.
+                event = decode_logged(row["payload"])
+                if isinstance(event, LEDGER_EVENTS):
+                    self.refusals.note(event)
+                else:
+                    self.refusals.apply(event, commit=False)
             if rows:
                 self.refusals_position = rows[-1]["position"]
 

@@ -19,7 +19,7 @@ import asyncpg.exceptions._base as asyncpg_base
 from events import decode_logged
 from projections.fold import Tally
 from projections.judge import Judge
-from projections.refusals import disagreement, is_ledger_refusal
+from projections.refusals import LastWords, is_ledger_row
 from projections.replay import Projection
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
@@ -67,6 +67,8 @@ class Projector:
         self.leader = False
         # Meetings recorded in projection_failures: meeting -> first log position not projected.
         self.failed: dict[str, int] = {}
+        # Per meeting, the ledger rows (R19) read and not yet checked against the fold.
+        self.last_words: dict[str, LastWords] = {}
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -110,6 +112,7 @@ class Projector:
             self._report(broken)
             failed.update({m: at for m, (at, _) in broken.items()})
         self.projection, self.position, self.generation, self.failed = projection, position, generation, failed
+        self.last_words = {}
         for meeting_id, at in sorted(failed.items()):
             log.error(
                 "meeting %s is not projected from log position %d on (see projection_failures;"
@@ -175,15 +178,19 @@ class Projector:
         numbers = self.projection.refolds.pop(meeting_id, None)
         if numbers:
             await refold_meeting(self.conn, self.projection, meeting_id, numbers, last)
-        # R19: the ledger logged what its fold of the same rows refused (R17 `reject`); this fold must
-        # have refused it too, or the two disagree and the meeting's projection cannot be trusted.
+        # R19: the ledger logged what its fold of the same rows refused (R17 `reject`) and withdrew (a recount
+        # after a closure or cut-off change): this fold must say the same of each instruction's last row, or the
+        # two disagree and the meeting's projection cannot be trusted. Checked once the ledger rows that follow
+        # a batch's last row are read too (LastWords).
+        words = self.last_words.setdefault(meeting_id, LastWords())
         for row in rows:
-            if is_ledger_refusal(row["type"], row["reason"]):
-                tally = self.projection.tallies.get(meeting_id)
-                refusal = decode_logged(row["payload"])
-                problem = "no meeting to fold it in" if tally is None else disagreement(tally, refusal)
-                if problem is not None:
-                    raise RefusalDisagrees(f"log position {row['position']}: {problem}")
+            if is_ledger_row(row["type"], row["decision"], row["reason"]):
+                words.feed(row["position"], decode_logged(row["payload"]))
+        if words.rows:
+            tally = self.projection.tallies.get(meeting_id)
+            problems = words.check(tally, rows[-1]["type"], rows[-1]["position"] == last)
+            if problems:
+                raise RefusalDisagrees("; ".join(problems))
 
     @staticmethod
     def _report(broken: dict[str, tuple[int, str]]) -> None:
@@ -256,6 +263,7 @@ def _forget(projection: Projection, meeting_id: str) -> None:
     projection.state.meetings.pop(meeting_id, None)
     projection.state.proxies.pop(meeting_id, None)
     projection.refolds.pop(meeting_id, None)
+    projection.recounts.discard(meeting_id)
 
 
 class RefusalDisagrees(Exception):

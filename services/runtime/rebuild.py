@@ -14,7 +14,7 @@ import msgspec
 
 from events import decode_logged
 from projections.fold import Tally, VoterState
-from projections.refusals import disagreement, is_ledger_refusal
+from projections.refusals import LastWords, is_ledger_row
 from projections.replay import Projection
 from services.adapters.postgres import tally_shadow, tally_store
 from services.adapters.postgres.log import reads as log_reads
@@ -45,7 +45,8 @@ class _Fold:
     rows: int = 0  # log rows read
     last: int = 0  # position of the meeting's last row folded: the tally's as_of_position
     at: Callable[[int], None] | None = None  # told the position reached after each batch (progress)
-    refusals: list = field(default_factory=list)  # (position, payload) of the ledger's refusal rows (R19)
+    refusals: LastWords = field(default_factory=LastWords)  # the ledger's rows (R19), to check against the fold
+    last_type: str = ""  # the type of the meeting's last row read
 
     @property
     def tally(self) -> Tally:
@@ -179,9 +180,10 @@ async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None
             # does, not once at the end as _replay: a fold depending on either shows.
             while rows := await cursor.fetch(30_011):
                 fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
-                fold.refusals += [
-                    (r["position"], r["payload"]) for r in rows if is_ledger_refusal(r["type"], r["reason"])
-                ]
+                for r in rows:
+                    if is_ledger_row(r["type"], r["decision"], r["reason"]):
+                        fold.refusals.feed(r["position"], decode_logged(r["payload"]))
+                fold.last_type = rows[-1]["type"]
                 fold.rows += len(rows)
                 fold.last = rows[-1]["position"]
                 if fold.at is not None:
@@ -238,10 +240,9 @@ async def _verify(conn: asyncpg.Connection, expected: _Fold, touched: set[str] |
         for e, i in state.overvote_rejected
     }:
         problems.append("over-vote rejections differ")
-    for position, payload in expected.refusals:  # R19: what the ledger logged as refused, this fold refuses
-        problem = disagreement(tally, decode_logged(payload))
-        if problem is not None:
-            problems.append(f"refusal row {position}: {problem}")
+    # R19: what the ledger logged as refused (and not withdrawn), this fold refuses. The checkpoint may end
+    # on a row the ledger's rows follow: those are checked by the projector (and by the next rebuild).
+    problems += [f"refusal rows: {p}" for p in expected.refusals.check(tally, expected.last_type, True) or []]
     count = await tally_shadow.voter_count(conn, meeting_id)
     if count != len(tally.voters):
         problems.append(f"{count:,} voters, expected {len(tally.voters):,}")

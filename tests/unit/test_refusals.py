@@ -4,9 +4,26 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import Entitlement, PollsClosed, VoteRefused, decode_logged, encode
+from events import (
+    ADMIN_EVENTS,
+    CutoffChanged,
+    Entitlement,
+    PollsClosed,
+    VoteRefused,
+    VoteReinstated,
+    decode_logged,
+    encode,
+)
 from projections.judge import Judge
-from projections.refusals import RefusalCheck, RefusalFold, disagreement, refusal_id, refusal_row
+from projections.refusals import (
+    RefusalCheck,
+    RefusalFold,
+    disagreement,
+    ledger_row,
+    refusal_id,
+    refusal_row,
+    reinstatement_id,
+)
 from projections.rejudge import Rejudge
 from projections.replay import replay
 from projections.validation import OVER_ENTITLEMENT, REASONS, RESERVED_TYPE
@@ -106,12 +123,25 @@ def test_a_channel_publishing_a_vote_refused_is_rejected_reserved_type():
 
 
 def log_of(events):
-    """The log the ledger writes: each accepted row, then the refusal rows its folding caused."""
+    """The log the ledger writes: each accepted row, then the ledger rows (refusals, withdrawals) it called for."""
     fold, rows = RefusalFold(), []
     for event in events:
         rows.append(("accepted", None, event))
-        rows += [("rejected", OVER_ENTITLEMENT, refusal) for refusal in fold.apply(event)]
+        for row in fold.apply(event):
+            logged = ledger_row(row)
+            rows.append((logged.decision, logged.reason, row))
     return rows, fold
+
+
+def in_force(rows):
+    """The refusals in force after these rows: refused, not withdrawn since."""
+    out = {}
+    for _, _, e in rows:
+        if isinstance(e, VoteRefused) and e.event_id.startswith("ledger:"):
+            out[e.event_id] = e
+        elif isinstance(e, VoteReinstated):
+            out.pop(e.withdrawn_event_id)
+    return out
 
 
 def check(rows, source=False):
@@ -134,13 +164,13 @@ def test_audit_finds_a_log_with_its_refusal_rows_complete():
 def test_audit_finds_a_missing_refusal_row():
     rows = refusal_sample()
     (problem,) = check(rows[:-1])
-    assert "no vote.refused row says so" in problem
+    assert "no row right after it says so" in problem
 
 
 def test_audit_finds_a_refusal_row_the_fold_does_not_make():
     rows = refusal_sample()
     early, missing = check([rows[-1], *rows[:-1]])  # logged before the row that causes it
-    assert "the fold of the rows before it does not" in early and "no vote.refused row says so" in missing
+    assert "is not called for by the fold of the rows before it" in early and "no row right after it" in missing
 
 
 def test_audit_finds_a_refusal_row_whose_totals_differ_from_the_fold():
@@ -173,19 +203,27 @@ def test_the_projectors_check_agrees_with_the_ledgers_refusal_and_not_with_one_o
     assert "nominee" in disagreement(tally, msgspec.structs.replace(refusal, nominee="Broker Y"))
 
 
-def test_a_refused_late_instruction_dropped_by_a_late_logged_closure_is_not_refused_again():
+def test_a_refused_late_instruction_dropped_by_a_late_logged_closure_has_its_refusal_withdrawn():
     # B-2's vote was received after the polls closed, but logged before the closure (R12): refused while
-    # counted, then dropped by the refold the closure causes. Its refusal row stands, nothing is refused
-    # again, the projector's check and the audit agree.
+    # counted, then void by the closure. Logged first, the closure would have had it refused poll_closed: its
+    # refusal is withdrawn (vote.reinstated), so the refusals in force are those of that order (R5).
     early = cast("B-1", {"2": "for"}, executed=1, channel="broker")
     late = cast("B-2", {"2": "for"}, executed=12, channel="broker")
     closed = PollsClosed(event_id="close", meeting_id="m1", closed_at=at(10))
     rows, fold = log_of([*scheduled(), early, late, closed])
-    assert [(d, e.refused_event_id) for d, _, e in rows if d == "rejected"] == [("rejected", late.event_id)]
-    assert check(rows) == []
+    assert [(d, type(e).__name__) for d, _, e in rows[-4:]] == [
+        ("accepted", "VoteCast"),
+        ("rejected", "VoteRefused"),
+        ("accepted", "PollsClosed"),
+        ("accepted", "VoteReinstated"),
+    ]
+    reinstated = rows[-1][2]
+    assert (reinstated.withdrawn_event_id, reinstated.cause_event_id) == (f"ledger:refused:{late.event_id}", "close")
+    assert reinstated.event_id == f"ledger:reinstated:ledger:refused:{late.event_id}"
+    assert in_force(rows) == {} and check(rows) == []
     tally = fold.projection.tallies["m1"]
     assert tally.item_totals()["2"] == {"for": 2000}
-    assert disagreement(tally, rows[-2][2]) is None
+    assert disagreement(tally, reinstated) is None and disagreement(tally, rows[-3][2]) is not None
 
 
 @settings(max_examples=150, deadline=None)
@@ -194,7 +232,7 @@ def test_replaying_the_log_with_its_refusal_rows_gives_the_folds_tally_and_refus
     rows, fold = log_of([*scheduled(entitlement=entitlement), *events])
     replayed = replay([e for d, _, e in rows if d == "accepted"]).tallies["m1"]
     assert replayed.buckets == fold.projection.tallies["m1"].buckets
-    logged = {(e.refused_event_id, e.item) for d, _, e in rows if d == "rejected"}
+    logged = {(e.refused_event_id, e.item) for e in in_force(rows).values()}
     assert logged == {entry for state in replayed.voters.values() for entry in state.overvote_rejected}
     assert all(disagreement(replayed, e) is None for d, _, e in rows if d == "rejected")
     for _, _, refusal in (r for r in rows if r[0] == "rejected"):
@@ -250,7 +288,122 @@ def test_with_a_poll_closure_logged_anywhere_the_audit_accounts_for_every_refusa
     rows, fold = log_of([*scheduled(entitlement=entitlement), *events[:where], closed, *events[where:]])
     assert check(rows) == []
     tally = fold.projection.tallies["m1"]
-    refusals = [e for d, _, e in rows if d == "rejected"]
+    ledger = [e for _, _, e in rows if isinstance(e, (VoteRefused, VoteReinstated))]
+    assert len({r.event_id for r in ledger}) == len(ledger)  # ids never shared (a reinstatement names its row)
+    refusals = list(in_force(rows).values())
     assert len({r.refused_event_id for r in refusals}) == len(refusals)
+    assert {(r.refused_event_id, r.item) for r in refusals} == {
+        entry for state in tally.voters.values() for entry in state.overvote_rejected
+    }
     assert all(disagreement(tally, r) is None for r in refusals)
     assert all(r.counted <= r.entitlement < r.attempted for r in refusals)
+
+
+def ledger_decisions(events):
+    """What the ledger logs for these events, each in its own batch and in this order: (decision, reason, event)."""
+    judge, fold, rows = Judge(), RefusalFold(), []
+    for offset, event in enumerate(events):
+        topic = "admin" if isinstance(event, ADMIN_EVENTS) else "votes"
+        record = Consumed(topic, 0, offset, key_for(event), encode(event))
+        for row in decide(judge, [(record, event)], set(), "admin", fold).rows:
+            rows.append((row.decision, row.reason, decode_logged(row.payload)))
+    return rows
+
+
+@st.composite
+def admin_changes(draw):
+    """Poll closures (all items or some) and cut-off changes that only close (one per channel: no reopening)."""
+    changes = []
+    for n in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            items = draw(
+                st.one_of(st.none(), st.lists(st.sampled_from(["1.1", "2", "3", "5"]), min_size=1, unique=True))
+            )
+            changes.append(
+                PollsClosed(event_id=f"close-{n}", meeting_id="m1", closed_at=at(draw(st.integers(0, 45))), items=items)
+            )
+        else:
+            channel = draw(st.sampled_from(["broker", "internet", "phone", "mail"]))
+            if any(isinstance(c, CutoffChanged) and c.channel == channel for c in changes):
+                continue
+            effective = draw(st.integers(0, 40))
+            changes.append(
+                CutoffChanged(
+                    event_id=f"cut-{n}",
+                    meeting_id="m1",
+                    channel=channel,
+                    cutoff=at(effective + draw(st.integers(0, 5))),
+                    effective_at=at(effective),
+                )
+            )
+    return changes
+
+
+def outcome(rows):
+    """The refusals in force (what each says, its row's id aside) and the tally the accepted rows give."""
+    refusals = {msgspec.structs.replace(r, event_id="") for r in in_force(rows).values()}
+    tally = replay([e for d, _, e in rows if d == "accepted" and not isinstance(e, VoteReinstated)]).tallies["m1"]
+    return refusals, dict(tally.buckets), tally.present, tally.present_count
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(submissions(), max_size=25), st.integers(1, 6500), admin_changes(), st.data())
+def test_the_refusals_in_force_and_the_tally_are_the_same_whether_closures_and_cutoff_changes_come_first_or_later(
+    events, entitlement, changes, data
+):
+    # R5 under R17 `reject`: the submissions' own log order fixed, the closures and cut-off changes logged
+    # before them or anywhere among them give the same refusals in force and the same tally; the audit
+    # accounts for every ledger row of either log.
+    wheres = sorted(data.draw(st.lists(st.integers(0, len(events)), min_size=len(changes), max_size=len(changes))))
+    later, previous = [], 0
+    for change, where in zip(changes, wheres, strict=True):
+        later += [*events[previous:where], change]
+        previous = where
+    later += events[previous:]
+    first = ledger_decisions([*scheduled(entitlement=entitlement), *changes, *events])
+    logged_later = ledger_decisions([*scheduled(entitlement=entitlement), *later])
+    assert outcome(logged_later) == outcome(first)
+    assert check(first) == [] and check(logged_later) == []
+
+
+def test_the_late_knockout_of_the_adversarial_run_is_undone_by_the_cutoff_change():
+    # /tmp/adv12b s13: a broker instruction received after the amended broker cut-off, logged before the
+    # change, took Broker X over and got the on-time instruction of another holder refused; the change
+    # voids the late one and withdraws the refusal, as if it had been logged first.
+    late = cast("B-2", {"2": "against"}, executed=11, channel="broker")
+    ontime = cast("B-1", {"2": "for", "3": "for"}, executed=8, channel="broker")
+    change = CutoffChanged(event_id="cc1", meeting_id="m1", channel="broker", cutoff=at(10), effective_at=at(9))
+    rows = ledger_decisions([*scheduled(entitlement=5000), late, ontime, change])  # B-2 4,000, B-1 2,000 shares
+    assert [(d, type(e).__name__) for d, _, e in rows[2:]] == [
+        ("accepted", "VoteCast"),
+        ("accepted", "VoteCast"),
+        ("rejected", "VoteRefused"),
+        ("accepted", "CutoffChanged"),
+        ("accepted", "VoteReinstated"),
+    ]
+    assert rows[4][2].refused_event_id == ontime.event_id and rows[-1][2].cause_event_id == "cc1"
+    first = ledger_decisions([*scheduled(entitlement=5000), change, late, ontime])
+    assert [r for _, r, e in first if e.event_id == late.event_id] == ["cutoff_passed"]
+    assert outcome(rows) == outcome(first) and outcome(first)[0] == set()
+    assert outcome(rows)[1][("2", "for", "Broker X")] == 2000
+
+
+def test_a_refusal_withdrawn_then_due_again_gets_a_row_of_its_own():
+    assert refusal_id("e1") == "ledger:refused:e1" and refusal_id("e1", 2) == "ledger:refused#2:e1"
+    assert refusal_id("sha256:" + "0" * 64).startswith("ledger:refused:sha256:")  # never another id's hash
+    assert refusal_id("sha256:ab") != "ledger:refused:sha256:ab"
+    assert reinstatement_id("ledger:refused:" + "x" * 190).startswith("ledger:reinstated:sha256:")
+    # A reopening (the broker cut-off lifted) makes the late instruction count again: the on-time one,
+    # reinstated by the first change, is refused again under a new id, and the audit accounts for all of it.
+    late = cast("B-2", {"2": "against"}, executed=11, channel="broker")
+    ontime = cast("B-1", {"2": "for"}, executed=8, channel="broker")
+    closing = CutoffChanged(event_id="cc1", meeting_id="m1", channel="broker", cutoff=at(10), effective_at=at(9))
+    lifted = CutoffChanged(event_id="cc2", meeting_id="m1", channel="broker", cutoff=None, effective_at=at(10.5))
+    rows = ledger_decisions([*scheduled(entitlement=5000), late, ontime, closing, lifted])
+    ledger = [(type(e).__name__, e.event_id) for _, _, e in rows if isinstance(e, (VoteRefused, VoteReinstated))]
+    assert ledger == [
+        ("VoteRefused", f"ledger:refused:{ontime.event_id}"),
+        ("VoteReinstated", f"ledger:reinstated:ledger:refused:{ontime.event_id}"),
+        ("VoteRefused", f"ledger:refused#2:{ontime.event_id}"),
+    ]
+    assert list(in_force(rows)) == [f"ledger:refused#2:{ontime.event_id}"] and check(rows) == []

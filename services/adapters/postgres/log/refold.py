@@ -11,17 +11,21 @@ import asyncpg
 from events import decode_logged
 from projections.replay import Projection
 from services.adapters.postgres.log import reads as log_reads
+from services.adapters.postgres.log import refusals as log_refusals
 
 
 async def refold_meeting(
     conn: asyncpg.Connection, projection: Projection, meeting_id: str, numbers: set[str], up_to: int
 ) -> None:
-    """Fold again, from their log rows, a meeting's control numbers a late-logged poll closure affects (R12)."""
-    by_number: dict[str, list] = {n: [] for n in numbers}
-    for row in await log_reads.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to):
-        by_number[row["control_number"]].append(decode_logged(row["payload"]))
-    for number, events in sorted(by_number.items()):
-        projection.tallies[meeting_id].refold(number, events)
+    """Fold again, from their log rows, a meeting's control numbers a late-logged poll closure affects (R12).
+
+    Under `reject` the numbers are every voter of the meeting, recounted in log order (Projection.refold).
+    """
+    if meeting_id in projection.recounts:  # every vote of the meeting, not only these numbers' (R17 `reject`)
+        rows = await log_refusals.accepted_submissions(conn, meeting_id, up_to)
+    else:
+        rows = await log_reads.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to)
+    projection.refold(meeting_id, numbers, [decode_logged(row["payload"]) for row in rows])
 
 
 async def refold_late(conn: asyncpg.Connection, projection: Projection, up_to: int) -> None:
