@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,15 @@ from services.cli.common import parse_timestamp, positive_number
 
 DECISION_WAIT_S = 30.0
 EVENT_ID_MAX = 200  # the wire schema's bound (events/schema.py NonEmpty)
+# Unicode categories refused in the text an amendment carries: controls (newline, ESC: a terminal obeys them
+# when tally, audit history or a report prints the text), format characters (bidirectional overrides, which
+# reorder what a reader sees) and the line and paragraph separators.
+UNPRINTABLE = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
 
 
 def add_amend(actions: argparse._SubParsersAction) -> None:
@@ -101,21 +111,45 @@ def _pair(text: str) -> tuple[str, str]:
     return item.strip(), value.strip()
 
 
-def amendment_id(meeting_id: str, kind: str, effective_at: datetime) -> str:
-    """A new, readable id per publication (R18: a second amendment of the same kind is its own event)."""
-    suffix = f"/{kind}/{effective_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(4)}"
+def unprintable(text: str) -> str | None:
+    """The first character of ``text`` in an UNPRINTABLE category, as U+XXXX and its name; None if there is none."""
+    for char in text:
+        kind = UNPRINTABLE.get(unicodedata.category(char))
+        if kind:
+            name = unicodedata.name(char, "")  # controls have none
+            return f"U+{ord(char):04X}{' ' + name if name else ''}, {kind}"
+    return None
+
+
+def _printable(**texts: str | None) -> None:
+    """Refuse a text argument holding a control, format or separator character (one line, naming it)."""
+    for option, text in texts.items():
+        found = None if text is None else unprintable(text)
+        if found:
+            raise UserError(f"meeting amend: --{option.replace('_', '-')} holds {found}: only printable text")
+
+
+def amendment_id(meeting_id: str, kind: str, now: datetime) -> str:
+    """A new id per publication, sortable by publication time (``now``): ``<meeting>/amend/<kind>/<UTC time>-<random>``.
+
+    Two amendments of a kind with the same effective_at tie, and the greater event id wins (docs/rules.md,
+    Amendments): the time of publication first makes that the later-published one, where a random suffix
+    alone made identical command sequences end differently. The suffix keeps ids apart within a microsecond.
+    """
+    suffix = f"/amend/{kind}/{now.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}-{secrets.token_hex(3)}"
     return meeting_id[: EVENT_ID_MAX - len(suffix)] + suffix
 
 
 def _fields(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    _printable(meeting=args.meeting, reason=args.reason)
     now = datetime.now(UTC)
-    effective_at = args.effective_at or now
+    effective_at = args.effective_at or now  # the default: from now on, as the judge requires (never before)
     return {
-        "event_id": amendment_id(args.meeting, kind, effective_at),
+        "event_id": amendment_id(args.meeting, kind, now),
         "meeting_id": args.meeting,
         "effective_at": effective_at,
         "reason": args.reason,
-        "recorded_at": now,
+        "recorded_at": now,  # when it was recorded: what the judge falls back on without the broker's clock
     }
 
 
@@ -138,6 +172,10 @@ def _cutoff(args: argparse.Namespace) -> int:
 def _correct(args: argparse.Namespace) -> int:
     from events import MeetingCorrected
 
+    _printable(company=args.company, title=args.title)
+    for option, pairs in (("item_title", args.item_title), ("recommendation", args.recommendation)):
+        for pair in pairs:
+            _printable(**{option: "=".join(pair)})
     items: dict[str, dict[str, str]] = {}
     for item_id, title in args.item_title:
         items.setdefault(item_id, {"id": item_id})["title"] = title
@@ -158,13 +196,24 @@ def _correct(args: argparse.Namespace) -> int:
 
 
 def _event(cls: type, **fields: Any) -> Any:
-    """The event as the ledger will decode it: a field the wire schema refuses is a one-line error here."""
+    """The event as the ledger will decode it: a field the wire schema or the codec refuses is a one-line error here.
+
+    msgspec checks a Struct's constraints when it converts, but the codec's own checks (times within 1900-9000,
+    no NUL) only when it decodes: the ledger would park such an event, and the command then only said that no
+    decision came. So each event makes the round trip through the wire codec before it is published.
+    """
     import msgspec
 
+    from events import MalformedMessage, decode, encode
+
     try:
-        return msgspec.convert(fields, cls, from_attributes=False, strict=False)
+        event = msgspec.convert(fields, cls, from_attributes=False, strict=False)
+        decode(encode(event))
     except msgspec.ValidationError as exc:
         raise UserError(f"not a valid {cls.__name__}: {exc}") from None
+    except MalformedMessage as exc:
+        raise UserError(f"not a valid {cls.__name__}: the ledger would park it ({exc.reason}: {exc.detail})") from None
+    return event
 
 
 def _publish(event: Any, what: str, wait: float | None) -> int:

@@ -87,7 +87,7 @@ async def test_an_export_carries_the_broker_time_and_a_changed_one_fails_at_that
     path, manifest, _tally, _report = exported
     with zipfile.ZipFile(path) as original:
         rows = [json.loads(line) for line in original.read("log.jsonl").splitlines()]
-    assert [r["appended_at"] is not None for r in rows[:3]] == [False, False, True]  # admin: CreateTime; votes: broker
+    assert [r["appended_at"] is not None for r in rows[:3]] == [True, True, True]  # both topics: LogAppendTime
 
     def later(log: bytes) -> bytes:
         edited = [json.loads(line) for line in log.splitlines()]
