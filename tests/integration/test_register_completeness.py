@@ -7,6 +7,7 @@ import msgspec
 import pytest
 
 from events import Entitlement, Position, PositionsRecorded, RegisterTotals
+from projections.completeness import register_digest
 from services.adapters.kafka.topics import producer, publish
 from tests.factories import POSITIONS, cast, small_meeting
 from tests.integration.helpers import cli, run_cli, run_projector, running_ledger, wait_for
@@ -180,3 +181,36 @@ async def test_an_older_meeting_without_a_declaration_is_complete_by_its_chunks_
     code, out, _err = await cli(settings, "audit", "verify", "--meeting", older)
     assert code == 0 and "(as announced by its chunks; no totals declared)" in out
     assert (await cli(settings, "report", "final", "--meeting", older))[0] == 0
+
+
+async def test_chunks_of_two_versions_with_the_declared_totals_are_flagged_everywhere_as_not_the_declared_register(
+    settings, tmp_path
+):
+    # An interrupted load of version A (its meeting and chunk 0), then version B reloaded: B moved one share
+    # from B-1 to B-2 (chunk 1 of both), so its chunk 1 completes the counts of A's declaration.
+    entitlements = {"Broker X": 6000}
+    declared = msgspec.structs.replace(DECLARED, digest=register_digest(POSITIONS, entitlements))
+    moved = [msgspec.structs.replace(BENEFICIAL[0], shares=1999), msgspec.structs.replace(BENEFICIAL[1], shares=4001)]
+    recorded = register_digest(REGISTERED + moved, entitlements)
+    events = [small_meeting(register=declared), chunk(0, REGISTERED), chunk(1, moved, event_id="version-b-chunk-1")]
+    async with running_ledger(settings), producer(settings) as client:
+        await publish(client, settings, events)
+        await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 3)
+    await run_projector(settings, 3)
+    assert {decision for decision, _reason in (await decisions(settings.pg_dsn)).values()} == {"accepted"}
+    differs = "the recorded register differs from the declared one"
+    differs += f" (digest {recorded[:16]}…, declared {declared.digest[:16]}…)"
+
+    register = json.loads(await run_cli(settings, "status", "--format", "json"))["registers"]["m1"]
+    assert register["complete"] is False and (register["positions"], register["shares"]) == (4, 10_000)
+    assert register["digest"] == recorded and register["declared"]["digest"] == declared.digest
+    assert f"INCOMPLETE register m1: {differs}" in await run_cli(settings, "status")
+    assert json.loads(await run_cli(settings, "tally", "--meeting", "m1", "--json"))["register"] == register
+    assert f"REGISTER INCOMPLETE: {differs}" in await run_cli(settings, "tally", "--meeting", "m1")
+    export = tmp_path / "m1.zip"
+    await run_cli(settings, "export", "--meeting", "m1", "--out", str(export))
+    for source in (("--meeting", "m1"), ("--file", str(export))):
+        code, out, err = await cli(settings, "audit", "verify", *source)
+        assert code == 3 and f"WARN REGISTER INCOMPLETE: {differs}" in out, out + err
+        code, out, err = await cli(settings, "report", "final", *source)
+        assert code == 2 and f"no final report while its register is INCOMPLETE: {differs}" in err, out + err
