@@ -270,7 +270,8 @@ def validate_amendment(
 # The meeting tools stamp an amendment's effective_at (default: now) before publishing it, and the broker appends
 # it a moment later (milliseconds on the local stack; up to the producer's request timeout, 40 s, when a broker is
 # slow to answer): so much is allowed even to a meeting whose broker_grace_s is 0, whose default `meeting amend`
-# would otherwise always be refused.
+# would otherwise always be refused. Likewise from recorded_at, which a tool may stamp a few seconds after it
+# fixed effective_at (the wire contract's examples: 4-5 s).
 AMENDMENT_TRANSIT = timedelta(seconds=60)
 
 
@@ -279,7 +280,7 @@ def back_dated(
 ) -> bool:
     """Whether an amendment takes effect before it was logged (docs/rules.md, Amendments), on its own record alone.
 
-    Logged: the broker's append time of its record less the meeting's broker_grace_s (AMENDMENT_TRANSIT at
+    Logged: the broker's append time of its record, less the meeting's broker_grace_s (AMENDMENT_TRANSIT at
     least). With the broker's clock
     off (broker_grace_s None: simulations of past meetings) or a record without it (a CreateTime topic), the
     ``recorded_at`` the meeting tools write stands in; with neither, nothing tells, and it is accepted. A
@@ -289,12 +290,12 @@ def back_dated(
     """
     grace = meeting.spec.broker_grace_s
     if grace is not None and appended_at is not None:
-        logged = appended_at - max(timedelta(seconds=grace), AMENDMENT_TRANSIT)
+        logged = appended_at
     elif event.recorded_at is not None:
-        logged = event.recorded_at - timedelta(seconds=grace or 0)
+        logged = event.recorded_at
     else:
         return False
-    return event.effective_at < logged
+    return event.effective_at < logged - max(timedelta(seconds=grace or 0), AMENDMENT_TRANSIT)
 
 
 def validate_spec(spec: MeetingScheduled) -> str | None:

@@ -128,3 +128,10 @@ def test_a_meeting_with_no_broker_grace_still_allows_an_amendment_its_publicatio
     assert judge.judge(fix, Received(b"", at(5) + timedelta(seconds=1))) is None
     late = msgspec.structs.replace(fix, event_id="fix-late")
     assert judge.judge(late, Received(b"", at(5) + timedelta(seconds=61))) == INVALID_AMENDMENT
+
+
+def test_from_recorded_at_a_tool_may_stamp_a_few_seconds_after_it_fixed_effective_at_but_not_a_minute_more():
+    judge = judge_of(UNCLOCKED)
+    seconds_later = amendments(at(5), recorded_at=at(5) + timedelta(seconds=4))[0]  # as the wire contract's examples
+    minutes_later = msgspec.structs.replace(seconds_later, event_id="fix-2", recorded_at=at(5) + timedelta(seconds=61))
+    assert [judge.judge(e, Received(b"", at(9))) for e in (seconds_later, minutes_later)] == [None, INVALID_AMENDMENT]
