@@ -2,7 +2,8 @@
 
 The example register of deploy/meetings/ (alder-2025-agm): a load with a broken file publishes nothing;
 the good one is logged as the meeting (declaring its register) and one chunk; votes on it, its
-over-reported participant's among them, are tallied and its over-vote prorated (R17).
+over-reported participant's among them, are tallied and its over-vote prorated (R17). A register of long
+joint holders' names goes in chunks split by size, each accepted by Kafka and the ledger.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
 from events import VoteCast
@@ -107,7 +109,8 @@ async def test_a_real_register_loads_with_one_command_and_its_over_reported_part
     finally:
         await conn.close()
     declared = json.loads(logged)["register"]  # what a complete register is, as the meeting declares it
-    assert declared == {"chunks": 1, "positions": 39, "shares": 12_476_500}
+    assert declared == msgspec.to_builtins(loaded.meeting.register)
+    assert (declared["chunks"], declared["positions"], declared["shares"]) == (1, 39, 12_476_500)
     overvotes = json.loads(await run_cli(settings, "report", "overvotes", "--meeting", "alder-2025-agm", "--json"))
     assert [
         (o["item_id"], o["nominee"], o["entitlement"], o["voted"], o["counted"]) for o in overvotes["over_votes"]
@@ -115,3 +118,31 @@ async def test_a_real_register_loads_with_one_command_and_its_over_reported_part
         ("2", "Northgate Brokerage, Inc. (DTC 0164)", 2_705_150, {"for": 2_707_650}, {"for": 2_705_150}),
         ("3", "Northgate Brokerage, Inc. (DTC 0164)", 2_705_150, {"for": 2_707_650}, {"for": 2_705_150}),
     ]
+
+
+async def test_a_register_of_long_joint_holder_names_loads_in_chunks_kafka_accepts_and_completes(settings, tmp_path):
+    # 2,000 holdings of three 200-character joint holders: by count alone one chunk of 1.4 MB, which the
+    # producer refused (over Kafka's 1 MiB default) after meeting.scheduled was published.
+    names = "; ".join(c * 200 for c in "ABC")
+    register = tmp_path / "long-names"
+    register.mkdir()
+    holdings = "".join(f"R-{n:05d},{names},1\n" for n in range(2000))
+    (register / "registered.csv").write_text(f"control_number,holders,shares\n{holdings}CEDE-1,Cede & Co.,1\n")
+    (register / "dtc_positions.csv").write_text("participant,name,shares\n15,Harbor Securities LLC,1\n")
+    (register / "beneficial.csv").write_text("control_number,participant,shares\nB-1,15,1\n")
+    meeting = replayable_meeting(tmp_path)
+    meeting.write_text(meeting.read_text().replace("outstanding = 12480000", "outstanding = 2001"))
+    loaded = load_register(meeting, register)
+    assert [len(c.positions) for c in loaded.chunks] == [1292, 709]
+
+    async with running_ledger(settings):
+        code, out, err = await cli(settings, "meeting", "load", str(meeting), "--register", str(register), "--quiet")
+        assert code == 0, err
+        assert "and 2 register chunks: 2001 positions, 2,001 shares" in out
+        accepted = f"{ROWS} AND decision = 'accepted' AND event_id = ANY($1::text[])"
+        await wait_for(settings.pg_dsn, accepted, 3, [e.event_id for e in loaded.events])
+    await run_projector(settings, 3)
+    register_state = json.loads(await run_cli(settings, "tally", "--meeting", "alder-2025-agm", "--json"))["register"]
+    assert register_state["complete"] is True
+    assert register_state["declared"] == msgspec.to_builtins(loaded.meeting.register)
+    assert (register_state["chunks_recorded"], register_state["positions"], register_state["shares"]) == (2, 2001, 2001)
