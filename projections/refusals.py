@@ -30,6 +30,7 @@ from events import (
     VoteRefused,
     VoteReinstated,
     VoteRevoked,
+    decode_logged,
     encode,
     tag_of,
 )
@@ -299,9 +300,9 @@ def disagreement(tally: Tally, row: LedgerRow) -> str | None:
     return f"{row.event_id}: the fold does not refuse {row.refused_event_id} on item {row.item}"
 
 
-# The rows after which the ledger may append rows of its own in the same transaction (R17, R19): a
-# projector's batch ending on one of these may end before the ledger rows that follow it.
-_MAY_CONTINUE = frozenset({"polls.closed", "meeting.cutoff_changed", "vote.refused", "vote.reinstated"})
+# The accepted rows after which the ledger may append rows of its own in the same transaction (a recount,
+# R17, R19): a projector's batch ending on one of them, or on ledger rows after one, may not hold them all.
+_RECOUNTING = frozenset({"polls.closed", "meeting.cutoff_changed"})
 
 
 @dataclass
@@ -309,18 +310,25 @@ class LastWords:
     """The ledger rows of one meeting seen so far and not yet checked: the last one of each refused instruction."""
 
     rows: dict[str, tuple[int, LedgerRow]] = field(default_factory=dict)
+    after_recount: bool = False  # the rows seen last are a closure or cut-off change and ledger rows after it
 
-    def feed(self, position: int, row: LedgerRow) -> None:
-        """Take a ledger row (in log order)."""
-        self.rows[row.refused_event_id] = (position, row)
+    def see(self, position: int, type_: str, decision: str, reason: str | None, payload: str) -> None:
+        """Take any row of the meeting, in log order (only the ledger's are decoded)."""
+        if is_ledger_row(type_, decision, reason):
+            row = decode_logged(payload)
+            if isinstance(row, (VoteRefused, VoteReinstated)):
+                self.rows[row.refused_event_id] = (position, row)
+        else:
+            self.after_recount = decision == "accepted" and type_ in _RECOUNTING
 
-    def check(self, tally: Tally | None, last_type: str, ends_batch: bool) -> list[str] | None:
-        """Each last row against the fold (then forgotten); None: not yet, the rows after it may be ledger rows.
+    def check(self, tally: Tally | None, ends_batch: bool) -> list[str] | None:
+        """Each last row against the fold (then forgotten); None: not yet, ledger rows may follow unread.
 
-        ``last_type``: the type of the meeting's last row folded; ``ends_batch``: whether that row ends what
-        was read (a batch of the projector, a rebuild's checkpoint): the ledger's rows after it are not read yet.
+        ``ends_batch``: whether the meeting's last row seen ends what was read (a batch of the projector, a
+        rebuild's checkpoint). A recount's rows are checked once read whole: before, a refusal it withdraws
+        would look like one the fold does not make.
         """
-        if ends_batch and last_type in _MAY_CONTINUE:
+        if ends_batch and self.after_recount:
             return None
         problems = []
         for position, row in self.rows.values():

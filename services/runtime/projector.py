@@ -19,7 +19,7 @@ import asyncpg.exceptions._base as asyncpg_base
 from events import decode_logged
 from projections.fold import Tally
 from projections.judge import Judge
-from projections.refusals import LastWords, is_ledger_row
+from projections.refusals import LastWords
 from projections.replay import Projection
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
@@ -184,11 +184,9 @@ class Projector:
         # a batch's last row are read too (LastWords).
         words = self.last_words.setdefault(meeting_id, LastWords())
         for row in rows:
-            if is_ledger_row(row["type"], row["decision"], row["reason"]):
-                words.feed(row["position"], decode_logged(row["payload"]))
+            words.see(row["position"], row["type"], row["decision"], row["reason"], row["payload"])
         if words.rows:
-            tally = self.projection.tallies.get(meeting_id)
-            problems = words.check(tally, rows[-1]["type"], rows[-1]["position"] == last)
+            problems = words.check(self.projection.tallies.get(meeting_id), rows[-1]["position"] == last)
             if problems:
                 raise RefusalDisagrees("; ".join(problems))
 

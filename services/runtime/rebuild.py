@@ -14,7 +14,7 @@ import msgspec
 
 from events import decode_logged
 from projections.fold import Tally, VoterState
-from projections.refusals import LastWords, is_ledger_row
+from projections.refusals import LastWords
 from projections.replay import Projection
 from services.adapters.postgres import tally_shadow, tally_store
 from services.adapters.postgres.log import reads as log_reads
@@ -46,7 +46,6 @@ class _Fold:
     last: int = 0  # position of the meeting's last row folded: the tally's as_of_position
     at: Callable[[int], None] | None = None  # told the position reached after each batch (progress)
     refusals: LastWords = field(default_factory=LastWords)  # the ledger's rows (R19), to check against the fold
-    last_type: str = ""  # the type of the meeting's last row read
 
     @property
     def tally(self) -> Tally:
@@ -181,9 +180,7 @@ async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None
             while rows := await cursor.fetch(30_011):
                 fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
                 for r in rows:
-                    if is_ledger_row(r["type"], r["decision"], r["reason"]):
-                        fold.refusals.feed(r["position"], decode_logged(r["payload"]))
-                fold.last_type = rows[-1]["type"]
+                    fold.refusals.see(r["position"], r["type"], r["decision"], r["reason"], r["payload"])
                 fold.rows += len(rows)
                 fold.last = rows[-1]["position"]
                 if fold.at is not None:
@@ -242,7 +239,7 @@ async def _verify(conn: asyncpg.Connection, expected: _Fold, touched: set[str] |
         problems.append("over-vote rejections differ")
     # R19: what the ledger logged as refused (and not withdrawn), this fold refuses. The checkpoint may end
     # on a row the ledger's rows follow: those are checked by the projector (and by the next rebuild).
-    problems += [f"refusal rows: {p}" for p in expected.refusals.check(tally, expected.last_type, True) or []]
+    problems += [f"refusal rows: {p}" for p in expected.refusals.check(tally, True) or []]
     count = await tally_shadow.voter_count(conn, meeting_id)
     if count != len(tally.voters):
         problems.append(f"{count:,} voters, expected {len(tally.voters):,}")

@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from events import Entitlement, Position, PositionsRecorded, VoteRefused, decode_logged, encode
+from events import CutoffChanged, Entitlement, Position, PositionsRecorded, VoteRefused, decode_logged, encode
 from projections.refusals import refusal_row
 from services.adapters.kafka.topics import key_for, producer, publish, publish_raw
 from services.read.export import export_meeting
@@ -27,7 +27,7 @@ from services.read.tallies import read_tally
 from services.read.verify import verify_meeting
 from services.runtime.ingest import Consumed
 from services.runtime.ledger import Ledger
-from tests.factories import cast, revoke, small_meeting
+from tests.factories import at, cast, revoke, small_meeting
 from tests.integration.helpers import append, cli, run_projector, running_ledger, wait_for
 from tests.integration.test_answers import answers_settled
 
@@ -42,10 +42,10 @@ def vote(event_id: str, number: str, choices: dict, **fields):
     return cast(number, choices, meeting_id=MID, event_id=f"{MID}-{event_id}", channel="broker", **fields)
 
 
-def positions() -> PositionsRecorded:
+def positions(mid: str = MID) -> PositionsRecorded:
     return PositionsRecorded(
-        event_id=f"{MID}-register",
-        meeting_id=MID,
+        event_id=f"{mid}-register",
+        meeting_id=mid,
         chunk=0,
         chunks=1,
         positions=[
@@ -183,7 +183,7 @@ async def test_an_export_verifies_offline_with_its_refusal_rows_and_a_missing_on
     await refused.execute("DELETE FROM ledger_log WHERE position = $1", last["position"])
     result = await verify_meeting(refused, MID)
     assert result.chain_break is None and result.position_gap is None and not result.ok
-    assert any(f"refuse {D3.event_id}" in p and "no vote.refused row says so" in p for p in result.problems)
+    assert any(f"{D3.event_id} refused" in p and "no row right after it says so" in p for p in result.problems)
 
 
 async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_breaks_the_projection(settings, refused):
@@ -204,12 +204,12 @@ async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_break
     head = await append(refused, [refusal_row(forged)])  # as the log's owner, chained like any row
     result = await verify_meeting(refused, MID)
     assert not result.ok and result.chain_break is None
-    assert any(f"refuses {C1.event_id}" in p and "does not" in p for p in result.problems)
+    assert any(f"{C1.event_id} refused" in p and "not called for by the fold" in p for p in result.problems)
     await run_projector(settings, head)
     failure = await refused.fetchrow("SELECT meeting_id, error FROM projection_failures")
     assert failure["meeting_id"] == MID and f"the fold does not refuse {C1.event_id}" in failure["error"]
     code, out, err = await cli(settings, "projections", "rebuild", "--meeting", MID, "-q")
-    assert code != 0 and f"refusal row {head}" in out + err
+    assert code != 0 and f"log position {head}" in out + err
 
 
 async def test_a_restarted_ledger_rebuilds_its_fold_and_a_channels_vote_refused_is_reserved(settings, refused):
@@ -301,5 +301,76 @@ async def test_two_ledger_processes_on_one_log_fold_each_others_rows_before_deci
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
         assert (await verify_meeting(conn, MID)).problems == []
+    finally:
+        await conn.close()
+
+
+# /tmp/adv12b s13 (R5 under R17 `reject`): B-2's instruction received after the broker cut-off as amended, but
+# logged before the change, took Broker X over and got B-1's on-time instruction refused for good.
+def knockout(mid: str, late_first: bool) -> list:
+    def broker(event_id, number, choices, executed):
+        return cast(number, choices, meeting_id=mid, event_id=f"{mid}-{event_id}", channel="broker", executed=executed)
+
+    late = broker("late", "B-2", {"2": "against"}, 11)  # received after the new cut-off (10), after it took effect
+    ontime = broker("ontime", "B-1", {"2": "for"}, 8)
+    change = CutoffChanged(
+        event_id=f"{mid}-cc1", meeting_id=mid, channel="broker", cutoff=at(10), effective_at=at(9), reason="amended"
+    )
+    setup = [small_meeting(meeting_id=mid, event_id=f"{mid}-meeting", overvote_policy="reject"), positions(mid)]
+    return [setup, *([[late], [ontime], [change]] if late_first else [[change], [late], [ontime]])]
+
+
+async def test_a_late_logged_cutoff_change_withdraws_the_refusal_a_void_instruction_caused(settings, tmp_path):
+    async with running_ledger(settings), producer(settings) as client:
+        for mid, late_first in (("rk-later", True), ("rk-first", False)):
+            for step in knockout(mid, late_first):
+                await publish(client, settings, step)
+                for event in step:
+                    await wait_for(
+                        settings.pg_dsn, "SELECT count(*) FROM ledger_log WHERE event_id = $1", 1, event.event_id
+                    )
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        head = await conn.fetchval("SELECT max(position) FROM ledger_log")
+        await run_projector(settings, head)
+        rows = await conn.fetch(
+            "SELECT position, event_id, type, decision, reason, source_topic FROM ledger_log WHERE meeting_id = $1"
+            " ORDER BY position",
+            "rk-later",
+        )
+        assert [(r["event_id"], r["type"], r["decision"]) for r in rows][2:] == [
+            ("rk-later-late", "vote.cast", "accepted"),
+            ("rk-later-ontime", "vote.cast", "accepted"),
+            ("ledger:refused:rk-later-ontime", "vote.refused", "rejected"),
+            ("rk-later-cc1", "meeting.cutoff_changed", "accepted"),
+            ("ledger:reinstated:ledger:refused:rk-later-ontime", "vote.reinstated", "accepted"),
+        ]
+        assert rows[-1]["source_topic"] is None
+        first = await conn.fetch(
+            "SELECT event_id, reason FROM ledger_log WHERE meeting_id = 'rk-first' ORDER BY position"
+        )
+        assert ("rk-first-late", "cutoff_passed") in [(r["event_id"], r["reason"]) for r in first]
+        assert not any(r["event_id"].startswith("ledger:") for r in first)
+        later, earlier = await read_tally(conn, "rk-later"), await read_tally(conn, "rk-first")
+        assert later["items"] == earlier["items"] and later["items"]["2"]["for"] == 3000
+        assert later["items"]["2"]["against"] == 0
+        assert (await over_vote_report(conn, "rk-later"))["over_votes"] == []  # nothing refused in force
+        assert await conn.fetchval("SELECT count(*) FROM projection_failures") == 0  # the projector agreed
+        for mid in ("rk-later", "rk-first"):
+            result = await verify_meeting(conn, mid)
+            assert result.ok, result.as_dict()
+            path = tmp_path / f"{mid}.zip"
+            await export_meeting(conn, mid, path)
+            assert verify_file(path).ok
+        code, out, err = await cli(settings, "audit", "verify", "--meeting", "rk-later")
+        assert code == 0 and "VERIFIED" in out, err
+        code, _, err = await cli(settings, "projections", "rebuild", "--meeting", "rk-later", "-q")
+        assert code == 0, err
+        # The withdrawal deleted (the meeting's last row: its chain still holds), verify finds it missing.
+        await conn.execute("SET session_replication_role = replica")  # as a superuser skipping the guards
+        await conn.execute("DELETE FROM ledger_log WHERE position = $1", rows[-1]["position"])
+        result = await verify_meeting(conn, "rk-later")
+        assert result.chain_break is None and not result.ok
+        assert any("reinstated" in p and "no row right after it says so" in p for p in result.problems), result.problems
     finally:
         await conn.close()
