@@ -20,6 +20,7 @@ from events import Item, MeetingScheduled
 from projections.completeness import RegisterState, summary
 from projections.outcomes import item_counts, outcomes, quorum
 from projections.overvotes import OverVote
+from projections.printable import escaped
 
 DIRECTOR, PROPOSAL, FREQUENCY = "director", "proposal", "frequency"
 KIND_OF_STANDARD = {"plurality": DIRECTOR, "majority_of_votes_cast": PROPOSAL, "frequency": FREQUENCY}
@@ -140,7 +141,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# {report.get('report_title', REPORT_TITLE)}",
         "",
-        f"{report['company']}, {report['title']} (`{report['meeting_id']}`), held {meeting_at}{_amended_date(report)}"
+        f"{escaped(report['company'])}, {escaped(report['title'])} (`{report['meeting_id']}`), held {meeting_at}"
+        f"{_amended_date(report)}"
         f" ({report['timezone']}); record date {report['record_date']}.",
         "",
         f"Quorum: {q['present']:,} of {report['outstanding']:,} shares outstanding present in person or by"
@@ -161,7 +163,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if "as_amended" in report:
         lines += ["", "## Amendments", "", "The meeting as amended by these events (docs/rules.md, Amendments):", ""]
         for a in report["as_amended"]["amendments"]:
-            why = f" ({a['reason']})" if a["reason"] else ""
+            why = f" ({escaped(a['reason'])})" if a["reason"] else ""
             lines.append(f"- #{a['position']} `{a['type']}` effective {a['effective_at']}: {_cell(a['change'])}{why}")
     if report["over_votes"]:
         policies = sorted({o["policy"] for o in report["over_votes"]})
@@ -208,5 +210,5 @@ def _table(kind: str, label: str, rows: list[tuple[str, Mapping[str, Any]]]) -> 
 
 
 def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text safe inside a Markdown table cell (and on a terminal: control and format characters escaped)."""
+    return escaped(text.replace("\n", " ")).replace("|", "\\|")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from events.schema import CHANNELS
 from projections.amendments import render_lines
 from projections.log_row import DECISIONS
+from projections.printable import escaped
 from services.cli.audit_proof_cmd import add_proofs
 from services.cli.audit_verify import add_verify
 from services.cli.common import add_format, parse_timestamp, show, whole_number
@@ -174,7 +175,8 @@ def render_history(report: dict[str, Any]) -> str:
         f"  (log position {report['log_position']})",
         f"Counts: {counting}",
         *([f"Fills its routine items: #{fills['position']} {fills['event_id']} (R10)"] if fills else []),
-        *(render_lines(report["meeting"]) if "meeting" in report else []),  # the meeting as amended by then
+        # The meeting as amended by then; administration's text escaped (a newline or ESC would forge lines).
+        *(escaped(line) for line in (render_lines(report["meeting"]) if "meeting" in report else [])),
         "",
         f"{'Pos':>8}  {'Event id':<20}{'Type':<13}{'Channel':<11}{'Executed at':<27}{'Received at':<27}Status",
     ]

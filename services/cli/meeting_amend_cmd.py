@@ -13,20 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events.schema import CUTOFF_CHANNELS
+from projections.printable import UNPRINTABLE
 from services.cli import UserError
 from services.cli.common import parse_timestamp, positive_number
 
 DECISION_WAIT_S = 30.0
 EVENT_ID_MAX = 200  # the wire schema's bound (events/schema.py NonEmpty)
-# Unicode categories refused in the text an amendment carries: controls (newline, ESC: a terminal obeys them
-# when tally, audit history or a report prints the text), format characters (bidirectional overrides, which
-# reorder what a reader sees) and the line and paragraph separators.
-UNPRINTABLE = {
-    "Cc": "a control character",
-    "Cf": "a format character",
-    "Zl": "a line separator",
-    "Zp": "a paragraph separator",
-}
 
 
 def add_amend(actions: argparse._SubParsersAction) -> None:
@@ -113,6 +105,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 def unprintable(text: str) -> str | None:
     """The first character of ``text`` in an UNPRINTABLE category, as U+XXXX and its name; None if there is none."""
+    # Refused in an amendment's text: controls (newline, ESC: a terminal obeys them when tally, audit history or a
+    # report prints the text, which escape them since), format characters (bidirectional overrides reorder what a
+    # reader sees), line and paragraph separators.
     for char in text:
         kind = UNPRINTABLE.get(unicodedata.category(char))
         if kind:

@@ -16,6 +16,7 @@ from typing import Any
 
 from projections.amendments import render_lines
 from projections.completeness import summary
+from projections.printable import escaped
 from projections.report import percent
 from services.cli import UserError
 from services.cli.common import add_format, not_projected, parse_timestamp, positive_number, run
@@ -212,7 +213,8 @@ def render(report: dict[str, Any]) -> str:
         f" ({_percent(q['present'], report['outstanding'])});"
         f" required {q['required']:,}: {'MET' if q['met'] else 'NOT MET'}",
         *_register_line(report),
-        *(render_lines(report["meeting"]) if "meeting" in report else ()),  # as amended at that point
+        # As amended at that point; administration's text escaped (a newline or ESC would forge lines).
+        *(escaped(line) for line in (render_lines(report["meeting"]) if "meeting" in report else ())),
         "",
         f"{'Item':<6}{'For / 1y':>14}{'Against / 2y':>14}{'3y':>12}{'Abstain':>12}{'Broker non-votes':>18}  Outcome",
     ]
