@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from services.cli import UserError
-from services.cli.common import add_format, add_quiet, kafka_bootstrap
+from services.cli.common import add_format, add_quiet, kafka_bootstrap, positive_number
 from services.cli.meeting_show import describe, meeting_lines, meeting_summary, text
 from services.cli.progress import progress_bar
 from services.settings import Settings, settings
 
 if TYPE_CHECKING:
     from services.registers.build import LoadedRegister
+    from services.registers.decisions import Sent
 
 MEETINGS_DIR = Path("deploy/meetings")
 
@@ -29,6 +30,10 @@ _REGISTER_HELP = (
 )
 # Register problems printed before the count of the rest: enough to fix a file's column at a time.
 MAX_PROBLEMS_SHOWN = 50
+# How long `meeting load` waits for the ledger's decisions on what it published. The ledger logs a batch
+# of admin events within a second on the local stack; a register of 10^6 positions (500 chunks) takes
+# it longer, and the wait ends as soon as every event is decided.
+DECISION_WAIT_S = 120.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "record-date register (positions.recorded chunks) to meetings.admin. With --register DIR every file is "
         "checked and reconciled first: any problem is printed as FILE:LINE:COLUMN and nothing is published. No "
         "channel key is registered unless asked: real channels register their own (vote-ledger channel "
-        "register). Event ids derive from the files' content: loading the same files again is a no-op (R18).",
+        "register). Event ids derive from the files' content: loading the same files again is a no-op (R18). Then "
+        "waits for the ledger's decisions: all accepted, or already loaded (exit 0); any rejected, each named with "
+        "its reason (exit 1).",
     )
     load.add_argument("file", metavar="FILE", help=_FILE_HELP)
     load.add_argument("--register", metavar="DIR", help=_REGISTER_HELP)
@@ -59,6 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the meeting and channel ids, so anyone can sign votes with them. For simulations only, never for a "
         "real meeting (not with --register)",
     )
+    wait = load.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--wait",
+        type=positive_number(3600),
+        default=DECISION_WAIT_S,
+        metavar="SECONDS",
+        help="seconds to wait for the ledger's decisions on every published event, read as the reader role "
+        f"(default {DECISION_WAIT_S:g}): exit 1 if it rejected any",
+    )
+    wait.add_argument("--no-wait", action="store_true", help="publish only: do not wait for the ledger's decisions")
     add_quiet(load)
     load.set_defaults(func=_load)
     show = actions.add_parser(
@@ -148,15 +165,44 @@ def _load_real(args: argparse.Namespace, path: Path) -> int:
     print("\n".join(reconciliation_lines(loaded.reconciliation, meeting)))
     current = kafka_settings()
     with progress_bar(f"publishing {meeting.meeting_id}", unit="events", quiet=args.quiet) as on_progress:
-        run_kafka(current, publish_admin(current, loaded.events, on_progress))
+        sent = run_kafka(current, publish_admin(current, loaded.events, on_progress))
     totals = meeting.register
     assert totals is not None
     print(
         f"published meeting {meeting.meeting_id} (event {meeting.event_id}) and {totals.chunks} register chunks: "
         f"{totals.positions} positions, {totals.shares:,} shares"
     )
+    if _ledger_rejected(current, meeting.meeting_id, sent, None if args.no_wait else args.wait):
+        return 1
     print("no channel key registered: register each real channel's key with `vote-ledger channel register`")
     return 0
+
+
+def _ledger_rejected(current: Settings, meeting_id: str, sent: list[Sent], wait: float | None) -> bool:
+    """Await and print the ledger's decisions on the published events; whether it rejected any.
+
+    An identical reload is "already loaded" (R18: the ledger applies an event once); a changed register is
+    rejected (duplicate_meeting, duplicate_chunk), each rejected event named with its reason.
+    """
+    from services.registers.decisions import await_decisions
+
+    if wait is None:
+        print("the ledger's decisions not checked (--no-wait)")
+        return False
+    if not (current.pg_reader_dsn or current.pg_dsn):
+        print("the ledger's decisions not checked (no reader DSN: VOTE_LEDGER_PG_READER_DSN)")
+        return False
+    try:
+        decisions = asyncio.run(await_decisions(current, meeting_id, sent, wait))
+    except OSError as exc:
+        raise UserError(f"published, but the log could not be read: {exc}") from None
+    if decisions.undecided:
+        raise UserError(
+            f"the ledger logged no decision on {len(decisions.undecided):,} of {len(sent):,} published events within "
+            f"{wait:g} s (the first: {decisions.undecided[0].what}): is it running?"
+        )
+    print("\n".join(decisions.lines()))
+    return bool(decisions.rejected)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -182,6 +228,8 @@ def _load(args: argparse.Namespace) -> int:
         f"published meeting {summary.meeting_id} (event {summary.event_id}) and {summary.chunks} "
         f"register chunks: {summary.positions} positions, {summary.shares:,} shares"
     )
+    if _ledger_rejected(current, summary.meeting_id, list(summary.sent), None if args.no_wait else args.wait):
+        return 1
     if args.simulated_channels:
         print(
             f"registered {summary.keys} simulated channels' demo keys: PUBLIC keys (anyone can derive them and "

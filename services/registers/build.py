@@ -14,7 +14,7 @@ from services.registers.csv_table import Problem
 from services.registers.meeting_file import NAMESPACE, declare_register, load_meeting_file
 from services.registers.reading import FILES, RegisterFiles, read_register
 from services.registers.reconcile import Reconciliation, reconcile
-from services.registers.wire import MAX_EVENT_BYTES, wire_problems
+from services.registers.wire import MAX_EVENT_BYTES, judged_refusal, wire_problems
 
 # Positions per positions.recorded chunk: 2,000 synthetic positions encode to about 285 kB and a
 # 20,000-position register loads in ten chunks. Long names make a chunk larger (three 200-character
@@ -65,6 +65,9 @@ def load_register(meeting_file: str | Path, directory: str | Path) -> LoadedRegi
     problems = wire_problems(meeting_file, declared, chunks, rows, participants)
     if problems:
         raise RegisterError(problems)
+    why = judged_refusal([declared, *chunks])  # the ledger's rules on what the files and the wire let through
+    if why is not None:
+        raise ValueError(f"{meeting_file}: {why}; nothing published")
     return LoadedRegister(declared, chunks, reconciliation)
 
 

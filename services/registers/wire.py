@@ -9,9 +9,11 @@ failure becomes a problem at the row it comes from.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from events import AnyEvent, MalformedMessage, MeetingScheduled, PositionsRecorded, decode, encode
+from events import AnyEvent, MalformedMessage, MeetingScheduled, PositionsRecorded, decode, encode, tag_of
+from projections.judge import Judge
 from services.registers.csv_table import Problem, Row
 
 # The largest event a load publishes, encoded. Kafka refuses a larger record: the producer over its
@@ -106,3 +108,26 @@ def _without_positions(chunk: PositionsRecorded) -> PositionsRecorded:
         chunks=chunk.chunks,
         entitlements=chunk.entitlements,
     )
+
+
+def judged_refusal(events: Sequence[AnyEvent]) -> str | None:
+    """Why the ledger would reject one of these events on an empty log, judged in order; None: all accepted.
+
+    A fresh projections.judge.Judge takes them as the ledger will, after the wire: what the files and the
+    codec let through can still break a rule (a meeting with more shares outstanding than the ledger's
+    bound is rejected shares_out_of_range, and then every chunk unknown_meeting). What the log already
+    holds (another version of the meeting) is for the ledger's own decisions, which `meeting load` awaits.
+    """
+    judge = Judge()
+    for event in events:
+        reason = judge.judge(event)
+        if reason is not None:
+            return f"the ledger would reject {describe(event)}: {reason}"
+    return None
+
+
+def describe(event: AnyEvent) -> str:
+    """An event of a load in words: its type, its chunk number for a chunk, and its id."""
+    if isinstance(event, PositionsRecorded):
+        return f"positions.recorded chunk {event.chunk} (event {event.event_id})"
+    return f"{tag_of(event)} (event {event.event_id})"

@@ -20,8 +20,10 @@ from services.devtools.demo.channels import Signer, key_events, missing_demo_key
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import RegisterSpec, SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
+from services.registers.decisions import Sent
 from services.registers.meeting_file import declare_register
 from services.registers.publish import publish_admin
+from services.registers.wire import judged_refusal
 from services.settings import Settings
 
 
@@ -36,6 +38,7 @@ class LoadSummary:
     chunks: int
     events: int
     keys: int = 0  # channel keys registered (the simulated channels' public demo keys, when asked for)
+    sent: tuple[Sent, ...] = ()  # where the broker put each event, for the ledger's decisions on them
 
 
 @dataclass(frozen=True)
@@ -110,15 +113,19 @@ async def load_meeting(
         raise ValueError(f"{path}: the synthetic register is not what the meeting declares ({meeting.register})")
     meeting = declared
     keys = key_events(meeting, register_spec, sim) if simulated_channels else []
-    published = await publish_admin(settings, [meeting, *chunks, *keys], on_progress)
+    why = judged_refusal([meeting, *chunks, *keys])  # as the real-register path (services.registers.build)
+    if why is not None:
+        raise ValueError(f"{path}: {why}; nothing published")
+    sent = await publish_admin(settings, [meeting, *chunks, *keys], on_progress)
     return LoadSummary(
         meeting_id=meeting.meeting_id,
         event_id=meeting.event_id,
         positions=len(positions),
         shares=sum(p.shares for p in positions),
         chunks=len(chunks),
-        events=published,
+        events=len(sent),
         keys=len(keys),
+        sent=tuple(sent),
     )
 
 

@@ -1,4 +1,4 @@
-"""The register's chunks as the log holds them: the accepted positions.recorded payloads, for completeness.
+"""The register's rows: the accepted positions.recorded payloads, for completeness, and a load's decisions.
 
 `status`, `tally` and the reports say whether a meeting's register is complete
 (projections.completeness); services.read.register reads only each chunk's numbers and shares.
@@ -36,3 +36,16 @@ async def declared_registers(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         "SELECT meeting_id, payload->>'register' AS register FROM ledger_log"
         " WHERE type = 'meeting.scheduled' AND decision = 'accepted' ORDER BY position"
     )
+
+
+# ledger_log_event_id (015_event_ids_per_meeting.sql) serves event_id = ANY: one probe per id. Every row of
+# an id, rejected ones too: a load reports a rejected chunk; the source says which record a row came from.
+_DECISIONS = (
+    "SELECT event_id, position, decision, reason, source_topic, source_partition, source_offset FROM ledger_log"
+    " WHERE meeting_id = $1 AND event_id = ANY($2::text[]) ORDER BY position"
+)
+
+
+async def load_decisions(conn: asyncpg.Connection, meeting_id: str, event_ids: list[str]) -> list[asyncpg.Record]:
+    """The meeting's rows logged under these event ids (a load's meeting, chunks, keys), in log order."""
+    return await conn.fetch(_DECISIONS, meeting_id, event_ids)
