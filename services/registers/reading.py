@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,15 @@ _CEDE_SPELLINGS = {"cede&co", "cedeandco"}  # casefolded, spaces and dots droppe
 _DIGITS = re.compile(r"[0-9]+")
 _PARTICIPANT = re.compile(r"[0-9]{1,5}")
 # A line break or other control character in a name or control number (a quoted field may hold one)
-# would break every report that prints it on one line.
+# would break every report that prints it on one line; a format character (a zero-width space, a
+# right-to-left override) makes one text look like another. Unicode categories Cc (U+0085 NEL among
+# them), Cf, Zl (U+2028) and Zp (U+2029) are refused.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+# A control number is ASCII letters, digits, '-', '.', '_' and '/' (docs/register.md): look-alikes
+# (fullwidth digits, U+2011 NON-BREAKING HYPHEN) would make two holdings of one printed number.
+_CONTROL_NUMBER = re.compile(r"[A-Za-z0-9._/-]+")
+_CONTROL_NUMBER_CHARACTERS = "ASCII letters, digits, '-', '.', '_' and '/'"
 MAX_TEXT = 200  # the wire's bound on a control number (events.schema.NonEmpty), applied to names too
 # A participant's nominee, "NAME (DTC NNNN)", is an Entitlement.nominee (NonEmpty, at most MAX_TEXT): its
 # name may be 11 characters shorter. A longer one made a chunk the ledger cannot decode (parked), after
@@ -152,8 +160,8 @@ def _participant_row(out: RegisterFiles, row: Row) -> None:
                 f"longer than {MAX_PARTICIPANT_NAME} characters: its nominee, NAME (DTC NNNN), may have {MAX_TEXT}",
             )
         )
-    elif _CONTROL.search(name):
-        problems.append(row.at("name", "a line break or control character"))
+    elif (invisible := _invisible(name)) is not None:
+        problems.append(row.at("name", f"a line break, control or format character ({invisible})"))
     shares = _shares(row, problems)
     if number is not None and number in out.participants:
         problems.append(
@@ -188,8 +196,17 @@ def _control_number(row: Row, problems: list[Problem], seen: dict[str, str]) -> 
     if len(value) > MAX_TEXT:
         problems.append(row.at("control_number", f"longer than {MAX_TEXT} characters"))
         return None
-    if _CONTROL.search(value):
-        problems.append(row.at("control_number", "a line break or control character"))
+    invisible = _invisible(value)
+    if invisible is not None:
+        problems.append(row.at("control_number", f"a line break, control or format character ({invisible})"))
+        return None
+    if not _CONTROL_NUMBER.fullmatch(value):
+        other = next(c for c in value if not _CONTROL_NUMBER.fullmatch(c))
+        problems.append(
+            row.at(
+                "control_number", f"{_shown(value)}: {_named(other)} (a control number is {_CONTROL_NUMBER_CHARACTERS})"
+            )
+        )
         return None
     where = f"{Path(row.file).name}:{row.line}"
     if value in seen:
@@ -230,6 +247,9 @@ def _participant(row: Row, problems: list[Problem]) -> str | None:
     if not _PARTICIPANT.fullmatch(value):
         problems.append(row.at("participant", f"{_shown(value)} is not a DTC participant number (up to 5 digits)"))
         return None
+    if not int(value):
+        problems.append(row.at("participant", f"{value} is not a DTC participant number (they start at 1)"))
+        return None
     return f"{int(value):04d}"  # 15 and 0015 are the same participant, written with four digits
 
 
@@ -247,13 +267,27 @@ def _holders(row: Row, problems: list[Problem], *, required: bool) -> list[str] 
     if any(len(name) > MAX_TEXT for name in names):
         problems.append(row.at("holders", f"a name longer than {MAX_TEXT} characters"))
         return None
-    if _CONTROL.search(value):
-        problems.append(row.at("holders", "a line break or control character in a name"))
+    invisible = _invisible(value)
+    if invisible is not None:
+        problems.append(row.at("holders", f"a line break, control or format character in a name ({invisible})"))
         return None
     if len({n.casefold() for n in names}) != len(names):
         problems.append(row.at("holders", "a joint holder named twice"))
         return None
     return names
+
+
+def _invisible(value: str) -> str | None:
+    """The first line break, control or format character of a text, named; None if it has none."""
+    if value.isascii():  # most rows: one regular expression instead of a look-up per character
+        found = _CONTROL.search(value)
+        return None if found is None else _named(found.group())
+    return next((_named(c) for c in value if unicodedata.category(c) in _INVISIBLE), None)
+
+
+def _named(character: str) -> str:
+    """A character as a problem names it: U+2011 NON-BREAKING HYPHEN."""
+    return f"U+{ord(character):04X} {unicodedata.name(character, 'a control character')}"  # controls have no name
 
 
 def _shown(value: str, *, quoted: bool = True) -> str:

@@ -218,7 +218,10 @@ def test_a_real_meeting_file_needs_no_simulation_and_may_not_hold_one(tmp_path):
             "registered.csv",
             "Harold J. Benning,12000",
             '"Harold J.\nBenning",12000',
-            ["registered.csv:5:2: holders: a line break or control character in a name"],
+            [
+                "registered.csv:5:2: holders: a line break, control or format character in a name"
+                " (U+000A a control character)"
+            ],
         ),
         (
             "registered.csv",
