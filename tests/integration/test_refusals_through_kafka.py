@@ -366,6 +366,9 @@ async def test_a_late_logged_cutoff_change_withdraws_the_refusal_a_void_instruct
         assert code == 0 and "VERIFIED" in out, err
         code, _, err = await cli(settings, "projections", "rebuild", "--meeting", "rk-later", "-q")
         assert code == 0, err
+        code, out, err = await cli(settings, "audit", "history", "--meeting", "rk-later", "--control-number", "B-1")
+        assert code == 0, err
+        assert out.index("vote.refused") < out.index("vote.reinstated")
         # The withdrawal deleted (the meeting's last row: its chain still holds), verify finds it missing.
         await conn.execute("SET session_replication_role = replica")  # as a superuser skipping the guards
         await conn.execute("DELETE FROM ledger_log WHERE position = $1", rows[-1]["position"])

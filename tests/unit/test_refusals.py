@@ -13,9 +13,11 @@ from events import (
     VoteReinstated,
     decode_logged,
     encode,
+    tag_of,
 )
 from projections.judge import Judge
 from projections.refusals import (
+    LastWords,
     RefusalCheck,
     RefusalFold,
     disagreement,
@@ -407,3 +409,24 @@ def test_a_refusal_withdrawn_then_due_again_gets_a_row_of_its_own():
         ("VoteRefused", f"ledger:refused#2:{ontime.event_id}"),
     ]
     assert list(in_force(rows)) == [f"ledger:refused#2:{ontime.event_id}"] and check(rows) == []
+
+
+def test_the_projectors_check_waits_for_a_recounts_rows_when_a_batch_ends_on_the_closure():
+    # A refusal, then a closure whose withdrawal of it the batch has not read yet: checked then, the refusal
+    # would look like one the fold does not make, and the projection would be called broken.
+    early = cast("B-1", {"2": "for"}, executed=1, channel="broker")
+    late = cast("B-2", {"2": "for"}, executed=12, channel="broker")
+    closed = PollsClosed(event_id="close", meeting_id="m1", closed_at=at(10))
+    rows, fold = log_of([*scheduled(), early, late, closed])
+    tally = fold.projection.tallies["m1"]
+    words = LastWords()
+    for position, (decision, reason, event) in enumerate(rows[:-1], start=1):  # up to the closure
+        words.see(position, tag_of(event), decision, reason, encode(event).decode())
+    assert words.check(tally, ends_batch=True) is None  # the batch ends on the closure: wait
+    decision, reason, event = rows[-1]
+    words.see(len(rows), tag_of(event), decision, reason, encode(event).decode())
+    assert words.check(tally, ends_batch=True) is None  # its rows may go on past the batch: wait still
+    assert words.check(tally, ends_batch=False) == []  # a row after them read: withdrawn, as the fold says
+    words.see(1, "vote.refused", "rejected", OVER_ENTITLEMENT, encode(rows[-3][2]).decode())  # forged again
+    (problem,) = words.check(tally, ends_batch=False)
+    assert "the fold does not refuse" in problem
