@@ -28,7 +28,7 @@ async def amend(settings, *args: str) -> tuple[int, str]:
 
 
 async def test_back_dated_amendments_are_refused_invalid_amendment_and_change_nothing_a_current_one_is_accepted(
-    settings,
+    settings, tmp_path
 ):
     now = datetime.now(UTC)
     spec = small_meeting(
@@ -85,8 +85,14 @@ async def test_back_dated_amendments_are_refused_invalid_amendment_and_change_no
         await wait_for(settings.pg_dsn, "SELECT position FROM projection_checkpoints", 9)
         code, tally, err = await cli(settings, "tally", "--meeting", "m1", "--json")
         assert code == 0, err
-        code, verified, err = await cli(settings, "audit", "verify", "--meeting", "m1", "--no-heads")
-        assert code == 0 and "VERIFIED" in verified, verified + err
+        code, _, err = await cli(settings, "export", "--meeting", "m1", "--out", str(tmp_path / "m1.zip"))
+        assert code == 0, err
+        for source in (
+            ("--meeting", "m1"),
+            ("--file", str(tmp_path / "m1.zip")),
+        ):  # re-judged on each row's broker time
+            code, verified, err = await cli(settings, "audit", "verify", *source, "--no-heads")
+            assert code == 0 and "VERIFIED" in verified, verified + err
 
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
