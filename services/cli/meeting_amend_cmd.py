@@ -82,7 +82,11 @@ def add_amend(actions: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meeting", required=True, metavar="M", help="the meeting id")
     parser.add_argument(
-        "--effective-at", type=parse_timestamp, metavar="TIME", help="RFC 3339 time it takes effect (default: now)"
+        "--effective-at",
+        type=parse_timestamp,
+        metavar="TIME",
+        help="RFC 3339 time it takes effect (default: now); not earlier: the ledger refuses a back-dated amendment"
+        " (invalid_amendment)",
     )
     parser.add_argument("--reason", metavar="TEXT", help="why, for the report and the auditors")
     wait = parser.add_mutually_exclusive_group()
