@@ -356,10 +356,11 @@ AdminEvent = (
 
 
 class VoteReinstated(Event, tag="vote.reinstated", frozen=True):
-    """The ledger withdrew an earlier ``vote.refused``: the refused instruction counts after all (R5, R17).
+    """The ledger withdrew an earlier ``vote.refused`` that no longer holds (R5, R17).
 
-    A poll closure or a cut-off change logged after the refusal made void an instruction the refusal had
-    counted (R12), so the refused instruction never took its nominee over the entitlement. Like
+    A poll closure or a cut-off change logged after the refusal made void (R12) an instruction the refusal
+    had counted, so the refused instruction never took its nominee over the entitlement and counts after
+    all; or it made void the refused instruction itself, which then counts for nothing by R12 instead. Like
     ``vote.refused``, only the ledger appends it: one published to Kafka is refused (``reserved_type``).
     """
 
