@@ -10,17 +10,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from events.schema import CHANNELS
 from services.cli import UserError
+from services.cli.admin_publish import EVENT_ID_MAX, add_wait, admin_event, publish_admin
 from services.cli.channel_keys_cmd import KEY_FILE_HELP, load_key, meeting_arg, utc_now
-from services.cli.common import parse_timestamp, positive_number
-
-# How long register/revoke wait for the ledger to log the event (the ledger logs an admin event within
-# a batch: well under a second on the local stack).
-DECISION_WAIT_S = 30.0
-EVENT_ID_MAX = 200  # the wire schema's bound (events/schema.py NonEmpty)
+from services.cli.common import parse_timestamp
 
 
 def register_actions(actions: argparse._SubParsersAction) -> None:
@@ -60,7 +54,7 @@ def register_actions(actions: argparse._SubParsersAction) -> None:
     reg.add_argument(
         "--effective-at", type=parse_timestamp, metavar="TIME", help="RFC 3339 time it is valid from (default: now)"
     )
-    _wait(reg)
+    add_wait(reg)
     reg.set_defaults(func=_register)
 
     revoke = actions.add_parser(
@@ -77,20 +71,8 @@ def register_actions(actions: argparse._SubParsersAction) -> None:
         "--effective-at", type=parse_timestamp, metavar="TIME", help="RFC 3339 time it is revoked from (default: now)"
     )
     revoke.add_argument("--reason", metavar="TEXT", help="why, for the auditors")
-    _wait(revoke)
+    add_wait(revoke)
     revoke.set_defaults(func=_revoke)
-
-
-def _wait(parser: argparse.ArgumentParser) -> None:
-    wait = parser.add_mutually_exclusive_group()
-    wait.add_argument(
-        "--wait",
-        type=positive_number(3600),
-        default=DECISION_WAIT_S,
-        metavar="S",
-        help=f"seconds to wait for the ledger's decision, read as the reader role (default {DECISION_WAIT_S:g})",
-    )
-    wait.add_argument("--no-wait", action="store_true", help="publish only: do not wait for the decision")
 
 
 def _kinds(text: str) -> list[str]:
@@ -127,7 +109,7 @@ def _register(args: argparse.Namespace) -> int:
         channel_id, key_id, public = args.channel_id, args.key_id, args.public_key.lower()
     now = utc_now()
     effective_at = args.effective_at or now
-    event = _admin_event(
+    event = admin_event(
         ChannelKeyRegistered,
         event_id=admin_event_id(args.meeting, channel_id, key_id, "registered", effective_at),
         meeting_id=args.meeting,
@@ -177,7 +159,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
     now = utc_now()
     effective_at = args.effective_at or now
-    event = _admin_event(
+    event = admin_event(
         ChannelKeyRevoked,
         event_id=admin_event_id(args.meeting, args.channel_id, args.key_id, "revoked", effective_at),
         meeting_id=args.meeting,
@@ -239,69 +221,11 @@ def _warn_unknown_nominees(meeting_id: str, nominees: list[str], known: set[str]
             _warn(f"nominee {name!r} has no position in the register of {meeting_id}: the key may vote none for it")
 
 
-def _admin_event(cls: type, **fields: Any) -> Any:
-    """The event as the ledger will decode it: a field the wire schema refuses is a one-line error here."""
-    try:
-        return msgspec.convert(fields, cls, from_attributes=False, strict=False)
-    except msgspec.ValidationError as exc:
-        raise UserError(f"not a valid {cls.__name__}: {exc}") from None
-
-
 def _publish_admin(event: Any, wait: float | None) -> int:
-    """Publish as meeting administration, then report the ledger's decision (exit 1: rejected or none in time)."""
+    """Publish the key event as meeting administration and report the ledger's decision."""
     from events import tag_of
-    from services.adapters.kafka.topics import producer, publish
-    from services.cli.meeting_cmd import kafka_settings, run_kafka
 
-    current = kafka_settings()
-
-    async def go() -> None:
-        async with producer(current, "admin") as client:
-            await publish(client, current, [event])
-
-    run_kafka(current, go())
-    what = f"{tag_of(event)} {event.channel_id}/{event.key_id} for {event.meeting_id} (event {event.event_id})"
-    if wait is None:
-        print(f"published {what}; not checked (--no-wait)")
-        return 0
-    if not (current.pg_reader_dsn or current.pg_dsn):
-        print(f"published {what}; not checked (no reader DSN: VOTE_LEDGER_PG_READER_DSN)")
-        return 0
-    decided = _await_decision(event.event_id, wait)
-    if decided is None:
-        print(f"published {what}", flush=True)
-        raise UserError(f"the ledger logged no decision on {event.event_id} within {wait:g} s: is it running?")
-    if decided["decision"] == "accepted":
-        print(f"published {what}: accepted at position {decided['position']}")
-        return 0
-    print(f"published {what}: rejected {decided['reason']}")
-    return 1
-
-
-def _await_decision(event_id: str, wait: float) -> dict[str, Any] | None:
-    """The log row's decision on this admin event, polled as the reader role for up to ``wait`` seconds."""
-    import asyncio
-
-    from services.adapters.postgres.connect import READER_ROLE, connect_as
-    from services.adapters.postgres.log.channel_keys import admin_decision
-    from services.settings import settings
-
-    async def go() -> dict[str, Any] | None:
-        conn = await connect_as(settings(), READER_ROLE)
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
-            while True:
-                row = await admin_decision(conn, event_id)
-                if row is not None:
-                    return dict(row)
-                if loop.time() >= deadline:
-                    return None
-                await asyncio.sleep(0.25)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(go())
-    except OSError as exc:
-        raise UserError(f"published, but the log could not be read: {exc}") from None
+    said = (
+        f"published {tag_of(event)} {event.channel_id}/{event.key_id} for {event.meeting_id} (event {event.event_id})"
+    )
+    return publish_admin(event, said, wait)

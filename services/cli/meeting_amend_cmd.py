@@ -15,10 +15,8 @@ from typing import Any
 from events.schema import CUTOFF_CHANNELS
 from projections.printable import UNPRINTABLE
 from services.cli import UserError
-from services.cli.common import parse_timestamp, positive_number
-
-DECISION_WAIT_S = 30.0
-EVENT_ID_MAX = 200  # the wire schema's bound (events/schema.py NonEmpty)
+from services.cli.admin_publish import EVENT_ID_MAX, add_wait, admin_event, publish_admin
+from services.cli.common import parse_timestamp
 
 
 def add_amend(actions: argparse._SubParsersAction) -> None:
@@ -89,15 +87,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         " (invalid_amendment)",
     )
     parser.add_argument("--reason", metavar="TEXT", help="why, for the report and the auditors")
-    wait = parser.add_mutually_exclusive_group()
-    wait.add_argument(
-        "--wait",
-        type=positive_number(3600),
-        default=DECISION_WAIT_S,
-        metavar="S",
-        help=f"seconds to wait for the ledger's decision, read as the reader role (default {DECISION_WAIT_S:g})",
-    )
-    wait.add_argument("--no-wait", action="store_true", help="publish only: do not wait for the decision")
+    add_wait(parser)
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -155,7 +145,7 @@ def _fields(args: argparse.Namespace, kind: str) -> dict[str, Any]:
 def _adjourn(args: argparse.Namespace) -> int:
     from events import MeetingAdjourned
 
-    event = _event(MeetingAdjourned, **_fields(args, "adjourned"), meeting_at=args.to, postponed=args.postponed)
+    event = admin_event(MeetingAdjourned, **_fields(args, "adjourned"), meeting_at=args.to, postponed=args.postponed)
     return _publish(event, f"to {args.to.isoformat()}", None if args.no_wait else args.wait)
 
 
@@ -163,7 +153,7 @@ def _cutoff(args: argparse.Namespace) -> int:
     from events import CutoffChanged
 
     new = None if args.lift else args.cutoff
-    event = _event(CutoffChanged, **_fields(args, f"cutoff-{args.channel}"), channel=args.channel, cutoff=new)
+    event = admin_event(CutoffChanged, **_fields(args, f"cutoff-{args.channel}"), channel=args.channel, cutoff=new)
     what = f"{args.channel} cut-off {'lifted' if new is None else new.isoformat()}"
     return _publish(event, what, None if args.no_wait else args.wait)
 
@@ -184,7 +174,7 @@ def _correct(args: argparse.Namespace) -> int:
         raise UserError(
             "meeting amend correct: nothing to correct (--company, --title, --item-title, --recommendation)"
         )
-    event = _event(
+    event = admin_event(
         MeetingCorrected,
         **_fields(args, "corrected"),
         company=args.company,
@@ -194,80 +184,9 @@ def _correct(args: argparse.Namespace) -> int:
     return _publish(event, "correction", None if args.no_wait else args.wait)
 
 
-def _event(cls: type, **fields: Any) -> Any:
-    """The event as the ledger will decode it: a field the wire schema or the codec refuses is a one-line error here.
-
-    msgspec checks a Struct's constraints when it converts, but the codec's own checks (times within 1900-9000,
-    no NUL) only when it decodes: the ledger would park such an event, and the command then only said that no
-    decision came. So each event makes the round trip through the wire codec before it is published.
-    """
-    import msgspec
-
-    from events import MalformedMessage, decode, encode
-
-    try:
-        event = msgspec.convert(fields, cls, from_attributes=False, strict=False)
-        decode(encode(event))
-    except msgspec.ValidationError as exc:
-        raise UserError(f"not a valid {cls.__name__}: {exc}") from None
-    except MalformedMessage as exc:
-        raise UserError(f"not a valid {cls.__name__}: the ledger would park it ({exc.reason}: {exc.detail})") from None
-    return event
-
-
 def _publish(event: Any, what: str, wait: float | None) -> int:
-    """Publish as meeting administration, then report the ledger's decision (exit 1: rejected or none in time)."""
+    """Publish the amendment as meeting administration and report the ledger's decision."""
     from events import tag_of
-    from services.adapters.kafka.topics import producer, publish
-    from services.cli.meeting_cmd import kafka_settings, run_kafka
 
-    current = kafka_settings()
-
-    async def go() -> None:
-        async with producer(current, "admin") as client:  # only meeting administration may write meetings.admin
-            await publish(client, current, [event])
-
-    run_kafka(current, go())
     said = f"published {tag_of(event)} ({what}) for {event.meeting_id} (event {event.event_id})"
-    if wait is None:
-        print(f"{said}; not checked (--no-wait)")
-        return 0
-    if not (current.pg_reader_dsn or current.pg_dsn):
-        print(f"{said}; not checked (no reader DSN: VOTE_LEDGER_PG_READER_DSN)")
-        return 0
-    decided = _await_decision(event.meeting_id, event.event_id, wait)
-    if decided is None:
-        print(said, flush=True)
-        raise UserError(f"the ledger logged no decision on {event.event_id} within {wait:g} s: is it running?")
-    if decided["decision"] == "accepted":
-        print(f"{said}: accepted at position {decided['position']}")
-        return 0
-    print(f"{said}: rejected {decided['reason']}")
-    return 1
-
-
-def _await_decision(meeting_id: str, event_id: str, wait: float) -> dict[str, Any] | None:
-    """The log row's decision on this amendment, polled as the reader role for up to ``wait`` seconds."""
-    import asyncio
-
-    from services.adapters.postgres.connect import READER_ROLE, connect_as
-    from services.adapters.postgres.log.amendments import amendment_decision
-    from services.settings import settings
-
-    async def go() -> dict[str, Any] | None:
-        conn = await connect_as(settings(), READER_ROLE)
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
-            while (row := await amendment_decision(conn, meeting_id, event_id)) is None:
-                if loop.time() >= deadline:
-                    return None
-                await asyncio.sleep(0.25)
-            return dict(row)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(go())
-    except OSError as exc:
-        raise UserError(f"published, but the log could not be read: {exc}") from None
+    return publish_admin(event, said, wait)

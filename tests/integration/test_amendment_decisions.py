@@ -8,7 +8,7 @@ import pytest
 
 from events import MeetingAdjourned, ProxySubstituted
 from services.adapters.kafka.topics import producer, publish
-from services.adapters.postgres.log.amendments import amendment_decision
+from services.adapters.postgres.log.admin import admin_decision
 from tests.factories import T0, at, cast, register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
 
@@ -28,8 +28,8 @@ async def test_an_amendments_decision_is_the_one_logged_in_its_meeting_not_an_ea
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 4)
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        first = await amendment_decision(conn, "m1", "adjourned/1")
-        second = await amendment_decision(conn, "m2", "adjourned/1")
+        first = await admin_decision(conn, "m1", "adjourned/1")
+        second = await admin_decision(conn, "m2", "adjourned/1")
     finally:
         await conn.close()
     assert (first["position"], first["decision"], first["reason"]) == (2, "rejected", "invalid_amendment")

@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 import asyncpg
 
-from events import JUDGE_TAGS
+from events import ADMIN_TAGS, JUDGE_TAGS
 from projections.judge import Judge
 from projections.judge_rebuild import Rebuilt, rebuild_judge
 
@@ -25,6 +25,19 @@ async def admin_rows(
     if meeting_id is None:
         return await conn.fetch(_ADMIN_ROWS + " ORDER BY position", after, up_to)
     return await conn.fetch(_ADMIN_ROWS + " AND meeting_id = $3 ORDER BY position", after, up_to, meeting_id)
+
+
+# Event ids are unique per meeting (R18, migration 015): the same id may be another meeting's admin event.
+_ADMIN_TYPES_SQL = ", ".join(f"'{t}'" for t in ADMIN_TAGS)
+_DECISION = (
+    f"SELECT position, decision, reason FROM ledger_log WHERE event_id = $1 AND meeting_id = $2"
+    f" AND type IN ({_ADMIN_TYPES_SQL}) ORDER BY position LIMIT 1"
+)
+
+
+async def admin_decision(conn: asyncpg.Connection, meeting_id: str, event_id: str) -> asyncpg.Record | None:
+    """(position, decision, reason) of the meeting's admin event logged under this event id, if any."""
+    return await conn.fetchrow(_DECISION, event_id, meeting_id)
 
 
 async def load_judge(

@@ -27,17 +27,6 @@ async def meeting_logged(conn: asyncpg.Connection, meeting_id: str) -> bool:
     return bool(await conn.fetchval(_MEETING_LOGGED, meeting_id))
 
 
-_ADMIN_DECISION = (
-    "SELECT position, decision, reason FROM ledger_log WHERE event_id = $1"
-    " AND type IN ('channel.key_registered', 'channel.key_revoked') ORDER BY position LIMIT 1"
-)
-
-
-async def admin_decision(conn: asyncpg.Connection, event_id: str) -> asyncpg.Record | None:
-    """(position, decision, reason) of the key registration or revocation logged under this event id, if any."""
-    return await conn.fetchrow(_ADMIN_DECISION, event_id)
-
-
 async def register_nominees(conn: asyncpg.Connection, meeting_id: str) -> set[str] | None:
     """The nominees with a position in the meeting's logged register (None: no register logged yet)."""
     from events import PositionsRecorded, decode_logged
