@@ -153,7 +153,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if register is not None and not register["complete"]:
         lines += [
             "",
-            f"**Register {summary(register)}.** Positions not recorded are not counted: these are not the final"
+            f"**Register {summary(register)}.** The results count only the positions recorded: they are not the final"
             " results.",
         ]
     for kind, heading, label in _SECTIONS:

@@ -247,7 +247,7 @@ def _register_line(report: dict[str, Any]) -> list[str]:
     register = report.get("register")
     if register is None or register["complete"]:
         return []
-    return [f"REGISTER {summary(register)}: positions not recorded are not counted"]
+    return [f"REGISTER {summary(register)}: the tally counts only the positions recorded"]
 
 
 def _changes(columns: dict[str, int]) -> str:

@@ -10,6 +10,7 @@ or ``broker_grace_s`` gets this project's defaults for a new meeting (true, 300 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,20 @@ def fail(path: Path, where: str, what: str) -> None:
     raise ValueError(f"{path}: {where}: {what}")
 
 
+# A meeting id is what operators type and every report prints: ASCII letters, digits, '-', '.', '_' and
+# '/', like a control number (docs/register.md), so that two meetings cannot print alike ("alder-2025-agm"
+# and the same with a zero-width space or a Cyrillic "а": found by the adversarial retest).
+_MEETING_ID = re.compile(r"[A-Za-z0-9._/-]+")
+
+
 def _check(path: Path, meeting: MeetingScheduled) -> None:
     """Cross-field checks msgspec cannot express."""
+    if not _MEETING_ID.fullmatch(meeting.meeting_id):
+        fail(
+            path,
+            "meeting.meeting_id",
+            f"{meeting.meeting_id!r}: a meeting id is ASCII letters, digits, '-', '.', '_' and '/'",
+        )
     try:
         ZoneInfo(meeting.timezone)
     except (ZoneInfoNotFoundError, ValueError):

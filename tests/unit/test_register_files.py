@@ -388,3 +388,13 @@ def test_a_meeting_file_is_read_bounded_and_checked_as_the_ledger_will_decode_it
     huge.write_text(MEETING.read_text() + "#" * (1024 * 1024))
     with pytest.raises(ValueError, match=r"huge\.toml: over 1,048,576 bytes: too large for a meeting file"):
         load_meeting_file(huge)
+
+
+@pytest.mark.parametrize(
+    "lookalike", ["alder-2025-agm\u200b", "alder\u20102025-agm", "\u0430lder-2025-agm", "alder 2025"]
+)
+def test_a_meeting_id_that_could_print_like_another_is_refused(tmp_path, lookalike):
+    file = tmp_path / "m.toml"
+    file.write_text(MEETING.read_text().replace('meeting_id = "alder-2025-agm"', f'meeting_id = "{lookalike}"'))
+    with pytest.raises(ValueError, match=r"m\.toml: meeting\.meeting_id: .*a meeting id is ASCII letters"):
+        load_meeting_file(file)

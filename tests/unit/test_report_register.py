@@ -41,7 +41,8 @@ def test_a_preliminary_report_says_so_in_its_title_in_markdown_and_json():
     assert lines[0] == "# PRELIMINARY: Item 5.07 Submission of Matters to a Vote of Security Holders"
     assert lines[6] == (
         "**Register INCOMPLETE: 1 of 2 chunks recorded (missing 1); 2 of 4 declared positions;"
-        " 4,000 of 10,000 declared shares.** Positions not recorded are not counted: these are not the final results."
+        " 4,000 of 10,000 declared shares.** The results count only the positions recorded:"
+        " they are not the final results."
     )
 
 
