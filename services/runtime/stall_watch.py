@@ -206,8 +206,9 @@ class StallWatch:
                 continue
             if nudged and tp.topic == self.settings.admin_topic:
                 # Commits the waiting admin records itself (the consume loop's copies are then
-                # redeliveries), or moves the offset past trailing transaction markers.
-                await self.probe(tp, position, ends[tp])
+                # redeliveries), or moves the offset past trailing transaction markers. Not a stall:
+                # votes waiting for a meeting, or a burst of amendments among votes (issue 12), do it.
+                await self.probe(tp, position, ends[tp], stalled=False)
                 continue
             seen, since = self._since.get(tp, (None, now))
             if seen != position:
@@ -227,11 +228,13 @@ class StallWatch:
                     consumer.seek(tp, (await self.ledger.stored_offsets([tp])).get((tp.topic, tp.partition), position))
                     self._since.pop(tp, None)
 
-    async def probe(self, tp: TopicPartition, start: int, end: int) -> bool:
+    async def probe(self, tp: TopicPartition, start: int, end: int, stalled: bool = True) -> bool:
         """Commit the partition's records from ``start`` as read leniently; park the ones a client cannot read.
 
         Returns whether the ledger's consumer can go on from the committed offset: False while votes
         wait for meeting administration (nothing was committed; the next round tries again).
+        ``stalled``: probed because it stalled or raised (an all-readable result is then worth an error),
+        not because votes are waiting for the admin records it holds.
         """
         raw, aborted = await kafka_raw.fetch(self._probe._client, tp, start)
         parsed = list(kafka_raw.parse(raw, aborted))
@@ -269,7 +272,7 @@ class StallWatch:
                 r.offset,
                 r.problem,
             )
-        if not unreadable:
+        if not unreadable and stalled:
             log.error(
                 "%s/%d: read and committed %d records from %d here; none is unreadable, so the stall was not"
                 " a parsing problem",
