@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from events.schema import MAX_SHARES
+from projections.printable import UNPRINTABLE
 from services.registers.csv_table import Problem, Row, read_table
 
 REGISTERED = "registered.csv"  # the transfer agent's list of registered holders, Cede & Co. among them
@@ -21,9 +22,9 @@ _PARTICIPANT = re.compile(r"[0-9]{1,5}")
 # A line break or other control character in a name or control number (a quoted field may hold one)
 # would break every report that prints it on one line; a format character (a zero-width space, a
 # right-to-left override) makes one text look like another. Unicode categories Cc (U+0085 NEL among
-# them), Cf, Zl (U+2028) and Zp (U+2029) are refused.
+# them), Cf, Zl (U+2028) and Zp (U+2029) are refused: the categories the reports escape.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+_INVISIBLE = frozenset(UNPRINTABLE)
 # A control number is ASCII letters, digits, '-', '.', '_' and '/' (docs/register.md): look-alikes
 # (fullwidth digits, U+2011 NON-BREAKING HYPHEN) would make two holdings of one printed number.
 _CONTROL_NUMBER = re.compile(r"[A-Za-z0-9._/-]+")
