@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install lint test unit contract demo bench stack-up stack-down clean
+.PHONY: install system-deps lint test unit contract demo bench stack-up stack-down clean
 
 install: $(STAMP)
 
@@ -24,7 +24,24 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Debian packages the dashboard's browser test and the Prometheus scrape test run (issue 13): a real
+# Chromium with its driver, and a real Prometheus server. Installed with apt-get when one is missing and
+# we are root (as PostgreSQL is by `stack up`); otherwise the command to run is printed and make stops.
+SYSTEM_BINS     := chromium chromedriver prometheus
+SYSTEM_PACKAGES := chromium chromium-driver prometheus
+
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "missing:$$missing; running apt-get install -y $(SYSTEM_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing:$$missing; install them: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: lint system-deps
 	$(BIN)/pytest
 
 unit: install

@@ -118,6 +118,19 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = _var(
         "VOTE_LEDGER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"
     )
+    # The HTTP read API and dashboard (services/api): where it listens, and its pool of reader connections.
+    api_host: str = _var("VOTE_LEDGER_API_HOST", "127.0.0.1")
+    api_port: Port = _var("VOTE_LEDGER_API_PORT", 8470)
+    api_pool_max: Annotated[int, Field(ge=1, le=1000)] = _var("VOTE_LEDGER_API_POOL_MAX", 10)
+    # /healthz, /readyz and /metrics of the ledger and the projector, each on its own port (the API serves
+    # its own on api_port), so `services run all` in one process still gives Prometheus three targets.
+    metrics_host: str = _var("VOTE_LEDGER_METRICS_HOST", "127.0.0.1")
+    ledger_metrics_port: Port = _var("VOTE_LEDGER_LEDGER_METRICS_PORT", 8471)
+    projector_metrics_port: Port = _var("VOTE_LEDGER_PROJECTOR_METRICS_PORT", 8472)
+    # /readyz says "not ready" when the service is further behind than this (ingest or projection lag).
+    ready_max_lag_s: Seconds = _var("VOTE_LEDGER_READY_MAX_LAG_S", 30.0)
+    # Logs: readable lines for a terminal, or one JSON object per line for a log collector.
+    log_format: Literal["text", "json"] = _var("VOTE_LEDGER_LOG_FORMAT", "text")
 
     @field_validator("home", "cache")
     @classmethod
@@ -246,6 +259,9 @@ TEXT_FORMS = {
     "instance_id": f"letters, digits, '.', '_' and '-', at most {KAFKA_NAME_MAX} characters (or empty)",
     **dict.fromkeys(LOGIN_FIELDS, _LOGIN_FORM),
     "kafka_sasl_mechanism": "SCRAM-SHA-512 or SCRAM-SHA-256",
+    "api_host": "a host name or IP address to listen on",
+    "metrics_host": "a host name or IP address to listen on",
+    "log_format": "text or json",
 }
 SECRET_FIELDS = frozenset(name for name, form in TEXT_FORMS.items() if form in (_DSN_FORM, _LOGIN_FORM))
 
