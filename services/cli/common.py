@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import math
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -42,12 +41,10 @@ def run(coro: Coroutine[Any, Any, int | None]) -> int:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Log to stderr in one format for every process."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    """Log to stderr in one format for every process: text or JSON lines, as VOTE_LEDGER_LOG_FORMAT says."""
+    from services.observability import logs
+
+    logs.setup_logging(verbose, settings().log_format)
 
 
 FORMAT_HELP = {

@@ -1,0 +1,1 @@
+"""Observability: structured logs, metrics and health endpoints of every service."""
