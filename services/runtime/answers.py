@@ -128,12 +128,14 @@ class AnswerRelay:
                 "answers relay: %s has answered up to position %d, beyond the log's end: is this the log it answered?",
                 self.settings.decisions_topic,
                 self.position,
+                extra={"position": self.position},
             )
         log.info(
             "answers relay: resuming after position %d and parked id %d on %s",
             self.position,
             self.parked_id,
             self.settings.decisions_topic,
+            extra={"position": self.position},
         )
         await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
         while True:

@@ -84,7 +84,13 @@ async def _last_cursor(
             cursor = read_cursor(record.headers)
             if cursor is not None:
                 return cursor
-            log.warning("%s/%d offset %d carries no answers cursor: skipped", tp.topic, tp.partition, record.offset)
+            log.warning(
+                "%s/%d offset %d carries no answers cursor: skipped",
+                tp.topic,
+                tp.partition,
+                record.offset,
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
+            )
         upper, window = lower, window * 8
     return None
 

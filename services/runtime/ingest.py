@@ -129,7 +129,15 @@ async def decode_in_slices(
 
 def unprocessable(record: Record, exc: BaseException) -> ParkedMessage:
     """Park a record our code raised on, with the exception as its detail."""
-    log.error("parking %s/%s/%s: %s: %s", record.topic, record.partition, record.offset, type(exc).__name__, exc)
+    log.error(
+        "parking %s/%s/%s: %s: %s",
+        record.topic,
+        record.partition,
+        record.offset,
+        type(exc).__name__,
+        exc,
+        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+    )
     value = record.value if isinstance(record.value, (bytes, type(None))) else bytes(record.value)
     return ParkedMessage(
         record.topic, record.partition, record.offset, record.key, value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}"

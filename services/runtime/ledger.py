@@ -107,7 +107,7 @@ class Ledger:
         keeps the loss in the log's evidence, in `status` and in the rejection report for good.
         """
         detail = f"offsets {first}..{start - 1} were deleted or expired in Kafka before the ledger logged them"
-        log.error("%s/%d: %s", tp.topic, tp.partition, detail)
+        log.error("%s/%d: %s", tp.topic, tp.partition, detail, extra={"topic": tp.topic, "partition": tp.partition})
         lost = ingest.Consumed(tp.topic, tp.partition, first, None, None, (LOST_IN_KAFKA, detail))
         await self.commit([lost], self.broker)
         await self.skip_to(tp, start)
@@ -204,6 +204,11 @@ class Ledger:
                 message.source_offset,
                 message.reason,
                 message.detail,
+                extra={
+                    "topic": message.source_topic,
+                    "partition": message.source_partition,
+                    "offset": message.source_offset,
+                },
             )
         return decided
 
@@ -256,6 +261,7 @@ class Ledger:
                     type(exc).__name__,
                     exc,
                     reason,
+                    extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
                 )
                 refused = ingest.Consumed(
                     record.topic,

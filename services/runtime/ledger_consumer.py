@@ -68,6 +68,7 @@ async def _seek_to_stored(consumer, ledger, partitions: list[TopicPartition]) ->
                 tp.partition,
                 offset,
                 ends[tp],
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
             )
             consumer.pause(tp)
             continue

@@ -120,6 +120,7 @@ class Projector:
                 meeting_id,
                 at,
                 meeting_id,
+                extra={"meeting_id": meeting_id, "position": at},
             )
 
     async def stop(self) -> None:
@@ -200,6 +201,7 @@ class Projector:
                 at,
                 error,
                 meeting_id,
+                extra={"meeting_id": meeting_id, "position": at},
             )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -220,7 +222,9 @@ class Projector:
                 await self._reconnect(stop)
                 continue
             if processed:
-                log.info("projected %d rows, at position %d", processed, self.position)
+                log.info(
+                    "projected %d rows, at position %d", processed, self.position, extra={"position": self.position}
+                )
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             except TimeoutError:

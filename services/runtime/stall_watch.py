@@ -222,6 +222,7 @@ class StallWatch:
                     position,
                     now - since,
                     ends[tp] - position,
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": position},
                 )
                 self._since[tp] = (position, now)
                 if await self.probe(tp, position, ends[tp]) and tp in consumer.assignment():
@@ -271,6 +272,7 @@ class StallWatch:
                 tp.partition,
                 r.offset,
                 r.problem,
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": r.offset},
             )
         if not unreadable and stalled:
             log.error(
@@ -280,5 +282,6 @@ class StallWatch:
                 tp.partition,
                 len(records),
                 start,
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": start},
             )
         return True
