@@ -22,13 +22,16 @@ LOG_TABLES = ("ledger_log", "ledger_offsets", "ledger_parked")
 TALLY_TABLES = ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections")
 PROJECTION_TABLES = ("projection_checkpoints", "projection_failures", *TALLY_TABLES)
 SHADOW_TABLES = tuple(f"tally_shadow.{t}" for t in TALLY_TABLES)
-EVERY_TABLE = (*LOG_TABLES, *PROJECTION_TABLES, *SHADOW_TABLES)
+# The API's bearer tokens (017_api_tokens.sql): the reader (the API) looks them up, only the owner writes them.
+TOKEN_TABLES = ("api_tokens",)
+EVERY_TABLE = (*LOG_TABLES, *PROJECTION_TABLES, *SHADOW_TABLES, *TOKEN_TABLES)
 # A column of each table, for an UPDATE that would change nothing if it were allowed.
 COLUMN = {
     "ledger_log": "reason",
     "ledger_offsets": "next_offset",
     "ledger_parked": "detail",
     "projection_checkpoints": "position",
+    "api_tokens": "revoked_at",
 }
 
 # Exactly the writes each role holds, on any table of the database (the matrix of 007_least_privilege.sql).
@@ -78,14 +81,16 @@ OWNER_ONLY = [
 
 REFUSED = {
     LEDGER_ROLE: [
-        *(s for t in PROJECTION_TABLES + SHADOW_TABLES for s in writes(t)),
+        *(s for t in PROJECTION_TABLES + SHADOW_TABLES + TOKEN_TABLES for s in writes(t)),
+        "SELECT * FROM api_tokens",
         *writes("ledger_log", "UDT"),
         *writes("ledger_parked", "UDT"),
         *writes("ledger_offsets", "DT"),
         *OWNER_ONLY,
     ],
     PROJECTOR_ROLE: [
-        *(s for t in LOG_TABLES for s in writes(t)),
+        *(s for t in LOG_TABLES + TOKEN_TABLES for s in writes(t)),
+        "SELECT * FROM api_tokens",
         *(s for t in PROJECTION_TABLES + SHADOW_TABLES for s in writes(t, "T")),
         "SELECT nextval('ledger_parked_id_seq')",
         *OWNER_ONLY,
@@ -231,7 +236,7 @@ async def test_each_role_can_still_do_its_job_ledger_appends_projector_rebuilds_
             3000,
             2000,
         )
-        for table in (*LOG_TABLES, *PROJECTION_TABLES, "schema_migrations"):
+        for table in (*LOG_TABLES, *PROJECTION_TABLES, *TOKEN_TABLES, "schema_migrations"):
             await reader.fetch(f"SELECT * FROM {table} LIMIT 1")
     finally:
         await reader.close()

@@ -1,0 +1,100 @@
+"""The API application: create_app() builds it over a reader pool; serve() runs it with uvicorn in our own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import asyncpg
+import uvicorn
+from fastapi import FastAPI
+
+from services.api import errors
+from services.api.routes import LIFESPANS, ROUTERS
+from services.errors import UserError
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Read-only HTTP API of vote-ledger: the same read functions as the CLI (tally --json, status --json,"
+    " reports, audit), over the reader role. Every route but health needs a bearer token"
+    " (`vote-ledger api token issue`); every answer carries X-Log-Position and an ETag on it."
+)
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastAPI:
+    """The FastAPI app; ``pool`` (reader login) is used as given and left open, else one is opened at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from services.adapters.postgres.connect import READER_ROLE, pool_as
+
+        own = pool is None
+        app.state.pool = pool if pool is not None else await pool_as(settings, READER_ROLE, size=settings.api_pool_max)
+        try:
+            async with AsyncExitStack() as stack:
+                for hook in LIFESPANS:
+                    await stack.enter_async_context(hook(app))
+                yield
+        finally:
+            if own:
+                await app.state.pool.close()
+
+    from services.read.export_file import software_version
+
+    app = FastAPI(title="vote-ledger", version=software_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handlers: `services run` owns SIGINT/SIGTERM and sets ``stop``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the API on settings.api_host:api_port until ``stop`` is set.
+
+    The pool opens first, so an unreachable database is the CLI's one-line error, not uvicorn's exit.
+    """
+    from services.adapters.postgres.connect import READER_ROLE, pool_as
+
+    pool = await pool_as(settings, READER_ROLE, size=settings.api_pool_max)
+    try:
+        config = uvicorn.Config(
+            create_app(settings, pool=pool),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,  # our logging (services/cli/common.setup_logging), not uvicorn's
+            lifespan="on",
+            access_log=False,
+        )
+        server = _Server(config)
+        task = asyncio.create_task(server.serve())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server.should_exit = True
+            stopping.cancel()
+            try:
+                await task
+            except SystemExit:
+                # uvicorn exits the process when it cannot bind or its startup fails; it logged why.
+                raise UserError(
+                    f"the API could not start on {settings.api_host}:{settings.api_port} (see the log above);"
+                    " is the port in use? set VOTE_LEDGER_API_PORT"
+                ) from None
+        log.info("API stopped")
+    finally:
+        await pool.close()

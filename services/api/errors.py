@@ -1,0 +1,81 @@
+"""The API's errors: one JSON shape, {"error": "<one line>", "code": "<snake_case>"}, never a trace or a DSN."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.adapters.postgres.connect import UNREACHABLE
+from services.read.errors import MeetingNotProjected, UnknownMeeting
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as JSON with its status and code (e.g. 400 bad_as_of)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def bad_query(code: str, message: str) -> ApiError:
+    """A 400 for a query parameter the API cannot read (code e.g. bad_as_of)."""
+    return ApiError(400, code, message)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error body, message on one line."""
+    line = " ".join(str(message).split())
+    return JSONResponse({"error": line, "code": code}, status_code=status, headers=headers)
+
+
+# Starlette's own errors (a path no route matches, a method a route lacks) get codes of the same form.
+_STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error of the app with the one JSON shape."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(UnknownMeeting)
+    async def unknown_meeting(request: Request, exc: UnknownMeeting) -> JSONResponse:
+        meeting = request.path_params.get("meeting_id", "")
+        return error_response(404, "unknown_meeting", f"no meeting {meeting!r} in the log")
+
+    @app.exception_handler(MeetingNotProjected)
+    async def not_projected(request: Request, exc: MeetingNotProjected) -> JSONResponse:
+        return error_response(409, "meeting_not_projected", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own checks of the declared parameters (a limit that is not a number, say): the
+        # first problem, named by the parameter, in one line.
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
+        return error_response(400, "bad_query", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL gone (or restarting): 503, and the client retries. The DSN never leaves the server.
+        if isinstance(exc, UNREACHABLE | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+            log.warning("database unavailable for %s: %s", request.url.path, type(exc).__name__)
+            return error_response(503, "database_unavailable", "the database is not available; try again shortly")
+        log.exception("internal error on %s", request.url.path)
+        return error_response(500, "internal_error", "internal error; see the API's log")

@@ -1,0 +1,25 @@
+"""The API's routers and lifespan hooks: explicit registries, in the order the OpenAPI document lists them.
+
+A new router is one line here (its module's ``router``); a background task the app needs while it
+serves (e.g. the stream's LISTEN connection) is one line in LIFESPANS: a function taking the app and
+returning an async context manager, entered after the pool is open and left before it closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import APIRouter, FastAPI
+
+from services.api.routes import audit, meetings, reports, status, tallies
+
+ROUTERS: list[APIRouter] = [
+    status.router,
+    meetings.router,
+    tallies.router,
+    reports.router,
+    audit.router,
+]
+
+LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = []
