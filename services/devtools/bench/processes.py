@@ -29,6 +29,11 @@ def service_env(settings: Settings) -> dict[str, str]:
             "VOTE_LEDGER_TOPIC_PREFIX": settings.topic_prefix,
             "VOTE_LEDGER_CONSUMER_GROUP": settings.consumer_group,
             "VOTE_LEDGER_BATCH_MAX": str(settings.batch_max),
+            "VOTE_LEDGER_API_HOST": settings.api_host,
+            "VOTE_LEDGER_API_PORT": str(settings.api_port),
+            "VOTE_LEDGER_METRICS_HOST": settings.metrics_host,
+            "VOTE_LEDGER_LEDGER_METRICS_PORT": str(settings.ledger_metrics_port),
+            "VOTE_LEDGER_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         }
     )
     return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,12 +24,26 @@ async def scratch_database(settings: Settings, name: str, *, migrated: bool = Tr
 
 
 def scratch_settings(settings: Settings, dsn: str, name: str) -> Settings:
-    """Settings pointing at a scratch database (every login) and a fresh topic namespace and consumer group."""
+    """Settings pointing at a scratch database (every login), a fresh topic namespace and consumer group, free ports."""
     tag = f"{name}{uuid.uuid4().hex[:8]}"
     database = urlsplit(dsn).path.lstrip("/")
     return on_database(settings, database).model_copy(
-        update={"topic_prefix": f"bench.{tag}.", "consumer_group": f"bench-{tag}"}
+        update={
+            "topic_prefix": f"bench.{tag}.",
+            "consumer_group": f"bench-{tag}",
+            # The API's and the metrics' defaults (8470-8472) are a developer's running services: never those.
+            "api_port": free_port(),
+            "ledger_metrics_port": free_port(),
+            "projector_metrics_port": free_port(),
+        }
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (bound to port 0, read, closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 async def publish_workload(
