@@ -1,0 +1,679 @@
+// vote-ledger live dashboard. The page holds no data: everything comes from the /v1 API with the
+// bearer token the user types (kept in sessionStorage, this tab only). Every string from the API is
+// put in the page as text (textContent), never as HTML: meeting ids, titles and names are untrusted.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "vote-ledger.token";
+  const MEETING_KEY = "vote-ledger.meeting";
+  const PANEL_MIN_INTERVAL_MS = 3000; // side panels refresh at most this often, however fast tallies come
+  const PANEL_POLL_MS = 15000; // and at least this often (lag and parked counts move without a new tally)
+  const BACKOFF_MAX_MS = 30000;
+
+  const fmt = new Intl.NumberFormat();
+  const pct = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    token: sessionStorage.getItem(TOKEN_KEY),
+    meetingId: null,
+    meeting: null, // the meeting summary (item titles, options)
+    lastEventId: null, // position of the last tally received, for Last-Event-ID
+    stream: null, // AbortController of the running stream
+    cache: new Map(), // url -> {etag, body}: If-None-Match makes unchanged polls cost a 304
+    panelsAt: 0,
+    panelsTimer: null,
+    pollTimer: null,
+    charts: {},
+    generation: 0, // bumps on every meeting switch / sign-out so stale async work is dropped
+  };
+
+  class Unauthorized extends Error {}
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------------
+
+  function text(el, value) {
+    el.textContent = value == null ? "–" : String(value);
+  }
+
+  function num(value) {
+    return typeof value === "number" && isFinite(value) ? fmt.format(value) : "–";
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) if (child != null) node.append(child); // strings become text nodes
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function label(key) {
+    const names = { for: "For", against: "Against", abstain: "Abstain", broker_non_votes: "Broker non-votes" };
+    return names[key] || key;
+  }
+
+  function setConnection(kind, message) {
+    const node = $("connection");
+    node.dataset.state = kind;
+    const icons = { live: "● ", connecting: "◌ ", down: "✕ ", idle: "" };
+    text(node, (icons[kind] || "") + message);
+  }
+
+  function showMessage(id, message) {
+    text($(id), message || "");
+  }
+
+  // ---- API -----------------------------------------------------------------------------------------
+
+  async function api(path, options) {
+    const useCache = !(options && options.noCache);
+    const headers = { Authorization: "Bearer " + state.token, Accept: "application/json" };
+    const cached = state.cache.get(path);
+    if (useCache && cached && cached.etag) headers["If-None-Match"] = cached.etag;
+    const response = await fetch(path, { headers, cache: "no-store" });
+    if (response.status === 304 && cached) return cached.body;
+    if (response.status === 401) throw new Unauthorized("The API refused the token (missing, unknown, revoked or expired).");
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!response.ok) {
+      const message = body && typeof body.error === "string" ? body.error : "HTTP " + response.status;
+      throw new ApiError(response.status, body && body.code, message);
+    }
+    const etag = response.headers.get("ETag");
+    if (useCache && etag) state.cache.set(path, { etag, body });
+    return body;
+  }
+
+  function meetingPath(suffix) {
+    return "/v1/meetings/" + encodeURIComponent(state.meetingId) + suffix;
+  }
+
+  // ---- sign in / out -------------------------------------------------------------------------------
+
+  function signOut(message) {
+    state.generation++;
+    stopStream();
+    clearTimeout(state.panelsTimer);
+    clearInterval(state.pollTimer);
+    state.token = null;
+    state.cache.clear();
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("dashboard").hidden = true;
+    $("sign-out").hidden = true;
+    $("login").hidden = false;
+    showMessage("login-message", message || "");
+    setConnection("idle", "Not connected");
+    $("token").value = "";
+    $("token").focus();
+  }
+
+  function handleError(err, where) {
+    if (err instanceof Unauthorized) {
+      signOut(err.message + " Sign in again.");
+      return true;
+    }
+    if (where) showMessage(where, err.message);
+    return false;
+  }
+
+  async function start() {
+    $("login").hidden = true;
+    $("dashboard").hidden = false;
+    $("sign-out").hidden = false;
+    showMessage("dashboard-message", "");
+    let meetings;
+    try {
+      meetings = meetingIds(await api("/v1/meetings", { noCache: true }));
+    } catch (err) {
+      if (!handleError(err, "dashboard-message")) setConnection("down", "API unreachable");
+      return;
+    }
+    const select = $("meeting");
+    clear(select);
+    for (const id of meetings) select.append(el("option", { value: id, text: id }));
+    if (!meetings.length) {
+      showMessage("dashboard-message", "The log holds no meeting yet.");
+      return;
+    }
+    const remembered = sessionStorage.getItem(MEETING_KEY);
+    select.value = meetings.includes(remembered) ? remembered : meetings[0];
+    selectMeeting(select.value);
+  }
+
+  function meetingIds(body) {
+    const list = Array.isArray(body) ? body : body && (body.meetings || body.items) || [];
+    return list.map((m) => (typeof m === "string" ? m : m.meeting_id)).filter((m) => typeof m === "string");
+  }
+
+  // ---- meeting -------------------------------------------------------------------------------------
+
+  async function selectMeeting(id) {
+    state.generation++;
+    const generation = state.generation;
+    stopStream();
+    state.meetingId = id;
+    state.meeting = null;
+    state.lastEventId = null;
+    sessionStorage.setItem(MEETING_KEY, id);
+    clear($("items"));
+    showMessage("dashboard-message", "");
+    try {
+      const summary = await api(meetingPath(""));
+      if (generation !== state.generation) return;
+      state.meeting = summary;
+      const parts = [summary.company, summary.title, summary.meeting_at].filter((p) => typeof p === "string");
+      text($("meeting-title"), parts.join(" · "));
+    } catch (err) {
+      if (handleError(err, "dashboard-message")) return;
+    }
+    try {
+      renderTally(await api(meetingPath("/tally")));
+    } catch (err) {
+      if (handleError(err, "dashboard-message")) return;
+    }
+    if (generation !== state.generation) return;
+    startStream(generation);
+    refreshPanels(true);
+    clearInterval(state.pollTimer);
+    state.pollTimer = setInterval(() => refreshPanels(true), PANEL_POLL_MS);
+  }
+
+  // ---- tally ---------------------------------------------------------------------------------------
+
+  function itemMeta(itemId) {
+    const items = state.meeting && Array.isArray(state.meeting.items) ? state.meeting.items : [];
+    return items.find((i) => i && i.id === itemId) || null;
+  }
+
+  function renderTally(tally) {
+    if (!tally || tally.meeting_id !== state.meetingId) return;
+    window.dashboardTally = tally; // for the browser test and a curious operator's console
+    const q = tally.quorum || {};
+    text($("quorum-present"), num(q.present));
+    text($("quorum-required"), num(q.required));
+    text($("outstanding"), num(tally.outstanding));
+    text($("as-of"), num(tally.as_of_position));
+    const ratio = q.required > 0 ? q.present / q.required : 0;
+    text($("quorum-percent"), pct.format(ratio));
+    const stateNode = $("quorum-state");
+    stateNode.dataset.met = q.met ? "yes" : "no";
+    text(stateNode, q.met ? "✔ Quorum met" : "✘ Quorum not met");
+    // The bar's full width is the outstanding shares; the mark is where the quorum lies.
+    const outstanding = tally.outstanding > 0 ? tally.outstanding : Math.max(q.required || 0, q.present || 0, 1);
+    const bar = $("quorum-bar");
+    bar.querySelector(".fill").style.width = Math.min(100, (100 * (q.present || 0)) / outstanding) + "%";
+    bar.querySelector(".mark").style.left = Math.min(100, (100 * (q.required || 0)) / outstanding) + "%";
+    bar.setAttribute("aria-valuenow", String(Math.round(Math.min(100, ratio * 100))));
+    bar.setAttribute("aria-valuetext", `${num(q.present)} of ${num(q.required)} required (${pct.format(ratio)})`);
+    renderItems(tally.items || {});
+  }
+
+  function itemColumns(itemId, item) {
+    const meta = itemMeta(itemId);
+    const options = meta && Array.isArray(meta.options) ? meta.options.slice() : [];
+    for (const key of Object.keys(item)) {
+      if (!["outcome", "not_voted", "broker_non_votes"].includes(key) && !options.includes(key)) options.push(key);
+    }
+    return { options, columns: options.concat(["broker_non_votes"]) };
+  }
+
+  function margin(options, item) {
+    const ranked = options
+      .filter((o) => o !== "abstain" && typeof item[o] === "number")
+      .sort((a, b) => item[b] - item[a]);
+    if (ranked.length < 2) return null;
+    return { lead: ranked[0], next: ranked[1], by: item[ranked[0]] - item[ranked[1]] };
+  }
+
+  function outcomeWords(outcome) {
+    const words = {
+      elected: ["✔", "Elected", "good"],
+      passed: ["✔", "Passed", "good"],
+      not_elected: ["✘", "Not elected", "bad"],
+      failed: ["✘", "Failed", "bad"],
+      tie: ["⚖", "Tie", "warn"],
+      no_quorum: ["⏸", "No quorum", "warn"],
+    };
+    if (words[outcome]) return words[outcome];
+    return ["★", "Leading: " + String(outcome), "good"]; // a frequency item's winning option
+  }
+
+  function renderItems(items) {
+    const list = $("items");
+    const seen = new Set();
+    for (const [itemId, item] of Object.entries(items)) {
+      seen.add(itemId);
+      let node = list.querySelector(`li[data-item="${CSS.escape(itemId)}"]`);
+      if (!node) {
+        node = buildItem(itemId, item);
+        list.append(node);
+      }
+      updateItem(node, itemId, item);
+    }
+    for (const node of Array.from(list.children)) if (!seen.has(node.dataset.item)) node.remove();
+  }
+
+  function buildItem(itemId, item) {
+    const meta = itemMeta(itemId);
+    const headingId = "item-" + Math.random().toString(36).slice(2);
+    const node = el("li", { class: "item", "data-item": itemId, "aria-labelledby": headingId });
+    const heading = el("h3", { id: headingId }, el("span", { class: "item-id", text: itemId }));
+    if (meta && typeof meta.title === "string") heading.append(" ", el("span", { text: meta.title }));
+    node.append(heading, el("p", { class: "outcome" }), el("dl", { class: "columns" }), el("p", { class: "margin muted small" }));
+    return node;
+  }
+
+  function updateItem(node, itemId, item) {
+    const { options, columns } = itemColumns(itemId, item);
+    const total = columns.reduce((s, c) => s + (typeof item[c] === "number" ? item[c] : 0), 0);
+    const [icon, words, tone] = outcomeWords(item.outcome);
+    const outcome = node.querySelector(".outcome");
+    outcome.dataset.tone = tone;
+    outcome.dataset.outcome = String(item.outcome);
+    text(outcome, `${icon} ${words}`);
+    const dl = node.querySelector(".columns");
+    for (const column of columns) {
+      let row = dl.querySelector(`div[data-col="${CSS.escape(column)}"]`);
+      if (!row) {
+        row = el(
+          "div",
+          { class: "column", "data-col": column },
+          el("dt", { text: label(column) }),
+          el("dd", {}, el("span", { class: "bar" }, el("span", { class: "fill" })), el("span", { class: "value" }))
+        );
+        dl.append(row);
+      }
+      const value = typeof item[column] === "number" ? item[column] : 0;
+      const share = total > 0 ? value / total : 0;
+      row.querySelector(".fill").style.width = 100 * share + "%";
+      text(row.querySelector(".value"), `${num(value)} (${pct.format(share)})`);
+    }
+    const m = margin(options, item);
+    text(
+      node.querySelector(".margin"),
+      m ? `Margin: ${label(m.lead)} ahead of ${label(m.next)} by ${num(m.by)} shares` : ""
+    );
+  }
+
+  // ---- the event stream ----------------------------------------------------------------------------
+
+  function stopStream() {
+    if (state.stream) state.stream.abort();
+    state.stream = null;
+  }
+
+  function sleep(ms, signal) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  // Reads GET .../tally/stream with fetch(): EventSource cannot send an Authorization header.
+  // On any error it reconnects with exponential back-off (from the server's retry: value, capped,
+  // with jitter) and sends Last-Event-ID so the server skips a tally the page already shows.
+  async function startStream(generation) {
+    const controller = new AbortController();
+    state.stream = controller;
+    let retryMs = 2000;
+    let failures = 0;
+    while (!controller.signal.aborted && generation === state.generation) {
+      setConnection("connecting", failures ? "Reconnecting…" : "Connecting…");
+      try {
+        const headers = { Authorization: "Bearer " + state.token, Accept: "text/event-stream" };
+        if (state.lastEventId != null) headers["Last-Event-ID"] = state.lastEventId;
+        const response = await fetch(meetingPath("/tally/stream"), { headers, signal: controller.signal, cache: "no-store" });
+        if (response.status === 401) throw new Unauthorized("The API refused the token (missing, unknown, revoked or expired).");
+        if (!response.ok || !response.body) throw new ApiError(response.status, null, "stream: HTTP " + response.status);
+        setConnection("live", "Live");
+        await readEvents(response.body, controller.signal, {
+          retry: (ms) => (retryMs = ms),
+          event: (type, data, id) => {
+            failures = 0;
+            if (id != null) state.lastEventId = id;
+            if (type === "tally") {
+              renderTally(JSON.parse(data));
+              schedulePanels();
+            }
+          },
+        });
+        if (controller.signal.aborted) return;
+        throw new Error("the stream ended");
+      } catch (err) {
+        if (controller.signal.aborted || generation !== state.generation) return;
+        if (err instanceof Unauthorized) {
+          handleError(err);
+          return;
+        }
+        failures++;
+        const wait = Math.min(BACKOFF_MAX_MS, retryMs * 2 ** Math.min(failures - 1, 4)) * (0.75 + Math.random() / 2);
+        setConnection("down", `Disconnected (${err.message}); retrying in ${Math.round(wait / 1000)} s`);
+        await sleep(wait, controller.signal);
+      }
+    }
+  }
+
+  // The text/event-stream format (HTML Living Standard, "Interpreting an event stream").
+  async function readEvents(body, signal, on) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder("utf-8");
+    let buffer = "";
+    let data = [];
+    let type = "";
+    let id = null;
+    signal.addEventListener("abort", () => reader.cancel().catch(() => {}));
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop(); // an incomplete last line waits for more bytes
+      // A lone \r at the end may be the first half of \r\n: keep it with the next chunk.
+      for (const line of lines) {
+        if (line === "") {
+          if (data.length) on.event(type || "message", data.join("\n"), id);
+          data = [];
+          type = "";
+          continue;
+        }
+        if (line.startsWith(":")) continue; // a comment, e.g. the keep-alive
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let val = colon < 0 ? "" : line.slice(colon + 1);
+        if (val.startsWith(" ")) val = val.slice(1);
+        if (field === "data") data.push(val);
+        else if (field === "event") type = val;
+        else if (field === "id" && !val.includes("\0")) id = val;
+        else if (field === "retry" && /^\d+$/.test(val)) on.retry(parseInt(val, 10));
+      }
+    }
+  }
+
+  // ---- side panels (timeline, status, campaign, call list) -----------------------------------------
+
+  function schedulePanels() {
+    const due = state.panelsAt + PANEL_MIN_INTERVAL_MS - Date.now();
+    if (due <= 0) refreshPanels(false);
+    else if (!state.panelsTimer) state.panelsTimer = setTimeout(() => refreshPanels(false), due);
+  }
+
+  async function refreshPanels() {
+    clearTimeout(state.panelsTimer);
+    state.panelsTimer = null;
+    state.panelsAt = Date.now();
+    const generation = state.generation;
+    const jobs = [
+      [meetingPath("/timeline"), renderTimeline, "dashboard-message"],
+      ["/v1/status", renderStatus, "dashboard-message"],
+      [meetingPath("/campaign"), renderCampaign, "campaign-message"],
+      [meetingPath("/call-list?limit=20"), renderCallList, "campaign-message"],
+    ];
+    await Promise.all(
+      jobs.map(async ([path, render, where]) => {
+        try {
+          const body = await api(path);
+          if (generation === state.generation) render(body);
+        } catch (err) {
+          if (generation === state.generation) handleError(err, where);
+        }
+      })
+    );
+  }
+
+  function bucketsOf(timeline) {
+    const list = (timeline && (timeline.buckets || timeline.series)) || [];
+    return Array.isArray(list) ? list : [];
+  }
+
+  function seconds(value) {
+    if (typeof value === "number") return value;
+    const t = Date.parse(value);
+    return isNaN(t) ? null : t / 1000;
+  }
+
+  function renderTimeline(timeline) {
+    const buckets = bucketsOf(timeline);
+    const bucketS = timeline.bucket_s || 1;
+    const xs = [];
+    const present = [];
+    const accepted = [];
+    const rejected = [];
+    const reasons = new Set();
+    for (const b of buckets) for (const r of Object.keys(b.rejected_by_reason || b.rejected || {})) reasons.add(r);
+    const byReason = Array.from(reasons).sort();
+    const reasonSeries = byReason.map(() => []);
+    for (const b of buckets) {
+      const x = seconds(b.start ?? b.at ?? b.end ?? b.t);
+      if (x == null) continue;
+      xs.push(x);
+      present.push(b.shares_present ?? b.present ?? null);
+      const rejections = b.rejected_by_reason || (typeof b.rejected === "object" ? b.rejected : {}) || {};
+      const rejectedCount = Object.values(rejections).reduce((s, n) => s + n, 0);
+      accepted.push((b.accepted || 0) / bucketS);
+      rejected.push(rejectedCount / bucketS);
+      byReason.forEach((r, i) => reasonSeries[i].push(rejections[r] || 0));
+    }
+    const required = (window.dashboardTally && window.dashboardTally.quorum.required) || null;
+    chart("present", "chart-present", [xs, present, xs.map(() => required)], [
+      { label: "Shares present", stroke: "#1f5fa8", width: 2, fill: "rgba(31,95,168,0.12)" },
+      { label: "Quorum required", stroke: "#8a4b00", width: 1.5, dash: [6, 4] },
+    ]);
+    chart("rate", "chart-rate", [xs, accepted, rejected], [
+      { label: "Accepted / s", stroke: "#1d7a3a", width: 2 },
+      { label: "Rejected / s", stroke: "#b3261e", width: 2, dash: [4, 3] },
+    ]);
+    const palette = ["#b3261e", "#6a3d9a", "#8a4b00", "#1f5fa8", "#00707a", "#5c5c5c"];
+    chart(
+      "rejections",
+      "chart-rejections",
+      [xs, ...reasonSeries],
+      byReason.map((r, i) => ({ label: r, stroke: palette[i % palette.length], width: 2, dash: i % 2 ? [5, 3] : undefined }))
+    );
+    describeChart("chart-present", "Shares present over time", xs, present);
+    describeChart("chart-rate", "Accepted submissions per second", xs, accepted);
+    $("chart-rejections").setAttribute("aria-label", `Rejections by reason over ${xs.length} time buckets; totals in the table below`);
+
+    const totals = {};
+    for (const b of buckets) {
+      const rejections = b.rejected_by_reason || (typeof b.rejected === "object" ? b.rejected : {}) || {};
+      for (const [r, n] of Object.entries(rejections)) totals[r] = (totals[r] || 0) + n;
+    }
+    const body = $("rejections");
+    clear(body);
+    const rows = Object.entries(timeline.rejected_by_reason || totals).sort((a, b) => b[1] - a[1]);
+    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: "2", text: "No rejection" })));
+    for (const [reason, n] of rows) body.append(el("tr", {}, el("td", { text: reason }), el("td", { class: "num", text: num(n) })));
+
+    const head = timeline.chain_head || timeline.chain || {};
+    text($("log-head"), num(timeline.log_head ?? head.position ?? timeline.as_of_position));
+    const hash = typeof head === "string" ? head : head.hash || timeline.chain_hash;
+    text($("chain-hash"), typeof hash === "string" ? hash : "–");
+  }
+
+  function describeChart(id, what, xs, ys) {
+    const last = ys.length ? ys[ys.length - 1] : null;
+    $(id).setAttribute(
+      "aria-label",
+      xs.length ? `${what}: ${xs.length} points; latest ${num(Math.round(last * 100) / 100)}` : `${what}: no data yet`
+    );
+  }
+
+  function chart(key, id, data, series) {
+    const node = $(id);
+    if (typeof uPlot === "undefined") return;
+    const width = Math.max(240, node.clientWidth || node.parentElement.clientWidth || 300);
+    const existing = state.charts[key];
+    if (existing && existing.series.length === series.length + 1) {
+      existing.setData(data);
+      if (Math.abs(existing.width - width) > 2) existing.setSize({ width, height: existing.height });
+      return;
+    }
+    if (existing) existing.destroy();
+    clear(node);
+    state.charts[key] = new uPlot(
+      {
+        width,
+        height: 200,
+        series: [{}, ...series],
+        axes: [{}, { size: 70, values: (u, splits) => splits.map((v) => (v == null ? "" : compact(v))) }],
+        legend: { show: true },
+        cursor: { drag: { x: false, y: false } },
+      },
+      data,
+      node
+    );
+  }
+
+  const compactFmt = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+  function compact(v) {
+    return compactFmt.format(v);
+  }
+
+  function sum(values) {
+    return Object.values(values || {}).reduce((s, n) => s + (typeof n === "number" ? n : 0), 0);
+  }
+
+  function renderStatus(status) {
+    const ingest = status.ingest_lag;
+    text($("ingest-lag"), typeof ingest === "object" ? num(sum(ingest)) : num(ingest));
+    text($("projector-lag"), num(status.projector_lag));
+    text($("parked"), num(status.parked));
+    const alarms = []
+      .concat((status.stalled_partitions || []).map((p) => "stalled " + p.partition))
+      .concat((status.behind_log_start || []).map((p) => "behind log start " + p.partition))
+      .concat((status.beyond_end || []).map((p) => "beyond end " + p.partition))
+      .concat((status.failed_meetings || []).length ? ["a meeting failed to project"] : []);
+    const alarmNode = $("alarms");
+    alarmNode.dataset.tone = alarms.length ? "bad" : "good";
+    text(alarmNode, alarms.length ? "⚠ " + alarms.join("; ") : "✔ None");
+    if ($("log-head").textContent === "–") text($("log-head"), num(status.log_head));
+  }
+
+  function rowsOf(value, keyName) {
+    if (Array.isArray(value)) return value;
+    return Object.entries(value || {}).map(([k, v]) => (typeof v === "object" ? { [keyName]: k, ...v } : { [keyName]: k, shares: v }));
+  }
+
+  function renderCampaign(campaign) {
+    showMessage("campaign-message", "");
+    const byChannel = $("turnout-channel");
+    clear(byChannel);
+    for (const r of rowsOf(campaign.by_channel || (campaign.turnout && campaign.turnout.by_channel), "channel")) {
+      byChannel.append(
+        el("tr", {}, el("td", { text: String(r.channel) }), el("td", { class: "num", text: num(r.shares) }),
+          el("td", { class: "num", text: num(r.submissions ?? r.count) }))
+      );
+    }
+    const byNominee = $("turnout-nominee");
+    clear(byNominee);
+    for (const r of rowsOf(campaign.by_nominee || (campaign.turnout && campaign.turnout.by_nominee), "nominee")) {
+      const voted = r.voted ?? r.shares_voted ?? r.shares;
+      const entitled = r.entitlement ?? r.entitled;
+      byNominee.append(
+        el("tr", {}, el("td", { text: String(r.nominee) }), el("td", { class: "num", text: num(voted) }),
+          el("td", { class: "num", text: num(entitled) }),
+          el("td", { class: "num", text: entitled > 0 ? pct.format(voted / entitled) : "–" }))
+      );
+    }
+    renderForecast(campaign.forecast);
+  }
+
+  function interval(f) {
+    const lo = f.low ?? f.lower ?? (Array.isArray(f.interval) ? f.interval[0] : f.interval && f.interval.low);
+    const hi = f.high ?? f.upper ?? (Array.isArray(f.interval) ? f.interval[1] : f.interval && f.interval.high);
+    return typeof lo === "number" && typeof hi === "number" ? `${num(lo)} – ${num(hi)}` : "–";
+  }
+
+  function renderForecast(forecast) {
+    const body = $("forecast");
+    clear(body);
+    if (!forecast) {
+      body.append(el("tr", {}, el("td", { colspan: "4", text: "No forecast yet" })));
+      return;
+    }
+    text($("forecast-method"), typeof forecast.method === "string" ? "Method: " + forecast.method : "");
+    const turnout = forecast.turnout || forecast.present;
+    if (turnout) {
+      body.append(el("tr", {}, el("th", { scope: "row", text: "Shares present" }),
+        el("td", { class: "num", text: num(turnout.projected ?? turnout.point ?? turnout.value) }),
+        el("td", { class: "num", text: interval(turnout) }), el("td", { text: "" })));
+    }
+    const quorum = forecast.quorum;
+    if (quorum) {
+      const p = quorum.probability ?? quorum.p_met;
+      const words = typeof p === "number" ? `${pct.format(p)} chance of quorum` : quorum.met ? "✔ expected met" : "✘ expected not met";
+      body.append(el("tr", {}, el("th", { scope: "row", text: "Quorum" }), el("td", { class: "num", text: num(quorum.required) }),
+        el("td", { class: "num", text: interval(quorum) }), el("td", { text: words })));
+    }
+    for (const r of rowsOf(forecast.items, "item")) {
+      const outlook = [r.outcome && outcomeWords(r.outcome).slice(0, 2).join(" "),
+        typeof r.probability === "number" ? `(${pct.format(r.probability)})` : ""].filter(Boolean).join(" ");
+      body.append(el("tr", {}, el("th", { scope: "row", text: "Item " + String(r.item ?? r.id) }),
+        el("td", { class: "num", text: num(r.projected ?? r.margin ?? r.for) }), el("td", { class: "num", text: interval(r) }),
+        el("td", { text: outlook })));
+    }
+  }
+
+  function renderCallList(body) {
+    const list = Array.isArray(body) ? body : body.positions || body.call_list || body.items || [];
+    const node = $("call-list");
+    clear(node);
+    if (!list.length) node.append(el("tr", {}, el("td", { colspan: "4", text: "Every position has voted" })));
+    for (const p of list) {
+      const holder = Array.isArray(p.holders) ? p.holders.join(" & ") : p.holder ?? p.name ?? "";
+      node.append(el("tr", {}, el("td", { text: String(p.control_number ?? "") }), el("td", { text: String(holder) }),
+        el("td", { text: String(p.nominee ?? "") }), el("td", { class: "num", text: num(p.shares) })));
+    }
+  }
+
+  // ---- wiring --------------------------------------------------------------------------------------
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const token = $("token").value.trim();
+      if (!token) return;
+      state.token = token;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      showMessage("login-message", "");
+      start();
+    });
+    $("sign-out").addEventListener("click", () => signOut("Signed out."));
+    $("meeting").addEventListener("change", (event) => selectMeeting(event.target.value));
+    let resizeTimer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => {
+        for (const [key, c] of Object.entries(state.charts)) {
+          const node = c.root.parentElement;
+          if (node) c.setSize({ width: Math.max(240, node.clientWidth), height: c.height });
+          state.charts[key] = c;
+        }
+      }, 200);
+    });
+    if (state.token) start();
+    else signOut("");
+  });
+})();
