@@ -103,6 +103,8 @@ async def rebuild(
             if await tally_store.clear_failure(conn, PROJECTION, meeting_id):
                 log.warning("rebuilt %s: its projection failure is cleared; the projector follows it again", meeting_id)
             await tally_store.bump_generation(conn, PROJECTION)
+            # Rows changed under an unchanged checkpoint: open event streams re-read (delivered at commit).
+            await tally_store.notify_projected(conn, now)
         swapped = time.perf_counter()
         log.info(
             "rebuilt %s: %d rows replayed into the shadow tables in %.2f s, checked in %.2f s, swapped in"

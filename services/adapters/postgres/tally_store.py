@@ -19,6 +19,10 @@ PROJECTOR_LOCK = 0x766F746570726F  # "votepro"
 # Held for its whole session by the one active projector: a second one stands by until the
 # first's connection ends (PostgreSQL releases a session lock when its backend exits).
 LEADER_LOCK = 0x766F74656C6561  # "votelea"
+# The projector announces each checkpoint on this channel (pg_notify in the transaction that saves it,
+# so PostgreSQL delivers it at commit: a listener never hears of a position before it can read it).
+# The API's event streams listen (services/api/listener.py) instead of polling the checkpoint.
+PROJECTED_CHANNEL = "tally_projected"
 _state_encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(VoterState)
 
@@ -97,7 +101,7 @@ async def bump_generation(conn: asyncpg.Connection, projection: str) -> None:
 
 
 async def save_checkpoint(conn: asyncpg.Connection, projection: str, position: int) -> None:
-    """Record the projection's position; call it in the transaction that wrote the results.
+    """Record the projection's position and announce it (PROJECTED_CHANNEL); call it in the results' transaction.
 
     A smaller position than the stored one is refused by 011_projector.sql's trigger.
     """
@@ -107,6 +111,12 @@ async def save_checkpoint(conn: asyncpg.Connection, projection: str, position: i
         projection,
         position,
     )
+    await notify_projected(conn, position)
+
+
+async def notify_projected(conn: asyncpg.Connection, position: int) -> None:
+    """Announce the checkpoint on PROJECTED_CHANNEL; delivered when the caller's transaction commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, str(position))
 
 
 async def load_tally(conn: asyncpg.Connection, meeting: Meeting) -> Tally:
