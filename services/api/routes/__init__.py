@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI
 
-from services.api.routes import audit, meetings, reports, status, tallies
+from services.api.routes import audit, dashboard, meetings, reports, status, tallies
 
 ROUTERS: list[APIRouter] = [
     status.router,
@@ -20,6 +20,7 @@ ROUTERS: list[APIRouter] = [
     tallies.router,
     reports.router,
     audit.router,
+    dashboard.router,
 ]
 
 LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = []
