@@ -16,6 +16,7 @@ tests/integration/test_kafka_acl.py is where each role's own login and ACLs are 
 
 from __future__ import annotations
 
+import socket
 import uuid
 from urllib.parse import urlsplit
 
@@ -78,12 +79,26 @@ async def settings(logins, pg_dsn) -> Settings:
     """Settings pointing at the session's Kafka, this test's database (every login) and its own topics."""
     tag = uuid.uuid4().hex[:10]
     cfg = on_database(logins, urlsplit(pg_dsn).path.lstrip("/")).model_copy(
-        update={"topic_prefix": f"t{tag}.", "consumer_group": f"vote-ledger-{tag}"}
+        update={
+            "topic_prefix": f"t{tag}.",
+            "consumer_group": f"vote-ledger-{tag}",
+            # Never 8470-8472 (a developer's running services): each test's servers on ports free now.
+            "api_port": free_port(),
+            "ledger_metrics_port": free_port(),
+            "projector_metrics_port": free_port(),
+        }
     )
     from services.adapters.kafka.topics import ensure_topics
 
     await ensure_topics(cfg)
     return cfg
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (bound to port 0, read, closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def settings_env(cfg: Settings) -> dict[str, str]:
@@ -93,6 +108,9 @@ def settings_env(cfg: Settings) -> dict[str, str]:
         **dsn_env(cfg),
         "VOTE_LEDGER_TOPIC_PREFIX": cfg.topic_prefix,
         "VOTE_LEDGER_CONSUMER_GROUP": cfg.consumer_group,
+        "VOTE_LEDGER_API_PORT": str(cfg.api_port),
+        "VOTE_LEDGER_LEDGER_METRICS_PORT": str(cfg.ledger_metrics_port),
+        "VOTE_LEDGER_PROJECTOR_METRICS_PORT": str(cfg.projector_metrics_port),
         **kafka_login_env(cfg),
     }
 

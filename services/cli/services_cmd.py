@@ -54,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 async def serve(cfg, which: str) -> int:
     """Run the chosen services until SIGINT/SIGTERM."""
     from services.adapters.kafka.topics import ensure_topics
+    from services.observability.health_app import ledger_health, projector_health, serve_health
     from services.runtime.ledger_app import build_app
     from services.runtime.projector import Projector
 
@@ -64,8 +65,10 @@ async def serve(cfg, which: str) -> int:
     tasks = []
     if which in ("all", "ledger"):
         await ensure_topics(cfg, "ledger")  # as the ledger: it needs no operator's login
-        app, _ledger = build_app(cfg)
+        app, ledger = build_app(cfg)
         tasks.append(asyncio.create_task(_run_app(app, stop)))
+        health, port = ledger_health(cfg, ledger), cfg.ledger_metrics_port
+        tasks.append(asyncio.create_task(serve_health(health, cfg.metrics_host, port, stop, "ledger")))
     if which in ("all", "projector"):
         projector = Projector(cfg)
         try:
@@ -75,6 +78,8 @@ async def serve(cfg, which: str) -> int:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         tasks.append(asyncio.create_task(_run_projector(projector, stop)))
+        health, port = projector_health(cfg, projector), cfg.projector_metrics_port
+        tasks.append(asyncio.create_task(serve_health(health, cfg.metrics_host, port, stop, "projector")))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -22,6 +22,7 @@ from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import refusals as log_refusals
+from services.observability import metrics
 from services.runtime import ingest
 from services.runtime.failures import JudgeRaised, is_transient
 from services.settings import Settings
@@ -42,6 +43,7 @@ class Ledger:
         self.refusals = RefusalFold()
         self.refusals_position = 0
         self.broker: KafkaBroker | None = None  # set by build_app: parked copies are published with it
+        self.subscriber = None  # set by build_app: /readyz and /metrics read its consumer's lag
         # One batch at a time per process: the stall watch (services/runtime/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
         self._busy = asyncio.Lock()
@@ -56,6 +58,7 @@ class Ledger:
     async def start(self) -> None:
         """Open the pool and rebuild the judge's state from the log."""
         self.pool = await pool_as(self.settings, LEDGER_ROLE, size=2)
+        metrics.watch_pool(metrics.LEDGER_POOL, self.pool)
         await self.reload()
 
     async def stop(self) -> None:
@@ -193,6 +196,7 @@ class Ledger:
                     for message in parked
                 )
             )
+        metrics.record_logged(decided.rows, parked, head)  # committed: counted once, even across a retried batch
         self.judge_position = head  # our own admin events are in the judge already
         self.refusals_position = head  # and our own rows in the refusal fold (under the lock: none of others' between)
         self._dirty = decided.judge_suspect  # the judge raised part-way through an event

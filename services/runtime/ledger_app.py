@@ -9,9 +9,11 @@ from aiokafka import TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from services.adapters.kafka.topic_clock import TopicClock, topic_clock
 from services.adapters.kafka.topics import AdminWatermark, faststream_security
+from services.observability import metrics
 from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.ledger import Ledger
@@ -26,7 +28,10 @@ log = logging.getLogger("vote_ledger.ledger")
 def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
     broker = KafkaBroker(
-        settings.kafka_bootstrap, client_id="vote-ledger-ledger", security=faststream_security(settings, "ledger")
+        settings.kafka_bootstrap,
+        client_id="vote-ledger-ledger",
+        security=faststream_security(settings, "ledger"),
+        middlewares=[KafkaPrometheusMiddleware(registry=metrics.LEDGER, app_name="vote-ledger-ledger")],
     )
     ledger = Ledger(settings)
     ledger.broker = broker
@@ -52,7 +57,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(settings.session_timeout_ms // 3, 500),
     )
-    listener.subscriber = subscriber
+    listener.subscriber = ledger.subscriber = subscriber
     watermark = AdminWatermark(settings)
 
     backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
@@ -61,6 +66,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     async def on_batch(message: KafkaMessage) -> None:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
         records = message.raw_message
+        seconds = metrics.Stopwatch()
         try:
             admin_end = await watermark.end_offsets()
             deferred = await ledger.commit(records, broker, admin_end)
@@ -76,6 +82,8 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             await asyncio.sleep(delay)
             return
         backoff.reset()
+        metrics.record_batch(len(records), seconds())
+        metrics.record_consumer_lag(metrics.consumer_lag(subscriber.consumer))
         if deferred:
             # Meeting administration is behind: read it first, then these submissions again. If
             # only transaction markers are left on it, no batch will ever come to move its offset:

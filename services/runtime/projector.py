@@ -28,6 +28,7 @@ from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.refold import refold_meeting
 from services.adapters.postgres.tally_store import PROJECTION
+from services.observability import metrics
 from services.runtime.retry import retry
 from services.settings import Settings
 
@@ -135,6 +136,7 @@ class Projector:
             rows = await log_reads.read_after(self.conn, self.position, BATCH_ROWS)
             if not rows:
                 return processed
+            seconds = metrics.Stopwatch()
             last = rows[-1]["position"]
             by_meeting: dict[str, list] = {}  # a failed meeting's rows are skipped, never folded
             for row in rows:
@@ -171,6 +173,7 @@ class Projector:
             self.failed.update({m: at for m, (at, _) in broken.items()})
             self._report(broken)
             self.position = last
+            metrics.record_projected(len(rows), seconds(), last)
             processed += len(rows)
 
     async def _fold(self, meeting_id: str, rows: list, last: int) -> None:
@@ -213,6 +216,7 @@ class Projector:
                     await self._stand_by(stop)
                     continue
                 processed = await self.catch_up()
+                await metrics.measure_projector_lag(self.conn, self.position)  # /readyz and the lag gauges
             except _Rebuilt:
                 log.info("the tally was rebuilt; reloading it")
                 await self.load()

@@ -24,6 +24,22 @@ async def position_at(conn: asyncpg.Connection, when: datetime) -> int:
     return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log WHERE recorded_at <= $1", when)
 
 
+async def lag(conn: asyncpg.Connection, checkpoint: int) -> tuple[int, float]:
+    """Rows after a checkpoint, and the age in seconds of the first of them (0 when there is none).
+
+    Positions are gapless, so the oldest row not yet projected is checkpoint + 1: two probes of the
+    primary key (its last entry and one lookup), not a scan, whatever the lag. The age is taken on
+    PostgreSQL's clock, the one recorded_at was stamped with.
+    """
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(max(position), 0) FROM ledger_log) AS head,"
+        " (SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM ledger_log WHERE position = $1)"
+        " AS age",
+        checkpoint + 1,
+    )
+    return max(row["head"] - checkpoint, 0), max(row["age"] or 0.0, 0.0)
+
+
 async def read_after(
     conn: asyncpg.Connection, position: int, limit: int, meeting_id: str | None = None
 ) -> list[asyncpg.Record]:

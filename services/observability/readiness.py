@@ -1,0 +1,120 @@
+"""Readiness of each service (/readyz): connected to Kafka and PostgreSQL, and caught up within a bound."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from services.adapters.postgres import tally_store
+from services.adapters.postgres.log import reads as log_reads
+from services.observability import metrics
+from services.settings import Settings
+
+PROBE_TIMEOUT = 2.0  # seconds a probe waits for Kafka or PostgreSQL: Kubernetes' default probe timeout is 1-10 s
+
+
+@dataclass
+class Ready:
+    """A readiness verdict: ok, else the one-line reason; detail is shown either way."""
+
+    ok: bool
+    reason: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+class CaughtUp:
+    """When a service was last seen caught up: behind for longer than the bound, it is not ready.
+
+    Counted from the start too, so a service that never caught up since it started is not ready once the
+    bound has passed, while one that just started gets the bound's grace.
+    """
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    def behind_for(self, behind: bool) -> float:
+        """Note whether the service is behind now; return the seconds since it last was not."""
+        now = time.monotonic()
+        if not behind:
+            self.at = now
+        return now - self.at
+
+
+async def database_answers(pool) -> str | None:
+    """None when the pool gives a connection that answers within PROBE_TIMEOUT, else why not."""
+    if pool is None:
+        return "no PostgreSQL pool yet"
+    try:
+        async with pool.acquire(timeout=PROBE_TIMEOUT) as conn:
+            await conn.fetchval("SELECT 1", timeout=PROBE_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer; never the DSN (asyncpg's messages omit it)
+        return f"PostgreSQL unreachable: {type(exc).__name__}"
+    return None
+
+
+async def ledger_ready(ledger, settings: Settings, caught_up: CaughtUp) -> Ready:
+    """Ledger: Kafka answers, PostgreSQL answers, and no partition has been behind for ready_max_lag_s."""
+    consumer = getattr(getattr(ledger, "subscriber", None), "consumer", None)
+    if consumer is None or ledger.broker is None:
+        return Ready(False, "the Kafka consumer has not started")
+    try:
+        kafka_ok = await asyncio.wait_for(ledger.broker.ping(timeout=PROBE_TIMEOUT), PROBE_TIMEOUT + 1)
+    except Exception:  # noqa: BLE001 - a timeout or a closed client: not connected
+        kafka_ok = False
+    if not kafka_ok:
+        return Ready(False, "Kafka unreachable")
+    problem = await database_answers(ledger.pool)
+    if problem:
+        return Ready(False, problem)
+    lags = metrics.consumer_lag(consumer)
+    metrics.record_consumer_lag(lags)
+    behind = sum(lags.values())
+    seconds = caught_up.behind_for(behind > 0)
+    detail = {"partitions": len(lags), "lag_records": behind, "behind_s": round(seconds, 1)}
+    if seconds > settings.ready_max_lag_s:
+        return Ready(
+            False, f"{behind} records behind for {seconds:.0f} s (bound {settings.ready_max_lag_s:g} s)", detail
+        )
+    return Ready(True, detail=detail)
+
+
+async def projector_ready(projector, settings: Settings, measured: metrics.ProjectorLag) -> Ready:
+    """Projector: its connection is open and its lag, measured at least every second, is within the bound.
+
+    A standby (another projector leads) is ready: it is connected and takes over when the leader goes.
+    """
+    conn = projector.conn
+    if conn is None or conn.is_closed():
+        return Ready(False, "not connected to PostgreSQL")
+    if not projector.leader:
+        return Ready(True, detail={"role": "standby"})
+    age = time.monotonic() - measured.at
+    detail = {"role": "leader", "checkpoint": projector.position, "lag_positions": measured.positions}
+    detail["lag_s"] = round(measured.seconds, 1)
+    if age > settings.ready_max_lag_s:
+        return Ready(False, f"lag not measured for {age:.0f} s (PostgreSQL slow or unreachable?)", detail)
+    if measured.seconds > settings.ready_max_lag_s:
+        return Ready(False, f"{measured.seconds:.0f} s behind the log (bound {settings.ready_max_lag_s:g} s)", detail)
+    return Ready(True, detail=detail)
+
+
+async def api_ready(pool, listening: bool, settings: Settings) -> Ready:
+    """API: the pool answers, the notification listener is connected, the projector is within the bound.
+
+    The API serves the projector's tables: when the projector lags, every tally it gives is old.
+    """
+    if not listening:
+        return Ready(False, "the notification listener is not connected")
+    if pool is None:
+        return Ready(False, "no PostgreSQL pool yet")
+    try:
+        async with pool.acquire(timeout=PROBE_TIMEOUT) as conn:
+            checkpoint = await tally_store.checkpoint(conn, tally_store.PROJECTION)
+            positions, seconds = await log_reads.lag(conn, checkpoint)
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return Ready(False, f"PostgreSQL unreachable: {type(exc).__name__}")
+    detail = {"checkpoint": checkpoint, "lag_positions": positions, "lag_s": round(seconds, 1)}
+    if seconds > settings.ready_max_lag_s:
+        return Ready(False, f"the projector is {seconds:.0f} s behind (bound {settings.ready_max_lag_s:g} s)", detail)
+    return Ready(True, detail=detail)
