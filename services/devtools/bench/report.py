@@ -8,6 +8,7 @@ INGEST_TARGET = 50_000  # submissions/s end to end
 PEER_FACTOR_TARGET = 5.0  # ours / the eventsourcing peer
 P99_TARGET_MS = 500.0  # at 5,000/s offered
 REPLAY_TARGET = 250_000  # events/s from the log
+STREAM_TARGET_MS = 1000.0  # issue 13: the new tally pushed within one second of the projector's commit
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -76,6 +77,8 @@ def markdown(r: dict[str, Any]) -> str:
             f" {lat['p50_ms']:,} / {lat['p99_ms']:,} / {lat['max_ms']:,} | | | p99 ≤ {P99_TARGET_MS:.0f} |"
             f" {_met(lat['p99_ms'] <= P99_TARGET_MS)} |"
         )
+    if "api" in r:
+        lines += _api(r["api"])
     rp, fl = r["replay"], r["replay"]["from_log"]
     lines += [
         f"| Replay: log rows read from PostgreSQL, decoded, folded to the tally (events/s) |"
@@ -111,6 +114,23 @@ def markdown(r: dict[str, Any]) -> str:
                 f" {p['rebuild_peak_rss_mib']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _api(a: dict[str, Any]) -> list[str]:
+    """The HTTP API's rows: the event stream's latency during ingest, the tally route's requests per second."""
+    s, plain, cached = a["stream"], a["tally"], a["tally_not_modified"]
+    p99 = s["p99_ms"]
+    return [
+        f"| API event stream open during ingest at {a['offered_per_s']:,}/s offered: projector commit → tally event"
+        f" at the client, p50 / p99 / max (ms; {s['matched']:,} events for {s['commits']:,} commits) |"
+        f" {s['p50_ms']} / {p99} / {s['max_ms']} | | | p99 ≤ {STREAM_TARGET_MS:.0f} |"
+        f" {_met(p99 is not None and p99 <= STREAM_TARGET_MS and s['last_position_delivered'])} |",
+        f"| API: current tally, {a['clients']} clients on one connection each (requests/s; p99 ms) |"
+        f" {plain['requests_per_s']:,} ({plain['p99_ms']} ms) | | | | |",
+        f"| … with If-None-Match while nothing changes: 304, no body (requests/s; p99 ms) |"
+        f" {cached['requests_per_s']:,} ({cached['p99_ms']} ms) | {plain['requests_per_s']:,} |"
+        f" {cached['requests_per_s'] / max(1, plain['requests_per_s']):.2f} | | |",
+    ]
 
 
 def _cpu_table(r: dict[str, Any]) -> list[str]:

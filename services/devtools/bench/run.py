@@ -16,7 +16,7 @@ import asyncpg
 import psutil
 
 from services.adapters.postgres.log import bench as log_bench
-from services.devtools.bench import e2e, limits, peer_eventsourcing, peer_naive, replay, verify_cost
+from services.devtools.bench import api, e2e, limits, peer_eventsourcing, peer_naive, replay, verify_cost
 from services.devtools.bench.scratch import publish_workload, scratch_namespace
 from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
 from services.settings import Settings
@@ -40,6 +40,8 @@ class Plan:
     # Ingest the same submissions unsigned too, right after the signed run: the ratio is what
     # signatures cost end to end (two runs minutes apart on a shared machine differ more than that).
     unsigned: bool = True
+    # The HTTP API: an event stream open during ingest at latency_rate, then the tally route under load.
+    api: bool = True
     log_dir: Path = Path("bench-results/logs")
 
 
@@ -54,7 +56,13 @@ async def run(
     ``say`` announces each phase; ``on_progress(phases done, phases)`` follows them for a progress bar.
     """
     started = time.perf_counter()
-    phases = 6 + (3 if plan.peers else 0) + (1 if plan.unsigned else 0) + len(set(plan.scale) - {plan.events})
+    phases = (
+        6
+        + (3 if plan.peers else 0)
+        + (1 if plan.unsigned else 0)
+        + (1 if plan.api else 0)
+        + len(set(plan.scale) - {plan.events})
+    )
     announce = say
     done = 0
 
@@ -116,6 +124,13 @@ async def run(
     say(f"latency: {plan.latency_rate:,}/s offered for {plan.latency_seconds:.0f} s")
     async with scratch_namespace(settings, "latency") as cfg:
         results["latency"] = await e2e.latency(cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds)
+    if plan.api:
+        # Request load as long as the ingest, up to 10 s: requests/s settle within a few seconds.
+        say(f"API: an event stream open while {plan.latency_rate:,}/s are offered, then the tally route under load")
+        async with scratch_namespace(settings, "api") as cfg:
+            results["api"] = await api.measure(
+                cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds, min(10.0, plan.latency_seconds)
+            )
 
     curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
     for size in sorted(set(plan.scale) - {plan.events}):
