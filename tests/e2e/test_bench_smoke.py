@@ -77,9 +77,19 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
     assert latency["observed"] == latency["submissions"] == 1200
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert [p["submissions"] for p in r["scale"]] == [1000, 3000]
+    # The API: the dashboard's event stream got the last commit's tally, each event timed from its commit;
+    # the tally route answered every request (200, then 304 to If-None-Match while nothing changed).
+    api = r["api"]
+    stream = api["stream"]
+    assert api["submissions"] == 1200 and stream["last_position_delivered"] is True
+    assert 0 < stream["matched"] <= stream["events"] and stream["matched"] <= stream["commits"]
+    assert 0 <= stream["p50_ms"] <= stream["p99_ms"] <= stream["max_ms"]
+    assert set(api["tally"]["statuses"]) == {"200"} and api["tally"]["requests_per_s"] > 0
+    assert set(api["tally_not_modified"]["statuses"]) == {"304"} and api["tally_not_modified"]["requests_per_s"] > 0
 
     table = (out / "results.md").read_text()
     assert "| Ingest: Kafka → committed log rows" in table and "eventsourcing" in table and "p99" in table
+    assert "| API event stream open during ingest" in table and "If-None-Match" in table
     assert "the same submissions unsigned" in table and "One Ed25519 verify" in table
     assert readme.read_text() == f"# x\n\n{README_START}\n{table}{README_END}\n\nafter\n"
     assert table in done.stdout
