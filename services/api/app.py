@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from services.api import errors
 from services.api.routes import LIFESPANS, ROUTERS
 from services.errors import UserError
+from services.observability.http_metrics import HttpMetrics
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
     app = FastAPI(title="vote-ledger", version=software_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(HttpMetrics)  # vote_ledger_http_requests_total by route template, method and status
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -99,12 +99,13 @@ async def projector_ready(projector, settings: Settings, measured: metrics.Proje
     return Ready(True, detail=detail)
 
 
-async def api_ready(pool, listening: bool, settings: Settings) -> Ready:
+async def api_ready(pool, listening: bool, settings: Settings, listener: bool = True) -> Ready:
     """API: the pool answers, the notification listener is connected, the projector is within the bound.
 
     The API serves the projector's tables: when the projector lags, every tally it gives is old.
+    ``listener``: whether the app runs a listener at all (an app without event streams has none to wait for).
     """
-    if not listening:
+    if listener and not listening:
         return Ready(False, "the notification listener is not connected")
     if pool is None:
         return Ready(False, "no PostgreSQL pool yet")

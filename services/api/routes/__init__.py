@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import APIRouter, FastAPI
 
 from services.api.routes import audit, dashboard, meetings, reports, status, tallies
+from services.observability import http_metrics
 
 ROUTERS: list[APIRouter] = [
     status.router,
@@ -21,6 +22,7 @@ ROUTERS: list[APIRouter] = [
     reports.router,
     audit.router,
     dashboard.router,
+    http_metrics.router,  # /healthz, /readyz, /metrics
 ]
 
-LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = []
+LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = [http_metrics.observe_pool]

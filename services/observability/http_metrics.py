@@ -1,0 +1,84 @@
+"""The API's metrics and health: request metrics middleware, /healthz, /readyz and /metrics (ops role)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api.auth import Caller, ops
+from services.observability import metrics, readiness
+
+UNMATCHED = "unmatched"  # the route label of a request no route matched (a 404): never the raw path
+
+
+class HttpMetrics:
+    """ASGI middleware: vote_ledger_http_requests_total{route,method,status} and the request-seconds histogram.
+
+    The route label is the matched route's template (/v1/meetings/{meeting_id}/tally), read from the scope
+    Starlette's router fills in, so a thousand meetings make one series, not a thousand. An event stream
+    is observed when it ends (its duration is the stream's life; vote_ledger_sse_clients counts open ones).
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Pass the request on; count it by route template, method and status once answered."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception that escapes every handler is a 500
+
+        async def sending(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            metrics.record_request(route, scope["method"], status, time.perf_counter() - started)
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers", include_in_schema=True)
+async def healthz() -> dict:
+    """Liveness: the process answers (no token)."""
+    return {"status": "alive"}
+
+
+@router.get("/readyz", summary="Readiness: database, listener and projector lag (503 with a reason otherwise)")
+async def readyz(request: Request) -> Response:
+    """Readiness (no token): the pool answers, the projector's notification listener is connected, lag in bound."""
+    state = request.app.state
+    feed = getattr(state, "feed", None)  # the stream's ProjectedFeed (services/api/listener.py), if wired
+    verdict = await readiness.api_ready(
+        state.pool, feed is not None and feed.connected, state.settings, listener=feed is not None
+    )
+    if verdict.ok:
+        return JSONResponse({"status": "ready", **verdict.detail})
+    return JSONResponse({"status": "not_ready", "reason": verdict.reason, **verdict.detail}, status_code=503)
+
+
+@router.get("/metrics", summary="Prometheus exposition of the API's registry (ops role)")
+async def metrics_endpoint(_: Annotated[Caller, Depends(ops)]) -> Response:
+    """The API registry's metrics in Prometheus's text format; Prometheus scrapes it with an ops token."""
+    return Response(generate_latest(metrics.API), media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def observe_pool(app: FastAPI) -> AsyncIterator[None]:
+    """Lifespan hook: vote_ledger_db_pool_connections of the API reads its pool at each scrape."""
+    metrics.watch_pool(metrics.API_POOL, app.state.pool)
+    yield
