@@ -1,0 +1,187 @@
+"""A real Prometheus (Debian's package) scrapes the ledger, the projector and the API during a simulated run.
+
+Through Prometheus's own query API: the submissions counter sums to exactly the rows in ledger_log,
+and the lag, batch and HTTP series are there. The ledger and projector run as `vote-ledger services run
+all` (a subprocess: its registries hold only this run's counts); the API runs in this test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from services.adapters.postgres import api_tokens
+from services.api.app import serve
+from services.api.auth import new_token
+from tests.conftest import free_port
+from tests.e2e.conftest import MEETING_FILE, Cli
+from tests.integration.helpers import run_cli
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+INSTALL = "sudo apt-get install -y prometheus (or: make system-deps)"
+
+
+def prometheus_binary() -> Path:
+    """Debian's Prometheus; missing, the test fails with the command to install it unless told to skip."""
+    if PROMETHEUS.exists():
+        return PROMETHEUS
+    if os.environ.get("VOTE_LEDGER_SKIP_PROMETHEUS") == "1":
+        pytest.skip("VOTE_LEDGER_SKIP_PROMETHEUS=1 and /usr/bin/prometheus is missing")
+    pytest.fail(f"/usr/bin/prometheus is missing: {INSTALL}; VOTE_LEDGER_SKIP_PROMETHEUS=1 skips this test")
+
+
+def scrape_config(ledger: int, projector: int, api: int, token: str) -> str:
+    """prometheus.yml: the three targets every second, the API with an ops bearer token."""
+    return f"""
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: ledger
+    static_configs: [{{targets: ["127.0.0.1:{ledger}"]}}]
+  - job_name: projector
+    static_configs: [{{targets: ["127.0.0.1:{projector}"]}}]
+  - job_name: api
+    authorization: {{type: Bearer, credentials: "{token}"}}
+    static_configs: [{{targets: ["127.0.0.1:{api}"]}}]
+"""
+
+
+async def ops_token(dsn: str) -> str:
+    """An ops token stored in the test's database (as `vote-ledger api token issue` does)."""
+    text, token_id, digest = new_token()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await api_tokens.issue(conn, token_id, "prometheus", "ops", digest, None)
+    finally:
+        await conn.close()
+    return text
+
+
+async def query(client: httpx.AsyncClient, promql: str) -> list[dict]:
+    """The result vector of an instant query through Prometheus's HTTP API."""
+    answer = (await client.get("/api/v1/query", params={"query": promql})).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+async def scalar(client: httpx.AsyncClient, promql: str) -> float | None:
+    """The single value of an instant query, or None while it has no sample."""
+    result = await query(client, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+async def until(probe, what: str, timeout: float = 30.0):
+    """Await ``probe()`` until it returns a truthy value; fail with ``what`` and the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{what}: still {value!r} after {timeout} s")
+
+
+async def test_prometheus_sums_the_submission_counter_to_exactly_the_rows_logged(settings, tmp_path):
+    binary = prometheus_binary()
+    token = await ops_token(settings.pg_dsn)
+    api_settings = settings.model_copy(update={"api_port": free_port()})
+    stop = asyncio.Event()
+    api = asyncio.create_task(serve(api_settings, stop))
+    services = Cli(settings, tmp_path)
+    services.start("services", "run", "all", name="services")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        scrape_config(settings.ledger_metrics_port, settings.projector_metrics_port, api_settings.api_port, token)
+    )
+    port = free_port()
+    with open(tmp_path / "prometheus.log", "ab") as out:
+        prometheus = subprocess.Popen(
+            [
+                str(binary),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            await until(lambda: _up(client), "targets up (ledger, projector, api)", timeout=40)
+            await run_cli(settings, "meeting", "load", str(MEETING_FILE), "--simulated-channels")
+            simulate = ("simulate", "--meeting-file", str(MEETING_FILE), "--rate", "2000", "--duration", "2")
+            await run_cli(settings, *simulate, "--quiet")
+            rows = await _settled_count(settings.pg_dsn)
+            assert rows > 2_000  # the meeting's register and the simulated submissions
+
+            async def counted() -> bool:
+                return await scalar(client, "sum(vote_ledger_submissions_total)") == rows
+
+            await until(counted, f"sum(vote_ledger_submissions_total) == count(*) of ledger_log ({rows})")
+            accepted = await scalar(client, 'sum(vote_ledger_submissions_total{decision="accepted"})')
+            assert accepted is not None and 0 < accepted < rows  # the simulation sends a few invalid ones
+
+            async def caught_up() -> bool:
+                return await scalar(client, "vote_ledger_projector_lag_positions") == 0
+
+            await until(caught_up, "the projector's lag in Prometheus reaches 0")
+            assert await scalar(client, "vote_ledger_projector_checkpoint") == rows
+            assert await scalar(client, "vote_ledger_log_head") == rows
+            assert await scalar(client, "vote_ledger_projector_lag_seconds") == 0
+            for series in (
+                "vote_ledger_consumer_lag",
+                "vote_ledger_batch_size_bucket",
+                "vote_ledger_batch_seconds_count",
+                "vote_ledger_projector_batch_seconds_count",
+                'vote_ledger_db_pool_connections{job="ledger",state="max"}',
+                'vote_ledger_db_pool_connections{job="api",state="max"}',
+                'vote_ledger_http_requests_total{route="/metrics",status="200"}',
+                "faststream_received_messages_total",
+                'process_resident_memory_bytes{job="projector"}',
+            ):
+                assert await query(client, series), f"no {series} in Prometheus"
+            async with httpx.AsyncClient(timeout=5) as direct:
+                for port_ in (settings.ledger_metrics_port, settings.projector_metrics_port):
+                    ready = await direct.get(f"http://127.0.0.1:{port_}/readyz")
+                    assert ready.status_code == 200, ready.text
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=15)
+        services.stop_all()
+        stop.set()
+        await api
+
+
+async def _up(client: httpx.AsyncClient) -> bool:
+    try:
+        return len(await query(client, "up == 1")) == 3
+    except httpx.TransportError:
+        return False  # Prometheus still starting
+
+
+async def _settled_count(dsn: str, quiet_s: float = 2.0, timeout: float = 40.0) -> int:
+    """count(*) of ledger_log once it has not moved for ``quiet_s``: the ledger has logged everything published."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            count = await conn.fetchval("SELECT count(*) FROM ledger_log")
+            if count != last:
+                last, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return count
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"ledger_log still growing after {timeout} s ({last} rows)")
+    finally:
+        await conn.close()
