@@ -260,16 +260,23 @@
   function renderItems(items) {
     const list = $("items");
     const seen = new Set();
-    for (const [itemId, item] of Object.entries(items)) {
+    orderedItems(items).forEach(([itemId, item], index) => {
       seen.add(itemId);
       let node = list.querySelector(`li[data-item="${CSS.escape(itemId)}"]`);
-      if (!node) {
-        node = buildItem(itemId, item);
-        list.append(node);
-      }
+      if (!node) node = buildItem(itemId, item);
+      // Moved only when out of place, so an unchanged list is never re-announced.
+      if (list.children[index] !== node) list.insertBefore(node, list.children[index] || null);
       updateItem(node, itemId, item);
-    }
+    });
     for (const node of Array.from(list.children)) if (!seen.has(node.dataset.item)) node.remove();
+  }
+
+  // The meeting's own order (a JS object lists integer-like keys such as "2" before "1.1").
+  function orderedItems(items) {
+    const order = (state.meeting && Array.isArray(state.meeting.items) ? state.meeting.items : []).map((i) => i && i.id);
+    const rank = (id) => (order.includes(id) ? order.indexOf(id) : order.length);
+    const natural = new Intl.Collator(undefined, { numeric: true });
+    return Object.entries(items).sort(([a], [b]) => rank(a) - rank(b) || natural.compare(a, b));
   }
 
   function buildItem(itemId, item) {

@@ -1,0 +1,235 @@
+"""The dashboard in a real browser (Debian's headless Chromium) against the running ledger, projector and API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from services.adapters.kafka.topics import producer, publish_raw
+from services.devtools.demo.channels import Signer
+from services.devtools.demo.loader import prepare
+from services.devtools.demo.traffic import generate
+from tests.e2e.conftest import MEETING_FILE, REPO
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MEETING = "cbak-2023-agm"
+IMAGES = REPO / "docs" / "images"
+PHONE = (390, 844)
+
+
+def require_browser() -> None:
+    """Fail (not skip) without Debian's chromium and its driver, unless skipping was asked for explicitly."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if not missing:
+        return
+    if os.environ.get("VOTE_LEDGER_SKIP_BROWSER") == "1":
+        pytest.skip(f"VOTE_LEDGER_SKIP_BROWSER=1 and {', '.join(missing)} missing")
+    pytest.fail(f"{', '.join(missing)} missing: run `make system-deps` (or set VOTE_LEDGER_SKIP_BROWSER=1)")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium driven through chromedriver, 1280 px wide."""
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def wait_for(what: str, check, timeout: float = 20.0, every: float = 0.2):
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def http_ok(url: str) -> bool:
+    """Whether GET url answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def digits(text: str) -> int:
+    """The integer a formatted figure shows ("47,920,922 (53.6%)" -> 47920922): separators are the locale's."""
+    match = re.match(r"\s*([\d.,\u00a0\u202f' ]+)", text)
+    assert match, f"no number in {text!r}"
+    return int(re.sub(r"\D", "", match.group(1)))
+
+
+# What the page shows, read from the DOM the user sees (text, not the tally object the script holds).
+PAGE_FIGURES = """
+const items = {};
+for (const li of document.querySelectorAll('#items li[data-item]')) {
+  const cols = {};
+  for (const row of li.querySelectorAll('[data-col]')) cols[row.dataset.col] = row.querySelector('.value').textContent;
+  items[li.dataset.item] = {cols, outcome: li.querySelector('.outcome').dataset.outcome};
+}
+return {asOf: document.getElementById('as-of').textContent,
+        present: document.getElementById('quorum-present').textContent,
+        required: document.getElementById('quorum-required').textContent,
+        met: document.getElementById('quorum-state').dataset.met, items};
+"""
+
+
+def page_figures(driver) -> dict:
+    """The tally as the page displays it, parsed back to integers."""
+    shown = driver.execute_script(PAGE_FIGURES)
+    if shown["asOf"] in ("", "–"):
+        return {}
+    return {
+        "as_of_position": digits(shown["asOf"]),
+        "quorum": {"present": digits(shown["present"]), "required": digits(shown["required"]), "met": shown["met"]},
+        "items": {
+            item: {"outcome": v["outcome"], **{c: digits(t) for c, t in v["cols"].items()}}
+            for item, v in shown["items"].items()
+        },
+    }
+
+
+def expected_figures(tally: dict) -> dict:
+    """The same figures from `tally --json`: every column the page shows (each option and broker non-votes)."""
+    return {
+        "as_of_position": tally["as_of_position"],
+        "quorum": {
+            "present": tally["quorum"]["present"],
+            "required": tally["quorum"]["required"],
+            "met": "yes" if tally["quorum"]["met"] else "no",
+        },
+        "items": {item: {k: v for k, v in cols.items() if k != "not_voted"} for item, cols in tally["items"].items()},
+    }
+
+
+def shows_tally(driver, tally: dict) -> dict | None:
+    """The page's figures once they equal the tally's (None while they differ)."""
+    shown = page_figures(driver)
+    return shown if shown == expected_figures(tally) else None
+
+
+def screenshot(driver, path: Path, width: int, height: int | None = None, mobile: bool = False) -> None:
+    """A PNG of the whole page at ``width`` CSS pixels (the viewport grown to the page's height)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height or 900, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+    full = height or driver.execute_script("return document.documentElement.scrollHeight")
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": full, "deviceScaleFactor": 1, "mobile": mobile}
+    )
+    time.sleep(0.5)  # the charts resize on a 200 ms debounce
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    path.write_bytes(base64.b64decode(shot["data"]))
+    if os.environ.get("VOTE_LEDGER_UPDATE_SCREENSHOTS") == "1":
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, IMAGES / path.name)
+
+
+async def publish(settings, signed) -> None:
+    """Publish signed submissions to the test's submissions topic, as the channels would."""
+    async with producer(settings) as client:
+        await publish_raw(client, settings.submissions_topic, [(s.key, s.payload) for s in signed])
+
+
+def tally(vote_ledger) -> dict:
+    """`vote-ledger tally --json` once the log and the projector have caught up."""
+    vote_ledger.run("status", "--wait", "60")
+    return json.loads(vote_ledger.run("tally", "--meeting", MEETING, "--json").stdout)
+
+
+async def test_the_dashboard_shows_the_tally_live_without_a_reload_and_recovers_after_the_api_restarts(
+    vote_ledger, settings, browser, tmp_path
+):
+    require_browser()
+    # The settings fixture gave the API and the metrics endpoints free ports (never 8470-8472).
+    base = f"http://127.0.0.1:{settings.api_port}"
+    vote_ledger.run("db", "migrate")
+    # Three processes, so the API alone can be restarted while the ledger and projector keep running.
+    vote_ledger.start("services", "run", "ledger", name="ledger")
+    vote_ledger.start("services", "run", "projector", name="projector")
+    api = vote_ledger.start("services", "run", "api", name="api-1")
+    vote_ledger.run("meeting", "load", str(MEETING_FILE), "--simulated-channels")
+    spec, register, sim, positions = prepare(MEETING_FILE)
+    submissions = list(generate(spec, positions, sim, count=3000, seed=13))
+    signer = Signer(spec, register, sim)
+    batches = [list(signer.signed(submissions[a : a + 1000])) for a in (0, 1000, 2000)]
+    await publish(settings, batches[0])
+    first = tally(vote_ledger)
+    token = vote_ledger.run("api", "token", "issue", "--name", "browser-test", "--role", "ops").stdout.strip()
+    wait_for("the API to answer /healthz", lambda: http_ok(base + "/healthz"), timeout=30)
+
+    from selenium.webdriver.common.by import By
+
+    # A wrong token: the page says the API refused it and stays on the sign-in form.
+    browser.get(base + "/")
+    browser.find_element(By.ID, "token").send_keys("vl_000000000000_" + "x" * 43)
+    browser.find_element(By.ID, "login-form").submit()
+    wait_for("the refusal", lambda: "refused" in browser.find_element(By.ID, "login-message").text)
+    assert browser.find_element(By.ID, "login").is_displayed()
+
+    token_field = browser.find_element(By.ID, "token")
+    token_field.clear()
+    token_field.send_keys(token)
+    browser.find_element(By.ID, "login-form").submit()
+    wait_for("the page to show `tally --json`", lambda: shows_tally(browser, first))
+    assert browser.execute_script("return sessionStorage.getItem('vote-ledger.token')") == token
+    browser.execute_script("window.notReloaded = true")
+    wait_for(
+        "the stream to be live", lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "live"
+    )
+
+    # Votes published now reach the page through the event stream: same document, new figures.
+    await publish(settings, batches[1])
+    second = tally(vote_ledger)
+    assert second["quorum"]["present"] > first["quorum"]["present"]
+    wait_for("the page to show the new tally", lambda: shows_tally(browser, second), timeout=15)
+    assert browser.execute_script("return window.notReloaded") is True
+    wait_for("the ledger panel", lambda: browser.find_element(By.ID, "log-head").text not in ("", "–"))
+    screenshot(browser, tmp_path / "dashboard.png", 1280)
+
+    # The API restarts; the page notices, reconnects with back-off and goes on updating.
+    api.terminate()
+    api.wait(timeout=20)
+    wait_for(
+        "the page to notice", lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "down"
+    )
+    vote_ledger.start("services", "run", "api", name="api-2")
+    wait_for("the API to answer again", lambda: http_ok(base + "/healthz"), timeout=30)
+    await publish(settings, batches[2])
+    third = tally(vote_ledger)
+    wait_for("the page to show the tally after the restart", lambda: shows_tally(browser, third), timeout=40)
+    assert browser.execute_script("return window.notReloaded") is True
+
+    # A phone: everything fits the width (no horizontal scrolling).
+    screenshot(browser, tmp_path / "dashboard-phone.png", *PHONE, mobile=True)
+    overflow = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert overflow[0] <= overflow[1], f"horizontal scrolling at {PHONE[0]} px: {overflow}"
