@@ -1,4 +1,4 @@
-"""`vote-ledger services run`: the ledger and the projector, together or separately."""
+"""`vote-ledger services run`: the ledger, the projector and the HTTP API, together or separately."""
 
 from __future__ import annotations
 
@@ -25,21 +25,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = svc_sub.add_parser(
         "run",
         help="run services until interrupted",
-        description="Run the ledger (Kafka -> log) and the projector (log -> tallies).",
+        description="Run the ledger (Kafka -> log), the projector (log -> tallies) and the HTTP read API"
+        " (VOTE_LEDGER_API_HOST:VOTE_LEDGER_API_PORT, reader login).",
     )
     r.add_argument(
         "which",
         nargs="?",
-        choices=["all", "ledger", "projector"],
+        choices=["all", "ledger", "projector", "api"],
         default="all",
-        help="which service to run (default: all)",
+        help="which service to run (default: all: the ledger, the projector and the HTTP API)",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     r.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, role_dsn
+    from services.adapters.postgres.connect import LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, role_dsn
 
     setup_logging(args.verbose)
     cfg = settings()
@@ -48,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
         kafka_bootstrap(cfg)
     if args.which in ("all", "projector"):
         role_dsn(cfg, PROJECTOR_ROLE)
+    if args.which in ("all", "api"):
+        role_dsn(cfg, READER_ROLE)
     return run(serve(cfg, args.which))
 
 
@@ -80,6 +83,10 @@ async def serve(cfg, which: str) -> int:
         tasks.append(asyncio.create_task(_run_projector(projector, stop)))
         health, port = projector_health(cfg, projector), cfg.projector_metrics_port
         tasks.append(asyncio.create_task(serve_health(health, cfg.metrics_host, port, stop, "projector")))
+    if which in ("all", "api"):
+        from services.api.app import serve as serve_api
+
+        tasks.append(asyncio.create_task(serve_api(cfg, stop)))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
