@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from services.adapters.postgres import api_tokens
+from services.adapters.postgres.connect import READER_ROLE, role_dsn
 from services.api.app import serve
 from services.api.auth import new_token
 from tests.conftest import free_port
@@ -150,6 +151,14 @@ async def test_prometheus_sums_the_submission_counter_to_exactly_the_rows_logged
                 'process_resident_memory_bytes{job="projector"}',
             ):
                 assert await query(client, series), f"no {series} in Prometheus"
+            # The counted numbers of 018_dashboard_views.sql, read as Grafana would: as the reader login.
+            reader = await asyncpg.connect(role_dsn(settings, READER_ROLE)[0])
+            try:
+                assert await reader.fetchval("SELECT sum(rows) FROM dashboard_submissions_per_minute") == rows
+                assert await reader.fetchval("SELECT count(*) FROM dashboard_presence") == 1
+                assert await reader.fetchval("SELECT sum(raw_shares) FROM dashboard_item_buckets") > 0
+            finally:
+                await reader.close()
             async with httpx.AsyncClient(timeout=5) as direct:
                 for port_ in (settings.ledger_metrics_port, settings.projector_metrics_port):
                     ready = await direct.get(f"http://127.0.0.1:{port_}/readyz")
