@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI
 
+from services.api import stream
 from services.api.routes import audit, dashboard, meetings, reports, status, tallies
 from services.observability import http_metrics
 
@@ -19,10 +20,14 @@ ROUTERS: list[APIRouter] = [
     status.router,
     meetings.router,
     tallies.router,
+    stream.router,
     reports.router,
     audit.router,
     dashboard.router,
     http_metrics.router,  # /healthz, /readyz, /metrics
 ]
 
-LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = [http_metrics.observe_pool]
+LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = [
+    http_metrics.observe_pool,
+    stream.live_updates,  # the LISTEN connection of the event streams
+]

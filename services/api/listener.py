@@ -1,0 +1,123 @@
+"""The API's one listening connection: the projector's checkpoint announcements, broadcast to every event stream.
+
+One connection per API process, not one per stream: PostgreSQL delivers each notification to every
+listening backend, so a hundred dashboards would otherwise cost a hundred idle backends. Streams
+await the latest version (a broadcast of the newest value, never a queue: a slow stream skips to the
+latest instead of replaying every checkpoint it missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from services.adapters.postgres import tally_store
+from services.adapters.postgres.tally_store import PROJECTED_CHANNEL, PROJECTION
+from services.runtime.retry import Backoff
+
+log = logging.getLogger("vote_ledger.api.listener")
+
+# The listener's backend as pg_stat_activity shows it (an operator, and the tests, can find it by name).
+APPLICATION_NAME = "vote-ledger api listener"
+# An idle connection whose peer vanished without a FIN (a cable, a NAT table) shows nothing until it is
+# used: a round trip this often bounds how long streams could go deaf without anyone noticing.
+HEALTH_S = 10.0
+HEALTH_TIMEOUT_S = 5.0
+
+Version = tuple[int, int]  # (epoch, checkpoint): ordered; a later one means the tally may have changed
+
+
+class ProjectedFeed:
+    """The projector's latest checkpoint as announced on PROJECTED_CHANNEL, for every stream of the process to await.
+
+    The version is (epoch, checkpoint). The epoch grows when the tables may have changed without the
+    checkpoint moving: a rebuild announcing the position it swapped its rows in at, and every reconnection
+    (announcements may have been missed while the connection was down, so streams re-read once).
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], backoff: Backoff | None = None) -> None:
+        self._connect = connect
+        self._backoff = backoff or Backoff(first=0.2, cap=5.0)
+        self.epoch = 0
+        self.position = 0
+        self.heard_at = time.monotonic()  # when the current version was heard (the push-latency metric's start)
+        self.connected = False  # /readyz: a stream cannot be live without it
+        self.connects = 0  # sessions opened (the first and every reconnection)
+        self.backend_pid: int | None = None
+        self._moved = asyncio.Event()
+
+    @property
+    def version(self) -> Version:
+        """The current (epoch, checkpoint)."""
+        return self.epoch, self.position
+
+    async def wait_moved(self, seen: Version, timeout: float) -> Version:
+        """The version as soon as it differs from ``seen``, or after ``timeout`` seconds (then maybe unchanged)."""
+        if self.version == seen and timeout > 0:
+            moved = self._moved  # replaced at each announcement: every waiter of this one wakes
+            try:
+                async with asyncio.timeout(timeout):
+                    await moved.wait()
+            except TimeoutError:
+                pass
+        return self.version
+
+    def announce(self, position: int) -> None:
+        """Take a checkpoint heard from the projector (or re-read): a later one moves, any other bumps the epoch."""
+        if position > self.position:
+            self.position = position
+        else:  # the same or an older position again: the rows under it were replaced (a rebuild), or may have been
+            self.epoch += 1
+        self.heard_at = time.monotonic()
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    def _on_notification(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        try:
+            position = int(payload)
+        except ValueError:
+            log.warning("ignored a %s notification with payload %r (not a log position)", channel, payload[:80])
+            return
+        self.announce(position)
+
+    async def run(self) -> None:
+        """Listen until cancelled: reconnect with bounded back-off, re-reading the checkpoint on each connection."""
+        while True:
+            try:
+                await self._session()
+                problem = "connection lost"
+            except Exception as exc:  # noqa: BLE001 - whatever broke the session, streams need it back
+                problem = f"{type(exc).__name__}: {exc}"
+            delay = self._backoff.failed()
+            log.warning("tally notifications unavailable (%s); reconnecting in %.1f s", problem, delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        """One listening session: returns (or raises) when the connection is lost."""
+        conn = await self._connect()
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            await conn.execute(f"SET application_name = '{APPLICATION_NAME}'")
+            await conn.add_listener(PROJECTED_CHANNEL, self._on_notification)
+            # Listening first, then reading: a commit between the two is both read and heard (heard twice
+            # is one redundant re-read), never missed.
+            self.announce(await tally_store.checkpoint(conn, PROJECTION))
+            self.connected, self.backend_pid = True, conn.get_server_pid()
+            self.connects += 1
+            self._backoff.reset()
+            log.info("listening for tally notifications (checkpoint %d)", self.position)
+            while not lost.is_set():
+                try:
+                    async with asyncio.timeout(HEALTH_S):
+                        await lost.wait()
+                except TimeoutError:
+                    await conn.fetchval("SELECT 1", timeout=HEALTH_TIMEOUT_S)
+        finally:
+            self.connected, self.backend_pid = False, None
+            if not conn.is_closed():
+                conn.terminate()  # no graceful close: the connection is broken, or we are being cancelled

@@ -1,0 +1,224 @@
+"""GET /v1/meetings/{meeting_id}/tally/stream: the tally as server-sent events, pushed when the projector commits.
+
+Driven by the projector's announcements (services/api/listener.py), not by polling: a stream wakes
+when the checkpoint moves, reads the tally with the same read_tally as `tally --json` (one read per
+meeting and version, shared by every stream of the meeting), and writes it as ``event: tally``,
+``id: <as_of_position>``. A client resumes with Last-Event-ID: the position it already holds is not
+sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from services.adapters.postgres import api_tokens
+from services.adapters.postgres.connect import READER_ROLE, UNREACHABLE, connect_as
+from services.api.auth import Caller, ops
+from services.api.conditional import POSITION_HEADER
+from services.api.listener import ProjectedFeed, Version
+from services.observability import metrics
+from services.read.errors import MeetingNotProjected
+from services.read.tallies import read_tally
+
+log = logging.getLogger("vote_ledger.api.stream")
+
+RETRY_MS = 2000  # told to the client: how long to wait before reconnecting after the stream drops
+COALESCE_S = 0.25  # at most one push per stream this often, always the latest tally
+# A comment line at least this often keeps proxies from closing an idle stream. Under FastAPI's own
+# 15 s ping (`: ping` after 15 s without an item), so the stream says one thing, not both.
+KEEPALIVE_S = 14.0
+# A revoked or expired token's streams end within this (the issue allows 30 s); one primary-key
+# lookup per stream per period.
+RECHECK_S = 10.0
+
+
+class SharedReads:
+    """One tally read per (meeting, version), however many streams want it; the newest read kept per meeting."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.reads = 0  # reads done (not shared): a test counts them
+        self._reads: dict[str, tuple[Version, asyncio.Task[tuple[dict[str, Any], str]]]] = {}
+
+    async def tally(self, meeting_id: str, version: Version) -> tuple[dict[str, Any], str]:
+        """The meeting's tally read at ``version`` or later, with its JSON text (encoded once for every stream)."""
+        held = self._reads.get(meeting_id)
+        if held is None or held[0] < version:
+            task = asyncio.create_task(self._read(meeting_id), name=f"tally read {meeting_id}")
+            task.add_done_callback(lambda done: self._settled(meeting_id, done))
+            held = self._reads[meeting_id] = (version, task)
+        # shield: a stream whose client leaves mid-read must not cancel the read the others await.
+        return await asyncio.shield(held[1])
+
+    async def _read(self, meeting_id: str) -> tuple[dict[str, Any], str]:
+        self.reads += 1
+        async with self._pool.acquire() as conn:
+            tally = await read_tally(conn, meeting_id)
+        return tally, json.dumps(tally)
+
+    def _settled(self, meeting_id: str, task: asyncio.Task) -> None:
+        # A failed read is not kept (the next stream tries again); retrieving its exception here keeps
+        # asyncio from logging "never retrieved" when every stream that awaited it has gone.
+        if task.cancelled() or task.exception() is not None:
+            held = self._reads.get(meeting_id)
+            if held is not None and held[1] is task:
+                del self._reads[meeting_id]
+
+
+@asynccontextmanager
+async def live_updates(app: FastAPI) -> AsyncIterator[None]:
+    """While the app serves: the listening connection (reader login) and the shared reads, in app.state."""
+    settings = app.state.settings
+    feed = app.state.feed = ProjectedFeed(lambda: connect_as(settings, READER_ROLE))
+    app.state.tally_reads = SharedReads(app.state.pool)
+    task = asyncio.create_task(feed.run(), name="tally listener")
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+@dataclass(frozen=True)
+class _Opening:
+    """What a stream starts from: who asked, and the tally at the version current when it opened."""
+
+    caller: Caller
+    version: Version
+    tally: dict[str, Any]
+    text: str
+
+
+async def _open(
+    request: Request, response: Response, meeting_id: str, caller: Annotated[Caller, Depends(ops)]
+) -> _Opening:
+    """Read the tally before any byte is streamed: an unknown meeting is a 404, a failed one a 409."""
+    feed: ProjectedFeed = request.app.state.feed
+    version = feed.version
+    tally, text = await request.app.state.tally_reads.tally(meeting_id, version)
+    response.headers[POSITION_HEADER] = str(tally["as_of_position"])
+    return _Opening(caller, version, tally, text)
+
+
+router = APIRouter(tags=["live"])
+
+
+@router.get(
+    "/v1/meetings/{meeting_id}/tally/stream",
+    response_class=EventSourceResponse,
+    summary="The tally as server-sent events, pushed within a second of each projector commit",
+    responses={
+        404: {"description": "unknown_meeting"},
+        409: {"description": "meeting_not_projected: the projector isolated this meeting"},
+    },
+)
+async def tally_stream(
+    request: Request,
+    meeting_id: str,
+    opening: Annotated[_Opening, Depends(_open)],
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="the position the client holds (`id` of its last event)")
+    ] = None,
+    last_event_id: Annotated[str | None, Query(description="Last-Event-ID for clients that cannot set headers")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """`event: tally`, `id: <as_of_position>`, data exactly `tally --json`; `event: error` {error, code} ends it."""
+    held = _position(last_event_id_header if last_event_id_header is not None else last_event_id)
+    metrics.SSE_CLIENTS.inc()
+    try:
+        # aclosing: a client that leaves closes this generator, and with it the inner one (no task lingers).
+        async with aclosing(_events(request.app, meeting_id, opening, held)) as events:
+            async for event in events:
+                yield event
+    finally:
+        metrics.SSE_CLIENTS.dec()
+
+
+def _position(text: str | None) -> int | None:
+    """A Last-Event-ID as a position; anything else (absent, or not ours) asks for the current tally."""
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _tally_event(text: str, position: int, retry: int | None = None) -> ServerSentEvent:
+    return ServerSentEvent(event="tally", id=str(position), raw_data=text, retry=retry)
+
+
+def _error_event(code: str, message: str) -> ServerSentEvent:
+    return ServerSentEvent(event="error", raw_data=json.dumps({"error": message, "code": code}))
+
+
+async def _events(app: FastAPI, meeting_id: str, opening: _Opening, held: int | None) -> AsyncIterator[ServerSentEvent]:
+    """The stream's events: the opening tally unless the client holds it, then each new one, coalesced."""
+    feed: ProjectedFeed = app.state.feed
+    reads: SharedReads = app.state.tally_reads
+    sent, sent_text, version = opening.tally["as_of_position"], opening.text, opening.version
+    if held == sent:
+        yield ServerSentEvent(comment=f"resumed at {sent}", retry=RETRY_MS)
+    else:
+        yield _tally_event(opening.text, sent, retry=RETRY_MS)
+    pushed = written = checked = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= checked + RECHECK_S:  # also under a steady flow of pushes
+            problem = await _token_problem(app, opening.caller)
+            if problem:
+                yield _error_event(*problem)
+                return
+            checked = now
+        if now >= written + KEEPALIVE_S:
+            yield ServerSentEvent(comment="keep-alive")
+            written = now
+        wait = min(written + KEEPALIVE_S, checked + RECHECK_S) - time.monotonic()
+        if await feed.wait_moved(version, wait) == version:
+            continue
+        heard_at = feed.heard_at  # the announcement that woke the stream: the latency counts the coalescing too
+        if (delay := pushed + COALESCE_S - time.monotonic()) > 0:
+            await asyncio.sleep(delay)  # announcements meanwhile are folded into one read of the latest
+        version = feed.version
+        try:
+            tally, text = await reads.tally(meeting_id, version)
+        except MeetingNotProjected as exc:
+            yield _error_event("meeting_not_projected", str(exc))
+            return
+        except (*UNREACHABLE, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            log.warning("tally stream of %s ends: database unavailable (%s)", meeting_id, type(exc).__name__)
+            yield _error_event("database_unavailable", "the database is not available; reconnect shortly")
+            return
+        position = tally["as_of_position"]
+        # A version can move without changing this meeting's tally (a reconnection, a rebuild of another
+        # meeting): the client is told only of a new position or of new numbers.
+        if position == sent and text == sent_text:
+            continue
+        yield _tally_event(text, position)
+        metrics.SSE_PUSH_SECONDS.observe(time.monotonic() - heard_at)
+        sent, sent_text = position, text
+        pushed = written = time.monotonic()
+
+
+async def _token_problem(app: FastAPI, caller: Caller) -> tuple[str, str] | None:
+    """(code, message) when the stream's token is no longer in force (or cannot be checked); None when it is."""
+    try:
+        async with app.state.pool.acquire() as conn:
+            row = await api_tokens.lookup(conn, caller.token_id)
+    except (*UNREACHABLE, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+        # Unverified, a token must not keep streaming: the client reconnects and is checked afresh.
+        return "database_unavailable", "the database is not available; reconnect shortly"
+    if row is None or not row["live"]:
+        return "unauthenticated", f"token {caller.token_id} was revoked or has expired"
+    return None
