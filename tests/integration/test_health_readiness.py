@@ -1,0 +1,73 @@
+"""/healthz and /readyz of the ledger, the projector and the API against real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+
+from services.adapters.postgres.connect import READER_ROLE, pool_as
+from services.observability.health_app import ledger_health, projector_health
+from services.observability.readiness import api_ready
+from services.runtime.projector import Projector
+from tests.factories import cast, register_event, small_meeting
+from tests.integration.helpers import append, log_row, running_ledger, running_projector
+
+
+def _client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://health")
+
+
+async def _until_ready(client: httpx.AsyncClient, timeout: float = 30.0) -> httpx.Response:
+    answer = None
+    for _ in range(int(timeout / 0.2)):
+        answer = await client.get("/readyz")
+        if answer.status_code == 200:
+            return answer
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"/readyz never 200: {answer.status_code} {answer.text}")
+
+
+async def test_a_running_ledger_is_alive_and_ready_once_it_has_its_partitions_and_serves_its_metrics(settings):
+    async with running_ledger(settings) as ledger, _client(ledger_health(settings, ledger)) as client:
+        assert (await client.get("/healthz")).json() == {"status": "alive"}
+        ready = (await _until_ready(client)).json()
+        assert ready["status"] == "ready" and ready["partitions"] >= 2 and ready["lag_records"] == 0
+        scraped = (await client.get("/metrics")).text
+    assert "vote_ledger_consumer_lag{" in scraped
+    assert 'vote_ledger_db_pool_connections{state="max"} 2.0' in scraped
+    assert "vote_ledger_projector" not in scraped  # the projector's series are on its own endpoint
+
+
+async def test_the_api_is_not_ready_while_the_projector_lags_past_the_bound_and_ready_once_it_caught_up(settings):
+    settings = settings.model_copy(update={"ready_max_lag_s": 0.5})
+    conn = await asyncpg.connect(settings.pg_dsn)
+    pool = await pool_as(settings, READER_ROLE, size=1)
+    try:
+        rows = [log_row(small_meeting()), log_row(register_event()), log_row(cast("R-1", {"2": "for"}))]
+        head = await append(conn, rows)
+        await asyncio.sleep(0.7)  # the oldest unprojected row is now older than the bound
+        verdict = await api_ready(pool, True, settings)
+        assert not verdict.ok and "behind" in verdict.reason
+        assert verdict.detail["lag_positions"] == head and verdict.detail["lag_s"] >= 0.5
+        assert not (await api_ready(pool, False, settings)).ok  # no listener: no live stream either
+        async with running_projector(settings) as projector, _client(projector_health(settings, projector)) as client:
+            ready = (await _until_ready(client)).json()
+            assert ready == {"status": "ready", "role": "leader", "checkpoint": head, "lag_positions": 0, "lag_s": 0.0}
+            assert (await api_ready(pool, True, settings)).ok
+            standby = Projector(settings)
+            await standby.start()  # another projector leads: this one stands by, connected
+            try:
+                answer = await _client(projector_health(settings, standby)).get("/readyz")
+                assert answer.json() == {"status": "ready", "role": "standby"}
+            finally:
+                await standby.stop()
+            scraped = (await client.get("/metrics")).text
+        assert f"vote_ledger_projector_checkpoint {float(head)}" in scraped
+        assert "vote_ledger_projector_lag_seconds 0.0" in scraped
+        closed = await _client(projector_health(settings, projector)).get("/readyz")
+        assert closed.status_code == 503 and closed.json()["reason"] == "not connected to PostgreSQL"
+    finally:
+        await pool.close()
+        await conn.close()
