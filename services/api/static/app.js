@@ -173,6 +173,7 @@
     state.meetingId = id;
     state.meeting = null;
     state.lastEventId = null;
+    state.logHead = 0;
     sessionStorage.setItem(MEETING_KEY, id);
     clear($("items"));
     showMessage("dashboard-message", "");
@@ -432,21 +433,41 @@
     state.panelsAt = Date.now();
     const generation = state.generation;
     const jobs = [
-      [meetingPath("/timeline"), renderTimeline, "dashboard-message"],
-      ["/v1/status", renderStatus, "dashboard-message"],
-      [meetingPath("/campaign"), renderCampaign, "campaign-message"],
-      [meetingPath("/call-list?limit=20"), renderCallList, "campaign-message"],
+      ["Timeline", meetingPath("/timeline"), renderTimeline, "dashboard-message"],
+      ["Status", "/v1/status", renderStatus, "dashboard-message"],
+      ["Campaign", meetingPath("/campaign"), renderCampaign, "campaign-message"],
+      ["Call list", meetingPath("/call-list?limit=20"), renderCallList, "campaign-message"],
     ];
     await Promise.all(
-      jobs.map(async ([path, render, where]) => {
+      jobs.map(async ([name, path, render, where]) => {
         try {
           const body = await api(path);
-          if (generation === state.generation) render(body);
+          if (generation !== state.generation) return;
+          render(body);
+          panelError(where, name, null);
         } catch (err) {
-          if (generation === state.generation) handleError(err, where);
+          if (generation !== state.generation || handleError(err)) return;
+          const why = err.status === 403 ? "not available to this token's role" : err.message;
+          panelError(where, name, `${name}: ${why}`);
         }
       })
     );
+  }
+
+  // Each panel's last error, shown together under its area until that panel loads again.
+  const panelErrors = {};
+  function panelError(where, name, message) {
+    panelErrors[where] = panelErrors[where] || {};
+    if (message) panelErrors[where][name] = message;
+    else delete panelErrors[where][name];
+    showMessage(where, Object.values(panelErrors[where]).join(" · "));
+  }
+
+  function showLogHead(position) {
+    // The freshest of the timeline's snapshot and the status poll.
+    if (typeof position !== "number") return;
+    state.logHead = Math.max(state.logHead || 0, position);
+    text($("log-head"), num(state.logHead));
   }
 
   function bucketsOf(timeline) {
@@ -514,7 +535,7 @@
     for (const [reason, n] of rows) body.append(el("tr", {}, el("td", { text: reason }), el("td", { class: "num", text: num(n) })));
 
     const head = timeline.chain_head || timeline.chain || {};
-    text($("log-head"), num(timeline.log_head ?? head.position ?? timeline.as_of_position));
+    showLogHead(timeline.log_head ?? head.position ?? timeline.as_of_position);
     const hash = typeof head === "string" ? head : head.hash || timeline.chain_hash;
     text($("chain-hash"), typeof hash === "string" ? hash : "–");
   }
@@ -575,7 +596,7 @@
     const alarmNode = $("alarms");
     alarmNode.dataset.tone = alarms.length ? "bad" : "good";
     text(alarmNode, alarms.length ? "⚠ " + alarms.join("; ") : "✔ None");
-    if ($("log-head").textContent === "–") text($("log-head"), num(status.log_head));
+    showLogHead(status.log_head);
   }
 
   function rowsOf(value, keyName) {
@@ -584,7 +605,6 @@
   }
 
   function renderCampaign(campaign) {
-    showMessage("campaign-message", "");
     const byChannel = $("turnout-channel");
     clear(byChannel);
     for (const r of rowsOf(campaign.by_channel || (campaign.turnout && campaign.turnout.by_channel), "channel")) {
@@ -607,39 +627,57 @@
     renderForecast(campaign.forecast);
   }
 
-  function interval(f) {
-    const lo = f.low ?? f.lower ?? (Array.isArray(f.interval) ? f.interval[0] : f.interval && f.interval.low);
-    const hi = f.high ?? f.upper ?? (Array.isArray(f.interval) ? f.interval[1] : f.interval && f.interval.high);
-    return typeof lo === "number" && typeof hi === "number" ? `${num(lo)} – ${num(hi)}` : "–";
+  function interval(low, high) {
+    return typeof low === "number" && typeof high === "number" ? `${num(low)} – ${num(high)}` : "–";
   }
 
+  function chance(p) {
+    return typeof p === "number" ? pct.format(p) : null;
+  }
+
+  const FORECAST_STATUS = {
+    projected: "Projected at the polls' close from the voting curve so far; the interval is the 5th–95th percentile.",
+    insufficient_data: "Too early to project (too little voting so far): the figures as they stand.",
+    final: "The polls have closed: the figures are final.",
+  };
+
+  // projections/forecast.py: turnout {projected, low, high}, quorum {required, met_probability, ...},
+  // items {id: {outcome, outcome_probability, margin, margin_low, margin_high}}; method in docs/campaign.md.
   function renderForecast(forecast) {
     const body = $("forecast");
     clear(body);
-    if (!forecast) {
+    if (!forecast || typeof forecast !== "object") {
+      text($("forecast-method"), "");
       body.append(el("tr", {}, el("td", { colspan: "4", text: "No forecast yet" })));
       return;
     }
-    text($("forecast-method"), typeof forecast.method === "string" ? "Method: " + forecast.method : "");
-    const turnout = forecast.turnout || forecast.present;
-    if (turnout) {
-      body.append(el("tr", {}, el("th", { scope: "row", text: "Shares present" }),
-        el("td", { class: "num", text: num(turnout.projected ?? turnout.point ?? turnout.value) }),
-        el("td", { class: "num", text: interval(turnout) }), el("td", { text: "" })));
-    }
-    const quorum = forecast.quorum;
-    if (quorum) {
-      const p = quorum.probability ?? quorum.p_met;
-      const words = typeof p === "number" ? `${pct.format(p)} chance of quorum` : quorum.met ? "✔ expected met" : "✘ expected not met";
-      body.append(el("tr", {}, el("th", { scope: "row", text: "Quorum" }), el("td", { class: "num", text: num(quorum.required) }),
-        el("td", { class: "num", text: interval(quorum) }), el("td", { text: words })));
-    }
-    for (const r of rowsOf(forecast.items, "item")) {
-      const outlook = [r.outcome && outcomeWords(r.outcome).slice(0, 2).join(" "),
-        typeof r.probability === "number" ? `(${pct.format(r.probability)})` : ""].filter(Boolean).join(" ");
-      body.append(el("tr", {}, el("th", { scope: "row", text: "Item " + String(r.item ?? r.id) }),
-        el("td", { class: "num", text: num(r.projected ?? r.margin ?? r.for) }), el("td", { class: "num", text: interval(r) }),
-        el("td", { text: outlook })));
+    const method = typeof forecast.method === "string" ? " Method: " + forecast.method : " Method: docs/campaign.md.";
+    text($("forecast-method"), (FORECAST_STATUS[forecast.status] || "") + method);
+    const t = forecast.turnout || {};
+    const projected = t.projected ?? t.present;
+    const share = t.outstanding > 0 && typeof projected === "number" ? pct.format(projected / t.outstanding) + " of outstanding" : "";
+    body.append(
+      el("tr", { "data-forecast": "turnout" }, el("th", { scope: "row", text: "Shares present" }),
+        el("td", { class: "num", text: num(projected) }), el("td", { class: "num", text: interval(t.low, t.high) }),
+        el("td", { text: share }))
+    );
+    const q = forecast.quorum || {};
+    const met = q.projected_met ?? q.met_now;
+    const p = chance(q.met_probability);
+    const words = (met ? "✔ met" : "✘ not met") + (p ? ` (${p} chance of quorum)` : "");
+    body.append(
+      el("tr", { "data-forecast": "quorum" }, el("th", { scope: "row", text: "Quorum (required)" }),
+        el("td", { class: "num", text: num(q.required) }), el("td", { class: "num", text: "–" }), el("td", { text: words }))
+    );
+    for (const [itemId, f] of orderedItems(forecast.items || {})) {
+      if (!f || typeof f !== "object") continue;
+      const [icon, outcome] = f.outcome ? outcomeWords(f.outcome) : ["", ""];
+      const pr = chance(f.outcome_probability);
+      body.append(
+        el("tr", { "data-forecast": itemId }, el("th", { scope: "row", text: "Item " + itemId + " margin" }),
+          el("td", { class: "num", text: num(f.margin) }), el("td", { class: "num", text: interval(f.margin_low, f.margin_high) }),
+          el("td", { text: `${icon} ${outcome}` + (pr ? ` (${pr})` : "") }))
+      );
     }
   }
 
