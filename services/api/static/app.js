@@ -355,11 +355,11 @@
         const response = await fetch(meetingPath("/tally/stream"), { headers, signal: controller.signal, cache: "no-store" });
         if (response.status === 401) throw new Unauthorized("The API refused the token (missing, unknown, revoked or expired).");
         if (!response.ok || !response.body) throw new ApiError(response.status, null, "stream: HTTP " + response.status);
+        failures = 0; // connected: the next error starts the back-off afresh
         setConnection("live", "Live");
         await readEvents(response.body, controller.signal, {
           retry: (ms) => (retryMs = ms),
           event: (type, data, id) => {
-            failures = 0;
             if (id != null) state.lastEventId = id;
             if (type === "tally") {
               renderTally(JSON.parse(data));
