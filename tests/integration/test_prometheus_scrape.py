@@ -139,6 +139,11 @@ async def test_prometheus_sums_the_submission_counter_to_exactly_the_rows_logged
             assert await scalar(client, "vote_ledger_projector_checkpoint") == rows
             assert await scalar(client, "vote_ledger_log_head") == rows
             assert await scalar(client, "vote_ledger_projector_lag_seconds") == 0
+
+            async def ingested() -> bool:
+                return await scalar(client, "sum(vote_ledger_consumer_lag)") == 0
+
+            await until(ingested, "the ledger's consumer lag in Prometheus reaches 0")
             for series in (
                 "vote_ledger_consumer_lag",
                 "vote_ledger_batch_size_bucket",
