@@ -23,6 +23,7 @@ from services.api.auth import new_token
 from services.api.listener import APPLICATION_NAME
 from services.observability import metrics
 from services.read.tallies import read_tally
+from services.runtime.rebuild import rebuild
 from tests.factories import cast, register_event, small_meeting
 from tests.integration.helpers import run_projector, running_ledger, running_projector, wait_for
 
@@ -389,3 +390,32 @@ async def test_clients_that_leave_free_their_streams_and_tasks(settings):
             await asyncio.sleep(0.05)
         assert not left, [task.get_coro() for task in left]
         assert open_streams() == clients
+
+
+async def test_a_rebuild_refreshes_open_streams_even_at_an_unchanged_position(settings):
+    token, _ = await issue_token(settings)
+    async with running_ledger(settings), producer(settings) as kafka:
+        await publish(kafka, settings, [small_meeting(), register_event(), cast("R-1", {"2": "for"})])
+        await wait_for(settings.pg_dsn, LOG_COUNT, 3)
+    await run_projector(settings, 3)
+    async with serving(settings) as (_, base), httpx.AsyncClient(timeout=None) as client:
+        async with open_stream(client, base, "m1", token) as events:
+            _, position, data = await events.tally()
+            assert position == 3 and data["items"]["2"]["for"] == 3000
+            # Damage the live tables as a projector bug would, and announce them: the stream shows the damage ...
+            conn = await asyncpg.connect(settings.pg_dsn)
+            try:
+                await conn.execute(
+                    "UPDATE tally_buckets SET shares = shares + 1 WHERE meeting_id = 'm1' AND item_id = '2'"
+                    " AND option = 'for'"
+                )
+                await tally_store.notify_projected(conn, 3)
+                _, position, data = await events.tally()
+                assert position == 3 and data["items"]["2"]["for"] == 3001
+                # ... and the rebuild that repairs them, at the same checkpoint, reaches the stream too.
+                await rebuild(conn, "m1")
+            finally:
+                await conn.close()
+            _, position, data = await events.tally()
+            assert position == 3 and data == await reference_tally(settings)
+            assert data["items"]["2"]["for"] == 3000
