@@ -3,6 +3,7 @@
 Through Prometheus's own query API: the submissions counter sums to exactly the rows in ledger_log,
 and the lag, batch and HTTP series are there. The ledger and projector run as `vote-ledger services run
 all` (a subprocess: its registries hold only this run's counts); the API runs in this test's loop.
+The counter's exactness across a batch whose commit failed and was retried is checked in-process.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import asyncpg
 import httpx
 import pytest
 
+from services.adapters.kafka.topics import producer, publish
 from services.adapters.postgres import api_tokens
 from services.adapters.postgres.connect import READER_ROLE, role_dsn
 from services.api.app import serve
 from services.api.auth import new_token
+from services.observability import metrics
 from tests.conftest import free_port
 from tests.e2e.conftest import MEETING_FILE, Cli
-from tests.integration.helpers import run_cli
+from tests.factories import cast, register_event, small_meeting
+from tests.integration.helpers import run_cli, running_ledger, wait_for
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 INSTALL = "sudo apt-get install -y prometheus (or: make system-deps)"
@@ -199,3 +203,34 @@ async def _settled_count(dsn: str, quiet_s: float = 2.0, timeout: float = 40.0) 
         raise AssertionError(f"ledger_log still growing after {timeout} s ({last} rows)")
     finally:
         await conn.close()
+
+
+def _submissions_counted() -> float:
+    """sum(vote_ledger_submissions_total) of this process's ledger registry."""
+    return sum(
+        sample.value
+        for family in metrics.LEDGER.collect()
+        for sample in family.samples
+        if sample.name == "vote_ledger_submissions_total"
+    )
+
+
+async def test_a_batch_retried_after_failed_commits_is_counted_once(settings):
+    # The ledger's login loses INSERT: each attempt decides the batch and fails to commit it, then
+    # succeeds once INSERT is back. Counted after the commit, the counter moves by the rows logged only.
+    admin = await asyncpg.connect(settings.pg_dsn)
+    before = _submissions_counted()
+    try:
+        async with producer(settings) as client:
+            await publish(client, settings, [small_meeting(), register_event()])
+            async with running_ledger(settings):
+                await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 2)
+                await admin.execute("REVOKE INSERT ON ledger_log FROM vote_ledger_ledger")
+                await publish(client, settings, [cast("R-1", {"2": "for"}, executed=i) for i in (1, 2, 3)])
+                await asyncio.sleep(2)  # failed attempts, spaced by the back-off
+                assert _submissions_counted() - before == 2
+                await admin.execute("GRANT INSERT ON ledger_log TO vote_ledger_ledger")
+                await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 5, timeout=30)
+        assert _submissions_counted() - before == await admin.fetchval("SELECT count(*) FROM ledger_log") == 5
+    finally:
+        await admin.close()
