@@ -116,6 +116,7 @@ def final_report(
         "over_votes": [dataclasses.asdict(o) for o in overvotes],
         "register": None if register is None else register.as_dict(),
         "log": {"position": position, "digest": digest, **({"chain": chain} if chain else {})},
+        "as_of_position": position,  # log.position, under the name every read's JSON and the API's answers share
     }
 
 

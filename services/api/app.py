@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -47,13 +48,38 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
 
     from services.read.export_file import software_version
 
-    app = FastAPI(title="vote-ledger", version=software_version(), description=DESCRIPTION, lifespan=lifespan)
+    # No /docs or /redoc pages (every route but health needs a token); the document is docs/openapi.json,
+    # and /openapi.json, which holds no data.
+    app = FastAPI(
+        title="vote-ledger",
+        version=software_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(HttpMetrics)  # vote_ledger_http_requests_total by route template, method and status
     for router in ROUTERS:
         app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, saying what the API answers: a bad query is our 400 (services/api/errors.py), not 422."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in document.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            document.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 class _Server(uvicorn.Server):
@@ -104,3 +130,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("API stopped")
     finally:
         await pool.close()
+
+
+def openapi_document() -> str:
+    """The OpenAPI document of the API as `vote-ledger api openapi` prints it and docs/openapi.json holds it."""
+    import json
+
+    document = create_app(Settings()).openapi()
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

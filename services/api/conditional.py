@@ -9,9 +9,12 @@ head for log reads) and calls ``not_modified``; a poller whose tag still holds c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 
 from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import reads
@@ -24,21 +27,33 @@ REVALIDATE = "private, no-cache"
 IMMUTABLE = "private, max-age=31536000, immutable"
 
 
-async def projection_position(conn: asyncpg.Connection) -> int:
-    """The position projection reads are computed at: the tally projector's checkpoint."""
-    return await tally_store.checkpoint(conn, tally_store.PROJECTION)
+async def projection_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
+    """The position projection reads are computed at (the tally projector's checkpoint), and the rebuild generation.
+
+    A `projections rebuild` swaps a meeting's rows in without moving the checkpoint (004_rebuild_generation.sql):
+    the generation goes into the tag so a rebuilt tally is not answered 304.
+    """
+    position = await tally_store.checkpoint(conn, tally_store.PROJECTION)
+    return position, (await tally_store.generation(conn, tally_store.PROJECTION),)
 
 
-async def log_position(conn: asyncpg.Connection) -> int:
+async def log_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
     """The position log reads are computed at: the log head."""
-    return await reads.head(conn)
+    return await reads.head(conn), ()
 
 
-def etag(request: Request, position: int) -> str:
-    """The strong ETag of this request's answer at ``position``."""
+async def mixed_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
+    """For reads of both (proxies: holders from the log, votes from the projection): the head, and the checkpoint."""
+    head, _ = await log_position(conn)
+    checkpoint, generation = await projection_position(conn)
+    return head, (checkpoint, *generation)
+
+
+def etag(request: Request, position: int, extra: tuple[object, ...] = ()) -> str:
+    """The strong ETag of this request's answer at ``position`` (``extra``: what else the answer depends on)."""
     query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
-    digest = hashlib.sha256(f"{request.method} {request.url.path}?{query}".encode()).hexdigest()[:16]
-    return f'"{position}-{digest}"'
+    basis = f"{request.method} {request.url.path}?{query}" + "".join(f" {e}" for e in extra)
+    return f'"{position}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"'
 
 
 def _matches(header: str | None, tag: str) -> bool:
@@ -49,14 +64,55 @@ def _matches(header: str | None, tag: str) -> bool:
     return "*" in candidates or tag in candidates
 
 
-def not_modified(request: Request, response: Response, position: int, *, immutable: bool = False) -> Response | None:
-    """A 304 if the client's If-None-Match holds this answer's tag; else None, with the headers set on ``response``.
+def _headers(tag: str, position: int, immutable: bool) -> dict[str, str]:
+    return {POSITION_HEADER: str(position), "ETag": tag, "Cache-Control": IMMUTABLE if immutable else REVALIDATE}
 
-    Call it before computing the body; return its result when it is not None.
+
+def not_modified(
+    request: Request, position: int, extra: tuple[object, ...] = (), *, immutable: bool = False
+) -> Response | None:
+    """A bodiless 304 if the client's If-None-Match holds the tag of the answer at ``position``; else None.
+
+    Call it before computing the body, with the position read cheaply (projection_position, log_position).
     """
-    tag = etag(request, position)
-    headers = {POSITION_HEADER: str(position), "ETag": tag, "Cache-Control": IMMUTABLE if immutable else REVALIDATE}
+    tag = etag(request, position, extra)
     if _matches(request.headers.get("if-none-match"), tag):
-        return Response(status_code=304, headers=headers)
-    response.headers.update(headers)
+        return Response(status_code=304, headers=_headers(tag, position, immutable))
     return None
+
+
+def stamp(
+    request: Request, response: Response, position: int, extra: tuple[object, ...] = (), *, immutable: bool = False
+) -> None:
+    """Set X-Log-Position, ETag and Cache-Control for the position the body was actually computed at.
+
+    The body's own snapshot may be a little later than the cheap read before it (the projector moved in
+    between): the headers describe the body, so a client's next If-None-Match matches what it holds.
+    """
+    response.headers.update(_headers(etag(request, position, extra), position, immutable))
+
+
+Version = Callable[[asyncpg.Connection], Awaitable[tuple[int, tuple[object, ...]]]]
+
+
+async def answer(
+    request: Request,
+    version: Version,
+    read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+    render: Callable[[dict[str, Any]], Response] | None = None,
+    *,
+    immutable: bool = False,
+) -> Response:
+    """The one way a route answers: the cheap position read, a 304 if the client's tag holds, else the read, stamped.
+
+    ``read`` is the read function the CLI calls; its dict's as_of_position is the position the headers give.
+    ``render`` turns it into another media type (CSV, Markdown); by default it is sent as JSON.
+    """
+    async with request.app.state.pool.acquire() as conn:
+        position, extra = await version(conn)
+        if (unchanged := not_modified(request, position, extra, immutable=immutable)) is not None:
+            return unchanged
+        body = await read(conn)
+    response = render(body) if render is not None else JSONResponse(body)
+    stamp(request, response, body["as_of_position"], extra, immutable=immutable)
+    return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -79,3 +80,34 @@ def install(app: FastAPI) -> None:
             return error_response(503, "database_unavailable", "the database is not available; try again shortly")
         log.exception("internal error on %s", request.url.path)
         return error_response(500, "internal_error", "internal error; see the API's log")
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+    "required": ["error", "code"],
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route: the 304 and the error statuses it may answer, with the error body's schema."""
+    descriptions = {
+        304: "Not modified: If-None-Match holds the ETag of the answer at the current position",
+        400: "Bad query (code names it, e.g. bad_as_of)",
+        401: "unauthenticated: no, malformed, unknown, revoked or expired bearer token",
+        403: "forbidden: the token's role does not allow this route",
+        404: "unknown_meeting",
+        409: "meeting_not_projected, or register_incomplete for a final report",
+        503: "database_unavailable",
+    }
+    return {
+        status: (
+            {"description": descriptions[status]}
+            if status == 304
+            else {"description": descriptions[status], "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        )
+        for status in statuses
+    }
+
+
+JSON_OBJECT = {200: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}

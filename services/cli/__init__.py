@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "services.cli.status_cmd",
     "services.cli.projections_cmd",
     "services.cli.export_cmd",
+    "services.cli.api_cmd",
     "services.cli.bench_cmd",
 ]
 

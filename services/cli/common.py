@@ -129,13 +129,12 @@ def positive_number(maximum: float | None = None) -> Callable[[str], float]:
 
 def parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 timestamp; a time without offset is ambiguous, so refuse it."""
+    from services.read.time_travel import parse_time  # the one parser, shared with the API's queries
+
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"timestamp needs an offset (e.g. +08:00 or Z): {text!r}")
-    return value
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def not_projected(exc: MeetingNotProjected) -> UserError:

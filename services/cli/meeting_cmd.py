@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from services.cli.meeting_amend_cmd import add_amend  # its own module: `meeting amend adjourn|cutoff|correct`
 
     add_amend(actions)
+    from services.cli.meeting_list_cmd import add_list  # `meeting list`: the meetings in the log
+
+    add_list(actions)
 
 
 def resolve_meeting_file(file: str | None = None, meeting_id: str | None = None) -> Path:

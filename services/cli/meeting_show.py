@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from events import MeetingScheduled, Position, ProxySubstituted, VoteRevoked
-from projections.outcomes import quorum
+from services.read.renderings import meeting_summary as meeting_summary  # shared with the API
 
 if TYPE_CHECKING:
     from services.devtools.demo.spec import SimulationSpec
@@ -60,35 +58,6 @@ def describe(
             "turnout": sim.turnout,
             "by_kind": dict(sorted(campaign.items())),
         },
-    }
-
-
-def meeting_summary(meeting: MeetingScheduled) -> dict[str, Any]:
-    """The meeting's own fields as `meeting show` prints them."""
-    return {
-        "meeting_id": meeting.meeting_id,
-        "company": meeting.company,
-        "title": meeting.title,
-        "record_date": meeting.record_date,
-        "meeting_at": meeting.meeting_at,
-        "timezone": meeting.timezone,
-        "outstanding": meeting.outstanding,
-        "quorum_required": quorum(meeting, 0)["required"],
-        "cutoffs": {"internet": meeting.cutoffs.internet, "phone": meeting.cutoffs.phone},
-        "named_proxies": meeting.named_proxies,
-        "overvote_policy": meeting.overvote_policy,
-        "items": [
-            {
-                "id": i.id,
-                "title": i.title,
-                "standard": i.standard,
-                "routine": i.routine,
-                "options": i.options,
-                "recommendation": i.recommendation,
-            }
-            for i in meeting.items
-        ],
-        "declared_register": msgspec.to_builtins(meeting.register),
     }
 
 

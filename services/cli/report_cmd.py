@@ -14,6 +14,7 @@ from services.cli import UserError
 from services.cli.common import add_format, show, whole_number
 from services.read.export_file import BadExport
 from services.read.offline import final_report_from_file
+from services.read.renderings import final_report_refusal
 
 # Markdown and CSV end with a newline already; JSON gets one like every other command's output.
 _FINAL_RENDERERS = {"md": render_markdown, "json": lambda r: render_json(r) + "\n", "csv": render_csv}
@@ -105,12 +106,9 @@ def _final(args: argparse.Namespace) -> int:
 
 def _final_or_refused(report: dict[str, Any]) -> dict[str, Any]:
     """The report, unless its register is incomplete and it was not asked for as preliminary: then UserError."""
-    register = report["register"]
-    if not report["preliminary"] and register is not None and not register["complete"]:
-        raise UserError(
-            f"meeting {report['meeting_id']}: no final report while its register is {summary(register)}"
-            f" (log position {report['log']['position']}); pass --preliminary for a report titled PRELIMINARY"
-        )
+    refusal = final_report_refusal(report)
+    if refusal is not None:
+        raise UserError(f"{refusal}; pass --preliminary for a report titled PRELIMINARY")
     return report
 
 

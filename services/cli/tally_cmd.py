@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import json
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,9 +16,10 @@ from projections.completeness import summary
 from projections.printable import escaped
 from projections.report import percent
 from services.cli import UserError
-from services.cli.common import add_format, not_projected, parse_timestamp, positive_number, run
+from services.cli.common import add_format, not_projected, positive_number, run
 from services.read.export_file import BadExport
 from services.read.offline import tally_from_file
+from services.read.renderings import tally_csv
 from services.settings import settings
 
 _AS_OF_HELP = (
@@ -100,8 +98,13 @@ def _tally_file(args: argparse.Namespace) -> int:
 
 
 def position_or_time(text: str) -> int | datetime:
-    """A plain integer is a log position; anything else must be an RFC 3339 timestamp."""
-    return int(text) if re.fullmatch(r"\d+", text.strip()) else parse_timestamp(text)
+    """A plain integer is a log position; anything else must be an RFC 3339 timestamp (services.read.time_travel)."""
+    from services.read.time_travel import parse_as_of
+
+    try:
+        return parse_as_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tally(args: argparse.Namespace) -> int:
@@ -286,18 +289,4 @@ def render_diff(change: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_csv(report: dict[str, Any]) -> str:
-    """One row per item: every column the tally JSON gives an item (each option, broker non-votes, not
-    voted), in the order they first appear, empty where an item has no such column; the outcome last."""
-    columns: dict[str, None] = {}
-    for counts in report["items"].values():
-        columns.update(dict.fromkeys(c for c in counts if c != "outcome"))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["item", *columns, "outcome"])
-    for item_id, counts in report["items"].items():
-        writer.writerow([item_id, *(counts.get(c, "") for c in columns), counts["outcome"]])
-    return out.getvalue().rstrip("\n")  # printed with print(), like the table and the JSON
-
-
-_RENDERERS = {"table": render, "json": lambda report: json.dumps(report, indent=2), "csv": render_csv}
+_RENDERERS = {"table": render, "json": lambda report: json.dumps(report, indent=2), "csv": tally_csv}

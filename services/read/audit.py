@@ -43,6 +43,7 @@ async def read_history(conn: asyncpg.Connection, meeting_id: str, control_number
     return {
         "meeting_id": meeting_id,
         "control_number": control_number,
+        "as_of_position": head,  # the position every API answer carries; the same as log_position here
         "register": (
             {
                 "kind": position.kind,
@@ -100,6 +101,7 @@ async def read_events(
         )
     return {
         "meeting_id": meeting_id,
+        "as_of_position": head,  # the position every API answer carries; the same as log_position here
         "log_position": head,
         "filters": {
             "channel": channel,

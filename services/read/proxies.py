@@ -28,4 +28,5 @@ async def read_proxies(conn: asyncpg.Connection, meeting_id: str, as_of: datetim
     instructions = ((number, effective(state)) for number, state in voters)
     report = proxy_report(judge.meetings[meeting_id], judge.proxies[meeting_id], instructions, as_of)
     report["log_position"], report["votes_as_of_position"] = head, checkpoint
+    report["as_of_position"] = head  # the holders' point (the votes': votes_as_of_position), as every API answer
     return report

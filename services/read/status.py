@@ -26,6 +26,7 @@ async def database_status(conn: asyncpg.Connection, consumer_group: str | None =
     parked = await log_status.parked_reasons(conn)
     offsets = await log_status.stored_offsets(conn, consumer_group)
     return {
+        "as_of_position": head,  # the position every answer of the API carries (X-Log-Position)
         "log_head": head,
         "projector_checkpoint": checkpoint,
         "projector_lag": head - checkpoint,

@@ -6,6 +6,7 @@ so it is what the projector had committed when its checkpoint was at that positi
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,22 @@ from services.adapters.postgres.log import reads as log_reads
 from services.read.errors import UnknownMeeting
 
 AsOf = int | datetime  # a log position, or a time compared with when the ledger recorded each row (hashed, v2)
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp; a time without offset is ambiguous, so refused (ValueError with the reason)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from None
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp needs an offset (e.g. +08:00 or Z): {text!r}")
+    return value
+
+
+def parse_as_of(text: str) -> AsOf:
+    """A plain integer is a log position, anything else an RFC 3339 timestamp (CLI --as-of, API as_of)."""
+    return int(text) if re.fullmatch(r"\d+", text.strip()) else parse_time(text)
 
 
 async def resolve(conn: asyncpg.Connection, as_of: AsOf) -> int:
@@ -57,4 +74,6 @@ async def tally_diff(conn: asyncpg.Connection, meeting_id: str, start: AsOf, end
     if before is None and after is None:
         raise UnknownMeeting(meeting_id)
     low, high = sorted((first, last))
-    return diff(before, after, first, last, [(p, e) for p, e in entries if low < p <= high])
+    change = diff(before, after, first, last, [(p, e) for p, e in entries if low < p <= high])
+    change["as_of_position"] = high  # the log prefix the diff was read from, as every API answer says
+    return change

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from projections.report import percent
 from services.cli import build_parser, main
 from services.cli.common import positive_number, whole_number
-from services.cli.tally_cmd import render, render_csv
+from services.cli.tally_cmd import render
+from services.read.renderings import tally_csv as render_csv
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

@@ -117,6 +117,7 @@ def test_the_json_report_has_stable_keys_in_a_fixed_order():
         "over_votes",
         "register",
         "log",
+        "as_of_position",  # the same as log.position: every JSON read and API answer names it so (issue 13)
     ]
     assert list(parsed["items"]) == ["1.1", "1.2", "2", "3", "5"]
     assert list(parsed["items"]["5"]) == ["title", "kind", "1y", "2y", "3y", "abstain", "broker_non_votes", "outcome"]

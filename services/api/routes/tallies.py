@@ -1,7 +1,88 @@
-"""Routes: tallies."""
+"""Routes: a meeting's tally now or as of a past point (JSON exactly as `tally --json`, or CSV), and diffs (ops)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from services.api.auth import ops
+from services.api.conditional import answer, projection_position
+from services.api.errors import JSON_OBJECT, bad_query, documented
+from services.read.renderings import tally_csv
+from services.read.tallies import read_tally
+from services.read.time_travel import AsOf, parse_as_of, resolve, tally_as_of, tally_diff
+
+router = APIRouter(prefix="/v1", tags=["tallies"], dependencies=[Depends(ops)])
+
+_AS_OF = "a log position (a plain integer) or an RFC 3339 time with offset (the log's recorded_at), as `tally --as-of`"
+_CSV = {"text/csv": {"schema": {"type": "string"}}}
+
+
+def as_of_query(text: str, code: str, name: str) -> AsOf:
+    """A position or time from a query parameter, else 400 with ``code`` (the parser the CLI uses)."""
+    try:
+        return parse_as_of(text)
+    except ValueError as exc:
+        raise bad_query(code, f"{name}: {exc}") from None
+
+
+def _csv(report: dict[str, Any]) -> Response:
+    return Response(tally_csv(report) + "\n", media_type="text/csv; charset=utf-8")
+
+
+@router.get(
+    "/meetings/{meeting_id}/tally",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The tally JSON of docs/wire-contract.md, or CSV",
+            "content": {**JSON_OBJECT[200]["content"], **_CSV},
+        },
+        **documented(304, 400, 401, 403, 404, 409, 503),
+    },
+    summary="Tally",
+)
+async def tally(
+    request: Request,
+    meeting_id: str,
+    as_of: Annotated[str | None, Query(description=_AS_OF)] = None,
+    format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv, one row per item")] = "json",
+) -> Response:
+    """Quorum and per-item totals with R17 and outcomes applied (`tally --json`), now or as of a past point."""
+    render = _csv if format == "csv" else None
+    if as_of is None:
+        return await answer(request, projection_position, lambda conn: read_tally(conn, meeting_id), render)
+    point = as_of_query(as_of, "bad_as_of", "as_of")
+
+    async def version(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
+        return await resolve(conn, point), ()
+
+    # A position at or below the head names a fixed prefix of the append-only log: that answer never changes.
+    async with request.app.state.pool.acquire() as conn:
+        fixed = isinstance(point, int) and await resolve(conn, point) == point
+    return await answer(request, version, lambda conn: tally_as_of(conn, meeting_id, point), render, immutable=fixed)
+
+
+@router.get(
+    "/meetings/{meeting_id}/tally/diff",
+    response_model=None,
+    responses={**JSON_OBJECT, **documented(304, 400, 401, 403, 404, 503)},
+    summary="Tally diff",
+)
+async def diff(
+    request: Request,
+    meeting_id: str,
+    start: Annotated[str, Query(alias="from", description=_AS_OF)],
+    end: Annotated[str, Query(alias="to", description=_AS_OF)],
+) -> Response:
+    """Per-item change from one point to another, and the control numbers and events behind it (`tally diff --json`)."""
+    first, last = as_of_query(start, "bad_from", "from"), as_of_query(end, "bad_to", "to")
+
+    async def version(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
+        return max(await resolve(conn, first), await resolve(conn, last)), ()
+
+    async with request.app.state.pool.acquire() as conn:
+        fixed = all(isinstance(p, int) and await resolve(conn, p) == p for p in (first, last))
+    return await answer(request, version, lambda conn: tally_diff(conn, meeting_id, first, last), immutable=fixed)

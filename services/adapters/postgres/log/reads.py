@@ -139,3 +139,15 @@ async def digest_rows(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> 
         meeting_id,
         up_to,
     )
+
+
+async def scheduled_payloads(conn: asyncpg.Connection, up_to: int) -> list[asyncpg.Record]:
+    """(position, meeting_id, payload) of every accepted meeting.scheduled row up to a position, in log order.
+
+    Served by the admin rows' partial index (016_amendments.sql): its predicate holds meeting.scheduled.
+    """
+    return await conn.fetch(
+        "SELECT position, meeting_id, payload FROM ledger_log WHERE type = 'meeting.scheduled'"
+        " AND decision = 'accepted' AND position <= $1 ORDER BY position",
+        up_to,
+    )
