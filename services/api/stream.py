@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -51,10 +51,10 @@ class SharedReads:
         self.reads = 0  # reads done (not shared): a test counts them
         self._reads: dict[str, tuple[Version, asyncio.Task[tuple[dict[str, Any], str]]]] = {}
 
-    async def tally(self, meeting_id: str, version: Version) -> tuple[dict[str, Any], str]:
-        """The meeting's tally read at ``version`` or later, with its JSON text (encoded once for every stream)."""
+    async def tally(self, meeting_id: str, version: Version, fresh: bool = False) -> tuple[dict[str, Any], str]:
+        """The meeting's tally read at ``version`` or later (``fresh``: read now), with its JSON text (encoded once)."""
         held = self._reads.get(meeting_id)
-        if held is None or held[0] < version:
+        if held is None or held[0] < version or (fresh and held[1].done()):
             task = asyncio.create_task(self._read(meeting_id), name=f"tally read {meeting_id}")
             task.add_done_callback(lambda done: self._settled(meeting_id, done))
             held = self._reads[meeting_id] = (version, task)
@@ -67,7 +67,7 @@ class SharedReads:
             tally = await read_tally(conn, meeting_id)
         return tally, json.dumps(tally)
 
-    def _settled(self, meeting_id: str, task: asyncio.Task) -> None:
+    def _settled(self, meeting_id: str, task: asyncio.Task[tuple[dict[str, Any], str]]) -> None:
         # A failed read is not kept (the next stream tries again); retrieving its exception here keeps
         # asyncio from logging "never retrieved" when every stream that awaited it has gone.
         if task.cancelled() or task.exception() is not None:
@@ -109,7 +109,8 @@ async def _open(
     """Read the tally before any byte is streamed: an unknown meeting is a 404, a failed one a 409."""
     feed: ProjectedFeed = request.app.state.feed
     version = feed.version
-    tally, text = await request.app.state.tally_reads.tally(meeting_id, version)
+    # Without the listener, the version cannot tell that a read kept from earlier is out of date.
+    tally, text = await request.app.state.tally_reads.tally(meeting_id, version, fresh=not feed.connected)
     response.headers[POSITION_HEADER] = str(tally["as_of_position"])
     return _Opening(caller, version, tally, text)
 
@@ -163,7 +164,9 @@ def _error_event(code: str, message: str) -> ServerSentEvent:
     return ServerSentEvent(event="error", raw_data=json.dumps({"error": message, "code": code}))
 
 
-async def _events(app: FastAPI, meeting_id: str, opening: _Opening, held: int | None) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    app: FastAPI, meeting_id: str, opening: _Opening, held: int | None
+) -> AsyncGenerator[ServerSentEvent, None]:
     """The stream's events: the opening tally unless the client holds it, then each new one, coalesced."""
     feed: ProjectedFeed = app.state.feed
     reads: SharedReads = app.state.tally_reads
