@@ -10,7 +10,7 @@ from typing import Any
 
 from projections.completeness import summary
 from projections.report import render_csv, render_json, render_markdown
-from services.cli import UserError
+from services.cli import UserError, campaign_cmd
 from services.cli.common import add_format, show, whole_number
 from services.read.export_file import BadExport
 from services.read.offline import final_report_from_file
@@ -82,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--examples", type=whole_number(0), default=3, metavar="N", help="examples per reason code (default 3)"
     )
     j.set_defaults(func=_rejections)
+    campaign_cmd.register(reports)  # timeline, campaign, call-list
 
 
 def _final(args: argparse.Namespace) -> int:

@@ -73,9 +73,8 @@ def test_the_projection_at_half_the_campaign_holds_the_final_turnout_quorum_and_
         assert item["outcome"] in ("elected", "passed", "3y")  # what the full campaign decides
         assert item["outcome_probability"] >= 0.9
         assert item["margin_low"] <= item["margin_high"]
-        print(
-            f"  item {item_id}: margin {item['margin']:,} [{item['margin_low']:,}, {item['margin_high']:,}], actual {actual[item_id]:,}"
-        )
+        low, high = item["margin_low"], item["margin_high"]
+        print(f"  item {item_id}: margin {item['margin']:,} [{low:,}, {high:,}], actual {actual[item_id]:,}")
 
 
 def test_five_other_campaigns_end_within_the_interval_and_the_documented_bound(world):
