@@ -16,7 +16,7 @@ from services.adapters.postgres import tally_store
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.tally_store import PROJECTION
-from tests.conftest import settings_env
+from tests.conftest import free_port, settings_env
 from tests.e2e.conftest import REPO, cli
 from tests.factories import POSITIONS, cast, register_event, revoke, small_meeting
 from tests.integration.helpers import log_row
@@ -84,7 +84,8 @@ def start_projector(settings, log_path):
     log = open(log_path, "ab")
     return subprocess.Popen(
         [*cli(), "services", "run", "projector"],
-        env={**os.environ, **settings_env(settings)},
+        # Each its own /metrics port: two projectors on one host cannot share one.
+        env={**os.environ, **settings_env(settings), "VOTE_LEDGER_PROJECTOR_METRICS_PORT": str(free_port())},
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
