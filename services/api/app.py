@@ -75,7 +75,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for path in document.get("paths", {}).values():
             for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                if operation.get("security"):  # behind a bearer token: every such route may answer 401 and 403
+                    for status, described in errors.documented(401, 403).items():
+                        responses.setdefault(str(status), described)
         for name in ("HTTPValidationError", "ValidationError"):
             document.get("components", {}).get("schemas", {}).pop(name, None)
         app.openapi_schema = document

@@ -204,3 +204,46 @@ def builder_that_sends_raw_header_keys():
     finally:
         for module, original in zip(modules, originals, strict=False):
             module.DefaultRecordBatchBuilder = original
+
+
+@asynccontextmanager
+async def running_api(settings: Settings):
+    """Serve the HTTP API (services.api.app.serve, uvicorn in this loop) on settings.api_port; yield its base URL."""
+    import httpx
+
+    from services.api.app import serve
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                if task.done():
+                    task.result()  # raises what stopped it
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the API did not answer /healthz within 30 s"
+                await asyncio.sleep(0.05)
+        yield base
+    finally:
+        stop.set()
+        await task
+
+
+async def api_token(settings: Settings, role: str = "ops", name: str = "test") -> tuple[str, str]:
+    """Issue an API token as `vote-ledger api token issue` does (the owner's login): (its text, its id)."""
+    from services.adapters.postgres import api_tokens
+    from services.api.auth import new_token
+
+    text, token_id, digest = new_token()
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        await api_tokens.issue(conn, token_id, name, role, digest, None)
+    finally:
+        await conn.close()
+    return text, token_id
