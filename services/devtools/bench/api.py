@@ -19,8 +19,8 @@ from services.adapters.postgres import api_tokens
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.tally_store import PROJECTED_CHANNEL
 from services.api.auth import new_token
-from services.devtools.bench.e2e import _alive, _checkpoint, _ms, _offer
-from services.devtools.bench.processes import running
+from services.devtools.bench.e2e import _alive, _checkpoint, _consumed, _ms, _offer
+from services.devtools.bench.processes import Sampler, machine_processes, running
 from services.devtools.bench.scratch import publish_workload
 from services.devtools.bench.workload import Workload
 from services.settings import Settings
@@ -70,7 +70,7 @@ async def measure(
                     opened = max(arrivals)  # the state when the dashboard opened: no commit of this run
                     started = len(commits)
                     offered = await _offer(settings, workload.submission_payloads[:count], rate, {}, procs)
-                    head = await _settled(conn, procs)
+                    head = await _settled(conn, settings, len(workload.admin_payloads) + count, procs)
                     deadline = time.perf_counter() + 10
                     while head not in arrivals and time.perf_counter() < deadline:
                         await asyncio.sleep(0.01)  # the last commit's event, at most a coalescing window later
@@ -80,6 +80,7 @@ async def measure(
                 tally = f"/v1/meetings/{meeting}/tally"
                 plain = await _load(client, tally, request_seconds, procs)
                 conditional = await _load(client, tally, request_seconds, procs, conditional=True)
+                _alive(procs)
     finally:
         await listener.close()
         await conn.close()
@@ -130,13 +131,13 @@ async def _wait_ready(client: httpx.AsyncClient, procs, timeout: float = 60.0) -
         await asyncio.sleep(0.1)
 
 
-async def _settled(conn: asyncpg.Connection, procs, timeout: float = 120.0) -> int:
-    """Wait until the projector's checkpoint reaches the log head; return that position."""
+async def _settled(conn: asyncpg.Connection, settings: Settings, messages: int, procs, timeout: float = 120.0) -> int:
+    """Wait until the ledger has logged every message and the projector's checkpoint reaches the head; return it."""
     deadline = time.perf_counter() + timeout
     while True:
         _alive(procs)
         head = await log_reads.head(conn)
-        if await _checkpoint(conn) >= head:
+        if await _consumed(conn, settings) >= messages and await _checkpoint(conn) >= head:
             return head
         if time.perf_counter() > deadline:
             raise RuntimeError("the projector did not catch up with the log during the API benchmark")
@@ -163,10 +164,11 @@ async def _follow(client: httpx.AsyncClient, path: str, arrivals: dict[int, floa
 async def _load(
     client: httpx.AsyncClient, path: str, seconds: float, procs, conditional: bool = False
 ) -> dict[str, Any]:
-    """CLIENTS loops requesting ``path`` for ``seconds``: requests/s, latency, statuses.
+    """CLIENTS loops requesting ``path`` for ``seconds``: requests/s, latency, statuses, CPU per request.
 
     ``conditional``: each request carries the ETag of the first answer in If-None-Match (a poller while
-    nothing changes: the API answers 304 from one position read, without computing the tally).
+    nothing changes: the API answers 304 from one position read, without computing the tally). The CPU
+    per request, by process, says whether the API, PostgreSQL or the clients themselves set the pace.
     """
     first = await client.get(path)
     first.raise_for_status()
@@ -182,10 +184,14 @@ async def _load(
             took.append(time.perf_counter() - sent)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
+    sampler = Sampler(machine_processes(procs))
+    sampler.start()
     started = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(CLIENTS)))
+    try:
+        await asyncio.gather(*(loop() for _ in range(CLIENTS)))
+    finally:
+        usage = await sampler.stop()
     elapsed = time.perf_counter() - started
-    _alive(procs)
     took.sort()
     return {
         "requests": len(took),
@@ -194,4 +200,8 @@ async def _load(
         "p99_ms": _ms(took, 0.99),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "body_bytes": len(first.content),
+        "cpu_ms_per_request": {
+            ("bench (clients)" if k.startswith("bench") else k): round(v / max(1, len(took)) * 1000, 2)
+            for k, v in usage.cpu_seconds.items()
+        },
     }

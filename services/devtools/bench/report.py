@@ -125,12 +125,18 @@ def _api(a: dict[str, Any]) -> list[str]:
         f" at the client, p50 / p99 / max (ms; {s['matched']:,} events for {s['commits']:,} commits) |"
         f" {s['p50_ms']} / {p99} / {s['max_ms']} | | | p99 ≤ {STREAM_TARGET_MS:.0f} |"
         f" {_met(p99 is not None and p99 <= STREAM_TARGET_MS and s['last_position_delivered'])} |",
-        f"| API: current tally, {a['clients']} clients on one connection each (requests/s; p99 ms) |"
-        f" {plain['requests_per_s']:,} ({plain['p99_ms']} ms) | | | | |",
-        f"| … with If-None-Match while nothing changes: 304, no body (requests/s; p99 ms) |"
-        f" {cached['requests_per_s']:,} ({cached['p99_ms']} ms) | {plain['requests_per_s']:,} |"
+        f"| API: current tally, {a['clients']} clients on one connection each (requests/s; p99 ms;"
+        f" CPU ms per request: API / PostgreSQL / the clients) | {plain['requests_per_s']:,} ({plain['p99_ms']} ms;"
+        f" {_cpu(plain)}) | | | | |",
+        f"| … with If-None-Match while nothing changes: 304, no body (the same) |"
+        f" {cached['requests_per_s']:,} ({cached['p99_ms']} ms; {_cpu(cached)}) | {plain['requests_per_s']:,} |"
         f" {cached['requests_per_s'] / max(1, plain['requests_per_s']):.2f} | | |",
     ]
+
+
+def _cpu(load: dict[str, Any]) -> str:
+    cpu = load.get("cpu_ms_per_request", {})
+    return " / ".join(str(cpu.get(name, "–")) for name in ("api", "postgresql", "bench (clients)"))
 
 
 def _cpu_table(r: dict[str, Any]) -> list[str]:
