@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import APIRouter, FastAPI
 
 from services.api import stream
-from services.api.routes import audit, dashboard, meetings, reports, status, tallies
+from services.api.routes import audit, campaign, dashboard, meetings, reports, status, tallies
 from services.observability import http_metrics
 
 ROUTERS: list[APIRouter] = [
@@ -22,6 +22,7 @@ ROUTERS: list[APIRouter] = [
     tallies.router,
     stream.router,
     reports.router,
+    campaign.router,
     audit.router,
     dashboard.router,
     http_metrics.router,  # /healthz, /readyz, /metrics
