@@ -214,6 +214,47 @@ async def test_the_stream_pushes_each_new_tally_within_a_second_of_the_projector
                 print(f"notification -> event written, server side (mean s): {server_side:.3f}")
 
 
+async def test_a_burst_of_commits_is_coalesced_to_one_push_per_250_ms_ending_on_the_latest_tally(settings):
+    token, _ = await issue_token(settings)
+    async with (
+        running_ledger(settings),
+        producer(settings) as kafka,
+        running_projector(settings),
+        listening(settings) as (commits, _),
+    ):
+        await publish(kafka, settings, [small_meeting(), register_event()])
+        await wait_for(settings.pg_dsn, CHECKPOINT, 2)
+        async with serving(settings) as (_, base), httpx.AsyncClient(timeout=None) as client:
+            async with open_stream(client, base, "m1", token) as events:
+                await events.tally()
+                numbers = ("R-1", "R-2", "B-1", "B-2")
+                for chunk in range(12):  # a dozen commits or so, 40 ms apart: faster than 4 pushes a second
+                    votes = [
+                        cast(n, {"2": ("for", "against")[(chunk + i) % 2]}, executed=1 + chunk + i / 10)
+                        for i, n in enumerate(numbers)
+                    ]
+                    await publish(kafka, settings, votes)
+                    await asyncio.sleep(0.04)
+                last = 2 + 12 * len(numbers)
+                await wait_for(settings.pg_dsn, CHECKPOINT, last)
+                pushed = []
+                while not pushed or pushed[-1][1] < last:
+                    pushed.append(await events.tally())
+                gaps = [b[0] - a[0] for a, b in zip(pushed, pushed[1:], strict=False)]
+                # Each commit's wait: until the first push at or after its position reached the client.
+                late = [
+                    next(at for at, position, _ in pushed if position >= committed) - heard
+                    for committed, heard in sorted(commits.heard.items())
+                    if committed > 2
+                ]
+                spacing, latency = (", ".join(f"{s:.3f}" for s in values) for values in (gaps, late))
+                print(f"\n{len(late)} commits, {len(pushed)} pushes {spacing} s apart; commit -> client (s): {latency}")
+                assert len(pushed) < len(late)  # coalesced
+                assert min(gaps, default=1.0) > 0.2  # 250 ms apart as written, give or take the network's jitter
+                assert max(late) < 1.0
+                assert pushed[-1][2] == await reference_tally(settings)
+
+
 async def test_a_resumed_stream_skips_the_position_the_client_holds_and_sends_one_it_has_not_seen(settings):
     token, _ = await issue_token(settings)
     async with running_ledger(settings), producer(settings) as kafka, running_projector(settings):
