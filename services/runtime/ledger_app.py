@@ -32,6 +32,9 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         client_id="vote-ledger-ledger",
         security=faststream_security(settings, "ledger"),
         middlewares=[KafkaPrometheusMiddleware(registry=metrics.LEDGER, app_name="vote-ledger-ledger")],
+        # Ours, not FastStream's own (a handler of its own on stdout, colour codes, not propagated): its
+        # lines go through services/observability/logs.py like every other, as JSON when that is asked for.
+        logger=log,
     )
     ledger = Ledger(settings)
     ledger.broker = broker
@@ -95,7 +98,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         # Kafka's own commit is informational (lag dashboards); PostgreSQL holds the truth.
         await message.ack()
 
-    app = FastStream(broker)
+    app = FastStream(broker, logger=log)
 
     async def check_clock() -> None:
         await warn_of_topic_clock(settings)
