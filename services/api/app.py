@@ -59,6 +59,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         redoc_url=None,
     )
     app.state.settings = settings
+    if pool is not None:  # usable at once, e.g. by a test's client that runs no lifespan
+        app.state.pool = pool
     errors.install(app)
     app.add_middleware(HttpMetrics)  # vote_ledger_http_requests_total by route template, method and status
     for router in ROUTERS:

@@ -101,18 +101,20 @@ async def answer(
     read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
     render: Callable[[dict[str, Any]], Response] | None = None,
     *,
-    immutable: bool = False,
+    immutable: bool | Callable[[], bool] = False,
 ) -> Response:
     """The one way a route answers: the cheap position read, a 304 if the client's tag holds, else the read, stamped.
 
     ``read`` is the read function the CLI calls; its dict's as_of_position is the position the headers give.
     ``render`` turns it into another media type (CSV, Markdown); by default it is sent as JSON.
+    ``immutable``: the answer can never change (a fixed past position); a function is asked after ``version``.
     """
     async with request.app.state.pool.acquire() as conn:
         position, extra = await version(conn)
-        if (unchanged := not_modified(request, position, extra, immutable=immutable)) is not None:
+        fixed = immutable() if callable(immutable) else immutable
+        if (unchanged := not_modified(request, position, extra, immutable=fixed)) is not None:
             return unchanged
         body = await read(conn)
     response = render(body) if render is not None else JSONResponse(body)
-    stamp(request, response, body["as_of_position"], extra, immutable=immutable)
+    stamp(request, response, body["as_of_position"], extra, immutable=fixed)
     return response

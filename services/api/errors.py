@@ -75,7 +75,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # PostgreSQL gone (or restarting): 503, and the client retries. The DSN never leaves the server.
-        if isinstance(exc, UNREACHABLE | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+        if isinstance(exc, (*UNREACHABLE, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
             log.warning("database unavailable for %s: %s", request.url.path, type(exc).__name__)
             return error_response(503, "database_unavailable", "the database is not available; try again shortly")
         log.exception("internal error on %s", request.url.path)

@@ -56,13 +56,20 @@ async def tally(
         return await answer(request, projection_position, lambda conn: read_tally(conn, meeting_id), render)
     point = as_of_query(as_of, "bad_as_of", "as_of")
 
+    resolved: list[int] = []
+
     async def version(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
-        return await resolve(conn, point), ()
+        resolved.append(await resolve(conn, point))
+        return resolved[0], ()
 
     # A position at or below the head names a fixed prefix of the append-only log: that answer never changes.
-    async with request.app.state.pool.acquire() as conn:
-        fixed = isinstance(point, int) and await resolve(conn, point) == point
-    return await answer(request, version, lambda conn: tally_as_of(conn, meeting_id, point), render, immutable=fixed)
+    return await answer(
+        request,
+        version,
+        lambda conn: tally_as_of(conn, meeting_id, point),
+        render,
+        immutable=lambda: isinstance(point, int) and resolved == [point],
+    )
 
 
 @router.get(
@@ -80,9 +87,15 @@ async def diff(
     """Per-item change from one point to another, and the control numbers and events behind it (`tally diff --json`)."""
     first, last = as_of_query(start, "bad_from", "from"), as_of_query(end, "bad_to", "to")
 
-    async def version(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
-        return max(await resolve(conn, first), await resolve(conn, last)), ()
+    resolved: list[int] = []
 
-    async with request.app.state.pool.acquire() as conn:
-        fixed = all(isinstance(p, int) and await resolve(conn, p) == p for p in (first, last))
-    return await answer(request, version, lambda conn: tally_diff(conn, meeting_id, first, last), immutable=fixed)
+    async def version(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
+        resolved.extend([await resolve(conn, first), await resolve(conn, last)])
+        return max(resolved), ()
+
+    return await answer(
+        request,
+        version,
+        lambda conn: tally_diff(conn, meeting_id, first, last),
+        immutable=lambda: resolved == [first, last] and all(isinstance(p, int) for p in (first, last)),
+    )
