@@ -15,7 +15,7 @@ import pytest
 
 from services.adapters.kafka.topics import producer, publish, publish_raw
 from tests.factories import cast, small_meeting
-from tests.integration.helpers import api_token, run_cli, run_projector, running_api, running_ledger, wait_for
+from tests.integration.helpers import api_token, cli, run_cli, run_projector, running_api, running_ledger, wait_for
 from tests.integration.test_reports import REJECTED, VOTES, register_with_entitlement
 
 pytestmark = pytest.mark.integration
@@ -168,3 +168,26 @@ async def test_a_database_that_went_away_is_a_503_that_names_no_dsn(settings):
         response = await client.get("/v1/meetings/m1/tally", headers={"Authorization": f"Bearer {token}"})
     assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
     assert "://" not in response.json()["error"] and settings.pg_reader_dsn not in response.text
+
+
+async def test_the_final_report_of_an_incomplete_register_is_refused_as_report_final_refuses_it_unless_preliminary(
+    settings,
+):
+    from tests.integration.test_register_completeness import DECLARED, REGISTERED, chunk
+
+    events = [small_meeting(register=DECLARED), chunk(0, REGISTERED), cast("R-1", {"2": "for"}, event_id="v-r1")]
+    await pipeline(settings, events, 3)
+    token, _ = await api_token(settings, "ops")
+    code, _, err = await cli(settings, "report", "final", "--meeting", "m1", "--format", "json")
+    assert code == 2
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        for form in ("json", "md", "csv"):
+            refused = await client.get(f"/v1/meetings/m1/report?format={form}", headers=auth)
+            assert (refused.status_code, refused.json()["code"]) == (409, "register_incomplete")
+            # The same sentence as the CLI's, but for how to ask for a preliminary report.
+            assert refused.json()["error"].split("; ")[0] == err.removeprefix("vote-ledger: ").split("; ")[0]
+        preliminary = await client.get("/v1/meetings/m1/report?preliminary=true", headers=auth)
+        assert preliminary.status_code == 200 and preliminary.json()["preliminary"] is True
+        printed = await run_cli(settings, "report", "final", "--meeting", "m1", "--preliminary", "--json")
+        assert preliminary.json() == json.loads(printed)
