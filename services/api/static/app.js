@@ -470,40 +470,30 @@
     text($("log-head"), num(state.logHead));
   }
 
-  function bucketsOf(timeline) {
-    const list = (timeline && (timeline.buckets || timeline.series)) || [];
-    return Array.isArray(list) ? list : [];
-  }
-
-  function seconds(value) {
-    if (typeof value === "number") return value;
-    const t = Date.parse(value);
-    return isNaN(t) ? null : t / 1000;
-  }
-
+  // services/read/timeline.py: bucket_s, quorum_required, chain_head {position, hash} or null, and
+  // buckets [{start (RFC 3339), accepted, rejected {reason: n}, other, position, present}].
   function renderTimeline(timeline) {
-    const buckets = bucketsOf(timeline);
-    const bucketS = timeline.bucket_s || 1;
+    const buckets = Array.isArray(timeline.buckets) ? timeline.buckets : [];
+    const bucketS = timeline.bucket_s > 0 ? timeline.bucket_s : 1;
+    const reasons = Array.from(new Set(buckets.flatMap((b) => Object.keys(b.rejected || {})))).sort();
     const xs = [];
     const present = [];
     const accepted = [];
     const rejected = [];
-    const reasons = new Set();
-    for (const b of buckets) for (const r of Object.keys(b.rejected_by_reason || b.rejected || {})) reasons.add(r);
-    const byReason = Array.from(reasons).sort();
-    const reasonSeries = byReason.map(() => []);
+    const byReason = reasons.map(() => []);
+    const totals = {};
     for (const b of buckets) {
-      const x = seconds(b.start ?? b.at ?? b.end ?? b.t);
-      if (x == null) continue;
-      xs.push(x);
-      present.push(b.shares_present ?? b.present ?? null);
-      const rejections = b.rejected_by_reason || (typeof b.rejected === "object" ? b.rejected : {}) || {};
-      const rejectedCount = Object.values(rejections).reduce((s, n) => s + n, 0);
+      const t = Date.parse(b.start);
+      if (isNaN(t)) continue;
+      xs.push(t / 1000);
+      present.push(typeof b.present === "number" ? b.present : null);
+      const rejections = b.rejected || {};
       accepted.push((b.accepted || 0) / bucketS);
-      rejected.push(rejectedCount / bucketS);
-      byReason.forEach((r, i) => reasonSeries[i].push(rejections[r] || 0));
+      rejected.push(Object.values(rejections).reduce((n, v) => n + v, 0) / bucketS);
+      reasons.forEach((r, i) => byReason[i].push(rejections[r] || 0));
+      for (const [r, n] of Object.entries(rejections)) totals[r] = (totals[r] || 0) + n;
     }
-    const required = (window.dashboardTally && window.dashboardTally.quorum.required) || null;
+    const required = timeline.quorum_required ?? null;
     chart("present", "chart-present", [xs, present, xs.map(() => required)], [
       { label: "Shares present", stroke: "#1f5fa8", width: 2, fill: "rgba(31,95,168,0.12)" },
       { label: "Quorum required", stroke: "#8a4b00", width: 1.5, dash: [6, 4] },
@@ -516,28 +506,27 @@
     chart(
       "rejections",
       "chart-rejections",
-      [xs, ...reasonSeries],
-      byReason.map((r, i) => ({ label: r, stroke: palette[i % palette.length], width: 2, dash: i % 2 ? [5, 3] : undefined }))
+      [xs, ...byReason],
+      reasons.map((r, i) => ({ label: r, stroke: palette[i % palette.length], width: 2, dash: i % 2 ? [5, 3] : undefined }))
     );
     describeChart("chart-present", "Shares present over time", xs, present);
-    describeChart("chart-rate", "Accepted submissions per second", xs, accepted);
-    $("chart-rejections").setAttribute("aria-label", `Rejections by reason over ${xs.length} time buckets; totals in the table below`);
+    describeChart("chart-rate", `Accepted submissions per second (buckets of ${num(bucketS)} s)`, xs, accepted);
+    $("chart-rejections").setAttribute(
+      "aria-label",
+      `Rejections by reason in ${num(xs.length)} buckets of ${num(bucketS)} s; totals in the table below`
+    );
 
-    const totals = {};
-    for (const b of buckets) {
-      const rejections = b.rejected_by_reason || (typeof b.rejected === "object" ? b.rejected : {}) || {};
-      for (const [r, n] of Object.entries(rejections)) totals[r] = (totals[r] || 0) + n;
-    }
     const body = $("rejections");
     clear(body);
-    const rows = Object.entries(timeline.rejected_by_reason || totals).sort((a, b) => b[1] - a[1]);
+    const rows = Object.entries(totals).sort((x, y) => y[1] - x[1]);
     if (!rows.length) body.append(el("tr", {}, el("td", { colspan: "2", text: "No rejection" })));
-    for (const [reason, n] of rows) body.append(el("tr", {}, el("td", { text: reason }), el("td", { class: "num", text: num(n) })));
-
-    const head = timeline.chain_head || timeline.chain || {};
-    showLogHead(timeline.log_head ?? head.position ?? timeline.as_of_position);
-    const hash = typeof head === "string" ? head : head.hash || timeline.chain_hash;
-    text($("chain-hash"), typeof hash === "string" ? hash : "–");
+    for (const [reason, n] of rows) {
+      body.append(el("tr", {}, el("th", { scope: "row", text: reason }), el("td", { class: "num", text: num(n) })));
+    }
+    showLogHead(timeline.as_of_position);
+    const chain = timeline.chain_head; // the meeting's hash chain: its last row, or null before any
+    text($("chain-position"), chain ? num(chain.position) : "–");
+    text($("chain-hash"), chain && typeof chain.hash === "string" ? chain.hash : "–");
   }
 
   function describeChart(id, what, xs, ys) {
@@ -599,29 +588,30 @@
     showLogHead(status.log_head);
   }
 
-  function rowsOf(value, keyName) {
-    if (Array.isArray(value)) return value;
-    return Object.entries(value || {}).map(([k, v]) => (typeof v === "object" ? { [keyName]: k, ...v } : { [keyName]: k, shares: v }));
+  function percentText(value) {
+    // The read side gives percentages as exact decimal text ("53.61"): shown as given, not re-rounded.
+    return typeof value === "string" || typeof value === "number" ? `${value} %` : "–";
   }
 
+  // services/read/campaign.py read_campaign: by_channel [{channel, present, control_numbers, discretionary,
+  // percent_of_outstanding}], by_nominee [{nominee (null: registered holders), present, shares, ...}], forecast.
   function renderCampaign(campaign) {
     const byChannel = $("turnout-channel");
     clear(byChannel);
-    for (const r of rowsOf(campaign.by_channel || (campaign.turnout && campaign.turnout.by_channel), "channel")) {
+    for (const r of Array.isArray(campaign.by_channel) ? campaign.by_channel : []) {
       byChannel.append(
-        el("tr", {}, el("td", { text: String(r.channel) }), el("td", { class: "num", text: num(r.shares) }),
-          el("td", { class: "num", text: num(r.submissions ?? r.count) }))
+        el("tr", {}, el("th", { scope: "row", text: String(r.channel) }), el("td", { class: "num", text: num(r.present) }),
+          el("td", { class: "num", text: num(r.control_numbers) }),
+          el("td", { class: "num", text: percentText(r.percent_of_outstanding) }))
       );
     }
     const byNominee = $("turnout-nominee");
     clear(byNominee);
-    for (const r of rowsOf(campaign.by_nominee || (campaign.turnout && campaign.turnout.by_nominee), "nominee")) {
-      const voted = r.voted ?? r.shares_voted ?? r.shares;
-      const entitled = r.entitlement ?? r.entitled;
+    for (const r of Array.isArray(campaign.by_nominee) ? campaign.by_nominee : []) {
       byNominee.append(
-        el("tr", {}, el("td", { text: String(r.nominee) }), el("td", { class: "num", text: num(voted) }),
-          el("td", { class: "num", text: num(entitled) }),
-          el("td", { class: "num", text: entitled > 0 ? pct.format(voted / entitled) : "–" }))
+        el("tr", {}, el("th", { scope: "row", text: r.nominee == null ? "Registered holders" : String(r.nominee) }),
+          el("td", { class: "num", text: num(r.present) }), el("td", { class: "num", text: num(r.shares) }),
+          el("td", { class: "num", text: percentText(r.percent_of_shares) }))
       );
     }
     renderForecast(campaign.forecast);
@@ -658,8 +648,9 @@
     const share = t.outstanding > 0 && typeof projected === "number" ? pct.format(projected / t.outstanding) + " of outstanding" : "";
     body.append(
       el("tr", { "data-forecast": "turnout" }, el("th", { scope: "row", text: "Shares present" }),
-        el("td", { class: "num", text: num(projected) }), el("td", { class: "num", text: interval(t.low, t.high) }),
-        el("td", { text: share }))
+        el("td", { class: "num", "data-label": "Projected", text: num(projected) }),
+        el("td", { class: "num", "data-label": "Interval", text: interval(t.low, t.high) }),
+        el("td", { "data-label": "Outlook", text: share }))
     );
     const q = forecast.quorum || {};
     const met = q.projected_met ?? q.met_now;
@@ -667,7 +658,8 @@
     const words = (met ? "✔ met" : "✘ not met") + (p ? ` (${p} chance of quorum)` : "");
     body.append(
       el("tr", { "data-forecast": "quorum" }, el("th", { scope: "row", text: "Quorum (required)" }),
-        el("td", { class: "num", text: num(q.required) }), el("td", { class: "num", text: "–" }), el("td", { text: words }))
+        el("td", { class: "num", "data-label": "Required", text: num(q.required) }),
+        el("td", { class: "num", "data-label": "Interval", text: "–" }), el("td", { "data-label": "Outlook", text: words }))
     );
     for (const [itemId, f] of orderedItems(forecast.items || {})) {
       if (!f || typeof f !== "object") continue;
@@ -675,21 +667,31 @@
       const pr = chance(f.outcome_probability);
       body.append(
         el("tr", { "data-forecast": itemId }, el("th", { scope: "row", text: "Item " + itemId + " margin" }),
-          el("td", { class: "num", text: num(f.margin) }), el("td", { class: "num", text: interval(f.margin_low, f.margin_high) }),
-          el("td", { text: `${icon} ${outcome}` + (pr ? ` (${pr})` : "") }))
+          el("td", { class: "num", "data-label": "Margin", text: num(f.margin) }),
+          el("td", { class: "num", "data-label": "Interval", text: interval(f.margin_low, f.margin_high) }),
+          el("td", { "data-label": "Outlook", text: `${icon} ${outcome}` + (pr ? ` (${pr})` : "") }))
       );
     }
   }
 
+  const CALL_STATUS = { absent: "No vote", broker_vote_only: "Broker's vote only" };
+
+  // services/read/campaign.py call_list: positions [{control_number, holders, shares, kind, nominee, status}].
   function renderCallList(body) {
-    const list = Array.isArray(body) ? body : body.positions || body.call_list || body.items || [];
+    const list = Array.isArray(body.positions) ? body.positions : [];
     const node = $("call-list");
     clear(node);
-    if (!list.length) node.append(el("tr", {}, el("td", { colspan: "4", text: "Every position has voted" })));
+    if (!list.length) node.append(el("tr", {}, el("td", { colspan: "5", text: "Every position has voted" })));
     for (const p of list) {
-      const holder = Array.isArray(p.holders) ? p.holders.join(" & ") : p.holder ?? p.name ?? "";
-      node.append(el("tr", {}, el("td", { text: String(p.control_number ?? "") }), el("td", { text: String(holder) }),
-        el("td", { text: String(p.nominee ?? "") }), el("td", { class: "num", text: num(p.shares) })));
+      const holders = Array.isArray(p.holders) ? p.holders.map(String).join(" & ") : "";
+      // data-label: a phone shows each row as a card, every cell with its column's name (style.css).
+      node.append(
+        el("tr", {}, el("td", { "data-label": "Control number", text: String(p.control_number ?? "") }),
+          el("td", { "data-label": "Holders", text: holders }),
+          el("td", { "data-label": "Nominee", text: p.nominee == null ? "Registered" : String(p.nominee) }),
+          el("td", { class: "num", "data-label": "Shares", text: num(p.shares) }),
+          el("td", { "data-label": "Status", text: CALL_STATUS[p.status] || String(p.status ?? "") }))
+      );
     }
   }
 
