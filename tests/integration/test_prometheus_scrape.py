@@ -1,8 +1,8 @@
 """A real Prometheus (Debian's package) scrapes the ledger, the projector and the API during a simulated run.
 
 Through Prometheus's own query API: the submissions counter sums to exactly the rows in ledger_log,
-and the lag, batch and HTTP series are there. The ledger and projector run as `vote-ledger services run
-all` (a subprocess: its registries hold only this run's counts); the API runs in this test's loop.
+and the lag, batch and HTTP series are there. The three run as `vote-ledger services run all`, one
+subprocess with three endpoints (its registries hold only this run's counts, and none repeats another's).
 The counter's exactness across a batch whose commit failed and was retried is checked in-process.
 """
 
@@ -21,7 +21,6 @@ import pytest
 from services.adapters.kafka.topics import producer, publish
 from services.adapters.postgres import api_tokens
 from services.adapters.postgres.connect import READER_ROLE, role_dsn
-from services.api.app import serve
 from services.api.auth import new_token
 from services.observability import metrics
 from tests.conftest import free_port
@@ -99,14 +98,11 @@ async def until(probe, what: str, timeout: float = 30.0):
 async def test_prometheus_sums_the_submission_counter_to_exactly_the_rows_logged(settings, tmp_path):
     binary = prometheus_binary()
     token = await ops_token(settings.pg_dsn)
-    api_settings = settings.model_copy(update={"api_port": free_port()})
-    stop = asyncio.Event()
-    api = asyncio.create_task(serve(api_settings, stop))
     services = Cli(settings, tmp_path)
     services.start("services", "run", "all", name="services")
     config = tmp_path / "prometheus.yml"
     config.write_text(
-        scrape_config(settings.ledger_metrics_port, settings.projector_metrics_port, api_settings.api_port, token)
+        scrape_config(settings.ledger_metrics_port, settings.projector_metrics_port, settings.api_port, token)
     )
     port = free_port()
     with open(tmp_path / "prometheus.log", "ab") as out:
@@ -160,6 +156,10 @@ async def test_prometheus_sums_the_submission_counter_to_exactly_the_rows_logged
                 'process_resident_memory_bytes{job="projector"}',
             ):
                 assert await query(client, series), f"no {series} in Prometheus"
+            # One process, three endpoints, and no series on another service's endpoint.
+            assert not await query(client, 'vote_ledger_submissions_total{job!="ledger"}')
+            assert not await query(client, 'vote_ledger_projector_checkpoint{job!="projector"}')
+            assert not await query(client, 'vote_ledger_http_requests_total{job!="api"}')
             # The counted numbers of 018_dashboard_views.sql, read as Grafana would: as the reader login.
             reader = await asyncpg.connect(role_dsn(settings, READER_ROLE)[0])
             try:
@@ -169,15 +169,13 @@ async def test_prometheus_sums_the_submission_counter_to_exactly_the_rows_logged
             finally:
                 await reader.close()
             async with httpx.AsyncClient(timeout=5) as direct:
-                for port_ in (settings.ledger_metrics_port, settings.projector_metrics_port):
+                for port_ in (settings.ledger_metrics_port, settings.projector_metrics_port, settings.api_port):
                     ready = await direct.get(f"http://127.0.0.1:{port_}/readyz")
                     assert ready.status_code == 200, ready.text
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=15)
         services.stop_all()
-        stop.set()
-        await api
 
 
 async def _up(client: httpx.AsyncClient) -> bool:
