@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from services.adapters.postgres.connect import dsn_env
-from services.settings import Settings
+from services.settings import Settings, kafka_login_env
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -34,6 +34,7 @@ def service_env(settings: Settings) -> dict[str, str]:
             "VOTE_LEDGER_METRICS_HOST": settings.metrics_host,
             "VOTE_LEDGER_LEDGER_METRICS_PORT": str(settings.ledger_metrics_port),
             "VOTE_LEDGER_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
+            **kafka_login_env(settings),  # the settings' logins, not the shell's (see scratch.as_operator)
         }
     )
     return env
