@@ -47,7 +47,13 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
@@ -222,7 +228,12 @@ async def test_the_dashboard_shows_the_tally_live_without_a_reload_and_recovers_
     assert second["quorum"]["present"] > first["quorum"]["present"]
     wait_for("the page to show the new tally", lambda: shows_tally(browser, second), timeout=15)
     assert browser.execute_script("return window.notReloaded") is True
-    wait_for("the ledger panel", lambda: browser.find_element(By.ID, "log-head").text not in ("", "–"))
+    for panel in ("log-head", "chain-hash", "parked", "projector-lag"):  # the timeline's and /v1/status's figures
+        wait_for(
+            f"#{panel} (messages: {browser.find_element(By.ID, 'dashboard-message').text!r})",
+            lambda panel=panel: browser.find_element(By.ID, panel).text not in ("", "–"),
+        )
+    wait_for("the call list", lambda: browser.find_elements(By.CSS_SELECTOR, "#call-list td[data-label]"))
     screenshot(browser, tmp_path / "dashboard.png", 1280)
 
     # The API restarts; the page notices, reconnects with back-off and goes on updating.
