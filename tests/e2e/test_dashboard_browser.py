@@ -253,3 +253,10 @@ async def test_the_dashboard_shows_the_tally_live_without_a_reload_and_recovers_
     screenshot(browser, tmp_path / "dashboard-phone.png", *PHONE, mobile=True)
     overflow = browser.execute_script(WIDER_THAN_VIEWPORT)
     assert not overflow, f"horizontal scrolling at {PHONE[0]} px, elements past the right edge: {overflow}"
+
+    # The token is revoked: the stream's recheck or the next poll gets 401 and the page asks for a token again.
+    vote_ledger.run("api", "token", "revoke", token.split("_")[1])
+    wait_for("the sign-in form after the revocation", lambda: browser.find_element(By.ID, "login").is_displayed(), 30)
+    assert "refused" in browser.find_element(By.ID, "login-message").text
+    assert browser.execute_script("return sessionStorage.getItem('vote-ledger.token')") is None
+    assert browser.execute_script("return window.notReloaded") is True
