@@ -33,8 +33,8 @@ async def projection_position(conn: asyncpg.Connection) -> tuple[int, tuple[obje
     A `projections rebuild` swaps a meeting's rows in without moving the checkpoint (004_rebuild_generation.sql):
     the generation goes into the tag so a rebuilt tally is not answered 304.
     """
-    position = await tally_store.checkpoint(conn, tally_store.PROJECTION)
-    return position, (await tally_store.generation(conn, tally_store.PROJECTION),)
+    position, generation = await tally_store.checkpoint_and_generation(conn, tally_store.PROJECTION)
+    return position, (generation,)
 
 
 async def log_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:

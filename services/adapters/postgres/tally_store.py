@@ -87,6 +87,14 @@ async def checkpoint(conn: asyncpg.Connection, projection: str) -> int:
     return value or 0
 
 
+async def checkpoint_and_generation(conn: asyncpg.Connection, projection: str) -> tuple[int, int]:
+    """The checkpoint and the rebuild generation in one round trip (the API's ETag: services/api/conditional.py)."""
+    row = await conn.fetchrow(
+        "SELECT position, generation FROM projection_checkpoints WHERE projection = $1", projection
+    )
+    return (row["position"], row["generation"]) if row else (0, 0)
+
+
 async def generation(conn: asyncpg.Connection, projection: str) -> int:
     """How many times the projection's tables were rebuilt (see 004_rebuild_generation.sql)."""
     value = await conn.fetchval("SELECT generation FROM projection_checkpoints WHERE projection = $1", projection)
