@@ -191,3 +191,15 @@ async def test_the_final_report_of_an_incomplete_register_is_refused_as_report_f
         assert preliminary.status_code == 200 and preliminary.json()["preliminary"] is True
         printed = await run_cli(settings, "report", "final", "--meeting", "m1", "--preliminary", "--json")
         assert preliminary.json() == json.loads(printed)
+
+
+async def test_a_rebuild_at_the_same_checkpoint_changes_the_tag_so_a_poller_gets_the_rebuilt_tally(settings):
+    await pipeline(settings, PUBLISHED, HEAD)
+    token, _ = await api_token(settings, "ops")
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        before = await client.get("/v1/meetings/m1/tally", headers=auth)
+        await run_cli(settings, "projections", "rebuild", "--meeting", "m1", "--quiet")
+        after = await client.get("/v1/meetings/m1/tally", headers={**auth, "If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200 and after.headers["x-log-position"] == before.headers["x-log-position"]
+    assert after.headers["etag"] != before.headers["etag"] and after.json() == before.json()
