@@ -165,6 +165,7 @@ async def listening(settings):
 
 
 async def reference_tally(settings, meeting: str = "m1") -> dict:
+    """The tally as `tally --json` gives it now."""
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
         return await read_tally(conn, meeting)
@@ -405,6 +406,7 @@ async def test_unknown_and_failed_meetings_are_refused_before_streaming_and_a_fa
 
 
 def open_streams() -> float:
+    """The API's vote_ledger_sse_clients gauge."""
     return metrics.API.get_sample_value("vote_ledger_sse_clients")
 
 
