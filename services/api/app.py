@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -103,6 +104,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """
     from services.adapters.postgres.connect import READER_ROLE, pool_as
 
+    # Bound here, before anything starts: a port in use is one line (uvicorn would log it and exit the process).
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.api_host, settings.api_port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            f"the API cannot listen on {settings.api_host}:{settings.api_port}: {exc.strerror};"
+            " set VOTE_LEDGER_API_HOST / VOTE_LEDGER_API_PORT"
+        ) from None
     pool = await pool_as(settings, READER_ROLE, size=settings.api_pool_max)
     try:
         config = uvicorn.Config(
@@ -118,23 +130,26 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             timeout_graceful_shutdown=3,
         )
         server = _Server(config)
-        task = asyncio.create_task(server.serve())
+
+        async def serving() -> None:
+            # uvicorn calls sys.exit() when its startup fails (a lifespan hook raised; it logged why): caught
+            # here, inside the coroutine, since a SystemExit leaving a task would end the whole event loop.
+            try:
+                await server.serve(sockets=[sock])
+            except SystemExit:
+                raise UserError("the API could not start (see the log above)") from None
+
+        task = asyncio.create_task(serving())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             server.should_exit = True
             stopping.cancel()
-            try:
-                await task
-            except SystemExit:
-                # uvicorn exits the process when it cannot bind or its startup fails; it logged why.
-                raise UserError(
-                    f"the API could not start on {settings.api_host}:{settings.api_port} (see the log above);"
-                    " is the port in use? set VOTE_LEDGER_API_PORT"
-                ) from None
+            await task
         log.info("API stopped")
     finally:
+        sock.close()
         await pool.close()
 
 
