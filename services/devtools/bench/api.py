@@ -66,7 +66,14 @@ async def measure(
                 first = asyncio.Event()
                 stream = asyncio.create_task(_follow(client, f"/v1/meetings/{meeting}/tally/stream", arrivals, first))
                 try:
-                    await asyncio.wait_for(first.wait(), timeout=30)  # the stream's first event: it is open
+                    opening = asyncio.create_task(first.wait())  # the stream's first event: it is open
+                    await asyncio.wait({opening, stream}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+                    opening.cancel()
+                    if stream.done():
+                        stream.result()  # the stream failed (e.g. 401): say why, not a timeout
+                        raise RuntimeError("the event stream ended before its first event")
+                    if not first.is_set():
+                        raise RuntimeError("the event stream sent no tally event within 30 s (see api.log)")
                     opened = max(arrivals)  # the state when the dashboard opened: no commit of this run
                     started = len(commits)
                     offered = await _offer(settings, workload.submission_payloads[:count], rate, {}, procs)
