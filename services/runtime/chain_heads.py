@@ -265,6 +265,7 @@ async def read_heads(settings: Settings, timeout: float = 20.0) -> list[Head]:
                             topic,
                             record.offset,
                             exc,
+                            extra={"topic": topic, "offset": record.offset},
                         )
                 offset = records[-1].offset + 1
         return heads

@@ -101,7 +101,11 @@ async def rebuild(
             # A meeting the projector had given up on (projection_failures) is whole again: the
             # projector, reloading for the new generation, follows it from the checkpoint on.
             if await tally_store.clear_failure(conn, PROJECTION, meeting_id):
-                log.warning("rebuilt %s: its projection failure is cleared; the projector follows it again", meeting_id)
+                log.warning(
+                    "rebuilt %s: its projection failure is cleared; the projector follows it again",
+                    meeting_id,
+                    extra={"meeting_id": meeting_id},
+                )
             await tally_store.bump_generation(conn, PROJECTION)
             # Rows changed under an unchanged checkpoint: open event streams re-read (delivered at commit).
             await tally_store.notify_projected(conn, now)
@@ -115,6 +119,7 @@ async def rebuild(
             verified - replayed,
             swapped - verified,
             now - target,
+            extra={"meeting_id": meeting_id, "position": now},
         )
         async with conn.transaction():  # the shadow rows served their purpose; a failed run keeps them
             await tally_shadow.in_shadow(conn)
