@@ -70,6 +70,7 @@ class Projector:
         self.failed: dict[str, int] = {}
         # Per meeting, the ledger rows (R19) read and not yet checked against the fold.
         self.last_words: dict[str, LastWords] = {}
+        self.batch_rows = BATCH_ROWS  # log rows read and committed at a time (a test makes a backlog take many)
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -130,11 +131,18 @@ class Projector:
             await self.conn.close()
 
     async def catch_up(self) -> int:
-        """Fold and commit every row after the checkpoint; return the rows processed."""
+        """Fold and commit every row after the checkpoint; return the rows processed.
+
+        The lag (gauges and /readyz) is measured after each committed batch, not once caught up: under
+        sustained ingest or a restart with a backlog the loop may not return for minutes, and a lag
+        measured only at its end read 0 and "not measured" the whole time it mattered. Two primary-key
+        probes (log_reads.lag) per batch of up to 20,000 rows.
+        """
         processed = 0
         while True:
-            rows = await log_reads.read_after(self.conn, self.position, BATCH_ROWS)
+            rows = await log_reads.read_after(self.conn, self.position, self.batch_rows)
             if not rows:
+                await metrics.measure_projector_lag(self.conn, self.position)
                 return processed
             seconds = metrics.Stopwatch()
             last = rows[-1]["position"]
@@ -174,6 +182,7 @@ class Projector:
             self._report(broken)
             self.position = last
             metrics.record_projected(len(rows), seconds(), last)
+            await metrics.measure_projector_lag(self.conn, self.position)  # /readyz and the lag gauges, mid-backlog
             processed += len(rows)
 
     async def _fold(self, meeting_id: str, rows: list, last: int) -> None:
@@ -215,8 +224,7 @@ class Projector:
                 if not self.leader:
                     await self._stand_by(stop)
                     continue
-                processed = await self.catch_up()
-                await metrics.measure_projector_lag(self.conn, self.position)  # /readyz and the lag gauges
+                processed = await self.catch_up()  # measures the lag after each batch and once caught up
             except _Rebuilt:
                 log.info("the tally was rebuilt; reloading it")
                 await self.load()

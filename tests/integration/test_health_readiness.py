@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 
 from services.adapters.postgres.connect import READER_ROLE, pool_as
+from services.observability import metrics
 from services.observability.health_app import ledger_health, projector_health
 from services.observability.readiness import api_ready
 from services.runtime.projector import Projector
@@ -72,3 +73,40 @@ async def test_the_api_is_not_ready_while_the_projector_lags_past_the_bound_and_
     finally:
         await pool.close()
         await conn.close()
+
+
+async def test_the_projector_reports_its_lag_while_it_projects_a_backlog_not_only_once_caught_up(settings):
+    settings = settings.model_copy(update={"ready_max_lag_s": 0.5})
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        rows = [log_row(small_meeting()), log_row(register_event())]
+        rows += [log_row(cast("R-1", {"2": "for" if i % 2 else "against"})) for i in range(300)]  # changes of mind
+        head = await append(conn, rows)
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.7)  # a backlog older than the bound, as after a restart
+    metrics.PROJECTOR_MEASURED.__init__()  # type: ignore[misc] - a fresh measurement, as in a new process
+    metrics.record_projector_lag(0, 0.0)
+    projector = Projector(settings)
+    projector.batch_rows = 4  # ~75 batches: the backlog takes a while
+    await projector.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    mid_way: list[tuple[int, float, int, str]] = []  # (checkpoint, lag_seconds gauge, lag_positions, /readyz reason)
+    try:
+        async with _client(projector_health(settings, projector)) as client:
+            while projector.position < head:
+                scraped = (await client.get("/metrics")).text
+                ready = (await client.get("/readyz")).json()
+                if 0 < projector.position < head:
+                    seconds = float(scraped.split("\nvote_ledger_projector_lag_seconds ")[1].split()[0])
+                    mid_way.append((projector.position, seconds, ready.get("lag_positions", -1), ready.get("reason")))
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await projector.stop()
+    assert mid_way, "no scrape fell between two batches"
+    assert all(seconds >= 0.5 for _, seconds, _, _ in mid_way), mid_way
+    assert all(positions > 0 for _, _, positions, _ in mid_way), mid_way
+    assert all(reason and "behind the log" in reason for *_, reason in mid_way), mid_way
