@@ -7,11 +7,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from events import MeetingScheduled, PositionsRecorded, decode_logged
+from events import MeetingScheduled, decode_logged
 from services.adapters.postgres.log import reads as log_reads
 from services.read.errors import UnknownMeeting
-
-_chunk_decoder = msgspec.json.Decoder(PositionsRecorded)
 
 
 async def require_logged(conn: asyncpg.Connection, meeting_id: str) -> None:
@@ -26,15 +24,6 @@ async def meeting_spec(conn: asyncpg.Connection, meeting_id: str) -> MeetingSche
     if payload is None:
         raise UnknownMeeting(meeting_id)
     return decode_logged(payload)
-
-
-async def meeting_entitlements(conn: asyncpg.Connection, meeting_id: str) -> dict[str, int]:
-    """Nominee entitlements from the meeting's accepted register chunks (R17)."""
-    entitlements: dict[str, int] = {}
-    for payload in await log_reads.register_payloads(conn, meeting_id):
-        for entitlement in _chunk_decoder.decode(payload).entitlements:
-            entitlements[entitlement.nominee] = entitlement.shares
-    return entitlements
 
 
 async def list_meetings(conn: asyncpg.Connection) -> dict[str, Any]:
