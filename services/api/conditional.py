@@ -25,6 +25,8 @@ POSITION_HEADER = "X-Log-Position"
 REVALIDATE = "private, no-cache"
 # An answer pinned to a fixed past position (as_of) never changes.
 IMMUTABLE = "private, max-age=31536000, immutable"
+# An answer that is never conditional (status: Kafka's lag and offsets' idle times move under a fixed head).
+NO_STORE = "private, no-store"
 
 
 async def projection_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
@@ -42,6 +44,15 @@ async def log_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...
     return await reads.head(conn), ()
 
 
+async def rejections_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
+    """For the rejection report: the log head, and how many messages are parked (ledger_parked is not in the log).
+
+    A message parked under a fixed head (undecodable: it is never logged) changes the report's parked count.
+    """
+    head, parked = await reads.head_and_parked(conn)
+    return head, (parked,)
+
+
 async def mixed_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, ...]]:
     """For reads of both (proxies: holders from the log, votes from the projection): the head, and the checkpoint."""
     head, _ = await log_position(conn)
@@ -57,11 +68,13 @@ def etag(request: Request, position: int, extra: tuple[object, ...] = ()) -> str
 
 
 def _matches(header: str | None, tag: str) -> bool:
-    # If-None-Match holds one tag, a list, or `*`; weak comparison (RFC 9110 13.1.2) ignores W/.
+    # If-None-Match holds one tag or a list; weak comparison (RFC 9110 13.1.2) ignores W/. `*` ("any
+    # current representation") is not honoured: the cheap version read does not know whether the meeting
+    # exists, and a 304 for an unknown meeting hides its 404. An exact tag implies the answer existed.
     if not header:
         return False
     candidates = [part.strip().removeprefix("W/") for part in header.split(",")]
-    return "*" in candidates or tag in candidates
+    return tag in candidates
 
 
 def _headers(tag: str, position: int, immutable: bool) -> dict[str, str]:
@@ -90,6 +103,17 @@ def stamp(
     between): the headers describe the body, so a client's next If-None-Match matches what it holds.
     """
     response.headers.update(_headers(etag(request, position, extra), position, immutable))
+
+
+async def fresh(request: Request, read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]) -> Response:
+    """An answer read afresh every time: X-Log-Position, no ETag (so never a 304), and not stored.
+
+    For `status`: its Kafka ingest lag, stalled partitions and offsets' idle times change while the log
+    head and checkpoint stand still, so no tag on the position could say when it changed.
+    """
+    async with request.app.state.pool.acquire() as conn:
+        body = await read(conn)
+    return JSONResponse(body, headers={POSITION_HEADER: str(body["as_of_position"]), "Cache-Control": NO_STORE})
 
 
 Version = Callable[[asyncpg.Connection], Awaitable[tuple[int, tuple[object, ...]]]]

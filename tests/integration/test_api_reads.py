@@ -91,7 +91,10 @@ async def test_every_read_of_the_api_equals_the_clis_output_for_the_same_databas
                     body.pop("submissions_clock"), cli_json.pop("submissions_clock")
                 assert body == cli_json, path
                 assert body["as_of_position"] == int(response.headers["x-log-position"]), path
-            assert response.headers["etag"].startswith(f'"{response.headers["x-log-position"]}-'), path
+            if path == "/v1/status":  # read afresh each time: no tag, never a 304
+                assert "etag" not in response.headers and response.headers["cache-control"] == "private, no-store"
+            else:
+                assert response.headers["etag"].startswith(f'"{response.headers["x-log-position"]}-'), path
     assert json.loads(outputs[1])["as_of_position"] == HEAD and json.loads(outputs[2])["as_of_position"] == 3
 
 
@@ -125,6 +128,39 @@ async def test_a_poller_gets_304_until_the_projector_moves_and_a_fixed_past_posi
         assert log_moved.status_code == 200 and log_moved.headers["x-log-position"] == str(HEAD + 1)
         still = await client.get("/v1/meetings/m1/tally?as_of=4", headers={"If-None-Match": past.headers["etag"]})
         assert still.status_code == 304
+
+
+async def test_a_message_parked_under_a_fixed_head_changes_the_rejections_tag_and_status_is_never_304(settings):
+    await pipeline(settings, PUBLISHED, HEAD)
+    token, _ = await api_token(settings, "ops")
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        before = await client.get("/v1/meetings/m1/rejections", headers=auth)
+        status = await client.get("/v1/status", headers=auth)
+        assert before.json()["parked_overall"] == 1 and status.json()["parked"] == 1
+        async with running_ledger(settings), producer(settings) as kafka:
+            await publish_raw(kafka, settings.submissions_topic, [(b"R-2", b"still not json")])
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_parked", 2)
+        after = await client.get(
+            "/v1/meetings/m1/rejections", headers={**auth, "If-None-Match": before.headers["etag"]}
+        )
+        assert after.status_code == 200 and after.headers["x-log-position"] == before.headers["x-log-position"]
+        assert after.json()["parked_overall"] == 2 and after.headers["etag"] != before.headers["etag"]
+        # Status carries no tag: whatever a client sends, it gets the current numbers.
+        again = await client.get("/v1/status", headers={**auth, "If-None-Match": f'"{HEAD}-0000000000000000", *'})
+        assert again.status_code == 200 and again.json()["parked"] == 2 and "etag" not in again.headers
+
+
+async def test_if_none_match_any_does_not_hide_an_unknown_meeting_behind_a_304(settings):
+    await pipeline(settings, PUBLISHED[:2], 2)
+    token, _ = await api_token(settings, "auditor")
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        headers = {"Authorization": f"Bearer {token}", "If-None-Match": "*"}
+        for path in ("/v1/meetings/nope", "/v1/meetings/nope/tally", "/v1/meetings/nope/rejections"):
+            response = await client.get(path, headers=headers)
+            assert (response.status_code, response.json()["code"]) == (404, "unknown_meeting"), path
+        # Only the exact tag of the answer makes a 304.
+        assert (await client.get("/v1/meetings/m1", headers=headers)).status_code == 200
 
 
 async def test_errors_are_one_json_line_with_a_code_and_no_trace(settings):

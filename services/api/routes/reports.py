@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from projections.report import render_csv, render_markdown
 from services.api.auth import ops
-from services.api.conditional import answer, log_position, mixed_position, projection_position
+from services.api.conditional import answer, mixed_position, projection_position, rejections_position
 from services.api.errors import JSON_OBJECT, ApiError, bad_query, documented
 from services.read.proxies import read_proxies
 from services.read.renderings import final_report_refusal
@@ -33,7 +33,7 @@ async def rejections(
     examples: Annotated[int, Query(ge=0, le=INT32_MAX, description="examples per reason code")] = 3,
 ) -> Response:
     """Rejected rows per reason code with their first examples, and parked messages (`report rejections --json`)."""
-    return await answer(request, log_position, lambda conn: rejection_report(conn, meeting_id, examples))
+    return await answer(request, rejections_position, lambda conn: rejection_report(conn, meeting_id, examples))
 
 
 @router.get(

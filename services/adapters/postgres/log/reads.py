@@ -13,6 +13,19 @@ async def head(conn: asyncpg.Connection) -> int:
     return await conn.fetchval("SELECT coalesce(max(position), 0) FROM ledger_log")
 
 
+async def head_and_parked(conn: asyncpg.Connection) -> tuple[int, int]:
+    """(log head, number of parked messages) in one query: the version of an answer that reports both.
+
+    ledger_parked is append-only (001_log.sql's triggers, no TRUNCATE since 004), so its count moves
+    with every message parked, whether or not the log's head moves.
+    """
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(max(position), 0) FROM ledger_log) AS head,"
+        " (SELECT count(*) FROM ledger_parked) AS parked"
+    )
+    return row["head"], row["parked"]
+
+
 async def position_at(conn: asyncpg.Connection, when: datetime) -> int:
     """The last position recorded at or before ``when`` (0 if none).
 
