@@ -6,12 +6,15 @@ import logging
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.adapters.kafka.topics import unreachable as kafka_unreachable
 from services.adapters.postgres.connect import UNREACHABLE
+from services.errors import UserError
 from services.read.errors import MeetingNotProjected, UnknownMeeting
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,25 @@ def install(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
+    @app.exception_handler(UserError)
+    async def misconfigured(request: Request, exc: UserError) -> JSONResponse:
+        # What the CLI prints as its one line (e.g. `status` without a Kafka login): the API's own
+        # configuration, which its caller cannot fix; the line names variables, never a secret.
+        log.warning("cannot answer %s: %s", request.url.path, exc)
+        return error_response(503, "misconfigured", f"the API cannot answer this: {exc}")
+
+    @app.exception_handler(KafkaError)
+    async def kafka_down(request: Request, exc: KafkaError) -> JSONResponse:
+        # `status` asks Kafka for its offsets and the topic's clock: no broker answering is the server's
+        # trouble, for a while (503), not a bug (500). Where it tried stays in the API's log.
+        settings = request.app.state.settings
+        log.warning(
+            "Kafka unavailable for %s: %s", request.url.path, kafka_unreachable(exc, settings.kafka_bootstrap) or exc
+        )
+        return error_response(
+            503, "kafka_unavailable", f"Kafka is not available ({type(exc).__name__}); try again shortly"
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # PostgreSQL gone (or restarting): 503, and the client retries. The DSN never leaves the server.
@@ -98,7 +120,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "forbidden: the token's role does not allow this route",
         404: "unknown_meeting",
         409: "meeting_not_projected, or register_incomplete for a final report",
-        503: "database_unavailable",
+        503: "database_unavailable; for status also kafka_unavailable, or misconfigured (e.g. no Kafka login)",
     }
     return {
         status: (

@@ -206,6 +206,32 @@ async def test_a_database_that_went_away_is_a_503_that_names_no_dsn(settings):
     assert "://" not in response.json()["error"] and settings.pg_reader_dsn not in response.text
 
 
+async def test_status_with_kafka_unreachable_or_no_kafka_login_is_a_503_in_one_line_not_a_500(settings):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    token, _ = await api_token(settings, "ops")
+    auth = {"Authorization": f"Bearer {token}"}
+    no_login = {f"kafka_{role}_login": None for role in ("operator", "ledger")}
+    cases = [
+        (settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{closed}"}), "kafka_unavailable"),
+        (settings.model_copy(update=no_login), "misconfigured"),
+    ]
+    for changed, code in cases:
+        async with running_api(changed) as base, httpx.AsyncClient(base_url=base, headers=auth) as client:
+            response = await client.get("/v1/status")
+            assert (response.status_code, response.json()["code"]) == (503, code), response.text
+            message = response.json()["error"]
+            assert "\n" not in message and "Traceback" not in message and "://" not in message
+            for login in ("kafka_operator_login", "kafka_ledger_login", "kafka_channel_login"):
+                secret = getattr(settings, login)
+                assert secret is None or secret.get_secret_value().partition(":")[2] not in response.text
+            # The database's reads still answer.
+            assert (await client.get("/v1/meetings")).status_code == 200
+
+
 async def test_the_final_report_of_an_incomplete_register_is_refused_as_report_final_refuses_it_unless_preliminary(
     settings,
 ):
