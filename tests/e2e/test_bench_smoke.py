@@ -84,6 +84,10 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
     assert api["submissions"] == 1200 and stream["last_position_delivered"] is True
     assert 0 < stream["matched"] <= stream["events"] and stream["matched"] <= stream["commits"]
     assert 0 <= stream["p50_ms"] <= stream["p99_ms"] <= stream["max_ms"]
+    # Meanwhile the dashboard's panels were polled as the page polls them (200, or 304 to If-None-Match).
+    polls = api["dashboard_polls"]
+    assert {path.split("/")[-1].split("?")[0] for path in polls} == {"timeline", "status", "campaign", "call-list"}
+    assert all(p["requests"] >= 1 and set(p["statuses"]) <= {"200", "304"} for p in polls.values())
     assert set(api["tally"]["statuses"]) == {"200"} and api["tally"]["requests_per_s"] > 0
     assert set(api["tally_not_modified"]["statuses"]) == {"304"} and api["tally_not_modified"]["requests_per_s"] > 0
 

@@ -3,11 +3,19 @@
 The API runs as its own process (`services run api`, as deployed) next to the ledger and the projector;
 the clients run in the benchmark's process, so the requests per second are bounded by that client too
 (httpx, one event loop): the figure is what one such client gets, not the server's ceiling.
+
+During the ingest the client is the dashboard (services/api/static/app.js): the event stream open and the
+page's panels polled as the page polls them (timeline and status at most every 3 s on a pushed tally and
+every 15 s regardless, campaign and call list at most every 30 s, each with If-None-Match), so the
+stream's latency is measured with the reads an open dashboard adds. The intervals are read from app.js.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,7 @@ from services.adapters.postgres import api_tokens
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.tally_store import PROJECTED_CHANNEL
 from services.api.auth import new_token
+from services.api.routes.dashboard import STATIC_DIR
 from services.devtools.bench.e2e import _alive, _checkpoint, _consumed, _ms, _offer
 from services.devtools.bench.processes import Sampler, machine_processes, running
 from services.devtools.bench.scratch import publish_workload
@@ -36,10 +45,11 @@ async def measure(
     seconds: float,
     request_seconds: float = 10.0,
 ) -> dict[str, Any]:
-    """Ingest at ``rate`` with an event stream open (what the dashboard holds), then load the tally route.
+    """Ingest at ``rate`` with the dashboard open (its event stream and its panels' polls), then load the tally route.
 
     Each commit is stamped by our own LISTEN on the projector's channel; each event by its arrival at the
-    stream's client; an event's latency is its arrival less the commit of the same position (its id).
+    stream's client; an event's latency is its arrival less the commit of the same position (the
+    tally's as_of_position: the event's id is opaque).
     """
     count = min(len(workload.submission_payloads), int(rate * seconds))
     await publish_workload(settings, workload.admin_payloads, [])
@@ -63,8 +73,12 @@ async def measure(
             headers = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
                 await _wait_ready(client, procs)
-                first = asyncio.Event()
-                stream = asyncio.create_task(_follow(client, f"/v1/meetings/{meeting}/tally/stream", arrivals, first))
+                first, pushed = asyncio.Event(), asyncio.Event()
+                stream = asyncio.create_task(
+                    _follow(client, f"/v1/meetings/{meeting}/tally/stream", arrivals, first, pushed)
+                )
+                polls: dict[str, dict[str, Any]] = {}
+                panels = asyncio.create_task(_panels(client, meeting, pushed, polls))
                 try:
                     opening = asyncio.create_task(first.wait())  # the stream's first event: it is open
                     await asyncio.wait({opening, stream}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -83,7 +97,10 @@ async def measure(
                         await asyncio.sleep(0.01)  # the last commit's event, at most a coalescing window later
                 finally:
                     stream.cancel()
-                    await asyncio.gather(stream, return_exceptions=True)
+                    panels.cancel()
+                    await asyncio.gather(stream, panels, return_exceptions=True)
+                if panels.done() and not panels.cancelled() and panels.exception():
+                    raise RuntimeError(f"the dashboard's polls failed: {panels.exception()!r}")
                 tally = f"/v1/meetings/{meeting}/tally"
                 plain = await _load(client, tally, request_seconds, procs)
                 conditional = await _load(client, tally, request_seconds, procs, conditional=True)
@@ -106,6 +123,7 @@ async def measure(
             "last_position": head,
             "last_position_delivered": head in arrivals,
         },
+        "dashboard_polls": {path: _summary(p) for path, p in polls.items()},
         "tally": plain,
         "tally_not_modified": conditional,
         "clients": CLIENTS,
@@ -151,21 +169,110 @@ async def _settled(conn: asyncpg.Connection, settings: Settings, messages: int, 
         await asyncio.sleep(0.02)
 
 
-async def _follow(client: httpx.AsyncClient, path: str, arrivals: dict[int, float], first: asyncio.Event) -> None:
-    """Read the event stream as the dashboard does; stamp each tally event's id when its blank line arrives."""
+async def _follow(
+    client: httpx.AsyncClient, path: str, arrivals: dict[int, float], first: asyncio.Event, pushed: asyncio.Event
+) -> None:
+    """Read the event stream as the dashboard does; stamp each tally event when its blank line arrives.
+
+    The event's position is its tally's as_of_position (the id is opaque: sent back as Last-Event-ID
+    only); the page parses every tally too. ``pushed`` is set at each, as the page schedules its panels.
+    """
     async with client.stream("GET", path, headers={"Accept": "text/event-stream"}, timeout=None) as response:
         response.raise_for_status()
-        event, event_id = "message", None
+        event, data = "message", []
         async for line in response.aiter_lines():
             if line == "":  # the end of one event (text/event-stream)
-                if event == "tally" and event_id is not None:
-                    arrivals.setdefault(int(event_id), time.perf_counter())
+                arrived = time.perf_counter()
+                if event == "tally" and data:
+                    arrivals.setdefault(json.loads("\n".join(data))["as_of_position"], arrived)
                     first.set()
-                event, event_id = "message", None
+                    pushed.set()
+                elif event == "error":
+                    raise RuntimeError(f"the event stream ended with an error: {' '.join(data)}")
+                event, data = "message", []
             elif line.startswith("event:"):
                 event = line[6:].strip()
-            elif line.startswith("id:"):
-                event_id = line[3:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+
+
+def page_intervals(script: Path = STATIC_DIR / "app.js") -> dict[str, float]:
+    """The dashboard's polling intervals in seconds, read from its script so the bench follows the page."""
+    source = script.read_text()
+    names = ("PANEL_MIN_INTERVAL_MS", "PANEL_POLL_MS", "CAMPAIGN_MIN_INTERVAL_MS")
+    found = {n: re.search(rf"const {n} = (\d+);", source) for n in names}
+    missing = [n for n, m in found.items() if m is None]
+    if missing:
+        raise RuntimeError(f"app.js no longer defines {', '.join(missing)}: update bench/api.py's dashboard")
+    return {n: int(m.group(1)) / 1000 for n, m in found.items() if m is not None}
+
+
+async def _panels(
+    client: httpx.AsyncClient, meeting: str, pushed: asyncio.Event, polls: dict[str, dict[str, Any]]
+) -> None:
+    """The page's panels (app.js refreshPanels): at once, then on a pushed tally at most every
+    PANEL_MIN_INTERVAL_MS and every PANEL_POLL_MS regardless; campaign and call list at most every
+    CAMPAIGN_MIN_INTERVAL_MS. Each request sends the ETag of its path's last answer. As in the page, a
+    refresh does not wait for the previous one's answers (a slow campaign read overlaps the next polls).
+    """
+    every = page_intervals()
+    base = f"/v1/meetings/{meeting}"
+    jobs = [
+        (f"{base}/timeline", 0.0),
+        ("/v1/status", 0.0),
+        (f"{base}/campaign", every["CAMPAIGN_MIN_INTERVAL_MS"]),
+        (f"{base}/call-list?limit=20", every["CAMPAIGN_MIN_INTERVAL_MS"]),
+    ]
+    etags: dict[str, str] = {}
+    asked: dict[str, float] = {}
+    inflight: set[asyncio.Task[None]] = set()
+
+    async def get(path: str) -> None:
+        headers = {"If-None-Match": etags[path]} if path in etags else {}
+        sent = time.perf_counter()
+        response = await client.get(path, headers=headers)
+        took = time.perf_counter() - sent
+        if response.status_code not in (200, 304):
+            raise RuntimeError(f"the dashboard's GET {path} answered {response.status_code}: {response.text[:200]}")
+        if "ETag" in response.headers:
+            etags[path] = response.headers["ETag"]
+        p = polls.setdefault(path, {"took": [], "statuses": {}})
+        p["took"].append(took)
+        p["statuses"][response.status_code] = p["statuses"].get(response.status_code, 0) + 1
+
+    last = -math.inf
+    try:
+        while True:
+            now = time.perf_counter()
+            try:  # a pushed tally, or the page's regular poll
+                await asyncio.wait_for(pushed.wait(), timeout=max(0.0, last + every["PANEL_POLL_MS"] - now))
+            except TimeoutError:
+                pass
+            pushed.clear()
+            await asyncio.sleep(max(0.0, last + every["PANEL_MIN_INTERVAL_MS"] - time.perf_counter()))
+            last = now = time.perf_counter()
+            for path, at_most in jobs:
+                if now - asked.get(path, -math.inf) >= at_most:
+                    asked[path] = now
+                    inflight.add(asyncio.create_task(get(path)))
+            for task in [t for t in inflight if t.done()]:
+                inflight.discard(task)
+                task.result()  # a failed poll ends the dashboard's polls with its reason (raised after the ingest)
+    finally:
+        for task in inflight:
+            task.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
+
+
+def _summary(poll: dict[str, Any]) -> dict[str, Any]:
+    """One polled route's requests, statuses (200 / 304) and latency."""
+    took = sorted(poll["took"])
+    return {
+        "requests": len(took),
+        "statuses": {str(k): v for k, v in sorted(poll["statuses"].items())},
+        "p50_ms": _ms(took, 0.50),
+        "p99_ms": _ms(took, 0.99),
+    }
 
 
 async def _load(

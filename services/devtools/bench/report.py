@@ -120,8 +120,12 @@ def _api(a: dict[str, Any]) -> list[str]:
     """The HTTP API's rows: the event stream's latency during ingest, the tally route's requests per second."""
     s, plain, cached = a["stream"], a["tally"], a["tally_not_modified"]
     p99 = s["p99_ms"]
+    polls = a.get("dashboard_polls", {})  # the page's timeline, status, campaign and call-list polls meanwhile
+    asked = sum(p["requests"] for p in polls.values())
+    unchanged = sum(p["statuses"].get("304", 0) for p in polls.values())
     return [
-        f"| API event stream open during ingest at {a['offered_per_s']:,}/s offered: projector commit → tally event"
+        f"| API event stream open during ingest at {a['offered_per_s']:,}/s offered, with the dashboard's polls"
+        f" ({asked:,} requests, {unchanged:,} of them 304): projector commit → tally event"
         f" at the client, p50 / p99 / max (ms; {s['matched']:,} events for {s['commits']:,} commits) |"
         f" {s['p50_ms']} / {p99} / {s['max_ms']} | | | p99 ≤ {STREAM_TARGET_MS:.0f} |"
         f" {_met(p99 is not None and p99 <= STREAM_TARGET_MS and s['last_position_delivered'])} |",
