@@ -3,7 +3,8 @@
 Driven by the projector's announcements (services/api/listener.py), not by polling: a stream wakes
 when the checkpoint moves, reads the tally with the same read_tally as `tally --json` (one read per
 meeting and version, shared by every stream of the meeting), and writes it as ``event: tally``,
-``id: <as_of_position>``. A client resumes with Last-Event-ID: the position it already holds is not
+``id: <as_of_position>-<generation>``. A client resumes with Last-Event-ID: the tally it already holds
+(that position, and no rebuild since: the projection's generation, 004_rebuild_generation.sql) is not
 sent again.
 """
 
@@ -22,7 +23,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.adapters.postgres import api_tokens
+from services.adapters.postgres import api_tokens, tally_store
 from services.adapters.postgres.connect import READER_ROLE, UNREACHABLE, connect_as
 from services.api.auth import Caller, ops
 from services.api.conditional import POSITION_HEADER
@@ -43,6 +44,16 @@ KEEPALIVE_S = 14.0
 RECHECK_S = 10.0
 
 
+class TallyRead(tuple[dict[str, Any], str]):
+    """A shared read, (the tally, its JSON text), with the rebuild generation read just before it.
+
+    A tuple still (callers unpack the pair); the generation is the event id's second part. Read before
+    the tally, it is never newer than the rows read: at worst a client is sent a tally it had again.
+    """
+
+    generation: int = 0
+
+
 class SharedReads:
     """One tally read per meeting at a time, shared by every stream that wants it; the newest kept per meeting.
 
@@ -56,9 +67,9 @@ class SharedReads:
         self._pool = pool
         self._feed = feed
         self.reads = 0  # reads done (not shared): a test counts them
-        self._reads: dict[str, tuple[Version, asyncio.Task[tuple[dict[str, Any], str]]]] = {}
+        self._reads: dict[str, tuple[Version, asyncio.Task[TallyRead]]] = {}
 
-    async def tally(self, meeting_id: str, version: Version, fresh: bool = False) -> tuple[dict[str, Any], str]:
+    async def tally(self, meeting_id: str, version: Version, fresh: bool = False) -> TallyRead:
         """The meeting's tally read at ``version`` or later (``fresh``: read now), with its JSON text (encoded once)."""
         while True:
             held = self._reads.get(meeting_id)
@@ -77,13 +88,16 @@ class SharedReads:
             self._reads[meeting_id] = (self._feed.version, task)
             return await asyncio.shield(task)
 
-    async def _read(self, meeting_id: str) -> tuple[dict[str, Any], str]:
+    async def _read(self, meeting_id: str) -> TallyRead:
         self.reads += 1
         async with self._pool.acquire() as conn:
+            generation = await tally_store.generation(conn, tally_store.PROJECTION)
             tally = await read_tally(conn, meeting_id)
-        return tally, json.dumps(tally)
+        read = TallyRead((tally, json.dumps(tally)))
+        read.generation = generation
+        return read
 
-    def _settled(self, meeting_id: str, task: asyncio.Task[tuple[dict[str, Any], str]]) -> None:
+    def _settled(self, meeting_id: str, task: asyncio.Task[TallyRead]) -> None:
         # A failed read is not kept (the next stream tries again); retrieving its exception here keeps
         # asyncio from logging "never retrieved" when every stream that awaited it has gone.
         if task.cancelled() or task.exception() is not None:
@@ -117,6 +131,7 @@ class _Opening:
     version: Version
     tally: dict[str, Any]
     text: str
+    generation: int
 
 
 async def _open(
@@ -126,9 +141,10 @@ async def _open(
     feed: ProjectedFeed = request.app.state.feed
     version = feed.version
     # Without the listener, the version cannot tell that a read kept from earlier is out of date.
-    tally, text = await request.app.state.tally_reads.tally(meeting_id, version, fresh=not feed.connected)
+    read: TallyRead = await request.app.state.tally_reads.tally(meeting_id, version, fresh=not feed.connected)
+    tally, text = read
     response.headers[POSITION_HEADER] = str(tally["as_of_position"])
-    return _Opening(caller, version, tally, text)
+    return _Opening(caller, version, tally, text, read.generation)
 
 
 router = APIRouter(tags=["live"])
@@ -148,12 +164,20 @@ async def tally_stream(
     meeting_id: str,
     opening: Annotated[_Opening, Depends(_open)],
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", description="the position the client holds (`id` of its last event)")
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="`<position>-<generation>`, the `id` of the client's last event (a plain position, too)",
+        ),
     ] = None,
     last_event_id: Annotated[str | None, Query(description="Last-Event-ID for clients that cannot set headers")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """`event: tally`, `id: <as_of_position>`, data exactly `tally --json`; `event: error` {error, code} ends it."""
-    held = _position(last_event_id_header if last_event_id_header is not None else last_event_id)
+    """`event: tally`, `id: <as_of_position>-<generation>`, data exactly `tally --json`; `event: error` ends it.
+
+    The generation counts `projections rebuild`s, which replace rows without moving the checkpoint: a client
+    holding the position from before a rebuild is sent the rebuilt tally. `event: error` carries {error, code}.
+    """
+    held = _held(last_event_id_header if last_event_id_header is not None else last_event_id)
     metrics.SSE_CLIENTS.inc()
     try:
         # aclosing: a client that leaves closes this generator, and with it the inner one (no task lingers).
@@ -164,16 +188,38 @@ async def tally_stream(
         metrics.SSE_CLIENTS.dec()
 
 
-def _position(text: str | None) -> int | None:
-    """A Last-Event-ID as a position; anything else (absent, or not ours) asks for the current tally."""
+def _held(text: str | None) -> tuple[int, int | None] | None:
+    """A Last-Event-ID as (position, generation); a plain position (clients of before) has generation None.
+
+    Anything else (absent, or not ours) is None: the client is sent the current tally.
+    """
+    if text is None:
+        return None
+    position, _, generation = text.partition("-")
     try:
-        return int(text) if text is not None else None
+        return int(position), (int(generation) if generation else None)
     except ValueError:
         return None
 
 
-def _tally_event(text: str, position: int, retry: int | None = None) -> ServerSentEvent:
-    return ServerSentEvent(event="tally", id=str(position), raw_data=text, retry=retry)
+def _holds(held: tuple[int, int | None] | None, position: int, generation: int) -> bool:
+    """Whether a client's Last-Event-ID names the tally at (position, generation): then it is not sent again.
+
+    A plain position says nothing of rebuilds: it holds only while the projection was never rebuilt
+    (generations only grow, so generation 0 now means 0 when the client read it).
+    """
+    if held is None or held[0] != position:
+        return False
+    return held[1] == generation if held[1] is not None else generation == 0
+
+
+def event_id(position: int, generation: int) -> str:
+    """The tally event's id: ``<position>-<generation>`` (what Last-Event-ID sends back)."""
+    return f"{position}-{generation}"
+
+
+def _tally_event(text: str, position: int, generation: int, retry: int | None = None) -> ServerSentEvent:
+    return ServerSentEvent(event="tally", id=event_id(position, generation), raw_data=text, retry=retry)
 
 
 def _error_event(code: str, message: str) -> ServerSentEvent:
@@ -181,16 +227,16 @@ def _error_event(code: str, message: str) -> ServerSentEvent:
 
 
 async def _events(
-    app: FastAPI, meeting_id: str, opening: _Opening, held: int | None
+    app: FastAPI, meeting_id: str, opening: _Opening, held: tuple[int, int | None] | None
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """The stream's events: the opening tally unless the client holds it, then each new one, coalesced."""
     feed: ProjectedFeed = app.state.feed
     reads: SharedReads = app.state.tally_reads
     sent, sent_text, version = opening.tally["as_of_position"], opening.text, opening.version
-    if held == sent:
-        yield ServerSentEvent(comment=f"resumed at {sent}", retry=RETRY_MS)
+    if _holds(held, sent, opening.generation):
+        yield ServerSentEvent(comment=f"resumed at {event_id(sent, opening.generation)}", retry=RETRY_MS)
     else:
-        yield _tally_event(opening.text, sent, retry=RETRY_MS)
+        yield _tally_event(opening.text, sent, opening.generation, retry=RETRY_MS)
     pushed = written = checked = time.monotonic()
     while True:
         now = time.monotonic()
@@ -211,7 +257,7 @@ async def _events(
             await asyncio.sleep(delay)  # announcements meanwhile are folded into one read of the latest
         version = feed.version
         try:
-            tally, text = await reads.tally(meeting_id, version)
+            read = await reads.tally(meeting_id, version)
         except MeetingNotProjected as exc:
             yield _error_event("meeting_not_projected", str(exc))
             return
@@ -219,12 +265,13 @@ async def _events(
             log.warning("tally stream of %s ends: database unavailable (%s)", meeting_id, type(exc).__name__)
             yield _error_event("database_unavailable", "the database is not available; reconnect shortly")
             return
+        (tally, text), generation = read, read.generation
         position = tally["as_of_position"]
         # A version can move without changing this meeting's tally (a reconnection, a rebuild of another
         # meeting): the client is told only of a new position or of new numbers.
         if position == sent and text == sent_text:
             continue
-        yield _tally_event(text, position)
+        yield _tally_event(text, position, generation)
         metrics.SSE_PUSH_SECONDS.observe(time.monotonic() - heard_at)
         sent, sent_text = position, text
         pushed = written = time.monotonic()

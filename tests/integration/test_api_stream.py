@@ -85,6 +85,7 @@ class Events:
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.queue: asyncio.Queue[tuple[float, dict] | None] = asyncio.Queue()
+        self.last_id: str | None = None  # the id of the last tally event read
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -109,14 +110,15 @@ class Events:
             return await self.queue.get()
 
     async def tally(self, timeout: float = 10.0) -> tuple[float, int, dict]:
-        """The next `tally` event (comments skipped): (arrival, id, data)."""
+        """The next `tally` event (comments skipped): (arrival, its position, data); its full id in ``last_id``."""
         async with asyncio.timeout(timeout):
             while True:
                 item = await self.queue.get()
                 assert item is not None, "the stream ended"
                 at, fields = item
                 if fields.get("event") == "tally":
-                    return at, int(fields["id"]), json.loads(fields["data"])
+                    self.last_id = fields["id"]  # `<position>-<generation>`
+                    return at, int(fields["id"].partition("-")[0]), json.loads(fields["data"])
                 assert "event" not in fields, fields
 
     async def tally_at(self, position: int, timeout: float = 10.0) -> tuple[float, dict]:
@@ -265,7 +267,8 @@ async def test_a_resumed_stream_skips_the_position_the_client_holds_and_sends_on
             # The client holds 3, the current position: nothing is sent until the tally moves.
             async with open_stream(client, base, "m1", token, **{"Last-Event-ID": "3"}) as held:
                 _, opening = await held.next()
-                assert opening == {"comment": "resumed at 3", "retry": "2000"}
+                # A plain position (a client of before the generation was in the id) holds: never rebuilt.
+                assert opening == {"comment": "resumed at 3-0", "retry": "2000"}
                 # The query parameter, for clients that cannot set headers, names an older position.
                 async with open_stream(client, base, "m1", token, "?last_event_id=2") as behind:
                     _, position, data = await behind.tally()
@@ -462,3 +465,34 @@ async def test_a_rebuild_refreshes_open_streams_even_at_an_unchanged_position(se
             _, position, data = await events.tally()
             assert position == 3 and data == await reference_tally(settings)
             assert data["items"]["2"]["for"] == 3000
+
+
+async def test_a_client_holding_the_position_from_before_a_rebuild_is_sent_the_rebuilt_tally_on_reconnecting(settings):
+    token, _ = await issue_token(settings)
+    async with running_ledger(settings), producer(settings) as kafka:
+        await publish(kafka, settings, [small_meeting(), register_event(), cast("R-1", {"2": "for"})])
+        await wait_for(settings.pg_dsn, LOG_COUNT, 3)
+    await run_projector(settings, 3)
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        # Tables damaged as a projector bug would: the client is shown the damage, then goes away ...
+        await conn.execute(
+            "UPDATE tally_buckets SET shares = shares + 1 WHERE meeting_id = 'm1' AND item_id = '2' AND option = 'for'"
+        )
+        async with serving(settings) as (_, base), httpx.AsyncClient(timeout=None) as client:
+            async with open_stream(client, base, "m1", token) as events:
+                _, position, data = await events.tally()
+            assert (position, events.last_id, data["items"]["2"]["for"]) == (3, "3-0", 3001)
+            # ... and a rebuild repairs them at the same checkpoint: reconnecting with the id it holds (or a
+            # plain position, from a client of before), it is sent the rebuilt tally, not "resumed".
+            await rebuild(conn, "m1")
+            for held in (events.last_id, "3"):
+                async with open_stream(client, base, "m1", token, **{"Last-Event-ID": held}) as again:
+                    _, position, data = await again.tally()
+                    assert (position, again.last_id) == (3, "3-1"), held
+                    assert data == await reference_tally(settings) and data["items"]["2"]["for"] == 3000
+            async with open_stream(client, base, "m1", token, **{"Last-Event-ID": "3-1"}) as current:
+                _, opening = await current.next()
+                assert opening == {"comment": "resumed at 3-1", "retry": "2000"}
+    finally:
+        await conn.close()

@@ -67,9 +67,19 @@ def test_a_notification_that_is_not_a_log_position_is_ignored():
 
 
 def test_a_last_event_id_that_is_not_a_position_asks_for_the_current_tally():
-    assert stream._position("42") == 42
-    assert stream._position(None) is None
-    assert stream._position("abc") is None
+    assert stream._held("42-3") == (42, 3)
+    assert stream._held("42") == (42, None)  # a client of before the generation was in the id
+    assert stream._held(None) is None
+    assert stream._held("abc") is None and stream._held("42-x") is None
+
+
+def test_a_last_event_id_holds_the_tally_only_at_its_position_and_generation():
+    assert stream.event_id(42, 3) == "42-3"
+    assert stream._holds((42, 3), 42, 3)
+    assert not stream._holds((42, 2), 42, 3)  # rebuilt since: the client is sent the rebuilt tally
+    assert not stream._holds((41, 3), 42, 3) and not stream._holds(None, 42, 0)
+    # A plain position says nothing of rebuilds: it holds only while there has been none.
+    assert stream._holds((42, None), 42, 0) and not stream._holds((42, None), 42, 1)
 
 
 def test_the_streams_comment_comes_before_fastapis_own_ping_and_the_token_recheck_within_30_s():
