@@ -117,8 +117,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ) from None
     pool = await pool_as(settings, READER_ROLE, size=settings.api_pool_max)
     try:
+        app = create_app(settings, pool=pool)
         config = uvicorn.Config(
-            create_app(settings, pool=pool),
+            app,
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,  # our logging (services/cli/common.setup_logging), not uvicorn's
@@ -126,7 +127,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             access_log=False,
             # Open event streams (a dashboard) never end by themselves: without a bound, uvicorn waits for
             # them and SIGTERM does not stop the API while a browser is open (the browser test found it).
-            # After 3 s the remaining connections are closed; the page reconnects with Last-Event-ID.
+            # After 3 s the remaining connections are closed; the page reconnects with Last-Event-ID. Streams
+            # end themselves first (ProjectedFeed.close below): the bound is for anything else in flight.
             timeout_graceful_shutdown=3,
         )
         server = _Server(config)
@@ -144,6 +146,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         try:
             await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if (feed := getattr(app.state, "feed", None)) is not None:
+                feed.close()  # open event streams end now, not at the graceful timeout (services/api/stream.py)
             server.should_exit = True
             stopping.cancel()
             await task

@@ -48,6 +48,7 @@ class ProjectedFeed:
         self.connected = False  # /readyz: a stream cannot be live without it
         self.connects = 0  # sessions opened (the first and every reconnection)
         self.backend_pid: int | None = None
+        self.closing = False  # the server is stopping: streams end themselves (close())
         self._moved = asyncio.Event()
 
     @property
@@ -57,7 +58,7 @@ class ProjectedFeed:
 
     async def wait_moved(self, seen: Version, timeout: float) -> Version:
         """The version as soon as it differs from ``seen``, or after ``timeout`` seconds (then maybe unchanged)."""
-        if self.version == seen and timeout > 0:
+        if self.version == seen and timeout > 0 and not self.closing:
             moved = self._moved  # replaced at each announcement: every waiter of this one wakes
             try:
                 async with asyncio.timeout(timeout):
@@ -65,6 +66,14 @@ class ProjectedFeed:
             except TimeoutError:
                 pass
         return self.version
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiting stream, which then ends."""
+        # An open stream never ends by itself: uvicorn's graceful shutdown waited its timeout (3 s), then
+        # cancelled it and logged an ERROR traceback.
+        self.closing = True
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     def announce(self, position: int) -> None:
         """Take a checkpoint heard from the projector (or re-read): a later one moves, any other bumps the epoch."""

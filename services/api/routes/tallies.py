@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from services.api.auth import ops
-from services.api.conditional import answer, projection_position
+from services.api.conditional import answer, not_modified, projection_position, stamp
 from services.api.errors import JSON_OBJECT, bad_query, documented
 from services.read.renderings import tally_csv
 from services.read.tallies import read_tally
@@ -53,7 +54,7 @@ async def tally(
     """Quorum and per-item totals with R17 and outcomes applied (`tally --json`), now or as of a past point."""
     render = _csv if format == "csv" else None
     if as_of is None:
-        return await answer(request, projection_position, lambda conn: read_tally(conn, meeting_id), render)
+        return await _current(request, meeting_id, render)
     point = as_of_query(as_of, "bad_as_of", "as_of")
 
     resolved: list[int] = []
@@ -70,6 +71,25 @@ async def tally(
         render,
         immutable=lambda: isinstance(point, int) and resolved == [point],
     )
+
+
+async def _current(request: Request, meeting_id: str, render: Any) -> Response:
+    """The current tally: one read per (meeting, checkpoint) shared by every poller and stream (services/api/stream.py).
+
+    The pool's connection is released before the shared read, which takes its own: holding one while
+    waiting for another could exhaust the pool under many pollers.
+    """
+    reads = getattr(request.app.state, "tally_reads", None)
+    if reads is None:  # an app whose lifespan did not run (a unit test's client): the read itself
+        return await answer(request, projection_position, lambda conn: read_tally(conn, meeting_id), render)
+    async with request.app.state.pool.acquire() as conn:
+        position, extra = await projection_position(conn)
+    if (unchanged := not_modified(request, position, extra)) is not None:
+        return unchanged
+    body, _ = await reads.at(meeting_id, position, extra)
+    response = render(body) if render is not None else JSONResponse(body)
+    stamp(request, response, body["as_of_position"], extra)
+    return response
 
 
 @router.get(
