@@ -31,4 +31,5 @@ ROUTERS: list[APIRouter] = [
 LIFESPANS: list[Callable[[FastAPI], AbstractAsyncContextManager[None]]] = [
     http_metrics.observe_pool,
     stream.live_updates,  # the LISTEN connection of the event streams
+    campaign.compute_pool,  # the worker process of the campaign's and timeline's replays and forecasts
 ]

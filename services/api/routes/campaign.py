@@ -2,44 +2,134 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from services.api.auth import ops
-from services.api.conditional import Version, answer, log_position, projection_position
+from services.api.conditional import Version, log_position, not_modified, projection_position, stamp
 from services.api.errors import JSON_OBJECT, bad_query, documented
 from services.read.campaign import call_list, read_campaign
 from services.read.timeline import TooManyBuckets, read_timeline
 
 router = APIRouter(prefix="/v1", tags=["campaign"], dependencies=[Depends(ops)])
 
-# Each answer is a replay of the meeting's log (about 1-3 s for 15,000 rows here) and a function of the
-# position: dashboards polling the same position share one computation. A few meetings' answers suffice.
-_CACHE: OrderedDict[tuple[object, ...], dict[str, Any]] = OrderedDict()
+# Each answer is a replay of the meeting's log (and, for the campaign, a 400-run Monte Carlo): ~4 s of CPU
+# for 3,000 votes here, computed in threads (services/read/campaign.py). Kept per app (app.state, not
+# module state: tests run many databases in one process), a few meetings' answers.
 CACHE_SIZE = 32
+# While the position moves (ingest), an answer is recomputed at most this often: the answer states its own
+# as_of_position, so one up to this old is honest, and the dashboard asks at most every 30 s anyway.
+MIN_AGE_S = 30.0
 
 
-async def _cached(
-    conn: asyncpg.Connection,
+class Answers:
+    """Answers by (read, its parameters): the latest, when it was computed, and the computation in flight."""
+
+    def __init__(self) -> None:
+        self.held: OrderedDict[tuple[object, ...], tuple[float, tuple[object, ...], dict[str, Any]]] = OrderedDict()
+        self.running: dict[tuple[object, ...], asyncio.Task[dict[str, Any]]] = {}
+        self.computed = 0  # answers computed (a test counts them)
+
+
+def _answers(request: Request) -> Answers:
+    state = request.app.state
+    if getattr(state, "campaign_answers", None) is None:
+        state.campaign_answers = Answers()
+    return state.campaign_answers  # type: ignore[no-any-return]
+
+
+async def _answer(
+    request: Request,
     key: tuple[object, ...],
     version: Version,
     read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+) -> Response:
+    """As conditional.answer, but the pool's connection is released before the (shared, long) read takes its own."""
+    async with request.app.state.pool.acquire() as conn:
+        position, extra = await version(conn)
+    if (unchanged := not_modified(request, position, extra)) is not None:
+        return unchanged
+    body = await _cached(request, key, position, extra, read)
+    response = JSONResponse(body)
+    stamp(request, response, body["as_of_position"], extra)
+    return response
+
+
+async def _cached(
+    request: Request,
+    key: tuple[object, ...],
+    position: int,
+    extra: tuple[object, ...],
+    read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """The read's answer at the current position, computed once per (key, position)."""
-    position, extra = await version(conn)
-    hit = _CACHE.get((*key, position, *extra))
-    if hit is not None:
-        _CACHE.move_to_end((*key, position, *extra))
-        return hit
-    body = await read(conn)
-    _CACHE[(*key, body["as_of_position"], *extra)] = body
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    """The read's answer at ``position``, or the one kept if computed under MIN_AGE_S ago; one at a time."""
+    answers = _answers(request)
+    held = answers.held.get(key)
+    if held is not None:
+        at, basis, body = held
+        # Same generation (a rebuild is never hidden) and the same position, or a recent enough answer.
+        if basis[1:] == extra and (basis[0] == position or time.monotonic() - at < MIN_AGE_S):
+            answers.held.move_to_end(key)
+            return body
+    task = answers.running.get(key)
+    if task is None:
+        task = answers.running[key] = asyncio.create_task(_compute(request, answers, key, extra, read))
+        task.add_done_callback(lambda _: answers.running.pop(key, None))
+    return await asyncio.shield(task)  # a client that leaves does not cancel what others wait for
+
+
+async def _compute(
+    request: Request,
+    answers: Answers,
+    key: tuple[object, ...],
+    extra: tuple[object, ...],
+    read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    async with request.app.state.pool.acquire() as conn:
+        body = await read(conn)
+    answers.computed += 1
+    answers.held[key] = (time.monotonic(), (body["as_of_position"], *extra), body)
+    answers.held.move_to_end(key)
+    while len(answers.held) > CACHE_SIZE:
+        answers.held.popitem(last=False)
     return body
+
+
+@asynccontextmanager
+async def compute_pool(app: FastAPI) -> AsyncIterator[None]:
+    """While the app serves: one worker process for the replays and forecasts (app.state.compute).
+
+    A thread freed the event loop but not the GIL: /v1/status took over 2.8 s instead of 0.35 s while a
+    campaign computed in one (issue 13, tests/integration/test_api_perf.py). One worker: at most one such
+    computation at a time on the API's host; spawned (not forked from a process running an event loop and
+    threads), started with the app so a first campaign does not wait for its start (~1 s here).
+    """
+    app.state.compute = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    app.state.compute.submit(int)  # starts the worker now, in the background
+    try:
+        yield
+    finally:
+        app.state.compute.shutdown(wait=False, cancel_futures=True)
+
+
+def _compute_pool(request: Request) -> Executor | None:
+    return getattr(request.app.state, "compute", None)
+
+
+def _registers(request: Request) -> Any:
+    """The app's register cache (the tally reads', services/api/stream.py), when its lifespan runs."""
+    reads = getattr(request.app.state, "tally_reads", None)
+    return None if reads is None else reads.registers
 
 
 @router.get(
@@ -55,15 +145,15 @@ async def timeline(
 ) -> Response:
     """Rows per time bucket and shares present at each bucket's end, log and chain heads (`report timeline --json`)."""
 
-    async def read(conn: asyncpg.Connection) -> dict[str, Any]:
-        try:
-            return await _cached(
-                conn, ("timeline", meeting_id, bucket_s), log_position, lambda c: read_timeline(c, meeting_id, bucket_s)
-            )
-        except TooManyBuckets as exc:
-            raise bad_query("bad_bucket_s", str(exc)) from None
-
-    return await answer(request, log_position, read)
+    try:
+        return await _answer(
+            request,
+            ("timeline", meeting_id, bucket_s),
+            log_position,
+            lambda c: read_timeline(c, meeting_id, bucket_s, _compute_pool(request)),
+        )
+    except TooManyBuckets as exc:
+        raise bad_query("bad_bucket_s", str(exc)) from None
 
 
 @router.get(
@@ -74,12 +164,12 @@ async def timeline(
 )
 async def campaign(request: Request, meeting_id: str) -> Response:
     """Turnout by channel and by nominee, and the forecast at the polls' close (`report campaign --json`)."""
-    return await answer(
+    registers = _registers(request)
+    return await _answer(
         request,
+        ("campaign", meeting_id),
         projection_position,
-        lambda conn: _cached(
-            conn, ("campaign", meeting_id), projection_position, lambda c: read_campaign(c, meeting_id)
-        ),
+        lambda c: read_campaign(c, meeting_id, registers, _compute_pool(request)),
     )
 
 
@@ -95,10 +185,10 @@ async def call_list_route(
     limit: Annotated[int, Query(ge=1, le=100_000, description="positions")] = 50,
 ) -> Response:
     """The largest positions whose holders have not instructed yet (`report call-list --json`)."""
-    return await answer(
+    registers = _registers(request)
+    return await _answer(
         request,
+        ("call-list", meeting_id, limit),
         projection_position,
-        lambda conn: _cached(
-            conn, ("call-list", meeting_id, limit), projection_position, lambda c: call_list(c, meeting_id, limit)
-        ),
+        lambda c: call_list(c, meeting_id, limit, registers, _compute_pool(request)),
     )
