@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from services.adapters.postgres import api_tokens
 from services.adapters.postgres.connect import LEDGER_ROLE, connect
 from services.api.auth import new_token, secret_digest
 from tests.factories import register_event, small_meeting
@@ -118,6 +119,24 @@ async def test_a_revocation_is_final_and_a_token_may_not_be_changed_even_by_the_
     try:
         with pytest.raises(asyncpg.IntegrityConstraintViolationError):
             await owner.execute("UPDATE api_tokens SET role = 'auditor' WHERE token_id = $1", token_id)
+        # An expired token may not be revived: neither its expiry nor its issue time (which bounds it) moves.
+        _, expired_id, digest = new_token()
+        await owner.execute(
+            "INSERT INTO api_tokens (token_id, name, role, secret_sha256, issued_at, expires_at)"
+            " VALUES ($1, 'old', 'ops', $2, now() - interval '2 days', now() - interval '1 day')",
+            expired_id,
+            digest,
+        )
+        for change in (
+            "expires_at = NULL",
+            "expires_at = now() + interval '1 day'",
+            "issued_at = now() - interval '3 days'",
+            "name = 'renamed'",
+            "secret_sha256 = sha256('another')",
+        ):
+            with pytest.raises(asyncpg.IntegrityConstraintViolationError):
+                await owner.execute(f"UPDATE api_tokens SET {change} WHERE token_id = $1", expired_id)
+        assert not (await api_tokens.lookup(owner, expired_id))["live"]
         await owner.execute("UPDATE api_tokens SET revoked_at = clock_timestamp() WHERE token_id = $1", token_id)
         with pytest.raises(asyncpg.IntegrityConstraintViolationError):
             await owner.execute("UPDATE api_tokens SET revoked_at = NULL WHERE token_id = $1", token_id)

@@ -31,15 +31,18 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 REVOKE ALL ON api_tokens FROM PUBLIC, vote_ledger_ledger, vote_ledger_projector, vote_ledger_reader;
 GRANT SELECT ON api_tokens TO vote_ledger_reader;
 
--- A revocation is final: once revoked_at is set it may not be cleared or moved (the owner's tools
--- never do; this keeps a mistaken UPDATE from bringing a leaked token back).
+-- A token is immutable but for its revocation, and a revocation is final: revoked_at may only go from
+-- NULL to a time, and no other column may change (the owner's tools never change one). Otherwise a
+-- mistaken or malicious UPDATE could bring a leaked token back: clearing revoked_at, moving expires_at
+-- (or issued_at, which bounds it) to revive an expired token, or widening its role.
 CREATE OR REPLACE FUNCTION api_token_revocation_final() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS DISTINCT FROM OLD.revoked_at THEN
         RAISE EXCEPTION 'api token % was revoked at %; a revocation is final', OLD.token_id, OLD.revoked_at
             USING ERRCODE = 'integrity_constraint_violation', HINT = 'issue a new token; see 017_api_tokens.sql';
     END IF;
-    IF NEW.token_id <> OLD.token_id OR NEW.secret_sha256 <> OLD.secret_sha256 OR NEW.role <> OLD.role THEN
+    IF (NEW.token_id, NEW.name, NEW.role, NEW.secret_sha256, NEW.issued_at, NEW.expires_at)
+        IS DISTINCT FROM (OLD.token_id, OLD.name, OLD.role, OLD.secret_sha256, OLD.issued_at, OLD.expires_at) THEN
         RAISE EXCEPTION 'api token % may only be revoked, not changed', OLD.token_id
             USING ERRCODE = 'integrity_constraint_violation', HINT = 'issue a new token; see 017_api_tokens.sql';
     END IF;
