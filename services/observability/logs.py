@@ -18,8 +18,9 @@ from structlog.dev import Column, ConsoleRenderer, KeyValueColumnFormatter, LogL
 
 LogFormat = Literal["text", "json"]
 
-# The keys a log line carries when bound: which meeting, which Kafka record, which event, which log position.
-CONTEXT_KEYS = ("meeting_id", "partition", "offset", "event_id", "position", "topic")
+# The keys a log line carries when bound: which meeting, which Kafka record, which event, which log position,
+# and a ledger batch's offsets per partition (services/runtime/ingest.batch_context).
+CONTEXT_KEYS = ("meeting_id", "partition", "offset", "event_id", "position", "topic", "batch")
 
 # Chatty libraries stay at WARNING: aiokafka logs every rebalance step at INFO, uvicorn every request.
 _QUIET = ("aiokafka", "uvicorn.access")

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from events import ADMIN_EVENTS, LEDGER_EVENTS, MalformedMessage, decode
+from events import ADMIN_EVENTS, LEDGER_EVENTS, MalformedMessage, decode, decode_logged
 from projections.judge import Judge, Received
 from projections.log_row import KnownId, LogRow, ParkedMessage, log_row_of
 from projections.refusals import RefusalFold, ledger_row
 from projections.validation import DUPLICATE_EVENT_ID, KEY_MISMATCH, RESERVED_TYPE, WRONG_TOPIC
 from services.adapters.kafka.topics import key_for
+from services.observability import logs
 
 log = logging.getLogger("vote_ledger.ledger")
 
@@ -127,17 +128,54 @@ async def decode_in_slices(
     return decoded, parked
 
 
-def unprocessable(record: Record, exc: BaseException) -> ParkedMessage:
-    """Park a record our code raised on, with the exception as its detail."""
-    log.error(
-        "parking %s/%s/%s: %s: %s",
-        record.topic,
-        record.partition,
-        record.offset,
-        type(exc).__name__,
-        exc,
-        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
-    )
+def record_context(record: Record, event: object = None) -> dict:
+    """A record's coordinates and, once decoded, its event and meeting ids: the keys its log lines carry.
+
+    Bound (logs.bind) only on the paths that log a record (parked, failed); a batch binds its offsets
+    once (batch_context): a bind per record of a 20,000-record batch would cost every record, logged or not.
+    """
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "meeting_id": getattr(event, "meeting_id", None),
+        "event_id": getattr(event, "event_id", None),
+    }
+
+
+def decoded_or_none(value: bytes | None) -> object:
+    """A message's event, leniently (no storability check), for its log lines' ids; None if it does not decode."""
+    if value is None:
+        return None
+    try:
+        return decode_logged(value)
+    except Exception:  # noqa: BLE001 - only log context: a message that does not decode has no ids to show
+        return None
+
+
+def batch_context(records: Sequence[Record]) -> dict:
+    """A batch's offsets per partition for its log lines, e.g. "votes.submissions/0:10-19 meetings.admin/0:4"."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        span = spans.get((record.topic, record.partition))
+        if span is None:
+            spans[(record.topic, record.partition)] = [record.offset, record.offset]
+        elif record.offset > span[1]:
+            span[1] = record.offset
+        elif record.offset < span[0]:
+            span[0] = record.offset
+    return {
+        "batch": " ".join(
+            f"{topic}/{partition}:{first}" + (f"-{last}" if last != first else "")
+            for (topic, partition), (first, last) in sorted(spans.items())
+        )
+    }
+
+
+def unprocessable(record: Record, exc: BaseException, event: object = None) -> ParkedMessage:
+    """Park a record our code raised on, with the exception as its detail (``event``: the record decoded, if it was)."""
+    with logs.bind(**record_context(record, event)):
+        log.error("parking %s/%s/%s: %s: %s", record.topic, record.partition, record.offset, type(exc).__name__, exc)
     value = record.value if isinstance(record.value, (bytes, type(None))) else bytes(record.value)
     return ParkedMessage(
         record.topic, record.partition, record.offset, record.key, value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}"
@@ -248,7 +286,7 @@ class _Deciding:
                     # The payload as received (its signature covers those bytes, S2) and the broker's time (S3, R12).
                     reason = judge.judge(event, Received(record.value, appended))
                 except Exception as exc:  # noqa: BLE001 - one event must not stop the batch
-                    out.parked.append(unprocessable(record, exc))
+                    out.parked.append(unprocessable(record, exc, event))
                     out.judge_suspect = True
                     continue
             entry.applied = entry.applied or reason is None

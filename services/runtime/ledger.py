@@ -22,7 +22,7 @@ from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import refusals as log_refusals
-from services.observability import metrics
+from services.observability import logs, metrics
 from services.runtime import ingest
 from services.runtime.failures import JudgeRaised, is_transient
 from services.settings import Settings
@@ -110,7 +110,8 @@ class Ledger:
         keeps the loss in the log's evidence, in `status` and in the rejection report for good.
         """
         detail = f"offsets {first}..{start - 1} were deleted or expired in Kafka before the ledger logged them"
-        log.error("%s/%d: %s", tp.topic, tp.partition, detail, extra={"topic": tp.topic, "partition": tp.partition})
+        with logs.bind(topic=tp.topic, partition=tp.partition, offset=first):
+            log.error("%s/%d: %s", tp.topic, tp.partition, detail)
         lost = ingest.Consumed(tp.topic, tp.partition, first, None, None, (LOST_IN_KAFKA, detail))
         await self.commit([lost], self.broker)
         await self.skip_to(tp, start)
@@ -201,19 +202,24 @@ class Ledger:
         self.refusals_position = head  # and our own rows in the refusal fold (under the lock: none of others' between)
         self._dirty = decided.judge_suspect  # the judge raised part-way through an event
         for message in parked:
-            log.warning(
-                "parked %s/%s/%s: %s (%s)",
-                message.source_topic,
-                message.source_partition,
-                message.source_offset,
-                message.reason,
-                message.detail,
-                extra={
-                    "topic": message.source_topic,
-                    "partition": message.source_partition,
-                    "offset": message.source_offset,
-                },
-            )
+            # Bound per parked message only, the path that logs it: its coordinates, and its event and meeting
+            # ids when it decodes at all (leniently: a NUL or a judge's failure parks a well-formed event).
+            event = ingest.decoded_or_none(message.value)
+            with logs.bind(
+                topic=message.source_topic,
+                partition=message.source_partition,
+                offset=message.source_offset,
+                meeting_id=getattr(event, "meeting_id", None),
+                event_id=getattr(event, "event_id", None),
+            ):
+                log.warning(
+                    "parked %s/%s/%s: %s (%s)",
+                    message.source_topic,
+                    message.source_partition,
+                    message.source_offset,
+                    message.reason,
+                    message.detail,
+                )
         return decided
 
     async def _admin_caught_up(
@@ -257,25 +263,25 @@ class Ledger:
                 if is_transient(exc):
                     raise
                 reason = "refused_by_database" if isinstance(exc, asyncpg.PostgresError) else ingest.UNPROCESSABLE
-                log.error(
-                    "%s/%s/%s cannot be committed (%s: %s); parking it as %s",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    type(exc).__name__,
-                    exc,
-                    reason,
-                    extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
-                )
-                refused = ingest.Consumed(
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    (reason, f"{type(exc).__name__}: {exc}"),
-                )
-                waiting = (await self.handle([refused], broker, admin_end)).deferred
+                with logs.bind(**ingest.record_context(record, ingest.decoded_or_none(record.value))):
+                    log.error(
+                        "%s/%s/%s cannot be committed (%s: %s); parking it as %s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        type(exc).__name__,
+                        exc,
+                        reason,
+                    )
+                    refused = ingest.Consumed(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        (reason, f"{type(exc).__name__}: {exc}"),
+                    )
+                    waiting = (await self.handle([refused], broker, admin_end)).deferred
             deferred += waiting
             held.update((r.topic, r.partition) for r in waiting)
         return deferred

@@ -13,7 +13,8 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from services.adapters.kafka.topic_clock import TopicClock, topic_clock
 from services.adapters.kafka.topics import AdminWatermark, faststream_security
-from services.observability import metrics
+from services.observability import logs, metrics
+from services.runtime import ingest
 from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.ledger import Ledger
@@ -69,6 +70,13 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     async def on_batch(message: KafkaMessage) -> None:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
         records = message.raw_message
+        # Every line of this batch (its failures, the one-by-one commits, parked messages) carries its offsets:
+        # bound once per batch, not per record (records are bound only on the paths that log them).
+        with logs.bind(**ingest.batch_context(records)):
+            await _on_batch(message, records)
+
+    async def _on_batch(message: KafkaMessage, records) -> None:
+        """Commit the batch; ack it, or seek back to what is deferred, or rewind after a failure."""
         seconds = metrics.Stopwatch()
         try:
             admin_end = await watermark.end_offsets()

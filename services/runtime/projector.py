@@ -28,7 +28,7 @@ from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.refold import refold_meeting
 from services.adapters.postgres.tally_store import PROJECTION
-from services.observability import metrics
+from services.observability import logs, metrics
 from services.runtime.retry import retry
 from services.settings import Settings
 
@@ -152,13 +152,15 @@ class Projector:
                     by_meeting.setdefault(row["meeting_id"], []).append(row)
             broken: dict[str, tuple[int, str]] = {}
             for meeting_id, mine in by_meeting.items():
-                try:
-                    await self._fold(meeting_id, mine, last)
-                except Exception as exc:  # noqa: BLE001 - classified: an outage is retried, not blamed
-                    if is_outage(exc):
-                        raise
-                    broken[meeting_id] = (mine[0]["position"], _describe(exc))
-                    _forget(self.projection, meeting_id)
+                # Per meeting of a batch, not per row: a refold's or a failure's lines say which meeting, up to where.
+                with logs.bind(meeting_id=meeting_id, position=mine[-1]["position"]):
+                    try:
+                        await self._fold(meeting_id, mine, last)
+                    except Exception as exc:  # noqa: BLE001 - classified: an outage is retried, not blamed
+                        if is_outage(exc):
+                            raise
+                        broken[meeting_id] = (mine[0]["position"], _describe(exc))
+                        _forget(self.projection, meeting_id)
             async with self.conn.transaction():
                 await tally_store.lock(self.conn)
                 if await tally_store.generation(self.conn, PROJECTION) != self.generation:
@@ -168,8 +170,9 @@ class Projector:
                     if tally is None or meeting_id in broken:
                         continue
                     try:
-                        async with self.conn.transaction():  # a savepoint: one meeting's rows at a time
-                            await tally_store.save_changes(self.conn, tally, mine[-1]["position"])
+                        with logs.bind(meeting_id=meeting_id, position=mine[-1]["position"]):
+                            async with self.conn.transaction():  # a savepoint: one meeting's rows at a time
+                                await tally_store.save_changes(self.conn, tally, mine[-1]["position"])
                     except Exception as exc:  # noqa: BLE001
                         if is_outage(exc):
                             raise

@@ -20,6 +20,7 @@ from services.adapters.postgres import tally_shadow, tally_store
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.refold import refold_late
 from services.adapters.postgres.tally_store import PROJECTION
+from services.observability import logs
 from services.read.errors import UnknownMeeting
 
 log = logging.getLogger("vote_ledger.rebuild")
@@ -68,66 +69,67 @@ async def rebuild(
     ``on_progress(done, total)``: after each batch of either fold, in log positions (both folds read up
     to the checkpoint: total is twice it), for a progress bar.
     """
-    # Rebuilds of one meeting share its shadow rows: one at a time (a session lock: several transactions).
-    await tally_shadow.lock_meeting(conn, meeting_id)
-    try:
-        columns = await _shadow_columns(conn, meeting_id)
-        target = await tally_store.checkpoint(conn, PROJECTION)
-        step = on_progress or (lambda done, total: None)
-        built = _Fold(meeting_id, at=lambda position: step(position, 2 * target))
-        expected = _Fold(meeting_id, at=lambda position: step(target + position, 2 * target))
-        started = time.perf_counter()
-        await _replay(conn, built, target)
-        await _write_shadow(conn, built, fresh=True)
-        replayed = time.perf_counter()
-        await _fold_again(conn, expected, target)
-        step(2 * target, 2 * target)
-        built.at = expected.at = None  # the catch-up under the lock is short: no more progress
-        await _verify(conn, expected, touched=None)
-        verified = time.perf_counter()
-        async with conn.transaction():
-            await tally_store.lock(conn)
-            now = await tally_store.checkpoint(conn, PROJECTION)
-            if now != target:  # the live projector went on: fold its rows into both folds too
-                for fold in (expected, built):
-                    fold.tally.dirty_buckets.clear()
-                    fold.tally.dirty_voters.clear()
-                await _replay(conn, built, now)
-                await _fold_again(conn, expected, now)
-                touched = built.tally.dirty_voters | expected.tally.dirty_voters
-                await _write_shadow(conn, built, fresh=False)
-                await _verify(conn, expected, touched=touched)
-            await tally_shadow.swap_in(conn, meeting_id, columns)
-            # A meeting the projector had given up on (projection_failures) is whole again: the
-            # projector, reloading for the new generation, follows it from the checkpoint on.
-            if await tally_store.clear_failure(conn, PROJECTION, meeting_id):
-                log.warning(
-                    "rebuilt %s: its projection failure is cleared; the projector follows it again",
-                    meeting_id,
-                    extra={"meeting_id": meeting_id},
-                )
-            await tally_store.bump_generation(conn, PROJECTION)
-            # Rows changed under an unchanged checkpoint: open event streams re-read (delivered at commit).
-            await tally_store.notify_projected(conn, now)
-        swapped = time.perf_counter()
-        log.info(
-            "rebuilt %s: %d rows replayed into the shadow tables in %.2f s, checked in %.2f s, swapped in"
-            " %.2f s (the checkpoint moved by %d meanwhile)",
-            meeting_id,
-            built.rows,
-            replayed - started,
-            verified - replayed,
-            swapped - verified,
-            now - target,
-            extra={"meeting_id": meeting_id, "position": now},
-        )
-        async with conn.transaction():  # the shadow rows served their purpose; a failed run keeps them
-            await tally_shadow.in_shadow(conn)
-            await tally_store.delete_meeting(conn, meeting_id)
-        return built.rows
-    finally:
-        if not conn.is_closed():
-            await tally_shadow.unlock_meeting(conn, meeting_id)
+    with logs.bind(meeting_id=meeting_id):  # every line of the rebuild, its library's included, names the meeting
+        # Rebuilds of one meeting share its shadow rows: one at a time (a session lock: several transactions).
+        await tally_shadow.lock_meeting(conn, meeting_id)
+        try:
+            columns = await _shadow_columns(conn, meeting_id)
+            target = await tally_store.checkpoint(conn, PROJECTION)
+            step = on_progress or (lambda done, total: None)
+            built = _Fold(meeting_id, at=lambda position: step(position, 2 * target))
+            expected = _Fold(meeting_id, at=lambda position: step(target + position, 2 * target))
+            started = time.perf_counter()
+            await _replay(conn, built, target)
+            await _write_shadow(conn, built, fresh=True)
+            replayed = time.perf_counter()
+            await _fold_again(conn, expected, target)
+            step(2 * target, 2 * target)
+            built.at = expected.at = None  # the catch-up under the lock is short: no more progress
+            await _verify(conn, expected, touched=None)
+            verified = time.perf_counter()
+            async with conn.transaction():
+                await tally_store.lock(conn)
+                now = await tally_store.checkpoint(conn, PROJECTION)
+                if now != target:  # the live projector went on: fold its rows into both folds too
+                    for fold in (expected, built):
+                        fold.tally.dirty_buckets.clear()
+                        fold.tally.dirty_voters.clear()
+                    await _replay(conn, built, now)
+                    await _fold_again(conn, expected, now)
+                    touched = built.tally.dirty_voters | expected.tally.dirty_voters
+                    await _write_shadow(conn, built, fresh=False)
+                    await _verify(conn, expected, touched=touched)
+                await tally_shadow.swap_in(conn, meeting_id, columns)
+                # A meeting the projector had given up on (projection_failures) is whole again: the
+                # projector, reloading for the new generation, follows it from the checkpoint on.
+                if await tally_store.clear_failure(conn, PROJECTION, meeting_id):
+                    log.warning(
+                        "rebuilt %s: its projection failure is cleared; the projector follows it again",
+                        meeting_id,
+                        extra={"meeting_id": meeting_id},
+                    )
+                await tally_store.bump_generation(conn, PROJECTION)
+                # Rows changed under an unchanged checkpoint: open event streams re-read (delivered at commit).
+                await tally_store.notify_projected(conn, now)
+            swapped = time.perf_counter()
+            log.info(
+                "rebuilt %s: %d rows replayed into the shadow tables in %.2f s, checked in %.2f s, swapped in"
+                " %.2f s (the checkpoint moved by %d meanwhile)",
+                meeting_id,
+                built.rows,
+                replayed - started,
+                verified - replayed,
+                swapped - verified,
+                now - target,
+                extra={"meeting_id": meeting_id, "position": now},
+            )
+            async with conn.transaction():  # the shadow rows served their purpose; a failed run keeps them
+                await tally_shadow.in_shadow(conn)
+                await tally_store.delete_meeting(conn, meeting_id)
+            return built.rows
+        finally:
+            if not conn.is_closed():
+                await tally_shadow.unlock_meeting(conn, meeting_id)
 
 
 async def _shadow_columns(conn: asyncpg.Connection, meeting_id: str) -> dict[str, str]:

@@ -118,3 +118,10 @@ def test_setting_up_twice_writes_each_line_once(capsys):
         logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [line["event"] for line in lines] == ["once"]
+
+
+def test_a_batch_binds_its_offsets_per_partition_once_whatever_their_order():
+    from services.runtime.ingest import Consumed, batch_context
+
+    records = [Consumed("votes", 1, offset, None, b"") for offset in (7, 5, 6)] + [Consumed("admin", 0, 3, None, b"")]
+    assert batch_context(records) == {"batch": "admin/0:3 votes/1:5-7"}
