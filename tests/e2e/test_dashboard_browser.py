@@ -106,6 +106,56 @@ return {asOf: document.getElementById('as-of').textContent,
 """
 
 
+# Each item's outcome words and margin line, and the forecast table's margin per item (the read side's).
+ITEM_WORDS = """
+const rows = {};
+for (const tr of document.querySelectorAll('#forecast tr[data-forecast]')) {
+  rows[tr.dataset.forecast] = tr.querySelector('td').textContent;
+}
+const items = {};
+for (const li of document.querySelectorAll('#items li[data-item]')) {
+  const words = (cls) => li.querySelector(cls).textContent;
+  items[li.dataset.item] = {outcome: words('.outcome'), margin: words('.margin')};
+}
+return {rows, items};
+"""
+
+# The page's own stream module, alone (no page polls): follows the meeting's stream with ``token``;
+# records the first tally's position and the reason the stream module gives when it stops.
+FOLLOW_ALONE = """
+const [token, path, done] = arguments;
+Promise.all([import('/static/api.js'), import('/static/stream.js')]).then(([api, stream]) => {
+  api.setToken(token);
+  window.aloneTally = null;
+  window.aloneEnd = null;
+  stream.follow(path, {
+    tally: (t) => { window.aloneTally = t.as_of_position; },
+    signIn: (why) => { window.aloneEnd = why; },
+  });
+  done(true);
+}, (err) => done(String(err)));
+"""
+
+
+def unsigned_digits(text: str) -> int:
+    """The absolute value of a signed figure ("+1,234", "−1,234", "-1,234")."""
+    return digits(text.strip().lstrip("+-\u2212"))
+
+
+def check_item_words(driver) -> None:
+    """Every outcome is in words (no unknown code), every margin is the forecast's own figure or absent."""
+    shown = driver.execute_script(ITEM_WORDS)
+    assert shown["items"]
+    for item, v in shown["items"].items():
+        assert not v["outcome"].startswith("?"), f"{item}: unknown outcome code {v['outcome']!r}"
+        if item in shown["rows"]:
+            match = re.search(r"close: ([^ ]+) shares", v["margin"])
+            assert match, f"{item}: {v['margin']!r}"
+            assert unsigned_digits(match.group(1)) == unsigned_digits(shown["rows"][item]), (item, v, shown["rows"])
+        else:
+            assert v["margin"] == "", f"{item}: a margin the read side did not give: {v['margin']!r}"
+
+
 # Elements reaching past the viewport's right edge (the page scrolls sideways if any does), outermost first.
 WIDER_THAN_VIEWPORT = """
 const width = document.documentElement.clientWidth;
@@ -234,6 +284,8 @@ async def test_the_dashboard_shows_the_tally_live_without_a_reload_and_recovers_
             lambda panel=panel: browser.find_element(By.ID, panel).text not in ("", "–"),
         )
     wait_for("the call list", lambda: browser.find_elements(By.CSS_SELECTOR, "#call-list td[data-label]"))
+    wait_for("the forecast", lambda: browser.find_elements(By.CSS_SELECTOR, "#forecast tr[data-forecast]"))
+    check_item_words(browser)
     screenshot(browser, tmp_path / "dashboard.png", 1280)
 
     # The API restarts; the page notices, reconnects with back-off and goes on updating.
@@ -260,3 +312,14 @@ async def test_the_dashboard_shows_the_tally_live_without_a_reload_and_recovers_
     assert "refused" in browser.find_element(By.ID, "login-message").text
     assert browser.execute_script("return sessionStorage.getItem('vote-ledger.token')") is None
     assert browser.execute_script("return window.notReloaded") is True
+
+    # A stream the API ends with `event: error`: the page's stream module alone (signed out, nothing
+    # polls), on a second token revoked while its stream is open. The stream's recheck ends it with
+    # `unauthenticated`, and the module hands on the API's reason and code (a plain 401 carries no code).
+    second = vote_ledger.run("api", "token", "issue", "--name", "browser-test-2", "--role", "ops").stdout.strip()
+    path = f"/v1/meetings/{MEETING}/tally/stream"
+    assert browser.execute_async_script(FOLLOW_ALONE, second, path) is True
+    wait_for("the lone stream's first tally", lambda: browser.execute_script("return window.aloneTally"))
+    vote_ledger.run("api", "token", "revoke", second.split("_")[1])
+    ended = wait_for("the lone stream's end", lambda: browser.execute_script("return window.aloneEnd"), timeout=30)
+    assert "(unauthenticated)" in ended and second.split("_")[1] in ended, ended

@@ -117,8 +117,8 @@ function marginWords(itemId, item) {
   if (typeof item.margin === "number") return `Margin: ${signed(item.margin)} shares`;
   const f = state.forecast && state.forecast.items && state.forecast.items[itemId];
   if (!f || typeof f.margin !== "number") return "";
-  const range = typeof f.margin_low === "number" ? `; 5th–95th percentile ${signed(f.margin_low)} to ${signed(f.margin_high)}` : "";
-  return `Projected margin at the polls' close: ${signed(f.margin)} shares${range} (forecast as of position ${num(state.forecast.position)})`;
+  const range = typeof f.margin_low === "number" ? `, interval ${signed(f.margin_low)} to ${signed(f.margin_high)}` : "";
+  return `Margin projected at the polls' close: ${signed(f.margin)} shares (forecast as of position ${num(state.forecast.position)}${range})`;
 }
 
 function signed(value) {
