@@ -261,3 +261,52 @@ async def test_a_login_granted_the_reader_role_reads_the_tally_and_can_assume_no
         await dashboard.close()
         await owner.execute(f'DROP ROLE "{login}"')
         await owner.close()
+
+
+DASHBOARD_VIEWS = (
+    "dashboard_submissions_per_minute",
+    "dashboard_parked_by_reason",
+    "dashboard_item_buckets",
+    "dashboard_presence",
+)
+
+
+async def test_a_dashboards_login_reads_the_dashboard_views_and_no_table_neither_votes_nor_token_hashes(pg_dsn):
+    login = f"t_grafana_{uuid.uuid4().hex[:8]}"
+    owner = await connect(pg_dsn)
+    ledger = await connect(pg_dsn, LEDGER_ROLE)
+    head = await append(
+        ledger, [log_row(small_meeting()), log_row(register_event()), log_row(cast("R-1", {"2": "for"}))]
+    )
+    await ledger.close()
+    projector = await connect(pg_dsn, PROJECTOR_ROLE)
+    async with projector.transaction():
+        await tally_store.lock(projector)
+        await tally_store.save_checkpoint(projector, PROJECTION, head)
+    await rebuild(projector, "m1")  # the tally tables hold the meeting: the views have rows to show
+    await projector.close()
+    # What the README and deploy/grafana/provisioning/datasources.yaml tell operators, minus the password.
+    await owner.execute(f'CREATE ROLE "{login}" LOGIN')
+    await owner.execute(f'GRANT vote_ledger_dashboards TO "{login}"')
+    grafana = await connect(pg_dsn)
+    try:
+        await grafana.execute(f'SET SESSION AUTHORIZATION "{login}"')  # as if it had logged in
+        # The views read their tables with their owner's rights: SELECT on the views is enough.
+        counted = await grafana.fetchval(
+            "SELECT sum(rows) FROM dashboard_submissions_per_minute WHERE meeting_id = 'm1'"
+        )
+        assert counted == head
+        assert await grafana.fetchval("SELECT shares_present FROM dashboard_presence WHERE meeting_id = 'm1'") == 3000
+        for view in DASHBOARD_VIEWS:
+            await grafana.fetch(f"SELECT * FROM {view}")
+        tables = (*EVERY_TABLE, "schema_migrations")
+        for table in tables:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await grafana.fetch(f"SELECT 1 FROM {table} LIMIT 1")
+        for role in ROLES:  # nor may it become a service role with more rights
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await grafana.execute(f'SET ROLE "{role}"')
+    finally:
+        await grafana.close()
+        await owner.execute(f'DROP ROLE "{login}"')
+        await owner.close()

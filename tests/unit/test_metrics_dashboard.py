@@ -76,3 +76,23 @@ def test_migration_018_says_tallies_cannot_be_prorated_in_sql_and_grants_the_rea
     assert "R17" in sql and "cannot be applied" in sql and "/v1/meetings/{meeting_id}/tally" in sql
     granted = re.search(r"GRANT SELECT ON (.*?) TO vote_ledger_reader", sql, re.S)[1]
     assert set(re.findall(r"CREATE OR REPLACE VIEW (dashboard_[a-z_]+)", sql)) == set(VIEW.findall(granted))
+
+
+def test_sql_panels_quote_the_dashboards_variables_as_sql_strings_never_splice_them_raw():
+    # '$meeting' inside quotes is spliced as typed: a value holding a quote rewrites the query. Grafana's
+    # ${var:sqlstring} doubles quotes and adds the outer ones. $__timeFilter and the like are Grafana's macros.
+    spliced = [
+        (t["rawSql"], name)
+        for t in _targets(json.loads(DASHBOARD.read_text())["panels"])
+        if "rawSql" in t
+        for name in re.findall(r"\$\{?(?!__)(\w+(?::\w+)?)", t["rawSql"])
+        if not name.endswith(":sqlstring")
+    ]
+    assert spliced == []
+
+
+def test_the_grafana_data_source_logs_in_with_the_dashboards_role_not_the_readers():
+    datasources = (REPO / "deploy" / "grafana" / "provisioning" / "datasources.yaml").read_text()
+    assert "vote_ledger_dashboards" in datasources and "GRANT vote_ledger_reader" not in datasources
+    assert "GRANT SELECT ON dashboard_submissions_per_minute" in VIEWS_SQL.read_text()
+    assert re.search(r"TO vote_ledger_reader, vote_ledger_dashboards;", VIEWS_SQL.read_text())

@@ -79,9 +79,13 @@ def login_dsn(server_dsn: str, login: Login, database: str | None = None) -> str
     return urlunsplit(parts._replace(netloc=netloc, path=path))
 
 
+# Dashboards that read PostgreSQL (Grafana): SELECT on the 018_dashboard_views.sql views only, no table.
+DASHBOARDS_ROLE = "vote_ledger_dashboards"
+
+
 async def ensure_group_roles(conn: asyncpg.Connection) -> None:
-    """Create the NOLOGIN group roles when missing (as migration 003 does), e.g. before any database exists."""
-    for role in (LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE):
+    """Create the NOLOGIN group roles when missing (as migrations 003 and 018 do), e.g. before any database exists."""
+    for role in (LEDGER_ROLE, PROJECTOR_ROLE, READER_ROLE, DASHBOARDS_ROLE):
         if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
             await conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
 

@@ -10,8 +10,14 @@
 -- dashboard_item_buckets below is the raw, UNPRORATED per-nominee bucket: fit for "how many shares
 -- have instructed", wrong as a result whenever a nominee over-votes.
 --
--- Security: the views run with their owner's rights over the underlying tables (a view's default);
--- the reader role gets SELECT on the views only through the grants at the end, as on the tables.
+-- Security: a dashboard's login (Grafana's) is a member of vote_ledger_dashboards, a group role holding
+-- SELECT on these four views and nothing else: not ledger_log (each holder's vote, in its payload), not
+-- api_tokens (the hashes), not the tally tables. That works because these views are created without
+-- security_invoker (PostgreSQL 15+'s option; off by default, and not set here): a view reads its tables
+-- with its OWNER's privileges (the login that runs `db migrate`), so SELECT on the view is all a
+-- dashboard needs, and every column it can see is one the views' SELECT lists name. Keep it that way:
+-- `WITH (security_invoker = true)` would make the dashboards role need the tables themselves. The
+-- reader role (the API, auditors) keeps SELECT on the views too (it reads the tables anyway).
 
 -- Log rows per minute (by recorded_at, the database's clock the log is ordered by), meeting,
 -- decision and reason ('' when accepted): the submission rate and rejections by reason over time.
@@ -67,5 +73,32 @@ FROM tally_meetings;
 
 COMMENT ON VIEW dashboard_presence IS 'Shares and holders present per meeting, as projected (counted)';
 
+-- The dashboards' group role, NOLOGIN like 003's (operators: `GRANT vote_ledger_dashboards TO grafana;`).
+-- Created here when missing, as 003 creates the others; `stack up` and the test fixtures create it first
+-- with their superuser (services/adapters/postgres/logins.py ensure_group_roles), since the owner that
+-- runs `db migrate` may not CREATE ROLE.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vote_ledger_dashboards') THEN
+        CREATE ROLE vote_ledger_dashboards NOLOGIN;
+    END IF;
+END
+$$;
+
+-- As 007 checks of the service roles: an attribute or a membership would add privileges to the ones below.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles r WHERE r.rolname = 'vote_ledger_dashboards'
+                AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+                     OR EXISTS (SELECT FROM pg_auth_members m WHERE m.member = r.oid))) THEN
+        RAISE EXCEPTION 'vote_ledger_dashboards must hold only its grants on the dashboard views'
+            USING HINT = 'ALTER ROLE vote_ledger_dashboards NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOREPLICATION';
+    END IF;
+END
+$$;
+
+-- Whatever it was given by hand before: SELECT on the views, nothing on any table.
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM vote_ledger_dashboards;
+REVOKE ALL ON ALL TABLES IN SCHEMA tally_shadow FROM vote_ledger_dashboards;
 GRANT SELECT ON dashboard_submissions_per_minute, dashboard_parked_by_reason, dashboard_item_buckets,
-    dashboard_presence TO vote_ledger_reader;
+    dashboard_presence TO vote_ledger_reader, vote_ledger_dashboards;
