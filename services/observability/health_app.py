@@ -53,16 +53,17 @@ def health_app(
 
 
 def ledger_health(settings: Settings, ledger) -> Starlette:
-    """The ledger's health app: LEDGER registry; the consumer lag is refreshed at each scrape."""
-    caught_up = readiness.CaughtUp()
+    """The ledger's health app: LEDGER registry; the consumer lag (and its backlog's age) refreshed at each scrape."""
 
     def refresh_lag() -> None:
         # Between batches (an idle ledger has none) the gauge would keep the last batch's lag forever.
         consumer = getattr(getattr(ledger, "subscriber", None), "consumer", None)
         if consumer is not None:
-            metrics.record_consumer_lag(metrics.consumer_lag(consumer))
+            offsets = metrics.consumer_offsets(consumer)
+            metrics.record_consumer_lag(metrics.lag_of(offsets))
+            ledger.backlog.note(offsets)
 
-    return health_app(metrics.LEDGER, lambda: readiness.ledger_ready(ledger, settings, caught_up), refresh_lag)
+    return health_app(metrics.LEDGER, lambda: readiness.ledger_ready(ledger, settings, ledger.backlog), refresh_lag)
 
 
 def projector_health(settings: Settings, projector) -> Starlette:

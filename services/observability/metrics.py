@@ -127,12 +127,12 @@ def record_batch(records: int, seconds: float) -> None:
     BATCH_SECONDS.observe(seconds)
 
 
-def consumer_lag(consumer) -> dict[tuple[str, int], int]:
-    """Records behind per assigned (topic, partition): high-water minus position, from the consumer's cache.
+def consumer_offsets(consumer) -> dict[tuple[str, int], tuple[int, int]]:
+    """(position, high-water) per assigned (topic, partition), from the consumer's cache (no broker round trip).
 
-    Both come from the last fetch responses (no broker round trip); a partition whose high-water or
-    position is not known yet is left out. Transaction markers do not keep it above 0: aiokafka moves
-    the position past them (measured: 0 after a simulated run of the channels' transactional batches,
+    Both come from the last fetch responses; a partition whose high-water or position is not known yet is
+    left out. Transaction markers do not keep the lag above 0: aiokafka moves the position past them
+    (measured: 0 after a simulated run of the channels' transactional batches,
     tests/integration/test_prometheus_scrape.py).
     """
     # aiokafka's public position() awaits a position that is not known yet (up to its request timeout):
@@ -141,13 +141,23 @@ def consumer_lag(consumer) -> dict[tuple[str, int], int]:
     assignment = getattr(subscription, "assignment", None)
     if assignment is None:
         return {}
-    lags = {}
+    offsets = {}
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
         state = assignment.state_value(tp)
         if high is not None and state is not None and state.has_valid_position:
-            lags[(tp.topic, tp.partition)] = max(high - state.position, 0)
-    return lags
+            offsets[(tp.topic, tp.partition)] = (state.position, high)
+    return offsets
+
+
+def consumer_lag(consumer) -> dict[tuple[str, int], int]:
+    """Records behind per assigned (topic, partition): high-water minus position (see consumer_offsets)."""
+    return lag_of(consumer_offsets(consumer))
+
+
+def lag_of(offsets: dict[tuple[str, int], tuple[int, int]]) -> dict[tuple[str, int], int]:
+    """Records behind per partition, from consumer_offsets' (position, high-water)."""
+    return {tp: max(high - position, 0) for tp, (position, high) in offsets.items()}
 
 
 def record_consumer_lag(lags: dict[tuple[str, int], int]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
 
@@ -23,22 +24,42 @@ class Ready:
     detail: dict = field(default_factory=dict)
 
 
-class CaughtUp:
-    """When a service was last seen caught up: behind for longer than the bound, it is not ready.
+class Backlog:
+    """The age of the oldest record the ledger has not consumed yet, per partition, from high-water marks over time.
 
-    Counted from the start too, so a service that never caught up since it started is not ready once the
-    bound has passed, while one that just started gets the bound's grace.
+    Not "lag == 0 seen lately": a ledger keeping up with continuous ingest always has records fetched or
+    in flight (lag > 0 at most instants), and that criterion called it not ready under steady load. A
+    sample (t, high) says the records below ``high`` existed at t; once the consumer's position passes
+    ``high`` they are all consumed. So the oldest unconsumed record is at least as old as the first
+    sample whose high-water is still above the position: keeping up, that sample is the batch or probe
+    before last (well under a second); falling behind, its age grows without bound. Sampled after every
+    batch (services/runtime/ledger_app.py) and at every probe and scrape; the age is a lower bound, exact
+    to the interval between samples. A partition with a backlog when first seen counts from then (the
+    bound's grace after a start).
     """
 
-    def __init__(self) -> None:
-        self.at = time.monotonic()
+    MAX_SAMPLES = 10_000  # per partition: a ledger hours behind keeps one sample in every few, not all
 
-    def behind_for(self, behind: bool) -> float:
-        """Note whether the service is behind now; return the seconds since it last was not."""
-        now = time.monotonic()
-        if not behind:
-            self.at = now
-        return now - self.at
+    def __init__(self) -> None:
+        self.samples: dict[tuple[str, int], collections.deque[tuple[float, int]]] = {}
+
+    def note(self, offsets: dict[tuple[str, int], tuple[int, int]], now: float | None = None) -> float:
+        """Record (position, high-water) per partition; return the oldest unconsumed record's age in seconds."""
+        now = time.monotonic() if now is None else now
+        oldest = 0.0
+        for tp in [tp for tp in self.samples if tp not in offsets]:
+            del self.samples[tp]  # revoked: another ledger's now
+        for tp, (position, high) in offsets.items():
+            samples = self.samples.setdefault(tp, collections.deque())
+            if high > position and (not samples or high > samples[-1][1]):
+                if len(samples) >= self.MAX_SAMPLES:
+                    samples.pop()  # the newest is replaced: the oldest, which sets the age, stays
+                samples.append((now, high))
+            while samples and samples[0][1] <= position:
+                samples.popleft()  # every record that existed then is consumed
+            if samples:
+                oldest = max(oldest, now - samples[0][0])
+        return oldest
 
 
 async def database_answers(pool) -> str | None:
@@ -53,8 +74,8 @@ async def database_answers(pool) -> str | None:
     return None
 
 
-async def ledger_ready(ledger, settings: Settings, caught_up: CaughtUp) -> Ready:
-    """Ledger: Kafka answers, PostgreSQL answers, and no partition has been behind for ready_max_lag_s."""
+async def ledger_ready(ledger, settings: Settings, backlog: Backlog) -> Ready:
+    """Ledger: Kafka answers, PostgreSQL answers, and no record has waited unconsumed for ready_max_lag_s."""
     consumer = getattr(getattr(ledger, "subscriber", None), "consumer", None)
     if consumer is None or ledger.broker is None:
         return Ready(False, "the Kafka consumer has not started")
@@ -67,14 +88,17 @@ async def ledger_ready(ledger, settings: Settings, caught_up: CaughtUp) -> Ready
     problem = await database_answers(ledger.pool)
     if problem:
         return Ready(False, problem)
-    lags = metrics.consumer_lag(consumer)
+    offsets = metrics.consumer_offsets(consumer)
+    lags = metrics.lag_of(offsets)
     metrics.record_consumer_lag(lags)
     behind = sum(lags.values())
-    seconds = caught_up.behind_for(behind > 0)
-    detail = {"partitions": len(lags), "lag_records": behind, "behind_s": round(seconds, 1)}
+    seconds = backlog.note(offsets)
+    detail = {"partitions": len(lags), "lag_records": behind, "oldest_unconsumed_s": round(seconds, 1)}
     if seconds > settings.ready_max_lag_s:
         return Ready(
-            False, f"{behind} records behind for {seconds:.0f} s (bound {settings.ready_max_lag_s:g} s)", detail
+            False,
+            f"{behind} records behind, the oldest waiting {seconds:.0f} s (bound {settings.ready_max_lag_s:g} s)",
+            detail,
         )
     return Ready(True, detail=detail)
 

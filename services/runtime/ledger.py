@@ -22,7 +22,7 @@ from services.adapters.postgres.connect import LEDGER_ROLE, pool_as
 from services.adapters.postgres.log import admin as log_admin
 from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import refusals as log_refusals
-from services.observability import logs, metrics
+from services.observability import logs, metrics, readiness
 from services.runtime import ingest
 from services.runtime.failures import JudgeRaised, is_transient
 from services.settings import Settings
@@ -44,6 +44,7 @@ class Ledger:
         self.refusals_position = 0
         self.broker: KafkaBroker | None = None  # set by build_app: parked copies are published with it
         self.subscriber = None  # set by build_app: /readyz and /metrics read its consumer's lag
+        self.backlog = readiness.Backlog()  # the oldest unconsumed record's age, sampled after each batch: /readyz
         # One batch at a time per process: the stall watch (services/runtime/stall_watch.py) commits records
         # too, and the judge is shared state that a batch mutates between awaits.
         self._busy = asyncio.Lock()

@@ -94,7 +94,9 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             return
         backoff.reset()
         metrics.record_batch(len(records), seconds())
-        metrics.record_consumer_lag(metrics.consumer_lag(subscriber.consumer))
+        offsets = metrics.consumer_offsets(subscriber.consumer)
+        metrics.record_consumer_lag(metrics.lag_of(offsets))
+        ledger.backlog.note(offsets)  # /readyz: how long the oldest unconsumed record has waited
         if deferred:
             # Meeting administration is behind: read it first, then these submissions again. If
             # only transaction markers are left on it, no batch will ever come to move its offset:

@@ -12,8 +12,9 @@ from services.observability import metrics
 from services.observability.health_app import ledger_health, projector_health
 from services.observability.readiness import api_ready
 from services.runtime.projector import Projector
+from tests.e2e.conftest import MEETING_FILE
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import append, log_row, running_ledger, running_projector
+from tests.integration.helpers import append, log_row, run_cli, running_ledger, running_projector
 
 
 def _client(app) -> httpx.AsyncClient:
@@ -110,3 +111,26 @@ async def test_the_projector_reports_its_lag_while_it_projects_a_backlog_not_onl
     assert all(seconds >= 0.5 for _, seconds, _, _ in mid_way), mid_way
     assert all(positions > 0 for _, _, positions, _ in mid_way), mid_way
     assert all(reason and "behind the log" in reason for *_, reason in mid_way), mid_way
+
+
+async def test_a_ledger_keeping_up_with_steady_ingest_stays_ready_throughout(settings):
+    # Records are always in flight under steady ingest (the lag is rarely 0 at a probe): ready means no record
+    # has waited longer than the bound, not that the lag was 0 lately.
+    settings = settings.model_copy(update={"ready_max_lag_s": 1.5})
+    verdicts: list[tuple[int, dict]] = []
+    async with running_ledger(settings) as ledger, _client(ledger_health(settings, ledger)) as client:
+        await _until_ready(client, measured=2)
+        await run_cli(settings, "meeting", "load", str(MEETING_FILE), "--simulated-channels")
+        await asyncio.sleep(2.0)  # the register is logged: from here on, only the steady simulation
+        simulate = ("simulate", "--meeting-file", str(MEETING_FILE), "--rate", "2000", "--duration", "5", "--quiet")
+        simulating = asyncio.create_task(run_cli(settings, *simulate))
+        while not simulating.done():
+            answer = await client.get("/readyz")
+            verdicts.append((answer.status_code, answer.json()))
+            await asyncio.sleep(0.3)
+        await simulating
+    behind = [body for _, body in verdicts if body.get("lag_records", 0) > 0]
+    # Records were in flight at some probes (here 2-3 of ~30 at 2,000/s: the simulation publishes in bursts,
+    # so this run seldom shows the old criterion's failure; the unit tests of Backlog pin the difference).
+    assert behind, verdicts
+    assert [v for v in verdicts if v[0] != 200] == [], [v for v in verdicts if v[0] != 200][:3]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import collections
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -12,7 +12,7 @@ from projections.log_row import LogRow, ParkedMessage
 from services.observability import metrics
 from services.observability.health_app import health_app
 from services.observability.http_metrics import UNMATCHED, HttpMetrics
-from services.observability.readiness import CaughtUp, Ready
+from services.observability.readiness import Backlog, Ready
 
 
 def _row(decision: str, reason: str | None, topic: str | None) -> LogRow:
@@ -112,10 +112,25 @@ def test_the_health_app_says_alive_ready_or_503_with_the_reason_and_serves_its_r
     assert "vote_ledger_submissions_total" not in scraped.text
 
 
-def test_a_service_behind_counts_its_seconds_from_when_it_was_last_caught_up():
-    clock = CaughtUp()
-    clock.at -= 40  # started, or last caught up, 40 s ago
-    assert clock.behind_for(True) >= 40
-    assert clock.behind_for(False) == 0
-    assert clock.behind_for(True) < 1
-    assert clock.at <= time.monotonic()
+def test_a_ledger_keeping_up_with_steady_ingest_has_no_old_backlog_though_its_lag_is_never_zero():
+    backlog, tp = Backlog(), ("votes", 0)
+    # 1,000 records a second; each batch takes what was there 0.1 s earlier: 100 records behind at every sample.
+    ages = [backlog.note({tp: (1000 * t // 10 - 100, 1000 * t // 10)}, now=t / 10) for t in range(1, 600)]
+    assert max(ages) <= 0.1 + 1e-9
+
+
+def test_a_ledger_falling_behind_reports_the_oldest_unconsumed_records_age_growing():
+    backlog, tp = Backlog(), ("votes", 0)
+    # 1,000 records a second published, 500 consumed: after 60 s the oldest waiting arrived 30 s ago.
+    age = 0.0
+    for t in range(1, 601):
+        age = backlog.note({tp: (50 * t, 100 * t)}, now=t / 10)
+    assert 29.5 <= age <= 30.5
+
+
+def test_a_backlog_seen_at_start_counts_from_then_and_a_revoked_partition_is_forgotten():
+    backlog = Backlog()
+    assert backlog.note({("votes", 0): (0, 5_000)}, now=100.0) == 0.0  # the bound's grace after a start
+    assert backlog.note({("votes", 0): (10, 5_000)}, now=140.0) == 40.0
+    assert backlog.note({("votes", 1): (0, 0)}, now=141.0) == 0.0  # partition 0 went to another ledger
+    assert backlog.samples == {("votes", 1): collections.deque()}
