@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.api.auth import Caller, ops
 from services.observability import metrics, readiness
 
+EVENT_STREAM = b"text/event-stream"  # a response that stays open: counted, never timed
 UNMATCHED = "unmatched"  # the route label of a request no route matched (a 404): never the raw path
 
 
@@ -22,7 +23,9 @@ class HttpMetrics:
 
     The route label is the matched route's template (/v1/meetings/{meeting_id}/tally), read from the scope
     Starlette's router fills in, so a thousand meetings make one series, not a thousand. An event stream
-    is observed when it ends (its duration is the stream's life; vote_ledger_sse_clients counts open ones).
+    (a text/event-stream response) is counted when it ends but kept out of the latency histogram: its
+    duration is the stream's life (minutes), which put the stream route's p99 at +Inf; its latency is
+    vote_ledger_sse_push_seconds, its open count vote_ledger_sse_clients.
     """
 
     def __init__(self, app) -> None:
@@ -35,18 +38,24 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = 500  # unless a response starts: an exception that escapes every handler is a 500
+        streaming = False
 
         async def sending(message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
+                streaming = any(
+                    name.lower() == b"content-type" and value.startswith(EVENT_STREAM)
+                    for name, value in message.get("headers", ())
+                )
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            metrics.record_request(route, scope["method"], status, time.perf_counter() - started)
+            seconds = None if streaming else time.perf_counter() - started
+            metrics.record_request(route, scope["method"], status, seconds)
 
 
 router = APIRouter(tags=["health"])

@@ -87,7 +87,10 @@ HTTP_REQUESTS = Counter(
     registry=API,
 )
 HTTP_SECONDS = Histogram(
-    "vote_ledger_http_request_seconds", "Seconds to answer an HTTP request, by route template.", ["route"], registry=API
+    "vote_ledger_http_request_seconds",
+    "Seconds to answer an HTTP request, by route template (event streams excluded: see vote_ledger_sse_push_seconds).",
+    ["route"],
+    registry=API,
 )
 SSE_CLIENTS = Gauge("vote_ledger_sse_clients", "Open event streams.", registry=API)
 SSE_PUSH_SECONDS = Histogram(
@@ -205,10 +208,11 @@ def watch_pool(gauge: Gauge, pool) -> None:
     gauge.labels("in_use").set_function(lambda: pool.get_size() - pool.get_idle_size())
 
 
-def record_request(route: str, method: str, status: int, seconds: float) -> None:
-    """Count one HTTP request by route template and observe its duration."""
+def record_request(route: str, method: str, status: int, seconds: float | None) -> None:
+    """Count one HTTP request by route template and observe its duration (None: an event stream, not timed)."""
     HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_SECONDS.labels(route).observe(seconds)
+    if seconds is not None:
+        HTTP_SECONDS.labels(route).observe(seconds)
 
 
 def metric_names(registries: Sequence[CollectorRegistry] = tuple(REGISTRIES.values())) -> set[str]:

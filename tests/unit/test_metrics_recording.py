@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
@@ -70,6 +71,13 @@ def _app() -> FastAPI:
     async def boom() -> dict:
         raise RuntimeError("boom")
 
+    @app.get("/v1/meetings/{meeting_id}/tally/stream")
+    async def stream(meeting_id: str) -> StreamingResponse:
+        async def events():
+            yield b"event: tally\ndata: {}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     app.add_middleware(HttpMetrics)
     return app
 
@@ -90,6 +98,15 @@ def test_http_requests_are_counted_by_route_template_never_by_raw_path():
     assert _value(metrics.API, "vote_ledger_http_requests_total", route="/boom", method="GET", status="500") >= 1
     assert _value(metrics.API, "vote_ledger_http_request_seconds_count", route=route) >= 3
     assert not any("/v1/meetings/a/" in str(s.labels) for f in metrics.API.collect() for s in f.samples)
+
+
+def test_an_event_stream_is_counted_but_kept_out_of_the_latency_histogram_its_life_is_no_latency():
+    route = "/v1/meetings/{meeting_id}/tally/stream"
+    before = _value(metrics.API, "vote_ledger_http_requests_total", route=route, method="GET", status="200")
+    with TestClient(_app()) as client:
+        assert client.get("/v1/meetings/a/tally/stream").status_code == 200
+    assert _value(metrics.API, "vote_ledger_http_requests_total", route=route, method="GET", status="200") == before + 1
+    assert _value(metrics.API, "vote_ledger_http_request_seconds_count", route=route) == 0
 
 
 def test_the_health_app_says_alive_ready_or_503_with_the_reason_and_serves_its_registry_only():
