@@ -66,12 +66,27 @@ async def database_answers(pool) -> str | None:
     """None when the pool gives a connection that answers within PROBE_TIMEOUT, else why not."""
     if pool is None:
         return "no PostgreSQL pool yet"
+    acquired = False
     try:
         async with pool.acquire(timeout=PROBE_TIMEOUT) as conn:
+            acquired = True
             await conn.fetchval("SELECT 1", timeout=PROBE_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any failure is the answer; never the DSN (asyncpg's messages omit it)
-        return f"PostgreSQL unreachable: {type(exc).__name__}"
+        return database_problem(pool, exc, acquired)
     return None
+
+
+def database_problem(pool, exc: BaseException, acquired: bool) -> str:
+    """Why a probe through the pool failed: every connection busy (no free one in time), or PostgreSQL itself.
+
+    A timeout waiting for a connection while all max_size are open and none idle is the pool, not the
+    server: saying "unreachable" then sent operators to a healthy database (the API under a load of reads).
+    """
+    if not acquired and isinstance(exc, TimeoutError) and pool.get_idle_size() == 0:
+        size, most = pool.get_size(), pool.get_max_size()
+        if size >= most:
+            return f"PostgreSQL pool busy: all {most} connections in use for {PROBE_TIMEOUT:g} s"
+    return f"PostgreSQL unreachable: {type(exc).__name__}"
 
 
 async def ledger_ready(ledger, settings: Settings, backlog: Backlog) -> Ready:
@@ -133,12 +148,14 @@ async def api_ready(pool, listening: bool, settings: Settings, listener: bool = 
         return Ready(False, "the notification listener is not connected")
     if pool is None:
         return Ready(False, "no PostgreSQL pool yet")
+    acquired = False
     try:
         async with pool.acquire(timeout=PROBE_TIMEOUT) as conn:
+            acquired = True
             checkpoint = await tally_store.checkpoint(conn, tally_store.PROJECTION)
             positions, seconds = await log_reads.lag(conn, checkpoint)
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
-        return Ready(False, f"PostgreSQL unreachable: {type(exc).__name__}")
+        return Ready(False, database_problem(pool, exc, acquired))
     detail = {"checkpoint": checkpoint, "lag_positions": positions, "lag_s": round(seconds, 1)}
     if seconds > settings.ready_max_lag_s:
         return Ready(False, f"the projector is {seconds:.0f} s behind (bound {settings.ready_max_lag_s:g} s)", detail)

@@ -134,3 +134,17 @@ async def test_a_ledger_keeping_up_with_steady_ingest_stays_ready_throughout(set
     # so this run seldom shows the old criterion's failure; the unit tests of Backlog pin the difference).
     assert behind, verdicts
     assert [v for v in verdicts if v[0] != 200] == [], [v for v in verdicts if v[0] != 200][:3]
+
+
+async def test_the_api_says_its_pool_is_busy_not_postgresql_unreachable_when_every_connection_is_taken(settings):
+    pool = await pool_as(settings, READER_ROLE, size=1)
+    try:
+        async with pool.acquire():  # the pool's only connection, held as a long read would
+            verdict = await api_ready(pool, True, settings)
+        assert not verdict.ok
+        assert verdict.reason == "PostgreSQL pool busy: all 1 connections in use for 2 s"
+        assert (await api_ready(pool, True, settings)).ok  # released: ready again
+    finally:
+        await pool.close()
+    closed = await api_ready(pool, True, settings)
+    assert closed.reason.startswith("PostgreSQL unreachable")  # a closed pool is no busy one
