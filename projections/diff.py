@@ -88,7 +88,8 @@ def diff(
         )
     adjustment = {}
     for item_id, counts in items.items():
-        residue = {c: v - explained[(item_id, c)] for c, v in counts.items() if c != "outcome"}
+        # The margin's change follows from the columns' (no control number's own): not a residue of R17.
+        residue = {c: v - explained[(item_id, c)] for c, v in counts.items() if c not in ("outcome", "margin")}
         if any(residue.values()):
             adjustment[item_id] = {c: v for c, v in residue.items() if v}
     return {

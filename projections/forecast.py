@@ -23,7 +23,7 @@ from events import MeetingScheduled, Position, VoteCast
 from projections.contribution import BROKER_NON_VOTE, REGISTERED
 from projections.fold import Tally
 from projections.forecast_curve import fit_turnout, later_probability, project_voters
-from projections.outcomes import outcomes, quorum
+from projections.outcomes import margin, outcomes, quorum
 from projections.overvotes import counted_totals
 from projections.voter_state import key_of, voter_contribution
 
@@ -365,29 +365,6 @@ def _summary(
         },
         "items": items,
     }
-
-
-def margin(spec: MeetingScheduled, totals: Mapping[str, Mapping[str, int]], item_id: str) -> int:
-    """Shares by which an item's outcome holds (negative: by which it falls short), per its standard (R15).
-
-    Majority of votes cast: For - Against. Frequency: the leading choice over the runner-up. Plurality:
-    For over the first nominee left out (For itself when nominees do not exceed seats); a nominee left
-    out: For minus the last elected one's.
-    """
-    item = next(i for i in spec.items if i.id == item_id)
-    counts = totals.get(item_id, {})
-    if item.standard == "majority_of_votes_cast":
-        return counts.get("for", 0) - counts.get("against", 0)
-    if item.standard == "frequency":
-        ranked = sorted((counts.get(o, 0) for o in item.options if o != "abstain"), reverse=True)
-        return ranked[0] - (ranked[1] if len(ranked) > 1 else 0)
-    members = [i for i in spec.items if (i.group or i.id) == (item.group or item.id) and i.standard == "plurality"]
-    seats = members[0].seats or len(members)
-    mine = counts.get("for", 0)
-    others = sorted((totals.get(m.id, {}).get("for", 0) for m in members if m.id != item_id), reverse=True)
-    if len(members) <= seats:
-        return mine
-    return mine - others[seats - 1]  # elected: over the first left out; left out: short of the last elected
 
 
 def horizon(start: datetime, end: datetime, fraction: float) -> datetime:

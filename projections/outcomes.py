@@ -76,16 +76,43 @@ def _plurality(members: list[Item], totals: Mapping[str, Mapping[str, int]]) -> 
     return result
 
 
+def margin(spec: MeetingScheduled, totals: Mapping[str, Mapping[str, int]], item_id: str) -> int:
+    """Shares by which an item stands on its outcome's side of its standard's line (R15); negative: short of it.
+
+    Majority of votes cast: For - Against (> 0 passes, 0 ties). Frequency: the leading choice's votes over
+    the runner-up's (0: a tie, or no votes). Plurality: a nominee's For over the first nominee left out if
+    it is elected, short of the last one elected if not (0: a tie at the last seat); For itself when the
+    nominees do not exceed the seats (For > 0 elects). Quorum is not in it: without quorum every outcome
+    is ``no_quorum`` whatever the margin (the quorum's own line is ``quorum.present`` vs ``required``).
+    """
+    item = next(i for i in spec.items if i.id == item_id)
+    counts = totals.get(item_id, {})
+    if item.standard == "majority_of_votes_cast":
+        return counts.get("for", 0) - counts.get("against", 0)  # R15: passes if For > Against
+    if item.standard == "frequency":
+        ranked = [*sorted((counts.get(o, 0) for o in item.options if o != "abstain"), reverse=True), 0, 0]
+        return ranked[0] - ranked[1]  # R15: the most votes among the real choices (as _most_votes)
+    # R15 plurality: the group's `seats` nominees with most For votes (as _plurality groups them).
+    members = [i for i in spec.items if i.standard == "plurality" and (i.group or i.id) == (item.group or item.id)]
+    seats = members[0].seats or len(members)
+    mine = counts.get("for", 0)
+    if len(members) <= seats:
+        return mine
+    others = sorted((totals.get(m.id, {}).get("for", 0) for m in members if m.id != item_id), reverse=True)
+    return mine - others[seats - 1]  # elected: over the first left out; left out: short of the last elected
+
+
 def tally_report(
     spec: MeetingScheduled, present: int, totals: Mapping[str, Mapping[str, int]], as_of_position: int
 ) -> dict[str, Any]:
-    """The tally JSON of docs/wire-contract.md: quorum, per-item columns and outcome."""
+    """The tally JSON of docs/wire-contract.md: quorum, per-item columns, outcome and margin."""
     q = quorum(spec, present)
     results = outcomes(spec, totals, q["met"])
     items = {}
     for item in spec.items:
         counts: dict[str, Any] = item_counts(item, totals.get(item.id, {}), present)
         counts["outcome"] = results[item.id]
+        counts["margin"] = margin(spec, totals, item.id)
         items[item.id] = counts
     return {
         "meeting_id": spec.meeting_id,

@@ -23,7 +23,7 @@ def tally_csv(report: dict[str, Any]) -> str:
     voted), in the order they first appear, empty where an item has no such column; the outcome last."""
     columns: dict[str, None] = {}
     for counts in report["items"].values():
-        columns.update(dict.fromkeys(c for c in counts if c != "outcome"))
+        columns.update(dict.fromkeys(c for c in counts if c not in ("outcome", "margin")))  # the margin: JSON only
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["item", *columns, "outcome"])

@@ -91,7 +91,7 @@ async def tally_of(dsn: str, meeting_id: str) -> tuple[dict, dict[str, tuple[dic
     finally:
         await conn.close()
     items = {
-        item_id: ({k: n for k, n in columns.items() if k != "outcome" and n}, columns["outcome"])
+        item_id: ({k: n for k, n in columns.items() if k not in ("outcome", "margin") and n}, columns["outcome"])
         for item_id, columns in report["items"].items()
     }
     return report["quorum"], items, overvotes

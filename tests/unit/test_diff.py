@@ -69,6 +69,7 @@ def test_r5_r7_a_diff_names_each_changed_control_number_with_its_change_and_the_
     assert change["quorum"]["present"] == {"from": 5000, "to": 5000, "delta": 0}
     assert change["items"]["2"]["for"] == -3000 and change["items"]["2"]["against"] == 3000
     assert change["items"]["2"]["outcome"] == {"from": "passed", "to": "failed"}
+    assert change["items"]["2"]["margin"] == -6000  # For - Against from +3000 to -3000
     assert change["items"]["3"] == {
         "for": 0,
         "against": 0,
@@ -76,6 +77,7 @@ def test_r5_r7_a_diff_names_each_changed_control_number_with_its_change_and_the_
         "broker_non_votes": 0,
         "not_voted": 0,
         "outcome": {"from": "passed", "to": "passed"},
+        "margin": 0,
     }
     assert change["control_numbers"] == [
         {
@@ -165,6 +167,8 @@ def test_r17_diff_deltas_per_control_number_add_up_to_the_change_of_the_tally(en
                 continue
             delta = value - old["items"][item_id][column]
             assert change["items"][item_id][column] == delta
+            if column == "margin":
+                continue  # not a column: it follows from the columns, no control number's own
             adjust = change["overvote_adjustment"].get(item_id, {}).get(column, 0)
             assert summed.get((item_id, column), 0) + adjust == delta
     # In voted shares (before proration) the control numbers alone explain every change.

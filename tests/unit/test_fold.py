@@ -132,6 +132,7 @@ def test_the_tally_report_has_the_domain_contracts_shape():
         "broker_non_votes": 0,
         "not_voted": 0,
         "outcome": "no_quorum",
+        "margin": 3000,  # 3y over the runner-up: the standard's margin, quorum or not
     }
 
 

@@ -12,9 +12,10 @@ import msgspec
 import pytest
 
 from events import VoteCast
-from projections.forecast import first_instructions, forecast, horizon, margin
+from projections.forecast import first_instructions, forecast, horizon
 from projections.forecast_curve import fit_turnout, later_probability, project_voters
 from projections.judge import Judge
+from projections.outcomes import margin
 from projections.replay import counted, replay
 from services.devtools.demo.register import build_register, register_events
 from services.devtools.demo.spec import load_spec

@@ -47,8 +47,8 @@ def report(tally: Tally) -> dict:
 
 
 def columns(tally: Tally, item_id: str) -> dict:
-    """An item's non-zero columns, outcome left out."""
-    return {k: n for k, n in report(tally)["items"][item_id].items() if k != "outcome" and n}
+    """An item's non-zero columns, outcome and margin left out."""
+    return {k: n for k, n in report(tally)["items"][item_id].items() if k not in ("outcome", "margin") and n}
 
 
 def judged_meeting() -> Judge:
