@@ -97,7 +97,8 @@ const items = {};
 for (const li of document.querySelectorAll('#items li[data-item]')) {
   const cols = {};
   for (const row of li.querySelectorAll('[data-col]')) cols[row.dataset.col] = row.querySelector('.value').textContent;
-  items[li.dataset.item] = {cols, outcome: li.querySelector('.outcome').dataset.outcome};
+  items[li.dataset.item] = {cols, outcome: li.querySelector('.outcome').dataset.outcome,
+                            margin: li.querySelector('.margin').textContent};
 }
 return {asOf: document.getElementById('as-of').textContent,
         present: document.getElementById('quorum-present').textContent,
@@ -106,18 +107,14 @@ return {asOf: document.getElementById('as-of').textContent,
 """
 
 
-# Each item's outcome words and margin line, and the forecast table's margin per item (the read side's).
+# Each item's outcome words and margin line.
 ITEM_WORDS = """
-const rows = {};
-for (const tr of document.querySelectorAll('#forecast tr[data-forecast]')) {
-  rows[tr.dataset.forecast] = tr.querySelector('td').textContent;
-}
 const items = {};
 for (const li of document.querySelectorAll('#items li[data-item]')) {
   const words = (cls) => li.querySelector(cls).textContent;
   items[li.dataset.item] = {outcome: words('.outcome'), margin: words('.margin')};
 }
-return {rows, items};
+return {items};
 """
 
 # The page's own stream module, alone (no page polls): follows the meeting's stream with ``token``;
@@ -137,23 +134,20 @@ Promise.all([import('/static/api.js'), import('/static/stream.js')]).then(([api,
 """
 
 
-def unsigned_digits(text: str) -> int:
-    """The absolute value of a signed figure ("+1,234", "−1,234", "-1,234")."""
-    return digits(text.strip().lstrip("+-\u2212"))
+def tally_margin(text: str) -> int | None:
+    """The tally's own margin as an item's margin line shows it ("Margin: −1,234 shares"), else None."""
+    match = re.fullmatch(r"Margin: ([+\u2212-]?)(.+) shares", text)
+    return None if match is None else (-1 if match.group(1) in ("\u2212", "-") else 1) * digits(match.group(2))
 
 
 def check_item_words(driver) -> None:
-    """Every outcome is in words (no unknown code), every margin is the forecast's own figure or absent."""
+    """Every outcome is in words (no unknown code), every margin line the tally's own (not the forecast's)."""
     shown = driver.execute_script(ITEM_WORDS)
     assert shown["items"]
     for item, v in shown["items"].items():
         assert not v["outcome"].startswith("?"), f"{item}: unknown outcome code {v['outcome']!r}"
-        if item in shown["rows"]:
-            match = re.search(r"close: ([^ ]+) shares", v["margin"])
-            assert match, f"{item}: {v['margin']!r}"
-            assert unsigned_digits(match.group(1)) == unsigned_digits(shown["rows"][item]), (item, v, shown["rows"])
-        else:
-            assert v["margin"] == "", f"{item}: a margin the read side did not give: {v['margin']!r}"
+        # The tally JSON carries every item's margin (projections.outcomes.margin); shows_tally compares it.
+        assert tally_margin(v["margin"]) is not None, f"{item}: not the tally's margin: {v['margin']!r}"
 
 
 # Elements reaching past the viewport's right edge (the page scrolls sideways if any does), outermost first.
@@ -176,14 +170,18 @@ def page_figures(driver) -> dict:
         "as_of_position": digits(shown["asOf"]),
         "quorum": {"present": digits(shown["present"]), "required": digits(shown["required"]), "met": shown["met"]},
         "items": {
-            item: {"outcome": v["outcome"], **{c: digits(t) for c, t in v["cols"].items()}}
+            item: {
+                "outcome": v["outcome"],
+                "margin": tally_margin(v["margin"]),
+                **{c: digits(t) for c, t in v["cols"].items()},
+            }
             for item, v in shown["items"].items()
         },
     }
 
 
 def expected_figures(tally: dict) -> dict:
-    """The same figures from `tally --json`: every column the page shows (each option and broker non-votes)."""
+    """The same figures from `tally --json`: every column the page shows (each option, broker non-votes), the margin."""
     return {
         "as_of_position": tally["as_of_position"],
         "quorum": {
