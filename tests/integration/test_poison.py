@@ -130,8 +130,11 @@ async def test_records_deleted_in_kafka_before_the_ledger_logged_them_are_alarme
         report = await status(conn, settings)
         assert report["behind_log_start"] == [{"partition": f"{tp.topic}/0", "committed": 1, "log_start": 4}]
         # The restarted ledger records the loss for good, then logs what Kafka still has.
-        async with running_ledger(settings):
+        async with running_ledger(settings) as ledger:
             await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", 5)
+            # The stall watch finds losses too, and may have read the committed offset while the seek was
+            # recording this one (2, the parked row's offset + 1): a finder with that stale offset adds nothing.
+            await ledger.note_lost(tp, 2, 4)
         report = await status(conn, settings)
         lost = await conn.fetch("SELECT source_offset, reason, detail FROM ledger_parked")
     finally:
