@@ -83,6 +83,12 @@ class SharedReads:
         held = self._at.get(meeting_id)
         if held is not None and held[0] == (checkpoint, generation):
             return held[1]
+        latest = self._reads.get(meeting_id)
+        if latest is not None and latest[1].done() and not latest[1].cancelled() and not latest[1].exception():
+            read = latest[1].result()  # a stream's read of this very checkpoint serves the poller too
+            if read[0]["as_of_position"] == checkpoint and (read.generation,) == generation:
+                self._at[meeting_id] = ((checkpoint, generation), read)
+                return read
         read = await self.tally(meeting_id, self._feed.version, fresh=True)
         if read[0]["as_of_position"] == checkpoint:
             # Kept under the (checkpoint, generation) read before it: a rebuild in between moves the
