@@ -9,6 +9,7 @@ module only orchestrates them, so the three import in one direction.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import threading
 from typing import Any
 
@@ -46,6 +47,14 @@ def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     """Start Kafka and PostgreSQL if they are not running; return their endpoints."""
     cfg = cfg or StackConfig.from_env()
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+    # One `stack up` at a time per home, across processes: parallel test workers (pytest -n) each ask for
+    # the stack at once, and two starting it together would both find the ports free and both start it.
+    with open(cfg.home / "stack-up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _up(cfg, log)
+
+
+def _up(cfg: StackConfig, log: Log) -> Endpoints:
     for warning in ephemeral_port_warnings(cfg.ports(), ephemeral_range()):
         log(f"warning: {warning}")
     # Check every port first so a busy one does not leave half a stack running.
