@@ -80,12 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.set_defaults(func=_load)
     show = actions.add_parser(
         "show",
-        help="print the meeting, its register and campaign totals without publishing",
+        help="print the meeting, its register and campaign totals without publishing (or a logged meeting)",
         description="Parse the meeting file and read its register (--register DIR: checked and reconciled as "
         "`meeting load` would; else the synthetic one, with its simulated campaign planned); print a summary. "
-        "Nothing is published.",
+        "Nothing is published. With --meeting ID instead of FILE: the meeting as the log holds it, as amended, "
+        "with its register logged so far (the read of GET /v1/meetings/{id}; reader role).",
     )
-    show.add_argument("file", metavar="FILE", help=_FILE_HELP)
+    show.add_argument("file", metavar="FILE", nargs="?", help=_FILE_HELP)
+    show.add_argument("--meeting", metavar="ID", help="read the logged meeting ID from the log instead of a file")
     show.add_argument("--register", metavar="DIR", help=_REGISTER_HELP)
     add_format(show)
     show.set_defaults(func=_show)
@@ -247,6 +249,14 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if args.meeting is not None:
+        if args.file is not None or args.register is not None:
+            raise UserError("meeting show: give FILE [--register DIR] or --meeting ID, not both")
+        from services.cli.meeting_logged import show_logged
+
+        return show_logged(args)
+    if args.file is None:
+        raise UserError("meeting show: give FILE (a meeting file, or a bundled meeting's id) or --meeting ID")
     path = resolve_meeting_file(args.file)
     if args.register is not None:
         return _show_real(args, path)

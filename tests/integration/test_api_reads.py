@@ -30,6 +30,9 @@ async def pipeline(settings, events, total: int) -> None:
         await publish(client, settings, events)
         if total == HEAD:
             await publish_raw(client, settings.submissions_topic, [(b"R-1", b"not json")])  # one parked
+            # Parked (and its offset stored) before the ledger stops: else status shows it waiting, with
+            # an idle time that differs between the CLI's read and the API's.
+            await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_parked", 1)
         await wait_for(settings.pg_dsn, "SELECT count(*) FROM ledger_log", total)
     await run_projector(settings, total)
 
@@ -37,6 +40,7 @@ async def pipeline(settings, events, total: int) -> None:
 # (API path, the CLI's arguments, how the CLI's output is read): one pair per read the two share.
 PAIRS = [
     ("/v1/meetings", ["meeting", "list", "--json"], json.loads),
+    ("/v1/meetings/m1", ["meeting", "show", "--meeting", "m1", "--json"], json.loads),
     ("/v1/meetings/m1/tally", ["tally", "--meeting", "m1", "--json"], json.loads),
     ("/v1/meetings/m1/tally?as_of=3", ["tally", "--meeting", "m1", "--json", "--as-of", "3"], json.loads),
     ("/v1/meetings/m1/tally?format=csv", ["tally", "--meeting", "m1", "--format", "csv"], str),
@@ -95,7 +99,18 @@ async def test_every_read_of_the_api_equals_the_clis_output_for_the_same_databas
                 assert "etag" not in response.headers and response.headers["cache-control"] == "private, no-store"
             else:
                 assert response.headers["etag"].startswith(f'"{response.headers["x-log-position"]}-'), path
-    assert json.loads(outputs[1])["as_of_position"] == HEAD and json.loads(outputs[2])["as_of_position"] == 3
+    assert json.loads(outputs[2])["as_of_position"] == HEAD and json.loads(outputs[3])["as_of_position"] == 3
+
+
+async def test_meeting_show_reads_a_logged_meeting_by_id_as_text_and_names_an_unknown_one_in_one_line(settings):
+    await pipeline(settings, PUBLISHED[:2], 2)
+    printed = await run_cli(settings, "meeting", "show", "--meeting", "m1")
+    assert printed.splitlines()[0].startswith("m1: ") and "register logged: 1/1 chunks" in printed
+    assert printed.rstrip().endswith("as of log position 2")
+    code, _, err = await cli(settings, "meeting", "show", "--meeting", "nope")
+    assert code == 2 and err == "vote-ledger: no meeting 'nope' in the log (was it loaded?)\n"
+    code, _, err = await cli(settings, "meeting", "show", "m1", "--meeting", "m1")
+    assert code == 2 and "not both" in err and err.count("\n") == 1
 
 
 async def test_a_poller_gets_304_until_the_projector_moves_and_a_fixed_past_position_is_immutable(settings):

@@ -27,5 +27,5 @@ async def meetings(request: Request) -> Response:
     summary="Meeting",
 )
 async def meeting(request: Request, meeting_id: str) -> Response:
-    """One meeting's summary as amended, with its register so far (the fields of `meeting show --json`)."""
+    """One logged meeting's summary as amended, with its register logged so far (`meeting show --meeting ID --json`)."""
     return await answer(request, log_position, lambda conn: read_meeting(conn, meeting_id))
