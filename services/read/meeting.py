@@ -56,9 +56,10 @@ async def list_meetings(conn: asyncpg.Connection) -> dict[str, Any]:
 
 
 async def read_meeting(conn: asyncpg.Connection, meeting_id: str) -> dict[str, Any]:
-    """One logged meeting's summary as `meeting show --json` gives a file's (as amended), with its register so far.
+    """One logged meeting's summary as amended, with its register logged so far (`meeting show --meeting ID --json`).
 
-    GET /v1/meetings/{meeting_id}. One REPEATABLE READ snapshot at the log head.
+    GET /v1/meetings/{meeting_id} and `meeting show --meeting ID` both call it (`meeting show FILE` summarises a
+    file instead). One REPEATABLE READ snapshot at the log head.
     """
     from services.read.amendments import meeting_as_amended
     from services.read.register import register_at
