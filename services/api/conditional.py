@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import asyncpg
 from fastapi import Request, Response
@@ -62,8 +63,10 @@ async def mixed_position(conn: asyncpg.Connection) -> tuple[int, tuple[object, .
 
 def etag(request: Request, position: int, extra: tuple[object, ...] = ()) -> str:
     """The strong ETag of this request's answer at ``position`` (``extra``: what else the answer depends on)."""
-    query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
-    basis = f"{request.method} {request.url.path}?{query}" + "".join(f" {e}" for e in extra)
+    # URL-encoded, so no value can pass for a separator: `reason=a%26b%3Dc` is not `reason=a&b=c`, and a
+    # decoded path holding '?' or ' ' (a meeting id may) is not a path and a query.
+    query = urlencode(sorted(request.query_params.multi_items()))
+    basis = f"{request.method} {quote(request.url.path, safe='/')}?{query}" + "".join(f" {e}" for e in extra)
     return f'"{position}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"'
 
 

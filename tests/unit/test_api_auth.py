@@ -162,3 +162,10 @@ def test_the_etag_is_the_position_and_a_digest_of_method_path_and_sorted_query()
     assert etag(_Request("/v1/meetings/m2/tally", [("as_of", "3"), ("format", "csv")]), 42) != a
     assert etag(_Request("/v1/meetings/m1/tally", [("as_of", "3"), ("format", "csv")]), 43) != a
     assert etag(_Request("/v1/meetings/m1/tally", [("as_of", "3"), ("format", "csv")]), 42, (2,)) != a
+
+
+def test_an_escaped_separator_in_a_query_value_does_not_share_the_tag_of_two_parameters():
+    one = etag(_Request("/v1/meetings/m1/audit/events", [("reason", "unsigned&submitted_by=zz")]), 42)
+    two = etag(_Request("/v1/meetings/m1/audit/events", [("reason", "unsigned"), ("submitted_by", "zz")]), 42)
+    assert one != two
+    assert etag(_Request("/v1/meetings/a?b=c", []), 42) != etag(_Request("/v1/meetings/a", [("b", "c")]), 42)
