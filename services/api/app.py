@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from services.api import errors
 from services.api.routes import LIFESPANS, ROUTERS
@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(errors.refuse_nul)],  # before any route's own: a NUL never reaches PostgreSQL
     )
     app.state.settings = settings
     if pool is not None:  # usable at once, e.g. by a test's client that runs no lifespan

@@ -36,6 +36,16 @@ def bad_query(code: str, message: str) -> ApiError:
     return ApiError(400, code, message)
 
 
+def refuse_nul(request: Request) -> None:
+    """App-wide dependency: 400 bad_query for a NUL character in a path or query parameter.
+
+    PostgreSQL's text cannot hold U+0000 (asyncpg raised CharacterNotInRepertoireError: a 500 and a trace).
+    """
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if isinstance(value, str) and "\x00" in value:
+            raise bad_query("bad_query", f"{name}: a NUL character is not allowed")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The one error body, message on one line."""
     line = " ".join(str(message).split())
@@ -74,6 +84,11 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    async def unrepresentable(request: Request, exc: asyncpg.CharacterNotInRepertoireError) -> JSONResponse:
+        # A value PostgreSQL's text cannot hold (refuse_nul catches the usual one before any query).
+        return error_response(400, "bad_query", "a parameter holds a character the database cannot store")
 
     @app.exception_handler(UserError)
     async def misconfigured(request: Request, exc: UserError) -> JSONResponse:

@@ -169,3 +169,14 @@ def test_an_escaped_separator_in_a_query_value_does_not_share_the_tag_of_two_par
     two = etag(_Request("/v1/meetings/m1/audit/events", [("reason", "unsigned"), ("submitted_by", "zz")]), 42)
     assert one != two
     assert etag(_Request("/v1/meetings/a?b=c", []), 42) != etag(_Request("/v1/meetings/a", [("b", "c")]), 42)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/meetings/m1/audit/events?reason=%00", "/v1/meetings/m1/audit/history/%00", "/v1/meetings/m%001/tally"],
+)
+def test_a_nul_character_in_a_path_or_query_parameter_is_a_400_bad_query_before_any_query(path):
+    # No lifespan, so no pool: without the check the request would reach the token lookup (or PostgreSQL).
+    response = TestClient(APP).get(path, headers={"Authorization": "Bearer vl_0123456789ab_" + "a" * 43})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "bad_query" and "NUL" in response.json()["error"]
