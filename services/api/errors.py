@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -109,14 +110,59 @@ def install(app: FastAPI) -> None:
             503, "kafka_unavailable", f"Kafka is not available ({type(exc).__name__}); try again shortly"
         )
 
+    outages = OutageLog()
+
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL gone (or restarting): 503, and the client retries. The DSN never leaves the server.
+        outages.note(exc)
+        return error_response(503, "database_unavailable", "the database is not available; try again shortly")
+
+    # Each outage type has its own handler, so Starlette's ExceptionMiddleware answers it inside the app:
+    # a handler for Exception runs in the outermost ServerErrorMiddleware, which answers and then re-raises
+    # (uvicorn logged "Exception in ASGI application" with a trace per request, and the request metrics,
+    # which sit inside it, counted a 500 the client never saw).
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, database_down)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # PostgreSQL gone (or restarting): 503, and the client retries. The DSN never leaves the server.
-        if isinstance(exc, (*UNREACHABLE, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
-            log.warning("database unavailable for %s: %s", request.url.path, type(exc).__name__)
-            return error_response(503, "database_unavailable", "the database is not available; try again shortly")
         log.exception("internal error on %s", request.url.path)
         return error_response(500, "internal_error", "internal error; see the API's log")
+
+
+# What the API answers 503 database_unavailable for: connect.UNREACHABLE (no server, refused login, starting
+# or shutting down, too many connections, a pool acquire's TimeoutError), a lost connection, and a session
+# the server ended (pg_terminate_backend, a crash, a shutdown), as services/runtime/projector.is_outage retries.
+OUTAGES: tuple[type[BaseException], ...] = (
+    *UNREACHABLE,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionFailureError,
+)
+
+OUTAGE_LOG_INTERVAL_S = 30.0
+
+
+class OutageLog:
+    """One WARNING per outage, not per request: the first failure at once, then at most one line per 30 s with a count."""
+
+    def __init__(self, interval_s: float = OUTAGE_LOG_INTERVAL_S, clock: Any = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.logged_at: float | None = None
+        self.unlogged = 0
+
+    def note(self, exc: BaseException) -> None:
+        """Count one request answered 503; log it if the last line is older than the interval."""
+        now = self.clock()
+        if self.logged_at is not None and now - self.logged_at < self.interval_s:
+            self.unlogged += 1
+            return
+        since = f" ({self.unlogged} more requests answered 503 since the last line)" if self.unlogged else ""
+        log.warning("database unavailable: %s; answering 503 database_unavailable%s", type(exc).__name__, since)
+        self.logged_at, self.unlogged = now, 0
 
 
 _ERROR_SCHEMA = {

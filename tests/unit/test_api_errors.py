@@ -1,0 +1,20 @@
+"""The API's error answers: an outage is logged once per 30 s with a count, not once per request."""
+
+from __future__ import annotations
+
+import logging
+
+from services.api.errors import OutageLog
+
+
+def test_an_outage_logs_its_first_failure_then_one_line_per_interval_with_the_count_in_between(caplog):
+    now = [100.0]
+    outages = OutageLog(interval_s=30.0, clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, logger="services.api.errors")
+    for _ in range(5):
+        outages.note(ConnectionRefusedError())
+        now[0] += 1
+    assert len(caplog.records) == 1 and "ConnectionRefusedError" in caplog.records[0].getMessage()
+    now[0] = 131.0
+    outages.note(TimeoutError())
+    assert len(caplog.records) == 2 and "4 more requests answered 503" in caplog.records[1].getMessage()
