@@ -146,7 +146,7 @@ OUTAGE_LOG_INTERVAL_S = 30.0
 
 
 class OutageLog:
-    """One WARNING per outage, not per request: the first failure at once, then at most one line per 30 s with a count."""
+    """One WARNING per outage, not per request: the first failure at once, then one line per 30 s with a count."""
 
     def __init__(self, interval_s: float = OUTAGE_LOG_INTERVAL_S, clock: Any = time.monotonic) -> None:
         self.interval_s = interval_s

@@ -41,9 +41,7 @@ async def test_requests_during_an_outage_are_503_with_one_warning_no_trace_and_5
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             while not server.started:
                 await asyncio.sleep(0.02)
-            answers = [
-                await client.get("/v1/meetings", headers={"Authorization": f"Bearer {TOKEN}"}) for _ in range(3)
-            ]
+            answers = [await client.get("/v1/meetings", headers={"Authorization": f"Bearer {TOKEN}"}) for _ in range(3)]
     finally:
         server.should_exit = True
         await task
