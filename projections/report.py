@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -125,13 +126,26 @@ def render_json(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2)
 
 
+# What a spreadsheet reads as the start of a formula (OWASP, CSV injection): a text cell beginning with one
+# of these, e.g. a title `=HYPERLINK("http://x", "click")`, would be evaluated when the CSV is opened.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet shows as written: text starting like a formula gets a leading '; numbers stay."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def render_csv(report: Mapping[str, Any]) -> str:
-    """One row per item under a header; cells that do not apply to an item's kind are empty."""
+    """One row per item under a header; cells not applying to an item's kind are empty; text is spreadsheet-safe."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for item_id, row in report["items"].items():
-        writer.writerow([item_id if column == "item" else row.get(column, "") for column in CSV_COLUMNS])
+        cells = [item_id if column == "item" else row.get(column, "") for column in CSV_COLUMNS]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return out.getvalue()
 
 
@@ -142,9 +156,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# {report.get('report_title', REPORT_TITLE)}",
         "",
-        f"{escaped(report['company'])}, {escaped(report['title'])} (`{report['meeting_id']}`), held {meeting_at}"
+        f"{_text(report['company'])}, {_text(report['title'])} ({_code(report['meeting_id'])}), held {meeting_at}"
         f"{_amended_date(report)}"
-        f" ({report['timezone']}); record date {report['record_date']}.",
+        f" ({_text(report['timezone'])}); record date {_text(report['record_date'])}.",
         "",
         f"Quorum: {q['present']:,} of {report['outstanding']:,} shares outstanding present in person or by"
         f" proxy ({q['present_percent']} %); {q['required']:,} required ({q['fraction']}):"
@@ -164,8 +178,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if "as_amended" in report:
         lines += ["", "## Amendments", "", "The meeting as amended by these events (docs/rules.md, Amendments):", ""]
         for a in report["as_amended"]["amendments"]:
-            why = f" ({escaped(a['reason'])})" if a["reason"] else ""
-            lines.append(f"- #{a['position']} `{a['type']}` effective {a['effective_at']}: {_cell(a['change'])}{why}")
+            why = f" ({_text(a['reason'])})" if a["reason"] else ""
+            lines.append(
+                f"- #{a['position']} {_code(a['type'])} effective {_text(a['effective_at'])}: {_cell(a['change'])}{why}"
+            )
     if report["over_votes"]:
         policies = sorted({o["policy"] for o in report["over_votes"]})
         lines += [
@@ -205,11 +221,41 @@ def _table(kind: str, label: str, rows: list[tuple[str, Mapping[str, Any]]]) -> 
     ]
     for item_id, row in rows:
         outcome = _FREQUENCY_WORDS.get(row["outcome"], row["outcome"]).replace("_", " ")
-        cells = [item_id, _cell(row["title"]), *(f"{row[c]:,}" for c in columns), outcome]
+        cells = [_cell(item_id), _cell(row["title"]), *(f"{row[c]:,}" for c in columns), _cell(outcome)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell (and on a terminal: control and format characters escaped)."""
-    return escaped(text.replace("\n", " ")).replace("|", "\\|")
+    return _text(text.replace("\n", " "))
+
+
+# Characters that make Markdown of text from the log: HTML (< >), links and images ([ ], and so the ( ) and
+# ! around them), emphasis and code (* _ ~ `), table cells (|), and the backslash itself. Escaped with a
+# backslash, they render as written: a title `<img src=x onerror=...>` or `[x](javascript:...)` stays text.
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_~\[\]<>|]")
+# An ampersand only makes an entity when a name or number follows (`&lt;`, `&#60;`): "CPA & Co" stays as it is.
+_ENTITY_START = re.compile(r"&(?=#?[A-Za-z0-9])")
+# What makes a heading, a list item or a block quote at the start of a line.
+_LEADING_SPECIAL = ("#", "+", "-", ">", "=")
+
+
+def _text(text: str) -> str:
+    """Text from the log as literal Markdown: its Markdown and HTML characters backslash-escaped, then printable.
+
+    Parentheses and ! are left alone: without an unescaped [ ] before them they start no link or image, and
+    the report of an ordinary title ("Plan (20,000,000 shares)") reads as before.
+    """
+    text = _ENTITY_START.sub(r"\\&", _MARKDOWN_SPECIAL.sub(lambda m: "\\" + m[0], str(text)))
+    if text.startswith(_LEADING_SPECIAL):
+        text = "\\" + text
+    return escaped(text)
+
+
+def _code(text: str) -> str:
+    """Text from the log as a Markdown code span: fenced by more backticks than any run in it (CommonMark)."""
+    text = escaped(str(text))
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -16,6 +16,7 @@ import msgspec
 from events import MeetingScheduled
 from projections.completeness import summary
 from projections.outcomes import quorum
+from projections.report import spreadsheet_safe
 
 
 def tally_csv(report: dict[str, Any]) -> str:
@@ -28,7 +29,8 @@ def tally_csv(report: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["item", *columns, "outcome"])
     for item_id, counts in report["items"].items():
-        writer.writerow([item_id, *(counts.get(c, "") for c in columns), counts["outcome"]])
+        cells = [item_id, *(counts.get(c, "") for c in columns), counts["outcome"]]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])  # an item id like =HYPERLINK(...) stays text
     return out.getvalue().rstrip("\n")  # printed with print(), like the table and the JSON
 
 
