@@ -67,6 +67,10 @@ async def healthz() -> dict:
     return {"status": "alive"}
 
 
+# HEAD too (a load balancer's or uptime checker's probe), outside the OpenAPI document, which lists GET.
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+
+
 @router.get("/readyz", summary="Readiness: database, listener and projector lag (503 with a reason otherwise)")
 async def readyz(request: Request) -> Response:
     """Readiness (no token): the pool answers, the projector's notification listener is connected, lag in bound."""
@@ -84,6 +88,9 @@ async def readyz(request: Request) -> Response:
 async def metrics_endpoint(_: Annotated[Caller, Depends(ops)]) -> Response:
     """The API registry's metrics in Prometheus's text format; Prometheus scrapes it with an ops token."""
     return Response(generate_latest(metrics.API), media_type=CONTENT_TYPE_LATEST)
+
+
+router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
 
 
 @asynccontextmanager
