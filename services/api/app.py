@@ -58,7 +58,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(errors.refuse_nul)],  # before any route's own: a NUL never reaches PostgreSQL
+        dependencies=[Depends(errors.refuse_nul)],
+        # A trailing slash is a 404, not a 307 whose Location echoes the request's Host header.
+        redirect_slashes=False,  # before any route's own: a NUL never reaches PostgreSQL
     )
     app.state.settings = settings
     if pool is not None:  # usable at once, e.g. by a test's client that runs no lifespan

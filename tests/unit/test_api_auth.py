@@ -180,3 +180,15 @@ def test_a_nul_character_in_a_path_or_query_parameter_is_a_400_bad_query_before_
     response = TestClient(APP).get(path, headers={"Authorization": "Bearer vl_0123456789ab_" + "a" * 43})
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "bad_query" and "NUL" in response.json()["error"]
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect_echoing_the_host_header():
+    response = TestClient(APP).get("/v1/meetings/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404 and "location" not in response.headers
+    assert response.json()["code"] == "not_found"
+
+
+def test_health_answers_head_as_probes_send_it():
+    assert TestClient(APP).head("/healthz").status_code == 200
+    head_routes = {c.path for c in iter_route_contexts(APP.routes) if "HEAD" in (c.methods or ())}
+    assert {"/healthz", "/readyz"} <= head_routes
