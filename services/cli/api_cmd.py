@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,8 +141,22 @@ def _list(args: argparse.Namespace) -> int:
     return run(_owner(go))
 
 
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}")
+_TOKEN_TEXT = re.compile(r"vl_([0-9a-f]{12})_.*", re.DOTALL)  # services.api.auth's token form, loosely
+
+
 def _revoke(args: argparse.Namespace) -> int:
     from services.adapters.postgres import api_tokens
+
+    # Never echo what is not an id: it may be a whole token, whose secret would land in a terminal's scrollback
+    # or a shell's log. A whole token names its id, which is public.
+    if not _TOKEN_ID.fullmatch(args.token_id):
+        if (token := _TOKEN_TEXT.fullmatch(args.token_id)) is not None:
+            raise UserError(
+                "api token revoke: that looks like a token, not a token id; give the 12-hex-digit id"
+                f" (this token's is {token[1]})"
+            )
+        raise UserError("api token revoke: a token id is 12 lower-case hex digits (see `vote-ledger api token list`)")
 
     async def go(conn) -> int:
         row = await api_tokens.revoke(conn, args.token_id)
