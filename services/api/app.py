@@ -14,7 +14,7 @@ import asyncpg
 import uvicorn
 from fastapi import Depends, FastAPI
 
-from services.api import errors
+from services.api import errors, paths
 from services.api.routes import LIFESPANS, ROUTERS
 from services.errors import UserError
 from services.observability.http_metrics import HttpMetrics
@@ -58,15 +58,17 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> FastA
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(errors.refuse_nul)],
+        # Before any route's own: the meeting id as given (services/api/paths.py); a NUL never reaches PostgreSQL.
+        dependencies=[Depends(paths.meeting_id_param), Depends(errors.refuse_nul)],
         # A trailing slash is a 404, not a 307 whose Location echoes the request's Host header.
-        redirect_slashes=False,  # before any route's own: a NUL never reaches PostgreSQL
+        redirect_slashes=False,
     )
     app.state.settings = settings
     if pool is not None:  # usable at once, e.g. by a test's client that runs no lifespan
         app.state.pool = pool
     errors.install(app)
     app.add_middleware(HttpMetrics)  # vote_ledger_http_requests_total by route template, method and status
+    app.add_middleware(paths.MeetingIdSegment)  # a meeting id holding '/' or '%' routes as one segment
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -8,9 +8,11 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.adapters.postgres.log import reads as log_reads
 from services.api.auth import ops
 from services.api.conditional import answer, not_modified, projection_position, stamp
-from services.api.errors import JSON_OBJECT, bad_query, documented
+from services.api.errors import JSON_OBJECT, ApiError, bad_query, documented
+from services.read.errors import UnknownMeeting
 from services.read.renderings import tally_csv
 from services.read.tallies import read_tally
 from services.read.time_travel import AsOf, parse_as_of, resolve, tally_as_of, tally_diff
@@ -27,6 +29,22 @@ def as_of_query(text: str, code: str, name: str) -> AsOf:
         return parse_as_of(text)
     except ValueError as exc:
         raise bad_query(code, f"{name}: {exc}") from None
+
+
+async def _at(conn: asyncpg.Connection, meeting_id: str, read: Any, *points: AsOf) -> dict[str, Any]:
+    """``read``'s answer; a meeting logged only after the points asked for is a 404 saying where it starts."""
+    try:
+        return await read(conn)
+    except UnknownMeeting:
+        first = await log_reads.scheduled_position(conn, meeting_id)
+        if first is None:
+            raise
+        at = max([await resolve(conn, point) for point in points])
+        raise ApiError(
+            404,
+            "unknown_meeting",
+            f"no meeting {meeting_id!r} in the log at position {at:,} (it was first logged at position {first:,})",
+        ) from None
 
 
 def _csv(report: dict[str, Any]) -> Response:
@@ -67,7 +85,7 @@ async def tally(
     return await answer(
         request,
         version,
-        lambda conn: tally_as_of(conn, meeting_id, point),
+        lambda conn: _at(conn, meeting_id, lambda c: tally_as_of(c, meeting_id, point), point),
         render,
         immutable=lambda: isinstance(point, int) and resolved == [point],
     )
@@ -116,6 +134,6 @@ async def diff(
     return await answer(
         request,
         version,
-        lambda conn: tally_diff(conn, meeting_id, first, last),
+        lambda conn: _at(conn, meeting_id, lambda c: tally_diff(c, meeting_id, first, last), first, last),
         immutable=lambda: resolved == [first, last] and all(isinstance(p, int) for p in (first, last)),
     )

@@ -133,6 +133,15 @@ async def scheduled_payload(conn: asyncpg.Connection, meeting_id: str) -> str | 
     )
 
 
+async def scheduled_position(conn: asyncpg.Connection, meeting_id: str) -> int | None:
+    """The position of the meeting's accepted meeting.scheduled row (where it was first logged); None if none."""
+    return await conn.fetchval(
+        "SELECT position FROM ledger_log WHERE meeting_id = $1 AND type = 'meeting.scheduled'"
+        " AND decision = 'accepted' ORDER BY position LIMIT 1",
+        meeting_id,
+    )
+
+
 async def register_payloads(conn: asyncpg.Connection, meeting_id: str) -> list[str]:
     """The payloads of the meeting's accepted positions.recorded rows (register chunks), in log order."""
     rows = await conn.fetch(
