@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -18,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.adapters.postgres import api_tokens
-from services.api.errors import ApiError
+from services.api.errors import OUTAGES, ApiError
 
 ROLES = ("ops", "auditor")
 # What each role may do, as the set of roles that satisfy a route's requirement: auditors see
@@ -72,12 +74,59 @@ async def authenticate(request: Request, text: str | None) -> Caller:
     if parsed is None:
         raise unauthenticated("malformed bearer token")
     token_id, secret = parsed
+    digest = secret_digest(secret)
     async with request.app.state.pool.acquire() as conn:
         row = await api_tokens.lookup(conn, token_id)
     # One answer for unknown, wrong secret, revoked and expired: a caller learns nothing about which ids exist.
-    if row is None or not hmac.compare_digest(bytes(row["secret_sha256"]), secret_digest(secret)) or not row["live"]:
+    if row is None or not hmac.compare_digest(bytes(row["secret_sha256"]), digest) or not row["live"]:
+        verified(request).forget(digest)
         raise unauthenticated("unknown, revoked or expired token")
-    return Caller(token_id=row["token_id"], name=row["name"], role=row["role"])
+    caller = Caller(token_id=row["token_id"], name=row["name"], role=row["role"])
+    verified(request).remember(digest, caller)
+    return caller
+
+
+# How long a token verified by this process is still taken for /metrics while the database cannot be asked.
+METRICS_OUTAGE_GRACE_S = 600.0
+
+
+class RecentlyVerified:
+    """SHA-256 digests of secrets this process verified, with when and whose (never a token itself), in memory.
+
+    /metrics needs the database only for its token check; during a database outage, exactly when its metrics
+    matter, it admits a token verified within METRICS_OUTAGE_GRACE_S instead of answering 503.
+    """
+
+    def __init__(self, grace_s: float = METRICS_OUTAGE_GRACE_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace_s = grace_s
+        self.clock = clock
+        self.seen: dict[bytes, tuple[float, Caller]] = {}
+
+    def remember(self, digest: bytes, caller: Caller) -> None:
+        """A secret just verified against the database."""
+        self.seen[digest] = (self.clock(), caller)
+        if len(self.seen) > 1000:  # a bound: tokens are few; drop what has expired
+            now = self.clock()
+            self.seen = {d: (t, c) for d, (t, c) in self.seen.items() if now - t <= self.grace_s}
+
+    def forget(self, digest: bytes) -> None:
+        """A secret the database refused (unknown, revoked, expired): never admitted from memory again."""
+        self.seen.pop(digest, None)
+
+    def recent(self, digest: bytes) -> Caller | None:
+        """The caller of a secret verified within the grace period, else None."""
+        found = self.seen.get(digest)
+        if found is None or self.clock() - found[0] > self.grace_s:
+            return None
+        return found[1]
+
+
+def verified(request: Request) -> RecentlyVerified:
+    """The app's RecentlyVerified (one per process's app)."""
+    state = request.app.state
+    if getattr(state, "recently_verified", None) is None:
+        state.recently_verified = RecentlyVerified()
+    return state.recently_verified
 
 
 def _requiring(role: str):
@@ -101,3 +150,22 @@ def _requiring(role: str):
 # Route dependencies: `caller: Annotated[Caller, Depends(ops)]`, or dependencies=[Depends(auditor)] on a router.
 ops = _requiring("ops")
 auditor = _requiring("auditor")
+
+
+async def metrics_reader(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    """/metrics' dependency: as ops, but while the database is unreachable a token this process verified
+    within the last 10 minutes is admitted from memory (never one the database refused, nor an unseen one)."""
+    text = credentials.credentials if credentials else None
+    try:
+        caller = await authenticate(request, text)
+    except OUTAGES:
+        parsed = parse_token(text or "")
+        caller = verified(request).recent(secret_digest(parsed[1])) if parsed else None
+        if caller is None or parsed is None or caller.token_id != parsed[0]:
+            raise
+    if caller.role not in GRANTS["ops"]:
+        raise ApiError(403, "forbidden", f"this route needs the ops role; token {caller.token_id} is {caller.role}")
+    request.state.caller = caller
+    return caller

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.api.auth import Caller, ops
+from services.api.auth import Caller, metrics_reader
 from services.observability import metrics, readiness
 
 EVENT_STREAM = b"text/event-stream"  # a response that stays open: counted, never timed
@@ -85,7 +85,7 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus exposition of the API's registry (ops role)")
-async def metrics_endpoint(_: Annotated[Caller, Depends(ops)]) -> Response:
+async def metrics_endpoint(_: Annotated[Caller, Depends(metrics_reader)]) -> Response:
     """The API registry's metrics in Prometheus's text format; Prometheus scrapes it with an ops token."""
     return Response(generate_latest(metrics.API), media_type=CONTENT_TYPE_LATEST)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -14,6 +17,7 @@ from services.api.app import create_app
 from services.observability import metrics
 from services.settings import Settings
 from tests.conftest import free_port
+from tests.integration.helpers import api_token
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +57,70 @@ async def test_requests_during_an_outage_are_503_with_one_warning_no_trace_and_5
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "database unavailable" in r.getMessage()]
     assert len(warnings) == 1, caplog.text  # once per outage, not once per request
     assert _count("503") - before["503"] == 3 and _count("500") == before["500"]
+
+
+class Cuttable:
+    """A TCP relay to PostgreSQL that can be cut: its listener and every open connection close at once."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self.writers += [writer, up_writer]
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError, OSError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+
+async def test_metrics_admits_a_token_verified_in_the_last_10_minutes_while_the_database_is_unreachable(settings):
+    from services.adapters.postgres.connect import READER_ROLE, pool_as, role_dsn
+
+    verified_token, _ = await api_token(settings, "ops", name="prometheus")
+    unseen_token, _ = await api_token(settings, "ops", name="never-used")
+    dsn, _ = role_dsn(settings, READER_ROLE)
+    parts = urlsplit(dsn)
+    relay = Cuttable(parts.hostname or "127.0.0.1", parts.port or 5432)
+    through = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{await relay.start()}")))
+    pool = await pool_as(settings.model_copy(update={"pg_reader_dsn": through}), READER_ROLE, size=2)
+    app = create_app(settings, pool=pool)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+
+            async def scrape(token: str) -> httpx.Response:
+                return await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+
+            assert (await scrape(verified_token)).status_code == 200  # verified against the database
+            await relay.cut()
+            during = await scrape(verified_token)
+            assert during.status_code == 200 and "vote_ledger_http_requests_total" in during.text
+            # A token not verified by this process cannot be told from an unknown or revoked one: no metrics.
+            refused = await scrape(unseen_token)
+            assert refused.status_code == 503 and refused.json()["code"] == "database_unavailable"
+            assert (
+                await client.get("/v1/meetings", headers={"Authorization": f"Bearer {verified_token}"})
+            ).status_code == 503
+            # Past the grace period the memory no longer admits it.
+            app.state.recently_verified.clock = lambda: time.monotonic() + 601
+            assert (await scrape(verified_token)).status_code == 503
+    finally:
+        pool.terminate()

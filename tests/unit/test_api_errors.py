@@ -18,3 +18,20 @@ def test_an_outage_logs_its_first_failure_then_one_line_per_interval_with_the_co
     now[0] = 131.0
     outages.note(TimeoutError())
     assert len(caplog.records) == 2 and "4 more requests answered 503" in caplog.records[1].getMessage()
+
+
+def test_a_recently_verified_secret_is_admitted_for_10_minutes_and_never_once_the_database_refused_it():
+    from services.api.auth import Caller, RecentlyVerified, secret_digest
+
+    now = [0.0]
+    memory = RecentlyVerified(clock=lambda: now[0])
+    caller = Caller("0123456789ab", "prometheus", "ops")
+    memory.remember(secret_digest("s" * 43), caller)
+    now[0] = 600.0
+    assert memory.recent(secret_digest("s" * 43)) == caller and memory.recent(secret_digest("t" * 43)) is None
+    now[0] = 600.5
+    assert memory.recent(secret_digest("s" * 43)) is None
+    memory.remember(secret_digest("s" * 43), caller)
+    memory.forget(secret_digest("s" * 43))  # revoked: the next lookup that reached the database refused it
+    assert memory.recent(secret_digest("s" * 43)) is None
+    assert all(isinstance(key, bytes) and len(key) == 32 for key in memory.seen)  # digests only, never a token
