@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         choices=["all", "ledger", "projector", "api"],
         default="all",
-        help="which service to run (default: all: the ledger, the projector and the HTTP API)",
+        help="which service to run (default: all: the ledger, the projector and the HTTP API, one process each)",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     r.set_defaults(func=_run)
@@ -51,6 +51,10 @@ def _run(args: argparse.Namespace) -> int:
         role_dsn(cfg, PROJECTOR_ROLE)
     if args.which in ("all", "api"):
         role_dsn(cfg, READER_ROLE)
+    if args.which == "all":  # checked above, so a missing login is one line here, not three from the children
+        from services.cli.supervise import SERVICES, supervise
+
+        return supervise(SERVICES, args.verbose)
     return run(serve(cfg, args.which))
 
 
