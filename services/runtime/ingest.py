@@ -91,7 +91,9 @@ def decode_batch(records: Sequence[Record]) -> tuple[list[tuple[Record, object]]
             )
             continue
         try:
-            if record.value is None:
+            # A zero-length value is as empty as a tombstone's (docs/wire-contract.md: "the record has no
+            # value"); decoding b"" said invalid_json ("Input data was truncated"), which misnamed it.
+            if not record.value:
                 raise MalformedMessage("empty_message", "the message has no value")
             decoded.append((record, decode(record.value)))
         except MalformedMessage as exc:
