@@ -16,6 +16,15 @@ from services.observability import metrics, readiness
 
 EVENT_STREAM = b"text/event-stream"  # a response that stays open: counted, never timed
 UNMATCHED = "unmatched"  # the route label of a request no route matched (a 404): never the raw path
+# The method label's values: any other method (HTTP allows any token) counts as "other". Taken from the
+# request, 5,000 random methods to /healthz made 10,000 series and /metrics grew from 29 KB to 1.3 MB.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """The request's method if it is one of METHODS, else "other": the label's values stay a fixed set."""
+    return method if method in METHODS else OTHER_METHOD
 
 
 class HttpMetrics:
@@ -55,7 +64,7 @@ class HttpMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             seconds = None if streaming else time.perf_counter() - started
-            metrics.record_request(route, scope["method"], status, seconds)
+            metrics.record_request(route, method_label(scope["method"]), status, seconds)
 
 
 router = APIRouter(tags=["health"])
