@@ -181,7 +181,8 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "forbidden: the token's role does not allow this route",
         404: "unknown_meeting",
         409: "meeting_not_projected, or register_incomplete for a final report",
-        503: "database_unavailable; for status also kafka_unavailable, or misconfigured (e.g. no Kafka login)",
+        503: "database_unavailable; for status also kafka_unavailable, or misconfigured (e.g. no Kafka login);"
+        " busy (with Retry-After) for a replay of the log while the API computes enough of them already",
     }
     return {
         status: (

@@ -16,7 +16,9 @@ from services.read.time_travel import parse_time
 
 router = APIRouter(prefix="/v1", tags=["audit"], dependencies=[Depends(auditor)])
 
-INT32_MAX = 2**31 - 1  # PostgreSQL's int4: the CLI's whole_number bound
+# At most this many rows per answer: limit=100000000 answered a meeting's every row (7 MB), built on the API's
+# event loop (issue 13); an auditor pages with received_from / received_to, or uses `audit events`.
+EVENTS_MAX = 10_000
 
 
 @router.get(
@@ -55,7 +57,7 @@ async def events(
     received_to: Annotated[str | None, Query(description="RFC 3339: received before")] = None,
     decision: Annotated[Literal["accepted", "rejected"] | None, Query(description="the ledger's decision")] = None,
     reason: Annotated[str | None, Query(description="reason code of rejected rows, e.g. cutoff_passed")] = None,
-    limit: Annotated[int, Query(ge=1, le=INT32_MAX, description="at most this many rows")] = 100,
+    limit: Annotated[int, Query(ge=1, le=EVENTS_MAX, description="at most this many rows")] = 100,
 ) -> Response:
     """A meeting's log rows matching every given filter, in log order (`audit events --json`)."""
     start, end = _time(received_from, "received_from"), _time(received_to, "received_to")

@@ -12,6 +12,7 @@ from services.adapters.postgres.log import reads as log_reads
 from services.api.auth import ops
 from services.api.conditional import answer, not_modified, projection_position, stamp
 from services.api.errors import JSON_OBJECT, ApiError, bad_query, documented
+from services.api.heavy import compute_pool, heavy
 from services.read.errors import UnknownMeeting
 from services.read.renderings import tally_csv
 from services.read.tallies import read_tally
@@ -82,13 +83,17 @@ async def tally(
         return resolved[0], ()
 
     # A position at or below the head names a fixed prefix of the append-only log: that answer never changes.
-    return await answer(
-        request,
-        version,
-        lambda conn: _at(conn, meeting_id, lambda c: tally_as_of(c, meeting_id, point), point),
-        render,
-        immutable=lambda: isinstance(point, int) and resolved == [point],
-    )
+    # A replay: in the worker process, a few at a time, the slot taken before a pool connection (heavy.py).
+    async with heavy(request):
+        return await answer(
+            request,
+            version,
+            lambda conn: _at(
+                conn, meeting_id, lambda c: tally_as_of(c, meeting_id, point, compute_pool(request)), point
+            ),
+            render,
+            immutable=lambda: isinstance(point, int) and resolved == [point],
+        )
 
 
 async def _current(request: Request, meeting_id: str, render: Any) -> Response:
@@ -131,9 +136,12 @@ async def diff(
         resolved.extend([await resolve(conn, first), await resolve(conn, last)])
         return max(resolved), ()
 
-    return await answer(
-        request,
-        version,
-        lambda conn: _at(conn, meeting_id, lambda c: tally_diff(c, meeting_id, first, last), first, last),
-        immutable=lambda: resolved == [first, last] and all(isinstance(p, int) for p in (first, last)),
-    )
+    async with heavy(request):  # two replays: as tally?as_of=
+        return await answer(
+            request,
+            version,
+            lambda conn: _at(
+                conn, meeting_id, lambda c: tally_diff(c, meeting_id, first, last, compute_pool(request)), first, last
+            ),
+            immutable=lambda: resolved == [first, last] and all(isinstance(p, int) for p in (first, last)),
+        )
