@@ -16,6 +16,8 @@ from typing import Any, Literal
 import structlog
 from structlog.dev import Column, ConsoleRenderer, KeyValueColumnFormatter, LogLevelColumnFormatter, plain_traceback
 
+from services.observability.log_repeats import RepeatsSuppressed
+
 LogFormat = Literal["text", "json"]
 
 # The keys a log line carries when bound: which meeting, which Kafka record, which event, which log position,
@@ -24,6 +26,8 @@ CONTEXT_KEYS = ("meeting_id", "partition", "offset", "event_id", "position", "to
 
 # Chatty libraries stay at WARNING: aiokafka logs every rebalance step at INFO, uvicorn every request.
 _QUIET = ("aiokafka", "uvicorn.access")
+# Libraries whose repeated failures are told once per kind and window (services/observability/log_repeats.py).
+_REPEATS_TOLD_ONCE = ("aiokafka",)
 
 
 def bind(**values: Any) -> Any:
@@ -103,6 +107,9 @@ def setup_logging(verbose: bool = False, fmt: LogFormat | None = None) -> None:
     for old in [h for h in root.handlers if getattr(h, "_vote_ledger", False)]:
         root.removeHandler(old)  # idempotent: a second call replaces, never doubles, the lines
     handler._vote_ledger = True  # type: ignore[attr-defined]
+    # On the handler, not on the aiokafka logger: a logger's filter never sees its children's records
+    # (aiokafka.consumer.fetcher, ...), and every process that logs sets up this handler.
+    handler.addFilter(RepeatsSuppressed(prefixes=_REPEATS_TOLD_ONCE))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in _QUIET:
