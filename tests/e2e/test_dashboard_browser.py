@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -161,6 +162,59 @@ return Array.from(document.querySelectorAll('body *'))
 """
 
 
+# The text of every panel that shows one meeting's figures (the ledger's global status aside), and
+# each figure of ``arguments[0]`` formatted as the page formats it (the browser's locale).
+MEETING_TEXT = """
+const fmt = new Intl.NumberFormat();
+const ids = ['meeting-title', 'quorum-panel', 'items-panel', 'activity-panel', 'campaign-panel',
+             'chain-position', 'chain-hash'];
+return {text: ids.map((id) => document.getElementById(id).textContent).join('\\n'),
+        formatted: arguments[0].map((n) => fmt.format(n)), tally: window.dashboardTally || null};
+"""
+
+# A meeting the API does not list, added to the picker as if it did (the operator's view of a failing read).
+ADD_OPTION = """
+const option = document.createElement('option');
+option.value = option.textContent = arguments[0];
+document.getElementById('meeting').append(option);
+"""
+
+# Picks meetings one after the other at once, each firing the picker's change event, as a quick operator.
+PICK = """
+const select = document.getElementById('meeting');
+for (const id of arguments[0]) {
+  select.value = id;
+  select.dispatchEvent(new Event('change'));
+}
+"""
+
+
+def meeting_figures(tally: dict, title: str, chain_hash: str) -> tuple[list[int], list[str]]:
+    """A meeting's figures of four digits or more (smaller ones could be any count) and its title and chain hash."""
+    numbers = [tally["as_of_position"], tally["outstanding"], tally["quorum"]["present"], tally["quorum"]["required"]]
+    for cols in tally["items"].values():
+        numbers += [abs(v) for v in cols.values() if isinstance(v, int) and not isinstance(v, bool)]
+    return sorted({n for n in numbers if n >= 1000}), [title, chain_hash]
+
+
+def shows_none_of(driver, figures: tuple[list[int], list[str]]) -> list[str]:
+    """The figures and strings of ``figures`` still visible in a meeting panel (empty: none)."""
+    numbers, strings = figures
+    seen = driver.execute_script(MEETING_TEXT, numbers)
+    left = [f for f in seen["formatted"] if f in seen["text"]] + [s for s in strings if s and s in seen["text"]]
+    return left + (["window.dashboardTally"] if seen["tally"] else [])
+
+
+def api_error(base: str, token: str, path: str) -> dict:
+    """The API's error answer {error, code} for GET ``path`` (an HTTPError is expected)."""
+    request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read())
+    pytest.fail(f"GET {path} answered 2xx")
+
+
 def page_figures(driver) -> dict:
     """The tally as the page displays it, parsed back to integers."""
     shown = driver.execute_script(PAGE_FIGURES)
@@ -303,6 +357,50 @@ async def test_the_dashboard_shows_the_tally_live_without_a_reload_and_recovers_
     screenshot(browser, tmp_path / "dashboard-phone.png", *PHONE, mobile=True)
     overflow = browser.execute_script(WIDER_THAN_VIEWPORT)
     assert not overflow, f"horizontal scrolling at {PHONE[0]} px, elements past the right edge: {overflow}"
+
+    # Another meeting whose reads fail: at once every meeting panel says "loading…", then each shows the
+    # API's error and code; none of this meeting's figures, title or chain hash stays under the other name.
+    from selenium.webdriver.support.select import Select
+
+    title = browser.find_element(By.ID, "meeting-title").text
+    figures = meeting_figures(third, title, browser.find_element(By.ID, "chain-hash").text)
+    assert title and len(shows_none_of(browser, figures)) > 3, "the check sees the meeting's figures before"
+    missing = "no-such-meeting-13"
+    errors = {  # each panel's read and the API's answer to it
+        panel: api_error(base, token, f"/v1/meetings/{missing}{suffix}")
+        for panel, suffix in (
+            ("meeting-title", ""),
+            ("quorum-state", "/tally"),
+            ("chain-position", "/timeline"),
+            ("call-list", "/call-list?limit=20"),
+            ("forecast", "/campaign"),
+        )
+    }
+    browser.execute_script(ADD_OPTION, missing)
+    Select(browser.find_element(By.ID, "meeting")).select_by_value(missing)
+    # The panels are cleared in the change handler itself, before any answer comes back.
+    assert not shows_none_of(browser, figures), "the previous meeting's figures after the switch"
+    for panel, error in errors.items():
+        wait_for(
+            f"#{panel} to show {error}",
+            lambda panel=panel, error=error: (
+                f"{error['error']} ({error['code']})" in browser.find_element(By.ID, panel).text
+            ),
+        )
+    assert not shows_none_of(browser, figures), "the previous meeting's figures under the failing one"
+    # A quick operator: the meeting, then at once the failing one again. The meeting's late answers and
+    # stream events are dropped (they are tagged with the selection they were made for).
+    browser.execute_script(PICK, [MEETING, missing])
+    wait_for(
+        "the failing meeting's errors again",
+        lambda: all(e["code"] in browser.find_element(By.ID, panel).text for panel, e in errors.items()),
+    )
+    time.sleep(1.5)  # room for a late answer of the meeting picked in between
+    assert not shows_none_of(browser, figures), "a late answer of the meeting picked in between"
+    # Back to the meeting: its figures are `tally --json`'s again.
+    Select(browser.find_element(By.ID, "meeting")).select_by_value(MEETING)
+    wait_for("the page to show `tally --json` after the switch back", lambda: shows_tally(browser, third))
+    wait_for("the meeting's title again", lambda: browser.find_element(By.ID, "meeting-title").text == title)
 
     # The token is revoked: the stream's recheck or the next poll gets 401 and the page asks for a token again.
     vote_ledger.run("api", "token", "revoke", token.split("_")[1])

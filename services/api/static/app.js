@@ -4,12 +4,12 @@
 // tally.js / panels.js / campaign.js (renderers), outcomes.js (outcome codes in words).
 
 import { ApiError, Unauthorized, api, dropToken, hasToken, meetingPath, setToken } from "./api.js";
-import { renderCallList, renderCampaign } from "./campaign.js";
+import { clearCallList, clearCampaign, renderCallList, renderCampaign } from "./campaign.js";
 import { $, clear, el, setConnection, showMessage, text } from "./dom.js";
-import { renderStatus, renderTimeline, resizeCharts } from "./panels.js";
+import { clearTimeline, renderStatus, renderTimeline, resizeCharts } from "./panels.js";
 import { state } from "./state.js";
 import { follow } from "./stream.js";
-import { clearItems, renderTally } from "./tally.js";
+import { clearTally, renderTally } from "./tally.js";
 
 const MEETING_KEY = "vote-ledger.meeting";
 const PANEL_MIN_INTERVAL_MS = 3000; // side panels refresh at most this often, however fast tallies come
@@ -18,6 +18,7 @@ const PANEL_POLL_MS = 15000; // and at least this often (lag and parked counts m
 // the API's time for 3,000 votes (measured in the browser test), new at every checkpoint during ingest.
 // A forecast for the day's report needs no second-by-second refresh: at most every 30 s.
 const CAMPAIGN_MIN_INTERVAL_MS = 30000;
+const LOADING = "loading…";
 
 let stream = null; // AbortController of the running stream
 let panelsAt = 0;
@@ -84,39 +85,67 @@ async function start() {
   selectMeeting(select.value);
 }
 
+// A read's failure in words for the panel it was for: the API's one-line reason and its code.
+function failure(name, err) {
+  if (err instanceof ApiError && err.status === 403) return `${name}: not available to this token's role`;
+  const code = err instanceof ApiError ? err.code || "HTTP " + err.status : null;
+  return `${name}: ${err.message}` + (code && code !== err.message ? ` (${code})` : "");
+}
+
+// Every meeting panel to ``why`` at once: none of the previous meeting's figures stays on screen
+// under the newly selected meeting while its reads are under way or when they fail.
+function clearMeetingPanels(why) {
+  text($("meeting-title"), why);
+  clearTally(why);
+  clearTimeline(why);
+  clearCampaign(why);
+  clearCallList(why);
+}
+
 async function selectMeeting(id) {
+  // Every answer and stream event below is tagged with this generation: one that arrives after the
+  // operator picked another meeting belongs to the previous one and is dropped.
   state.generation++;
   const generation = state.generation;
+  const current = () => generation === state.generation;
   stopStream();
+  clearTimeout(panelsTimer);
+  panelsTimer = null;
+  clearInterval(pollTimer);
+  jobsAt = {};
+  for (const where of Object.keys(panelErrors)) delete panelErrors[where];
   Object.assign(state, { meetingId: id, meeting: null, tally: null, forecast: null, logHead: 0 });
   sessionStorage.setItem(MEETING_KEY, id);
-  clearItems();
   showMessage("dashboard-message", "");
+  showMessage("campaign-message", "");
+  clearMeetingPanels(LOADING);
   try {
     const summary = await api(meetingPath(id, ""));
-    if (generation !== state.generation) return;
+    if (!current()) return;
     state.meeting = summary;
     const parts = [summary.company, summary.title, summary.meeting_at].filter((p) => typeof p === "string");
-    text($("meeting-title"), parts.join(" · "));
+    text($("meeting-title"), parts.length ? parts.join(" · ") : id);
   } catch (err) {
-    if (handleError(err, "dashboard-message")) return;
+    if (!current() || handleError(err)) return;
+    text($("meeting-title"), failure("Meeting", err));
   }
   try {
-    renderTally(await api(meetingPath(id, "/tally")));
+    const tally = await api(meetingPath(id, "/tally"));
+    if (!current()) return;
+    renderTally(tally);
   } catch (err) {
-    if (handleError(err, "dashboard-message")) return;
+    if (!current() || handleError(err)) return;
+    clearTally(failure("Tally", err));
   }
-  if (generation !== state.generation) return;
   stream = follow(meetingPath(id, "/tally/stream"), {
     tally: (tally) => {
+      if (!current()) return; // a last event of the previous meeting's stream, read before its abort
       renderTally(tally);
       schedulePanels();
     },
-    signIn: (reason) => signOut(reason + " Sign in again."),
+    signIn: (reason) => current() && signOut(reason + " Sign in again."),
   });
-  jobsAt = {};
   refreshPanels();
-  clearInterval(pollTimer);
   pollTimer = setInterval(refreshPanels, PANEL_POLL_MS);
 }
 
@@ -132,18 +161,20 @@ async function refreshPanels() {
   panelsAt = Date.now();
   const generation = state.generation;
   const id = state.meetingId;
+  // name, path, renderer, where its error goes, its least interval, and what clears its panel on an error
+  // (the status is the whole ledger's, no meeting's: its last figures stay, with the error above them).
   const jobs = [
-    ["Timeline", meetingPath(id, "/timeline"), renderTimeline, "dashboard-message", 0],
-    ["Status", "/v1/status", renderStatus, "dashboard-message", 0],
-    ["Campaign", meetingPath(id, "/campaign"), renderCampaign, "campaign-message", CAMPAIGN_MIN_INTERVAL_MS],
-    ["Call list", meetingPath(id, "/call-list?limit=20"), renderCallList, "campaign-message", CAMPAIGN_MIN_INTERVAL_MS],
+    ["Timeline", meetingPath(id, "/timeline"), renderTimeline, "dashboard-message", 0, clearTimeline],
+    ["Status", "/v1/status", renderStatus, "dashboard-message", 0, null],
+    ["Campaign", meetingPath(id, "/campaign"), renderCampaign, "campaign-message", CAMPAIGN_MIN_INTERVAL_MS, clearCampaign],
+    ["Call list", meetingPath(id, "/call-list?limit=20"), renderCallList, "campaign-message", CAMPAIGN_MIN_INTERVAL_MS, clearCallList],
   ].filter(([name, , , , every]) => {
     if (Date.now() - (jobsAt[name] || 0) < every) return false;
     jobsAt[name] = Date.now();
     return true;
   });
   await Promise.all(
-    jobs.map(async ([name, path, render, where]) => {
+    jobs.map(async ([name, path, render, where, , clearPanel]) => {
       try {
         const body = await api(path);
         if (generation !== state.generation) return;
@@ -151,8 +182,9 @@ async function refreshPanels() {
         panelError(where, name, null);
       } catch (err) {
         if (generation !== state.generation || handleError(err)) return;
-        const why = err instanceof ApiError && err.status === 403 ? "not available to this token's role" : err.message;
-        panelError(where, name, `${name}: ${why}`);
+        const why = failure(name, err);
+        if (clearPanel) clearPanel(why);
+        panelError(where, name, why);
       }
     })
   );

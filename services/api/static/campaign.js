@@ -98,6 +98,29 @@ function renderForecast(forecast) {
   }
 }
 
+function placeholder(id, columns, why) {
+  const body = $(id);
+  clear(body);
+  body.append(el("tr", {}, el("td", { colspan: String(columns), text: why })));
+}
+
+// A meeting switch (why: "loading…") or a failed campaign read (why: its error): ``why`` in place of
+// the turnout and the forecast shown before, and the items' margin lines lose the old forecast's.
+export function clearCampaign(why) {
+  state.forecast = null;
+  placeholder("turnout-channel", 4, why);
+  placeholder("turnout-nominee", 4, why);
+  placeholder("forecast", 4, why);
+  text($("campaign-as-of"), "–");
+  text($("forecast-method"), "");
+  refreshMargins();
+}
+
+// The same for the call list.
+export function clearCallList(why) {
+  placeholder("call-list", 5, why);
+}
+
 // positions [{control_number, holders, shares, kind, nominee, status}].
 export function renderCallList(body) {
   const list = Array.isArray(body.positions) ? body.positions : [];

@@ -73,6 +73,26 @@ export function renderTimeline(timeline) {
   text($("chain-hash"), chain && typeof chain.hash === "string" ? chain.hash : "–");
 }
 
+// A meeting switch (why: "loading…") or a failed timeline read (why: its error): the charts, the
+// rejections and the meeting's chain show ``why`` instead of the figures shown before.
+export function clearTimeline(why) {
+  for (const [key, c] of Object.entries(charts)) {
+    c.destroy();
+    delete charts[key];
+  }
+  for (const id of ["chart-present", "chart-rate", "chart-rejections"]) {
+    const node = $(id);
+    clear(node);
+    node.append(el("p", { class: "muted small", text: why }));
+    node.setAttribute("aria-label", why);
+  }
+  const body = $("rejections");
+  clear(body);
+  body.append(el("tr", {}, el("td", { colspan: "2", text: why })));
+  text($("chain-position"), why);
+  text($("chain-hash"), "–");
+}
+
 function describeChart(id, what, xs, ys) {
   const last = ys.length ? ys[ys.length - 1] : null;
   $(id).setAttribute(

@@ -54,8 +54,23 @@ export function renderTally(tally) {
   renderItems(tally.items || {});
 }
 
-export function clearItems() {
-  clear($("items"));
+// A meeting switch (why: "loading…") or a failed tally read (why: its error): no figure of the tally
+// shown before stays on screen, so no meeting's figures ever stand under another meeting's name.
+export function clearTally(why) {
+  state.tally = null;
+  window.dashboardTally = null;
+  for (const id of ["quorum-present", "quorum-required", "quorum-percent", "outstanding", "as-of"]) text($(id), "–");
+  const stateNode = $("quorum-state");
+  stateNode.dataset.met = "";
+  text(stateNode, why);
+  const bar = $("quorum-bar");
+  bar.querySelector(".fill").style.width = "0%";
+  bar.querySelector(".mark").style.left = "0%";
+  bar.setAttribute("aria-valuenow", "0");
+  bar.setAttribute("aria-valuetext", why);
+  const list = $("items");
+  clear(list);
+  list.append(el("li", { class: "placeholder muted", text: why })); // renderItems drops it (no data-item)
 }
 
 function renderItems(items) {
