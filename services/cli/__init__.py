@@ -61,14 +61,35 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 141
     except UserError as exc:
-        print(f"vote-ledger: {exc}", file=sys.stderr)
+        say_fatal(args, str(exc))
         return 2
     except Exception as exc:
         line = unreachable(exc)
         if line is None:
             raise
-        print(f"vote-ledger: {line}", file=sys.stderr)
+        say_fatal(args, line)
         return 2
+
+
+def say_fatal(args: argparse.Namespace, line: str) -> None:
+    """Print the one-line error a command ends with: a JSON log line for `services run` logging JSON."""
+    if args.command == "services" and getattr(args, "services_command", None) == "run" and _logs_json():
+        # Its stderr goes to a log collector, as JSON lines: a plain line there would be the one it cannot parse.
+        from services.observability import logs
+
+        record = logging.LogRecord("vote_ledger.cli", logging.ERROR, __file__, 0, line, None, None)
+        print(logs.formatter("json").format(record), file=sys.stderr)
+        return
+    print(f"vote-ledger: {line}", file=sys.stderr)
+
+
+def _logs_json() -> bool:
+    from services.settings import load  # the environment only: the format needs no stack found
+
+    try:
+        return load().log_format == "json"
+    except Exception:  # noqa: BLE001 - the settings may be what failed: then the plain line says so
+        return False
 
 
 def _bootstrap_failure_said_once(record: logging.LogRecord) -> bool:
