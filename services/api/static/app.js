@@ -182,6 +182,9 @@ async function refreshPanels() {
         panelError(where, name, null);
       } catch (err) {
         if (generation !== state.generation || handleError(err)) return;
+        // A failed read (e.g. 503 busy: every heavy-read slot taken) is asked again at the next refresh,
+        // not after the campaign's 30 s: its panel shows the error meanwhile.
+        jobsAt[name] = 0;
         const why = failure(name, err);
         if (clearPanel) clearPanel(why);
         panelError(where, name, why);
