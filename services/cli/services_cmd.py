@@ -52,9 +52,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.which in ("all", "api"):
         role_dsn(cfg, READER_ROLE)
     if args.which == "all":  # checked above, so a missing login is one line here, not three from the children
+        from services.cli import say_fatal
         from services.cli.supervise import SERVICES, supervise
 
-        return supervise(SERVICES, args.verbose)
+        return supervise(SERVICES, args.verbose, lambda line: say_fatal(args, line))
     return run(serve(cfg, args.which))
 
 

@@ -47,11 +47,12 @@ def exit_status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def supervise(which: Sequence[str], verbose: bool) -> int:
+def supervise(which: Sequence[str], verbose: bool, say: Callable[[str], None]) -> int:
     """Start one child per service, forward SIGINT/SIGTERM; the first child to exit stops the others.
 
     Returns 0 when every child stopped cleanly after a forwarded signal, else the first exit's status (1
-    if a child exited 0 unasked), and prints one line naming the service that stopped first.
+    if a child exited 0 unasked), and says one line naming the service that stopped first (``say``: plain
+    text, or a JSON log line when the logs are JSON).
     """
     children: dict[str, subprocess.Popen[bytes]] = {}
     asked: list[int] = []
@@ -79,10 +80,7 @@ def supervise(which: Sequence[str], verbose: bool) -> int:
         if asked and code == 0:
             return next((exit_status(p.returncode) for p in children.values() if p.returncode), 0)
         status = exit_status(code) or 1
-        print(
-            f"vote-ledger: the {name} service exited with status {exit_status(code)}; stopped the others",
-            file=sys.stderr,
-        )
+        say(f"the {name} service exited with status {exit_status(code)}; stopped the others")
         return status
     finally:
         for sig, handler in previous.items():
