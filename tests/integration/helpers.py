@@ -27,6 +27,16 @@ from services.settings import Settings
 from tests.conftest import settings_env
 from tests.factories import cast, register_event, revoke, small_meeting
 
+# `vote-ledger services run api` as a subprocess, from the interpreter running the tests (no PATH needed).
+SERVICES_RUN_API = [
+    sys.executable,
+    "-c",
+    "import sys; from services.cli import main; sys.exit(main())",
+    "services",
+    "run",
+    "api",
+]
+
 
 @asynccontextmanager
 async def running_ledger(settings: Settings):

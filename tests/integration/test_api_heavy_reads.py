@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 
 import httpx
@@ -15,19 +14,12 @@ from services.api.heavy import HEAVY_WAIT_S
 from services.api.routes.audit import EVENTS_MAX
 from tests.conftest import settings_env
 from tests.factories import register_event, small_meeting
-from tests.integration.helpers import api_token, running_api
+from tests.integration.helpers import SERVICES_RUN_API, api_token, running_api
 from tests.integration.test_api_perf import MANY, VOTES, _projected
 
 pytestmark = pytest.mark.integration
 
-COMMAND = [
-    sys.executable,
-    "-c",
-    "import sys; from services.cli import main; sys.exit(main())",
-    "services",
-    "run",
-    "api",
-]
+COMMAND = SERVICES_RUN_API
 
 
 async def _timed(client: httpx.AsyncClient, url: str) -> tuple[float, httpx.Response]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 
 import httpx
@@ -15,7 +14,14 @@ from events import Position
 from services.adapters.kafka.topics import producer, publish
 from tests.conftest import settings_env
 from tests.factories import POSITIONS, cast, register_event, small_meeting
-from tests.integration.helpers import api_token, running_api, running_ledger, running_projector, wait_for
+from tests.integration.helpers import (
+    SERVICES_RUN_API,
+    api_token,
+    running_api,
+    running_ledger,
+    running_projector,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +40,7 @@ VOTES = [
     cast("B-2", {"1.1": "against", "3": "for"}, executed=9 * DAY, channel="broker"),
     *(cast(f"R-{n}", {"2": "for", "3": "against"}, executed=(2 + n % 11) * DAY) for n in range(10, 1510)),
 ]
-COMMAND = [
-    sys.executable,
-    "-c",
-    "import sys; from services.cli import main; sys.exit(main())",
-    "services",
-    "run",
-    "api",
-]
+COMMAND = SERVICES_RUN_API
 
 
 async def _projected(settings, events) -> None:

@@ -6,23 +6,16 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 
 import httpx
 import pytest
 
 from tests.conftest import settings_env
+from tests.integration.helpers import SERVICES_RUN_API
 
 pytestmark = pytest.mark.integration
 
-COMMAND = [
-    sys.executable,
-    "-c",
-    "import sys; from services.cli import main; sys.exit(main())",
-    "services",
-    "run",
-    "api",
-]
+COMMAND = SERVICES_RUN_API
 
 
 async def test_the_api_serves_until_sigterm_and_exits_0(settings):
