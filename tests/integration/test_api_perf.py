@@ -70,8 +70,9 @@ async def test_status_answers_promptly_while_a_campaign_is_computed(settings):
             await asyncio.sleep(0.1)
         took = time.monotonic() - started
         assert (await campaign).status_code == 200
-    # Answered while the campaign was in flight: with the computation on the event loop, none could be.
-    assert len(waits) >= 2, f"{len(waits)} /v1/status answered during the campaign's {took:.2f} s"
+    # Answered while the campaign was in flight: with the computation on the event loop, none could be. One,
+    # not two: a status read takes ~0.4 s and the campaign as little as 1.1 s on a quiet machine.
+    assert len(waits) >= 1, f"{len(waits)} /v1/status answered during the campaign's {took:.2f} s"
     # Alone it takes ~0.35 s here (Kafka's offsets, the log); a campaign in a thread (GIL) held it over 2.8 s.
     assert max(waits) < 1.5, f"/v1/status waited up to {max(waits):.2f} s while a campaign of {took:.2f} s ran"
 
