@@ -51,30 +51,32 @@ async def _projected(settings, events) -> None:
         await wait_for(settings.pg_dsn, CHECKPOINT, len(events))
 
 
-async def test_status_answers_promptly_while_a_campaign_is_computed(settings):
+async def test_the_api_answers_promptly_while_a_campaign_is_computed(settings):
     await _projected(settings, [small_meeting(outstanding=20_000_000), register_event(MANY), *VOTES])
     token, _ = await api_token(settings)
     headers = {"Authorization": f"Bearer {token}"}
     async with running_api(settings) as base, httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
-        assert (await client.get("/v1/status")).status_code == 200  # warm: the token, the pool, Kafka's client
+        assert (await client.get("/v1/meetings")).status_code == 200  # warm: the token, the pool
         started = time.monotonic()
         campaign = asyncio.create_task(client.get("/v1/meetings/m1/campaign"))
-        await asyncio.sleep(0.2)  # the replay and the forecast are under way
+        await asyncio.sleep(0.05)  # the request is sent; the replay and the forecast are under way
         waits = []
         while not campaign.done():
             asked = time.monotonic()
-            status = await client.get("/v1/status")
+            # A token check and a query: a few milliseconds when the event loop is free.
+            answer = await client.get("/v1/meetings")
             if not campaign.done():  # answered while the campaign was still being computed
                 waits.append(time.monotonic() - asked)
-            assert status.status_code == 200
-            await asyncio.sleep(0.1)
+            assert answer.status_code == 200
+            await asyncio.sleep(0.02)
         took = time.monotonic() - started
         assert (await campaign).status_code == 200
-    # Answered while the campaign was in flight: with the computation on the event loop, none could be. One,
-    # not two: a status read takes ~0.4 s and the campaign as little as 1.1 s on a quiet machine.
-    assert len(waits) >= 1, f"{len(waits)} /v1/status answered during the campaign's {took:.2f} s"
-    # Alone it takes ~0.35 s here (Kafka's offsets, the log); a campaign in a thread (GIL) held it over 2.8 s.
-    assert max(waits) < 1.5, f"/v1/status waited up to {max(waits):.2f} s while a campaign of {took:.2f} s ran"
+    # Answered while the campaign was in flight: with the computation on the event loop, none could be.
+    # A cheap read, polled every 20 ms: the campaign takes 0.6-3 s (0.67 s on a quiet machine), long enough
+    # for several (a /v1/status read, ~0.4 s, sometimes fitted none).
+    assert len(waits) >= 3, f"{len(waits)} reads answered during the campaign's {took:.2f} s"
+    # A campaign in a thread (the GIL) held a /v1/status read over 2.8 s.
+    assert max(waits) < 0.5, f"a read waited up to {max(waits):.2f} s while a campaign of {took:.2f} s ran"
 
 
 async def test_an_open_stream_ends_when_the_api_stops_without_waiting_or_an_error(settings):
