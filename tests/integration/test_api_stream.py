@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from contextlib import asynccontextmanager
 
@@ -19,24 +18,17 @@ from services.adapters.postgres.connect import READER_ROLE
 from services.adapters.postgres.tally_store import PROJECTED_CHANNEL, PROJECTION
 from services.api import stream
 from services.api.app import create_app
-from services.api.auth import new_token
 from services.api.listener import APPLICATION_NAME
 from services.observability import metrics
 from services.read.tallies import read_tally
 from services.runtime.rebuild import rebuild
+from tests.conftest import free_port
 from tests.factories import cast, register_event, small_meeting
-from tests.integration.helpers import run_projector, running_ledger, running_projector, wait_for
+from tests.integration.helpers import api_token, run_projector, running_ledger, running_projector, wait_for
 
 pytestmark = pytest.mark.integration
 
 STREAM = "/v1/meetings/{}/tally/stream"
-
-
-def free_port() -> int:
-    """A port nobody listens on now (never the developer's 8470-8472)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class _Server(uvicorn.Server):
@@ -69,14 +61,8 @@ async def serving(settings):
 
 
 async def issue_token(settings, role: str = "ops") -> tuple[str, str]:
-    """A token issued as `vote-ledger api token issue` does (the owner's login): (its text, its id)."""
-    text, token_id, digest = new_token()
-    conn = await asyncpg.connect(settings.pg_dsn)
-    try:
-        await api_tokens.issue(conn, token_id, "stream test", role, digest, None)
-    finally:
-        await conn.close()
-    return text, token_id
+    """A token for these streams' client: (its text, its id)."""
+    return await api_token(settings, role, name="stream test")
 
 
 class Events:
