@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from events import MeetingScheduled
 from projections.outcomes import tally_report
 from projections.overvotes import counted_totals
 from services.adapters.postgres import tally_store
@@ -26,10 +27,8 @@ async def read_counted(conn: asyncpg.Connection, meeting_id: str, cache: Registe
         return await read_counted_in_snapshot(conn, meeting_id, cache)
 
 
-async def read_counted_in_snapshot(
-    conn: asyncpg.Connection, meeting_id: str, cache: RegisterCache | None = None
-) -> dict[str, Any]:
-    """As read_counted, inside the caller's REPEATABLE READ transaction (to read more at the same point)."""
+async def projected_point(conn: asyncpg.Connection, meeting_id: str) -> tuple[MeetingScheduled, int, int]:
+    """The meeting, its shares present and the projector's checkpoint, in the caller's snapshot (no totals)."""
     spec = await meeting_spec(conn, meeting_id)
     # A meeting the projector could not project keeps its rows as of before the failure: reporting
     # them as the tally would certify numbers that leave votes out (011_projector.sql).
@@ -38,6 +37,14 @@ async def read_counted_in_snapshot(
         raise MeetingNotProjected(meeting_id, failed[meeting_id])
     present = await tally_store.present(conn, meeting_id)
     position = await tally_store.checkpoint(conn, PROJECTION)
+    return spec, present, position
+
+
+async def read_counted_in_snapshot(
+    conn: asyncpg.Connection, meeting_id: str, cache: RegisterCache | None = None
+) -> dict[str, Any]:
+    """As read_counted, inside the caller's REPEATABLE READ transaction (to read more at the same point)."""
+    spec, present, position = await projected_point(conn, meeting_id)
     buckets = await tally_store.buckets(conn, meeting_id)
     rejected = await tally_store.overvote_rejections(conn, meeting_id)
     # Entitlements (R17) and the register as the rows the tally folded hold them (the projector's

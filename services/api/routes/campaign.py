@@ -7,7 +7,7 @@ import multiprocessing
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from services.api.auth import ops
 from services.api.conditional import Version, log_position, not_modified, projection_position, stamp
 from services.api.errors import JSON_OBJECT, bad_query, documented
+from services.api.heavy import compute_pool as compute_pool_of
 from services.api.heavy import heavy
 from services.read.campaign import call_list, read_campaign
 from services.read.timeline import TooManyBuckets, read_timeline
@@ -126,16 +127,6 @@ async def compute_pool(app: FastAPI) -> AsyncIterator[None]:
         app.state.compute.shutdown(wait=False, cancel_futures=True)
 
 
-def _compute_pool(request: Request) -> Executor | None:
-    return getattr(request.app.state, "compute", None)
-
-
-def _registers(request: Request) -> Any:
-    """The app's register cache (the tally reads', services/api/stream.py), when its lifespan runs."""
-    reads = getattr(request.app.state, "tally_reads", None)
-    return None if reads is None else reads.registers
-
-
 @router.get(
     "/meetings/{meeting_id}/timeline",
     response_model=None,
@@ -154,7 +145,7 @@ async def timeline(
             request,
             ("timeline", meeting_id, bucket_s),
             log_position,
-            lambda c: read_timeline(c, meeting_id, bucket_s, _compute_pool(request)),
+            lambda c: read_timeline(c, meeting_id, bucket_s, compute_pool_of(request)),
         )
     except TooManyBuckets as exc:
         raise bad_query("bad_bucket_s", str(exc)) from None
@@ -168,12 +159,11 @@ async def timeline(
 )
 async def campaign(request: Request, meeting_id: str) -> Response:
     """Turnout by channel and by nominee, and the forecast at the polls' close (`report campaign --json`)."""
-    registers = _registers(request)
     return await _answer(
         request,
         ("campaign", meeting_id),
         projection_position,
-        lambda c: read_campaign(c, meeting_id, registers, _compute_pool(request)),
+        lambda c: read_campaign(c, meeting_id, compute_pool_of(request)),
     )
 
 
@@ -189,13 +179,12 @@ async def call_list_route(
     limit: Annotated[int, Query(ge=1, le=CALL_LIST_MAX, description="positions")] = 50,
 ) -> Response:
     """The largest positions whose holders have not instructed yet (`report call-list --json`)."""
-    registers = _registers(request)
     # One computation of the longest list per position, sliced per limit: a key per limit let 30 distinct
     # limits start 30 replays (issue 13, adversarial test).
     return await _answer(
         request,
         ("call-list", meeting_id),
         projection_position,
-        lambda c: call_list(c, meeting_id, CALL_LIST_MAX, registers, _compute_pool(request)),
+        lambda c: call_list(c, meeting_id, CALL_LIST_MAX, compute_pool_of(request)),
         lambda body: {**body, "limit": limit, "positions": body["positions"][:limit]},
     )
