@@ -45,7 +45,12 @@ async def serving(settings):
     """The API app (its own reader pool and listener) served by uvicorn in this loop; yields (app, base URL)."""
     app = create_app(settings)
     port = free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    # Shut down as services/api/app.serve does: streams ended first, and a bounded graceful wait (an
+    # unbounded one hung this suite once, 600 s, in a clean-clone run).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=3
+    )
+    server = _Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), "uvicorn did not start"
@@ -56,6 +61,9 @@ async def serving(settings):
                 await asyncio.sleep(0.02)
         yield app, f"http://127.0.0.1:{port}"
     finally:
+        feed = getattr(app.state, "feed", None)
+        if feed is not None:
+            feed.close()
         server.should_exit = True
         await task
 
