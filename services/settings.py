@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import UserError
@@ -34,6 +34,8 @@ Seconds = Annotated[float, Field(gt=0, le=DAY_S, allow_inf_nan=False)]
 SessionTimeoutMs = Annotated[int, Field(ge=6000, le=1_800_000)]
 # More partitions than this is no longer "one topic of votes" but a cluster-sizing mistake.
 Partitions = Annotated[int, Field(ge=1, le=10000)]
+# Kafka's replication factor is a 16-bit count of brokers; no cluster of ours comes near it.
+Replication = Annotated[int, Field(ge=1, le=32767)]
 # One batch is one transaction held in memory: a million rows is far past where batching pays.
 BatchMax = Annotated[int, Field(ge=1, le=1_000_000)]
 
@@ -82,6 +84,12 @@ class Settings(BaseSettings):
     cache: Path = _var("VOTE_LEDGER_CACHE", Path(".cache"))
     consumer_group: str = _var("VOTE_LEDGER_CONSUMER_GROUP", "vote-ledger")
     submission_partitions: Partitions = _var("VOTE_LEDGER_PARTITIONS", 4)
+    # Replication of the topics the ledger creates (issue 14): 1 on a one-broker stack; 3 with
+    # min.insync.replicas 2 on a cluster (`stack up --replicated`), so an acknowledged record (every
+    # producer of ours sends acks=all) is on two brokers before anyone is told it was received, and
+    # one broker may be lost without losing a record or refusing a write.
+    topic_replication: Replication = _var("VOTE_LEDGER_TOPIC_REPLICATION", 1)
+    topic_min_insync: Replication = _var("VOTE_LEDGER_TOPIC_MIN_INSYNC", 1)
     # A cap, not a wait: a batch holds what Kafka has ready (batch_timeout_ms), up to this many.
     batch_max: BatchMax = _var("VOTE_LEDGER_BATCH_MAX", 20000)
     # Static group membership (KIP-345): a ledger restarted under the same id takes its partitions
@@ -192,6 +200,17 @@ class Settings(BaseSettings):
             raise ValueError("not a Kafka name")
         return value
 
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> Settings:
+        # Kafka accepts min.insync.replicas above the replication factor, then refuses every acks=all write
+        # (NotEnoughReplicas): a misconfiguration that would look like an outage, so it is refused here.
+        if self.topic_min_insync > self.topic_replication:
+            raise ValueError(
+                f"VOTE_LEDGER_TOPIC_MIN_INSYNC={self.topic_min_insync} exceeds"
+                f" VOTE_LEDGER_TOPIC_REPLICATION={self.topic_replication}: no write could ever be acknowledged"
+            )
+        return self
+
     @property
     def submissions_topic(self) -> str:
         """Topic of vote submissions (wire contract: votes.submissions)."""
@@ -300,7 +319,10 @@ def load(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across fields (_insync_within_replication): its message names them
+                problems.append(str(error.get("ctx", {}).get("error") or error["msg"]))
+                continue
+            name = str(error["loc"][0])
             field = name if name in Settings.model_fields else _field_of(name)
             shown = f"--{name.replace('_', '-')}" if name in overrides else variable(field) if field else name
             reason = f" ({error['ctx']['error']})" if error["type"] == "value_error" else ""

@@ -31,6 +31,10 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     broker = KafkaBroker(
         settings.kafka_bootstrap,
         client_id="vote-ledger-ledger",
+        # What the ledger publishes (answers, parked messages, chain heads) is acknowledged only once every
+        # in-sync replica has it, and a retried send is not written twice (FastStream's default is acks=1).
+        acks="all",
+        enable_idempotence=True,
         security=faststream_security(settings, "ledger"),
         middlewares=[KafkaPrometheusMiddleware(registry=metrics.LEDGER, app_name="vote-ledger-ledger")],
         # Ours, not FastStream's own (a handler of its own on stdout, colour codes, not propagated): its

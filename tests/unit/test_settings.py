@@ -267,3 +267,13 @@ def test_only_the_two_scram_mechanisms_are_accepted(clean_env):
         match=r"^VOTE_LEDGER_KAFKA_SASL_MECHANISM='PLAIN' is not valid: expected SCRAM-SHA-512 or SCRAM-SHA-256$",
     ):
         load()
+
+
+def test_min_insync_above_the_replication_factor_is_refused_as_unwritable(clean_env, monkeypatch):
+    monkeypatch.setenv("VOTE_LEDGER_TOPIC_REPLICATION", "3")
+    assert load().topic_min_insync == 1
+    monkeypatch.setenv("VOTE_LEDGER_TOPIC_MIN_INSYNC", "2")
+    assert (load().topic_replication, load().topic_min_insync) == (3, 2)
+    monkeypatch.setenv("VOTE_LEDGER_TOPIC_MIN_INSYNC", "4")
+    with pytest.raises(UserError, match="VOTE_LEDGER_TOPIC_MIN_INSYNC=4 exceeds VOTE_LEDGER_TOPIC_REPLICATION=3"):
+        load()

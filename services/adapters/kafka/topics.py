@@ -136,14 +136,16 @@ async def ensure_topics(settings: Settings, roles: Roles = TOPIC_ROLES) -> None:
     await started(admin)
     try:
         existing = set(await admin.list_topics())
+        replicas = settings.topic_replication
+        durable = {"min.insync.replicas": str(settings.topic_min_insync)}  # see Settings.topic_replication
         wanted = [
             # LogAppendTime: each record carries the broker's clock, which the ledger records (appended_at)
             # and judges the cut-off on; a channel's producer cannot set it (issue 11).
             NewTopic(
                 settings.submissions_topic,
                 settings.submission_partitions,
-                1,
-                topic_configs={"message.timestamp.type": "LogAppendTime"},
+                replicas,
+                topic_configs={"message.timestamp.type": "LogAppendTime"} | durable,
             ),
             # Answers to channels, keyed like the submissions (as many partitions: an answer lands on the
             # partition number its submission went to). Never expired: they are receipts a channel may
@@ -152,15 +154,22 @@ async def ensure_topics(settings: Settings, roles: Roles = TOPIC_ROLES) -> None:
             NewTopic(
                 settings.decisions_topic,
                 settings.submission_partitions,
-                1,
-                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+                replicas,
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"} | durable,
             ),
             # One partition: meeting administration is rare and its order matters to readers. LogAppendTime
             # too: an amendment may not take effect before the broker appended it (docs/rules.md, Amendments).
-            NewTopic(settings.admin_topic, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"}),
-            NewTopic(settings.parked_topic, 1, 1),
+            NewTopic(
+                settings.admin_topic, 1, replicas, topic_configs={"message.timestamp.type": "LogAppendTime"} | durable
+            ),
+            NewTopic(settings.parked_topic, 1, replicas, topic_configs=durable),
             # Heads anchor the log for as long as it may be audited: never expire them.
-            NewTopic(settings.heads_topic, 1, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
+            NewTopic(
+                settings.heads_topic,
+                1,
+                replicas,
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"} | durable,
+            ),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
