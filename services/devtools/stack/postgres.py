@@ -31,6 +31,11 @@ from services.local_stack import DATABASE, LOGIN_PREFIX, LOOPBACK, SUPERUSER, pa
 
 OS_USER = "postgres"
 CONF_NAME = "vote_ledger.conf"
+# The replicated stack's parts (services/devtools/stack/postgres_standby.py): the standby's data folder
+# in the home, its login for streaming, and the file of replication settings each server includes.
+STANDBY_DIR = "pg-standby"
+REPLICATOR = f"{LOGIN_PREFIX}replicator"
+REPLICATION_CONF = "vote_ledger_replication.conf"
 
 # Written on every `stack up` (an older stack's `trust` file is replaced once its superuser has a
 # password). Every login, the superuser included, proves a SCRAM password; there is no unix socket.
@@ -40,6 +45,8 @@ HBA = """\
 host    all       all   127.0.0.1/32  scram-sha-256
 host    all       all   ::1/128       scram-sha-256
 """
+# Added for a replicated home only: the standby streams the WAL as this login (SCRAM too).
+HBA_REPLICATION = f"host    replication  {REPLICATOR}  127.0.0.1/32  scram-sha-256\n"
 
 # Written on every `stack up` so port changes take effect; included from postgresql.conf.
 # Sized for a 2-core, 24 GiB machine shared with Kafka and the services.
@@ -64,16 +71,31 @@ password_encryption = 'scram-sha-256'
 timezone = 'UTC'
 log_timezone = 'UTC'
 log_line_prefix = '%m [%p] %q%u@%d '
+# A replicated home's primary/standby settings (postgres_standby.py writes it; absent otherwise).
+include_if_exists = '{replication_conf}'
 """
 
 
-def _is_root() -> bool:
+def settings_text(port: int) -> str:
+    """This stack's vote_ledger.conf for a server on the port."""
+    return SETTINGS.format(host=LOOPBACK, port=port, replication_conf=REPLICATION_CONF)
+
+
+def hba_text(cfg: StackConfig, replication: bool = False) -> str:
+    """This stack's pg_hba.conf: SCRAM for every login, and streaming for the replicator in a replicated home."""
+    replicated = replication or getattr(cfg, "replicated", False) or (cfg.home / STANDBY_DIR).exists()
+    return HBA + (HBA_REPLICATION if replicated else "")
+
+
+def is_root() -> bool:
+    """Whether we run as root (PostgreSQL then runs as the `postgres` OS user)."""
     return os.geteuid() == 0
 
 
-def _as_db_user(cmd: list[str]) -> list[str]:
+def as_db_user(cmd: list[str]) -> list[str]:
+    """The command as the OS user PostgreSQL runs as (itself unless we are root)."""
     # PostgreSQL refuses to run as root, so as root run it as the `postgres` OS user.
-    return ["runuser", "-u", OS_USER, "--", *cmd] if _is_root() else cmd
+    return ["runuser", "-u", OS_USER, "--", *cmd] if is_root() else cmd
 
 
 def check_tools(cfg: StackConfig, log: Log) -> None:
@@ -81,7 +103,7 @@ def check_tools(cfg: StackConfig, log: Log) -> None:
     if running_pid(cfg) is not None:
         return
     ensure_bindir(cfg, log)
-    if _is_root() and shutil.which("runuser") is None:
+    if is_root() and shutil.which("runuser") is None:
         raise StackError(
             f"`runuser` is needed to run PostgreSQL as the `{OS_USER}` user when vote-ledger runs as root, and it"
             " is not on the PATH: install util-linux (it ships runuser) or add its folder (usually /usr/sbin) to PATH"
@@ -141,7 +163,7 @@ def ensure_bindir(cfg: StackConfig, log: Log) -> Path:
     bindir = find_bindir(cfg)
     if bindir is not None:
         return bindir
-    if _is_root() and Path("/etc/debian_version").exists() and shutil.which("apt-get"):
+    if is_root() and Path("/etc/debian_version").exists() and shutil.which("apt-get"):
         log("PostgreSQL is missing; running `apt-get update && apt-get install -y postgresql`")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "postgresql"]):
@@ -156,34 +178,43 @@ def ensure_bindir(cfg: StackConfig, log: Log) -> Path:
     return bindir
 
 
-def _give_to_db_user(*paths: Path) -> None:
-    if _is_root():
+def give_to_db_user(*paths: Path) -> None:
+    """Make the paths the `postgres` OS user's when we are root."""
+    if is_root():
         for path in paths:
             shutil.chown(path, OS_USER, OS_USER)
 
 
 def running_pid(cfg: StackConfig) -> int | None:
     """The postmaster's pid when this stack's server runs, else None."""
+    return pid_of(cfg.pg_data)
+
+
+def pid_of(data: Path) -> int | None:
+    """The postmaster's pid when a server runs on this data folder, else None."""
     try:
-        pid = int((cfg.pg_data / "postmaster.pid").read_text().split("\n", 1)[0])
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
     # A stale postmaster.pid after a crash may name a pid now used by something
     # else; pg_ctl starts the postmaster as `postgres -D <data dir>`.
-    return pid if str(cfg.pg_data).encode() in argv else None
+    return pid if str(data).encode() in argv else None
 
 
-def passwords(cfg: StackConfig) -> dict[str, str]:
-    """The superuser's and the logins' passwords, made once and kept in a 0600 file in the home."""
+def passwords(cfg: StackConfig, extra: list[str] | None = None) -> dict[str, str]:
+    """The superuser's and the logins' passwords (and those of the extra names), made once and kept in a
+    0600 file in the home."""
+    extra = extra or []
     try:
         known = json.loads(cfg.pg_passwords.read_text())
     except FileNotFoundError:
         known = {}
-    names = password_names()
+    names = password_names() + extra
     if all(name in known for name in names):
         return known
-    known = {name: known.get(name) or secrets.token_urlsafe(24) for name in names}
+    # Kept: passwords of names not asked for this time (a replicated home's replicator).
+    known = {**known, **{name: known.get(name) or secrets.token_urlsafe(24) for name in names}}
     cfg.home.mkdir(parents=True, exist_ok=True)
     # Created 0600 before anything is written to it: the passwords are never world-readable.
     fd = os.open(cfg.pg_passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -204,25 +235,25 @@ def _init_cluster(cfg: StackConfig, bindir: Path, log: Log, password: str) -> No
     log(f"initialising PostgreSQL {_major(bindir)} data in {cfg.pg_data}")
     cfg.pg_data.mkdir(parents=True, exist_ok=True)
     cfg.pg_data.chmod(0o700)
-    _give_to_db_user(cfg.pg_data)
+    give_to_db_user(cfg.pg_data)
     # initdb reads the superuser's password from a file, as the postgres user when we are root.
     pwfile = cfg.home / ".initdb-password"
     fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(password + "\n")
-    _give_to_db_user(pwfile)
+    give_to_db_user(pwfile)
     cmd = [
         str(bindir / "initdb"), "-D", str(cfg.pg_data), "-U", SUPERUSER, f"--pwfile={pwfile}",
         "--auth=scram-sha-256", "--locale=C", "--encoding=UTF8",
     ]  # fmt: skip
     # cwd=home: as the postgres user, the caller's cwd (e.g. /root) may be unreadable.
     try:
-        run = subprocess.run(_as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
+        run = subprocess.run(as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
     finally:
         pwfile.unlink(missing_ok=True)
     if run.returncode != 0:
         hint = " (as root, `postgres` must be able to read every folder above it)"
-        hint = hint if _is_root() else ""
+        hint = hint if is_root() else ""
         raise StackError(f"initdb failed in {cfg.pg_data}{hint}:\n{run.stdout}{run.stderr}")
     with open(cfg.pg_data / "postgresql.conf", "a") as conf:
         conf.write(f"\ninclude_if_exists = '{CONF_NAME}'\n")
@@ -237,8 +268,9 @@ def check_ports(cfg: StackConfig) -> None:
         )
 
 
-def up(cfg: StackConfig, log: Log) -> None:
-    """Start this stack's PostgreSQL unless it runs; make sure the logins, the database and auth exist."""
+def up(cfg: StackConfig, log: Log, replication: bool = False) -> None:
+    """Start this stack's PostgreSQL unless it runs; make sure the logins, the database and auth exist
+    (with replication: the streaming line in pg_hba.conf too, as in a home with a standby)."""
     known = passwords(cfg)
     if running_pid(cfg) is None:
         check_ports(cfg)
@@ -246,24 +278,24 @@ def up(cfg: StackConfig, log: Log) -> None:
         cfg.home.mkdir(parents=True, exist_ok=True)
         _init_cluster(cfg, bindir, log, known[SUPERUSER])
         conf = cfg.pg_data / CONF_NAME
-        conf.write_text(SETTINGS.format(host=LOOPBACK, port=cfg.pg_port))
+        conf.write_text(settings_text(cfg.pg_port))
         cfg.logs_dir.mkdir(parents=True, exist_ok=True)
         cfg.pg_log.touch()
-        _give_to_db_user(conf, cfg.pg_log)  # pg_ctl -l opens the log as the postgres user
+        give_to_db_user(conf, cfg.pg_log)  # pg_ctl -l opens the log as the postgres user
         log(f"starting PostgreSQL on {LOOPBACK}:{cfg.pg_port} (log: {cfg.pg_log})")
         cmd = [
             str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l", str(cfg.pg_log),
             "-w", "-t", "60", "start",
         ]  # fmt: skip
-        run = subprocess.run(_as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
+        run = subprocess.run(as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
         if run.returncode != 0:
             raise StackError(
                 f"PostgreSQL did not start; see {cfg.pg_log}:\n{run.stdout}{run.stderr}{log_tail(cfg.pg_log)}"
             )
-    run_sync(_ensure_logins_and_database(cfg, known, log))
+    run_sync(_ensure_logins_and_database(cfg, known, log, hba_text(cfg, replication)))
 
 
-async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], log: Log) -> None:
+async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], log: Log, wanted_hba: str) -> None:
     """As the superuser: its password, the logins, the database owned by the owner login, then auth.
 
     A cluster made by an earlier `stack up` trusts every local connection; it is converted here
@@ -299,10 +331,10 @@ async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], l
         if moved:
             log(f"{DATABASE}: {len(moved)} ownership changes to the owner login {owner}")
         hba = cfg.pg_data / "pg_hba.conf"
-        if hba.read_text() != HBA:
+        if hba.read_text() != wanted_hba:
             log(f"requiring SCRAM passwords for every login ({hba}; passwords in {cfg.pg_passwords})")
-            hba.write_text(HBA)
-            _give_to_db_user(hba)
+            hba.write_text(wanted_hba)
+            give_to_db_user(hba)
             await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
@@ -319,7 +351,7 @@ def stop(cfg: StackConfig, log: Log) -> None:
         os.kill(pid, signal.SIGINT)
         return
     cmd = [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w", "-t", "60", "stop"]
-    run = subprocess.run(_as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
+    run = subprocess.run(as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
     if run.returncode != 0 and running_pid(cfg) is not None:
         raise StackError(f"pg_ctl stop failed:\n{run.stdout}{run.stderr}")
 
