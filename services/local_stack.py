@@ -49,6 +49,9 @@ class Endpoints:
     kafka_ledger_login: str | None = None
     kafka_admin_login: str | None = None
     kafka_channel_login: str | None = None
+    # A replicated stack's topic durability (three brokers: RF 3, min ISR 2); None: the settings' default.
+    topic_replication: int | None = None
+    topic_min_insync: int | None = None
 
     def exports(self) -> dict[str, str]:
         """The environment variables that point a process at these endpoints (unknown ones left out)."""
@@ -63,6 +66,8 @@ class Endpoints:
             "VOTE_LEDGER_KAFKA_LEDGER_LOGIN": self.kafka_ledger_login,
             "VOTE_LEDGER_KAFKA_ADMIN_LOGIN": self.kafka_admin_login,
             "VOTE_LEDGER_KAFKA_CHANNEL_LOGIN": self.kafka_channel_login,
+            "VOTE_LEDGER_TOPIC_REPLICATION": str(self.topic_replication) if self.topic_replication else None,
+            "VOTE_LEDGER_TOPIC_MIN_INSYNC": str(self.topic_min_insync) if self.topic_min_insync else None,
         }
         return {name: value for name, value in found.items() if value}
 
@@ -116,22 +121,28 @@ def password_names() -> list[str]:
 
 
 def served_endpoints(
-    kafka_port: int, pg_port: int, known: dict[str, str], kafka: dict[str, str] | None = None
+    kafka_port: int,
+    pg_port: int,
+    known: dict[str, str],
+    kafka: dict[str, str] | None = None,
+    replicated: bool = False,
 ) -> Endpoints:
     """The endpoints a stack on these loopback ports serves, every DSN with its login and password (and
-    the Kafka logins of each role, as kafka_logins gives them)."""
+    the Kafka logins of each role, as kafka_logins gives them); a replicated one's three brokers, RF 3, min ISR 2."""
     from services.adapters.postgres.logins import KINDS, Login, login_dsn
 
     server = f"postgresql://{LOOPBACK}:{pg_port}/{DATABASE}"
     dsn = {kind: login_dsn(server, Login(f"{LOGIN_PREFIX}{kind}", known[f"{LOGIN_PREFIX}{kind}"])) for kind in KINDS}
     return Endpoints(
-        kafka_bootstrap=f"{LOOPBACK}:{kafka_port}",
+        kafka_bootstrap=cluster_bootstrap(kafka_port) if replicated else f"{LOOPBACK}:{kafka_port}",
         pg_dsn=dsn["owner"],
         pg_ledger_dsn=dsn["ledger"],
         pg_projector_dsn=dsn["projector"],
         pg_reader_dsn=dsn["reader"],
         pg_admin_dsn=login_dsn(server, Login(SUPERUSER, known[SUPERUSER])),
         **(kafka or {}),
+        topic_replication=3 if replicated else None,
+        topic_min_insync=2 if replicated else None,
     )
 
 
@@ -144,10 +155,24 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
         return False
 
 
-def record_ports(home: Path, ports: dict[str, int]) -> None:
-    """Write down the ports (by Settings field) a stack starting from this home listens on."""
+def record_ports(home: Path, ports: dict[str, int], replicated: bool = False) -> None:
+    """Write down the ports (by Settings field) a stack starting from this home listens on, and its mode."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / PORTS_FILE).write_text(json.dumps(ports, indent=2) + "\n")
+    (home / PORTS_FILE).write_text(json.dumps({**ports, "replicated": replicated}, indent=2) + "\n")
+
+
+def recorded_replicated(home: Path) -> bool | None:
+    """Whether the stack of this home was started with --replicated (None: no record of a stack)."""
+    try:
+        found = json.loads((home / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found.get("replicated") is True
+
+
+def cluster_bootstrap(kafka_port: int) -> str:
+    """The bootstrap list of a replicated stack's three brokers (node i on kafka_port + 10*(i-1))."""
+    return ",".join(f"{LOOPBACK}:{kafka_port + 10 * step}" for step in range(3))
 
 
 def with_recorded_ports(current: Settings) -> Settings:
@@ -187,4 +212,5 @@ def running_endpoints(current: Settings) -> Endpoints | None:
     known = json.loads(path.read_text())
     if not all(name in known for name in password_names()):
         return None  # not a stack this version started (`stack up` completes the file): nothing to stand in
-    return served_endpoints(current.kafka_port, current.pg_port, known, kafka_logins(current.home))
+    replicated = bool(recorded_replicated(current.home))
+    return served_endpoints(current.kafka_port, current.pg_port, known, kafka_logins(current.home), replicated)

@@ -1,4 +1,4 @@
-"""`vote-ledger stack up|down|status|principal add`: the local Kafka + PostgreSQL on loopback."""
+"""`vote-ledger stack up|down|status|promote|principal add`: the local Kafka + PostgreSQL on loopback."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def register(subparsers: Any) -> None:
             "The first run needs java 17+ and mvn to fetch Kafka; later runs work offline."
         ),
     )
+    up.add_argument(
+        "--replicated",
+        action="store_true",
+        help=(
+            "three Kafka brokers (KRaft; node i on KAFKA_PORT+10*(i-1), topics RF 3, min ISR 2) and a PostgreSQL "
+            "hot standby on PG_PORT+1; also prints VOTE_LEDGER_TOPIC_REPLICATION=3 and _MIN_INSYNC=2. A home is "
+            "one mode or the other: the other is refused"
+        ),
+    )
     up.set_defaults(func=_up)
 
     down = actions.add_parser(
@@ -80,6 +89,19 @@ def register(subparsers: Any) -> None:
     )
     add_format(status)
     status.set_defaults(func=_status)
+
+    promote = actions.add_parser(
+        "promote",
+        parents=[common],
+        help="fail over: promote a replicated stack's PostgreSQL standby; print exports pointing at it",
+        description=(
+            "Promote the hot standby of a stack started with --replicated to a primary (pg_ctl promote, waits "
+            "until it leaves recovery) and print the export lines with every DSN on the standby's port. Stop "
+            "the services first, eval the output, then start them again. Nothing committed is lost: replication "
+            "is synchronous."
+        ),
+    )
+    promote.set_defaults(func=_promote)
 
     principal = actions.add_parser(
         "principal",
@@ -106,10 +128,11 @@ def register(subparsers: Any) -> None:
     add.set_defaults(func=_principal_add)
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace, replicated: bool | None = None) -> Any:
     from services.devtools.stack import StackConfig
 
     return StackConfig.from_env(
+        replicated=replicated,
         home=args.home,
         cache=args.cache,
         kafka_port=args.kafka_port,
@@ -121,9 +144,34 @@ def _config(args: argparse.Namespace) -> Any:
 def _up(args: argparse.Namespace) -> int:
     from services.devtools.stack import stack_up
 
-    endpoints = stack_up(_config(args))
+    cfg = _config(args, replicated=args.replicated)
+    endpoints = stack_up(cfg, replicated=args.replicated)
+    _print_exports(endpoints)
+    if args.replicated:
+        reader = _standby_reader(cfg)
+        if reader:
+            print(f"# readers on the standby: export VOTE_LEDGER_PG_READER_DSN={shlex.quote(reader)}")
+    return 0
+
+
+def _print_exports(endpoints: Any) -> None:
     for name, value in endpoints.exports().items():
         print(f"export {name}={shlex.quote(value)}")
+
+
+def _standby_reader(cfg: Any) -> str | None:
+    try:
+        from services.devtools.stack import postgres_standby
+    except ImportError:  # no standby in this version: nothing to point readers at
+        return None
+    reader: str | None = postgres_standby.standby_dsns(cfg).pg_reader_dsn
+    return reader
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from services.devtools.stack import promote
+
+    _print_exports(promote(_config(args)))
     return 0
 
 
@@ -153,22 +201,30 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(_table(info))
     both = info["kafka"]["running"] and info["postgres"]["running"]
+    if "standby" in info:
+        both = both and info["standby"]["running"]
     return 0 if both else EXIT_NOT_RUNNING
 
 
 def _table(info: dict[str, Any]) -> str:
     header = ("SERVICE", "STATE", "PID", "ADDRESS", "DATA DIR", "LOG FILE")
     rows = [header]
-    for name in ("kafka", "postgres"):
-        svc = info[name]
+    services = [(f"kafka-{node['node']}", node) for node in info.get("kafka_nodes", [])] or [("kafka", info["kafka"])]
+    services.append(("postgres", info["postgres"]))
+    if "standby" in info:
+        services.append(("pg-standby", info["standby"]))
+    for name, svc in services:
+        state = "running" if svc["running"] else "stopped"
+        if svc.get("lag_bytes") is not None:
+            state += f" (replay lag {svc['lag_bytes']} bytes)"
         rows.append(
             (
                 name,
-                "running" if svc["running"] else "stopped",
-                str(svc["pid"] or "-"),
-                svc["address"],
-                svc["data_dir"],
-                svc["log_file"],
+                state,
+                str(svc.get("pid") or "-"),
+                str(svc.get("address", "-")),
+                str(svc.get("data_dir", "-")),
+                str(svc.get("log_file", "-")),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]

@@ -3,7 +3,8 @@
 The stack needs no Docker: Kafka runs from jars fetched once from Maven Central into the cache
 folder (see deploy/local/kafka/pom.xml), PostgreSQL from the machine's own binaries. Shared
 definitions live in common.py, Kafka details in kafka.py, PostgreSQL details in postgres.py; this
-module only orchestrates them, so the three import in one direction.
+module only orchestrates them, so the three import in one direction. A replicated stack
+(`stack up --replicated`) runs kafka_cluster.py's three Kafka nodes and postgres_standby.py's hot standby.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import atexit
 import fcntl
 import threading
+from dataclasses import replace
+from types import ModuleType
 from typing import Any
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "StackError",
     "add_principal",
     "endpoints",
+    "promote",
     "resolve_endpoints",
     "stack_down",
     "stack_status",
@@ -28,6 +32,7 @@ __all__ = [
 
 from services.devtools.stack import kafka as _kafka
 from services.devtools.stack import kafka_auth as _kafka_auth
+from services.devtools.stack import kafka_cluster as _cluster
 from services.devtools.stack import postgres as _pg
 from services.devtools.stack.common import (
     KAFKA_IMAGE,
@@ -40,18 +45,76 @@ from services.devtools.stack.common import (
     ephemeral_range,
     say,
 )
-from services.local_stack import DATABASE, Endpoints, record_ports, served_endpoints
+from services.local_stack import DATABASE, Endpoints, record_ports, recorded_replicated, served_endpoints
 
 
-def stack_up(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
-    """Start Kafka and PostgreSQL if they are not running; return their endpoints."""
-    cfg = cfg or StackConfig.from_env()
+def _standby() -> ModuleType | None:
+    # The PostgreSQL standby half of the replicated stack (helper pg-standby's module); without it a
+    # replicated stack is the Kafka cluster and the primary alone.
+    try:
+        from services.devtools.stack import postgres_standby
+    except ImportError:
+        return None
+    return postgres_standby
+
+
+def _mode(replicated: bool) -> str:
+    return "replicated (`stack up --replicated`)" if replicated else "single-node (`stack up`)"
+
+
+def stack_up(cfg: StackConfig | None = None, log: Log = say, replicated: bool = False) -> Endpoints:
+    """Start Kafka and PostgreSQL if they are not running (replicated: three brokers and a standby); return
+    their endpoints."""
+    cfg = cfg or StackConfig.from_env(replicated=replicated)
+    replicated = replicated or cfg.replicated
+    recorded = recorded_replicated(cfg.home)
+    if recorded is not None and recorded != replicated:
+        raise StackError(
+            f"the stack of {cfg.home} is {_mode(recorded)}, not {_mode(replicated)}: run that, or use another"
+            " VOTE_LEDGER_HOME (--home)"
+        )
+    cfg = replace(cfg, replicated=replicated)
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     # One `stack up` at a time per home, across processes: parallel test workers (pytest -n) each ask for
     # the stack at once, and two starting it together would both find the ports free and both start it.
     with open(cfg.home / "stack-up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _up(cfg, log)
+        return _up_replicated(cfg, log) if replicated else _up(cfg, log)
+
+
+def _record(cfg: StackConfig) -> None:
+    # Recorded before anything starts, so status, down and the local-stack fallback find these ports.
+    ports = {"kafka_port": cfg.kafka_port, "kafka_controller_port": cfg.kafka_controller_port, "pg_port": cfg.pg_port}
+    record_ports(cfg.home, ports, cfg.replicated)
+
+
+def _up_replicated(cfg: StackConfig, log: Log) -> Endpoints:
+    ports = {
+        f"{name} (node {node})": port
+        for node in _cluster.NODES
+        for name, port in zip(
+            ("VOTE_LEDGER_KAFKA_PORT", "VOTE_LEDGER_KAFKA_CONTROLLER_PORT"), cfg.node_ports(node), strict=True
+        )
+    } | {"VOTE_LEDGER_PG_PORT": cfg.pg_port}
+    for warning in ephemeral_port_warnings(ports, ephemeral_range()):
+        log(f"warning: {warning}")
+    _cluster.check(cfg)
+    _pg.check_ports(cfg)
+    _pg.check_tools(cfg, log)
+    _record(cfg)
+    # The three JVMs boot while PostgreSQL and its standby are set up; a node waits for two voters.
+    for node in _cluster.NODES:
+        _cluster.start_node(cfg, node, log)
+    _pg.up(cfg, log)
+    standby = _standby()
+    if standby is not None:
+        standby.up(cfg, log)
+    else:
+        log("no PostgreSQL standby in this version (services/devtools/stack/postgres_standby.py): primary only")
+    for node in _cluster.NODES:
+        _cluster.wait_node_ready(cfg, node, log)
+    _kafka_auth.ensure_acls(cfg, log)
+    return endpoints(cfg)
 
 
 def _up(cfg: StackConfig, log: Log) -> Endpoints:
@@ -63,11 +126,7 @@ def _up(cfg: StackConfig, log: Log) -> Endpoints:
     # And every tool, so a missing one is one line, not a traceback with Kafka started and PostgreSQL not.
     _kafka.check_tools(cfg)
     _pg.check_tools(cfg, log)
-    # Recorded before anything starts, so status, down and the local-stack fallback find these ports.
-    record_ports(
-        cfg.home,
-        {"kafka_port": cfg.kafka_port, "kafka_controller_port": cfg.kafka_controller_port, "pg_port": cfg.pg_port},
-    )
+    _record(cfg)
     # The JVM takes the longest to boot, so launch it first and set up
     # PostgreSQL while it starts; then wait for Kafka to answer.
     _kafka.start(cfg, log)
@@ -78,10 +137,44 @@ def _up(cfg: StackConfig, log: Log) -> Endpoints:
 
 
 def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
-    """Stop Kafka and PostgreSQL; does nothing for a service that is not running."""
+    """Stop Kafka and PostgreSQL (every node and the standby of a replicated home); does nothing for a
+    service that is not running."""
     cfg = cfg or StackConfig.from_env()
-    _kafka.stop(cfg, log)
+    if recorded_replicated(cfg.home):
+        cfg = replace(cfg, replicated=True)
+    if not cfg.replicated:
+        _kafka.stop(cfg, log)
+        _pg.stop(cfg, log)
+        return
+    _cluster.down(cfg, log)
+    # The primary first: its shutdown checkpoint is streamed to the standby before the standby stops.
     _pg.stop(cfg, log)
+    standby = _standby()
+    if standby is not None:
+        standby.down(cfg, log)
+
+
+def promote(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
+    """Promote the replicated stack's standby (the documented failover); return the endpoints served by it."""
+    cfg = cfg or StackConfig.from_env()
+    standby = _standby()
+    if not recorded_replicated(cfg.home):
+        raise StackError(f"the stack of {cfg.home} has no standby: it was not started with `stack up --replicated`")
+    if standby is None:
+        raise StackError(
+            "this version has no PostgreSQL standby to promote (services/devtools/stack/postgres_standby.py)"
+        )
+    cfg = replace(cfg, replicated=True)
+    standby.promote(cfg, log)
+    found: Endpoints = standby.standby_dsns(cfg)
+    kafka = endpoints(cfg)
+    return replace(
+        found,
+        kafka_bootstrap=kafka.kafka_bootstrap,
+        topic_replication=kafka.topic_replication,
+        topic_min_insync=kafka.topic_min_insync,
+        **{field: getattr(kafka, field) for field in _kafka_auth.logins(cfg)},
+    )
 
 
 def add_principal(cfg: StackConfig | None, name: str, role: str, log: Log = say) -> str:
@@ -92,18 +185,52 @@ def add_principal(cfg: StackConfig | None, name: str, role: str, log: Log = say)
 def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
     """Describe both services (running, pid, address, data dir, log file), cache and version."""
     cfg = cfg or StackConfig.from_env()
-    return {
+    if recorded_replicated(cfg.home):
+        cfg = replace(cfg, replicated=True)
+    info = {
         "home": str(cfg.home),
         "cache": str(cfg.cache),
         "kafka_version": cfg.kafka_version,
+        "replicated": cfg.replicated,
         "kafka": _kafka.status(cfg),
         "postgres": _pg.status(cfg),
+    }
+    if cfg.replicated:
+        nodes = _cluster.status(cfg)
+        info["kafka_nodes"] = nodes
+        # The cluster as a whole: running when every node is (one down is a degraded cluster, reported so).
+        info["kafka"] |= {
+            "running": all(node["running"] for node in nodes),
+            "address": _cluster.bootstrap(cfg),
+            "data_dir": str(cfg.home / "kafka-data-{1,2,3}"),
+            "log_file": str(cfg.logs_dir / "kafka-{1,2,3}.log"),
+        }
+        info["standby"] = _standby_status(cfg)
+    return info
+
+
+def _standby_status(cfg: StackConfig) -> dict[str, Any]:
+    standby = _standby()
+    if standby is None:
+        return {"running": False, "note": "no PostgreSQL standby in this version"}
+    if hasattr(standby, "status"):
+        return dict(standby.status(cfg))
+    port = standby.standby_port(cfg)
+    from services.local_stack import port_open
+
+    running = port_open(port)
+    return {
+        "running": running,
+        "address": f"127.0.0.1:{port}",
+        "lag_bytes": standby.replay_lag_bytes(cfg) if running else None,
     }
 
 
 def endpoints(cfg: StackConfig) -> Endpoints:
     """The endpoints this stack serves once it is up: every DSN with its login and password."""
-    return served_endpoints(cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg), _kafka_auth.logins(cfg))
+    return served_endpoints(
+        cfg.kafka_port, cfg.pg_port, _pg.passwords(cfg), _kafka_auth.logins(cfg), replicated=cfg.replicated
+    )
 
 
 _containers: list[Any] = []

@@ -13,13 +13,13 @@ import asyncio
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploy import bundled
 from services.errors import UserError
-from services.local_stack import passwords_file, with_recorded_ports
+from services.local_stack import passwords_file, recorded_replicated, with_recorded_ports
 
 if TYPE_CHECKING:
     from services.settings import Settings
@@ -51,14 +51,20 @@ class StackConfig:
     pg_port: int
     pg_bindir: Path | None = None  # PostgreSQL's binaries, when not found on the PATH or in the usual places
     kafka_version: str = KAFKA_VERSION
+    # Three Kafka nodes and a PostgreSQL standby (`stack up --replicated`); recorded in the home's ports.json.
+    replicated: bool = False
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> StackConfig:
-        """Read the settings (VOTE_LEDGER_* variables), then apply the overrides that are not None (flags)."""
+    def from_env(cls, replicated: bool | None = None, **overrides: Any) -> StackConfig:
+        """Read the settings (VOTE_LEDGER_* variables), then apply the overrides that are not None (flags).
+
+        Replicated as given, else as the home's ports.json records it (a home started with --replicated).
+        """
         from services.settings import load
 
-        current = load(**{key: value for key, value in overrides.items() if value is not None})
-        return cls.of(with_recorded_ports(current))  # the home's own ports, unless given
+        current = with_recorded_ports(load(**{key: value for key, value in overrides.items() if value is not None}))
+        mode = recorded_replicated(current.home) if replicated is None else replicated
+        return replace(cls.of(current), replicated=bool(mode))  # the home's own ports, unless given
 
     @classmethod
     def of(cls, current: Settings) -> StackConfig:
@@ -81,6 +87,28 @@ class StackConfig:
     def kafka_data(self) -> Path:
         """Kafka's log.dirs (KRaft metadata and topic data)."""
         return self.home / "kafka-data"
+
+    def node_ports(self, node: int) -> tuple[int, int]:
+        """Kafka node's (client, controller) ports: node i of a cluster listens 10*(i-1) above the configured ones."""
+        step = 10 * (node - 1)
+        return self.kafka_port + step, self.kafka_controller_port + step
+
+    def node_data(self, node: int) -> Path:
+        """A Kafka node's log.dirs: kafka-data (a single node), kafka-data-<i> (a cluster's node i)."""
+        return self.home / f"kafka-data-{node}" if self.replicated else self.kafka_data
+
+    def node_properties(self, node: int) -> Path:
+        """A Kafka node's generated server properties."""
+        name = f"kafka-server-{node}.properties" if self.replicated else "kafka-server.properties"
+        return self.home / name
+
+    def node_pid_file(self, node: int) -> Path:
+        """Where a Kafka node's pid is recorded."""
+        return self.home / (f"kafka-{node}.pid" if self.replicated else "kafka.pid")
+
+    def node_log(self, node: int) -> Path:
+        """A Kafka node's log file."""
+        return self.logs_dir / f"kafka-{node}.log" if self.replicated else self.kafka_log
 
     @property
     def pg_data(self) -> Path:

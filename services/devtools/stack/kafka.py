@@ -1,4 +1,8 @@
-"""The Kafka half of the local stack: fetch jars, format KRaft storage, start, probe, stop (logins: kafka_auth)."""
+"""The Kafka half of the local stack: fetch jars, format KRaft storage, start, probe, stop (logins: kafka_auth).
+
+Each step takes a node (1 for the single node; kafka_cluster.py runs nodes 1..3 of a replicated stack with
+them): its ports and files come from StackConfig.node_*.
+"""
 
 from __future__ import annotations
 
@@ -49,14 +53,14 @@ START_BANNER = "=== stack up: starting Kafka"
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def properties_file(cfg: StackConfig) -> Path:
-    """The generated server.properties of this stack."""
-    return cfg.home / "kafka-server.properties"
+def properties_file(cfg: StackConfig, node: int = 1) -> Path:
+    """The generated server.properties of this stack's node."""
+    return cfg.node_properties(node)
 
 
-def pid_file(cfg: StackConfig) -> Path:
-    """Where the broker's pid is recorded."""
-    return cfg.home / "kafka.pid"
+def pid_file(cfg: StackConfig, node: int = 1) -> Path:
+    """Where the node's pid is recorded."""
+    return cfg.node_pid_file(node)
 
 
 def libs_ready(cfg: StackConfig) -> bool:
@@ -75,6 +79,11 @@ def libs_ready(cfg: StackConfig) -> bool:
 
 def _pom_digest(cfg: StackConfig) -> str:
     return hashlib.sha256(POM.read_bytes() + cfg.kafka_version.encode()).hexdigest()
+
+
+def java() -> str:
+    """The java binary (17 or newer), else StackError naming how to install it."""
+    return _java()
 
 
 def _java() -> str:
@@ -154,6 +163,11 @@ def write_properties(cfg: StackConfig) -> Path:
     return path
 
 
+def jvm(cfg: StackConfig, java: str, *options: str) -> list[str]:
+    """The command line starting a JVM with the Kafka jars and our log4j2 configuration (class and args follow)."""
+    return _jvm(cfg, java, *options)
+
+
 def _jvm(cfg: StackConfig, java: str, *options: str) -> list[str]:
     return [
         java,
@@ -170,11 +184,16 @@ def _jvm(cfg: StackConfig, java: str, *options: str) -> list[str]:
 
 def _format_storage(cfg: StackConfig, java: str, log: Log) -> None:
     set_aside_unauthenticated(cfg, log)
-    if (cfg.kafka_data / "meta.properties").exists():
+    format_storage(cfg, java, log, 1, _random_cluster_id())
+
+
+def format_storage(cfg: StackConfig, java: str, log: Log, node: int, cluster_id: str) -> None:
+    """Format a node's KRaft storage for the cluster id with every SCRAM login, unless it is formatted already."""
+    data = cfg.node_data(node)
+    if (data / "meta.properties").exists():
         return
-    cluster_id = _random_cluster_id()
-    log(f"formatting KRaft storage in {cfg.kafka_data} (cluster id {cluster_id}) with SCRAM logins")
-    cfg.kafka_data.mkdir(parents=True, exist_ok=True)
+    log(f"formatting KRaft storage in {data} (cluster id {cluster_id}) with SCRAM logins")
+    data.mkdir(parents=True, exist_ok=True)
     # The principals' SCRAM credentials go into the first metadata (KIP-900): the broker needs the
     # operator's to talk to itself before any client could add one.
     scram = [
@@ -184,12 +203,17 @@ def _format_storage(cfg: StackConfig, java: str, log: Log) -> None:
     ]
     cmd = _jvm(cfg, java) + [
         "kafka.tools.StorageTool", "format", "--ignore-formatted",
-        "-t", cluster_id, "-c", str(properties_file(cfg)), *scram,
+        "-t", cluster_id, "-c", str(properties_file(cfg, node)), *scram,
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if run.returncode != 0:
         raise StackError(f"formatting Kafka storage failed:\n{run.stdout}{run.stderr}")
-    (cfg.kafka_data / AUTH_MARKER).write_text("formatted with the SCRAM logins of kafka-passwords.json\n")
+    (data / AUTH_MARKER).write_text("formatted with the SCRAM logins of kafka-passwords.json\n")
+
+
+def random_cluster_id() -> str:
+    """A new KRaft cluster id."""
+    return _random_cluster_id()
 
 
 def _random_cluster_id() -> str:
@@ -212,30 +236,35 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _is_our_broker(pid: int, cfg: StackConfig) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie does not; a broker started here is reaped)."""
+    return _alive(pid)
+
+
+def _is_our_broker(pid: int, cfg: StackConfig, node: int = 1) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
     # Match on this home's properties file, so a reused pid or another stack's
     # broker is never mistaken for ours.
-    return b"kafka.Kafka" in argv and str(properties_file(cfg)).encode() in argv
+    return b"kafka.Kafka" in argv and str(properties_file(cfg, node)).encode() in argv
 
 
-def running_pid(cfg: StackConfig) -> int | None:
-    """The pid of this stack's broker, or None when it is not running."""
+def running_pid(cfg: StackConfig, node: int = 1) -> int | None:
+    """The pid of this stack's broker (node), or None when it is not running."""
     try:
-        pid = int(pid_file(cfg).read_text().strip())
+        pid = int(pid_file(cfg, node).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) and _is_our_broker(pid, cfg) else None
+    return pid if _alive(pid) and _is_our_broker(pid, cfg, node) else None
 
 
-def check_ports(cfg: StackConfig) -> None:
-    """Fail unless the broker runs already or both of its ports are free."""
-    if running_pid(cfg) is not None:
+def check_ports(cfg: StackConfig, node: int = 1) -> None:
+    """Fail unless the broker (node) runs already or both of its ports are free."""
+    if running_pid(cfg, node) is not None:
         return
-    for port in (cfg.kafka_port, cfg.kafka_controller_port):
+    for port in cfg.node_ports(node):
         if port_open(port):
             raise StackError(
                 f"port {LOOPBACK}:{port} is taken by another process; stop it or choose other "
@@ -243,9 +272,9 @@ def check_ports(cfg: StackConfig) -> None:
             )
 
 
-def check_tools(cfg: StackConfig) -> None:
+def check_tools(cfg: StackConfig, node: int = 1) -> None:
     """Fail, before anything starts, unless Java (and Maven, while the jars are not cached) are here."""
-    if running_pid(cfg) is not None:
+    if running_pid(cfg, node) is not None:
         return
     _java()
     if not libs_ready(cfg) and shutil.which("mvn") is None:
@@ -262,15 +291,21 @@ def start(cfg: StackConfig, log: Log) -> None:
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     write_properties(cfg)
     _format_storage(cfg, java, log)
-    # Heap and GC flags as in Kafka's kafka-server-start.sh, heap capped for a dev box.
+    launch(cfg, log, 1, java, "-Xms256m", "-Xmx768m")
+
+
+def launch(cfg: StackConfig, log: Log, node: int, java: str, *heap: str) -> None:
+    """Start a node whose properties are written and storage formatted, in the background; does not wait."""
+    # Heap (the caller's: capped for a dev box) and GC flags as in Kafka's kafka-server-start.sh.
     jvm_options = (
-        "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
         "-Djava.awt.headless=true",
     )  # fmt: skip
-    cmd = _jvm(cfg, java, *jvm_options) + ["kafka.Kafka", str(properties_file(cfg))]
-    log(f"starting Kafka {cfg.kafka_version} on {LOOPBACK}:{cfg.kafka_port} (log: {cfg.kafka_log})")
-    with open(cfg.kafka_log, "ab") as out:
+    cmd = _jvm(cfg, java, *jvm_options) + ["kafka.Kafka", str(properties_file(cfg, node))]
+    log_file = cfg.node_log(node)
+    log(f"starting Kafka {cfg.kafka_version} on {LOOPBACK}:{cfg.node_ports(node)[0]} (log: {log_file})")
+    with open(log_file, "ab") as out:
         out.write(f"\n{START_BANNER} {cfg.kafka_version} at {time.ctime()} ===\n".encode())
         out.flush()
         # New session: the broker outlives this process and ignores its Ctrl-C.
@@ -279,17 +314,19 @@ def start(cfg: StackConfig, log: Log) -> None:
             cwd=cfg.home, start_new_session=True,
         )  # fmt: skip
     _children[proc.pid] = proc
-    pid_file(cfg).write_text(f"{proc.pid}\n")
+    pid_file(cfg, node).write_text(f"{proc.pid}\n")
 
 
-def operator_options(cfg: StackConfig) -> dict[str, Any]:
-    """aiokafka options logging in to this stack's broker as the operator (PLAINTEXT: an old, unauthenticated stack)."""
+def operator_options(cfg: StackConfig, bootstrap: str | None = None) -> dict[str, Any]:
+    """aiokafka options logging in to this stack's broker (or the bootstrap given) as the operator
+    (PLAINTEXT: an old, unauthenticated stack)."""
+    bootstrap = bootstrap or f"{LOOPBACK}:{cfg.kafka_port}"
     login = kafka_logins(cfg.home).get("kafka_operator_login") if authenticated(cfg) else None
     if login is None:
-        return {"bootstrap_servers": f"{LOOPBACK}:{cfg.kafka_port}"}
+        return {"bootstrap_servers": bootstrap}
     user, _, password = login.partition(":")
     return {
-        "bootstrap_servers": f"{LOOPBACK}:{cfg.kafka_port}",
+        "bootstrap_servers": bootstrap,
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": user,
@@ -310,29 +347,31 @@ async def _probe(options: dict[str, Any]) -> None:
         await admin.close()
 
 
-def _startup_errors(cfg: StackConfig) -> str:
+def _startup_errors(log_file: Path) -> str:
     # A failed broker logs its cause once, then pages of orderly shutdown; show the cause.
     try:
-        text = cfg.kafka_log.read_text(errors="replace")
+        text = log_file.read_text(errors="replace")
     except OSError:
         return "(no log yet)"
     run = text.rsplit(START_BANNER, 1)[-1].splitlines()
     errors = [line for line in run if " ERROR " in line or " FATAL " in line]
-    return "\n".join(errors[:8]) or log_tail(cfg.kafka_log)
+    return "\n".join(errors[:8]) or log_tail(log_file)
 
 
-def wait_ready(cfg: StackConfig, log: Log, timeout: float = READY_TIMEOUT_S) -> None:
-    """Block until the broker accepts connections and answers a metadata request."""
-    bootstrap = f"{LOOPBACK}:{cfg.kafka_port}"
+def wait_ready(cfg: StackConfig, log: Log, timeout: float = READY_TIMEOUT_S, node: int = 1) -> None:
+    """Block until the broker (node) accepts connections and answers a metadata request."""
+    port = cfg.node_ports(node)[0]
+    bootstrap = f"{LOOPBACK}:{port}"
+    log_file = cfg.node_log(node)
     deadline = time.monotonic() + timeout
     last_error = "port not open yet"
     while time.monotonic() < deadline:
-        pid = running_pid(cfg)
+        pid = running_pid(cfg, node)
         if pid is None:
-            raise StackError(f"Kafka exited during start-up; see {cfg.kafka_log}:\n{_startup_errors(cfg)}")
-        if port_open(cfg.kafka_port):
+            raise StackError(f"Kafka exited during start-up; see {log_file}:\n{_startup_errors(log_file)}")
+        if port_open(port):
             try:
-                run_sync(_probe(operator_options(cfg)))
+                run_sync(_probe(operator_options(cfg, bootstrap)))
                 log(f"Kafka is ready at {bootstrap} (pid {pid})")
                 return
             except Exception as exc:  # not ready yet: keep polling until the deadline
@@ -340,13 +379,13 @@ def wait_ready(cfg: StackConfig, log: Log, timeout: float = READY_TIMEOUT_S) -> 
         time.sleep(0.5)
     raise StackError(
         f"Kafka did not answer a metadata request at {bootstrap} within {timeout:.0f}s "
-        f"(last error: {last_error}); see {cfg.kafka_log}:\n{log_tail(cfg.kafka_log)}"
+        f"(last error: {last_error}); see {log_file}:\n{log_tail(log_file)}"
     )
 
 
-def stop(cfg: StackConfig, log: Log, timeout: float = STOP_TIMEOUT_S) -> None:
-    """Stop the broker: SIGTERM (a clean controlled shutdown), SIGKILL after the timeout."""
-    pid = running_pid(cfg)
+def stop(cfg: StackConfig, log: Log, timeout: float = STOP_TIMEOUT_S, node: int = 1) -> None:
+    """Stop the broker (node): SIGTERM (a clean controlled shutdown), SIGKILL after the timeout."""
+    pid = running_pid(cfg, node)
     if pid is not None:
         log(f"stopping Kafka (pid {pid})")
         os.kill(pid, signal.SIGTERM)
@@ -360,7 +399,7 @@ def stop(cfg: StackConfig, log: Log, timeout: float = STOP_TIMEOUT_S) -> None:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
         _children.pop(pid, None)
-    pid_file(cfg).unlink(missing_ok=True)
+    pid_file(cfg, node).unlink(missing_ok=True)
 
 
 def status(cfg: StackConfig) -> dict[str, Any]:

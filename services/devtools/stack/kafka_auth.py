@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.devtools.stack.common import Log, StackConfig, StackError, run_sync
-from services.local_stack import KAFKA_USERS, LOOPBACK, kafka_logins, kafka_passwords_file
+from services.local_stack import KAFKA_USERS, LOOPBACK, cluster_bootstrap, kafka_logins, kafka_passwords_file
 
 AUTH_MARKER = "vote-ledger-scram"  # in the storage folder: formatted with the SCRAM logins (issue 11)
 
@@ -43,7 +43,7 @@ def write_private(path: Path, text: str) -> None:
 
 def authenticated(cfg: StackConfig) -> bool:
     """Whether this home's Kafka storage was formatted with the SCRAM logins (issue 11)."""
-    return (cfg.kafka_data / AUTH_MARKER).exists()
+    return (cfg.node_data(1) / AUTH_MARKER).exists()  # a replicated stack's nodes are formatted alike
 
 
 def set_aside_unauthenticated(cfg: StackConfig, log: Log) -> None:
@@ -68,9 +68,12 @@ def _settings_as_operator(cfg: StackConfig) -> Any:
     from services.settings import load
 
     login = kafka_logins(cfg.home)["kafka_operator_login"]
-    return load().model_copy(
-        update={"kafka_bootstrap": f"{LOOPBACK}:{cfg.kafka_port}", "kafka_operator_login": SecretStr(login)}
-    )
+    return load().model_copy(update={"kafka_bootstrap": bootstrap_of(cfg), "kafka_operator_login": SecretStr(login)})
+
+
+def bootstrap_of(cfg: StackConfig) -> str:
+    """The stack's Kafka bootstrap: its broker, or a replicated stack's three."""
+    return cluster_bootstrap(cfg.kafka_port) if cfg.replicated else f"{LOOPBACK}:{cfg.kafka_port}"
 
 
 def ensure_acls(cfg: StackConfig, log: Log) -> None:
@@ -148,7 +151,7 @@ def add_principal(cfg: StackConfig, user: str, role: str, log: Log) -> str:
     write_private(scram, f"SCRAM-SHA-512=iterations=8192,password={password}\n")
     try:
         cmd = _jvm(cfg, _java(), "-Xmx256m") + [
-            "kafka.admin.ConfigCommand", "--bootstrap-server", f"{LOOPBACK}:{cfg.kafka_port}",
+            "kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap_of(cfg),
             "--command-config", str(client), "--alter", "--add-config-file", str(scram),
             "--entity-type", "users", "--entity-name", user,
         ]  # fmt: skip
