@@ -1,0 +1,28 @@
+"""Fixtures of the fault suite: the services as killable subprocesses, always stopped, their logs shown on failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.harness import Services
+
+
+@pytest.fixture
+def services(settings, tmp_path, request):
+    """`Services` on this test's settings (its own database and topics); stopped at the end, even on failure."""
+    running = Services(settings, tmp_path / "logs")
+    try:
+        yield running
+    finally:
+        running.stop_all()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(running.tail())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so a fixture can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
