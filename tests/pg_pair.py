@@ -1,0 +1,74 @@
+"""A PostgreSQL primary + hot standby of the tests' own (services/devtools/stack/postgres_standby.py).
+
+Each pair lives in its own home under /tmp on free ports and is ALWAYS stopped (and its home removed)
+when the `with` ends, even on failure. As root the servers run as the `postgres` OS user, which must be
+able to enter the home: hence /tmp and mode 0755, not pytest's 0700 tmp_path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from services.devtools.stack import postgres_standby
+from services.devtools.stack.common import StackConfig
+from services.local_stack import Endpoints, served_endpoints
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+
+
+def free_port_pair() -> int:
+    """A port p on 127.0.0.1 with p and p + 1 both free now (the primary's and the standby's)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports found")
+
+
+def say(message: str) -> None:
+    """The stack's progress lines, in the test's output."""
+    print(f"[pair] {message}", flush=True)
+
+
+@contextmanager
+def running_pair(prefix: str = "vl-pair-") -> Iterator[StackConfig]:
+    """Start a primary + synchronous hot standby in a fresh home; stop both and remove the home at the end."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    # Kafka's ports are never used (no broker starts); taken free so nothing points at a real one.
+    cfg = StackConfig(home, REPO / ".cache", free_port(), free_port(), free_port_pair())
+    try:
+        postgres_standby.up(cfg, say)
+        yield cfg
+    finally:
+        try:
+            postgres_standby.down(cfg, say)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def primary_dsns(cfg: StackConfig) -> Endpoints:
+    """Every login's DSN on the pair's primary (the stack's database)."""
+    from services.devtools.stack import postgres
+
+    return served_endpoints(cfg.kafka_port, cfg.pg_port, postgres.passwords(cfg))
+
+
+def db_migrate(owner_dsn: str) -> None:
+    """`vote-ledger db migrate` as the owner login, as an operator runs it."""
+    env = {"PATH": "/usr/bin:/bin", "VOTE_LEDGER_PG_DSN": owner_dsn, "HOME": str(Path.home())}
+    run = subprocess.run([*CLI, "db", "migrate"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"db migrate failed:\n{run.stdout}\n{run.stderr}"
