@@ -29,7 +29,9 @@ log = logging.getLogger("vote_ledger.ledger")
 def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     """Wire the ledger: broker, batch subscriber on both topics, rebalance listener, lifecycle."""
     broker = KafkaBroker(
-        settings.kafka_bootstrap,
+        # A list: FastStream wraps a string in a list whole, so "host1:9092,host2:9092" (a cluster's bootstrap)
+        # reached aiokafka as one malformed address and the ledger found no broker (issue 14).
+        [server.strip() for server in (settings.kafka_bootstrap or "").split(",") if server.strip()],
         client_id="vote-ledger-ledger",
         # What the ledger publishes (answers, parked messages, chain heads) is acknowledged only once every
         # in-sync replica has it, and a retried send is not written twice (FastStream's default is acks=1).
