@@ -1,0 +1,116 @@
+"""kill -9 of the ledger and of the projector at seeded random points during ingest, again and again.
+
+The stream is paced (published at a steady rate, as channels send it) so every kill lands mid-ingest;
+after each kill the process is restarted at once (a supervisor's restart) and the case measures how
+long until every id published so far is logged and projected. The ledger restarts under the same
+instance id (static membership, as a restarted container keeps its pod's name), so it takes its
+partitions back without waiting out its dead predecessor's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.faults.harness import (
+    STALL_BOUND_S,
+    fault_seed,
+    load_meeting,
+    progress,
+    publish,
+    record,
+    settle,
+    verify,
+    wait_caught_up,
+    workload,
+)
+
+pytestmark = pytest.mark.faults
+
+SEED = 1414  # fixed, so `make test` replays the same kills; VOTE_LEDGER_FAULT_SEED overrides it
+RATE = 150  # submissions per second while the kills happen: a stream the ledger keeps up with on a busy machine
+
+
+async def kill_repeatedly(settings, services, case: str, kills_each: int, count: int) -> None:
+    """Publish paced submissions (up to ``count``), kill -9 the ledger and the projector repeatedly, verify."""
+    seed = fault_seed(SEED)
+    print(f"\n{case}: seed {seed} (rerun with VOTE_LEDGER_FAULT_SEED={seed})")
+    rng = random.Random(seed)
+    work = workload(settings, seed, count)
+    services.start("ledger", instance_id="faults-ledger-1")
+    services.start("projector")
+    await load_meeting(settings)
+    halt = asyncio.Event()
+    publishing = asyncio.create_task(publish(settings, work, rate=RATE, halt=halt))
+    schedule = ["ledger"] * kills_each + ["projector"] * kills_each
+    rng.shuffle(schedule)
+    recoveries: list[float] = []
+    stalled = 0
+    try:
+        # The first kill only once the meeting is logged and submissions flow: ingest is really under way.
+        assert await wait_caught_up(settings, work, 90, published=max(1, work.published)) is not None
+        for n, victim in enumerate(schedule, 1):
+            await asyncio.sleep(rng.uniform(0.2, 2.0))  # a random point of the stream
+            assert not publishing.done(), f"the workload ran out before kill {n}: not mid-ingest"
+            before = await progress(settings, work)
+            services.kill(victim)
+            services.restart(victim)
+            took = await recovered(settings, work)
+            if took is None:
+                stalled += 1
+                took = await recovered(settings, work, 120)  # counted; then it must still come back
+                assert took is not None, f"ingest never resumed after kill {n} of the {victim}"
+                took += STALL_BOUND_S
+            recoveries.append(took)
+            print(
+                f"  kill {n:2} -9 {victim:9} at {before.logged:6} logged of {before.expected:6} published "
+                f"(projected to {before.checkpoint}); caught up in {took:.2f} s"
+            )
+    finally:
+        halt.set()
+        await publishing
+    # Only what was published counts (verify checks work.published_ids): the workload is sized with room to spare so
+    # the paced stream never runs dry before the last kill, however slow the restarts are.
+    settle_s = await settle(settings, work, timeout=180)
+    outcome = await verify(settings, work)
+    ledger = [t for t, v in zip(recoveries, schedule, strict=True) if v == "ledger"]
+    projector = [t for t, v in zip(recoveries, schedule, strict=True) if v == "projector"]
+    record(
+        case,
+        faults="kill -9 of the ledger and of the projector mid-ingest, restarted at once",
+        cases=len(schedule),
+        lost=outcome.lost,
+        doubled=outcome.doubled,
+        stalled=stalled,
+        recovery_s=recoveries,
+        seed=seed,
+        events=outcome.published,
+        notes=f"{kills_each} kills each at {RATE}/s; recovery max ledger {max(ledger):.2f} s, projector "
+        f"{max(projector):.2f} s; settled {settle_s:.2f} s after the last publish",
+    )
+    assert stalled == 0
+
+
+async def recovered(settings, work, timeout: float = STALL_BOUND_S) -> float | None:
+    """Seconds from now (the process restarted) until an id published after now, and all before it, are projected.
+
+    Waiting for ids published after the restart makes the restarted process do the work: the ids
+    published up to the kill may all have been logged and projected by the process that was killed.
+    """
+    loop = asyncio.get_running_loop()
+    began, mark = loop.time(), work.published
+    while work.published <= mark:  # the paced publisher sends again within a tick
+        await asyncio.sleep(0.01)
+    took = await wait_caught_up(settings, work, timeout, published=work.published)
+    return None if took is None else loop.time() - began
+
+
+async def test_the_ledger_and_projector_killed_three_times_each_mid_ingest_lose_and_double_nothing(settings, services):
+    await kill_repeatedly(settings, services, "kill9-short", kills_each=3, count=30_000)
+
+
+@pytest.mark.long
+async def test_the_ledger_and_projector_killed_twenty_times_each_mid_ingest_lose_and_double_nothing(settings, services):
+    await kill_repeatedly(settings, services, "kill9-long", kills_each=20, count=150_000)
