@@ -501,6 +501,9 @@ def record(
         "seed": seed,
         "events": events,
         "notes": notes,
+        # Recovery times are dominated by process start-up on a busy machine: the load they were measured under.
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "cpus": os.cpu_count(),
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(
