@@ -1,0 +1,260 @@
+"""PostgreSQL faults mid-ingest on a primary + synchronous hot standby (services/devtools/stack/postgres_standby.py).
+
+The pair is this module's own (tests/pg_pair.py: own home under /tmp, free ports, always stopped); Kafka
+and the topic prefix come from the shared `settings` fixture, with every PostgreSQL DSN replaced by the
+pair's logins (made as `stack up` makes them) on a database of each case's own, migrated by `db migrate`
+as the owner login. Cases:
+
+- the primary stopped for 20 s mid-ingest and started again: the ledger and projector keep running,
+  retry, and go on;
+- the primary killed (immediate shutdown: no checkpoint, as a crash) mid-ingest and the standby promoted,
+  the services stopped and started again with every DSN on the promoted server (README, Operating: the
+  failover procedure): every row the old primary had acknowledged is on the new primary, unchanged, and
+  `audit verify` passes against the chain heads already published on ledger.heads. Replication is
+  synchronous, so no acknowledged commit can be missing; with asynchronous replication it could.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+
+import asyncpg
+import pytest
+
+from services.adapters.postgres.connect import on_database
+from services.adapters.postgres.logins import harden_database
+from services.adapters.postgres.migrate import dsn_for
+from services.devtools.stack import postgres_standby
+from services.local_stack import LOGIN_PREFIX, Endpoints
+from tests.faults.harness import (
+    STALL_BOUND_S,
+    Services,
+    fault_seed,
+    load_meeting,
+    progress,
+    publish,
+    record,
+    settle,
+    verify,
+    wait_caught_up,
+    workload,
+)
+from tests.pg_pair import db_migrate, primary_dsns, running_pair, say
+
+pytestmark = pytest.mark.faults
+
+SEED = 1420  # fixed, so `make test` replays the same stream; VOTE_LEDGER_FAULT_SEED overrides it
+RATE = 150  # submissions per second while the fault happens
+OUTAGE_S = 20.0  # the issue's PostgreSQL stop
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """This module's primary + standby; stopped at the end of the module, even on failure."""
+    with running_pair("vl-pgfaults-") as cfg:
+        yield cfg
+
+
+def on_pair(settings, endpoints: Endpoints, database: str):
+    """The settings (Kafka, topics, ports) with every PostgreSQL DSN on these endpoints' server and database."""
+    moved = settings.model_copy(
+        update={
+            "pg_dsn": endpoints.pg_dsn,
+            "pg_ledger_dsn": endpoints.pg_ledger_dsn,
+            "pg_projector_dsn": endpoints.pg_projector_dsn,
+            "pg_reader_dsn": endpoints.pg_reader_dsn,
+            "pg_admin_dsn": dsn_for(endpoints.pg_admin_dsn, database),
+        }
+    )
+    return on_database(moved, database)
+
+
+@pytest.fixture
+async def pair_settings(settings, pair):
+    """A database of this case's own on the pair (owned by the owner login, hardened, `db migrate`d as the owner)."""
+    server = primary_dsns(pair)
+    database = f"f_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server.pg_admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}" OWNER "{LOGIN_PREFIX}owner"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(dsn_for(server.pg_admin_dsn, database))
+    try:
+        await harden_database(conn)  # as `stack up` does for its database
+    finally:
+        await conn.close()
+    cfg = on_pair(settings, server, database)
+    await asyncio.to_thread(db_migrate, cfg.pg_dsn)
+    return cfg
+
+
+@pytest.fixture
+def services(pair_settings, tmp_path, request):
+    """`Services` on the pair's settings; stopped at the end, even on failure (their logs printed then)."""
+    running = Services(pair_settings, tmp_path / "logs")
+    try:
+        yield running
+    finally:
+        running.stop_all()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(running.tail())
+
+
+async def started_ingest(cfg, services, seed: int, count: int):
+    """Start the ledger and projector, load the meeting, publish the workload at RATE; once ingest is
+    under way (meeting logged, submissions projected), return the workload, the publisher and its halt."""
+    work = workload(cfg, seed, count)
+    services.start("ledger", instance_id="pgfaults-ledger-1")
+    services.start("projector")
+    await load_meeting(cfg)
+    halt = asyncio.Event()
+    publishing = asyncio.create_task(publish(cfg, work, rate=RATE, halt=halt))
+    assert await wait_caught_up(cfg, work, 90, published=max(1, work.published)) is not None
+    await asyncio.sleep(2)  # a moment of steady ingest, so the fault lands mid-stream
+    assert not publishing.done(), "the workload ran out before the fault: not mid-ingest"
+    return work, publishing, halt
+
+
+async def recovered(cfg, work, timeout: float = STALL_BOUND_S) -> float | None:
+    """Seconds from now (the fault over) until an id published after now, and every one before it, is projected."""
+    loop = asyncio.get_running_loop()
+    began, mark = loop.time(), work.published
+    while work.published <= mark:  # the paced publisher sends again within a tick
+        await asyncio.sleep(0.01)
+    took = await wait_caught_up(cfg, work, timeout, published=work.published)
+    return None if took is None else loop.time() - began
+
+
+async def finish(cfg, work, publishing, halt) -> tuple[float, object]:
+    """Stop the paced publisher, publish the rest at full speed, settle and verify."""
+    halt.set()
+    await publishing
+    await publish(cfg, work, start=work.published)
+    settle_s = await settle(cfg, work, timeout=180)
+    return settle_s, await verify(cfg, work)
+
+
+async def test_postgresql_stopped_for_20_s_mid_ingest_and_started_again_loses_and_doubles_nothing(
+    pair, pair_settings, services
+):
+    cfg = pair_settings
+    seed = fault_seed(SEED)
+    print(f"\npg-stop-20s: seed {seed} (rerun with VOTE_LEDGER_FAULT_SEED={seed})")
+    work, publishing, halt = await started_ingest(cfg, services, seed, count=12_000)
+    stalled = 0
+    try:
+        before = await progress(cfg, work)
+        await asyncio.to_thread(postgres_standby.stop_primary, pair, say, "fast")
+        await asyncio.sleep(OUTAGE_S)
+        await asyncio.to_thread(postgres_standby.start_primary, pair, say)
+        took = await recovered(cfg, work)
+        if took is None:
+            stalled += 1
+            took = await recovered(cfg, work, 120)
+            assert took is not None, "ingest never resumed after PostgreSQL came back"
+            took += STALL_BOUND_S
+        # They retried through the outage: neither exited (nothing restarted them here).
+        assert services.running("ledger"), "the ledger exited during the PostgreSQL outage"
+        assert services.running("projector"), "the projector exited during the PostgreSQL outage"
+        print(
+            f"  primary stopped for {OUTAGE_S:.0f} s at {before.logged} logged of {before.expected} published; "
+            f"caught up {took:.2f} s after it was back"
+        )
+    finally:
+        if not publishing.done():
+            halt.set()
+            await publishing
+    settle_s, outcome = await finish(cfg, work, publishing, halt)
+    assert postgres_standby.wait_streaming(pair, say)["sync_state"] == "sync"  # the pair is whole again
+    record(
+        "pg-stop-20s",
+        faults=f"PostgreSQL primary stopped (fast) {OUTAGE_S:.0f} s mid-ingest, then started; services kept running",
+        cases=1,
+        lost=outcome.lost,
+        doubled=outcome.doubled,
+        stalled=stalled,
+        recovery_s=took,
+        seed=seed,
+        events=outcome.published,
+        notes=f"{RATE}/s; synchronous standby streaming throughout; settled {settle_s:.2f} s after the last publish",
+    )
+    assert stalled == 0
+
+
+async def acknowledged_rows(dsn: str) -> dict[int, tuple[str, bytes]]:
+    """Every row of the log (position: event id, chain hash) as this server has committed it."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await conn.fetch("SELECT position, event_id, hash FROM ledger_log ORDER BY position")
+    finally:
+        await conn.close()
+    return {r["position"]: (r["event_id"], bytes(r["hash"])) for r in rows}
+
+
+async def test_the_standby_promoted_after_the_primary_is_killed_mid_ingest_has_every_acknowledged_row(
+    pair, pair_settings, services
+):
+    # Last in the module: the pair is one server afterwards.
+    cfg = pair_settings
+    seed = fault_seed(SEED + 1)
+    print(f"\npg-failover: seed {seed} (rerun with VOTE_LEDGER_FAULT_SEED={seed})")
+    work, publishing, halt = await started_ingest(cfg, services, seed, count=12_000)
+    stalled = 0
+    try:
+        # What the old primary had acknowledged, read just before it dies (more may be acknowledged in between:
+        # synchronous replication keeps those too, and verify and audit verify check every one of them).
+        acknowledged = await acknowledged_rows(cfg.pg_dsn)
+        await asyncio.to_thread(postgres_standby.stop_primary, pair, say, "immediate")
+        killed = time.monotonic()
+        # The documented failover: stop the services, promote the standby, point every DSN at it, start them.
+        for name in ("ledger", "projector"):
+            services.kill(name, signal.SIGTERM)
+        promoted_in = time.monotonic()
+        await asyncio.to_thread(postgres_standby.promote, pair, say)
+        promoted_in = time.monotonic() - promoted_in
+        database = cfg.pg_dsn.rsplit("/", 1)[-1]
+        moved = on_pair(cfg, postgres_standby.standby_dsns(pair), database)
+        services.settings = moved
+        services.restart("ledger")
+        services.restart("projector")
+        repointed = time.monotonic() - killed
+        took = await recovered(moved, work)
+        if took is None:
+            stalled += 1
+            took = await recovered(moved, work, 120)
+            assert took is not None, "ingest never resumed on the promoted standby"
+            took += STALL_BOUND_S
+        print(
+            f"  primary killed with {len(acknowledged)} log rows acknowledged; promoted in {promoted_in:.2f} s, "
+            f"services repointed {repointed:.2f} s after the kill, caught up {took:.2f} s after that"
+        )
+    finally:
+        if not publishing.done():
+            halt.set()
+            await publishing
+    on_new = await acknowledged_rows(moved.pg_dsn)
+    missing = [p for p in acknowledged if p not in on_new]
+    changed = [p for p, row in acknowledged.items() if p in on_new and on_new[p] != row]
+    assert not missing, f"{len(missing)} acknowledged log rows are not on the promoted standby: {missing[:10]}"
+    assert not changed, f"{len(changed)} acknowledged log rows differ on the promoted standby: {changed[:10]}"
+    settle_s, outcome = await finish(moved, work, publishing, halt)  # audit verify: against ledger.heads too
+    record(
+        "pg-failover",
+        faults="PostgreSQL primary killed (immediate shutdown) mid-ingest; standby promoted, services repointed",
+        cases=1,
+        lost=outcome.lost + len(missing),
+        doubled=outcome.doubled,
+        stalled=stalled,
+        recovery_s=took,
+        seed=seed,
+        events=outcome.published,
+        notes=f"{RATE}/s; {len(acknowledged)} rows acknowledged before the kill, all on the promoted standby; "
+        f"promote {promoted_in:.2f} s, services repointed {repointed:.2f} s after the kill; "
+        f"settled {settle_s:.2f} s after the last publish",
+    )
+    assert stalled == 0
