@@ -110,7 +110,12 @@ def parsed(argv: list[str]) -> tuple[str, ...]:
         pytest.fail(f"`vote-ledger {' '.join(argv)}` does not parse with services.cli's parser")
     if args.command == "services":
         return ("services", args.services_command, args.which)
-    return (args.command, getattr(args, f"{args.command}_command"))
+    action = next(
+        getattr(args, f"{args.command}{suffix}")
+        for suffix in ("_command", "_action")
+        if hasattr(args, f"{args.command}{suffix}")
+    )
+    return (args.command, action)
 
 
 # --- the image ---------------------------------------------------------------------------------------
@@ -601,3 +606,15 @@ def test_cloudnativepg_bootstraps_the_group_roles_and_runs_db_hardens_own_statem
     assert memberships == {"vl_ledger": [LEDGER_ROLE], "vl_projector": [PROJECTOR_ROLE], "vl_reader": [READER_ROLE]}
     assert initdb["owner"] == "vl_owner" and cluster["spec"]["enableSuperuserAccess"] is False
     assert cluster["spec"]["postgresql"]["synchronous"]["number"] >= 1
+
+
+def test_the_readme_deploy_section_runs_real_commands_of_the_image():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Deploy\n") :]
+    section = section[: section.index("\n## ", 1)]
+    runs = re.findall(r"docker run --rm vote-ledger:\S+ ([^#\n]+)", section)
+    runs += re.findall(r"compose\.yaml run --rm migrate ([^#\n]+)", section)
+    assert len(runs) >= 2
+    for argv in runs:
+        parsed(argv.split())
+    assert f"vote-ledger:{tomllib.loads((REPO / 'pyproject.toml').read_text())['project']['version']}" in section
