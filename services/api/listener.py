@@ -4,6 +4,10 @@ One connection per API process, not one per stream: PostgreSQL delivers each not
 listening backend, so a hundred dashboards would otherwise cost a hundred idle backends. Streams
 await the latest version (a broadcast of the newest value, never a queue: a slow stream skips to the
 latest instead of replaying every checkpoint it missed).
+
+On a hot standby (VOTE_LEDGER_PG_READER_DSN pointing at one) PostgreSQL refuses LISTEN during recovery,
+and a NOTIFY on the primary is not replicated anyway: there the same connection polls the projection's
+checkpoint and rebuild generation instead (POLL_S), and streams wake the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from services.adapters.postgres import tally_store
+from services.adapters.postgres import standby, tally_store
 from services.adapters.postgres.tally_store import PROJECTED_CHANNEL, PROJECTION
 from services.runtime.retry import Backoff
 
@@ -27,6 +31,12 @@ APPLICATION_NAME = "vote-ledger api listener"
 # used: a round trip this often bounds how long streams could go deaf without anyone noticing.
 HEALTH_S = 10.0
 HEALTH_TIMEOUT_S = 5.0
+# On a standby: how often the checkpoint is read. Per API process, not per stream: two round trips
+# (pg_is_in_recovery(), then one primary-key row), measured on this machine's standby (2 cores, load 16)
+# at 0.40 ms of the API's CPU and 0.21 ms of the backend's per poll: 1.2 ms a second, about 0.1 % of a
+# core, idle or not. A push then waits 0.25 s on average for the poll, on top of the standby's replay
+# and the streams' own coalescing (COALESCE_S).
+POLL_S = 0.5
 
 Version = tuple[int, int]  # (epoch, checkpoint): ordered; a later one means the tally may have changed
 
@@ -49,6 +59,7 @@ class ProjectedFeed:
         self.connects = 0  # sessions opened (the first and every reconnection)
         self.backend_pid: int | None = None
         self.closing = False  # the server is stopping: streams end themselves (close())
+        self.standby = False  # the server is a hot standby: polled, not listened to (POLL_S)
         self._moved = asyncio.Event()
 
     @property
@@ -97,21 +108,23 @@ class ProjectedFeed:
         """Listen until cancelled: reconnect with bounded back-off, re-reading the checkpoint on each connection."""
         while True:
             try:
-                await self._session()
-                problem = "connection lost"
+                problem = await self._session() or "connection lost"
             except Exception as exc:  # noqa: BLE001 - whatever broke the session, streams need it back
                 problem = f"{type(exc).__name__}: {exc}"
             delay = self._backoff.failed()
             log.warning("tally notifications unavailable (%s); reconnecting in %.1f s", problem, delay)
             await asyncio.sleep(delay)
 
-    async def _session(self) -> None:
-        """One listening session: returns (or raises) when the connection is lost."""
+    async def _session(self) -> str | None:
+        """One listening session: returns (or raises) when the connection is lost, or why it ended otherwise."""
         conn = await self._connect()
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.execute(f"SET application_name = '{APPLICATION_NAME}'")
+            if await standby.in_recovery(conn):
+                await self._poll(conn, lost)
+                return "the standby was promoted" if not lost.is_set() else None
             await conn.add_listener(PROJECTED_CHANNEL, self._on_notification)
             # Listening first, then reading: a commit between the two is both read and heard (heard twice
             # is one redundant re-read), never missed.
@@ -127,6 +140,27 @@ class ProjectedFeed:
                 except TimeoutError:
                     await conn.fetchval("SELECT 1", timeout=HEALTH_TIMEOUT_S)
         finally:
-            self.connected, self.backend_pid = False, None
+            self.connected, self.backend_pid, self.standby = False, None, False
             if not conn.is_closed():
                 conn.terminate()  # no graceful close: the connection is broken, or we are being cancelled
+
+    async def _poll(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """On a standby: read the checkpoint every POLL_S; returns when it is promoted (then LISTEN works)."""
+        checkpoint, generation = await tally_store.checkpoint_and_generation(conn, PROJECTION)
+        self.announce(checkpoint)  # as a reconnection does: streams re-read once
+        self.connected, self.backend_pid, self.standby = True, conn.get_server_pid(), True
+        self.connects += 1
+        self._backoff.reset()
+        log.info("the database is a hot standby: polling the tally checkpoint every %.1f s (at %d)", POLL_S, checkpoint)
+        while not lost.is_set():
+            await asyncio.sleep(POLL_S)
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):  # the poll is the health check too
+                if not await standby.in_recovery(conn):
+                    log.info("the database was promoted: listening for tally notifications instead of polling")
+                    return
+                now = await tally_store.checkpoint_and_generation(conn, PROJECTION)
+            if now != (checkpoint, generation):
+                # A later checkpoint moves the version; the same one with a new generation (a rebuild
+                # replayed) bumps its epoch, as the rebuild's announcement does on the primary.
+                checkpoint, generation = now
+                self.announce(checkpoint)

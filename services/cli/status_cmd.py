@@ -47,6 +47,8 @@ def _status(args: argparse.Namespace) -> int:
         else:
             print(f"log head           {report['log_head']:,}")
             print(f"projector at       {report['projector_checkpoint']:,} (lag {report['projector_lag']:,})")
+            if report.get("database") == "standby":  # every figure here is as of what the standby replayed
+                print(f"database           hot standby, replay lag {report['replay_lag_s']} s")
             print("ingest lag         " + ", ".join(f"{t}: {n:,}" for t, n in report["ingest_lag"].items()))
             print(f"accepted           {report['accepted']:,}")
             rejected = ", ".join(f"{r}: {n:,}" for r, n in report["rejected"].items()) or "none"

@@ -10,7 +10,7 @@ import asyncpg
 
 from services.adapters.kafka.topic_clock import topic_clock
 from services.adapters.kafka.topics import TOPIC_ROLES, partition_offsets
-from services.adapters.postgres import tally_store
+from services.adapters.postgres import standby, tally_store
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import status as log_status
 from services.adapters.postgres.tally_store import PROJECTION
@@ -38,6 +38,8 @@ async def database_status(conn: asyncpg.Connection, consumer_group: str | None =
         "offsets_idle_s": {(r["topic"], r["partition"]): float(r["idle_s"]) for r in offsets},
         # Meetings the projector skips since their rows could not be projected (011_projector.sql).
         "failed_meetings": await tally_store.failure_report(conn, PROJECTION),
+        # "primary", or "standby" with its replay lag: a standby's answers are as of what it replayed.
+        **await standby.database_role(conn),
     }
 
 

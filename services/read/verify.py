@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +18,8 @@ from projections.refusals import RefusalCheck
 from projections.rejudge import Misjudged
 from projections.replay import Projection
 from projections.tally_compare import compare
-from services.adapters.postgres import tally_store
+from services.adapters.postgres import standby, tally_store
+from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import verify as log_verify
 from services.adapters.postgres.log.refold import refold_late
 from services.adapters.postgres.tally_store import PROJECTION
@@ -92,6 +95,14 @@ class Verification:
         }
 
 
+# On a hot standby the published heads (read from Kafka first) may name rows it has not replayed yet:
+# the ledger publishes a head once its commit returned on the primary, and a synchronous standby has
+# then received the commit but may not have applied it. verify_meeting waits this long for them, so a
+# standby a moment behind does not read as a log cut short; a log really cut short never catches up
+# and is reported after the wait.
+REPLAY_WAIT_S = 30.0
+REPLAY_POLL_S = 0.2
+
 # Columns the ledger copies out of the payload for indexing; the hash covers only the payload.
 _COPIED = ("control_number", "channel", "executed_at", "received_at")
 
@@ -118,6 +129,10 @@ async def verify_meeting(
     if heads is not None:
         result.heads = HeadCheck([h for h in heads if h.chain == "meeting" and h.meeting_id == meeting_id])
         result.parked_heads = HeadCheck([h for h in heads if h.chain == "parked"])
+    if heads is not None and await standby.in_recovery(conn):
+        behind = await replay_reaches(conn, heads, meeting_id)
+        if behind:
+            result.problems.append(behind)
     projection = Projection()
     refusals = RefusalCheck()  # R19: the vote.refused rows against a fold of every accepted row (reject meetings)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -177,3 +192,24 @@ async def verify_meeting(
         result.tally_compared = True
         result.tally_mismatches = compare(projection.tallies[meeting_id], projected)
     return result
+
+
+async def replay_reaches(
+    conn: asyncpg.Connection, heads: list[Head], meeting_id: str, timeout: float = REPLAY_WAIT_S
+) -> str | None:
+    """On a standby: wait until it holds the rows the meeting's and the parked chain's heads name; None once it
+    does, else (after ``timeout`` s) why the heads' checks that follow may fail for its lag alone."""
+    position = max((h.position for h in heads if h.chain == "meeting" and h.meeting_id == meeting_id), default=0)
+    parked_rows = max((h.rows for h in heads if h.chain == "parked"), default=0)
+    deadline = time.monotonic() + timeout
+    while True:
+        head, parked = await log_reads.head_and_parked(conn)
+        if head >= position and parked >= parked_rows:
+            return None
+        if time.monotonic() >= deadline:
+            return (
+                f"the standby had replayed the log to position {head} and {parked} parked message(s), short of"
+                f" the published heads (position {position}, {parked_rows} parked) after {timeout:g} s;"
+                " verify on the primary, or again once the standby caught up"
+            )
+        await asyncio.sleep(REPLAY_POLL_S)
