@@ -63,6 +63,7 @@ async def serve(cfg, which: str) -> int:
     """Run the chosen services until SIGINT/SIGTERM."""
     from services.adapters.kafka.topics import ensure_topics
     from services.observability.health_app import ledger_health, projector_health, serve_health
+    from services.runtime import failures
     from services.runtime.ledger_app import build_app
     from services.runtime.projector import Projector
 
@@ -72,7 +73,12 @@ async def serve(cfg, which: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     tasks = []
     if which in ("all", "ledger"):
-        await ensure_topics(cfg, "ledger")  # as the ledger: it needs no operator's login
+        try:
+            await ensure_topics(cfg, "ledger")  # as the ledger: it needs no operator's login
+        except Exception as exc:
+            if (reason := failures.cannot_go_on(exc)) is not None:  # a refused login or ACL: say which
+                raise failures.CannotGoOn(reason.replace("<ROLE>", "LEDGER")) from exc
+            raise
         app, ledger = build_app(cfg)
         tasks.append(asyncio.create_task(_run_app(app, stop)))
         health, port = ledger_health(cfg, ledger), cfg.ledger_metrics_port
@@ -92,6 +98,8 @@ async def serve(cfg, which: str) -> int:
         from services.api.app import serve as serve_api
 
         tasks.append(asyncio.create_task(serve_api(cfg, stop)))
+    # A part that cannot go on (a refused login or privilege, no schema) asks the process to exit with its line.
+    tasks.append(asyncio.create_task(failures.given_up(stop), name="given-up"))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)

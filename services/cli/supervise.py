@@ -10,10 +10,12 @@ ledger's consumer group membership.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -55,6 +57,7 @@ def supervise(which: Sequence[str], verbose: bool, say: Callable[[str], None]) -
     text, or a JSON log line when the logs are JSON).
     """
     children: dict[str, subprocess.Popen[bytes]] = {}
+    words: dict[str, ChildWords] = {}
     asked: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -70,21 +73,86 @@ def supervise(which: Sequence[str], verbose: bool, say: Callable[[str], None]) -
                 break
             # Own process group: a terminal's Ctrl-C reaches the supervisor alone, which forwards it once.
             children[name] = subprocess.Popen(
-                child_argv(name, verbose), preexec_fn=_die_with(os.getpid()), process_group=0
+                child_argv(name, verbose),
+                preexec_fn=_die_with(os.getpid()),
+                process_group=0,
+                stderr=subprocess.PIPE,  # passed through line by line; its last words kept (ChildWords)
             )
+            words[name] = ChildWords(children[name])
         first = _first_exit(children)
         _stop_rest(children, signalled=bool(asked))
+        for told in words.values():
+            told.join()
         if first is None:
             return 0
         name, code = first
         if asked and code == 0:
             return next((exit_status(p.returncode) for p in children.values() if p.returncode), 0)
         status = exit_status(code) or 1
-        say(f"the {name} service exited with status {exit_status(code)}; stopped the others")
+        say(f"the {name} service exited with status {exit_status(code)}{words[name].why(code)}; stopped the others")
         return status
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+_WRITE = threading.Lock()  # one child's line at a time on the supervisor's stderr
+
+
+class ChildWords:
+    """Copies a child's stderr to the supervisor's, line by line, keeping its fatal line (why it exited).
+
+    Before, `services run` said only "the ledger service exited with status 2": the reason was some lines
+    above, among the other children's logs. A child ends with one line when it cannot go on ("vote-ledger:
+    ...", or a JSON log line of the logger vote_ledger.cli when the logs are JSON): the supervisor repeats it.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.last = ""
+        self._thread = threading.Thread(target=self._copy, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _copy(self, stream) -> None:
+        for line in iter(stream.readline, b""):
+            with _WRITE:
+                try:
+                    sys.stderr.buffer.write(line)
+                    sys.stderr.buffer.flush()
+                except (OSError, ValueError):  # the supervisor's stderr is gone: keep draining the child's
+                    pass
+            if said := fatal_line(line.decode("utf-8", "replace")):
+                self.last = said
+        stream.close()
+
+    def join(self, timeout: float = 2.0) -> None:
+        """Wait (a little) for the child's last lines to be copied."""
+        self._thread.join(timeout)
+
+    def why(self, code: int) -> str:
+        """ ": <its fatal line>", ", killed by SIGKILL", or "" when it said nothing."""
+        if self.last:
+            return f": {self.last}"
+        if code < 0:
+            try:
+                return f", killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return ""
+        return ""
+
+
+def fatal_line(line: str) -> str:
+    """The message of a child's closing line ("vote-ledger: ..." or vote_ledger.cli's JSON line), else ""."""
+    line = line.strip()
+    if line.startswith("vote-ledger: "):
+        return line.removeprefix("vote-ledger: ")
+    if line.startswith("{") and '"vote_ledger.cli"' in line:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return ""
+        if record.get("logger") == "vote_ledger.cli":
+            return str(record.get("event", ""))
+    return ""
 
 
 def _first_exit(children: dict[str, subprocess.Popen[bytes]]) -> tuple[str, int] | None:

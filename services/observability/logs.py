@@ -16,6 +16,7 @@ from typing import Any, Literal
 import structlog
 from structlog.dev import Column, ConsoleRenderer, KeyValueColumnFormatter, LogLevelColumnFormatter, plain_traceback
 
+from services.observability import outage
 from services.observability.log_repeats import RepeatsSuppressed
 
 LogFormat = Literal["text", "json"]
@@ -27,7 +28,9 @@ CONTEXT_KEYS = ("meeting_id", "partition", "offset", "event_id", "position", "to
 # Chatty libraries stay at WARNING: aiokafka logs every rebalance step at INFO, uvicorn every request.
 _QUIET = ("aiokafka", "uvicorn.access")
 # Libraries whose repeated failures are told once per kind and window (services/observability/log_repeats.py).
-_REPEATS_TOLD_ONCE = ("aiokafka",)
+# asyncpg's pool retries its floor of connections every ~second during a PostgreSQL outage ("Failed to restore
+# the pool connection floor; retrying": 8 lines in a measured 10 s outage, one per pool per attempt).
+_REPEATS_TOLD_ONCE = ("aiokafka", "asyncpg")
 
 
 def bind(**values: Any) -> Any:
@@ -40,6 +43,20 @@ def record_context(topic: str, partition: int, offset: int, **more: Any) -> Iter
     """Bind a Kafka record's coordinates (and any of meeting_id / event_id given) while it is handled."""
     with bind(topic=topic, partition=partition, offset=offset, **more):
         yield
+
+
+def _outage_traceback_dropped(record: logging.LogRecord) -> bool:
+    """A library's retry that failed because PostgreSQL or Kafka is gone: its error in the line, not a traceback.
+
+    asyncpg's pool logs each failed refill with a 16-line traceback (34 lines of a measured 10 s outage, of
+    42); which dependency is gone, and for how long, is said by services/observability/outage.py.
+    """
+    if record.exc_info and record.name.startswith(_REPEATS_TOLD_ONCE) and not record.args:
+        exc = record.exc_info[1]
+        if exc is not None and outage.of(exc) is not None:
+            record.msg, record.args = f"{record.msg} (%s)", (outage.describe(exc),)
+            record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _shared() -> list[Any]:
@@ -109,6 +126,7 @@ def setup_logging(verbose: bool = False, fmt: LogFormat | None = None) -> None:
     handler._vote_ledger = True  # type: ignore[attr-defined]
     # On the handler, not on the aiokafka logger: a logger's filter never sees its children's records
     # (aiokafka.consumer.fetcher, ...), and every process that logs sets up this handler.
+    handler.addFilter(_outage_traceback_dropped)  # before the repeats' filter: its kinds see the one-line message
     handler.addFilter(RepeatsSuppressed(prefixes=_REPEATS_TOLD_ONCE))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

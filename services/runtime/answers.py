@@ -38,7 +38,8 @@ from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import answers as log_answers
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.append import NOTIFY_CHANNEL
-from services.runtime import answer_of
+from services.observability import outage
+from services.runtime import answer_of, failures
 from services.runtime.answers_cursor import answered_through, cursor_header
 from services.runtime.retry import Backoff
 from services.settings import Settings
@@ -70,6 +71,7 @@ class AnswerRelay:
         self.parked_id = 0  # parked id answered through
         self._stack: AsyncExitStack | None = None
         self._failure: str | None = None  # the failure class last logged (one line per class, not per attempt)
+        self._lost: outage.Dependency | None = None  # the dependency whose outage this relay reported
         self._wake = asyncio.Event()
 
     def attach(self, app) -> AnswerRelay:
@@ -91,7 +93,7 @@ class AnswerRelay:
         await self._close()
 
     async def _run(self) -> None:
-        backoff = Backoff(first=1.0, cap=30.0)
+        backoff = Backoff(first=1.0, cap=outage.CAP_S)
         while True:
             try:
                 await self._session(backoff)
@@ -100,9 +102,12 @@ class AnswerRelay:
             except Exception as exc:  # noqa: BLE001 - keep answering whatever failed; the ledger goes on
                 delay = backoff.failed()
                 kind = type(exc).__name__
-                if kind != self._failure:  # one line per failure class, not one per attempt
+                line = f"answers relay: {kind}: {exc}; retrying with back-off (now {delay:.0f} s)"
+                if kind != self._failure:  # an outage is said by its dependency; anything else once per class
                     self._failure = kind
-                    log.error("answers relay: %s: %s; retrying with back-off (now %.0f s)", kind, exc, delay)
+                    self._lost = failures.report(exc, "the answers relay", log, line) or self._lost
+                else:
+                    log.debug("%s", line)
                 await self._close()
                 await asyncio.sleep(delay)
 
@@ -142,6 +147,9 @@ class AnswerRelay:
             self._wake.clear()  # before reading: a NOTIFY from here on wakes the next wait
             sent = await self._round(conn, client, len(partitions) or 1)
             if self._failure is not None:
+                if self._lost is not None:
+                    self._lost.ok()  # says how long the outage lasted
+                    self._lost = None
                 log.info("answers relay: publishing again (after %d failures)", backoff.failures)
                 self._failure = None
             backoff.reset()

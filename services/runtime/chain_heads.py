@@ -43,6 +43,8 @@ from services.adapters.postgres.connect import LEDGER_ROLE, connect_as
 from services.adapters.postgres.log import heads as log_heads
 from services.adapters.postgres.log import proofs as log_proofs
 from services.adapters.postgres.log import reads as log_reads
+from services.observability import outage
+from services.runtime import failures
 from services.runtime.retry import Backoff
 from services.settings import Settings
 
@@ -99,19 +101,24 @@ class HeadPublisher:
 
     async def _run(self) -> None:
         tick = min(1.0, self.settings.heads_every_seconds)
-        backoff = Backoff(first=1.0, cap=30.0)
+        backoff = Backoff(first=1.0, cap=outage.CAP_S)
+        lost: outage.Dependency | None = None
         while True:
             try:
                 await self._connect()
                 if await self._due():
                     await self.publish_moved()
+                if lost is not None:
+                    lost.ok()  # one line: how long the outage lasted
+                    lost = None
                 backoff.reset()
                 await asyncio.sleep(tick)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep anchoring whatever failed; the ledger goes on
+            except Exception as exc:  # noqa: BLE001 - keep anchoring whatever failed; the ledger goes on
                 delay = backoff.failed()
-                log.exception("publishing chain heads failed; retrying in %.0f s", delay)
+                line = f"publishing chain heads failed; retrying in {delay:.0f} s"
+                lost = failures.report(exc, "the chain heads publisher", log, line) or lost
                 await self._disconnect()
                 await asyncio.sleep(delay)
 

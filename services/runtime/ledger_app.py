@@ -13,10 +13,11 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from services.adapters.kafka.topic_clock import TopicClock, topic_clock
 from services.adapters.kafka.topics import AdminWatermark, faststream_security
-from services.observability import logs, metrics
-from services.runtime import ingest
+from services.observability import logs, metrics, outage
+from services.runtime import failures, ingest
 from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
+from services.runtime.failures import cannot_go_on
 from services.runtime.ledger import Ledger
 from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
 from services.runtime.retry import Backoff
@@ -24,6 +25,8 @@ from services.runtime.stall_watch import StallWatch
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.ledger")
+
+STOPPING_S = 5.0  # a batch that gave up waits this long: serve() is stopping the consumer meanwhile
 
 
 def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
@@ -87,17 +90,33 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         try:
             admin_end = await watermark.end_offsets()
             deferred = await ledger.commit(records, broker, admin_end)
-        except Exception:  # noqa: BLE001 - whatever failed, the batch must not be skipped
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be skipped
+            if (reason := cannot_go_on(exc)) is not None:
+                failures.give_up(reason)  # services_cmd.serve stops the ledger and exits with this line
+                await asyncio.sleep(STOPPING_S)  # neither ack nor rewind: nothing of this batch is logged
+                return
             delay = backoff.failed()
-            log.exception(
+            dependency = outage.of(exc)
+            # An outage is said once by its dependency (and counted); any other failure is a bug's: its traceback.
+            if dependency is not None:
+                dependency.failed(exc, "the ledger's batches")
+            (log.debug if dependency is not None else log.error)(
                 "batch of %d not committed (failure %d in a row); rewinding to the stored offsets, retrying in %.1f s",
                 len(records),
                 backoff.failures,
                 delay,
+                exc_info=True,
             )
-            await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
+            try:
+                await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
+            except failures.CannotGoOn as fatal:
+                failures.give_up(str(fatal))
+                await asyncio.sleep(STOPPING_S)
+                return
             await asyncio.sleep(delay)
             return
+        if backoff.failures:
+            outage.postgres().ok()  # a batch committed: PostgreSQL answers (and Kafka gave it)
         backoff.reset()
         metrics.record_batch(len(records), seconds())
         offsets = metrics.consumer_offsets(subscriber.consumer)
@@ -133,10 +152,51 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         rewind=lambda partitions: rewind(subscriber.consumer, ledger, partitions),
     )
     app.after_startup(watch.start)  # the consumer exists once the broker has started
+    kafka_watch = KafkaWatch(broker)
+    app.after_startup(kafka_watch.start)
+    app.on_shutdown(kafka_watch.stop)
     app.on_shutdown(watch.stop)
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)
     return app, ledger
+
+
+class KafkaWatch:
+    """Asks Kafka every WATCH_S whether it answers, so the log says when it went and when it came back.
+
+    aiokafka retries on its own (its fetcher, coordinator and producer each every 100 ms: ~85 failed
+    connects a second measured during a 10 s outage, told as counts by log_repeats) and raises nothing
+    to the ledger while it does: without this, nothing of ours said Kafka was gone, or for how long.
+    """
+
+    WATCH_S = 2.0  # one metadata request (describe_cluster) per 2 s: the outage's length is exact to ~2 s
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Watch in the background."""
+        self.task = asyncio.create_task(self._run(), name="kafka-watch")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        kafka = outage.kafka()
+        while True:
+            try:
+                answers = await asyncio.wait_for(self.broker.ping(timeout=self.WATCH_S), self.WATCH_S + 1)
+            except Exception:  # noqa: BLE001 - a timeout or a closed client: no answer
+                answers = False
+            if answers:
+                kafka.ok()
+            else:
+                kafka.failed(f"no answer to a metadata request within {self.WATCH_S:g} s", "the ledger")
+            await asyncio.sleep(self.WATCH_S)
 
 
 async def warn_of_topic_clock(settings: Settings) -> TopicClock | None:

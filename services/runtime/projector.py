@@ -29,6 +29,7 @@ from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.refold import refold_meeting
 from services.adapters.postgres.tally_store import PROJECTION
 from services.observability import logs, metrics
+from services.runtime import failures
 from services.runtime.retry import retry
 from services.settings import Settings
 
@@ -233,7 +234,10 @@ class Projector:
                 await self.load()
                 continue
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                log.error("projection batch failed (%s); reconnecting", exc)
+                if (reason := failures.cannot_go_on(exc)) is not None:
+                    raise failures.CannotGoOn(reason) from exc  # a revoked privilege, a dropped table: exit
+                # An outage is said once by the process's PostgreSQL dependency (retry() reports each attempt).
+                failures.report(exc, "the projector", log, f"projection batch failed ({exc}); reconnecting")
                 await self._reconnect(stop)
                 continue
             if processed:
@@ -271,7 +275,7 @@ class Projector:
             await self.start()
 
         errors = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError)
-        await retry(attempt, log=log, what="PostgreSQL unavailable", errors=errors, stop=stop, traceback=False)
+        await retry(attempt, log=log, what="the projector's reconnection", errors=errors, stop=stop, traceback=False)
 
 
 def _forget(projection: Projection, meeting_id: str) -> None:

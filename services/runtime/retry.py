@@ -49,16 +49,35 @@ async def retry(
 ) -> T | None:
     """Run ``attempt`` until it succeeds, waiting longer after each failure of type ``errors``.
 
-    Each failure is logged as "<what> (<error>); retrying in N s" (with its traceback unless told
-    not to). Returns the attempt's result, or None once ``stop`` is set (checked before each attempt).
-    Any other exception, and cancellation, propagate at once.
+    A failure that says Kafka or PostgreSQL is unreachable is told to that dependency of the process
+    (services/observability/outage: one line when lost, a count a minute, one line when back) and logged
+    here at DEBUG only; any other failure is logged as "<what> (<error>); retrying in N s" (with its
+    traceback unless told not to). A failure retrying cannot fix (a refused login, no schema) raises
+    failures.CannotGoOn with its one line. Returns the attempt's result, or None once ``stop`` is set
+    (checked before each attempt). Any other exception, and cancellation, propagate at once.
     """
+    from services.observability import outage
+    from services.runtime.failures import CannotGoOn, cannot_go_on
+
     backoff = backoff or Backoff()
+    lost: outage.Dependency | None = None
     while stop is None or not stop.is_set():
         try:
-            return await attempt()
+            result = await attempt()
         except errors as exc:
+            if (reason := cannot_go_on(exc)) is not None:
+                raise CannotGoOn(reason) from exc
             delay = backoff.failed()
-            log.error("%s (%s); retrying in %.1f s", what, exc, delay, exc_info=traceback)
+            dependency = outage.of(exc)
+            if dependency is not None:
+                lost = dependency
+                dependency.failed(exc, what)
+                log.debug("%s (%s); retrying in %.1f s", what, exc, delay, exc_info=traceback)
+            else:
+                log.error("%s (%s); retrying in %.1f s", what, exc, delay, exc_info=traceback)
             await asyncio.sleep(delay)
+            continue
+        if lost is not None:
+            lost.ok()
+        return result
     return None

@@ -35,6 +35,7 @@ from aiokafka.errors import CorruptRecordException, NoOffsetForPartitionError, O
 
 from services.adapters.kafka import raw as kafka_raw
 from services.adapters.kafka.topics import client_options
+from services.runtime import failures
 from services.runtime.ingest import Consumed
 from services.settings import Settings
 
@@ -164,7 +165,9 @@ class StallWatch:
             try:
                 await self.check()
             except Exception as exc:  # noqa: BLE001 - the watch must outlive a broker or database hiccup
-                log.warning("stall check failed (%s: %s); trying again", type(exc).__name__, exc)
+                # An outage is said once by its dependency (the ledger's batches say when it is back).
+                line = f"stall check failed ({type(exc).__name__}: {exc}); trying again"
+                failures.report(exc, "the stall watch", log, line)
                 await asyncio.sleep(self.settings.stall_check_s)
 
     async def check(self) -> None:

@@ -92,7 +92,7 @@ async def test_a_child_that_dies_stops_the_others_and_the_supervisor_says_which_
         assert proc.wait(timeout=20) == 128 + signal.SIGKILL
         assert await _gone(children, 1) == []
         assert (tmp_path / "services.log").read_text().splitlines()[-1] == (
-            "vote-ledger: the api service exited with status 137; stopped the others"
+            "vote-ledger: the api service exited with status 137, killed by SIGKILL; stopped the others"
         )
     finally:
         proc.kill()
