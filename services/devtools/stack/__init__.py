@@ -105,11 +105,11 @@ def _up_replicated(cfg: StackConfig, log: Log) -> Endpoints:
     # The three JVMs boot while PostgreSQL and its standby are set up; a node waits for two voters.
     for node in _cluster.NODES:
         _cluster.start_node(cfg, node, log)
-    _pg.up(cfg, log)
     standby = _standby()
     if standby is not None:
-        standby.up(cfg, log)
+        standby.up(cfg, log)  # the primary (with its replication login and pg_hba line), then the standby
     else:
+        _pg.up(cfg, log)
         log("no PostgreSQL standby in this version (services/devtools/stack/postgres_standby.py): primary only")
     for node in _cluster.NODES:
         _cluster.wait_node_ready(cfg, node, log)
@@ -147,11 +147,11 @@ def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
         _pg.stop(cfg, log)
         return
     _cluster.down(cfg, log)
-    # The primary first: its shutdown checkpoint is streamed to the standby before the standby stops.
-    _pg.stop(cfg, log)
     standby = _standby()
     if standby is not None:
-        standby.down(cfg, log)
+        standby.down(cfg, log)  # the primary first: its shutdown checkpoint reaches the standby before it stops
+    else:
+        _pg.stop(cfg, log)
 
 
 def promote(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
