@@ -16,9 +16,12 @@ import signal
 import time
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.adapters.kafka.topics import TOPIC_ROLES, client_options, started
+from services.adapters.kafka.topics import TOPIC_ROLES, client_options, partitions_of, started
+from services.runtime.ledger import Ledger
+from services.runtime.ledger_consumer import seek_to_stored
 from tests.faults import harness
 
 pytestmark = pytest.mark.faults
@@ -221,3 +224,35 @@ async def test_repeated_rebalances_with_kills_across_seeds_lose_and_double_nothi
         notes=" | ".join(notes),
     )
     assert stalled == 0, notes
+
+
+class RevokedWhileReading(Ledger):
+    """The real ledger, except that a rebalance takes partitions away while it reads their stored offsets."""
+
+    def __init__(self, settings, consumer: AIOKafkaConsumer, keep: list[TopicPartition]) -> None:
+        super().__init__(settings)
+        self.consumer, self.keep = consumer, keep
+
+    async def stored_offsets(self, partitions):
+        """Read them, then lose every partition but ``keep`` (as the coordinator's new assignment would)."""
+        stored = await super().stored_offsets(partitions)
+        self.consumer.assign(self.keep)
+        return stored
+
+
+async def test_a_rebalance_during_the_seek_to_stored_offsets_seeks_only_the_partitions_still_assigned(settings):
+    # Seen in the rebalance case: "cannot seek to the committed offsets (IllegalStateError: Partitions {...} are
+    # not assigned)", an ERROR with its traceback and a retry, whenever a rebalance landed during the awaits.
+    partitions = sorted(await partitions_of(settings, [settings.submissions_topic]))
+    consumer = AIOKafkaConsumer(**client_options(settings, TOPIC_ROLES), auto_offset_reset="none")
+    await started(consumer)
+    ledger = RevokedWhileReading(settings, consumer, partitions[:1])
+    await ledger.start()
+    try:
+        consumer.assign(partitions)
+        await seek_to_stored(consumer, ledger, partitions)
+        assert consumer.assignment() == set(partitions[:1])
+        assert await consumer.position(partitions[0]) == 0  # never consumed: sought to its start
+    finally:
+        await ledger.stop()
+        await consumer.stop()
