@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from services.adapters.kafka.topics import producer
+from services.cli.supervise import _die_with as die_with  # the supervisor's PR_SET_PDEATHSIG, for our children
 from services.settings import Settings
 from tests.conftest import free_port, settings_env
 
@@ -232,6 +233,8 @@ class Services:
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Dies with this process even if it is killed (no finally runs): no orphan keeps consuming.
+                preexec_fn=die_with(os.getpid()),
             )
         finally:
             log.close()
