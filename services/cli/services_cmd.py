@@ -104,8 +104,10 @@ async def serve(cfg, which: str) -> int:
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
-        if task.exception():
-            raise task.exception()
+        if (exc := task.exception()) is not None:
+            if (reason := failures.cannot_go_on(exc)) is not None:  # e.g. the consumer group's ACL: one line
+                raise failures.CannotGoOn(reason) from exc
+            raise exc
     return 0
 
 
