@@ -21,6 +21,8 @@ import asyncpg
 
 from services.adapters.postgres import standby, tally_store
 from services.adapters.postgres.tally_store import PROJECTED_CHANNEL, PROJECTION
+from services.observability import outage
+from services.runtime import failures
 from services.runtime.retry import Backoff
 
 log = logging.getLogger("vote_ledger.api.listener")
@@ -107,12 +109,20 @@ class ProjectedFeed:
     async def run(self) -> None:
         """Listen until cancelled: reconnect with bounded back-off, re-reading the checkpoint on each connection."""
         while True:
+            gone = True  # the connection ended or could not be made: PostgreSQL's outage, not a bug here
             try:
                 problem = await self._session() or "connection lost"
             except Exception as exc:  # noqa: BLE001 - whatever broke the session, streams need it back
                 problem = f"{type(exc).__name__}: {exc}"
+                gone = outage.of(exc) is not None
+                if (reason := failures.cannot_go_on(exc)) is not None:
+                    failures.give_up(reason)  # no schema, a refused login: `services run api` exits with this line
             delay = self._backoff.failed()
-            log.warning("tally notifications unavailable (%s); reconnecting in %.1f s", problem, delay)
+            if gone:  # said once (and counted) by the process's dependency, which says when it is back
+                outage.postgres().failed(problem, "the API's tally notifications")
+            (log.debug if gone else log.warning)(
+                "tally notifications unavailable (%s); reconnecting in %.1f s", problem, delay
+            )
             await asyncio.sleep(delay)
 
     async def _session(self) -> str | None:
@@ -132,6 +142,7 @@ class ProjectedFeed:
             self.connected, self.backend_pid = True, conn.get_server_pid()
             self.connects += 1
             self._backoff.reset()
+            outage.postgres().ok()  # after an outage: one line saying how long it lasted
             log.info("listening for tally notifications (checkpoint %d)", self.position)
             while not lost.is_set():
                 try:
