@@ -202,6 +202,17 @@ def _variable_of(dsn: str) -> str | None:
 
 def unreachable(exc: BaseException) -> str | None:
     """One line for a failure to reach PostgreSQL (where it tried, why, what to do); None for any other error."""
+    if isinstance(exc, asyncpg.PostgresError) and "conflict with recovery" in str(exc):
+        # A hot standby cancels a read whose snapshot still needs rows its replay must remove, or that
+        # holds a lock replay needs, once max_standby_streaming_delay (30 s) passed: nothing is wrong
+        # with the read, and it is read-only, so running it again is safe.
+        return (
+            f"the standby cancelled this read ({exc}); run it again. If it recurs, set hot_standby_feedback = on"
+            " on the standby (`stack up --replicated` does) or raise its max_standby_streaming_delay"
+        )
+    if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+        # e.g. `db migrate` or `api token issue` with their DSN on a hot standby: writers need the primary.
+        return f"PostgreSQL refused a write ({exc}): point this command's DSN at the primary, not a hot standby"
     if isinstance(exc, asyncpg.UndefinedTableError):
         # Reached, but the database was never migrated (a fresh stack, a wrong database in the DSN).
         return f"the database has no vote-ledger schema ({exc}); run `vote-ledger db migrate` as its owner"
