@@ -22,6 +22,7 @@ import pytest
 
 from services.adapters.kafka.topics import ensure_topics
 from services.devtools.stack import postgres_standby
+from services.runtime.chain_heads import read_heads
 from services.settings import Settings
 from tests.conftest import as_operator, free_port, settings_env
 from tests.faults.harness import Services, load_meeting, publish, settle, workload
@@ -108,6 +109,7 @@ async def scene(pair, endpoints, tmp_path_factory):
         api_port=free_port(),
         ledger_metrics_port=free_port(),
         projector_metrics_port=free_port(),
+        heads_every_seconds=1,  # heads soon after each commit: the paused-replay case needs one beyond the standby
     )
     await ensure_topics(settings)
     found = Scene(pair, settings)
@@ -124,14 +126,18 @@ async def scene(pair, endpoints, tmp_path_factory):
         services.stop_all()
 
 
+def _meeting_heads(heads) -> list[int]:
+    return [h.position for h in heads if h.chain == "meeting" and h.meeting_id == MEETING]
+
+
 async def _json(scene: Scene, *args: str) -> dict:
     code, out, err = await cli(scene.settings, *args)
     assert code == 0, f"{args}: {err}"
     return json.loads(out)
 
 
-async def test_cli_reads_answer_on_the_standby_at_the_primarys_position_once_replay_caught_up(scene):
-    """tally, report, status, meeting list/show, proxies, audit, export: each answers from the standby."""
+async def test_cli_reads_answer_on_the_standby_at_the_primarys_position_once_replay_caught_up(scene, tmp_path):
+    """tally, report, status, meeting list/show, proxies, channel list, audit, export: each answers from the standby."""
     head, checkpoint = await scene.caught_up()
     assert checkpoint > 0
     m = ("--meeting", MEETING)
@@ -154,6 +160,9 @@ async def test_cli_reads_answer_on_the_standby_at_the_primarys_position_once_rep
         ("report", "call-list", *m),
         ("audit", "events", *m),
         ("tally", "diff", *m, "1", str(head)),
+        ("channel", "list", *m),
+        ("export", *m, "--out", str(tmp_path / "export.zip")),
+        ("audit", "prove", *m, "--out", str(tmp_path / "receipt.json"), scene.work.event_ids[0]),
     ):
         code, out, err = await cli(scene.settings, *args)
         assert code == 0, f"{args}: {err}"
@@ -195,6 +204,11 @@ async def test_with_replay_paused_answers_are_older_than_the_primarys_and_catch_
         assert status["log_head"] < (await scene.primary_point())[0]
         assert status["database"] == "standby" and status["replay_lag_bytes"] > 0
         # audit verify waits for the rows the heads published meanwhile name (REPLAY_WAIT_S), resumed here.
+        standby_head, _ = await scene.standby_point()
+        deadline = time.monotonic() + 30
+        while max(_meeting_heads(await read_heads(scene.settings)), default=0) <= standby_head:
+            assert time.monotonic() < deadline, "no chain head published beyond the standby's position"
+            await asyncio.sleep(0.5)
         verify = asyncio.create_task(cli(scene.settings, "audit", "verify", "--meeting", MEETING))
         await asyncio.sleep(2.0)
         assert not verify.done(), "audit verify did not wait for the standby to replay the published heads"
