@@ -16,6 +16,7 @@ tests/integration/test_kafka_acl.py is where each role's own login and ACLs are 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from urllib.parse import urlsplit
@@ -75,7 +76,7 @@ async def pg_dsn(logins):
 
 
 @pytest.fixture
-async def settings(logins, pg_dsn) -> Settings:
+async def settings(logins, pg_dsn):
     """Settings pointing at the session's Kafka, this test's database (every login) and its own topics."""
     tag = uuid.uuid4().hex[:10]
     cfg = on_database(logins, urlsplit(pg_dsn).path.lstrip("/")).model_copy(
@@ -89,9 +90,16 @@ async def settings(logins, pg_dsn) -> Settings:
         }
     )
     from services.adapters.kafka.topics import ensure_topics
+    from services.devtools.bench.scratch import drop_topics
 
     await ensure_topics(cfg)
-    return cfg
+    yield cfg
+    # The test's topics go with it: left behind, a shared stack gathered ~20,000 partition folders over the
+    # weeks and its broker ran out of open files. Best effort: a test may have left the broker unreachable.
+    try:
+        await asyncio.wait_for(drop_topics(cfg), 15)
+    except Exception:  # noqa: BLE001 - never fails the test that already passed
+        pass
 
 
 def free_port() -> int:

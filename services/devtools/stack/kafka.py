@@ -294,6 +294,25 @@ def start(cfg: StackConfig, log: Log) -> None:
     launch(cfg, log, 1, java, "-Xms256m", "-Xmx768m")
 
 
+# Kafka keeps every segment and index of every partition open: the shared stack of a developer who runs the
+# suite for weeks died at the machine's 20,000 ("Too many open files", then "all log dirs have failed") with
+# 19,774 partition folders. Kafka's own docs ask for 100,000 or more; a broker gets as many as it may (a
+# container may forbid raising the hard limit, as here: then the tests' dropping their topics is what helps).
+OPEN_FILES = 262_144
+
+
+def _more_open_files() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limits in ((OPEN_FILES, max(hard, OPEN_FILES)), (min(OPEN_FILES, hard), hard)):
+        try:  # raising the hard limit needs root (CAP_SYS_RESOURCE); otherwise up to the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+        except (ValueError, OSError):
+            continue
+
+
 def launch(cfg: StackConfig, log: Log, node: int, java: str, *heap: str) -> None:
     """Start a node whose properties are written and storage formatted, in the background; does not wait."""
     # Heap (the caller's: capped for a dev box) and GC flags as in Kafka's kafka-server-start.sh.
@@ -311,7 +330,7 @@ def launch(cfg: StackConfig, log: Log, node: int, java: str, *heap: str) -> None
         # New session: the broker outlives this process and ignores its Ctrl-C.
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=cfg.home, start_new_session=True,
+            cwd=cfg.home, start_new_session=True, preexec_fn=_more_open_files,
         )  # fmt: skip
     _children[proc.pid] = proc
     pid_file(cfg, node).write_text(f"{proc.pid}\n")
