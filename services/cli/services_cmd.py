@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 from typing import TYPE_CHECKING
 
@@ -106,13 +107,20 @@ async def serve(cfg, which: str) -> int:
     for task in done:
         if (exc := task.exception()) is not None:
             if (reason := failures.cannot_go_on(exc)) is not None:  # e.g. the consumer group's ACL: one line
-                raise failures.CannotGoOn(reason) from exc
+                raise failures.CannotGoOn(reason.replace("<ROLE>", "LEDGER")) from exc  # Kafka: the ledger's
             raise exc
     return 0
 
 
 async def _run_app(app, stop: asyncio.Event) -> None:
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:
+        # Close the clients it opened (e.g. the consumer refused its group by an ACL): else asyncio's "Unclosed
+        # AIOKafkaConsumer" lines came after the exit's one line, at the interpreter's exit.
+        with contextlib.suppress(Exception):
+            await app.stop()
+        raise
     try:
         await stop.wait()
     finally:

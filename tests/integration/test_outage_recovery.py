@@ -214,6 +214,7 @@ async def test_a_10_s_postgresql_outage_is_told_in_a_few_lines_readiness_follows
     )
     said = loud(lines)
     print(f"PostgreSQL outage: {len(said)} loud lines of {len(lines)}; ready {recovered:.1f} s after; {seen}")
+    print("\n".join(said))
     assert len(said) <= LINE_BOUND, "\n".join(said)
     assert not [line for line in said if line.startswith("Traceback")], "\n".join(said)
     gone = [line for line in lines if "WARNING vote_ledger.outage: PostgreSQL unreachable at" in line]
@@ -240,6 +241,7 @@ async def test_a_10_s_broker_outage_is_told_in_a_few_lines_readiness_follows_and
     )
     said = loud(lines)
     print(f"broker outage: {len(said)} loud lines of {len(lines)}; ready {recovered:.1f} s after; {seen}")
+    print("\n".join(said))
     assert len(said) <= LINE_BOUND, "\n".join(said)
     assert [line for line in lines if "WARNING vote_ledger.outage: Kafka unreachable at" in line]
     assert [line for line in lines if "INFO vote_ledger.outage: Kafka reachable again at" in line]
