@@ -83,7 +83,8 @@ def settings_text(port: int) -> str:
 
 def hba_text(cfg: StackConfig, replication: bool = False) -> str:
     """This stack's pg_hba.conf: SCRAM for every login, and streaming for the replicator in a replicated home."""
-    replicated = replication or getattr(cfg, "replicated", False) or (cfg.home / STANDBY_DIR).exists()
+    # The standby's folder too: a replicated home keeps its pg_hba line whoever runs `stack up` on it.
+    replicated = replication or cfg.replicated or (cfg.home / STANDBY_DIR).exists()
     return HBA + (HBA_REPLICATION if replicated else "")
 
 
