@@ -44,8 +44,8 @@ MEETING = "cbak-2023-agm"
 SAMPLE_S = 10.0
 RESULT = REPO / "bench-results" / "soak.json"
 SERVICES = ("ledger", "projector", "api")
-# Which process a log line is from, by its logger (the three share the supervisor's stderr); the health
-# logger is in all three and counted under "shared".
+# Which process a log line is from, by its logger (the three share the supervisor's stderr); the health and
+# outage loggers are in all three and counted under "shared" (an outage line names its process in its text).
 LOGGERS = {
     "vote_ledger.ledger": "ledger",
     "vote_ledger.answers": "ledger",
@@ -68,7 +68,7 @@ def process_of(logger: str) -> str:
     for prefix, service in LOGGERS.items():
         if logger == prefix or logger.startswith(prefix + "."):
             return service
-    return "shared" if logger.startswith("vote_ledger.health") else "other"
+    return "shared" if logger.startswith(("vote_ledger.health", "vote_ledger.outage")) else "other"
 
 
 def count_lines(path: Path) -> dict[str, dict[str, int]]:
@@ -194,6 +194,7 @@ def summarise(samples: list[dict], drain_s: float | None, published: str) -> dic
 async def test_a_steady_rate_keeps_lag_memory_and_error_lines_flat_through_services_run(settings, tmp_path):
     env = {**os.environ, **settings_env(settings), "VOTE_LEDGER_LOG_FORMAT": "json"}
     token, _ = await api_token(settings)
+    await topics_known(settings)
     log_path = tmp_path / "services.log"
     with open(log_path, "ab") as out:
         supervisor = subprocess.Popen([*cli(), "services", "run", "all"], env=env, cwd=REPO, stdout=out, stderr=out)
@@ -283,6 +284,21 @@ def one_line(s: dict) -> str:
         f" ({s['ingest_oldest_s']} s)  projection lag {s['projection_lag_rows']} ({s['projection_lag_s']} s)"
         f"  {rss}  api {s['api_tally_ms']} ms  errors {s['errors']} warnings {s['warnings']}"
     )
+
+
+async def topics_known(settings, timeout: float = 180.0) -> None:
+    """Wait until the broker's metadata lists this run's topics: on a broker holding thousands of other tests'
+    topics it lagged their creation by tens of seconds, and a ledger started before gave up (aiokafka's topic wait)."""
+    topics = [settings.submissions_topic, settings.admin_topic, settings.decisions_topic]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if {t for t, _ in await partition_offsets(settings, topics)} == set(topics):
+                return
+        except (KafkaError, OSError, TimeoutError):
+            pass
+        assert time.monotonic() < deadline, f"the broker's metadata lacks {topics} after {timeout} s"
+        await asyncio.sleep(1)
 
 
 async def wait_ready(settings, timeout: float = 180.0) -> None:
