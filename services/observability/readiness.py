@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from services.adapters.postgres import standby, tally_store
 from services.adapters.postgres.log import reads as log_reads
-from services.observability import metrics
+from services.observability import metrics, outage
 from services.settings import Settings
 
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for Kafka or PostgreSQL: Kubernetes' default probe timeout is 1-10 s
@@ -99,7 +99,7 @@ async def ledger_ready(ledger, settings: Settings, backlog: Backlog) -> Ready:
     except Exception:  # noqa: BLE001 - a timeout or a closed client: not connected
         kafka_ok = False
     if not kafka_ok:
-        return Ready(False, "Kafka unreachable")
+        return Ready(False, outage.kafka().reason() or "Kafka unreachable")
     problem = await database_answers(ledger.pool)
     if problem:
         return Ready(False, problem)
@@ -125,7 +125,7 @@ async def projector_ready(projector, settings: Settings, measured: metrics.Proje
     """
     conn = projector.conn
     if conn is None or conn.is_closed():
-        return Ready(False, "not connected to PostgreSQL")
+        return Ready(False, outage.postgres().reason() or "not connected to PostgreSQL")
     if not projector.leader:
         return Ready(True, detail={"role": "standby"})
     age = time.monotonic() - measured.at
@@ -145,7 +145,13 @@ async def api_ready(pool, listening: bool, settings: Settings, listener: bool = 
     ``listener``: whether the app runs a listener at all (an app without event streams has none to wait for).
     """
     if listener and not listening:
-        return Ready(False, "the notification listener is not connected")
+        gone = outage.postgres().reason()
+        return Ready(
+            False,
+            f"the notification listener is not connected: {gone}"
+            if gone
+            else "the notification listener is not connected",
+        )
     if pool is None:
         return Ready(False, "no PostgreSQL pool yet")
     acquired = False
