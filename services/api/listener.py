@@ -125,8 +125,8 @@ class ProjectedFeed:
             )
             await asyncio.sleep(delay)
 
-    async def _session(self) -> str | None:
-        """One listening session: returns (or raises) when the connection is lost, or why it ended otherwise."""
+    async def _session(self) -> None:
+        """One listening (or, on a standby, polling) session: returns (or raises) when the connection is lost."""
         conn = await self._connect()
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
@@ -134,7 +134,9 @@ class ProjectedFeed:
             await conn.execute(f"SET application_name = '{APPLICATION_NAME}'")
             if await standby.in_recovery(conn):
                 await self._poll(conn, lost)
-                return "the standby was promoted" if not lost.is_set() else None
+                if lost.is_set():
+                    return
+                self.standby = False  # promoted: this same connection listens from now on
             await conn.add_listener(PROJECTED_CHANNEL, self._on_notification)
             # Listening first, then reading: a commit between the two is both read and heard (heard twice
             # is one redundant re-read), never missed.
@@ -162,6 +164,7 @@ class ProjectedFeed:
         self.connected, self.backend_pid, self.standby = True, conn.get_server_pid(), True
         self.connects += 1
         self._backoff.reset()
+        outage.postgres().ok()  # after an outage: one line saying how long it lasted
         log.info("the database is a hot standby: polling the tally checkpoint every %.1f s (at %d)", POLL_S, checkpoint)
         while not lost.is_set():
             await asyncio.sleep(POLL_S)

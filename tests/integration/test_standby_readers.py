@@ -21,6 +21,9 @@ import httpx
 import pytest
 
 from services.adapters.kafka.topics import ensure_topics
+from services.adapters.postgres.connect import READER_ROLE, connect_as
+from services.adapters.postgres.tally_store import PROJECTED_CHANNEL
+from services.api.listener import ProjectedFeed
 from services.devtools.stack import postgres_standby
 from services.runtime.chain_heads import read_heads
 from services.settings import Settings
@@ -242,3 +245,34 @@ async def test_the_api_on_the_standby_is_ready_says_so_and_streams_updates_by_po
             _, primary_checkpoint = await scene.primary_point()
             _, data = await events.tally_at(primary_checkpoint, timeout=30)
             assert first < data["as_of_position"] == primary_checkpoint
+
+
+async def _until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_feed_polls_a_standby_and_listens_on_the_same_connection_once_it_is_promoted(scene):
+    """Last in the module (it promotes the standby): polling while in recovery, then LISTEN, no reconnection."""
+    feed = ProjectedFeed(lambda: connect_as(scene.settings, READER_ROLE))
+    task = asyncio.create_task(feed.run())
+    try:
+        await _until(lambda: feed.connected and feed.standby)
+        pid = feed.backend_pid
+        await asyncio.to_thread(postgres_standby.promote, scene.cfg, print)
+        await _until(lambda: not feed.standby)
+        await _until(lambda: feed.connected)
+        assert feed.backend_pid == pid
+        # The projector's announcement on the promoted server now reaches the feed as a notification.
+        later = feed.position + 1000
+        conn = await asyncpg.connect(scene.standby.pg_admin_dsn)
+        try:
+            await conn.execute("SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, str(later))
+        finally:
+            await conn.close()
+        await _until(lambda: feed.position == later, timeout=10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
