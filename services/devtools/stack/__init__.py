@@ -187,7 +187,7 @@ def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
     cfg = cfg or StackConfig.from_env()
     if recorded_replicated(cfg.home):
         cfg = replace(cfg, replicated=True)
-    info = {
+    info: dict[str, Any] = {
         "home": str(cfg.home),
         "cache": str(cfg.cache),
         "kafka_version": cfg.kafka_version,
