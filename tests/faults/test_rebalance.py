@@ -191,7 +191,7 @@ async def rebalance_case(
     finally:
         halt.set()
         services.stop_all()
-    return outcome, recoveries, len(stalls), notes, len(work)
+    return outcome, recoveries, len(stalls), notes, work.published  # published: halted before the workload's end
 
 
 FAULTS = (
