@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from services.devtools.stack import postgres_standby
+from services.devtools.stack.common import StackError
 from services.local_stack import LOOPBACK
 from tests.pg_pair import db_migrate, primary_dsns, running_pair, say
 
@@ -78,6 +79,15 @@ async def test_the_standby_refuses_writes_and_is_in_recovery(pair):
             await conn.execute("CREATE TABLE refused (n int)")
     finally:
         await conn.close()
+
+
+def test_promote_is_refused_while_the_primary_runs(pair):
+    # Two primaries would follow: services on the old one would wait for good for a standby that left it.
+    with pytest.raises(StackError, match="stop the primary first") as refused:
+        postgres_standby.promote(pair, say)
+    assert "\n" not in str(refused.value) and f"-D {pair.pg_data} -m fast stop" in str(refused.value)
+    assert postgres_standby.is_standby(pair)
+    assert postgres_standby.wait_streaming(pair, say)["sync_state"] == "sync"
 
 
 async def test_the_replication_login_streams_but_cannot_connect_to_the_ledgers_database(pair):

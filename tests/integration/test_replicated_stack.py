@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from services.adapters.kafka.topics import client_options, ensure_topics
-from services.devtools.stack import kafka_cluster
+from services.devtools.stack import kafka_cluster, postgres_standby
 from services.devtools.stack.common import StackConfig
 from services.local_stack import record_ports
 from services.settings import load
@@ -234,6 +234,9 @@ def test_node_ports_step_by_ten_from_the_defaults():
 def test_stack_promote_makes_the_standby_a_primary_and_prints_every_dsn_on_it(replicated):
     # Last of the module: the promoted standby stays a primary until `stack down`.
     env, cfg, _ = replicated
+    refused = stack(env, "promote", timeout=180)
+    assert refused.returncode != 0 and "stop the primary first" in refused.stderr, refused.stderr[-2000:]
+    postgres_standby.stop_primary(cfg, print, mode="fast")  # as the refusal says: the primary first
     run = stack(env, "promote", timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
     found = exported(run.stdout)

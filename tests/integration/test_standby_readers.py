@@ -261,6 +261,8 @@ async def test_the_feed_polls_a_standby_and_listens_on_the_same_connection_once_
     try:
         await _until(lambda: feed.connected and feed.standby)
         pid = feed.backend_pid
+        # A standby is promoted once its primary is stopped (promote refuses otherwise: two primaries).
+        await asyncio.to_thread(postgres_standby.stop_primary, scene.cfg, print, "fast")
         await asyncio.to_thread(postgres_standby.promote, scene.cfg, print)
         await _until(lambda: not feed.standby)
         await _until(lambda: feed.connected)

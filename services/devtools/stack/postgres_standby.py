@@ -143,7 +143,18 @@ def start_standby(cfg: StackConfig, log: Log) -> None:
 
 
 def promote(cfg: StackConfig, log: Log) -> None:
-    """Promote the standby to a primary (pg_ctl promote) and wait until it accepts writes."""
+    """Promote the standby to a primary (pg_ctl promote) and wait until it accepts writes; refused while the
+    primary runs."""
+    primary = _pg.running_pid(cfg)
+    if primary is not None and is_standby(cfg):
+        # Promoted beside a running primary, there would be two: services still on the old one would hang for
+        # good (their commits wait for a synchronous standby that no longer follows it).
+        bindir = _pg.find_bindir(cfg)
+        pg_ctl = " ".join(_pg.as_db_user([str(bindir / "pg_ctl") if bindir else "pg_ctl"]))
+        raise StackError(
+            f"stop the primary first: it still runs (pid {primary}, {LOOPBACK}:{cfg.pg_port}); stop the services,"
+            f" then `{pg_ctl} -D {cfg.pg_data} -m fast stop`, then promote"
+        )
     if standby_pid(cfg) is None:
         raise StackError(f"the standby ({standby_data(cfg)}) is not running; nothing to promote")
     if is_standby(cfg):
