@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 from aiokafka import errors as kafka_errors
@@ -64,8 +65,8 @@ def cannot_go_on(exc: BaseException) -> str | None:
         return unreachable(exc) or f"PostgreSQL refused the login ({exc}); fix VOTE_LEDGER_PG_*_DSN"
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return f"{exc}; fix the database in VOTE_LEDGER_PG_*_DSN, or create it and run `vote-ledger db migrate`"
-    if isinstance(exc, kafka_errors.KafkaConnectionError) and _SASL_REFUSED:
-        return f"Kafka refused the login ({_SASL_REFUSED[-1]}); fix VOTE_LEDGER_KAFKA_<ROLE>_LOGIN (user:password)"
+    if isinstance(exc, kafka_errors.KafkaConnectionError) and (refusal := _sasl_refusal()) is not None:
+        return f"Kafka refused the login ({refusal}); fix VOTE_LEDGER_KAFKA_<ROLE>_LOGIN (user:password)"
     if isinstance(exc, _KAFKA_REFUSED):
         return (
             f"Kafka refused this service ({type(exc).__name__}: {exc}); grant its ACLs"
@@ -84,16 +85,35 @@ _KAFKA_REFUSED = (
 
 # aiokafka logs a refused SASL login ('Unable connect to "host:port": SaslAuthenticationFailed ...') and then
 # raises only KafkaConnectionError ("Unable to bootstrap"), the same as for a broker that is down: the
-# refusal is noted from the log record so that a wrong password exits at once, with its cause.
-_SASL_REFUSED: list[str] = []
+# refusal is noted from the log record so that a wrong password exits at once, with its cause. Noted for the
+# current attempt only: once kept for good, one refusal (a broker restarting before its SCRAM credentials
+# were loaded) turned every later KafkaConnectionError, a broker merely down, into a fatal exit. So it is
+# forgotten when Kafka answers (kafka_answered) and counts only within SASL_REFUSAL_S of being logged.
+_SASL_REFUSED: list[tuple[float, str]] = []  # (time.monotonic() when logged, the refusal in one line)
+# aiokafka raises its "Unable to bootstrap" right after the refused connection of the same attempt; an
+# attempt is bounded by topics.CONNECT_TIMEOUT_S (10 s) per bootstrap server: 30 s is one attempt's span.
+SASL_REFUSAL_S = 30.0
 
 
 def _note_sasl_refusal(record: logging.LogRecord) -> bool:
     if isinstance(record.args, tuple):
         for arg in record.args:
             if isinstance(arg, kafka_errors.SaslAuthenticationFailed):
-                _SASL_REFUSED[:] = [outage.describe(arg)]
+                _SASL_REFUSED[:] = [(time.monotonic(), outage.describe(arg))]
     return True
+
+
+def _sasl_refusal() -> str | None:
+    if not _SASL_REFUSED:
+        return None
+    at, refusal = _SASL_REFUSED[-1]
+    return refusal if time.monotonic() - at <= SASL_REFUSAL_S else None
+
+
+def kafka_answered() -> float | None:
+    """Kafka answered: forget a refused login noted before, and end an outage (its length, as Dependency.ok)."""
+    _SASL_REFUSED.clear()
+    return outage.kafka().ok()
 
 
 # First among the aiokafka logger's filters: the CLI's own drops these records (its one line says the same).

@@ -199,7 +199,7 @@ class KafkaWatch:
             except Exception:  # noqa: BLE001 - a timeout or a closed client: no answer
                 answers = False
             if answers:
-                kafka.ok()
+                failures.kafka_answered()  # also forgets a refused login: a later outage is only an outage
             else:
                 kafka.failed(f"no answer to a metadata request within {self.WATCH_S:g} s", "the ledger")
             await asyncio.sleep(self.WATCH_S)

@@ -151,6 +151,30 @@ def test_a_refused_kafka_login_logged_by_aiokafka_makes_its_connection_error_fat
         failures._SASL_REFUSED.clear()
 
 
+def test_a_refused_kafka_login_is_forgotten_once_kafka_answers():
+    refused = kafka_errors.SaslAuthenticationFailed("Authentication failed due to invalid credentials")
+    failures._SASL_REFUSED.clear()
+    try:
+        logging.getLogger("aiokafka").error('Unable connect to "%s:%s": %s', "127.0.0.1", 9092, refused)
+        failures.kafka_answered()  # the next connection logged in: the refusal was of its moment
+        assert failures.cannot_go_on(kafka_errors.KafkaConnectionError("Unable to bootstrap")) is None
+    finally:
+        failures._SASL_REFUSED.clear()
+
+
+def test_a_refused_kafka_login_counts_only_within_the_attempt_that_logged_it():
+    import time
+
+    failures._SASL_REFUSED.clear()
+    try:
+        old = time.monotonic() - failures.SASL_REFUSAL_S - 1
+        failures._SASL_REFUSED[:] = [(old, "SaslAuthenticationFailed: invalid credentials")]
+        # A broker down long after a refusal (no Kafka call in between told us it answered): an outage, retried.
+        assert failures.cannot_go_on(kafka_errors.KafkaConnectionError("Unable to bootstrap")) is None
+    finally:
+        failures._SASL_REFUSED.clear()
+
+
 async def test_a_part_that_gives_up_ends_the_wait_with_its_reason_and_a_stop_ends_it_quietly():
     import asyncio
 
