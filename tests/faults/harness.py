@@ -187,6 +187,31 @@ async def publish(
     return at - start
 
 
+async def published_past(work: Workload, mark: int, publishing: asyncio.Task, timeout: float = STALL_BOUND_S) -> bool:
+    """Wait until more than ``mark`` messages are published; False when the publisher finished first.
+
+    Fails, saying what was published and what was waited for, when the publisher crashed or nothing more
+    was acknowledged within ``timeout`` (a bare `while work.published <= mark` would spin until pytest's
+    timeout once the workload ran out).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while work.published <= mark:
+        if publishing.done():
+            failed = None if publishing.cancelled() else publishing.exception()
+            assert failed is None, (
+                f"the publisher failed ({failed!r}) at {work.published} of {len(work)} published,"
+                f" waiting for more than {mark}"
+            )
+            return False
+        assert loop.time() < deadline, (
+            f"nothing more published within {timeout} s: {work.published} of {len(work)} published,"
+            f" waiting for more than {mark}"
+        )
+        await asyncio.sleep(0.01)
+    return True
+
+
 class Services:
     """`vote-ledger services run ledger|projector|api` as subprocesses of one Settings, each killable and restartable.
 

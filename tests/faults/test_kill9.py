@@ -20,6 +20,7 @@ from tests.faults.harness import (
     load_meeting,
     progress,
     publish,
+    published_past,
     record,
     settle,
     verify,
@@ -60,10 +61,10 @@ async def kill_repeatedly(settings, services, case: str, kills_each: int, count:
             before = await progress(settings, work)
             services.kill(victim)
             services.restart(victim)
-            took = await recovered(settings, work)
+            took = await recovered(settings, work, publishing)
             if took is None:
                 stalled += 1
-                took = await recovered(settings, work, 120)  # counted; then it must still come back
+                took = await recovered(settings, work, publishing, 120)  # counted; then it must still come back
                 assert took is not None, f"ingest never resumed after kill {n} of the {victim}"
                 took += STALL_BOUND_S
             recoveries.append(took)
@@ -96,16 +97,17 @@ async def kill_repeatedly(settings, services, case: str, kills_each: int, count:
     assert stalled == 0
 
 
-async def recovered(settings, work, timeout: float = STALL_BOUND_S) -> float | None:
+async def recovered(settings, work, publishing, timeout: float = STALL_BOUND_S) -> float | None:
     """Seconds from now (the process restarted) until an id published after now, and all before it, are projected.
 
     Waiting for ids published after the restart makes the restarted process do the work: the ids
-    published up to the kill may all have been logged and projected by the process that was killed.
+    published up to the kill may all have been logged and projected by the process that was killed. Once
+    the publisher has finished there is no such id: then every id published, and it fails rather than
+    waiting for ever if the publisher crashed or stopped sending.
     """
     loop = asyncio.get_running_loop()
     began, mark = loop.time(), work.published
-    while work.published <= mark:  # the paced publisher sends again within a tick
-        await asyncio.sleep(0.01)
+    await published_past(work, mark, publishing)  # the paced publisher sends again within a tick
     took = await wait_caught_up(settings, work, timeout, published=work.published)
     return None if took is None else loop.time() - began
 

@@ -36,6 +36,7 @@ from tests.faults.harness import (
     load_meeting,
     progress,
     publish,
+    published_past,
     record,
     settle,
     verify,
@@ -120,12 +121,14 @@ async def started_ingest(cfg, services, seed: int, count: int):
     return work, publishing, halt
 
 
-async def recovered(cfg, work, timeout: float = STALL_BOUND_S) -> float | None:
-    """Seconds from now (the fault over) until an id published after now, and every one before it, is projected."""
+async def recovered(cfg, work, publishing, timeout: float = STALL_BOUND_S) -> float | None:
+    """Seconds from now (the fault over) until an id published after now, and every one before it, is projected.
+
+    Once the publisher has finished, every id published; fails, rather than waiting for ever, if it crashed.
+    """
     loop = asyncio.get_running_loop()
     began, mark = loop.time(), work.published
-    while work.published <= mark:  # the paced publisher sends again within a tick
-        await asyncio.sleep(0.01)
+    await published_past(work, mark, publishing)  # the paced publisher sends again within a tick
     took = await wait_caught_up(cfg, work, timeout, published=work.published)
     return None if took is None else loop.time() - began
 
@@ -152,10 +155,10 @@ async def test_postgresql_stopped_for_20_s_mid_ingest_and_started_again_loses_an
         await asyncio.to_thread(postgres_standby.stop_primary, pair, say, "fast")
         await asyncio.sleep(OUTAGE_S)
         await asyncio.to_thread(postgres_standby.start_primary, pair, say)
-        took = await recovered(cfg, work)
+        took = await recovered(cfg, work, publishing)
         if took is None:
             stalled += 1
-            took = await recovered(cfg, work, 120)
+            took = await recovered(cfg, work, publishing, 120)
             assert took is not None, "ingest never resumed after PostgreSQL came back"
             took += STALL_BOUND_S
         # They retried through the outage: neither exited (nothing restarted them here).
@@ -226,10 +229,10 @@ async def test_the_standby_promoted_after_the_primary_is_killed_mid_ingest_has_e
         services.restart("ledger")
         services.restart("projector")
         repointed = time.monotonic() - killed
-        took = await recovered(moved, work)
+        took = await recovered(moved, work, publishing)
         if took is None:
             stalled += 1
-            took = await recovered(moved, work, 120)
+            took = await recovered(moved, work, publishing, 120)
             assert took is not None, "ingest never resumed on the promoted standby"
             took += STALL_BOUND_S
         print(

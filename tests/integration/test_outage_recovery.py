@@ -42,6 +42,7 @@ RATE = 100  # submissions per second while the outage happens
 # log_repeats counts them. Measured: 8 for PostgreSQL, 12 for the broker.
 LINE_BOUND = 20
 READY_BOUND_S = 60.0  # after the outage, every /readyz is 200 again within this
+PUBLISH_BOUND_S = 120.0  # after readiness, the rest of the 25 s paced workload is published within this
 
 
 def say(line: str) -> None:
@@ -192,7 +193,12 @@ async def outage_during_ingest(cfg, running: Running, seed: int, down, up) -> tu
         await asyncio.sleep(1)
     await asyncio.to_thread(up)
     recovered = await asyncio.to_thread(running.wait_ready, READY_BOUND_S)
-    await publishing
+    try:  # bounded: a publisher stuck on a broker that never came back fails here, not at pytest's timeout
+        await asyncio.wait_for(publishing, PUBLISH_BOUND_S)
+    except TimeoutError:
+        raise AssertionError(
+            f"publishing not done {PUBLISH_BOUND_S} s after the outage: {work.published} of {len(work)} published"
+        ) from None
     await settle(cfg, work, timeout=180)
     now = await progress(cfg, work)
     assert (now.expected, now.logged) == (len(work.event_ids), len(work.event_ids)), now  # each once: none lost
