@@ -211,8 +211,13 @@ def unreachable(exc: BaseException) -> str | None:
             " on the standby (`stack up --replicated` does) or raise its max_standby_streaming_delay"
         )
     if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
-        # e.g. `db migrate` or `api token issue` with their DSN on a hot standby: writers need the primary.
-        return f"PostgreSQL refused a write ({exc}): point this command's DSN at the primary, not a hot standby"
+        # e.g. `db migrate` or `api token issue` with their DSN on a hot standby, but also a read-only login on
+        # the primary (the reader's: default_transaction_read_only, tests/integration/test_logins.py): the same
+        # error and message, and no connection is at hand here to ask pg_is_in_recovery(), so both are named.
+        return (
+            f"PostgreSQL refused a write ({exc}): this command's DSN points at a hot standby, or logs in"
+            " read-only (e.g. the reader's login); point it at the primary, with a login that may write"
+        )
     if isinstance(exc, asyncpg.UndefinedTableError):
         # Reached, but the database was never migrated (a fresh stack, a wrong database in the DSN).
         return f"the database has no vote-ledger schema ({exc}); run `vote-ledger db migrate` as its owner"
