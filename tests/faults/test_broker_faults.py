@@ -141,6 +141,31 @@ async def wait_healed(cluster, settings, timeout: float = HEAL_BOUND_S) -> float
         await asyncio.sleep(0.5)
 
 
+def quorum_epoch(cluster) -> int:
+    """The newest KRaft leader epoch any running node's quorum-state file names (-1 if none)."""
+    states = [kafka_cluster.quorum_state(cluster, n) for n in kafka_cluster.NODES if kafka_cluster.node_pid(cluster, n)]
+    return max((int(s.get("leaderEpoch", -1)) for s in states), default=-1)
+
+
+async def elected_again(cluster, killed: int, epoch_before: int, timeout: float = STALL_BOUND_S) -> tuple[int, int]:
+    """Wait until both surviving nodes' quorum-state name the same running leader at an epoch above
+    ``epoch_before`` (a new election, not the dead leader still on file); (leader, epoch)."""
+    survivors = [n for n in kafka_cluster.NODES if n != killed]
+    began = time.monotonic()
+    while True:
+        states = {n: kafka_cluster.quorum_state(cluster, n) for n in survivors}
+        leaders = {int(s.get("leaderId", -1)) for s in states.values()}
+        epochs = {int(s.get("leaderEpoch", -1)) for s in states.values()}
+        (leader,) = leaders if len(leaders) == 1 else (None,)
+        if leader in survivors and kafka_cluster.node_pid(cluster, leader) and min(epochs) > epoch_before:
+            return leader, min(epochs)
+        assert time.monotonic() - began < timeout, (
+            f"no new controller elected {timeout} s after broker {killed} (leader at epoch {epoch_before}) was"
+            f" killed: the survivors' quorum-state say {states}"
+        )
+        await asyncio.sleep(0.5)
+
+
 async def broker_loss(settings, services, cluster, case: str, *, victim: str, poison: int = 0) -> None:
     """Publish a paced seeded workload, kill -9 a broker mid-ingest, keep it down DOWN_S, restart it, verify."""
     seed = fault_seed(SEED)
@@ -162,6 +187,7 @@ async def broker_loss(settings, services, cluster, case: str, *, victim: str, po
         controller = await asyncio.to_thread(kafka_cluster.active_controller, cluster)
         others = [node for node in kafka_cluster.NODES if node != controller]
         node = controller if victim == "controller" else rng.choice(others)
+        epoch_before = await asyncio.to_thread(quorum_epoch, cluster)
         before = await progress(settings, work)
         killed_at = time.monotonic()
         pid = kafka_cluster.kill_node(cluster, node)
@@ -189,9 +215,8 @@ async def broker_loss(settings, services, cluster, case: str, *, victim: str, po
             f"ingest stopped with broker {node} of three down: {await progress(settings, work)}"
         )
         if victim == "controller":
-            new = await asyncio.to_thread(kafka_cluster.active_controller, cluster)
-            assert new != node, "the quorum did not elect another controller"
-            print(f"  controller moved from broker {node} to {new}")
+            new, epoch = await elected_again(cluster, node, epoch_before)
+            print(f"  controller moved from broker {node} to {new} (leader epoch {epoch_before} -> {epoch})")
         print(
             f"  with broker {node} down: {during} published, all logged and projected"
             f" ({time.monotonic() - killed_at:.1f} s after the kill)"
