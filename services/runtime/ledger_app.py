@@ -20,14 +20,19 @@ from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.failures import cannot_go_on
 from services.runtime.ledger import Ledger
-from services.runtime.ledger_consumer import SeekToStoredOffsets, raw_bodies, rewind, seek_back, tolerant_parser
+from services.runtime.ledger_consumer import (
+    Halt,
+    SeekToStoredOffsets,
+    raw_bodies,
+    rewind,
+    seek_back,
+    tolerant_parser,
+)
 from services.runtime.retry import Backoff
 from services.runtime.stall_watch import StallWatch
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.ledger")
-
-STOPPING_S = 5.0  # a batch that gave up waits this long: serve() is stopping the consumer meanwhile
 
 
 def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
@@ -75,6 +80,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     watermark = AdminWatermark(settings)
 
     backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
+    halt = Halt()  # once a batch cannot go on, no later one commits past it
 
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
@@ -87,14 +93,20 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
 
     async def _on_batch(message: KafkaMessage, records) -> None:
         """Commit the batch; ack it, or seek back to what is deferred, or rewind after a failure."""
+        partitions = {TopicPartition(r.topic, r.partition) for r in records}
+        if halt.halted:  # an earlier batch gave up: committing this one would move the offsets past it
+            await halt.hold(lambda: rewind(subscriber.consumer, ledger, partitions))
+            return
         seconds = metrics.Stopwatch()
         try:
             admin_end = await watermark.end_offsets()
             deferred = await ledger.commit(records, broker, admin_end)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be skipped
             if (reason := cannot_go_on(exc)) is not None:
+                halt.give_up(reason)
                 failures.give_up(reason)  # services_cmd.serve stops the ledger and exits with this line
-                await asyncio.sleep(STOPPING_S)  # neither ack nor rewind: nothing of this batch is logged
+                # Neither acked nor committed: rewound, and held until the app stops (no later batch commits).
+                await halt.hold(lambda: rewind(subscriber.consumer, ledger, partitions))
                 return
             delay = backoff.failed()
             dependency = outage.of(exc)
@@ -109,10 +121,11 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
                 exc_info=True,
             )
             try:
-                await rewind(subscriber.consumer, ledger, {TopicPartition(r.topic, r.partition) for r in records})
+                await rewind(subscriber.consumer, ledger, partitions)
             except failures.CannotGoOn as fatal:
+                halt.give_up(str(fatal))
                 failures.give_up(str(fatal))
-                await asyncio.sleep(STOPPING_S)
+                await halt.hold(lambda: rewind(subscriber.consumer, ledger, partitions))
                 return
             await asyncio.sleep(delay)
             return
@@ -161,6 +174,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     kafka_watch = KafkaWatch(broker)
     app.after_startup(kafka_watch.start)
     app.on_shutdown(kafka_watch.stop)
+    app.on_shutdown(halt.stop)  # before the broker stops: a held batch returns, its consumer is stopped
     app.on_shutdown(watch.stop)
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)

@@ -6,10 +6,12 @@ consumer to them, so a crash, rebalance or failed batch never loses or doubles a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
@@ -95,6 +97,48 @@ async def rewind(consumer, ledger, partitions: Sequence[TopicPartition]) -> None
         log=log,
         what="cannot seek to the committed offsets",
     )
+
+
+class Halt:
+    """Once a batch cannot go on, no later batch commits: each is rewound and held until the app stops.
+
+    A batch that gave up used to sleep 5 s and return, neither acked nor rewound: the consumer's position
+    was past it, so if the consumer was not stopped within those 5 s the next batch committed higher
+    offsets to PostgreSQL and the skipped one was never logged.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # the first batch's reason to give up; None while batches commit
+        self.stopping = asyncio.Event()  # set by the app's on_shutdown: the held batches may return
+
+    @property
+    def halted(self) -> bool:
+        """Whether a batch gave up: no batch may commit from now on."""
+        return self.reason is not None
+
+    def give_up(self, reason: str) -> None:
+        """Remember that the batches cannot go on (the caller asks the process to exit: failures.give_up)."""
+        if self.reason is None:
+            self.reason = reason
+
+    async def hold(self, rewind_: Callable[[], Awaitable[None]]) -> None:
+        """Rewind to the stored offsets (best effort, errors suppressed), then wait until the app stops."""
+
+        async def rewind_quietly() -> None:
+            # Whatever it raises (the cause of giving up may be what it needs): the batch is held anyway.
+            with contextlib.suppress(Exception):
+                await rewind_()
+
+        rewinding = asyncio.create_task(rewind_quietly(), name="rewind-after-giving-up")
+        try:
+            await self.stopping.wait()
+        finally:
+            rewinding.cancel()  # PostgreSQL down: rewind() retries forever; stopping ends it
+            await asyncio.gather(rewinding, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """The app is stopping: held batches return (before FastStream waits out its graceful timeout)."""
+        self.stopping.set()
 
 
 async def seek_back(consumer, records: Sequence[ingest.Record]) -> None:
