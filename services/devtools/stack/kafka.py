@@ -33,6 +33,7 @@ from services.devtools.stack.kafka_auth import (
     AUTH_MARKER,
     authenticated,
     passwords,
+    salted_scram,
     set_aside_unauthenticated,
     write_private,
 )
@@ -195,17 +196,24 @@ def format_storage(cfg: StackConfig, java: str, log: Log, node: int, cluster_id:
     log(f"formatting KRaft storage in {data} (cluster id {cluster_id}) with SCRAM logins")
     data.mkdir(parents=True, exist_ok=True)
     # The principals' SCRAM credentials go into the first metadata (KIP-900): the broker needs the
-    # operator's to talk to itself before any client could add one.
+    # operator's to talk to itself before any client could add one. Salted, not clear; and even so in a 0600
+    # argument file (`java @file`), not on the command line any local user reads in /proc: a salted password
+    # still logs in to SCRAM (it yields the client key).
     scram = [
         arg
         for user, password in sorted(passwords(cfg).items())
-        for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]")
+        for arg in ("--add-scram", salted_scram(user, password))
     ]
-    cmd = _jvm(cfg, java) + [
-        "kafka.tools.StorageTool", "format", "--ignore-formatted",
-        "-t", cluster_id, "-c", str(properties_file(cfg, node)), *scram,
-    ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    args = cfg.home / f"kafka-format-{node}.args"
+    # The launcher reads the main class and its arguments from the file (JDK 9+ argument files).
+    words = ["kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", cluster_id,
+             "-c", str(properties_file(cfg, node)), *scram]  # fmt: skip
+    # Quoted, so a home with spaces stays one argument; inside quotes the launcher unescapes backslashes.
+    write_private(args, "".join('"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for w in words))
+    try:
+        run = subprocess.run([*_jvm(cfg, java), f"@{args}"], capture_output=True, text=True, timeout=120)
+    finally:
+        args.unlink(missing_ok=True)
     if run.returncode != 0:
         raise StackError(f"formatting Kafka storage failed:\n{run.stdout}{run.stderr}")
     (data / AUTH_MARKER).write_text("formatted with the SCRAM logins of kafka-passwords.json\n")

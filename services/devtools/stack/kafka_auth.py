@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -31,6 +33,23 @@ def passwords(cfg: StackConfig) -> dict[str, str]:
         cfg.home.mkdir(parents=True, exist_ok=True)
         write_private(path, json.dumps(known, indent=2) + "\n")
     return known
+
+
+# Kafka's default for a SCRAM credential (and twice SCRAM-SHA-512's minimum of 4096).
+SCRAM_ITERATIONS = 8192
+
+
+def salted_scram(user: str, password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
+    """StorageTool's --add-scram value for the user with the salted password only (no clear password in it)."""
+    # SCRAM's SaltedPassword is Hi(password, salt, i) = PBKDF2 with HMAC of the mechanism's hash (RFC 5802 2.2),
+    # what Kafka's ScramFormatter.saltedPassword computes from a clear `password=` in this value.
+    salt = salt if salt is not None else secrets.token_bytes(32)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-512=[name={user},iterations={iterations},salt={b64(salt).decode()},"
+        f"saltedpassword={b64(salted).decode()}]"
+    )
 
 
 def write_private(path: Path, text: str) -> None:
