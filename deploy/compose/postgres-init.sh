@@ -5,14 +5,14 @@
 # that owns the database and runs `db migrate`, and one plain member of exactly one group role per service.
 set -euo pipefail
 
-secret() { tr -d '\r\n' < "/run/secrets/$1"; }
-
+# The passwords are read by psql itself (backticks in \set run the command and keep its output), so none is
+# ever on a command line, where `ps` would show it to every local user.
 psql --no-psqlrc --set ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-  --set db="$POSTGRES_DB" \
-  --set owner_pw="$(secret pg_owner_password)" \
-  --set ledger_pw="$(secret pg_ledger_password)" \
-  --set projector_pw="$(secret pg_projector_password)" \
-  --set reader_pw="$(secret pg_reader_password)" <<'SQL'
+  --set db="$POSTGRES_DB" <<'SQL'
+\set owner_pw `tr -d '\r\n' < /run/secrets/pg_owner_password`
+\set ledger_pw `tr -d '\r\n' < /run/secrets/pg_ledger_password`
+\set projector_pw `tr -d '\r\n' < /run/secrets/pg_projector_password`
+\set reader_pw `tr -d '\r\n' < /run/secrets/pg_reader_password`
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE vote_ledger_ledger NOLOGIN;
 CREATE ROLE vote_ledger_projector NOLOGIN;
