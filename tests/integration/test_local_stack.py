@@ -1,8 +1,8 @@
 """Lifecycle of the local stack (`vote-ledger stack up/down/status`) on its own home and ports.
 
 Opt-in with VOTE_LEDGER_TEST_STACK_LIFECYCLE=1: the rest of the suite shares one
-running stack, and this module starts and stops a second one beside it (ports
-29092/29093/25432). The jar cache is shared, so after the first fetch this needs
+running stack, and this module starts and stops a second one beside it (on free
+ports). The jar cache is shared, so after the first fetch this needs
 no network. The tests run in file order: up, use, down.
 """
 
@@ -19,6 +19,7 @@ import pytest
 
 from services.devtools.stack import Endpoints, StackConfig, add_principal, stack_down, stack_status, stack_up
 from services.settings import Settings
+from tests.conftest import free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,7 +30,10 @@ pytestmark = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout's jar cache, shared with the running stack
-PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "pg_port": 25432}
+# Free ports (not fixed ones: another stack on this machine may hold those, as one did on 29092 and 25432).
+PORTS = {"kafka_port": free_port(), "kafka_controller_port": free_port(), "pg_port": free_port()}
+KAFKA = f"127.0.0.1:{PORTS['kafka_port']}"
+PG = f"127.0.0.1:{PORTS['pg_port']}"
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +70,14 @@ def as_operator(endpoints: Endpoints) -> dict:
 def test_stack_up_reports_both_services_running_on_the_chosen_ports(cfg, endpoints):
     status = stack_status(cfg)
 
-    assert endpoints.kafka_bootstrap == "127.0.0.1:29092"
+    assert endpoints.kafka_bootstrap == KAFKA
     assert endpoints.pg_dsn.startswith("postgresql://vl_owner:")
     assert endpoints.pg_ledger_dsn.startswith("postgresql://vl_ledger:")
-    assert endpoints.pg_dsn.endswith("@127.0.0.1:25432/vote_ledger")
+    assert endpoints.pg_dsn.endswith(f"@{PG}/vote_ledger")
     assert (cfg.pg_passwords.stat().st_mode & 0o777) == 0o600
     assert status["kafka"]["running"] and status["kafka"]["pid"]
     assert status["postgres"]["running"] and status["postgres"]["pid"]
-    assert status["kafka"]["address"] == "127.0.0.1:29092"
+    assert status["kafka"]["address"] == KAFKA
     assert status["postgres"]["data_dir"] == str(cfg.home / "pg-data")
     assert status["kafka_version"] == cfg.kafka_version
     # Recorded in the home, so status, down and the fallback find a stack on other ports than the defaults.
@@ -176,7 +180,7 @@ async def test_postgres_refuses_a_login_without_its_password(endpoints):
     for dsn in (endpoints.pg_admin_dsn, endpoints.pg_reader_dsn):
         user = dsn.split("//", 1)[1].split(":", 1)[0]
         with pytest.raises((asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
-            await asyncpg.connect(f"postgresql://{user}@127.0.0.1:25432/vote_ledger", password="wrong", timeout=10)
+            await asyncpg.connect(f"postgresql://{user}@{PG}/vote_ledger", password="wrong", timeout=10)
 
 
 async def test_a_stack_from_before_logins_is_converted_on_its_next_up(cfg, endpoints):
@@ -196,14 +200,14 @@ async def test_a_stack_from_before_logins_is_converted_on_its_next_up(cfg, endpo
     finally:
         await admin.close()
     cfg.pg_passwords.unlink()
-    trusted = await asyncpg.connect("postgresql://postgres@127.0.0.1:25432/vote_ledger", timeout=10)
+    trusted = await asyncpg.connect(f"postgresql://postgres@{PG}/vote_ledger", timeout=10)
     await trusted.close()
 
     converted = stack_up(cfg)
 
     assert converted.pg_admin_dsn != endpoints.pg_admin_dsn  # fresh passwords
     with pytest.raises(asyncpg.InvalidPasswordError):
-        await asyncpg.connect("postgresql://postgres@127.0.0.1:25432/vote_ledger", password="guess", timeout=10)
+        await asyncpg.connect(f"postgresql://postgres@{PG}/vote_ledger", password="guess", timeout=10)
     owner = await asyncpg.connect(converted.pg_dsn, timeout=10)
     try:
         assert (
