@@ -419,17 +419,20 @@ class Outcome:
     head: int
     tally_equals_replay: bool
     audit_verified: bool
+    answered: int = 0  # answers on votes.decisions to published submissions
+    answered_twice: int = 0  # of those, answers beyond the first to the same submission (counted in doubled)
 
 
 async def verify(settings: Settings, work: Workload) -> Outcome:
     """Assert the issue's three checks for everything published, and return the counts.
 
     Every published event id logged exactly once (accepted or rejected) and every poison record parked
-    with a reason (lost = ids missing, doubled = ids logged more than once, counted though the log's
-    unique key forbids it); the live tally (projection tables, read as `tally` reads them) equal to a
-    from-scratch replay of the log up to the same position (`tally --as-of`'s fold); `vote-ledger audit
-    verify --meeting` (a subprocess: chains, gapless positions, the heads published on ledger.heads, the
-    tally refolded) exits 0.
+    with a reason, and answered exactly once on votes.decisions (lost = ids missing from the log;
+    doubled = ids logged more than once, which the log's unique key forbids, plus answers beyond the first
+    to one submission, which a channel would see); the live tally (projection tables, read as `tally` reads
+    them) equal to a from-scratch replay of the log up to the same position (`tally --as-of`'s fold);
+    `vote-ledger audit verify --meeting` (a subprocess: chains, gapless positions, the heads published on
+    ledger.heads, the tally refolded) exits 0.
     """
     from services.read.tallies import read_tally
     from services.read.time_travel import tally_as_of
@@ -453,7 +456,8 @@ async def verify(settings: Settings, work: Workload) -> Outcome:
     for row in rows:
         seen[row["event_id"]] = seen.get(row["event_id"], 0) + 1
     lost = len(published - seen.keys())
-    doubled = sum(n - 1 for n in seen.values())
+    answered, answered_twice = await answered_once(settings, work)
+    doubled = sum(n - 1 for n in seen.values()) + answered_twice
     accepted = sum(1 for r in rows if r["decision"] == "accepted")
     code, out, err = await _cli(settings, "audit", "verify", "--meeting", work.meeting_id)
     outcome = Outcome(
@@ -467,15 +471,18 @@ async def verify(settings: Settings, work: Workload) -> Outcome:
         head=head,
         tally_equals_replay=_without_position(live) == _without_position(replayed),
         audit_verified=code == 0,
+        answered=answered,
+        answered_twice=answered_twice,
     )
     print(
         f"verify {work.meeting_id}: {outcome.published} published, {outcome.logged} logged "
         f"({outcome.accepted} accepted, {outcome.rejected} rejected), {outcome.parked} parked, "
-        f"lost={lost} doubled={doubled}, log head {head}, tally = replay: {outcome.tally_equals_replay}, "
+        f"{answered} answered ({answered_twice} twice), lost={lost} doubled={doubled}, log head {head}, "
+        f"tally = replay: {outcome.tally_equals_replay}, "
         f"audit verify exit {code}"
     )
     assert lost == 0, f"{lost} published event ids are not in the log"
-    assert doubled == 0, f"{doubled} event ids logged more than once"
+    assert doubled == 0, f"{doubled - answered_twice} event ids logged more than once, {answered_twice} answered twice"
     assert all(r["reason"] for r in parked), "a parked record without a reason"
     assert len(parked) == work.published_poison, f"{len(parked)} parked, {work.published_poison} poison published"
     assert gapless, "log positions are not gapless"
@@ -483,6 +490,34 @@ async def verify(settings: Settings, work: Workload) -> Outcome:
     assert outcome.tally_equals_replay, "the live tally differs from a from-scratch replay of the log"
     assert code == 0, f"audit verify exited {code}:\n{out}\n{err}"
     return outcome
+
+
+async def answered_once(settings: Settings, work: Workload, timeout: float = 120.0) -> tuple[int, int]:
+    """Wait until every published submission has its answer on votes.decisions; (answers to them, answers too many).
+
+    Each ledger runs an answers relay (the one holding its lock sends), and a killed ledger may have held
+    it: an answer sent twice is what a channel would see as a double. Fails naming how many are unanswered
+    after ``timeout``.
+    """
+    from events.answers import SubmissionDecided
+    from tests.integration.test_answers import read_answers
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while True:
+        decided = {a.event_id for _, _, a in await read_answers(settings) if isinstance(a, SubmissionDecided)}
+        missing = len(work.published_ids - decided)
+        if not missing:
+            break
+        assert loop.time() - began < timeout, f"{missing} published submissions unanswered after {timeout} s"
+        await asyncio.sleep(1)
+    await asyncio.sleep(2)  # the relay polls every 0.5 s: a second answer would be out by now
+    mine = [
+        a.event_id
+        for _, _, a in await read_answers(settings)
+        if isinstance(a, SubmissionDecided) and a.event_id in work.published_ids
+    ]
+    return len(mine), len(mine) - len(set(mine))
 
 
 def _without_position(report: dict[str, Any]) -> dict[str, Any]:
