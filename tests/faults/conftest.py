@@ -10,13 +10,19 @@ from tests.faults.harness import Services
 
 
 @pytest.fixture
-async def services(settings, tmp_path, request):
-    """`Services` on this test's settings (its own database and topics); stopped at the end, even on failure.
+def service_settings(settings):
+    """The settings the services run on: the test's own; a module whose services use other servers overrides it."""
+    return settings
+
+
+@pytest.fixture
+async def services(service_settings, tmp_path, request):
+    """`Services` on the test's service settings (its own database and topics); stopped at the end, even on failure.
 
     The test's topics are deleted afterwards: every test namespace leaves 11 partitions on the broker, and
     ~19,600 of them left by a day of test runs exhausted the shared broker's 20,000 open files (it shut down).
     """
-    running = Services(settings, tmp_path / "logs")
+    running = Services(service_settings, tmp_path / "logs")
     try:
         yield running
     finally:
@@ -27,7 +33,7 @@ async def services(settings, tmp_path, request):
         from services.devtools.bench.scratch import drop_topics
 
         with contextlib.suppress(Exception):  # a broker a fault left down must not hide the test's own verdict
-            await drop_topics(settings)
+            await drop_topics(service_settings)
 
 
 @pytest.hookimpl(wrapper=True)

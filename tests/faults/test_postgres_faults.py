@@ -31,7 +31,6 @@ from services.devtools.stack import postgres_standby
 from services.local_stack import LOGIN_PREFIX, Endpoints
 from tests.faults.harness import (
     STALL_BOUND_S,
-    Services,
     fault_seed,
     load_meeting,
     progress,
@@ -101,16 +100,9 @@ async def pair_settings(settings, pair):
 
 
 @pytest.fixture
-def services(pair_settings, tmp_path, request):
-    """`Services` on the pair's settings; stopped at the end, even on failure (their logs printed then)."""
-    running = Services(pair_settings, tmp_path / "logs")
-    try:
-        yield running
-    finally:
-        running.stop_all()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(running.tail())
+def service_settings(pair_settings):
+    """The services (conftest's `services` fixture) run on the pair's database."""
+    return pair_settings
 
 
 async def started_ingest(cfg, services, seed: int, count: int):

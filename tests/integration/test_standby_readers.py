@@ -24,6 +24,7 @@ from services.adapters.kafka.topics import ensure_topics
 from services.adapters.postgres.connect import READER_ROLE, connect_as
 from services.adapters.postgres.tally_store import PROJECTED_CHANNEL
 from services.api.listener import ProjectedFeed
+from services.devtools.bench.scratch import drop_topics
 from services.devtools.stack import postgres_standby
 from services.runtime.chain_heads import read_heads
 from services.settings import Settings
@@ -96,7 +97,11 @@ async def _point(dsn: str) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 async def scene(pair, endpoints, tmp_path_factory):
-    """The ledger and projector on the primary with the meeting and 300 submissions in; readers on the standby."""
+    """The ledger and projector on the primary with the meeting and 300 submissions in; readers on the standby.
+
+    Its topics (t<tag>.*) are deleted at the end, even on failure: namespaces left behind once exhausted the
+    shared broker's open files.
+    """
     tag = uuid.uuid4().hex[:10]
     primary, standby = primary_dsns(pair), postgres_standby.standby_dsns(pair)
     settings = Settings(
@@ -114,10 +119,10 @@ async def scene(pair, endpoints, tmp_path_factory):
         projector_metrics_port=free_port(),
         heads_every_seconds=1,  # heads soon after each commit: the paused-replay case needs one beyond the standby
     )
-    await ensure_topics(settings)
     found = Scene(pair, settings)
     services = Services(settings, tmp_path_factory.mktemp("standby-readers-logs"))
     try:
+        await ensure_topics(settings)
         services.start("ledger")
         services.start("projector")
         await load_meeting(settings)
@@ -127,6 +132,7 @@ async def scene(pair, endpoints, tmp_path_factory):
         yield found
     finally:
         services.stop_all()
+        await drop_topics(settings)
 
 
 def _meeting_heads(heads) -> list[int]:
