@@ -62,7 +62,7 @@ $(KUSTOMIZE):
 	GOPATH=$(GO_HOME) GOMODCACHE=$(GO_HOME)/mod GOCACHE=$(GO_HOME)/build GOFLAGS=-modcacherw \
 	  go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
-# Every fault case, the long ones too (about 20 minutes), then the README's fault table from the results
+# Every fault case, the long ones too (not timed as a whole yet), then the README's fault table from the results
 # (bench-results/faults/). `make test` runs only the short cases.
 faults: install
 	$(BIN)/pytest tests/faults -m faults --timeout 3600

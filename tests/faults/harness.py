@@ -546,12 +546,16 @@ def record(
     seed: int,
     events: int,
     notes: str = "",
+    recovery_from: str = "end",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Print one FAULT line and write bench-results/faults/<case>.json (overwritten each run); return the record.
 
     ``faults``: what was injected (e.g. "kill -9 ledger"); ``cases``: how many injections; ``recovery_s``:
     each injection's seconds from the end of the fault to every id published so far logged and projected
-    (or one figure), of which the max and median are kept.
+    (or one figure), of which the max and median are kept; ``recovery_from="kill"`` when they are counted from
+    the injection instead (a failover: ingest resumed while the fault lasts; the report marks them);
+    ``extra``: further measured fields for the JSON (e.g. a broker's real downtime).
     """
     times = [recovery_s] if isinstance(recovery_s, int | float) else list(recovery_s)
     result = {
@@ -564,9 +568,11 @@ def record(
         "recovery_s_max": round(max(times), 2) if times else None,
         "recovery_s_median": round(statistics.median(times), 2) if times else None,
         "recovery_s": [round(t, 2) for t in times],
+        "recovery_from": recovery_from,
         "seed": seed,
         "events": events,
         "notes": notes,
+        **(extra or {}),
         # Recovery times are dominated by process start-up on a busy machine: the load they were measured under.
         "load_average_1m": round(os.getloadavg()[0], 1),
         "cpus": os.cpu_count(),

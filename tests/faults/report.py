@@ -35,8 +35,11 @@ def load(folder: Path = RESULTS) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
 
 
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
+def _seconds(value: float | None, result: dict) -> str:
+    """Seconds to one decimal; "(failover)" when counted from the injection (README Faults defines both)."""
+    if value is None:
+        return "–"
+    return f"{value:.1f}" + (" (failover)" if result.get("recovery_from") == "kill" else "")
 
 
 def row(result: dict) -> str:
@@ -51,8 +54,8 @@ def row(result: dict) -> str:
         str(result["lost"]),
         str(result["doubled"]),
         str(result["stalled"]),
-        _seconds(result.get("recovery_s_max")),
-        _seconds(result.get("recovery_s_median")),
+        _seconds(result.get("recovery_s_max"), result),
+        _seconds(result.get("recovery_s_median"), result),
         when + (f" ({load_avg:g} on {result.get('cpus')} cores)" if load_avg is not None else ""),
     )
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

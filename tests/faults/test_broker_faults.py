@@ -50,7 +50,9 @@ RESTART_BOUND_S = 120.0  # the killed broker ready again (a JVM start and log re
 # catch-up with the broker down (each up to the stall bound), the restart; so the outage and the restart land
 # mid-ingest however slow the machine. Publishing halts once the case is done, so the spare costs only its generation.
 COUNT = int(RATE * (START_BOUND_S + 4 + 2 * STALL_BOUND_S + RESTART_BOUND_S))
-DOWN_S = 12.0  # how long the killed broker stays down (past the 9 s session timeout that fences it)
+# The least the killed broker stays down (past the 9 s session timeout that fences it); really longer: it is
+# restarted only once ingest resumed without it and its catch-up was checked (69-98 s in the recorded runs).
+DOWN_S = 12.0
 HEAL_BOUND_S = 90.0  # a restarted broker must be back in every ISR within this
 
 
@@ -243,20 +245,26 @@ async def broker_loss(settings, services, cluster, case: str, *, victim: str, po
         await publishing
     settle_s = await settle(settings, work, timeout=180)
     outcome = await verify(settings, work)
+    down = back - killed_at  # measured: from the kill until the restarted broker answered again
     record(
         case,
         faults=f"kill -9 of {'the active controller' if victim == 'controller' else 'a broker'} (one of three)"
-        f" mid-ingest, down {DOWN_S:.0f} s, restarted",
+        f" mid-ingest, down {down:.0f} s, restarted",
         cases=1,
         lost=outcome.lost,
         doubled=outcome.doubled,
         stalled=stalled,
-        recovery_s=[took],
+        # What an operator feels is the failover (ingest paused until the dead broker is fenced and its partitions
+        # have new leaders), not the restarted broker's catch-up, which follows a cluster already serving.
+        recovery_s=[failover],
+        recovery_from="kill",
+        extra={"down_s": round(down, 1), "failover_s": round(failover, 2), "after_restart_s": round(took, 2)},
         seed=seed,
         events=outcome.published,
         notes=f"{RATE}/s; failover {failover:.2f} s (kill to ingest resumed with the broker down); with it down"
-        f" {during} published were all logged and projected; restarted {back - killed_at:.0f} s after the kill"
-        f"{'' if mid_ingest else ' (after the last publish)'}, ISRs whole {healed:.1f} s after the catch-up;"
+        f" {during} published were all logged and projected; restarted (ready) {down:.0f} s after the kill"
+        f"{'' if mid_ingest else ' (after the last publish)'}, caught up {took:.2f} s later, ISRs whole"
+        f" {healed:.1f} s after the catch-up;"
         f" settled {settle_s:.2f} s after the last publish"
         + (f"; {work.published_poison} poison records parked" if poison else ""),
     )

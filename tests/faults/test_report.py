@@ -34,6 +34,12 @@ def test_a_recorded_case_is_one_row_with_its_counts_and_recovery_times():
     )
 
 
+def test_a_broker_case_counted_from_the_kill_says_failover_in_its_recovery_cells():
+    broker = {**RESULT, "case": "broker-kill9", "recovery_from": "kill", "recovery_s_max": 14.41}
+    cells = table([broker]).splitlines()[2].split(" | ")
+    assert cells[7:9] == ["14.4 (failover)", "11.8 (failover)"]
+
+
 def test_the_readme_changes_only_between_the_markers(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "kill9-short.json").write_text(json.dumps(RESULT))
