@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -24,12 +23,20 @@ from services.devtools.stack.common import (
     Log,
     StackConfig,
     StackError,
-    log_tail,
     run_sync,
+)
+from services.devtools.stack.postgres_bin import (
+    OS_USER,
+    as_db_user,
+    ensure_bindir,
+    find_bindir,
+    give_to_db_user,
+    is_root,
+    major_version,
+    pg_ctl,
 )
 from services.local_stack import DATABASE, LOGIN_PREFIX, LOOPBACK, SUPERUSER, password_names, port_open
 
-OS_USER = "postgres"
 CONF_NAME = "vote_ledger.conf"
 # The replicated stack's parts (services/devtools/stack/postgres_standby.py): the standby's data folder
 # in the home, its login for streaming, and the file of replication settings each server includes.
@@ -88,17 +95,6 @@ def hba_text(cfg: StackConfig, replication: bool = False) -> str:
     return HBA + (HBA_REPLICATION if replicated else "")
 
 
-def is_root() -> bool:
-    """Whether we run as root (PostgreSQL then runs as the `postgres` OS user)."""
-    return os.geteuid() == 0
-
-
-def as_db_user(cmd: list[str]) -> list[str]:
-    """The command as the OS user PostgreSQL runs as (itself unless we are root)."""
-    # PostgreSQL refuses to run as root, so as root run it as the `postgres` OS user.
-    return ["runuser", "-u", OS_USER, "--", *cmd] if is_root() else cmd
-
-
 def check_tools(cfg: StackConfig, log: Log) -> None:
     """Fail, before anything starts, unless every tool PostgreSQL's start needs is here (a stopped server only)."""
     if running_pid(cfg) is not None:
@@ -109,81 +105,6 @@ def check_tools(cfg: StackConfig, log: Log) -> None:
             f"`runuser` is needed to run PostgreSQL as the `{OS_USER}` user when vote-ledger runs as root, and it"
             " is not on the PATH: install util-linux (it ships runuser) or add its folder (usually /usr/sbin) to PATH"
         )
-
-
-def _has_server(bindir: Path) -> bool:
-    return all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres"))
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", path.parent.name)) or (0,)
-
-
-def find_bindir(cfg: StackConfig) -> Path | None:
-    """PostgreSQL server binaries: the data dir's major version first, else the newest found."""
-    wanted = None
-    try:
-        wanted = (cfg.pg_data / "PG_VERSION").read_text().strip()
-    except OSError:
-        pass
-    candidates: list[Path] = []
-    if cfg.pg_bindir:
-        candidates.append(cfg.pg_bindir)
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
-        if out.returncode == 0:
-            candidates.append(Path(out.stdout.strip()))
-    # Debian keeps server binaries off PATH, one folder per major version.
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    found = [c for c in candidates if _has_server(c)]
-    if wanted:
-        # An existing cluster only starts with the major version that created it.
-        matching = [c for c in found if _major(c) == wanted]
-        if found and not matching:
-            raise StackError(
-                f"{cfg.pg_data} was created by PostgreSQL {wanted}, but only "
-                f"{', '.join(sorted({_major(c) for c in found}))} is installed; install "
-                f"postgresql-{wanted} or remove {cfg.pg_data}"
-            )
-        found = matching
-    return found[0] if found else None
-
-
-def _major(bindir: Path) -> str:
-    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True)
-    found = re.search(r"(\d+)(?:\.\d+)?", out.stdout)
-    return found.group(1) if found else "?"
-
-
-def ensure_bindir(cfg: StackConfig, log: Log) -> Path:
-    """Find the server binaries, installing Debian's `postgresql` package when we are root."""
-    bindir = find_bindir(cfg)
-    if bindir is not None:
-        return bindir
-    if is_root() and Path("/etc/debian_version").exists() and shutil.which("apt-get"):
-        log("PostgreSQL is missing; running `apt-get update && apt-get install -y postgresql`")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "postgresql"]):
-            if subprocess.run(cmd, env=env).returncode != 0:
-                raise StackError(f"`{' '.join(cmd)}` failed; install PostgreSQL by hand")
-        bindir = find_bindir(cfg)
-    if bindir is None:
-        raise StackError(
-            "PostgreSQL server binaries (initdb, pg_ctl) were not found: install PostgreSQL, "
-            "e.g. `apt-get install postgresql`, or set VOTE_LEDGER_PG_BINDIR"
-        )
-    return bindir
-
-
-def give_to_db_user(*paths: Path) -> None:
-    """Make the paths the `postgres` OS user's when we are root."""
-    if is_root():
-        for path in paths:
-            shutil.chown(path, OS_USER, OS_USER)
 
 
 def running_pid(cfg: StackConfig) -> int | None:
@@ -233,7 +154,7 @@ def stack_logins(known: dict[str, str]) -> dict[str, Login]:
 def _init_cluster(cfg: StackConfig, bindir: Path, log: Log, password: str) -> None:
     if (cfg.pg_data / "PG_VERSION").exists():
         return
-    log(f"initialising PostgreSQL {_major(bindir)} data in {cfg.pg_data}")
+    log(f"initialising PostgreSQL {major_version(bindir)} data in {cfg.pg_data}")
     cfg.pg_data.mkdir(parents=True, exist_ok=True)
     cfg.pg_data.chmod(0o700)
     give_to_db_user(cfg.pg_data)
@@ -284,15 +205,16 @@ def up(cfg: StackConfig, log: Log, replication: bool = False) -> None:
         cfg.pg_log.touch()
         give_to_db_user(conf, cfg.pg_log)  # pg_ctl -l opens the log as the postgres user
         log(f"starting PostgreSQL on {LOOPBACK}:{cfg.pg_port} (log: {cfg.pg_log})")
-        cmd = [
-            str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l", str(cfg.pg_log),
-            "-w", "-t", "60", "start",
-        ]  # fmt: skip
-        run = subprocess.run(as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
-        if run.returncode != 0:
-            raise StackError(
-                f"PostgreSQL did not start; see {cfg.pg_log}:\n{run.stdout}{run.stderr}{log_tail(cfg.pg_log)}"
-            )
+        pg_ctl(
+            cfg,
+            cfg.pg_data,
+            cfg.pg_log,
+            "-w",
+            "-t",
+            "60",
+            "start",
+            failure=f"PostgreSQL did not start; see {cfg.pg_log}",
+        )
     run_sync(_ensure_logins_and_database(cfg, known, log, hba_text(cfg, replication)))
 
 
@@ -303,17 +225,7 @@ async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], l
     (the password is ignored under trust, checked under scram), and only then is its pg_hba.conf
     replaced, so the superuser always has a password before one is required.
     """
-    import asyncpg
-
-    try:
-        conn = await asyncpg.connect(
-            host=LOOPBACK, port=cfg.pg_port, user=SUPERUSER, password=known[SUPERUSER], database="postgres", timeout=10
-        )
-    except asyncpg.InvalidPasswordError:
-        raise StackError(
-            f"PostgreSQL refuses the superuser password kept in {cfg.pg_passwords}; restore that file "
-            f"or remove {cfg.pg_data} (and its data) to start afresh"
-        ) from None
+    conn = await superuser(cfg, cfg.pg_port, "postgres")
     logins = stack_logins(known)
     owner = logins["owner"].name
     try:
@@ -323,9 +235,7 @@ async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], l
             await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{owner}"')
     finally:
         await conn.close()
-    conn = await asyncpg.connect(
-        host=LOOPBACK, port=cfg.pg_port, user=SUPERUSER, password=known[SUPERUSER], database=DATABASE, timeout=10
-    )
+    conn = await superuser(cfg, cfg.pg_port, DATABASE)
     try:
         await harden_database(conn)
         moved = await adopt_database(conn, owner)
@@ -341,6 +251,32 @@ async def _ensure_logins_and_database(cfg: StackConfig, known: dict[str, str], l
         await conn.close()
 
 
+async def superuser(cfg: StackConfig, port: int, database: str = "postgres") -> Any:
+    """An asyncpg connection as the stack's superuser to the server on the port (the primary's or the standby's)."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(
+            host=LOOPBACK, port=port, user=SUPERUSER, password=passwords(cfg)[SUPERUSER], database=database, timeout=10
+        )
+    except asyncpg.InvalidPasswordError:
+        raise StackError(
+            f"PostgreSQL refuses the superuser password kept in {cfg.pg_passwords}; restore that file "
+            f"or remove {cfg.pg_data} (and its data) to start afresh"
+        ) from None
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise StackError(f"PostgreSQL on {LOOPBACK}:{port} does not answer: {exc}") from None
+
+
+async def superuser_query(cfg: StackConfig, port: int, query: str, *args: Any, row: bool = False) -> Any:
+    """One query as the superuser on the port's server: its first value (or its first row, with row=True)."""
+    conn = await superuser(cfg, port)
+    try:
+        return await (conn.fetchrow if row else conn.fetchval)(query, *args)
+    finally:
+        await conn.close()
+
+
 def stop(cfg: StackConfig, log: Log) -> None:
     """Stop this stack's PostgreSQL with a fast shutdown (rolls back open transactions)."""
     pid = running_pid(cfg)
@@ -351,10 +287,11 @@ def stop(cfg: StackConfig, log: Log) -> None:
     if bindir is None:  # binaries removed under a running server: SIGINT is a fast shutdown
         os.kill(pid, signal.SIGINT)
         return
-    cmd = [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w", "-t", "60", "stop"]
-    run = subprocess.run(as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
-    if run.returncode != 0 and running_pid(cfg) is not None:
-        raise StackError(f"pg_ctl stop failed:\n{run.stdout}{run.stderr}")
+    try:
+        pg_ctl(cfg, cfg.pg_data, None, "-m", "fast", "-w", "-t", "60", "stop")
+    except StackError:
+        if running_pid(cfg) is not None:
+            raise
 
 
 def status(cfg: StackConfig) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from services.devtools.stack import postgres as _pg
+from services.devtools.stack import postgres_bin as _bin
 from services.devtools.stack.common import Log, StackConfig, StackError, log_tail, run_sync
 from services.local_stack import (
     LOOPBACK,
-    SUPERUSER,
     Endpoints,
     kafka_logins,
     port_open,
@@ -108,7 +108,7 @@ def up(cfg: StackConfig, log: Log) -> None:
         _start_standby(cfg, log)
     wait_streaming(cfg, log)
     _write(cfg.pg_data / _pg.REPLICATION_CONF, PRIMARY_REPLICATION.format(names=STANDBY_NAME))
-    run_sync(_sql(cfg, cfg.pg_port, "SELECT pg_reload_conf()"))
+    run_sync(_pg.superuser_query(cfg, cfg.pg_port, "SELECT pg_reload_conf()"))
     _wait(cfg, lambda state: state is not None and state["sync_state"] == "sync", "streaming synchronously")
     log(f"standby on {LOOPBACK}:{standby_port(cfg)} streams synchronously from {LOOPBACK}:{cfg.pg_port}")
 
@@ -129,7 +129,7 @@ def start_primary(cfg: StackConfig, log: Log) -> None:
     if _pg.running_pid(cfg) is not None:
         return
     log(f"starting the primary on {LOOPBACK}:{cfg.pg_port}")
-    _pg_ctl(cfg, cfg.pg_data, cfg.pg_log, "-w", "-t", "120", "start")
+    _bin.pg_ctl(cfg, cfg.pg_data, cfg.pg_log, "-w", "-t", "120", "start")
 
 
 def stop_standby(cfg: StackConfig, log: Log) -> None:
@@ -149,8 +149,8 @@ def promote(cfg: StackConfig, log: Log) -> None:
     if primary is not None and is_standby(cfg):
         # Promoted beside a running primary, there would be two: services still on the old one would hang for
         # good (their commits wait for a synchronous standby that no longer follows it).
-        bindir = _pg.find_bindir(cfg)
-        pg_ctl = " ".join(_pg.as_db_user([str(bindir / "pg_ctl") if bindir else "pg_ctl"]))
+        bindir = _bin.find_bindir(cfg)
+        pg_ctl = " ".join(_bin.as_db_user([str(bindir / "pg_ctl") if bindir else "pg_ctl"]))
         raise StackError(
             f"stop the primary first: it still runs (pid {primary}, {LOOPBACK}:{cfg.pg_port}); stop the services,"
             f" then `{pg_ctl} -D {cfg.pg_data} -m fast stop`, then promote"
@@ -159,9 +159,9 @@ def promote(cfg: StackConfig, log: Log) -> None:
         raise StackError(f"the standby ({standby_data(cfg)}) is not running; nothing to promote")
     if is_standby(cfg):
         log(f"promoting the standby on {LOOPBACK}:{standby_port(cfg)}")
-        _pg_ctl(cfg, standby_data(cfg), None, "-w", "-t", "60", "promote")
+        _bin.pg_ctl(cfg, standby_data(cfg), None, "-w", "-t", "60", "promote")
     deadline = time.monotonic() + READY_TIMEOUT
-    while run_sync(_sql(cfg, standby_port(cfg), "SELECT pg_is_in_recovery()")):
+    while run_sync(_pg.superuser_query(cfg, standby_port(cfg), "SELECT pg_is_in_recovery()")):
         if time.monotonic() > deadline:
             raise StackError(f"the standby did not leave recovery in {READY_TIMEOUT:.0f} s; see {standby_log(cfg)}")
         time.sleep(0.2)
@@ -181,7 +181,7 @@ def replication_state(cfg: StackConfig) -> dict[str, Any] | None:
         " FROM pg_stat_replication WHERE application_name = $1"
     )
     try:
-        row = run_sync(_fetchrow(cfg, cfg.pg_port, query, STANDBY_NAME))
+        row = run_sync(_pg.superuser_query(cfg, cfg.pg_port, query, STANDBY_NAME, row=True))
     except (OSError, StackError):
         return None
     return dict(row) if row is not None else None
@@ -231,7 +231,7 @@ def _wait(cfg: StackConfig, done: Any, what: str, timeout: float = READY_TIMEOUT
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text)
-    _pg.give_to_db_user(path)
+    _bin.give_to_db_user(path)
 
 
 async def _ensure_replicator(cfg: StackConfig) -> None:
@@ -241,7 +241,7 @@ async def _ensure_replicator(cfg: StackConfig) -> None:
     from services.adapters.postgres.logins import scram_verifier
 
     known = _pg.passwords(cfg, [_pg.REPLICATOR])
-    conn = await _superuser(cfg, cfg.pg_port, "postgres")
+    conn = await _pg.superuser(cfg, cfg.pg_port)
     try:
         verifier = scram_verifier(known[_pg.REPLICATOR])
         exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", _pg.REPLICATOR)
@@ -260,11 +260,11 @@ async def _ensure_replicator(cfg: StackConfig) -> None:
 def _base_backup(cfg: StackConfig, log: Log) -> None:
     """Copy the primary into the standby's folder with pg_basebackup -R (standby.signal, primary_conninfo)."""
     data = standby_data(cfg)
-    bindir = _pg.ensure_bindir(cfg, log)
+    bindir = _bin.ensure_bindir(cfg, log)
     log(f"copying the primary into {data} (pg_basebackup -R, slot {SLOT})")
     data.mkdir(parents=True, exist_ok=True)
     data.chmod(0o700)
-    _pg.give_to_db_user(data)
+    _bin.give_to_db_user(data)
     cmd = [
         str(bindir / "pg_basebackup"), "-D", str(data), "-h", LOOPBACK, "-p", str(cfg.pg_port),
         "-U", _pg.REPLICATOR, "-S", SLOT, "-X", "stream", "-c", "fast", "-R", "-w",
@@ -272,7 +272,7 @@ def _base_backup(cfg: StackConfig, log: Log) -> None:
     # The password through the environment, never on a command line `ps` shows; -R writes it into
     # primary_conninfo in the standby's postgresql.auto.conf (0600, the postgres user's).
     env = {**os.environ, "PGPASSWORD": _pg.passwords(cfg, [_pg.REPLICATOR])[_pg.REPLICATOR]}
-    run = subprocess.run(_pg.as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home, env=env)
+    run = subprocess.run(_bin.as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home, env=env)
     if run.returncode != 0:
         raise StackError(f"pg_basebackup failed:\n{run.stdout}{run.stderr}")
     _write(data / _pg.CONF_NAME, _pg.settings_text(standby_port(cfg)))
@@ -287,11 +287,11 @@ def _start_standby(cfg: StackConfig, log: Log) -> None:
     _write(data / _pg.CONF_NAME, _pg.settings_text(standby_port(cfg)))
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     standby_log(cfg).touch()
-    _pg.give_to_db_user(standby_log(cfg))
+    _bin.give_to_db_user(standby_log(cfg))
     log(f"starting the standby on {LOOPBACK}:{standby_port(cfg)} (log: {standby_log(cfg)})")
     # No wait (-W): a standby started before its primary accepts no connection until it has replayed
     # to a consistent point; wait_streaming is the wait that matters.
-    _pg_ctl(cfg, data, standby_log(cfg), "-W", "start")
+    _bin.pg_ctl(cfg, data, standby_log(cfg), "-W", "start")
 
 
 def _stop(cfg: StackConfig, data: Path, mode: str, log: Log, what: str) -> None:
@@ -300,45 +300,8 @@ def _stop(cfg: StackConfig, data: Path, mode: str, log: Log, what: str) -> None:
         return
     log(f"stopping {what} (pid {pid}, {mode})")
     try:
-        _pg_ctl(cfg, data, None, "-m", mode, "-w", "-t", "60", "stop")
+        _bin.pg_ctl(cfg, data, None, "-m", mode, "-w", "-t", "60", "stop")
     except StackError:
         if _pg.pid_of(data) is not None:
             os.kill(pid, signal.SIGQUIT)  # an immediate shutdown, whatever pg_ctl's trouble was
             raise
-
-
-def _pg_ctl(cfg: StackConfig, data: Path, logfile: Path | None, *args: str) -> None:
-    bindir = _pg.ensure_bindir(cfg, print)
-    cmd = [str(bindir / "pg_ctl"), "-D", str(data), *(["-l", str(logfile)] if logfile else []), *args]
-    run = subprocess.run(_pg.as_db_user(cmd), capture_output=True, text=True, cwd=cfg.home)
-    if run.returncode != 0:
-        tail = log_tail(logfile) if logfile else ""
-        raise StackError(f"pg_ctl {args[-1]} failed for {data}:\n{run.stdout}{run.stderr}{tail}")
-
-
-async def _superuser(cfg: StackConfig, port: int, database: str) -> Any:
-    import asyncpg
-
-    password = _pg.passwords(cfg)[SUPERUSER]
-    try:
-        return await asyncpg.connect(
-            host=LOOPBACK, port=port, user=SUPERUSER, password=password, database=database, timeout=5
-        )
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise StackError(f"PostgreSQL on {LOOPBACK}:{port} does not answer: {exc}") from None
-
-
-async def _sql(cfg: StackConfig, port: int, query: str, *args: Any) -> Any:
-    conn = await _superuser(cfg, port, "postgres")
-    try:
-        return await conn.fetchval(query, *args)
-    finally:
-        await conn.close()
-
-
-async def _fetchrow(cfg: StackConfig, port: int, query: str, *args: Any) -> Any:
-    conn = await _superuser(cfg, port, "postgres")
-    try:
-        return await conn.fetchrow(query, *args)
-    finally:
-        await conn.close()
