@@ -13,7 +13,6 @@ import atexit
 import fcntl
 import threading
 from dataclasses import replace
-from types import ModuleType
 from typing import Any
 
 __all__ = [
@@ -34,6 +33,7 @@ from services.devtools.stack import kafka as _kafka
 from services.devtools.stack import kafka_auth as _kafka_auth
 from services.devtools.stack import kafka_cluster as _cluster
 from services.devtools.stack import postgres as _pg
+from services.devtools.stack import postgres_standby as _standby
 from services.devtools.stack.common import (
     KAFKA_IMAGE,
     KAFKA_VERSION,
@@ -46,16 +46,6 @@ from services.devtools.stack.common import (
     say,
 )
 from services.local_stack import DATABASE, Endpoints, record_ports, recorded_replicated, served_endpoints
-
-
-def _standby() -> ModuleType | None:
-    # The PostgreSQL standby half of the replicated stack (helper pg-standby's module); without it a
-    # replicated stack is the Kafka cluster and the primary alone.
-    try:
-        from services.devtools.stack import postgres_standby
-    except ImportError:
-        return None
-    return postgres_standby
 
 
 def _mode(replicated: bool) -> str:
@@ -105,12 +95,7 @@ def _up_replicated(cfg: StackConfig, log: Log) -> Endpoints:
     # The three JVMs boot while PostgreSQL and its standby are set up; a node waits for two voters.
     for node in _cluster.NODES:
         _cluster.start_node(cfg, node, log)
-    standby = _standby()
-    if standby is not None:
-        standby.up(cfg, log)  # the primary (with its replication login and pg_hba line), then the standby
-    else:
-        _pg.up(cfg, log)
-        log("no PostgreSQL standby in this version (services/devtools/stack/postgres_standby.py): primary only")
+    _standby.up(cfg, log)  # the primary (with its replication login and pg_hba line), then the standby
     for node in _cluster.NODES:
         _cluster.wait_node_ready(cfg, node, log)
     _kafka_auth.ensure_acls(cfg, log)
@@ -147,26 +132,17 @@ def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
         _pg.stop(cfg, log)
         return
     _cluster.down(cfg, log)
-    standby = _standby()
-    if standby is not None:
-        standby.down(cfg, log)  # the primary first: its shutdown checkpoint reaches the standby before it stops
-    else:
-        _pg.stop(cfg, log)
+    _standby.down(cfg, log)  # the primary first: its shutdown checkpoint reaches the standby before it stops
 
 
 def promote(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
     """Promote the replicated stack's standby (the documented failover); return the endpoints served by it."""
     cfg = cfg or StackConfig.from_env()
-    standby = _standby()
     if not recorded_replicated(cfg.home):
         raise StackError(f"the stack of {cfg.home} has no standby: it was not started with `stack up --replicated`")
-    if standby is None:
-        raise StackError(
-            "this version has no PostgreSQL standby to promote (services/devtools/stack/postgres_standby.py)"
-        )
     cfg = replace(cfg, replicated=True)
-    standby.promote(cfg, log)
-    found: Endpoints = standby.standby_dsns(cfg)
+    _standby.promote(cfg, log)
+    found = _standby.standby_dsns(cfg)
     kafka = endpoints(cfg)
     return replace(
         found,
@@ -205,25 +181,8 @@ def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
             "data_dir": str(cfg.home / "kafka-data-{1,2,3}"),
             "log_file": str(cfg.logs_dir / "kafka-{1,2,3}.log"),
         }
-        info["standby"] = _standby_status(cfg)
+        info["standby"] = _standby.status(cfg)
     return info
-
-
-def _standby_status(cfg: StackConfig) -> dict[str, Any]:
-    standby = _standby()
-    if standby is None:
-        return {"running": False, "note": "no PostgreSQL standby in this version"}
-    if hasattr(standby, "status"):
-        return dict(standby.status(cfg))
-    port = standby.standby_port(cfg)
-    from services.local_stack import port_open
-
-    running = port_open(port)
-    return {
-        "running": running,
-        "address": f"127.0.0.1:{port}",
-        "lag_bytes": standby.replay_lag_bytes(cfg) if running else None,
-    }
 
 
 def endpoints(cfg: StackConfig) -> Endpoints:
