@@ -521,6 +521,7 @@ async def answered_once(settings: Settings, work: Workload, timeout: float = 120
 
 
 def _without_position(report: dict[str, Any]) -> dict[str, Any]:
+    """The tally report without its position: the live and the replayed tally compare on everything else."""
     return {k: v for k, v in report.items() if k != "as_of_position"}
 
 

@@ -57,6 +57,7 @@ HEAL_BOUND_S = 90.0  # a restarted broker must be back in every ISR within this
 
 
 def _ports_free(*ports: int) -> bool:
+    """Whether every one of these ports can be bound on 127.0.0.1 now."""
     for port in ports:
         with socket.socket() as sock:
             try:
@@ -81,6 +82,7 @@ def free_bases() -> tuple[int, int]:
 
 
 def _say(message: str) -> None:
+    """The cluster helpers' progress lines, prefixed and flushed (shown with -s and on failure)."""
     print(f"[cluster] {message}", flush=True)
 
 

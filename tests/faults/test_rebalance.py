@@ -230,7 +230,12 @@ async def test_repeated_rebalances_with_kills_across_seeds_lose_and_double_nothi
 
 
 class RevokedWhileReading(Ledger):
-    """The real ledger, except that a rebalance takes partitions away while it reads their stored offsets."""
+    """Fault injection, not a stand-in: the real ledger, whose rebalance is forced at a chosen moment.
+
+    Every behaviour is the real Ledger's; only `stored_offsets` is wrapped, so that right after it reads
+    the stored offsets the consumer loses every partition but ``keep`` (as the coordinator's new assignment
+    would), the window a live rebalance hits only by chance.
+    """
 
     def __init__(self, settings, consumer: AIOKafkaConsumer, keep: list[TopicPartition]) -> None:
         super().__init__(settings)

@@ -46,6 +46,7 @@ PUBLISH_BOUND_S = 120.0  # after readiness, the rest of the 25 s paced workload 
 
 
 def say(line: str) -> None:
+    """The stack helpers' progress lines, on stderr with a prefix (pytest shows them on failure)."""
     print(f"[recovery] {line}", file=sys.stderr)
 
 
@@ -133,9 +134,11 @@ class Running:
             time.sleep(0.5)
 
     def tail(self, lines: int = 60) -> str:
+        """The last lines of the services' log: for a failure message."""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        """Stop `services run` if still running: SIGTERM, then SIGKILL after 30 s."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -255,6 +258,7 @@ async def test_a_10_s_broker_outage_is_told_in_a_few_lines_readiness_follows_and
 
 
 def last_line(run: subprocess.CompletedProcess) -> str:
+    """The last line the process wrote on stderr ("" if none): where a one-line exit message must be."""
     lines = run.stderr.strip().splitlines()
     return lines[-1] if lines else ""
 
@@ -309,6 +313,7 @@ def test_a_refused_postgresql_password_exits_and_the_supervisor_says_which_child
 
 def test_an_unmigrated_database_exits_the_api_with_one_line(settings_of_stack):
     async def fresh() -> str:
+        """A new empty database (no vote-ledger schema) on the module's server; its name."""
         name = f"unmigrated_{os.getpid()}"
         conn = await asyncpg.connect(settings_of_stack.pg_admin_dsn)
         try:
