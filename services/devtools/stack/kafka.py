@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,7 +19,6 @@ from string import Template
 from typing import Any
 
 from services.devtools.stack.common import (
-    DEPLOY_DIR,
     Log,
     StackConfig,
     StackError,
@@ -37,16 +33,12 @@ from services.devtools.stack.kafka_auth import (
     set_aside_unauthenticated,
     write_private,
 )
+from services.devtools.stack.kafka_jars import INSTALL_HINT, KAFKA_DEPLOY, ensure_libs, java, jvm, libs_ready
 from services.local_stack import KAFKA_USERS, LOOPBACK, kafka_logins, kafka_passwords_file, port_open
 
-KAFKA_DEPLOY = DEPLOY_DIR / "kafka"
-POM = KAFKA_DEPLOY / "pom.xml"
-LOG4J2_CONFIG = KAFKA_DEPLOY / "log4j2.yaml"
 PROPERTIES_TEMPLATE = KAFKA_DEPLOY / "server.properties.template"
-INSTALL_HINT = "install it, e.g. `apt-get install openjdk-17-jre-headless maven`"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
-MARKER = "fetched.json"
 START_BANNER = "=== stack up: starting Kafka"
 
 # Popen objects of brokers started by this process: polling them reaps the child,
@@ -64,128 +56,42 @@ def pid_file(cfg: StackConfig, node: int = 1) -> Path:
     return cfg.node_pid_file(node)
 
 
-def libs_ready(cfg: StackConfig) -> bool:
-    """Whether the cache already holds every jar of a successful fetch for this pom."""
-    try:
-        marker = json.loads((cfg.kafka_libs.parent / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    # A changed pom (new dependency, other version) means the jar set is stale;
-    # without the pom (non-editable install) trust the marker.
-    if POM.exists() and marker.get("pom_sha256") != _pom_digest(cfg):
-        return False
-    jars = marker.get("jars") or []
-    return bool(jars) and all((cfg.kafka_libs / jar).is_file() for jar in jars)
-
-
-def _pom_digest(cfg: StackConfig) -> str:
-    return hashlib.sha256(POM.read_bytes() + cfg.kafka_version.encode()).hexdigest()
-
-
-def java() -> str:
-    """The java binary (17 or newer), else StackError naming how to install it."""
-    return _java()
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java or not Path(java).exists():
-        raise StackError(f"`java` (17 or newer) is needed to run Kafka: {INSTALL_HINT}")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    major = int(found.group(1)) if found else 0
-    if major == 1 and found and found.group(2):  # "1.8.0_x" style
-        major = int(found.group(2))
-    if major < 17:
-        found_version = major or "of unknown version"
-        raise StackError(f"Kafka 4 needs Java 17+, but {java} is {found_version}: {INSTALL_HINT}")
-    return java
-
-
-def ensure_libs(cfg: StackConfig, log: Log) -> None:
-    """Fetch the broker jars into the cache with Maven, unless a complete fetch is there."""
-    if libs_ready(cfg):
-        return
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError(f"`mvn` is needed once to fetch the Kafka jars: {INSTALL_HINT}")
-    if not POM.exists():
-        raise StackError(f"{POM} is missing: this vote-ledger installation is incomplete; reinstall it")
-    _java()  # Maven needs it too; fail with the clearer message first
-    target = cfg.kafka_libs
-    staging = target.with_name("libs.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    cmd = [
-        mvn, "-B", "-q", "-f", str(POM),
-        f"-Dmaven.repo.local={cfg.m2}",
-        f"-Dkafka.version={cfg.kafka_version}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-    ]  # fmt: skip
-    # Offline first when the private Maven repo exists: after one fetch it holds
-    # everything, so a wiped libs folder is rebuilt without network.
-    attempts = [cmd[:1] + ["-o"] + cmd[1:], cmd] if cfg.m2.exists() else [cmd]
-    for attempt in attempts:
-        where = "offline" if "-o" in attempt else "from Maven Central"
-        log(f"fetching Kafka {cfg.kafka_version} jars with Maven ({where}) into {cfg.cache}")
-        run = subprocess.run(attempt, capture_output=True, text=True, cwd=KAFKA_DEPLOY)
-        if run.returncode == 0:
-            break
-    else:
-        output = (run.stdout + run.stderr)[-3000:]
-        raise StackError(f"Maven could not fetch Kafka {cfg.kafka_version}:\n{output}")
-    jars = sorted(p.name for p in staging.glob("*.jar"))
-    if not any(name.startswith("kafka_2.13-") for name in jars):
-        raise StackError(f"Maven finished but no kafka_2.13 jar landed in {staging}")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    marker = {"version": cfg.kafka_version, "pom_sha256": _pom_digest(cfg), "jars": jars}
-    (target.parent / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    log(f"cached {len(jars)} jars in {target}")
-
-
-def write_properties(cfg: StackConfig) -> Path:
-    """Fill deploy/local/kafka/server.properties.template into this stack's home (0600: the operator's password)."""
-    template = Template(PROPERTIES_TEMPLATE.read_text())
-    path = properties_file(cfg)
+def write_properties(
+    cfg: StackConfig,
+    node: int = 1,
+    *,
+    voters: str | None = None,
+    replication: int = 1,
+    min_isr: int = 1,
+    io_threads: int = 4,
+) -> Path:
+    """Fill deploy/local/kafka/server.properties.template for the node into this stack's home (0600: the
+    operator's password); the defaults are the single node's (a cluster passes its voters and replication)."""
+    client, controller = cfg.node_ports(node)
+    path = properties_file(cfg, node)
     operator = KAFKA_USERS["operator"]
     write_private(
         path,
-        template.substitute(
+        Template(PROPERTIES_TEMPLATE.read_text()).substitute(
+            node_id=node,
+            voters=voters or f"{node}@{LOOPBACK}:{controller}",
             host=LOOPBACK,
-            kafka_port=cfg.kafka_port,
-            controller_port=cfg.kafka_controller_port,
-            log_dirs=cfg.kafka_data,
+            kafka_port=client,
+            controller_port=controller,
+            log_dirs=cfg.node_data(node),
             operator=operator,
             operator_password=passwords(cfg)[operator],
+            replication=replication,
+            min_isr=min_isr,
+            io_threads=io_threads,
         ),
     )
     return path
 
 
-def jvm(cfg: StackConfig, java: str, *options: str) -> list[str]:
-    """The command line starting a JVM with the Kafka jars and our log4j2 configuration (class and args follow)."""
-    return _jvm(cfg, java, *options)
-
-
-def _jvm(cfg: StackConfig, java: str, *options: str) -> list[str]:
-    return [
-        java,
-        *options,
-        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
-        # log4j2's own shutdown hook races Kafka's and closes the appender mid-shutdown,
-        # losing the last lines; the File appender flushes every line, so skip the hook.
-        "-Dlog4j2.shutdownHookEnabled=false",
-        f"-Dkafka.logs.dir={cfg.logs_dir}",
-        "-cp",
-        f"{cfg.kafka_libs}/*",  # a JVM classpath wildcard, not a shell glob
-    ]
-
-
 def _format_storage(cfg: StackConfig, java: str, log: Log) -> None:
     set_aside_unauthenticated(cfg, log)
-    format_storage(cfg, java, log, 1, _random_cluster_id())
+    format_storage(cfg, java, log, 1, random_cluster_id())
 
 
 def format_storage(cfg: StackConfig, java: str, log: Log, node: int, cluster_id: str) -> None:
@@ -211,7 +117,7 @@ def format_storage(cfg: StackConfig, java: str, log: Log, node: int, cluster_id:
     # Quoted, so a home with spaces stays one argument; inside quotes the launcher unescapes backslashes.
     write_private(args, "".join('"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for w in words))
     try:
-        run = subprocess.run([*_jvm(cfg, java), f"@{args}"], capture_output=True, text=True, timeout=120)
+        run = subprocess.run([*jvm(cfg, java), f"@{args}"], capture_output=True, text=True, timeout=120)
     finally:
         args.unlink(missing_ok=True)
     if run.returncode != 0:
@@ -221,10 +127,6 @@ def format_storage(cfg: StackConfig, java: str, log: Log, node: int, cluster_id:
 
 def random_cluster_id() -> str:
     """A new KRaft cluster id."""
-    return _random_cluster_id()
-
-
-def _random_cluster_id() -> str:
     # Kafka's Uuid.toString: URL-safe base64 without padding; like Kafka, avoid a
     # leading "-" that a command line would take for an option.
     while True:
@@ -233,7 +135,8 @@ def _random_cluster_id() -> str:
             return text
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie does not; a broker started here is reaped)."""
     child = _children.get(pid)
     if child is not None:
         return child.poll() is None
@@ -242,11 +145,6 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def alive(pid: int) -> bool:
-    """Whether the process runs (a zombie does not; a broker started here is reaped)."""
-    return _alive(pid)
 
 
 def _is_our_broker(pid: int, cfg: StackConfig, node: int = 1) -> bool:
@@ -265,7 +163,7 @@ def running_pid(cfg: StackConfig, node: int = 1) -> int | None:
         pid = int(pid_file(cfg, node).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) and _is_our_broker(pid, cfg, node) else None
+    return pid if alive(pid) and _is_our_broker(pid, cfg, node) else None
 
 
 def check_ports(cfg: StackConfig, node: int = 1) -> None:
@@ -284,7 +182,7 @@ def check_tools(cfg: StackConfig, node: int = 1) -> None:
     """Fail, before anything starts, unless Java (and Maven, while the jars are not cached) are here."""
     if running_pid(cfg, node) is not None:
         return
-    _java()
+    java()
     if not libs_ready(cfg) and shutil.which("mvn") is None:
         raise StackError(f"`mvn` is needed once to fetch the Kafka jars: {INSTALL_HINT}")
 
@@ -294,12 +192,12 @@ def start(cfg: StackConfig, log: Log) -> None:
     if running_pid(cfg) is not None:
         return
     check_ports(cfg)
-    java = _java()
+    binary = java()
     ensure_libs(cfg, log)
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     write_properties(cfg)
-    _format_storage(cfg, java, log)
-    launch(cfg, log, 1, java, "-Xms256m", "-Xmx768m")
+    _format_storage(cfg, binary, log)
+    launch(cfg, log, 1, binary, "-Xms256m", "-Xmx768m")
 
 
 # Kafka keeps every segment and index of every partition open: the shared stack of a developer who runs the
@@ -329,7 +227,7 @@ def launch(cfg: StackConfig, log: Log, node: int, java: str, *heap: str) -> None
         "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
         "-Djava.awt.headless=true",
     )  # fmt: skip
-    cmd = _jvm(cfg, java, *jvm_options) + ["kafka.Kafka", str(properties_file(cfg, node))]
+    cmd = jvm(cfg, java, *jvm_options) + ["kafka.Kafka", str(properties_file(cfg, node))]
     log_file = cfg.node_log(node)
     log(f"starting Kafka {cfg.kafka_version} on {LOOPBACK}:{cfg.node_ports(node)[0]} (log: {log_file})")
     with open(log_file, "ab") as out:
@@ -417,13 +315,13 @@ def stop(cfg: StackConfig, log: Log, timeout: float = STOP_TIMEOUT_S, node: int 
         log(f"stopping Kafka (pid {pid})")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if alive(pid):
             log(f"Kafka ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
         _children.pop(pid, None)
     pid_file(cfg, node).unlink(missing_ok=True)

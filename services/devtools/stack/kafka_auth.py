@@ -144,7 +144,8 @@ def add_principal(cfg: StackConfig, user: str, role: str, log: Log) -> str:
             f"{user!r} is one of the stack's own principals (its password is in {kafka_passwords_file(cfg.home)})"
         )
     from services.adapters.kafka.acl import grant, principals
-    from services.devtools.stack.kafka import _java, _jvm, running_pid
+    from services.devtools.stack.kafka import running_pid
+    from services.devtools.stack.kafka_jars import java, jvm
 
     if running_pid(cfg) is None:
         raise StackError("the local stack's Kafka is not running: start it with `vote-ledger stack up`")
@@ -169,7 +170,7 @@ def add_principal(cfg: StackConfig, user: str, role: str, log: Log) -> str:
     # In a 0600 file rather than on the command line, where any local user could read it in /proc.
     write_private(scram, f"SCRAM-SHA-512=iterations=8192,password={password}\n")
     try:
-        cmd = _jvm(cfg, _java(), "-Xmx256m") + [
+        cmd = jvm(cfg, java(), "-Xmx256m") + [
             "kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap_of(cfg),
             "--command-config", str(client), "--alter", "--add-config-file", str(scram),
             "--entity-type", "users", "--entity-name", user,

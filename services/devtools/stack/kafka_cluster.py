@@ -15,16 +15,15 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from services.devtools.stack import kafka as _kafka
-from services.devtools.stack.common import DEPLOY_DIR, Log, StackConfig, StackError, run_sync
-from services.devtools.stack.kafka_auth import authenticated, passwords, write_private
-from services.local_stack import KAFKA_USERS, LOOPBACK, cluster_bootstrap
+from services.devtools.stack import kafka_jars as _jars
+from services.devtools.stack.common import Log, StackConfig, StackError, run_sync
+from services.devtools.stack.kafka_auth import authenticated
+from services.local_stack import LOOPBACK, cluster_bootstrap
 
 NODES = (1, 2, 3)
-TEMPLATE = DEPLOY_DIR / "kafka" / "cluster.properties.template"
 # Three JVMs share two cores with PostgreSQL and the services: 512 MB each (the single node's 768 MB is for
 # a broker holding every replica alone).
 HEAP = ("-Xms192m", "-Xmx512m")
@@ -52,25 +51,9 @@ def voters(cfg: StackConfig) -> str:
 
 
 def write_properties(cfg: StackConfig, node: int) -> Path:
-    """Fill cluster.properties.template for the node into the home (0600: the operator's password)."""
-    cfg = _replicated(cfg)
-    client, controller = node_ports(cfg, node)
-    operator = KAFKA_USERS["operator"]
-    path = cfg.node_properties(node)
-    write_private(
-        path,
-        Template(TEMPLATE.read_text()).substitute(
-            node_id=node,
-            voters=voters(cfg),
-            host=LOOPBACK,
-            kafka_port=client,
-            controller_port=controller,
-            log_dirs=cfg.node_data(node),
-            operator=operator,
-            operator_password=passwords(cfg)[operator],
-        ),
-    )
-    return path
+    """Fill the nodes' properties template for this node of the cluster into the home."""
+    # Three replicas, two in sync for a write; two I/O threads each: three JVMs share the 2 cores.
+    return _kafka.write_properties(_replicated(cfg), node, voters=voters(cfg), replication=3, min_isr=2, io_threads=2)
 
 
 def cluster_id(cfg: StackConfig) -> str:
@@ -103,8 +86,8 @@ def start_node(cfg: StackConfig, node: int, log: Log) -> None:
     if node_pid(cfg, node) is not None:
         return
     _kafka.check_ports(cfg, node)
-    java = _kafka.java()
-    _kafka.ensure_libs(cfg, log)
+    java = _jars.java()
+    _jars.ensure_libs(cfg, log)
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     write_properties(cfg, node)
     _kafka.format_storage(cfg, java, log, node, cluster_id(cfg))
