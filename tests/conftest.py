@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import uuid
 from urllib.parse import urlsplit
 
@@ -102,6 +103,10 @@ async def settings(logins, pg_dsn):
         pass
 
 
+# `vote-ledger` as a subprocess, from this checkout's interpreter (no console script needed on PATH).
+CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (bound to port 0, read, closed)."""
     with socket.socket() as sock:
@@ -131,3 +136,10 @@ async def bench_namespace(logins):
     cfg = scratch.scratch_settings(logins, logins.pg_dsn, "t")
     yield cfg
     await scratch.drop_topics(cfg)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop the test stacks (JVMs, PostgreSQL servers) an earlier, killed run left behind (tests/own_stack.py)."""
+    from tests.own_stack import reap
+
+    reap()

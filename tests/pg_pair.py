@@ -7,11 +7,8 @@ able to enter the home: hence /tmp and mode 0755, not pytest's 0700 tmp_path.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +16,10 @@ from pathlib import Path
 from services.devtools.stack import postgres_standby
 from services.devtools.stack.common import StackConfig
 from services.local_stack import Endpoints, served_endpoints
-from tests.conftest import free_port
+from tests.conftest import CLI, free_port
+from tests.own_stack import own_stack
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
 
 
 def free_port_pair() -> int:
@@ -46,18 +43,13 @@ def say(message: str) -> None:
 @contextmanager
 def running_pair(prefix: str = "vl-pair-") -> Iterator[StackConfig]:
     """Start a primary + synchronous hot standby in a fresh home; stop both and remove the home at the end."""
-    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    home.chmod(0o755)
     # Kafka's ports are never used (no broker starts); taken free so nothing points at a real one.
-    cfg = StackConfig(home, REPO / ".cache", free_port(), free_port(), free_port_pair())
-    try:
-        postgres_standby.up(cfg, say)
+    with own_stack(
+        prefix,
+        lambda home: StackConfig(home, REPO / ".cache", free_port(), free_port(), free_port_pair()),
+        lambda cfg: postgres_standby.up(cfg, say),
+    ) as (cfg, _):
         yield cfg
-    finally:
-        try:
-            postgres_standby.down(cfg, say)
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def primary_dsns(cfg: StackConfig) -> Endpoints:

@@ -20,7 +20,6 @@ import random
 import signal
 import statistics
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ import asyncpg
 from services.adapters.kafka.topics import producer
 from services.cli.supervise import _die_with as die_with  # the supervisor's PR_SET_PDEATHSIG, for our children
 from services.settings import Settings
-from tests.conftest import free_port, settings_env
+from tests.conftest import CLI, free_port, settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 MEETING_FILE = REPO / "deploy" / "meetings" / "cbak-2023-agm.toml"
@@ -42,7 +41,6 @@ RESULTS = REPO / "bench-results" / "faults"
 # restarts took 20-45 s at load ~20. 120 s is still a bound a stuck ingest cannot pass; lost and doubled stay 0.
 STALL_BOUND_S = 120.0
 SEED_VARIABLE = "VOTE_LEDGER_FAULT_SEED"
-CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
 
 
 def subprocess_env(settings: Settings) -> dict[str, str]:

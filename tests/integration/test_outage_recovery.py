@@ -14,11 +14,9 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,14 +25,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.devtools.stack import kafka, postgres, stack_down, stack_up
+from services.devtools.stack import kafka, postgres, stack_up
 from services.devtools.stack.common import StackConfig
 from services.settings import load
-from tests.conftest import free_port
+from tests.conftest import CLI, free_port
 from tests.faults.harness import load_meeting, progress, publish, settle, subprocess_env, workload
+from tests.own_stack import own_stack
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
 OUTAGE_S = 10.0
 RATE = 100  # submissions per second while the outage happens
 # Lines at WARNING or above (and traceback lines) a 10 s outage may write across the three processes: each
@@ -53,17 +51,12 @@ def say(line: str) -> None:
 @pytest.fixture(scope="module")
 def stack():
     """This module's own single-node stack; stopped (and its home removed) at the end, even on failure."""
-    home = Path(tempfile.mkdtemp(prefix="vl-recovery-", dir="/tmp"))
-    home.chmod(0o755)  # PostgreSQL runs as the postgres user when we are root
-    cfg = StackConfig(home, REPO / ".cache", free_port(), free_port(), free_port())
-    try:
-        endpoints = stack_up(cfg, say)
+    with own_stack(
+        "vl-recovery-",
+        lambda home: StackConfig(home, REPO / ".cache", free_port(), free_port(), free_port()),
+        lambda cfg: stack_up(cfg, say),
+    ) as (cfg, endpoints):
         yield cfg, endpoints
-    finally:
-        try:
-            stack_down(cfg, say)
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

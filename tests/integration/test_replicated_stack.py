@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,12 +20,11 @@ from services.devtools.stack import kafka_cluster, postgres_standby
 from services.devtools.stack.common import StackConfig
 from services.local_stack import record_ports
 from services.settings import load
-from tests.conftest import free_port
+from tests.conftest import CLI, free_port
 from tests.faults.test_broker_faults import free_bases
+from tests.own_stack import own_stack
 
 pytestmark = pytest.mark.integration
-
-CLI = [sys.executable, "-c", "import sys; from services.cli import main; sys.exit(main())"]
 
 
 def stack_env(home: Path, kafka: int, controller: int, pg: int) -> dict[str, str]:
@@ -68,21 +64,23 @@ def exported(stdout: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def replicated():
     """`stack up --replicated` in a home of its own on free ports; `stack down` at the end, even on failure."""
-    # Under /tmp and 0755, as tests/pg_pair.py: run as root, PostgreSQL runs as the postgres OS user, which
-    # must enter the home (pytest's tmp_path is 0700).
-    home = Path(tempfile.mkdtemp(prefix="vl-replicated-", dir="/tmp"))
-    home.chmod(0o755)
     kafka, controller = free_bases()
     pg = free_pg_ports()
-    env = stack_env(home, kafka, controller, pg)
-    cfg = StackConfig(home, load().cache, kafka, controller, pg, replicated=True)
-    try:
-        run = stack(env, "up", "--replicated")
+    envs = {}
+
+    def up(cfg: StackConfig) -> subprocess.CompletedProcess[str]:
+        envs["env"] = stack_env(cfg.home, kafka, controller, pg)
+        run = stack(envs["env"], "up", "--replicated")
         assert run.returncode == 0, run.stderr[-3000:]
-        yield env, cfg, run
-    finally:
-        stack(env, "down", timeout=180)
-        shutil.rmtree(home, ignore_errors=True)
+        return run
+
+    with own_stack(
+        "vl-replicated-",
+        lambda home: StackConfig(home, load().cache, kafka, controller, pg, replicated=True),
+        up,
+        stop=lambda cfg: stack(envs["env"], "down", timeout=180),  # as an operator stops it; then own_stack's
+    ) as (cfg, run):
+        yield envs["env"], cfg, run
 
 
 def test_the_replicated_stack_prints_three_brokers_and_the_topic_durability(replicated):
