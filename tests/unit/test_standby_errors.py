@@ -19,8 +19,10 @@ def test_a_serialization_failure_on_a_primary_is_not_mistaken_for_a_standby_conf
 
 
 def test_a_write_refused_by_a_read_only_server_names_the_primary_as_the_place_for_writers():
+    # Also the reader's read-only login on the primary: the same error, so both causes are named.
     line = unreachable(asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"))
     assert line == (
-        "PostgreSQL refused a write (cannot execute INSERT in a read-only transaction):"
-        " point this command's DSN at the primary, not a hot standby"
+        "PostgreSQL refused a write (cannot execute INSERT in a read-only transaction): this command's DSN points"
+        " at a hot standby, or logs in read-only (e.g. the reader's login); point it at the primary, with a login"
+        " that may write"
     )

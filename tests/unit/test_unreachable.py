@@ -60,14 +60,6 @@ def test_no_broker_names_the_bootstrap_address_and_how_to_get_one():
     assert 'eval "$(vote-ledger stack up)"' in line
 
 
-def test_a_refused_write_names_both_a_hot_standby_and_a_read_only_login():
-    # The reader's login on a primary is refused a write with the same error as any login on a standby.
-    line = postgres_unreachable(asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"))
-    assert line is not None and "\n" not in line
-    assert "a hot standby" in line and "read-only (e.g. the reader's login)" in line
-    assert "not a hot standby" not in line  # it may well be the primary
-
-
 def test_main_finds_the_failure_inside_task_groups_and_behind_other_errors(monkeypatch):
     monkeypatch.setenv("VOTE_LEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     grouped = ExceptionGroup("tasks", [ValueError("other"), KafkaConnectionError("Unable to bootstrap")])
