@@ -114,7 +114,7 @@ class ProjectedFeed:
                 problem = await self._session() or "connection lost"
             except Exception as exc:  # noqa: BLE001 - whatever broke the session, streams need it back
                 problem = f"{type(exc).__name__}: {exc}"
-                gone = outage.of(exc) is not None
+                gone = outage.of(exc, oserror=outage.POSTGRES) is not None  # PostgreSQL is all it touches
                 if (reason := failures.cannot_go_on(exc)) is not None:
                     failures.give_up(reason)  # no schema, a refused login: `services run api` exits with this line
             delay = self._backoff.failed()

@@ -53,7 +53,8 @@ def _outage_traceback_dropped(record: logging.LogRecord) -> bool:
     """
     if record.exc_info and record.name.startswith(_REPEATS_TOLD_ONCE) and not record.args:
         exc = record.exc_info[1]
-        if exc is not None and outage.of(exc) is not None:
+        # Any socket error too: in asyncpg's or aiokafka's own retry it is the library's server going away.
+        if exc is not None and (outage.of(exc) is not None or isinstance(exc, OSError)):
             record.msg, record.args = f"{record.msg} (%s)", (outage.describe(exc),)
             record.exc_info, record.exc_text = None, None
     return True

@@ -168,22 +168,32 @@ def _where(name: str) -> str:
     return ""
 
 
-def of(exc: BaseException) -> Dependency | None:
+def of(exc: BaseException, oserror: str | None = None) -> Dependency | None:
     """The dependency an error says is unreachable, or None when the error is not an outage.
 
-    Kafka's client errors are KafkaError; asyncpg's connection-level errors (and a refused or reset
-    socket, which asyncpg raises as OSError) are PostgreSQL's. A server's SQL error (a constraint, a
-    privilege) is not an outage: the caller handles it.
+    Kafka's client errors are KafkaError; asyncpg's connection-level errors are PostgreSQL's, and so is
+    an OSError or a timeout from opening a PostgreSQL connection (connect.py marks it with its target).
+    A server's SQL error (a constraint, a privilege) is not an outage: the caller handles it.
+
+    Any other OSError, TimeoutError included (an OSError since Python 3.11: asyncio's timeouts too), names
+    no dependency by itself: it is ``oserror``'s, the dependency the calling loop names because it is all
+    that loop touches (the projector's PostgreSQL), and not an outage (None) for a loop that touches both.
+    Taken for PostgreSQL's whatever the loop, a timeout of the answers relay's or the chain heads' Kafka
+    calls was logged "PostgreSQL unreachable".
     """
     import asyncpg
     from aiokafka.errors import KafkaError
 
     if isinstance(exc, KafkaError):
         return kafka()
-    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError)):
+    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)):
         return postgres()
     if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _OUTAGE_CLASSES:
         return postgres()
+    if isinstance(exc, OSError) and getattr(exc, "postgres_target", None) is not None:
+        return postgres()  # connect.py's _open/pool_as: a refused, reset or timed-out PostgreSQL connection
+    if isinstance(exc, OSError) and oserror is not None:
+        return postgres() if oserror == POSTGRES else kafka() if oserror == KAFKA else dependency(oserror)
     return None
 
 

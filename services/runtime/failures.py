@@ -148,18 +148,21 @@ async def given_up(stop: asyncio.Event) -> None:
         raise CannotGoOn(reasons[0])
 
 
-def report(exc: BaseException, by: str, log: logging.Logger, line: str) -> Dependency | None:
+def report(
+    exc: BaseException, by: str, log: logging.Logger, line: str, oserror: str | None = None
+) -> Dependency | None:
     """Say a retry loop's failure the way every loop does; return the dependency it lost, if any.
 
     Cannot go on: the process gives up (give_up). An outage: told to the process's dependency (one
     line when lost, a count a minute), ``line`` at DEBUG with the traceback. Anything else: ``line``
     at ERROR with the traceback (a bug's: it must be seen). The caller calls ``.ok()`` on the returned
-    dependency once an attempt succeeds, which says how long the outage lasted.
+    dependency once an attempt succeeds, which says how long the outage lasted. ``oserror``: which
+    dependency a bare OSError or timeout is (outage.of), named only by a loop that touches nothing else.
     """
     if (reason := cannot_go_on(exc)) is not None:
         give_up(reason)
         return None
-    dependency = outage.of(exc)
+    dependency = outage.of(exc, oserror)
     if dependency is not None:
         dependency.failed(exc, by)
         log.debug("%s", line, exc_info=exc)

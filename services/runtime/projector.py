@@ -28,7 +28,7 @@ from services.adapters.postgres.log import append as log_append
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log.refold import refold_meeting
 from services.adapters.postgres.tally_store import PROJECTION
-from services.observability import logs, metrics
+from services.observability import logs, metrics, outage
 from services.runtime import failures
 from services.runtime.retry import retry
 from services.settings import Settings
@@ -243,7 +243,9 @@ class Projector:
                 if (reason := failures.cannot_go_on(exc)) is not None:
                     raise failures.CannotGoOn(reason) from exc  # a revoked privilege, a dropped table: exit
                 # An outage is said once by the process's PostgreSQL dependency (retry() reports each attempt).
-                failures.report(exc, "the projector", log, f"projection batch failed ({exc}); reconnecting")
+                # PostgreSQL is all the projector touches: a bare OSError or timeout is its outage.
+                line = f"projection batch failed ({exc}); reconnecting"
+                failures.report(exc, "the projector", log, line, oserror=outage.POSTGRES)
                 await self._reconnect(stop)
                 continue
             if processed:
@@ -281,7 +283,8 @@ class Projector:
             await self.start()
 
         errors = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
-        await retry(attempt, log=log, what="the projector's reconnection", errors=errors, stop=stop, traceback=False)
+        what = "the projector's reconnection"
+        await retry(attempt, log=log, what=what, errors=errors, stop=stop, traceback=False, oserror=outage.POSTGRES)
 
 
 def _forget(projection: Projection, meeting_id: str) -> None:

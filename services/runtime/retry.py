@@ -46,6 +46,7 @@ async def retry(
     backoff: Backoff | None = None,
     stop: asyncio.Event | None = None,
     traceback: bool = True,
+    oserror: str | None = None,
 ) -> T | None:
     """Run ``attempt`` until it succeeds, waiting longer after each failure of type ``errors``.
 
@@ -54,7 +55,8 @@ async def retry(
     here at DEBUG only; any other failure is logged as "<what> (<error>); retrying in N s" (with its
     traceback unless told not to). A failure retrying cannot fix (a refused login, no schema) raises
     failures.CannotGoOn with its one line. Returns the attempt's result, or None once ``stop`` is set
-    (checked before each attempt). Any other exception, and cancellation, propagate at once.
+    (checked before each attempt). Any other exception, and cancellation, propagate at once. ``oserror``
+    names the dependency a bare OSError or timeout is (outage.of): only for an attempt that touches nothing else.
     """
     from services.observability import outage
     from services.runtime.failures import CannotGoOn, cannot_go_on
@@ -68,7 +70,7 @@ async def retry(
             if (reason := cannot_go_on(exc)) is not None:
                 raise CannotGoOn(reason) from exc
             delay = backoff.failed()
-            dependency = outage.of(exc)
+            dependency = outage.of(exc, oserror)
             if dependency is not None:
                 lost = dependency
                 dependency.failed(exc, what)

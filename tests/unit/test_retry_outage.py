@@ -62,6 +62,33 @@ def test_a_lost_dependency_is_said_once_counted_each_minute_and_said_back_with_i
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "INFO"]
 
 
+def test_a_timeout_or_socket_error_is_the_dependency_its_loop_names_never_postgresql_by_default():
+    # TimeoutError is an OSError since Python 3.11: a timeout of a loop that also talks to Kafka (the answers
+    # relay, the chain heads) was logged "PostgreSQL unreachable".
+    assert outage.of(TimeoutError()) is None
+    assert outage.of(ConnectionResetError(104, "reset by peer")) is None
+    assert outage.of(TimeoutError(), oserror=outage.KAFKA) is outage.kafka()
+    assert outage.of(ConnectionRefusedError(111, "refused"), oserror=outage.POSTGRES) is outage.postgres()
+    opening = TimeoutError()
+    opening.postgres_target = ("postgresql://db/v", "VOTE_LEDGER_PG_LEDGER_DSN")  # type: ignore[attr-defined]
+    assert outage.of(opening) is outage.postgres()  # opening a PostgreSQL connection timed out: whatever the loop
+
+
+async def test_a_timeout_in_a_loop_that_names_no_dependency_is_not_said_to_be_postgresql(caplog):
+    calls = []
+
+    async def times_out() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise TimeoutError()
+        return "up"
+
+    with caplog.at_level(logging.INFO):
+        assert await retry(times_out, log=log, what="the answers relay", backoff=Backoff(0.001)) == "up"
+    assert not [r for r in caplog.records if "PostgreSQL" in r.getMessage()]
+    assert not outage.postgres().down and outage.postgres().attempts == 0
+
+
 def test_an_answering_dependency_says_nothing():
     dep = outage.Dependency("Kafka")
     assert dep.ok() is None and dep.reason() == "" and not dep.down
@@ -69,7 +96,9 @@ def test_an_answering_dependency_says_nothing():
 
 def test_errors_are_told_to_the_dependency_they_say_is_gone():
     assert outage.of(kafka_errors.KafkaConnectionError("closed")).name == "Kafka"
-    assert outage.of(ConnectionRefusedError(111, "refused")).name == "PostgreSQL"
+    refused = ConnectionRefusedError(111, "refused")
+    refused.postgres_target = ("postgresql://db/v", None)  # type: ignore[attr-defined] - as connect.py marks it
+    assert outage.of(refused).name == "PostgreSQL"
     assert outage.of(asyncpg.CannotConnectNowError("the database system is shutting down")).name == "PostgreSQL"
     assert outage.of(asyncpg.InterfaceError("connection is closed")).name == "PostgreSQL"
     assert outage.of(asyncpg.UniqueViolationError("duplicate")) is None
@@ -87,7 +116,8 @@ async def test_a_retry_through_an_outage_says_it_once_and_says_when_it_is_back(c
         return "up"
 
     with caplog.at_level(logging.INFO):
-        result = await retry(flaky, log=log, what="the projector's reconnection", backoff=Backoff(0.001, 0.002))
+        what, backoff = "the projector's reconnection", Backoff(0.001, 0.002)
+        result = await retry(flaky, log=log, what=what, backoff=backoff, oserror=outage.POSTGRES)
     assert result == "up" and len(calls) == 6
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
     assert len(said) == 2

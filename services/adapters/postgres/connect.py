@@ -146,9 +146,24 @@ async def pool_as(cfg: Settings, role: str, size: int = 4) -> asyncpg.Pool:
         _refuse_superuser(conn, role, variable)
         await _assume(conn, role, variable)
 
+    async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        # The pool's later connections too (a refill after an outage): marked like _open's, so that
+        # outage.of tells their refused socket or timeout apart from any other OSError, as PostgreSQL's.
+        try:
+            return await asyncpg.connect(*args, **kwargs)
+        except UNREACHABLE as exc:
+            exc.postgres_target = (dsn, variable)  # type: ignore[union-attr]
+            raise
+
     try:
         return await asyncpg.create_pool(
-            dsn, min_size=1, max_size=size, init=init, server_settings=SERVER_SETTINGS, timeout=CONNECT_TIMEOUT_S
+            dsn,
+            min_size=1,
+            max_size=size,
+            init=init,
+            connect=connect,
+            server_settings=SERVER_SETTINGS,
+            timeout=CONNECT_TIMEOUT_S,
         )
     except UNREACHABLE as exc:
         exc.postgres_target = (dsn, variable)  # type: ignore[union-attr]
