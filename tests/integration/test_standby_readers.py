@@ -190,11 +190,22 @@ async def test_tally_watch_on_the_standby_refreshes_by_polling(scene):
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    # Read until two snapshots are complete (a third begun), not for a fixed time: on a loaded CI machine the
+    # CLI's start alone took more than the 4 s this once waited, and the test saw no output at all.
+    seen = ""
+    deadline = asyncio.get_running_loop().time() + 90
     try:
-        await asyncio.sleep(4.0)
+        while seen.count("}\n{") < 2 and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            chunk = await asyncio.wait_for(proc.stdout.read(65536), left)
+            if not chunk:
+                break
+            seen += chunk.decode()
+    except TimeoutError:
+        pass
     finally:
         proc.terminate()
-        out, err = (part.decode() for part in await proc.communicate())
+        rest, err = (part.decode() for part in await proc.communicate())
+    out = seen + rest
     snapshots = [json.loads(block) for block in out.replace("}\n{", "}\x00{").split("\x00") if block.strip()]
     assert len(snapshots) >= 2, (out[-300:], err)
     assert all(s["meeting_id"] == MEETING for s in snapshots)
