@@ -55,6 +55,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"rejected           {rejected}")
             reasons = ", ".join(f"{r}: {n:,}" for r, n in report["parked_reasons"].items())
             print(f"parked             {report['parked']:,}" + (f" ({reasons})" if reasons else ""))
+            if report.get("commits_wait"):
+                print(f"WAITING commits    {report['commits_wait']}")
             for p in report["stalled_partitions"]:
                 print(
                     f"STALLED partition  {p['partition']}: committed {p['committed']:,} of {p['end']:,},"

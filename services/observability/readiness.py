@@ -12,6 +12,7 @@ from services.adapters.postgres.log import reads as log_reads
 from services.observability import metrics, outage
 from services.settings import Settings
 
+SYNC_CHECK_AFTER_S = 2.0  # a record unconsumed this long: ask whether commits wait for the standby (ms when it is up)
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for Kafka or PostgreSQL: Kubernetes' default probe timeout is 1-10 s
 
 
@@ -102,13 +103,23 @@ async def ledger_ready(ledger, settings: Settings, backlog: Backlog) -> Ready:
         return Ready(False, outage.kafka().reason() or "Kafka unreachable")
     problem = await database_answers(ledger.pool)
     if problem:
-        return Ready(False, problem)
+        # Commits stuck waiting for the synchronous standby hold the pool's connections: say that, not "busy".
+        busy = problem.startswith("PostgreSQL pool busy")
+        return Ready(False, (busy and await standby.ledger_commits_wait(settings, PROBE_TIMEOUT)) or problem)
     offsets = metrics.consumer_offsets(consumer)
     lags = metrics.lag_of(offsets)
     metrics.record_consumer_lag(lags)
     behind = sum(lags.values())
     seconds = backlog.note(offsets)
     detail = {"partitions": len(lags), "lag_records": behind, "oldest_unconsumed_s": round(seconds, 1)}
+    busy = getattr(ledger, "_busy", None)  # held while a batch decides and commits
+    if seconds > SYNC_CHECK_AFTER_S or (busy is not None and busy.locked()):
+        # A consumed record may wait in a stuck COMMIT with no lag left to show it. Before this, the ledger
+        # said "28 records behind" 30 s after its commits began to wait for a stopped standby (1,000 were
+        # waiting), and nothing named the standby.
+        waiting = await standby.ledger_commits_wait(settings, PROBE_TIMEOUT)
+        if waiting:
+            return Ready(False, waiting, detail)
     if seconds > settings.ready_max_lag_s:
         return Ready(
             False,

@@ -77,6 +77,9 @@ async def status(conn: asyncpg.Connection, settings: Settings, with_registers: b
     db.update(await kafka_partitions(settings, db["stored_offsets"], db.pop("offsets_idle_s")))
     db["stored_offsets"] = {f"{t}/{p}": o for (t, p), o in sorted(db["stored_offsets"].items())}
     db["submissions_clock"] = await submissions_clock(settings)
+    # "" or the line naming the synchronous standby the primary's commits wait for: the cause behind a
+    # STALLED partition when the standby is down (before this, nothing named it and operators chased Kafka).
+    db["commits_wait"] = await standby.sync_standby_wait(conn)
     if with_registers:
         db["registers"] = await registers(conn)
     return db

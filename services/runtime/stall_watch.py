@@ -15,7 +15,8 @@ partition's consumer position then never moves past it, while its end moves on. 
    unreadable ones are parked as ``unreadable_record`` with whatever key and value could be read,
    in the same transaction as their offsets; then the ledger's consumer resumes after them. A
    stalled partition with nothing unreadable (PostgreSQL down, votes waiting for meeting
-   administration) is only reported.
+   administration) is only reported. A stalled partition whose commits wait for the synchronous
+   standby (it is down) is reported as such and not probed: its commits would wait too.
 
 The watch also alarms when a committed offset is below the partition's log start: records were
 deleted or expired in Kafka before the ledger logged them, and nothing can bring them back.
@@ -35,6 +36,7 @@ from aiokafka.errors import CorruptRecordException, NoOffsetForPartitionError, O
 
 from services.adapters.kafka import raw as kafka_raw
 from services.adapters.kafka.topics import client_options
+from services.adapters.postgres import standby
 from services.runtime import failures
 from services.runtime.ingest import Consumed
 from services.settings import Settings
@@ -42,6 +44,7 @@ from services.settings import Settings
 log = logging.getLogger("vote_ledger.stall_watch")
 
 UNREADABLE = "unreadable_record"
+SYNC_CHECK_TIMEOUT_S = 2.0  # asking PostgreSQL whether commits wait for the synchronous standby
 
 
 def is_parse_error(exc: BaseException) -> bool:
@@ -218,6 +221,22 @@ class StallWatch:
                 self._since[tp] = (position, now)
                 continue
             if now - since >= self.settings.stall_after_s:
+                waiting = await standby.ledger_commits_wait(self.settings, SYNC_CHECK_TIMEOUT_S)
+                if waiting:
+                    # Not a parsing problem: probing would only add a commit stuck like the ledger's (it
+                    # blocked the watch ~57 s, then said "none is unreadable"). Said once per stall check.
+                    log.error(
+                        "%s/%d stalled at offset %d for %.0f s with %d records waiting: %s",
+                        tp.topic,
+                        tp.partition,
+                        position,
+                        now - since,
+                        ends[tp] - position,
+                        waiting,
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": position},
+                    )
+                    self._since[tp] = (position, now)
+                    continue
                 log.error(
                     "%s/%d stalled at offset %d for %.0f s with %d records waiting; probing it",
                     tp.topic,
