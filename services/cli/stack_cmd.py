@@ -201,7 +201,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(_table(info))
     both = info["kafka"]["running"] and info["postgres"]["running"]
-    if "standby" in info:
+    if "standby" in info and "old_primary" not in info:  # a promoted home is its promoted server alone
         both = both and info["standby"]["running"]
     return 0 if both else EXIT_NOT_RUNNING
 
@@ -211,12 +211,19 @@ def _table(info: dict[str, Any]) -> str:
     rows = [header]
     services = [(f"kafka-{node['node']}", node) for node in info.get("kafka_nodes", [])] or [("kafka", info["kafka"])]
     services.append(("postgres", info["postgres"]))
-    if "standby" in info:
+    if "old_primary" in info:  # promoted: "postgres" is the promoted server, the old primary is listed apart
+        services.append(("pg-old-primary", info["old_primary"]))
+    elif "standby" in info:
         services.append(("pg-standby", info["standby"]))
     for name, svc in services:
         state = "running" if svc["running"] else "stopped"
+        details = [svc["role"]] if svc.get("role") == "primary (promoted)" else []
+        if svc.get("role") == "standby" and svc["running"]:
+            details.append(f"{svc.get('state') or 'not connected'}, sync_state {svc.get('sync_state') or '-'}")
         if svc.get("lag_bytes") is not None:
-            state += f" (replay lag {svc['lag_bytes']} bytes)"
+            details.append(f"replay lag {svc['lag_bytes']} bytes")
+        if details:
+            state += f" ({'; '.join(details)})"
         rows.append(
             (
                 name,

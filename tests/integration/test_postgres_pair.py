@@ -174,5 +174,16 @@ async def test_the_promoted_standby_has_every_committed_row_and_accepts_writes()
         finally:
             await conn.close()
         assert postgres_standby.status(cfg)["role"] == "primary (promoted)"
-        with pytest.raises(Exception, match="promoted"):
+        with pytest.raises(StackError, match="run `vote-ledger stack promote` to start the promoted server"):
             postgres_standby.up(cfg, say)
+        # `stack down`, then `stack promote` again: it starts the promoted server, the only good copy of the log.
+        postgres_standby.down(cfg, say)
+        assert postgres_standby.standby_pid(cfg) is None
+        postgres_standby.promote(cfg, say)
+        conn = await asyncpg.connect(new_admin)
+        try:
+            assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
+            assert await conn.fetchval("SELECT count(*) FROM acked") == 201
+        finally:
+            await conn.close()
+        assert postgres_standby.status(cfg)["running"] is True

@@ -89,6 +89,7 @@ def _up_replicated(cfg: StackConfig, log: Log) -> Endpoints:
     for warning in ephemeral_port_warnings(ports, ephemeral_range()):
         log(f"warning: {warning}")
     _cluster.check(cfg)
+    _standby.check_not_promoted(cfg)  # before any broker starts: a refusal leaves nothing running
     _pg.check_ports(cfg)
     _pg.check_tools(cfg, log)
     _record(cfg)
@@ -136,12 +137,23 @@ def stack_down(cfg: StackConfig | None = None, log: Log = say) -> None:
 
 
 def promote(cfg: StackConfig | None = None, log: Log = say) -> Endpoints:
-    """Promote the replicated stack's standby (the documented failover); return the endpoints served by it."""
+    """Promote the replicated stack's standby (the documented failover), or start a promoted home again; return
+    the endpoints served by it."""
     cfg = cfg or StackConfig.from_env()
     if not recorded_replicated(cfg.home):
         raise StackError(f"the stack of {cfg.home} has no standby: it was not started with `stack up --replicated`")
     cfg = replace(cfg, replicated=True)
+    restart = _standby.is_promoted(cfg)
+    if restart:
+        # A promoted home after `stack down`: `stack up --replicated` refuses it, so this starts all of it again
+        # (the brokers, then the promoted server), and the exports below point at it.
+        _cluster.check(cfg)
+        for node in _cluster.NODES:
+            _cluster.start_node(cfg, node, log)
     _standby.promote(cfg, log)
+    if restart:
+        for node in _cluster.NODES:
+            _cluster.wait_node_ready(cfg, node, log)
     found = _standby.standby_dsns(cfg)
     kafka = endpoints(cfg)
     return replace(
@@ -182,6 +194,16 @@ def stack_status(cfg: StackConfig | None = None) -> dict[str, Any]:
             "log_file": str(cfg.logs_dir / "kafka-{1,2,3}.log"),
         }
         info["standby"] = _standby.status(cfg)
+        if _standby.is_promoted(cfg):
+            # The promoted server is this home's primary: status names it so, with its DSN; the old primary
+            # stays listed apart (never to be started as a primary again, README "Failover").
+            info["old_primary"] = info["postgres"]
+            promoted = info["standby"]
+            info["postgres"] = {
+                **promoted,
+                "dsn": info["old_primary"]["dsn"].replace(f":{cfg.pg_port}/", f":{_standby.standby_port(cfg)}/"),
+                "passwords": info["old_primary"]["passwords"],
+            }
     return info
 
 

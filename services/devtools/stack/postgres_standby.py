@@ -80,17 +80,31 @@ def is_standby(cfg: StackConfig) -> bool:
     return (standby_data(cfg) / "standby.signal").exists()
 
 
+def is_promoted(cfg: StackConfig) -> bool:
+    """Whether the standby was made and then promoted: it is this home's primary now."""
+    return (standby_data(cfg) / "PG_VERSION").exists() and not is_standby(cfg)
+
+
+def check_not_promoted(cfg: StackConfig) -> None:
+    """Refuse `stack up --replicated` on a home whose standby was promoted, in one line saying what to run."""
+    if is_promoted(cfg):
+        # Starting afresh needs Kafka's data gone too: its topics would be logged anew by an empty database
+        # with other hashes, and `audit verify` would fail for good against the old heads on ledger.heads.
+        raise StackError(
+            f"the standby in {standby_data(cfg)} was promoted and is this home's primary now: run `vote-ledger"
+            f" stack promote` to start the promoted server and print its exports (or, to start afresh,"
+            f" `vote-ledger stack down` and remove {cfg.home}, Kafka's data too: its topics and ledger.heads"
+            " belong to the old log)"
+        )
+
+
 def up(cfg: StackConfig, log: Log) -> None:
     """Start the primary and the standby (a base backup first if there is none), wait until it streams
     synchronously."""
+    check_not_promoted(cfg)
     _pg.passwords(cfg, [_pg.REPLICATOR])
     data = standby_data(cfg)
     made = (data / "PG_VERSION").exists()
-    if made and not is_standby(cfg):
-        raise StackError(
-            f"the standby in {data} was promoted and is a primary now; point the services at it (`stack promote`"
-            f" prints how) or remove {data} and {cfg.pg_data} to start afresh"
-        )
     if standby_pid(cfg) is None and port_open(standby_port(cfg)):
         raise StackError(
             f"port {LOOPBACK}:{standby_port(cfg)} (the standby's: the primary's plus one) is taken by another"
@@ -155,6 +169,10 @@ def promote(cfg: StackConfig, log: Log) -> None:
             f"stop the primary first: it still runs (pid {primary}, {LOOPBACK}:{cfg.pg_port}); stop the services,"
             f" then `{pg_ctl} -D {cfg.pg_data} -m fast stop`, then promote"
         )
+    if standby_pid(cfg) is None and is_promoted(cfg):
+        # Promoted before and stopped since (`stack down`): promoting again means starting it, as the primary
+        # it is, so the documented command brings back the only good copy of the log.
+        _start_promoted(cfg, log)
     if standby_pid(cfg) is None:
         raise StackError(f"the standby ({standby_data(cfg)}) is not running; nothing to promote")
     if is_standby(cfg):
@@ -292,6 +310,16 @@ def _start_standby(cfg: StackConfig, log: Log) -> None:
     # No wait (-W): a standby started before its primary accepts no connection until it has replayed
     # to a consistent point; wait_streaming is the wait that matters.
     _bin.pg_ctl(cfg, data, standby_log(cfg), "-W", "start")
+
+
+def _start_promoted(cfg: StackConfig, log: Log) -> None:
+    data = standby_data(cfg)
+    _write(data / _pg.CONF_NAME, _pg.settings_text(standby_port(cfg)))
+    cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+    standby_log(cfg).touch()
+    _bin.give_to_db_user(standby_log(cfg))
+    log(f"starting the promoted server (this home's primary) on {LOOPBACK}:{standby_port(cfg)}")
+    _bin.pg_ctl(cfg, data, standby_log(cfg), "-w", "-t", "120", "start")
 
 
 def _stop(cfg: StackConfig, data: Path, mode: str, log: Log, what: str) -> None:
