@@ -98,7 +98,8 @@ def register(subparsers: Any) -> None:
             "Promote the hot standby of a stack started with --replicated to a primary (pg_ctl promote, waits "
             "until it leaves recovery) and print the export lines with every DSN on the standby's port. Stop "
             "the services first, eval the output, then start them again. Nothing committed is lost: replication "
-            "is synchronous."
+            "is synchronous. On a home promoted before and stopped since, it starts the brokers and the promoted "
+            "server and prints the same export lines."
         ),
     )
     promote.set_defaults(func=_promote)
