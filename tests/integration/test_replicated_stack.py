@@ -12,7 +12,9 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from services.adapters.kafka.topics import client_options, ensure_topics
@@ -226,9 +228,27 @@ def test_node_ports_step_by_ten_from_the_defaults():
     assert kafka_cluster.voters(cfg) == "1@127.0.0.1:19093,2@127.0.0.1:19103,3@127.0.0.1:19113"
 
 
-def test_stack_promote_makes_the_standby_a_primary_and_prints_every_dsn_on_it(replicated):
+def test_status_of_the_live_standby_shows_its_state_and_sync_state(replicated):
+    env, cfg, _ = replicated
+    postgres_standby.wait_streaming(cfg, print)
+    table = stack(env, "status").stdout
+    row = next(line for line in table.splitlines() if line.startswith("pg-standby"))
+    assert "running (streaming, sync_state sync" in row, table
+
+
+async def _rows(dsn: str, query: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
+
+
+async def test_stack_promote_makes_the_standby_a_primary_and_prints_every_dsn_on_it(replicated):
     # Last of the module: the promoted standby stays a primary until `stack down`.
     env, cfg, _ = replicated
+    primary = exported(replicated[2].stdout)["VOTE_LEDGER_PG_ADMIN_DSN"]
+    await _rows(primary, "CREATE TABLE promoted_log AS SELECT n FROM generate_series(1, 100) AS n")
     refused = stack(env, "promote", timeout=180)
     assert refused.returncode != 0 and "stop the primary first" in refused.stderr, refused.stderr[-2000:]
     postgres_standby.stop_primary(cfg, print, mode="fast")  # as the refusal says: the primary first
@@ -242,3 +262,32 @@ def test_stack_promote_makes_the_standby_a_primary_and_prints_every_dsn_on_it(re
     assert found["VOTE_LEDGER_TOPIC_REPLICATION"] == "3"
     info = json.loads(stack(env, "status", "--format", "json").stdout)
     assert info["standby"]["role"] == "primary (promoted)"
+    status = stack(env, "status")
+    assert status.returncode == 0, status.stdout  # the home is its brokers and the promoted server now
+    row = next(line for line in status.stdout.splitlines() if line.startswith("postgres "))
+    assert "running (primary (promoted))" in row and f"127.0.0.1:{cfg.pg_port + 1}" in row, status.stdout
+    assert f"@127.0.0.1:{cfg.pg_port + 1}/" in next(
+        line for line in status.stdout.splitlines() if line.startswith("postgres dsn")
+    )
+    assert info["postgres"]["running"] and not any(line.startswith("pg-standby") for line in status.stdout.splitlines())
+
+
+async def test_a_promoted_home_is_started_again_by_stack_promote_and_refused_by_stack_up(replicated):
+    env, cfg, _ = replicated
+    assert stack(env, "down", timeout=180).returncode == 0
+    refused = stack(env, "up", "--replicated", timeout=180)
+    assert refused.returncode != 0 and refused.stdout == "", refused.stderr[-2000:]
+    assert "run `vote-ledger stack promote` to start the promoted server" in refused.stderr
+    errors = [line for line in refused.stderr.strip().splitlines() if "warning:" not in line]  # ports' warnings
+    assert len(errors) == 1 and f"remove {cfg.home}" in errors[0], refused.stderr
+    # Refused before anything started: no broker left running.
+    assert [kafka_cluster.node_pid(cfg, node) for node in kafka_cluster.NODES] == [None, None, None]
+    run = stack(env, "promote", timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = exported(run.stdout)
+    dsns = [name for name in found if name.startswith("VOTE_LEDGER_PG_") and name.endswith("_DSN")]
+    assert dsns and all(f"127.0.0.1:{cfg.pg_port + 1}/" in found[name] for name in dsns), found
+    assert found["VOTE_LEDGER_KAFKA_BOOTSTRAP"] == kafka_cluster.bootstrap(cfg)
+    rows = await _rows(found["VOTE_LEDGER_PG_ADMIN_DSN"], "SELECT count(*), pg_is_in_recovery() FROM promoted_log")
+    assert tuple(rows[0]) == (100, False)
+    assert stack(env, "status").returncode == 0
