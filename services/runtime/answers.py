@@ -42,6 +42,7 @@ from services.observability import outage
 from services.runtime import answer_of, failures
 from services.runtime.answers_cursor import answered_through, cursor_header
 from services.runtime.retry import Backoff
+from services.runtime.tasks import cancel_and_wait
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.answers")
@@ -86,10 +87,7 @@ class AnswerRelay:
 
     async def stop(self) -> None:
         """Stop the task (an open transaction is aborted by the broker, or fenced by the next relay)."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await cancel_and_wait(self.task)
         await self._close()
 
     async def _run(self) -> None:
@@ -154,8 +152,11 @@ class AnswerRelay:
                 self._failure = None
             backoff.reset()
             if not sent:
+                # asyncio.timeout, not wait_for: 3.11's wait_for could swallow the stop's cancellation when a
+                # NOTIFY woke it at that moment (see services/runtime/tasks.py).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+                    async with asyncio.timeout(POLL_S):
+                        await self._wake.wait()
 
     async def _lock(self, conn: asyncpg.Connection) -> None:
         """Wait for the relay's lock (another ledger process may be relaying)."""

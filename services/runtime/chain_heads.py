@@ -46,6 +46,7 @@ from services.adapters.postgres.log import reads as log_reads
 from services.observability import outage
 from services.runtime import failures
 from services.runtime.retry import Backoff
+from services.runtime.tasks import cancel_and_wait
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.heads")
@@ -85,9 +86,7 @@ class HeadPublisher:
     async def stop(self) -> None:
         """Stop the task and publish what moved since the last time (bounded by STOP_TIMEOUT)."""
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await cancel_and_wait(self.task)
         try:
             await asyncio.wait_for(self._connect_and_publish(), STOP_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - stopping must not fail on the anchor

@@ -30,6 +30,7 @@ from services.runtime.ledger_consumer import (
 )
 from services.runtime.retry import Backoff
 from services.runtime.stall_watch import StallWatch
+from services.runtime.tasks import cancel_and_wait
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.ledger")
@@ -201,9 +202,7 @@ class KafkaWatch:
 
     async def stop(self) -> None:
         """Stop watching."""
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        await cancel_and_wait(self.task)
 
     async def _run(self) -> None:
         kafka = outage.kafka()

@@ -39,6 +39,7 @@ from services.adapters.kafka.topics import client_options
 from services.adapters.postgres import standby
 from services.runtime import failures
 from services.runtime.ingest import Consumed
+from services.runtime.tasks import cancel_and_wait
 from services.settings import Settings
 
 log = logging.getLogger("vote_ledger.stall_watch")
@@ -143,8 +144,7 @@ class StallWatch:
     async def stop(self) -> None:
         """Stop watching."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         if self._probe is not None:
             await self._probe.stop()
 
