@@ -64,3 +64,49 @@ def db_migrate(owner_dsn: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "VOTE_LEDGER_PG_DSN": owner_dsn, "HOME": str(Path.home())}
     run = subprocess.run([*CLI, "db", "migrate"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"db migrate failed:\n{run.stdout}\n{run.stderr}"
+
+
+def on_pair(settings, endpoints: Endpoints, database: str, **update):
+    """The settings (Kafka, topics, ports) with every PostgreSQL DSN on these endpoints' server and database."""
+    from services.adapters.postgres.connect import on_database
+    from services.adapters.postgres.migrate import dsn_for
+
+    moved = settings.model_copy(
+        update={
+            "pg_dsn": endpoints.pg_dsn,
+            "pg_ledger_dsn": endpoints.pg_ledger_dsn,
+            "pg_projector_dsn": endpoints.pg_projector_dsn,
+            "pg_reader_dsn": endpoints.pg_reader_dsn,
+            "pg_admin_dsn": dsn_for(endpoints.pg_admin_dsn, database),
+            **update,
+        }
+    )
+    return on_database(moved, database)
+
+
+async def own_database(settings, pair: StackConfig, prefix: str, **update):
+    """Settings on a fresh database of the pair's primary: owned by the owner login, hardened, `db migrate`d."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    from services.adapters.postgres.logins import harden_database
+    from services.adapters.postgres.migrate import dsn_for
+    from services.local_stack import LOGIN_PREFIX
+
+    server = primary_dsns(pair)
+    database = f"{prefix}{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server.pg_admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}" OWNER "{LOGIN_PREFIX}owner"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(dsn_for(server.pg_admin_dsn, database))
+    try:
+        await harden_database(conn)  # as `stack up` does for its database
+    finally:
+        await conn.close()
+    cfg = on_pair(settings, server, database, **update)
+    await asyncio.to_thread(db_migrate, cfg.pg_dsn)
+    return cfg

@@ -19,16 +19,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 
 import asyncpg
 import pytest
 
-from services.adapters.postgres.connect import on_database
-from services.adapters.postgres.logins import harden_database
-from services.adapters.postgres.migrate import dsn_for
 from services.devtools.stack import postgres_standby
-from services.local_stack import LOGIN_PREFIX, Endpoints
 from tests.faults.harness import (
     STALL_BOUND_S,
     fault_seed,
@@ -42,7 +37,7 @@ from tests.faults.harness import (
     wait_caught_up,
     workload,
 )
-from tests.pg_pair import db_migrate, primary_dsns, running_pair, say
+from tests.pg_pair import on_pair, own_database, running_pair, say
 
 pytestmark = pytest.mark.faults
 
@@ -65,38 +60,10 @@ def pair():
         yield cfg
 
 
-def on_pair(settings, endpoints: Endpoints, database: str):
-    """The settings (Kafka, topics, ports) with every PostgreSQL DSN on these endpoints' server and database."""
-    moved = settings.model_copy(
-        update={
-            "pg_dsn": endpoints.pg_dsn,
-            "pg_ledger_dsn": endpoints.pg_ledger_dsn,
-            "pg_projector_dsn": endpoints.pg_projector_dsn,
-            "pg_reader_dsn": endpoints.pg_reader_dsn,
-            "pg_admin_dsn": dsn_for(endpoints.pg_admin_dsn, database),
-        }
-    )
-    return on_database(moved, database)
-
-
 @pytest.fixture
 async def pair_settings(settings, pair):
     """A database of this case's own on the pair (owned by the owner login, hardened, `db migrate`d as the owner)."""
-    server = primary_dsns(pair)
-    database = f"f_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server.pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}" OWNER "{LOGIN_PREFIX}owner"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(dsn_for(server.pg_admin_dsn, database))
-    try:
-        await harden_database(conn)  # as `stack up` does for its database
-    finally:
-        await conn.close()
-    cfg = on_pair(settings, server, database)
-    await asyncio.to_thread(db_migrate, cfg.pg_dsn)
-    return cfg
+    return await own_database(settings, pair, "f_")
 
 
 @pytest.fixture

@@ -10,21 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-
-import asyncpg
 
 from services.adapters.kafka.topics import producer, publish
-from services.adapters.postgres.connect import READER_ROLE, connect_as, on_database
-from services.adapters.postgres.logins import harden_database
-from services.adapters.postgres.migrate import dsn_for
+from services.adapters.postgres.connect import READER_ROLE, connect_as
 from services.devtools.stack import postgres_standby
-from services.local_stack import LOGIN_PREFIX
 from services.observability.readiness import ledger_ready
 from services.read.status import status
 from tests.factories import register_event, small_meeting
 from tests.integration.helpers import running_ledger, wait_for
-from tests.pg_pair import db_migrate, primary_dsns, running_pair, say
+from tests.pg_pair import own_database, running_pair, say
 
 HEAD = "SELECT coalesce(max(position), 0) FROM ledger_log"
 SAID = "commits wait for the synchronous standby (synchronous_standby_names = '"
@@ -32,32 +26,7 @@ SAID = "commits wait for the synchronous standby (synchronous_standby_names = '"
 
 async def on_own_database(settings, pair):
     """Settings on a fresh, migrated database of the pair's primary; quick stall checks."""
-    server = primary_dsns(pair)
-    database = f"s_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server.pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}" OWNER "{LOGIN_PREFIX}owner"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(dsn_for(server.pg_admin_dsn, database))
-    try:
-        await harden_database(conn)
-    finally:
-        await conn.close()
-    moved = settings.model_copy(
-        update={
-            "pg_dsn": server.pg_dsn,
-            "pg_ledger_dsn": server.pg_ledger_dsn,
-            "pg_projector_dsn": server.pg_projector_dsn,
-            "pg_reader_dsn": server.pg_reader_dsn,
-            "pg_admin_dsn": dsn_for(server.pg_admin_dsn, database),
-            "stall_check_s": 0.5,
-            "stall_after_s": 2.0,
-        }
-    )
-    cfg = on_database(moved, database)
-    await asyncio.to_thread(db_migrate, cfg.pg_dsn)
-    return cfg
+    return await own_database(settings, pair, "s_", stall_check_s=0.5, stall_after_s=2.0)
 
 
 async def until(what, check, timeout: float = 20.0):
