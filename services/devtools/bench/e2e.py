@@ -136,6 +136,8 @@ async def latency(
         "p99_ms": _ms(delays, 0.99),
         "max_ms": round(delays[-1] * 1000, 1),
         "observed": len(delays),
+        # The distribution for the latency chart: [percentile, ms] at p1..p99, p99.9 and the max (100).
+        "delays_ms": [[q, _ms(delays, q / 100)] for q in (*range(1, 100), 99.9)] + [[100, round(delays[-1] * 1000, 1)]],
     }
 
 
