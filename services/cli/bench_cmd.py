@@ -53,6 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--latency-seconds", type=positive_number(), default=30.0, help="how long to offer them (default 30)"
     )
+    b.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="run only the scale curve, at every --scale size (e.g. 10000,100000,1000000,10000000), the workload"
+        " streamed; writes scale.json and merges its points into results.json/.md (and --readme) if there",
+    )
     b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
     b.add_argument(
         "--no-unsigned",
@@ -90,7 +96,7 @@ def _bench(args: argparse.Namespace) -> int:
     kafka_bootstrap(cfg)
     try:
         from services.devtools.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
-        from services.devtools.bench.run import Plan  # noqa: PLC0415
+        from services.devtools.bench.run import Plan, merge_scale, scale_only  # noqa: PLC0415
         from services.devtools.bench.run import run as run_bench
     except ImportError as exc:
         raise UserError(f"{exc.name} is missing: install the bench extras ({BENCH_EXTRAS})") from None
@@ -113,10 +119,20 @@ def _bench(args: argparse.Namespace) -> int:
 
         # Given only a superuser DSN, the services under measurement get logins for this run.
         async with service_logins(cfg, f"vl_bench{uuid.uuid4().hex[:6]}_") as run_cfg:
-            with progress_bar("bench", unit="phases", quiet=args.quiet) as on_progress:
-                results = await run_bench(
+            with progress_bar("bench", unit="sizes" if args.scale_only else "phases", quiet=args.quiet) as on_progress:
+                measure = scale_only if args.scale_only else run_bench
+                results = await measure(
                     run_cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True), on_progress
                 )
+        if args.scale_only:
+            (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+            main_run = args.out / "results.json"
+            if not main_run.exists():  # nothing to merge into: the curve alone
+                print(json.dumps(results["scale"], indent=2))
+                return 0
+            results = merge_scale(json.loads(main_run.read_text()), results)
+        elif (args.out / "scale.json").exists():  # e.g. the 10M point of `make bench-scale`: kept in the table
+            results = merge_scale(results, json.loads((args.out / "scale.json").read_text()), replace=False)
         table = markdown(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "results.md").write_text(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.tally_store import PROJECTION
 from services.devtools.bench.processes import Sampler, machine_processes, running
 from services.devtools.bench.scratch import publish_workload
+from services.devtools.bench.stream import StreamedWorkload, publish_stream
 from services.devtools.bench.workload import Workload
 from services.settings import Settings
 
@@ -32,20 +34,31 @@ async def _checkpoint(conn: asyncpg.Connection) -> int:
     return await tally_store.checkpoint(conn, PROJECTION)
 
 
-async def ingest(settings: Settings, workload: Workload, log_dir: Path) -> dict[str, Any]:
-    """Publish the workload, then run the ledger and the projector until both have all of it.
+async def ingest(
+    settings: Settings,
+    workload: Workload | StreamedWorkload,
+    log_dir: Path,
+    ledgers: int = 1,
+    watch: Callable[[asyncio.Event], Awaitable[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """Publish the workload, then run the ledger(s) and the projector until both have all of it.
 
     The backlog is published first so the ledger runs flat out; the rate is taken between the
     first and the last committed batch (steady state). ``tally_wall_submissions_per_s`` counts
-    from process start until the tally is up to date: the figure to set beside a peer's.
+    from process start until the tally is up to date: the figure to set beside a peer's. The
+    submissions are published as a stream (a chunk at a time), so a streamed workload of any size
+    fits in memory. ``watch(stop)``, if given, runs while the ledgers ingest until ``stop`` is set; its
+    result is under "watch".
     """
-    started = time.perf_counter()
-    await publish_workload(settings, workload.admin_payloads, workload.submission_payloads)
-    publish_seconds = time.perf_counter() - started
-    messages = len(workload.admin_payloads) + len(workload.submission_payloads)
+    published = await publish_stream(settings, workload.admin_payloads, workload.payloads())
+    publish_seconds = published["seconds"]
+    messages = len(workload.admin_payloads) + published["submissions"]
+    names = ["ledger", *(f"ledger{n}" for n in range(2, ledgers + 1)), "projector"]
     conn = await asyncpg.connect(settings.pg_dsn)
     try:
-        with running(settings, "ledger", "projector", log_dir=log_dir) as procs:
+        with running(settings, *names, log_dir=log_dir) as procs:
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(watch(stop)) if watch is not None else None
             sampler = Sampler(machine_processes(procs))
             sampler.start()
             spawned = time.perf_counter()
@@ -65,14 +78,17 @@ async def ingest(settings: Settings, workload: Workload, log_dir: Path) -> dict[
                 projected = time.perf_counter()
             finally:
                 usage = await sampler.stop()
+                stop.set()
+                watched = (await asyncio.gather(watcher, return_exceptions=True))[0] if watcher is not None else None
         rows = await log_bench.row_count(conn)
         decisions = await log_bench.decisions(conn)
     finally:
         await conn.close()
     first_at, first_done = first or (spawned, 0)
     steady = max(last - first_at, 1e-9)
-    submissions = len(workload.submission_payloads)
+    submissions = published["submissions"]
     measured = max(1, messages - first_done)  # what was processed after the CPU count restarted
+    extra = {} if watcher is None else {"watch": watched if isinstance(watched, dict) else {"error": repr(watched)}}
     return {
         "submissions": submissions,
         "log_rows": rows,
@@ -89,6 +105,7 @@ async def ingest(settings: Settings, workload: Workload, log_dir: Path) -> dict[
         "cpu_us_per_submission": {k: round(v / measured * 1e6, 1) for k, v in usage.cpu_seconds.items()},
         "peak_rss_mib": usage.peak_rss_mib,
         "measured_seconds": round(usage.wall_seconds, 2),
+        **extra,
     }
 
 

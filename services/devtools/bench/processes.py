@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,14 +48,20 @@ def cli(*args: str) -> list[str]:
 
 @contextmanager
 def running(settings: Settings, *which: str, log_dir: Path) -> Iterator[dict[str, subprocess.Popen]]:
-    """Run `vote-ledger services run <which>` processes; SIGTERM them on the way out."""
+    """Run `vote-ledger services run <which>` processes; SIGTERM them on the way out.
+
+    A name with a number ("ledger2") is one more process of that service, with its own log.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name in which:
             with open(log_dir / f"{name}.log", "ab") as out:
                 procs[name] = subprocess.Popen(
-                    cli("services", "run", name), env=service_env(settings), stdout=out, stderr=subprocess.STDOUT
+                    cli("services", "run", name.rstrip("0123456789")),
+                    env=_env(settings, name),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
         yield procs
     finally:
@@ -67,6 +74,22 @@ def running(settings: Settings, *which: str, log_dir: Path) -> Iterator[dict[str
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _env(settings: Settings, name: str) -> dict[str, str]:
+    """The service's environment; one more process of a service gets metrics ports of its own (both would bind)."""
+    env = service_env(settings)
+    if name != name.rstrip("0123456789"):
+        env["VOTE_LEDGER_LEDGER_METRICS_PORT"] = str(free_port())
+        env["VOTE_LEDGER_PROJECTOR_METRICS_PORT"] = str(free_port())
+    return env
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (bound to port 0, read, closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def machine_processes(services: dict[str, subprocess.Popen]) -> dict[str, Callable[[], list[psutil.Process]]]:

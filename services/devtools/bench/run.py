@@ -6,6 +6,7 @@ import datetime as dt
 import gc
 import os
 import platform
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ import psutil
 from services.adapters.postgres.log import bench as log_bench
 from services.devtools.bench import api, e2e, limits, peer_eventsourcing, peer_naive, replay, verify_cost
 from services.devtools.bench.scratch import publish_workload, scratch_namespace
+from services.devtools.bench.stream import stream
 from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
 from services.settings import Settings
 
@@ -143,16 +145,60 @@ async def run(
     return results
 
 
+async def scale_only(
+    settings: Settings, plan: Plan, say: Callable[[str], None], on_progress: Callable[[int, int | None], None] | None
+) -> dict[str, Any]:
+    """Only the scale curve, at every size of ``plan.scale`` (the main run's measurements skipped): scale.json."""
+    started = time.perf_counter()
+    sizes = sorted(set(plan.scale))
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": await machine(settings),
+        "plan": _plain(asdict(plan)),
+        "scale": [],
+    }
+    for done, size in enumerate(sizes):
+        if on_progress is not None:
+            on_progress(done, len(sizes))
+        say(f"scale: {size:,} submissions, generated and published as a stream")
+        results["scale"].append(await scale_point(settings, plan, size))
+        say(f"  {size:,}: {results['scale'][-1]['ingest_per_s']:,}/s, {results['scale'][-1]['seconds']:,} s in all")
+    results["seconds"] = round(time.perf_counter() - started)
+    if on_progress is not None:
+        on_progress(len(sizes), len(sizes))
+    return results
+
+
+def merge_scale(results: dict[str, Any], scale_run: dict[str, Any], *, replace: bool = True) -> dict[str, Any]:
+    """A main run's results with a scale-only run's points added, each marked with its run's date.
+
+    A size measured by both: the scale-only one if ``replace`` (it was just run), else the main run's.
+    """
+    ours = {p["submissions"]: p for p in results.get("scale", [])}
+    theirs = {p["submissions"]: {**p, "run": scale_run["date"]} for p in scale_run["scale"]}
+    points = {**ours, **theirs} if replace else {**theirs, **ours}
+    return {**results, "scale": sorted(points.values(), key=lambda p: p["submissions"])}
+
+
 async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, Any]:
-    """Ingest (with the projector), replay and rebuild at one size: wall time and peak memory."""
-    workload = build(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
-    gc.freeze()
+    """Ingest (with the projector), replay and rebuild at one size: wall time, CPU per submission, peak memory.
+
+    The workload is streamed (generated and signed while it is published, a chunk at a time), so this
+    process stays small whatever the size; the scratch topics and database are dropped after the point
+    (10M submissions are ~14 GB in Kafka and more in PostgreSQL).
+    """
+    started = time.perf_counter()
+    workload = stream(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
     async with scratch_namespace(settings, f"scale{size}") as cfg:
         ingested = await e2e.ingest(cfg, workload, plan.log_dir)
         await vacuum_log(cfg.pg_dsn)
         replayed = await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir)
         rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
-    return _scale_point(size, ingested, replayed, rebuilt)
+    point = _scale_point(size, ingested, replayed, rebuilt)
+    # This process's peak RSS so far (it only grows): bounded by the chunk, not by the size, if streaming works.
+    point["bench_max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    point["seconds"] = round(time.perf_counter() - started)
+    return point
 
 
 def _scale_point(
@@ -160,8 +206,10 @@ def _scale_point(
 ) -> dict[str, Any]:
     return {
         "submissions": size,
+        "publish_seconds": ingested["publish_seconds"],
         "ingest_wall_seconds": ingested["wall_seconds"],
         "ingest_per_s": ingested["submissions_per_s"],
+        "cpu_us_per_submission": ingested["cpu_us_per_submission"],
         "ledger_peak_rss_mib": ingested["peak_rss_mib"].get("ledger"),
         "projector_peak_rss_mib": ingested["peak_rss_mib"].get("projector"),
         "replay_seconds": replayed["seconds"],

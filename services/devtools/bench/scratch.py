@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.adapters.kafka.topics import client_options, ensure_topics, producer, publish_raw
 from services.adapters.postgres.connect import on_database
 from services.adapters.postgres.migrate import temporary_database
+from services.devtools.bench.processes import free_port
 from services.settings import LOGIN_FIELDS, Settings
 
 
@@ -49,13 +49,6 @@ def as_operator(settings: Settings) -> dict:
     """
     operator = settings.kafka_operator_login
     return dict.fromkeys(LOGIN_FIELDS, operator) if operator is not None else {}
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (bound to port 0, read, closed)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def publish_workload(

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from deploy import meeting_file
-from events import AnyEvent, MeetingScheduled, VoteCast, encode, tag_of
+from events import AnyEvent, MeetingScheduled, Position, VoteCast, encode, tag_of
 from services.adapters.kafka.topics import key_for
 from services.devtools.demo.channels import Signer, key_events
 from services.devtools.demo.register import build_register, register_events
-from services.devtools.demo.spec import load_spec
+from services.devtools.demo.spec import SimulationSpec, load_spec
 from services.devtools.demo.traffic import generate
 from services.registers.meeting_file import declare_register
 
@@ -45,6 +46,15 @@ class Workload:
     def meeting_id(self) -> str:
         """The meeting's id."""
         return self.meeting.meeting_id
+
+    @property
+    def size(self) -> int:
+        """How many submissions (as a streamed workload says it)."""
+        return len(self.submission_payloads)
+
+    def payloads(self) -> Iterator[tuple[bytes, bytes]]:
+        """The submissions' exact (key, value) bytes, in publishing order (as a streamed workload gives them)."""
+        return iter(self.submission_payloads)
 
     def prefix(self, submissions: int) -> Workload:
         """The same meeting with only the first N submissions (for a peer too slow for all of them)."""
@@ -97,6 +107,35 @@ class Workload:
         return dict(sorted(counts.items()))
 
 
+@dataclass
+class Admin:
+    """A benchmark meeting before any traffic: its admin events, register, simulation spec and channels' keys."""
+
+    meeting: MeetingScheduled
+    events: list[AnyEvent]
+    register: list[Position]
+    sim: SimulationSpec
+    signer: Signer
+
+
+def admin_of(meeting_file: Path, positions: int, meeting_id: str | None = None) -> Admin:
+    """The reference meeting requiring signatures, with a register of ``positions`` control numbers.
+
+    ``meeting_id`` renames it (distinct meetings for the many-meetings measurement): every event id
+    derived from the meeting (register chunks, channel keys) then differs too.
+    """
+    meeting, register_spec, sim = load_spec(meeting_file)
+    meeting = msgspec.structs.replace(meeting, signatures_required=True)
+    if meeting_id is not None:
+        meeting = msgspec.structs.replace(meeting, meeting_id=meeting_id)
+    register_spec = msgspec.structs.replace(register_spec, positions=positions)
+    register, entitlements = build_register(meeting, register_spec)
+    chunks = register_events(meeting, register, entitlements)
+    meeting = declare_register(meeting, chunks)  # this register's totals, not the file's 20,000 positions
+    events = [meeting, *chunks, *key_events(meeting, register_spec, sim)]
+    return Admin(meeting, events, register, sim, Signer(meeting, register_spec, sim))
+
+
 def build(
     submissions: int,
     *,
@@ -113,25 +152,19 @@ def build(
     before the traffic, and each channel signs its share of ``window`` consecutive submissions as one
     batch (projections.signing.sign_batch through the channel client). Signing is the channels' cost:
     it happens here, before anything is timed. ``submissions`` holds the events with their namespaced
-    ids but without ``auth`` (what the tally needs); the published payloads carry it.
+    ids but without ``auth`` (what the tally needs); the published payloads carry it. The scale curve
+    streams the same bytes instead (stream.stream): this holds them all (about 1.5 GB at 1M).
     """
-    meeting, register_spec, sim = load_spec(meeting_file)
-    meeting = msgspec.structs.replace(meeting, signatures_required=True)
-    register_spec = msgspec.structs.replace(register_spec, positions=positions)
-    register, entitlements = build_register(meeting, register_spec)
-    chunks = register_events(meeting, register, entitlements)
-    meeting = declare_register(meeting, chunks)  # this register's totals, not the file's 20,000 positions
-    admin = [meeting, *chunks, *key_events(meeting, register_spec, sim)]
-    generated = list(generate(meeting, register, sim, count=submissions, seed=seed))
-    signer = Signer(meeting, register_spec, sim)
-    signed = list(signer.signed(generated, window))  # in input order
+    admin = admin_of(meeting_file, positions)
+    generated = list(generate(admin.meeting, admin.register, admin.sim, count=submissions, seed=seed))
+    signed = list(admin.signer.signed(generated, window))  # in input order
     subs = [msgspec.structs.replace(e, event_id=s.event_id) for e, s in zip(generated, signed, strict=True)]
     return Workload(
-        meeting=meeting,
-        admin=admin,
+        meeting=admin.meeting,
+        admin=admin.events,
         submissions=subs,
-        positions=len(register),
-        admin_payloads=[(key_for(e), encode(e)) for e in admin],
+        positions=len(admin.register),
+        admin_payloads=[(key_for(e), encode(e)) for e in admin.events],
         submission_payloads=[(s.key, s.payload) for s in signed],
-        signer=signer,
+        signer=admin.signer,
     )
