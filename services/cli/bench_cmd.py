@@ -95,6 +95,7 @@ def _bench(args: argparse.Namespace) -> int:
     pg_dsn(cfg)
     kafka_bootstrap(cfg)
     try:
+        from services.devtools.bench import charts  # noqa: PLC0415 - needs the bench extras (matplotlib)
         from services.devtools.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
         from services.devtools.bench.run import Plan, merge_scale, scale_only  # noqa: PLC0415
         from services.devtools.bench.run import run as run_bench
@@ -136,8 +137,10 @@ def _bench(args: argparse.Namespace) -> int:
         table = markdown(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "results.md").write_text(table)
+        charts.write(results, args.out)  # throughput.svg, scale.svg, latency.svg next to results.json
         if args.readme:
             _update_readme(args.readme, table)
+            charts.embed(args.readme, args.out)  # the README's chart block, if it has one
         print(table)
         return 0
 
