@@ -1,6 +1,7 @@
 """The ledger's vocabulary: wire events (past-tense facts) and their single JSON codec."""
 
 from events.codec import UPCASTERS, MalformedMessage, decode, decode_logged, encode, text_of
+from events.compact import COMPACT_FORMAT, compact_holds, decode_compact, encode_compact, logged_event
 from events.schema import (
     ADMIN_EVENTS,
     ADMIN_TAGS,
@@ -41,6 +42,7 @@ from events.schema import (
 
 __all__ = [
     "ADMIN_EVENTS",
+    "COMPACT_FORMAT",
     "ADMIN_TAGS",
     "EVENT_TYPES",
     "JUDGE_TAGS",
@@ -76,9 +78,13 @@ __all__ = [
     "VoteRefused",
     "VoteReinstated",
     "VoteRevoked",
+    "compact_holds",
     "decode",
+    "decode_compact",
     "decode_logged",
     "encode",
+    "encode_compact",
+    "logged_event",
     "tag_of",
     "text_of",
 ]

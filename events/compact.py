@@ -1,0 +1,74 @@
+"""The compact form of a logged event: what folds read instead of re-parsing the JSON payload.
+
+The ledger writes it once per row, beside the payload (``ledger_log.compact``, migration 019): one
+format byte, then the MessagePack of the decoded, upcast event with ``auth`` set to None (a fold never
+reads ``auth``; the payload keeps it as evidence, and the judge re-verifies signatures from the
+payload). `audit verify` checks that it equals ``encode_compact(decode(payload))`` (compact_mismatch).
+
+Datetimes are written as RFC 3339 strings (``msgspec.to_builtins``), not as MessagePack timestamps:
+a timestamp holds an instant in UTC, and decoding it would lose the UTC offset the payload carries,
+so the compact form would not decode to the event the payload decodes to (reports show the offsets).
+Measured on this machine (best of 30, 2,000 signed votes of the bench workload): decoding the payload
+11.8 us per vote, the compact form 4.0 us; writing it 2.9 us (3.7 us with timestamps, which lose the
+offset).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.codec import MalformedMessage, decode_logged
+from events.schema import SCHEMA_VERSION, AnyEvent, Event
+
+# The first byte of every compact form. A change of the layout (or of SCHEMA_VERSION: an old row's
+# compact form holds its event at the version it was logged under, not upcast) bumps it; rows written
+# under another format are read from their payload, decoded and upcast (the log cannot be UPDATEd).
+COMPACT_FORMAT = 1
+_PREFIX = bytes([COMPACT_FORMAT])
+
+_encoder = msgspec.msgpack.Encoder()
+# Annotated: msgspec infers Decoder[Any] from a union (it types only `type[T]` arguments).
+_decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)
+
+
+def encode_compact(event: Event) -> bytes:
+    """The compact form of a decoded event: COMPACT_FORMAT, then its MessagePack without ``auth``."""
+    if getattr(event, "auth", None) is not None:
+        event = msgspec.structs.replace(event, auth=None)
+    return _PREFIX + _encoder.encode(msgspec.to_builtins(event))
+
+
+def decode_compact(data: bytes | bytearray | memoryview) -> AnyEvent:
+    """The event of a compact form; MalformedMessage when its format or schema version is not ours."""
+    if not data or data[0] != COMPACT_FORMAT:
+        first = data[0] if data else None
+        raise MalformedMessage("unsupported_compact", f"compact format {first!r}, not {COMPACT_FORMAT}")
+    try:
+        event = _decoder.decode(memoryview(data)[1:])
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise MalformedMessage("invalid_compact", str(exc)) from None
+    if event.v != SCHEMA_VERSION:
+        raise MalformedMessage("unsupported_compact", f"schema v{event.v}, not v{SCHEMA_VERSION}")
+    return event
+
+
+def logged_event(compact: bytes | None, payload: str | bytes | None) -> AnyEvent:
+    """A log row's event for a fold: its compact form if it holds the current one, else its payload decoded.
+
+    Readers select the payload only when the compact form is absent (rows logged before 019) or of
+    another format; MalformedMessage when neither can be read.
+    """
+    if compact is not None:
+        try:
+            return decode_compact(compact)
+        except MalformedMessage:
+            if payload is None:
+                raise
+    if payload is None:
+        raise MalformedMessage("invalid_compact", "a log row with neither a compact form nor a payload")
+    return decode_logged(payload)
+
+
+def compact_holds(compact: bytes | None, event: Event) -> bool:
+    """Whether a row's stored compact form is its payload's decoded ``event`` (None: logged before 019)."""
+    return compact is None or bytes(compact) == encode_compact(event)
