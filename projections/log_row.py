@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from events import AnyEvent, tag_of
+from events import AnyEvent, encode_compact, tag_of
 from projections import chain
 
 # Every column of a log row, in the order ``LogRow.record`` gives them (the adapter COPYs them so).
@@ -34,6 +34,7 @@ LOG_COLUMNS = (
     "recorded_at",
     "appended_at",
     "chain_version",
+    "compact",
 )
 
 # What the ledger decided on an event it logged (a message it cannot decode is parked, not logged).
@@ -60,6 +61,9 @@ class LogRow:
     # The broker's append time of the record (LogAppendTime); None when the topic keeps the producer's
     # CreateTime or the row has no Kafka source. R12's broker cut-off and S3 judge on it (chain v3 covers it).
     appended_at: datetime | None = None
+    # The event's compact form (events.compact, migration 019), which folds read instead of the payload;
+    # derived, so not under the hash chain (`audit verify` checks it against the payload). None: none written.
+    compact: bytes | None = None
 
     def record(
         self, position: int, prev_position: int | None, hash_: bytes, recorded_at: datetime
@@ -85,6 +89,7 @@ class LogRow:
             recorded_at,
             self.appended_at,
             chain.LATEST_VERSION,
+            self.compact,
         )
 
 
@@ -96,7 +101,7 @@ def log_row_of(
     source: tuple[str, int, int] | None = None,
     appended_at: datetime | None = None,
 ) -> LogRow:
-    """The log row of a decided event: its columns read off the event, the payload as received.
+    """The log row of a decided event: its columns read off the event, the payload as received, its compact form.
 
     ``appended_at``: the broker's append time of its record, when the topic uses LogAppendTime.
     """
@@ -116,6 +121,7 @@ def log_row_of(
         source_partition=partition,
         source_offset=offset,
         appended_at=appended_at,
+        compact=encode_compact(event),  # once, here: the ledger already holds the decoded event
     )
 
 
