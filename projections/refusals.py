@@ -30,8 +30,8 @@ from events import (
     VoteRefused,
     VoteReinstated,
     VoteRevoked,
-    decode_logged,
     encode,
+    logged_event,
     tag_of,
 )
 from projections import timing
@@ -312,10 +312,18 @@ class LastWords:
     rows: dict[str, tuple[int, LedgerRow]] = field(default_factory=dict)
     after_recount: bool = False  # the rows seen last are a closure or cut-off change and ledger rows after it
 
-    def see(self, position: int, type_: str, decision: str, reason: str | None, payload: str) -> None:
-        """Take any row of the meeting, in log order (only the ledger's are decoded)."""
+    def see(
+        self,
+        position: int,
+        type_: str,
+        decision: str,
+        reason: str | None,
+        payload: str | None,
+        compact: bytes | None = None,
+    ) -> None:
+        """Take any row of the meeting, in log order (only the ledger's are decoded: compact form or payload)."""
         if is_ledger_row(type_, decision, reason):
-            row = decode_logged(payload)
+            row = logged_event(compact, payload)
             if isinstance(row, (VoteRefused, VoteReinstated)):
                 self.rows[row.refused_event_id] = (position, row)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from events import AnyEvent, decode
+from events import AnyEvent, logged_event
 from projections.amendments import as_amended
 from projections.diff import diff, replay_to, report_of
 from services.adapters.postgres.log import reads as log_reads
@@ -47,9 +47,9 @@ async def resolve(conn: asyncpg.Connection, as_of: AsOf) -> int:
 
 
 async def accepted_entries(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[tuple[int, AnyEvent]]:
-    """(position, decoded event) of the meeting's accepted rows up to a position, in log order."""
+    """(position, event) of the meeting's accepted rows up to a position, in log order: compact forms where logged."""
     rows = await log_reads.accepted_rows(conn, meeting_id, up_to)
-    return [(r["position"], decode(r["payload"])) for r in rows]
+    return [(r["position"], logged_event(r["compact"], r["payload"])) for r in rows]
 
 
 async def tally_as_of(

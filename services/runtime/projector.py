@@ -16,7 +16,7 @@ import logging
 import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 
-from events import decode_logged
+from events import logged_event
 from projections.fold import Tally
 from projections.judge import Judge
 from projections.refusals import LastWords
@@ -197,7 +197,10 @@ class Projector:
 
     async def _fold(self, meeting_id: str, rows: list, last: int) -> None:
         """Fold one meeting's rows of a batch (and refold what a late poll closure affects)."""
-        self.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
+        # The compact form when the row has one (migration 019), else its payload: log_reads.EVENT_COLUMNS.
+        self.projection.apply_many(
+            [logged_event(r["compact"], r["payload"]) for r in rows if r["decision"] == "accepted"]
+        )
         numbers = self.projection.refolds.pop(meeting_id, None)
         if numbers:
             await refold_meeting(self.conn, self.projection, meeting_id, numbers, last)
@@ -207,7 +210,7 @@ class Projector:
         # a batch's last row are read too (LastWords).
         words = self.last_words.setdefault(meeting_id, LastWords())
         for row in rows:
-            words.see(row["position"], row["type"], row["decision"], row["reason"], row["payload"])
+            words.see(row["position"], row["type"], row["decision"], row["reason"], row["payload"], row["compact"])
         if words.rows:
             problems = words.check(self.projection.tallies.get(meeting_id), rows[-1]["position"] == last)
             if problems:

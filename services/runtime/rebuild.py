@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import msgspec
 
-from events import decode_logged
+from events import logged_event
 from projections.fold import Tally, VoterState
 from projections.refusals import LastWords
 from projections.replay import Projection
@@ -166,7 +166,7 @@ async def _replay(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None:
             if r["position"] <= up_to
         ]:
             fold.projection.apply_many(
-                [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"], settle=False
+                [logged_event(r["compact"], r["payload"]) for r in rows if r["decision"] == "accepted"], settle=False
             )
             fold.rows += len(rows)
             after = rows[-1]["position"]
@@ -187,9 +187,11 @@ async def _fold_again(conn: asyncpg.Connection, fold: _Fold, up_to: int) -> None
             # Batch bounds unlike _replay's (30,011 is prime), and settled every batch as the projector
             # does, not once at the end as _replay: a fold depending on either shows.
             while rows := await cursor.fetch(30_011):
-                fold.projection.apply_many([decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"])
+                fold.projection.apply_many(
+                    [logged_event(r["compact"], r["payload"]) for r in rows if r["decision"] == "accepted"]
+                )
                 for r in rows:
-                    fold.refusals.see(r["position"], r["type"], r["decision"], r["reason"], r["payload"])
+                    fold.refusals.see(r["position"], r["type"], r["decision"], r["reason"], r["payload"], r["compact"])
                 fold.rows += len(rows)
                 fold.last = rows[-1]["position"]
                 if fold.at is not None:

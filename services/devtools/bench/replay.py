@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from events import decode, decode_logged
+from events import decode, logged_event
 from projections.judge import Judge, Received
 from projections.replay import Projection
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
@@ -85,7 +85,7 @@ async def _read_pass(conn: asyncpg.Connection, meeting_id: str, decoding: bool) 
         started, after = time.perf_counter(), 0
         while rows := await log_reads.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
             if decoding:
-                [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"]
+                [logged_event(r["compact"], r["payload"]) for r in rows if r["decision"] == "accepted"]
             after = rows[-1]["position"]
         return time.perf_counter() - started
     finally:

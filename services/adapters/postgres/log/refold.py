@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from events import decode_logged
+from events import logged_event
 from projections.replay import Projection
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.log import refusals as log_refusals
@@ -25,7 +25,7 @@ async def refold_meeting(
         rows = await log_refusals.accepted_submissions(conn, meeting_id, up_to)
     else:
         rows = await log_reads.accepted_votes_of(conn, meeting_id, sorted(numbers), up_to)
-    projection.refold(meeting_id, numbers, [decode_logged(row["payload"]) for row in rows])
+    projection.refold(meeting_id, numbers, [logged_event(row["compact"], row["payload"]) for row in rows])
 
 
 async def refold_late(conn: asyncpg.Connection, projection: Projection, up_to: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from events import JUDGE_TAGS, VoteReinstated, decode_logged
+from services.adapters.postgres.log.reads import EVENT_COLUMNS
 
 # What the fold reads back: the rows a judge is rebuilt from (meeting administration, substitutions), the
 # submissions it counts, and the ledger's own rows (R19): the refusals logged and their withdrawals, which
@@ -59,9 +60,9 @@ async def refusal_payloads(conn: asyncpg.Connection, meeting_id: str, up_to: int
 
 
 async def accepted_submissions(conn: asyncpg.Connection, meeting_id: str, up_to: int) -> list[asyncpg.Record]:
-    """(payload) of a meeting's accepted vote.cast/vote.revoked rows up to a position, in log order: a recount's."""
+    """EVENT_COLUMNS of a meeting's accepted votes and revocations up to a position, in log order: a recount's."""
     return await conn.fetch(
-        "SELECT payload FROM ledger_log WHERE meeting_id = $1 AND position <= $2 AND decision = 'accepted'"
+        f"SELECT {EVENT_COLUMNS} FROM ledger_log WHERE meeting_id = $1 AND position <= $2 AND decision = 'accepted'"
         " AND type IN ('vote.cast', 'vote.revoked') ORDER BY position",
         meeting_id,
         up_to,
