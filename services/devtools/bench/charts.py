@@ -24,7 +24,7 @@ from services.devtools.bench import report
 _RC: dict[str, Any] = {
     "svg.hashsalt": "vote-ledger-bench",
     "svg.fonttype": "none",
-    "font.family": "DejaVu Sans",
+    "font.family": "sans-serif",  # the SVG names the whole list, so a browser without DejaVu picks a sans
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -196,6 +196,7 @@ def throughput(r: dict[str, Any]) -> Figure | None:
         ax.set_yticks(ys, [b.label for b in panel.bars])
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.minorticks_off()  # decades suffice; log minor ticks were half the drawing time
         ax.set_xlim(bottom / 2, top * 6)  # room on the right for the value and ratio labels
         ax.set_title(panel.title, loc="left", fontsize=9)
         ax.grid(axis="x", color="#e6e6e6", linewidth=0.6)
@@ -214,7 +215,7 @@ def scale_series(r: dict[str, Any]) -> tuple[list[int], dict[str, list[float | N
     """The scale curve's sizes, CPU µs per submission by process, and peak RSS (MiB) by process and phase."""
     points = sorted(r.get("scale", []), key=lambda p: p["submissions"])
     sizes = [p["submissions"] for p in points]
-    cpus = [_point_cpu(r, p) for p in points]
+    cpus = [report.point_cpu(r, p) for p in points]
     cpu: dict[str, list[float | None]] = {}
     for name in dict.fromkeys(n for c in cpus for n in c):
         cpu[name] = [c.get(name) for c in cpus]
@@ -230,16 +231,6 @@ def scale_series(r: dict[str, Any]) -> tuple[list[int], dict[str, list[float | N
         )
     }
     return sizes, cpu, {k: v for k, v in rss.items() if any(x is not None for x in v)}
-
-
-def _point_cpu(r: dict[str, Any], point: dict[str, Any]) -> dict[str, float]:
-    """CPU µs per submission at one scale point, by process; the main run's ingest stands for its own size."""
-    cpu = point.get("cpu_us_per_submission") or point.get("ingest_cpu_us_per_submission")
-    if not isinstance(cpu, dict) and point["submissions"] == r.get("ingest", {}).get("submissions"):
-        cpu = r["ingest"].get("cpu_us_per_submission")
-    if not isinstance(cpu, dict):
-        return {}
-    return {name: float(v) for name, v in cpu.items() if _number(v) is not None}
 
 
 def scale(r: dict[str, Any]) -> Figure | None:

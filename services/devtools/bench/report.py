@@ -125,18 +125,32 @@ def markdown(r: dict[str, Any]) -> str:
             "",
             "Scale (ingest with the projector running; replay and rebuild each as their own process):",
             "",
-            "| Submissions | Ingest wall (s) | Ingest/s (steady) | Ledger peak RSS (MiB) | Projector peak RSS (MiB) |"
+            "| Submissions | Ingest wall (s) | Ingest/s (steady) | CPU µs per submission: ledger / projector /"
+            " PostgreSQL / all | Ledger peak RSS (MiB) | Projector peak RSS (MiB) |"
             " Replay (s) | Replay events/s | Replay peak RSS (MiB) | Rebuild (s) | Rebuild peak RSS (MiB) |",
-            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for p in r["scale"]:
+            cpu = point_cpu(r, p)
+            parts = [cpu.get(name) for name in ("ledger", "projector", "postgresql")] + [sum(cpu.values())]
+            cells = " / ".join("–" if v is None else f"{v:,.1f}" for v in parts) if cpu else "–"
             lines.append(
-                f"| {p['submissions']:,} | {p['ingest_wall_seconds']:,} | {p['ingest_per_s']:,} |"
+                f"| {p['submissions']:,} | {p['ingest_wall_seconds']:,} | {p['ingest_per_s']:,} | {cells} |"
                 f" {p['ledger_peak_rss_mib']} | {p['projector_peak_rss_mib']} | {p['replay_seconds']} |"
                 f" {p['replay_events_per_s']:,} | {p['replay_peak_rss_mib']} | {p['rebuild_seconds']} |"
                 f" {p['rebuild_peak_rss_mib']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def point_cpu(r: dict[str, Any], point: dict[str, Any]) -> dict[str, float]:
+    """CPU µs per submission at one scale point, by process; the main run's ingest stands for its own size."""
+    cpu = point.get("cpu_us_per_submission")
+    if not isinstance(cpu, dict) and point.get("submissions") == r.get("ingest", {}).get("submissions"):
+        cpu = r["ingest"].get("cpu_us_per_submission")
+    if not isinstance(cpu, dict):
+        return {}
+    return {name: float(v) for name, v in cpu.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _ledger_rss(r: dict[str, Any]) -> list[str]:
