@@ -72,18 +72,25 @@ async def temporary_database(server_dsn: str, prefix: str, *, migrated: bool = T
         await admin.close()
 
 
-async def _drop(admin: asyncpg.Connection, database: str, attempts: int = 50) -> None:
+async def _drop(admin: asyncpg.Connection, database: str, attempts: int = 100) -> None:
     """Drop a database, terminating its sessions; retried while other logins' sessions are still exiting.
 
     FORCE may only terminate sessions of roles the dropping login belongs to. A login that is not a
     superuser (the owner in test_logins) fails when a service login's session, closed by its client
     a moment ago, has not yet exited on the server (seen once in a fresh-clone CI run): wait for it.
+    It fails too while an autovacuum worker (the superuser's) is working on the database, as after the
+    benchmark's million-row COPY (an aborted bench run, issue 15): a plain DROP then ends that worker
+    itself, and only refuses while a real session remains, which the next attempt waits out.
     """
     for attempt in range(attempts):
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             return
         except asyncpg.InsufficientPrivilegeError:
-            if attempt == attempts - 1:
-                raise
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
+                return
+            except asyncpg.ObjectInUseError:
+                if attempt == attempts - 1:
+                    raise
             await asyncio.sleep(0.1)
