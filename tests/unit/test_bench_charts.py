@@ -192,3 +192,15 @@ def test_the_report_scale_table_gives_cpu_per_submission_where_the_run_measured_
         p["submissions"] for p in results["scale"] if p["submissions"] != size and "cpu_us_per_submission" not in p
     ]
     assert all(_row(table, f"| {n:,} |")[3] == "–" for n in others)
+
+
+def test_the_unsigned_ingest_of_the_same_run_is_drawn_beside_ours_against_the_same_copy(results):
+    bare = results["limits"]["copy"]["unindexed_rows_per_s"]
+    results["ingest_unsigned"] = {**results["ingest"], "submissions_per_s": bare // 2}
+
+    (ingest, *_) = charts.throughput_panels(results)
+
+    unsigned = next(b for b in ingest.bars if b.label == "ours: the same unsigned")
+    assert unsigned.kind == "ours" and unsigned.note == f"{(bare // 2) / bare:.2f}× bare COPY"
+    signed = ingest.bars[0]
+    assert signed.target == pytest.approx(report.INGEST_COPY_TARGET * bare)
