@@ -146,6 +146,16 @@ def render_verification(report: dict) -> str:
         lines.append(f"FAIL {problem}")
     if report.get("misjudged"):  # a row the rules decide otherwise: forged, or a signature or key edited
         lines.append(f"FAIL decision: {report['misjudged']['detail']}")
+    if compact := report.get("compact_mismatch"):  # what the folds read is not the payload: the tally may not be
+        lines.append(
+            f"FAIL compact_mismatch: row {compact['position']}'s compact form is not its payload's decoding"
+            f" ({compact['rows']:,} row(s)); the projection and replays read it"
+        )
+    if report.get("rows_without_compact"):
+        lines.append(
+            f"note {report['rows_without_compact']:,} row(s) logged before migration 019 have no compact form:"
+            " the folds decode their payload"
+        )
     if report.get("anchor_mismatch"):
         lines.append("FAIL the chain no longer ends on the expected hash: rows removed from the end, or re-hashed")
     mismatches = report.get("tally_mismatches")

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from events import decode
+from events import compact_holds, decode
 from projections.chain import Break, ParkedCheck
 from projections.chain_walk import ChainWalk
 from projections.heads import Head, HeadCheck
@@ -40,6 +40,11 @@ class Verification:
     tally_compared: bool = False
     tally_mismatches: list[str] = field(default_factory=list)
     misjudged: Misjudged | None = None  # a row the rules would have decided otherwise (forged?)
+    # compact_mismatch: rows whose compact form (migration 019, which the folds read) is not their payload's
+    # decoding: {"position": the first, "rows": how many}; None when every one holds. Rows logged before 019
+    # have none (rows_without_compact): their payload is what every fold reads.
+    compact_mismatch: dict[str, int] | None = None
+    rows_without_compact: int = 0
     # The final hash differs from one published earlier (report footer, export manifest): rows
     # were removed from the end, or the chain was re-hashed after an edit.
     anchor_mismatch: bool = False
@@ -63,6 +68,7 @@ class Verification:
             and not self.tally_mismatches
             and not self.anchor_mismatch
             and self.misjudged is None
+            and self.compact_mismatch is None
             and not self.problems
             and self.parked.first_break is None
             and not (self.heads and self.heads.failures)
@@ -84,6 +90,8 @@ class Verification:
             "tally_mismatches": self.tally_mismatches,
             "anchor_mismatch": self.anchor_mismatch,
             "misjudged": None if self.misjudged is None else vars(self.misjudged),
+            "compact_mismatch": self.compact_mismatch,
+            "rows_without_compact": self.rows_without_compact,
             "problems": self.problems,
             "parked": self.parked.as_dict(),
             "heads": None
@@ -142,6 +150,12 @@ async def verify_meeting(
         async for record in log_verify.chain_rows(conn, meeting_id):
             row = log_verify.chain_row(record)
             event = decode(row.payload)
+            # The folds read the compact form, not the payload: it must be the payload's decoding (compact_mismatch).
+            if record["compact"] is None:
+                result.rows_without_compact += 1
+            elif not compact_holds(record["compact"], event):
+                first = result.compact_mismatch or {"position": row.position, "rows": 0}
+                result.compact_mismatch = {**first, "rows": first["rows"] + 1}
             walk.feed(row, event, {name: record[name] for name in _COPIED if record[name] is not None})
             refusals.feed(row.position, row.type, row.decision, row.reason, event, row.source_topic is not None)
             if on_progress is not None and walk.rows % 10_000 == 0:

@@ -10,7 +10,7 @@ from projections.chain import ChainRow, ParkedRow
 CHAIN_ROWS = (
     "SELECT position, prev_position, meeting_id, event_id, type, decision, reason, payload::text AS payload, hash,"
     " chain_version, recorded_at, source_topic, source_partition, source_offset, appended_at,"
-    " control_number, channel, executed_at, received_at"
+    " control_number, channel, executed_at, received_at, compact"
     " FROM ledger_log WHERE meeting_id = $1 ORDER BY position"
 )
 PARKED_ROWS = (
