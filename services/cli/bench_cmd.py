@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run only the scale curve, at every --scale size (e.g. 10000,100000,1000000,10000000), the workload"
         " streamed; writes scale.json and merges its points into results.json/.md (and --readme) if there",
     )
+    b.add_argument(
+        "--meetings-events",
+        type=whole_number(0),
+        default=200_000,
+        help="submissions for the many-meetings measurement: spread over 50 meetings vs all in one, each with"
+        " 1 and 2 ledger processes, the append lock's waits sampled (default 200,000; 0 skips it)",
+    )
     b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
     b.add_argument(
         "--no-unsigned",
@@ -112,6 +119,7 @@ def _bench(args: argparse.Namespace) -> int:
         peer_events=args.peer_events,
         meeting_file=args.meeting_file,
         log_dir=args.out / "logs",
+        meetings_events=args.meetings_events,
     )
     args.out.mkdir(parents=True, exist_ok=True)
 

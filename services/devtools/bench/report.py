@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.devtools.bench import meetings
+
 INGEST_TARGET = 50_000  # submissions/s end to end
 PEER_FACTOR_TARGET = 5.0  # ours / the eventsourcing peer
 P99_TARGET_MS = 100.0  # at 5,000/s offered; issue 15 (issue 5 asked 500)
@@ -140,6 +142,8 @@ def markdown(r: dict[str, Any]) -> str:
                 f" {p['replay_events_per_s']:,} | {p['replay_peak_rss_mib']} | {p['rebuild_seconds']} |"
                 f" {p['rebuild_peak_rss_mib']} |"
             )
+    if r.get("meetings"):
+        lines += ["", *meetings.markdown(r["meetings"])]  # services/devtools/bench/meetings.py
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ import asyncpg
 import psutil
 
 from services.adapters.postgres.log import bench as log_bench
-from services.devtools.bench import api, e2e, limits, peer_eventsourcing, peer_naive, replay, verify_cost
+from services.devtools.bench import api, e2e, limits, meetings, peer_eventsourcing, peer_naive, replay, verify_cost
 from services.devtools.bench.scratch import publish_workload, scratch_namespace
 from services.devtools.bench.stream import stream
 from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
@@ -45,6 +45,8 @@ class Plan:
     # The HTTP API: an event stream open during ingest at latency_rate, then the tally route under load.
     api: bool = True
     log_dir: Path = Path("bench-results/logs")
+    # Submissions for the many-meetings measurement (50 meetings interleaved vs one, with 1 and 2 ledgers); 0 skips it.
+    meetings_events: int = 200_000
 
 
 async def run(
@@ -63,6 +65,7 @@ async def run(
         + (3 if plan.peers else 0)
         + (1 if plan.unsigned else 0)
         + (1 if plan.api else 0)
+        + (1 if plan.meetings_events else 0)
         + len(set(plan.scale) - {plan.events})
     )
     announce = say
@@ -133,6 +136,18 @@ async def run(
             results["api"] = await api.measure(
                 cfg, workload, plan.log_dir, plan.latency_rate, plan.latency_seconds, min(10.0, plan.latency_seconds)
             )
+
+    if plan.meetings_events:
+        say(f"meetings: {plan.meetings_events:,} submissions over {meetings.MEETINGS} meetings vs one, 1 and 2 ledgers")
+        results["meetings"] = await meetings.measure(
+            settings,
+            plan.meetings_events,
+            plan.log_dir,
+            meeting_file=plan.meeting_file,
+            # Small registers, as most meetings of a proxy season have: the main run's register shared out.
+            positions=max(200, plan.positions // meetings.MEETINGS),
+            seed=plan.seed,
+        )
 
     curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
     for size in sorted(set(plan.scale) - {plan.events}):
