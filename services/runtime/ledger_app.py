@@ -19,6 +19,7 @@ from services.runtime import failures, ingest
 from services.runtime.answers import AnswerRelay
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.failures import cannot_go_on
+from services.runtime.gc_pacing import Pacer
 from services.runtime.ledger import Ledger
 from services.runtime.ledger_consumer import (
     Halt,
@@ -82,6 +83,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
 
     backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
     halt = Halt()  # once a batch cannot go on, no later one commits past it
+    pacer = Pacer()  # the judge's state out of full collections: their pauses were the latency's tail (gc_pacing)
 
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
@@ -135,7 +137,11 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         backoff.reset()
         metrics.record_batch(len(records), seconds())
         offsets = metrics.consumer_offsets(subscriber.consumer)
-        metrics.record_consumer_lag(metrics.lag_of(offsets))
+        lags = metrics.lag_of(offsets)
+        metrics.record_consumer_lag(lags)
+        pacer.settle()
+        if not any(lags.values()):
+            pacer.idle()  # nothing waiting in Kafka: the rare full sweep costs no vote its pause
         ledger.backlog.note(offsets)  # /readyz: how long the oldest unconsumed record has waited
         if deferred:
             # Meeting administration is behind: read it first, then these submissions again. If

@@ -30,6 +30,7 @@ from services.adapters.postgres.log.refold import refold_meeting
 from services.adapters.postgres.tally_store import PROJECTION
 from services.observability import logs, metrics, outage
 from services.runtime import failures
+from services.runtime.gc_pacing import Pacer
 from services.runtime.retry import retry
 from services.settings import Settings
 
@@ -79,6 +80,7 @@ class Projector:
         self.last_words: dict[str, LastWords] = {}
         self.batch_rows = BATCH_ROWS  # log rows read and committed at a time (a test makes a backlog take many)
         self._wake = asyncio.Event()
+        self.gc = Pacer()  # the fold's state out of full collections: their pauses were the latency's tail
 
     async def start(self) -> None:
         """Connect and listen for appends; if no other projector is active, lead and load the state."""
@@ -122,6 +124,7 @@ class Projector:
             failed.update({m: at for m, (at, _) in broken.items()})
         self.projection, self.position, self.generation, self.failed = projection, position, generation, failed
         self.last_words = {}
+        self.gc.settle()  # the loaded register and tallies are long-lived: frozen out of full collections
         for meeting_id, at in sorted(failed.items()):
             log.error(
                 "meeting %s is not projected from log position %d on (see projection_failures;"
@@ -191,6 +194,7 @@ class Projector:
             self.failed.update({m: at for m, (at, _) in broken.items()})
             self._report(broken)
             self.position = last
+            self.gc.settle()  # after the commit: what the batch folded in is long-lived, its rows are gone
             metrics.record_projected(len(rows), seconds(), last)
             await metrics.measure_projector_lag(self.conn, self.position)  # /readyz and the lag gauges, mid-backlog
             processed += len(rows)
@@ -255,6 +259,8 @@ class Projector:
                 log.info(
                     "projected %d rows, at position %d", processed, self.position, extra={"position": self.position}
                 )
+            if not self._wake.is_set():
+                self.gc.idle()  # caught up, nothing waiting: the rare full sweep costs no vote its pause
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             except TimeoutError:
