@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -15,9 +17,11 @@ from projections.judge import Judge
 from projections.log_row import chained_records
 from services.adapters.kafka.topics import client_options, producer, publish_raw
 from services.adapters.postgres.log import bench as log_bench
+from services.adapters.postgres.log import reads as log_reads
 from services.devtools.bench.scratch import scratch_database
 from services.devtools.bench.workload import Workload
 from services.runtime.ingest import Consumed, decide, decode_batch
+from services.runtime.rebuild import REPLAY_BATCH
 from services.settings import Settings
 
 COPY_BATCH = 20_000  # the ledger's default batch_max: it commits one COPY per batch of this size
@@ -152,3 +156,51 @@ async def _copy_timed(conn: asyncpg.Connection, table: str, rows: list[tuple]) -
     seconds = time.perf_counter() - started
     count, size = await log_bench.count_and_size(conn, table)
     return {"seconds": seconds, "count": count, "bytes": size}
+
+
+# A read of the log from a position on: one batch of rows (empty at the end).
+Reader = Callable[[int], Awaitable[list]]
+
+
+def replay_reader(conn: asyncpg.Connection, meeting_id: str) -> Reader:
+    """The replay's own read: its batches, its columns (the compact form; the payload only where there is none)."""
+    return lambda after: log_reads.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id)
+
+
+def payload_reader(conn: asyncpg.Connection, meeting_id: str) -> Reader:
+    """The replay's read before migration 019: the same batches with the payload instead of the compact form."""
+    return lambda after: log_bench.rows_after(conn, meeting_id, after, REPLAY_BATCH, log_bench.PAYLOAD_COLUMNS)
+
+
+def full_reader(conn: asyncpg.Connection, meeting_id: str) -> Reader:
+    """Whole rows (every column, the payload and the compact form) in the replay's batches."""
+    return lambda after: log_bench.rows_after(conn, meeting_id, after, REPLAY_BATCH, log_bench.ALL_COLUMNS)
+
+
+async def read_pass(read: Reader, each: Callable[[list], object] | None = None) -> float:
+    """Seconds to read every row through ``read`` with the GC paused (as in the replay), ``each`` called per batch."""
+    gc.disable()
+    try:
+        started, after = time.perf_counter(), 0
+        while rows := await read(after):
+            if each is not None:
+                each(rows)
+            after = rows[-1]["position"]
+        return time.perf_counter() - started
+    finally:
+        gc.enable()
+
+
+async def read_limit(conn: asyncpg.Connection, meeting_id: str) -> dict:
+    """The replay's read limit: the meeting's rows read as the replay reads them (same columns), and whole rows."""
+    rows = await log_reads.meeting_row_count(conn, meeting_id)
+    same = await read_pass(replay_reader(conn, meeting_id))
+    full = await read_pass(full_reader(conn, meeting_id))
+    return {
+        "rows": rows,
+        "seconds": same,
+        "full_seconds": full,
+        "rows_per_s": round(rows / same),
+        "full_rows_per_s": round(rows / full),
+        "note": "rows_per_s reads the replay's columns (compact form, payload only where none); full: every column",
+    }

@@ -14,14 +14,15 @@ from typing import Any
 import asyncpg
 import psutil
 
-from events import decode, logged_event
+from events import decode, decode_logged, logged_event
 from projections.judge import Judge, Received
 from projections.replay import Projection
 from services.adapters.postgres.connect import PROJECTOR_ROLE, connect_as
 from services.adapters.postgres.log import reads as log_reads
+from services.devtools.bench import limits
 from services.devtools.bench.processes import Sampler, Usage, cli, machine_processes, service_env
 from services.devtools.bench.workload import Workload
-from services.runtime.rebuild import REPLAY_BATCH, replay_meeting
+from services.runtime.rebuild import replay_meeting
 from services.settings import Settings
 from services.settings import settings as settings_from_env
 
@@ -51,8 +52,10 @@ def pure_fold(workload: Workload) -> dict[str, Any]:
 async def from_log(meeting_id: str) -> dict[str, Any]:
     """The log's rows, read from PostgreSQL, decoded and folded into the meeting's tally.
 
-    Then, on the same connection and with the GC paused as in the replay, the read alone and the
-    read plus decoding, so the replay's time splits into read, decode and fold.
+    Then, on the same connection and with the GC paused as in the replay, the read alone (the replay's
+    columns: the read limit; and whole rows) and the read plus decoding, so the replay's time splits into
+    read, decode and fold; and the replay as it was before migration 019 (the payload read and parsed
+    again), side by side in the same process.
     """
     conn = await connect_as(settings_from_env(), PROJECTOR_ROLE)  # service_env gives the login
     try:
@@ -61,8 +64,10 @@ async def from_log(meeting_id: str) -> dict[str, Any]:
         started = time.perf_counter()
         tally, rows = await replay_meeting(conn, meeting_id, head)
         seconds = time.perf_counter() - started
-        read_seconds = await _read_pass(conn, meeting_id, decoding=False)
-        decode_seconds = await _read_pass(conn, meeting_id, decoding=True) - read_seconds
+        limit = await limits.read_limit(conn, meeting_id)  # the replay's columns, and whole rows
+        read_seconds = limit["seconds"]
+        decode_seconds = await limits.read_pass(limits.replay_reader(conn, meeting_id), _compact_decoded) - read_seconds
+        before = await _payload_replay(conn, meeting_id, rows)
     finally:
         await conn.close()
     fold_seconds = max(seconds - read_seconds - decode_seconds, 1e-9)
@@ -71,25 +76,40 @@ async def from_log(meeting_id: str) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "events_per_s": round(rows / seconds),
         "read_rows_per_s": round(rows / read_seconds),
+        "read_full_rows_per_s": limit["full_rows_per_s"],
         "decode_events_per_s": round(rows / decode_seconds),
         "fold_events_per_s": round(rows / fold_seconds),
         "present_shares": tally.present,
         "voters": len(tally.voters),
+        "payload_replay": before,
     }
 
 
-async def _read_pass(conn: asyncpg.Connection, meeting_id: str, decoding: bool) -> float:
-    """Seconds to read the meeting's rows in the replay's batches, decoding the accepted ones or not."""
-    gc.disable()
-    try:
-        started, after = time.perf_counter(), 0
-        while rows := await log_reads.read_after(conn, after, REPLAY_BATCH, meeting_id=meeting_id):
-            if decoding:
-                [logged_event(r["compact"], r["payload"]) for r in rows if r["decision"] == "accepted"]
-            after = rows[-1]["position"]
-        return time.perf_counter() - started
-    finally:
-        gc.enable()
+def _compact_decoded(rows: list) -> list:
+    return [logged_event(r["compact"], r["payload"]) for r in rows if r["decision"] == "accepted"]
+
+
+def _payload_decoded(rows: list) -> list:
+    return [decode_logged(r["payload"]) for r in rows if r["decision"] == "accepted"]
+
+
+async def _payload_replay(conn: asyncpg.Connection, meeting_id: str, rows: int) -> dict[str, Any]:
+    """The replay before migration 019: the payload read and parsed (no compact form), folded as the replay folds."""
+    projection = Projection()
+    read_seconds = await limits.read_pass(limits.payload_reader(conn, meeting_id))
+    decode_seconds = await limits.read_pass(limits.payload_reader(conn, meeting_id), _payload_decoded) - read_seconds
+    seconds = await limits.read_pass(
+        limits.payload_reader(conn, meeting_id),
+        lambda batch: projection.apply_many(_payload_decoded(batch), settle=False),
+    )
+    projection.settle()
+    return {
+        "events_per_s": round(rows / seconds),
+        "read_rows_per_s": round(rows / read_seconds),
+        "decode_events_per_s": round(rows / decode_seconds),
+        "fold_events_per_s": round(rows / max(seconds - read_seconds - decode_seconds, 1e-9)),
+        "present_shares": projection.tallies[meeting_id].present,
+    }
 
 
 async def rebuild(settings: Settings, meeting_id: str, log_dir: Path) -> dict[str, Any]:

@@ -28,6 +28,26 @@ async def count_and_size(conn: asyncpg.Connection, table: str = LOG_TABLE) -> tu
     return count, size
 
 
+# The columns a replay read before migration 019 (the payload, parsed again as JSON), and every column of a
+# row: what the read limit (services/devtools/bench/limits.read_limit) compares with the replay's own read.
+PAYLOAD_COLUMNS = "position, meeting_id, type, decision, reason, payload"
+ALL_COLUMNS = "*"
+
+
+async def rows_after(
+    conn: asyncpg.Connection, meeting_id: str, position: int, limit: int, columns: str
+) -> list[asyncpg.Record]:
+    """A meeting's rows after a position, as log_reads.read_after reads them but with other columns."""
+    assert columns in (PAYLOAD_COLUMNS, ALL_COLUMNS)  # fixed column lists, never a caller's text
+    return await conn.fetch(
+        f"SELECT {columns} FROM ledger_log WHERE meeting_id = $3 AND position > $1 ORDER BY meeting_id, position"
+        " LIMIT $2",
+        position,
+        limit,
+        meeting_id,
+    )
+
+
 async def index_count(conn: asyncpg.Connection) -> int:
     """How many indexes the log table has."""
     return await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = 'ledger_log'")
