@@ -16,6 +16,7 @@ from services.adapters.postgres import tally_store
 from services.adapters.postgres.log import bench as log_bench
 from services.adapters.postgres.log import reads as log_reads
 from services.adapters.postgres.tally_store import PROJECTION
+from services.devtools.bench.latency_stages import StageClock
 from services.devtools.bench.processes import Sampler, machine_processes, running
 from services.devtools.bench.scratch import publish_workload
 from services.devtools.bench.stream import StreamedWorkload, publish_stream
@@ -129,11 +130,13 @@ async def latency(
     conn = await asyncpg.connect(settings.pg_dsn)
     published: dict[bytes, float] = {}
     visible: dict[str, float] = {}
+    stages = StageClock()  # where the time goes: each delay split at the broker, the ledger's and projector's commits
     try:
         with running(settings, "ledger", "projector", log_dir=log_dir) as procs:
             while await _checkpoint(conn) < len(workload.admin_payloads):  # meeting loaded and projected
                 _alive(procs)
                 await asyncio.sleep(0.05)
+            await stages.listen(settings.pg_dsn)
             poller = asyncio.create_task(_watch(conn, visible, count))
             try:
                 offered_seconds = await _offer(settings, submissions, rate, published, procs)
@@ -141,9 +144,12 @@ async def latency(
             finally:
                 poller.cancel()
                 await asyncio.gather(poller, return_exceptions=True)
+        ids = _event_ids(submissions)
+        by_id = {ids[value]: t for value, t in published.items()}
+        split = await stages.breakdown(len(workload.admin_payloads), by_id, visible)
     finally:
+        await stages.close()
         await conn.close()
-    ids = _event_ids(submissions)
     delays = sorted(visible[ids[value]] - t for value, t in published.items() if ids[value] in visible)
     return {
         "offered_per_s": rate,
@@ -155,6 +161,8 @@ async def latency(
         "observed": len(delays),
         # The distribution for the latency chart: [percentile, ms] at p1..p99, p99.9 and the max (100).
         "delays_ms": [[q, _ms(delays, q / 100)] for q in (*range(1, 100), 99.9)] + [[100, round(delays[-1] * 1000, 1)]],
+        # Per stage (latency_stages.STAGES) p50/p99/max ms, and in which stage the slowest 1% spent most.
+        "stages_ms": split,
     }
 
 

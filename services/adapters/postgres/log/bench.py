@@ -90,3 +90,12 @@ async def consumed(conn: asyncpg.Connection, group: str, topics: list[str]) -> i
         group,
         topics,
     )
+
+
+async def stamps_after(conn: asyncpg.Connection, position: int) -> list[asyncpg.Record]:
+    """(position, event_id, appended_at, recorded_at) of the rows after a position, in epoch seconds (latency)."""
+    return await conn.fetch(
+        "SELECT position, event_id, extract(epoch FROM appended_at)::float8 AS appended,"
+        " extract(epoch FROM recorded_at)::float8 AS recorded FROM ledger_log WHERE position > $1 ORDER BY position",
+        position,
+    )
