@@ -25,7 +25,6 @@ from services.runtime.ledger import Ledger
 from services.runtime.ledger_consumer import (
     Halt,
     SeekToStoredOffsets,
-    in_fresh_context,
     raw_bodies,
     rewind,
     seek_back,
@@ -93,13 +92,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
-        # Not in FastStream's context: it holds this message, and so the whole batch, in a context variable, and
-        # every timer set while the batch is handled (asyncpg's statement-cache expiry, 300 s; the timeouts of
-        # Kafka and PostgreSQL calls, kept in the loop's heap after they are cancelled) keeps a copy of the
-        # context: 20,000-record batches stayed alive long after their commit (ledger_consumer.in_fresh_context).
-        await in_fresh_context(_logged_batch(message, message.raw_message))
-
-    async def _logged_batch(message: KafkaMessage, records) -> None:
+        records = message.raw_message
         # Every line of this batch (its failures, the one-by-one commits, parked messages) carries its offsets:
         # bound once per batch, not per record (records are bound only on the paths that log them).
         with logs.bind(**ingest.batch_context(records)):
