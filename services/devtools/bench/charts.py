@@ -31,8 +31,20 @@ _RC: dict[str, Any] = {
 }
 _METADATA = {"Date": None}
 
-OURS, LIMIT, PEER, TARGET = "#1f77b4", "#a6a6a6", "#ff7f0e", "#d62728"
-_COLOURS = {"ours": OURS, "limit": LIMIT, "peer": PEER}
+OURS, BEFORE, LIMIT, PEER, TARGET = "#1f77b4", "#aec7e8", "#a6a6a6", "#ff7f0e", "#d62728"
+_COLOURS = {"ours": OURS, "before": BEFORE, "limit": LIMIT, "peer": PEER}
+# One colour per process in both panels of the scale chart (the ledger is the ledger left and right).
+_SERIES = {
+    "ledger": "#1f77b4",
+    "ledger (ingest)": "#1f77b4",
+    "projector": "#ff7f0e",
+    "projector (ingest)": "#ff7f0e",
+    "kafka": "#2ca02c",
+    "postgresql": "#8c564b",
+    "replay": "#9467bd",
+    "rebuild": "#e377c2",
+    "all processes": "black",
+}
 
 CHARTS_START = "<!-- bench-charts:start -->"
 CHARTS_END = "<!-- bench-charts:end -->"
@@ -44,7 +56,7 @@ class Bar:
 
     label: str
     value: float
-    kind: str  # "ours", "limit" or "peer"
+    kind: str  # "ours", "before" (ours as it was, measured in the same run), "limit" or "peer"
     note: str = ""  # after the value, e.g. "0.14× bare COPY"
     target: float | None = None  # where issue 15's target puts this bar
 
@@ -96,9 +108,10 @@ def throughput_panels(r: dict[str, Any]) -> list[Panel]:
         ingest = r["ingest"]["submissions_per_s"]
         copy = limits.get("copy", {})
         bare = copy.get("unindexed_rows_per_s")
+        signed = r.get("workload", {}).get("signed")  # runs before channel signatures were unsigned
         bars = [
             Bar(
-                "ours: signed, projector running",
+                "ours: signed, projector running" if signed else "ours: projector running",
                 ingest,
                 "ours",
                 f"{ingest / bare:.2f}× bare COPY, target ≥ {report.INGEST_COPY_TARGET:.2f}×" if bare else "",
@@ -157,7 +170,19 @@ def _replay_panel(r: dict[str, Any]) -> Panel:
             )
         )
     if read:
-        bars.append(Bar("reading the rows alone", read, "limit"))
+        bars.append(Bar("reading the rows alone (the replay's columns)", read, "limit"))
+    if rp.get("from_log", {}).get("read_full_rows_per_s"):
+        bars.append(Bar("reading whole rows (every column)", rp["from_log"]["read_full_rows_per_s"], "limit"))
+    if rp.get("from_log", {}).get("payload_replay", {}).get("events_per_s"):
+        before = rp["from_log"]["payload_replay"]["events_per_s"]
+        bars.append(
+            Bar(
+                "ours before 019: the JSON parsed again",
+                before,
+                "before",
+                f"the replay now {replayed / before:.2f}× this" if replayed else "",
+            )
+        )
     if rp.get("pure_fold", {}).get("events_per_s"):
         bars.append(Bar("the pure fold in memory", rp["pure_fold"]["events_per_s"], "limit"))
     return Panel("Replay and rebuild from the log (events per s)", bars)
@@ -182,33 +207,51 @@ def throughput(r: dict[str, Any]) -> Figure | None:
     heights = [len(p.bars) + 1.2 for p in panels]
     figure = _figure(9.0, 0.32 * sum(heights) + 0.6, len(panels), 1, height_ratios=heights)
     axes = figure.axes
-    top = max(b.value for p in panels for b in p.bars)
-    bottom = min(b.value for p in panels for b in p.bars)
+    bars = [b for p in panels for b in p.bars]
+    lowest = min(b.value for b in bars) / 2
+    # Each bar's label starts right of the bar (and of its target's mark) and must end inside the axes,
+    # which are about the figure's width less the longest y label (~0.075 in per 9 pt character).
+    width = 9.0 - 0.075 * max(len(b.label) for b in bars) - 0.4
+    highest = max(_label_end(lowest, max(b.value, b.target or 0) * 1.1, len(_label(b)), width) for b in bars)
     for ax, panel in zip(axes, panels, strict=True):
         ys = list(range(len(panel.bars)))
         ax.barh(ys, [b.value for b in panel.bars], color=[_COLOURS[b.kind] for b in panel.bars], height=0.7)
         for y, bar in zip(ys, panel.bars, strict=True):
-            note = f" ({bar.note})" if bar.note else ""
-            right = max(bar.value, bar.target or 0)  # the label clears the target's mark
-            ax.text(right * 1.1, y, f"{bar.value:,.0f}{note}", va="center", fontsize=8)
+            ax.text(max(bar.value, bar.target or 0) * 1.1, y, _label(bar), va="center", fontsize=8)
             if bar.target is not None:
                 ax.plot([bar.target, bar.target], [y - 0.45, y + 0.45], color=TARGET, linewidth=2)
         ax.set_yticks(ys, [b.label for b in panel.bars])
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.minorticks_off()  # decades suffice; log minor ticks were half the drawing time
-        ax.set_xlim(bottom / 2, top * 6)  # room on the right for the value and ratio labels
+        ax.set_xlim(lowest, highest)
         ax.set_title(panel.title, loc="left", fontsize=9)
         ax.grid(axis="x", color="#e6e6e6", linewidth=0.6)
         ax.set_axisbelow(True)
+    kinds = {b.kind for p in panels for b in p.bars}
     handles = [
         Patch(color=OURS, label="ours"),
+        *([Patch(color=BEFORE, label="ours before, same run")] if "before" in kinds else []),
         Patch(color=LIMIT, label="limit of a part, same run"),
         Patch(color=PEER, label="peer, same submissions"),
         Line2D([], [], color=TARGET, linewidth=2, label="issue 15 target"),
     ]
-    figure.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False, fontsize=8)
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
     return figure
+
+
+def _label(bar: Bar) -> str:
+    return f"{bar.value:,.0f} ({bar.note})" if bar.note else f"{bar.value:,.0f}"
+
+
+def _label_end(lowest: float, start: float, chars: int, width: float) -> float:
+    """The log axis's upper end that leaves a label of ``chars`` 8 pt characters from ``start`` inside the axes.
+
+    The label takes k = chars x 0.06 in / width of the axes, so in decades: U - S >= k (U - L), U = (S - kL) / (1 - k).
+    """
+    k = min(0.8, chars * 0.06 / width)
+    low, start_ = math.log10(lowest), math.log10(start)
+    return 10 ** ((start_ - k * low) / (1 - k))
 
 
 def scale_series(r: dict[str, Any]) -> tuple[list[int], dict[str, list[float | None]], dict[str, list[float | None]]]:
@@ -241,13 +284,12 @@ def scale(r: dict[str, Any]) -> Figure | None:
     figure = _figure(10.0, 4.0, 1, 2)
     left, right = figure.axes
     for name, values in cpu.items():
-        total = name == "all processes"
-        _line(left, sizes, values, name, "black" if total else None, "--" if total else "-")
+        _line(left, sizes, values, name, _SERIES.get(name, LIMIT), "--" if name == "all processes" else "-")
     if not cpu:
         left.text(0.5, 0.5, "not measured in this run", transform=left.transAxes, ha="center", color="#666666")
     left.set_title("CPU per submission during ingest, by process (µs)", loc="left", fontsize=9)
     for name, values in rss.items():
-        _line(right, sizes, values, name, None, "-")
+        _line(right, sizes, values, name, _SERIES.get(name, LIMIT), "-")
     right.axhline(report.LEDGER_RSS_TARGET_MIB, color=TARGET, linewidth=1, linestyle=":")
     right.text(
         sizes[0],
@@ -281,8 +323,9 @@ def latency_points(lat: dict[str, Any]) -> tuple[list[float], list[float], bool]
 
 def _nines(q: float, observed: int) -> float:
     """A percentile as its count of nines (p90 → 1, p99 → 2); the max sits at its rank, 1 in observed."""
-    rest = 1 - q / 100 if q < 100 else 1 / max(2, observed)
-    return -math.log10(rest)
+    if q >= 100:  # below 1,000 observed the max is p99.9 itself: keep the curve going right
+        return max(3.0, math.log10(max(2, observed)))
+    return -math.log10(1 - q / 100)
 
 
 def latency(r: dict[str, Any]) -> Figure | None:
@@ -359,7 +402,7 @@ def _figure(width: float, height: float, rows: int, cols: int, **grid: Any) -> F
     return figure
 
 
-def _line(ax: Any, sizes: list[int], values: list[float | None], label: str, colour: str | None, style: str) -> None:
+def _line(ax: Any, sizes: list[int], values: list[float | None], label: str, colour: str, style: str) -> None:
     pairs = [(s, v) for s, v in zip(sizes, values, strict=True) if v is not None]
     if pairs:
         ax.plot(*zip(*pairs, strict=True), marker="o", markersize=3, linestyle=style, color=colour, label=label)
