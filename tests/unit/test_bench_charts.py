@@ -228,3 +228,25 @@ def test_the_replay_before_migration_019_and_the_whole_row_read_are_shown_beside
     kinds = {b.label: b.kind for b in replay.bars}
     assert kinds["ours before 019: the JSON parsed again"] == "before"
     assert kinds["reading whole rows (every column)"] == "limit"
+
+
+def test_a_latency_run_split_into_stages_draws_and_reports_where_the_time_goes(results, tmp_path):
+    stages = {name: {"p50": 2.0 + i, "p99": 10.0 * (i + 1), "max": 99.0} for i, name in enumerate(report.STAGE_NAMES)}
+    results["latency"]["stages_ms"] = {**stages, "measured": 1500, "worst_stage": {"projector": 12, "kafka": 3}}
+
+    figure = charts.latency(results)
+    table = report.markdown(results)
+
+    assert [label for label, _, _ in charts.stage_bars(results["latency"])] == list(report.STAGE_NAMES.values())
+    assert len(figure.axes) == 2
+    assert "the slowest 1%: most in “projector: → its commit” (12 of 15)" in figure.axes[1].get_title(loc="left")
+    row = _row(table, "| … by stage, p50 / p99")
+    assert "the slowest 1% spent most in projector: → its commit (12 of 15)" in row[0]
+    assert row[1].startswith("publish → the broker's append 2.0 / 10.0; ledger: fetch, decode, judge 3.0 / 20.0")
+
+
+def test_a_latency_run_without_stages_draws_the_distribution_alone_and_no_stage_row(results):
+    results["latency"].pop("stages_ms", None)
+
+    assert len(charts.latency(results).axes) == 1
+    assert "| … by stage" not in report.markdown(results)

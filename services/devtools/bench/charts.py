@@ -336,8 +336,11 @@ def latency(r: dict[str, Any]) -> Figure | None:
     qs, ms, full = latency_points(lat)
     observed = int(lat.get("observed") or lat.get("submissions") or 2)
     xs = [_nines(q, observed) for q in qs]
-    figure = _figure(8.0, 4.0, 1, 1)
-    (ax,) = figure.axes
+    stages = stage_bars(lat)
+    figure = _figure(13.0, 4.0, 1, 2, width_ratios=[3, 2]) if stages else _figure(8.0, 4.0, 1, 1)
+    ax = figure.axes[0]
+    if stages:
+        _stages(figure.axes[1], stages, lat["stages_ms"])
     # Three recorded percentiles are points, not a curve: a line between them would invent the rest.
     ax.plot(xs, ms, color=OURS, marker="" if full else "o", linestyle="-" if full else "none", linewidth=1.5)
     for name, q in (("p50", 50), ("p99", 99), ("max", 100)):
@@ -380,6 +383,41 @@ def latency(r: dict[str, Any]) -> Figure | None:
         fontsize=9,
     )
     return figure
+
+
+def stage_bars(lat: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(stage, p50 ms, p99 ms) for each stage the latency run split its delays into; empty if it did not."""
+    stages = lat.get("stages_ms") or {}
+    return [
+        (report.STAGE_NAMES[name], float(stages[name]["p50"]), float(stages[name]["p99"]))
+        for name in report.STAGE_NAMES
+        if isinstance(stages.get(name), dict) and stages[name].get("p50") is not None
+    ]
+
+
+def _stages(ax: Any, bars: list[tuple[str, float, float]], stages: dict[str, Any]) -> None:
+    """Where the time goes: each stage's p50 and p99, and the stage the slowest 1% spent most in."""
+    ys = list(range(len(bars)))
+    ax.barh([y - 0.2 for y in ys], [b[1] for b in bars], height=0.4, color=BEFORE, label="p50")
+    ax.barh([y + 0.2 for y in ys], [b[2] for b in bars], height=0.4, color=OURS, label="p99")
+    for y, (_, p50, p99) in zip(ys, bars, strict=True):
+        ax.text(p99, y + 0.2, f" {p99:,.1f}", va="center", fontsize=7)
+        ax.text(p50, y - 0.2, f" {p50:,.1f}", va="center", fontsize=7)
+    ax.set_yticks(ys, [b[0] for b in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("ms in the stage")
+    ax.set_xlim(0, max(b[2] for b in bars) * 1.25)
+    ax.grid(axis="x", color="#e6e6e6", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    worst = stages.get("worst_stage") or {}
+    most = max(worst, key=worst.get) if worst else None
+    tail = (
+        f"\nthe slowest 1%: most in “{report.STAGE_NAMES.get(most, most)}” ({worst[most]:,} of {sum(worst.values()):,})"
+        if most
+        else ""
+    )
+    ax.set_title(f"Where the time goes, by stage (ms){tail}", loc="left", fontsize=8)
 
 
 CHARTS: dict[str, Callable[[dict[str, Any]], Figure | None]] = {

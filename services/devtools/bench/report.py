@@ -90,6 +90,7 @@ def markdown(r: dict[str, Any]) -> str:
             f" {lat['p50_ms']:,} / {lat['p99_ms']:,} / {lat['max_ms']:,} | | | p99 ≤ {P99_TARGET_MS:.0f} |"
             f" {_met(lat['p99_ms'] <= P99_TARGET_MS)} |"
         )
+        lines += _latency_stages(lat.get("stages_ms") or {})
     if "api" in r:
         lines += _api(r["api"])
     rp, fl = r["replay"], r["replay"]["from_log"]
@@ -159,6 +160,31 @@ def _replay_limits(fl: dict[str, Any], read: float | None) -> list[str]:
             f" {ours / before['events_per_s']:.2f} | | |"
         )
     return lines
+
+
+# The stages of services/devtools/bench/latency_stages.STAGES in the order a submission passes them, named.
+STAGE_NAMES = {
+    "kafka": "publish → the broker's append",
+    "ledger_fetch_decide": "ledger: fetch, decode, judge",
+    "ledger_commit": "ledger: append → commit",
+    "projector": "projector: → its commit",
+    "poller": "→ seen by the poller",
+}
+
+
+def _latency_stages(stages: dict[str, Any]) -> list[str]:
+    """Where the delay goes: each stage's p50 / p99, and the stage the slowest 1% spent most in."""
+    parts = [
+        f"{label} {stages[name]['p50']:,} / {stages[name]['p99']:,}"
+        for name, label in STAGE_NAMES.items()
+        if isinstance(stages.get(name), dict) and stages[name].get("p50") is not None
+    ]
+    if not parts:
+        return []
+    worst = stages.get("worst_stage") or {}
+    most = max(worst, key=worst.get) if worst else None
+    tail = f"; the slowest 1% spent most in {STAGE_NAMES.get(most, most)} ({worst[most]:,} of {sum(worst.values()):,})"
+    return [f"| … by stage, p50 / p99 (ms{tail if most else ''}) | {'; '.join(parts)} | | | | |"]
 
 
 def point_cpu(r: dict[str, Any], point: dict[str, Any]) -> dict[str, float]:
