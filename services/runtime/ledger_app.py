@@ -17,7 +17,6 @@ from services.adapters.kafka.topics import AdminWatermark, faststream_security
 from services.observability import logs, metrics, outage
 from services.runtime import failures, ingest
 from services.runtime.answers import AnswerRelay
-from services.runtime.batch_fill import BatchFill
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.failures import cannot_go_on
 from services.runtime.gc_pacing import Pacer
@@ -25,6 +24,7 @@ from services.runtime.ledger import Ledger
 from services.runtime.ledger_consumer import (
     Halt,
     SeekToStoredOffsets,
+    in_fresh_context,
     raw_bodies,
     rewind,
     seek_back,
@@ -83,7 +83,6 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     )
     listener.subscriber = ledger.subscriber = subscriber
     watermark = AdminWatermark(settings)
-    filler = BatchFill(settings)  # records waiting past a batch join it rather than wait for one of their own
 
     backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
     halt = Halt()  # once a batch cannot go on, no later one commits past it
@@ -92,7 +91,13 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
         """Append one batch; on failure rewind to the committed offsets and retry later."""
-        records = message.raw_message
+        # Not in FastStream's context: it holds this message, and so the whole batch, in a context variable, and
+        # every timer set while the batch is handled (asyncpg's statement-cache expiry, 300 s; the timeouts of
+        # Kafka and PostgreSQL calls, kept in the loop's heap after they are cancelled) keeps a copy of the
+        # context: 20,000-record batches stayed alive long after their commit (ledger_consumer.in_fresh_context).
+        await in_fresh_context(_logged_batch(message, message.raw_message))
+
+    async def _logged_batch(message: KafkaMessage, records) -> None:
         # Every line of this batch (its failures, the one-by-one commits, parked messages) carries its offsets:
         # bound once per batch, not per record (records are bound only on the paths that log them).
         with logs.bind(**ingest.batch_context(records)):
@@ -106,10 +111,6 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             return
         seconds = metrics.Stopwatch()
         try:
-            # fill() never raises; what it adds is this batch's from here on (a rewind covers their partitions). The
-            # admin watermark is read after it, never before: every record of the batch was published before that read.
-            records = await filler.fill(subscriber.consumer, records, settings.batch_max - len(records))
-            partitions.update(TopicPartition(r.topic, r.partition) for r in records)
             admin_end = await watermark.end_offsets()
             deferred = await ledger.commit(records, broker, admin_end)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be skipped
@@ -175,7 +176,6 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_startup(check_clock)
     app.on_startup(ledger.start)
     app.on_startup(watermark.start)
-    app.on_startup(filler.start)
     HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
     AnswerRelay(settings).attach(app)  # one answer per logged or parked submission on votes.decisions
     watch = StallWatch(
@@ -194,7 +194,6 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_shutdown(watch.stop)
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)
-    app.after_shutdown(filler.stop)
     return app, ledger
 
 
