@@ -17,6 +17,7 @@ from services.adapters.kafka.topics import AdminWatermark, faststream_security
 from services.observability import logs, metrics, outage
 from services.runtime import failures, ingest
 from services.runtime.answers import AnswerRelay
+from services.runtime.batch_fill import BatchFill
 from services.runtime.chain_heads import HeadPublisher
 from services.runtime.failures import cannot_go_on
 from services.runtime.gc_pacing import Pacer
@@ -83,6 +84,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     )
     listener.subscriber = ledger.subscriber = subscriber
     watermark = AdminWatermark(settings)
+    filler = BatchFill(settings)  # records waiting past a batch join it rather than wait for one of their own
 
     backoff = Backoff(first=0.5, cap=10.0)  # consecutive batches that could not commit: paces the retries
     halt = Halt()  # once a batch cannot go on, no later one commits past it
@@ -111,6 +113,10 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
             return
         seconds = metrics.Stopwatch()
         try:
+            # fill() never raises; what it adds is this batch's from here on (a rewind covers their partitions). The
+            # admin watermark is read after it, never before: every record of the batch was published before that read.
+            records = await filler.fill(subscriber.consumer, records, settings.batch_max - len(records))
+            partitions.update(TopicPartition(r.topic, r.partition) for r in records)
             admin_end = await watermark.end_offsets()
             deferred = await ledger.commit(records, broker, admin_end)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be skipped
@@ -176,6 +182,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_startup(check_clock)
     app.on_startup(ledger.start)
     app.on_startup(watermark.start)
+    app.on_startup(filler.start)
     HeadPublisher(settings).attach(app)  # anchors every meeting's chain on ledger.heads as the log grows
     AnswerRelay(settings).attach(app)  # one answer per logged or parked submission on votes.decisions
     watch = StallWatch(
@@ -194,6 +201,7 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
     app.on_shutdown(watch.stop)
     app.after_shutdown(ledger.stop)
     app.after_shutdown(watermark.stop)
+    app.after_shutdown(filler.stop)
     return app, ledger
 
 
