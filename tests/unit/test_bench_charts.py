@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.devtools.bench import charts, report
+from services.devtools.bench import chart_curves, chart_throughput, charts, report
 
 COMMITTED = Path(__file__).resolve().parents[2] / "bench-results" / "results.json"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -92,8 +92,8 @@ def test_the_latency_chart_draws_the_recorded_distribution_as_one_curve(results)
     lat = results["latency"]
     lat["delays_ms"] = [[q, float(q)] for q in (*range(1, 100), 99.9)] + [[100, 500.0]]
 
-    qs, ms, full = charts.latency_points(lat)
-    figure = charts.latency(results)
+    qs, ms, full = chart_curves.latency_points(lat)
+    figure = chart_curves.latency(results)
 
     assert full and len(qs) == len(ms) == 101 and qs[-1] == 100
     curve = figure.axes[0].lines[0]
@@ -107,8 +107,8 @@ def test_the_latency_chart_draws_the_recorded_distribution_as_one_curve(results)
 def test_without_the_distribution_the_latency_chart_shows_the_three_recorded_points_only(results):
     results["latency"].pop("delays_ms", None)
 
-    qs, ms, full = charts.latency_points(results["latency"])
-    curve = charts.latency(results).axes[0].lines[0]
+    qs, ms, full = chart_curves.latency_points(results["latency"])
+    curve = chart_curves.latency(results).axes[0].lines[0]
 
     assert not full and qs == [50.0, 99.0, 100.0]
     assert curve.get_linestyle() == "None" and len(curve.get_xdata()) == 3
@@ -120,7 +120,7 @@ def test_the_scale_series_take_cpu_from_each_point_and_the_main_run_for_its_own_
         {"submissions": 10_000_000, "ledger_peak_rss_mib": 280.0, "cpu_us_per_submission": {"ledger": 20.0}}
     ]
 
-    sizes, cpu, rss = charts.scale_series(results)
+    sizes, cpu, rss = chart_curves.scale_series(results)
 
     assert sizes == [main, 10_000_000]
     assert cpu["ledger"] == [results["ingest"]["cpu_us_per_submission"]["ledger"], 20.0]
@@ -200,7 +200,7 @@ def test_the_unsigned_ingest_of_the_same_run_is_drawn_beside_ours_against_the_sa
     bare = results["limits"]["copy"]["unindexed_rows_per_s"]
     results["ingest_unsigned"] = {**results["ingest"], "submissions_per_s": bare // 2}
 
-    (ingest, *_) = charts.throughput_panels(results)
+    (ingest, *_) = chart_throughput.throughput_panels(results)
 
     unsigned = next(b for b in ingest.bars if b.label == "ours: the same unsigned")
     assert unsigned.kind == "ours" and unsigned.note == f"{(bare // 2) / bare:.2f}× bare COPY"
@@ -219,7 +219,7 @@ def test_the_replay_before_migration_019_and_the_whole_row_read_are_shown_beside
     }
 
     table = report.markdown(results)
-    (_, replay, *_) = charts.throughput_panels(results)
+    (_, replay, *_) = chart_throughput.throughput_panels(results)
 
     before = _row(table, "| … vs the same replay as before migration 019")
     assert before[1:4] == [f"{fl['events_per_s']:,}", f"{fl['events_per_s'] // 2:,}", "2.00"]
@@ -234,10 +234,10 @@ def test_a_latency_run_split_into_stages_draws_and_reports_where_the_time_goes(r
     stages = {name: {"p50": 2.0 + i, "p99": 10.0 * (i + 1), "max": 99.0} for i, name in enumerate(report.STAGE_NAMES)}
     results["latency"]["stages_ms"] = {**stages, "measured": 1500, "worst_stage": {"projector": 12, "kafka": 3}}
 
-    figure = charts.latency(results)
+    figure = chart_curves.latency(results)
     table = report.markdown(results)
 
-    assert [label for label, _, _ in charts.stage_bars(results["latency"])] == list(report.STAGE_NAMES.values())
+    assert [label for label, _, _ in chart_curves.stage_bars(results["latency"])] == list(report.STAGE_NAMES.values())
     assert len(figure.axes) == 2
     assert "the slowest 1%: most in “projector: → its commit” (12 of 15)" in figure.axes[1].get_title(loc="left")
     row = _row(table, "| … by stage, p50 / p99")
@@ -248,5 +248,5 @@ def test_a_latency_run_split_into_stages_draws_and_reports_where_the_time_goes(r
 def test_a_latency_run_without_stages_draws_the_distribution_alone_and_no_stage_row(results):
     results["latency"].pop("stages_ms", None)
 
-    assert len(charts.latency(results).axes) == 1
+    assert len(chart_curves.latency(results).axes) == 1
     assert "| … by stage" not in report.markdown(results)
