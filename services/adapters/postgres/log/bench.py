@@ -13,6 +13,11 @@ async def create_bare_copy(conn: asyncpg.Connection, table: str) -> None:
     """Create ``table`` with the log's columns and NOT NULLs only: no keys, checks, indexes or triggers."""
     # INCLUDING DEFAULTS: recorded_at is NOT NULL DEFAULT clock_timestamp() and is not copied.
     await conn.execute(f"CREATE TABLE {table} (LIKE ledger_log INCLUDING DEFAULTS)")
+    # LIKE copies no storage parameters: the log's toast_tuple_target (019_compact_form.sql) keeps a vote's
+    # payload in its row, and the bare table must store the same rows the same way to be a like-for-like limit.
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'ledger_log'::regclass")
+    if options:
+        await conn.execute(f"ALTER TABLE {table} SET ({', '.join(options)})")
 
 
 async def copy_rows(conn: asyncpg.Connection, rows: list[tuple], into: str = LOG_TABLE) -> None:
