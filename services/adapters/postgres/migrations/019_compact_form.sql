@@ -23,9 +23,10 @@ ALTER TABLE ledger_log ADD CONSTRAINT ledger_log_compact_has_format
 -- Keep a row's payload in the row. With its compact form a signed vote's row is about 2,075 bytes, past
 -- PostgreSQL's 2,032-byte TOAST threshold, and by default its payload was then moved out of line: one more
 -- heap tuple and one more index entry (the TOAST table's) per row. Measured on 40,000 rows as the ledger
--- builds them, COPYed in 20,000-row transactions, alternating: 6,900-8,700 rows/s without compact forms,
--- 3,900-4,900 with them stored out of line, 5,900-6,400 with this setting (3 rounds, load average 13-16). Rows up to half a page stay
--- whole; larger ones (register chunks) are compressed and moved out as before. A reloption: no rewrite.
+-- builds them, COPYed in 20,000-row transactions, alternating (3 rounds, load average 13-16): 6,900-8,700
+-- rows/s without compact forms, 3,900-4,900 with them stored out of line, 5,900-6,400 with this setting.
+-- Rows up to half a page stay whole; larger ones (register chunks) are compressed and moved out as before.
+-- A reloption: no rewrite.
 ALTER TABLE ledger_log SET (toast_tuple_target = 4080);
 
 -- Grants: no new table. compact falls under the table grants of 007 (the ledger SELECTs and
