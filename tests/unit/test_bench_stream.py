@@ -40,24 +40,33 @@ def test_a_scale_only_run_adds_its_points_to_the_main_runs_and_replaces_a_size_b
     assert kept["scale"][-1]["run"] == "d"
 
 
-def _part(rate: int, lock: float) -> dict:
+def _part(rate: int, lock: float, cpu: float) -> dict:
     states = {"idle in transaction (the ledger's Python)": 0.5, "running SQL": 0.5 - lock, "Lock:transactionid": lock}
-    watch = {"backend_states": states, "lock_wait_share": lock, "machine_cpu_busy": 0.97}
+    watch = {"backend_states": states, "lock_wait_share": lock, "machine_cpu_busy": cpu}
     return {"submissions_per_s": rate, "watch": watch}
 
 
-def _result(lock: float) -> dict:
+def _result(lock: float, cpu: float = 0.97) -> dict:
     runs = [
-        {"ledgers": n, "one_meeting": _part(1000, lock), "many_meetings": _part(900 * n, lock), "many_vs_one": 0.9 * n}
+        {
+            "ledgers": n,
+            "one_meeting": _part(1000, lock * (n - 1), cpu),
+            "many_meetings": _part(900 * n, lock * (n - 1), cpu),
+            "many_vs_one": 0.9 * n,
+        }
         for n in (1, 2)
     ]
     return {"meetings": 50, "positions_per_meeting": 200, "submissions": 3000, "runs": runs}
 
 
-def test_the_verdict_names_the_lock_only_when_a_large_share_of_the_ledgers_samples_wait_for_it():
-    assert meetings._verdict(_result(0.05)["runs"]).startswith("not the append lock: at most 5%")
-    assert meetings._verdict(_result(0.45)["runs"]).startswith("the append lock: up to 45%")
-    assert "2 ledgers vs 1 on 50 meetings: 2.00x" in meetings._verdict(_result(0.05)["runs"])
+def test_the_lock_is_named_the_limit_only_when_ledgers_wait_for_it_while_the_cpu_has_room():
+    assert meetings._verdict(_result(0.45, cpu=0.6)["runs"]).startswith(
+        "yes: one ledger waits for a lock in 0% of its samples, two in 45%,"
+        " while the machine's CPU was at least 40% idle"
+    )
+    assert meetings._verdict(_result(0.45, cpu=0.97)["runs"]).startswith("no, the CPU is: the machine was at least 97%")
+    assert meetings._verdict(_result(0.05, cpu=0.6)["runs"]).startswith("no: one ledger waits for a lock in 0%")
+    assert meetings._verdict(_result(0.05)["runs"]).endswith("2 ledgers vs 1 on 50 meetings: 2.00x")
 
 
 def test_the_many_meetings_table_has_a_row_per_ledger_count_and_meeting_count_and_the_verdict():
@@ -65,6 +74,6 @@ def test_the_many_meetings_table_has_a_row_per_ledger_count_and_meeting_count_an
     m["lock_limits"] = meetings._verdict(m["runs"])
     lines = meetings.markdown(m)
     rows = [line for line in lines if line.startswith("| 1 |") or line.startswith("| 2 |")]
-    assert rows[0].startswith("| 1 | 1 | 1,000 |  | 10% | 50% | 40% | 97% |")
-    assert rows[3].startswith("| 2 | 50 | 1,800 | 1.80 | 10% |")
-    assert lines[-1].startswith("Is the global append lock the limit? not the append lock")
+    assert rows[0].startswith("| 1 | 1 | 1,000 |  | 0% | 50% | 50% | 97% |")
+    assert rows[3].startswith("| 2 | 50 | 1,800 | 1.80 | 10% | 50% | 40% | 97% |")
+    assert lines[-1].startswith("Is the global append lock the limit? no, the CPU is")
