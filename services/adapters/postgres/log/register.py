@@ -56,8 +56,9 @@ async def declared_registers(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     )
 
 
-# ledger_log_event_id (015_event_ids_per_meeting.sql) serves event_id = ANY: one probe per id. Every row of
-# an id, rejected ones too: a load reports a rejected chunk; the source says which record a row came from.
+# ledger_log_applied_meeting_event_id_key (event_id first, 020_event_id_index.sql) serves event_id = ANY: one
+# probe per id. Every row of an id, rejected ones too: a load reports a rejected chunk; the source says which
+# record a row came from.
 _DECISIONS = (
     "SELECT event_id, position, decision, reason, source_topic, source_partition, source_offset FROM ledger_log"
     " WHERE meeting_id = $1 AND event_id = ANY($2::text[]) ORDER BY position"
