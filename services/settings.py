@@ -38,6 +38,9 @@ Partitions = Annotated[int, Field(ge=1, le=10000)]
 Replication = Annotated[int, Field(ge=1, le=32767)]
 # One batch is one transaction held in memory: a million rows is far past where batching pays.
 BatchMax = Annotated[int, Field(ge=1, le=1_000_000)]
+# Bytes a Kafka fetch may return: at least 1 KiB (the broker still returns a first record batch larger than the
+# limit, so nothing gets stuck), at most Kafka's int32.
+FetchBytes = Annotated[int, Field(ge=1024, le=INT32_MAX)]
 
 # Kafka's rule for a topic name (and a static member's group.instance.id): these characters, at most 249.
 KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]*")
@@ -92,6 +95,10 @@ class Settings(BaseSettings):
     topic_min_insync: Replication = _var("VOTE_LEDGER_TOPIC_MIN_INSYNC", 1)
     # A cap, not a wait: a batch holds what Kafka has ready (batch_timeout_ms), up to this many.
     batch_max: BatchMax = _var("VOTE_LEDGER_BATCH_MAX", 20000)
+    # What the ledger's Kafka consumer may fetch ahead of the batch in hand, in all and per partition (issue 15):
+    # these bound the ledger's memory whatever the backlog (services/runtime/ledger_app.py says why and what).
+    fetch_max_bytes: FetchBytes = _var("VOTE_LEDGER_FETCH_MAX_BYTES", 16 << 20)
+    partition_fetch_bytes: FetchBytes = _var("VOTE_LEDGER_PARTITION_FETCH_BYTES", 1 << 20)
     # Static group membership (KIP-345): a ledger restarted under the same id takes its partitions
     # back at once instead of waiting for its dead predecessor's session to expire (measured after
     # kill -9: 9.1 s without, see README). One distinct id per ledger process, stable across restarts
