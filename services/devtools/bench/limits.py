@@ -25,7 +25,6 @@ from services.runtime.rebuild import REPLAY_BATCH
 from services.settings import Settings
 
 COPY_BATCH = 20_000  # the ledger's default batch_max: it commits one COPY per batch of this size
-FETCH_BYTES = 8 << 20  # the ledger's max_partition_fetch_bytes
 CONSUME_TIMEOUT_S = 300.0
 
 
@@ -69,7 +68,10 @@ async def _consume_all(settings: Settings, topic: str, expected: int) -> tuple[i
         group_id=f"limit-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=FETCH_BYTES,
+        # The ledger's own fetch bounds (VOTE_LEDGER_PARTITION_FETCH_BYTES / _FETCH_MAX_BYTES), so the limit reads
+        # as the ledger's consumer reads.
+        fetch_max_bytes=settings.fetch_max_bytes,
+        max_partition_fetch_bytes=settings.partition_fetch_bytes,
     )
     await consumer.start()
     try:
