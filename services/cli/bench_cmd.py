@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="submissions for the many-meetings measurement: spread over 50 meetings vs all in one, each with"
         " 1 and 2 ledger processes, the append lock's waits sampled (default 200,000; 0 skips it)",
     )
+    b.add_argument(
+        "--meetings-only",
+        action="store_true",
+        help="run only the many-meetings measurement (--meetings-events submissions); writes meetings.json and"
+        " merges it into results.json/.md (and --readme) if there",
+    )
     b.add_argument("--no-peers", action="store_true", help="skip the eventsourcing and naive peers")
     b.add_argument(
         "--no-unsigned",
@@ -98,13 +104,17 @@ def _sizes(text: str) -> list[int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.scale_only and args.meetings_only:
+        raise UserError("--scale-only and --meetings-only each run one part: give one of them")
+    if args.meetings_only and not args.meetings_events:
+        raise UserError("--meetings-only needs --meetings-events of at least 1")
     cfg = settings()
     pg_dsn(cfg)
     kafka_bootstrap(cfg)
     try:
         from services.devtools.bench import charts  # noqa: PLC0415 - needs the bench extras (matplotlib)
         from services.devtools.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
-        from services.devtools.bench.run import Plan, merge_scale, scale_only  # noqa: PLC0415
+        from services.devtools.bench.run import Plan, meetings_only, merge_scale, scale_only  # noqa: PLC0415
         from services.devtools.bench.run import run as run_bench
     except ImportError as exc:
         raise UserError(f"{exc.name} is missing: install the bench extras ({BENCH_EXTRAS})") from None
@@ -129,7 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
         # Given only a superuser DSN, the services under measurement get logins for this run.
         async with service_logins(cfg, f"vl_bench{uuid.uuid4().hex[:6]}_") as run_cfg:
             with progress_bar("bench", unit="sizes" if args.scale_only else "phases", quiet=args.quiet) as on_progress:
-                measure = scale_only if args.scale_only else run_bench
+                measure = scale_only if args.scale_only else meetings_only if args.meetings_only else run_bench
                 results = await measure(
                     run_cfg, plan, lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True), on_progress
                 )
@@ -140,6 +150,13 @@ def _bench(args: argparse.Namespace) -> int:
                 print(json.dumps(results["scale"], indent=2))
                 return 0
             results = merge_scale(json.loads(main_run.read_text()), results)
+        elif args.meetings_only:
+            (args.out / "meetings.json").write_text(json.dumps(results, indent=2) + "\n")
+            main_run = args.out / "results.json"
+            if not main_run.exists():
+                print(json.dumps(results["meetings"], indent=2))
+                return 0
+            results = {**json.loads(main_run.read_text()), "meetings": {**results["meetings"], "run": results["date"]}}
         elif (args.out / "scale.json").exists():  # e.g. the 10M point of `make bench-scale`: kept in the table
             results = merge_scale(results, json.loads((args.out / "scale.json").read_text()), replace=False)
         table = markdown(results)

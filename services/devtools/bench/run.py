@@ -139,15 +139,7 @@ async def run(
 
     if plan.meetings_events:
         say(f"meetings: {plan.meetings_events:,} submissions over {meetings.MEETINGS} meetings vs one, 1 and 2 ledgers")
-        results["meetings"] = await meetings.measure(
-            settings,
-            plan.meetings_events,
-            plan.log_dir,
-            meeting_file=plan.meeting_file,
-            # Small registers, as most meetings of a proxy season have: the main run's register shared out.
-            positions=max(200, plan.positions // meetings.MEETINGS),
-            seed=plan.seed,
-        )
+        results["meetings"] = await many_meetings(settings, plan)
 
     curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
     for size in sorted(set(plan.scale) - {plan.events}):
@@ -157,6 +149,37 @@ async def run(
     results["seconds"] = round(time.perf_counter() - started)
     if on_progress is not None:
         on_progress(phases, phases)
+    return results
+
+
+async def many_meetings(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """The many-meetings measurement of the plan (meetings.measure)."""
+    return await meetings.measure(
+        settings,
+        plan.meetings_events,
+        plan.log_dir,
+        meeting_file=plan.meeting_file,
+        # Small registers, as most meetings of a proxy season have: the main run's register shared out.
+        positions=max(200, plan.positions // meetings.MEETINGS),
+        seed=plan.seed,
+    )
+
+
+async def meetings_only(
+    settings: Settings, plan: Plan, say: Callable[[str], None], on_progress: Callable[[int, int | None], None] | None
+) -> dict[str, Any]:
+    """Only the many-meetings measurement: meetings.json."""
+    started = time.perf_counter()
+    say(f"meetings: {plan.meetings_events:,} submissions over {meetings.MEETINGS} meetings vs one, 1 and 2 ledgers")
+    results = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": await machine(settings),
+        "plan": _plain(asdict(plan)),
+        "meetings": await many_meetings(settings, plan),
+    }
+    results["seconds"] = round(time.perf_counter() - started)
+    if on_progress is not None:
+        on_progress(1, 1)
     return results
 
 
