@@ -35,6 +35,8 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
         "400",
         "--latency-seconds",
         "3",
+        "--meetings-events",
+        "500",
         "--out",
         str(out),
         "--readme",
@@ -77,6 +79,18 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
     assert latency["observed"] == latency["submissions"] == 1200
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert [p["submissions"] for p in r["scale"]] == [1000, 3000]
+    # The 1000 point was streamed (generated and published a chunk at a time) and says what each process spent.
+    assert r["scale"][0]["cpu_us_per_submission"]["ledger"] > 0 and r["scale"][0]["bench_max_rss_mib"] > 0
+    # 50 meetings interleaved vs one, with 1 and 2 ledgers: every submission logged, the ledgers' waits sampled.
+    m = r["meetings"]
+    assert [run["ledgers"] for run in m["runs"]] == [1, 2] and m["meetings"] == 50
+    for run in m["runs"]:
+        for part in (run["one_meeting"], run["many_meetings"]):
+            assert part["submissions"] == 500 and part["accepted"] + part["rejected"] == part["log_rows"]
+            assert part["watch"]["samples_with_a_ledger_transaction"] > 0
+        assert run["many_meetings"]["log_rows"] - run["one_meeting"]["log_rows"] > 0  # 49 more meetings' admin
+    assert "ledger2" in m["runs"][1]["many_meetings"]["cpu_us_per_submission"]
+    assert m["lock_limits"]
     # The API: the dashboard's event stream got the last commit's tally, each event timed from its commit;
     # the tally route answered every request (200, then 304 to If-None-Match while nothing changed).
     api = r["api"]
@@ -95,8 +109,17 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
     assert "| Ingest: Kafka → committed log rows" in table and "eventsourcing" in table and "p99" in table
     assert "| API event stream open during ingest" in table and "If-None-Match" in table
     assert "the same submissions unsigned" in table and "One Ed25519 verify" in table
+    assert "Is the global append lock the limit?" in table
     assert readme.read_text() == f"# x\n\n{README_START}\n{table}{README_END}\n\nafter\n"
     assert table in done.stdout
+
+    # Only the scale curve, its workload streamed: scale.json, its point merged into the main run's table.
+    vote_ledger.run("bench", "--scale-only", "--scale", "500", "--positions", "2000", "--out", str(out), timeout=300)
+    curve = json.loads((out / "scale.json").read_text())
+    assert [p["submissions"] for p in curve["scale"]] == [500] and curve["scale"][0]["ingest_per_s"] > 0
+    merged = json.loads((out / "results.json").read_text())
+    assert [p["submissions"] for p in merged["scale"]] == [500, 1000, 3000] and merged["meetings"] == m
+    assert "| 500 |" in (out / "results.md").read_text()
     # Scratch databases are dropped afterwards: the operator's server is left as it was.
     assert await _scratch_databases(settings.pg_dsn) <= scratch_before
 
