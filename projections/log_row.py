@@ -12,6 +12,7 @@ from datetime import datetime
 
 from events import AnyEvent, encode_compact, tag_of
 from projections import chain
+from projections.chain_forms import canonical_v3_micros, micros
 
 # Every column of a log row, in the order ``LogRow.record`` gives them (the adapter COPYs them so).
 LOG_COLUMNS = (
@@ -163,12 +164,14 @@ def chained_records(
     recorded at ``recorded_at`` (the caller's clock: the log's, when the adapter appends), which its hash covers.
     """
     records = []
+    # The batch's one recorded_at in microseconds once, not per row (canonical_v3 converts it each call).
+    recorded_micros = micros(recorded_at)
     for position, row in enumerate(rows, start=head + 1):
         prev_position: int | None
         prev_position, prev_hash = heads.get(row.meeting_id, (None, chain.GENESIS))
         hash_ = chain.link(
             prev_hash,
-            chain.canonical_v3(
+            canonical_v3_micros(
                 position,
                 prev_position,
                 row.meeting_id,
@@ -177,11 +180,11 @@ def chained_records(
                 row.decision,
                 row.reason,
                 row.payload,
-                recorded_at,
+                recorded_micros,
                 row.source_topic,
                 row.source_partition,
                 row.source_offset,
-                row.appended_at,
+                None if row.appended_at is None else micros(row.appended_at),
             ),
         )
         heads[row.meeting_id] = (position, hash_)

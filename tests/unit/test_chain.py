@@ -1,5 +1,6 @@
 """The hash chain, pure: links, canonical bytes, and how a check reports the first break."""
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -19,6 +20,7 @@ from projections.chain import (
     link,
     micros,
 )
+from projections.chain_forms import canonical_v3_micros
 from projections.heads import Head, HeadCheck, decode_head, encode_head
 from tests.chain_helpers import hashes, rechain
 
@@ -305,3 +307,21 @@ def test_messages_parked_before_the_chain_are_counted_as_not_covered_but_one_aft
     result = ParkedCheck()
     result.feed([*chained, replace(parked(7)[-1], hash=None, prev_position=chained[-1].position)])
     assert result.first_break.problem == "unhashed" and result.legacy == 0
+
+
+def test_a_link_is_sha256_of_the_previous_hash_then_the_canonical_bytes_as_docs_publish_it():
+    # link feeds the two parts to SHA-256 without joining them (issue 15): the digest must stay the published one.
+    prev, body = (
+        bytes(range(32)),
+        canonical_v3(7, 3, "m1", "e7", "vote.cast", "accepted", None, '{"a":"\\""}', T0, "t", 0, 1, T0),
+    )
+    assert link(prev, body) == hashlib.sha256(prev + body).digest()
+
+
+def test_v3_canonical_bytes_from_microseconds_equal_those_from_the_datetimes():
+    common = (7, 3, "m1", "e7", "vote.cast", "rejected", "poll_closed", '{"x": 1}')
+    source = ("votes.submissions", 2, 41)
+    assert canonical_v3(*common, T0, *source, APPENDED) == canonical_v3_micros(
+        *common, micros(T0), *source, micros(APPENDED)
+    )
+    assert canonical_v3(*common, T0, *source, None) == canonical_v3_micros(*common, micros(T0), *source, None)
