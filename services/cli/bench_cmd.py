@@ -146,7 +146,8 @@ def _bench(args: argparse.Namespace) -> int:
         if args.scale_only:
             (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
             main_run = args.out / "results.json"
-            if not main_run.exists():  # nothing to merge into: the curve alone
+            if not main_run.exists():  # nothing to merge into: the curve alone (and its chart)
+                charts.write(results, args.out)
                 print(json.dumps(results["scale"], indent=2))
                 return 0
             results = merge_scale(json.loads(main_run.read_text()), results)
