@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replay a meeting from the start of the log",
         description="Rebuild a meeting's tally tables by replaying the log from the start"
         " up to the projector's checkpoint into shadow tables, checking them"
-        " against a second from-scratch fold, then swapping them in atomically."
+        " against the fold (every row of the log folded once, its sums against its voters' states),"
+        " then swapping them in atomically."
         " Readers and a running projector carry on meanwhile.",
     )
     r.add_argument("--meeting", required=True, help="meeting id")
@@ -41,9 +42,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         conn = await connect_as(settings(), PROJECTOR_ROLE)
         try:
             started = time.perf_counter()
-            # Both folds (the replay, then the check) read the log up to the checkpoint: the bar counts it twice.
-            label = f"rebuilding {args.meeting} (2 passes)"
-            with progress_bar(label, unit="positions", quiet=args.quiet) as on_progress:
+            # One pass: the replay reads the log up to the checkpoint once (the check reads the shadow rows).
+            with progress_bar(f"rebuilding {args.meeting}", unit="positions", quiet=args.quiet) as on_progress:
                 rows = await rebuild(conn, args.meeting, on_progress)
         except UnknownMeeting:
             raise UserError(f"no projected meeting {args.meeting!r} (is the projector running?)") from None
@@ -52,7 +52,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
         elapsed = time.perf_counter() - started
-        # Throughput log -> tally, end to end: replay, shadow writes, the check's second fold, swap.
+        # Throughput log -> tally, end to end: replay, shadow writes, their check, swap.
         print(
             f"rebuilt {args.meeting}: {rows:,} log rows replayed, verified and swapped in {elapsed:.2f} s"
             f" ({rows / elapsed if elapsed > 0 else 0:,.0f} events/s)"

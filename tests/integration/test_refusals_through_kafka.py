@@ -198,7 +198,7 @@ async def test_a_refusal_row_the_fold_does_not_make_is_found_by_verify_and_break
         attempted=7000,
         counted=3000,
     )
-    # An untouched log rebuilds: the rebuild's second fold refuses what the ledger logged as refused.
+    # An untouched log rebuilds: the rebuild's fold refuses what the ledger logged as refused.
     code, _, err = await cli(settings, "projections", "rebuild", "--meeting", MID, "-q")
     assert code == 0, err
     head = await append(refused, [refusal_row(forged)])  # as the log's owner, chained like any row

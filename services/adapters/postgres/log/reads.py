@@ -130,9 +130,13 @@ async def meeting_logged(conn: asyncpg.Connection, meeting_id: str) -> bool:
     return await conn.fetchval("SELECT EXISTS (SELECT FROM ledger_log WHERE meeting_id = $1)", meeting_id)
 
 
-async def meeting_row_count(conn: asyncpg.Connection, meeting_id: str) -> int:
-    """How many rows of the meeting the log holds."""
-    return await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
+async def meeting_row_count(conn: asyncpg.Connection, meeting_id: str, up_to: int | None = None) -> int:
+    """How many rows of the meeting the log holds (up to a position, if given)."""
+    if up_to is None:
+        return await conn.fetchval("SELECT count(*) FROM ledger_log WHERE meeting_id = $1", meeting_id)
+    return await conn.fetchval(
+        "SELECT count(*) FROM ledger_log WHERE meeting_id = $1 AND position <= $2", meeting_id, up_to
+    )
 
 
 async def scheduled_payload(conn: asyncpg.Connection, meeting_id: str) -> str | None:
