@@ -114,8 +114,9 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         from services.devtools.bench import charts  # noqa: PLC0415 - needs the bench extras (matplotlib)
         from services.devtools.bench.report import markdown  # noqa: PLC0415 - needs the bench extras
-        from services.devtools.bench.run import Plan, meetings_only, merge_scale, scale_only  # noqa: PLC0415
+        from services.devtools.bench.run import Plan, meetings_only, scale_only  # noqa: PLC0415
         from services.devtools.bench.run import run as run_bench
+        from services.devtools.bench.scale import merge_scale  # noqa: PLC0415
     except ImportError as exc:
         raise UserError(f"{exc.name} is missing: install the bench extras ({BENCH_EXTRAS})") from None
     plan = Plan(

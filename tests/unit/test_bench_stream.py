@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from events import decode
 from services.devtools.bench import meetings
-from services.devtools.bench.run import merge_scale
+from services.devtools.bench.scale import merge_scale
 from services.devtools.bench.stream import interleaved, stream
 from services.devtools.bench.workload import build
 

@@ -6,7 +6,6 @@ import datetime as dt
 import gc
 import os
 import platform
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,10 +15,9 @@ from typing import Any
 import asyncpg
 import psutil
 
-from services.adapters.postgres.log import bench as log_bench
 from services.devtools.bench import api, e2e, limits, meetings, peer_eventsourcing, peer_naive, replay, verify_cost
+from services.devtools.bench.scale import point_of, scale_point, vacuum_log
 from services.devtools.bench.scratch import publish_workload, scratch_namespace
-from services.devtools.bench.stream import stream
 from services.devtools.bench.workload import DEFAULT_MEETING, DEFAULT_POSITIONS, Workload, build
 from services.settings import Settings
 
@@ -141,7 +139,7 @@ async def run(
         say(f"meetings: {plan.meetings_events:,} submissions over {meetings.MEETINGS} meetings vs one, 1 and 2 ledgers")
         results["meetings"] = await many_meetings(settings, plan)
 
-    curve = [_scale_point(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
+    curve = [point_of(plan.events, results["ingest"], results["replay"]["from_log"], results["replay"]["rebuild"])]
     for size in sorted(set(plan.scale) - {plan.events}):
         say(f"scale: {size:,} submissions")
         curve.append(await scale_point(settings, plan, size))
@@ -205,74 +203,6 @@ async def scale_only(
     if on_progress is not None:
         on_progress(len(sizes), len(sizes))
     return results
-
-
-def merge_scale(results: dict[str, Any], scale_run: dict[str, Any], *, replace: bool = True) -> dict[str, Any]:
-    """A main run's results with a scale-only run's points added, each marked with its run's date.
-
-    A size measured by both: the scale-only one if ``replace`` (it was just run), else the main run's.
-    """
-    ours = {p["submissions"]: p for p in results.get("scale", [])}
-    theirs = {p["submissions"]: {**p, "run": scale_run["date"]} for p in scale_run["scale"]}
-    points = {**ours, **theirs} if replace else {**theirs, **ours}
-    return {**results, "scale": sorted(points.values(), key=lambda p: p["submissions"])}
-
-
-async def scale_point(settings: Settings, plan: Plan, size: int) -> dict[str, Any]:
-    """Ingest (with the projector), replay and rebuild at one size: wall time, CPU per submission, peak memory.
-
-    The workload is streamed (generated and signed while it is published, a chunk at a time), so this
-    process stays small whatever the size; the scratch topics and database are dropped after the point
-    (10M submissions are ~14 GB in Kafka and more in PostgreSQL).
-    """
-    started = time.perf_counter()
-    workload = stream(size, meeting_file=plan.meeting_file, positions=plan.positions, seed=plan.seed)
-    async with scratch_namespace(settings, f"scale{size}") as cfg:
-        ingested = await e2e.ingest(cfg, workload, plan.log_dir)
-        await vacuum_log(cfg.pg_dsn)
-        replayed = await replay.from_log_process(cfg, workload.meeting_id, plan.log_dir)
-        rebuilt = await replay.rebuild(cfg, workload.meeting_id, plan.log_dir)
-    point = _scale_point(size, ingested, replayed, rebuilt)
-    # This process's peak RSS so far (it only grows): bounded by the chunk, not by the size, if streaming works.
-    point["bench_max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    point["seconds"] = round(time.perf_counter() - started)
-    return point
-
-
-def _scale_point(
-    size: int, ingested: dict[str, Any], replayed: dict[str, Any], rebuilt: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "submissions": size,
-        "publish_seconds": ingested["publish_seconds"],
-        "ingest_wall_seconds": ingested["wall_seconds"],
-        "ingest_per_s": ingested["submissions_per_s"],
-        "cpu_us_per_submission": ingested["cpu_us_per_submission"],
-        "ledger_peak_rss_mib": ingested["peak_rss_mib"].get("ledger"),
-        "projector_peak_rss_mib": ingested["peak_rss_mib"].get("projector"),
-        "replay_seconds": replayed["seconds"],
-        "replay_events_per_s": replayed["events_per_s"],
-        "replay_peak_rss_mib": replayed["peak_rss_mib"],
-        "rebuild_seconds": rebuilt["seconds"],
-        "rebuild_events_per_s": rebuilt["events_per_s"],
-        "rebuild_peak_rss_mib": rebuilt["peak_rss_mib"],
-    }
-
-
-async def vacuum_log(dsn: str) -> dict[str, Any]:
-    """VACUUM (ANALYZE) the freshly written log, timed, so replays measure a log at rest.
-
-    Right after a million appends, autovacuum starts on its own schedule; a replay that met it ran
-    at a third of its speed in one run and not in others. Its counters before are kept as evidence.
-    """
-    conn = await asyncpg.connect(dsn)
-    try:
-        before = await log_bench.autovacuum_counts(conn)
-        started = time.perf_counter()
-        await log_bench.vacuum_analyze(conn)
-        return {"seconds": round(time.perf_counter() - started, 2), **before}
-    finally:
-        await conn.close()
 
 
 def describe(workload: Workload) -> dict[str, Any]:
