@@ -9,6 +9,7 @@ from datetime import UTC
 import asyncpg
 import pytest
 
+from events import decode, encode_compact
 from services.adapters.kafka.topics import producer, publish, publish_raw
 from services.adapters.postgres.log.verify import CHAIN_ROWS, chain_row
 from services.read.errors import UnknownMeeting
@@ -283,14 +284,15 @@ async def test_a_deleted_parked_message_is_caught_by_its_successor_or_the_publis
 
 
 async def rehash(conn, rows) -> None:
-    """Write recomputed chain columns back, as a superuser covering an edit would."""
+    """Write recomputed chain columns back, as a superuser covering an edit would (its compact form too, 019)."""
     for row in rows:
         await conn.execute(
-            "UPDATE ledger_log SET prev_position = $2, hash = $3, payload = $4::json WHERE position = $1",
+            "UPDATE ledger_log SET prev_position = $2, hash = $3, payload = $4::json, compact = $5 WHERE position = $1",
             row.position,
             row.prev_position,
             row.hash,
             row.payload,
+            encode_compact(decode(row.payload)),
         )
 
 
