@@ -7,12 +7,18 @@ under ``in_shadow``), checks them, then swaps them over the live rows in one tra
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 from asyncpg.cursor import CursorFactory
+
+from projections.fold import Tally, VoterState
 
 SHADOW_SCHEMA = "tally_shadow"
 TABLES = ("tally_meetings", "tally_buckets", "tally_voters", "tally_overvote_rejections")
 # Any constant: with hashtext(meeting_id), the session lock of one meeting's rebuild.
 _REBUILD_LOCK = 0x766F7465  # "vote"
+# The projector's writer (tally_store.save_changes) encodes states with a default msgspec JSON encoder too:
+# the shadow's rows are the text the projector would have written.
+_state_encoder = msgspec.json.Encoder()
 
 
 async def lock_meeting(conn: asyncpg.Connection, meeting_id: str) -> None:
@@ -51,6 +57,55 @@ async def swap_in(conn: asyncpg.Connection, meeting_id: str, columns: dict[str, 
             f"INSERT INTO public.{table} ({names}) SELECT {names} FROM {SHADOW_SCHEMA}.{table} WHERE meeting_id = $1",
             meeting_id,
         )
+
+
+def state_text(state: VoterState) -> str:
+    """A voter's state as the tally_voters.state text both writers store (``json`` keeps the text as sent)."""
+    return _state_encoder.encode(state).decode()
+
+
+async def copy_meeting(conn: asyncpg.Connection, tally: Tally, as_of_position: int) -> None:
+    """Write a whole meeting into its (emptied) shadow rows, COPYing buckets, refusals and voters.
+
+    A rebuild writes every row of the meeting at once: COPY took 2.5-3.8 s where the projector's
+    upsert of the same 82,000 voters (unnest ... ON CONFLICT, built for a batch's few changed rows)
+    took 4.6-6.1 s (300k-row bench log, same session). The rows are the ones save_changes would write.
+    """
+    meeting_id = tally.meeting.meeting_id
+    await conn.execute(
+        f"INSERT INTO {SHADOW_SCHEMA}.tally_meetings (meeting_id, present, present_count, events_applied,"
+        " as_of_position) VALUES ($1, $2, $3, $4, $5)",
+        meeting_id,
+        tally.present,
+        tally.present_count,
+        tally.events_applied,
+        as_of_position,
+    )
+    numbers = sorted(tally.voters)
+    refused: dict[str, tuple[str, str, str, str, str]] = {}  # by event id, the first kept: as ON CONFLICT DO NOTHING
+    for n in numbers:
+        for event_id, item_id in tally.voters[n].overvote_rejected:
+            refused.setdefault(event_id, (meeting_id, event_id, item_id, tally.meeting.positions[n].nominee or "", n))
+    copies = (
+        (
+            "tally_buckets",
+            ["meeting_id", "item_id", "option", "nominee", "shares"],
+            [(meeting_id, *key, shares) for key, shares in sorted(tally.buckets.items()) if shares],
+        ),
+        (
+            "tally_overvote_rejections",
+            ["meeting_id", "event_id", "item_id", "nominee", "control_number"],
+            list(refused.values()),
+        ),
+        (
+            "tally_voters",
+            ["meeting_id", "control_number", "state"],
+            [(meeting_id, n, state_text(tally.voters[n])) for n in numbers],
+        ),
+    )
+    for table, columns, records in copies:
+        if records:
+            await conn.copy_records_to_table(table, schema_name=SHADOW_SCHEMA, columns=columns, records=records)
 
 
 async def in_shadow(conn: asyncpg.Connection) -> None:
