@@ -76,7 +76,8 @@ def build_app(settings: Settings) -> tuple[FastStream, Ledger]:
         # broker, and a batch is what is buffered (plus BatchFill's one more getmany), up to batch_max records. At
         # 8 MiB a partition (50 MiB in all, aiokafka's default) a signed batch was the full 20,000 records and the
         # ledger alone peaked at 455 MiB with a 100,000 backlog, against 207 MiB at 1 MiB / 16 MiB and the same
-        # ingest rate (one run, alternating). Bytes, unlike a record count, bound it whatever the submissions' size.
+        # ingest rate with the cores busy (one run, alternating; up to a fifth slower when they idle: README
+        # Benchmarks). Bytes, unlike a record count, bound it whatever the submissions' size.
         fetch_max_bytes=settings.fetch_max_bytes,
         max_partition_fetch_bytes=settings.partition_fetch_bytes,
         listener=listener,
