@@ -214,6 +214,8 @@ def _ledger_rss(r: dict[str, Any]) -> list[str]:
 
 def _api(a: dict[str, Any]) -> list[str]:
     """The HTTP API's rows: the event stream's latency during ingest, the tally route's requests per second."""
+    if "error" in a:  # the part failed in this run (services/devtools/bench/run.py): say so, not a KeyError
+        return [f"| API part: failed in this run ({a['error'][:160]}) | | | | | **no** |"]
     s, plain, cached = a["stream"], a["tally"], a["tally_not_modified"]
     p99 = s["p99_ms"]
     polls = a.get("dashboard_polls", {})  # the page's timeline, status, campaign and call-list polls meanwhile
