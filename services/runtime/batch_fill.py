@@ -6,15 +6,17 @@ batch n+1 is then those few records, and everything that arrived during batch n 
 too. Measured in the log's batch sizes at 300/s: 196, 6, 198, 16, 200, 41, ... (every other batch tiny,
 each costing a whole commit with its fsync). Before a batch commits, this asks the broker (on an idle client
 of its own, as AdminWatermark does) how far each assigned partition reaches; where records wait beyond the
-batch, it takes what the fetcher brings within WAIT_MS into this batch.
+batch, it takes what the fetcher brings within WAIT_MS into this batch. The whole fill gives up after
+TIMEOUT_S; whatever fails, the batch goes on as it came and the consumer's positions are where it left them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.adapters.kafka.topics import client_options, started
 from services.settings import Settings
@@ -24,6 +26,10 @@ log = logging.getLogger("vote_ledger.ledger")
 # Longest wait for the waiting records: a fetch is one broker round trip (~1 ms idle). Records the broker
 # counts but the fetch does not return (a transaction's commit marker) cost at most this per batch.
 WAIT_MS = 5
+# The whole fill (the ListOffsets round trip and the fetch) at most this: aiokafka itself waits longer in both
+# (end_offsets up to its request timeout when the broker is slow, a fetch for the end of a rebalance). Ten
+# idle round trips: a fill that takes longer saves less than it costs the batch, which then goes on as it came.
+TIMEOUT_S = 0.05
 
 
 class BatchFill:
@@ -46,24 +52,39 @@ class BatchFill:
     async def fill(self, consumer, records: Sequence[ConsumerRecord], room: int) -> list[ConsumerRecord]:
         """``records`` plus up to ``room`` records waiting right after them; just ``records`` if none or on any error.
 
-        An optimisation only: whatever fails here (the broker, a rebalance), the batch goes on as it came.
+        An optimisation only: whatever fails here (the broker, a rebalance, a record the client cannot parse,
+        the time bound), the batch goes on as it came, every partition read again from where the batch ended,
+        and the failure is left for the consume loop's next getmany to meet (the stall watch's, FastStream's).
         """
         if room <= 0 or self.client is None:
             return list(records)
+        before: dict[TopicPartition, int] = {}
         try:
-            positions = _positions(consumer)
-            ends = await self.client.end_offsets(list(positions)) if positions else {}
-            waiting = [tp for tp, position in positions.items() if ends.get(tp, 0) > position]
-            if not waiting:
-                return list(records)
-            more = await consumer.getmany(*waiting, timeout_ms=WAIT_MS, max_records=room)
+            async with asyncio.timeout(TIMEOUT_S):
+                asked = _positions(consumer)
+                ends = await self.client.end_offsets(list(asked)) if asked else {}
+                # Read again after the round trip (no await from here to the fetch): the stall watch may have
+                # paused or sought a partition meanwhile.
+                before = {tp: p for tp, p in _positions(consumer).items() if ends.get(tp, 0) > p}
+                if not before or _coordinator_failed(consumer):
+                    return list(records)
+                # The class's getmany, not the instance's: the stall watch's wrapper (shield_getmany) would rewind
+                # and pause, or park offsets as lost, for a batch that then commits regardless.
+                more = await type(consumer).getmany(consumer, *before, timeout_ms=WAIT_MS, max_records=room)
         except Exception as exc:  # noqa: BLE001 - never the batch's failure: it commits without the extra records
-            log.debug("batch not filled (%s: %s)", type(exc).__name__, exc)
+            moved = _restore(consumer, before)
+            log.warning(
+                "batch of %d not filled (%s: %s); it goes on as it came%s",
+                len(records),
+                type(exc).__name__,
+                exc,
+                f", {moved} partition(s) to be read again from where it ends" if moved else "",
+            )
             return list(records)
         return [*records, *(record for batch in more.values() for record in batch)]
 
 
-def _positions(consumer) -> dict:
+def _positions(consumer) -> dict[TopicPartition, int]:
     """Next offset to hand out per assigned, unpaused partition (the consumer's own state, no round trip)."""
     positions = {}
     paused = consumer.paused()
@@ -74,3 +95,36 @@ def _positions(consumer) -> dict:
         if state is not None and state.has_valid_position:
             positions[tp] = state.position
     return positions
+
+
+def _coordinator_failed(consumer) -> bool:
+    """Whether the group coordinator holds an error for the consume loop (GroupAuthorizationFailedError, ...).
+
+    getmany raises it and forgets it (aiokafka's check_errors): raised in the fill, FastStream would never see it.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None:
+        return False
+    if getattr(coordinator, "_pending_exception", None) is not None:
+        return True
+    task = getattr(coordinator, "_coordination_task", None) or getattr(coordinator, "_reset_committed_task", None)
+    return task is not None and task.done()
+
+
+def _restore(consumer, before: dict[TopicPartition, int]) -> int:
+    """Seek every partition the failed fill moved back to where the batch ended; how many moved.
+
+    Records it drained and dropped (a partition read before another raised, a fetch cut by the time bound) are
+    then handed out again, never skipped. An unmoved partition keeps its fetched buffer (a seek drops it).
+    """
+    moved = 0
+    for tp, position in before.items():
+        if tp not in consumer.assignment():
+            continue  # revoked meanwhile: its new owner starts from the offsets stored in PostgreSQL
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+        if state is None or not state.has_valid_position:
+            continue  # assigned anew by a rebalance: the assignment listener seeks it to its stored offset
+        if state.position != position:
+            consumer.seek(tp, position)
+            moved += 1
+    return moved
