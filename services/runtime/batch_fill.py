@@ -26,9 +26,9 @@ log = logging.getLogger("vote_ledger.ledger")
 # Longest wait for the waiting records: a fetch is one broker round trip (~1 ms idle). Records the broker
 # counts but the fetch does not return (a transaction's commit marker) cost at most this per batch.
 WAIT_MS = 5
-# The whole fill (the ListOffsets round trip and the fetch) at most this: aiokafka itself waits longer in both
-# (end_offsets up to its request timeout when the broker is slow, a fetch for the end of a rebalance). Ten
-# idle round trips: a fill that takes longer saves less than it costs the batch, which then goes on as it came.
+# The whole fill (the ListOffsets round trip and the fetch) at most this: aiokafka alone waits longer in both
+# (end_offsets up to its request timeout when the broker is slow, a fetch for the end of a rebalance that began
+# during it). Fifty idle round trips: a fill that takes longer costs the batch more than it saves it.
 TIMEOUT_S = 0.05
 
 
@@ -66,22 +66,34 @@ class BatchFill:
                 # Read again after the round trip (no await from here to the fetch): the stall watch may have
                 # paused or sought a partition meanwhile.
                 before = {tp: p for tp, p in _positions(consumer).items() if ends.get(tp, 0) > p}
-                if not before or _coordinator_failed(consumer):
-                    return list(records)
-                # The class's getmany, not the instance's: the stall watch's wrapper (shield_getmany) would rewind
-                # and pause, or park offsets as lost, for a batch that then commits regardless.
-                more = await type(consumer).getmany(consumer, *before, timeout_ms=WAIT_MS, max_records=room)
+                if not before or consumer._subscription.reassignment_in_progress:
+                    return list(records)  # a rebalance: the fetch would wait for its end, for records maybe not ours
+                more = await _fetched(consumer, list(before), room)
         except Exception as exc:  # noqa: BLE001 - never the batch's failure: it commits without the extra records
-            moved = _restore(consumer, before)
+            sought = _restore(consumer, before)
             log.warning(
                 "batch of %d not filled (%s: %s); it goes on as it came%s",
                 len(records),
                 type(exc).__name__,
                 exc,
-                f", {moved} partition(s) to be read again from where it ends" if moved else "",
+                f", {sought} partition(s) read again from where it ends" if sought else "",
             )
             return list(records)
         return [*records, *(record for batch in more.values() for record in batch)]
+
+
+async def _fetched(consumer, partitions: list[TopicPartition], room: int) -> dict[TopicPartition, list]:
+    """What the consumer's fetcher holds or brings within WAIT_MS for ``partitions``: aiokafka's getmany, less
+    what getmany does besides, none of it the fill's to do.
+
+    The instance's getmany is the stall watch's wrapper (shield_getmany): on an offset out of range it parks the
+    offsets as lost and skips past them, on a parse error it pauses and rewinds, all under a batch that commits
+    regardless. aiokafka's own raises a pending coordinator error (GroupAuthorizationFailedError, ...) and forgets
+    it, so the consume loop would never see it; and it counts the call as a poll (fetch_context) in a count that
+    is never given back when the call raises or is cut by the time bound, stopping the clock of
+    max_poll_interval_ms for good.
+    """
+    return await consumer._fetcher.fetched_records(partitions, WAIT_MS / 1000, max_records=room)
 
 
 def _positions(consumer) -> dict[TopicPartition, int]:
@@ -97,34 +109,20 @@ def _positions(consumer) -> dict[TopicPartition, int]:
     return positions
 
 
-def _coordinator_failed(consumer) -> bool:
-    """Whether the group coordinator holds an error for the consume loop (GroupAuthorizationFailedError, ...).
-
-    getmany raises it and forgets it (aiokafka's check_errors): raised in the fill, FastStream would never see it.
-    """
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None:
-        return False
-    if getattr(coordinator, "_pending_exception", None) is not None:
-        return True
-    task = getattr(coordinator, "_coordination_task", None) or getattr(coordinator, "_reset_committed_task", None)
-    return task is not None and task.done()
-
-
 def _restore(consumer, before: dict[TopicPartition, int]) -> int:
-    """Seek every partition the failed fill moved back to where the batch ended; how many moved.
+    """Seek every partition the failed fill asked for back to where the batch ended; how many were.
 
     Records it drained and dropped (a partition read before another raised, a fetch cut by the time bound) are
-    then handed out again, never skipped. An unmoved partition keeps its fetched buffer (a seek drops it).
+    then handed out again, never skipped; the seek also drops a fetched response the client raised in the midst
+    of (its parser cannot go on after a record it raised on), so the consume loop's next poll fetches it anew.
     """
-    moved = 0
+    sought = 0
     for tp, position in before.items():
         if tp not in consumer.assignment():
             continue  # revoked meanwhile: its new owner starts from the offsets stored in PostgreSQL
         state = consumer._subscription.subscription.assignment.state_value(tp)
         if state is None or not state.has_valid_position:
             continue  # assigned anew by a rebalance: the assignment listener seeks it to its stored offset
-        if state.position != position:
-            consumer.seek(tp, position)
-            moved += 1
-    return moved
+        consumer.seek(tp, position)
+        sought += 1
+    return sought

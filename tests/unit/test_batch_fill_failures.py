@@ -1,7 +1,8 @@
 """BatchFill's failures have no side effects: the batch goes on as it came, from where it ends, and nothing is skipped.
 
-The consumer is aiokafka's own (unstarted: its assignment and positions are real), with a getmany that drains and
-then fails the way aiokafka's does; the stall watch's wrapper is installed on it as in the ledger.
+The consumer is aiokafka's own (unstarted: its getmany, assignment and positions are real) with a fetcher that hands
+out records and then fails the way aiokafka's does, and a coordinator holding an error as aiokafka's does; the stall
+watch's wrapper is installed on it as in the ledger.
 """
 
 from __future__ import annotations
@@ -19,60 +20,58 @@ from services.runtime.batch_fill import BatchFill
 from services.runtime.stall_watch import shield_getmany
 
 A, B = TopicPartition("votes.submissions", 0), TopicPartition("votes.submissions", 1)
+BATCH_ENDS = {A: 100, B: 50}
 
 
 def _record(tp: TopicPartition, offset: int) -> ConsumerRecord:
     return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, None, b"v", None, 0, 1, ())
 
 
-class FailingConsumer(AIOKafkaConsumer):
-    """aiokafka's consumer whose getmany hands out ``drain`` records per partition (moving its position), then
-    raises ``failure``, or never returns with ``hang``; a pending coordinator error is raised and forgotten first,
-    as aiokafka's check_errors does."""
+BATCH = [_record(A, 99), _record(B, 49)]
 
-    def __init__(self, positions: dict[TopicPartition, int]) -> None:
-        super().__init__(bootstrap_servers="127.0.0.1:1")
-        self.assign(list(positions))
-        for tp, offset in positions.items():
-            self._subscription.seek(tp, offset)
+
+class Fetcher:
+    """aiokafka's fetcher as the fill meets it: hands out ``drain`` records per partition (moving its position, as
+    aiokafka does before it raises for a later partition), then raises ``failure``; or never returns (``hang``)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
         self.drain: dict[TopicPartition, int] = {}
         self.failure: BaseException | None = None
         self.hang = False
         self.calls = 0
 
-    def position_of(self, tp: TopicPartition) -> int:
-        """The next offset the consumer hands out."""
-        return self._subscription.subscription.assignment.state_value(tp).position
-
-    async def getmany(self, *partitions, timeout_ms=0, max_records=None):
+    async def fetched_records(self, partitions, timeout=0, max_records=None):
         """Drain, then fail."""
         self.calls += 1
-        coordinator = self._coordinator
-        if coordinator is not None and coordinator._pending_exception is not None:
-            exc, coordinator._pending_exception = coordinator._pending_exception, None
-            raise exc
         if self.hang:
             await asyncio.Event().wait()
         drained = {}
         for tp, count in self.drain.items():
-            start = self.position_of(tp)
-            drained[tp] = [_record(tp, start + i) for i in range(count)]
-            self._subscription.subscription.assignment.state_value(tp).consumed_to(start + count)
+            state = self.consumer._subscription.subscription.assignment.state_value(tp)
+            drained[tp] = [_record(tp, state.position + i) for i in range(count)]
+            state.consumed_to(state.position + count)
         if self.failure is not None:
             raise self.failure
         return drained
 
-    def seek(self, partition, offset):
-        """As aiokafka's, less the fetcher (not started): the position moves."""
-        self._subscription.seek(partition, offset)
+    def seek_to(self, tp, offset):
+        """As aiokafka's (which also drops the partition's fetched response): the position moves."""
+        self.consumer.sought.append(tp)
+        self.consumer._subscription.seek(tp, offset)
 
 
 class Coordinator:
-    """What the fill reads of aiokafka's group coordinator: an error waiting for the consume loop."""
+    """aiokafka's group coordinator as getmany meets it: an error held for the consumer, raised once, then forgotten."""
 
-    def __init__(self, pending: BaseException | None) -> None:
-        self._pending_exception = pending
-        self._coordination_task = None
+    def __init__(self, pending: BaseException | None = None) -> None:
+        self.pending = pending
+
+    def check_errors(self) -> None:
+        """As aiokafka's GroupCoordinator.check_errors."""
+        if self.pending is not None:
+            exc, self.pending = self.pending, None
+            raise exc
 
 
 class Ends:
@@ -108,13 +107,22 @@ class Watch:
 @pytest.fixture
 async def consumer():
     """Partitions A and B, the batch in hand ending at offsets 100 and 50; the stall watch's wrapper installed."""
-    consumer = FailingConsumer({A: 100, B: 50})
-    watch = Watch()
-    shield_getmany(consumer, watch)
-    consumer.watch = watch
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+    consumer.assign(list(BATCH_ENDS))
+    for tp, offset in BATCH_ENDS.items():
+        consumer._subscription.seek(tp, offset)
+    consumer._fetcher = Fetcher(consumer)
+    consumer._coordinator = Coordinator()
+    consumer.sought = []
+    consumer.watch = Watch()
+    shield_getmany(consumer, consumer.watch)
     yield consumer
-    consumer._coordinator = None  # a test's stand-in has nothing to close
+    consumer._fetcher = consumer._coordinator = None  # the stand-ins have nothing to close
     await consumer.stop()
+
+
+def _position(consumer, tp: TopicPartition) -> int:
+    return consumer._subscription.subscription.assignment.state_value(tp).position
 
 
 def _filler(ends: Ends) -> BatchFill:
@@ -123,25 +131,23 @@ def _filler(ends: Ends) -> BatchFill:
     return filler
 
 
-BATCH = [_record(A, 99), _record(B, 49)]
-
-
 async def test_an_offset_out_of_range_in_the_fill_neither_rewinds_nor_parks_anything_and_the_batch_goes_on(consumer):
-    consumer.failure = OffsetOutOfRangeError({A: 100})
+    consumer._fetcher.failure = OffsetOutOfRangeError({A: 100})
     filled = await _filler(Ends({A: 250, B: 50})).fill(consumer, BATCH, room=100)
     assert filled == BATCH
-    assert consumer.calls == 1  # the class's getmany was called, not the stall watch's wrapper around it
-    assert consumer.watch.rewound == []  # the wrapper would have parked 100..249 as lost while the batch logs 99
-    assert consumer.position_of(A) == 100  # the consume loop meets the error again, with the batch committed
+    assert consumer._fetcher.calls == 1
+    assert consumer.watch.rewound == []  # the wrapper parked 100..249 as lost, skipped to 250, while the batch logs 99
+    assert _position(consumer, A) == 100  # the consume loop's next poll meets the error, with the batch committed
 
 
 async def test_a_parse_error_after_another_partition_was_drained_leaves_both_where_the_batch_ends(consumer, caplog):
-    consumer.drain = {A: 30}  # drained and dropped: aiokafka raises for B before it returns them
-    consumer.failure = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    consumer._fetcher.drain = {A: 30}  # drained and dropped: aiokafka raises for B before it returns them
+    consumer._fetcher.failure = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
     with caplog.at_level(logging.DEBUG, logger="vote_ledger.ledger"):
         filled = await _filler(Ends({A: 200, B: 80})).fill(consumer, BATCH, room=100)
     assert filled == BATCH
-    assert (consumer.position_of(A), consumer.position_of(B)) == (100, 50)  # offsets 100-129 are read again
+    assert (_position(consumer, A), _position(consumer, B)) == (100, 50)  # offsets 100-129 are read again
+    assert set(consumer.sought) == {A, B}  # B too: its fetched response, raised in the midst of, is fetched anew
     assert consumer.paused() == set() and consumer.watch.suspected == [] and consumer.watch.rewound == []
     [line] = [r for r in caplog.records if "not filled" in r.getMessage()]
     assert line.levelno == logging.WARNING
@@ -150,30 +156,33 @@ async def test_a_parse_error_after_another_partition_was_drained_leaves_both_whe
 
 async def test_a_coordinator_error_is_left_for_the_consume_loop_not_raised_and_forgotten_in_the_fill(consumer):
     denied = GroupAuthorizationFailedError()
-    consumer._coordinator = Coordinator(denied)
-    filled = await _filler(Ends({A: 200, B: 80})).fill(consumer, BATCH, room=100)
-    assert filled == BATCH
-    assert consumer._coordinator._pending_exception is denied  # FastStream's next getmany raises it
+    consumer._coordinator.pending = denied
+    consumer._fetcher.drain = {A: 2}
+    filled = await _filler(Ends({A: 200, B: 50})).fill(consumer, BATCH, room=100)
+    assert len(filled) == 4
+    with pytest.raises(GroupAuthorizationFailedError):  # FastStream's next poll raises it
+        await consumer.getmany(timeout_ms=0)
 
 
-async def test_a_fill_whose_fetch_never_returns_gives_up_within_its_bound_with_the_positions_unmoved(consumer):
-    consumer.hang = True  # as aiokafka's fetch waiting for a rebalance to end
+async def test_a_fill_whose_fetch_never_returns_gives_up_within_its_bound_with_the_poll_clock_running(consumer):
+    consumer._fetcher.hang = True  # as aiokafka's fetch waiting for a rebalance that began during it
     started = time.monotonic()
     filled = await _filler(Ends({A: 200, B: 80})).fill(consumer, BATCH, room=100)
     assert time.monotonic() - started < batch_fill.TIMEOUT_S + 0.5
     assert filled == BATCH
-    assert (consumer.position_of(A), consumer.position_of(B)) == (100, 50)
+    assert (_position(consumer, A), _position(consumer, B)) == (100, 50)
+    assert consumer._subscription.fetcher_idle_time > 0  # max_poll_interval_ms still counts (getmany's would not)
 
 
 async def test_a_fill_whose_end_offsets_never_answer_gives_up_within_its_bound(consumer):
     started = time.monotonic()
     filled = await _filler(Ends({A: 200, B: 80}, hang=True)).fill(consumer, BATCH, room=100)
     assert time.monotonic() - started < batch_fill.TIMEOUT_S + 0.5
-    assert filled == BATCH and consumer.calls == 0
+    assert filled == BATCH and consumer._fetcher.calls == 0
 
 
-async def test_a_fill_that_succeeds_takes_the_drained_records_without_the_stall_watchs_wrapper(consumer):
-    consumer.drain = {A: 3}
+async def test_a_fill_that_succeeds_takes_the_drained_records_in_offset_order_after_the_batch(consumer):
+    consumer._fetcher.drain = {A: 3}
     filled = await _filler(Ends({A: 200, B: 50})).fill(consumer, BATCH, room=100)
     assert [(r.partition, r.offset) for r in filled] == [(0, 99), (1, 49), (0, 100), (0, 101), (0, 102)]
-    assert consumer.position_of(A) == 103
+    assert _position(consumer, A) == 103 and consumer.sought == []
