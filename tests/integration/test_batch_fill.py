@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError
 
 from services.adapters.kafka.topics import client_options, producer
 from services.runtime.batch_fill import BatchFill
@@ -59,6 +60,34 @@ async def test_the_fill_adds_at_most_the_room_left_and_nothing_from_a_paused_par
         consumer.pause(tp)  # the stall watch's pause is not the fill's to override
         assert len(await filler.fill(consumer, batch, room=100)) == 2
         assert len(await filler.fill(consumer, batch, room=0)) == 2
+    finally:
+        await filler.stop()
+        await consumer.stop()
+
+
+async def test_a_coordinator_error_pending_at_the_fill_is_still_raised_by_the_consume_loops_next_poll(settings):
+    async with producer(settings) as client:
+        await asyncio.gather(*[await client.send(settings.submissions_topic, b"x", partition=0) for _ in range(10)])
+    consumer = AIOKafkaConsumer(
+        **client_options(settings, "ledger"),
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    consumer.subscribe([settings.submissions_topic])
+    filler = BatchFill(settings)
+    await filler.start()
+    try:
+        batch = await _first(consumer, 2)
+        # What aiokafka's coordinator keeps for the consumer's next getmany when the group is refused (its
+        # _push_error_to_user): raised once, then forgotten.
+        consumer._coordinator._pending_exception = GroupAuthorizationFailedError()
+        filled = await filler.fill(consumer, batch, room=100)
+        assert [r.offset for r in filled] == list(range(10))  # filled all the same: the error is not the fill's
+        with pytest.raises(GroupAuthorizationFailedError):
+            await consumer.getmany(timeout_ms=0)
     finally:
         await filler.stop()
         await consumer.stop()

@@ -83,3 +83,50 @@ def test_frozen_objects_are_still_freed_by_reference_counting():
     Pacer().settle()
     del node
     assert watch() is None
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_under_load_that_never_idles_a_frozen_cycle_is_collected_by_a_forced_sweep_once_overdue():
+    clock = Clock()
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    watch = weakref.ref(a)
+    pacer = Pacer(sweep_s=600.0, force_s=1800.0, clock=clock)
+    pacer.settle()  # the cycle is alive, and frozen
+    del a, b
+    for _ in range(100):  # a batch every 17 s for 28 min, never idle: no sweep yet
+        clock.now += 17.0
+        assert pacer.settle() == 0
+    assert watch() is not None
+    clock.now = 1800.0
+    assert pacer.settle() >= 2  # the batch after the bound sweeps, idle or not
+    assert watch() is None
+    assert gc.get_freeze_count() > 0  # what is still alive is frozen again
+    clock.now += 17.0
+    assert pacer.settle() == 0  # the bound starts again from the forced sweep
+
+
+def test_an_idle_sweep_puts_off_the_forced_one():
+    clock = Clock()
+    pacer = Pacer(sweep_s=600.0, force_s=1800.0, clock=clock)
+    clock.now = 1200.0
+    pacer.idle()
+    clock.now = 2900.0  # 1,700 s since the idle sweep, 2,900 since the start
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    watch = weakref.ref(a)
+    pacer.settle()
+    del a, b
+    clock.now = 2999.0
+    assert pacer.settle() == 0 and watch() is not None
+    clock.now = 3000.0
+    assert pacer.settle() >= 2 and watch() is None
