@@ -1,7 +1,7 @@
 """The ledger's vocabulary: wire events (past-tense facts) and their single JSON codec."""
 
 from events.codec import UPCASTERS, MalformedMessage, decode, decode_logged, encode, text_of
-from events.compact import COMPACT_FORMAT, compact_holds, decode_compact, encode_compact, logged_event
+from events.compact import COMPACT_FORMAT, compact_state, decode_compact, encode_compact, logged_event
 from events.schema import (
     ADMIN_EVENTS,
     ADMIN_TAGS,
@@ -78,7 +78,7 @@ __all__ = [
     "VoteRefused",
     "VoteReinstated",
     "VoteRevoked",
-    "compact_holds",
+    "compact_state",
     "decode",
     "decode_compact",
     "decode_logged",

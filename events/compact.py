@@ -3,7 +3,7 @@
 The ledger writes it once per row, beside the payload (``ledger_log.compact``, migration 019): one
 format byte, then the MessagePack of the decoded, upcast event with ``auth`` set to None (a fold never
 reads ``auth``; the payload keeps it as evidence, and the judge re-verifies signatures from the
-payload). `audit verify` checks that it equals ``encode_compact(decode(payload))`` (compact_mismatch).
+payload). `audit verify` checks that it decodes to the payload's event (compact_state, compact_mismatch).
 
 Datetimes are written as RFC 3339 strings (``msgspec.to_builtins``), not as MessagePack timestamps:
 a timestamp holds an instant in UTC, and decoding it would lose the UTC offset the payload carries,
@@ -69,6 +69,35 @@ def logged_event(compact: bytes | None, payload: str | bytes | None) -> AnyEvent
     return decode_logged(payload)
 
 
-def compact_holds(compact: bytes | None, event: Event) -> bool:
-    """Whether a row's stored compact form is its payload's decoded ``event`` (None: logged before 019)."""
-    return compact is None or bytes(compact) == encode_compact(event)
+# What `audit verify` finds in a row's compact form (compact_state).
+ABSENT = "absent"  # logged before 019: the folds decode the payload
+OTHER_FORMAT = "other_format"  # another format byte: the folds decode the payload (EVENT_COLUMNS), as for ABSENT
+HOLDS = "holds"
+MISMATCH = "mismatch"  # the folds read an event the payload does not hold, or one they cannot decode
+
+
+def compact_state(compact: bytes | bytearray | memoryview | None, event: Event) -> str:
+    """What a row's stored compact form is against its payload's decoded ``event``: ABSENT, OTHER_FORMAT,
+    HOLDS or MISMATCH.
+
+    Decoded and compared as events, not as bytes: a compact form written before a field with a default was
+    added (allowed without a version bump) decodes with the default, as the payload does, though its bytes
+    lack the field. Compared in the builtins form, which keeps each datetime's UTC offset (a datetime's ``==``
+    compares instants only, and reports show the offsets).
+    """
+    if compact is None:
+        return ABSENT
+    if len(compact) and compact[0] != COMPACT_FORMAT:  # readers select the payload for it (reads.EVENT_COLUMNS)
+        return OTHER_FORMAT
+    # Equal bytes decode to an equal event: the common case, at the cost of the check before (measured per
+    # signed vote, best of 15 over 2,000: the bytes 2.7 us, decoding and comparing as events 4.9 us).
+    if bytes(compact) == encode_compact(event):
+        return HOLDS
+    try:
+        stored = decode_compact(compact)
+    except MalformedMessage:  # empty, garbage, or our format byte over another schema version: unreadable
+        return MISMATCH
+    if getattr(event, "auth", None) is not None:
+        event = msgspec.structs.replace(event, auth=None)
+    same = type(stored) is type(event) and msgspec.to_builtins(stored) == msgspec.to_builtins(event)
+    return HOLDS if same else MISMATCH

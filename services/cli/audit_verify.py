@@ -156,6 +156,11 @@ def render_verification(report: dict) -> str:
             f"note {report['rows_without_compact']:,} row(s) logged before migration 019 have no compact form:"
             " the folds decode their payload"
         )
+    if report.get("rows_other_compact_format"):
+        lines.append(
+            f"note {report['rows_other_compact_format']:,} row(s) hold a compact form of another format than this"
+            " version's: the folds decode their payload"
+        )
     if report.get("anchor_mismatch"):
         lines.append("FAIL the chain no longer ends on the expected hash: rows removed from the end, or re-hashed")
     mismatches = report.get("tally_mismatches")

@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from events import compact_holds, decode
+from events import compact_state, decode
+from events.compact import ABSENT, MISMATCH, OTHER_FORMAT
 from projections.chain import Break, ParkedCheck
 from projections.chain_walk import ChainWalk
 from projections.heads import Head, HeadCheck
@@ -41,10 +42,12 @@ class Verification:
     tally_mismatches: list[str] = field(default_factory=list)
     misjudged: Misjudged | None = None  # a row the rules would have decided otherwise (forged?)
     # compact_mismatch: rows whose compact form (migration 019, which the folds read) is not their payload's
-    # decoding: {"position": the first, "rows": how many}; None when every one holds. Rows logged before 019
-    # have none (rows_without_compact): their payload is what every fold reads.
+    # decoding, or cannot be decoded: {"position": the first, "rows": how many}; None when every one holds.
+    # Rows logged before 019 have none (rows_without_compact), and rows whose compact form has another format
+    # byte (rows_other_compact_format: written by another version) are not read: the folds decode their payload.
     compact_mismatch: dict[str, int] | None = None
     rows_without_compact: int = 0
+    rows_other_compact_format: int = 0
     # The final hash differs from one published earlier (report footer, export manifest): rows
     # were removed from the end, or the chain was re-hashed after an edit.
     anchor_mismatch: bool = False
@@ -92,6 +95,7 @@ class Verification:
             "misjudged": None if self.misjudged is None else vars(self.misjudged),
             "compact_mismatch": self.compact_mismatch,
             "rows_without_compact": self.rows_without_compact,
+            "rows_other_compact_format": self.rows_other_compact_format,
             "problems": self.problems,
             "parked": self.parked.as_dict(),
             "heads": None
@@ -151,9 +155,12 @@ async def verify_meeting(
             row = log_verify.chain_row(record)
             event = decode(row.payload)
             # The folds read the compact form, not the payload: it must be the payload's decoding (compact_mismatch).
-            if record["compact"] is None:
+            state = compact_state(record["compact"], event)
+            if state == ABSENT:
                 result.rows_without_compact += 1
-            elif not compact_holds(record["compact"], event):
+            elif state == OTHER_FORMAT:
+                result.rows_other_compact_format += 1
+            elif state == MISMATCH:
                 first = result.compact_mismatch or {"position": row.position, "rows": 0}
                 result.compact_mismatch = {**first, "rows": first["rows"] + 1}
             walk.feed(row, event, {name: record[name] for name in _COPIED if record[name] is not None})

@@ -1,4 +1,13 @@
-"""`projections rebuild`: replay a meeting from the log into the shadow tables, check them, swap them in."""
+"""`projections rebuild`: replay a meeting from the log into the shadow tables, check them, swap them in.
+
+A known weakening since issue 15: the second fold of the whole log (read again and settled every batch) is
+gone, and with it the rebuild's own proof that voters' states do not depend on how rows are batched or when
+contributions settle. That now rests on tests alone: the property test
+tests/unit/test_rules.py::test_folding_in_batches_equals_folding_event_by_event and tests/unit/test_traffic.py
+(test_a_replay_settling_once_at_the_end_equals_one_settling_every_batch, a 60,000-vote campaign); a fold
+that broke it outside what they generate would go unnoticed here. The fold reads each row's compact form,
+which the hash chain does not cover: `audit verify` (compact_mismatch) proves it is the payload's decoding.
+"""
 
 from __future__ import annotations
 

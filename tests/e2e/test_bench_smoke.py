@@ -88,6 +88,8 @@ async def test_the_benchmark_measures_ours_the_limits_and_the_peers_and_writes_t
         for part in (run["one_meeting"], run["many_meetings"]):
             assert part["submissions"] == 500 and part["accepted"] + part["rejected"] == part["log_rows"]
             assert part["watch"]["samples_with_a_ledger_transaction"] > 0
+            # The verdict's CPU: our processes' over the steady window, a share of the machine's cores.
+            assert part["processes_cpu_busy"] > 0
         assert run["many_meetings"]["log_rows"] - run["one_meeting"]["log_rows"] > 0  # 49 more meetings' admin
     assert "ledger2" in m["runs"][1]["many_meetings"]["cpu_us_per_submission"]
     assert m["lock_limits"]

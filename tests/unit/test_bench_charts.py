@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from services.devtools.bench import chart_curves, chart_throughput, charts, report
+from services.devtools.bench.scale import merge_scale
 
 COMMITTED = Path(__file__).resolve().parents[2] / "bench-results" / "results.json"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -180,6 +181,22 @@ def test_the_report_says_whether_each_target_of_issue_15_is_met_by_the_run(resul
     assert _row(table, "| Rebuild:")[4:] == ["≥ 0.50", met]
     assert _row(table, "| Ledger peak RSS during ingest")[1:] == [f"{rss:,}", "", "", "≤ 300", met]
     assert _row(table, "| Publish → visible in the tally")[4:] == ["p99 ≤ 100", met]
+
+
+def test_the_ledger_rss_row_names_the_run_of_a_largest_point_merged_from_a_scale_only_run(results):
+    main_run = _row(report.markdown(results), "| Ledger peak RSS during ingest")[0]
+    assert "measured by" not in main_run
+    point = {**results["scale"][-1], "submissions": 10_000_000, "ledger_peak_rss_mib": 210.0}
+    scale_run = {"date": "2026-12-01T10:00:00+00:00", "scale": [point]}
+    merged = report.markdown(merge_scale(results, scale_run))
+    cells = _row(merged, "| Ledger peak RSS during ingest")
+    assert cells[0].startswith(
+        "Ledger peak RSS during ingest with a backlog of 10,000,000 submissions"
+        " (MiB, measured by the scale-only run of 2026-12-01T10:00:00+00:00, not this run; at each size"
+    )
+    assert cells[1] == "210.0"
+    same_day = report.markdown(merge_scale(results, {**scale_run, "date": results["date"]}))
+    assert "measured by" not in _row(same_day, "| Ledger peak RSS during ingest")[0]
 
 
 def test_the_report_scale_table_gives_cpu_per_submission_where_the_run_measured_it(results):

@@ -23,7 +23,7 @@ from events import (
     ProxySubstituted,
     VoteRefused,
     VoteReinstated,
-    compact_holds,
+    compact_state,
     decode,
     decode_compact,
     encode,
@@ -31,6 +31,7 @@ from events import (
     logged_event,
     tag_of,
 )
+from events.compact import ABSENT, HOLDS, MISMATCH, OTHER_FORMAT
 from tests.factories import T0, at, cast, register_event, revoke, small_meeting
 from tests.strategies import submissions
 
@@ -110,7 +111,7 @@ def test_every_event_type_reads_back_from_its_compact_form_as_its_payload_decode
     unsigned = msgspec.structs.replace(decoded, auth=None) if hasattr(decoded, "auth") else decoded
     assert decode_compact(compact) == unsigned
     assert encode(decode_compact(compact)) == encode(unsigned)
-    assert compact_holds(compact, decoded)
+    assert compact_state(compact, decoded) == HOLDS
 
 
 def test_the_compact_form_holds_no_trace_of_the_channels_signature():
@@ -161,7 +162,7 @@ def test_a_schema_version_change_must_bump_the_compact_format():
 def test_a_row_without_a_compact_form_is_read_from_its_payload_and_garbage_is_malformed():
     vote = cast("R-1", {"2": "for"})
     assert logged_event(None, encode(vote).decode()) == vote
-    assert compact_holds(None, vote)
+    assert compact_state(None, vote) == ABSENT
     for garbage in (b"", bytes([COMPACT_FORMAT]), bytes([COMPACT_FORMAT]) + b"\xc1"):
         with pytest.raises(MalformedMessage):
             decode_compact(garbage)
@@ -174,5 +175,46 @@ def test_a_row_without_a_compact_form_is_read_from_its_payload_and_garbage_is_ma
 def test_a_compact_form_of_another_event_does_not_hold():
     vote = cast("R-1", {"2": "for"})
     other = msgspec.structs.replace(vote, choices={"2": "against"})
-    assert not compact_holds(encode_compact(other), vote)
-    assert compact_holds(memoryview(encode_compact(vote)), vote)
+    assert compact_state(encode_compact(other), vote) == MISMATCH
+    assert compact_state(memoryview(encode_compact(vote)), vote) == HOLDS
+    assert compact_state(encode_compact(vote), msgspec.structs.replace(vote, auth=AUTH)) == HOLDS  # auth is not in it
+
+
+def test_a_compact_form_of_another_format_is_counted_like_none_not_a_mismatch():
+    # Readers fold such a row from its payload (reads.EVENT_COLUMNS), as README and the wire contract say: the
+    # first COMPACT_FORMAT bump must not turn every older row into a compact_mismatch.
+    vote = cast("R-1", {"2": "for"})
+    older = bytes([COMPACT_FORMAT + 1]) + encode_compact(vote)[1:]
+    assert compact_state(older, vote) == OTHER_FORMAT
+    assert compact_state(bytes([COMPACT_FORMAT + 1]) + b"\xc1", vote) == OTHER_FORMAT  # whatever its layout
+
+
+def test_a_compact_form_written_before_a_field_with_a_default_was_added_still_holds():
+    # A field with a default may be added without a version bump: the old row's bytes lack it, yet it decodes
+    # (with the default) to the event its payload decodes to.
+    vote = cast("R-1", {"2": "for"})
+    fields = msgspec.msgpack.decode(encode_compact(vote)[1:])
+    del fields["legal_proxy_id"], fields["discretionary"]
+    written_before = bytes([COMPACT_FORMAT]) + msgspec.msgpack.encode(fields)
+    assert written_before != encode_compact(vote)
+    assert compact_state(written_before, vote) == HOLDS
+    assert compact_state(written_before, msgspec.structs.replace(vote, discretionary=True)) == MISMATCH
+
+
+def test_a_compact_form_of_our_format_that_cannot_be_decoded_is_a_mismatch():
+    vote = cast("R-1", {"2": "for"})
+    unreadable = [
+        b"",
+        bytes([COMPACT_FORMAT]),
+        bytes([COMPACT_FORMAT]) + b"\xc1",
+        encode_compact(msgspec.structs.replace(vote, v=SCHEMA_VERSION + 1)),  # readers get no payload for it
+    ]
+    for compact in unreadable:
+        assert compact_state(compact, vote) == MISMATCH, compact
+
+
+def test_a_compact_form_whose_times_differ_only_in_their_utc_offset_is_a_mismatch():
+    vote = cast("R-1", {"2": "for"})
+    shifted = msgspec.structs.replace(vote, executed_at=vote.executed_at.astimezone(timezone(timedelta(hours=2))))
+    assert shifted == vote  # a datetime's == compares instants only
+    assert compact_state(encode_compact(shifted), vote) == MISMATCH

@@ -64,6 +64,7 @@ async def ingest(
             sampler.start()
             spawned = time.perf_counter()
             first = last = None
+            steady_usage = None
             try:
                 while (done := await _consumed(conn, settings)) < messages:
                     _alive(procs)
@@ -72,6 +73,7 @@ async def ingest(
                         sampler.mark()  # CPU per submission counts the steady state, not interpreter start-up
                     await asyncio.sleep(_POLL)
                 last = time.perf_counter()
+                steady_usage = sampler.usage()  # mark (first commit) to the last: the steady window's CPU
                 head = await log_reads.head(conn)
                 while await _checkpoint(conn) < head:
                     _alive(procs)
@@ -106,6 +108,9 @@ async def ingest(
         "cpu_us_per_submission": {k: round(v / measured * 1e6, 1) for k, v in usage.cpu_seconds.items()},
         "peak_rss_mib": usage.peak_rss_mib,
         "measured_seconds": round(usage.wall_seconds, 2),
+        # Each process's CPU over the steady window alone (the ledgers' ingest, not the projector's catch-up after).
+        "steady_cpu_seconds": steady_usage.cpu_seconds if steady_usage else {},
+        "steady_cpu_window_seconds": round(steady_usage.wall_seconds, 2) if steady_usage else 0.0,
         **extra,
     }
 

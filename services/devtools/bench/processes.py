@@ -194,14 +194,18 @@ class Sampler:
         self.first = dict(self.last)
         self.started = time.perf_counter()
 
-    async def stop(self) -> Usage:
-        """Take the last sample and return the usage since start."""
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+    def usage(self) -> Usage:
+        """Take a sample and return the usage since start (or mark) up to now; sampling goes on."""
         self._sample()
         usage = Usage(wall_seconds=time.perf_counter() - self.started)
         for name, procs in self.seen.items():
             usage.cpu_seconds[name] = round(sum(self.last.get(pid, 0) - self.first.get(pid, 0) for pid in procs), 2)
             usage.peak_rss_mib[name] = round(self.peak.get(name, 0) / 2**20, 1)
         return usage
+
+    async def stop(self) -> Usage:
+        """Take the last sample and return the usage since start."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        return self.usage()

@@ -205,8 +205,11 @@ def _ledger_rss(r: dict[str, Any]) -> list[str]:
     points.sort(key=lambda p: p["submissions"])
     largest = points[-1]
     each = " / ".join(f"{p['ledger_peak_rss_mib']:,} at {p['submissions']:,}" for p in points)
+    # merge_scale may have brought the largest point in from a --scale-only run, possibly of other code: say so.
+    other = largest.get("run") not in (None, r.get("date"))
+    when = f", measured by the scale-only run of {largest['run']}, not this run" if other else ""
     return [
-        f"| Ledger peak RSS during ingest with a backlog of {largest['submissions']:,} submissions (MiB; at"
+        f"| Ledger peak RSS during ingest with a backlog of {largest['submissions']:,} submissions (MiB{when}; at"
         f" each size of the scale curve: {each}) | {largest['ledger_peak_rss_mib']:,} | | |"
         f" ≤ {LEDGER_RSS_TARGET_MIB:.0f} | {_met(largest['ledger_peak_rss_mib'] <= LEDGER_RSS_TARGET_MIB)} |"
     ]
