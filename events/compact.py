@@ -45,7 +45,9 @@ def decode_compact(data: bytes | bytearray | memoryview) -> AnyEvent:
         raise MalformedMessage("unsupported_compact", f"compact format {first!r}, not {COMPACT_FORMAT}")
     try:
         event = _decoder.decode(memoryview(data)[1:])
-    except msgspec.DecodeError as exc:  # ValidationError included
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError included
+        # A string that is not UTF-8 raises UnicodeDecodeError from msgspec's MessagePack decoder, not a
+        # DecodeError (found by mutating stored forms): without this a forged form crashed a fold.
         raise MalformedMessage("invalid_compact", str(exc)) from None
     if event.v != SCHEMA_VERSION:
         raise MalformedMessage("unsupported_compact", f"schema v{event.v}, not v{SCHEMA_VERSION}")

@@ -218,3 +218,12 @@ def test_a_compact_form_whose_times_differ_only_in_their_utc_offset_is_a_mismatc
     shifted = msgspec.structs.replace(vote, executed_at=vote.executed_at.astimezone(timezone(timedelta(hours=2))))
     assert shifted == vote  # a datetime's == compares instants only
     assert compact_state(encode_compact(shifted), vote) == MISMATCH
+
+
+def test_a_compact_form_holding_a_string_that_is_not_utf8_is_malformed_not_a_crash():
+    """msgspec raises UnicodeDecodeError for such a string: a forged form must fall back, not end a fold."""
+    form = bytes([COMPACT_FORMAT]) + msgspec.msgpack.encode({"type": "vote.cast"}).replace(
+        b"vote.cast", b"vote\xfdcast"
+    )
+    with pytest.raises(MalformedMessage):
+        decode_compact(form)
